@@ -1,0 +1,230 @@
+"""Error types for every refusal the protocol package can make.
+
+Verification raises; it never returns a bool. Each domain has one base class and
+subclasses that carry what was expected and what was found, so that a report
+can say exactly why something was refused.
+
+Every error has a stable ``code`` (the failure codes of docs/protocol.md §11).
+"""
+
+from __future__ import annotations
+
+
+class VerificationError(Exception):
+    """Base of everything the protocol package refuses."""
+
+    code = "verification_error"
+
+    def __init__(self, message: str, *, expected: object = None, found: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.expected = expected
+        self.found = found
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.expected is not None or self.found is not None:
+            parts.append(f"(want {self.expected!r}, got {self.found!r})")
+        return " ".join(parts)
+
+
+# --- CBOR (docs/protocol.md §2) ---------------------------------------------
+
+
+class CBORError(VerificationError):
+    """The bytes are not the deterministic CBOR this protocol accepts."""
+
+    code = "malformed_record"
+
+
+class TruncatedError(CBORError):
+    """The input ended inside an item."""
+
+
+class TrailingBytesError(CBORError):
+    """Bytes follow the single top-level item."""
+
+
+class IndefiniteLengthError(CBORError):
+    """An indefinite-length item (RFC 8949 §3.2.2) was found."""
+
+
+class NonCanonicalError(CBORError):
+    """An integer, length or size is not in its shortest form."""
+
+
+class FloatError(CBORError):
+    """A floating-point value was found; values are fixed-point integers."""
+
+
+class ForbiddenTypeError(CBORError):
+    """A tag, simple value or nested container appears where it is not allowed."""
+
+
+class DuplicateKeyError(CBORError):
+    """A map key occurs twice."""
+
+
+class UnsortedKeysError(CBORError):
+    """Map keys are not in ascending order (RFC 8949 §4.2.1)."""
+
+
+class SizeError(CBORError):
+    """An item or the whole input exceeds its size limit."""
+
+
+class InvalidUTF8Error(CBORError):
+    """A text string is not valid UTF-8."""
+
+
+# --- Records (§2) -------------------------------------------------------------
+
+
+class RecordError(VerificationError):
+    """A payload is well-formed CBOR but not a valid record."""
+
+    code = "malformed_record"
+
+
+class UnknownFieldError(RecordError):
+    """A key in the critical range 0-999 that this version does not define."""
+
+
+class MissingFieldError(RecordError):
+    """A required field is absent."""
+
+
+class FieldTypeError(RecordError):
+    """A field has the wrong CBOR type."""
+
+
+class FieldRangeError(RecordError):
+    """A field's value is outside its bounds."""
+
+
+class FieldConflictError(RecordError):
+    """Fields that exclude each other are both present (e.g. temp and fault)."""
+
+
+# --- COSE (§3, §5) -------------------------------------------------------------
+
+
+class CoseError(VerificationError):
+    """The envelope does not follow the COSE profile."""
+
+    code = "malformed_record"
+
+
+class AlgorithmError(CoseError):
+    """The algorithm is not the one the profile allows."""
+
+
+class HeaderError(CoseError):
+    """Protected or unprotected header differs from the profile."""
+
+
+class SignatureError(VerificationError):
+    """The signature does not verify."""
+
+    code = "bad_signature"
+
+
+class HighSError(SignatureError):
+    """The ECDSA s value is above n/2 (the profile demands low-S)."""
+
+
+class MacError(VerificationError):
+    """A COSE_Mac0 tag does not verify."""
+
+    code = "bad_signature"
+
+
+# --- Keys and trust (§10) -------------------------------------------------------
+
+
+class KeyError_(VerificationError):
+    """A key is malformed or not pinned."""
+
+    code = "unknown_key"
+
+
+class UnknownKeyError(KeyError_):
+    """No pinned or validly registered key for this signer."""
+
+
+class RevokedKeyError(KeyError_):
+    """The key was revoked before this record was logged."""
+
+    code = "revoked_key"
+
+
+class TrustError(VerificationError):
+    """The trust file is missing, empty or malformed."""
+
+    code = "malformed_trust"
+
+
+# --- Merkle log (§6) -------------------------------------------------------------
+
+
+class ProofError(VerificationError):
+    """A Merkle proof is malformed or does not verify."""
+
+    code = "proof_mismatch"
+
+
+class ProofShapeError(ProofError):
+    """Wrong number of hashes, wrong hash size, or index/size out of range."""
+
+
+class RootMismatchError(ProofError):
+    """The proof reproduces a different root than the one expected."""
+
+
+# --- Checkpoints and notes (§7) ----------------------------------------------------
+
+
+class NoteError(VerificationError):
+    """A signed note or checkpoint is malformed."""
+
+    code = "bad_checkpoint"
+
+
+class NoteSignatureError(NoteError):
+    """A pinned key's signature on a note does not verify."""
+
+
+class UnverifiedNoteError(NoteError):
+    """No signature from any pinned key was found on the note."""
+
+    code = "unknown_log_key"
+
+
+class InconsistentCheckpointsError(VerificationError):
+    """Two checkpoints of one log cannot both be true."""
+
+    code = "inconsistent_checkpoints"
+
+
+# --- Anchors (§8) ------------------------------------------------------------------
+
+
+class AnchorError(VerificationError):
+    """An anchor receipt fails its checks."""
+
+    code = "bad_anchor"
+
+
+class AnchorUnverifiableError(AnchorError):
+    """An anchor could not be checked (for example, an EVM anchor without RPC)."""
+
+    code = "anchor_unverifiable"
+
+
+# --- Bundles (§9) ------------------------------------------------------------------
+
+
+class BundleError(VerificationError):
+    """The bundle does not match its schema."""
+
+    code = "malformed_bundle"
