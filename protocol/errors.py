@@ -142,17 +142,17 @@ class MacError(VerificationError):
 # --- Keys and trust (§10) -------------------------------------------------------
 
 
-class KeyError_(VerificationError):
+class KeyTrustError(VerificationError):
     """A key is malformed or not pinned."""
 
     code = "unknown_key"
 
 
-class UnknownKeyError(KeyError_):
+class UnknownKeyError(KeyTrustError):
     """No pinned or validly registered key for this signer."""
 
 
-class RevokedKeyError(KeyError_):
+class RevokedKeyError(KeyTrustError):
     """The key was revoked before this record was logged."""
 
     code = "revoked_key"
