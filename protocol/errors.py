@@ -77,6 +77,27 @@ class InvalidUTF8Error(CBORError):
     """A text string is not valid UTF-8."""
 
 
+class MalformedError(CBORError):
+    """The bytes are not well-formed CBOR (reserved additional information 28-30,
+    or an indefinite-length marker on a major type that has none; RFC 8949 §3)."""
+
+
+class SimpleValueError(ForbiddenTypeError):
+    """A simple value (false, true, null, undefined, ...) was found."""
+
+
+class TagError(ForbiddenTypeError):
+    """A tag that is not allowed at this place was found."""
+
+
+class MapKeyTypeError(ForbiddenTypeError):
+    """A map key is not an integer."""
+
+
+class DepthError(ForbiddenTypeError):
+    """Arrays, maps or tags are nested deeper than allowed."""
+
+
 # --- Records (§2) -------------------------------------------------------------
 
 
@@ -121,6 +142,19 @@ class AlgorithmError(CoseError):
 
 class HeaderError(CoseError):
     """Protected or unprotected header differs from the profile."""
+
+
+class KidError(HeaderError):
+    """The kid is not a valid signer id (docs/protocol.md §1)."""
+
+
+class EnvelopeError(CoseError):
+    """The message is not the profile's envelope: wrong tag, not a 4-element array,
+    an element of the wrong type, or a signature or tag of the wrong length."""
+
+
+class DetachedPayloadError(EnvelopeError):
+    """The payload is nil (detached); the profile carries it in the message."""
 
 
 class SignatureError(VerificationError):
