@@ -1,0 +1,5 @@
+"""ColdTrace cloud service: trace assembly, the consumer page, exports.
+
+For now it holds the end-to-end demo (`coldtrace demo`); the service comes
+with its own issue.
+"""
