@@ -111,9 +111,16 @@ def _map_sort_key(key: int) -> int:
 
 
 def _encode(obj: object, out: bytearray) -> None:
-    if isinstance(obj, bool) or obj is None:
+    t = type(obj)
+    if t is int:  # the common case first; bool is not int here
+        assert isinstance(obj, int)
+        if 0 <= obj < 24:
+            out.append(obj)
+        else:
+            out += head(0, obj) if obj >= 0 else head(1, -1 - obj)
+    elif isinstance(obj, bool) or obj is None:
         raise TypeError(f"cannot encode {obj!r}: no simple values in deterministic CBOR here")
-    if isinstance(obj, int):
+    elif isinstance(obj, int):
         out += head(0, obj) if obj >= 0 else head(1, -1 - obj)
     elif isinstance(obj, (bytes, bytearray, memoryview)):
         raw = bytes(obj)
@@ -132,7 +139,10 @@ def _encode(obj: object, out: bytearray) -> None:
             if type(key) is not int:
                 raise TypeError(f"CBOR map keys must be int, got {type(key).__name__}")
         out += head(5, len(obj))
-        for key in sorted(obj, key=_map_sort_key):
+        keys = sorted(obj)
+        if keys and keys[0] < 0:
+            keys.sort(key=_map_sort_key)
+        for key in keys:
             _encode(key, out)
             _encode(obj[key], out)
     elif isinstance(obj, Tag):

@@ -234,6 +234,28 @@ class UnverifiedNoteError(NoteError):
     code = "unknown_log_key"
 
 
+class MalformedNoteError(NoteError):
+    """The text is not a well-formed C2SP signed note (c2sp.org/signed-note): no
+    blank line before the signatures, a bad signature line, a control character,
+    a duplicated key, more than 16 KiB or more than 100 signatures."""
+
+
+class MalformedCheckpointError(NoteError):
+    """A note body is not a valid checkpoint (c2sp.org/tlog-checkpoint, §7): bad
+    origin, tree size with leading zeros, root hash not 32 bytes of base64, ..."""
+
+
+class CheckpointOriginError(NoteError):
+    """A checkpoint signer's key name differs from the checkpoint's origin."""
+
+
+class NoteKeyError(NoteError):
+    """A verifier key (vkey) or signer key (skey) string is malformed, uses an
+    unsupported signature type, or a set of verifier keys is empty or ambiguous."""
+
+    code = "malformed_trust"
+
+
 class InconsistentCheckpointsError(VerificationError):
     """Two checkpoints of one log cannot both be true."""
 
@@ -253,6 +275,28 @@ class AnchorUnverifiableError(AnchorError):
     """An anchor could not be checked (for example, an EVM anchor without RPC)."""
 
     code = "anchor_unverifiable"
+
+
+class MalformedReceiptError(AnchorError):
+    """A receipt's JSON is not the shape of §8.1 / §8.2 (missing, extra or
+    mistyped field, hex or base64 not in canonical form, value out of range)."""
+
+
+class AnchorSignatureError(AnchorError):
+    """A local ledger entry's signature does not verify under the pinned key."""
+
+
+class AnchorMismatchError(AnchorError):
+    """What the ledger holds differs from what the receipt or checkpoint says
+    (checkpoint hash, event fields, transaction status, block hash)."""
+
+
+class AnchorChainError(AnchorError):
+    """Receipts of one local ledger do not link (``prev``) or disagree at one index."""
+
+
+class AnchorConfirmationsError(AnchorError):
+    """An EVM anchor is buried under fewer blocks than its receipt claims."""
 
 
 # --- Bundles (§9) ------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Which stored nodes a proof needs (RFC 9162 §2.1.3.1 and §2.1.4.1).
 
-A node is named by its coordinates ``NodeID(level, index)``: the complete
+A node is named by its coordinates ``(level, index)``: the complete
 subtree of ``2**level`` leaves ``[index << level, (index + 1) << level)``.
 Level 0 holds the leaf hashes. A log stores every complete subtree once the
 last of its leaves is appended, and never changes it afterwards.
@@ -12,20 +12,19 @@ subtree that is not yet complete, so it is not stored, and its hash is
 recomputed by folding the complete subtrees that cover the range. A proof
 contains at most one ephemeral node.
 
-The functions here only do arithmetic on coordinates; they never hash. The
-tree fetches the nodes and folds them (``fold``); the verifier does not need
-this module at all (it checks the length of a proof on its own).
+The functions here do arithmetic on coordinates only; ``fold`` then turns the
+fetched hashes of one entry into a proof hash. The verifier does not use
+this module (it derives the expected proof length on its own).
 
-    inclusion(5, 7)   -> [(NodeID(0, 4),), (NodeID(0, 6),), (NodeID(2, 0),)]
-                          leaf 4          leaf 6          leaves 0..3
-    inclusion(0, 7)   -> [..., (NodeID(1, 2), NodeID(0, 6)), ...]
-                          the ephemeral node over leaves 4..6
+    inclusion(5, 7) -> [((0, 4),), ((0, 6),), ((2, 0),)]
+                         leaf 4     leaf 6     leaves 0..3
+    inclusion(0, 7) -> [((0, 1),), ((1, 1),), ((1, 2), (0, 6))]
+                         leaf 1     leaves 2-3  ephemeral node over leaves 4..6
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from protocol.merkle.hasher import hash_children
 
@@ -40,11 +39,8 @@ __all__ = [
 ]
 
 
-class NodeID(NamedTuple):
-    """Coordinates of a complete subtree: leaves ``[index << level, (index + 1) << level)``."""
-
-    level: int
-    index: int
+NodeID = tuple[int, int]
+"""``(level, index)``: the complete subtree over ``[index << level, (index + 1) << level)``."""
 
 
 Range = tuple[int, int]
@@ -73,7 +69,7 @@ def subtree_nodes(begin: int, end: int) -> tuple[NodeID, ...]:
     nodes: list[NodeID] = []
     for level in range(width.bit_length() - 1, -1, -1):
         if width >> level & 1:
-            nodes.append(NodeID(level, begin >> level))
+            nodes.append((level, begin >> level))
             begin += 1 << level
     return tuple(nodes)
 

@@ -69,7 +69,9 @@ def consistency_proof_length(size1: int, size2: int) -> int:
 
 def _check_int(name: str, value: int, low: int) -> None:
     if type(value) is not int:
-        raise ProofShapeError(f"{name} must be an integer", expected="int", found=type(value).__name__)
+        raise ProofShapeError(
+            f"{name} must be an integer", expected="int", found=type(value).__name__
+        )
     if not low <= value <= MAX_TREE_SIZE:
         raise ProofShapeError(
             f"{name} is out of range", expected=f"{low}..{MAX_TREE_SIZE}", found=value
