@@ -145,14 +145,14 @@ def build(out: Path) -> tuple[Path, Path, dict[str, Any]]:
     ledger_key = ed25519.Ed25519PrivateKey.generate()
 
     print("2. registration records for each device, signed by the registry")
-    placements = {
-        truck: (1, "truck:NL-47-BXT"),
-        room: (1, "dc-rotterdam:cold-room-2"),
-        pack: (2, "packhouse-westland"),
-        dock: (2, "dc-rotterdam:dock-3"),
-    }
+    placements = [
+        (truck, 1, "truck:NL-47-BXT"),
+        (room, 1, "dc-rotterdam:cold-room-2"),
+        (pack, 2, "packhouse-westland"),
+        (dock, 2, "dc-rotterdam:dock-3"),
+    ]
     ordered: list[bytes] = []
-    for dev, (role, place) in placements.items():
+    for dev, role, place in placements:
         ordered.append(
             registry.sign(
                 Registration,

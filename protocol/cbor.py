@@ -58,7 +58,7 @@ from protocol.errors import (
     UnsortedKeysError,
 )
 
-__all__ = ["MAX_DEPTH_LIMIT", "Tag", "decode", "encode", "head"]
+__all__ = ["MAX_DEPTH_LIMIT", "Tag", "decode", "decode_at", "encode", "head"]
 
 #: Upper bound for ``max_depth``: keeps recursion far from Python's limit.
 MAX_DEPTH_LIMIT = 16
@@ -191,6 +191,28 @@ def decode(
             found=f"{n} bytes",
         )
     return value
+
+
+def decode_at(
+    data: bytes,
+    pos: int,
+    *,
+    max_depth: int = 4,
+    allowed_tags: frozenset[int] = frozenset(),
+) -> tuple[object, int]:
+    """Decode the one item that starts at offset ``pos`` of ``data``.
+
+    Returns the item and the offset just after it; bytes after it are the
+    caller's business. Same rules and errors as :func:`decode`.
+    """
+    if not 0 <= max_depth <= MAX_DEPTH_LIMIT:
+        raise ValueError(f"max_depth must be in 0..{MAX_DEPTH_LIMIT}, got {max_depth}")
+    try:
+        return _item(data, pos, max_depth, allowed_tags)
+    except IndexError:
+        raise TruncatedError(
+            "CBOR input ends inside an item", expected="more bytes", found=f"{len(data)} bytes"
+        ) from None
 
 
 def _truncated(pos: int, need: int, n: int) -> TruncatedError:

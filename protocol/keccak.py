@@ -73,7 +73,10 @@ def _keccak_f1600(lanes: list[int]) -> None:
     """Apply the 24-round permutation to 25 lanes (lane x + 5*y) in place."""
     for round_constant in _ROUND_CONSTANTS:
         # θ: xor each lane with the parities of two neighbouring columns.
-        columns = [lanes[x] ^ lanes[x + 5] ^ lanes[x + 10] ^ lanes[x + 15] ^ lanes[x + 20] for x in range(5)]
+        columns = [
+            lanes[x] ^ lanes[x + 5] ^ lanes[x + 10] ^ lanes[x + 15] ^ lanes[x + 20]
+            for x in range(5)
+        ]
         for x in range(5):
             d = columns[(x - 1) % 5] ^ _rotl(columns[(x + 1) % 5], 1)
             for y in range(0, 25, 5):
@@ -82,7 +85,9 @@ def _keccak_f1600(lanes: list[int]) -> None:
         moved = [0] * 25
         for x in range(5):
             for y in range(5):
-                moved[y + 5 * ((2 * x + 3 * y) % 5)] = _rotl(lanes[x + 5 * y], _ROTATIONS[x + 5 * y])
+                moved[y + 5 * ((2 * x + 3 * y) % 5)] = _rotl(
+                    lanes[x + 5 * y], _ROTATIONS[x + 5 * y]
+                )
         # χ: the only non-linear step, along each row.
         for y in range(0, 25, 5):
             row = moved[y : y + 5]
@@ -94,11 +99,19 @@ def _keccak_f1600(lanes: list[int]) -> None:
 
 def keccak256(data: bytes | bytearray | memoryview) -> bytes:
     """Return the 32-byte Keccak-256 digest of ``data`` (Ethereum's ``keccak256``)."""
-    message = bytes(data)
-    # Padding pad10*1 with Keccak's domain byte 0x01 (SHA-3 would use 0x06).
-    # When only one byte is missing, 0x01 and the final 0x80 share it (0x81).
+    return _sponge_256(bytes(data), _KECCAK_DOMAIN)
+
+
+_KECCAK_DOMAIN = 0x01  # original Keccak padding: pad10*1 only
+_SHA3_DOMAIN = 0x06  # FIPS 202 appends the bits 01 first; used only by the tests
+
+
+def _sponge_256(message: bytes, domain: int) -> bytes:
+    """Absorb ``message`` at rate 136 with the given first padding byte, squeeze 32 bytes."""
+    # Padding pad10*1: the domain byte, zeros, and a final 0x80 bit. When only
+    # one byte is missing, the domain byte and 0x80 share it (0x81 for Keccak).
     padded = bytearray(message)
-    padded.append(0x01)
+    padded.append(domain)
     padded.extend(b"\x00" * (-len(padded) % RATE))
     padded[-1] |= 0x80
 

@@ -17,7 +17,7 @@ is mapped to a fault code of docs/protocol.md §2.2:
 """
 
 from micropython import const
-import time
+import ct_ticks
 
 _CONVERT_T = const(0x44)
 _READ_SCRATCH = const(0xBE)
@@ -110,8 +110,8 @@ class DS18B20:
     def __init__(self, ow, rom=None, ticks_ms=None, sleep_ms=None, powered=True):
         self._ow = ow
         self.rom = rom
-        self._ticks = ticks_ms or time.ticks_ms
-        self._sleep = sleep_ms or time.sleep_ms
+        self._ticks = ticks_ms or ct_ticks.ticks_ms
+        self._sleep = sleep_ms or ct_ticks.sleep_ms
         self._powered = powered
         self._t0 = None
         self._sp = bytearray(9)
@@ -139,7 +139,7 @@ class DS18B20:
             raise DS18B20Error(TIMEOUT, "no conversion started")
         t0 = self._t0
         self._t0 = None
-        left = _CONV_MS - time.ticks_diff(self._ticks(), t0)
+        left = _CONV_MS - ct_ticks.ticks_diff(self._ticks(), t0)
         if left > 0:
             self._sleep(left)
         try:

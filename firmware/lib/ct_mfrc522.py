@@ -14,7 +14,7 @@ CRC coprocessor is not used.
 """
 
 from micropython import const
-import time
+import ct_ticks
 
 _COMMAND = const(0x01)
 _COM_IRQ = const(0x04)
@@ -67,8 +67,8 @@ class MFRC522:
     def __init__(self, spi, cs, ticks_ms=None, sleep_ms=None):
         self._spi = spi
         self._cs = cs
-        self._ticks = ticks_ms or time.ticks_ms
-        self._sleep = sleep_ms or time.sleep_ms
+        self._ticks = ticks_ms or ct_ticks.ticks_ms
+        self._sleep = sleep_ms or ct_ticks.sleep_ms
         self._b2 = bytearray(2)
         self._fifo = bytearray(64)
         cs(1)
@@ -108,8 +108,9 @@ class MFRC522:
         v = self._rd(_TX_CONTROL)
         self._wr(_TX_CONTROL, (v | 0x03) if on else (v & ~0x03))
 
-    def transceive(self, data, tx_bits=0):
-        """Send data (last byte holds ``tx_bits`` bits, 0 = 8); return
+    def transceive(self, data, tx_bits=0, rx_align=0):
+        """Send data (last byte holds ``tx_bits`` bits, 0 = 8; the first
+        received bit lands at bit ``rx_align`` of the first byte); return
         (received bytes, valid bits in the last byte, collision position).
         collision position is 0 when there was none, else 1 ... 32."""
         self._wr(_COMMAND, _IDLE)
@@ -117,9 +118,10 @@ class MFRC522:
         self._wr(_FIFO_LEVEL, 0x80)  # flush
         for b in data:
             self._wr(_FIFO_DATA, b)
-        self._wr(_BIT_FRAMING, (tx_bits << 4) | tx_bits)  # RxAlign = TxLastBits
+        framing = (rx_align << 4) | tx_bits
+        self._wr(_BIT_FRAMING, framing)
         self._wr(_COMMAND, _TRANSCEIVE)
-        self._wr(_BIT_FRAMING, 0x80 | (tx_bits << 4) | tx_bits)  # StartSend
+        self._wr(_BIT_FRAMING, 0x80 | framing)  # StartSend
         t0 = self._ticks()
         while True:
             irq = self._rd(_COM_IRQ)
@@ -127,7 +129,7 @@ class MFRC522:
                 break
             if irq & 0x01:  # TimerIRq: no tag answered
                 return b"", 0, 0
-            if time.ticks_diff(self._ticks(), t0) > _TIMEOUT_MS:
+            if ct_ticks.ticks_diff(self._ticks(), t0) > _TIMEOUT_MS:
                 raise MFRC522Error("chip timeout")
             self._sleep(1)
         self._wr(_BIT_FRAMING, 0)
@@ -167,7 +169,7 @@ class MFRC522:
             frame[1] = 0x20 + (nbytes << 4) + nbits
             for i in range(len(frame) - 2):
                 frame[2 + i] = uid[i]
-            r, _, coll = self.transceive(frame, nbits)
+            r, _, coll = self.transceive(frame, nbits, nbits)
             if not r:
                 raise MFRC522Error("no answer to anticollision")
             # r[0] holds bits nbits..7 of uid[nbytes] (RxAlign), then on
@@ -181,19 +183,20 @@ class MFRC522:
                 else:
                     uid[j] = r[i]
             if not coll:
-                if nbytes + len(r) - (1 if nbits else 0) < 5:
+                if nbytes + len(r) < 5:
                     raise MFRC522Error("short anticollision answer")
                 break
-            if coll <= known:
-                raise MFRC522Error("collision not after known bits")
+            # CollPos counts from bit 0 of the first FIFO byte, which RxAlign
+            # lined up with byte ``nbytes`` of UID CLn
+            pos = nbytes * 8 + coll
+            if pos <= known or pos > 40:
+                raise MFRC522Error("collision position")
             # take the branch where the colliding bit is 1
-            pos = coll - 1
-            uid[pos // 8] |= 1 << (pos % 8)
-            known = coll
-            # clear the bits after the collision in that byte
-            keep = (1 << (known % 8)) - 1 if known % 8 else 0xFF
+            uid[(pos - 1) // 8] |= 1 << ((pos - 1) % 8)
+            known = pos
+            # the bits after the collision in that byte are asked again
             if known % 8:
-                uid[known // 8] &= keep
+                uid[known // 8] &= (1 << (known % 8)) - 1
         else:
             raise MFRC522Error("anticollision did not converge")
         if uid[0] ^ uid[1] ^ uid[2] ^ uid[3] ^ uid[4]:

@@ -21,7 +21,7 @@ ACK frame (§6.2.1.3).
 """
 
 from micropython import const
-import time
+import ct_ticks
 
 I2C_ADDR = const(0x24)
 _HOST = const(0xD4)
@@ -209,14 +209,14 @@ class Target:
 class PN532:
     def __init__(self, bus, ticks_ms=None, sleep_ms=None):
         self._bus = bus
-        self._ticks = ticks_ms or time.ticks_ms
-        self._sleep = sleep_ms or time.sleep_ms
+        self._ticks = ticks_ms or ct_ticks.ticks_ms
+        self._sleep = sleep_ms or ct_ticks.sleep_ms
         self._buf = bytearray(_BUF)
 
     def _wait_ready(self, timeout_ms):
         t0 = self._ticks()
         while not self._bus.ready():
-            if time.ticks_diff(self._ticks(), t0) >= timeout_ms:
+            if ct_ticks.ticks_diff(self._ticks(), t0) >= timeout_ms:
                 return False
             self._sleep(_POLL_MS)
         return True
@@ -239,7 +239,7 @@ class PN532:
         start, ln = parse_frame(self._buf, n)
         if ln < 0 or self._buf[start] != cmd + 1:
             raise PN532Error("bad response code")
-        return bytes(self._buf[start + 1 : start + 1 + ln])
+        return bytes(self._buf[start + 1 : start + ln])
 
     def firmware_version(self):
         """(IC, Ver, Rev, Support); IC is 0x32 for a PN532."""

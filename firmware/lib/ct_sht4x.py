@@ -15,7 +15,7 @@ Faults carry the protocol codes: 1 no answer, 2 CRC, 5 out of range, 6 bus,
 """
 
 from micropython import const
-import time
+import ct_ticks
 
 ADDR = const(0x44)
 _MEASURE_HIGH = const(0xFD)
@@ -89,7 +89,7 @@ class SHT4x:
     def __init__(self, i2c, addr=ADDR, sleep_ms=None):
         self._i2c = i2c
         self.addr = addr
-        self._sleep = sleep_ms or time.sleep_ms
+        self._sleep = sleep_ms or ct_ticks.sleep_ms
         self._cmd = bytearray(1)
         self._buf = bytearray(6)
 

@@ -67,10 +67,11 @@ def subtree_nodes(begin: int, end: int) -> tuple[NodeID, ...]:
     if width and begin & ((1 << (width.bit_length() - 1)) - 1):
         raise ValueError(f"leaf range [{begin}, {end}) is not an RFC 9162 subtree")
     nodes: list[NodeID] = []
-    for level in range(width.bit_length() - 1, -1, -1):
-        if width >> level & 1:
-            nodes.append((level, begin >> level))
-            begin += 1 << level
+    while width:  # one complete subtree per set bit of the width, largest first
+        level = width.bit_length() - 1
+        nodes.append((level, begin >> level))
+        begin += 1 << level
+        width -= 1 << level
     return tuple(nodes)
 
 

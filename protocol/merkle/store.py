@@ -84,10 +84,14 @@ class MemoryNodeStore:
         return self._levels[level][index]
 
     def append(self, level: int, h: bytes) -> None:
-        _check_hash(h)
-        while level >= len(self._levels):
-            self._levels.append([])
-        self._levels[level].append(bytes(h))
+        if len(h) != HASH_SIZE:
+            _check_hash(h)
+        if type(h) is not bytes:
+            h = bytes(h)  # never keep a buffer the caller may change
+        levels = self._levels
+        while level >= len(levels):
+            levels.append([])
+        levels[level].append(h)
 
     def truncate(self, level: int, count: int) -> None:
         if level < len(self._levels):

@@ -157,6 +157,8 @@ class MerkleTree:
 
     def _hash_of(self, nodes: tuple[proof.NodeID, ...]) -> bytes:
         get = self._store.get
+        if len(nodes) == 1:  # a complete subtree: stored as is
+            return get(*nodes[0])
         return proof.fold([get(level, index) for level, index in nodes])
 
     def leaf_hash(self, index: int) -> bytes:

@@ -42,7 +42,7 @@ def test_verify_reports_edited_temperature_as_bad_signature():
     b = w.bundle()
     item = b.records[4]
     rec = open_record(item.raw)
-    b.records[4] = BundleRecord(item.log, item.index, replace_payload_field(item.raw, rec.payload, temp=1))
+    b.records[4] = BundleRecord(item.log, item.index, replace_payload_field(item.raw, rec.payload, temp=rec.payload.temp + 1))
     report = verify_bundle(b, w.trust())
     assert not report.ok
     assert "bad_signature" in codes(report)
@@ -228,6 +228,6 @@ def test_empty_trust_file_is_an_error():
 def test_inclusion_proof_against_unknown_checkpoint_is_missing_proof():
     w = world()
     b = w.bundle()
-    p = b.inclusion[0]
-    b.inclusion[0] = InclusionProof(p.log, p.index, p.tree_size + 100, p.path)
+    p = b.inclusion[-1]
+    b.inclusion[-1] = InclusionProof(p.log, p.index, p.tree_size + 100, p.path)
     assert codes(verify_bundle(b, w.trust())) == {"missing_proof"}

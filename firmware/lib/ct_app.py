@@ -1,0 +1,349 @@
+"""The temperature logger's duty cycle, one wake at a time.
+
+    measure -> record -> queue -> (upload when due, or at once on an alarm)
+    -> deep sleep until the next reading
+
+Everything the cycle touches outside this module is injected, so the same
+code runs on the board (main.py wires machine/network), in the simulator
+(gateway/sim.py) and in tests:
+
+``hw``    now() RTC seconds in the port's epoch, set_time(unix), epoch offset
+          ``offset``, rtc (``memory()``), feed() watchdog, batt_mv(),
+          reset_cause() and ``DEEPSLEEP`` (the cause after a deep-sleep
+          wake), deep_sleep(ms), led(v), uptime() s.
+``core``  the signed-record core, through ct_core (ct_record/ct_state/
+          ct_queue/ct_uplink): record(fields) -> bytes, enqueue(rec) -> bool,
+          queued() -> (records, free bytes), upload(timeout_ms, want_time)
+          -> list of ("ack", seq, gateway time), ("cmd", payload or None)
+          and ("ntp", unix) tuples; raises OSError when the network is down.
+``channels``  list (or a callable returning the list, built only outside
+          safe mode) of (ch, cal_id, measure) where measure() returns
+          (temp, rh or None) in 0.01 units or raises an exception whose
+          args[0] is the protocol fault code.
+
+Persistent state: RTC memory (ct_rtcmem) for what must survive deep sleep
+(alarm, clock sync, upload schedule, boot failures); ``settings`` (applied
+gateway commands) is saved on flash by the caller via ``save_settings``.
+"""
+
+from micropython import const
+import struct
+
+import ct_alarm
+import ct_clock
+import ct_rtcmem
+
+FW = "coldtrace-0.1.0"
+
+EV_BOOT = const(1)
+EV_HEARTBEAT = const(2)
+EV_SAFE = const(3)
+EV_STORAGE_LOW = const(4)
+EV_STORAGE_FULL = const(5)
+EV_CLOCK_SET = const(6)
+EV_SENSOR_FAULT = const(9)
+EV_CONFIG = const(10)
+EV_DROPPED = const(11)
+
+_K_APP = b"A"
+_K_ALARM = b"L"
+_K_CLOCK = b"C"
+_K_BOOT = b"B"
+_APP_FMT = "<IIIBHIBI"
+_MIN_BACKOFF = const(60)
+_UPLOAD_MS = const(20000)
+
+# command payload keys (docs/protocol.md §5.3) -> settings names
+CMD_KEYS = {10: "interval", 11: "upload", 12: "high", 13: "low", 14: "delay"}
+_LIMITS = {
+    "interval": (10, 86400),
+    "upload": (0, 7 * 86400),
+    "high": (-10000, 15000),
+    "low": (-10000, 15000),
+    "delay": (0, 7 * 86400),
+}
+
+
+class AppError(Exception):
+    pass
+
+
+def boot_failures(rtc):
+    """Called first thing in boot.py: count this start as a failure until
+    the cycle ends cleanly. Returns the number of failed starts before it."""
+    m = ct_rtcmem.RTCMem(rtc)
+    b = m.get(_K_BOOT)
+    n = b[0] if b else 0
+    m.put(_K_BOOT, bytes((min(n + 1, 255),)))
+    return n
+
+
+class Logger:
+    def __init__(self, cfg, hw, core, channels, settings=None):
+        self.cfg = cfg
+        self.hw = hw
+        self.core = core
+        self.channels = channels
+        self.settings = dict(settings or {})
+        self.mem = ct_rtcmem.RTCMem(hw.rtc)
+        self.clock = ct_clock.Clock(hw.now, hw.set_time, hw.offset)
+        self.clock.unpack(self.mem.get(_K_CLOCK))
+        a = dict(cfg.get("alarm", {}))
+        for k in ("high", "low", "delay"):
+            if k in self.settings:
+                a[k] = self.settings[k]
+        self.alarm = ct_alarm.Alarm(
+            a.get("high", 800), a.get("low", 200), a.get("delay", 0),
+            a.get("cum", 0), a.get("ignore", 0), 0,
+        )
+        self.alarm_ch = a.get("channel", 0)
+        al = self.mem.get(_K_ALARM)
+        if al and len(al) == ct_alarm.SIZE + 4:
+            self.alarm.unpack(al[4:])
+            self.alarm.start = struct.unpack("<I", al[:4])[0]
+        st = self.mem.get(_K_APP)
+        if st and len(st) == struct.calcsize(_APP_FMT):
+            (self.last_upload, self.next_upload, self.next_heartbeat, self.fails,
+             self.faulted, self.dropped, self.storage, self.safe_since) = struct.unpack(
+                _APP_FMT, st)
+            self.fresh = False
+        else:
+            self.last_upload = self.next_upload = self.next_heartbeat = 0
+            self.fails = self.faulted = self.dropped = self.storage = self.safe_since = 0
+            self.fresh = True
+        b = self.mem.get(_K_BOOT)
+        self.boot_fails = (b[0] - 1) if b else 0
+        self.events = []  # (event, detail) made this cycle, for tests/sim
+        self._pending_fault = None
+        self.settings_dirty = False
+
+    # -- settings ---------------------------------------------------------
+
+    def get(self, name, default):
+        return self.settings.get(name, self.cfg.get(name, default))
+
+    def interval(self):
+        return self.get("interval", 300)
+
+    def upload_interval(self):
+        return self.get("upload", 3600)
+
+    # -- records ----------------------------------------------------------
+
+    def _emit(self, fields):
+        t, tq = self.clock.now()
+        fields[4] = t
+        fields[5] = tq
+        rec = self.core.record(fields)
+        if not self.core.enqueue(rec):
+            self.dropped += 1
+            return False
+        return True
+
+    def status(self, event, detail=None, extra=None):
+        f = {1: 3, 30: event}
+        if detail is not None:
+            f[37] = detail
+        if extra:
+            f.update(extra)
+        self.events.append((event, detail))
+        return self._emit(f)
+
+    def _storage(self):
+        n, free = self.core.queued()
+        low = self.cfg.get("storage_low", 16384)
+        if free < low and not self.storage & 1:
+            self.storage |= 1
+            self.status(EV_STORAGE_LOW, n, {33: n, 34: free})
+        elif free >= 2 * low:
+            self.storage &= ~1
+        if self.dropped and not self.storage & 2:
+            self.storage |= 2
+            self.status(EV_STORAGE_FULL, self.dropped, {33: n, 34: free})
+        return n, free
+
+    # -- one wake ---------------------------------------------------------
+
+    def safe_mode(self):
+        return self.boot_fails >= self.cfg.get("safe_after", 3)
+
+    def cycle(self):
+        """One wake. Returns milliseconds to sleep."""
+        hw = self.hw
+        hw.feed()
+        self.events = []
+        now = self.clock.now()[0]
+        if self.fresh or hw.reset_cause() != hw.DEEPSLEEP:
+            self.status(EV_BOOT, None, {31: hw.uptime(), 32: FW, 36: hw.reset_cause()})
+            self.fresh = False
+        urgent = False
+        safe = self.safe_mode()
+        if safe:
+            if not self.safe_since:
+                self.safe_since = now or 1
+                self.status(EV_SAFE, self.boot_fails, {32: FW, 36: hw.reset_cause()})
+            elif now - self.safe_since >= self.cfg.get("safe_hold", 21600):
+                self.safe_since = 0
+                self.boot_fails = 0  # try the normal path again
+            urgent = True
+        else:
+            self.safe_since = 0
+            urgent = self._measure(now)
+        hw.feed()
+        self._storage()
+        if now >= self.next_heartbeat:
+            n, free = self.core.queued()
+            self.status(EV_HEARTBEAT, None,
+                        {31: hw.uptime(), 33: n, 34: free, 15: hw.batt_mv()})
+            self.next_heartbeat = now + self.cfg.get("heartbeat", 21600)
+        if urgent or now >= self.next_upload:
+            self._upload(now)
+        self._save()
+        self._clean_exit()
+        return self._sleep_ms()
+
+    def _measure(self, now):
+        batt = self.hw.batt_mv()
+        urgent = False
+        bits = self.alarm.bits
+        chans = self.channels() if callable(self.channels) else self.channels
+        for ch, cal_id, measure in chans:
+            f = {1: 1, 15: batt}
+            if ch:
+                f[13] = ch
+            try:
+                temp, rh = measure()
+            except Exception as e:  # driver faults carry the protocol code
+                code = e.args[0] if e.args and isinstance(e.args[0], int) else 6
+                f[12] = code
+                temp = None
+                if not self.faulted & (1 << ch):
+                    self.faulted |= 1 << ch
+                    self._pending_fault = (ch, code)
+            else:
+                self.faulted &= ~(1 << ch)
+                f[10] = temp
+                if rh is not None:
+                    f[11] = rh
+                if cal_id is not None:
+                    f[14] = cal_id
+            evs = ()
+            if ch == self.alarm_ch:
+                evs = self.alarm.update(self.clock.now()[0], temp)
+                bits = self.alarm.bits
+                if bits:
+                    f[16] = bits
+            elif self.alarm.bits:
+                f[16] = self.alarm.bits
+            self._emit(f)
+            if 12 in f and self._pending_fault:
+                self.status(EV_SENSOR_FAULT, f[12], {15: batt})
+                self._pending_fault = None
+            for ev, side, peak in evs:
+                self.status(ev, peak, {15: batt})
+                urgent = True
+        self.hw.led(1 if bits & ct_alarm.LATCHED else 0)
+        return urgent
+
+    def _upload(self, now):
+        try:
+            got = self.core.upload(self.cfg.get("upload_ms", _UPLOAD_MS), self._want_time(now))
+        except OSError:
+            self.fails = min(self.fails + 1, 20)
+            back = _MIN_BACKOFF << min(self.fails, 10)
+            self.next_upload = now + min(back, max(self.upload_interval(), _MIN_BACKOFF))
+            return False
+        self.fails = 0
+        self.last_upload = now
+        self.next_upload = now + self.upload_interval()
+        for item in got:
+            if item[0] == "ack":
+                self._ack_time(item[2])
+            elif item[0] == "ntp":
+                self._sync(item[1], ct_clock.NTP)
+            elif item[0] == "cmd":
+                self._command(item[1])
+        if self.dropped and self.storage & 2:
+            # the queue drained: report how much was lost, then start over
+            n, free = self.core.queued()
+            if free >= self.cfg.get("storage_low", 16384):
+                self.status(EV_DROPPED, self.dropped, {33: n, 34: free})
+                self.dropped = 0
+                self.storage &= ~2
+        return True
+
+    def _want_time(self, now):
+        """Ask the uplink for NTP time when the clock is unset or 12 h old."""
+        c = self.clock
+        return bool(self.cfg.get("ntp")) and (
+            c.src == ct_clock.UNSET or now - c.last > 43200)
+
+    def _ack_time(self, t):
+        if t:
+            self._sync(t, ct_clock.GATEWAY)
+
+    def _sync(self, t, src):
+        try:
+            old = self.clock.sync(t, src)
+        except ct_clock.ClockError:
+            return False
+        if old is not None:
+            self.status(EV_CLOCK_SET, old)
+        self.mem.put(_K_CLOCK, self.clock.pack())
+        return True
+
+    def _command(self, p):
+        """Apply a verified command payload (dict), or refuse (None)."""
+        if p is None:
+            self.status(EV_CONFIG, -1)
+            return
+        changed = {}
+        for key, name in CMD_KEYS.items():
+            if key in p:
+                v = p[key]
+                lo, hi = _LIMITS[name]
+                if not isinstance(v, int) or v < lo or v > hi:
+                    self.status(EV_CONFIG, -1)
+                    return
+                changed[name] = v
+        high = changed.get("high", self.alarm.high)
+        low = changed.get("low", self.alarm.low)
+        if low >= high:
+            self.status(EV_CONFIG, -1)
+            return
+        if 15 in p and not self._sync(p[15], ct_clock.GATEWAY):
+            self.status(EV_CONFIG, -1)
+            return
+        if changed:
+            self.settings.update(changed)
+            self.alarm.configure(high, low, changed.get("delay", self.alarm.delay),
+                                 self.alarm.cum, self.alarm.ignore)
+            if "upload" in changed:
+                self.next_upload = self.last_upload + changed["upload"]
+            self.status(EV_CONFIG, p.get(1, 0))
+            self.settings_dirty = True
+
+    # -- state and sleep --------------------------------------------------
+
+    def _save(self):
+        self.mem.put(_K_APP, struct.pack(
+            _APP_FMT, self.last_upload, self.next_upload, self.next_heartbeat,
+            self.fails, self.faulted, self.dropped, self.storage, self.safe_since))
+        self.mem.put(_K_ALARM, struct.pack("<I", self.alarm.start) + self.alarm.pack())
+        self.mem.put(_K_CLOCK, self.clock.pack())
+
+    def _clean_exit(self):
+        """The cycle ran to its end: this start was not a failure."""
+        if not self.safe_mode():
+            self.mem.put(_K_BOOT, b"\x00")
+
+    def _sleep_ms(self):
+        now = self.clock.now()[0]
+        iv = self.interval()
+        nxt = (now // iv + 1) * iv  # aligned to the interval
+        pend = self.alarm.pending(now)
+        if pend is not None and pend > 0:
+            nxt = min(nxt, now + pend)
+        if self.safe_mode():
+            nxt = max(nxt, now + min(self.upload_interval() or iv, 3600))
+        return max(1, nxt - now) * 1000

@@ -1,0 +1,884 @@
+"""Live alerts: temperature excursions, sensor faults and offline devices.
+
+The engine watches the stream of accepted readings (record kind 1,
+docs/protocol.md §2.2) against the temperature profile of the place each
+device monitors (gateway/profiles.py) and turns it into de-duplicated alert
+events: one ``start`` when an excursion becomes an alarm and one ``end`` when
+it is over, carrying start, peak, end, duration, min/max, time-weighted mean
+and mean kinetic temperature (MKT) of the excursion window. Alerts are
+published on ``ct/v1/gw/{gateway}/alerts`` (§5) and optionally POSTed to a
+webhook.
+
+Interface::
+
+    engine = AlertEngine(profiles, clock=time.time, offline_delay=900)
+    engine.observe(device, place, time, temp_centi | None, fault | None, *, channel=0)
+        -> list[AlertEvent]                     # one accepted reading
+    engine.state(device, online, time=None) -> list[AlertEvent]   # ct/v1/{dev}/state
+    engine.tick(now=None) -> list[AlertEvent]   # offline timers; call every few seconds
+    engine.active() -> list[AlertEvent]         # alarms still open (phase "active")
+    engine.snapshot() -> dict; AlertEngine.restore(snapshot, profiles, clock)
+    AlertEvent.to_json() -> str                 # the MQTT / webhook payload
+    mqtt_publisher(publish, gateway_id)         # publish(topic, payload_bytes), QoS 1
+    WebhookPublisher(url, secret=..., queue_size=1000)   # bounded, retrying, never blocks
+    fan_out(*publishers)                        # one callable; a failing publisher is logged
+    mkt_centi([(temp_centi, weight), ...]) -> int
+    AlertListener / listener_from_config(cfg, publish=..., place_of=...)  # glue for the core
+
+Rules (cold-chain logger practice: single and cumulative alarms with a delay
+and an ignore period):
+
+- Time is the readings' own time (devices upload in batches), never the
+  arrival time. A reading's value holds until the next reading of the same
+  device channel ("sample and hold"): an excursion starts at the first reading
+  outside the range and ends at the first reading back inside (or on the other
+  side), so its duration is ``end - start``.
+- An excursion alarms (``start`` event) at the first reading where it has
+  lasted ``delay`` seconds (reason ``delay``), or where the time spent on that
+  side within the profile's rolling ``window`` reaches ``cumulative`` seconds
+  (reason ``cumulative``). Short excursions that never alarm produce no event
+  but count towards the cumulative limit. Each excursion alarms at most once.
+- Readings within ``ignore`` seconds of a device's first reading at a place
+  are not judged. Moving to another place ends an open excursion (cause
+  ``place_changed``) and starts a new ignore period.
+- A sensor fault (field 12) is never a temperature: it neither starts, extends
+  nor ends an excursion. Faults persisting ``fault_delay`` seconds raise a
+  ``sensor_fault`` alarm, ended by the next valid reading.
+- ``offline`` alarms come from the device's state topic (its last will): a
+  device ``offline_delay`` seconds offline alarms; ``online`` ends it.
+- Readings older than the last one seen for their device channel (a gap
+  being filled by resends) are not judged live; the log still has them.
+
+Every event has a stable ``id``; consumers de-duplicate on (id, phase).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import math
+import random
+import threading
+import time as _time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gateway.profiles import Profile, ProfileBook
+
+__all__ = [
+    "AlertEngine",
+    "AlertEvent",
+    "AlertListener",
+    "WebhookPublisher",
+    "fan_out",
+    "listener_from_config",
+    "mkt_centi",
+    "mqtt_publisher",
+]
+
+log = logging.getLogger("coldtrace.alerts")
+
+ALERT_FORMAT = "coldtrace-alert"
+ALERT_VERSION = 1
+
+# --- Mean kinetic temperature ---------------------------------------------------------
+#
+# MKT = (ΔH/R) / -ln( Σ w_i·exp(-ΔH/(R·T_i)) / Σ w_i ), T in kelvin (USP <1079>),
+# with ΔH = 83.144 kJ/mol and R = 8.3144 J/(mol·K), so ΔH/R = 10,000 K exactly.
+# Temperatures are integers in 0.01 °C, so T_i = (c_i + 27315) / 100 K and
+# ΔH/(R·T_i) = 1,000,000 / (c_i + 27315): one exact integer ratio per reading.
+# The sum is kept as a running log-sum-exp (shift by the largest exponent), so
+# it neither underflows (exp(-40) at -23 °C) nor loses precision over a long
+# excursion; the result is rounded to 0.01 °C once, at the end.
+
+_DH_R_CENTI = 1_000_000  # (ΔH/R) in units of 0.01 K
+_ZERO_C = 27315  # 0 °C in 0.01 K
+
+
+@dataclass
+class _Acc:
+    """Weighted running sums for the mean and the MKT of a series of readings."""
+
+    w: int = 0  # total weight (seconds, or readings)
+    tw: int = 0  # Σ weight·temp, exact
+    m: float | None = None  # largest exponent so far
+    s: float = 0.0  # Σ weight·exp(x_i - m)
+
+    def add(self, temp_centi: int, weight: int) -> None:
+        if weight <= 0:
+            return
+        x = -_DH_R_CENTI / (temp_centi + _ZERO_C)
+        if self.m is None:
+            self.m, self.s = x, float(weight)
+        elif x > self.m:
+            self.s = self.s * math.exp(self.m - x) + weight
+            self.m = x
+        else:
+            self.s += weight * math.exp(x - self.m)
+        self.w += weight
+        self.tw += weight * temp_centi
+
+    def mean(self) -> int | None:
+        return _div_round(self.tw, self.w) if self.w else None
+
+    def mkt(self) -> int | None:
+        if not self.w or self.m is None:
+            return None
+        ln_mean = self.m + math.log(self.s) - math.log(self.w)  # < 0
+        return round(_DH_R_CENTI / -ln_mean) - _ZERO_C
+
+
+def _div_round(num: int, den: int) -> int:
+    """num/den rounded half away from zero, in integers."""
+    q, r = divmod(abs(num), den)
+    q += 2 * r >= den
+    return q if num >= 0 else -q
+
+
+def mkt_centi(samples: Iterable[tuple[int, int]]) -> int:
+    """MKT in 0.01 °C of (temp_centi, weight) samples; equal weights for a regular series."""
+    acc = _Acc()
+    for temp, weight in samples:
+        acc.add(int(temp), int(weight))
+    value = acc.mkt()
+    if value is None:
+        raise ValueError("MKT of no samples (or only zero weights)")
+    return value
+
+
+# --- Events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One alert event. Temperatures in 0.01 °C, times in Unix seconds.
+
+    ``time`` is when the event happened in reading time (the alarming
+    reading for a start, the reading that ended it for an end); ``raised`` is
+    the gateway clock when the engine produced it.
+    """
+
+    kind: str  # "excursion" | "sensor_fault" | "offline"
+    phase: str  # "start" | "end" | "active"
+    id: str
+    device: str
+    time: int
+    start: int
+    raised: int
+    channel: int | None = None
+    place: str | None = None
+    profile: str | None = None
+    side: str | None = None  # "high" | "low"
+    limit_centi: int | None = None
+    end: int | None = None
+    duration: int | None = None
+    peak_centi: int | None = None
+    min_centi: int | None = None
+    max_centi: int | None = None
+    mean_centi: int | None = None
+    mkt_centi: int | None = None
+    readings: int | None = None
+    reason: str | None = None  # start: "delay" | "cumulative"
+    outside_seconds: int | None = None  # on this side within the profile window
+    cause: str | None = None  # end: in_range | side_changed | place_changed | unmonitored | ...
+    fault: int | None = None  # latest fault code (§2.2)
+    faults: int | None = None  # faulted readings in the run
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": ALERT_FORMAT, "version": ALERT_VERSION, **asdict(self)}
+
+    def to_json(self) -> str:
+        """Compact JSON with sorted keys; every field present (null when not applicable)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+# --- Engine state ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Excursion:
+    side: str
+    limit: int
+    start: int
+    last: int
+    peak: int
+    lo: int
+    hi: int
+    n: int
+    pend_time: int  # the latest reading, whose hold interval is still open
+    pend_temp: int
+    timed: _Acc = field(default_factory=_Acc)  # weights = hold durations
+    counted: _Acc = field(default_factory=_Acc)  # weights = 1 per reading
+    alarm_at: int | None = None
+    reason: str | None = None
+
+    @classmethod
+    def open(cls, side: str, limit: int, time: int, temp: int) -> _Excursion:
+        exc = cls(side, limit, time, time, temp, temp, temp, 1, time, temp)
+        exc.counted.add(temp, 1)
+        return exc
+
+    def extend(self, time: int, temp: int) -> None:
+        self.timed.add(self.pend_temp, time - self.pend_time)
+        self.pend_time, self.pend_temp = time, temp
+        self.counted.add(temp, 1)
+        self.n += 1
+        self.last = time
+        self.lo, self.hi = min(self.lo, temp), max(self.hi, temp)
+        self.peak = self.hi if self.side == "high" else self.lo
+
+    def close(self, end: int) -> None:
+        self.timed.add(self.pend_temp, end - self.pend_time)
+        self.pend_time = end
+
+    def summary(self) -> tuple[int | None, int | None]:
+        """(mean, MKT) over the window: time-weighted, or per reading if it had no duration."""
+        acc = self.timed if self.timed.w else self.counted
+        return acc.mean(), acc.mkt()
+
+
+@dataclass
+class _Stream:
+    place: str | None
+    since: int  # first reading at this place: the ignore period starts here
+    last: int  # latest reading time
+    exc: _Excursion | None = None
+    history: list[tuple[str, int, int]] = field(default_factory=list)  # closed (side, start, end)
+
+
+@dataclass
+class _Fault:
+    place: str | None
+    start: int
+    last: int
+    code: int
+    n: int
+    alarm_at: int | None = None
+
+
+@dataclass
+class _Offline:
+    since: int
+    alarm_at: int | None = None
+
+
+class AlertEngine:
+    """Excursion, sensor-fault and offline detection. Thread-safe."""
+
+    def __init__(
+        self,
+        profiles: ProfileBook | Mapping[str, Profile] | Iterable[Profile] | None = None,
+        clock: Callable[[], float] = _time.time,
+        *,
+        offline_delay: int = 900,
+        fault_delay: int = 900,
+    ) -> None:
+        """``fault_delay`` applies to places without a profile (a profile has its own)."""
+        self.book = ProfileBook.of(profiles) if profiles is not None else ProfileBook()
+        self.clock = clock
+        self.offline_delay = offline_delay
+        self.fault_delay = fault_delay
+        self.late = 0  # readings older than their stream's latest, not judged
+        self._lock = threading.RLock()
+        self._streams: dict[tuple[str, int], _Stream] = {}
+        self._faults: dict[tuple[str, int], _Fault] = {}
+        self._offline: dict[str, _Offline] = {}
+
+    # -- readings -------------------------------------------------------------------------
+
+    def observe(
+        self,
+        device: str,
+        place: str | None,
+        time: int,
+        temp_centi: int | None,
+        fault: int | None,
+        *,
+        channel: int = 0,
+    ) -> list[AlertEvent]:
+        """Judge one accepted reading; return the alert events it causes (often none)."""
+        if (temp_centi is None) == (fault is None):
+            raise ValueError("a reading has exactly one of temp_centi and fault (§2.2)")
+        time = int(time)
+        key = (device, channel)
+        events: list[AlertEvent] = []
+        with self._lock:
+            st = self._streams.get(key)
+            if st is not None and time < st.last:
+                self.late += 1
+                return events
+            if st is None or st.place != place:
+                if st is not None and st.exc is not None:
+                    events += self._close(device, channel, st, time, "place_changed")
+                st = self._streams[key] = _Stream(place, since=time, last=time)
+            st.last = time
+            profile = self.book.for_place(place)
+
+            if fault is not None:
+                events += self._on_fault(device, channel, place, time, fault, profile)
+                return events
+            assert temp_centi is not None
+            temp = int(temp_centi)
+            f = self._faults.pop(key, None)
+            if f is not None and f.alarm_at is not None:
+                events.append(self._fault_event(device, channel, f, "end", time, "recovered"))
+
+            if profile is None:
+                if st.exc is not None:
+                    events += self._close(device, channel, st, time, "unmonitored")
+                return events
+            if time < st.since + profile.ignore:
+                return events
+            side = profile.side(temp)
+            exc = st.exc
+            if exc is not None and exc.side == side:
+                exc.extend(time, temp)
+            elif exc is not None:
+                events += self._close(
+                    device, channel, st, time, "in_range" if side is None else "side_changed"
+                )
+                exc = None
+            if exc is None and side is not None:
+                exc = st.exc = _Excursion.open(side, profile.limit(side), time, temp)
+            if exc is not None and exc.alarm_at is None:
+                events += self._maybe_alarm(device, channel, st, profile, time)
+            cutoff = time - profile.window
+            st.history = [h for h in st.history if h[2] > cutoff]
+        return events
+
+    def _outside(self, st: _Stream, side: str, now: int, window: int) -> int:
+        """Seconds on ``side`` within [now - window, now], the open excursion included."""
+        lo = now - window
+        total = sum(max(0, min(e, now) - max(s, lo)) for sd, s, e in st.history if sd == side)
+        if st.exc is not None and st.exc.side == side:
+            total += max(0, now - max(st.exc.start, lo))
+        return total
+
+    def _maybe_alarm(
+        self, device: str, channel: int, st: _Stream, profile: Profile, time: int
+    ) -> list[AlertEvent]:
+        exc = st.exc
+        assert exc is not None
+        outside = self._outside(st, exc.side, time, profile.window)
+        if time - exc.start >= profile.delay:
+            exc.reason = "delay"
+        elif profile.cumulative is not None and outside >= profile.cumulative:
+            exc.reason = "cumulative"
+        else:
+            return []
+        exc.alarm_at = time
+        return [self._excursion_event(
+            device, channel, st.place, exc, profile.name, "start", time, outside
+        )]
+
+    def _close(
+        self, device: str, channel: int, st: _Stream, end: int, cause: str
+    ) -> list[AlertEvent]:
+        exc = st.exc
+        assert exc is not None
+        exc.close(end)
+        st.history.append((exc.side, exc.start, end))
+        st.exc = None
+        if exc.alarm_at is None:
+            return []
+        profile = self.book.for_place(st.place)
+        window = profile.window if profile is not None else 86400
+        outside = self._outside(st, exc.side, end, window)
+        return [self._excursion_event(
+            device, channel, st.place, exc, profile.name if profile else None, "end", end,
+            outside, cause=cause,
+        )]
+
+    def _excursion_event(
+        self, device: str, channel: int, place: str | None, exc: _Excursion,
+        profile: str | None, phase: str, time: int, outside: int, *, cause: str | None = None,
+    ) -> AlertEvent:
+        ended = phase == "end"
+        mean, mkt = exc.summary() if ended else (None, None)
+        return AlertEvent(
+            kind="excursion",
+            phase=phase,
+            id=f"excursion/{device}/{channel}/{exc.side}/{exc.start}",
+            device=device,
+            channel=channel,
+            place=place,
+            profile=profile,
+            side=exc.side,
+            limit_centi=exc.limit,
+            time=time,
+            start=exc.start,
+            end=time if ended else None,
+            duration=time - exc.start if ended else None,
+            peak_centi=exc.peak,
+            min_centi=exc.lo,
+            max_centi=exc.hi,
+            mean_centi=mean,
+            mkt_centi=mkt,
+            readings=exc.n,
+            reason=exc.reason,
+            outside_seconds=outside,
+            cause=cause,
+            raised=int(self.clock()),
+        )
+
+    # -- sensor faults ----------------------------------------------------------------------------
+
+    def _on_fault(
+        self, device: str, channel: int, place: str | None, time: int, code: int,
+        profile: Profile | None,
+    ) -> list[AlertEvent]:
+        key = (device, channel)
+        f = self._faults.get(key)
+        if f is None:
+            f = self._faults[key] = _Fault(place, time, time, int(code), 1)
+        else:
+            f.last, f.code, f.n = time, int(code), f.n + 1
+        delay = profile.fault_delay if profile is not None else self.fault_delay
+        if f.alarm_at is None and time - f.start >= delay:
+            f.alarm_at = time
+            return [self._fault_event(device, channel, f, "start", time)]
+        return []
+
+    def _fault_event(
+        self, device: str, channel: int, f: _Fault, phase: str, time: int, cause: str | None = None
+    ) -> AlertEvent:
+        ended = phase == "end"
+        return AlertEvent(
+            kind="sensor_fault",
+            phase=phase,
+            id=f"sensor_fault/{device}/{channel}/{f.start}",
+            device=device,
+            channel=channel,
+            place=f.place,
+            time=time,
+            start=f.start,
+            end=time if ended else None,
+            duration=time - f.start if ended else None,
+            fault=f.code,
+            faults=f.n,
+            cause=cause,
+            raised=int(self.clock()),
+        )
+
+    # -- online / offline ---------------------------------------------------------------------------
+
+    def state(self, device: str, online: bool, time: int | None = None) -> list[AlertEvent]:
+        """The device's ``ct/v1/{dev}/state`` (``online``, or ``offline`` from its last will).
+
+        A repeated ``offline`` (a retained message seen again) changes nothing.
+        """
+        now = int(self.clock()) if time is None else int(time)
+        with self._lock:
+            if online:
+                o = self._offline.pop(device, None)
+                if o is not None and o.alarm_at is not None:
+                    return [self._offline_event(device, o, "end", now, "online")]
+                return []
+            if device not in self._offline:
+                self._offline[device] = _Offline(now)
+            return self._check_offline(now)
+
+    def tick(self, now: int | None = None) -> list[AlertEvent]:
+        """Raise the offline alarms that are due (call every few seconds)."""
+        with self._lock:
+            return self._check_offline(int(self.clock()) if now is None else int(now))
+
+    def _check_offline(self, now: int) -> list[AlertEvent]:
+        events = []
+        for device, o in self._offline.items():
+            if o.alarm_at is None and now - o.since >= self.offline_delay:
+                o.alarm_at = now
+                events.append(self._offline_event(device, o, "start", now))
+        return events
+
+    def _offline_event(
+        self, device: str, o: _Offline, phase: str, time: int, cause: str | None = None
+    ) -> AlertEvent:
+        ended = phase == "end"
+        places = [s.place for (d, _), s in self._streams.items() if d == device]
+        return AlertEvent(
+            kind="offline",
+            phase=phase,
+            id=f"offline/{device}/{o.since}",
+            device=device,
+            place=places[0] if places else None,
+            time=time,
+            start=o.since,
+            end=time if ended else None,
+            duration=time - o.since if ended else None,
+            cause=cause,
+            raised=int(self.clock()),
+        )
+
+    # -- inspection and persistence -------------------------------------------------------------
+
+    def active(self) -> list[AlertEvent]:
+        """The open alarms, with their figures so far (phase ``active``)."""
+        out: list[AlertEvent] = []
+        with self._lock:
+            for (device, channel), st in self._streams.items():
+                if st.exc is not None and st.exc.alarm_at is not None:
+                    profile = self.book.for_place(st.place)
+                    window = profile.window if profile is not None else 86400
+                    out.append(self._excursion_event(
+                        device, channel, st.place, st.exc, profile.name if profile else None,
+                        "active", st.last, self._outside(st, st.exc.side, st.last, window),
+                    ))
+            for (device, channel), f in self._faults.items():
+                if f.alarm_at is not None:
+                    out.append(self._fault_event(device, channel, f, "active", f.last))
+            for device, o in self._offline.items():
+                if o.alarm_at is not None:
+                    out.append(self._offline_event(device, o, "active", o.alarm_at))
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """The engine's state as JSON-able data, so a restart does not repeat alarms."""
+        with self._lock:
+            return {
+                "version": 1,
+                "late": self.late,
+                "streams": [[d, c, asdict(s)] for (d, c), s in self._streams.items()],
+                "faults": [[d, c, asdict(f)] for (d, c), f in self._faults.items()],
+                "offline": [[d, asdict(o)] for d, o in self._offline.items()],
+            }
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: Mapping[str, Any],
+        profiles: ProfileBook | Mapping[str, Profile] | Iterable[Profile] | None = None,
+        clock: Callable[[], float] = _time.time,
+        **kw: int,
+    ) -> AlertEngine:
+        if snapshot.get("version") != 1:
+            raise ValueError(f"unknown alert snapshot version {snapshot.get('version')!r}")
+        engine = cls(profiles, clock, **kw)
+        engine.late = int(snapshot.get("late", 0))
+        for device, channel, s in snapshot["streams"]:
+            exc = s["exc"]
+            if exc is not None:
+                timed, counted = _Acc(**exc.pop("timed")), _Acc(**exc.pop("counted"))
+                exc = _Excursion(**exc, timed=timed, counted=counted)
+            history = [tuple(h) for h in s["history"]]
+            engine._streams[(device, int(channel))] = _Stream(
+                s["place"], s["since"], s["last"], exc, history  # type: ignore[arg-type]
+            )
+        for device, channel, f in snapshot["faults"]:
+            engine._faults[(device, int(channel))] = _Fault(**f)
+        for device, o in snapshot["offline"]:
+            engine._offline[device] = _Offline(**o)
+        return engine
+
+
+# --- Publishers --------------------------------------------------------------------------------
+
+Publisher = Callable[[AlertEvent], object]
+
+
+def alerts_topic(gateway_id: str) -> str:
+    """``ct/v1/gw/{gateway}/alerts`` (docs/protocol.md §5)."""
+    return f"ct/v1/gw/{gateway_id}/alerts"
+
+
+def mqtt_publisher(
+    publish: Callable[[str, bytes], object], gateway_id: str
+) -> Callable[[AlertEvent], None]:
+    """Alerts to ``ct/v1/gw/{gateway}/alerts`` through the core's MQTT client.
+
+    ``publish(topic, payload)`` must publish at QoS 1, not retained, and must
+    not block on the network (paho's ``publish`` queues; that is enough).
+    """
+    topic = alerts_topic(gateway_id)
+
+    def send(event: AlertEvent) -> None:
+        publish(topic, event.to_json().encode("utf-8"))
+
+    return send
+
+
+def fan_out(*publishers: Publisher) -> Callable[[AlertEvent], None]:
+    """One publisher calling several; a failure is logged, never raised into ingest."""
+
+    def send(event: AlertEvent) -> None:
+        for publisher in publishers:
+            try:
+                publisher(event)
+            except Exception:  # noqa: BLE001 - an alert sink must never stop ingest
+                log.exception("alert publisher %r failed for %s %s", publisher, event.id,
+                              event.phase)
+
+    return send
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook that redirects is misconfigured; urllib would turn the POST into a GET."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class WebhookPublisher:
+    """POST each alert as JSON to a URL, from a background thread.
+
+    Calling the publisher only appends to a bounded in-memory queue, so ingest
+    never waits for the network. The worker sends in order; a connection error,
+    timeout, HTTP 408/425/429 or 5xx is retried with exponential backoff
+    (``backoff`` doubling up to ``max_backoff``, with jitter, honouring
+    ``Retry-After``) up to ``max_attempts`` attempts; any other status gives up
+    on that event. When the queue is full the oldest waiting event is dropped.
+    Counters: ``sent``, ``retries``, ``failed``, ``dropped``.
+
+    Headers: ``Content-Type: application/json``, ``X-ColdTrace-Alert: <id> <phase>``
+    and, with a ``secret``, ``X-ColdTrace-Signature: sha256=<hex HMAC-SHA256 of the body>``.
+    """
+
+    RETRY_STATUS = frozenset({408, 425, 429})
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret: bytes | None = None,
+        queue_size: int = 1000,
+        timeout: float = 5.0,
+        max_attempts: int = 8,
+        backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        headers: Mapping[str, str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"webhook URL must be http(s)://host/...: {url!r}")
+        if queue_size < 1 or max_attempts < 1:
+            raise ValueError("queue_size and max_attempts must be >= 1")
+        self.url = url
+        self.secret = secret
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.headers = dict(headers or {})
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if proxies is not None:  # None: the environment's proxy settings
+            handlers.append(urllib.request.ProxyHandler(dict(proxies)))
+        self._opener = urllib.request.build_opener(*handlers)
+        self.sent = self.retries = self.failed = self.dropped = 0
+        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._queue_size = queue_size
+        self._cond = threading.Condition()
+        self._closing = False
+        self._busy = 0
+        self._abort = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="coldtrace-webhook", daemon=True)
+        self._thread.start()
+
+    def __call__(self, event: AlertEvent) -> None:
+        body = event.to_json().encode("utf-8")
+        with self._cond:
+            if self._closing:
+                self.dropped += 1
+                return
+            if len(self._queue) >= self._queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append((f"{event.id} {event.phase}", body))
+            self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        """Events waiting or being delivered."""
+        with self._cond:
+            return len(self._queue) + self._busy
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued for up to ``timeout`` seconds, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abort.set()
+            self._thread.join(self.timeout + 1.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue or self._abort.is_set():
+                    self.dropped += len(self._queue)
+                    self._queue.clear()
+                    return
+                label, body = self._queue.popleft()
+                self._busy = 1
+            outcome = self._deliver(label, body)
+            with self._cond:
+                self._busy = 0
+                if outcome:
+                    self.sent += 1
+                else:
+                    self.failed += 1
+
+    def _deliver(self, label: str, body: bytes) -> bool:
+        delay = self.backoff
+        for attempt in range(1, self.max_attempts + 1):
+            outcome, retry_after = self._post(label, body)
+            if outcome == "ok":
+                return True
+            if outcome == "fail" or attempt == self.max_attempts:
+                break
+            with self._cond:
+                self.retries += 1
+            wait = retry_after if retry_after is not None else delay * random.uniform(0.5, 1.0)
+            if self._abort.wait(min(wait, self.max_backoff)):
+                break
+            delay = min(delay * 2, self.max_backoff)
+        log.warning("webhook gave up on alert %s", label)
+        return False
+
+    def _post(self, label: str, body: bytes) -> tuple[str, float | None]:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "coldtrace-gateway",
+            "X-ColdTrace-Alert": label,
+            **self.headers,
+        }
+        if self.secret is not None:
+            mac = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+            headers["X-ColdTrace-Signature"] = f"sha256={mac}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                response.read()
+            return "ok", None
+        except urllib.error.HTTPError as e:
+            try:
+                status, retry_after = e.code, e.headers.get("Retry-After")
+            finally:
+                e.close()
+            if status in self.RETRY_STATUS or status >= 500:
+                log.info("webhook %s: HTTP %d, will retry", label, status)
+                return "retry", _seconds(retry_after)
+            log.warning("webhook %s: HTTP %d, not retried", label, status)
+            return "fail", None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            log.info("webhook %s: %s, will retry", label, e)
+            return "retry", None
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: use our own backoff
+
+
+# --- Glue for the gateway core ---------------------------------------------------------------------
+
+
+class AlertListener:
+    """Feeds committed batches to an engine and publishes the resulting events.
+
+    Called by the core after each commit with its ``BatchOutcome``: it reads
+    ``outcome.accepted`` (pairs of stored record and decoded payload; readings
+    are payloads with ``temp``/``fault``/``ch``, registrations carry
+    ``device``/``place``) and ``outcome.presence`` ({device: "online" |
+    "offline"}). The place of a device is ``place_of(device)`` if given, else
+    the latest place seen in a registration. Call ``tick()`` from the core's
+    periodic work so offline alarms fire without traffic.
+    """
+
+    def __init__(
+        self,
+        engine: AlertEngine,
+        publish: Callable[[AlertEvent], object],
+        *,
+        place_of: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.publish = publish
+        self.place_of = place_of
+        self.places: dict[str, str | None] = {}
+        self.events = 0
+
+    def __call__(self, outcome: Any) -> None:
+        events: list[AlertEvent] = []
+        for stored, payload in getattr(outcome, "accepted", ()):
+            if hasattr(payload, "device") and hasattr(payload, "place") and hasattr(payload, "key"):
+                if payload.place is not None:
+                    self.places[payload.device] = payload.place
+                continue
+            if not (hasattr(payload, "temp") and hasattr(payload, "fault")):
+                continue
+            device = getattr(stored, "signer", None)
+            if device is None or (payload.temp is None and payload.fault is None):
+                continue
+            place = self.place_of(device) if self.place_of is not None else self.places.get(device)
+            events += self.engine.observe(
+                device, place, payload.time, payload.temp,
+                None if payload.temp is not None else payload.fault,
+                channel=payload.ch or 0,
+            )
+        for device, state in getattr(outcome, "presence", {}).items():
+            events += self.engine.state(device, state == "online")
+        events += self.engine.tick()
+        self._emit(events)
+
+    def tick(self) -> None:
+        self._emit(self.engine.tick())
+
+    def _emit(self, events: list[AlertEvent]) -> None:
+        for event in events:
+            self.events += 1
+            log.warning("alert %s %s %s", event.kind, event.phase, event.id)
+            try:
+                self.publish(event)
+            except Exception:  # noqa: BLE001 - never into ingest
+                log.exception("publishing alert %s failed", event.id)
+
+
+def listener_from_config(
+    cfg: Any,
+    *,
+    publish: Callable[[str, bytes], object] | None = None,
+    place_of: Callable[[str], str | None] | None = None,
+    clock: Callable[[], float] = _time.time,
+) -> AlertListener:
+    """An ``AlertListener`` from the gateway configuration.
+
+    ``cfg.alerts`` (optional) is the raw ``[alerts]`` table: ``default``,
+    ``offline_delay``, ``fault_delay``, ``webhook`` (URL), ``webhook_secret``,
+    ``profiles`` and ``places`` (see ``ProfileBook.from_config``). ``publish``
+    is the core's ``(topic, payload) -> None`` QoS 1 publish; alerts go to
+    ``ct/v1/gw/{cfg.id}/alerts`` through it and to the webhook if configured.
+    """
+    table = getattr(cfg, "alerts", None) or {}
+    if not isinstance(table, Mapping):
+        table = vars(table)
+    book = ProfileBook.from_config(table)
+    engine = AlertEngine(
+        book, clock,
+        offline_delay=int(table.get("offline_delay", 900)),
+        fault_delay=int(table.get("fault_delay", 900)),
+    )
+    sinks: list[Publisher] = []
+    if publish is not None:
+        sinks.append(mqtt_publisher(publish, getattr(cfg, "id", "local")))
+    if table.get("webhook"):
+        secret = table.get("webhook_secret")
+        sinks.append(WebhookPublisher(
+            str(table["webhook"]), secret=secret.encode() if isinstance(secret, str) else secret
+        ))
+    return AlertListener(engine, fan_out(*sinks), place_of=place_of)

@@ -1,0 +1,592 @@
+"""Ingest: every check a record goes through, and the batched pipeline.
+
+A message goes through two stages.
+
+**Stateless checks** (:func:`check_message`, run on a thread pool so that
+signature checks use every core: pyca ``cryptography`` releases the GIL
+while OpenSSL works). Each failure has its own rejection reason:
+
+============== ================================================================
+oversized      more than 1024 bytes (§3, §12)
+malformed_cbor the envelope or payload is not the deterministic CBOR of §2
+bad_cose       not the COSE_Sign1 profile of §3 (tag, headers, kid, sizes)
+wrong_algorithm alg is not ES256 (-7)
+wrong_topic    kid is not the device of the topic ``ct/v1/{dev}/rec``
+unknown_device no registration for the kid
+revoked_device the device was revoked before this record arrived
+bad_payload    the payload breaks a rule of §2 (fields, ranges, kinds), or a
+               registration not signed by a registry, or a registry signing
+               something else
+bad_signature  the ES256 signature does not verify (or has a high s)
+bad_time       a set clock (tq >= 1) claims a time before ``min_time`` or
+               ahead of the gateway's clock by more than the allowed skew
+============== ================================================================
+
+**Stateful checks** (:class:`Ingestor`, one thread, in arrival order),
+against what is stored:
+
+============== ================================================================
+duplicate      the identical record is already stored: not a rejection - it is
+               counted and the device is acked again (§5.1)
+conflict       another record is stored under this (signer, seq): quarantined,
+               alarm (two different records signed for one sequence number)
+replayed_seq   as conflict, but the new record's boot is higher: the device
+               reused sequence numbers after a reboot (§2.1 forbids it); alarm
+bad_registration a registration the registry may not apply (another key for a
+               known device, a revoked id reused, revoking an unknown device)
+============== ================================================================
+
+Accepted records that leave a hole are stored: the hole is recorded as a
+``gap`` chain event (and ``gap_filled`` when the missing seq arrives); a
+``prev`` that does not match the stored predecessor is a ``break`` event.
+The device ack (§5.2) only moves over contiguous stored records, so a
+device keeps what the gateway does not have.
+
+Every refused message is stored in quarantine with its reason, detail, topic
+and raw bytes. Nothing a message contains can raise out of this module:
+anything unexpected is quarantined as ``internal_error`` and logged.
+
+:class:`Pipeline` batches messages: the verification of batch *k+1* runs on
+the pool while batch *k* is committed (one transaction), appended to the
+log, PUBACKed to the broker and acked to the devices.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import cbor
+from protocol.cose import mac0, parse_sign1, verify_sign1
+from protocol.errors import (
+    AlgorithmError,
+    CBORError,
+    CoseError,
+    RecordError,
+    SignatureError,
+    SizeError,
+    VerificationError,
+)
+from protocol.record import Registration, chain_hash, decode_payload
+
+from gateway.mqtt import Inbound, parse_topic
+from gateway.registry import Registry, RegistryError
+from gateway.store import ChainEvent, RejectRow, SignerState, Store, StoredRecord, WriteBatch
+
+__all__ = [
+    "REASONS",
+    "Accepted",
+    "IngestSettings",
+    "Ingestor",
+    "Pipeline",
+    "Presence",
+    "Refused",
+    "check_message",
+    "make_ack",
+]
+
+log = logging.getLogger("coldtrace.gateway.ingest")
+
+MAX_RECORD = 1024
+ZERO_PREV = bytes(16)
+
+REASONS = {
+    "oversized": "record larger than 1024 bytes",
+    "malformed_cbor": "not deterministic CBOR",
+    "bad_cose": "not the COSE_Sign1 profile",
+    "wrong_algorithm": "algorithm is not ES256",
+    "wrong_topic": "signer is not the device of the topic",
+    "unknown_device": "no registration for this signer",
+    "revoked_device": "device revoked before this record",
+    "bad_payload": "payload breaks the record rules",
+    "bad_signature": "signature does not verify",
+    "bad_time": "time impossible for the clock quality",
+    "conflict": "another record is stored under this sequence number",
+    "replayed_seq": "sequence number reused after a reboot",
+    "bad_registration": "registration the registry may not apply",
+    "internal_error": "unexpected failure while checking",
+}
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    future_skew: int = 300
+    holdover_skew: int = 86400
+    min_time: int = 1577836800
+    ack_interval: float = 0.2
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A message that passed the stateless checks."""
+
+    msg: Inbound
+    signer: str
+    payload: Any  # a protocol.record payload dataclass
+    chash: bytes  # chain hash of the record (prev of its successor)
+
+
+@dataclass(slots=True)
+class Refused:
+    msg: Inbound
+    reason: str
+    detail: str
+    signer: str | None = None
+    seq: int | None = None
+
+
+@dataclass(slots=True)
+class Presence:
+    """A device's retained ``online``/``offline`` state message (§5)."""
+
+    msg: Inbound
+    device: str
+    state: str
+
+
+Result = Accepted | Refused | Presence
+
+
+# --- stateless checks ---------------------------------------------------------------
+
+
+def _topic_device(topic: str) -> str | None:
+    parts = parse_topic(topic)
+    if parts is None or parts[1] != "rec":
+        return None
+    return parts[0]
+
+
+def check_message(
+    msg: Inbound, registry: Registry, now: int, settings: IngestSettings
+) -> Result:
+    """Run every stateless check on one message (see the module docstring)."""
+    try:
+        return _check(msg, registry, now, settings)
+    except Exception as exc:  # noqa: BLE001 - nothing a message holds may escape
+        log.exception("unexpected failure checking a message on %s", msg.topic)
+        return Refused(msg, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _check(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Result:
+    data = msg.payload
+    if msg.topic.endswith("/state"):
+        parts = parse_topic(msg.topic)
+        if parts is not None and parts[1] == "state" and len(data) <= 16:
+            return Presence(msg, parts[0], data.decode("utf-8", "replace"))
+    if len(data) > MAX_RECORD:
+        return Refused(msg, "oversized", f"{len(data)} bytes, limit {MAX_RECORD}")
+    try:
+        s1 = parse_sign1(data)
+    except AlgorithmError as exc:
+        return Refused(msg, "wrong_algorithm", str(exc))
+    except SizeError as exc:
+        return Refused(msg, "oversized", str(exc))
+    except CBORError as exc:
+        return Refused(msg, "malformed_cbor", str(exc))
+    except VerificationError as exc:
+        return Refused(msg, "bad_cose", str(exc))
+    kid = s1.kid
+    if not msg.outbox_id:
+        dev = _topic_device(msg.topic)
+        if dev != kid:
+            return Refused(msg, "wrong_topic", f"signed by {kid!r}, published on {msg.topic!r}", kid)
+    entry = registry.keys.get(kid)
+    if entry is None:
+        return Refused(msg, "unknown_device", f"{kid!r} is not registered", kid)
+    if not entry.active:
+        return Refused(msg, "revoked_device", f"{kid!r} is revoked", kid)
+    try:
+        p = decode_payload(s1.payload)
+    except CBORError as exc:
+        return Refused(msg, "malformed_cbor", f"payload: {exc}", kid)
+    except RecordError as exc:
+        return Refused(msg, "bad_payload", str(exc), kid)
+    is_reg = isinstance(p, Registration)
+    if is_reg != entry.is_registry:
+        why = (
+            "a registration must be signed by a registry key"
+            if is_reg
+            else "a registry key signs registrations only"
+        )
+        return Refused(msg, "bad_payload", why, kid, p.seq)
+    try:
+        verify_sign1(s1, entry.key)
+    except SignatureError as exc:
+        return Refused(msg, "bad_signature", str(exc), kid, p.seq)
+    tq = p.tq
+    if tq:
+        skew = s.holdover_skew if tq == 1 else s.future_skew
+        if p.time < s.min_time or p.time > now + skew:
+            return Refused(
+                msg, "bad_time",
+                f"time {p.time} with tq {tq}: allowed {s.min_time}..{now + skew}", kid, p.seq,
+            )
+    return Accepted(msg, kid, p, chain_hash(data))
+
+
+def check_chunk(
+    msgs: Sequence[Inbound], registry: Registry, now: int, settings: IngestSettings
+) -> list[Result]:
+    return [check_message(m, registry, now, settings) for m in msgs]
+
+
+# --- acks (§5.2) ---------------------------------------------------------------------
+
+
+def make_ack(gateway_id: str, key: bytes, seq: int, head: bytes, now: int) -> bytes:
+    """The COSE_Mac0 ack: ``{1: seq, 2: time, 3: head}`` under the device's ack key."""
+    return mac0(cbor.encode({1: seq, 2: now, 3: head}), gateway_id, key)
+
+
+# --- stateful checks and the commit ------------------------------------------------------
+
+
+@dataclass
+class BatchOutcome:
+    mids: dict[int, list[int]] = field(default_factory=dict)  # gen -> mids to PUBACK
+    accepted: list[tuple[StoredRecord, Any]] = field(default_factory=list)
+    rejected: int = 0
+    duplicates: int = 0
+    ack_due: set[str] = field(default_factory=set)
+    presence: dict[str, str] = field(default_factory=dict)
+
+
+class Ingestor:
+    """The stateful half: duplicates, conflicts, chain, registry; one thread only."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        gateway_id: str,
+        settings: IngestSettings | None = None,
+        append_to_log: Callable[[int, list[bytes]], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.gateway_id = gateway_id
+        self.settings = settings or IngestSettings()
+        self.clock = clock
+        self.append_to_log = append_to_log
+        self.states = store.signer_states()
+        self.ack_keys = store.ack_keys()
+        self.next_leaf = store.leaf_count()
+        self.alarms: collections.deque[str] = collections.deque(maxlen=100)
+        self.totals = collections.Counter[str]()
+
+    # The hash of stored record (signer, seq), from this batch or the store.
+    def _stored_hash(self, signer: str, seq: int, batch_hashes: dict[tuple[str, int], bytes]) -> bytes | None:
+        h = batch_hashes.get((signer, seq))
+        if h is not None:
+            return h
+        st = self.states.get(signer)
+        if st is None or not (seq <= st.contig or seq in st.above):
+            return None
+        if seq == st.max_seq and st.max_hash:
+            return st.max_hash
+        if seq == st.contig and st.contig_hash:
+            return st.contig_hash
+        rec = self.store.record_by_seq(signer, seq)
+        return None if rec is None else chain_hash(rec.raw)
+
+    def _existing(self, signer: str, seq: int, batch_raw: dict[tuple[str, int], bytes]) -> tuple[bytes, int] | None:
+        raw = batch_raw.get((signer, seq))
+        if raw is not None:
+            p = decode_payload(parse_sign1(raw).payload)
+            return raw, p.boot
+        st = self.states.get(signer)
+        if st is None or not (seq <= st.contig or seq in st.above):
+            return None
+        rec = self.store.record_by_seq(signer, seq)
+        return None if rec is None else (rec.raw, rec.boot)
+
+    def process(self, results: Sequence[Result]) -> BatchOutcome:
+        """Apply the stateful checks to checked messages, commit, append to the log."""
+        now = int(self.clock())
+        out = BatchOutcome()
+        batch = WriteBatch()
+        batch_raw: dict[tuple[str, int], bytes] = {}
+        batch_hash: dict[tuple[str, int], bytes] = {}
+        touched: dict[str, SignerState] = {}
+        first_leaf = self.next_leaf
+        leaf = first_leaf
+        raws: list[bytes] = []
+        registry = self.registry
+        states = self.states
+
+        def refuse(r: Refused) -> None:
+            batch.rejects.append(
+                RejectRow(int(r.msg.received or now), r.msg.topic, r.reason, r.detail,
+                          r.msg.payload, r.signer, r.seq)
+            )
+            out.rejected += 1
+            self.totals[r.reason] += 1
+
+        for r in results:
+            msg = r.msg
+            if msg.mid:
+                out.mids.setdefault(msg.gen, []).append(msg.mid)
+            if msg.outbox_id:
+                batch.outbox_done.append(msg.outbox_id)
+            if isinstance(r, Refused):
+                refuse(r)
+                continue
+            if isinstance(r, Presence):
+                if r.device in registry.keys and r.state in ("online", "offline"):
+                    batch.presence.append((r.device, r.state, now))
+                    out.presence[r.device] = r.state
+                continue
+            signer = r.signer
+            p = r.payload
+            seq = p.seq
+            entry = registry.keys.get(signer)
+            if entry is None or not entry.active:  # revoked since the check ran
+                refuse(Refused(msg, "revoked_device", f"{signer!r} is revoked", signer, seq))
+                continue
+            st = touched.get(signer) or states.get(signer)
+            if st is None:
+                st = SignerState(signer)
+                states[signer] = st
+            touched[signer] = st
+            raw = msg.payload
+            if seq <= st.max_seq:
+                existing = self._existing(signer, seq, batch_raw)
+                if existing is not None:
+                    old_raw, old_boot = existing
+                    if old_raw == raw:
+                        out.duplicates += 1
+                        out.ack_due.add(signer)
+                        continue
+                    reason = "replayed_seq" if p.boot > old_boot else "conflict"
+                    detail = (
+                        f"{signer} seq {seq}: stored record {chain_hash(old_raw).hex()}, "
+                        f"received {r.chash.hex()} (boot {old_boot} -> {p.boot})"
+                    )
+                    refuse(Refused(msg, reason, detail, signer, seq))
+                    batch.events.append(ChainEvent(signer, reason, seq, seq, now, detail))
+                    self._alarm(f"{reason}: {detail}")
+                    out.ack_due.add(signer)
+                    continue
+            if isinstance(p, Registration):
+                try:
+                    registry.check(p, signer)
+                except RegistryError as exc:
+                    refuse(Refused(msg, "bad_registration", str(exc), signer, seq))
+                    continue
+            # --- accepted: chain bookkeeping --------------------------------------
+            if seq == 0:
+                if p.prev != ZERO_PREV:
+                    batch.events.append(ChainEvent(signer, "break", 0, 0, now, "seq 0 with a non-zero prev"))
+            else:
+                want = self._stored_hash(signer, seq - 1, batch_hash)
+                if want is not None and want != p.prev:
+                    batch.events.append(ChainEvent(
+                        signer, "break", seq - 1, seq, now,
+                        f"prev {p.prev.hex()} is not the hash of stored seq {seq - 1} ({want.hex()})",
+                    ))
+                    self._alarm(f"chain break: {signer} seq {seq - 1} -> {seq}")
+            nxt = batch_raw.get((signer, seq + 1))
+            if nxt is None and seq + 1 in st.above:
+                rec = self.store.record_by_seq(signer, seq + 1)
+                nxt = rec.raw if rec is not None else None
+            if nxt is not None:
+                nprev = decode_payload(parse_sign1(nxt).payload).prev
+                if nprev != r.chash:
+                    batch.events.append(ChainEvent(
+                        signer, "break", seq, seq + 1, now,
+                        f"stored seq {seq + 1} does not link to the record received for seq {seq}",
+                    ))
+            if seq > st.max_seq + 1:
+                batch.events.append(ChainEvent(signer, "gap", st.max_seq + 1, seq - 1, now))
+            elif seq <= st.max_seq:
+                batch.events.append(ChainEvent(signer, "gap_filled", seq, seq, now))
+            if seq > st.max_seq:
+                if p.boot < st.max_boot:
+                    batch.events.append(ChainEvent(
+                        signer, "boot_regressed", st.max_seq, seq, now,
+                        f"boot {st.max_boot} -> {p.boot} while seq grew",
+                    ))
+                st.max_seq, st.max_hash, st.max_boot = seq, r.chash, p.boot
+            if seq == st.contig + 1:
+                st.contig, st.contig_hash = seq, r.chash
+                above = st.above
+                while st.contig + 1 in above:
+                    st.contig += 1
+                    above.discard(st.contig)
+                    st.contig_hash = b""  # resolved below
+            else:
+                st.above.add(seq)
+            st.count += 1
+            st.last_seen = now
+            batch_raw[(signer, seq)] = raw
+            batch_hash[(signer, seq)] = r.chash
+            rec = StoredRecord(leaf, signer, seq, p.boot, p.kind, p.time, p.tq,
+                               int(msg.received or now), raw)
+            batch.records.append(rec)
+            raws.append(raw)
+            out.accepted.append((rec, p))
+            if isinstance(p, Registration):
+                row = registry.apply(p, signer, leaf, now)
+                batch.devices.append(row)
+                batch.placements.append((row.id, leaf, p.time, p.place, p.cal))
+            else:
+                out.ack_due.add(signer)
+            leaf += 1
+
+        for st in touched.values():
+            if not st.contig_hash and st.contig >= 0:
+                h = self._stored_hash(st.signer, st.contig, batch_hash)
+                st.contig_hash = h or b""
+        batch.states = list(touched.values())
+        if out.duplicates:
+            batch.counters["duplicates"] = out.duplicates
+        if batch.records:
+            batch.counters["accepted"] = len(batch.records)
+        self.store.commit(batch)
+        self.next_leaf = leaf
+        self.totals["accepted"] += len(batch.records)
+        self.totals["duplicates"] += out.duplicates
+        if raws and self.append_to_log is not None:
+            self.append_to_log(first_leaf, raws)
+        return out
+
+    def _alarm(self, text: str) -> None:
+        log.warning("ALARM %s", text)
+        self.alarms.append(text)
+
+    def ack_for(self, signer: str, now: int) -> bytes | None:
+        """The ack message for ``signer`` now, or None (no ack key, nothing contiguous)."""
+        st = self.states.get(signer)
+        key = self.ack_keys.get(signer)
+        if st is None or key is None or st.contig < 0 or not st.contig_hash:
+            return None
+        return make_ack(self.gateway_id, key, st.contig, st.contig_hash, now)
+
+
+# --- the pipeline ------------------------------------------------------------------------
+
+
+class Pipeline:
+    """Batches messages, checks them on a pool, commits them in order on one thread.
+
+    ``feed(list)`` is called by the MQTT thread. ``on_committed(outcome)`` is
+    called on the pipeline thread after every commit (PUBACKs, device acks,
+    checkpoints, alerts hang there). ``idle()`` is called when there is
+    nothing to do for ``batch_wait``.
+    """
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        *,
+        threads: int = 2,
+        batch_size: int = 500,
+        batch_wait: float = 0.02,
+        on_committed: Callable[[BatchOutcome], None] | None = None,
+        idle: Callable[[], None] | None = None,
+    ) -> None:
+        self.ingestor = ingestor
+        self.threads = max(1, threads)
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait
+        self.on_committed = on_committed
+        self.idle = idle
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="verify")
+        self._inbox: collections.deque[Inbound] = collections.deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._in_flight = 0  # fed but not committed
+        self.error: BaseException | None = None
+        self.committed_batches = 0
+
+    def feed(self, msgs: list[Inbound]) -> None:
+        with self._cond:
+            self._inbox.extend(msgs)
+            self._in_flight += len(msgs)
+            self._cond.notify()
+
+    def backlog(self) -> int:
+        return self._in_flight
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    def _take(self, wait: float) -> list[Inbound]:
+        with self._cond:
+            if not self._inbox:
+                self._cond.wait(wait)
+            if len(self._inbox) < self.batch_size and self._inbox and wait > 0:
+                # A partial batch: give the broker a moment to fill it.
+                self._cond.wait(min(wait, 0.002))
+            n = min(len(self._inbox), self.batch_size)
+            return [self._inbox.popleft() for _ in range(n)]
+
+    def _submit(self, msgs: list[Inbound]) -> list[Future[list[Result]]]:
+        now = int(time.time())
+        reg = self.ingestor.registry
+        settings = self.ingestor.settings
+        n = self.threads
+        size = -(-len(msgs) // n)
+        return [
+            self._pool.submit(check_chunk, msgs[i : i + size], reg, now, settings)
+            for i in range(0, len(msgs), size)
+        ]
+
+    def run_once(self, msgs: list[Inbound]) -> BatchOutcome:
+        """Check and commit ``msgs`` synchronously (tests, the outbox, recovery)."""
+        results: list[Result] = []
+        for fut in self._submit(msgs):
+            results.extend(fut.result())
+        return self.ingestor.process(results)
+
+    def _finish(self, msgs: list[Inbound], futs: list[Future[list[Result]]]) -> None:
+        results: list[Result] = []
+        for fut in futs:
+            results.extend(fut.result())
+        outcome = self.ingestor.process(results)
+        with self._cond:
+            self._in_flight -= len(msgs)
+        self.committed_batches += 1
+        if self.on_committed is not None:
+            self.on_committed(outcome)
+
+    def _run(self) -> None:
+        pending: collections.deque[tuple[list[Inbound], list[Future[list[Result]]]]] = (
+            collections.deque()
+        )
+        try:
+            while not self._stop.is_set():
+                msgs = self._take(0 if pending else self.batch_wait)
+                if msgs:
+                    pending.append((msgs, self._submit(msgs)))
+                # Keep one batch verifying while the previous one commits.
+                while pending and (len(pending) > 1 or not msgs or pending[0][1][-1].done()):
+                    self._finish(*pending.popleft())
+                    if msgs:
+                        break
+                if not msgs and not pending and self.idle is not None:
+                    self.idle()
+            while pending:
+                self._finish(*pending.popleft())
+        except BaseException as exc:  # a store failure: stop, do not ack anything more
+            self.error = exc
+            log.exception("ingest stopped")

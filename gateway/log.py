@@ -1,0 +1,167 @@
+"""The gateway's Merkle log: leaves in storage order, checkpoints, recovery.
+
+Order of truth (docs/protocol.md §6, §7):
+
+1. ingest commits a batch of records to the store, each with its leaf index;
+2. then the leaves are appended to the tree (a ``FileNodeStore``: one file
+   of hashes per level). The tree is a cache of the store: it is not flushed
+   per batch, only before a checkpoint is signed;
+3. every ``checkpoint_interval`` seconds or ``checkpoint_leaves`` leaves the
+   tree is flushed, the new root is proven consistent with the previous
+   checkpoint (RFC 9162 §2.1.4, proof built *and verified* before signing),
+   the C2SP checkpoint is signed, stored, and anchored on the ledger.
+
+Crash recovery (:meth:`GatewayLog.recover`, at every start): the store says
+how many leaves were committed. A tree that is shorter is rolled forward from
+the stored records; a tree that is longer, or whose last leaf differs from
+the stored one, is rolled back - never below the last signed checkpoint,
+which would be a split view (that raises instead). Then the root at the last
+checkpoint's size must equal the signed root, and a checkpoint that was
+signed but not yet anchored is anchored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
+from protocol.merkle import FileNodeStore, MerkleTree, hash_leaf, verify_consistency
+from protocol.note import NoteSigner
+
+from gateway.ledger import Ledger
+from gateway.store import Anchor, CheckpointRow, Store
+
+__all__ = ["GatewayLog", "LogError"]
+
+
+class LogError(Exception):
+    """The log cannot be made consistent with the store or its own checkpoints."""
+
+
+class GatewayLog:
+    """The tree, its checkpoints and their anchoring, kept in step with ``store``."""
+
+    def __init__(
+        self,
+        store: Store,
+        tree_dir: str | Path,
+        signer: NoteSigner,
+        *,
+        ledger: Ledger | None = None,
+        checkpoint_interval: float = 10.0,
+        checkpoint_leaves: int = 10000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.origin = signer.name
+        self.ledger = ledger
+        self.interval = checkpoint_interval
+        self.leaves = checkpoint_leaves
+        self.clock = clock
+        self._nodes = FileNodeStore(tree_dir)
+        self.tree = MerkleTree(self._nodes)
+        self.last = store.latest_checkpoint()
+        self._last_time = clock()
+        self.recovered = self.recover()
+
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+    # --- recovery -----------------------------------------------------------------
+
+    def recover(self) -> dict[str, int]:
+        """Bring the tree to exactly the committed leaves; see the module docstring."""
+        tree, store, last = self.tree, self.store, self.last
+        committed = store.leaf_count()
+        floor = last.size if last is not None else 0
+        if committed < floor:
+            raise LogError(
+                f"the store holds {committed} leaves but checkpoint {floor} was signed: "
+                "the database lost committed records"
+            )
+        rolled_back = 0
+        if tree.size > committed:
+            rolled_back = tree.size - committed
+            tree.rollback(committed)
+        # The last leaf the tree holds must be the stored one; walk back to agreement.
+        size = tree.size
+        while size > floor:
+            rec = store.record(size - 1)
+            if rec is not None and tree.leaf_hash(size - 1) == hash_leaf(rec.raw):
+                break
+            size -= 1
+        if size < tree.size:
+            rolled_back += tree.size - size
+            tree.rollback(size)
+        forward = committed - tree.size
+        if forward:
+            tree.extend(store.raw_between(tree.size, committed))
+            tree.flush()
+        if last is not None:
+            if tree.root(last.size) != last.root:
+                raise LogError(
+                    f"the tree's root at size {last.size} is not the signed checkpoint's root"
+                )
+            self.anchor_pending()
+        return {"rolled_back": rolled_back, "rolled_forward": forward, "size": tree.size}
+
+    # --- appending ------------------------------------------------------------------
+
+    def append(self, first_leaf: int, raws: Iterable[bytes]) -> None:
+        """Append committed records whose leaf indexes start at ``first_leaf``."""
+        if first_leaf != self.tree.size:
+            raise LogError(f"leaf {first_leaf} appended to a tree of {self.tree.size} leaves")
+        self.tree.extend(raws)
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def due(self, now: float | None = None) -> bool:
+        """Whether a checkpoint is due: new leaves, and the interval or leaf count reached."""
+        last_size = self.last.size if self.last is not None else 0
+        if self.tree.size <= last_size:
+            return False
+        now = self.clock() if now is None else now
+        return (
+            now - self._last_time >= self.interval or self.tree.size - last_size >= self.leaves
+        )
+
+    def checkpoint(self) -> CheckpointRow | None:
+        """Sign (and anchor) a checkpoint of the current tree; None if nothing is new."""
+        tree = self.tree
+        size = tree.size
+        self._last_time = self.clock()
+        last = self.last
+        if size == 0 or (last is not None and size == last.size):
+            return None
+        tree.flush()
+        root = tree.root(size)
+        if last is not None:
+            proof = tree.consistency_proof(last.size, size)
+            verify_consistency(last.size, size, proof, last.root, root)
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
+        row = CheckpointRow(size, root, note, int(self.clock()))
+        self.store.add_checkpoint(row)
+        self.last = row
+        self.anchor_pending()
+        return row
+
+    def anchor_pending(self) -> None:
+        """Anchor the last checkpoint if the ledger has no receipt for it yet."""
+        last = self.last
+        if self.ledger is None or last is None:
+            return
+        anchors = self.store.anchors()
+        if anchors and anchors[-1].size >= last.size:
+            return
+        cph = checkpoint_hash(Checkpoint(self.origin, last.size, last.root))
+        receipt = self.ledger.receipt_for(cph) or self.ledger.anchor(last.note)
+        self.store.add_anchor(
+            Anchor(last.size, self.ledger.backend, receipt, int(self.clock()))
+        )
+
+    def close(self) -> None:
+        self._nodes.close()

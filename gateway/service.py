@@ -1,0 +1,326 @@
+"""``coldtrace gateway run``: the gateway process, wiring the parts together.
+
+    MQTT (paho adapter) -> Pipeline (checks on a pool, batched commits)
+        -> store (one transaction per batch) -> log (tree append)
+        -> PUBACK to the broker, retained acks to the devices
+        -> checkpoints every N s / M leaves -> ledger anchor
+
+Everything after the commit happens on the ingest thread, in order: a PUBACK
+or a device ack is never sent for a record that is not durably stored.
+Registrations waiting in the registry outbox are logged at start and polled
+every second. A live status (rates, backlog, connection, last checkpoint) is
+written to the store every two seconds for ``coldtrace gateway status``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from protocol.keys import (
+    b64d,
+    b64e,
+    ed25519_public_to_raw,
+    load_ed25519_private_key,
+    load_p256_private_key,
+    p256_public_from_sec1,
+    p256_public_to_sec1,
+)
+from protocol.note import NoteSigner
+
+from gateway.config import ConfigError, GatewayConfig
+from gateway.ingest import BatchOutcome, IngestSettings, Ingestor, Pipeline, check_chunk
+from gateway.ledger import LocalLedger
+from gateway.log import GatewayLog
+from gateway.mqtt import Inbound, MqttAdapter, MqttSettings
+from gateway.registry import Registry
+from gateway.store import SQLiteStore, open_store
+
+__all__ = ["AckScheduler", "Gateway", "registry_public_key", "run", "trust_document"]
+
+log = logging.getLogger("coldtrace.gateway")
+
+
+def load_log_signer(cfg: GatewayConfig) -> NoteSigner:
+    try:
+        text = cfg.log.key_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"no log key {cfg.log.key_file} (run `coldtrace gateway init`)") from None
+    signer = NoteSigner.from_skey(text)
+    if signer.name != cfg.log.origin:
+        raise ConfigError(
+            f"the log key is named {signer.name!r} but [log] origin is {cfg.log.origin!r}"
+        )
+    return signer
+
+
+def registry_public_key(cfg: GatewayConfig) -> ec.EllipticCurvePublicKey:
+    if cfg.registry.public_key:
+        return p256_public_from_sec1(b64d(cfg.registry.public_key))
+    if cfg.registry.key_file is not None and cfg.registry.key_file.exists():
+        return load_p256_private_key(cfg.registry.key_file).public_key()
+    raise ConfigError("[registry] needs public_key or key_file")
+
+
+def open_ledger(cfg: GatewayConfig) -> LocalLedger:
+    key = load_ed25519_private_key(cfg.ledger.key_file)
+    return LocalLedger(cfg.ledger_path, cfg.ledger.id, key)
+
+
+def trust_document(cfg: GatewayConfig) -> dict[str, Any]:
+    """The trust file (§10) a verifier pins for this gateway's log."""
+    signer = load_log_signer(cfg)
+    ledger_key = load_ed25519_private_key(cfg.ledger.key_file).public_key()
+    return {
+        "format": "coldtrace-trust",
+        "version": 1,
+        "logs": [{"origin": cfg.log.origin, "vkey": signer.vkey}],
+        "registries": [
+            {"id": cfg.registry.id, "key": b64e(p256_public_to_sec1(registry_public_key(cfg)))}
+        ],
+        "ledgers": [
+            {"type": "local", "id": cfg.ledger.id, "key": b64e(ed25519_public_to_raw(ledger_key))}
+        ],
+    }
+
+
+def mqtt_settings(cfg: GatewayConfig) -> MqttSettings:
+    m = cfg.mqtt
+    return MqttSettings(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id or m.username or f"gw@{cfg.id}",
+        username=m.username,
+        password=m.secret(),
+        keepalive=m.keepalive,
+        tls_ca=None if m.tls_ca is None else str(m.tls_ca),
+        tls_cert=None if m.tls_cert is None else str(m.tls_cert),
+        tls_key=None if m.tls_key is None else str(m.tls_key),
+        share_group=m.share_group,
+    )
+
+
+class AckScheduler:
+    """Coalesces device acks: at most one per device per ``interval`` seconds."""
+
+    def __init__(
+        self,
+        ack_for: Callable[[str, int], bytes | None],
+        publish: Callable[[str, bytes], None],
+        interval: float,
+    ) -> None:
+        self._ack_for = ack_for
+        self._publish = publish
+        self.interval = interval
+        self._due: set[str] = set()
+        self._last: dict[str, float] = {}
+        self.sent = 0
+
+    def mark(self, signers: set[str]) -> None:
+        self._due |= signers
+
+    def flush(self, now: float, *, force: bool = False) -> None:
+        if not self._due:
+            return
+        done = []
+        for signer in self._due:
+            if not force and now - self._last.get(signer, 0.0) < self.interval:
+                continue
+            done.append(signer)
+            msg = self._ack_for(signer, int(now))
+            if msg is not None:
+                self._publish(f"ct/v1/{signer}/ack", msg)
+                self._last[signer] = now
+                self.sent += 1
+        self._due.difference_update(done)
+
+
+class Gateway:
+    """One running gateway; ``start()``, then ``stop()`` (or ``run()`` until a signal)."""
+
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        *,
+        on_records: Callable[[BatchOutcome], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store: SQLiteStore = open_store(cfg.db_path)
+        self.ledger = open_ledger(cfg)
+        self.log = GatewayLog(
+            self.store,
+            cfg.tree_dir,
+            load_log_signer(cfg),
+            ledger=self.ledger,
+            checkpoint_interval=cfg.log.checkpoint_interval,
+            checkpoint_leaves=cfg.log.checkpoint_leaves,
+        )
+        if self.log.recovered["rolled_back"] or self.log.recovered["rolled_forward"]:
+            log.info("log recovered: %s", self.log.recovered)
+        self.registry = Registry({cfg.registry.id: registry_public_key(cfg)}, self.store.devices())
+        ing = cfg.ingest
+        self.settings = IngestSettings(
+            future_skew=ing.future_skew,
+            holdover_skew=ing.holdover_skew,
+            min_time=ing.min_time,
+            ack_interval=ing.ack_interval,
+        )
+        self.ingestor = Ingestor(
+            self.store,
+            self.registry,
+            gateway_id=cfg.id,
+            settings=self.settings,
+            append_to_log=self.log.append,
+        )
+        if self.ingestor.next_leaf != self.log.size:
+            raise RuntimeError("store and log disagree after recovery")
+        self.pipeline = Pipeline(
+            self.ingestor,
+            threads=ing.verify_threads,
+            batch_size=ing.batch_size,
+            batch_wait=ing.batch_wait,
+            on_committed=self._committed,
+            idle=self._periodic,
+        )
+        self.mqtt = MqttAdapter(
+            mqtt_settings(cfg),
+            self.pipeline.feed,
+            backlog=self.pipeline.backlog,
+            max_backlog=ing.max_backlog,
+        )
+        self.acks = AckScheduler(self.ingestor.ack_for, self.mqtt.publish, ing.ack_interval)
+        self.on_records = on_records
+        self.started = time.time()
+        self._next_outbox = 0.0
+        self._next_status = 0.0
+        self._rate_mark = (time.time(), 0)
+        self.rate = 0.0
+        self._stopped = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._drain_outbox()
+        self.pipeline.start()
+        self.mqtt.start()
+        log.info(
+            "gateway %s started: log %s at %d leaves", self.cfg.id, self.cfg.log.origin, self.log.size
+        )
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.mqtt.stop()
+        self.pipeline.stop()
+        if self.pipeline.error is None:
+            self.acks.flush(time.time(), force=True)
+            self.log.checkpoint()
+            self._write_status()
+        self.log.close()
+        self.ledger.close()
+        self.store.close()
+
+    def run(self) -> int:
+        """Run until SIGINT/SIGTERM; return the exit status."""
+        done = threading.Event()
+
+        def _signal(signum: int, frame: Any) -> None:
+            done.set()
+
+        signal.signal(signal.SIGTERM, _signal)
+        signal.signal(signal.SIGINT, _signal)
+        self.start()
+        while not done.wait(0.5):
+            if self.pipeline.error is not None:
+                log.error("ingest failed: %s", self.pipeline.error)
+                self.stop()
+                return 1
+        self.stop()
+        return 0
+
+    # --- on the ingest thread -----------------------------------------------------------
+
+    def _committed(self, outcome: BatchOutcome) -> None:
+        for gen, mids in outcome.mids.items():
+            self.mqtt.ack(gen, mids)
+        if outcome.ack_due:
+            self.acks.mark(outcome.ack_due)
+        if self.on_records is not None and (outcome.accepted or outcome.presence):
+            try:
+                self.on_records(outcome)
+            except Exception:  # noqa: BLE001 - alerts must never stop ingest
+                log.exception("record listener failed")
+        self._periodic()
+
+    def _periodic(self) -> None:
+        now = time.time()
+        self.acks.flush(now)
+        if self.log.due(now):
+            cp = self.log.checkpoint()
+            if cp is not None:
+                log.info("checkpoint %d signed and anchored", cp.size)
+        if now >= self._next_outbox:
+            self._next_outbox = now + 1.0
+            self._drain_outbox()
+        if now >= self._next_status:
+            self._next_status = now + 2.0
+            self._write_status()
+
+    def _drain_outbox(self) -> None:
+        pending = self.store.outbox_pending()
+        if not pending:
+            return
+        now = time.time()
+        msgs = [
+            Inbound(f"outbox/{self.cfg.registry.id}", raw, 0, 0, now, outbox_id=i)
+            for i, raw in pending
+        ]
+        results = check_chunk(msgs, self.registry, int(now), self.settings)
+        self.ingestor.process(results)
+        if self.log.due(now + self.log.interval):
+            self.log.checkpoint()
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        t0, n0 = self._rate_mark
+        accepted = self.ingestor.totals["accepted"]
+        if now - t0 >= 1.0:
+            self.rate = (accepted - n0) / (now - t0)
+            self._rate_mark = (now, accepted)
+        last = self.log.last
+        anchors = self.store.anchors()
+        return {
+            "gateway": self.cfg.id,
+            "time": int(now),
+            "uptime": int(now - self.started),
+            "connected": self.mqtt.connected.is_set(),
+            "mqtt": dict(self.mqtt.stats),
+            "ingest_rate": round(self.rate, 1),
+            "backlog": self.pipeline.backlog(),
+            "tree_size": self.log.size,
+            "session": dict(self.ingestor.totals),
+            "acks_sent": self.acks.sent,
+            "last_checkpoint": None
+            if last is None
+            else {"size": last.size, "time": last.time, "root": last.root.hex()},
+            "last_anchor": None
+            if not anchors
+            else {"size": anchors[-1].size, "time": anchors[-1].time, "backend": anchors[-1].backend},
+            "alarms": list(self.ingestor.alarms)[-10:],
+        }
+
+    def _write_status(self) -> None:
+        self.store.set_meta("status", json.dumps(self.status()))
+
+
+def run(cfg: GatewayConfig) -> int:
+    return Gateway(cfg).run()

@@ -1,0 +1,628 @@
+"""Durable storage of the gateway: the ``Store`` interface and its SQLite backend.
+
+What is kept:
+
+- **records**: every accepted record, keyed by its log leaf index (the order
+  of the Merkle log is the order of this table), with signer, seq, boot,
+  kind, time, tq, receive time and the exact bytes received;
+- **quarantine**: every refused message, raw bytes with reason, detail,
+  topic and time (identical refusals are counted, not stored twice);
+- **signer state**: per device (and registry) the highest contiguous stored
+  seq and its chain hash, the highest seq seen, and counts;
+- **chain events**: gaps (and when they were filled) and chain breaks;
+- **devices**: the registry as the registration records left it (key, role,
+  org, place, calibration, state, the leaves that registered and revoked
+  it), the place history, and the secret per-device ack keys;
+- **checkpoints** and **anchors** (receipts from the ledger);
+- a **registry outbox**: signed registration records waiting for the running
+  gateway to log them; and small **meta** values (counters, live status).
+
+Ingest writes through :meth:`Store.commit`, one transaction per batch
+(SQLite: WAL, ``synchronous=FULL``, so a returned commit survives power
+loss). Nothing in ``gateway.ingest`` knows SQL: a PostgreSQL backend
+implements the same methods. Records and checkpoints are append-only; the
+SQLite backend enforces it with triggers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "Anchor",
+    "ChainEvent",
+    "CheckpointRow",
+    "DeviceRow",
+    "RejectRow",
+    "SQLiteStore",
+    "SignerState",
+    "Store",
+    "StoredRecord",
+    "WriteBatch",
+    "open_store",
+]
+
+
+@dataclass(slots=True)
+class StoredRecord:
+    leaf: int
+    signer: str
+    seq: int
+    boot: int
+    kind: int
+    time: int
+    tq: int
+    received: int
+    raw: bytes
+
+
+@dataclass(slots=True)
+class RejectRow:
+    received: int
+    topic: str
+    reason: str
+    detail: str
+    raw: bytes
+    signer: str | None = None
+    seq: int | None = None
+    id: int | None = None
+    count: int = 1
+    last_seen: int | None = None
+
+
+@dataclass(slots=True)
+class SignerState:
+    """What the gateway knows of one signer's sequence (docs/protocol.md §4, §5.2)."""
+
+    signer: str
+    contig: int = -1  # every seq 0..contig is stored (-1: not even seq 0)
+    contig_hash: bytes = b""  # chain hash of record ``contig`` (the ack's head)
+    max_seq: int = -1
+    max_hash: bytes = b""
+    max_boot: int = 0
+    count: int = 0
+    last_seen: int = 0
+    above: set[int] = field(default_factory=set)  # stored seqs > contig (not persisted)
+
+
+@dataclass(slots=True)
+class ChainEvent:
+    signer: str
+    kind: str  # "gap", "gap_filled", "break"
+    seq_from: int
+    seq_to: int
+    time: int
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class DeviceRow:
+    id: str
+    role: int
+    key: bytes  # SEC1 uncompressed P-256
+    org: str
+    state: int  # 1 active, 2 revoked
+    registry: str
+    registered_leaf: int
+    place: str | None = None
+    cal: int | None = None
+    revoked_leaf: int | None = None
+    updated: int = 0
+
+
+@dataclass(slots=True)
+class CheckpointRow:
+    size: int
+    root: bytes
+    note: str
+    time: int
+
+
+@dataclass(slots=True)
+class Anchor:
+    size: int
+    backend: str
+    receipt: dict[str, Any]
+    time: int
+
+
+@dataclass
+class WriteBatch:
+    """Everything one ingest batch changes, committed in one transaction."""
+
+    records: list[StoredRecord] = field(default_factory=list)
+    rejects: list[RejectRow] = field(default_factory=list)
+    states: list[SignerState] = field(default_factory=list)
+    events: list[ChainEvent] = field(default_factory=list)
+    devices: list[DeviceRow] = field(default_factory=list)
+    placements: list[tuple[str, int, int, str | None, int | None]] = field(default_factory=list)
+    outbox_done: list[int] = field(default_factory=list)
+    presence: list[tuple[str, str, int]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)  # increments
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.records or self.rejects or self.states or self.events or self.devices
+            or self.placements or self.outbox_done or self.presence or self.counters
+            or self.meta
+        )
+
+
+class Store(Protocol):
+    """The storage interface ingest, log, registry and proofs use."""
+
+    def leaf_count(self) -> int: ...
+    def commit(self, batch: WriteBatch) -> None: ...
+    def record(self, leaf: int) -> StoredRecord | None: ...
+    def record_by_seq(self, signer: str, seq: int) -> StoredRecord | None: ...
+    def records_of(self, signer: str, seq_from: int, seq_to: int) -> list[StoredRecord]: ...
+    def raw_between(self, start: int, end: int) -> Iterator[bytes]: ...
+    def signer_states(self) -> dict[str, SignerState]: ...
+    def devices(self) -> dict[str, DeviceRow]: ...
+    def placements(self, device: str) -> list[tuple[int, int, str | None, int | None]]: ...
+    def ack_keys(self) -> dict[str, bytes]: ...
+    def set_ack_key(self, device: str, key: bytes) -> None: ...
+    def outbox_add(self, signer: str, seq: int, raw: bytes) -> int: ...
+    def outbox_pending(self) -> list[tuple[int, bytes]]: ...
+    def last_signed(self, signer: str) -> tuple[int, bytes] | None: ...
+    def add_checkpoint(self, cp: CheckpointRow) -> None: ...
+    def checkpoints(self) -> list[CheckpointRow]: ...
+    def latest_checkpoint(self) -> CheckpointRow | None: ...
+    def checkpoint_at(self, size: int) -> CheckpointRow | None: ...
+    def add_anchor(self, anchor: Anchor) -> None: ...
+    def anchors(self) -> list[Anchor]: ...
+    def rejects(self, *, limit: int = 100, reason: str | None = None) -> list[RejectRow]: ...
+    def reject_counts(self) -> dict[str, int]: ...
+    def chain_events(self, signer: str | None = None, limit: int = 100) -> list[ChainEvent]: ...
+    def presence(self) -> dict[str, tuple[str, int]]: ...
+    def counters(self) -> dict[str, int]: ...
+    def get_meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    leaf INTEGER PRIMARY KEY,
+    signer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    boot INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    tq INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    raw BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_seq ON records (signer, seq);
+CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+    BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+    BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY,
+    received INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1,
+    topic TEXT NOT NULL,
+    signer TEXT,
+    seq INTEGER,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    raw BLOB NOT NULL,
+    UNIQUE (digest, reason)
+);
+CREATE INDEX IF NOT EXISTS quarantine_by_reason ON quarantine (reason);
+CREATE TABLE IF NOT EXISTS signer_state (
+    signer TEXT PRIMARY KEY,
+    contig INTEGER NOT NULL,
+    contig_hash BLOB NOT NULL,
+    max_seq INTEGER NOT NULL,
+    max_hash BLOB NOT NULL,
+    max_boot INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chain_events (
+    id INTEGER PRIMARY KEY,
+    signer TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq_from INTEGER NOT NULL,
+    seq_to INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chain_events_by_signer ON chain_events (signer);
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    role INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    org TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    registry TEXT NOT NULL,
+    registered_leaf INTEGER NOT NULL,
+    place TEXT,
+    cal INTEGER,
+    revoked_leaf INTEGER,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS placements (
+    device TEXT NOT NULL,
+    leaf INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    place TEXT,
+    cal INTEGER,
+    PRIMARY KEY (device, leaf)
+);
+CREATE TABLE IF NOT EXISTS ack_keys (device TEXT PRIMARY KEY, key BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    signer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    raw BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (signer, seq)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    note TEXT NOT NULL,
+    time INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TABLE IF NOT EXISTS anchors (
+    id INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,
+    backend TEXT NOT NULL,
+    receipt TEXT NOT NULL,
+    time INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS presence (
+    device TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since INTEGER NOT NULL
+);
+"""
+
+SCHEMA_VERSION = "1"
+
+
+class SQLiteStore:
+    """The embedded backend: one SQLite file in WAL mode.
+
+    One connection, guarded by a lock, serves the gateway's threads; other
+    processes (the CLI, ``status``) open their own. ``synchronous=FULL``
+    makes every committed batch durable before ``commit`` returns.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        if readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10
+            )
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 30000")
+        if not readonly:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA cache_size = -65536")
+            db.executescript(_SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+
+    # --- batches ------------------------------------------------------------
+
+    def commit(self, batch: WriteBatch) -> None:
+        """Write ``batch`` in one durable transaction (all or nothing)."""
+        if not batch:
+            return
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write(db, batch)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, b: WriteBatch) -> None:
+        if b.records:
+            db.executemany(
+                "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (r.leaf, r.signer, r.seq, r.boot, r.kind, r.time, r.tq, r.received, r.raw)
+                    for r in b.records
+                ],
+            )
+        if b.rejects:
+            from hashlib import sha256
+
+            db.executemany(
+                "INSERT INTO quarantine (received, last_seen, topic, signer, seq, reason, detail,"
+                " digest, raw) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (digest, reason) DO UPDATE"
+                " SET count = count + 1, last_seen = excluded.last_seen",
+                [
+                    (
+                        r.received, r.received, r.topic, r.signer, r.seq, r.reason,
+                        r.detail[:500], sha256(r.raw).digest(), r.raw,
+                    )
+                    for r in b.rejects
+                ],
+            )
+        if b.states:
+            db.executemany(
+                "INSERT OR REPLACE INTO signer_state VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (s.signer, s.contig, s.contig_hash, s.max_seq, s.max_hash, s.max_boot,
+                     s.count, s.last_seen)
+                    for s in b.states
+                ],
+            )
+        if b.events:
+            db.executemany(
+                "INSERT INTO chain_events (signer, kind, seq_from, seq_to, time, detail)"
+                " VALUES (?,?,?,?,?,?)",
+                [(e.signer, e.kind, e.seq_from, e.seq_to, e.time, e.detail) for e in b.events],
+            )
+        if b.devices:
+            db.executemany(
+                "INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (d.id, d.role, d.key, d.org, d.state, d.registry, d.registered_leaf,
+                     d.place, d.cal, d.revoked_leaf, d.updated)
+                    for d in b.devices
+                ],
+            )
+        if b.placements:
+            db.executemany("INSERT OR IGNORE INTO placements VALUES (?,?,?,?,?)", b.placements)
+        if b.outbox_done:
+            db.executemany("UPDATE outbox SET done = 1 WHERE id = ?", [(i,) for i in b.outbox_done])
+        if b.presence:
+            db.executemany("INSERT OR REPLACE INTO presence VALUES (?,?,?)", b.presence)
+        if b.counters:
+            db.executemany(
+                "INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+                " SET value = value + excluded.value",
+                list(b.counters.items()),
+            )
+        if b.meta:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(b.meta.items()))
+
+    # --- records --------------------------------------------------------------
+
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchone()
+
+    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
+
+    def leaf_count(self) -> int:
+        row = self._one("SELECT max(leaf) FROM records")
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def record(self, leaf: int) -> StoredRecord | None:
+        row = self._one("SELECT * FROM records WHERE leaf = ?", (leaf,))
+        return None if row is None else StoredRecord(*row)
+
+    def record_by_seq(self, signer: str, seq: int) -> StoredRecord | None:
+        row = self._one("SELECT * FROM records WHERE signer = ? AND seq = ?", (signer, seq))
+        return None if row is None else StoredRecord(*row)
+
+    def records_of(self, signer: str, seq_from: int, seq_to: int) -> list[StoredRecord]:
+        rows = self._all(
+            "SELECT * FROM records WHERE signer = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (signer, seq_from, seq_to),
+        )
+        return [StoredRecord(*r) for r in rows]
+
+    def raw_between(self, start: int, end: int) -> Iterator[bytes]:
+        """Raw bytes of leaves ``start <= leaf < end`` in leaf order (for the log)."""
+        pos = start
+        while pos < end:
+            rows = self._all(
+                "SELECT leaf, raw FROM records WHERE leaf >= ? AND leaf < ? ORDER BY leaf LIMIT 5000",
+                (pos, end),
+            )
+            if not rows:
+                raise RuntimeError(f"records table has no leaf {pos}")
+            for leaf, raw in rows:
+                if leaf != pos:
+                    raise RuntimeError(f"records table lacks leaf {pos} (next is {leaf})")
+                yield bytes(raw)
+                pos += 1
+
+    def signer_states(self) -> dict[str, SignerState]:
+        out: dict[str, SignerState] = {}
+        for row in self._all("SELECT * FROM signer_state"):
+            st = SignerState(*row)
+            st.contig_hash = bytes(st.contig_hash)
+            st.max_hash = bytes(st.max_hash)
+            if st.max_seq > st.contig:
+                st.above = {
+                    r[0]
+                    for r in self._all(
+                        "SELECT seq FROM records WHERE signer = ? AND seq > ?",
+                        (st.signer, st.contig),
+                    )
+                }
+            out[st.signer] = st
+        return out
+
+    # --- registry -------------------------------------------------------------
+
+    def devices(self) -> dict[str, DeviceRow]:
+        out = {}
+        for row in self._all("SELECT * FROM devices"):
+            d = DeviceRow(*row)
+            d.key = bytes(d.key)
+            out[d.id] = d
+        return out
+
+    def placements(self, device: str) -> list[tuple[int, int, str | None, int | None]]:
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self._all(
+                "SELECT leaf, time, place, cal FROM placements WHERE device = ? ORDER BY leaf",
+                (device,),
+            )
+        ]
+
+    def ack_keys(self) -> dict[str, bytes]:
+        return {d: bytes(k) for d, k in self._all("SELECT device, key FROM ack_keys")}
+
+    def set_ack_key(self, device: str, key: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO ack_keys VALUES (?, ?)", (device, key))
+
+    def outbox_add(self, signer: str, seq: int, raw: bytes) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO outbox (signer, seq, raw, created) VALUES (?,?,?,?)",
+                (signer, seq, raw, int(time.time())),
+            )
+            return int(cur.lastrowid or 0)
+
+    def outbox_pending(self) -> list[tuple[int, bytes]]:
+        return [
+            (i, bytes(raw))
+            for i, raw in self._all("SELECT id, raw FROM outbox WHERE done = 0 ORDER BY id")
+        ]
+
+    def last_signed(self, signer: str) -> tuple[int, bytes] | None:
+        """Highest seq ``signer`` has used, in the log or waiting in the outbox."""
+        a = self._one(
+            "SELECT seq, raw FROM records WHERE signer = ? ORDER BY seq DESC LIMIT 1", (signer,)
+        )
+        b = self._one(
+            "SELECT seq, raw FROM outbox WHERE signer = ? ORDER BY seq DESC LIMIT 1", (signer,)
+        )
+        best = max((r for r in (a, b) if r is not None), key=lambda r: r[0], default=None)
+        return None if best is None else (int(best[0]), bytes(best[1]))
+
+    def begin_exclusive(self) -> None:
+        """Serialise writers from other processes (the registry CLI) until ``end``."""
+        self._lock.acquire()
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def end(self, ok: bool = True) -> None:
+        try:
+            self._db.execute("COMMIT" if ok else "ROLLBACK")
+        finally:
+            self._lock.release()
+
+    # --- checkpoints and anchors ------------------------------------------------
+
+    def add_checkpoint(self, cp: CheckpointRow) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO checkpoints VALUES (?,?,?,?)", (cp.size, cp.root, cp.note, cp.time)
+            )
+
+    def checkpoints(self) -> list[CheckpointRow]:
+        return [
+            CheckpointRow(s, bytes(r), n, t)
+            for s, r, n, t in self._all("SELECT * FROM checkpoints ORDER BY size")
+        ]
+
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        row = self._one("SELECT * FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return None if row is None else CheckpointRow(row[0], bytes(row[1]), row[2], row[3])
+
+    def checkpoint_at(self, size: int) -> CheckpointRow | None:
+        row = self._one("SELECT * FROM checkpoints WHERE size = ?", (size,))
+        return None if row is None else CheckpointRow(row[0], bytes(row[1]), row[2], row[3])
+
+    def add_anchor(self, anchor: Anchor) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO anchors (size, backend, receipt, time) VALUES (?,?,?,?)",
+                (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
+            )
+
+    def anchors(self) -> list[Anchor]:
+        return [
+            Anchor(s, b, json.loads(r), t)
+            for s, b, r, t in self._all(
+                "SELECT size, backend, receipt, time FROM anchors ORDER BY size, id"
+            )
+        ]
+
+    # --- reports ------------------------------------------------------------------
+
+    def rejects(self, *, limit: int = 100, reason: str | None = None) -> list[RejectRow]:
+        sql = (
+            "SELECT received, topic, reason, detail, raw, signer, seq, id, count, last_seen"
+            " FROM quarantine"
+        )
+        args: tuple[Any, ...] = ()
+        if reason is not None:
+            sql += " WHERE reason = ?"
+            args = (reason,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = self._all(sql, (*args, limit))
+        return [RejectRow(r[0], r[1], r[2], r[3], bytes(r[4]), *r[5:]) for r in rows]
+
+    def reject_counts(self) -> dict[str, int]:
+        return {
+            reason: int(n)
+            for reason, n in self._all("SELECT reason, sum(count) FROM quarantine GROUP BY reason")
+        }
+
+    def chain_events(self, signer: str | None = None, limit: int = 100) -> list[ChainEvent]:
+        sql = "SELECT signer, kind, seq_from, seq_to, time, detail FROM chain_events"
+        args: tuple[Any, ...] = ()
+        if signer is not None:
+            sql += " WHERE signer = ?"
+            args = (signer,)
+        rows = self._all(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [ChainEvent(*r) for r in rows]
+
+    def presence(self) -> dict[str, tuple[str, int]]:
+        return {d: (s, t) for d, s, t in self._all("SELECT device, state, since FROM presence")}
+
+    def counters(self) -> dict[str, int]:
+        return {n: int(v) for n, v in self._all("SELECT name, value FROM counters")}
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_store(path: str | Path, *, readonly: bool = False) -> SQLiteStore:
+    """Open the gateway database (the only backend today is SQLite)."""
+    return SQLiteStore(path, readonly=readonly)

@@ -1,0 +1,826 @@
+"""Record payloads (docs/protocol.md §2), the hash chain (§4) and signed records (§3).
+
+A payload is a flat deterministic-CBOR map with integer keys: six common
+fields (kind, boot, seq, time, tq, prev) and the fields of its kind. Each
+kind is a frozen dataclass with the spec's field names; absent optional
+fields are ``None`` (so ``ch`` absent and ``ch = 0`` stay distinct and every
+payload round-trips bit for bit). Keys ≥ 1000 are vendor extensions, kept in
+``extensions``.
+
+:func:`decode_payload` enforces every rule of §2 on the exact bytes and raises
+a :class:`~protocol.errors.CBORError` (encoding) or
+:class:`~protocol.errors.RecordError` subclass (fields):
+
+- unknown key in 0-999, or a key of another kind: ``UnknownFieldError``
+- required field absent: ``MissingFieldError``
+- wrong CBOR type (a negative number in a uint field, text for bytes...):
+  ``FieldTypeError``
+- value, length or syntax outside its bounds: ``FieldRangeError``
+- temp and fault both present, or rh with fault: ``FieldConflictError``
+
+:func:`encode_payload` refuses exactly what :func:`decode_payload` refuses:
+it encodes, then decodes its own output.
+
+Records: :func:`open_record` checks the envelope and the payload without the
+signature (to learn who signed it), :func:`verify_record` also checks the
+signature, :func:`make_record` signs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from protocol import cbor, cose
+from protocol.errors import (
+    FieldConflictError,
+    FieldRangeError,
+    FieldTypeError,
+    MissingFieldError,
+    UnknownFieldError,
+    VerificationError,
+)
+from protocol.rfc6979 import B as _B
+from protocol.rfc6979 import P as _P
+
+__all__ = [
+    "ACTION_COMMISSION",
+    "ACTION_LOAD",
+    "ACTION_RECEIVE",
+    "ACTION_SELL",
+    "ACTION_SHIP",
+    "ACTION_UNLOAD",
+    "ALARM_HIGH",
+    "ALARM_LATCHED",
+    "ALARM_LOW",
+    "CHAIN_HASH_LEN",
+    "EVENT_ALARM_END",
+    "EVENT_ALARM_START",
+    "EVENT_BOOT",
+    "EVENT_CLOCK_SET",
+    "EVENT_CONFIG_CHANGED",
+    "EVENT_HEARTBEAT",
+    "EVENT_RECORDS_DROPPED",
+    "EVENT_SAFE_MODE",
+    "EVENT_SENSOR_FAULT",
+    "EVENT_STORAGE_FULL",
+    "EVENT_STORAGE_LOW",
+    "EXTENSION_MIN_KEY",
+    "FAULT_BUS",
+    "FAULT_CRC",
+    "FAULT_NO_SENSOR",
+    "FAULT_OUT_OF_RANGE",
+    "FAULT_POWER_ON",
+    "FAULT_TIMEOUT",
+    "FAULT_ZERO_SCRATCHPAD",
+    "KIND_READING",
+    "KIND_REGISTRATION",
+    "KIND_SCAN",
+    "KIND_STATUS",
+    "MAX_EXTENSION_STRING",
+    "MAX_PAYLOAD_SIZE",
+    "MAX_RECORD_SIZE",
+    "MAX_STRING",
+    "ROLE_LOGGER",
+    "ROLE_READER",
+    "STATE_ACTIVE",
+    "STATE_REVOKED",
+    "TQ_GATEWAY",
+    "TQ_HOLDOVER",
+    "TQ_NTP",
+    "TQ_UNSET",
+    "ZERO_PREV",
+    "Payload",
+    "Reading",
+    "Record",
+    "Registration",
+    "Scan",
+    "Status",
+    "chain_hash",
+    "decode_payload",
+    "encode_payload",
+    "make_record",
+    "open_record",
+    "verify_record",
+]
+
+# --- constants (§2) ------------------------------------------------------------------
+
+KIND_READING = 1
+KIND_SCAN = 2
+KIND_STATUS = 3
+KIND_REGISTRATION = 4
+
+TQ_UNSET = 0  # clock never set: time counts from boot
+TQ_HOLDOVER = 1  # set once, no sync for > 24 h
+TQ_NTP = 2  # synced by NTP within 24 h
+TQ_GATEWAY = 3  # synced by the gateway within 24 h
+
+FAULT_NO_SENSOR = 1
+FAULT_CRC = 2
+FAULT_POWER_ON = 3  # DS18B20 85.00 °C power-on value
+FAULT_ZERO_SCRATCHPAD = 4
+FAULT_OUT_OF_RANGE = 5
+FAULT_BUS = 6
+FAULT_TIMEOUT = 7
+
+ALARM_HIGH = 1
+ALARM_LOW = 2
+ALARM_LATCHED = 4
+
+ACTION_COMMISSION = 1
+ACTION_LOAD = 2
+ACTION_UNLOAD = 3
+ACTION_RECEIVE = 4
+ACTION_SHIP = 5
+ACTION_SELL = 6
+
+EVENT_BOOT = 1
+EVENT_HEARTBEAT = 2
+EVENT_SAFE_MODE = 3
+EVENT_STORAGE_LOW = 4
+EVENT_STORAGE_FULL = 5
+EVENT_CLOCK_SET = 6
+EVENT_ALARM_START = 7
+EVENT_ALARM_END = 8
+EVENT_SENSOR_FAULT = 9
+EVENT_CONFIG_CHANGED = 10
+EVENT_RECORDS_DROPPED = 11
+
+ROLE_LOGGER = 1
+ROLE_READER = 2
+STATE_ACTIVE = 1
+STATE_REVOKED = 2
+
+CHAIN_HASH_LEN = 16
+#: ``prev`` of a signer's first record (seq 0).
+ZERO_PREV = bytes(CHAIN_HASH_LEN)
+MAX_PAYLOAD_SIZE = 512
+MAX_RECORD_SIZE = cose.MAX_MESSAGE_SIZE
+#: Default bound for a byte or text string inside a payload.
+MAX_STRING = 128
+MAX_EXTENSION_STRING = 64
+EXTENSION_MIN_KEY = 1000
+
+_U32 = (1 << 32) - 1
+_UID_LENGTHS = frozenset({4, 7, 10})
+_NO_EXTENSIONS: Mapping[int, int | bytes | str] = MappingProxyType({})
+
+
+# --- payload classes --------------------------------------------------------------------
+
+
+def _extensions_field() -> Any:
+    # Not part of the hash (a mapping is not hashable); part of equality.
+    return field(default_factory=_no_extensions, hash=False)
+
+
+def _no_extensions() -> Mapping[int, int | bytes | str]:
+    return _NO_EXTENSIONS
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Common:
+    """Fields of every record (§2.1); ``kind`` is the class's."""
+
+    kind: ClassVar[int]
+    boot: int
+    seq: int
+    time: int
+    tq: int
+    prev: bytes
+
+    def __post_init__(self) -> None:
+        ext = getattr(self, "extensions", _NO_EXTENSIONS)
+        if type(ext) is not MappingProxyType:
+            object.__setattr__(self, "extensions", MappingProxyType(dict(ext)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reading(_Common):
+    """Kind 1: a temperature/humidity reading (§2.2). Exactly one of temp, fault."""
+
+    kind: ClassVar[int] = KIND_READING
+    temp: int | None = None  # 0.01 °C
+    rh: int | None = None  # 0.01 %RH
+    fault: int | None = None
+    ch: int | None = None
+    cal: int | None = None
+    batt: int | None = None  # mV
+    alarm: int | None = None
+    extensions: Mapping[int, int | bytes | str] = _extensions_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scan(_Common):
+    """Kind 2: a tag scan, a custody event (§2.3)."""
+
+    kind: ClassVar[int] = KIND_SCAN
+    uid: bytes
+    action: int
+    place: str
+    sun: bytes | None = None
+    item: str | None = None
+    parent: bytes | None = None
+    ref: str | None = None
+    batt: int | None = None
+    extensions: Mapping[int, int | bytes | str] = _extensions_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Status(_Common):
+    """Kind 3: device status (§2.4)."""
+
+    kind: ClassVar[int] = KIND_STATUS
+    event: int
+    uptime: int | None = None
+    fw: str | None = None
+    queued: int | None = None
+    free: int | None = None
+    rssi: int | None = None
+    reset: int | None = None
+    detail: int | None = None
+    batt: int | None = None
+    extensions: Mapping[int, int | bytes | str] = _extensions_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registration(_Common):
+    """Kind 4: a device registration, signed by a registry key (§2.5)."""
+
+    kind: ClassVar[int] = KIND_REGISTRATION
+    device: str
+    key: bytes  # SEC1 uncompressed P-256 point, 65 bytes
+    role: int
+    org: str
+    state: int
+    place: str | None = None
+    cal: int | None = None
+    extensions: Mapping[int, int | bytes | str] = _extensions_field()
+
+
+Payload = Reading | Scan | Status | Registration
+
+
+# --- field tables (the spec's tables as data) -------------------------------------------
+
+# Field checks: (name, check, lo, hi). For UINT/INT lo..hi is the value range,
+# for BSTR/TSTR the length range in bytes; BSTR_SET takes a set of lengths.
+_UINT, _INT, _BSTR, _BSTR_SET, _TSTR = range(5)
+_Field = tuple[str, int, Any, int]
+
+_COMMON_FIELDS: dict[int, _Field] = {
+    2: ("boot", _UINT, 0, _U32),
+    3: ("seq", _UINT, 0, _U32),
+    4: ("time", _UINT, 0, _U32),
+    5: ("tq", _UINT, 0, 3),
+    6: ("prev", _BSTR, CHAIN_HASH_LEN, CHAIN_HASH_LEN),
+}
+_BATT: _Field = ("batt", _UINT, 0, 20000)
+
+_KIND_FIELDS: dict[int, dict[int, _Field]] = {
+    KIND_READING: {
+        10: ("temp", _INT, -10000, 15000),
+        11: ("rh", _UINT, 0, 10000),
+        12: ("fault", _UINT, 1, 255),
+        13: ("ch", _UINT, 0, 15),
+        14: ("cal", _UINT, 0, _U32),
+        15: _BATT,
+        16: ("alarm", _UINT, 0, 7),
+    },
+    KIND_SCAN: {
+        15: _BATT,
+        20: ("uid", _BSTR_SET, _UID_LENGTHS, 0),
+        21: ("action", _UINT, 1, 6),
+        22: ("place", _TSTR, 1, 64),
+        23: ("sun", _BSTR, 24, 24),
+        24: ("item", _TSTR, 1, 128),
+        25: ("parent", _BSTR_SET, _UID_LENGTHS, 0),
+        26: ("ref", _TSTR, 1, 64),
+    },
+    KIND_STATUS: {
+        15: _BATT,
+        30: ("event", _UINT, 1, 255),
+        31: ("uptime", _UINT, 0, _U32),
+        32: ("fw", _TSTR, 1, 32),
+        33: ("queued", _UINT, 0, _U32),
+        34: ("free", _UINT, 0, _U32),
+        35: ("rssi", _INT, -128, 0),
+        36: ("reset", _UINT, 0, 255),
+        37: ("detail", _INT, -(1 << 31), _U32),
+    },
+    KIND_REGISTRATION: {
+        14: ("cal", _UINT, 0, _U32),
+        40: ("device", _TSTR, 1, 32),
+        41: ("key", _BSTR, 65, 65),
+        42: ("role", _UINT, 1, 2),
+        43: ("org", _TSTR, 1, 64),
+        44: ("place", _TSTR, 1, 64),
+        45: ("state", _UINT, 1, 2),
+    },
+}
+_SPECS: dict[int, dict[int, _Field]] = {
+    kind: {**_COMMON_FIELDS, **table} for kind, table in _KIND_FIELDS.items()
+}
+# The same, as lists indexed by key (a list index is cheaper than dict.get).
+_SPEC_LISTS: list[list[_Field | None]] = [[] for _ in range(5)]
+for _kind, _spec in _SPECS.items():
+    _SPEC_LISTS[_kind] = [_spec.get(k) for k in range(max(_spec) + 1)]
+_CLASSES: dict[int, type[Reading] | type[Scan] | type[Status] | type[Registration]] = {
+    KIND_READING: Reading,
+    KIND_SCAN: Scan,
+    KIND_STATUS: Status,
+    KIND_REGISTRATION: Registration,
+}
+_KIND_NAMES = {
+    KIND_READING: "reading",
+    KIND_SCAN: "scan",
+    KIND_STATUS: "status",
+    KIND_REGISTRATION: "registration",
+}
+_REQUIRED = {
+    KIND_READING: (),
+    KIND_SCAN: ("uid", "action", "place"),
+    KIND_STATUS: ("event",),
+    KIND_REGISTRATION: ("device", "key", "role", "org", "state"),
+}
+_COMMON_REQUIRED = ("boot", "seq", "time", "tq", "prev")
+# Every key name in any kind, to say "key 10 (temp) is not a field of a scan".
+_ALL_NAMES = {key: f[0] for table in _KIND_FIELDS.values() for key, f in table.items()}
+_KEYS_BY_NAME = {
+    kind: {f[0]: key for key, f in spec.items()} | {"kind": 1} for kind, spec in _SPECS.items()
+}
+_TYPE_NAMES = {_UINT: "uint", _INT: "int", _BSTR: "bstr", _BSTR_SET: "bstr", _TSTR: "tstr"}
+
+
+_VALUE_TYPE_NAMES: dict[type, str] = {bytes: "bstr", str: "tstr", list: "array", dict: "map"}
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, int):
+        return "uint" if value >= 0 else "negative int"
+    return _VALUE_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def decode_payload(data: bytes) -> Payload:
+    """Decode and check a record payload (§2) from its exact bytes; raise on any breach."""
+    if type(data) is bytes:
+        fast = _decode_payload_fast(data)
+        if fast is not None:
+            return fast
+    m = cbor.decode(data, max_size=MAX_PAYLOAD_SIZE, max_depth=1)
+    if type(m) is not dict:
+        raise FieldTypeError("payload must be a map", expected="map", found=_type_name(m))
+    kind = m.get(1)
+    if kind is None:
+        raise MissingFieldError("payload has no kind (key 1)", expected="kind", found="absent")
+    spec = _SPECS.get(kind)
+    if spec is None:
+        if type(kind) is not int or kind < 0:
+            raise FieldTypeError("kind must be a uint", expected="uint", found=_type_name(kind))
+        raise FieldRangeError("unknown record kind", expected="1..4", found=kind)
+    values: dict[str, Any] = {}
+    extensions: dict[int, int | bytes | str] | None = None
+    for key, value in m.items():
+        if key == 1:
+            continue
+        f = spec.get(key)
+        if f is None:
+            if key >= EXTENSION_MIN_KEY:
+                if extensions is None:
+                    extensions = {}
+                extensions[key] = _check_extension(key, value)
+                continue
+            raise _unknown_key(kind, key)
+        name, check, lo, hi = f
+        if check <= _INT:  # UINT or INT
+            if type(value) is not int or (check == _UINT and value < 0):
+                raise FieldTypeError(
+                    f"{name} (key {key}) has the wrong type",
+                    expected=_TYPE_NAMES[check],
+                    found=_type_name(value),
+                )
+            if not lo <= value <= hi:
+                raise FieldRangeError(
+                    f"{name} (key {key}) out of range", expected=f"{lo}..{hi}", found=value
+                )
+        elif check == _TSTR:
+            if type(value) is not str:
+                raise FieldTypeError(
+                    f"{name} (key {key}) has the wrong type",
+                    expected="tstr",
+                    found=_type_name(value),
+                )
+            size = len(value) if value.isascii() else len(value.encode("utf-8"))
+            if not lo <= size <= hi:
+                raise FieldRangeError(
+                    f"{name} (key {key}) has the wrong length",
+                    expected=f"{lo}..{hi} bytes",
+                    found=f"{size} bytes",
+                )
+        else:  # BSTR, BSTR_SET
+            if type(value) is not bytes:
+                raise FieldTypeError(
+                    f"{name} (key {key}) has the wrong type",
+                    expected="bstr",
+                    found=_type_name(value),
+                )
+            size = len(value)
+            if (check == _BSTR and not lo <= size <= hi) or (check == _BSTR_SET and size not in lo):
+                want = f"{lo}..{hi}" if check == _BSTR else " or ".join(map(str, sorted(lo)))
+                raise FieldRangeError(
+                    f"{name} (key {key}) has the wrong length",
+                    expected=f"{want} bytes",
+                    found=f"{size} bytes",
+                )
+        values[name] = value
+    return _finish(kind, values, extensions)
+
+
+def _finish(
+    kind: int, values: dict[str, Any], extensions: dict[int, int | bytes | str] | None
+) -> Payload:
+    """Required fields, the kind's cross-field rules, then the instance."""
+    if not _REQUIRED_SETS[kind] <= values.keys():
+        for name in (*_COMMON_REQUIRED, *_REQUIRED[kind]):
+            if name not in values:
+                raise _missing(kind, name)
+    _KIND_RULES[kind](values)
+    if extensions is not None:
+        values["extensions"] = MappingProxyType(extensions)
+    # Build the instance without __init__: the values are checked and are
+    # exactly the class's fields. A frozen dataclass __init__ costs about as
+    # much as the whole CBOR decode (object.__setattr__ per field), and the
+    # gateway decodes ~20k payloads/s.
+    obj = object.__new__(_CLASSES[kind])
+    attrs = obj.__dict__
+    attrs.update(_DEFAULTS[kind])
+    attrs.update(values)
+    return obj
+
+
+def _decode_payload_fast(data: bytes) -> Payload | None:
+    """decode_payload for the common case, fused: CBOR and field checks in one pass.
+
+    Handles maps of 6-23 entries whose keys are below 256 (no extensions),
+    with values in the spec's types and bounds. Anything else, including
+    every error, returns None so that :func:`decode_payload` takes the
+    strict path and says precisely what is wrong. It accepts only what the
+    strict path accepts, with the same result (tests check this on mutated
+    and generated payloads). Never raises.
+    """
+    try:
+        n = len(data)
+        ib = data[0]
+        if n > MAX_PAYLOAD_SIZE or not 0xA6 <= ib <= 0xB7 or data[1] != 1:
+            return None
+        kind = data[2]
+        spec = _SPEC_LISTS[kind]
+        values: dict[str, Any] = {}
+        pos = 3
+        prev = 1
+        for _ in range(ib - 0xA1):
+            key = data[pos]
+            if key < 24:
+                pos += 1
+            elif key == 24:
+                key = data[pos + 1]
+                pos += 2
+                if key < 24:
+                    return None
+            else:
+                return None
+            if key <= prev:
+                return None
+            prev = key
+            f = spec[key]
+            if f is None:
+                return None
+            name, check, lo, hi = f
+            vb = data[pos]
+            if check <= _INT:
+                if vb < 24:
+                    v = vb
+                    pos += 1
+                elif vb < 0x1B:
+                    if vb == 0x18:
+                        v = data[pos + 1]
+                        pos += 2
+                        if v < 24:
+                            return None
+                    elif vb == 0x19:
+                        v = (data[pos + 1] << 8) | data[pos + 2]
+                        pos += 3
+                        if v < 0x100:
+                            return None
+                    else:
+                        v = int.from_bytes(data[pos + 1 : pos + 5], "big")
+                        pos += 5
+                        if v < 0x10000:
+                            return None
+                elif 0x20 <= vb < 0x38:
+                    v = 0x1F - vb
+                    pos += 1
+                elif vb == 0x38:
+                    v = data[pos + 1]
+                    pos += 2
+                    if v < 24:
+                        return None
+                    v = -1 - v
+                elif vb == 0x39:
+                    v = (data[pos + 1] << 8) | data[pos + 2]
+                    pos += 3
+                    if v < 0x100:
+                        return None
+                    v = -1 - v
+                else:
+                    return None
+                if not lo <= v <= hi:
+                    return None
+                values[name] = v
+            elif check == _TSTR:
+                if 0x60 <= vb < 0x78:
+                    size = vb - 0x60
+                    pos += 1
+                elif vb == 0x78:
+                    size = data[pos + 1]
+                    pos += 2
+                    if size < 24:
+                        return None
+                else:
+                    return None
+                end = pos + size
+                if not lo <= size <= hi or end > n:
+                    return None
+                values[name] = data[pos:end].decode("utf-8")
+                pos = end
+            else:
+                if 0x40 <= vb < 0x58:
+                    size = vb - 0x40
+                    pos += 1
+                elif vb == 0x58:
+                    size = data[pos + 1]
+                    pos += 2
+                    if size < 24:
+                        return None
+                else:
+                    return None
+                end = pos + size
+                if end > n or (size not in lo if check == _BSTR_SET else not lo <= size <= hi):
+                    return None
+                values[name] = data[pos:end]
+                pos = end
+        if pos != n or not _REQUIRED_SETS[kind] <= values.keys():
+            return None
+        _KIND_RULES[kind](values)
+    except (IndexError, UnicodeDecodeError, VerificationError):
+        return None
+    # As in _finish(), without __init__.
+    obj = object.__new__(_CLASSES[kind])
+    attrs = obj.__dict__
+    attrs.update(_DEFAULTS[kind])
+    attrs.update(values)
+    return obj
+
+
+def _wrong_type(name: str, key: int, want: str, value: object) -> FieldTypeError:
+    return FieldTypeError(
+        f"{name} (key {key}) has the wrong type", expected=want, found=_type_name(value)
+    )
+
+
+def _unknown_key(kind: int, key: int) -> Exception:
+    if key < 0:
+        return FieldTypeError(
+            f"payload key {key} is negative", expected="unsigned integer keys", found=key
+        )
+    other = _ALL_NAMES.get(key)
+    where = f" ({other}) is not a field of a {_KIND_NAMES[kind]}" if other else ""
+    return UnknownFieldError(
+        f"unknown critical field {key}{where}",
+        expected=f"keys of kind {kind} ({_KIND_NAMES[kind]}) or >= {EXTENSION_MIN_KEY}",
+        found=key,
+    )
+
+
+def _missing(kind: int, name: str) -> MissingFieldError:
+    return MissingFieldError(
+        f"{_KIND_NAMES[kind]} lacks required field {name} (key {_KEYS_BY_NAME[kind][name]})",
+        expected=name,
+        found="absent",
+    )
+
+
+def _check_extension(key: int, value: object) -> int | bytes | str:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (bytes, str)):
+        size = len(value.encode("utf-8")) if isinstance(value, str) else len(value)
+        if size > MAX_EXTENSION_STRING:
+            raise FieldRangeError(
+                f"extension {key} too long",
+                expected=f"<= {MAX_EXTENSION_STRING} bytes",
+                found=f"{size} bytes",
+            )
+        return value
+    raise FieldTypeError(
+        f"extension {key} has the wrong type",
+        expected="int, bstr or tstr",
+        found=_type_name(value),
+    )
+
+
+def _reading_rules(v: dict[str, Any]) -> None:
+    has_temp = "temp" in v
+    has_fault = "fault" in v
+    if has_temp and has_fault:
+        raise FieldConflictError(
+            "a reading carries either temp or fault, not both",
+            expected="temp xor fault",
+            found="temp and fault",
+        )
+    if not has_temp and not has_fault:
+        raise MissingFieldError(
+            "a reading needs temp (key 10) or fault (key 12)",
+            expected="temp xor fault",
+            found="neither",
+        )
+    if has_fault and "rh" in v:
+        raise FieldConflictError(
+            "rh may accompany temp, never fault", expected="no rh with fault", found="rh and fault"
+        )
+
+
+def _scan_rules(v: dict[str, Any]) -> None:
+    if v["action"] == ACTION_COMMISSION and "item" not in v:
+        raise MissingFieldError(
+            "a commission scan needs item (key 24)", expected="item", found="absent"
+        )
+
+
+def _status_rules(v: dict[str, Any]) -> None:
+    pass
+
+
+def _registration_rules(v: dict[str, Any]) -> None:
+    if v["boot"] != 0:
+        raise FieldRangeError(
+            "a registration's boot must be 0 (registries do not reboot)",
+            expected=0,
+            found=v["boot"],
+        )
+    device = v["device"]
+    if cose.ID_PATTERN.fullmatch(device) is None:
+        raise FieldRangeError(
+            "device (key 40) is not a valid device id (§1)",
+            expected="1-32 bytes of [a-z0-9._-], starting with a letter or digit",
+            found=device,
+        )
+    key = v["key"]
+    if key[0] != 0x04 or not _on_p256(key):
+        raise FieldRangeError(
+            "key (key 41) is not an uncompressed SEC1 P-256 point",
+            expected="0x04 ‖ X ‖ Y on P-256",
+            found=key[:1].hex() + "…",
+        )
+
+
+def _on_p256(sec1: bytes) -> bool:
+    """Whether 04 ‖ X ‖ Y is a point of P-256: x, y < p and y² = x³ − 3x + b."""
+    x = int.from_bytes(sec1[1:33], "big")
+    y = int.from_bytes(sec1[33:65], "big")
+    return x < _P and y < _P and (y * y - (x * x * x - 3 * x + _B)) % _P == 0
+
+
+# Every field's value when absent, per kind (see decode_payload).
+_DEFAULTS: dict[int, dict[str, Any]] = {
+    kind: {f.name: None for f in fields(cls) if f.name != "extensions"}
+    | {"extensions": _NO_EXTENSIONS}
+    for kind, cls in _CLASSES.items()
+}
+
+_REQUIRED_SETS = {kind: frozenset(_COMMON_REQUIRED + _REQUIRED[kind]) for kind in _REQUIRED}
+
+_KIND_RULES = {
+    KIND_READING: _reading_rules,
+    KIND_SCAN: _scan_rules,
+    KIND_STATUS: _status_rules,
+    KIND_REGISTRATION: _registration_rules,
+}
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+def encode_payload(p: Payload) -> bytes:
+    """The deterministic CBOR bytes of ``p`` (§2); refuses what decode_payload refuses."""
+    if not isinstance(p, (Reading, Scan, Status, Registration)):
+        raise TypeError(f"want a Reading, Scan, Status or Registration, got {type(p).__name__}")
+    keys = _KEYS_BY_NAME[p.kind]
+    m: dict[int, object] = {1: p.kind}
+    for f in fields(p):
+        if f.name == "extensions":
+            continue
+        value = getattr(p, f.name)
+        if value is not None:
+            m[keys[f.name]] = value
+    for key, value in p.extensions.items():
+        if type(key) is not int or key < EXTENSION_MIN_KEY:
+            raise UnknownFieldError(
+                "extension keys start at 1000",
+                expected=f">= {EXTENSION_MIN_KEY}",
+                found=key,
+            )
+        m[key] = value
+    data = cbor.encode(m)
+    back = decode_payload(data)  # the encoder refuses what a verifier would refuse
+    if back != p:
+        raise FieldTypeError(
+            "payload does not survive a round trip (a field has a non-CBOR type?)",
+            expected=repr(p),
+            found=repr(back),
+        )
+    return data
+
+
+# --- the chain (§4) and signed records (§3) ---------------------------------------------------
+
+
+def chain_hash(record_bytes: bytes) -> bytes:
+    """``prev`` of the next record: SHA-256 of the whole COSE_Sign1, first 16 bytes (§4)."""
+    return hashlib.sha256(record_bytes).digest()[:CHAIN_HASH_LEN]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record whose envelope and payload passed every check of §2-§3.
+
+    From :func:`verify_record` the signature verified too; from
+    :func:`open_record` it was not checked.
+    """
+
+    raw: bytes
+    signer: str
+    payload: Payload
+
+
+def open_record(data: bytes) -> Record:
+    """Check a record's envelope (§3) and payload (§2), NOT its signature.
+
+    Use it to learn the signer (kid) and the payload before looking up the
+    key; then call :func:`verify_record` (or check the signature some other
+    way) before trusting anything in it.
+    """
+    msg = cose.parse_sign1(data)
+    return Record(msg.raw, msg.kid, decode_payload(msg.payload))
+
+
+def verify_record(data: bytes, public_key: ec.EllipticCurvePublicKey) -> Record:
+    """Check a record's envelope, payload and ES256 signature (§2-§3); return it.
+
+    Shape before crypto: the envelope and the payload are checked first, the
+    signature (r and s in range, low-S, then ECDSA P-256/SHA-256 over the
+    Sig_structure of the received bytes) last.
+
+    This is the gateway's hot path (~20k records/s): a well-formed record is
+    split by offsets and its Sig_structure sliced from the received bytes;
+    anything else goes through :func:`protocol.cose.parse_sign1` for the
+    precise error. Both paths make the same checks.
+    """
+    split = cose._split_sign1(data) if type(data) is bytes else None
+    if split is None:
+        msg = cose.parse_sign1(data)
+        payload = decode_payload(msg.payload)
+        cose.verify_sign1(msg, public_key)
+        return Record(msg.raw, msg.kid, payload)
+    kid, _, pend, y0, yend = split
+    body = data[y0:yend]
+    payload = _decode_payload_fast(body) or decode_payload(body)
+    cose._verify_split(data, kid, pend, yend, public_key)
+    return Record(data, kid, payload)
+
+
+def make_record(
+    payload: Payload,
+    signer: str,
+    private_key: ec.EllipticCurvePrivateKey,
+    *,
+    deterministic: bool = False,
+) -> bytes:
+    """Encode ``payload`` and sign it as ``signer`` (the kid); return the record bytes.
+
+    ``deterministic=True`` signs like a device (RFC 6979 nonce), so the same
+    inputs give the same bytes; otherwise pyca's ECDSA is used. Both are low-S.
+    """
+    body = encode_payload(payload)
+    if deterministic:
+        return cose.sign1_deterministic(body, signer, private_key)
+    return cose.sign1(body, signer, private_key)

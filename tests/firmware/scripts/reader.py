@@ -1,0 +1,189 @@
+"""Handover reader: action selection, debounce, LED patterns, scan records."""
+
+import binascii
+
+import ct_clock
+import ct_ntag
+import ct_pn532
+import ct_reader
+import ct_ui
+import fake_nfc
+from fake_board import FakeCore
+from fake_nfc import FakePin
+from fwrun import data, main, raises
+
+AN = data("an12196_sun.json")
+H = binascii.unhexlify
+CFG = {"place": "urn:epc:id:sgln:9506000.13435.0", "actions": [2, 3, 4, 5], "action": 4}
+
+
+class Field:
+    """What the antenna sees: a tag, nothing, or a broken read."""
+
+    def __init__(self):
+        self.tag = None
+        self.fail = False
+
+    def __call__(self):
+        if self.fail:
+            raise ct_pn532.PN532Error("timeout")
+        return self.tag
+
+
+def make(cfg=CFG, core=None):
+    btn = FakePin(1)
+    okp, errp = FakePin(0), FakePin(0)
+    field = Field()
+    clock = ct_clock.Clock(lambda: 1790000000, lambda t: None)
+    clock.sync(1790000000, ct_clock.GATEWAY)
+    core = core or FakeCore()
+    r = ct_reader.Reader(cfg, field, core, clock, ct_ui.Button(btn), ct_ui.Led(okp),
+                         ct_ui.Led(errp), lambda: 4100)
+    return r, field, btn, okp, errp, core
+
+
+def run(r, t0, t1, step=10):
+    out = []
+    for t in range(t0, t1, step):
+        rec = r.step(t)
+        if rec is not None:
+            out.append(rec)
+    return out
+
+
+def press(btn, r, t, ms, bounce=True):
+    """Press for ms with contact bounce at both edges; returns the end time."""
+    seq = [0, 1, 0, 1, 0] if bounce else [0]
+    for v in seq:
+        btn.v = v
+        r.step(t)
+        t += 2
+    btn.v = 0
+    t = _hold(r, t, ms)
+    for v in ([1, 0, 1, 0, 1] if bounce else [1]):
+        btn.v = v
+        r.step(t)
+        t += 2
+    btn.v = 1
+    return _hold(r, t, 60)
+
+
+def _hold(r, t, ms):
+    end = t + ms
+    while t < end:
+        r.step(t)
+        t += 5
+    return t
+
+
+def test_scan_record_fields_for_ntag424():
+    r, field, btn, okp, errp, core = make()
+    field.tag = ct_ntag.Tag(H(AN["uid"]), H(AN["sun"]), "/01/09506000134352/10/L42/21/7")
+    recs = run(r, 0, 500)
+    assert len(recs) == 1
+    f = recs[0]
+    assert f[1] == 2 and f[20] == H(AN["uid"]) and len(f[20]) == 7
+    assert f[21] == 4 and f[22] == CFG["place"] and f[23] == H(AN["sun"])
+    assert f[24] == "/01/09506000134352/10/L42/21/7" and f[15] == 4100
+    assert f[5] == 3
+    assert 1 in okp.history and 1 not in errp.history
+
+
+def test_same_tag_not_recorded_twice_while_held_then_again_later():
+    r, field, *_ = make()
+    field.tag = ct_ntag.Tag(H("04a1b2c3d4e5f6"))
+    assert len(run(r, 0, 5000)) == 1  # held on the reader for 5 s
+    field.tag = None
+    run(r, 5000, 9000)
+    field.tag = ct_ntag.Tag(H("04a1b2c3d4e5f6"))
+    assert len(run(r, 9000, 10000)) == 1
+
+
+def test_short_press_steps_action_long_press_resets():
+    r, field, btn, okp, *_ = make()
+    t = press(btn, r, 0, 100)
+    assert r.action == 5
+    t = press(btn, r, t, 100)
+    assert r.action == 2  # wraps within the allowed list
+    t = press(btn, r, t, 2000)
+    assert r.action == 4
+    assert okp.history.count(1) >= 4  # blinks showing the number
+
+
+def test_bounce_shorter_than_debounce_is_ignored():
+    r, field, btn, *_ = make()
+    for i in range(10):  # 2 ms spikes
+        btn.v = 0
+        r.step(i * 10)
+        btn.v = 1
+        r.step(i * 10 + 2)
+    assert r.action == 4
+
+
+def test_failed_read_shows_error_and_records_nothing():
+    r, field, btn, okp, errp, core = make()
+    field.fail = True
+    assert run(r, 0, 300) == []
+    assert 1 in errp.history and r.errors >= 1 and not core.records
+
+
+def test_commission_needs_an_item():
+    cfg = dict(CFG, actions=[1, 2], action=1)
+    r, field, btn, okp, errp, core = make(cfg)
+    field.tag = ct_ntag.Tag(H("04a1b2c3d4e5f6"))
+    assert run(r, 0, 300) == [] and 1 in errp.history
+    r2, field2, *_ = make(cfg)
+    field2.tag = ct_ntag.Tag(H("04a1b2c3d4e5f6"), None, "/01/09506000134352/10/L42/21/7")
+    assert len(run(r2, 0, 300)) == 1
+
+
+def test_queue_full_is_an_error():
+    r, field, btn, okp, errp, core = make(core=FakeCore(capacity=0))
+    field.tag = ct_ntag.Tag(H("04a1b2c3d4e5f6"))
+    assert run(r, 0, 300) == [] and 1 in errp.history
+
+
+def test_upload_due_after_idle():
+    r, field, *_ = make()
+    field.tag = ct_ntag.Tag(H("04a1b2c3d4e5f6"))
+    run(r, 0, 100)
+    assert not r.upload_due(500) and r.upload_due(1200)
+    r.uploaded()
+    assert not r.upload_due(5000)
+
+
+def test_bad_config_refused():
+    raises(ct_reader.ReaderError, ct_reader.check_config, {"place": ""})
+    raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x", "actions": [7]})
+    raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x", "actions": [2], "action": 3})
+    raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x" * 65})
+
+
+def test_end_to_end_with_fake_pn532_and_ntag424():
+    tag = fake_nfc.Ntag424(H(AN["uid"]), AN["url"])
+    chip = fake_nfc.FakePN532([tag])
+    t = [0]
+
+    def ticks():
+        return t[0]
+
+    def sleep(ms):
+        t[0] += ms
+
+    pn = ct_pn532.PN532(ct_pn532.I2CBus(fake_nfc.FakePN532I2C(chip)), ticks, sleep)
+    r, field, btn, okp, errp, core = make()
+    r._read = lambda: ct_ntag.read_tag(pn)
+    recs = run(r, 0, 400)
+    assert len(recs) == 1 and recs[0][23] == H(AN["sun"]) and recs[0][20] == H(AN["uid"])
+
+
+def test_led_pattern_timing():
+    p = FakePin(0)
+    led = ct_ui.Led(p)
+    led.play(ct_ui.ERROR, 0)
+    for t in range(0, 1000, 10):
+        led.poll(t)
+    assert p.history[1:].count(1) == 3 and p.history[-1] == 0 and not led.busy()
+
+
+main(globals())

@@ -1,0 +1,58 @@
+"""hardware/: the power tables are fresh, the BOM is well formed."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HW = ROOT / "hardware"
+
+
+def test_power_md_matches_power_json() -> None:
+    p = subprocess.run([sys.executable, str(HW / "power_budget.py"), "--check"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_battery_life_figures_are_sane() -> None:
+    sys.path.insert(0, str(HW))
+    try:
+        import power_budget
+    finally:
+        sys.path.remove(str(HW))
+    d = json.loads((HW / "power.json").read_text())
+    sc = d["scenarios"][0]
+    one, five, ten = (power_budget.day_mah(d, sc, i) for i in (60, 300, 600))
+    assert one["total"] > five["total"] > ten["total"] > 0
+    assert ten["days"] > 365  # ATECC signing, hourly Wi-Fi: over a year at 10 min
+    # uploading every reading costs more than batching
+    every = power_budget.day_mah(d, d["scenarios"][2], 300)
+    assert every["total"] > five["total"] * 3
+
+
+def test_bom_rows_have_part_numbers_and_prices() -> None:
+    with (HW / "bom.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["role"] for r in rows} == {"both", "logger", "reader"}
+    items = " ".join(r["item"] + r["part"] for r in rows)
+    for needed in ("ATECC608B", "SHT45", "DS18B20", "PN532", "SIM7080G", "charger",
+                   "IP67", "ESP32-S3"):
+        assert needed in items, needed
+    for r in rows:
+        float(r["unit price USD (approx.)"])
+        assert int(r["qty"]) >= 1
+
+
+def test_pins_json_is_consistent_with_firmware_in_cpython_too() -> None:
+    sys.path.insert(0, str(ROOT / "firmware" / "lib"))
+    sys.path.insert(0, str(ROOT / "firmware" / "sim" / "cpython"))
+    try:
+        import ct_pins
+    finally:
+        del sys.path[:2]
+    hw = json.loads((HW / "pins.json").read_text())
+    for board, b in hw["boards"].items():
+        for role, sigs in b["roles"].items():
+            assert {k: v["gpio"] for k, v in sigs.items()} == ct_pins.PINS[board][role]
