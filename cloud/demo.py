@@ -98,7 +98,9 @@ def spark(values: list[int], lo: int, hi: int, width: int = 60) -> str:
     return "".join(cells)
 
 
-def svg_chart(series: dict[str, list[tuple[int, int]]], limits: tuple[int, int], path: Path) -> None:
+def svg_chart(
+    series: dict[str, list[tuple[int, int]]], limits: tuple[int, int], path: Path
+) -> None:
     """Draw temperature curves with the profile band and excursions marked."""
     w, h, pad = 900, 320, 50
     pts = [p for s in series.values() for p in s]
@@ -113,21 +115,33 @@ def svg_chart(series: dict[str, list[tuple[int, int]]], limits: tuple[int, int],
         return h - pad - (v - v0) / (v1 - v0) * (h - 2 * pad)
 
     colors = ["#1f77b4", "#2ca02c", "#9467bd"]
+    band_top, band_bottom = y(limits[1]), y(limits[0])
+    title = (
+        f"Temperature (°C), allowed band {limits[0] / 100:.0f}–{limits[1] / 100:.0f} °C "
+        "shaded; red = outside the band"
+    )
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-        f'<rect x="{pad}" y="{y(limits[1]):.1f}" width="{w - 2 * pad}" height="{y(limits[0]) - y(limits[1]):.1f}" fill="#e8f4e8"/>',
-        f'<text x="{pad}" y="20" font-size="14">Temperature (°C), allowed band {limits[0] / 100:.0f}–{limits[1] / 100:.0f} °C shaded; red = outside the band</text>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect x="{pad}" y="{band_top:.1f}" width="{w - 2 * pad}" '
+        f'height="{band_bottom - band_top:.1f}" fill="#e8f4e8"/>',
+        f'<text x="{pad}" y="20" font-size="14">{title}</text>',
     ]
     for c in range(v0 // 100, v1 // 100 + 1):
         out.append(f'<text x="10" y="{y(c * 100) + 4:.1f}">{c}</text>')
-        out.append(f'<line x1="{pad}" x2="{w - pad}" y1="{y(c * 100):.1f}" y2="{y(c * 100):.1f}" stroke="#ddd"/>')
+        yc = y(c * 100)
+        out.append(f'<line x1="{pad}" x2="{w - pad}" y1="{yc:.1f}" y2="{yc:.1f}" stroke="#ddd"/>')
     for i, (name, s) in enumerate(series.items()):
         d = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s)
-        out.append(f'<polyline fill="none" stroke="{colors[i % 3]}" stroke-width="1.5" points="{d}"/>')
+        out.append(
+            f'<polyline fill="none" stroke="{colors[i % 3]}" stroke-width="1.5" points="{d}"/>'
+        )
         for t, v in s:
             if not limits[0] <= v <= limits[1]:
                 out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="#d62728"/>')
-        out.append(f'<text x="{w - pad - 160}" y="{40 + 16 * i}" fill="{colors[i % 3]}">{name}</text>')
+        out.append(
+            f'<text x="{w - pad - 160}" y="{40 + 16 * i}" fill="{colors[i % 3]}">{name}</text>'
+        )
     out.append("</svg>")
     path.write_text("\n".join(out) + "\n")
 
@@ -169,24 +183,36 @@ def build(out: Path) -> tuple[Path, Path, dict[str, Any]]:
     print("3. a day of custody: commission, load, 8 h by truck, receive, cold room, ship")
     t = START
     ordered.append(pack.sign(Scan, t, uid=TAG, action=1, place="packhouse-westland", item=ITEM))
-    ordered.append(pack.sign(Scan, t + 600, uid=TAG, action=2, place="packhouse-westland", ref="SH-2611-0042"))
+    ordered.append(
+        pack.sign(Scan, t + 600, uid=TAG, action=2, place="packhouse-westland", ref="SH-2611-0042")
+    )
     truck_series, room_series = [], []
     for minute in range(0, 480, 5):
         temp = truck_temperature(minute)
         ts = t + 900 + minute * 60
-        ordered.append(truck.sign(Reading, ts, temp=temp, rh=8800 - minute, batt=3710 - minute // 60))
+        ordered.append(
+            truck.sign(Reading, ts, temp=temp, rh=8800 - minute, batt=3710 - minute // 60)
+        )
         truck_series.append((ts, temp))
     t_arrive = t + 900 + 480 * 60
     ordered.append(dock.sign(Scan, t_arrive + 300, uid=TAG, action=3, place="dc-rotterdam:dock-3"))
-    ordered.append(dock.sign(Scan, t_arrive + 420, uid=TAG, action=4, place="dc-rotterdam:dock-3", ref="SH-2611-0042"))
+    ordered.append(
+        dock.sign(
+            Scan, t_arrive + 420, uid=TAG, action=4, place="dc-rotterdam:dock-3", ref="SH-2611-0042"
+        )
+    )
     for minute in range(0, 600, 10):
         temp = coldroom_temperature(minute)
         ts = t_arrive + 600 + minute * 60
         ordered.append(room.sign(Reading, ts, temp=temp))
         room_series.append((ts, temp))
-    ordered.append(dock.sign(Scan, t_arrive + 600 + 600 * 60, uid=TAG, action=5, place="dc-rotterdam:dock-3"))
-    print(f"   {len(ordered)} signed records, {sum(len(r) for r in ordered)} bytes "
-          f"(a reading is {len(truck.records[0])} bytes on the wire)")
+    ordered.append(
+        dock.sign(Scan, t_arrive + 600 + 600 * 60, uid=TAG, action=5, place="dc-rotterdam:dock-3")
+    )
+    print(
+        f"   {len(ordered)} signed records, {sum(len(r) for r in ordered)} bytes "
+        f"(a reading is {len(truck.records[0])} bytes on the wire)"
+    )
 
     print("4. append every record to the RFC 9162 log; two signed checkpoints")
     tree = MerkleTree()

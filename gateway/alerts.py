@@ -232,7 +232,7 @@ class _Excursion:
         self.counted.add(temp, 1)
         self.n += 1
         self.last = time
-        self.lo, self.hi = min(self.lo, temp), max(self.hi, temp)
+        self.lo, self.hi = min(self.lo, temp), max(self.lo, temp)
         self.peak = self.hi if self.side == "high" else self.lo
 
     def close(self, end: int) -> None:

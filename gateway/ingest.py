@@ -194,8 +194,8 @@ def _check(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Res
         return Refused(msg, "bad_cose", str(exc))
     kid = s1.kid
     if not msg.outbox_id:
-        dev = _topic_device(msg.topic)
-        if dev != kid:
+        topic = msg.topic
+        if not (topic.startswith("ct/v1/") and topic.endswith("/rec") and topic[6:-4] == kid):
             return Refused(msg, "wrong_topic", f"signed by {kid!r}, published on {msg.topic!r}", kid)
     entry = registry.keys.get(kid)
     if entry is None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -169,10 +170,8 @@ def _write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    try:
+    with contextlib.suppress(OSError):
         os.chmod(path, 0o600)  # it holds ack keys
-    except OSError:
-        pass
 
 
 def _verify_challenge(pub: bytes, challenge: bytes, sig: bytes) -> None:
@@ -288,8 +287,13 @@ def _cmd_provision(args: argparse.Namespace) -> int:
         cfg = device_config(base, **over)
         t = MpremoteTransport(args.port, shlex.split(args.mpremote))
         entry = provision(
-            t, cfg, Path(args.registry), org=args.org, cal=args.cal,
-            config_only=args.config_only, force_key=args.force_key,
+            t,
+            cfg,
+            Path(args.registry),
+            org=args.org,
+            cal=args.cal,
+            config_only=args.config_only,
+            force_key=args.force_key,
             say=lambda s: print(f"  {s}", flush=True),
         )
         if not args.no_reset:
@@ -313,20 +317,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     pr.add_argument("--place", help="place id (GLN-based or operator-assigned)")
     pr.add_argument("--org", default="", help="owner organisation for the registration")
     pr.add_argument("--cal", type=int, help="calibration id in force")
-    pr.add_argument("--config", default=str(FIRMWARE / "config.json"),
-                    help="config template (default firmware/config.json)")
-    pr.add_argument("--registry", default="var/provisioned.json",
-                    help="registration file to add the device to")
+    pr.add_argument(
+        "--config",
+        default=str(FIRMWARE / "config.json"),
+        help="config template (default firmware/config.json)",
+    )
+    pr.add_argument(
+        "--registry", default="var/provisioned.json", help="registration file to add the device to"
+    )
     pr.add_argument("--wifi-ssid")
     pr.add_argument("--wifi-key")
     pr.add_argument("--mqtt-host")
     pr.add_argument("--mqtt-port", type=int)
     pr.add_argument("--mpremote", default="mpremote", help="mpremote command")
-    pr.add_argument("--config-only", action="store_true",
-                    help="only rewrite config.json (and the registry's place/cal)")
-    pr.add_argument("--force-key", action="store_true",
-                    help="let the board replace a key it already holds (a board being "
-                    "re-provisioned under a new id)")
+    pr.add_argument(
+        "--config-only",
+        action="store_true",
+        help="only rewrite config.json (and the registry's place/cal)",
+    )
+    pr.add_argument(
+        "--force-key",
+        action="store_true",
+        help="let the board replace a key it already holds (a board being "
+        "re-provisioned under a new id)",
+    )
     pr.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
     pr.set_defaults(func=_cmd_provision)
 

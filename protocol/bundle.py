@@ -68,10 +68,17 @@ class Bundle:
             "version": VERSION,
             "created": self.created,
             "subject": self.subject,
-            "records": [{"log": r.log, "index": r.index, "record": b64(r.raw)} for r in self.records],
+            "records": [
+                {"log": r.log, "index": r.index, "record": b64(r.raw)} for r in self.records
+            ],
             "checkpoints": list(self.checkpoints),
             "inclusion": [
-                {"log": p.log, "index": p.index, "tree_size": p.tree_size, "path": [b64(h) for h in p.path]}
+                {
+                    "log": p.log,
+                    "index": p.index,
+                    "tree_size": p.tree_size,
+                    "path": [b64(h) for h in p.path],
+                }
                 for p in self.inclusion
             ],
             "consistency": [

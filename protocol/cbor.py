@@ -335,6 +335,12 @@ def _item(data: bytes, pos: int, depth: int, tags: frozenset[int]) -> tuple[obje
                 expected="UTF-8",
                 found=f"byte 0x{data[pos + exc.start]:02x} at offset {pos + exc.start}",
             ) from None
+    if major == 6 and arg not in tags:  # say "tag" rather than "too deep"
+        raise TagError(
+            f"tag {arg} at offset {start} not allowed here",
+            expected=sorted(tags) if tags else "no tags",
+            found=arg,
+        )
     if depth <= 0:
         raise DepthError(
             f"{_MAJOR_NAMES[major]} at offset {start} nested too deep",
@@ -415,13 +421,7 @@ def _item(data: bytes, pos: int, depth: int, tags: frozenset[int]) -> tuple[obje
             else:
                 result[key], pos = _item(data, pos, depth - 1, tags)
         return result, pos
-    # major == 6
-    if arg not in tags:
-        raise TagError(
-            f"tag {arg} at offset {start} not allowed here",
-            expected=sorted(tags) if tags else "no tags",
-            found=arg,
-        )
+    # major == 6, an allowed tag
     value, pos = _item(data, pos, depth - 1, tags)
     return Tag(arg, value), pos
 

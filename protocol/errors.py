@@ -215,6 +215,27 @@ class RootMismatchError(ProofError):
     """The proof reproduces a different root than the one expected."""
 
 
+class MissingProofError(ProofError):
+    """A record has no inclusion proof to a verified checkpoint."""
+
+    code = "missing_proof"
+
+
+# --- Per-signer hash chains (§4) -------------------------------------------------
+
+
+class ChainError(VerificationError):
+    """A signer's records do not form one unbroken chain."""
+
+    code = "broken_chain"
+
+
+class SequenceGapError(ChainError):
+    """Sequence numbers are missing between two records of one signer."""
+
+    code = "sequence_gap"
+
+
 # --- Checkpoints and notes (§7) ----------------------------------------------------
 
 
@@ -269,6 +290,12 @@ class AnchorError(VerificationError):
     """An anchor receipt fails its checks."""
 
     code = "bad_anchor"
+
+
+class UnanchoredCheckpointError(AnchorError):
+    """A checkpoint is neither anchored nor consistent with an anchored one."""
+
+    code = "unanchored_checkpoint"
 
 
 class AnchorUnverifiableError(AnchorError):

@@ -76,6 +76,7 @@ MAX_SIGNATURES = 100
 
 _DASH = "\u2014 "  # em dash, space: the start of every signature line
 _HEX8 = re.compile(r"[0-9a-f]{8}")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -124,13 +125,13 @@ def _check_text(text: str, what: str) -> bytes:
         raw = text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise MalformedNoteError(f"{what} is not valid UTF-8 (lone surrogate)") from exc
-    for i, c in enumerate(text):
-        if c < " " and c != "\n":
-            raise MalformedNoteError(
-                f"{what} contains a control character",
-                expected="no character below U+0020 other than newline",
-                found=f"U+{ord(c):04X} at offset {i}",
-            )
+    control = _CONTROL.search(text)
+    if control is not None:
+        raise MalformedNoteError(
+            f"{what} contains a control character",
+            expected="no character below U+0020 other than newline",
+            found=f"U+{ord(control.group()):04X} at offset {control.start()}",
+        )
     return raw
 
 
@@ -191,6 +192,10 @@ def parse_note(text: str | bytes) -> Note:
     before the *last* empty line; it may itself contain empty lines.
     """
     text = _as_text(text)
+    if len(text) > MAX_NOTE_BYTES:  # at least as many bytes as characters
+        raise MalformedNoteError(
+            "note too large", expected=f"<= {MAX_NOTE_BYTES} bytes", found=f"{len(text)} characters"
+        )
     raw = _check_text(text, "note")
     if len(raw) > MAX_NOTE_BYTES:
         raise MalformedNoteError(

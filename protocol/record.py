@@ -376,6 +376,11 @@ def decode_payload(data: bytes) -> Payload:
         fast = _decode_payload_fast(data)
         if fast is not None:
             return fast
+    return _decode_payload_strict(data)
+
+
+def _decode_payload_strict(data: bytes) -> Payload:
+    """The reference path of :func:`decode_payload`: strict CBOR decode, then field checks."""
     m = cbor.decode(data, max_size=MAX_PAYLOAD_SIZE, max_depth=1)
     if type(m) is not dict:
         raise FieldTypeError("payload must be a map", expected="map", found=_type_name(m))

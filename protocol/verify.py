@@ -29,6 +29,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -39,9 +40,13 @@ from protocol.checkpoint import Checkpoint, checkpoint_hash, open_checkpoint
 from protocol.errors import (
     AnchorError,
     AnchorUnverifiableError,
+    ChainError,
     InconsistentCheckpointsError,
+    MissingProofError,
     ProofError,
     RevokedKeyError,
+    SequenceGapError,
+    UnanchoredCheckpointError,
     UnknownKeyError,
     VerificationError,
 )
@@ -172,7 +177,7 @@ class _Verifier:
             proofs[(p.log, p.old_size, p.new_size)].append(p)
         for origin, by_size in self.checkpoints.items():
             sizes = sorted(by_size)
-            for old, new in zip(sizes, sizes[1:], strict=False):
+            for old, new in pairwise(sizes):
                 subject = f"{origin}@{old}->{new}"
                 candidates = proofs.get((origin, old, new), [])
                 if not candidates:
@@ -252,11 +257,10 @@ class _Verifier:
                     self.report.failed(
                         "checkpoint.anchored",
                         f"{origin}@{size}",
-                        AnchorError(
+                        UnanchoredCheckpointError(
                             "checkpoint is not anchored, nor consistent with an anchored one"
                         ),
                     )
-                    self.report.checks[-1].code = "unanchored_checkpoint"
 
     def _verify_receipt(
         self,
@@ -323,9 +327,11 @@ class _Verifier:
                 if last is not None:
                     self.report.failed("record.inclusion", e.subject, last)
                 else:
-                    err = ProofError("no inclusion proof to a verified checkpoint")
-                    self.report.failed("record.inclusion", e.subject, err)
-                    self.report.checks[-1].code = "missing_proof"
+                    self.report.failed(
+                        "record.inclusion",
+                        e.subject,
+                        MissingProofError("no inclusion proof to a verified checkpoint"),
+                    )
         return included
 
     # 5. keys + 6. signatures ------------------------------------------------------------
@@ -420,7 +426,7 @@ class _Verifier:
         for signer, items in sorted(by_signer.items()):
             items.sort(key=lambda x: x.record.payload.seq)
             ok = True
-            for a, b in zip(items, items[1:], strict=False):
+            for a, b in pairwise(items):
                 pa, pb = a.record.payload, b.record.payload
                 if pb.seq == pa.seq:
                     if a.record.raw != b.record.raw:
@@ -428,18 +434,17 @@ class _Verifier:
                         self.report.failed(
                             "chain.link",
                             b.subject,
-                            _chain_error("two different records under one seq (a fork)"),
+                            ChainError("two different records under one seq (a fork)"),
                         )
                     continue
                 if pb.seq != pa.seq + 1:
                     ok = False
-                    err = _chain_error(
+                    gap = SequenceGapError(
                         f"records {pa.seq + 1}..{pb.seq - 1} missing",
                         expected=pa.seq + 1,
                         found=pb.seq,
                     )
-                    err.code = "sequence_gap"
-                    self.report.failed("chain.sequence", f"{signer}#{pa.seq}->{pb.seq}", err)
+                    self.report.failed("chain.sequence", f"{signer}#{pa.seq}->{pb.seq}", gap)
                     continue
                 want = chain_hash(a.record.raw)
                 if pb.prev != want:
@@ -447,7 +452,7 @@ class _Verifier:
                     self.report.failed(
                         "chain.link",
                         b.subject,
-                        _chain_error(
+                        ChainError(
                             "prev does not match the previous record's hash",
                             expected=want.hex(),
                             found=pb.prev.hex(),
@@ -458,7 +463,9 @@ class _Verifier:
                     self.report.failed(
                         "chain.boot",
                         b.subject,
-                        _chain_error("boot counter went down", expected=f">= {pa.boot}", found=pb.boot),
+                        ChainError(
+                            "boot counter went down", expected=f">= {pa.boot}", found=pb.boot
+                        ),
                     )
             if ok:
                 first, last = items[0].record.payload.seq, items[-1].record.payload.seq
@@ -511,12 +518,6 @@ class _Verifier:
         }
         self.summarise(entries, good)
         return self.report
-
-
-def _chain_error(message: str, *, expected: object = None, found: object = None) -> VerificationError:
-    err = VerificationError(message, expected=expected, found=found)
-    err.code = "broken_chain"
-    return err
 
 
 def verify_bundle(bundle: Bundle, trust: Trust, *, rpc: RpcCall | None = None) -> Report:

@@ -32,7 +32,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--evm-rpc", metavar="URL", help="JSON-RPC endpoint to check EVM anchors")
-    p.add_argument("-v", "--verbose", action="store_true", help="list every check, not just failures")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="list every check, not just failures"
+    )
     p.set_defaults(func=run)
 
 

@@ -22,7 +22,13 @@ returns the events for status records (protocol event 7 start / 8 end, detail
 State packs into 36 bytes for RTC memory.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import struct
 
 HIGH = const(1)

@@ -26,7 +26,13 @@ Persistent state: RTC memory (ct_rtcmem) for what must survive deep sleep
 gateway commands) is saved on flash by the caller via ``save_settings``.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import struct
 
 import ct_alarm

@@ -6,7 +6,13 @@ simulator and the tests replace them with fakes (a ``machine`` module on
 sys.path is enough for this file).
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import time
 
 import machine
@@ -14,6 +20,7 @@ import machine
 import ct_cal
 import ct_clock
 import ct_pins
+import ct_ticks
 
 _ADC_SAMPLES = const(8)
 _PWR_SETTLE_MS = const(10)
@@ -41,7 +48,7 @@ class Board:
             self._adc.atten(machine.ADC.ATTN_11DB)
         led = self.pins.get("led", self.pins.get("led_err"))
         self._led = machine.Pin(led, machine.Pin.OUT, value=0) if led is not None else None
-        self._t0 = time.ticks_ms()
+        self._t0 = ct_ticks.ticks_ms()
 
     def now(self):
         return time.time()
@@ -67,13 +74,13 @@ class Board:
         return machine.reset_cause()
 
     def uptime(self):
-        return time.ticks_diff(time.ticks_ms(), self._t0) // 1000
+        return ct_ticks.ticks_diff(ct_ticks.ticks_ms(), self._t0) // 1000
 
     def led(self, v):
         # deep sleep lets the pin go: a latched alarm is a blink per wake
         if self._led is not None and v:
             self._led(1)
-            time.sleep_ms(50)
+            ct_ticks.sleep_ms(50)
             self._led(0)
 
     def light_sleep(self, ms):
@@ -124,7 +131,7 @@ def _measure_ds(drv, tcal, pwr):
     def measure():
         if pwr is not None:
             pwr(1)
-            time.sleep_ms(_PWR_SETTLE_MS)
+            ct_ticks.sleep_ms(_PWR_SETTLE_MS)
         try:
             t = drv.measure()
         finally:
@@ -156,7 +163,7 @@ def nfc_reader(cfg, board):
     chip = n.get("chip", "pn532")
     if "nfc_rst" in pins:
         machine.Pin(pins["nfc_rst"], machine.Pin.OUT, value=1)
-        time.sleep_ms(10)
+        ct_ticks.sleep_ms(10)
     if chip == "pn532":
         import ct_pn532
 

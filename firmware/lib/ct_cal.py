@@ -10,7 +10,13 @@ away from zero. One point is a plain offset. The id goes into the record
 registry; the procedure that produces the points is hardware/calibration.md.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 
 _MAX_ID = const(0xFFFFFFFF)
 # slope must stay within 0.9 ... 1.1 (in 1/1000): a wilder fit is a mistake

@@ -11,7 +11,13 @@ MicroPython on ESP32 counts from 2000-01-01; ``epoch_offset`` turns that
 into Unix seconds (946684800), 0 on ports whose epoch is 1970.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import struct
 
 UNSET = const(0)

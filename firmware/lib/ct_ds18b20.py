@@ -16,7 +16,13 @@ is mapped to a fault code of docs/protocol.md §2.2:
 * conversion not finished after 750 ms + grace               -> 7 timeout
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import ct_ticks
 
 _CONVERT_T = const(0x44)

@@ -13,7 +13,13 @@ CRC_A (init 0x6363, reflected poly 0x8408) is computed here; the chip's own
 CRC coprocessor is not used.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import ct_ticks
 
 _COMMAND = const(0x01)

@@ -5,7 +5,12 @@ it is switched on only for an upload and off right after. Every wait has a
 deadline and feeds the watchdog while it waits.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
 
 import ct_ticks
 

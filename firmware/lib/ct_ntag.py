@@ -15,7 +15,13 @@ field so the cloud can. The parameter names are configurable; the defaults
 accept AN12196's ``picc_data``/``cmac`` and the common ``e``/``c``.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import binascii
 
 _SW_OK = b"\x90\x00"

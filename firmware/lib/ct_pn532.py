@@ -20,7 +20,13 @@ Every wait has a deadline; a command that times out is aborted by sending an
 ACK frame (§6.2.1.3).
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import ct_ticks
 
 I2C_ADDR = const(0x24)

@@ -15,7 +15,12 @@ cannot read, the queue full).
 a loop and uploads when ``upload_due()``.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
 
 import ct_ui
 

@@ -10,7 +10,13 @@ empty instead of as wrong state.
     m.put(b"A", data)        # rewrites the buffer
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import binascii
 import struct
 

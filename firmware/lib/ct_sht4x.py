@@ -14,7 +14,13 @@ Faults carry the protocol codes: 1 no answer, 2 CRC, 5 out of range, 6 bus,
 7 not ready in time.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import ct_ticks
 
 ADDR = const(0x44)

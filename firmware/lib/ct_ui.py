@@ -4,7 +4,13 @@ Both are polled with the current tick (ms) so the main loop stays in charge
 and nothing blocks. The button is active low (to GND, pull-up on).
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 
 _DEBOUNCE_MS = const(30)
 _LONG_MS = const(1500)

@@ -69,7 +69,7 @@ class FakeOneWire:
 
     def writebyte(self, b):
         self._check()
-        self.log.append("w %02x" % b)
+        self.log.append(f"w {b:02x}")
         targets = self._sel if self._sel is not None else self.devices
         if b == 0xCC:
             self._sel = list(self.devices)

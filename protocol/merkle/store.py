@@ -109,9 +109,9 @@ class FileNodeStore:
 
     Files are ``level-00.hashes`` (leaf hashes), ``level-01.hashes``, ...;
     node ``i`` of a level is at byte offset ``32 * i`` of its file. Appends
-    are buffered (at most ``buffer_nodes`` hashes per level, so memory stays
-    bounded) and written by ``flush()``, which also fsyncs the files (and
-    the directory when a file was created). Reads use ``pread``: the store
+    are buffered, at most ``buffer_nodes`` hashes per level (so memory stays
+    bounded), and written when a buffer fills or on ``flush()``, which also
+    fsyncs the files (and the directory when a file was created). Reads use ``pread``: the store
     keeps no hashes in memory beyond the buffers, the OS page cache does
     the caching.
 
@@ -119,6 +119,7 @@ class FileNodeStore:
     crash) is cut back to its last whole hash; ``torn`` reports how many
     bytes were cut per level. A lock file stops a second process from
     opening the same directory. Call ``close()`` (or use ``with``) when done.
+    POSIX only (``pread``/``pwrite``, ``flock``).
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, buffer_nodes: int = 1024) -> None:
@@ -223,11 +224,10 @@ class FileNodeStore:
             return
         fd = self._fds[level]
         offset = self._written[level] * HASH_SIZE
-        view = memoryview(pending)
-        done = 0
-        while done < len(view):
-            done += os.pwrite(fd, view[done:], offset + done)
-        view.release()
+        with memoryview(pending) as view:
+            done = 0
+            while done < len(view):
+                done += os.pwrite(fd, view[done:], offset + done)
         self._written[level] += len(pending) // HASH_SIZE
         pending.clear()
         self._unsynced.add(level)

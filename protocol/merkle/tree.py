@@ -16,7 +16,7 @@ apart from the OS page cache.
 Durability is the store's: call ``flush()`` before acknowledging appends.
 If the store raises during an append, drop this object and open a new tree
 on the store; opening repairs what a crash or failed write left behind (see
-``MerkleTree.__init__``). A tree serves one writer; it is not thread-safe.
+``MerkleTree``). A tree serves one writer; it is not thread-safe.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class MerkleTree:
         return proof.fold([get(level, index) for level, index in nodes])
 
     def leaf_hash(self, index: int) -> bytes:
-        """The leaf hash at ``index``."""
+        """The leaf hash at ``index``; ``IndexError`` if there is no such leaf."""
         if not 0 <= index < self._size:
             raise IndexError(f"leaf index {index} is not in a tree of {self._size} leaves")
         return self._store.get(0, index)
@@ -184,7 +184,8 @@ class MerkleTree:
         """Audit path of leaf ``index`` in the tree of ``size`` leaves (RFC 9162 §2.1.3.1).
 
         ``size`` defaults to the current size; it may be any earlier size
-        that includes the leaf. Verify with ``verify_inclusion``.
+        that includes the leaf. Verify with ``verify_inclusion``. Raises
+        ``ValueError`` unless ``0 <= index < size <= self.size``.
         """
         size = self._size if size is None else size
         self._check_size(size)
@@ -198,7 +199,7 @@ class MerkleTree:
         ``size2`` defaults to the current size. Requires ``0 < size1 <=
         size2``: every tree extends the empty one, so there is nothing to prove
         from size 0. Equal sizes give an empty proof. Verify with
-        ``verify_consistency``.
+        ``verify_consistency``. Raises ``ValueError`` for sizes out of range.
         """
         size2 = self._size if size2 is None else size2
         self._check_size(size2)

@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 LIB = ROOT / "firmware" / "lib"
 SIM = ROOT / "firmware" / "sim"
-SHIM = SIM / "cpython"
 DATA = (Path(__file__).resolve().parent / "data", ROOT / "hardware")
 MP = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 INTERPRETERS = ("cpython", "micropython")
@@ -29,17 +28,24 @@ def run(interp: str, script: str) -> str:
     path = SCRIPTS / script
     if interp == "cpython":
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (LIB, SIM, SHIM, SCRIPTS))
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (LIB, SIM, SCRIPTS))
         cmd = [sys.executable, str(path)]
     else:
         node = shutil.which("node")
         if node is None or not MP.exists():
             pytest.fail("MicroPython (wasm) needs node and `npm ci` (make system)")
         env = dict(os.environ)
-        cmd = [node, str(Path(__file__).with_name("mprun.mjs")), str(path), str(LIB), str(SIM),
-               str(SCRIPTS)] + [f"{d}:/data" for d in DATA]
-    p = subprocess.run(cmd, cwd=SCRIPTS, env=env, capture_output=True, text=True,
-                       timeout=TIMEOUT, check=False)
+        cmd = [
+            node,
+            str(Path(__file__).with_name("mprun.mjs")),
+            str(path),
+            str(LIB),
+            str(SIM),
+            str(SCRIPTS),
+        ] + [f"{d}:/data" for d in DATA]
+    p = subprocess.run(
+        cmd, cwd=SCRIPTS, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
     out = p.stdout + p.stderr
     if p.returncode != 0 or ", 0 failed" not in out:
         pytest.fail(f"{script} under {interp} failed ({p.returncode}):\n{out}")

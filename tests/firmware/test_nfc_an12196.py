@@ -22,8 +22,11 @@ def test_picc_data_decrypts_to_tag_uid_and_counter() -> None:
 
 
 def test_sdm_mac_is_the_odd_bytes_of_the_session_cmac() -> None:
-    sv2 = bytes.fromhex("3cc300010080") + bytes.fromhex(AN["uid"]) + bytes.fromhex(
-        AN["sdm_read_ctr_le"])
+    sv2 = (
+        bytes.fromhex("3cc300010080")
+        + bytes.fromhex(AN["uid"])
+        + bytes.fromhex(AN["sdm_read_ctr_le"])
+    )
     c = CMAC(algorithms.AES(bytes.fromhex(AN["k_sdm_file_read"])))
     c.update(sv2)
     session = c.finalize()

@@ -25,7 +25,7 @@ BASE = json.loads((ROOT / "firmware" / "config.json").read_text())
 # The fake board, shared by the in-process transport and the fake mpremote
 # executable: files in a dict, a P-256 key made "on the board".
 BOARD = textwrap.dedent(
-    '''
+    """
     import re
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -56,7 +56,7 @@ BOARD = textwrap.dedent(
         if "os.mkdir" in code:
             return ""
         raise RuntimeError("unknown code: " + code)
-    '''
+    """
 )
 ns: dict[str, Any] = {}
 exec(BOARD, ns)
@@ -150,7 +150,7 @@ def test_bad_ids_and_roles_refused() -> None:
         cfg(role="reader")
 
 
-FAKE_MPREMOTE = '''
+FAKE_MPREMOTE = """
 import json, sys
 sys.path.insert(0, {here!r})
 from fake_board_impl import board_exec
@@ -174,21 +174,43 @@ elif op[0] == "exec":
 elif op[0] == "reset":
     state["reset"] = True
 json.dump(state, open(state_path, "w"))
-'''
+"""
 
 
-def test_cli_with_fake_mpremote_executable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_with_fake_mpremote_executable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "fake_board_impl.py").write_text(BOARD)
     state = tmp_path / "board.json"
     exe = tmp_path / "mpremote.py"
     exe.write_text(FAKE_MPREMOTE.format(here=str(tmp_path), state=str(state)))
     reg = tmp_path / "var" / "provisioned.json"
-    rc = cli_main([
-        "device", "provision", "--port", "/dev/ttyFAKE", "--id", "tr-dock3", "--role", "reader",
-        "--place", "urn:epc:id:sgln:9506000.13435.0", "--org", "acme", "--registry", str(reg),
-        "--wifi-ssid", "coldnet", "--wifi-key", "secret", "--mqtt-host", "gw.local",
-        "--mpremote", f"{sys.executable} {exe}",
-    ])
+    rc = cli_main(
+        [
+            "device",
+            "provision",
+            "--port",
+            "/dev/ttyFAKE",
+            "--id",
+            "tr-dock3",
+            "--role",
+            "reader",
+            "--place",
+            "urn:epc:id:sgln:9506000.13435.0",
+            "--org",
+            "acme",
+            "--registry",
+            str(reg),
+            "--wifi-ssid",
+            "coldnet",
+            "--wifi-key",
+            "secret",
+            "--mqtt-host",
+            "gw.local",
+            "--mpremote",
+            f"{sys.executable} {exe}",
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "ack_key" not in out.out  # the secret is not printed
@@ -204,8 +226,20 @@ def test_cli_with_fake_mpremote_executable(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_cli_reports_missing_mpremote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = cli_main(["device", "provision", "--port", "/dev/ttyX", "--id", "tl-1",
-                   "--registry", str(tmp_path / "r.json"), "--mpremote", "/nonexistent/mpremote"])
+    rc = cli_main(
+        [
+            "device",
+            "provision",
+            "--port",
+            "/dev/ttyX",
+            "--id",
+            "tl-1",
+            "--registry",
+            str(tmp_path / "r.json"),
+            "--mpremote",
+            "/nonexistent/mpremote",
+        ]
+    )
     assert rc == 1
     assert "pip install mpremote" in capsys.readouterr().err
 
@@ -214,8 +248,9 @@ def test_signature_check_is_real() -> None:
     k = ec.generate_private_key(ec.SECP256R1())
     from cryptography.hazmat.primitives import serialization
 
-    pub = k.public_key().public_bytes(serialization.Encoding.X962,
-                                      serialization.PublicFormat.UncompressedPoint)
+    pub = k.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     msg = b"x" * 32
     r, s = decode_dss_signature(k.sign(msg, ec.ECDSA(hashes.SHA256())))
     sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")

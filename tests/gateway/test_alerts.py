@@ -87,7 +87,7 @@ def test_profile_book_from_config() -> None:
         },
         "places": {"wh-7/freezer-*": "frozen", "wh-7/freezer-9": "vaccines", "wh-7/fridge": "vaccines"},
     })
-    assert book.for_place("wh-7/freezer-1") == FROZEN.__class__("frozen", None, -1800, 600, 7200)
+    assert book.for_place("wh-7/freezer-1") == Profile("frozen", None, -1800, delay=600, cumulative=7200)
     assert book.for_place("wh-7/freezer-9").name == "vaccines"  # exact beats glob
     assert book.for_place("wh-7/fridge").delay == 300
     assert book.for_place("elsewhere") == CHILLED  # default
@@ -132,12 +132,12 @@ def test_excursion_alarms_after_the_delay_and_ends_with_its_figures() -> None:
     assert start.raised == end.raised == clock.now
 
 
-def test_low_excursion_peak_is_the_minimum() -> None:
-    events = feed(engine_for(FROZEN), [-2000, -1700, -1500, -1600, -1650, -1900])
-    start, end = events
-    assert start.side == end.side == "low" or start.side == "high"
+def test_peak_is_the_extreme_on_the_side_of_the_excursion() -> None:
     # frozen has only an upper limit: warming is the excursion, peak = the warmest
-    assert (end.side, end.peak_centi) == ("high", -1500)
+    events = feed(engine_for(FROZEN), [-2000, -1700, -1500, -1600, -1650, -1900])
+    assert [(e.phase, e.side, e.peak_centi) for e in events] == [
+        ("start", "high", -1500), ("end", "high", -1500)]
+    # too cold: peak = the coldest
     events = feed(engine_for(PHARMA), [500, 150, 100, 120, 190, 500])
     assert [(e.phase, e.side, e.peak_centi) for e in events] == [
         ("start", "low", 100), ("end", "low", 100)]
@@ -256,8 +256,9 @@ def test_faults_neither_end_nor_extend_an_excursion() -> None:
     start, end = events
     assert start.time == 1800 and start.readings == 2  # the faults are not readings
     assert (end.end, end.duration, end.peak_centi, end.readings) == (2400, 2400, 950, 2)
-    # 900 held from 0 to 1800 (through the faults), 950 from 1800 to 2400
-    assert end.mean_centi == (900 * 1800 + 950 * 600) // 2400
+    # 900 held from 0 to 1800 (through the faults), 950 from 1800 to 2400:
+    # (900 * 1800 + 950 * 600) / 2400 = 912.5, rounded half away from zero
+    assert end.mean_centi == 913
 
 
 def test_faults_on_an_unmonitored_place_still_alarm() -> None:

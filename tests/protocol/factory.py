@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -97,12 +98,18 @@ class World:
         )
         for i in range(tree.size):
             size = min(s for s in sizes if s > i)
-            b.inclusion.append(InclusionProof(ORIGIN, i, size, tuple(tree.inclusion_proof(i, size))))
-        for a, c in zip(sizes, sizes[1:], strict=False):
-            b.consistency.append(ConsistencyProof(ORIGIN, a, c, tuple(tree.consistency_proof(a, c))))
+            b.inclusion.append(
+                InclusionProof(ORIGIN, i, size, tuple(tree.inclusion_proof(i, size)))
+            )
+        for a, c in pairwise(sizes):
+            b.consistency.append(
+                ConsistencyProof(ORIGIN, a, c, tuple(tree.consistency_proof(a, c)))
+            )
         prev = bytes(32)
         for n, s in enumerate(anchor_sizes):
-            r = anchor.sign_local_entry(self.ledger, "ledger-1", n, prev, T0 + n, checkpoint_hash(cps[s]))
+            r = anchor.sign_local_entry(
+                self.ledger, "ledger-1", n, prev, T0 + n, checkpoint_hash(cps[s])
+            )
             prev = anchor.entry_hash(r) if hasattr(anchor, "entry_hash") else prev
             b.anchors.append(AnchorRef(ORIGIN, s, r.to_json()))
         return b

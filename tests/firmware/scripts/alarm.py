@@ -11,7 +11,7 @@ def feed(a, series, t0=0, step=10 * MIN):
     out = []
     for i, temp in enumerate(series):
         for ev in a.update(t0 + i * step, temp):
-            out.append((i,) + ev)
+            out.append((i,) + ev)  # noqa: RUF005 - MicroPython has no (a, *b)
     return out
 
 

@@ -1,7 +1,7 @@
 """The logger's duty cycle with a fake board and a fake core."""
 
-import ct_app
 import ct_alarm
+import ct_app
 from fake_board import FakeBoard, FakeCore
 from fwrun import main
 

@@ -22,7 +22,7 @@ def main(g):
                 import traceback
 
                 traceback.print_exc()
-    print("%d passed, %d failed" % (passed, failed))
+    print(f"{passed} passed, {failed} failed")
     if failed:
         raise SystemExit(1)
 
@@ -33,7 +33,7 @@ def raises(exc, fn, *args):
         fn(*args)
     except exc as e:
         return e
-    raise AssertionError("%s not raised by %s" % (exc.__name__, fn))
+    raise AssertionError(f"{exc.__name__} not raised by {fn}")
 
 
 def data(name):
@@ -48,4 +48,4 @@ def data(name):
                 return json.load(f)
         except OSError:
             pass
-    raise OSError("data file %s not found" % name)
+    raise OSError(f"data file {name} not found")

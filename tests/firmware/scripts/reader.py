@@ -77,7 +77,7 @@ def _hold(r, t, ms):
 
 
 def test_scan_record_fields_for_ntag424():
-    r, field, btn, okp, errp, core = make()
+    r, field, _btn, okp, errp, _core = make()
     field.tag = ct_ntag.Tag(H(AN["uid"]), H(AN["sun"]), "/01/09506000134352/10/L42/21/7")
     recs = run(r, 0, 500)
     assert len(recs) == 1
@@ -100,7 +100,7 @@ def test_same_tag_not_recorded_twice_while_held_then_again_later():
 
 
 def test_short_press_steps_action_long_press_resets():
-    r, field, btn, okp, *_ = make()
+    r, _field, btn, okp, *_ = make()
     t = press(btn, r, 0, 100)
     assert r.action == 5
     t = press(btn, r, t, 100)
@@ -111,7 +111,7 @@ def test_short_press_steps_action_long_press_resets():
 
 
 def test_bounce_shorter_than_debounce_is_ignored():
-    r, field, btn, *_ = make()
+    r, _field, btn, *_ = make()
     for i in range(10):  # 2 ms spikes
         btn.v = 0
         r.step(i * 10)
@@ -121,7 +121,7 @@ def test_bounce_shorter_than_debounce_is_ignored():
 
 
 def test_failed_read_shows_error_and_records_nothing():
-    r, field, btn, okp, errp, core = make()
+    r, field, _btn, _okp, errp, core = make()
     field.fail = True
     assert run(r, 0, 300) == []
     assert 1 in errp.history and r.errors >= 1 and not core.records
@@ -129,7 +129,7 @@ def test_failed_read_shows_error_and_records_nothing():
 
 def test_commission_needs_an_item():
     cfg = dict(CFG, actions=[1, 2], action=1)
-    r, field, btn, okp, errp, core = make(cfg)
+    r, field, _btn, _okp, errp, _core = make(cfg)
     field.tag = ct_ntag.Tag(H("04a1b2c3d4e5f6"))
     assert run(r, 0, 300) == [] and 1 in errp.history
     r2, field2, *_ = make(cfg)
@@ -138,7 +138,7 @@ def test_commission_needs_an_item():
 
 
 def test_queue_full_is_an_error():
-    r, field, btn, okp, errp, core = make(core=FakeCore(capacity=0))
+    r, field, _btn, _okp, errp, _core = make(core=FakeCore(capacity=0))
     field.tag = ct_ntag.Tag(H("04a1b2c3d4e5f6"))
     assert run(r, 0, 300) == [] and 1 in errp.history
 
@@ -155,7 +155,8 @@ def test_upload_due_after_idle():
 def test_bad_config_refused():
     raises(ct_reader.ReaderError, ct_reader.check_config, {"place": ""})
     raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x", "actions": [7]})
-    raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x", "actions": [2], "action": 3})
+    raises(ct_reader.ReaderError, ct_reader.check_config,
+           {"place": "x", "actions": [2], "action": 3})
     raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x" * 65})
 
 
@@ -171,7 +172,7 @@ def test_end_to_end_with_fake_pn532_and_ntag424():
         t[0] += ms
 
     pn = ct_pn532.PN532(ct_pn532.I2CBus(fake_nfc.FakePN532I2C(chip)), ticks, sleep)
-    r, field, btn, okp, errp, core = make()
+    r, _field, _btn, _okp, _errp, _core = make()
     r._read = lambda: ct_ntag.read_tag(pn)
     recs = run(r, 0, 400)
     assert len(recs) == 1 and recs[0][23] == H(AN["sun"]) and recs[0][20] == H(AN["uid"])

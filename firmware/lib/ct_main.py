@@ -1,0 +1,126 @@
+"""What main.py runs on the board: load the configuration, build the board,
+the core and the role's app, and run it.
+
+Logger: one ct_app.Logger cycle, then deep sleep (the next wake boots into
+main.py again). Reader: a loop of ct_reader.Reader.step with uploads after
+scans, forever. Holding the button during reset skips all of it, so
+mpremote can reach the REPL of a board that would otherwise sleep.
+"""
+
+import json
+
+import machine
+
+import ct_app
+import ct_board
+import ct_clock
+import ct_net
+import ct_ticks
+
+_CONFIG = "config.json"
+_SETTINGS = "settings.json"
+
+
+class MainError(Exception):
+    pass
+
+
+def load_config():
+    with open(_CONFIG) as f:
+        cfg = json.load(f)
+    for k in ("id", "role"):
+        if k not in cfg:
+            raise MainError("config.json: missing " + k)
+    return cfg
+
+
+def load_settings():
+    try:
+        with open(_SETTINGS) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_settings(s):
+    import os
+
+    with open(_SETTINGS + ".tmp", "w") as f:
+        json.dump(s, f)
+    os.rename(_SETTINGS + ".tmp", _SETTINGS)
+
+
+def button_held(board):
+    b = board.pins.get("button")
+    if b is None:
+        return False
+    p = machine.Pin(b, machine.Pin.IN, machine.Pin.PULL_UP)
+    return p() == 0
+
+
+def open_core(cfg, board):
+    """The signing/queue/uplink core, with Wi-Fi for its uploads."""
+    import network
+
+    import ct_core
+
+    w = cfg.get("wifi", {})
+    wifi = ct_net.WiFi(network, w.get("ssid"), w.get("key"), w.get("timeout_ms", 15000),
+                       board.feed)
+    return ct_core.open_device(cfg, board, wifi)
+
+
+def run():
+    cfg = load_config()
+    board = ct_board.Board(cfg)
+    if button_held(board):
+        print("button held: REPL")
+        return
+    core = open_core(cfg, board)
+    if cfg["role"] == "logger":
+        logger(cfg, board, core)
+    else:
+        reader(cfg, board, core)
+
+
+def logger(cfg, board, core):
+    lg = ct_app.Logger(cfg, board, core, lambda: ct_board.channels(cfg, board),
+                       load_settings())
+    ms = lg.cycle()
+    if lg.settings_dirty:
+        save_settings(lg.settings)
+    core.close()
+    board.deep_sleep(ms)
+
+
+def reader(cfg, board, core):
+    import ct_reader
+    import ct_ui
+
+    p = board.pins
+    clock = ct_clock.Clock(board.now, board.set_time, board.offset)
+    rd = ct_reader.Reader(
+        cfg, ct_board.nfc_reader(cfg, board), core, clock,
+        ct_ui.Button(machine.Pin(p["button"], machine.Pin.IN, machine.Pin.PULL_UP)),
+        ct_ui.Led(machine.Pin(p["led_ok"], machine.Pin.OUT)),
+        ct_ui.Led(machine.Pin(p["led_err"], machine.Pin.OUT)),
+        board.batt_mv,
+    )
+    next_up = 0
+    while True:
+        board.feed()
+        now = ct_ticks.ticks_ms()
+        rd.step(now)
+        due = rd.upload_due(now) or ct_ticks.ticks_diff(now, next_up) >= 0
+        if due:
+            try:
+                for item in core.upload(cfg.get("upload_ms", 20000), clock.src == 0):
+                    if item[0] == "ack" and item[2]:
+                        clock.sync(item[2], ct_clock.GATEWAY)
+                    elif item[0] == "ntp":
+                        clock.sync(item[1], ct_clock.NTP)
+                rd.uploaded()
+                next_up = ct_ticks.ticks_ms() + cfg.get("upload", 3600) * 1000
+            except (OSError, ct_clock.ClockError):
+                next_up = ct_ticks.ticks_ms() + 60000
+        ct_ticks.sleep_ms(10)

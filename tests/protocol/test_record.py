@@ -1,0 +1,721 @@
+"""Record payloads (§2), the hash chain (§4) and signed records (§3): protocol.record."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol import cbor, cose, record
+from protocol.cbor import Tag
+from protocol.errors import (
+    CBORError,
+    CoseError,
+    DepthError,
+    DuplicateKeyError,
+    FieldConflictError,
+    FieldRangeError,
+    FieldTypeError,
+    FloatError,
+    IndefiniteLengthError,
+    MissingFieldError,
+    NonCanonicalError,
+    RecordError,
+    SignatureError,
+    SizeError,
+    TagError,
+    UnknownFieldError,
+    UnsortedKeysError,
+    VerificationError,
+)
+from protocol.keys import generate_p256, p256_private_from_scalar, p256_public_to_sec1
+from protocol.record import (
+    KIND_READING,
+    KIND_REGISTRATION,
+    KIND_SCAN,
+    KIND_STATUS,
+    ZERO_PREV,
+    Reading,
+    Record,
+    Registration,
+    Scan,
+    Status,
+    chain_hash,
+    decode_payload,
+    encode_payload,
+    make_record,
+    open_record,
+    verify_record,
+)
+
+KEY = p256_private_from_scalar(0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721)
+PUB = KEY.public_key()
+DEVICE_KEY = p256_public_to_sec1(generate_p256().public_key())
+COMMON: dict[str, Any] = {
+    "boot": 7,
+    "seq": (1 << 20) + 17,
+    "time": 1_790_000_000,
+    "tq": 2,
+    "prev": bytes(range(16)),
+}
+UID7 = bytes.fromhex("04a1b2c3d4e5f6")
+
+
+def reading(**kw: Any) -> Reading:
+    return Reading(**{**COMMON, "temp": -1850, "rh": 6120, "batt": 3710, **kw})
+
+
+EXAMPLES: list[Any] = [
+    reading(),
+    Reading(**COMMON, fault=record.FAULT_POWER_ON, ch=2, batt=3000, alarm=5),
+    Reading(**COMMON, temp=15000, rh=0, ch=15, cal=2**32 - 1, batt=20000, alarm=7),
+    Scan(**COMMON, uid=UID7, action=record.ACTION_LOAD, place="urn:epc:id:sgln:0614141.00777.0"),
+    Scan(
+        **COMMON,
+        uid=bytes(10),
+        action=record.ACTION_COMMISSION,
+        place="Packhouse 3",
+        sun=bytes(range(24)),
+        item="/01/09506000134352/10/L42/21/7",
+        parent=bytes(4),
+        ref="PO-2026-0042",
+        batt=3300,
+    ),
+    Status(**COMMON, event=record.EVENT_HEARTBEAT),
+    Status(
+        **COMMON,
+        event=record.EVENT_ALARM_START,
+        uptime=86400,
+        fw="1.4.2+ct",
+        queued=12,
+        free=900_000,
+        rssi=-128,
+        reset=5,
+        detail=-(2**31),
+        batt=3600,
+    ),
+    Registration(
+        **{**COMMON, "boot": 0},
+        device="tl-7f3a21",
+        key=DEVICE_KEY,
+        role=record.ROLE_LOGGER,
+        org="Acme Cold Chain",
+        state=record.STATE_ACTIVE,
+        place="Warehouse 7, bay 3",
+        cal=12,
+    ),
+    reading(extensions={1000: 1, 1001: b"\x00" * 64, 65535: "é" * 32, 2**64 - 1: -(2**64)}),
+]
+
+
+def payload_map(kind: int = KIND_READING, **fields: Any) -> dict[int, Any]:
+    """A payload as a raw CBOR map (key -> value), for crafting invalid ones."""
+    base: dict[int, Any] = {1: kind, 2: 7, 3: 1, 4: 1_790_000_000, 5: 2, 6: bytes(16)}
+    if kind == KIND_READING:
+        base[10] = 215
+    elif kind == KIND_SCAN:
+        base.update({20: UID7, 21: 2, 22: "dock 4"})
+    elif kind == KIND_STATUS:
+        base[30] = 2
+    elif kind == KIND_REGISTRATION:
+        base.update({2: 0, 40: "tl-1", 41: DEVICE_KEY, 42: 1, 43: "Acme", 45: 1})
+    for key, value in fields.items():
+        k = int(key[1:])
+        if value is None:
+            base.pop(k, None)
+        else:
+            base[k] = value
+    return base
+
+
+def craft(kind: int = KIND_READING, **fields: Any) -> bytes:
+    return cbor.encode(payload_map(kind, **fields))
+
+
+# --- round trips --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", EXAMPLES, ids=lambda p: type(p).__name__)
+def test_payload_round_trips_bit_exactly(p: Any) -> None:
+    data = encode_payload(p)
+    back = decode_payload(data)
+    assert back == p
+    assert type(back) is type(p)
+    assert encode_payload(back) == data
+    assert record._decode_payload_strict(data) == p
+
+
+def test_payload_keys_are_the_spec_tables() -> None:
+    data = encode_payload(reading())
+    m = cbor.decode(data, max_size=512, max_depth=1)
+    assert m == {
+        1: 1,
+        2: 7,
+        3: (1 << 20) + 17,
+        4: 1_790_000_000,
+        5: 2,
+        6: bytes(range(16)),
+        10: -1850,
+        11: 6120,
+        15: 3710,
+    }
+
+
+def test_kind_is_a_class_attribute() -> None:
+    assert [type(p).kind for p in EXAMPLES[:8]] == [1, 1, 1, 2, 2, 3, 3, 4]
+    assert reading().kind == KIND_READING
+    assert [f.name for f in dataclasses.fields(Reading)][:5] == ["boot", "seq", "time", "tq", "prev"]
+
+
+def test_payloads_are_frozen_and_hashable() -> None:
+    p = reading(extensions={1000: 5})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.temp = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        p.extensions[1001] = 1  # type: ignore[index]
+    assert hash(p) == hash(decode_payload(encode_payload(p)))
+    assert p == decode_payload(encode_payload(p))
+
+
+def test_absent_channel_and_zero_channel_stay_distinct() -> None:
+    a, b = reading(), reading(ch=0)
+    assert encode_payload(a) != encode_payload(b)
+    assert decode_payload(encode_payload(a)).ch is None
+    assert decode_payload(encode_payload(b)).ch == 0
+
+
+def test_replace_keeps_validation_on_encode() -> None:
+    p = dataclasses.replace(reading(), temp=None, fault=record.FAULT_CRC, rh=None)
+    assert decode_payload(encode_payload(p)).fault == record.FAULT_CRC
+
+
+# --- every rule of §2, refused with its class ------------------------------------------------
+
+
+def test_decode_accepts_the_crafted_baseline() -> None:
+    for kind in (1, 2, 3, 4):
+        decode_payload(craft(kind))
+
+
+def test_decode_rejects_indefinite_length() -> None:
+    data = craft()
+    with pytest.raises(IndefiniteLengthError):
+        decode_payload(b"\xbf" + data[1:] + b"\xff")
+
+
+def test_decode_rejects_float() -> None:
+    data = craft(k10=None) + b""
+    m = bytearray(data)
+    m[0] += 1
+    with pytest.raises(FloatError):
+        decode_payload(bytes(m) + b"\x0a\xf9\x3c\x00")  # temp: half-float 1.0
+
+
+def test_decode_rejects_tag_in_payload() -> None:
+    with pytest.raises(TagError):
+        decode_payload(craft(k4=Tag(1, 1_790_000_000)))
+
+
+def test_decode_rejects_duplicate_key() -> None:
+    data = craft()
+    m = bytearray(data)
+    m[0] += 1
+    with pytest.raises(DuplicateKeyError):
+        decode_payload(bytes(m) + b"\x0a\x01")  # temp again
+
+
+def test_decode_rejects_unsorted_keys() -> None:
+    data = craft(k10=None)
+    m = bytearray(data)
+    m[0] += 1
+    m[1:1] = b"\x0a\x01"  # temp first, before kind
+    with pytest.raises(UnsortedKeysError):
+        decode_payload(bytes(m))
+
+
+def test_decode_rejects_non_shortest_int() -> None:
+    data = craft(k10=None)
+    m = bytearray(data)
+    m[0] += 1
+    with pytest.raises(NonCanonicalError):
+        decode_payload(bytes(m) + b"\x0a\x18\x05")  # temp 5 with a 1-byte argument
+
+
+def test_decode_rejects_unknown_critical_key_999_but_keeps_extension_1000() -> None:
+    with pytest.raises(UnknownFieldError) as info:
+        decode_payload(craft(k999=1))
+    assert info.value.found == 999
+    p = decode_payload(craft(k1000=1))
+    assert p.extensions == {1000: 1}
+
+
+@pytest.mark.parametrize("key", [0, 7, 9, 17, 27, 38, 46, 500])
+def test_decode_rejects_undefined_critical_keys(key: int) -> None:
+    with pytest.raises(UnknownFieldError):
+        decode_payload(craft(**{f"k{key}": 1}))
+
+
+def test_decode_rejects_field_of_another_kind() -> None:
+    with pytest.raises(UnknownFieldError, match="temp"):
+        decode_payload(craft(KIND_SCAN, k10=215))
+    with pytest.raises(UnknownFieldError):
+        decode_payload(craft(KIND_READING, k20=UID7))
+
+
+def test_decode_rejects_negative_key() -> None:
+    m = payload_map()
+    m[-1] = 1
+    with pytest.raises(FieldTypeError):
+        decode_payload(cbor.encode(m))
+
+
+def test_decode_rejects_temp_and_fault_both_present() -> None:
+    with pytest.raises(FieldConflictError):
+        decode_payload(craft(k10=215, k12=1))
+
+
+def test_decode_rejects_reading_without_temp_or_fault() -> None:
+    with pytest.raises(MissingFieldError):
+        decode_payload(craft(k10=None, k11=5000))
+
+
+def test_decode_rejects_rh_with_fault() -> None:
+    with pytest.raises(FieldConflictError):
+        decode_payload(craft(k10=None, k12=2, k11=5000))
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 5, 6, 8, 9, 11, 16])
+def test_decode_rejects_uid_of_wrong_length(size: int) -> None:
+    with pytest.raises(FieldRangeError):
+        decode_payload(craft(KIND_SCAN, k20=bytes(size)))
+    with pytest.raises(FieldRangeError):
+        decode_payload(craft(KIND_SCAN, k25=bytes(size)))
+
+
+@pytest.mark.parametrize("size", [4, 7, 10])
+def test_decode_accepts_uid_of_4_7_or_10_bytes(size: int) -> None:
+    assert decode_payload(craft(KIND_SCAN, k20=bytes(size), k25=bytes(size))).uid == bytes(size)
+
+
+@pytest.mark.parametrize("key", [2, 3, 4, 5, 6])
+def test_decode_rejects_missing_common_field(key: int) -> None:
+    with pytest.raises(MissingFieldError):
+        decode_payload(craft(**{f"k{key}": None}))
+
+
+def test_decode_rejects_missing_kind() -> None:
+    with pytest.raises(MissingFieldError):
+        decode_payload(craft(k1=None))
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [(2, 20), (2, 21), (2, 22), (3, 30), (4, 40), (4, 41), (4, 42), (4, 43), (4, 45)],
+)
+def test_decode_rejects_missing_required_kind_field(kind: int, key: int) -> None:
+    with pytest.raises(MissingFieldError):
+        decode_payload(craft(kind, **{f"k{key}": None}))
+
+
+def test_decode_rejects_commission_without_item() -> None:
+    with pytest.raises(MissingFieldError, match="item"):
+        decode_payload(craft(KIND_SCAN, k21=record.ACTION_COMMISSION))
+    assert decode_payload(craft(KIND_SCAN, k21=1, k24="/01/09506000134352")).item
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [
+        (1, "k10", "21.5"),
+        (1, "k11", -1),
+        (1, "k2", -1),
+        (1, "k6", "0" * 16),
+        (1, "k15", b"\x0e"),
+        (2, "k22", b"dock"),
+        (2, "k20", "04a1b2c3"),
+        (3, "k32", 142),
+        (1, "k1", "1"),
+        (1, "k1", -1),
+    ],
+)
+def test_decode_rejects_wrong_cbor_type(kind: int, field: str, value: Any) -> None:
+    with pytest.raises(FieldTypeError):
+        decode_payload(craft(kind, **{field: value}))
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [
+        (1, "k10", 15001),
+        (1, "k10", -10001),
+        (1, "k11", 10001),
+        (1, "k13", 16),
+        (1, "k15", 20001),
+        (1, "k16", 8),
+        (1, "k5", 4),
+        (1, "k3", 2**32),
+        (1, "k2", 2**32),
+        (1, "k4", 2**32),
+        (1, "k1", 5),
+        (1, "k1", 0),
+        (1, "k6", bytes(15)),
+        (1, "k6", bytes(17)),
+        (2, "k21", 0),
+        (2, "k21", 7),
+        (2, "k22", ""),
+        (2, "k22", "x" * 65),
+        (2, "k22", "é" * 33),  # 66 bytes in UTF-8, 33 characters
+        (2, "k23", bytes(23)),
+        (2, "k24", "x" * 129),
+        (2, "k26", "x" * 65),
+        (3, "k30", 0),
+        (3, "k30", 256),
+        (3, "k32", "x" * 33),
+        (3, "k35", 1),
+        (3, "k35", -129),
+        (3, "k36", 256),
+        (3, "k37", 2**32),
+        (3, "k37", -(2**31) - 1),
+        (4, "k42", 3),
+        (4, "k45", 0),
+        (4, "k45", 3),
+        (4, "k40", "x" * 33),
+        (4, "k43", "x" * 65),
+        (4, "k41", DEVICE_KEY[:-1]),
+    ],
+)
+def test_decode_rejects_value_out_of_bounds(kind: int, field: str, value: Any) -> None:
+    with pytest.raises(FieldRangeError):
+        decode_payload(craft(kind, **{field: value}))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("k40", "TL-1"),  # upper case
+        ("k40", "-tl"),  # must start with a letter or digit
+        ("k40", "tl 1"),
+        ("k41", b"\x02" + DEVICE_KEY[1:]),  # compressed-point prefix
+        ("k41", b"\x04" + bytes(64)),  # (0, 0) is not on P-256
+        ("k41", DEVICE_KEY[:-1] + bytes([DEVICE_KEY[-1] ^ 1])),  # off the curve
+        ("k2", 1),  # registries have no reboots: boot is 0
+    ],
+)
+def test_decode_rejects_bad_registration(field: str, value: Any) -> None:
+    with pytest.raises(FieldRangeError):
+        decode_payload(craft(KIND_REGISTRATION, **{field: value}))
+
+
+def test_decode_rejects_extension_longer_than_64_bytes() -> None:
+    assert decode_payload(craft(k1000=b"x" * 64)).extensions[1000] == b"x" * 64
+    with pytest.raises(FieldRangeError):
+        decode_payload(craft(k1000=b"x" * 65))
+    with pytest.raises(FieldRangeError):
+        decode_payload(craft(k1000="é" * 33))
+
+
+def test_decode_rejects_nested_container_in_payload() -> None:
+    with pytest.raises(DepthError):
+        decode_payload(craft(k1000=[1]))
+    with pytest.raises(DepthError):
+        decode_payload(craft(k26={1: 2}))
+
+
+def test_decode_rejects_oversize_payload() -> None:
+    m = payload_map()
+    for k in range(1000, 1008):
+        m[k] = b"x" * 64
+    with pytest.raises(SizeError):
+        decode_payload(cbor.encode(m))
+
+
+@pytest.mark.parametrize("value", [[1, 2], 7, b"", "text"])
+def test_decode_rejects_payload_that_is_not_a_map(value: object) -> None:
+    with pytest.raises(FieldTypeError):
+        decode_payload(cbor.encode(value))
+
+
+def test_decode_rejects_trailing_bytes_and_truncation() -> None:
+    data = craft()
+    with pytest.raises(CBORError):
+        decode_payload(data + b"\x00")
+    with pytest.raises(CBORError):
+        decode_payload(data[:-1])
+
+
+def test_errors_say_what_was_expected_and_found() -> None:
+    with pytest.raises(FieldRangeError) as info:
+        decode_payload(craft(k10=15001))
+    assert info.value.expected == "-10000..15000"
+    assert info.value.found == 15001
+    assert info.value.code == "malformed_record"
+
+
+# --- the encoder refuses what the decoder refuses ------------------------------------------
+
+
+def test_encode_refuses_temp_and_fault() -> None:
+    with pytest.raises(FieldConflictError):
+        encode_payload(reading(fault=1))
+
+
+@pytest.mark.parametrize("value", [21.5, True, "215"])
+def test_encode_refuses_non_integer_temp(value: object) -> None:
+    with pytest.raises((TypeError, VerificationError)):
+        encode_payload(reading(temp=value))
+
+
+def test_encode_refuses_extension_key_below_1000() -> None:
+    with pytest.raises(UnknownFieldError):
+        encode_payload(reading(extensions={999: 1}))
+
+
+def test_encode_refuses_out_of_bounds_and_missing() -> None:
+    with pytest.raises(FieldRangeError):
+        encode_payload(reading(rh=10001))
+    with pytest.raises(MissingFieldError):
+        encode_payload(reading(temp=None))
+
+
+# --- the chain and records -------------------------------------------------------------------
+
+
+def test_chain_hash_is_first_16_bytes_of_sha256() -> None:
+    raw = make_record(reading(), "tl-7f3a21", KEY)
+    assert chain_hash(raw) == hashlib.sha256(raw).digest()[:16]
+    assert ZERO_PREV == bytes(16)
+
+
+def test_chain_links_consecutive_records() -> None:
+    prev = ZERO_PREV
+    raws = []
+    for seq in range(3):
+        raw = make_record(reading(seq=seq, prev=prev), "tl-7f3a21", KEY)
+        raws.append(raw)
+        prev = chain_hash(raw)
+    recs = [verify_record(r, PUB) for r in raws]
+    assert recs[0].payload.prev == ZERO_PREV
+    assert recs[1].payload.prev == chain_hash(raws[0])
+    assert recs[2].payload.prev == chain_hash(raws[1])
+
+
+@pytest.mark.parametrize("p", EXAMPLES, ids=lambda p: type(p).__name__)
+def test_make_record_verifies_for_every_kind(p: Any) -> None:
+    raw = make_record(p, "tl-7f3a21", KEY)
+    rec = verify_record(raw, PUB)
+    assert rec == Record(raw, "tl-7f3a21", p)
+    assert open_record(raw) == rec
+
+
+def test_deterministic_records_are_reproducible() -> None:
+    a = make_record(reading(), "tl-7f3a21", KEY, deterministic=True)
+    b = make_record(reading(), "tl-7f3a21", KEY, deterministic=True)
+    assert a == b
+    verify_record(a, PUB)
+
+
+def test_open_record_does_not_check_the_signature() -> None:
+    raw = make_record(reading(), "tl-7f3a21", KEY)
+    other = generate_p256().public_key()
+    assert open_record(raw).signer == "tl-7f3a21"
+    with pytest.raises(SignatureError):
+        verify_record(raw, other)
+
+
+def test_verify_record_checks_shape_before_crypto() -> None:
+    bad_payload = cose.sign1(craft(k10=15001), "tl-7f3a21", KEY)
+    with pytest.raises(FieldRangeError):  # the payload, not the (valid) signature, is refused
+        verify_record(bad_payload, PUB)
+    with pytest.raises(FieldRangeError):
+        verify_record(bad_payload, generate_p256().public_key())  # even with the wrong key
+
+
+def test_verify_record_refuses_oversize_record() -> None:
+    big = cose.sign1(b"\x00" * 900, "tl-7f3a21", KEY)  # a valid envelope, 900-byte payload
+    with pytest.raises(SizeError, match="too large") as info:
+        verify_record(big, PUB)
+    assert info.value.found == 900
+    huge = bytearray(big)
+    huge[-66 - 903 : -66] = cbor.encode(b"\x00" * 1000)  # payload of 1000: record > 1024
+    with pytest.raises(SizeError) as info:
+        verify_record(bytes(huge), PUB)
+    assert info.value.found == f"{len(huge)} bytes"
+
+
+def test_typical_reading_is_135_bytes_on_the_wire() -> None:
+    """temp + rh + batt, 9-byte device id, seq near 2^20 (docs/protocol.md §3)."""
+    raw = make_record(reading(), "tl-7f3a21", KEY, deterministic=True)
+    assert len("tl-7f3a21") == 9
+    assert len(raw) == 135
+    assert len(encode_payload(reading())) == 49
+
+
+# --- properties --------------------------------------------------------------------------------
+
+u32 = st.integers(0, 2**32 - 1)
+common = {
+    "boot": u32,
+    "seq": u32,
+    "time": u32,
+    "tq": st.integers(0, 3),
+    "prev": st.binary(min_size=16, max_size=16),
+}
+ext_values = st.one_of(
+    st.integers(-(2**64), 2**64 - 1), st.binary(max_size=64), st.text(max_size=16)
+)
+extensions = st.dictionaries(st.integers(1000, 2**64 - 1), ext_values, max_size=3)
+
+
+def opt(s: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.none(), s)
+
+
+def text(lo: int, hi: int) -> st.SearchStrategy[str]:
+    return st.text(min_size=lo, max_size=hi).filter(lambda t: lo <= len(t.encode()) <= hi)
+
+
+uid = st.sampled_from([4, 7, 10]).flatmap(lambda n: st.binary(min_size=n, max_size=n))
+
+
+@st.composite
+def readings(draw: st.DrawFn) -> Reading:
+    faulted = draw(st.booleans())
+    return Reading(
+        **{k: draw(v) for k, v in common.items()},
+        temp=None if faulted else draw(st.integers(-10000, 15000)),
+        rh=None if faulted else draw(opt(st.integers(0, 10000))),
+        fault=draw(st.integers(1, 255)) if faulted else None,
+        ch=draw(opt(st.integers(0, 15))),
+        cal=draw(opt(u32)),
+        batt=draw(opt(st.integers(0, 20000))),
+        alarm=draw(opt(st.integers(0, 7))),
+        extensions=draw(extensions),
+    )
+
+
+@st.composite
+def scans(draw: st.DrawFn) -> Scan:
+    action = draw(st.integers(1, 6))
+    return Scan(
+        **{k: draw(v) for k, v in common.items()},
+        uid=draw(uid),
+        action=action,
+        place=draw(text(1, 64)),
+        sun=draw(opt(st.binary(min_size=24, max_size=24))),
+        item=draw(text(1, 128) if action == 1 else opt(text(1, 128))),
+        parent=draw(opt(uid)),
+        ref=draw(opt(text(1, 64))),
+        batt=draw(opt(st.integers(0, 20000))),
+    )
+
+
+@st.composite
+def statuses(draw: st.DrawFn) -> Status:
+    return Status(
+        **{k: draw(v) for k, v in common.items()},
+        event=draw(st.integers(1, 255)),
+        uptime=draw(opt(u32)),
+        fw=draw(opt(text(1, 32))),
+        queued=draw(opt(u32)),
+        free=draw(opt(u32)),
+        rssi=draw(opt(st.integers(-128, 0))),
+        reset=draw(opt(st.integers(0, 255))),
+        detail=draw(opt(st.integers(-(2**31), 2**32 - 1))),
+        batt=draw(opt(st.integers(0, 20000))),
+    )
+
+
+@st.composite
+def registrations(draw: st.DrawFn) -> Registration:
+    return Registration(
+        **{k: draw(v) for k, v in common.items() if k != "boot"},
+        boot=0,
+        device=draw(st.from_regex(r"[a-z0-9][a-z0-9._-]{0,31}", fullmatch=True)),
+        key=DEVICE_KEY,
+        role=draw(st.integers(1, 2)),
+        org=draw(text(1, 64)),
+        state=draw(st.integers(1, 2)),
+        place=draw(opt(text(1, 64))),
+        cal=draw(opt(u32)),
+    )
+
+
+payloads = st.one_of(readings(), scans(), statuses(), registrations())
+SIGNED_KEY = generate_p256()
+
+
+@given(payloads)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_generated_payloads_round_trip_bit_exactly(p: Any) -> None:
+    data = encode_payload(p)
+    assert len(data) <= record.MAX_PAYLOAD_SIZE
+    back = decode_payload(data)
+    assert back == p
+    assert encode_payload(back) == data
+    assert record._decode_payload_strict(data) == p
+
+
+@given(payloads, st.data())
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_fast_payload_path_agrees_with_strict_path(p: Any, data: st.DataObject) -> None:
+    """The fused fast path accepts only what the strict path accepts, with the same result."""
+    raw = bytearray(encode_payload(p))
+    for _ in range(data.draw(st.integers(0, 3))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    mutated = bytes(raw)
+    fast = record._decode_payload_fast(mutated)
+    try:
+        strict = record._decode_payload_strict(mutated)
+    except VerificationError as exc:
+        assert fast is None, f"fast path accepted what the strict path refuses: {exc}"
+        with pytest.raises(type(exc)):
+            decode_payload(mutated)
+        return
+    assert fast is None or fast == strict
+    assert decode_payload(mutated) == strict
+
+
+ALLOWED = (CBORError, RecordError, CoseError, SignatureError)
+
+
+def flips(raw: bytes) -> list[bytes]:
+    out = []
+    for i in range(len(raw)):
+        for bit in range(8):
+            b = bytearray(raw)
+            b[i] ^= 1 << bit
+            out.append(bytes(b))
+    return out
+
+
+@pytest.mark.parametrize("p", EXAMPLES[:8:2] + [EXAMPLES[7]], ids=lambda p: type(p).__name__)
+def test_every_single_bit_flip_fails_verification(p: Any) -> None:
+    """Exhaustive: each of the record's bits flipped in turn is refused with a protocol error."""
+    raw = make_record(p, "tl-7f3a21", SIGNED_KEY)
+    pub = SIGNED_KEY.public_key()
+    verify_record(raw, pub)
+    for flipped in flips(raw):
+        with pytest.raises(ALLOWED):
+            verify_record(flipped, pub)
+
+
+@given(payloads, st.data())
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_any_single_bit_flip_fails_verification(p: Any, data: st.DataObject) -> None:
+    raw = make_record(p, "dev-1", SIGNED_KEY)
+    i = data.draw(st.integers(0, len(raw) * 8 - 1))
+    b = bytearray(raw)
+    b[i // 8] ^= 1 << (i % 8)
+    flipped = bytes(b)
+    with pytest.raises(ALLOWED):
+        verify_record(flipped, SIGNED_KEY.public_key())
+    try:  # without the signature check: refused, or a well-formed record, never a crash
+        rec = open_record(flipped)
+    except ALLOWED:
+        return
+    assert rec.raw == flipped
