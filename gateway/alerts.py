@@ -232,7 +232,7 @@ class _Excursion:
         self.counted.add(temp, 1)
         self.n += 1
         self.last = time
-        self.lo, self.hi = min(self.lo, temp), max(self.lo, temp)
+        self.lo, self.hi = min(self.lo, temp), max(self.hi, temp)
         self.peak = self.hi if self.side == "high" else self.lo
 
     def close(self, end: int) -> None:
@@ -375,9 +375,11 @@ class AlertEngine:
         else:
             return []
         exc.alarm_at = time
-        return [self._excursion_event(
-            device, channel, st.place, exc, profile.name, "start", time, outside
-        )]
+        return [
+            self._excursion_event(
+                device, channel, st.place, exc, profile.name, "start", time, outside
+            )
+        ]
 
     def _close(
         self, device: str, channel: int, st: _Stream, end: int, cause: str
@@ -392,14 +394,32 @@ class AlertEngine:
         profile = self.book.for_place(st.place)
         window = profile.window if profile is not None else 86400
         outside = self._outside(st, exc.side, end, window)
-        return [self._excursion_event(
-            device, channel, st.place, exc, profile.name if profile else None, "end", end,
-            outside, cause=cause,
-        )]
+        return [
+            self._excursion_event(
+                device,
+                channel,
+                st.place,
+                exc,
+                profile.name if profile else None,
+                "end",
+                end,
+                outside,
+                cause=cause,
+            )
+        ]
 
     def _excursion_event(
-        self, device: str, channel: int, place: str | None, exc: _Excursion,
-        profile: str | None, phase: str, time: int, outside: int, *, cause: str | None = None,
+        self,
+        device: str,
+        channel: int,
+        place: str | None,
+        exc: _Excursion,
+        profile: str | None,
+        phase: str,
+        time: int,
+        outside: int,
+        *,
+        cause: str | None = None,
     ) -> AlertEvent:
         ended = phase == "end"
         mean, mkt = exc.summary() if ended else (None, None)
@@ -432,7 +452,12 @@ class AlertEngine:
     # -- sensor faults ----------------------------------------------------------------------------
 
     def _on_fault(
-        self, device: str, channel: int, place: str | None, time: int, code: int,
+        self,
+        device: str,
+        channel: int,
+        place: str | None,
+        time: int,
+        code: int,
         profile: Profile | None,
     ) -> list[AlertEvent]:
         key = (device, channel)
@@ -468,7 +493,7 @@ class AlertEngine:
             raised=int(self.clock()),
         )
 
-    # -- online / offline ---------------------------------------------------------------------------
+    # -- online / offline --------------------------------------------------------------------------
 
     def state(self, device: str, online: bool, time: int | None = None) -> list[AlertEvent]:
         """The device's ``ct/v1/{dev}/state`` (``online``, or ``offline`` from its last will).
@@ -528,10 +553,18 @@ class AlertEngine:
                 if st.exc is not None and st.exc.alarm_at is not None:
                     profile = self.book.for_place(st.place)
                     window = profile.window if profile is not None else 86400
-                    out.append(self._excursion_event(
-                        device, channel, st.place, st.exc, profile.name if profile else None,
-                        "active", st.last, self._outside(st, st.exc.side, st.last, window),
-                    ))
+                    out.append(
+                        self._excursion_event(
+                            device,
+                            channel,
+                            st.place,
+                            st.exc,
+                            profile.name if profile else None,
+                            "active",
+                            st.last,
+                            self._outside(st, st.exc.side, st.last, window),
+                        )
+                    )
             for (device, channel), f in self._faults.items():
                 if f.alarm_at is not None:
                     out.append(self._fault_event(device, channel, f, "active", f.last))
@@ -570,7 +603,11 @@ class AlertEngine:
                 exc = _Excursion(**exc, timed=timed, counted=counted)
             history = [tuple(h) for h in s["history"]]
             engine._streams[(device, int(channel))] = _Stream(
-                s["place"], s["since"], s["last"], exc, history  # type: ignore[arg-type]
+                s["place"],
+                s["since"],
+                s["last"],
+                exc,
+                history,
             )
         for device, channel, f in snapshot["faults"]:
             engine._faults[(device, int(channel))] = _Fault(**f)
@@ -612,9 +649,10 @@ def fan_out(*publishers: Publisher) -> Callable[[AlertEvent], None]:
         for publisher in publishers:
             try:
                 publisher(event)
-            except Exception:  # noqa: BLE001 - an alert sink must never stop ingest
-                log.exception("alert publisher %r failed for %s %s", publisher, event.id,
-                              event.phase)
+            except Exception:
+                log.exception(
+                    "alert publisher %r failed for %s %s", publisher, event.id, event.phase
+                )
 
     return send
 
@@ -785,7 +823,7 @@ def _seconds(value: str | None) -> float | None:
         return None  # an HTTP date: use our own backoff
 
 
-# --- Glue for the gateway core ---------------------------------------------------------------------
+# --- Glue for the gateway core --------------------------------------------------------------------
 
 
 class AlertListener:
@@ -806,10 +844,12 @@ class AlertListener:
         publish: Callable[[AlertEvent], object],
         *,
         place_of: Callable[[str], str | None] | None = None,
+        closers: Iterable[Callable[[], object]] = (),
     ) -> None:
         self.engine = engine
         self.publish = publish
         self.place_of = place_of
+        self.closers = list(closers)
         self.places: dict[str, str | None] = {}
         self.events = 0
 
@@ -827,7 +867,10 @@ class AlertListener:
                 continue
             place = self.place_of(device) if self.place_of is not None else self.places.get(device)
             events += self.engine.observe(
-                device, place, payload.time, payload.temp,
+                device,
+                place,
+                payload.time,
+                payload.temp,
                 None if payload.temp is not None else payload.fault,
                 channel=payload.ch or 0,
             )
@@ -839,13 +882,18 @@ class AlertListener:
     def tick(self) -> None:
         self._emit(self.engine.tick())
 
+    def close(self) -> None:
+        """Flush and stop the publishers that need it (the webhook); call at shutdown."""
+        for close in self.closers:
+            close()
+
     def _emit(self, events: list[AlertEvent]) -> None:
         for event in events:
             self.events += 1
             log.warning("alert %s %s %s", event.kind, event.phase, event.id)
             try:
                 self.publish(event)
-            except Exception:  # noqa: BLE001 - never into ingest
+            except Exception:
                 log.exception("publishing alert %s failed", event.id)
 
 
@@ -869,16 +917,20 @@ def listener_from_config(
         table = vars(table)
     book = ProfileBook.from_config(table)
     engine = AlertEngine(
-        book, clock,
+        book,
+        clock,
         offline_delay=int(table.get("offline_delay", 900)),
         fault_delay=int(table.get("fault_delay", 900)),
     )
     sinks: list[Publisher] = []
+    closers: list[Callable[[], object]] = []
     if publish is not None:
         sinks.append(mqtt_publisher(publish, getattr(cfg, "id", "local")))
     if table.get("webhook"):
         secret = table.get("webhook_secret")
-        sinks.append(WebhookPublisher(
+        webhook = WebhookPublisher(
             str(table["webhook"]), secret=secret.encode() if isinstance(secret, str) else secret
-        ))
-    return AlertListener(engine, fan_out(*sinks), place_of=place_of)
+        )
+        sinks.append(webhook)
+        closers.append(webhook.close)
+    return AlertListener(engine, fan_out(*sinks), place_of=place_of, closers=closers)

@@ -69,6 +69,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 __all__ = [
     "BrokerError",
     "BrokerProcess",
@@ -190,9 +195,7 @@ def _render(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def _listener_block(
-    port: int | None, bind: str, tls: TLSListener | None
-) -> str:
+def _listener_block(port: int | None, bind: str, tls: TLSListener | None) -> str:
     blocks: list[str] = []
     if port is not None:
         blocks.append(
@@ -401,7 +404,33 @@ def write_config(
     if os.geteuid() == 0 and run_as != "root":
         for path in (passwd, dir / "acl", data_dir):
             shutil.chown(path, user=run_as)
+        if tls is not None:
+            # Mosquitto 2.0 drops privileges before it loads the TLS files.
+            tls_files = [tls.cafile, tls.certfile, tls.keyfile]
+            if tls.crlfile is not None:
+                tls_files.append(tls.crlfile)
+            for path in tls_files:
+                if not _readable_by(Path(path), run_as):
+                    raise BrokerError(
+                        f"{path} is not readable by {run_as!r}, the user Mosquitto runs as: "
+                        f"chown {run_as} {path} (keep a key 0600)"
+                    )
     return conf
+
+
+def _readable_by(path: Path, user: str) -> bool:
+    """Whether ``user`` may read ``path`` by its owner, group and mode bits."""
+    try:
+        st = path.stat()
+        pw = pwd.getpwnam(user)
+    except (OSError, KeyError):
+        return False
+    if st.st_uid == pw.pw_uid:
+        return bool(st.st_mode & 0o400)
+    groups = {pw.pw_gid, *os.getgrouplist(user, pw.pw_gid)}
+    if st.st_gid in groups:
+        return bool(st.st_mode & 0o040)
+    return bool(st.st_mode & 0o004)
 
 
 # --- Running Mosquitto --------------------------------------------------------------
@@ -517,7 +546,9 @@ class BrokerProcess:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise BrokerError(f"mosquitto not ready after {timeout} s:\n{self.log_text()[-2000:]}")
+                raise BrokerError(
+                    f"mosquitto not ready after {timeout} s:\n{self.log_text()[-2000:]}"
+                )
             time.sleep(0.02)
         return self
 
@@ -591,22 +622,18 @@ class CertPair:
     cert: Path
     key: Path
 
-    def load(self) -> tuple[object, object]:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
+    def load(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
         key = serialization.load_pem_private_key(self.key.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise BrokerError(f"{self.key} is not an EC private key")
         return cert, key
 
 
 CertKind = Literal["device", "gateway", "monitor", "server"]
 
 
-def _new_key_pem() -> tuple[object, bytes]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+def _new_key() -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -616,12 +643,32 @@ def _new_key_pem() -> tuple[object, bytes]:
     return key, pem
 
 
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _refuse_overwrite(paths: Sequence[Path], overwrite: bool) -> None:
     if overwrite:
         return
     existing = [str(p) for p in paths if p.exists()]
     if existing:
         raise BrokerError(f"refusing to overwrite {', '.join(existing)} (pass overwrite=True)")
+
+
+def _save(pair: CertPair, cert: x509.Certificate, key_pem: bytes) -> CertPair:
+    _write_private(pair.key, key_pem)
+    _write_text(pair.cert, cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), 0o644)
+    return pair
 
 
 def make_ca(
@@ -637,52 +684,26 @@ def make_ca(
     This CA only authenticates MQTT connections; it has nothing to do with
     the keys that sign records. Keep its key off the broker host.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
     dir = Path(dir)
     pair = CertPair(dir / f"{stem}.pem", dir / f"{stem}.key")
     _refuse_overwrite([pair.cert, pair.key], overwrite)
-    key, key_pem = _new_key_pem()
+    key, key_pem = _new_key()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = _dt.datetime.now(_dt.timezone.utc)
-    public = key.public_key()  # type: ignore[attr-defined]
+    now = _dt.datetime.now(_dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
-        .public_key(public)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _dt.timedelta(minutes=5))
         .not_valid_after(now + _dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
     )
-    _write_private(pair.key, key_pem)
-    _write_text(pair.cert, cert.public_bytes(_pem()).decode("ascii"), 0o644)
-    return pair
-
-
-def _pem() -> object:
-    from cryptography.hazmat.primitives import serialization
-
-    return serialization.Encoding.PEM
+    return _save(pair, cert, key_pem)
 
 
 def make_cert(
@@ -703,50 +724,30 @@ def make_cert(
     for ``BrokerUser``). ``kind`` "server": the broker's certificate; ``hosts``
     (DNS names or IP addresses, default ``name``) go in the subjectAltName.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
     if kind == "server":
         if not name or any(c.isspace() for c in name):
             raise BrokerError(f"server name {name!r} is not a host name")
     else:
         _check_name(name, kind)
     dir = Path(dir)
-    stem = stem or name
-    pair = CertPair(dir / f"{stem}.pem", dir / f"{stem}.key")
+    pair = CertPair(dir / f"{stem or name}.pem", dir / f"{stem or name}.key")
     _refuse_overwrite([pair.cert, pair.key], overwrite)
-    ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
-    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
-    key, key_pem = _new_key_pem()
-    public = key.public_key()  # type: ignore[attr-defined]
-    now = _dt.datetime.now(_dt.timezone.utc)
+    ca_cert, ca_key = ca.load()
+    key, key_pem = _new_key()
+    now = _dt.datetime.now(_dt.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
         .issuer_name(ca_cert.subject)
-        .public_key(public)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _dt.timedelta(minutes=5))
         .not_valid_after(now + _dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
         )
     )
@@ -758,17 +759,11 @@ def make_cert(
             except ValueError:
                 alt.append(x509.DNSName(host))
         builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
+        usage = ExtendedKeyUsageOID.SERVER_AUTH
     else:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    _write_private(pair.key, key_pem)
-    _write_text(pair.cert, cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), 0o644)
-    return pair
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    return _save(pair, builder.sign(ca_key, hashes.SHA256()), key_pem)
 
 
 # --- Command line ---------------------------------------------------------------------------
@@ -786,9 +781,7 @@ def _load_users_file(path: str) -> list[BrokerUser]:
     for entry in entries:
         if not isinstance(entry, dict) or "name" not in entry:
             raise BrokerError(f"users file {path}: bad entry {entry!r}")
-        users.append(
-            BrokerUser(entry["name"], entry.get("role", "device"), entry.get("password"))
-        )
+        users.append(BrokerUser(entry["name"], entry.get("role", "device"), entry.get("password")))
     return users
 
 
@@ -850,12 +843,21 @@ def _cmd_certs(args: argparse.Namespace) -> int:
         print(f"CA:      {ca.cert} (key {ca.key}, keep it offline)")
     if args.server:
         pair = make_cert(
-            ca, out, name=args.server[0], kind="server", hosts=args.server,
-            stem="server", overwrite=args.overwrite,
+            ca,
+            out,
+            name=args.server[0],
+            kind="server",
+            hosts=args.server,
+            stem="server",
+            overwrite=args.overwrite,
         )
         print(f"server:  {pair.cert} for {', '.join(args.server)}")
-    for kind, names in (("gateway", args.gateway), ("monitor", args.monitor),
-                        ("device", args.device)):
+    kinds: tuple[tuple[CertKind, list[str] | None], ...] = (
+        ("gateway", args.gateway),
+        ("monitor", args.monitor),
+        ("device", args.device),
+    )
+    for kind, names in kinds:
         for name in names or []:
             pair = make_cert(ca, out, name=name, kind=kind, overwrite=args.overwrite)
             print(f"{kind + ':':8} {pair.cert}")
@@ -889,22 +891,36 @@ def register_broker_commands(gateway_subparsers: argparse._SubParsersAction) -> 
     p.add_argument("--no-plain", action="store_true", help="no plain listener (TLS only)")
     p.add_argument("--tls-port", type=int, help="add a TLS listener on this port")
     p.add_argument("--tls-bind", default="0.0.0.0", help="TLS listener address")
-    p.add_argument("--tls-dir", default="var/mosquitto/tls",
-                   help="ca.pem, server.pem and server.key (coldtrace gateway certs)")
+    p.add_argument(
+        "--tls-dir",
+        default="var/mosquitto/tls",
+        help="ca.pem, server.pem and server.key (coldtrace gateway certs)",
+    )
     p.add_argument("--device", action="append", metavar="ID", help="device user (repeat)")
-    p.add_argument("--gateway", action="append", metavar="NAME",
-                   help="gateway user, e.g. gw@site (repeat; default gw@local)")
-    p.add_argument("--monitor", action="append", metavar="NAME",
-                   help="read-only alerts/state user (repeat)")
-    p.add_argument("--users", metavar="FILE",
-                   help='JSON list of {"name", "role", "password"} (missing passwords are generated)')
+    p.add_argument(
+        "--gateway",
+        action="append",
+        metavar="NAME",
+        help="gateway user, e.g. gw@site (repeat; default gw@local)",
+    )
+    p.add_argument(
+        "--monitor", action="append", metavar="NAME", help="read-only alerts/state user (repeat)"
+    )
+    p.add_argument(
+        "--users",
+        metavar="FILE",
+        help='JSON list of {"name", "role", "password"} (missing passwords are generated)',
+    )
     p.add_argument("--gateway-id", default="local", help="gateway id in ct/v1/gw/{id}/alerts")
     defaults = QueueLimits()
     p.add_argument("--max-queued-messages", type=int, default=defaults.max_queued_messages)
     p.add_argument("--max-queued-bytes", type=int, default=defaults.max_queued_bytes)
     p.add_argument("--max-inflight-messages", type=int, default=defaults.max_inflight_messages)
-    p.add_argument("--run-as", help="user Mosquitto drops to when started as root "
-                   "(default: the current user; 'mosquitto' for a service)")
+    p.add_argument(
+        "--run-as",
+        help="user Mosquitto drops to when started as root "
+        "(default: the current user; 'mosquitto' for a service)",
+    )
     p.add_argument("--write-only", action="store_true", help="write the files, do not start")
     p.set_defaults(func=_wrap(_cmd_broker))
 
@@ -917,8 +933,12 @@ def register_broker_commands(gateway_subparsers: argparse._SubParsersAction) -> 
     )
     c.add_argument("--dir", default="var/mosquitto/tls", help="output directory")
     c.add_argument("--ca-name", default="ColdTrace broker CA")
-    c.add_argument("--server", action="append", metavar="HOST",
-                   help="server certificate for these host names / IPs (first is the CN)")
+    c.add_argument(
+        "--server",
+        action="append",
+        metavar="HOST",
+        help="server certificate for these host names / IPs (first is the CN)",
+    )
     c.add_argument("--device", action="append", metavar="ID", help="device certificate")
     c.add_argument("--gateway", action="append", metavar="NAME", help="gateway certificate")
     c.add_argument("--monitor", action="append", metavar="NAME", help="monitor certificate")

@@ -15,20 +15,24 @@ Crash recovery (:meth:`GatewayLog.recover`, at every start): the store says
 how many leaves were committed. A tree that is shorter is rolled forward from
 the stored records; a tree that is longer, or whose last leaf differs from
 the stored one, is rolled back - never below the last signed checkpoint,
-which would be a split view (that raises instead). Then the root at the last
+which would be a split view (that raises instead; so does a store older than
+the checkpoint size recorded next to the tree, or than the ledger's last
+anchor: a database restored from an old copy). Then the root at the last
 checkpoint's size must equal the signed root, and a checkpoint that was
 signed but not yet anchored is anchored.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
 from protocol.merkle import FileNodeStore, MerkleTree, hash_leaf, verify_consistency
-from protocol.note import NoteSigner
+from protocol.note import NoteSigner, parse_note
 
 from gateway.ledger import Ledger
 from gateway.store import Anchor, CheckpointRow, Store
@@ -61,6 +65,7 @@ class GatewayLog:
         self.interval = checkpoint_interval
         self.leaves = checkpoint_leaves
         self.clock = clock
+        self._marker = Path(tree_dir) / "checkpoint.json"
         self._nodes = FileNodeStore(tree_dir)
         self.tree = MerkleTree(self._nodes)
         self.last = store.latest_checkpoint()
@@ -78,11 +83,18 @@ class GatewayLog:
         tree, store, last = self.tree, self.store, self.last
         committed = store.leaf_count()
         floor = last.size if last is not None else 0
+        signed = self._read_marker()
+        if signed > floor:
+            raise LogError(
+                f"checkpoint {signed} was signed but the store's last checkpoint is {floor}: "
+                "the database lost committed records (restored from an old copy?)"
+            )
         if committed < floor:
             raise LogError(
                 f"the store holds {committed} leaves but checkpoint {floor} was signed: "
                 "the database lost committed records"
             )
+        self._check_ledger()
         rolled_back = 0
         if tree.size > committed:
             rolled_back = tree.size - committed
@@ -145,6 +157,7 @@ class GatewayLog:
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
         row = CheckpointRow(size, root, note, int(self.clock()))
         self.store.add_checkpoint(row)
+        self._write_marker(size)
         self.last = row
         self.anchor_pending()
         return row
@@ -162,6 +175,39 @@ class GatewayLog:
         self.store.add_anchor(
             Anchor(last.size, self.ledger.backend, receipt, int(self.clock()))
         )
+
+    # --- what the tree directory and the ledger remember -----------------------------------
+
+    def _read_marker(self) -> int:
+        try:
+            return int(json.loads(self._marker.read_text())["size"])
+        except FileNotFoundError:
+            return 0
+        except (ValueError, KeyError, TypeError):
+            raise LogError(f"{self._marker} is corrupt") from None
+
+    def _write_marker(self, size: int) -> None:
+        tmp = self._marker.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"size": size}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._marker)
+
+    def _check_ledger(self) -> None:
+        """Every checkpoint the ledger anchored must be one the store knows."""
+        if self.ledger is None:
+            return
+        receipts = self.ledger.receipts()
+        if not receipts:
+            return
+        known = {checkpoint_hash(parse_note(c.note).body).hex() for c in self.store.checkpoints()}
+        for r in receipts:
+            if r["checkpoint_hash"] not in known:
+                raise LogError(
+                    f"the ledger anchored checkpoint {r['checkpoint_hash'][:16]}… that the store "
+                    "does not hold: the database is older than the ledger"
+                )
 
     def close(self) -> None:
         self._nodes.close()

@@ -67,7 +67,8 @@ class Profile:
             raise ProfileError(f"profile {self.name!r}: give low, high or both")
         for bound in (self.low, self.high):
             if bound is not None and (
-                not isinstance(bound, int) or isinstance(bound, bool)
+                not isinstance(bound, int)
+                or isinstance(bound, bool)
                 or not TEMP_MIN <= bound <= TEMP_MAX
             ):
                 raise ProfileError(
@@ -127,7 +128,7 @@ class ProfileBook:
 
     def __post_init__(self) -> None:
         if not isinstance(self.profiles, dict):
-            self.profiles = {p.name: p for p in self.profiles}  # type: ignore[attr-defined]
+            self.profiles = {p.name: p for p in self.profiles}
         for place, name in self.places.items():
             if name not in self.profiles:
                 raise ProfileError(f"place {place!r} is bound to unknown profile {name!r}")
@@ -157,15 +158,15 @@ class ProfileBook:
     def from_config(cls, config: Mapping[str, object]) -> ProfileBook:
         """Build from a mapping such as the ``[alerts]`` table of gateway.toml::
 
-            [alerts]
-            default = "chilled"                    # optional
-            [alerts.profiles.vaccines]             # custom, or overrides of a built-in
-            low = 200
-            high = 800
-            delay = 600
-            [alerts.places]
-            "wh-7/cold-room-1" = "chilled"
-            "wh-7/freezer-*" = "frozen"
+        [alerts]
+        default = "chilled"                    # optional
+        [alerts.profiles.vaccines]             # custom, or overrides of a built-in
+        low = 200
+        high = 800
+        delay = 600
+        [alerts.places]
+        "wh-7/cold-room-1" = "chilled"
+        "wh-7/freezer-*" = "frozen"
         """
         book = cls()
         profiles = config.get("profiles", {})
@@ -182,8 +183,14 @@ class ProfileBook:
             if base is not None:
                 book.add(replace(base, **spec))
             else:
-                book.add(Profile(name, low=spec.get("low"), high=spec.get("high"),  # type: ignore[arg-type]
-                                 **{k: v for k, v in spec.items() if k not in ("low", "high")}))
+                book.add(
+                    Profile(
+                        name,
+                        low=spec.get("low"),
+                        high=spec.get("high"),
+                        **{k: v for k, v in spec.items() if k not in ("low", "high")},
+                    )
+                )
         places = config.get("places", {})
         if not isinstance(places, Mapping):
             raise ProfileError("[alerts.places] must be a table")

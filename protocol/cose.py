@@ -457,7 +457,15 @@ def _kind(value: object) -> str:
 
 def _check_protected(protected: bytes, alg: int, name: str) -> str:
     """Check the protected header bytes decode to exactly ``{1: alg, 4: kid}``."""
-    header = cbor.decode(protected, max_size=64, max_depth=1)
+    if not protected:
+        raise HeaderError(
+            f"{name} protected header is empty",
+            expected=f"{{1: {alg}, 4: kid}}",
+            found="h'' (no protected parameters)",
+        )
+    # Depth 4 so that any plausible header (crit arrays, x5chain...) decodes
+    # and is refused below as a parameter outside the profile.
+    header = cbor.decode(protected, max_size=MAX_MESSAGE_SIZE, max_depth=4)
     if not isinstance(header, dict):
         raise HeaderError(
             f"{name} protected header is not a map", expected="map", found=_kind(header)
@@ -622,7 +630,17 @@ def verify_sign1_raw(
     examples). Records are verified with :func:`verify_sign1`.
     """
     _check_scalars(signature, low_s_only=False)
-    _ecdsa_verify(public_key, signature, sig_structure(protected, payload, external_aad), None)
+    tbs = sig_structure(_body_protected(protected), payload, external_aad)
+    _ecdsa_verify(public_key, signature, tbs, None)
+
+
+def _body_protected(protected: bytes) -> bytes:
+    """RFC 9052 §4.4/§6.3: with no protected parameters, the structure carries h''.
+
+    A message may wrap the empty map (h'A0'); cose-wg's sign-pass-01 and
+    mac-pass-01 are signed that way. (Never the case in the profile.)
+    """
+    return b"" if protected == b"\xa0" else protected
 
 
 def _ecdsa_verify(
@@ -709,6 +727,7 @@ def verify_mac0_raw(
     protected: bytes, payload: bytes, tag: bytes, key: bytes, *, external_aad: bytes = b""
 ) -> None:
     """Check only the HMAC-SHA-256 of RFC 9052 §6.3, not the profile (any key length)."""
-    want = hmac.digest(key, mac_structure(protected, payload, external_aad), hashlib.sha256)
+    tbm = mac_structure(_body_protected(protected), payload, external_aad)
+    want = hmac.digest(key, tbm, hashlib.sha256)
     if not hmac.compare_digest(want, tag):
         raise MacError("COSE_Mac0 tag does not verify", expected="a tag by the shared key")

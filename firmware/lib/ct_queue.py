@@ -3,6 +3,7 @@
     q = Queue(fs, "ct/q", segments=96, seg_size=8188, reserve=2048)
     q.put(rec)            # True when durable; False when full (the policy)
     q.put(rec, True)      # may use the reserve (status records)
+    q.fits(n, priority)   # would a record of n bytes be accepted now?
     c = q.head()          # cursor of the oldest unacked record (or None)
     rec, nxt = q.read(c)  # the record at c and the cursor after it (raises
                           # CorruptRecord, with .next, if flash damaged it)
@@ -226,6 +227,15 @@ class Queue:
 
     def low(self):
         return self.free() < self.low_water
+
+    def fits(self, n, priority=False):
+        """Would a record of n bytes be accepted now?"""
+        need = n + _OVER
+        if need > self._size or self.free() - need < (0 if priority else self.reserve):
+            return False
+        if self._dirty or self._to + need > self._size:
+            return (self._ts + 1) % self._n != self._hs
+        return True
 
     def put(self, rec, priority=False):
         """Append rec durably. False when full (nothing was written)."""

@@ -71,10 +71,15 @@ class Result:
         )
 
 
+_MAIN = re.compile(r"^\s*(fwrun\.)?main\(globals\(\)\)\s*$", re.M)
+
+
 def scripts() -> list[Path]:
-    """Every runnable script: scripts/*.py except fwrun.py and _private.py."""
+    """Every test script: a scripts/*.py file that calls ``main(globals())``
+    (helper modules in the same folder, like fwrun.py, are not scripts)."""
     return sorted(
-        p for p in SCRIPTS.glob("*.py") if p.name != "fwrun.py" and not p.name.startswith("_")
+        p for p in SCRIPTS.glob("*.py")
+        if not p.name.startswith("_") and _MAIN.search(p.read_text(encoding="utf-8"))
     )
 
 

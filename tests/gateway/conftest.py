@@ -1,114 +1,41 @@
 """Fixtures for the gateway tests: a real Mosquitto on loopback, a gateway directory.
 
-``make_broker(devices)`` renders the project's shipped broker configuration
-(gateway/broker.py: persistence, explicit queue limits, passwords, per-device
-ACLs) into a temporary directory, starts ``mosquitto -c <conf>`` on a free
-port and stops it at the end of the test. ``make_gateway(broker)`` creates a
-gateway directory (keys, gateway.toml, trust.json) pointing at that broker.
-Both skip the test when Mosquitto is not installed (``make system``).
+``make_broker(devices)`` starts the project's shipped broker configuration
+(see tests/gateway/env.py) on a free loopback port and stops it after the
+test; ``make_gateway(broker)`` creates a gateway directory pointing at it.
+Tests that need a broker are skipped when Mosquitto is not installed
+(``make system`` installs it).
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.broker import (
-    BrokerProcess,
-    BrokerUser,
-    QueueLimits,
-    free_port,
-    read_credentials,
-    start_broker,
-    write_config,
+from gateway.broker import BrokerProcess, QueueLimits
+from tests.gateway.env import (
+    Broker,
+    GatewayDir,
+    cleanup_gateway,
+    create_gateway_dir,
+    mosquitto_missing,
+    start_test_broker,
 )
-from gateway.config import GatewayConfig, load_config, render_config
-from gateway.registry import RegistrySigner
-from gateway.store import open_store
-from protocol.keys import generate_ed25519, generate_p256, load_p256_private_key, save_private_key
-from protocol.note import NoteSigner
-from tests.gateway.devices import SimDevice
-
-GW_USER = "gw@test"
-GW_ID = "gw-test"
-ORIGIN = "coldtrace.test/gw"
-
-
-@dataclass
-class Broker:
-    process: BrokerProcess
-    port: int
-    dir: Path
-    creds: dict[str, str]
-
-    def password(self, user: str) -> str:
-        return self.creds[user]
-
-
-@dataclass
-class GatewayDir:
-    dir: Path
-    broker: Broker
-    cfg: GatewayConfig
-    devices: dict[str, SimDevice] = field(default_factory=dict)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    @property
-    def config_path(self) -> Path:
-        return self.dir / "gateway.toml"
-
-    def register(self, *devices: SimDevice, place: str = "cold-room-1") -> None:
-        """Sign registrations (queued in the outbox) and give each device its ack key."""
-        store = open_store(self.cfg.db_path)
-        try:
-            signer = RegistrySigner(
-                store, self.cfg.registry.id, load_p256_private_key(self.cfg.registry.key_file)
-            )
-            for dev in devices:
-                _, dev.ack_key = signer.add(dev.id, dev.public_sec1, role=1, org="acme", place=place)
-                self.devices[dev.id] = dev
-        finally:
-            store.close()
-
-    def connect(self, *devices: SimDevice) -> None:
-        for dev in devices:
-            dev.connect(self.broker.port, self.broker.password(dev.id))
-
-    def start_process(self) -> subprocess.Popen[bytes]:
-        """``coldtrace gateway run`` as a separate process (for kill -9)."""
-        log = open(self.dir / "gateway.log", "ab")  # noqa: SIM115 - owned by the process
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "protocol.cli", "gateway", "run", "-c", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        self.procs.append(proc)
-        return proc
 
 
 @pytest.fixture
 def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
-    if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
+    if mosquitto_missing():
         pytest.skip("mosquitto is not installed (make system)")
     started: list[BrokerProcess] = []
 
     def make(devices: list[str], *, queue: QueueLimits | None = None, port: int | None = None) -> Broker:
-        d = tmp_path / f"broker{len(started)}"
-        port = port or free_port()
-        users = [BrokerUser(GW_USER, "gateway")] + [BrokerUser(dev, "device") for dev in devices]
-        conf = write_config(
-            d, port=port, users=users, gateway_id=GW_ID,
-            queue=queue or QueueLimits(max_inflight_messages=1000),
-        )
-        proc = start_broker(conf)
-        started.append(proc)
-        return Broker(proc, port, d, read_credentials(d))
+        broker = start_test_broker(tmp_path / f"broker{len(started)}", devices, queue=queue, port=port)
+        started.append(broker.process)
+        return broker
 
     yield make
     for proc in started:
@@ -121,33 +48,10 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayDir]]:
     made: list[GatewayDir] = []
 
     def make(broker: Broker, **ingest: Any) -> GatewayDir:
-        d = tmp_path / f"gw{len(made)}"
-        (d / "keys").mkdir(parents=True)
-        (d / "keys" / "log.skey").write_text(NoteSigner.generate(ORIGIN).skey + "\n")
-        (d / "keys" / "log.skey").chmod(0o600)
-        save_private_key(generate_ed25519(), d / "keys" / "ledger.pem")
-        save_private_key(generate_p256(), d / "keys" / "registry.pem")
-        (d / "mqtt.pw").write_text(broker.password(GW_USER) + "\n")
-        settings = {"batch_size": 200, "batch_wait": 0.01, "ack_interval": 0.05, **ingest}
-        (d / "gateway.toml").write_text(render_config({
-            "gateway": {"id": GW_ID, "data_dir": "var"},
-            "mqtt": {"host": "127.0.0.1", "port": broker.port, "username": GW_USER,
-                     "password_file": "mqtt.pw", "keepalive": 5},
-            "ingest": settings,
-            "log": {"origin": ORIGIN, "key_file": "keys/log.skey", "checkpoint_interval": 0.5,
-                    "checkpoint_leaves": 100000},
-            "ledger": {"id": f"{ORIGIN}/ledger", "key_file": "keys/ledger.pem"},
-            "registry": {"id": "acme-registry", "key_file": "keys/registry.pem"},
-        }))
-        gw = GatewayDir(d, broker, load_config(d / "gateway.toml"))
+        gw = create_gateway_dir(tmp_path / f"gw{len(made)}", broker, **ingest)
         made.append(gw)
         return gw
 
     yield make
     for gw in made:
-        for dev in gw.devices.values():
-            dev.disconnect()
-        for proc in gw.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        cleanup_gateway(gw)

@@ -175,7 +175,12 @@ class RawClient:
     # -- publish --------------------------------------------------------------------
 
     def publish_many(
-        self, topic: str, payloads: Iterable[bytes], *, qos: int = 1, retain: bool = False,
+        self,
+        topic: str,
+        payloads: Iterable[bytes],
+        *,
+        qos: int = 1,
+        retain: bool = False,
         window: int = 20_000,
     ) -> int:
         """Publish pipelined; return how many PUBACKs came back (QoS 1)."""
@@ -245,9 +250,7 @@ class RawClient:
 
     def ack(self, messages: Iterable[Message]) -> None:
         assert self.sock is not None
-        out = b"".join(
-            b"\x40\x02" + struct.pack("!H", m.packet_id) for m in messages if m.qos == 1
-        )
+        out = b"".join(b"\x40\x02" + struct.pack("!H", m.packet_id) for m in messages if m.qos == 1)
         if out:
             self.sock.sendall(out)
 

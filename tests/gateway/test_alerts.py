@@ -30,13 +30,21 @@ class Clock:
 
 
 def feed(
-    engine: AlertEngine, temps: list[int | None], *, t0: int = 0, step: int = STEP,
-    device: str = "tl-1", place: str | None = ROOM, fault: int = 2,
+    engine: AlertEngine,
+    temps: list[int | None],
+    *,
+    t0: int = 0,
+    step: int = STEP,
+    device: str = "tl-1",
+    place: str | None = ROOM,
+    fault: int = 2,
 ) -> list[AlertEvent]:
     """Readings every ``step`` s from ``t0``; None is a faulted reading."""
     events: list[AlertEvent] = []
     for i, temp in enumerate(temps):
-        events += engine.observe(device, place, t0 + i * step, temp, fault if temp is None else None)
+        events += engine.observe(
+            device, place, t0 + i * step, temp, fault if temp is None else None
+        )
     return events
 
 
@@ -79,15 +87,23 @@ def test_unusable_profiles_are_refused(kwargs: dict[str, object]) -> None:
 
 
 def test_profile_book_from_config() -> None:
-    book = ProfileBook.from_config({
-        "default": "chilled",
-        "profiles": {
-            "vaccines": {"low": 200, "high": 800, "delay": 300, "cumulative": 1200},
-            "frozen": {"delay": 600},  # override a built-in setting
-        },
-        "places": {"wh-7/freezer-*": "frozen", "wh-7/freezer-9": "vaccines", "wh-7/fridge": "vaccines"},
-    })
-    assert book.for_place("wh-7/freezer-1") == Profile("frozen", None, -1800, delay=600, cumulative=7200)
+    book = ProfileBook.from_config(
+        {
+            "default": "chilled",
+            "profiles": {
+                "vaccines": {"low": 200, "high": 800, "delay": 300, "cumulative": 1200},
+                "frozen": {"delay": 600},  # override a built-in setting
+            },
+            "places": {
+                "wh-7/freezer-*": "frozen",
+                "wh-7/freezer-9": "vaccines",
+                "wh-7/fridge": "vaccines",
+            },
+        }
+    )
+    assert book.for_place("wh-7/freezer-1") == Profile(
+        "frozen", None, -1800, delay=600, cumulative=7200
+    )
     assert book.for_place("wh-7/freezer-9").name == "vaccines"  # exact beats glob
     assert book.for_place("wh-7/fridge").delay == 300
     assert book.for_place("elsewhere") == CHILLED  # default
@@ -120,7 +136,12 @@ def test_excursion_alarms_after_the_delay_and_ends_with_its_figures() -> None:
     assert start.start == 1000 + 1 * STEP  # the first reading outside
     assert start.time == 1000 + 4 * STEP  # 1800 s later: the delay reached
     assert (start.peak_centi, start.min_centi, start.max_centi) == (700, 450, 700)
-    assert (start.side, start.limit_centi, start.profile, start.place) == ("high", 400, "chilled", ROOM)
+    assert (start.side, start.limit_centi, start.profile, start.place) == (
+        "high",
+        400,
+        "chilled",
+        ROOM,
+    )
     assert (end.phase, end.cause) == ("end", "in_range")
     assert end.id == start.id
     assert end.end == 1000 + 5 * STEP  # the first reading back inside
@@ -136,17 +157,24 @@ def test_peak_is_the_extreme_on_the_side_of_the_excursion() -> None:
     # frozen has only an upper limit: warming is the excursion, peak = the warmest
     events = feed(engine_for(FROZEN), [-2000, -1700, -1500, -1600, -1650, -1900])
     assert [(e.phase, e.side, e.peak_centi) for e in events] == [
-        ("start", "high", -1500), ("end", "high", -1500)]
+        ("start", "high", -1500),
+        ("end", "high", -1500),
+    ]
     # too cold: peak = the coldest
     events = feed(engine_for(PHARMA), [500, 150, 100, 120, 190, 500])
     assert [(e.phase, e.side, e.peak_centi) for e in events] == [
-        ("start", "low", 100), ("end", "low", 100)]
+        ("start", "low", 100),
+        ("end", "low", 100),
+    ]
 
 
 def test_zero_delay_alarms_at_the_first_reading_outside() -> None:
     engine = engine_for(Profile("strict", 200, 800, delay=0))
     events = feed(engine, [500, 900, 500])
-    assert [(e.phase, e.time, e.duration) for e in events] == [("start", 600, None), ("end", 1200, 600)]
+    assert [(e.phase, e.time, e.duration) for e in events] == [
+        ("start", 600, None),
+        ("end", 1200, 600),
+    ]
 
 
 def test_cumulative_limit_catches_repeated_short_excursions() -> None:
@@ -169,7 +197,9 @@ def test_cumulative_limit_uses_a_rolling_window_and_each_side_separately() -> No
     # 1200 s high again, but the first high excursion has left the 2 h window.
     assert feed(engine, [900, 900, 500], t0=9000) == []
     events = feed(engine, [900, 900], t0=12000)
-    assert [(e.phase, e.reason, e.outside_seconds) for e in events] == [("start", "cumulative", 1800)]
+    assert [(e.phase, e.reason, e.outside_seconds) for e in events] == [
+        ("start", "cumulative", 1800)
+    ]
 
 
 def test_ignore_period_after_a_device_starts_at_a_place() -> None:
@@ -186,7 +216,9 @@ def test_moving_to_another_place_ends_the_excursion_and_restarts_the_ignore_peri
     events = feed(engine, [900] * 5, place="a")
     assert [e.phase for e in events] == ["start"]
     events = engine.observe("tl-1", "b", 3000, -2500, None)
-    assert [(e.phase, e.cause, e.place, e.end) for e in events] == [("end", "place_changed", "a", 3000)]
+    assert [(e.phase, e.cause, e.place, e.end) for e in events] == [
+        ("end", "place_changed", "a", 3000)
+    ]
     assert feed(engine, [-2500, -2600], t0=3600, place="b") == []
 
 
@@ -194,8 +226,10 @@ def test_side_change_ends_one_excursion_and_starts_another() -> None:
     engine = engine_for(Profile("p", 200, 800, delay=0))
     events = feed(engine, [900, 100, 500])
     assert [(e.side, e.phase, e.cause) for e in events] == [
-        ("high", "start", None), ("high", "end", "side_changed"),
-        ("low", "start", None), ("low", "end", "in_range"),
+        ("high", "start", None),
+        ("high", "end", "side_changed"),
+        ("low", "start", None),
+        ("low", "end", "in_range"),
     ]
 
 
@@ -237,9 +271,19 @@ def test_sensor_fault_alarms_after_its_delay_and_ends_on_a_valid_reading() -> No
     events = feed(engine, [None, None, None, 500], t0=6000, fault=3)
     start, end = events
     assert (start.kind, start.phase, start.start, start.time, start.fault) == (
-        "sensor_fault", "start", 6000, 7200, 3)
+        "sensor_fault",
+        "start",
+        6000,
+        7200,
+        3,
+    )
     assert (end.phase, end.cause, end.end, end.duration, end.faults) == (
-        "end", "recovered", 7800, 1800, 3)
+        "end",
+        "recovered",
+        7800,
+        1800,
+        3,
+    )
     assert start.id == end.id
     assert start.peak_centi is None and start.side is None
 
@@ -304,9 +348,7 @@ def mkt_reference(samples: list[tuple[int, int]]) -> Decimal:
     getcontext().prec = 50
     dh_r = Decimal(83144) / Decimal("8.3144")  # ΔH/R = 10,000 K
     total = sum(Decimal(w) for _, w in samples)
-    acc = sum(
-        Decimal(w) * (-dh_r / ((Decimal(t) + 27315) / 100)).exp() for t, w in samples
-    )
+    acc = sum(Decimal(w) * (-dh_r / ((Decimal(t) + 27315) / 100)).exp() for t, w in samples)
     kelvin = dh_r / -(acc / total).ln()
     return kelvin * 100 - 27315
 

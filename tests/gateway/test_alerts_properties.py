@@ -44,7 +44,9 @@ def streams(draw: st.DrawFn, *, inside_only: bool = False) -> list[Reading]:
 @st.composite
 def profiles(draw: st.DrawFn, *, cumulative: bool = True) -> Profile:
     return Profile(
-        "p", LOW, HIGH,
+        "p",
+        LOW,
+        HIGH,
         delay=draw(st.sampled_from([0, 300, 600, 1800, 3600])),
         cumulative=draw(st.sampled_from([None, 600, 1800, 5400])) if cumulative else None,
         window=draw(st.sampled_from([3600, 86400])),
@@ -77,7 +79,7 @@ def test_no_excursion_alert_while_always_inside(profile: Profile, stream: list[R
     assert excursions(run(profile, stream)) == []
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(profiles(), streams())
 def test_one_start_at_most_one_end_and_end_after_start(
     profile: Profile, stream: list[Reading]
@@ -101,7 +103,7 @@ def test_one_start_at_most_one_end_and_end_after_start(
         assert open_ in (0, 1)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(profiles(), streams())
 def test_figures_are_the_extremes_of_the_excursion_window(
     profile: Profile, stream: list[Reading]
@@ -124,7 +126,7 @@ def test_figures_are_the_extremes_of_the_excursion_window(
             assert e.mkt_centi >= e.mean_centi - 1  # MKT weighs warm periods more (Jensen)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(profiles(), streams())
 def test_alarms_are_never_early(profile: Profile, stream: list[Reading]) -> None:
     for e in excursions(run(profile, stream)):
@@ -139,7 +141,7 @@ def test_alarms_are_never_early(profile: Profile, stream: list[Reading]) -> None
             assert e.outside_seconds is not None and e.outside_seconds >= profile.cumulative
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(profiles(cumulative=False), streams())
 def test_delay_only_profile_matches_a_plain_model(profile: Profile, stream: list[Reading]) -> None:
     """Runs of readings on one side; alarm at the first one `delay` after the run began."""

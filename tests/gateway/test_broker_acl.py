@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+
 import pytest
 
 from gateway.broker import BrokerProcess, BrokerUser, free_port, start_broker, write_config
@@ -50,8 +51,12 @@ def topics(messages: list) -> list[tuple[str, bytes]]:  # type: ignore[type-arg]
 
 
 def until_marker(sub: RawClient, marker: bytes) -> list[tuple[str, bytes]]:
-    got = topics(sub.receive(idle=3.0, limit=None if marker is None else 100))
-    assert any(p == marker for _, p in got), f"marker {marker!r} never arrived: {got}"
+    """Everything ``sub`` receives up to and including ``marker``."""
+    got: list[tuple[str, bytes]] = []
+    while not any(p == marker for _, p in got):
+        more = topics(sub.receive(limit=1, idle=3.0))
+        assert more, f"marker {marker!r} never arrived; got {got}"
+        got += more
     return got
 
 
@@ -106,7 +111,10 @@ def test_device_will_under_another_devices_state_is_dropped(broker: BrokerProces
         gw.receive(idle=0.5)  # retained states from earlier tests
         for topic in ("ct/v1/tl-b/state", "ct/v1/tl-a/state"):
             dev = RawClient(
-                broker.port, "x", username="tl-a", password=PASSWORDS["tl-a"],
+                broker.port,
+                "x",
+                username="tl-a",
+                password=PASSWORDS["tl-a"],
                 will=(topic, b"offline", 1, True),
             )
             assert dev.connect() == 0
@@ -173,9 +181,15 @@ def test_device_cannot_take_over_the_gateways_session(broker: BrokerProcess) -> 
 def test_device_added_to_running_broker_connects_after_reload(broker: BrokerProcess) -> None:
     assert broker.port is not None
     conf_dir = broker.conf.parent
-    users = [BrokerUser(n, r, PASSWORDS[n]) for n, r in (
-        ("gw@local", "gateway"), ("ops@local", "monitor"), ("tl-a", "device"),
-        ("tl-b", "device"))]
+    users = [
+        BrokerUser(n, r, PASSWORDS[n])
+        for n, r in (
+            ("gw@local", "gateway"),
+            ("ops@local", "monitor"),
+            ("tl-a", "device"),
+            ("tl-b", "device"),
+        )
+    ]
     users.append(BrokerUser("tl-c", "device", "c-secret"))
     write_config(conf_dir, port=broker.port, users=users, gateway_id="wh-7")
     broker.reload()

@@ -64,7 +64,9 @@ def test_rendering_changes_only_the_placeholders(tmp_path: Path) -> None:
 
 
 def test_queue_limits_are_configurable_but_never_unlimited(tmp_path: Path) -> None:
-    q = QueueLimits(max_queued_messages=250_000, max_queued_bytes=1 << 28, max_inflight_messages=2000)
+    q = QueueLimits(
+        max_queued_messages=250_000, max_queued_bytes=1 << 28, max_inflight_messages=2000
+    )
     lines = directives(write_config(tmp_path, port=1883, queue=q).read_text())
     assert "max_queued_messages 250000" in lines
     assert "max_inflight_messages 2000" in lines
@@ -75,9 +77,14 @@ def test_queue_limits_are_configurable_but_never_unlimited(tmp_path: Path) -> No
 
 def test_acl_has_device_patterns_and_gateway_sections(tmp_path: Path) -> None:
     write_config(
-        tmp_path, port=1883, gateway_id="wh-7",
-        users=[BrokerUser("gw@wh-7", "gateway"), BrokerUser("ops@wh-7", "monitor"),
-               BrokerUser("tl-1", "device")],
+        tmp_path,
+        port=1883,
+        gateway_id="wh-7",
+        users=[
+            BrokerUser("gw@wh-7", "gateway"),
+            BrokerUser("ops@wh-7", "monitor"),
+            BrokerUser("tl-1", "device"),
+        ],
     )
     lines = directives((tmp_path / "acl").read_text())
     assert lines[:4] == [
@@ -102,7 +109,8 @@ def test_acl_has_device_patterns_and_gateway_sections(tmp_path: Path) -> None:
 
 def test_password_file_is_hashed_and_private(tmp_path: Path) -> None:
     write_config(
-        tmp_path, port=1883,
+        tmp_path,
+        port=1883,
         users=[BrokerUser("gw@x", "gateway", "given-secret"), BrokerUser("tl-1", "device")],
     )
     passwd = (tmp_path / "passwd").read_text()
@@ -119,15 +127,26 @@ def test_password_file_is_hashed_and_private(tmp_path: Path) -> None:
 
 
 def test_tls_only_config(tmp_path: Path) -> None:
-    tls = TLSListener(Path("ca.pem"), Path("server.pem"), Path("server.key"), port=8883,
-                      crlfile=Path("revoked.pem"))
-    lines = directives(write_config(
-        tmp_path, port=None, tls=tls, users=[BrokerUser("gw@x", "gateway")]
-    ).read_text())
+    tls = TLSListener(
+        Path("ca.pem"),
+        Path("server.pem"),
+        Path("server.key"),
+        port=8883,
+        crlfile=Path("revoked.pem"),
+    )
+    lines = directives(
+        write_config(
+            tmp_path, port=None, tls=tls, users=[BrokerUser("gw@x", "gateway")]
+        ).read_text()
+    )
     listener = lines.index("listener 8883 0.0.0.0")
     block = lines[listener:]
-    for want in ("require_certificate true", "use_identity_as_username true",
-                 "use_username_as_clientid true", "tls_version tlsv1.2"):
+    for want in (
+        "require_certificate true",
+        "use_identity_as_username true",
+        "use_username_as_clientid true",
+        "tls_version tlsv1.2",
+    ):
         assert want in block
     assert any(line.startswith("crlfile ") and line.endswith("revoked.pem") for line in block)
     assert sum(line.startswith("listener ") for line in lines) == 1
@@ -160,8 +179,14 @@ def test_duplicate_users_are_refused(tmp_path: Path) -> None:
 
 def test_ca_and_certificates(tmp_path: Path) -> None:
     ca = make_ca(tmp_path)
-    server = make_cert(ca, tmp_path, name="broker.example", kind="server",
-                       hosts=["broker.example", "127.0.0.1"], stem="server")
+    server = make_cert(
+        ca,
+        tmp_path,
+        name="broker.example",
+        kind="server",
+        hosts=["broker.example", "127.0.0.1"],
+        stem="server",
+    )
     device = make_cert(ca, tmp_path, name="tl-7f3a21", kind="device")
     gateway = make_cert(ca, tmp_path, name="gw@wh-7", kind="gateway")
     ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
@@ -179,9 +204,12 @@ def test_ca_and_certificates(tmp_path: Path) -> None:
         assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cn
         assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [eku]
         assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        assert cert.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365)
-    san = x509.load_pem_x509_certificate(server.cert.read_bytes()).extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value
+        assert cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
+    san = (
+        x509.load_pem_x509_certificate(server.cert.read_bytes())
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
     assert san.get_values_for_type(x509.DNSName) == ["broker.example"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
 
@@ -212,21 +240,60 @@ def cli() -> argparse.ArgumentParser:
     return parser
 
 
-def test_cli_writes_config_and_certificates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_config_and_certificates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     parser = cli()
     certs = tmp_path / "tls"
-    args = parser.parse_args(["gateway", "certs", "--dir", str(certs), "--server", "localhost",
-                              "--server", "127.0.0.1", "--device", "tl-1", "--gateway", "gw@x"])
+    args = parser.parse_args(
+        [
+            "gateway",
+            "certs",
+            "--dir",
+            str(certs),
+            "--server",
+            "localhost",
+            "--server",
+            "127.0.0.1",
+            "--device",
+            "tl-1",
+            "--gateway",
+            "gw@x",
+        ]
+    )
     assert args.func(args) == 0
     assert {p.name for p in certs.iterdir()} >= {
-        "ca.pem", "ca.key", "server.pem", "server.key", "tl-1.pem", "tl-1.key", "gw@x.pem",
-        "gw@x.key"}
+        "ca.pem",
+        "ca.key",
+        "server.pem",
+        "server.key",
+        "tl-1.pem",
+        "tl-1.key",
+        "gw@x.pem",
+        "gw@x.key",
+    }
     conf_dir = tmp_path / "broker"
-    args = parser.parse_args([
-        "gateway", "broker", "--write-only", "--dir", str(conf_dir), "--port", "11883",
-        "--tls-port", "18883", "--tls-dir", str(certs), "--device", "tl-1", "--gateway", "gw@x",
-        "--max-queued-messages", "5000",
-    ])
+    args = parser.parse_args(
+        [
+            "gateway",
+            "broker",
+            "--write-only",
+            "--dir",
+            str(conf_dir),
+            "--port",
+            "11883",
+            "--tls-port",
+            "18883",
+            "--tls-dir",
+            str(certs),
+            "--device",
+            "tl-1",
+            "--gateway",
+            "gw@x",
+            "--max-queued-messages",
+            "5000",
+        ]
+    )
     assert args.func(args) == 0
     lines = directives((conf_dir / "mosquitto.conf").read_text())
     assert "listener 11883 127.0.0.1" in lines and "listener 18883 0.0.0.0" in lines
@@ -238,7 +305,8 @@ def test_cli_writes_config_and_certificates(tmp_path: Path, capsys: pytest.Captu
 def test_cli_reports_errors_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = cli().parse_args(["gateway", "broker", "--write-only", "--dir", str(tmp_path),
-                             "--gateway", "gateway"])
+    args = cli().parse_args(
+        ["gateway", "broker", "--write-only", "--dir", str(tmp_path), "--gateway", "gateway"]
+    )
     assert args.func(args) == 1
     assert "valid device id" in capsys.readouterr().err

@@ -44,8 +44,9 @@ class Pki:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
     ca = make_ca(d)
-    server = make_cert(ca, d, name="localhost", kind="server",
-                       hosts=["localhost", "127.0.0.1"], stem="server")
+    server = make_cert(
+        ca, d, name="localhost", kind="server", hosts=["localhost", "127.0.0.1"], stem="server"
+    )
     certs = {
         "tl-a": make_cert(ca, d, name="tl-a", kind="device"),
         "tl-b": make_cert(ca, d, name="tl-b", kind="device"),
@@ -61,14 +62,19 @@ def broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broke
     if shutil.which("mosquitto") is None:
         pytest.fail("mosquitto is not installed: run `make system` (scripts/ensure-system.sh)")
     tls = TLSListener(
-        cafile=pki.ca.cert, certfile=pki.server.cert, keyfile=pki.server.key,
-        port=free_port(), bind="127.0.0.1",
+        cafile=pki.ca.cert,
+        certfile=pki.server.cert,
+        keyfile=pki.server.key,
+        port=free_port(),
+        bind="127.0.0.1",
     )
     # TLS only: no password listener at all; users come from certificates.
     # Devices need no account for certificate login (the ACL patterns cover
     # every device id); the gateway needs its ACL section.
     conf = write_config(
-        tmp_path_factory.mktemp("broker-tls"), port=None, tls=tls,
+        tmp_path_factory.mktemp("broker-tls"),
+        port=None,
+        tls=tls,
         users=[BrokerUser("gw@local", "gateway", certificate_only=True)],
     )
     with start_broker(conf) as b:
@@ -110,7 +116,9 @@ def test_certificate_for_device_a_cannot_publish_as_device_b(
     assert [(m.topic, m.payload) for m in got] == [("ct/v1/tl-a/rec", b"marker-2")]
 
 
-def test_certificate_for_device_a_cannot_read_device_bs_ack(broker: BrokerProcess, pki: Pki) -> None:
+def test_certificate_for_device_a_cannot_read_device_bs_ack(
+    broker: BrokerProcess, pki: Pki
+) -> None:
     with tls_client(broker, pki, pki.certs["gw@local"]) as gw:
         assert gw.connect() == 0
         gw.publish("ct/v1/tl-b/ack", b"ack-b", retain=True)
@@ -157,11 +165,12 @@ def test_paho_gateway_receives_over_tls_with_its_certificate(
     arrived = threading.Event()
     subscribed = threading.Event()
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id="gw@local", clean_session=False,
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id="gw@local",
+        clean_session=False,
         protocol=mqtt.MQTTv311,
     )
-    client.tls_set(ca_certs=str(pki.ca.cert), certfile=str(gw_cert.cert),
-                   keyfile=str(gw_cert.key))
+    client.tls_set(ca_certs=str(pki.ca.cert), certfile=str(gw_cert.cert), keyfile=str(gw_cert.key))
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
         c.subscribe("ct/v1/+/rec", qos=1)

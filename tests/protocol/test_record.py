@@ -168,7 +168,8 @@ def test_payload_keys_are_the_spec_tables() -> None:
 def test_kind_is_a_class_attribute() -> None:
     assert [type(p).kind for p in EXAMPLES[:8]] == [1, 1, 1, 2, 2, 3, 3, 4]
     assert reading().kind == KIND_READING
-    assert [f.name for f in dataclasses.fields(Reading)][:5] == ["boot", "seq", "time", "tq", "prev"]
+    names = [f.name for f in dataclasses.fields(Reading)]
+    assert names[:5] == ["boot", "seq", "time", "tq", "prev"]
 
 
 def test_payloads_are_frozen_and_hashable() -> None:
@@ -487,7 +488,7 @@ def test_encode_refuses_out_of_bounds_and_missing() -> None:
 def test_chain_hash_is_first_16_bytes_of_sha256() -> None:
     raw = make_record(reading(), "tl-7f3a21", KEY)
     assert chain_hash(raw) == hashlib.sha256(raw).digest()[:16]
-    assert ZERO_PREV == bytes(16)
+    assert ZERO_PREV == bytes(16)  # noqa: SIM300
 
 
 def test_chain_links_consecutive_records() -> None:
@@ -693,7 +694,7 @@ def flips(raw: bytes) -> list[bytes]:
     return out
 
 
-@pytest.mark.parametrize("p", EXAMPLES[:8:2] + [EXAMPLES[7]], ids=lambda p: type(p).__name__)
+@pytest.mark.parametrize("p", [*EXAMPLES[:8:2], EXAMPLES[7]], ids=lambda p: type(p).__name__)
 def test_every_single_bit_flip_fails_verification(p: Any) -> None:
     """Exhaustive: each of the record's bits flipped in turn is refused with a protocol error."""
     raw = make_record(p, "tl-7f3a21", SIGNED_KEY)

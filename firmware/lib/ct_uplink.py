@@ -1,0 +1,324 @@
+"""Deliver queued records over MQTT until the gateway's ack proves them stored.
+
+    up = Uplink(new_client, "tl-7f3a21", ack_key, queue, state, feed=wdt.feed)
+    events = up.upload(20000)   # -> [("ack", seq, gw_time), ("cmd", fields | None),
+                                #     ("dropped", n)]; OSError if no connection
+    up.close()
+
+``new_client()`` returns a micropython-lib ``umqtt.simple.MQTTClient`` (or
+anything with its API). Topics and messages are docs/protocol.md §5:
+records go to ``ct/v1/{dev}/rec`` in queue order; the retained COSE_Mac0
+ack on ``ct/v1/{dev}/ack`` says the highest seq stored contiguously and the
+hash of that record; commands arrive on ``ct/v1/{dev}/cmd``.
+
+Delivery is proven by the ack alone, never by a PUBACK:
+  * a record leaves the queue only when a valid ack names a seq whose record
+    is in the queue with the same chain hash (§5.2); everything up to it
+    goes. A forged, stale, duplicate or mismatching ack deletes nothing.
+  * after every (re)connect the whole unacked queue is sent again from its
+    head, in order; the gateway acks duplicates again (§5.1).
+  * at most ``window`` records are in flight past the acked point; without
+    ack progress for ``ack_wait_ms`` the window is sent again.
+
+umqtt.simple pitfalls handled here (shared/FIELD-NOTES.md):
+  * ``wait_msg`` calls ``sock.setblocking(True)``, which drops any timeout,
+    so a lost PUBACK (QoS 1) or SUBACK would block forever. The client's
+    socket is wrapped after connect: setblocking(True) becomes
+    settimeout(timeout), so every read and write has a deadline.
+  * the packet id is never wrapped (micropython-lib #94): it is reset
+    before it reaches 65535.
+  * errors surface as OSError, MQTTException, or (bad packets) assert /
+    IndexError: any exception in a client call drops the connection,
+    which is re-made with exponential backoff while time remains.
+  * ``getaddrinfo`` has no timeout in MicroPython: use an IP address or a
+    local resolver (not testable without a board, see the README).
+
+Commands (§5.3) are verified (MAC, then a counter strictly above the last
+accepted one, persisted by ct_state before the command is returned). A
+refused command is reported once per upload as ("cmd", None) so the app
+writes status event 10 with detail -1.
+"""
+
+import ct_record
+import ct_ticks
+from ct_queue import CorruptRecord
+from ct_state import StateError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_PID_WRAP = const(65000)
+_INBOX = const(8)
+_POLL_MS = const(50)
+_LINGER_MS = const(300)  # after the queue drained: commands queued for us
+
+
+class UplinkError(OSError):
+    pass
+
+
+class _Guard:
+    """A socket whose blocking mode always keeps a timeout."""
+
+    def __init__(self, sock, timeout_s):
+        self._s = sock
+        self._t = timeout_s
+        sock.settimeout(timeout_s)
+
+    def setblocking(self, flag):
+        if flag:
+            self._s.settimeout(self._t)
+        else:
+            self._s.setblocking(False)
+
+    def settimeout(self, t):
+        self._s.settimeout(self._t if t is None else t)
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+class Uplink:
+    def __init__(self, new_client, dev_id, ack_key, queue, state, feed=None, qos=1,
+                 window=16, timeout_ms=5000, ack_wait_ms=8000, backoff_ms=1000,
+                 backoff_max_ms=30000, clean_session=False, ticks=ct_ticks):
+        if len(ack_key) != 32:
+            raise UplinkError("ack key must be 32 bytes")
+        self._new = new_client
+        self._key = ack_key
+        self._q = queue
+        self._st = state
+        self._feed = feed or (lambda: None)
+        self._qos = qos
+        self._window = window
+        self._timeout_ms = timeout_ms
+        self._ack_wait = ack_wait_ms
+        self._backoff0 = backoff_ms
+        self._backoff_max = backoff_max_ms
+        self._clean = clean_session
+        self._t = ticks
+        base = b"ct/v1/" + (dev_id.encode() if type(dev_id) is str else dev_id)
+        self.t_rec = base + b"/rec"
+        self.t_ack = base + b"/ack"
+        self.t_cmd = base + b"/cmd"
+        self.t_state = base + b"/state"
+        self._c = None
+        self._inbox = []
+        self._events = None
+        self._refused = False
+        # figures for status records and tests
+        self.sent = 0
+        self.acked = 0
+        self.forged = 0
+        self.mismatched = 0
+        self.reconnects = 0
+        self.dropped = 0
+
+    # --- connection ------------------------------------------------------------
+
+    def connected(self):
+        return self._c is not None
+
+    def _connect(self):
+        self._feed()
+        c = self._new()
+        c.set_callback(self._on_msg)
+        c.set_last_will(self.t_state, b"offline", True, 1)
+        self._c = c  # so that _drop closes a half-made connection
+        c.connect(self._clean, self._timeout_ms / 1000)
+        c.sock = _Guard(c.sock, self._timeout_ms / 1000)
+        self._feed()
+        self._pid_check()
+        c.subscribe(self.t_ack, 1)
+        self._pid_check()
+        c.subscribe(self.t_cmd, 1)
+        self._pid_check()
+        c.publish(self.t_state, b"online", True, self._qos)
+        self._feed()
+
+    def _drop(self):
+        c = self._c
+        self._c = None
+        if c is not None and c.sock is not None:
+            try:
+                c.sock.close()
+            except Exception:
+                pass
+
+    def close(self):
+        """Say offline (retained) and disconnect; never raises."""
+        c = self._c
+        if c is None:
+            return
+        try:
+            c.publish(self.t_state, b"offline", True, 0)
+            c.disconnect()
+        except Exception:
+            pass
+        self._drop()
+
+    def _pid_check(self):
+        if self._c.pid >= _PID_WRAP:
+            self._c.pid = 0
+
+    # --- incoming ----------------------------------------------------------------
+
+    def _on_msg(self, topic, msg):
+        # called from inside umqtt; keep it short and never raise
+        if len(self._inbox) >= _INBOX:
+            self._inbox.pop(0)  # the retained ack comes again; commands retry
+        self._inbox.append((bytes(topic), bytes(msg)))
+
+    def _poll(self):
+        for _ in range(_INBOX):
+            if self._c.check_msg() is None:
+                break
+
+    def _process(self):
+        moved = False
+        while self._inbox:
+            topic, msg = self._inbox.pop(0)
+            if topic == self.t_ack:
+                moved = self._ack(msg) or moved
+            elif topic == self.t_cmd:
+                self._cmd(msg)
+        return moved
+
+    def _ack(self, msg):
+        try:
+            _, f = ct_record.verify_mac0(msg, self._key)
+        except ct_record.MacError:
+            self.forged += 1
+            return False
+        seq, gwt, link = f.get(1), f.get(2), f.get(3)
+        if type(seq) is not int or type(link) is not bytes or len(link) != 16:
+            self.forged += 1
+            return False
+        self._events.append(("ack", seq, gwt if type(gwt) is int else None))
+        q = self._q
+        c = q.head()
+        while c is not None:
+            try:
+                rec, nxt = q.read(c)
+            except CorruptRecord as e:
+                c = e.next
+                continue
+            if rec is None:
+                return False  # beyond our newest record: not ours to trust
+            s = ct_record.record_seq(rec)
+            if s > seq:
+                return False  # stale or duplicate ack: nothing new
+            if s == seq:
+                if ct_record.chain_link(rec) != link:
+                    self.mismatched += 1  # the gateway stored something else
+                    return False
+                self.acked += q.ack(nxt)
+                return True
+            c = nxt
+        return False
+
+    def _cmd(self, msg):
+        try:
+            _, f = ct_record.verify_mac0(msg, self._key)
+            self._st.accept_command(f.get(1))
+        except (ct_record.MacError, StateError):
+            if not self._refused:
+                self._refused = True
+                self._events.append(("cmd", None))
+            return
+        self._events.append(("cmd", f))
+
+    # --- the upload ----------------------------------------------------------------
+
+    def upload(self, timeout_ms):
+        """Send the queue and collect acks/commands until everything is acked
+        or ``timeout_ms`` passed. Raises OSError only if no connection could
+        be made at all; otherwise returns the events (possibly partial)."""
+        t = self._t
+        t0 = t.ticks_ms()
+        self._events = []
+        self._refused = False
+        ever = False
+        backoff = self._backoff0
+        err = None
+        while t.ticks_diff(t.ticks_ms(), t0) < timeout_ms:
+            self._feed()
+            if self._c is None:
+                try:
+                    self._connect()
+                    ever = True
+                except Exception as e:  # noqa: BLE001 - any failure is a dropped link
+                    err = e
+                    self._drop()
+                    left = timeout_ms - t.ticks_diff(t.ticks_ms(), t0)
+                    if left <= 0:
+                        break
+                    t.sleep_ms(min(backoff, left))
+                    backoff = min(backoff * 2, self._backoff_max)
+                    self.reconnects += 1
+                    continue
+            try:
+                if self._session(t0, timeout_ms):
+                    break
+            except Exception as e:  # noqa: BLE001
+                err = e
+                self._drop()
+                self.reconnects += 1
+        if not ever and err is not None:
+            raise err if isinstance(err, OSError) else UplinkError(str(err))
+        if self.dropped:
+            self._events.append(("dropped", self.dropped))
+            self.dropped = 0
+        ev = self._events
+        self._events = None
+        return ev
+
+    def _session(self, t0, timeout_ms):
+        """Work one connection. True when done (all acked), False on timeout."""
+        t = self._t
+        q = self._q
+        cur = q.head()  # resend everything unacked, in order
+        last = t.ticks_ms()
+        done_at = None
+        while t.ticks_diff(t.ticks_ms(), t0) < timeout_ms:
+            self._feed()
+            self._poll()
+            if self._process():
+                last = t.ticks_ms()
+            head = q.head()
+            if head is None:
+                # drained: linger briefly for queued commands, then finish
+                if done_at is None:
+                    done_at = t.ticks_ms()
+                elif t.ticks_diff(t.ticks_ms(), done_at) >= _LINGER_MS:
+                    return True
+                t.sleep_ms(_POLL_MS)
+                continue
+            done_at = None
+            if cur is None or ((cur[0] - head[0]) & 0xFFFFFFFF) > q.count():
+                cur = head  # the ack moved past our cursor
+            inflight = (cur[0] - head[0]) & 0xFFFFFFFF
+            if inflight < self._window:
+                try:
+                    rec, nxt = q.read(cur)
+                except CorruptRecord as e:
+                    self.dropped += 1
+                    cur = e.next
+                    continue
+                if rec is not None:
+                    self._pid_check()
+                    self._c.publish(self.t_rec, rec, False, self._qos)
+                    self.sent += 1
+                    cur = nxt
+                    continue
+            if t.ticks_diff(t.ticks_ms(), last) >= self._ack_wait:
+                cur = head  # no progress: send the window again
+                last = t.ticks_ms()
+                continue
+            t.sleep_ms(_POLL_MS)
+        return False

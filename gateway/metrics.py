@@ -1,0 +1,338 @@
+"""Prometheus metrics for the gateway: the text exposition format and a tiny HTTP endpoint.
+
+Interface::
+
+    render(stats, *, now=None) -> str            # text format 0.0.4
+    serve_metrics(port, stats_fn, *, host="127.0.0.1") -> MetricsServer
+    MetricsServer: .port .url .close()           (context manager)
+    CONTENT_TYPE                                 # "text/plain; version=0.0.4; charset=utf-8"
+
+``stats_fn()`` is called once per scrape, on the HTTP server's thread, and
+returns a plain dict. Every key is optional: a missing key leaves its metric
+out (never a made-up zero). The keys are those of the core's
+``Gateway.status()`` plus the store's reject counts and device presence::
+
+    gateway        str    -> coldtrace_gateway_info{gateway=...} 1
+    uptime         s      -> coldtrace_uptime_seconds
+    connected      bool   -> coldtrace_broker_connected (1/0)
+    ingest_rate    rec/s  -> coldtrace_ingest_rate_records_per_second
+    backlog        int    -> coldtrace_ingest_backlog_records
+    tree_size      int    -> coldtrace_log_size_leaves
+    session        {"accepted": n, "duplicates": n, <reject reason>: n, ...}
+                          -> coldtrace_records_total{outcome="accepted"|"duplicate"}
+    rejects        {reason: n}   -> coldtrace_rejects_total{reason=...}
+                          (if absent: the session keys other than accepted/duplicates)
+    devices        {"online": n | [ids], "offline": ..., "registered": ..., "revoked": ...}
+                          -> coldtrace_devices{state=...}
+    last_checkpoint {"size": n, "time": unix s}
+                          -> coldtrace_checkpoint_size_leaves, _timestamp_seconds, _age_seconds
+    last_anchor    {"size": n, "time": unix s, "backend": "local"}
+                          -> coldtrace_anchor_size_leaves, _timestamp_seconds,
+                             _age_seconds{backend=...}
+    acks_sent      int    -> coldtrace_acks_sent_total
+    mqtt           {event: n}    -> coldtrace_mqtt_events_total{event=...}
+    alerts_active  int    -> coldtrace_alerts_active
+
+Counters count since the gateway process started (Prometheus handles the
+reset at a restart). Ages are computed at scrape time from ``now``
+(default: the wall clock), so a stalled gateway shows a growing age.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeGuard
+
+__all__ = ["CONTENT_TYPE", "MetricsServer", "render", "serve_metrics"]
+
+log = logging.getLogger("coldtrace.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Sample = tuple[dict[str, str], float | int]
+
+
+@dataclass(frozen=True)
+class _Family:
+    name: str
+    type: str  # "gauge" | "counter"
+    help: str
+    samples: list[Sample]
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float | int | bool) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _count(value: object) -> int | None:
+    """A count given as a number or as a collection (e.g. a list of device ids)."""
+    if _is_number(value):
+        return int(value)
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        return len(value)
+    return None
+
+
+def _families(stats: Mapping[str, Any], now: float) -> Iterable[_Family]:
+    def gauge(name: str, help: str, key: str) -> Iterable[_Family]:
+        value = stats.get(key)
+        if isinstance(value, bool):
+            yield _Family(name, "gauge", help, [({}, int(value))])
+        elif _is_number(value):
+            yield _Family(name, "gauge", help, [({}, value)])
+
+    gateway = stats.get("gateway")
+    if isinstance(gateway, str):
+        yield _Family(
+            "coldtrace_gateway_info",
+            "gauge",
+            "The gateway id (always 1).",
+            [({"gateway": gateway}, 1)],
+        )
+    yield from gauge("coldtrace_uptime_seconds", "Seconds since the gateway started.", "uptime")
+    yield from gauge(
+        "coldtrace_broker_connected",
+        "1 while the gateway is connected to the MQTT broker.",
+        "connected",
+    )
+    yield from gauge(
+        "coldtrace_ingest_rate_records_per_second",
+        "Records accepted and stored per second, recent average.",
+        "ingest_rate",
+    )
+    yield from gauge(
+        "coldtrace_ingest_backlog_records",
+        "Records received from the broker and not yet durably stored.",
+        "backlog",
+    )
+    yield from gauge(
+        "coldtrace_log_size_leaves", "Leaves in the gateway's Merkle log.", "tree_size"
+    )
+
+    session = stats.get("session")
+    session = session if isinstance(session, Mapping) else {}
+    outcomes = [
+        ({"outcome": label}, session[key])
+        for key, label in (("accepted", "accepted"), ("duplicates", "duplicate"))
+        if _is_number(session.get(key))
+    ]
+    if outcomes:
+        yield _Family(
+            "coldtrace_records_total",
+            "counter",
+            "Records stored (accepted) or re-acknowledged (duplicate).",
+            outcomes,
+        )
+    rejects = stats.get("rejects")
+    if not isinstance(rejects, Mapping):
+        rejects = {k: v for k, v in session.items() if k not in ("accepted", "duplicates")}
+    reject_samples = [({"reason": str(r)}, n) for r, n in sorted(rejects.items()) if _is_number(n)]
+    if reject_samples or isinstance(stats.get("rejects"), Mapping):
+        yield _Family(
+            "coldtrace_rejects_total",
+            "counter",
+            "Records refused and quarantined, by reason.",
+            reject_samples,
+        )
+
+    devices = stats.get("devices")
+    if isinstance(devices, Mapping):
+        samples: list[Sample] = []
+        for state, value in sorted(devices.items()):
+            n = _count(value)
+            if n is not None:
+                samples.append(({"state": str(state)}, n))
+        if samples:
+            yield _Family(
+                "coldtrace_devices",
+                "gauge",
+                "Devices by state (online/offline from their last will; "
+                "registered/revoked from the registry).",
+                samples,
+            )
+
+    for key, what in (("last_checkpoint", "checkpoint"), ("last_anchor", "anchor")):
+        entry = stats.get(key)
+        if not isinstance(entry, Mapping):
+            continue
+        labels = (
+            {"backend": str(entry["backend"])} if what == "anchor" and entry.get("backend") else {}
+        )
+        noun = "signed checkpoint" if what == "checkpoint" else "anchored checkpoint"
+        if _is_number(entry.get("size")):
+            yield _Family(
+                f"coldtrace_{what}_size_leaves",
+                "gauge",
+                f"Tree size of the last {noun}.",
+                [(labels, entry["size"])],
+            )
+        if _is_number(entry.get("time")):
+            yield _Family(
+                f"coldtrace_{what}_timestamp_seconds",
+                "gauge",
+                f"Unix time of the last {noun}.",
+                [(labels, entry["time"])],
+            )
+            age = round(now - float(entry["time"]), 3)
+            yield _Family(
+                f"coldtrace_{what}_age_seconds",
+                "gauge",
+                f"Seconds since the last {noun}.",
+                [(labels, age)],
+            )
+
+    acks = stats.get("acks_sent")
+    if _is_number(acks):
+        yield _Family(
+            "coldtrace_acks_sent_total",
+            "counter",
+            "Application-level acks published to devices.",
+            [({}, acks)],
+        )
+    mqtt = stats.get("mqtt")
+    if isinstance(mqtt, Mapping):
+        events = [({"event": str(k)}, v) for k, v in sorted(mqtt.items()) if _is_number(v)]
+        if events:
+            yield _Family(
+                "coldtrace_mqtt_events_total",
+                "counter",
+                "MQTT client events (messages received, acked, published; connects, disconnects).",
+                events,
+            )
+    yield from gauge(
+        "coldtrace_alerts_active",
+        "Alarms open now (excursions, sensor faults, offline devices).",
+        "alerts_active",
+    )
+
+
+def render(stats: Mapping[str, Any], *, now: float | None = None) -> str:
+    """The Prometheus text exposition (format 0.0.4) of ``stats``."""
+    now = time.time() if now is None else now
+    lines: list[str] = []
+    for family in _families(stats, now):
+        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
+        lines.append(f"# TYPE {family.name} {family.type}")
+        for labels, value in family.samples:
+            if labels:
+                inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
+                lines.append(f"{family.name}{{{inner}}} {_number(value)}")
+            else:
+                lines.append(f"{family.name} {_number(value)}")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+
+class MetricsServer:
+    """A threaded HTTP server answering ``GET /metrics``; ``close()`` stops it."""
+
+    def __init__(self, server: ThreadingHTTPServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+
+    @property
+    def port(self) -> int:
+        port: int = self._server.server_address[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        host = self._server.server_address[0]
+        if isinstance(host, bytes):
+            host = host.decode()
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve_metrics(
+    port: int,
+    stats_fn: Callable[[], Mapping[str, Any]],
+    *,
+    host: str = "127.0.0.1",
+    clock: Callable[[], float] = time.time,
+) -> MetricsServer:
+    """Serve ``render(stats_fn())`` at ``http://host:port/metrics`` from a daemon thread.
+
+    ``port=0`` picks a free port (see ``MetricsServer.port``). Bound to
+    loopback by default; give ``host="0.0.0.0"`` for a Prometheus elsewhere.
+    A failing ``stats_fn`` answers 500 and is logged; the server keeps going.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "coldtrace-metrics"
+
+        def _answer(self, with_body: bool) -> None:
+            path = self.path.split("?", 1)[0]
+            if path != "/metrics":
+                self._send(
+                    404, b"not found: try /metrics\n", "text/plain; charset=utf-8", with_body
+                )
+                return
+            try:
+                body = render(stats_fn(), now=clock()).encode("utf-8")
+            except Exception:
+                log.exception("metrics: stats_fn failed")
+                self._send(500, b"stats unavailable\n", "text/plain; charset=utf-8", with_body)
+                return
+            self._send(200, body, CONTENT_TYPE, with_body)
+
+        def _send(self, status: int, body: bytes, ctype: str, with_body: bool) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._answer(True)
+
+        def do_HEAD(self) -> None:
+            self._answer(False)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("metrics %s " + format, self.client_address[0], *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="coldtrace-metrics", daemon=True)
+    thread.start()
+    return MetricsServer(server, thread)

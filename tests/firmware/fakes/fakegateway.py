@@ -1,0 +1,99 @@
+"""A scripted gateway behind the fake broker (both interpreters).
+
+It stores records by seq, checks each one's chain link against the record
+before it, and publishes the retained COSE_Mac0 ack of docs/protocol.md
+§5.2: the highest seq stored contiguously from the first it saw, with the
+chain hash of that record.
+
+    gw = FakeGateway(broker, "tl-1", key, clock)
+    gw.lose = {4}          # the first copy of seq 4 is "lost" (a gap)
+    gw.ack_every = 5       # ack only every 5th record (batching)
+    gw.duplicate = True    # publish every ack twice
+    gw.silent = True       # store, never ack
+    gw.command({10: 60})   # a command with the next counter
+"""
+
+import ct_record
+
+
+class FakeGateway:
+    def __init__(self, broker, dev, key, clock, gw_id="gw-test", first=0):
+        self.broker = broker
+        self.dev = dev.encode() if isinstance(dev, str) else dev
+        self.key = key
+        self.clock = clock
+        self.gw_id = gw_id
+        self.records = {}
+        self.arrivals = []  # seq of every record message, in arrival order
+        self.acks = []  # payload fields of every ack published
+        self.lose = set()
+        self.ack_every = 1
+        self.duplicate = False
+        self.silent = False
+        self.counter = 0
+        self.next = first  # lowest seq not yet stored contiguously
+        self.last_acked = first - 1
+        self.chain_errors = 0
+        broker.on_publish = self.on_publish
+
+    def topic(self, leaf):
+        return b"ct/v1/" + self.dev + b"/" + leaf
+
+    def time(self):
+        return 1790000000 + self.clock.ticks_ms() // 1000
+
+    def on_publish(self, topic, msg):
+        if topic != self.topic(b"rec"):
+            return
+        seq = ct_record.record_seq(msg)
+        self.arrivals.append(seq)
+        if seq in self.lose:
+            self.lose.discard(seq)
+            return
+        if seq in self.records and self.records[seq] != msg:
+            raise AssertionError("two different records with seq %d" % seq)
+        self.records[seq] = msg
+        before = self.next
+        while self.next in self.records:
+            if self.next - 1 in self.records:
+                prev = ct_record.chain_link(self.records[self.next - 1])
+                if _prev_of(self.records[self.next]) != prev:
+                    self.chain_errors += 1
+            self.next += 1
+        if self.silent or self.next == 0:
+            return
+        if seq < before or self.next - 1 - self.last_acked >= self.ack_every:
+            self.ack()
+
+    def ack(self, seq=None, link=None, key=None):
+        if seq is None:
+            seq = self.next - 1
+        if link is None:
+            link = ct_record.chain_link(self.records[seq])
+        f = {1: seq, 2: self.time(), 3: link}
+        if key is None:
+            self.last_acked = max(self.last_acked, seq)
+        msg = ct_record.mac0(f, self.gw_id, key or self.key)
+        self.acks.append(f)
+        self.broker.publish(self.topic(b"ack"), msg, True)
+        if self.duplicate:
+            self.broker.publish(self.topic(b"ack"), msg, True)
+        return msg
+
+    def command(self, fields, counter=None, key=None):
+        if counter is None:
+            self.counter += 1
+            counter = self.counter
+        f = dict(fields)
+        f[1] = counter
+        f[2] = self.time()
+        msg = ct_record.mac0(f, self.gw_id, key or self.key)
+        self.broker.publish(self.topic(b"cmd"), msg, False)
+        return msg
+
+
+def _prev_of(rec):
+    import ct_cbor
+
+    _, p, _ = ct_record.parse_sign1(rec)
+    return ct_cbor.decode_map(p)[6]

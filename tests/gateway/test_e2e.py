@@ -1,0 +1,128 @@
+"""End to end: devices (firmware record code) -> Mosquitto -> gateway -> store -> log
+-> checkpoint -> local ledger, then everything checked from the outside."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gateway.ledger import LocalLedger
+from gateway.proofs import TreeReader, build_bundle
+from gateway.service import Gateway, trust_document
+from gateway.store import open_store
+from protocol.anchor import LocalReceipt, verify_local_chain, verify_local_receipt
+from protocol.checkpoint import checkpoint_hash, open_checkpoint
+from protocol.cli import main as coldtrace
+from protocol.keys import b64d, load_ed25519_private_key
+from protocol.merkle import hash_leaf, verify_consistency, verify_inclusion
+from protocol.note import NoteVerifier
+from tests.gateway.devices import CT_RECORD, SimDevice, wait_for
+
+
+def test_devices_use_the_firmware_record_code() -> None:
+    assert CT_RECORD is not None, "firmware/lib/ct_record.py should be importable"
+
+
+def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
+    make_broker, make_gateway, tmp_path: Path, capsys
+) -> None:
+    devs = [SimDevice(f"tl-e2e{i}") for i in range(4)]
+    broker = make_broker([d.id for d in devs])
+    env = make_gateway(broker)
+    env.register(*devs)
+    gw = Gateway(env.cfg)
+    gw.start()
+    try:
+        env.connect(*devs)
+        for k in range(60):
+            for d in devs:
+                d.publish(d.reading(temp=300 + k))
+        wait_for(lambda: all(d.acked == 59 and not d.unacked for d in devs), 30, "device acks")
+        assert all(d.bad_acks == 0 for d in devs)
+        total = len(devs) + 60 * len(devs)  # registrations are leaves too
+        wait_for(lambda: gw.log.last is not None and gw.log.last.size == total, 10, "checkpoint")
+        wait_for(lambda: len(gw.store.presence()) == len(devs), 10, "presence")
+        assert {s for s, _ in gw.store.presence().values()} == {"online"}
+    finally:
+        gw.stop()
+
+    cfg = env.cfg
+    trust = trust_document(cfg)
+    (tmp_path / "trust.json").write_text(json.dumps(trust))
+    verifier = NoteVerifier.from_vkey(trust["logs"][0]["vkey"])
+    store = open_store(cfg.db_path)
+    cps = store.checkpoints()
+    last = open_checkpoint(cps[-1].note, [verifier])
+    assert last.size == total and store.reject_counts() == {}
+
+    # Every record's inclusion proof verifies against the signed root.
+    reader = TreeReader(cfg.tree_dir, last.size)
+    for leaf in range(last.size):
+        rec = store.record(leaf)
+        assert rec is not None
+        path = reader.inclusion_proof(leaf, last.size)
+        verify_inclusion(leaf, last.size, hash_leaf(rec.raw), path, last.root_hash)
+    # Each checkpoint is consistent with the one before it.
+    for old, new in zip(cps, cps[1:], strict=False):
+        a = open_checkpoint(old.note, [verifier])
+        b = open_checkpoint(new.note, [verifier])
+        verify_consistency(a.size, b.size, reader.consistency_proof(a.size, b.size), a.root_hash, b.root_hash)
+    # Every checkpoint is anchored on the local ledger; receipts verify and link.
+    ledger = LocalLedger(cfg.ledger_path, cfg.ledger.id, load_ed25519_private_key(cfg.ledger.key_file))
+    assert ledger.verify() == len(cps)
+    receipts = [LocalReceipt.from_json(a.receipt) for a in store.anchors()]
+    assert [r.index for r in receipts] == list(range(len(cps)))
+    for cp, receipt in zip(cps, receipts, strict=True):
+        verify_local_receipt(receipt, ledger.public_key, checkpoint_hash(open_checkpoint(cp.note, [verifier])))
+    verify_local_chain(receipts)
+    ledger.close()
+
+    # A bundle per device passes the independent verifier (`coldtrace verify`).
+    for d in devs:
+        leaves = [r.leaf for r in store.records_of(d.id, 0, 59)]
+        bundle = build_bundle(store, reader, cfg.log.origin, leaves, subject={"device": d.id})
+        assert len(bundle.records) == 60 + 1  # its records and its registration
+        path = tmp_path / f"{d.id}.json"
+        path.write_text(bundle.dumps())
+        assert coldtrace(["verify", str(path), "--trust", str(tmp_path / "trust.json")]) == 0
+    reader.close()
+    store.close()
+
+    # The operator's view.
+    capsys.readouterr()
+    assert coldtrace(["gateway", "status", "-c", str(env.config_path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["records"] == total and status["rejects"] == {}
+    assert status["last_checkpoint"]["size"] == total
+    assert status["last_anchor"]["size"] == total
+    assert sorted(status["devices"]["online"]) == sorted(d.id for d in devs)
+    assert coldtrace(["gateway", "status", "-c", str(env.config_path)]) == 0
+    assert "checkpoint    size" in capsys.readouterr().out
+    bundle_path = tmp_path / "cli-bundle.json"
+    assert coldtrace(["gateway", "bundle", "-c", str(env.config_path), "--device", devs[0].id,
+                      "-o", str(bundle_path)]) == 0
+    assert coldtrace(["verify", str(bundle_path), "--trust", str(tmp_path / "trust.json")]) == 0
+    capsys.readouterr()
+    assert coldtrace(["gateway", "proof", "-c", str(env.config_path), "--device", devs[1].id,
+                      "--seq", "7"]) == 0
+    proof = json.loads(capsys.readouterr().out)
+    verify_inclusion(
+        proof["index"], proof["tree_size"], hash_leaf(b64d(proof["record"])),
+        [b64d(h) for h in proof["path"]], last.root_hash,
+    )
+
+
+def test_offline_will_shows_in_presence(make_broker, make_gateway) -> None:
+    dev = SimDevice("tl-will")
+    broker = make_broker([dev.id])
+    env = make_gateway(broker)
+    env.register(dev)
+    gw = Gateway(env.cfg)
+    gw.start()
+    try:
+        env.connect(dev)
+        wait_for(lambda: gw.store.presence().get(dev.id, ("",))[0] == "online", 15, "online")
+        dev.drop()
+        wait_for(lambda: gw.store.presence().get(dev.id, ("",))[0] == "offline", 30, "offline")
+    finally:
+        gw.stop()

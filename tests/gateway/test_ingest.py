@@ -1,0 +1,187 @@
+"""Ingest without MQTT: the stateful checks, the chain bookkeeping, acks, robustness."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.ingest import REASONS, IngestSettings, check_message, make_ack
+from gateway.mqtt import Inbound
+from protocol import cbor
+from protocol.cose import sign1
+from protocol.record import chain_hash
+from tests.gateway.core import Core, rec
+from tests.gateway.devices import SimDevice, open_ack
+
+
+@pytest.fixture
+def core(tmp_path: Path):
+    c = Core(tmp_path)
+    yield c
+    c.close()
+
+
+def test_in_order_records_are_stored_logged_and_acked(core: Core) -> None:
+    dev = SimDevice("tl-1")
+    core.register(dev)
+    raws = [dev.reading(temp=k) for k in range(5)]
+    out = core.send(*(rec(dev, r) for r in raws))
+    assert len(out.accepted) == 5 and out.rejected == 0 and out.ack_due == {dev.id}
+    assert [m for mids in out.mids.values() for m in mids] == list(range(core.mid - 4, core.mid + 1))
+    assert core.log.size == core.store.leaf_count() == 6
+    st_ = core.ingestor.states[dev.id]
+    assert (st_.contig, st_.contig_hash) == (4, chain_hash(raws[-1]))
+    seq, _t, head = open_ack(core.ingestor.ack_for(dev.id, int(time.time())), dev.ack_key)
+    assert (seq, head) == (4, chain_hash(raws[-1]))
+
+
+def test_a_gap_is_recorded_and_the_ack_waits_for_it(core: Core) -> None:
+    dev = SimDevice("tl-gap")
+    core.register(dev)
+    raws = [dev.reading() for _ in range(6)]
+    core.send(*(rec(dev, r) for r in raws[:2] + raws[4:]))
+    assert core.ingestor.states[dev.id].contig == 1
+    assert [(e.kind, e.seq_from, e.seq_to) for e in core.store.chain_events(dev.id)] == [("gap", 2, 3)]
+    core.send(rec(dev, raws[3]))  # out of order inside the gap
+    assert core.ingestor.states[dev.id].contig == 1
+    core.send(rec(dev, raws[2]))
+    st_ = core.ingestor.states[dev.id]
+    assert (st_.contig, st_.contig_hash, st_.above) == (5, chain_hash(raws[5]), set())
+    kinds = [(e.kind, e.seq_from) for e in core.store.chain_events(dev.id)]
+    assert ("gap_filled", 2) in kinds and ("gap_filled", 3) in kinds
+    assert not any(k == "break" for k, _ in kinds)
+
+
+def test_state_survives_a_restart(core: Core) -> None:
+    dev = SimDevice("tl-restart")
+    core.register(dev)
+    raws = [dev.reading() for _ in range(6)]
+    core.send(*(rec(dev, r) for r in raws[:2] + raws[3:]))
+    core.reopen()
+    st_ = core.ingestor.states[dev.id]
+    assert (st_.contig, st_.max_seq, st_.above) == (1, 5, {3, 4, 5})
+    core.send(rec(dev, raws[2]))
+    assert core.ingestor.states[dev.id].contig == 5
+    out = core.send(rec(dev, raws[4]))
+    assert out.duplicates == 1 and not out.accepted
+
+
+def test_a_prev_that_does_not_link_is_a_break_not_a_refusal(core: Core) -> None:
+    dev = SimDevice("tl-break")
+    core.register(dev)
+    core.send(rec(dev, dev.reading()))
+    dev.prev = bytes(range(16))  # a device bug: a wrong chain link
+    out = core.send(rec(dev, dev.reading()))
+    assert len(out.accepted) == 1
+    assert [e.kind for e in core.store.chain_events(dev.id)] == ["break"]
+    assert any("chain break" in a for a in core.ingestor.alarms)
+
+
+def test_duplicates_within_one_batch(core: Core) -> None:
+    dev = SimDevice("tl-dupb")
+    core.register(dev)
+    r0, r1 = dev.reading(), dev.reading()
+    out = core.send(rec(dev, r0), rec(dev, r1), rec(dev, r0), rec(dev, r1))
+    assert len(out.accepted) == 2 and out.duplicates == 2
+    assert len(out.mids[1]) == 4  # every copy is PUBACKed
+
+
+def test_conflict_and_replay_within_one_batch(core: Core) -> None:
+    dev = SimDevice("tl-conf")
+    core.register(dev)
+    r0 = dev.reading(temp=1)
+    dev.seq, dev.prev = 0, bytes(16)
+    other = dev.reading(temp=2)
+    dev.seq, dev.prev, dev.boot = 0, bytes(16), 2
+    replay = dev.reading(temp=3)
+    out = core.send(rec(dev, r0), rec(dev, other), rec(dev, replay))
+    assert len(out.accepted) == 1
+    assert sorted(r.reason for r in core.store.rejects()) == ["conflict", "replayed_seq"]
+
+
+def test_records_of_a_revoked_device_in_the_same_batch(core: Core) -> None:
+    dev = SimDevice("tl-rv")
+    core.register(dev)
+    before = dev.reading()
+    core.send(rec(dev, before))
+    revocation = core.registration(dev, state=2)
+    after = dev.reading()
+    core.send(revocation, rec(dev, after))
+    reasons = [r.reason for r in core.store.rejects()]
+    assert reasons == ["revoked_device"]
+    row = core.store.devices()[dev.id]
+    assert row.state == 2 and core.store.record_by_seq(dev.id, 0).leaf < row.revoked_leaf
+
+
+def test_registration_updates_place_and_keeps_history(core: Core) -> None:
+    dev = SimDevice("tl-move")
+    core.register(dev)
+    core.send(core.registration(dev, place="truck-9"))
+    assert core.store.devices()[dev.id].place == "truck-9"
+    assert [p for _, _, p, _ in core.store.placements(dev.id)] == ["room-1", "truck-9"]
+
+
+def test_a_registration_with_another_key_is_refused(core: Core) -> None:
+    dev = SimDevice("tl-key")
+    core.register(dev)
+    core.send(core.registration(dev, key=SimDevice("tl-other").public_sec1))
+    assert [r.reason for r in core.store.rejects()] == ["bad_registration"]
+
+
+def test_ack_payload_is_the_protocol_ack() -> None:
+    key = bytes(range(32))
+    msg = make_ack("gw-1", key, 41, bytes(16), 1790000000)
+    assert open_ack(msg, key) == (41, 1790000000, bytes(16))
+
+
+def test_time_sanity_depends_on_clock_quality(core: Core) -> None:
+    dev = SimDevice("tl-time")
+    core.register(dev)
+    now = int(time.time())
+    s = IngestSettings(future_skew=300, holdover_skew=86400)
+
+    def reason(tq: int, t: int) -> str | None:
+        dev.tq = tq
+        raw = dev.reading(time_=t, keep=False)
+        r = check_message(Inbound(f"ct/v1/{dev.id}/rec", raw), core.registry, now, s)
+        return getattr(r, "reason", None)
+
+    assert reason(0, 5) is None  # unset clock: seconds since boot, anything goes
+    assert reason(2, now + 200) is None
+    assert reason(2, now + 400) == "bad_time"
+    assert reason(1, now + 3600) is None  # holdover drifts
+    assert reason(1, now + 2 * 86400) == "bad_time"
+    assert reason(3, 1000) == "bad_time"  # a set clock in 1970
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=1100), topic=st.sampled_from(["ct/v1/tl-fz/rec", "ct/v1/x/rec", "a/b"]))
+def test_nothing_malformed_escapes_the_checks(core: Core, data: bytes, topic: str) -> None:
+    if "tl-fz" not in core.registry.keys:
+        core.register(SimDevice("tl-fz"))
+    r = check_message(Inbound(topic, data), core.registry, int(time.time()), IngestSettings())
+    assert r.reason in REASONS and r.reason != "internal_error"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flip=st.integers(min_value=0, max_value=10**6), value=st.integers(0, 255))
+def test_mutated_records_are_refused_with_a_reason(core: Core, flip: int, value: int) -> None:
+    if "tl-mut" not in core.registry.keys:
+        core.register(MUTANT)
+    key = MUTANT.key
+    raw = bytearray(sign1(cbor.encode({1: 1, 2: 1, 3: 0, 4: 1790000000, 5: 0, 6: bytes(16), 10: 5}),
+                          "tl-mut", key))
+    original = bytes(raw)
+    raw[flip % len(raw)] = value
+    r = check_message(Inbound("ct/v1/tl-mut/rec", bytes(raw)), core.registry, 1790000000, IngestSettings())
+    if bytes(raw) == original:
+        assert not hasattr(r, "reason") or r.reason == "bad_signature"
+    else:
+        assert r.reason in REASONS and r.reason != "internal_error"
+
+
+MUTANT = SimDevice("tl-mut")
