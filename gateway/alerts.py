@@ -50,6 +50,20 @@ and an ignore period):
   being filled by resends) are not judged live; the log still has them.
 
 Every event has a stable ``id``; consumers de-duplicate on (id, phase).
+
+Notes for the gateway core (gateway/cli.py, gateway/service.py):
+
+- ``listener_from_config(cfg, publish=..., place_of=...)`` returns the
+  ``on_records`` hook. Pass ``publish=lambda topic, payload: <paho publish,
+  QoS 1, not retained>`` or alerts only reach the log and the webhook, and
+  ``place_of=<device id -> registered place>`` (the registry); without it the
+  listener learns places only from registrations it sees in batches.
+- Call ``listener.tick()`` from the periodic work (offline alarms must fire
+  without traffic) and ``listener.close()`` at shutdown (flushes the webhook).
+- ``engine.snapshot()`` is JSON; storing it with each checkpoint and passing
+  it to ``AlertEngine.restore`` at start keeps a restart from raising an open
+  alarm a second time. ``len(engine.active())`` is the ``alerts_active``
+  figure of gateway/metrics.py.
 """
 
 from __future__ import annotations

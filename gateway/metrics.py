@@ -32,10 +32,19 @@ out (never a made-up zero). The keys are those of the core's
     acks_sent      int    -> coldtrace_acks_sent_total
     mqtt           {event: n}    -> coldtrace_mqtt_events_total{event=...}
     alerts_active  int    -> coldtrace_alerts_active
+    broker_dropped int    -> coldtrace_broker_dropped_messages_total (the broker's
+                             $SYS/broker/publish/messages/dropped, readable by the
+                             gateway user)
 
 Counters count since the gateway process started (Prometheus handles the
 reset at a restart). Ages are computed at scrape time from ``now``
 (default: the wall clock), so a stalled gateway shows a growing age.
+
+For the gateway core: ``render(gw.status())`` already gives most of the
+table; add ``rejects`` and ``devices`` from the store and ``alerts_active``
+from the alert engine, and start ``serve_metrics(port, stats_fn)`` from
+``coldtrace gateway run`` (e.g. a ``[metrics] port`` setting). ``stats_fn``
+runs on the HTTP thread: it must only read.
 """
 
 from __future__ import annotations
@@ -225,6 +234,15 @@ def _families(stats: Mapping[str, Any], now: float) -> Iterable[_Family]:
                 "MQTT client events (messages received, acked, published; connects, disconnects).",
                 events,
             )
+    dropped = stats.get("broker_dropped")
+    if _is_number(dropped):
+        yield _Family(
+            "coldtrace_broker_dropped_messages_total",
+            "counter",
+            "Messages the broker dropped for lack of queue space, all clients "
+            "($SYS/broker/publish/messages/dropped); must stay 0.",
+            [({}, dropped)],
+        )
     yield from gauge(
         "coldtrace_alerts_active",
         "Alarms open now (excursions, sensor faults, offline devices).",

@@ -327,10 +327,11 @@ _KIND_FIELDS: dict[int, dict[int, _Field]] = {
 _SPECS: dict[int, dict[int, _Field]] = {
     kind: {**_COMMON_FIELDS, **table} for kind, table in _KIND_FIELDS.items()
 }
-# The same, as lists indexed by key (a list index is cheaper than dict.get).
-_SPEC_LISTS: list[list[_Field | None]] = [[] for _ in range(5)]
-for _kind, _spec in _SPECS.items():
-    _SPEC_LISTS[_kind] = [_spec.get(k) for k in range(max(_spec) + 1)]
+# The same as lists indexed by kind, then key (a list index is cheaper than
+# dict.get); used by the fast path. Index 0 (no such kind) is empty.
+_SPEC_LISTS: list[list[_Field | None]] = [[]] + [
+    [_SPECS[kind].get(key) for key in range(max(_SPECS[kind]) + 1)] for kind in range(1, 5)
+]
 _CLASSES: dict[int, type[Reading] | type[Scan] | type[Status] | type[Registration]] = {
     KIND_READING: Reading,
     KIND_SCAN: Scan,
@@ -371,7 +372,12 @@ def _type_name(value: object) -> str:
 
 
 def decode_payload(data: bytes) -> Payload:
-    """Decode and check a record payload (§2) from its exact bytes; raise on any breach."""
+    """Decode and check a record payload (§2) from its exact bytes; raise on any breach.
+
+    A fused fast path handles well-formed payloads; anything it does not
+    accept goes through the strict path (the generic strict CBOR decoder,
+    then the field tables), which raises the precise error.
+    """
     if type(data) is bytes:
         fast = _decode_payload_fast(data)
         if fast is not None:
@@ -481,6 +487,11 @@ def _decode_payload_fast(data: bytes) -> Payload | None:
     strict path and says precisely what is wrong. It accepts only what the
     strict path accepts, with the same result (tests check this on mutated
     and generated payloads). Never raises.
+
+    Every payload starts with the same six keys in the same order (kind,
+    boot, seq, time, tq, prev), so those are read in a straight line (keep it
+    in step with ``_COMMON_FIELDS``); the kind's own fields go through the
+    table-driven loop.
     """
     try:
         n = len(data)
@@ -488,11 +499,51 @@ def _decode_payload_fast(data: bytes) -> Payload | None:
         if n > MAX_PAYLOAD_SIZE or not 0xA6 <= ib <= 0xB7 or data[1] != 1:
             return None
         kind = data[2]
+        if not KIND_READING <= kind <= KIND_REGISTRATION:
+            return None
         spec = _SPEC_LISTS[kind]
-        values: dict[str, Any] = {}
+        # Fill the instance's attribute dict directly (see _finish() on why
+        # no __init__): every field starts as absent (None).
+        obj = object.__new__(_CLASSES[kind])
+        values: dict[str, Any] = obj.__dict__
+        values.update(_DEFAULTS[kind])
         pos = 3
-        prev = 1
-        for _ in range(ib - 0xA1):
+        # boot, seq, time: uints below 2^32, i.e. shortest heads of at most 4 bytes.
+        for key, name in _U32_PROLOGUE:
+            vb = data[pos + 1]
+            if data[pos] != key:
+                return None
+            if vb < 24:
+                pos += 2
+                values[name] = vb
+            elif vb == 0x1A:
+                v = int.from_bytes(data[pos + 2 : pos + 6], "big")
+                pos += 6
+                if v < 0x10000:
+                    return None
+                values[name] = v
+            elif vb == 0x19:
+                v = (data[pos + 2] << 8) | data[pos + 3]
+                pos += 4
+                if v < 0x100:
+                    return None
+                values[name] = v
+            elif vb == 0x18:
+                v = data[pos + 2]
+                pos += 3
+                if v < 24:
+                    return None
+                values[name] = v
+            else:
+                return None
+        # tq (key 5): 0..3; prev (key 6): bstr of 16 bytes.
+        if data[pos] != 5 or data[pos + 1] > 3 or data[pos + 2] != 6 or data[pos + 3] != 0x50:
+            return None
+        values["tq"] = data[pos + 1]
+        values["prev"] = data[pos + 4 : pos + 20]
+        pos += 20
+        prev = 6
+        for _ in range(ib - 0xA6):
             key = data[pos]
             if key < 24:
                 pos += 1
@@ -515,35 +566,30 @@ def _decode_payload_fast(data: bytes) -> Payload | None:
                 if vb < 24:
                     v = vb
                     pos += 1
-                elif vb < 0x1B:
-                    if vb == 0x18:
-                        v = data[pos + 1]
-                        pos += 2
-                        if v < 24:
-                            return None
-                    elif vb == 0x19:
-                        v = (data[pos + 1] << 8) | data[pos + 2]
-                        pos += 3
-                        if v < 0x100:
-                            return None
-                    else:
-                        v = int.from_bytes(data[pos + 1 : pos + 5], "big")
-                        pos += 5
-                        if v < 0x10000:
-                            return None
-                elif 0x20 <= vb < 0x38:
-                    v = 0x1F - vb
-                    pos += 1
-                elif vb == 0x38:
+                elif vb == 0x19 or vb == 0x39:
+                    v = (data[pos + 1] << 8) | data[pos + 2]
+                    pos += 3
+                    if v < 0x100:
+                        return None
+                    if vb == 0x39:
+                        v = -1 - v
+                elif vb == 0x18:
                     v = data[pos + 1]
                     pos += 2
                     if v < 24:
                         return None
-                    v = -1 - v
-                elif vb == 0x39:
-                    v = (data[pos + 1] << 8) | data[pos + 2]
-                    pos += 3
-                    if v < 0x100:
+                elif 0x20 <= vb < 0x38:
+                    v = 0x1F - vb
+                    pos += 1
+                elif vb == 0x1A:
+                    v = int.from_bytes(data[pos + 1 : pos + 5], "big")
+                    pos += 5
+                    if v < 0x10000:
+                        return None
+                elif vb == 0x38:
+                    v = data[pos + 1]
+                    pos += 2
+                    if v < 24:
                         return None
                     v = -1 - v
                 else:
@@ -583,17 +629,25 @@ def _decode_payload_fast(data: bytes) -> Payload | None:
                     return None
                 values[name] = data[pos:end]
                 pos = end
-        if pos != n or not _REQUIRED_SETS[kind] <= values.keys():
+        if pos != n:
             return None
-        _KIND_RULES[kind](values)
+        if kind == KIND_READING:  # _reading_rules, inlined for the most common kind
+            fault = values["fault"]
+            if (values["temp"] is None) == (fault is None) or (
+                fault is not None and values["rh"] is not None
+            ):
+                return None
+        else:
+            present = {k: v for k, v in values.items() if v is not None}
+            if not _REQUIRED_SETS[kind] <= present.keys():
+                return None
+            _KIND_RULES[kind](present)
     except (IndexError, UnicodeDecodeError, VerificationError):
         return None
-    # As in _finish(), without __init__.
-    obj = object.__new__(_CLASSES[kind])
-    attrs = obj.__dict__
-    attrs.update(_DEFAULTS[kind])
-    attrs.update(values)
     return obj
+
+
+_U32_PROLOGUE = ((2, "boot"), (3, "seq"), (4, "time"))
 
 
 def _wrong_type(name: str, key: int, want: str, value: object) -> FieldTypeError:

@@ -252,6 +252,7 @@ class Logger:
         return urgent
 
     def _upload(self, now):
+        sending = self.core.queued()[0]
         try:
             got = self.core.upload(self.cfg.get("upload_ms", _UPLOAD_MS), self._want_time(now))
         except OSError:
@@ -262,13 +263,20 @@ class Logger:
         self.fails = 0
         self.last_upload = now
         self.next_upload = now + self.upload_interval()
+        ack_time = None
         for item in got:
             if item[0] == "ack":
-                self._ack_time(item[2])
+                ack_time = item[2]
             elif item[0] == "ntp":
                 self._sync(item[1], ct_clock.NTP)
             elif item[0] == "cmd":
                 self._command(item[1])
+            elif item[0] == "dropped" and item[1]:
+                self.status(EV_DROPPED, item[1])
+        # The retained ack a session starts with may be hours old: take the
+        # gateway's time only from the last ack of a session that sent records.
+        if ack_time and sending:
+            self._sync(ack_time, ct_clock.GATEWAY)
         if self.dropped and self.storage & 2:
             # the queue drained: report how much was lost, then start over
             n, free = self.core.queued()
@@ -283,10 +291,6 @@ class Logger:
         c = self.clock
         return bool(self.cfg.get("ntp")) and (
             c.src == ct_clock.UNSET or now - c.last > 43200)
-
-    def _ack_time(self, t):
-        if t:
-            self._sync(t, ct_clock.GATEWAY)
 
     def _sync(self, t, src):
         try:

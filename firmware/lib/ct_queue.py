@@ -37,10 +37,11 @@ bytes free is refused unless it is a priority put, so the status records
 that report the shortage still fit. ``low()`` tells when free space is
 under ``low_water`` (event 4).
 
-Figures (bench_firmware): with 131-byte readings a frame is 141 bytes,
-7.3 records per KiB of segment; 96 segments of 8188 bytes (two 4 KiB
-LittleFS blocks each, 768 KiB of the ~960 KiB filesystem) hold 5,568
-readings: 19 days at 5 minutes, 38 days at 10.
+Figures (bench/bench_firmware.py): a reading of 131-135 bytes makes a
+141-145-byte frame, about 7.1 records per KiB of segment; the default 96
+segments of 8188 bytes (two 4 KiB LittleFS blocks each: 768 KiB of the
+~960 KiB filesystem, the rest is firmware and metadata) hold 56 readings
+each, about 5,360 in all after the reserve: 19 days at 5 minutes, 37 at 10.
 """
 
 import binascii

@@ -9,7 +9,8 @@ The same file runs, unchanged, in two interpreters:
 * MicroPython 1.27 (wasm, under Node): ``tests/firmware/mp_run.mjs`` copies
   firmware/lib, firmware/sim, tests/firmware/fakes and scripts into the
   interpreter's in-memory filesystem (``/fw/...``), ``tests/firmware/data``
-  to ``/data`` and ``hardware/`` to ``/hardware``, puts the same folders on
+  to ``/data``, ``tests/protocol/testdata/rfc6979`` to ``/data/rfc6979`` and
+  ``hardware/`` to ``/hardware``, puts the same folders on
   ``sys.path`` and runs the script with cwd ``/``.
 
 ``fwrun.main`` ends with the line ``N passed, N failed``; the run counts as
@@ -35,6 +36,7 @@ DATA = HERE / "data"
 LIB = ROOT / "firmware" / "lib"
 SIM = ROOT / "firmware" / "sim"
 HARDWARE = ROOT / "hardware"
+RFC6979 = ROOT / "tests" / "protocol" / "testdata" / "rfc6979"
 MP_RUN = HERE / "mp_run.mjs"
 MICROPYTHON = (
     ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
@@ -102,7 +104,8 @@ def cpython_command(script: Path) -> tuple[list[str], dict[str, str], Path]:
 def micropython_command(script: Path, heap: int = 4 * 1024 * 1024) -> list[str]:
     cmd = [node(), str(MP_RUN), "--heap", str(heap)]
     for host, mp in ((LIB, "/fw/lib"), (SIM, "/fw/sim"), (FAKES, "/fw/fakes"),
-                     (SCRIPTS, "/fw/scripts"), (DATA, "/data"), (HARDWARE, "/hardware")):
+                     (SCRIPTS, "/fw/scripts"), (DATA, "/data"), (HARDWARE, "/hardware"),
+                     (RFC6979, "/data/rfc6979")):
         if host.is_dir():
             cmd += ["--put", f"{host}={mp}"]
     for mp in ("/fw/scripts", "/fw/fakes", "/fw/sim", "/fw/lib"):
@@ -111,6 +114,7 @@ def micropython_command(script: Path, heap: int = 4 * 1024 * 1024) -> list[str]:
 
 
 def run(script: Path, interpreter: str, timeout: float = 240) -> Result:
+    script = Path(script).resolve()
     if interpreter == "cpython":
         cmd, env, cwd = cpython_command(script)
     elif interpreter == "micropython":

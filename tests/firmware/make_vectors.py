@@ -26,7 +26,8 @@ def main() -> None:
     cases = []
     lengths = [0, 1, 55, 56, 64, 120, 1000, 131, 3, 200, 17, 90]
     for i, n in enumerate(lengths):
-        x = int.from_bytes(hashlib.sha256(b"coldtrace-fw-vector-%d" % i).digest(), "big") % (N - 1) + 1
+        seed = hashlib.sha256(b"coldtrace-fw-vector-%d" % i).digest()
+        x = int.from_bytes(seed, "big") % (N - 1) + 1
         msg = bytes((i * 31 + j * 7) & 0xFF for j in range(n))
         sk = ecdsa.SigningKey.from_secret_exponent(x, curve=ecdsa.NIST256p, hashfunc=hashlib.sha256)
         raw = sk.sign_deterministic(msg, hashfunc=hashlib.sha256, sigencode=sigencode_string)
@@ -36,16 +37,17 @@ def main() -> None:
         if flipped:
             s = N - s
         cases.append({
-            "x": "%064x" % x,
+            "x": f"{x:064x}",
             "pub": "04" + sk.get_verifying_key().to_string().hex(),
             "msg": msg.hex(),
-            "sig": "%064x%064x" % (r, s),
+            "sig": f"{r:064x}{s:064x}",
             "flipped": flipped,
         })
     assert any(c["flipped"] for c in cases) and not all(c["flipped"] for c in cases)
     doc = {
-        "source": "python-ecdsa %s sign_deterministic(hashfunc=sha256), then s -> n - s "
-                  "when s > n/2 (docs/protocol.md §3); tests/firmware/make_vectors.py" % ecdsa.__version__,
+        "source": f"python-ecdsa {ecdsa.__version__} sign_deterministic(hashfunc=sha256), "
+                  "then s -> n - s when s > n/2 (docs/protocol.md §3); "
+                  "tests/firmware/make_vectors.py",
         "cases": cases,
     }
     OUT.write_text(json.dumps(doc, indent=1) + "\n")

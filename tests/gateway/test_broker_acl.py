@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.broker import BrokerProcess, BrokerUser, free_port, start_broker, write_config
-from tests.gateway.rawmqtt import RawClient
+from tests.gateway.rawmqtt import MQTTError, RawClient
 
 PASSWORDS = {"gw@local": "gw-secret", "tl-a": "a-secret", "tl-b": "b-secret", "ops@local": "o"}
 
@@ -203,3 +203,27 @@ def test_device_added_to_running_broker_connects_after_reload(broker: BrokerProc
         time.sleep(0.05)
     assert codes[-1] == 0, broker.log_text()[-1000:]
     assert broker.running
+
+
+def test_oversized_records_reach_the_gateway_but_floods_are_cut(broker: BrokerProcess) -> None:
+    """max_packet_size 16 KiB: the gateway sees (and quarantines) an oversized record,
+    while a packet beyond the limit costs the sender its connection."""
+    with client(broker, "gw@local") as gw, client(broker, "tl-a") as a:
+        gw.subscribe("ct/v1/+/rec")
+        a.publish(
+            "ct/v1/tl-a/rec", b"\x00" * 2000
+        )  # > 1024: the gateway refuses it, not the broker
+        assert [len(m.payload) for m in gw.receive(limit=1, idle=3.0)] == [2000]
+        a.sock.sendall(b"\x32" + bytes([0x80, 0x80, 0x02]) + b"\x00" * 64)  # claims 32 KiB
+        with pytest.raises((MQTTError, OSError)):
+            a.receive(idle=3.0)  # the broker closes the connection
+
+
+def test_monitor_reads_the_brokers_drop_counter_and_devices_do_not(broker: BrokerProcess) -> None:
+    topic = "$SYS/broker/publish/messages/dropped"  # retained by the broker
+    with client(broker, "ops@local") as ops, client(broker, "tl-a") as a:
+        ops.subscribe(topic)
+        a.subscribe(topic, "$SYS/#")
+        got = ops.receive(limit=1, idle=12.0)  # $SYS is published every 10 s
+        assert [m.topic for m in got] == [topic] and got[0].payload.isdigit()
+        assert a.receive(idle=0.5) == []

@@ -94,15 +94,20 @@ def test_acl_has_device_patterns_and_gateway_sections(tmp_path: Path) -> None:
         "pattern read ct/v1/%u/cmd",
     ]
     gw = lines.index("user gw@wh-7")
-    assert lines[gw + 1 : gw + 6] == [
+    assert lines[gw + 1 : gw + 7] == [
         "topic read ct/v1/+/rec",
         "topic read ct/v1/+/state",
         "topic readwrite ct/v1/+/ack",
         "topic write ct/v1/+/cmd",
         "topic write ct/v1/gw/wh-7/alerts",
+        "topic read $SYS/broker/#",
     ]
     ops = lines.index("user ops@wh-7")
-    assert lines[ops + 1 : ops + 3] == ["topic read ct/v1/gw/+/alerts", "topic read ct/v1/+/state"]
+    assert lines[ops + 1 : ops + 4] == [
+        "topic read ct/v1/gw/+/alerts",
+        "topic read ct/v1/+/state",
+        "topic read $SYS/broker/#",
+    ]
     # Devices have no user section: the patterns are all they get.
     assert "user tl-1" not in lines
 
@@ -124,6 +129,14 @@ def test_password_file_is_hashed_and_private(tmp_path: Path) -> None:
     assert set(creds) == {"tl-1"} and len(creds["tl-1"]) >= 20
     assert mode(tmp_path / "credentials.json") == 0o600
     assert creds["tl-1"] not in passwd
+
+
+def test_generated_passwords_survive_a_re_render(tmp_path: Path) -> None:
+    write_config(tmp_path, users=[BrokerUser("tl-1")])
+    first = read_credentials(tmp_path)
+    write_config(tmp_path, users=[BrokerUser("tl-1"), BrokerUser("tl-2")])
+    second = read_credentials(tmp_path)
+    assert second["tl-1"] == first["tl-1"] and set(second) == {"tl-1", "tl-2"}
 
 
 def test_tls_only_config(tmp_path: Path) -> None:

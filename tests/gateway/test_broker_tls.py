@@ -7,8 +7,11 @@ ACL applies: a certificate for device A can publish only as A.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gateway.broker import (
+    BrokerError,
     BrokerProcess,
     BrokerUser,
     CertPair,
@@ -194,3 +198,52 @@ def test_paho_gateway_receives_over_tls_with_its_certificate(
         client.disconnect()
         client.loop_stop()
     assert got == [("ct/v1/tl-b/rec", b"record-b")]
+
+
+def test_broker_as_a_service_user_reads_what_it_needs(
+    pki: Pki, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
+    """As root with run_as="mosquitto" (a system service), files are handed over."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start Mosquitto as another user")
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no 'mosquitto' user")
+    # pytest's temporary directories are 0700 (root only): the service user
+    # could not even reach its files there, which write_config reports.
+    hidden = tmp_path_factory.mktemp("hidden")
+    with pytest.raises(BrokerError, match="not searchable by 'mosquitto'"):
+        write_config(hidden, port=free_port(), run_as="mosquitto")
+    d = Path(tempfile.mkdtemp(prefix="coldtrace-service-"))
+    d.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    ca = make_ca(d)
+    server = make_cert(ca, d, name="localhost", kind="server", hosts=["127.0.0.1"])
+    device = make_cert(ca, d, name="tl-a", kind="device")
+    tls = TLSListener(ca.cert, server.cert, server.key, port=free_port(), bind="127.0.0.1")
+    users = [BrokerUser("gw@local", "gateway", "pw")]
+    # Mosquitto 2.0 drops privileges before it loads the TLS key: refuse early.
+    with pytest.raises(BrokerError, match=r"localhost\.key is not readable by 'mosquitto'"):
+        write_config(d / "broker", port=free_port(), tls=tls, users=users, run_as="mosquitto")
+    shutil.chown(server.key, user="mosquitto")
+    conf = write_config(d / "broker", port=free_port(), tls=tls, users=users, run_as="mosquitto")
+    with start_broker(conf) as broker:
+        assert broker.port is not None
+        gw = RawClient(broker.port, "gw", username="gw@local", password="pw", clean=False)
+        with gw:
+            assert gw.connect() == 0  # the password file was readable
+            assert gw.subscribe("ct/v1/+/rec") == [1]
+            gw.disconnect()
+        assert broker.tls_port is not None
+        ctx = ssl.create_default_context(cafile=str(ca.cert))
+        ctx.load_cert_chain(str(device.cert), str(device.key))
+        with RawClient(broker.tls_port, "a", ssl_context=ctx) as a:
+            assert a.connect() == 0  # the TLS key was readable
+            a.publish("ct/v1/tl-a/rec", b"queued")
+            a.disconnect()
+        broker.restart()  # the persistence database was writable
+        with RawClient(broker.port, "gw", username="gw@local", password="pw", clean=False) as gw:
+            assert gw.connect() == 0
+            assert [m.payload for m in gw.receive(limit=1, idle=3.0)] == [b"queued"]
+    assert "Error" not in broker.log_text()

@@ -112,6 +112,7 @@ FULL: dict[str, Any] = {
     "acks_sent": 98_000,
     "mqtt": {"received": 1_234_020, "acked": 1_234_017, "connects": 1},
     "alerts_active": 2,
+    "broker_dropped": 0,
     "alarms": ["conflict tl-1 seq 4"],  # not a metric: ignored
 }
 
@@ -147,6 +148,7 @@ EXPECTED: dict[Key, float] = {
     ("coldtrace_mqtt_events_total", L(event="acked")): 1_234_017,
     ("coldtrace_mqtt_events_total", L(event="connects")): 1,
     ("coldtrace_alerts_active", L()): 2,
+    ("coldtrace_broker_dropped_messages_total", L()): 0,
 }
 
 

@@ -160,7 +160,7 @@ class FakeBroker:
         elif kind == "puback":
             pass
         else:
-            raise ValueError("unknown packet %r" % (kind,))
+            raise ValueError(f"unknown packet {kind!r}")
 
     def _pub(self, topic, msg):
         self._pid = self._pid % 65535 + 1

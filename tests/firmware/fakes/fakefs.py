@@ -177,7 +177,7 @@ class FakeFs:
         self.trace.append((self.steps, kind, path))
         if self.cut_at is not None and self.steps >= self.cut_at:
             self.dead = True
-            raise PowerCut("%s %s (step %d)" % (kind, path, self.steps))
+            raise PowerCut(f"{kind} {path} (step {self.steps})")
 
     def remount(self):
         """Power is back: a new Fs over what reached the disk."""

@@ -51,7 +51,7 @@ class FakeGateway:
             self.lose.discard(seq)
             return
         if seq in self.records and self.records[seq] != msg:
-            raise AssertionError("two different records with seq %d" % seq)
+            raise AssertionError(f"two different records with seq {seq}")
         self.records[seq] = msg
         before = self.next
         while self.next in self.records:

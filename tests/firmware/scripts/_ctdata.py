@@ -15,7 +15,7 @@ def load(name):
                 return json.load(f)
         except OSError:
             pass
-    raise OSError("data file %s not found" % name)
+    raise OSError(f"data file {name} not found")
 
 
 def rfc6979():

@@ -116,7 +116,7 @@ def test_bad_keys_and_signatures_are_refused():
     raises(ct_p256.P256Error, ct_p256.verify, pub[:64] + bytes((pub[64] ^ 1,)), b"m", sig)
     raises(ct_p256.P256Error, ct_p256.decode_point, b"\x02" + pub[1:33])
     # high S is a valid ECDSA signature (verify accepts it); the signer never makes one
-    r, s_ = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+    s_ = int.from_bytes(sig[32:], "big")
     ct_p256.verify(pub, b"m", sig[:32] + (N - s_).to_bytes(32, "big"))
 
 

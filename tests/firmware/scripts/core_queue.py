@@ -4,21 +4,20 @@ from ct_queue import CorruptRecord, Queue, QueueError
 from fakefs import Disk, FakeFs, PowerCut
 from fwrun import main, raises
 
-
 SEGMENTS = 4
 
 
 def rec(i):
     # variable length, self-describing: the id and a filler that depends on it
     n = 40 + (i * 37) % 70
-    head = ("R%05d:" % i).encode()
+    head = f"R{i:05d}:".encode()
     return head + bytes((i + j) & 0xFF for j in range(n - len(head)))
 
 
 def rid(b):
     i = int(b[1:6])
     if b != rec(i):
-        raise AssertionError("record %d corrupted" % i)
+        raise AssertionError(f"record {i} corrupted")
     return i
 
 
@@ -124,7 +123,7 @@ def test_torn_tail_is_never_appended_behind():
     for i in range(3):
         q.put(rec(i))
     # a torn append: half a frame at the end of the tail segment
-    seg = "q/s%03d" % q.tail()[1]
+    seg = f"q/s{q.tail()[1]:03d}"
     fs.disk.files[seg] = fs.disk.files[seg] + b"\x30\x00\x03\x00\x00\x00junk"
     q = small(fs)
     assert ids(q) == [0, 1, 2]
@@ -194,17 +193,17 @@ def check_after_cut(disk, log, torn):
     put, acked, doing = log["put"], log["acked"], log["doing"]
     allowed = [put[acked:]]
     if doing and doing[0] == "put":
-        allowed.append(put[acked:] + [doing[1]])
+        allowed.append(put[acked:] + [doing[1]])  # noqa: RUF005
     if doing and doing[0] == "ack":
         allowed.append(put[doing[1]:])
     if got not in allowed:
-        raise AssertionError("after cut during %r: got %r, allowed %r" % (doing, got, allowed))
+        raise AssertionError(f"after cut during {doing!r}: got {got!r}, allowed {allowed!r}")
     # the queue still works: new records go after the survivors, then drain
     base = 1000
     for i in range(3):
         assert q.put(rec(base + i))
     q = small(fs)
-    assert ids(q) == got + [base, base + 1, base + 2]
+    assert ids(q) == got + [base, base + 1, base + 2]  # noqa: RUF005
     ack_n(q, len(got) + 3)
     q = small(fs)
     assert q.count() == 0 and ids(q) == []
@@ -228,7 +227,7 @@ def cut_everywhere(torn):
         except PowerCut:
             pass
         else:
-            raise AssertionError("no cut at step %d of %d" % (cut, total))
+            raise AssertionError(f"no cut at step {cut} of {total}")
         check_after_cut(disk, log, torn)
     return total
 
@@ -265,13 +264,13 @@ def _cut_twice():
     for first in (5, 40, 77):
         disk = Disk()
         log = {"put": [], "acked": 0, "doing": None}
-        try:
+        try:  # noqa: SIM105 (no contextlib in MicroPython)
             workload(FakeFs(disk, first), log)
         except PowerCut:
             pass
         for second in (1, 2, 3):
             d2 = disk.copy()
-            try:
+            try:  # noqa: SIM105
                 small(FakeFs(d2, second))
             except PowerCut:
                 pass

@@ -21,7 +21,7 @@ class MQTTException(Exception):
 
 class MQTTClient:
     def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0,
-                 ssl=None, ssl_params={}):
+                 ssl=None, ssl_params=None):
         self.client_id = client_id
         self.server = server
         self.port = port
@@ -111,7 +111,7 @@ class MQTTClient:
             if qos == 1:
                 self.sock.send(("puback", pid))
             return 0x30
-        raise MQTTException("unexpected packet %r" % (kind,))
+        raise MQTTException(f"unexpected packet {kind!r}")
 
     def check_msg(self):
         self.sock.setblocking(False)

@@ -1,0 +1,171 @@
+"""The logger app on the real core: signed records, flash queue (fake
+LittleFS), uplink through a fake broker to a scripted gateway, deep-sleep
+wakes with state in RTC memory, alarms, commands and the gateway's clock."""
+
+import ct_app
+import ct_cbor
+import ct_core
+import ct_p256
+import ct_queue
+import ct_record
+import ct_rtcmem
+import ct_state
+import ct_uplink
+from fake_board import FakeBoard
+from fakebroker import FakeBroker
+from fakeclock import FakeTicks
+from fakefs import Disk, FakeFs
+from fakegateway import FakeGateway
+from fwrun import main
+from umqtt.simple import MQTTClient
+
+DEV = "tl-app1"
+KEY = bytes(range(32))
+SECRET = bytes(range(1, 33))
+CFG = {"id": DEV, "interval": 300, "upload": 3600, "heartbeat": 86400,
+       "alarm": {"high": 800, "low": 200, "delay": 600}}
+
+
+class Rig:
+    """One device with its disk, RTC memory, broker and gateway."""
+
+    def __init__(self, temps, cfg=CFG):
+        self.disk = Disk()
+        self.board = FakeBoard(t=1000)
+        self.ticks = FakeTicks(1000)
+        self.broker = FakeBroker("broker-app", self.ticks)
+        self.gw = FakeGateway(self.broker, DEV, KEY, self.ticks)
+        self.signer = ct_p256.Signer(SECRET)
+        self.temps = list(temps)
+        self.cfg = cfg
+        self.settings = {}
+        self.logs = []
+
+    def probe(self):
+        v = self.temps.pop(0)
+        if isinstance(v, Exception):
+            raise v
+        return v, None
+
+    def core(self):
+        fs = FakeFs(self.disk)
+        mem = ct_rtcmem.RTCMem(self.board.rtc)
+        st = ct_state.State(fs, "ct/state", mem)
+        q = ct_queue.Queue(fs, "ct/q", 8, 4096, 512, 2048)
+
+        def client():
+            return MQTTClient(DEV, "broker-app", 1883, keepalive=60)
+
+        up = ct_uplink.Uplink(client, DEV, KEY, q, st, None, 1, 16, 2000, 3000, ticks=self.ticks)
+        c = ct_core.Core(DEV, self.signer, st, q, up)
+        c.start(self.board.reset_cause() == self.board.DEEPSLEEP)
+        return c
+
+    def later(self, s):
+        self.board.t += s
+        self.ticks.advance(s * 1000)
+
+    def wake(self, n=1):
+        for _ in range(n):
+            core = self.core()
+            lg = ct_app.Logger(self.cfg, self.board, core, [(0, 5, self.probe)], self.settings)
+            ms = lg.cycle()
+            if lg.settings_dirty:
+                self.settings = dict(lg.settings)
+            core.close()
+            self.logs.append(lg)
+            self.board.deep_sleep(ms)
+            self.ticks.advance(ms)
+
+
+def payloads(gw):
+    return [ct_cbor.decode_map(ct_record.parse_sign1(gw.records[s])[1])
+            for s in sorted(gw.records)]
+
+
+def sig_structure(prot, payload):
+    return (b"\x84\x6aSignature1" + ct_cbor.head_bytes(2, len(prot)) + prot + b"\x40"
+            + ct_cbor.head_bytes(2, len(payload)) + payload)
+
+
+def test_every_record_reaches_the_gateway_signed_and_chained():
+    rig = Rig([450] * 14)
+    rig.wake(14)  # 70 minutes at 5-minute intervals: two uploads
+    gw = rig.gw
+    seqs = sorted(gw.records)
+    assert seqs == list(range(len(seqs))) and gw.chain_errors == 0
+    pub = rig.signer.public_key()
+    for s in seqs[:3] + seqs[-2:]:
+        prot, p, sig = ct_record.parse_sign1(gw.records[s])
+        ct_p256.verify(pub, sig_structure(prot, p), sig)
+    ps = payloads(gw)
+    assert ps[0][1] == 3 and ps[0][30] == ct_app.EV_BOOT
+    readings = [p for p in ps if p[1] == 1]
+    assert readings and all(p[10] == 450 and p[14] == 5 for p in readings)
+    # one boot: deep-sleep wakes do not count as boots
+    assert len({p[2] for p in ps}) == 1
+
+
+def test_gateway_time_sets_the_clock():
+    rig = Rig([450] * 3)
+    rig.wake(3)
+    ps = payloads(rig.gw)
+    rd = [p for p in ps if p[1] == 1]
+    assert rd[0][5] == 0 and rd[-1][5] == 3
+    assert rd[-1][4] >= 1790000000
+    assert any(p[1] == 3 and p[30] == ct_app.EV_CLOCK_SET for p in ps)
+
+
+def test_alarm_goes_out_at_once_with_peak():
+    rig = Rig([500, 900, 1100, 1200, 600, 500])
+    rig.wake(6)
+    ps = payloads(rig.gw)
+    ev = [(p[30], p.get(37)) for p in ps if p[1] == 3]
+    assert (7, 1200) in ev and (8, 1200) in ev
+    # the alarm start and end reached the gateway without waiting an hour
+    assert rig.broker.connects >= 3
+    bits = [p.get(16, 0) for p in ps if p[1] == 1]
+    assert bits == [0, 0, 0, 5, 4]  # the 6th reading waits for the next upload
+
+
+def test_sensor_fault_recorded_as_fault():
+    rig = Rig([450, Exception(3, "85 C"), 460])
+    rig.gw.ack_every = 1
+    rig.wake(3)
+    rig.later(3600)  # force an upload of everything
+    rig.temps = [470]
+    rig.wake(1)
+    rd = [p for p in payloads(rig.gw) if p[1] == 1]
+    assert [(p.get(10), p.get(12)) for p in rd[:3]] == [(450, None), (None, 3), (460, None)]
+
+
+def test_commands_from_the_gateway_apply_or_are_refused():
+    rig = Rig([450] * 4)
+    rig.wake(1)
+    rig.gw.command({10: 600, 12: 1000})
+    rig.gw.command({10: 60}, key=bytes(32))  # wrong key: refused
+    rig.later(3600)
+    rig.wake(1)
+    assert rig.settings == {"interval": 600, "high": 1000}
+    rig.later(3600)
+    rig.wake(1)  # the refusal and the change are logged and uploaded
+    ev = [(p[30], p.get(37)) for p in payloads(rig.gw) if p[1] == 3]
+    assert (10, 1) in ev and (10, -1) in ev
+    assert rig.board.slept[-1] <= 600000
+    clock_sets = [e for e in ev if e[0] == 6]
+    assert len(clock_sets) == 1  # the stale retained ack did not move the clock
+
+
+def test_offline_for_a_while_then_everything_is_delivered_in_order():
+    rig = Rig([450] * 30)
+    rig.broker.down = True
+    rig.wake(20)
+    assert not rig.gw.records
+    rig.broker.down = False
+    rig.later(3600)
+    rig.wake(2)
+    seqs = sorted(rig.gw.records)
+    assert seqs == list(range(len(seqs))) and len(seqs) >= 20 and rig.gw.chain_errors == 0
+
+
+main(globals())
