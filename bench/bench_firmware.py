@@ -4,8 +4,8 @@ Sign time is measured inside the real MicroPython interpreter (wasm build,
 npm @micropython/micropython-webassembly-pyscript, under Node) with
 time.ticks_us (best of 5 batches: the wasm build's clock has millisecond
 steps; this 2-core machine is noisy, so the minimum is the figure), and
-compared with the same module (firmware/lib/ct_p256.py) under CPython, with python-ecdsa, and with the
-signer without its fixed-base table (teeth=1: plain double-and-add). An
+compared with the same module (firmware/lib/ct_p256.py) under CPython,
+with python-ecdsa, and with the signer without its fixed-base table (teeth=1: plain double-and-add). An
 ESP32 at 240 MHz is slower than wasm on x86 by a factor that was not
 measured here (no board).
 

@@ -227,18 +227,7 @@ def _run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     cfg = _load(args)
-    gw = Gateway(cfg, on_records=_alert_listener(cfg))
-    return gw.run()
-
-
-def _alert_listener(cfg: Any) -> Any:
-    """The alert engine's record hook, if gateway/alerts.py provides one."""
-    try:
-        alerts = importlib.import_module("gateway.alerts")
-    except ImportError:
-        return None
-    factory = getattr(alerts, "listener_from_config", None)
-    return factory(cfg) if factory is not None else None
+    return Gateway(cfg).run()  # alerts (gateway/alerts.py) and metrics are wired inside
 
 
 def _status(args: argparse.Namespace) -> int:

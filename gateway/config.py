@@ -14,6 +14,8 @@ sections are::
     [ledger]    backend ("local"), id, key_file, path
     [registry]  id, key_file (P-256, only needed to register devices),
                 public_key (base64 SEC1; read from key_file when absent)
+    [metrics]   port (Prometheus endpoint; absent or 0: off), host
+    [alerts]    profiles, places, webhook...: read by gateway/alerts.py, kept as is
 
 Unknown keys are refused, so a typo is an error rather than a silent default.
 """
@@ -31,6 +33,7 @@ __all__ = [
     "IngestConfig",
     "LedgerConfig",
     "LogConfig",
+    "MetricsConfig",
     "MqttConfig",
     "RegistryConfig",
     "load_config",
@@ -101,6 +104,12 @@ class RegistryConfig:
 
 
 @dataclass
+class MetricsConfig:
+    port: int = 0  # 0: no metrics endpoint
+    host: str = "127.0.0.1"
+
+
+@dataclass
 class GatewayConfig:
     id: str = "gateway"
     data_dir: Path = Path("var/gateway")
@@ -109,6 +118,8 @@ class GatewayConfig:
     log: LogConfig = field(default_factory=LogConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: dict[str, Any] = field(default_factory=dict)  # gateway/alerts.py reads it
     path: Path | None = None  # the file this was read from
 
     @property
@@ -133,7 +144,7 @@ def _section(cls: type, raw: Any, where: str, base: Path) -> Any:
     known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in known or key == "path" and cls is GatewayConfig:
+        if key not in known or key in ("path", "alerts") and cls is GatewayConfig:
             raise ConfigError(f"[{where}] has an unknown key {key!r}")
         if key in _PATH_FIELDS and value is not None:
             if not isinstance(value, str):
@@ -171,8 +182,12 @@ def load_config(path: str | Path) -> GatewayConfig:
         "log": LogConfig,
         "ledger": LedgerConfig,
         "registry": RegistryConfig,
+        "metrics": MetricsConfig,
     }
     top = raw.pop("gateway", {})
+    alerts = raw.pop("alerts", {})
+    if not isinstance(alerts, dict):
+        raise ConfigError("[alerts] must be a table")
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"{path}: unknown sections {sorted(unknown)}")
@@ -186,6 +201,7 @@ def load_config(path: str | Path) -> GatewayConfig:
             setattr(obj, attr, base / p)
     if not cfg.data_dir.is_absolute():
         cfg.data_dir = base / cfg.data_dir
+    cfg.alerts = alerts
     cfg.path = path
     _check(cfg)
     return cfg

@@ -197,7 +197,10 @@ class Gateway:
             max_backlog=ing.max_backlog,
         )
         self.acks = AckScheduler(self.ingestor.ack_for, self.mqtt.publish, ing.ack_interval)
-        self.on_records = on_records
+        self.alerts = on_records if on_records is not None else self._alert_listener()
+        self.on_records = self.alerts
+        self.metrics: Any = None
+        self.last_status: dict[str, Any] = {}
         self.started = time.time()
         self._next_outbox = 0.0
         self._next_status = 0.0
@@ -205,12 +208,39 @@ class Gateway:
         self.rate = 0.0
         self._stopped = threading.Event()
 
+    def _alert_listener(self) -> Any:
+        """gateway/alerts.py's listener for this configuration (None if unavailable)."""
+        try:
+            from gateway.alerts import listener_from_config
+        except ImportError:
+            return None
+
+        def place_of(device: str) -> str | None:
+            row = self.registry.devices.get(device)
+            return None if row is None else row.place
+
+        return listener_from_config(
+            self.cfg,
+            publish=lambda topic, payload: self.mqtt.publish(topic, payload, retain=False),
+            place_of=place_of,
+        )
+
+    def _metrics_stats(self) -> dict[str, Any]:
+        return self.last_status  # computed on the ingest thread; only read here
+
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         self._drain_outbox()
+        self._write_status()
         self.pipeline.start()
         self.mqtt.start()
+        if self.cfg.metrics.port:
+            from gateway.metrics import serve_metrics
+
+            self.metrics = serve_metrics(
+                self.cfg.metrics.port, self._metrics_stats, host=self.cfg.metrics.host
+            )
         log.info(
             "gateway %s started: log %s at %d leaves", self.cfg.id, self.cfg.log.origin, self.log.size
         )
@@ -219,12 +249,16 @@ class Gateway:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.metrics is not None:
+            self.metrics.close()
         self.mqtt.stop()
         self.pipeline.stop()
         if self.pipeline.error is None:
             self.acks.flush(time.time(), force=True)
             self.log.checkpoint()
             self._write_status()
+        if self.alerts is not None and hasattr(self.alerts, "close"):
+            self.alerts.close()
         self.log.close()
         self.ledger.close()
         self.store.close()
@@ -274,6 +308,11 @@ class Gateway:
         if now >= self._next_status:
             self._next_status = now + 2.0
             self._write_status()
+            if self.alerts is not None and hasattr(self.alerts, "tick"):
+                try:
+                    self.alerts.tick()
+                except Exception:  # noqa: BLE001 - alerts must never stop ingest
+                    log.exception("alert tick failed")
 
     def _drain_outbox(self) -> None:
         pending = self.store.outbox_pending()
@@ -319,7 +358,21 @@ class Gateway:
         }
 
     def _write_status(self) -> None:
-        self.store.set_meta("status", json.dumps(self.status()))
+        status = self.status()
+        self.store.set_meta("status", json.dumps(status))
+        presence = self.store.presence()
+        devices = self.registry.devices.values()
+        status["rejects"] = self.store.reject_counts()
+        status["devices"] = {
+            "online": sum(1 for s, _ in presence.values() if s == "online"),
+            "offline": sum(1 for s, _ in presence.values() if s == "offline"),
+            "registered": sum(1 for d in devices if d.state == 1),
+            "revoked": sum(1 for d in devices if d.state == 2),
+        }
+        engine = getattr(self.alerts, "engine", None)
+        if engine is not None:
+            status["alerts_active"] = len(engine.active())
+        self.last_status = status
 
 
 def run(cfg: GatewayConfig) -> int:

@@ -16,9 +16,14 @@ wait on the simulated clock, so a day of readings takes minutes.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
@@ -88,128 +93,544 @@ class SunTag:
 # --- umqtt.simple look-alike over paho-mqtt ------------------------------------
 
 
+class _PahoSock:
+    """What ct_uplink touches of ``client.sock``: timeouts and close."""
+
+    def __init__(self, client: PahoClient) -> None:
+        self._client = client
+
+    def settimeout(self, t: float | None) -> None:
+        if t:
+            self._client.timeout = t
+
+    def setblocking(self, flag: bool) -> None:
+        return None
+
+    def close(self) -> None:
+        self._client._shutdown()
+
+
 class PahoClient:
     """The part of micropython-lib's ``umqtt.simple.MQTTClient`` the firmware
-    uses, on paho-mqtt 2.x (MQTT 3.1.1), so the firmware's uplink runs under
-    CPython against a real broker. paho's network loop runs in its thread;
-    received messages wait in a queue until ``check_msg``/``wait_msg``
-    hands them to the callback, as umqtt does. Every wait has a timeout."""
+    uses (connect, publish, subscribe, check_msg, wait_msg, set_callback,
+    set_last_will, disconnect, ``sock``, ``pid``), on paho-mqtt 2.x with
+    MQTT 3.1.1, so ct_uplink runs under CPython against a real broker.
+    paho's network loop runs in its own thread; received messages wait in a
+    queue until ``check_msg``/``wait_msg`` hands them to the callback, as
+    umqtt does. Every wait has a timeout."""
 
-    def __init__(
-        self,
-        client_id: bytes | str,
-        server: str,
-        port: int = 1883,
-        user: str | None = None,
-        password: str | None = None,
-        keepalive: int = 60,
-        ssl: object | None = None,
-        timeout: float = 10,
-    ) -> None:
-        import queue
-
-        import paho.mqtt.client as mqtt
-
-        self._mqtt = mqtt
-        cid = client_id.decode() if isinstance(client_id, bytes) else client_id
-        self._c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=cid,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
-        if user:
-            self._c.username_pw_set(user, password)
+    def __init__(self, client_id: bytes | str, server: str, port: int = 1883,
+                 user: str | None = None, password: str | None = None,
+                 keepalive: int = 60, ssl: object | None = None, timeout: float = 10) -> None:
+        self.client_id = client_id.decode() if isinstance(client_id, bytes) else client_id
         self.server = server
         self.port = port or 1883
+        self.user = user
+        self.password = password
         self.keepalive = keepalive or 60
         self.timeout = timeout
-        self.cb = None
+        self.cb: Callable[[bytes, bytes], None] | None = None
+        self.pid = 0
+        self.sock: _PahoSock | None = None
+        self._will: tuple[str, bytes, bool, int] | None = None
+        self._c: Any = None
         self._inbox: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
-        self._connected = False
-        self._c.on_message = lambda c, u, m: self._inbox.put((m.topic.encode(), m.payload))
-        self._c.on_disconnect = self._on_disconnect
 
-    def _on_disconnect(self, *a: object) -> None:
-        self._connected = False
+    @staticmethod
+    def _topic(t: bytes | str) -> str:
+        return t.decode() if isinstance(t, bytes) else t
 
-    def set_callback(self, f: object) -> None:
+    def set_callback(self, f: Callable[[bytes, bytes], None]) -> None:
         self.cb = f
 
-    def set_last_will(
-        self, topic: bytes | str, msg: bytes | str, retain: bool = False, qos: int = 0
-    ) -> None:
-        t = topic.decode() if isinstance(topic, bytes) else topic
-        self._c.will_set(t, msg, qos=qos, retain=retain)
+    def set_last_will(self, topic: bytes | str, msg: bytes, retain: bool = False,
+                      qos: int = 0) -> None:
+        self._will = (self._topic(topic), bytes(msg), retain, qos)
 
     def connect(self, clean_session: bool = True, timeout: float | None = None) -> int:
+        import paho.mqtt.client as mqtt
+
+        self._shutdown()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                        protocol=mqtt.MQTTv311, clean_session=clean_session)
+        if self.user:
+            c.username_pw_set(self.user, self.password)
+        if self._will:
+            t, m, r, q = self._will
+            c.will_set(t, m, qos=q, retain=r)
+        c.on_message = lambda cl, u, msg: self._inbox.put((msg.topic.encode(), msg.payload))
+        c.connect_timeout = timeout or self.timeout
         try:
-            rc = self._c.connect(self.server, self.port, self.keepalive)
+            rc = c.connect(self.server, self.port, self.keepalive)
         except OSError as e:
             raise OSError(113, f"connect {self.server}:{self.port}: {e}") from e
         if rc != 0:
-            raise OSError(113, f"connect failed rc={rc}")
-        self._c.loop_start()
-        import time
-
+            raise OSError(113, f"connect refused rc={rc}")
+        self._c = c
+        c.loop_start()
         deadline = time.monotonic() + (timeout or self.timeout)
-        while not self._c.is_connected():
+        while not c.is_connected():
             if time.monotonic() > deadline:
-                self.disconnect()
-                raise OSError(110, "CONNACK timeout")
-            time.sleep(0.01)
-        self._connected = True
+                self._shutdown()
+                raise OSError(110, "no CONNACK")
+            time.sleep(0.005)
+        self.sock = _PahoSock(self)
         return 0
 
+    def _shutdown(self) -> None:
+        c, self._c = self._c, None
+        if c is not None:
+            with contextlib.suppress(Exception):
+                c.disconnect()
+            c.loop_stop()
+
+    def _live(self) -> Any:
+        if self._c is None or not self._c.is_connected():
+            raise OSError(104, "not connected")
+        return self._c
+
     def disconnect(self) -> None:
-        try:
-            self._c.disconnect()
-        finally:
-            self._c.loop_stop()
-            self._connected = False
+        self._shutdown()
 
     def ping(self) -> None:
-        if not self._c.is_connected():
-            raise OSError(104, "not connected")
+        self._live()
 
     def publish(self, topic: bytes | str, msg: bytes, retain: bool = False, qos: int = 0) -> None:
-        if not self._c.is_connected():
-            raise OSError(104, "not connected")
-        t = topic.decode() if isinstance(topic, bytes) else topic
-        info = self._c.publish(t, bytes(msg), qos=qos, retain=retain)
+        c = self._live()
+        if qos:
+            self.pid += 1
+        info = c.publish(self._topic(topic), bytes(msg), qos=qos, retain=retain)
         if qos:
             try:
                 info.wait_for_publish(self.timeout)
             except (RuntimeError, ValueError) as e:
                 raise OSError(104, str(e)) from e
             if not info.is_published():
-                raise OSError(110, "PUBACK timeout")
+                raise OSError(110, "no PUBACK")
 
     def subscribe(self, topic: bytes | str, qos: int = 0) -> None:
-        t = topic.decode() if isinstance(topic, bytes) else topic
-        rc, _ = self._c.subscribe(t, qos)
+        self.pid += 1
+        rc, _ = self._live().subscribe(self._topic(topic), qos)
         if rc != 0:
             raise OSError(104, "subscribe failed")
 
-    def check_msg(self, attempts: int = 2) -> None:
-        import queue
+    def _deliver(self, item: tuple[bytes, bytes]) -> int:
+        if self.cb is not None:
+            self.cb(*item)
+        return 0x30  # umqtt returns the PUBLISH op
 
-        if not self._c.is_connected() and self._inbox.empty():
-            raise OSError(104, "not connected")
+    def check_msg(self, attempts: int = 2) -> int | None:
         try:
-            topic, msg = self._inbox.get_nowait()
+            item = self._inbox.get_nowait()
         except queue.Empty:
+            self._live()
             return None
-        if self.cb:
-            self.cb(topic, msg)  # type: ignore[operator]
-        return None
+        return self._deliver(item)
 
-    def wait_msg(self, timeout: float | None = None) -> None:
-        import queue
-
+    def wait_msg(self) -> int | None:
         try:
-            topic, msg = self._inbox.get(timeout=timeout or self.timeout)
+            item = self._inbox.get(timeout=self.timeout)
         except queue.Empty as e:
             raise OSError(110, "no message") from e
-        if self.cb:
-            self.cb(topic, msg)  # type: ignore[operator]
+        return self._deliver(item)
+
+
+# --- simulated devices -----------------------------------------------------------
+
+
+def firmware_on_path() -> None:
+    """Make firmware/lib and firmware/sim importable (CPython runs them as is)."""
+    import sys
+
+    for p in (FW_SIM, FW_LIB):
+        if str(p) not in sys.path:
+            sys.path.insert(0, str(p))
+
+
+class WallBoard:
+    """A board on the wall clock. Its RTC is unset at power-on (time counts
+    from boot, tq 0) until the gateway's ack sets it, as on a real ESP32."""
+
+    DEEPSLEEP = 4
+    offset = 0
+
+    def __init__(self, batt_mv: int = 4150) -> None:
+        firmware_on_path()
+        from fake_board import FakeRTC
+
+        self.rtc = FakeRTC()
+        self._boot = time.time()
+        self._delta: float | None = None
+        self.cause = 1  # power-on
+        self.batt = batt_mv
+        self.led_v = 0
+
+    def now(self) -> int:
+        if self._delta is None:
+            return int(time.time() - self._boot)
+        return int(time.time() + self._delta)
+
+    def set_time(self, unix: int) -> None:
+        self._delta = unix - time.time()
+
+    def feed(self) -> None:
+        return None
+
+    def batt_mv(self) -> int:
+        return self.batt
+
+    def reset_cause(self) -> int:
+        return self.cause
+
+    def uptime(self) -> int:
+        return int(time.time() - self._boot)
+
+    def led(self, v: int) -> None:
+        self.led_v = v
+
+    def deep_sleep(self, ms: int) -> None:
+        self.cause = self.DEEPSLEEP
+        self.batt = max(3300, self.batt - 1)
+
+
+def _device_fs(root: Path) -> Any:
+    firmware_on_path()
+    import ct_fs
+
+    root.mkdir(parents=True, exist_ok=True)
+    return ct_fs.Fs()
+
+
+def provision_sim_device(root: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Key and ack key for a simulated device, made by the firmware's own
+    ct_provision; returns its registration entry (as `device provision`)."""
+    firmware_on_path()
+    import base64
+    import contextlib as _cl
+    import io
+
+    import ct_provision
+
+    fs = _device_fs(root)
+    ack = secrets.token_bytes(32)
+    with _cl.redirect_stdout(io.StringIO()):
+        ct_provision.set_ack_key(ack.hex(), fs, str(root))
+        pub = ct_provision.keygen(False, fs, str(root), cfg, os.urandom)
+    entry: dict[str, Any] = {"device": cfg["id"], "role": cfg["role"],
+                             "key": base64.b64encode(bytes(pub)).decode(), "org": cfg["org"],
+                             "ack_key": base64.b64encode(ack).decode()}
+    if cfg.get("place"):
+        entry["place"] = cfg["place"]
+    if (root / "ack.key").exists():
+        entry["ack_key"] = base64.b64encode((root / "ack.key").read_bytes()).decode()
+    return entry
+
+
+class SimLogger:
+    """One temperature logger: the firmware's Logger cycle on a WallBoard, a
+    DS18B20 (through ct_ds18b20 and a fake 1-Wire bus) and an SHT4x (through
+    ct_sht4x and a fake I2C bus) reading a ColdRoom curve run ``scale``
+    times faster than the records' clock."""
+
+    def __init__(self, cfg: dict[str, Any], root: Path, new_client: Callable[[], Any],
+                 seed: int = 1, scale: int = 600, world: dict[str, int] | None = None) -> None:
+        firmware_on_path()
+        import ct_ds18b20
+        import ct_sht4x
+        from fake_sensors import FakeDS18B20, FakeOneWire, FakeSHT4xBus
+        from sim_world import ColdRoom
+
+        self.cfg = cfg
+        self.root = root
+        self.new_client = new_client
+        self.board = WallBoard()
+        self.room = ColdRoom(seed=seed, **(world or {}))
+        self.scale = scale
+        self.t0 = time.time()
+        rom = bytes((0x28, seed & 0xFF, 0x4C, 0x3A, 0x91, 0x16, 0x04, 0))
+        from fake_sensors import dallas_crc
+
+        rom = rom[:7] + bytes((dallas_crc(rom[:7]),))
+        self.probe = FakeDS18B20(rom)
+        self.ds = ct_ds18b20.DS18B20(FakeOneWire([self.probe]), None, sleep_ms=lambda ms: None)
+        self.sht_bus = FakeSHT4xBus()
+        self.sht = ct_sht4x.SHT4x(self.sht_bus, sleep_ms=lambda ms: None)
+        self.settings: dict[str, Any] = {}
+        self.next_wake = time.time()
+        self.cycles = 0
+        self.events: list[tuple[int, int | None]] = []
+
+    def curve_t(self) -> int:
+        return int((time.time() - self.t0) * self.scale)
+
+    def _channels(self) -> list[tuple[int, int | None, Callable[[], tuple[int, int | None]]]]:
+        def ds() -> tuple[int, int | None]:
+            self.probe.temp = self.room.temp(self.curve_t())
+            return self.ds.measure(), None
+
+        def sht() -> tuple[int, int | None]:
+            t = self.curve_t()
+            self.sht_bus.temp = self.room.temp(t) + 30  # the box air, a little warmer
+            self.sht_bus.rh = self.room.rh(t)
+            out: tuple[int, int | None] = self.sht.measure()
+            return out
+
+        return [(0, None, ds), (1, None, sht)]
+
+    def wake(self) -> float:
+        """One wake: returns the seconds until the next."""
+        firmware_on_path()
+        import ct_app
+        import ct_core
+        import ct_rtcmem
+
+        core = ct_core.open_device(self.cfg, self.board, None, _device_fs(self.root),
+                                   self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
+        try:
+            lg = ct_app.Logger(self.cfg, self.board, core, self._channels, self.settings)
+            ms = lg.cycle()
+            if lg.settings_dirty:
+                self.settings = dict(lg.settings)
+            self.events.extend(lg.events)
+        finally:
+            core.close()
+        self.board.deep_sleep(ms)
+        self.cycles += 1
+        return ms / 1000
+
+
+class SimReader:
+    """One handover reader: ct_reader with a fake PN532 (through ct_pn532
+    and ct_ntag) and NTAG 424 DNA tags that compute a fresh SUN message per
+    read. Every ``tap_every`` seconds the next tag is held to the reader for
+    a second, with the action its journey is at (commission, load, ship,
+    receive, unload, sell)."""
+
+    JOURNEY = (1, 2, 5, 4, 3, 6)
+
+    def __init__(self, cfg: dict[str, Any], root: Path, new_client: Callable[[], Any],
+                 tags: list[SunTag], tap_every: float = 5.0) -> None:
+        firmware_on_path()
+        import ct_clock
+        import ct_ntag
+        import ct_pn532
+        import ct_reader
+        import ct_rtcmem
+        import ct_ui
+        import fake_nfc
+
+        self.cfg = cfg
+        self.board = WallBoard()
+        self.tags = tags
+        self.nfc = [fake_nfc.Ntag424(t.uid, t.url) for t in tags]
+        self.chip = fake_nfc.FakePN532([])
+        pn = ct_pn532.PN532(ct_pn532.I2CBus(fake_nfc.FakePN532I2C(self.chip)))
+        self.clock = ct_clock.Clock(self.board.now, self.board.set_time, 0)
+        self.mem = ct_rtcmem.RTCMem(self.board.rtc)
+        import ct_core
+
+        self.core = ct_core.open_device(cfg, self.board, None, _device_fs(root), new_client,
+                                        self.mem)
+        self.reader = ct_reader.Reader(
+            cfg, lambda: ct_ntag.read_tag(pn), self.core, self.clock,
+            ct_ui.Button(fake_nfc.FakePin(1)), ct_ui.Led(fake_nfc.FakePin(0)),
+            ct_ui.Led(fake_nfc.FakePin(0)), self.board.batt_mv)
+        self.tap_every = tap_every
+        self.next_tap = time.time() + 1.0
+        self.lift_at = 0.0
+        self.step_no = [0] * len(tags)
+        self.turn = 0
+        self.scans = 0
+        self.next_wake = time.time()
+
+    def _ms(self) -> int:
+        return int(time.monotonic() * 1000)
+
+    def wake(self) -> float:
+        now = time.time()
+        if self.chip.field and now >= self.lift_at:
+            self.chip.field = []
+        if not self.chip.field and now >= self.next_tap and self.tags:
+            i = self.turn % len(self.tags)
+            self.turn += 1
+            k = self.step_no[i]
+            if k < len(self.JOURNEY):
+                self.reader.action = self.JOURNEY[k]
+                self.step_no[i] = k + 1
+                self.chip.field = [self.nfc[i]]
+                self.lift_at = now + 1.0
+            self.next_tap = now + self.tap_every
+        if self.reader.step(self._ms()) is not None:
+            self.scans += 1
+        if self.reader.upload_due(self._ms()):
+            self._upload()
+        return 0.05
+
+    def _upload(self) -> None:
+        import ct_clock
+
+        try:
+            for item in self.core.upload(self.cfg.get("upload_ms", 10000),
+                                         self.clock.src == ct_clock.UNSET):
+                if item[0] == "ack" and item[2]:
+                    with contextlib.suppress(ct_clock.ClockError):
+                        self.clock.sync(item[2], ct_clock.GATEWAY)
+            self.reader.uploaded()
+        except OSError:
+            self.reader.uploaded()  # try again after the next scan
+
+
+def logger_config(dev: str, org: str, host: str, port: int, interval: int, upload: int,
+                  root: Path, **extra: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "id": dev, "role": "logger", "org": org, "dir": str(root),
+        "interval": interval, "upload": upload, "heartbeat": max(upload * 10, 600),
+        "alarm": {"high": 800, "low": 200, "delay": max(interval * 2, 1), "cum": 0,
+                  "ignore": 0, "channel": 0},
+        "mqtt": {"host": host, "port": port, "timeout_ms": 5000, "ack_wait_ms": 4000},
+        "upload_ms": 8000,
+        "place": "urn:epc:id:sgln:9506000.13435.coldroom-1",
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def reader_config(dev: str, org: str, host: str, port: int, root: Path,
+                  place: str) -> dict[str, Any]:
+    return {
+        "id": dev, "role": "reader", "org": org, "dir": str(root), "place": place,
+        "actions": [1, 2, 3, 4, 5, 6], "action": 2, "repeat_ms": 2000, "poll_ms": 100,
+        "mqtt": {"host": host, "port": port, "timeout_ms": 5000, "ack_wait_ms": 4000},
+        "upload_ms": 8000,
+    }
+
+
+def client_factory(dev: str, host: str, port: int, password: str | None = None
+                   ) -> Callable[[], PahoClient]:
+    def new() -> PahoClient:
+        return PahoClient(dev, host, port, dev if password else None, password, 30)
+
+    return new
+
+
+class Sim:
+    """Loggers and readers, provisioned under ``root``, run by one scheduler
+    thread (the firmware modules share preallocated buffers, so one device
+    runs at a time, like the one CPU each has)."""
+
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 1883,
+                 loggers: int = 2, readers: int = 1, interval: int = 10, upload: int = 60,
+                 scale: int = 600, org: str = "acme", passwords: dict[str, str] | None = None,
+                 tags: int = 3, tap_every: float = 5.0, world: dict[str, int] | None = None
+                 ) -> None:
+        self.root = root
+        self.devices: list[SimLogger | SimReader] = []
+        self.entries: list[dict[str, Any]] = []
+        pw = passwords or {}
+        root.mkdir(parents=True, exist_ok=True)
+        for i in range(loggers):
+            dev = f"sim-tl-{i + 1}"
+            d = root / dev
+            cfg = logger_config(dev, org, host, port, interval, upload, d)
+            self.entries.append(provision_sim_device(d, cfg))
+            self.devices.append(SimLogger(cfg, d, client_factory(dev, host, port, pw.get(dev)),
+                                          seed=i + 1, scale=scale, world=world))
+        self.tags = [
+            SunTag(bytes((0x04, 0x5E, 0xC0, 0x01, 0x00, 0x10, k + 1)),
+                   f"https://id.example.com/01/09506000134352/10/LOT{k + 1:03d}/21/{k + 1}")
+            for k in range(tags)
+        ]
+        for i in range(readers):
+            dev = f"sim-rd-{i + 1}"
+            d = root / dev
+            cfg = reader_config(dev, org, host, port, d,
+                                f"urn:epc:id:sgln:9506000.13435.dock-{i + 1}")
+            self.entries.append(provision_sim_device(d, cfg))
+            self.devices.append(SimReader(cfg, d, client_factory(dev, host, port, pw.get(dev)),
+                                          self.tags, tap_every))
+        self.write_files()
+
+    def write_files(self) -> None:
+        import json
+
+        (self.root / "provisioned.json").write_text(
+            json.dumps({"devices": self.entries}, indent=1) + "\n")
+        os.chmod(self.root / "provisioned.json", 0o600)
+        (self.root / "tags.json").write_text(json.dumps({"tags": [
+            {"uid": t.uid.hex(), "k_sdm_meta_read": t.k_meta.hex(),
+             "k_sdm_file_read": t.k_file.hex(), "url": t.base,
+             "item": t.base[t.base.index("/01/"):]} for t in self.tags]}, indent=1) + "\n")
+        os.chmod(self.root / "tags.json", 0o600)
+
+    def run(self, duration: float, stop: Callable[[], bool] = lambda: False) -> None:
+        end = time.time() + duration if duration else float("inf")
+        while time.time() < end and not stop():
+            d = min(self.devices, key=lambda x: x.next_wake)
+            wait = d.next_wake - time.time()
+            if wait > 0:
+                time.sleep(min(wait, 0.2))
+                continue
+            d.next_wake = time.time() + d.wake()
+        for d in self.devices:
+            if isinstance(d, SimReader):
+                d.core.close()
+
+
+# --- command line --------------------------------------------------------------------
+
+
+def _cmd_sim(args: Any) -> int:
+    import json
+    import signal
+    import sys
+
+    host, _, port = args.broker.rpartition(":")
+    if not host:
+        host, port = args.broker, "1883"
+    passwords = None
+    if args.passwords:
+        passwords = json.loads(Path(args.passwords).read_text(encoding="utf-8"))
+    root = Path(args.dir)
+    try:
+        s = Sim(root, host, int(port), args.loggers, args.readers, args.interval, args.upload,
+                args.scale, args.org, passwords, args.tags, args.tap_every)
+    except (OSError, ValueError, SimError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"provisioned {len(s.entries)} devices: {root / 'provisioned.json'} "
+          f"(import with: coldtrace gateway registry import {root / 'provisioned.json'}); "
+          f"tag keys: {root / 'tags.json'}", flush=True)
+    if args.provision_only:
+        return 0
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *a: stopping.append(1))
+    with contextlib.suppress(KeyboardInterrupt):
+        s.run(args.duration, lambda: bool(stopping))
+    for d in s.devices:
+        if isinstance(d, SimLogger):
+            print(f"{d.cfg['id']}: {d.cycles} wakes")
+        else:
+            print(f"{d.cfg['id']}: {d.scans} scans")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Entry point (``coldtrace.commands``): adds ``coldtrace sim``."""
+    p = subparsers.add_parser(
+        "sim", help="run simulated loggers and readers (the firmware under CPython) over MQTT")
+    p.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST:PORT")
+    p.add_argument("--dir", default="var/sim", help="device files, provisioned.json, tags.json")
+    p.add_argument("--loggers", type=int, default=2)
+    p.add_argument("--readers", type=int, default=1)
+    p.add_argument("--interval", type=int, default=10, help="reading interval, s")
+    p.add_argument("--upload", type=int, default=60, help="upload interval, s")
+    p.add_argument("--scale", type=int, default=600,
+                   help="the cold room's curve runs this many times faster (600: 10 min/s)")
+    p.add_argument("--tags", type=int, default=3, help="NTAG 424 DNA tags the readers see")
+    p.add_argument("--tap-every", type=float, default=5.0, help="seconds between taps")
+    p.add_argument("--org", default="acme")
+    p.add_argument("--passwords", help="JSON {device id: MQTT password} (broker with ACLs)")
+    p.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until stopped")
+    p.add_argument("--provision-only", action="store_true",
+                   help="make the devices' keys and files, then exit")
+    p.set_defaults(func=_cmd_sim)

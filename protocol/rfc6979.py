@@ -25,6 +25,7 @@ __all__ = [
     "GX",
     "GY",
     "HALF_N",
+    "B",
     "N",
     "P",
     "generate_k",

@@ -7,7 +7,12 @@ empty instead of as wrong state.
 
     m = RTCMem(rtc)          # rtc has .memory() / .memory(bytes)
     m.get(b"A")              # bytes or None
-    m.put(b"A", data)        # rewrites the buffer
+    m.put(b"A", data)        # re-reads, then rewrites the buffer
+
+Several RTCMem objects may share one RTC (ct_state keeps b"S", ct_app b"A",
+b"L", b"C" and b"B"): ``put`` re-reads the buffer first, so each writer
+keeps the others' latest entries. ``get`` answers from the copy read at
+creation or at the last ``put``.
 """
 
 try:
@@ -56,6 +61,9 @@ class RTCMem:
     def put(self, key, data):
         if len(key) != 1 or len(data) > 255:
             raise RTCMemError("key is 1 byte, data <= 255 bytes")
+        # read-modify-write: other RTCMem objects (ct_state's, the app's)
+        # share the buffer, so never write back a stale copy of their keys
+        self._load()
         self._d[bytes(key)] = bytes(data)
         self._save()
 

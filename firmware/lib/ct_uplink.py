@@ -258,10 +258,11 @@ class Uplink:
                     left = timeout_ms - t.ticks_diff(t.ticks_ms(), t0)
                     if left <= 0:
                         break
-                    t.sleep_ms(min(backoff, left))
+                    self._sleep(min(backoff, left))
                     backoff = min(backoff * 2, self._backoff_max)
                     self.reconnects += 1
                     continue
+            acked = self.acked
             try:
                 if self._session(t0, timeout_ms):
                     break
@@ -269,6 +270,12 @@ class Uplink:
                 err = e
                 self._drop()
                 self.reconnects += 1
+                if self.acked != acked:
+                    backoff = self._backoff0  # the link worked: start again gently
+                left = timeout_ms - t.ticks_diff(t.ticks_ms(), t0)
+                if left > 0:
+                    self._sleep(min(backoff, left))  # never a hot reconnect loop
+                backoff = min(backoff * 2, self._backoff_max)
         if not ever and err is not None:
             raise err if isinstance(err, OSError) else UplinkError(str(err))
         if self.dropped:
@@ -277,6 +284,14 @@ class Uplink:
         ev = self._events
         self._events = None
         return ev
+
+    def _sleep(self, ms):
+        # back off in slices, feeding the watchdog
+        while ms > 0:
+            n = min(ms, 1000)
+            self._t.sleep_ms(n)
+            self._feed()
+            ms -= n
 
     def _session(self, t0, timeout_ms):
         """Work one connection. True when done (all acked), False on timeout."""

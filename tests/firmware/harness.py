@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ class Result:
     status: int
     stdout: str
     stderr: str
+    seconds: float = 0.0
 
     @property
     def counts(self) -> tuple[int, int] | None:
@@ -69,7 +71,7 @@ class Result:
     def report(self) -> str:
         return (
             f"{self.script} under {self.interpreter}: exit {self.status}, "
-            f"counts {self.counts}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+            f"counts {self.counts}, {self.seconds:.1f} s\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
         )
 
 
@@ -113,7 +115,7 @@ def micropython_command(script: Path, heap: int = 4 * 1024 * 1024) -> list[str]:
     return [*cmd, "--cwd", "/", str(script)]
 
 
-def run(script: Path, interpreter: str, timeout: float = 240) -> Result:
+def run(script: Path, interpreter: str, timeout: float = 120) -> Result:
     script = Path(script).resolve()
     if interpreter == "cpython":
         cmd, env, cwd = cpython_command(script)
@@ -121,13 +123,16 @@ def run(script: Path, interpreter: str, timeout: float = 240) -> Result:
         cmd, env, cwd = micropython_command(script), None, ROOT
     else:
         raise ValueError(interpreter)
+    t0 = time.monotonic()
     try:
         p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
                            timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return Result(script.stem, interpreter, -1, out, f"timed out after {timeout} s")
-    return Result(script.stem, interpreter, p.returncode, p.stdout, p.stderr)
+        return Result(script.stem, interpreter, -1, out, f"timed out after {timeout} s",
+                      time.monotonic() - t0)
+    return Result(script.stem, interpreter, p.returncode, p.stdout, p.stderr,
+                  time.monotonic() - t0)
 
 
 _cache: dict[tuple[str, str], Result] = {}

@@ -299,8 +299,8 @@ def test_decode_at_returns_the_offset_after_the_item() -> None:
 
 
 def test_decode_accepts_bytearray_and_memoryview() -> None:
-    assert decode(bytearray(b"\x01"), max_size=1) == 1
-    assert decode(memoryview(b"\x01"), max_size=1) == 1
+    assert decode(bytearray(b"\x01"), max_size=1) == 1  # type: ignore[arg-type]
+    assert decode(memoryview(b"\x01"), max_size=1) == 1  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         decode("01", max_size=2)  # type: ignore[arg-type]
 

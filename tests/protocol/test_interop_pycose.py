@@ -21,14 +21,15 @@ from typing import Any
 import pytest
 from pycose.algorithms import HMAC256, Es256
 from pycose.headers import KID, Algorithm
-from pycose.keys import EC2Key, SymmetricKey
+from pycose.keys import EC2Key, SymmetricKey  # type: ignore[attr-defined]
 from pycose.keys.curves import P256
-from pycose.messages import Mac0Message, Sign1Message
+from pycose.messages import Mac0Message, Sign1Message  # type: ignore[attr-defined]
 
 from protocol import cbor, cose, rfc6979
 from protocol.errors import HighSError
 from protocol.keys import generate_p256, p256_public_to_sec1
 from protocol.record import (
+    Payload,
     Reading,
     Registration,
     Scan,
@@ -41,7 +42,7 @@ from protocol.record import (
 DEVICE = generate_p256()
 SEC1 = p256_public_to_sec1(DEVICE.public_key())
 COMMON: dict[str, Any] = {"boot": 3, "seq": 9, "time": 1_790_000_000, "tq": 2, "prev": bytes(16)}
-PAYLOADS = [
+PAYLOADS: list[Payload] = [
     Reading(**COMMON, temp=-1850, rh=6120, batt=3710),
     Scan(**COMMON, uid=bytes.fromhex("04a1b2c3d4e5f6"), action=2, place="dock 4"),
     Status(**COMMON, event=1, fw="1.0.0", rssi=-70),

@@ -112,7 +112,7 @@ EXAMPLES: list[Any] = [
 ]
 
 
-def payload_map(kind: int = KIND_READING, **fields: Any) -> dict[int, Any]:
+def payload_map(kind: int = KIND_READING, /, **fields: Any) -> dict[int, Any]:
     """A payload as a raw CBOR map (key -> value), for crafting invalid ones."""
     base: dict[int, Any] = {1: kind, 2: 7, 3: 1, 4: 1_790_000_000, 5: 2, 6: bytes(16)}
     if kind == KIND_READING:
@@ -132,7 +132,7 @@ def payload_map(kind: int = KIND_READING, **fields: Any) -> dict[int, Any]:
     return base
 
 
-def craft(kind: int = KIND_READING, **fields: Any) -> bytes:
+def craft(kind: int = KIND_READING, /, **fields: Any) -> bytes:
     return cbor.encode(payload_map(kind, **fields))
 
 
@@ -185,13 +185,16 @@ def test_payloads_are_frozen_and_hashable() -> None:
 def test_absent_channel_and_zero_channel_stay_distinct() -> None:
     a, b = reading(), reading(ch=0)
     assert encode_payload(a) != encode_payload(b)
-    assert decode_payload(encode_payload(a)).ch is None
-    assert decode_payload(encode_payload(b)).ch == 0
+    da: Any = decode_payload(encode_payload(a))
+    db: Any = decode_payload(encode_payload(b))
+    assert da.ch is None
+    assert db.ch == 0
 
 
 def test_replace_keeps_validation_on_encode() -> None:
     p = dataclasses.replace(reading(), temp=None, fault=record.FAULT_CRC, rh=None)
-    assert decode_payload(encode_payload(p)).fault == record.FAULT_CRC
+    back: Any = decode_payload(encode_payload(p))
+    assert back.fault == record.FAULT_CRC
 
 
 # --- every rule of §2, refused with its class ------------------------------------------------
@@ -299,7 +302,8 @@ def test_decode_rejects_uid_of_wrong_length(size: int) -> None:
 
 @pytest.mark.parametrize("size", [4, 7, 10])
 def test_decode_accepts_uid_of_4_7_or_10_bytes(size: int) -> None:
-    assert decode_payload(craft(KIND_SCAN, k20=bytes(size), k25=bytes(size))).uid == bytes(size)
+    p: Any = decode_payload(craft(KIND_SCAN, k20=bytes(size), k25=bytes(size)))
+    assert p.uid == bytes(size)
 
 
 @pytest.mark.parametrize("key", [2, 3, 4, 5, 6])
@@ -325,7 +329,8 @@ def test_decode_rejects_missing_required_kind_field(kind: int, key: int) -> None
 def test_decode_rejects_commission_without_item() -> None:
     with pytest.raises(MissingFieldError, match="item"):
         decode_payload(craft(KIND_SCAN, k21=record.ACTION_COMMISSION))
-    assert decode_payload(craft(KIND_SCAN, k21=1, k24="/01/09506000134352")).item
+    p: Any = decode_payload(craft(KIND_SCAN, k21=1, k24="/01/09506000134352"))
+    assert p.item
 
 
 @pytest.mark.parametrize(
@@ -558,7 +563,7 @@ def test_typical_reading_is_135_bytes_on_the_wire() -> None:
 # --- properties --------------------------------------------------------------------------------
 
 u32 = st.integers(0, 2**32 - 1)
-common = {
+common: dict[str, st.SearchStrategy[Any]] = {
     "boot": u32,
     "seq": u32,
     "time": u32,

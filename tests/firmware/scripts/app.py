@@ -224,4 +224,33 @@ def test_watchdog_fed_every_cycle():
     assert b.fed >= 6
 
 
+def test_rtc_memory_shared_by_two_writers_keeps_both():
+    import ct_rtcmem
+    from fake_board import FakeRTC
+
+    rtc = FakeRTC()
+    a = ct_rtcmem.RTCMem(rtc)
+    b = ct_rtcmem.RTCMem(rtc)  # e.g. ct_state's and the app's
+    a.put(b"S", b"seq=5")
+    b.put(b"A", b"app")  # b was created before a's put
+    a.put(b"S", b"seq=6")
+    c = ct_rtcmem.RTCMem(rtc)
+    assert c.get(b"S") == b"seq=6" and c.get(b"A") == b"app"
+
+
+def test_rtc_memory_garbage_reads_empty():
+    import ct_rtcmem
+    from fake_board import FakeRTC
+
+    rtc = FakeRTC()
+    rtc.memory(b"CTr1" + bytes(200))
+    assert ct_rtcmem.RTCMem(rtc).get(b"S") is None
+    m = ct_rtcmem.RTCMem(rtc)
+    m.put(b"A", b"x")
+    raw = bytearray(rtc.memory())
+    raw[-1] ^= 1
+    rtc.memory(bytes(raw))
+    assert ct_rtcmem.RTCMem(rtc).get(b"A") is None
+
+
 main(globals())
