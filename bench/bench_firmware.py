@@ -5,9 +5,9 @@ npm @micropython/micropython-webassembly-pyscript, under Node) with
 time.ticks_us (best of 5 batches: the wasm build's clock has millisecond
 steps; this 2-core machine is noisy, so the minimum is the figure), and
 compared with the same module (firmware/lib/ct_p256.py) under CPython,
-with python-ecdsa, and with the signer without its fixed-base table (teeth=1: plain double-and-add). An
-ESP32 at 240 MHz is slower than wasm on x86 by a factor that was not
-measured here (no board).
+with python-ecdsa, and with the signer without its fixed-base table
+(teeth=1: plain double-and-add). An ESP32 at 240 MHz is slower than wasm
+on x86 by a factor that was not measured here (no board).
 
 Heap: the wasm build's gc.collect() frees nothing inside one runPython call,
 so resident bytes (the comb table and key) are read across calls, and
@@ -40,7 +40,7 @@ ct_p256._table = None
 gc.collect()
 base = gc.mem_alloc()
 # mp_run: split
-ct_p256.set_teeth(TEETH[0])
+ct_p256.set_teeth(TEETH[0], build=True)
 S._pub = None
 S.public_key()
 # mp_run: split
@@ -83,6 +83,34 @@ def _run_micropython(teeth: int, reps: int) -> dict[str, float]:
         Path(path).unlink()
     found = [json.loads(line[7:]) for line in out.splitlines() if line.startswith("RESULT ")]
     return found[0]
+
+
+_MP_TABLE = r"""
+import time, json, ct_p256
+t0 = time.ticks_us()
+for i in range(10):
+    ct_p256._table = None
+    ct_p256._comb_table()
+t1 = time.ticks_us()
+for i in range(10):
+    ct_p256.set_teeth(5, build=True)
+t2 = time.ticks_us()
+print("RESULT " + json.dumps({"load_us": (t1 - t0) / 10, "build_us": (t2 - t1) / 10}))
+"""
+
+
+def micropython_table_us() -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(_MP_TABLE)
+        path = f.name
+    try:
+        out = subprocess.run(
+            ["node", str(MP_RUN), "--heap", str(256 << 10), "--put", f"{LIB}=/lib", path],
+            capture_output=True, text=True, timeout=300, check=True,
+        ).stdout
+    finally:
+        Path(path).unlink()
+    return next(json.loads(x[7:]) for x in out.splitlines() if x.startswith("RESULT "))
 
 
 def cpython_sign_us(reps: int) -> float:
@@ -152,6 +180,10 @@ def run(rec) -> None:
         rec.add(f"firmware.sign_ms.micropython_wasm_teeth{t}", by[t]["sign_us"] / 1000, "ms",
                 baseline="comb 5 teeth (default)", baseline_value=d["sign_us"] / 1000,
                 note=f"table resident {by[t]['resident']} B")
+    tt = micropython_table_us()
+    rec.add("firmware.wake.comb_table_load_ms", tt["load_us"] / 1000, "ms",
+            baseline="computing the table", baseline_value=tt["build_us"] / 1000,
+            note="per deep-sleep wake: the shipped ct_p256_comb table vs building it")
     rec.add("firmware.heap.resident_table_and_key", d["resident"], "B",
             note="comb table (31 affine points) + key, MicroPython heap")
     rec.add("firmware.heap.allocated_per_sign", d["alloc_per_sign"], "B",

@@ -58,7 +58,9 @@ def _read_exact(sock: socket.socket, buf: bytearray, n: int) -> None:
         buf += chunk
 
 
-def publish_pipelined(port: int, user: str, password: str, topic: str, payloads: list[bytes]) -> int:
+def publish_pipelined(
+    port: int, user: str, password: str, topic: str, payloads: list[bytes]
+) -> int:
     """One MQTT 3.1.1 connection publishing ``payloads`` at QoS 1; return PUBACKs received."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
     body = _str(b"MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 60)
@@ -112,8 +114,14 @@ def _baseline(items: list[tuple[Any, bytes, bytes]], threads: int) -> float:
 def run(rec: Any) -> None:
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-    from gateway.broker import BrokerUser, QueueLimits, free_port, read_credentials
-    from gateway.broker import start_broker, write_config
+    from gateway.broker import (
+        BrokerUser,
+        QueueLimits,
+        free_port,
+        read_credentials,
+        start_broker,
+        write_config,
+    )
     from gateway.config import load_config
     from gateway.registry import RegistrySigner
     from gateway.service import Gateway
@@ -142,23 +150,42 @@ def run(rec: Any) -> None:
             out = []
             for seq in range(per_device):
                 raw = make_record(
-                    Reading(boot=1, seq=seq, time=now - per_device + seq, tq=2, prev=prev,
-                            temp=450 + seq % 50, rh=5000, batt=3300),
-                    dev, key,
+                    Reading(
+                        boot=1,
+                        seq=seq,
+                        time=now - per_device + seq,
+                        tq=2,
+                        prev=prev,
+                        temp=450 + seq % 50,
+                        rh=5000,
+                        batt=3300,
+                    ),
+                    dev,
+                    key,
                 )
                 prev = chain_hash(raw)
                 out.append(raw)
             records[dev] = out
-        print(f"   signed {total:,} records from {DEVICES} devices "
-              f"({time.perf_counter() - t0:.1f} s setup)", flush=True)
+        print(
+            f"   signed {total:,} records from {DEVICES} devices "
+            f"({time.perf_counter() - t0:.1f} s setup)",
+            flush=True,
+        )
 
         # --- broker and gateway -----------------------------------------------------
         port = free_port()
         users = [BrokerUser("gw@bench", "gateway")] + [BrokerUser(d, "device") for d in keys]
         conf = write_config(
-            tmp / "broker", port=port, users=users, gateway_id="bench", log_dest="none",
-            queue=QueueLimits(max_queued_messages=total + 10_000,
-                              max_queued_bytes=512 * 1024 * 1024, max_inflight_messages=4000),
+            tmp / "broker",
+            port=port,
+            users=users,
+            gateway_id="bench",
+            log_dest="none",
+            queue=QueueLimits(
+                max_queued_messages=total + 10_000,
+                max_queued_bytes=512 * 1024 * 1024,
+                max_inflight_messages=4000,
+            ),
         )
         creds = read_credentials(tmp / "broker")
         broker = start_broker(conf)
@@ -166,7 +193,9 @@ def run(rec: Any) -> None:
         _init_gateway(gwdir, port, creds["gw@bench"], batch=1000)
         cfg = load_config(gwdir / "gateway.toml")
         store = open_store(cfg.db_path)
-        signer = RegistrySigner(store, cfg.registry.id, load_p256_private_key(cfg.registry.key_file))
+        signer = RegistrySigner(
+            store, cfg.registry.id, load_p256_private_key(cfg.registry.key_file)
+        )
         for dev, key in keys.items():
             signer.add(dev, p256_public_to_sec1(key.public_key()), role=1, org="bench")
         store.close()
@@ -180,14 +209,19 @@ def run(rec: Any) -> None:
 
         t0 = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
-            acked = sum(pool.map(
-                lambda d: publish_pipelined(port, d, creds[d], f"ct/v1/{d}/rec", records[d]),
-                list(keys),
-            ))
+            acked = sum(
+                pool.map(
+                    lambda d: publish_pipelined(port, d, creds[d], f"ct/v1/{d}/rec", records[d]),
+                    list(keys),
+                )
+            )
         if acked != total:
             raise RuntimeError(f"broker acked {acked} of {total} publishes")
-        print(f"   preloaded the broker queue with {total:,} records "
-              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+        print(
+            f"   preloaded the broker queue with {total:,} records "
+            f"({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
 
         # --- timed: drain ------------------------------------------------------------
         mosq_pid = broker.pid
@@ -225,8 +259,10 @@ def run(rec: Any) -> None:
         store.close()
         lost = total - stored
         if lost or rejects or cp is None or anchored != size:
-            raise RuntimeError(f"loss: stored {stored}/{total}, rejects {rejects}, "
-                               f"checkpoint {cp}, anchored {anchored} of {size}")
+            raise RuntimeError(
+                f"loss: stored {stored}/{total}, rejects {rejects}, "
+                f"checkpoint {cp}, anchored {anchored} of {size}"
+            )
 
         # --- baseline ---------------------------------------------------------------
         from protocol.keys import p256_public_from_sec1
@@ -244,16 +280,29 @@ def run(rec: Any) -> None:
         base1 = _baseline(items[: total // 3], 1)
 
         rate = total / elapsed
-        rec.add("gateway.ingest.e2e_records_per_s", rate, "records/s",
-                baseline="pyca ES256 verify, 2 threads", baseline_value=base2,
-                note=f"{total} records, {DEVICES} devices, zero loss, "
-                     f"duplicates {stats.get('duplicates', 0)}; goal >= 15000/s, ratio >= 0.6")
-        rec.add("gateway.ingest.drain_only_records_per_s", total / drained, "records/s",
-                note="until the last commit, before the final checkpoint")
+        rec.add(
+            "gateway.ingest.e2e_records_per_s",
+            rate,
+            "records/s",
+            baseline="pyca ES256 verify, 2 threads",
+            baseline_value=base2,
+            note=f"{total} records, {DEVICES} devices, zero loss, "
+            f"duplicates {stats.get('duplicates', 0)}; goal >= 15000/s, ratio >= 0.6",
+        )
+        rec.add(
+            "gateway.ingest.drain_only_records_per_s",
+            total / drained,
+            "records/s",
+            note="until the last commit, before the final checkpoint",
+        )
         rec.add("gateway.verify.pyca_es256_1_thread", base1, "verifies/s")
         rec.add("gateway.verify.pyca_es256_2_threads", base2, "verifies/s")
-        rec.add("gateway.ingest.cpu_us_per_record", cpu / total * 1e6, "us",
-                note="gateway process CPU (all threads) per record")
+        rec.add(
+            "gateway.ingest.cpu_us_per_record",
+            cpu / total * 1e6,
+            "us",
+            note="gateway process CPU (all threads) per record",
+        )
         if mosq_cpu is not None:
             rec.add("gateway.ingest.mosquitto_cpu_us_per_record", mosq_cpu / total * 1e6, "us")
         if prof is not None:
@@ -275,10 +324,9 @@ def _proc_cpu(pid: int | None) -> float | None:
 
 
 def _init_gateway(d: Path, port: int, password: str, *, batch: int) -> None:
+    from gateway.config import render_config
     from protocol.keys import generate_ed25519, generate_p256, save_private_key
     from protocol.note import NoteSigner
-
-    from gateway.config import render_config
 
     (d / "keys").mkdir(parents=True)
     origin = "coldtrace.bench/gw"
@@ -286,15 +334,28 @@ def _init_gateway(d: Path, port: int, password: str, *, batch: int) -> None:
     save_private_key(generate_ed25519(), d / "keys" / "ledger.pem")
     save_private_key(generate_p256(), d / "keys" / "registry.pem")
     (d / "pw").write_text(password + "\n")
-    (d / "gateway.toml").write_text(render_config({
-        "gateway": {"id": "bench", "data_dir": "var"},
-        "mqtt": {"host": "127.0.0.1", "port": port, "username": "gw@bench", "password_file": "pw"},
-        "ingest": {"batch_size": batch, "verify_threads": 2, "max_backlog": 8000},
-        "log": {"origin": origin, "key_file": "keys/log.skey", "checkpoint_interval": 5.0,
-                "checkpoint_leaves": 1_000_000},
-        "ledger": {"id": f"{origin}/ledger", "key_file": "keys/ledger.pem"},
-        "registry": {"id": "bench-registry", "key_file": "keys/registry.pem"},
-    }))
+    (d / "gateway.toml").write_text(
+        render_config(
+            {
+                "gateway": {"id": "bench", "data_dir": "var"},
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "username": "gw@bench",
+                    "password_file": "pw",
+                },
+                "ingest": {"batch_size": batch, "verify_threads": 2, "max_backlog": 8000},
+                "log": {
+                    "origin": origin,
+                    "key_file": "keys/log.skey",
+                    "checkpoint_interval": 5.0,
+                    "checkpoint_leaves": 1_000_000,
+                },
+                "ledger": {"id": f"{origin}/ledger", "key_file": "keys/ledger.pem"},
+                "registry": {"id": "bench-registry", "key_file": "keys/registry.pem"},
+            }
+        )
+    )
 
 
 class _Profiler:

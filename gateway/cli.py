@@ -46,8 +46,13 @@ def register(subparsers: Any) -> None:
         return p
 
     def config_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", "-c", type=Path, default=Path("gateway.toml"),
-                       help="gateway configuration (default: gateway.toml)")
+        p.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            default=Path("gateway.toml"),
+            help="gateway configuration (default: gateway.toml)",
+        )
 
     p = cmd("init", "create keys, gateway.toml and trust.json for a new gateway", _init)
     p.add_argument("--dir", type=Path, default=Path("."), help="where to create them")
@@ -159,8 +164,10 @@ def _store(cfg: Any) -> Any:
     from gateway.store import open_store
 
     if not cfg.db_path.exists():
-        print(f"coldtrace gateway: no database at {cfg.db_path} (has the gateway run?)",
-              file=sys.stderr)
+        print(
+            f"coldtrace gateway: no database at {cfg.db_path} (has the gateway run?)",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return open_store(cfg.db_path)
 
@@ -176,11 +183,10 @@ def _ago(t: int | None) -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from protocol.keys import generate_ed25519, generate_p256, save_private_key
-    from protocol.note import NoteSigner
-
     from gateway.config import load_config, render_config
     from gateway.service import trust_document
+    from protocol.keys import generate_ed25519, generate_p256, save_private_key
+    from protocol.note import NoteSigner
 
     d: Path = args.dir
     d.mkdir(parents=True, exist_ok=True)
@@ -200,18 +206,26 @@ def _init(args: argparse.Namespace) -> int:
         path = keys / name
         if not path.exists() or args.force:
             save_private_key(gen(), path)
-    text = render_config({
-        "gateway": {"id": args.id, "data_dir": "var"},
-        "mqtt": {
-            "host": args.mqtt_host, "port": args.mqtt_port, "username": args.mqtt_username,
-            "password_file": args.mqtt_password_file,
-        },
-        "ingest": {"batch_size": 500, "verify_threads": 2},
-        "log": {"origin": origin, "key_file": "keys/log.skey", "checkpoint_interval": 10.0,
-                "checkpoint_leaves": 10000},
-        "ledger": {"backend": "local", "id": f"{origin}/ledger", "key_file": "keys/ledger.pem"},
-        "registry": {"id": args.registry_id, "key_file": "keys/registry.pem"},
-    })
+    text = render_config(
+        {
+            "gateway": {"id": args.id, "data_dir": "var"},
+            "mqtt": {
+                "host": args.mqtt_host,
+                "port": args.mqtt_port,
+                "username": args.mqtt_username,
+                "password_file": args.mqtt_password_file,
+            },
+            "ingest": {"batch_size": 500, "verify_threads": 2},
+            "log": {
+                "origin": origin,
+                "key_file": "keys/log.skey",
+                "checkpoint_interval": 10.0,
+                "checkpoint_leaves": 10000,
+            },
+            "ledger": {"backend": "local", "id": f"{origin}/ledger", "key_file": "keys/ledger.pem"},
+            "registry": {"id": args.registry_id, "key_file": "keys/registry.pem"},
+        }
+    )
     conf.write_text(text, encoding="utf-8")
     cfg = load_config(conf)
     (d / "trust.json").write_text(json.dumps(trust_document(cfg), indent=1) + "\n")
@@ -258,8 +272,11 @@ def _status(args: argparse.Namespace) -> int:
                 "offline": sorted(d for d, (s, _) in presence.items() if s == "offline"),
             },
             "last_checkpoint": None if cp is None else {"size": cp.size, "time": cp.time},
-            "last_anchor": None if not anchors else {
-                "size": anchors[-1].size, "time": anchors[-1].time,
+            "last_anchor": None
+            if not anchors
+            else {
+                "size": anchors[-1].size,
+                "time": anchors[-1].time,
                 "backend": anchors[-1].backend,
                 "index": anchors[-1].receipt.get("index"),
             },
@@ -276,17 +293,28 @@ def _status(args: argparse.Namespace) -> int:
     print(f"  ingest rate   {report['ingest_rate']:.1f} records/s, backlog {report['backlog']}")
     print(f"  records       {report['records']} logged, {report['duplicates']} duplicates re-acked")
     total = sum(rejects.values())
-    print(f"  rejects       {total}" + "".join(f"\n    {n:>8}  {r}" for r, n in sorted(rejects.items())))
+    print(
+        f"  rejects       {total}"
+        + "".join(f"\n    {n:>8}  {r}" for r, n in sorted(rejects.items()))
+    )
     dv = report["devices"]
-    print(f"  devices       {dv['registered']} registered, {dv['revoked']} revoked; "
-          f"{len(dv['online'])} online, {len(dv['offline'])} offline")
+    print(
+        f"  devices       {dv['registered']} registered, {dv['revoked']} revoked; "
+        f"{len(dv['online'])} online, {len(dv['offline'])} offline"
+    )
     if dv["offline"]:
         print(f"    offline: {', '.join(dv['offline'][:20])}")
     lc, la = report["last_checkpoint"], report["last_anchor"]
     print("  checkpoint    " + ("none" if lc is None else f"size {lc['size']}, {_ago(lc['time'])}"))
-    print("  anchor        " + ("none" if la is None else
-                               f"size {la['size']} on {la['backend']} ledger entry {la['index']}, "
-                               f"{_ago(la['time'])}"))
+    print(
+        "  anchor        "
+        + (
+            "none"
+            if la is None
+            else f"size {la['size']} on {la['backend']} ledger entry {la['index']}, "
+            f"{_ago(la['time'])}"
+        )
+    )
     for alarm in report["alarms"]:
         print(f"  ALARM         {alarm}")
     return 0
@@ -304,9 +332,18 @@ def _rejects(args: argparse.Namespace) -> int:
     if args.json:
         out = []
         for r in rows:
-            item = {"id": r.id, "received": r.received, "last_seen": r.last_seen, "count": r.count,
-                    "topic": r.topic, "reason": r.reason, "detail": r.detail,
-                    "signer": r.signer, "seq": r.seq, "size": len(r.raw)}
+            item = {
+                "id": r.id,
+                "received": r.received,
+                "last_seen": r.last_seen,
+                "count": r.count,
+                "topic": r.topic,
+                "reason": r.reason,
+                "detail": r.detail,
+                "signer": r.signer,
+                "seq": r.seq,
+                "size": len(r.raw),
+            }
             if args.raw:
                 item["raw"] = b64e(r.raw)
             out.append(item)
@@ -334,11 +371,21 @@ def _checkpoints(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps([
-            {"size": c.size, "root": c.root.hex(), "time": c.time, "note": c.note,
-             "anchor": anchors[c.size].receipt if c.size in anchors else None}
-            for c in cps
-        ], indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "size": c.size,
+                        "root": c.root.hex(),
+                        "time": c.time,
+                        "note": c.note,
+                        "anchor": anchors[c.size].receipt if c.size in anchors else None,
+                    }
+                    for c in cps
+                ],
+                indent=1,
+            )
+        )
         return 0
     for c in cps:
         a = anchors.get(c.size)
@@ -355,9 +402,8 @@ def _reader(cfg: Any, store: Any) -> Any:
 
 
 def _proof(args: argparse.Namespace) -> int:
-    from protocol.keys import b64e
-
     from gateway.proofs import ProofUnavailable, inclusion
+    from protocol.keys import b64e
 
     cfg = _load(args)
     store = _store(cfg)
@@ -376,10 +422,19 @@ def _proof(args: argparse.Namespace) -> int:
             tree.close()
     finally:
         store.close()
-    print(json.dumps({
-        "log": cfg.log.origin, "index": p["index"], "tree_size": p["tree_size"],
-        "path": [b64e(h) for h in p["path"]], "record": b64e(rec.raw), "checkpoint": p["checkpoint"],
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "log": cfg.log.origin,
+                "index": p["index"],
+                "tree_size": p["tree_size"],
+                "path": [b64e(h) for h in p["path"]],
+                "record": b64e(rec.raw),
+                "checkpoint": p["checkpoint"],
+            },
+            indent=1,
+        )
+    )
     return 0
 
 
@@ -391,7 +446,9 @@ def _bundle(args: argparse.Namespace) -> int:
     try:
         tree = _reader(cfg, store)
         try:
-            b = bundle_for_device(store, tree, cfg.log.origin, args.device, args.seq_from, args.seq_to)
+            b = bundle_for_device(
+                store, tree, cfg.log.origin, args.device, args.seq_from, args.seq_to
+            )
         except ProofUnavailable as exc:
             print(f"coldtrace gateway: {exc}", file=sys.stderr)
             return 1
@@ -400,8 +457,10 @@ def _bundle(args: argparse.Namespace) -> int:
     finally:
         store.close()
     args.output.write_text(b.dumps(), encoding="utf-8")
-    print(f"wrote {args.output}: {len(b.records)} records, checkpoint size "
-          f"{b.inclusion[0].tree_size if b.inclusion else 0}, {len(b.anchors)} anchor(s)")
+    print(
+        f"wrote {args.output}: {len(b.records)} records, checkpoint size "
+        f"{b.inclusion[0].tree_size if b.inclusion else 0}, {len(b.anchors)} anchor(s)"
+    )
     return 0
 
 
@@ -417,13 +476,14 @@ def _trust(args: argparse.Namespace) -> int:
 
 
 def _signer(cfg: Any, store: Any) -> Any:
+    from gateway.registry import RegistrySigner
     from protocol.keys import load_p256_private_key
 
-    from gateway.registry import RegistrySigner
-
     if cfg.registry.key_file is None or not cfg.registry.key_file.exists():
-        print("coldtrace gateway: [registry] key_file is needed to sign registrations",
-              file=sys.stderr)
+        print(
+            "coldtrace gateway: [registry] key_file is needed to sign registrations",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return RegistrySigner(store, cfg.registry.id, load_p256_private_key(cfg.registry.key_file))
 
@@ -437,9 +497,8 @@ def _open_rw(cfg: Any) -> Any:
 def _key_arg(text: str) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
-    from protocol.keys import p256_public_to_sec1
-
     from gateway.registry import _key_bytes
+    from protocol.keys import p256_public_to_sec1
 
     if text.startswith("@"):
         data = Path(text[1:]).read_bytes()
@@ -461,15 +520,24 @@ def _reg_add(args: argparse.Namespace) -> int:
         try:
             ack = None if args.ack_key is None else _key_bytes(args.ack_key, "ack key", 32)
             raw, ack_key = signer.add(
-                args.device, _key_arg(args.key), role=parse_role(args.role), org=args.org,
-                place=args.place, cal=args.cal, ack_key=ack,
+                args.device,
+                _key_arg(args.key),
+                role=parse_role(args.role),
+                org=args.org,
+                place=args.place,
+                cal=args.cal,
+                ack_key=ack,
             )
         except RegistryError as exc:
             print(f"coldtrace gateway: {exc}", file=sys.stderr)
             return 1
     finally:
         store.close()
-    print(json.dumps({"device": args.device, "ack_key": ack_key.hex(), "registration_bytes": len(raw)}))
+    print(
+        json.dumps(
+            {"device": args.device, "ack_key": ack_key.hex(), "registration_bytes": len(raw)}
+        )
+    )
     return 0
 
 
@@ -521,8 +589,10 @@ def _reg_list(args: argparse.Namespace) -> int:
         print(json.dumps({"devices": rows, "pending_registrations": pending}, indent=1))
         return 0
     for d in rows:
-        print(f"{d['device']:<24} {d['role']:<7} {d['state']:<8} {d['org']:<20} "
-              f"{d['place'] or '-':<20} leaf {d['registered_leaf']}")
+        print(
+            f"{d['device']:<24} {d['role']:<7} {d['state']:<8} {d['org']:<20} "
+            f"{d['place'] or '-':<20} leaf {d['registered_leaf']}"
+        )
     if pending:
         print(f"({pending} registration(s) waiting for the gateway to log them)")
     return 0

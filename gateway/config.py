@@ -144,7 +144,7 @@ def _section(cls: type, raw: Any, where: str, base: Path) -> Any:
     known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in known or key in ("path", "alerts") and cls is GatewayConfig:
+        if key not in known or (key in ("path", "alerts") and cls is GatewayConfig):
             raise ConfigError(f"[{where}] has an unknown key {key!r}")
         if key in _PATH_FIELDS and value is not None:
             if not isinstance(value, str):
@@ -223,11 +223,13 @@ def _check(cfg: GatewayConfig) -> None:
         raise ConfigError(f"log origin or ledger id: {exc}") from None
     ing = cfg.ingest
     if ing.batch_size < 1 or ing.verify_threads < 1 or ing.max_backlog < ing.batch_size:
-        raise ConfigError("[ingest] batch_size and verify_threads must be >= 1, "
-                          "max_backlog >= batch_size")
+        raise ConfigError(
+            "[ingest] batch_size and verify_threads must be >= 1, max_backlog >= batch_size"
+        )
     if cfg.ledger.backend != "local":
-        raise ConfigError(f"[ledger] backend {cfg.ledger.backend!r} is not available "
-                          "(this gateway has: local)")
+        raise ConfigError(
+            f"[ledger] backend {cfg.ledger.backend!r} is not available (this gateway has: local)"
+        )
     if cfg.log.checkpoint_interval <= 0 or cfg.log.checkpoint_leaves < 1:
         raise ConfigError("[log] checkpoint_interval and checkpoint_leaves must be positive")
 

@@ -62,22 +62,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.mqtt import Inbound, parse_topic
+from gateway.registry import Registry, RegistryError
+from gateway.store import ChainEvent, RejectRow, SignerState, Store, StoredRecord, WriteBatch
 from protocol import cbor
 from protocol.cose import mac0, parse_sign1, verify_sign1
 from protocol.errors import (
     AlgorithmError,
     CBORError,
-    CoseError,
     RecordError,
     SignatureError,
     SizeError,
     VerificationError,
 )
 from protocol.record import Registration, chain_hash, decode_payload
-
-from gateway.mqtt import Inbound, parse_topic
-from gateway.registry import Registry, RegistryError
-from gateway.store import ChainEvent, RejectRow, SignerState, Store, StoredRecord, WriteBatch
 
 __all__ = [
     "REASONS",
@@ -163,13 +161,11 @@ def _topic_device(topic: str) -> str | None:
     return parts[0]
 
 
-def check_message(
-    msg: Inbound, registry: Registry, now: int, settings: IngestSettings
-) -> Result:
+def check_message(msg: Inbound, registry: Registry, now: int, settings: IngestSettings) -> Result:
     """Run every stateless check on one message (see the module docstring)."""
     try:
         return _check(msg, registry, now, settings)
-    except Exception as exc:  # noqa: BLE001 - nothing a message holds may escape
+    except Exception as exc:
         log.exception("unexpected failure checking a message on %s", msg.topic)
         return Refused(msg, "internal_error", f"{type(exc).__name__}: {exc}")
 
@@ -196,7 +192,9 @@ def _check(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Res
     if not msg.outbox_id:
         topic = msg.topic
         if not (topic.startswith("ct/v1/") and topic.endswith("/rec") and topic[6:-4] == kid):
-            return Refused(msg, "wrong_topic", f"signed by {kid!r}, published on {msg.topic!r}", kid)
+            return Refused(
+                msg, "wrong_topic", f"signed by {kid!r}, published on {msg.topic!r}", kid
+            )
     entry = registry.keys.get(kid)
     if entry is None:
         return Refused(msg, "unknown_device", f"{kid!r} is not registered", kid)
@@ -225,8 +223,11 @@ def _check(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Res
         skew = s.holdover_skew if tq == 1 else s.future_skew
         if p.time < s.min_time or p.time > now + skew:
             return Refused(
-                msg, "bad_time",
-                f"time {p.time} with tq {tq}: allowed {s.min_time}..{now + skew}", kid, p.seq,
+                msg,
+                "bad_time",
+                f"time {p.time} with tq {tq}: allowed {s.min_time}..{now + skew}",
+                kid,
+                p.seq,
             )
     return Accepted(msg, kid, p, chain_hash(data))
 
@@ -284,7 +285,9 @@ class Ingestor:
         self.totals = collections.Counter[str]()
 
     # The hash of stored record (signer, seq), from this batch or the store.
-    def _stored_hash(self, signer: str, seq: int, batch_hashes: dict[tuple[str, int], bytes]) -> bytes | None:
+    def _stored_hash(
+        self, signer: str, seq: int, batch_hashes: dict[tuple[str, int], bytes]
+    ) -> bytes | None:
         h = batch_hashes.get((signer, seq))
         if h is not None:
             return h
@@ -298,7 +301,9 @@ class Ingestor:
         rec = self.store.record_by_seq(signer, seq)
         return None if rec is None else chain_hash(rec.raw)
 
-    def _existing(self, signer: str, seq: int, batch_raw: dict[tuple[str, int], bytes]) -> tuple[bytes, int] | None:
+    def _existing(
+        self, signer: str, seq: int, batch_raw: dict[tuple[str, int], bytes]
+    ) -> tuple[bytes, int] | None:
         raw = batch_raw.get((signer, seq))
         if raw is not None:
             p = decode_payload(parse_sign1(raw).payload)
@@ -325,8 +330,15 @@ class Ingestor:
 
         def refuse(r: Refused) -> None:
             batch.rejects.append(
-                RejectRow(int(r.msg.received or now), r.msg.topic, r.reason, r.detail,
-                          r.msg.payload, r.signer, r.seq)
+                RejectRow(
+                    int(r.msg.received or now),
+                    r.msg.topic,
+                    r.reason,
+                    r.detail,
+                    r.msg.payload,
+                    r.signer,
+                    r.seq,
+                )
             )
             out.rejected += 1
             self.totals[r.reason] += 1
@@ -385,14 +397,23 @@ class Ingestor:
             # --- accepted: chain bookkeeping --------------------------------------
             if seq == 0:
                 if p.prev != ZERO_PREV:
-                    batch.events.append(ChainEvent(signer, "break", 0, 0, now, "seq 0 with a non-zero prev"))
+                    batch.events.append(
+                        ChainEvent(signer, "break", 0, 0, now, "seq 0 with a non-zero prev")
+                    )
             else:
                 want = self._stored_hash(signer, seq - 1, batch_hash)
                 if want is not None and want != p.prev:
-                    batch.events.append(ChainEvent(
-                        signer, "break", seq - 1, seq, now,
-                        f"prev {p.prev.hex()} is not the hash of stored seq {seq - 1} ({want.hex()})",
-                    ))
+                    batch.events.append(
+                        ChainEvent(
+                            signer,
+                            "break",
+                            seq - 1,
+                            seq,
+                            now,
+                            f"prev {p.prev.hex()} is not the hash of stored seq {seq - 1} "
+                            f"({want.hex()})",
+                        )
+                    )
                     self._alarm(f"chain break: {signer} seq {seq - 1} -> {seq}")
             nxt = batch_raw.get((signer, seq + 1))
             if nxt is None and seq + 1 in st.above:
@@ -401,20 +422,33 @@ class Ingestor:
             if nxt is not None:
                 nprev = decode_payload(parse_sign1(nxt).payload).prev
                 if nprev != r.chash:
-                    batch.events.append(ChainEvent(
-                        signer, "break", seq, seq + 1, now,
-                        f"stored seq {seq + 1} does not link to the record received for seq {seq}",
-                    ))
+                    batch.events.append(
+                        ChainEvent(
+                            signer,
+                            "break",
+                            seq,
+                            seq + 1,
+                            now,
+                            f"stored seq {seq + 1} does not link to the record received "
+                            f"for seq {seq}",
+                        )
+                    )
             if seq > st.max_seq + 1:
                 batch.events.append(ChainEvent(signer, "gap", st.max_seq + 1, seq - 1, now))
             elif seq <= st.max_seq:
                 batch.events.append(ChainEvent(signer, "gap_filled", seq, seq, now))
             if seq > st.max_seq:
                 if p.boot < st.max_boot:
-                    batch.events.append(ChainEvent(
-                        signer, "boot_regressed", st.max_seq, seq, now,
-                        f"boot {st.max_boot} -> {p.boot} while seq grew",
-                    ))
+                    batch.events.append(
+                        ChainEvent(
+                            signer,
+                            "boot_regressed",
+                            st.max_seq,
+                            seq,
+                            now,
+                            f"boot {st.max_boot} -> {p.boot} while seq grew",
+                        )
+                    )
                 st.max_seq, st.max_hash, st.max_boot = seq, r.chash, p.boot
             if seq == st.contig + 1:
                 st.contig, st.contig_hash = seq, r.chash
@@ -429,8 +463,9 @@ class Ingestor:
             st.last_seen = now
             batch_raw[(signer, seq)] = raw
             batch_hash[(signer, seq)] = r.chash
-            rec = StoredRecord(leaf, signer, seq, p.boot, p.kind, p.time, p.tq,
-                               int(msg.received or now), raw)
+            rec = StoredRecord(
+                leaf, signer, seq, p.boot, p.kind, p.time, p.tq, int(msg.received or now), raw
+            )
             batch.records.append(rec)
             raws.append(raw)
             out.accepted.append((rec, p))

@@ -30,12 +30,11 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from gateway.ledger import Ledger
+from gateway.store import Anchor, CheckpointRow, Store
 from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
 from protocol.merkle import FileNodeStore, MerkleTree, hash_leaf, verify_consistency
 from protocol.note import NoteSigner, parse_note
-
-from gateway.ledger import Ledger
-from gateway.store import Anchor, CheckpointRow, Store
 
 __all__ = ["GatewayLog", "LogError"]
 
@@ -137,9 +136,7 @@ class GatewayLog:
         if self.tree.size <= last_size:
             return False
         now = self.clock() if now is None else now
-        return (
-            now - self._last_time >= self.interval or self.tree.size - last_size >= self.leaves
-        )
+        return now - self._last_time >= self.interval or self.tree.size - last_size >= self.leaves
 
     def checkpoint(self) -> CheckpointRow | None:
         """Sign (and anchor) a checkpoint of the current tree; None if nothing is new."""
@@ -172,9 +169,7 @@ class GatewayLog:
             return
         cph = checkpoint_hash(Checkpoint(self.origin, last.size, last.root))
         receipt = self.ledger.receipt_for(cph) or self.ledger.anchor(last.note)
-        self.store.add_anchor(
-            Anchor(last.size, self.ledger.backend, receipt, int(self.clock()))
-        )
+        self.store.add_anchor(Anchor(last.size, self.ledger.backend, receipt, int(self.clock())))
 
     # --- what the tree directory and the ledger remember -----------------------------------
 

@@ -33,6 +33,7 @@ of Python per message; ``fast_publish = False`` restores paho's reader.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import select
 import socket
@@ -69,7 +70,7 @@ def parse_topic(topic: str) -> tuple[str, str] | None:
     """``ct/v1/{dev}/{kind}`` -> (dev, kind); None for anything else."""
     if not topic.startswith(TOPIC_PREFIX):
         return None
-    rest = topic[len(TOPIC_PREFIX):]
+    rest = topic[len(TOPIC_PREFIX) :]
     dev, sep, kind = rest.partition("/")
     if not sep or not dev or "/" in kind:
         return None
@@ -294,6 +295,7 @@ class MqttAdapter:
         self._max_backlog = max_backlog
         self.gen = 0
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # SUBACK of the current connection received
         self.stats = {"received": 0, "acked": 0, "published": 0, "connects": 0, "disconnects": 0}
         self.last_error: str | None = None
         self._commands: collections.deque[tuple[str, Any]] = collections.deque()
@@ -324,6 +326,7 @@ class MqttAdapter:
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         c.on_publish_fast = self._on_publish_fast
         c.suppress_exceptions = True
@@ -347,12 +350,25 @@ class MqttAdapter:
         client.subscribe(self._topics())
         log.info(
             "connected to %s:%d (session present: %s)",
-            self.settings.host, self.settings.port, flags.session_present,
+            self.settings.host,
+            self.settings.port,
+            flags.session_present,
         )
         self.connected.set()
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            self.last_error = f"the broker refused a subscription: {reasons}"
+            log.error("%s", self.last_error)
+            return
+        log.info("subscribed to %s", ", ".join(t for t, _ in self._topics()))
+        self.subscribed.set()
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         self.stats["disconnects"] += 1
         log.warning("disconnected from the broker: %s", reason)
 
@@ -361,11 +377,15 @@ class MqttAdapter:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = "<invalid utf-8>"
-        self._rx.append(Inbound(topic, msg.payload, msg.mid if msg.qos else 0, self.gen, time.time()))
+        self._rx.append(
+            Inbound(topic, msg.payload, msg.mid if msg.qos else 0, self.gen, time.time())
+        )
 
     def _on_publish_fast(self, topic: bytes, payload: bytes, mid: int, qos: int) -> None:
         self._rx.append(
-            Inbound(topic.decode("utf-8", "replace"), payload, mid if qos else 0, self.gen, time.time())
+            Inbound(
+                topic.decode("utf-8", "replace"), payload, mid if qos else 0, self.gen, time.time()
+            )
         )
 
     # --- public API (any thread) -------------------------------------------------------
@@ -379,10 +399,8 @@ class MqttAdapter:
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout)
-        try:
+        with contextlib.suppress(Exception):  # best effort on the way out
             self._client.disconnect()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
         self._wake_r.close()
         self._wake_w.close()
 
@@ -398,10 +416,8 @@ class MqttAdapter:
         self._wake()
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # full: a wake-up is already pending
             self._wake_w.send(b"\x00")
-        except (BlockingIOError, OSError):
-            pass
 
     # --- the network thread ----------------------------------------------------------------
 
@@ -419,7 +435,9 @@ class MqttAdapter:
                     self._client.reconnect()
                 self._client.flush_out()
             except (OSError, ssl.SSLError) as exc:
-                self.last_error = f"cannot connect to {self.settings.host}:{self.settings.port}: {exc}"
+                self.last_error = (
+                    f"cannot connect to {self.settings.host}:{self.settings.port}: {exc}"
+                )
                 log.warning("%s; retrying in %.1f s", self.last_error, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.settings.reconnect_max)
@@ -442,14 +460,12 @@ class MqttAdapter:
             wlist = [sock] if c.pending_out() or c.want_write() else []
             timeout = 0.0 if (reading and c.buffered()) else 0.5
             try:
-                r, w, _ = select.select(rlist, wlist, [], timeout)
+                r, _, _ = select.select(rlist, wlist, [], timeout)
             except (OSError, ValueError):
                 return
             if self._wake_r in r:
-                try:
+                with contextlib.suppress(BlockingIOError):
                     self._wake_r.recv(65536)
-                except BlockingIOError:
-                    pass
             if reading and (sock in r or c.buffered()):
                 rc = c.loop_read()
                 # Drain what is already buffered without going back to select.
@@ -467,9 +483,8 @@ class MqttAdapter:
                 last_misc = now
                 if c.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return
-            if c.want_write():
-                if c.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    return
+            if c.want_write() and c.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
             try:
                 c.flush_out()
             except OSError as exc:

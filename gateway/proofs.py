@@ -28,11 +28,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.store import CheckpointRow, Store, StoredRecord
 from protocol.bundle import AnchorRef, Bundle, BundleRecord, ConsistencyProof, InclusionProof
 from protocol.merkle import hash_leaf, proof, verify_consistency, verify_inclusion
 from protocol.merkle.hasher import EMPTY_ROOT, HASH_SIZE
-
-from gateway.store import CheckpointRow, Store, StoredRecord
 
 __all__ = [
     "ProofUnavailable",
@@ -147,7 +146,9 @@ def consistency(store: Store, tree: ProofSource, old_size: int, new_size: int) -
     return path
 
 
-def _covering_checkpoint(store: Store, max_leaf: int) -> tuple[CheckpointRow, dict[str, Any] | None]:
+def _covering_checkpoint(
+    store: Store, max_leaf: int
+) -> tuple[CheckpointRow, dict[str, Any] | None]:
     anchors = {a.size: a.receipt for a in store.anchors()}
     cps = [c for c in store.checkpoints() if c.size > max_leaf]
     if not cps:
@@ -207,7 +208,9 @@ def build_bundle(
     return bundle
 
 
-def add_consistency(bundle: Bundle, store: Store, tree: ProofSource, origin: str, old: int, new: int) -> None:
+def add_consistency(
+    bundle: Bundle, store: Store, tree: ProofSource, origin: str, old: int, new: int
+) -> None:
     """Add checkpoint ``old`` and its consistency proof to checkpoint ``new``."""
     path = consistency(store, tree, old, new)
     cp = _checkpoint(store, old)

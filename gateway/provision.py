@@ -72,6 +72,7 @@ class ProvisionError(Exception):
 
 class Transport(Protocol):
     def put(self, data: bytes, remote: str) -> None: ...
+    def put_files(self, files: Sequence[Path], remote_dir: str) -> None: ...
     def mkdir(self, remote: str) -> None: ...
     def exec(self, code: str, timeout: float = 60) -> str: ...
     def reset(self) -> None: ...
@@ -110,6 +111,12 @@ class MpremoteTransport:
             self._run(["fs", "cp", f.name, ":" + remote])
         finally:
             os.unlink(f.name)
+
+    def put_files(self, files: Sequence[Path], remote_dir: str) -> None:
+        """Copy several files into one board directory in one mpremote call."""
+        if files:
+            self._run(["fs", "cp", *(str(f) for f in files), ":" + remote_dir.rstrip("/") + "/"],
+                      max(self.timeout, 5 * len(files)))
 
     def mkdir(self, remote: str) -> None:
         try:
@@ -211,8 +218,15 @@ def provision(
     if not config_only:
         say("copying firmware")
         t.mkdir("lib")
+        by_dir: dict[str, list[Path]] = {}
         for local, remote in firmware_files(fw):
-            t.put(local.read_bytes(), remote)
+            by_dir.setdefault(remote.rpartition("/")[0], []).append(local)
+        for remote_dir, files in by_dir.items():
+            if remote_dir:
+                t.put_files(files, remote_dir)
+            else:
+                for f in files:
+                    t.put(f.read_bytes(), f.name)
     say("writing config.json")
     t.put((json.dumps(cfg, indent=1, sort_keys=True) + "\n").encode(), "config.json")
     if config_only:

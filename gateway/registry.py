@@ -23,6 +23,7 @@ device at provisioning. It is kept in the store, never in the log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -34,12 +35,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from protocol.cose import ID_PATTERN
+from gateway.store import DeviceRow, SQLiteStore
+from protocol.cose import ID_PATTERN, parse_sign1
 from protocol.keys import b64d, b64e, p256_public_from_sec1, p256_public_to_sec1
 from protocol.record import Registration, chain_hash, decode_payload, make_record
-from protocol.cose import parse_sign1
-
-from gateway.store import DeviceRow, SQLiteStore, Store
 
 __all__ = [
     "ROLES",
@@ -52,8 +51,15 @@ __all__ = [
 
 ROLES = {1: "logger", 2: "reader"}
 _ROLE_NAMES = {
-    "1": 1, "logger": 1, "temperature logger": 1, "temperature-logger": 1, "sensor": 1,
-    "2": 2, "reader": 2, "handover reader": 2, "handover-reader": 2,
+    "1": 1,
+    "logger": 1,
+    "temperature logger": 1,
+    "temperature-logger": 1,
+    "sensor": 1,
+    "2": 2,
+    "reader": 2,
+    "handover reader": 2,
+    "handover-reader": 2,
 }
 STATE_ACTIVE = 1
 STATE_REVOKED = 2
@@ -115,17 +121,31 @@ class Registry:
         revoked = reg.state == STATE_REVOKED
         if row is None:
             new = DeviceRow(
-                id=reg.device, role=reg.role, key=reg.key, org=reg.org, state=reg.state,
-                registry=registry, registered_leaf=leaf, place=reg.place, cal=reg.cal,
-                revoked_leaf=leaf if revoked else None, updated=now,
+                id=reg.device,
+                role=reg.role,
+                key=reg.key,
+                org=reg.org,
+                state=reg.state,
+                registry=registry,
+                registered_leaf=leaf,
+                place=reg.place,
+                cal=reg.cal,
+                revoked_leaf=leaf if revoked else None,
+                updated=now,
             )
         else:
             new = DeviceRow(
-                id=row.id, role=reg.role, key=row.key, org=reg.org, state=reg.state,
-                registry=registry, registered_leaf=row.registered_leaf,
+                id=row.id,
+                role=reg.role,
+                key=row.key,
+                org=reg.org,
+                state=reg.state,
+                registry=registry,
+                registered_leaf=row.registered_leaf,
                 place=reg.place if reg.place is not None else row.place,
                 cal=reg.cal if reg.cal is not None else row.cal,
-                revoked_leaf=leaf if revoked else None, updated=now,
+                revoked_leaf=leaf if revoked else None,
+                updated=now,
             )
         self.devices[new.id] = new
         old = self.keys.get(new.id)
@@ -148,7 +168,11 @@ def _key_bytes(value: object, what: str, size: int | None = None) -> bytes:
     elif isinstance(value, str):
         text = value.strip()
         try:
-            raw = bytes.fromhex(text) if all(c in "0123456789abcdefABCDEF" for c in text) else b64d(text)
+            raw = (
+                bytes.fromhex(text)
+                if all(c in "0123456789abcdefABCDEF" for c in text)
+                else b64d(text)
+            )
         except ValueError:
             raise RegistryError(f"{what} is neither hex nor base64") from None
     else:
@@ -161,7 +185,9 @@ def _key_bytes(value: object, what: str, size: int | None = None) -> bytes:
 class RegistrySigner:
     """Signs registrations with the registry key and queues them for the log."""
 
-    def __init__(self, store: SQLiteStore, registry_id: str, private_key: ec.EllipticCurvePrivateKey):
+    def __init__(
+        self, store: SQLiteStore, registry_id: str, private_key: ec.EllipticCurvePrivateKey
+    ):
         if not ID_PATTERN.fullmatch(registry_id):
             raise RegistryError(f"registry id {registry_id!r} is not a protocol id")
         self.store = store
@@ -177,10 +203,8 @@ class RegistrySigner:
             msg = parse_sign1(raw)
             p = decode_payload(msg.payload)
             if isinstance(p, Registration):
-                try:
+                with contextlib.suppress(RegistryError):  # the gateway will refuse it too
                     reg.apply(p, msg.kid, leaf, 0)
-                except RegistryError:
-                    pass
         return reg.devices
 
     def _sign(self, build: Any) -> bytes:
@@ -227,8 +251,18 @@ class RegistrySigner:
                 if row.state == STATE_REVOKED:
                     raise RegistryError(f"{device} is revoked; give the board a new id")
             return Registration(
-                boot=0, seq=seq, time=int(time.time()), tq=2, prev=prev, device=device,
-                key=sec1, role=role, org=org, state=STATE_ACTIVE, place=place, cal=cal,
+                boot=0,
+                seq=seq,
+                time=int(time.time()),
+                tq=2,
+                prev=prev,
+                device=device,
+                key=sec1,
+                role=role,
+                org=org,
+                state=STATE_ACTIVE,
+                place=place,
+                cal=cal,
             )
 
         raw = self._sign(build)
@@ -239,8 +273,16 @@ class RegistrySigner:
         def build(devices: dict[str, DeviceRow], seq: int, prev: bytes) -> Registration:
             row = self._known(devices, device)
             return Registration(
-                boot=0, seq=seq, time=int(time.time()), tq=2, prev=prev, device=device,
-                key=row.key, role=row.role, org=row.org, state=STATE_ACTIVE,
+                boot=0,
+                seq=seq,
+                time=int(time.time()),
+                tq=2,
+                prev=prev,
+                device=device,
+                key=row.key,
+                role=row.role,
+                org=row.org,
+                state=STATE_ACTIVE,
                 place=place if place is not None else row.place,
                 cal=cal if cal is not None else row.cal,
             )
@@ -251,9 +293,18 @@ class RegistrySigner:
         def build(devices: dict[str, DeviceRow], seq: int, prev: bytes) -> Registration:
             row = self._known(devices, device)
             return Registration(
-                boot=0, seq=seq, time=int(time.time()), tq=2, prev=prev, device=device,
-                key=row.key, role=row.role, org=row.org, state=STATE_REVOKED,
-                place=row.place, cal=row.cal,
+                boot=0,
+                seq=seq,
+                time=int(time.time()),
+                tq=2,
+                prev=prev,
+                device=device,
+                key=row.key,
+                role=row.role,
+                org=row.org,
+                state=STATE_REVOKED,
+                place=row.place,
+                cal=row.cal,
             )
 
         return self._sign(build)

@@ -24,6 +24,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.config import ConfigError, GatewayConfig
+from gateway.ingest import BatchOutcome, Ingestor, IngestSettings, Pipeline, check_chunk
+from gateway.ledger import LocalLedger
+from gateway.log import GatewayLog
+from gateway.mqtt import Inbound, MqttAdapter, MqttSettings
+from gateway.registry import Registry
+from gateway.store import SQLiteStore, open_store
 from protocol.keys import (
     b64d,
     b64e,
@@ -34,14 +41,6 @@ from protocol.keys import (
     p256_public_to_sec1,
 )
 from protocol.note import NoteSigner
-
-from gateway.config import ConfigError, GatewayConfig
-from gateway.ingest import BatchOutcome, IngestSettings, Ingestor, Pipeline, check_chunk
-from gateway.ledger import LocalLedger
-from gateway.log import GatewayLog
-from gateway.mqtt import Inbound, MqttAdapter, MqttSettings
-from gateway.registry import Registry
-from gateway.store import SQLiteStore, open_store
 
 __all__ = ["AckScheduler", "Gateway", "registry_public_key", "run", "trust_document"]
 
@@ -242,7 +241,10 @@ class Gateway:
                 self.cfg.metrics.port, self._metrics_stats, host=self.cfg.metrics.host
             )
         log.info(
-            "gateway %s started: log %s at %d leaves", self.cfg.id, self.cfg.log.origin, self.log.size
+            "gateway %s started: log %s at %d leaves",
+            self.cfg.id,
+            self.cfg.log.origin,
+            self.log.size,
         )
 
     def stop(self) -> None:
@@ -291,7 +293,7 @@ class Gateway:
         if self.on_records is not None and (outcome.accepted or outcome.presence):
             try:
                 self.on_records(outcome)
-            except Exception:  # noqa: BLE001 - alerts must never stop ingest
+            except Exception:
                 log.exception("record listener failed")
         self._periodic()
 
@@ -311,7 +313,7 @@ class Gateway:
             if self.alerts is not None and hasattr(self.alerts, "tick"):
                 try:
                     self.alerts.tick()
-                except Exception:  # noqa: BLE001 - alerts must never stop ingest
+                except Exception:
                     log.exception("alert tick failed")
 
     def _drain_outbox(self) -> None:
@@ -353,7 +355,11 @@ class Gateway:
             else {"size": last.size, "time": last.time, "root": last.root.hex()},
             "last_anchor": None
             if not anchors
-            else {"size": anchors[-1].size, "time": anchors[-1].time, "backend": anchors[-1].backend},
+            else {
+                "size": anchors[-1].size,
+                "time": anchors[-1].time,
+                "backend": anchors[-1].backend,
+            },
             "alarms": list(self.ingestor.alarms)[-10:],
         }
 

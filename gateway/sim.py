@@ -303,7 +303,8 @@ def _device_fs(root: Path) -> Any:
 
 def provision_sim_device(root: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """Key and ack key for a simulated device, made by the firmware's own
-    ct_provision; returns its registration entry (as `device provision`)."""
+    ct_provision (kept when they exist); returns its registration entry (as
+    ``coldtrace device provision`` writes it)."""
     firmware_on_path()
     import base64
     import contextlib as _cl
@@ -312,17 +313,18 @@ def provision_sim_device(root: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     import ct_provision
 
     fs = _device_fs(root)
-    ack = secrets.token_bytes(32)
+    ack_path = root / ct_provision.ACK_KEY
+    ack = ack_path.read_bytes() if ack_path.exists() else secrets.token_bytes(32)
     with _cl.redirect_stdout(io.StringIO()):
-        ct_provision.set_ack_key(ack.hex(), fs, str(root))
+        # a device keeps its key and ack key across sim runs (same id, same key)
+        if not ack_path.exists():
+            ct_provision.set_ack_key(ack.hex(), fs, str(root))
         pub = ct_provision.keygen(False, fs, str(root), cfg, os.urandom)
     entry: dict[str, Any] = {"device": cfg["id"], "role": cfg["role"],
                              "key": base64.b64encode(bytes(pub)).decode(), "org": cfg["org"],
                              "ack_key": base64.b64encode(ack).decode()}
     if cfg.get("place"):
         entry["place"] = cfg["place"]
-    if (root / "ack.key").exists():
-        entry["ack_key"] = base64.b64encode((root / "ack.key").read_bytes()).decode()
     return entry
 
 
@@ -589,7 +591,11 @@ def _cmd_sim(args: Any) -> int:
         host, port = args.broker, "1883"
     passwords = None
     if args.passwords:
-        passwords = json.loads(Path(args.passwords).read_text(encoding="utf-8"))
+        doc = json.loads(Path(args.passwords).read_text(encoding="utf-8"))
+        # {device: password}, or the broker's credentials.json {"users": {name: {...}}}
+        if isinstance(doc.get("users"), dict):
+            doc = {k: v["password"] for k, v in doc["users"].items()}
+        passwords = doc
     root = Path(args.dir)
     try:
         s = Sim(root, host, int(port), args.loggers, args.readers, args.interval, args.upload,
@@ -629,7 +635,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tags", type=int, default=3, help="NTAG 424 DNA tags the readers see")
     p.add_argument("--tap-every", type=float, default=5.0, help="seconds between taps")
     p.add_argument("--org", default="acme")
-    p.add_argument("--passwords", help="JSON {device id: MQTT password} (broker with ACLs)")
+    p.add_argument("--passwords", help="JSON {device id: MQTT password}, or the broker's "
+                   "credentials.json (coldtrace gateway broker)")
     p.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until stopped")
     p.add_argument("--provision-only", action="store_true",
                    help="make the devices' keys and files, then exit")

@@ -150,8 +150,15 @@ class WriteBatch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.records or self.rejects or self.states or self.events or self.devices
-            or self.placements or self.outbox_done or self.presence or self.counters
+            self.records
+            or self.rejects
+            or self.states
+            or self.events
+            or self.devices
+            or self.placements
+            or self.outbox_done
+            or self.presence
+            or self.counters
             or self.meta
         )
 
@@ -368,8 +375,15 @@ class SQLiteStore:
                 " SET count = count + 1, last_seen = excluded.last_seen",
                 [
                     (
-                        r.received, r.received, r.topic, r.signer, r.seq, r.reason,
-                        r.detail[:500], sha256(r.raw).digest(), r.raw,
+                        r.received,
+                        r.received,
+                        r.topic,
+                        r.signer,
+                        r.seq,
+                        r.reason,
+                        r.detail[:500],
+                        sha256(r.raw).digest(),
+                        r.raw,
                     )
                     for r in b.rejects
                 ],
@@ -378,8 +392,16 @@ class SQLiteStore:
             db.executemany(
                 "INSERT OR REPLACE INTO signer_state VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (s.signer, s.contig, s.contig_hash, s.max_seq, s.max_hash, s.max_boot,
-                     s.count, s.last_seen)
+                    (
+                        s.signer,
+                        s.contig,
+                        s.contig_hash,
+                        s.max_seq,
+                        s.max_hash,
+                        s.max_boot,
+                        s.count,
+                        s.last_seen,
+                    )
                     for s in b.states
                 ],
             )
@@ -393,8 +415,19 @@ class SQLiteStore:
             db.executemany(
                 "INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (d.id, d.role, d.key, d.org, d.state, d.registry, d.registered_leaf,
-                     d.place, d.cal, d.revoked_leaf, d.updated)
+                    (
+                        d.id,
+                        d.role,
+                        d.key,
+                        d.org,
+                        d.state,
+                        d.registry,
+                        d.registered_leaf,
+                        d.place,
+                        d.cal,
+                        d.revoked_leaf,
+                        d.updated,
+                    )
                     for d in b.devices
                 ],
             )
@@ -447,7 +480,8 @@ class SQLiteStore:
         pos = start
         while pos < end:
             rows = self._all(
-                "SELECT leaf, raw FROM records WHERE leaf >= ? AND leaf < ? ORDER BY leaf LIMIT 5000",
+                "SELECT leaf, raw FROM records WHERE leaf >= ? AND leaf < ?"
+                " ORDER BY leaf LIMIT 5000",
                 (pos, end),
             )
             if not rows:

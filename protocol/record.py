@@ -245,6 +245,7 @@ class Status(_Common):
     rssi: int | None = None
     reset: int | None = None
     detail: int | None = None
+    lost: int | None = None
     batt: int | None = None
     extensions: Mapping[int, int | bytes | str] = _extensions_field()
 
@@ -313,6 +314,7 @@ _KIND_FIELDS: dict[int, dict[int, _Field]] = {
         35: ("rssi", _INT, -128, 0),
         36: ("reset", _UINT, 0, 255),
         37: ("detail", _INT, -(1 << 31), _U32),
+        38: ("lost", _UINT, 0, _U32),
     },
     KIND_REGISTRATION: {
         14: ("cal", _UINT, 0, _U32),

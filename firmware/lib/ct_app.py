@@ -10,7 +10,8 @@ code runs on the board (main.py wires machine/network), in the simulator
 ``hw``    now() RTC seconds in the port's epoch, set_time(unix), epoch offset
           ``offset``, rtc (``memory()``), feed() watchdog, batt_mv(),
           reset_cause() and ``DEEPSLEEP`` (the cause after a deep-sleep
-          wake), deep_sleep(ms), led(v), uptime() s.
+          wake), deep_sleep(ms), led(v), uptime() s, and optionally
+          button_wake() (True clears the latched alarm indicator).
 ``core``  the signed-record core, through ct_core (ct_record/ct_state/
           ct_queue/ct_uplink): record(fields) -> bytes, enqueue(rec) -> bool,
           queued() -> (records, free bytes), upload(timeout_ms, want_time)
@@ -179,6 +180,8 @@ class Logger:
         hw.feed()
         self.events = []
         now = self.clock.now()[0]
+        if getattr(hw, "button_wake", None) and hw.button_wake():
+            self.alarm.clear_latch()  # the operator acknowledged the alarm LED
         if self.fresh or hw.reset_cause() != hw.DEEPSLEEP:
             self.status(EV_BOOT, None, {31: hw.uptime(), 32: FW, 36: hw.reset_cause()})
             self.fresh = False

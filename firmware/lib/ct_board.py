@@ -87,7 +87,20 @@ class Board:
         self.feed()
         machine.lightsleep(ms)
 
+    def button_wake(self):
+        """The operator pressed the button (it woke the board from deep sleep)."""
+        return machine.wake_reason() == getattr(machine, "EXT0_WAKE", 2)
+
     def deep_sleep(self, ms):
+        b = self.pins.get("button")
+        if b is not None:
+            try:
+                import esp32
+
+                esp32.wake_on_ext0(machine.Pin(b, machine.Pin.IN, machine.Pin.PULL_UP),
+                                   esp32.WAKEUP_ALL_LOW)
+            except (ImportError, AttributeError, ValueError, OSError):
+                pass
         machine.deepsleep(ms)
 
 

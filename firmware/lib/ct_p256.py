@@ -13,8 +13,10 @@ Signatures follow FIPS 186-4 ECDSA with RFC 6979 §3.2 deterministic nonces
 byte-identical to python-ecdsa's ``sign_deterministic`` after s -> n - s.
 
 Speed: k*G uses a fixed-base comb (Lim-Lee, ``_TEETH`` teeth): a table of
-2^teeth - 1 affine points built once, then 256/teeth doublings and as many
-mixed additions per signature, no doubling chain over 256 bits. Jacobian
+2^teeth - 1 affine points, then 256/teeth doublings and as many mixed
+additions per signature, no doubling chain over 256 bits. The default
+table ships precomputed in ct_p256_comb (1,984 bytes; a test checks it
+against a fresh computation), so a wake from deep sleep does not rebuild it. Jacobian
 coordinates, a = -3 doubling; two modular inversions per signature (Fermat,
 ``pow``: MicroPython's pow(x, -1, m) silently returns 0).
 
@@ -171,6 +173,26 @@ def _comb_table(teeth=_TEETH):
     if _table is not None and len(_table) == 1 << teeth:
         return _table
     span = (256 + teeth - 1) // teeth
+    if teeth == _TEETH:
+        # the default table ships precomputed (ct_p256_comb): a deep-sleep
+        # wake that signs once would otherwise pay more for the table than
+        # for the signature
+        try:
+            from ct_p256_comb import TABLE
+        except ImportError:
+            TABLE = None
+        if TABLE is not None and len(TABLE) == 64 * ((1 << teeth) - 1):
+            t = [None]
+            for i in range(0, len(TABLE), 64):
+                t.append((_b2i(TABLE[i : i + 32]), _b2i(TABLE[i + 32 : i + 64])))
+            _table = t
+            _span = span
+            return t
+    return _build_table(teeth, span)
+
+
+def _build_table(teeth, span):
+    global _table, _span
     bases = []
     X, Y, Z = GX, GY, 1
     for i in range(teeth):
@@ -198,13 +220,22 @@ def _comb_table(teeth=_TEETH):
     return _table
 
 
-def set_teeth(teeth):
-    """Rebuild the comb table with another tooth count (benchmarks)."""
+def set_teeth(teeth, build=False):
+    """Use a comb table with another tooth count (benchmarks); ``build``
+    computes it even when a precomputed one ships."""
     global _table
     if teeth < 1 or teeth > 8:
         raise P256Error("teeth 1..8")
     _table = None
-    _comb_table(teeth)
+    if build:
+        return _build_table(teeth, (256 + teeth - 1) // teeth)
+    return _comb_table(teeth)
+
+
+def table_bytes(teeth=_TEETH):
+    """The comb table as X || Y of T[1..], what ct_p256_comb.TABLE holds."""
+    t = _build_table(teeth, (256 + teeth - 1) // teeth)
+    return b"".join(_i2b(x) + _i2b(y) for x, y in t[1:])
 
 
 def _mul_g(k):

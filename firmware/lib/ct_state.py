@@ -11,10 +11,12 @@
 Persistence: a 40-byte blob (magic, generation, boot, seq, cmd, head,
 CRC-32) written to ``path + ".tmp"`` and renamed over ``path`` (atomic on
 LittleFS): after a power cut the file is the old or the new blob, never a
-mix. The same blob goes first into RTC memory (key ``b"S"``), which survives
-deep sleep and watchdog resets but not power loss: on a deep-sleep wake it is
-read instead of flash (the fast path), and when it is newer than flash (a
-reset between the two writes) it wins.
+mix. The same blob goes first into RTC memory (key ``b"S"``), which
+survives deep sleep and watchdog resets but not power loss. At start the
+copy with the newer generation wins: RTC memory when a reset fell between
+the two writes, flash otherwise - a stale RTC copy can never move seq back.
+A valid RTC copy also tells a deep-sleep wake (same power session, boot
+kept) from a real start.
 
 Never reuse a seq: a record is queued *before* ``advance`` persists the new
 seq, so a cut between the two leaves the queue ahead of the state file.
@@ -79,23 +81,22 @@ class State:
             raise StateError("state file %s is corrupt" % self._path)
         return v
 
-    def load(self, prefer_rtc=True):
-        """Read the newest valid copy. Raises StateError when the flash copy
-        is corrupt and RTC memory cannot stand in for it."""
+    def load(self):
+        """Read the newest valid copy: flash, or RTC memory when its
+        generation is ahead (a reset between the two writes). A stale RTC
+        copy (another writer of RTC memory put back an old buffer) never
+        wins. Raises StateError when flash is corrupt and RTC cannot stand in."""
         r = None
         if self._rtc is not None:
             r = _unpack(self._rtc.get(_RTC_KEY))
-        if r is not None and prefer_rtc:
+        try:
+            v = self._read_flash()
+        except StateError:
+            if r is None:
+                raise
+            v = None
+        if v is None or (r is not None and 0 < ((r[0] - v[0]) & _U32) < 0x80000000):
             v = r
-        else:
-            try:
-                v = self._read_flash()
-            except StateError:
-                if r is None:
-                    raise
-                v = r
-            if v is not None and r is not None and r[0] > v[0]:
-                v = r
         if v is None:
             self.fresh = True
             return False
@@ -108,7 +109,7 @@ class State:
         """Load, then count this start. A deep-sleep wake (``wake``) with a
         valid RTC copy is the same power session: boot stays."""
         had_rtc = self._rtc is not None and _unpack(self._rtc.get(_RTC_KEY)) is not None
-        self.load(prefer_rtc=wake)
+        self.load()
         if not (wake and had_rtc):
             if self.boot >= _U32:
                 raise StateError("boot counter exhausted")

@@ -79,7 +79,16 @@ class _Guard:
     def settimeout(self, t):
         self._s.settimeout(self._t if t is None else t)
 
-    def __getattr__(self, name):
+    def read(self, n):
+        return self._s.read(n)
+
+    def write(self, b, n=None):
+        return self._s.write(b) if n is None else self._s.write(b, n)
+
+    def close(self):
+        self._s.close()
+
+    def __getattr__(self, name):  # anything else (test fakes)
         return getattr(self._s, name)
 
 

@@ -40,6 +40,10 @@ class FakeBoard:
     def now(self):
         return self.t
 
+    def button_wake(self):
+        b, self.button = getattr(self, "button", False), False
+        return b
+
     def set_time(self, unix):
         self.t = unix - self.offset
 
@@ -99,6 +103,9 @@ class FakeCore:
 
     def queued(self):
         return len(self.queue), (self.capacity - len(self.queue)) * self.size
+
+    def close(self):
+        self.closed = True
 
     def upload(self, timeout_ms, want_time=False):
         self.uploads += 1

@@ -71,7 +71,8 @@ class Result:
     def report(self) -> str:
         return (
             f"{self.script} under {self.interpreter}: exit {self.status}, "
-            f"counts {self.counts}, {self.seconds:.1f} s\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+            f"counts {self.counts}, {self.seconds:.1f} s\n"
+            f"--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
         )
 
 

@@ -68,3 +68,14 @@ def test_pins_json_is_consistent_with_firmware_in_cpython_too() -> None:
     for board, b in hw["boards"].items():
         for role, sigs in b["roles"].items():
             assert {k: v["gpio"] for k, v in sigs.items()} == ct_pins.PINS[board][role]
+
+
+def test_config_template_atecc_bus_matches_the_pin_map() -> None:
+    """ct_provision/ct_atecc take the ATECC608's I2C pins from config.json;
+    they must be the pin map's I2C pins of the template's board."""
+    cfg = json.loads((ROOT / "firmware" / "config.json").read_text())
+    hw = json.loads((HW / "pins.json").read_text())
+    sig = hw["boards"][cfg["board"]]["roles"][cfg["role"]]
+    assert cfg["atecc"]["sda"] == sig["i2c_sda"]["gpio"]
+    assert cfg["atecc"]["scl"] == sig["i2c_scl"]["gpio"]
+    assert cfg["atecc"]["addr"] == 0x60

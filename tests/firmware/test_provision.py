@@ -72,6 +72,10 @@ class FakeTransport:
     def put(self, data: bytes, remote: str) -> None:
         self.state["files"][remote] = data
 
+    def put_files(self, files: list[Path], remote_dir: str) -> None:
+        for f in files:
+            self.put(f.read_bytes(), remote_dir + "/" + f.name)
+
     def mkdir(self, remote: str) -> None:
         self.dirs.append(remote)
 
@@ -151,7 +155,7 @@ def test_bad_ids_and_roles_refused() -> None:
 
 
 FAKE_MPREMOTE = """
-import json, sys
+import json, os, sys
 sys.path.insert(0, {here!r})
 from fake_board_impl import board_exec
 args = sys.argv[1:]
@@ -165,7 +169,10 @@ log.write(json.dumps(args) + "\\n")
 assert args[0] == "connect" and args[1] == "/dev/ttyFAKE", args
 op = args[2:]
 if op[:2] == ["fs", "cp"]:
-    state["files"][op[3].lstrip(":")] = open(op[2], "rb").read().hex()
+    dest = op[-1].lstrip(":")
+    for src in op[2:-1]:
+        name = dest + os.path.basename(src) if dest.endswith("/") else dest
+        state["files"][name] = open(src, "rb").read().hex()
 elif op[0] == "exec":
     try:
         sys.stdout.write(board_exec(state, op[1]))
@@ -219,6 +226,7 @@ def test_cli_with_fake_mpremote_executable(
     assert conf["role"] == "reader" and conf["wifi"]["ssid"] == "coldnet"
     assert conf["mqtt"]["host"] == "gw.local"
     assert board["reset"] is True
+    assert "lib/ct_app.py" in board["files"] and "main.py" in board["files"]
     log = [json.loads(x) for x in (tmp_path / "board.json.log").read_text().splitlines()]
     assert all(a[:2] == ["connect", "/dev/ttyFAKE"] for a in log)
     (e,) = json.loads(reg.read_text())["devices"]

@@ -32,8 +32,12 @@ def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
         pytest.skip("mosquitto is not installed (make system)")
     started: list[BrokerProcess] = []
 
-    def make(devices: list[str], *, queue: QueueLimits | None = None, port: int | None = None) -> Broker:
-        broker = start_test_broker(tmp_path / f"broker{len(started)}", devices, queue=queue, port=port)
+    def make(
+        devices: list[str], *, queue: QueueLimits | None = None, port: int | None = None
+    ) -> Broker:
+        broker = start_test_broker(
+            tmp_path / f"broker{len(started)}", devices, queue=queue, port=port
+        )
         started.append(broker.process)
         return broker
 

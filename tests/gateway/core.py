@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gateway.ingest import BatchOutcome, IngestSettings, Ingestor, Pipeline
+from gateway.ingest import BatchOutcome, Ingestor, IngestSettings, Pipeline
 from gateway.ledger import LocalLedger
 from gateway.log import GatewayLog
 from gateway.mqtt import Inbound
@@ -23,7 +23,9 @@ REGISTRY = "test-registry"
 class Core:
     """store + log + ledger + registry + ingestor + pipeline in one directory."""
 
-    def __init__(self, d: Path, *, signer: NoteSigner | None = None, ledger_key=None, registry_key=None) -> None:
+    def __init__(
+        self, d: Path, *, signer: NoteSigner | None = None, ledger_key=None, registry_key=None
+    ) -> None:
         self.dir = d
         self.signer = signer or NoteSigner.generate(ORIGIN)
         self.ledger_key = ledger_key or generate_ed25519()
@@ -34,11 +36,22 @@ class Core:
         d = self.dir
         self.store = SQLiteStore(d / "gateway.db")
         self.ledger = LocalLedger(d / "ledger.db", f"{ORIGIN}/ledger", self.ledger_key)
-        self.log = GatewayLog(self.store, d / "tree", self.signer, ledger=self.ledger,
-                              checkpoint_interval=3600, checkpoint_leaves=10**9)
+        self.log = GatewayLog(
+            self.store,
+            d / "tree",
+            self.signer,
+            ledger=self.ledger,
+            checkpoint_interval=3600,
+            checkpoint_leaves=10**9,
+        )
         self.registry = Registry({REGISTRY: self.registry_key.public_key()}, self.store.devices())
-        self.ingestor = Ingestor(self.store, self.registry, gateway_id="gw-core",
-                                 settings=IngestSettings(), append_to_log=self.log.append)
+        self.ingestor = Ingestor(
+            self.store,
+            self.registry,
+            gateway_id="gw-core",
+            settings=IngestSettings(),
+            append_to_log=self.log.append,
+        )
         self.pipeline = Pipeline(self.ingestor, threads=2, batch_size=100)
         self.mid = 0
         self._outbox: dict[bytes, int] = {}
@@ -66,12 +79,29 @@ class Core:
                 msgs.append(Inbound(topic, raw, self.mid, 1, time.time()))
         return self.pipeline.run_once(msgs)
 
-    def registration(self, dev: SimDevice, *, state: int = 1, place: str | None = "room-1",
-                     key: bytes | None = None) -> bytes:
+    def registration(
+        self,
+        dev: SimDevice,
+        *,
+        state: int = 1,
+        place: str | None = "room-1",
+        key: bytes | None = None,
+    ) -> bytes:
         last = self.store.last_signed(REGISTRY)
         seq, prev = (0, bytes(16)) if last is None else (last[0] + 1, chain_hash(last[1]))
-        reg = Registration(boot=0, seq=seq, time=int(time.time()), tq=2, prev=prev, device=dev.id,
-                           key=key or dev.public_sec1, role=1, org="acme", state=state, place=place)
+        reg = Registration(
+            boot=0,
+            seq=seq,
+            time=int(time.time()),
+            tq=2,
+            prev=prev,
+            device=dev.id,
+            key=key or dev.public_sec1,
+            role=1,
+            org="acme",
+            state=state,
+            place=place,
+        )
         raw = make_record(reg, REGISTRY, self.registry_key)
         # Keep the registry chain in the store's view: the outbox is where it lives.
         self._outbox[raw] = self.store.outbox_add(REGISTRY, seq, raw)

@@ -63,8 +63,15 @@ class PycaSigner:
 
 
 def make_reading(
-    kid: str, key: ec.EllipticCurvePrivateKey, *, boot: int, seq: int, time_: int, tq: int,
-    prev: bytes, temp: int,
+    kid: str,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    boot: int,
+    seq: int,
+    time_: int,
+    tq: int,
+    prev: bytes,
+    temp: int,
 ) -> bytes:
     """A signed reading, made by the firmware's record code when available."""
     if CT_RECORD is not None:
@@ -72,7 +79,9 @@ def make_reading(
         return bytes(CT_RECORD.sign1(CT_RECORD.payload(fields), kid.encode(), PycaSigner(key)))
     from protocol.record import Reading, make_record
 
-    return make_record(Reading(boot=boot, seq=seq, time=time_, tq=tq, prev=prev, temp=temp), kid, key)
+    return make_record(
+        Reading(boot=boot, seq=seq, time=time_, tq=tq, prev=prev, temp=temp), kid, key
+    )
 
 
 def chain_link(raw: bytes) -> bytes:
@@ -120,8 +129,13 @@ class SimDevice:
 
     def reading(self, temp: int = 450, *, time_: int | None = None, keep: bool = True) -> bytes:
         raw = make_reading(
-            self.id, self.key, boot=self.boot, seq=self.seq,
-            time_=int(time.time()) if time_ is None else time_, tq=self.tq, prev=self.prev,
+            self.id,
+            self.key,
+            boot=self.boot,
+            seq=self.seq,
+            time_=int(time.time()) if time_ is None else time_,
+            tq=self.tq,
+            prev=self.prev,
             temp=temp,
         )
         with self._lock:
@@ -135,7 +149,7 @@ class SimDevice:
         assert self.ack_key is not None
         try:
             seq, _t, head = open_ack(msg, self.ack_key)
-        except Exception:  # noqa: BLE001 - a device ignores a bad ack
+        except Exception:
             self.bad_acks += 1
             return
         with self._lock:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +68,9 @@ class GatewayDir:
                 store, self.cfg.registry.id, load_p256_private_key(self.cfg.registry.key_file)
             )
             for dev in devices:
-                _, dev.ack_key = signer.add(dev.id, dev.public_sec1, role=1, org="acme", place=place)
+                _, dev.ack_key = signer.add(
+                    dev.id, dev.public_sec1, role=1, org="acme", place=place
+                )
                 self.devices[dev.id] = dev
         finally:
             store.close()
@@ -82,8 +83,17 @@ class GatewayDir:
         """``coldtrace gateway run`` as a separate process (for kill -9)."""
         with open(self.dir / "gateway.log", "ab") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [sys.executable, "-m", "protocol.cli", "gateway", "run", "-c", str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "protocol.cli",
+                    "gateway",
+                    "run",
+                    "-c",
+                    str(self.config_path),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self.procs.append(proc)
         return proc
@@ -99,7 +109,10 @@ def start_test_broker(
     port = port or free_port()
     users = [BrokerUser(GW_USER, "gateway")] + [BrokerUser(dev, "device") for dev in devices]
     conf = write_config(
-        d, port=port, users=users, gateway_id=GW_ID,
+        d,
+        port=port,
+        users=users,
+        gateway_id=GW_ID,
         queue=queue or QueueLimits(max_inflight_messages=1000),
     )
     proc = start_broker(conf)
@@ -114,16 +127,29 @@ def create_gateway_dir(d: Path, broker: Broker, **ingest: Any) -> GatewayDir:
     save_private_key(generate_p256(), d / "keys" / "registry.pem")
     (d / "mqtt.pw").write_text(broker.password(GW_USER) + "\n")
     settings = {"batch_size": 200, "batch_wait": 0.01, "ack_interval": 0.05, **ingest}
-    (d / "gateway.toml").write_text(render_config({
-        "gateway": {"id": GW_ID, "data_dir": "var"},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "username": GW_USER,
-                 "password_file": "mqtt.pw", "keepalive": 5},
-        "ingest": settings,
-        "log": {"origin": ORIGIN, "key_file": "keys/log.skey", "checkpoint_interval": 0.5,
-                "checkpoint_leaves": 100000},
-        "ledger": {"id": f"{ORIGIN}/ledger", "key_file": "keys/ledger.pem"},
-        "registry": {"id": "acme-registry", "key_file": "keys/registry.pem"},
-    }))
+    (d / "gateway.toml").write_text(
+        render_config(
+            {
+                "gateway": {"id": GW_ID, "data_dir": "var"},
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": broker.port,
+                    "username": GW_USER,
+                    "password_file": "mqtt.pw",
+                    "keepalive": 5,
+                },
+                "ingest": settings,
+                "log": {
+                    "origin": ORIGIN,
+                    "key_file": "keys/log.skey",
+                    "checkpoint_interval": 0.5,
+                    "checkpoint_leaves": 100000,
+                },
+                "ledger": {"id": f"{ORIGIN}/ledger", "key_file": "keys/ledger.pem"},
+                "registry": {"id": "acme-registry", "key_file": "keys/registry.pem"},
+            }
+        )
+    )
     return GatewayDir(d, broker, load_config(d / "gateway.toml"))
 
 

@@ -16,8 +16,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, '[gateway]\nid = "gw-1"\ndata_dir = "var"\n'
-                                      '[mqtt]\npassword_file = "pw"\n'))
+    cfg = load_config(
+        write(tmp_path, '[gateway]\nid = "gw-1"\ndata_dir = "var"\n[mqtt]\npassword_file = "pw"\n')
+    )
     assert cfg.data_dir == tmp_path / "var" and cfg.db_path == tmp_path / "var" / "gateway.db"
     assert cfg.mqtt.password_file == tmp_path / "pw"
     assert cfg.log.key_file == tmp_path / "keys" / "log.skey"

@@ -10,6 +10,7 @@ crashes), every checkpoint anchored on a ledger that verifies.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -29,7 +30,9 @@ from tests.gateway.devices import SimDevice, wait_for
 from tests.gateway.env import GatewayDir
 
 
-def publish_stream(devs: list[SimDevice], count: int, pause: float, stop: threading.Event) -> dict[str, list[bytes]]:
+def publish_stream(
+    devs: list[SimDevice], count: int, pause: float, stop: threading.Event
+) -> dict[str, list[bytes]]:
     sent: dict[str, list[bytes]] = {d.id: [] for d in devs}
     for k in range(count):
         if stop.is_set():
@@ -54,7 +57,9 @@ def resend_until_acked(devs: list[SimDevice], timeout: float = 60.0) -> None:
         time.sleep(1.0)
 
 
-def check_exactly_once(cfg: GatewayConfig, sent: dict[str, list[bytes]], devs: list[SimDevice]) -> None:
+def check_exactly_once(
+    cfg: GatewayConfig, sent: dict[str, list[bytes]], devs: list[SimDevice]
+) -> None:
     store = open_store(cfg.db_path)
     try:
         for dev_id, raws in sent.items():
@@ -70,20 +75,30 @@ def check_exactly_once(cfg: GatewayConfig, sent: dict[str, list[bytes]], devs: l
         assert cps and cps[-1].size == store.leaf_count()
         reader = TreeReader(cfg.tree_dir, cps[-1].size)
         try:
-            for old, new in zip(cps, cps[1:], strict=False):
+            for old, new in itertools.pairwise(cps):
                 verify_consistency(
-                    old.size, new.size, reader.consistency_proof(old.size, new.size),
-                    old.root_hash, new.root_hash,
+                    old.size,
+                    new.size,
+                    reader.consistency_proof(old.size, new.size),
+                    old.root_hash,
+                    new.root_hash,
                 )
             last = cps[-1]
             for leaf in range(0, last.size, max(1, last.size // 200)):
                 rec = store.record(leaf)
                 assert rec is not None
-                verify_inclusion(leaf, last.size, hash_leaf(rec.raw),
-                                 reader.inclusion_proof(leaf, last.size), last.root_hash)
+                verify_inclusion(
+                    leaf,
+                    last.size,
+                    hash_leaf(rec.raw),
+                    reader.inclusion_proof(leaf, last.size),
+                    last.root_hash,
+                )
         finally:
             reader.close()
-        ledger = LocalLedger(cfg.ledger_path, cfg.ledger.id, load_ed25519_private_key(cfg.ledger.key_file))
+        ledger = LocalLedger(
+            cfg.ledger_path, cfg.ledger.id, load_ed25519_private_key(cfg.ledger.key_file)
+        )
         try:
             assert ledger.verify() == len(cps)
         finally:
@@ -108,6 +123,8 @@ def test_kill_9_mid_stream_repeatedly_loses_nothing(make_broker, make_gateway) -
     env.register(*devs)
     proc = env.start_process()
     wait_for(lambda: _logged(env.cfg) == len(devs), 30, "registrations logged")
+    log_path = env.dir / "gateway.log"
+    wait_for(lambda: "subscribed to" in log_path.read_text(), 30, "gateway subscribed")
     env.connect(*devs)
     stop = threading.Event()
     result: dict[str, dict[str, list[bytes]]] = {}
@@ -117,10 +134,9 @@ def test_kill_9_mid_stream_repeatedly_loses_nothing(make_broker, make_gateway) -
     publisher.start()
     rng = random.Random(4)
     checkpoints_before: list[int] = []
-    log_path = env.dir / "gateway.log"
     for round_ in range(4):
         # Each kill lands while the process is connected and ingesting.
-        wait_for(lambda: log_path.read_text().count("connected to") > round_, 30, "connected")
+        wait_for(lambda n=round_: log_path.read_text().count("connected to") > n, 30, "connected")
         time.sleep(rng.uniform(0.2, 0.6))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -147,6 +163,7 @@ def test_broker_restart_mid_stream(make_broker, make_gateway) -> None:
     env.register(*devs)
     gw = Gateway(env.cfg)
     gw.start()
+    assert gw.mqtt.subscribed.wait(15)
     try:
         env.connect(*devs)
         stop = threading.Event()
@@ -173,6 +190,7 @@ def test_device_reconnects_and_resends_everything_unacked(make_broker, make_gate
     env.register(dev)
     gw = Gateway(env.cfg)
     gw.start()
+    assert gw.mqtt.subscribed.wait(15)
     try:
         env.connect(dev)
         sent = []
@@ -198,6 +216,7 @@ def test_duplicate_delivery_is_stored_once_and_acked(make_broker, make_gateway) 
     env.register(dev)
     gw = Gateway(env.cfg)
     gw.start()
+    assert gw.mqtt.subscribed.wait(15)
     try:
         env.connect(dev)
         sent = [dev.reading(temp=k) for k in range(20)]
@@ -217,6 +236,7 @@ def test_gap_is_recorded_until_the_device_fills_it(make_broker, make_gateway) ->
     env.register(dev)
     gw = Gateway(env.cfg)
     gw.start()
+    assert gw.mqtt.subscribed.wait(15)
     try:
         env.connect(dev)
         sent = [dev.reading(temp=k) for k in range(10)]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
     env.register(*devs)
     gw = Gateway(env.cfg)
     gw.start()
+    assert gw.mqtt.subscribed.wait(15)
     try:
         env.connect(*devs)
         for k in range(60):
@@ -63,17 +65,23 @@ def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
         path = reader.inclusion_proof(leaf, last.size)
         verify_inclusion(leaf, last.size, hash_leaf(rec.raw), path, last.root_hash)
     # Each checkpoint is consistent with the one before it.
-    for old, new in zip(cps, cps[1:], strict=False):
+    for old, new in itertools.pairwise(cps):
         a = open_checkpoint(old.note, [verifier])
         b = open_checkpoint(new.note, [verifier])
-        verify_consistency(a.size, b.size, reader.consistency_proof(a.size, b.size), a.root_hash, b.root_hash)
+        verify_consistency(
+            a.size, b.size, reader.consistency_proof(a.size, b.size), a.root_hash, b.root_hash
+        )
     # Every checkpoint is anchored on the local ledger; receipts verify and link.
-    ledger = LocalLedger(cfg.ledger_path, cfg.ledger.id, load_ed25519_private_key(cfg.ledger.key_file))
+    ledger = LocalLedger(
+        cfg.ledger_path, cfg.ledger.id, load_ed25519_private_key(cfg.ledger.key_file)
+    )
     assert ledger.verify() == len(cps)
     receipts = [LocalReceipt.from_json(a.receipt) for a in store.anchors()]
     assert [r.index for r in receipts] == list(range(len(cps)))
     for cp, receipt in zip(cps, receipts, strict=True):
-        verify_local_receipt(receipt, ledger.public_key, checkpoint_hash(open_checkpoint(cp.note, [verifier])))
+        verify_local_receipt(
+            receipt, ledger.public_key, checkpoint_hash(open_checkpoint(cp.note, [verifier]))
+        )
     verify_local_chain(receipts)
     ledger.close()
 
@@ -99,16 +107,36 @@ def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
     assert coldtrace(["gateway", "status", "-c", str(env.config_path)]) == 0
     assert "checkpoint    size" in capsys.readouterr().out
     bundle_path = tmp_path / "cli-bundle.json"
-    assert coldtrace(["gateway", "bundle", "-c", str(env.config_path), "--device", devs[0].id,
-                      "-o", str(bundle_path)]) == 0
+    assert (
+        coldtrace(
+            [
+                "gateway",
+                "bundle",
+                "-c",
+                str(env.config_path),
+                "--device",
+                devs[0].id,
+                "-o",
+                str(bundle_path),
+            ]
+        )
+        == 0
+    )
     assert coldtrace(["verify", str(bundle_path), "--trust", str(tmp_path / "trust.json")]) == 0
     capsys.readouterr()
-    assert coldtrace(["gateway", "proof", "-c", str(env.config_path), "--device", devs[1].id,
-                      "--seq", "7"]) == 0
+    assert (
+        coldtrace(
+            ["gateway", "proof", "-c", str(env.config_path), "--device", devs[1].id, "--seq", "7"]
+        )
+        == 0
+    )
     proof = json.loads(capsys.readouterr().out)
     verify_inclusion(
-        proof["index"], proof["tree_size"], hash_leaf(b64d(proof["record"])),
-        [b64d(h) for h in proof["path"]], last.root_hash,
+        proof["index"],
+        proof["tree_size"],
+        hash_leaf(b64d(proof["record"])),
+        [b64d(h) for h in proof["path"]],
+        last.root_hash,
     )
 
 
@@ -119,6 +147,7 @@ def test_offline_will_shows_in_presence(make_broker, make_gateway) -> None:
     env.register(dev)
     gw = Gateway(env.cfg)
     gw.start()
+    assert gw.mqtt.subscribed.wait(15)
     try:
         env.connect(dev)
         wait_for(lambda: gw.store.presence().get(dev.id, ("",))[0] == "online", 15, "online")

@@ -31,7 +31,9 @@ def test_in_order_records_are_stored_logged_and_acked(core: Core) -> None:
     raws = [dev.reading(temp=k) for k in range(5)]
     out = core.send(*(rec(dev, r) for r in raws))
     assert len(out.accepted) == 5 and out.rejected == 0 and out.ack_due == {dev.id}
-    assert [m for mids in out.mids.values() for m in mids] == list(range(core.mid - 4, core.mid + 1))
+    assert [m for mids in out.mids.values() for m in mids] == list(
+        range(core.mid - 4, core.mid + 1)
+    )
     assert core.log.size == core.store.leaf_count() == 6
     st_ = core.ingestor.states[dev.id]
     assert (st_.contig, st_.contig_hash) == (4, chain_hash(raws[-1]))
@@ -45,7 +47,9 @@ def test_a_gap_is_recorded_and_the_ack_waits_for_it(core: Core) -> None:
     raws = [dev.reading() for _ in range(6)]
     core.send(*(rec(dev, r) for r in raws[:2] + raws[4:]))
     assert core.ingestor.states[dev.id].contig == 1
-    assert [(e.kind, e.seq_from, e.seq_to) for e in core.store.chain_events(dev.id)] == [("gap", 2, 3)]
+    assert [(e.kind, e.seq_from, e.seq_to) for e in core.store.chain_events(dev.id)] == [
+        ("gap", 2, 3)
+    ]
     core.send(rec(dev, raws[3]))  # out of order inside the gap
     assert core.ingestor.states[dev.id].contig == 1
     core.send(rec(dev, raws[2]))
@@ -158,8 +162,12 @@ def test_time_sanity_depends_on_clock_quality(core: Core) -> None:
     assert reason(3, 1000) == "bad_time"  # a set clock in 1970
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=1100), topic=st.sampled_from(["ct/v1/tl-fz/rec", "ct/v1/x/rec", "a/b"]))
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.binary(max_size=1100), topic=st.sampled_from(["ct/v1/tl-fz/rec", "ct/v1/x/rec", "a/b"])
+)
 def test_nothing_malformed_escapes_the_checks(core: Core, data: bytes, topic: str) -> None:
     if "tl-fz" not in core.registry.keys:
         core.register(SimDevice("tl-fz"))
@@ -167,17 +175,24 @@ def test_nothing_malformed_escapes_the_checks(core: Core, data: bytes, topic: st
     assert r.reason in REASONS and r.reason != "internal_error"
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(flip=st.integers(min_value=0, max_value=10**6), value=st.integers(0, 255))
 def test_mutated_records_are_refused_with_a_reason(core: Core, flip: int, value: int) -> None:
     if "tl-mut" not in core.registry.keys:
         core.register(MUTANT)
     key = MUTANT.key
-    raw = bytearray(sign1(cbor.encode({1: 1, 2: 1, 3: 0, 4: 1790000000, 5: 0, 6: bytes(16), 10: 5}),
-                          "tl-mut", key))
+    raw = bytearray(
+        sign1(
+            cbor.encode({1: 1, 2: 1, 3: 0, 4: 1790000000, 5: 0, 6: bytes(16), 10: 5}), "tl-mut", key
+        )
+    )
     original = bytes(raw)
     raw[flip % len(raw)] = value
-    r = check_message(Inbound("ct/v1/tl-mut/rec", bytes(raw)), core.registry, 1790000000, IngestSettings())
+    r = check_message(
+        Inbound("ct/v1/tl-mut/rec", bytes(raw)), core.registry, 1790000000, IngestSettings()
+    )
     if bytes(raw) == original:
         assert not hasattr(r, "reason") or r.reason == "bad_signature"
     else:

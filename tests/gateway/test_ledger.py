@@ -66,7 +66,7 @@ def test_verify_finds_a_tampered_entry(tmp_path: Path) -> None:
     db.commit()
     db.close()
     ledger = LocalLedger(tmp_path / "l.db", f"{ORIGIN}/ledger", key)
-    with pytest.raises(Exception, match="signature|link"):
+    with pytest.raises(Exception, match=r"signature|link"):
         ledger.verify()
     ledger.close()
 

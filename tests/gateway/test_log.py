@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import sqlite3
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_checkpoints_are_signed_consistent_and_anchored(core: Core) -> None:
     cps = core.store.checkpoints()
     assert [c.size for c in cps] == sizes == [8, 15, 22, 29]
     verifier = core.signer.verifier()
-    for old, new in zip(cps, cps[1:], strict=False):
+    for old, new in itertools.pairwise(cps):
         path = consistency(core.store, core.log.tree, old.size, new.size)
         verify_consistency(old.size, new.size, path, old.root, new.root)
         assert open_checkpoint(new.note, [verifier]).root_hash == new.root
@@ -63,7 +64,9 @@ def test_checkpoints_are_signed_consistent_and_anchored(core: Core) -> None:
     for cp in cps:
         for leaf in range(cp.size):
             p = inclusion(core.store, core.log.tree, leaf, cp.size)
-            verify_inclusion(leaf, cp.size, hash_leaf(core.store.record(leaf).raw), p["path"], cp.root)
+            verify_inclusion(
+                leaf, cp.size, hash_leaf(core.store.record(leaf).raw), p["path"], cp.root
+            )
 
 
 def test_a_tree_behind_the_store_is_rolled_forward(core: Core, tmp_path: Path) -> None:
@@ -81,11 +84,18 @@ def test_a_tree_behind_the_store_is_rolled_forward(core: Core, tmp_path: Path) -
     core.open()
     assert core.log.recovered == {"rolled_back": 0, "rolled_forward": 10, "size": 21}
     second = core.log.checkpoint()
-    verify_consistency(first.size, second.size,
-                       core.log.tree.consistency_proof(first.size, second.size), first.root, second.root)
+    verify_consistency(
+        first.size,
+        second.size,
+        core.log.tree.consistency_proof(first.size, second.size),
+        first.root,
+        second.root,
+    )
 
 
-def test_a_tree_ahead_of_the_store_is_rolled_back_to_what_committed(core: Core, tmp_path: Path) -> None:
+def test_a_tree_ahead_of_the_store_is_rolled_back_to_what_committed(
+    core: Core, tmp_path: Path
+) -> None:
     dev = SimDevice("tl-back")
     core.register(dev)
     feed(core, dev, 10)
@@ -99,8 +109,13 @@ def test_a_tree_ahead_of_the_store_is_rolled_back_to_what_committed(core: Core, 
     dev.seq, dev.prev = 10, chain_prev(core, dev, 9)
     feed(core, dev, 3)
     second = core.log.checkpoint()
-    verify_consistency(first.size, second.size,
-                       core.log.tree.consistency_proof(first.size, second.size), first.root, second.root)
+    verify_consistency(
+        first.size,
+        second.size,
+        core.log.tree.consistency_proof(first.size, second.size),
+        first.root,
+        second.root,
+    )
 
 
 def test_a_wrong_tail_leaf_is_replaced_by_the_stored_record(core: Core) -> None:
@@ -156,7 +171,9 @@ def test_tree_reader_serves_proofs_while_the_writer_holds_the_lock(core: Core) -
     try:
         assert reader.root(cp.size) == cp.root
         for leaf in (0, 7, cp.size - 1):
-            assert reader.inclusion_proof(leaf, cp.size) == core.log.tree.inclusion_proof(leaf, cp.size)
+            assert reader.inclusion_proof(leaf, cp.size) == core.log.tree.inclusion_proof(
+                leaf, cp.size
+            )
         bundle = build_bundle(core.store, reader, core.log.origin, [5, 6])
         assert {r.index for r in bundle.records} >= {0, 5, 6}  # the registration comes along
     finally:

@@ -71,15 +71,31 @@ def test_fast_reader_splits_packets_at_any_boundary() -> None:
     for trial in range(5):
         data = stream if trial else stream[:head]  # byte by byte: the first 20 packets
         want = expected if trial else expected[:20]
-        c = _BufferedClient(CallbackAPIVersion.VERSION2, client_id="t", clean_session=False,
-                            protocol=paho.MQTTv311, manual_ack=True)
+        c = _BufferedClient(
+            CallbackAPIVersion.VERSION2,
+            client_id="t",
+            clean_session=False,
+            protocol=paho.MQTTv311,
+            manual_ack=True,
+        )
         got = []
-        c.on_publish_fast = lambda t, p, m, q: got.append((t.decode(), p, m if q else 0))
-        sizes = [rng.randint(1, 3000) for _ in range(len(data) // 1500 + 10)] if trial else [1] * len(data)
+        c.on_publish_fast = lambda t, p, m, q, got=got: got.append((t.decode(), p, m if q else 0))
+        sizes = (
+            [rng.randint(1, 3000) for _ in range(len(data) // 1500 + 10)]
+            if trial
+            else [1] * len(data)
+        )
         c._sock = ChunkedSocket(data, sizes)  # type: ignore[assignment]
         while c._sock.chunks or c.buffered():  # type: ignore[union-attr]
-            assert c._packet_read() in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN)
+            assert c._packet_read() in (
+                MQTTErrorCode.MQTT_ERR_SUCCESS,
+                MQTTErrorCode.MQTT_ERR_AGAIN,
+            )
         assert got == want
+
+
+def recs_of(msgs: list[Inbound]) -> list[Inbound]:
+    return [m for m in msgs if m.topic.endswith("/rec")]
 
 
 def test_parse_topic() -> None:
@@ -94,8 +110,13 @@ def test_adapter_delivers_in_order_and_acks_only_when_told(make_broker) -> None:
     broker = make_broker([dev.id])
     for fast in (True, False):
         got: list[Inbound] = []
-        settings = MqttSettings(port=broker.port, client_id=GW_USER, username=GW_USER,
-                                password=broker.password(GW_USER), keepalive=5)
+        settings = MqttSettings(
+            port=broker.port,
+            client_id=GW_USER,
+            username=GW_USER,
+            password=broker.password(GW_USER),
+            keepalive=5,
+        )
         adapter = MqttAdapter(settings, got.extend)
         adapter._client.fast_publish = fast
         adapter.start()
@@ -106,7 +127,7 @@ def test_adapter_delivers_in_order_and_acks_only_when_told(make_broker) -> None:
         payloads = [bytes([i]) * (i * 37 % 1000) for i in range(200)]
         for p in payloads:
             dev.publish(p)
-        wait_for(lambda: len([m for m in got if m.topic.endswith("/rec")]) == 200, 15, "messages")
+        wait_for(lambda got=got: len(recs_of(got)) == 200, 15, "messages")
         recs = [m for m in got if m.topic.endswith("/rec")]
         assert [m.payload for m in recs] == payloads
         # Nothing was acked: a new connection of the same session gets them all again.
@@ -114,7 +135,7 @@ def test_adapter_delivers_in_order_and_acks_only_when_told(make_broker) -> None:
         got2: list[Inbound] = []
         adapter = MqttAdapter(settings, got2.extend)
         adapter.start()
-        wait_for(lambda: len([m for m in got2 if m.topic.endswith("/rec")]) == 200, 15, "redelivery")
+        wait_for(lambda got2=got2: len(recs_of(got2)) == 200, 15, "redelivery")
         recs2 = [m for m in got2 if m.topic.endswith("/rec")]
         assert [m.payload for m in recs2] == payloads
         adapter.ack(recs2[0].gen, [m.mid for m in recs2])
@@ -134,8 +155,9 @@ def test_adapter_delivers_in_order_and_acks_only_when_told(make_broker) -> None:
 
 def test_acks_for_an_old_connection_are_not_sent_on_a_new_one(make_broker) -> None:
     broker = make_broker([])
-    settings = MqttSettings(port=broker.port, client_id=GW_USER, username=GW_USER,
-                            password=broker.password(GW_USER))
+    settings = MqttSettings(
+        port=broker.port, client_id=GW_USER, username=GW_USER, password=broker.password(GW_USER)
+    )
     adapter = MqttAdapter(settings, lambda msgs: None)
     adapter.start()
     wait_for(adapter.connected.is_set, 10, "connected")

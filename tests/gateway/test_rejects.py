@@ -14,15 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from gateway.registry import RegistrySigner
 from gateway.service import Gateway
 from gateway.store import open_store
 from protocol import cbor
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
 from protocol.cose import sig_structure, sign1
 from protocol.keys import generate_p256, load_p256_private_key
 from protocol.record import Registration, chain_hash, make_record
@@ -61,6 +60,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     stranger.ack_key = bytes(32)
     gateway = Gateway(gw.cfg)
     gateway.start()
+    assert gateway.mqtt.subscribed.wait(15)
     gw.connect(a, b, stranger, rev)
     try:
         yield Env(broker, gw, gateway, a, b, stranger, rev)
@@ -83,12 +83,24 @@ def quarantined(env: Env, raw: bytes, reason: str, timeout: float = 15.0) -> Non
     assert [r.reason for r in rows] == [reason], rows[0].detail
     good = env.b.reading()
     env.b.publish(good)
-    wait_for(lambda: store.record_by_seq(env.b.id, env.b.seq - 1) is not None, timeout, "next record")
+    wait_for(
+        lambda: store.record_by_seq(env.b.id, env.b.seq - 1) is not None, timeout, "next record"
+    )
 
 
-def craft(dev: SimDevice, *, payload: dict[int, object] | None = None, key=None, **fields: object) -> bytes:
+def craft(
+    dev: SimDevice, *, payload: dict[int, object] | None = None, key=None, **fields: object
+) -> bytes:
     """A record of ``dev`` signed by ``key`` (default its own) with arbitrary payload map."""
-    m: dict[int, object] = {1: 1, 2: dev.boot, 3: dev.seq, 4: int(time.time()), 5: 2, 6: dev.prev, 10: 400}
+    m: dict[int, object] = {
+        1: 1,
+        2: dev.boot,
+        3: dev.seq,
+        4: int(time.time()),
+        5: 2,
+        6: dev.prev,
+        10: 400,
+    }
     names = {"kind": 1, "boot": 2, "seq": 3, "time": 4, "tq": 5, "prev": 6, "temp": 10}
     for k, v in fields.items():
         m[names[k]] = v
@@ -127,15 +139,31 @@ def test_wrong_topic(env: Env) -> None:
 def test_oversized(env: Env) -> None:
     # A properly signed record whose payload carries 1000 bytes of extension data.
     payload = cbor.encode(
-        {1: 1, 2: 1, 3: env.a.seq, 4: int(time.time()), 5: 2, 6: env.a.prev, 10: 400,
-         **{1000 + i: bytes(60) for i in range(16)}}
+        {
+            1: 1,
+            2: 1,
+            3: env.a.seq,
+            4: int(time.time()),
+            5: 2,
+            6: env.a.prev,
+            10: 400,
+            **{1000 + i: bytes(60) for i in range(16)},
+        }
     )
     protected = cbor.encode({1: -7, 4: env.a.id.encode()})
-    r, s_ = decode_dss_signature(env.a.key.sign(sig_structure(protected, payload), ec.ECDSA(hashes.SHA256())))
+    r, s_ = decode_dss_signature(
+        env.a.key.sign(sig_structure(protected, payload), ec.ECDSA(hashes.SHA256()))
+    )
     raw = (
-        b"\xd2\x84" + cbor.head(2, len(protected)) + protected + b"\xa0"
-        + cbor.head(2, len(payload)) + payload + b"\x58\x40"
-        + r.to_bytes(32, "big") + min(s_, N - s_).to_bytes(32, "big")
+        b"\xd2\x84"
+        + cbor.head(2, len(protected))
+        + protected
+        + b"\xa0"
+        + cbor.head(2, len(payload))
+        + payload
+        + b"\x58\x40"
+        + r.to_bytes(32, "big")
+        + min(s_, N - s_).to_bytes(32, "big")
     )
     assert len(raw) > 1024
     env.a.publish(raw)
@@ -143,7 +171,9 @@ def test_oversized(env: Env) -> None:
 
 
 def test_malformed_cbor_payload(env: Env) -> None:
-    good = cbor.encode({1: 1, 2: 1, 3: env.a.seq, 4: int(time.time()), 5: 2, 6: env.a.prev, 10: 400})
+    good = cbor.encode(
+        {1: 1, 2: 1, 3: env.a.seq, 4: int(time.time()), 5: 2, 6: env.a.prev, 10: 400}
+    )
     # key 10 -> 400 encoded as a 4-byte integer: well-formed CBOR, not deterministic.
     bad = good.replace(b"\x0a\x19\x01\x90", b"\x0a\x1a\x00\x00\x01\x90")
     assert bad != good
@@ -161,10 +191,18 @@ def test_malformed_cbor_envelope(env: Env) -> None:
 
 def test_wrong_algorithm(env: Env) -> None:
     protected = cbor.encode({1: -35, 4: env.a.id.encode()})  # ES384
-    payload = cbor.encode({1: 1, 2: 1, 3: env.a.seq, 4: int(time.time()), 5: 2, 6: env.a.prev, 10: 1})
+    payload = cbor.encode(
+        {1: 1, 2: 1, 3: env.a.seq, 4: int(time.time()), 5: 2, 6: env.a.prev, 10: 1}
+    )
     raw = (
-        b"\xd2\x84" + cbor.head(2, len(protected)) + protected + b"\xa0"
-        + cbor.head(2, len(payload)) + payload + b"\x58\x40" + bytes(64)
+        b"\xd2\x84"
+        + cbor.head(2, len(protected))
+        + protected
+        + b"\xa0"
+        + cbor.head(2, len(payload))
+        + payload
+        + b"\x58\x40"
+        + bytes(64)
     )
     env.a.publish(raw)
     quarantined(env, raw, "wrong_algorithm")
@@ -239,7 +277,9 @@ def test_revoked_device_keeps_earlier_records(env: Env) -> None:
     signer_store = open_store(env.gw.cfg.db_path)
     try:
         RegistrySigner(
-            signer_store, env.gw.cfg.registry.id, load_p256_private_key(env.gw.cfg.registry.key_file)
+            signer_store,
+            env.gw.cfg.registry.id,
+            load_p256_private_key(env.gw.cfg.registry.key_file),
         ).revoke(env.rev.id)
     finally:
         signer_store.close()
@@ -259,8 +299,16 @@ def test_registration_with_another_key_is_refused(env: Env) -> None:
         key = load_p256_private_key(cfg.registry.key_file)
         seq, last = s.last_signed(cfg.registry.id)
         reg = Registration(
-            boot=0, seq=seq + 1, time=int(time.time()), tq=2, prev=chain_hash(last),
-            device=env.a.id, key=SimDevice("tl-x").public_sec1, role=1, org="evil", state=1,
+            boot=0,
+            seq=seq + 1,
+            time=int(time.time()),
+            tq=2,
+            prev=chain_hash(last),
+            device=env.a.id,
+            key=SimDevice("tl-x").public_sec1,
+            role=1,
+            org="evil",
+            state=1,
         )
         raw = make_record(reg, cfg.registry.id, key)
         s.outbox_add(cfg.registry.id, seq + 1, raw)
@@ -277,8 +325,21 @@ def test_rejects_cli_lists_the_quarantine(env: Env, capsys: pytest.CaptureFixtur
     env.a.publish(raw)
     quarantined(env, raw, "bad_signature")
     capsys.readouterr()
-    assert coldtrace(["gateway", "rejects", "-c", str(env.gw.config_path), "--json", "--raw",
-                      "--reason", "bad_signature"]) == 0
+    assert (
+        coldtrace(
+            [
+                "gateway",
+                "rejects",
+                "-c",
+                str(env.gw.config_path),
+                "--json",
+                "--raw",
+                "--reason",
+                "bad_signature",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["reason"] == "bad_signature" for r in rows)
     assert coldtrace(["gateway", "rejects", "-c", str(env.gw.config_path)]) == 0

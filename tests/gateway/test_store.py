@@ -18,15 +18,25 @@ from gateway.store import (
 
 
 def record(leaf: int, seq: int, signer: str = "tl-1") -> StoredRecord:
-    return StoredRecord(leaf, signer, seq, 1, 1, 1790000000, 2, 1790000001, bytes([leaf % 256]) * 100)
+    return StoredRecord(
+        leaf, signer, seq, 1, 1, 1790000000, 2, 1790000001, bytes([leaf % 256]) * 100
+    )
 
 
 def test_a_batch_commits_all_or_nothing(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "g.db")
-    s.commit(WriteBatch(records=[record(0, 0), record(1, 1)], states=[SignerState("tl-1", 1, b"h", 1, b"h")]))
+    s.commit(
+        WriteBatch(
+            records=[record(0, 0), record(1, 1)], states=[SignerState("tl-1", 1, b"h", 1, b"h")]
+        )
+    )
     with pytest.raises(sqlite3.IntegrityError):
-        s.commit(WriteBatch(records=[record(2, 2), record(3, 1)],  # seq 1 again
-                            counters={"accepted": 2}))
+        s.commit(
+            WriteBatch(
+                records=[record(2, 2), record(3, 1)],  # seq 1 again
+                counters={"accepted": 2},
+            )
+        )
     assert s.leaf_count() == 2 and s.counters() == {}
     assert s.signer_states()["tl-1"].contig == 1
     s.close()
@@ -38,8 +48,12 @@ def test_records_are_append_only(tmp_path: Path) -> None:
     s.add_checkpoint(CheckpointRow(1, bytes(32), "note", 1))
     s.close()
     db = sqlite3.connect(tmp_path / "g.db")
-    for sql in ("UPDATE records SET raw = x'00'", "DELETE FROM records",
-                "UPDATE checkpoints SET root = x'00'", "DELETE FROM checkpoints"):
+    for sql in (
+        "UPDATE records SET raw = x'00'",
+        "DELETE FROM records",
+        "UPDATE checkpoints SET root = x'00'",
+        "DELETE FROM checkpoints",
+    ):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             db.execute(sql)
     db.close()
@@ -49,7 +63,9 @@ def test_identical_rejects_are_counted_not_stored_twice(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "g.db")
     junk = RejectRow(1790000000, "ct/v1/tl-1/rec", "bad_cose", "not tagged", b"junk")
     s.commit(WriteBatch(rejects=[junk, junk]))
-    s.commit(WriteBatch(rejects=[RejectRow(1790000005, "ct/v1/tl-1/rec", "bad_cose", "x", b"junk")]))
+    s.commit(
+        WriteBatch(rejects=[RejectRow(1790000005, "ct/v1/tl-1/rec", "bad_cose", "x", b"junk")])
+    )
     s.commit(WriteBatch(rejects=[RejectRow(1790000006, "t", "oversized", "x", b"big")]))
     rows = s.rejects()
     assert [(r.reason, r.count) for r in rows] == [("oversized", 1), ("bad_cose", 3)]
@@ -61,10 +77,12 @@ def test_identical_rejects_are_counted_not_stored_twice(tmp_path: Path) -> None:
 
 def test_signer_state_knows_what_is_stored_above_a_gap(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "g.db")
-    s.commit(WriteBatch(
-        records=[record(0, 0), record(1, 1), record(2, 4), record(3, 6)],
-        states=[SignerState("tl-1", contig=1, contig_hash=b"a", max_seq=6, max_hash=b"b")],
-    ))
+    s.commit(
+        WriteBatch(
+            records=[record(0, 0), record(1, 1), record(2, 4), record(3, 6)],
+            states=[SignerState("tl-1", contig=1, contig_hash=b"a", max_seq=6, max_hash=b"b")],
+        )
+    )
     st = s.signer_states()["tl-1"]
     assert st.above == {4, 6} and st.contig == 1
     assert [r.seq for r in s.records_of("tl-1", 0, 10)] == [0, 1, 4, 6]

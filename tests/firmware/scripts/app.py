@@ -218,6 +218,16 @@ def test_power_loss_resets_rtc_state_and_records_a_boot():
     assert events(c.records).count((ct_app.EV_BOOT, None)) == 2
 
 
+def test_button_wake_clears_the_latch():
+    b, c = FakeBoard(t=0), FakeCore()
+    cfg = dict(CFG, alarm={"high": 800, "low": 200})
+    run(b, c, Probe([900, 500]), 2, cfg)
+    assert kinds(c.records, 1)[-1][16] == 4 and b.led_v == 1
+    b.button = True
+    run(b, c, Probe([500]), 1, cfg)
+    assert 16 not in kinds(c.records, 1)[-1] and b.led_v == 0
+
+
 def test_watchdog_fed_every_cycle():
     b, c = FakeBoard(t=0), FakeCore()
     run(b, c, Probe([500] * 3), 3)

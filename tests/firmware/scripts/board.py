@@ -77,4 +77,45 @@ def test_deep_sleep_and_reset_cause():
     assert b.DEEPSLEEP == 4 and b.reset_cause() == 1
 
 
+def test_main_runs_one_logger_cycle_then_deep_sleeps():
+    import ct_main
+    from fake_board import FakeCore
+
+    FakeOneWireModule.bus = FakeOneWire([FakeDS18B20(ROM, temp=450)])
+    fake_machine.I2C.bus = FakeSHT4xBus(temp=2000, rh=5000)
+    fake_machine.state["slept"] = None
+    fake_machine.RTC.mem = b""
+    ct_main._SETTINGS = "/tmp/ct_settings_test.json"
+    cfg = dict(CFG, interval=300)
+    b = ct_board.Board(cfg)
+    core = FakeCore()
+    ct_main.logger(cfg, b, core)
+    kinds = [r[1] for r in core.records]
+    assert kinds.count(1) == 2 and 3 in kinds  # two channels, boot/heartbeat
+    assert core.closed and 0 < fake_machine.state["slept"] <= 300000
+
+
+def test_button_held_at_reset_means_repl():
+    import ct_main
+
+    b = ct_board.Board(CFG)
+    fake_machine.Pin.levels[b.pins["button"]] = 0
+    assert ct_main.button_held(b)
+    fake_machine.Pin.levels[b.pins["button"]] = 1
+    assert not ct_main.button_held(b)
+
+
+def test_config_template_names_the_pins_of_its_board():
+    import ct_main
+
+    ct_main._CONFIG = "/tmp/ct_config_test.json"
+    with open(ct_main._CONFIG, "w") as f:
+        f.write('{"id": "tl-1", "role": "logger", "board": "esp32"}')
+    cfg = ct_main.load_config()
+    assert ct_board.Board(cfg).pins == ct_pins.pins("esp32", "logger")
+    with open(ct_main._CONFIG, "w") as f:
+        f.write('{"role": "logger"}')
+    raises(ct_main.MainError, ct_main.load_config)
+
+
 main(globals())

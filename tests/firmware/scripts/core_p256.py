@@ -84,6 +84,17 @@ def test_comb_table_sizes_agree():
     assert (x, y) == (ct_p256.GX, ct_p256.P - ct_p256.GY)
 
 
+def test_shipped_comb_table_is_the_computed_one():
+    import ct_p256_comb
+
+    assert ct_p256.table_bytes() == ct_p256_comb.TABLE
+    ct_p256.set_teeth(5)  # loads the shipped table
+    s = ct_p256.Signer(bytes(range(1, 33)))
+    sig = s.sign(b"x")
+    ct_p256.set_teeth(5, build=True)
+    assert s.sign(b"x") == sig
+
+
 def test_generate_uses_the_random_source_and_rejects_out_of_range():
     calls = []
 

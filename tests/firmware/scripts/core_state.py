@@ -51,6 +51,20 @@ def test_rtc_copy_newer_than_flash_wins():
     assert s2.seq == 2 and s2.head == b"\x02" * 16
 
 
+def test_stale_rtc_copy_never_moves_seq_back():
+    fs, mem = FakeFs(), Mem()
+    s = State(fs, "st", mem)
+    s.begin()
+    s.advance(0, b"\x01" * 16)
+    old = mem.d[b"S"]
+    s.advance(1, b"\x02" * 16)
+    s.advance(2, b"\x03" * 16)
+    mem.d[b"S"] = old  # another RTC-memory user wrote back an old buffer
+    s2 = State(fs, "st", mem)
+    s2.begin(wake=True)
+    assert s2.seq == 3 and s2.head == b"\x03" * 16
+
+
 def test_corrupt_flash_is_an_error_unless_rtc_holds_the_state():
     fs, mem = FakeFs(), Mem()
     State(fs, "st", mem).begin()

@@ -249,5 +249,40 @@ def test_upload_respects_its_time_budget():
     assert r.queue.count() == 5
 
 
+def test_open_device_builds_the_core_from_config():
+    import ct_core
+    import ct_provision
+    from fake_board import FakeBoard
+
+    clock = FakeTicks()
+    broker = FakeBroker("gw.local", clock)
+    fs = FakeFs()
+    ct_provision.set_ack_key("00" * 32, fs)
+    pub = ct_provision.keygen(False, fs, cfg={}, urandom=lambda n: bytes(range(7, 7 + n)))
+    gw = FakeGateway(broker, DEV, bytes(32), clock)
+    board = FakeBoard(t=1000)
+    cfg = {"id": DEV, "mqtt": {"host": "gw.local", "timeout_ms": 2000},
+           "queue": {"segments": 8, "seg_size": 2048, "reserve": 256, "low_water": 1024}}
+    seen = []
+
+    def client():
+        c = MQTTClient(DEV, "gw.local")
+        seen.append(c)
+        return c
+
+    core = ct_core.open_device(cfg, board, None, fs, client)
+    core.uplink._t = clock
+    assert core.signer.public_key() == pub and core.state.boot == 1
+    assert core.enqueue(core.record({1: 1, 4: 1790000000, 5: 3, 10: 450}))
+    ev = core.upload(20000)
+    assert ev[0][:2] == ("ack", 0) and core.queued()[0] == 0 and seen
+    assert gw.records[0] and core.kid == DEV.encode()
+    core.close()
+    # the next start (a deep-sleep wake: RTC memory kept) continues the chain
+    board.cause = board.DEEPSLEEP
+    core = ct_core.open_device(cfg, board, None, fs, client)
+    assert core.state.boot == 1 and core.state.seq == 1
+
+
 if __name__ == "__main__":
     main(globals())

@@ -80,6 +80,13 @@ class SPI:
         log.append(("spi", n, kw["sck"].n, kw["mosi"].n, kw["miso"].n))
 
 
+EXT0_WAKE = 2
+
+
+def wake_reason():
+    return state.get("wake", 0)
+
+
 def reset_cause():
     return state["cause"]
 
