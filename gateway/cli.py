@@ -104,13 +104,16 @@ def register(subparsers: Any) -> None:
     reg = sub.add_parser("registry", help="the device registry", description="The device registry.")
     reg.set_defaults(func=lambda args: (reg.print_help(), 2)[1])
     rsub = reg.add_subparsers(dest="registry_command", metavar="COMMAND")
-    p = rsub.add_parser("add", help="register a device")
+    p = rsub.add_parser(
+        "add", help="register a device (or every device of a provisioning file with --file)"
+    )
     p.set_defaults(func=_reg_add)
     config_arg(p)
-    p.add_argument("device")
-    p.add_argument("--key", required=True, help="SEC1 P-256 public key: base64, hex or @file.pem")
+    p.add_argument("device", nargs="?")
+    p.add_argument("--file", type=Path, default=None, help="provisioning JSON (as `import`)")
+    p.add_argument("--key", help="SEC1 P-256 public key: base64, hex or @file.pem")
     p.add_argument("--role", default="logger", help="logger (1) or reader (2)")
-    p.add_argument("--org", required=True)
+    p.add_argument("--org")
     p.add_argument("--place", default=None)
     p.add_argument("--cal", type=int, default=None)
     p.add_argument("--ack-key", default=None, help="32-byte ack key (hex); generated if absent")
@@ -253,7 +256,7 @@ def _status(args: argparse.Namespace) -> int:
         counters = store.counters()
         rejects = store.reject_counts()
         cp = store.latest_checkpoint()
-        anchors = store.anchors()
+        anchor = store.latest_anchor()
         devices = store.devices()
         report = {
             "gateway": cfg.id,
@@ -273,12 +276,12 @@ def _status(args: argparse.Namespace) -> int:
             },
             "last_checkpoint": None if cp is None else {"size": cp.size, "time": cp.time},
             "last_anchor": None
-            if not anchors
+            if anchor is None
             else {
-                "size": anchors[-1].size,
-                "time": anchors[-1].time,
-                "backend": anchors[-1].backend,
-                "index": anchors[-1].receipt.get("index"),
+                "size": anchor.size,
+                "time": anchor.time,
+                "backend": anchor.backend,
+                "index": anchor.receipt.get("index"),
             },
             "alarms": live.get("alarms", []),
         }
@@ -513,6 +516,12 @@ def _key_arg(text: str) -> bytes:
 def _reg_add(args: argparse.Namespace) -> int:
     from gateway.registry import RegistryError, _key_bytes, parse_role
 
+    if args.file is not None:
+        args.func = _reg_import
+        return _reg_import(args)
+    if not (args.device and args.key and args.org):
+        print("coldtrace gateway: registry add needs DEVICE --key --org (or --file)", file=sys.stderr)
+        return 2
     cfg = _load(args)
     store = _open_rw(cfg)
     try:

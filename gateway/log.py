@@ -68,6 +68,7 @@ class GatewayLog:
         self._nodes = FileNodeStore(tree_dir)
         self.tree = MerkleTree(self._nodes)
         self.last = store.latest_checkpoint()
+        self.last_anchor = store.latest_anchor()
         self._last_time = clock()
         self.recovered = self.recover()
 
@@ -164,12 +165,13 @@ class GatewayLog:
         last = self.last
         if self.ledger is None or last is None:
             return
-        anchors = self.store.anchors()
-        if anchors and anchors[-1].size >= last.size:
+        if self.last_anchor is not None and self.last_anchor.size >= last.size:
             return
         cph = checkpoint_hash(Checkpoint(self.origin, last.size, last.root))
         receipt = self.ledger.receipt_for(cph) or self.ledger.anchor(last.note)
-        self.store.add_anchor(Anchor(last.size, self.ledger.backend, receipt, int(self.clock())))
+        anchor = Anchor(last.size, self.ledger.backend, receipt, int(self.clock()))
+        self.store.add_anchor(anchor)
+        self.last_anchor = anchor
 
     # --- what the tree directory and the ledger remember -----------------------------------
 

@@ -407,13 +407,18 @@ class MqttAdapter:
     def ack(self, gen: int, mids: list[int]) -> None:
         """PUBACK ``mids`` of connection ``gen`` (after they are durably stored)."""
         if mids:
-            self._commands.append(("ack", (gen, mids)))
-            self._wake()
+            self._command(("ack", (gen, mids)))
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
         """Publish with QoS 1 (retained by default) from any thread."""
-        self._commands.append(("pub", (topic, payload, retain)))
-        self._wake()
+        self._command(("pub", (topic, payload, retain)))
+
+    def _command(self, cmd: tuple[str, Any]) -> None:
+        # One wake-up byte per burst: the network thread drains the whole queue.
+        idle = not self._commands
+        self._commands.append(cmd)
+        if idle:
+            self._wake()
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # full: a wake-up is already pending

@@ -338,7 +338,7 @@ class Gateway:
             self.rate = (accepted - n0) / (now - t0)
             self._rate_mark = (now, accepted)
         last = self.log.last
-        anchors = self.store.anchors()
+        anchor = self.log.last_anchor
         return {
             "gateway": self.cfg.id,
             "time": int(now),
@@ -354,11 +354,11 @@ class Gateway:
             if last is None
             else {"size": last.size, "time": last.time, "root": last.root.hex()},
             "last_anchor": None
-            if not anchors
+            if anchor is None
             else {
-                "size": anchors[-1].size,
-                "time": anchors[-1].time,
-                "backend": anchors[-1].backend,
+                "size": anchor.size,
+                "time": anchor.time,
+                "backend": anchor.backend,
             },
             "alarms": list(self.ingestor.alarms)[-10:],
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
 
 from gateway.ledger import LocalLedger
@@ -153,5 +154,42 @@ def test_offline_will_shows_in_presence(make_broker, make_gateway) -> None:
         wait_for(lambda: gw.store.presence().get(dev.id, ("",))[0] == "online", 15, "online")
         dev.drop()
         wait_for(lambda: gw.store.presence().get(dev.id, ("",))[0] == "offline", 30, "offline")
+    finally:
+        gw.stop()
+
+
+def test_excursion_alerts_and_metrics_endpoint(make_broker, make_gateway) -> None:
+    import urllib.request
+
+    from gateway.broker import free_port
+    from gateway.config import load_config
+
+    dev = SimDevice("tl-hot")
+    broker = make_broker([dev.id])
+    env = make_gateway(broker)
+    port = free_port()
+    with env.config_path.open("a") as f:
+        f.write(
+            f"\n[metrics]\nport = {port}\n\n[alerts.profiles.quick]\nlow = 0\nhigh = 400\n"
+            'delay = 60\n\n[alerts.places]\n"cold-room-1" = "quick"\n'
+        )
+    env.cfg = load_config(env.config_path)
+    env.register(dev)
+    gw = Gateway(env.cfg)
+    gw.start()
+    assert gw.mqtt.subscribed.wait(15)
+    try:
+        env.connect(dev)
+        t0 = int(time.time()) - 1000
+        for dt, temp in ((0, 300), (30, 500), (100, 520), (200, 300)):
+            dev.publish(dev.reading(temp=temp, time_=t0 + dt))
+        wait_for(lambda: dev.acked == 3, 15, "acks")
+        wait_for(lambda: gw.alerts.events >= 2, 15, "excursion start and end")
+        wait_for(lambda: gw.mqtt.stats["published"] >= 2, 15, "alerts published")
+        wait_for(lambda: gw.last_status.get("tree_size") == 5, 15, "status refresh")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        assert "coldtrace_log_size_leaves 5" in text
+        assert 'coldtrace_records_total{outcome="accepted"}' in text
     finally:
         gw.stop()
