@@ -218,7 +218,7 @@ def _init(args: argparse.Namespace) -> int:
                 "username": args.mqtt_username,
                 "password_file": args.mqtt_password_file,
             },
-            "ingest": {"batch_size": 500, "verify_threads": 2},
+            "ingest": {"batch_size": 500, "verify_mode": "processes", "verify_workers": 2},
             "log": {
                 "origin": origin,
                 "key_file": "keys/log.skey",
@@ -520,7 +520,9 @@ def _reg_add(args: argparse.Namespace) -> int:
         args.func = _reg_import
         return _reg_import(args)
     if not (args.device and args.key and args.org):
-        print("coldtrace gateway: registry add needs DEVICE --key --org (or --file)", file=sys.stderr)
+        print(
+            "coldtrace gateway: registry add needs DEVICE --key --org (or --file)", file=sys.stderr
+        )
         return 2
     cfg = _load(args)
     store = _open_rw(cfg)

@@ -7,7 +7,7 @@ sections are::
     [gateway]   id (the kid of acks, a protocol id §1), data_dir
     [mqtt]      host, port, username, password | password_file, client_id,
                 keepalive, tls_ca, tls_cert, tls_key, share_group
-    [ingest]    batch_size, batch_wait, verify_threads, future_skew,
+    [ingest]    batch_size, batch_wait, verify_mode, verify_workers, future_skew,
                 holdover_skew, min_time, ack_interval, max_backlog
     [log]       origin, key_file (the log's Ed25519 note key, skey text),
                 checkpoint_interval (s), checkpoint_leaves
@@ -72,7 +72,8 @@ class MqttConfig:
 class IngestConfig:
     batch_size: int = 500  # records per commit; keep <= the broker's max_inflight_messages
     batch_wait: float = 0.02  # s to wait for a batch to fill before committing it anyway
-    verify_threads: int = 2  # signature checks run here (pyca releases the GIL)
+    verify_mode: str = "processes"  # or "threads" (see gateway/ingest.py ProcessVerifier)
+    verify_workers: int = 2  # signature checks in parallel: one per core
     future_skew: int = 300  # s a synced clock (tq 2, 3) may be ahead of the gateway's
     holdover_skew: int = 86400  # s a clock in holdover (tq 1) may be ahead
     min_time: int = 1577836800  # 2020-01-01: a set clock (tq >= 1) earlier than this is wrong
@@ -222,9 +223,13 @@ def _check(cfg: GatewayConfig) -> None:
     except VerificationError as exc:
         raise ConfigError(f"log origin or ledger id: {exc}") from None
     ing = cfg.ingest
-    if ing.batch_size < 1 or ing.verify_threads < 1 or ing.max_backlog < ing.batch_size:
+    if ing.verify_mode not in ("processes", "threads"):
         raise ConfigError(
-            "[ingest] batch_size and verify_threads must be >= 1, max_backlog >= batch_size"
+            f"[ingest] verify_mode must be processes or threads, not {ing.verify_mode!r}"
+        )
+    if ing.batch_size < 1 or ing.verify_workers < 1 or ing.max_backlog < ing.batch_size:
+        raise ConfigError(
+            "[ingest] batch_size and verify_workers must be >= 1, max_backlog >= batch_size"
         )
     if cfg.ledger.backend != "local":
         raise ConfigError(

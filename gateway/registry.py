@@ -83,7 +83,9 @@ class Registry:
     """Keys of registries (pinned) and devices (from logged registrations).
 
     ``keys`` is read by the verification threads; entries are replaced, never
-    mutated, so a reader always sees a whole entry.
+    mutated, so a reader always sees a whole entry. ``updates`` lists every
+    change as ``(id, SEC1 key, active, is_registry)``, oldest first, so that
+    verification processes can follow the registry by applying ``updates[n:]``.
     """
 
     def __init__(
@@ -94,9 +96,13 @@ class Registry:
         self.keys: dict[str, KeyEntry] = {
             rid: KeyEntry(key, True, True) for rid, key in registries.items()
         }
+        self.updates: list[tuple[str, bytes, bool, bool]] = [
+            (rid, p256_public_to_sec1(key), True, True) for rid, key in registries.items()
+        ]
         for d in devices.values():
             if d.id not in self.keys:
                 self.keys[d.id] = KeyEntry(p256_public_from_sec1(d.key), d.state == STATE_ACTIVE)
+                self.updates.append((d.id, d.key, d.state == STATE_ACTIVE, False))
 
     def check(self, reg: Registration, registry: str) -> DeviceRow | None:
         """Raise RegistryError if ``reg`` may not be applied; the current row, if any."""
@@ -151,6 +157,7 @@ class Registry:
         old = self.keys.get(new.id)
         key = old.key if old is not None else p256_public_from_sec1(new.key)
         self.keys[new.id] = KeyEntry(key, not revoked, False)
+        self.updates.append((new.id, new.key, not revoked, False))
         return new
 
 

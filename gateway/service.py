@@ -25,7 +25,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.config import ConfigError, GatewayConfig
-from gateway.ingest import BatchOutcome, Ingestor, IngestSettings, Pipeline, check_chunk
+from gateway.ingest import (
+    BatchOutcome,
+    Ingestor,
+    IngestSettings,
+    Pipeline,
+    check_chunk,
+    make_verifier,
+)
 from gateway.ledger import LocalLedger
 from gateway.log import GatewayLog
 from gateway.mqtt import Inbound, MqttAdapter, MqttSettings
@@ -183,7 +190,7 @@ class Gateway:
             raise RuntimeError("store and log disagree after recovery")
         self.pipeline = Pipeline(
             self.ingestor,
-            threads=ing.verify_threads,
+            verifier=make_verifier(ing.verify_mode, ing.verify_workers, self.settings),
             batch_size=ing.batch_size,
             batch_wait=ing.batch_wait,
             on_committed=self._committed,

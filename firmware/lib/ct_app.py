@@ -14,13 +14,21 @@ code runs on the board (main.py wires machine/network), in the simulator
           button_wake() (True clears the latched alarm indicator).
 ``core``  the signed-record core, through ct_core (ct_record/ct_state/
           ct_queue/ct_uplink): record(fields) -> bytes, enqueue(rec) -> bool,
-          queued() -> (records, free bytes), upload(timeout_ms, want_time)
-          -> list of ("ack", seq, gateway time), ("cmd", payload or None)
-          and ("ntp", unix) tuples; raises OSError when the network is down.
+          queued() -> (records, free bytes), upload(timeout_ms, want_time, now)
+          -> list of ("ack", seq, time or None), ("time", unix), ("cmd",
+          payload or None), ("lost", first, n) and ("ntp", unix) tuples
+          (ct_uplink); raises OSError when the network is down.
 ``channels``  list (or a callable returning the list, built only outside
           safe mode) of (ch, cal_id, measure) where measure() returns
           (temp, rh or None) in 0.01 units or raises an exception whose
-          args[0] is the protocol fault code.
+          args[0] is the protocol fault code. A value outside the bounds of
+          docs/protocol.md §2.2 (-100.00 ... 150.00 °C, 0 ... 100.00 %RH) or
+          not an integer is recorded as fault 5 (out of range), never
+          signed as a temperature and never fed to the alarm.
+
+Clock: the gateway's time (tq 3) comes only from a fresh ack, one that
+answers a record sent in this upload (ct_uplink's ("time", unix) event);
+the retained ack a session starts with can be hours old.
 
 Persistent state: RTC memory (ct_rtcmem) for what must survive deep sleep
 (alarm, clock sync, upload schedule, boot failures); ``settings`` (applied
@@ -38,6 +46,7 @@ import struct
 
 import ct_alarm
 import ct_clock
+import ct_record
 import ct_rtcmem
 
 FW = "coldtrace-0.1.0"
@@ -60,6 +69,13 @@ _APP_FMT = "<IIIBHIBI"
 _MIN_BACKOFF = const(60)
 _UPLOAD_MS = const(20000)
 
+# docs/protocol.md §2.2: what a reading may carry; anything else is fault 5
+_T_MIN = const(-10000)
+_T_MAX = const(15000)
+_RH_MAX = const(10000)
+FAULT_RANGE = const(5)  # value out of the sensor's range
+FAULT_BUS = const(6)  # the driver failed without a code
+
 # command payload keys (docs/protocol.md §5.3) -> settings names
 CMD_KEYS = {10: "interval", 11: "upload", 12: "high", 13: "low", 14: "delay"}
 _LIMITS = {
@@ -73,6 +89,13 @@ _LIMITS = {
 
 class AppError(Exception):
     pass
+
+
+def _valid(temp, rh):
+    """Can a reading carry this temperature and humidity (§2.2)?"""
+    if type(temp) is not int or temp < _T_MIN or temp > _T_MAX:
+        return False
+    return rh is None or (type(rh) is int and 0 <= rh <= _RH_MAX)
 
 
 def boot_failures(rtc):
@@ -141,7 +164,15 @@ class Logger:
         t, tq = self.clock.now()
         fields[4] = t
         fields[5] = tq
-        rec = self.core.record(fields)
+        try:
+            rec = self.core.record(fields)
+        except ct_record.RecordError:
+            # a reading the protocol cannot carry (a value out of bounds that
+            # _measure did not catch): record the fault, never crash the cycle
+            if fields.get(1) != 1 or 12 in fields:
+                raise  # our own status/fault fields: a bug, stay loud
+            self._fault(fields, FAULT_RANGE)
+            rec = self.core.record(fields)
         if not self.core.enqueue(rec):
             self.dropped += 1
             return False
@@ -222,13 +253,12 @@ class Logger:
                 f[13] = ch
             try:
                 temp, rh = measure()
+                if not _valid(temp, rh):
+                    raise AppError(FAULT_RANGE, "out of range", temp, rh)
             except Exception as e:  # driver faults carry the protocol code
-                code = e.args[0] if e.args and isinstance(e.args[0], int) else 6
-                f[12] = code
+                code = e.args[0] if e.args and isinstance(e.args[0], int) else FAULT_BUS
+                self._fault(f, code)
                 temp = None
-                if not self.faulted & (1 << ch):
-                    self.faulted |= 1 << ch
-                    self._pending_fault = (ch, code)
             else:
                 self.faulted &= ~(1 << ch)
                 f[10] = temp
@@ -254,10 +284,22 @@ class Logger:
         self.hw.led(1 if bits & ct_alarm.LATCHED else 0)
         return urgent
 
+    def _fault(self, f, code):
+        """Make reading fields f a fault reading (no value, no calibration)
+        and note the first fault of a channel for its status record."""
+        for k in (10, 11, 14):
+            if k in f:
+                del f[k]
+        f[12] = code
+        ch = f.get(13, 0)
+        if not self.faulted & (1 << ch):
+            self.faulted |= 1 << ch
+            self._pending_fault = (ch, code)
+
     def _upload(self, now):
-        sending = self.core.queued()[0]
         try:
-            got = self.core.upload(self.cfg.get("upload_ms", _UPLOAD_MS), self._want_time(now))
+            got = self.core.upload(self.cfg.get("upload_ms", _UPLOAD_MS), self._want_time(now),
+                                   self.clock.now)
         except OSError:
             self.fails = min(self.fails + 1, 20)
             back = _MIN_BACKOFF << min(self.fails, 10)
@@ -266,20 +308,15 @@ class Logger:
         self.fails = 0
         self.last_upload = now
         self.next_upload = now + self.upload_interval()
-        ack_time = None
         for item in got:
-            if item[0] == "ack":
-                ack_time = item[2]
+            if item[0] == "time":  # from a fresh ack only (ct_uplink)
+                self._sync(item[1], ct_clock.GATEWAY)
             elif item[0] == "ntp":
                 self._sync(item[1], ct_clock.NTP)
             elif item[0] == "cmd":
                 self._command(item[1])
-            elif item[0] == "dropped" and item[1]:
-                self.status(EV_DROPPED, item[1])
-        # The retained ack a session starts with may be hours old: take the
-        # gateway's time only from the last ack of a session that sent records.
-        if ack_time and sending:
-            self._sync(ack_time, ct_clock.GATEWAY)
+            elif item[0] == "lost":  # the core signed the declaration (§5.2)
+                self.events.append((EV_DROPPED, item[2]))
         if self.dropped and self.storage & 2:
             # the queue drained: report how much was lost, then start over
             n, free = self.core.queued()

@@ -35,7 +35,7 @@ class Board:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.pins = ct_pins.pins(cfg.get("board", "esp32s3"), cfg.get("role", "logger"))
+        self.pins = ct_pins.of(cfg)
         self.rtc = machine.RTC()
         self.offset = ct_clock.epoch_offset(time.gmtime)
         self.wdt = machine.WDT(timeout=cfg.get("wdt_ms", 60000))

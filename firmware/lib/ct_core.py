@@ -6,7 +6,9 @@
     rec = core.record({1: 1, 4: t, 5: tq, 10: 450})   # signed bytes, or None
     ok = core.enqueue(rec)                    # durable; False when full
     n, free = core.queued()
-    events = core.upload(20000, ntp=False)    # see ct_uplink; OSError if offline
+    events = core.upload(20000, ntp=False, now=clock.now)
+                                              # see ct_uplink; OSError if offline
+    rec = core.declare_lost(first, n, t, tq)  # status event 11 (ct_uplink calls it)
     core.close()
 
 ``record`` fills boot (2), seq (3) and prev (6) from ct_state and checks
@@ -16,14 +18,22 @@ counts it as dropped (full-storage policy: the oldest unacked records are
 kept). Status records (kind 3) may use the queue's reserve.
 
 ``record`` then ``enqueue``, in that order, one record at a time: the seq
-is consumed only when the record is durably queued, so a refused or lost
-record never leaves a gap or a reused seq in what the gateway sees.
+is consumed only when the record is durably queued, so a refused record
+never leaves a gap or a reused seq in what the gateway sees. (The
+full-storage policy therefore never drops a record that has a seq: the
+app counts refused readings and reports them with event 11 without
+``lost``.) A queued record that flash later loses is a gap the device
+declares (docs/protocol.md §5.2): during ``upload`` the uplink finds it and
+calls ``declare_lost``, which signs status event 11 with detail = count
+and lost = first seq, stamped by ``now()`` -> (time, tq) (the app's
+ct_clock); without ``now`` nothing is declared.
 """
 
 import ct_record
 from ct_state import StateError
 
 _PRIORITY_KINDS = (3,)
+_EV_DROPPED = 11  # docs/protocol.md §2.4
 
 
 class CoreError(Exception):
@@ -87,11 +97,26 @@ class Core:
     def queued(self):
         return self.queue.count(), self.queue.free()
 
-    def upload(self, timeout_ms, ntp=False):
+    def declare_lost(self, first, n, t, tq):
+        """Sign and queue the status record declaring seqs first ..
+        first+n-1 lost for good (§2.4 event 11, detail n, lost first; §5.2).
+        Returns the record, or None when the queue refused it."""
+        if n < 1 or first < 0 or first + n > self.state.seq:
+            raise CoreError("only seqs already handed out can be lost")
+        rec = self.record({1: 3, 4: t, 5: tq, 30: _EV_DROPPED, 37: n, 38: first})
+        if not self.enqueue(rec):
+            return None
+        return rec
+
+    def upload(self, timeout_ms, ntp=False, now=None):
+        """Deliver the queue (ct_uplink events, plus ("ntp", unix) first when
+        asked); ``now()`` -> (time, tq) stamps declarations of lost records."""
         if self.uplink is None:
             raise OSError(19)  # ENODEV: no uplink configured
         if self._wifi is not None:
             self._wifi.up()
+        if now is not None:
+            self.uplink.declare = lambda first, n: self.declare_lost(first, n, *now())
         try:
             ev = []
             if ntp and self._ntp is not None:
@@ -101,6 +126,7 @@ class Core:
             ev.extend(self.uplink.upload(timeout_ms))
             self.uplink.close()
         finally:
+            self.uplink.declare = None
             if self._wifi is not None:
                 self._wifi.down()
         return ev

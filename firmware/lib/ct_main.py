@@ -114,9 +114,10 @@ def reader(cfg, board, core):
         due = rd.upload_due(now) or ct_ticks.ticks_diff(now, next_up) >= 0
         if due:
             try:
-                for item in core.upload(cfg.get("upload_ms", 20000), clock.src == 0):
-                    if item[0] == "ack" and item[2]:
-                        clock.sync(item[2], ct_clock.GATEWAY)
+                for item in core.upload(cfg.get("upload_ms", 20000), clock.src == 0,
+                                        clock.now):
+                    if item[0] == "time":  # a fresh ack's time, never the retained one
+                        clock.sync(item[1], ct_clock.GATEWAY)
                     elif item[0] == "ntp":
                         clock.sync(item[1], ct_clock.NTP)
                 rd.uploaded()

@@ -1,10 +1,16 @@
 """GPIO numbers per board and role.
 
 This table is the firmware's copy of hardware/pins.json (the wiring, with
-part pins and notes); tests/firmware/test_hardware.py fails when the two
+part pins and notes); tests/firmware/scripts/hardware.py fails when the two
 drift apart or a pin breaks a chip rule (flash pins, input-only pins, ADC2
 with Wi-Fi, strapping pins, RTC-capable wake button).
+
+    ct_pins.pins("esp32s3", "logger")["i2c_sda"]    # -> 8
+    ct_pins.of(cfg)     # the map of config.json's "board" and "role"
 """
+
+BOARD = "esp32s3"  # config.json without "board"
+ROLE = "logger"  # config.json without "role"
 
 PINS = {
     "esp32s3": {
@@ -79,3 +85,8 @@ def pins(board, role):
         return PINS[board][role]
     except KeyError:
         raise PinsError("no pin map for %s/%s" % (board, role))
+
+
+def of(cfg):
+    """The pin map of config.json's board and role (defaults BOARD, ROLE)."""
+    return pins(cfg.get("board", BOARD), cfg.get("role", ROLE))

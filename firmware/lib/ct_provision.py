@@ -16,11 +16,14 @@ nothing here prints or returns it. A new key is a new device (docs/protocol.md
 
 Key generation turns the radio on first: the ESP32's RNG is a true RNG only
 while Wi-Fi or Bluetooth runs. ``config.json`` ``"signer": "atecc"`` makes
-the ATECC608 generate and keep the key instead (ct_atecc); slot ``"slot"``.
+the ATECC608 generate and keep the key instead (ct_atecc); slot ``"slot"``,
+on the I2C pins of the board's pin map (``"board"``/``"role"``, ct_pins)
+unless ``"atecc"`` names ``"sda"``/``"scl"``.
 """
 
 import ct_fs
 import ct_p256
+import ct_pins
 
 ROOT = "ct"
 KEY = "key.p256"
@@ -58,19 +61,31 @@ def _radio_on():
         pass
 
 
+def atecc_i2c_pins(cfg):
+    """(sda, scl) of the ATECC608: config.json "atecc" "sda"/"scl" if given,
+    else the I2C pins of the board's pin map (ct_pins; hardware/pins.json)."""
+    a = cfg.get("atecc", {})
+    sda, scl = a.get("sda"), a.get("scl")
+    if sda is None or scl is None:
+        p = ct_pins.of(cfg)
+        sda = p["i2c_sda"] if sda is None else sda
+        scl = p["i2c_scl"] if scl is None else scl
+    return sda, scl
+
+
 def load_signer(cfg, fs=None, root=ROOT, i2c=None):
     """The configured signer: ct_p256.Signer from key.p256, or ct_atecc."""
     if cfg.get("signer") == "atecc":
         import ct_atecc
 
+        a = cfg.get("atecc", {})
         if i2c is None:
             import machine
 
-            a = cfg.get("atecc", {})
-            i2c = machine.I2C(a.get("bus", 0), scl=machine.Pin(a.get("scl", 22)),
-                              sda=machine.Pin(a.get("sda", 21)), freq=a.get("freq", 100000))
-        return ct_atecc.Signer(ct_atecc.ATECC(i2c, cfg.get("atecc", {}).get("addr", 0x60)),
-                               cfg.get("atecc", {}).get("slot", 0))
+            sda, scl = atecc_i2c_pins(cfg)
+            i2c = machine.I2C(a.get("bus", 0), scl=machine.Pin(scl), sda=machine.Pin(sda),
+                              freq=a.get("freq", 100000))
+        return ct_atecc.Signer(ct_atecc.ATECC(i2c, a.get("addr", 0x60)), a.get("slot", 0))
     fs = fs or ct_fs.Fs()
     path = root + "/" + KEY
     if fs.size(path) != 32:

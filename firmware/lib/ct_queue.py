@@ -7,9 +7,10 @@
     c = q.head()          # cursor of the oldest unacked record (or None)
     rec, nxt = q.read(c)  # the record at c and the cursor after it (raises
                           # CorruptRecord, with .next, if flash damaged it)
-    q.ack(nxt)            # delete every record before cursor nxt
+    q.ack(nxt, mark)      # delete every record before cursor nxt; commit mark
+    q.mark                # the mark of the last ack (u32, see below)
     q.count(), q.free(), q.low()
-    q.last()              # newest record (bytes) or None
+    q.last()              # newest readable record (bytes) or None
 
 Layout: a fixed ring of ``segments`` files ``s000``... of at most
 ``seg_size`` bytes, and a pointer file ``ptr``. A frame is
@@ -18,8 +19,24 @@ Layout: a fixed ring of ``segments`` files ``s000``... of at most
 
 ``qid`` numbers frames 0, 1, 2... and never repeats, so a stale frame left
 in a recycled segment, or a torn one, cannot pass for the next record.
-``ptr`` holds the committed head (oldest unacked: qid, segment, offset) and
-a tail hint; it is rewritten as ``ptr.tmp`` + rename (atomic).
+``ptr`` holds the committed head (oldest unacked: qid, segment, offset), a
+tail hint and the owner's ``mark``; it is rewritten as ``ptr.tmp`` + rename
+(atomic).
+
+``mark`` is a 32-bit value the owner commits together with each ack, so it
+always describes the head: ct_uplink keeps there the seq the head record
+should have (everything below it is settled at the gateway), which is how
+it tells records lost on flash from records already acked. 0 in a new
+queue; MARK_UNKNOWN (0xFFFFFFFF) after an ack that gave none, and in a queue
+written by firmware before marks (``ptr`` magic ``CTq1``, read unchanged).
+
+Damage (bit rot, a failing flash): a committed frame whose header (length,
+qid) is intact but whose CRC fails is kept as a frame - read() raises
+CorruptRecord for it and its qid is never reused, even when it is the
+newest. A frame whose header is damaged cannot be measured: read() finds
+the next valid frame again (the next qid in the same segment, else the
+first frame of a later segment) and raises CorruptRecord pointing there.
+Which *records* were lost is the owner's business (ct_uplink counts seqs).
 
 Commit points:
   put    appending the frame and flush() (LittleFS commits the file
@@ -59,10 +76,14 @@ _HDR = const(6)
 _CRC = const(4)
 _OVER = const(10)  # _HDR + _CRC
 _MAX_REC = const(1024)
-_PTR_MAGIC = b"CTq1"
-_PTR_FMT = "<4sIIIIII"
-_PTR_SIZE = const(32)  # calcsize(_PTR_FMT) + 4
+_PTR_MAGIC = b"CTq2"
+_PTR_FMT = "<4sIIIIIII"
+_PTR_SIZE = const(36)  # calcsize(_PTR_FMT) + 4
+_PTR1_MAGIC = b"CTq1"  # before marks: no mark field, 32 bytes
+_PTR1_SIZE = const(32)
 _U32 = 0xFFFFFFFF
+MARK_UNKNOWN = 0xFFFFFFFF
+_SCAN = const(256)  # bytes read at a time when looking for a frame again
 
 
 class QueueError(Exception):
@@ -91,6 +112,7 @@ class Queue:
         self._buf = bytearray(_MAX_REC + _OVER)
         self._mv = memoryview(self._buf)
         self._rf = None  # (segment, open file) kept for reading
+        self.mark = 0
         self.mount()
 
     # --- files ---------------------------------------------------------------
@@ -117,7 +139,7 @@ class Queue:
 
     def _write_ptr(self):
         b = struct.pack(_PTR_FMT, _PTR_MAGIC, self._hq, self._hs, self._ho,
-                        self._tq, self._ts, self._to)
+                        self._tq, self._ts, self._to, self.mark)
         b += struct.pack("<I", binascii.crc32(b) & _U32)
         tmp = self._root + "/ptr.tmp"
         with self._fs.open(tmp, "wb") as f:
@@ -130,11 +152,15 @@ class Queue:
             return None
         with self._fs.open(self._ptr(), "rb") as f:
             b = f.read(_PTR_SIZE + 1)
-        if len(b) != _PTR_SIZE or b[:4] != _PTR_MAGIC:
+        n = len(b)
+        if not ((n == _PTR_SIZE and b[:4] == _PTR_MAGIC)
+                or (n == _PTR1_SIZE and b[:4] == _PTR1_MAGIC)):
             raise QueueError("queue pointer file is corrupt")
-        if struct.unpack("<I", b[28:])[0] != binascii.crc32(b[:28]) & _U32:
+        if struct.unpack("<I", b[n - 4 :])[0] != binascii.crc32(b[: n - 4]) & _U32:
             raise QueueError("queue pointer file is corrupt")
-        return struct.unpack(_PTR_FMT, b[:28])[1:]
+        if n == _PTR1_SIZE:
+            return struct.unpack("<IIIIII", b[4:28]) + (MARK_UNKNOWN,)
+        return struct.unpack(_PTR_FMT, b[: n - 4])[1:]
 
     # --- frames --------------------------------------------------------------
 
@@ -172,20 +198,30 @@ class Queue:
             self._hq = self._tq = 0
             self._hs = self._ts = 0
             self._ho = self._to = 0
+            self.mark = 0
             self._write_ptr()
         else:
-            self._hq, self._hs, self._ho, self._tq, self._ts, self._to = p
+            self._hq, self._hs, self._ho, self._tq, self._ts, self._to, self.mark = p
             if self._hs >= self._n or self._ts >= self._n:
                 raise QueueError("queue has %d segments, pointer says more" % self._n)
         # scan forward from the tail hint for frames appended since
         seg, off, qid = self._ts, self._to, self._tq
         while True:
             n = self._frame_at(seg, off, qid)
-            if n < 0 and self._frame_at(seg, off - n, (qid + 1) & _U32) > 0:
-                n = -n  # damaged after its commit (a later frame follows): keep
+            if n < 0:
+                # whole and with our qid, CRC wrong: committed, then damaged
+                # (LittleFS commits an append whole or not at all; a torn one
+                # is short). Keep it, so its qid is never handed out again.
+                n = -n
             if n > 0:
                 off += n
                 qid = (qid + 1) & _U32
+                continue
+            # a damaged header, with whole frames after it? (a torn append
+            # is the last thing in its segment: nothing whole follows it)
+            o = self._find(seg, off + 1, fs.size(self._seg(seg)), (qid + 1) & _U32, True)
+            if o >= 0:
+                off, qid = o, (qid + 1) & _U32  # the damaged frame keeps its qid
                 continue
             nxt = (seg + 1) % self._n
             if nxt != self._hs and self._frame_at(nxt, 0, qid) > 0:
@@ -284,17 +320,64 @@ class Queue:
         qid, seg, off = cur
         if qid == self._tq:
             return None, cur
+        s, o = seg, off
         for _ in range(2):
-            n = self._frame_at(seg, off, qid)
+            n = self._frame_at(s, o, qid)
             if n > 0:
-                return bytes(self._buf[_HDR : n - _CRC]), ((qid + 1) & _U32, seg, off + n)
+                return bytes(self._buf[_HDR : n - _CRC]), ((qid + 1) & _U32, s, o + n)
             if n < 0:
-                raise CorruptRecord(qid, ((qid + 1) & _U32, seg, off - n))
-            seg, off = (seg + 1) % self._n, 0
-        raise QueueError("record %d unreadable" % qid)
+                raise CorruptRecord(qid, ((qid + 1) & _U32, s, o - n))
+            s, o = (s + 1) % self._n, 0
+        # the frame at cur cannot even be measured: find the next one again
+        raise CorruptRecord(qid, self._resync(qid, seg, off))
 
-    def ack(self, cur):
-        """Delete every record before cursor cur (one returned by read)."""
+    def _inside(self, q, after):
+        # is qid q a frame after qid ``after`` and before the tail?
+        d = (q - after) & _U32
+        return 0 < d < ((self._tq - after) & _U32)
+
+    def _find(self, seg, pos, end, qid, whole):
+        """Offset of the frame ``qid`` in segment seg between pos and end
+        (looked up by its qid bytes, then measured; ``whole``: its CRC must
+        hold too), or -1."""
+        pat = struct.pack("<I", qid)
+        while pos + _HDR <= end:
+            f = self._reader(seg)
+            f.seek(pos)
+            k = f.readinto(self._mv[: min(_SCAN, end - pos)])
+            chunk = bytes(self._buf[:k])
+            i = chunk.find(pat, 2)
+            while i >= 0:
+                n = self._frame_at(seg, pos + i - 2, qid)
+                if n > 0 or (n < 0 and not whole):
+                    return pos + i - 2
+                i = chunk.find(pat, i + 1)
+            if k < _SCAN:
+                break
+            pos += k - 5  # a qid may straddle two reads
+        return -1
+
+    def _resync(self, qid, seg, off):
+        """Cursor of the first frame after damaged frame ``qid`` at (seg,
+        off): the frame qid+1 further on in the segment, else the first
+        frame of a later segment, else the tail."""
+        want = (qid + 1) & _U32
+        if want != self._tq:
+            end = self._to if seg == self._ts else self._fs.size(self._seg(seg))
+            o = self._find(seg, off + 1, end, want, False)
+            if o >= 0:
+                return (want, seg, o)
+        s = seg
+        while s != self._ts:
+            s = (s + 1) % self._n
+            q = self._qid_at(s)
+            if q is not None and self._inside(q, qid) and self._frame_at(s, 0, q) != 0:
+                return (q, s, 0)
+        return self.tail()
+
+    def ack(self, cur, mark=MARK_UNKNOWN):
+        """Delete every record before cursor cur (one returned by read) and
+        commit ``mark`` with the new head (see the module notes)."""
         qid, seg, off = cur
         if (qid - self._hq) & _U32 > self.count():
             raise QueueError("ack beyond the tail")
@@ -303,30 +386,42 @@ class Queue:
         done = (qid - self._hq) & _U32
         moved = seg != self._hs
         self._hq, self._hs, self._ho = qid, seg, off
+        self.mark = mark & _U32
         self._write_ptr()
         if moved:
             self._compact()
         return done
 
     def last(self):
-        """The newest record, or None (used at start to recover ct_state)."""
+        """The newest readable record, or None (used at start to recover
+        ct_state). Damaged frames are passed over."""
         if self.count() == 0:
             return None
-        c = self.head() if self._ts == self._hs else self._first_in(self._ts)
+        c = self.head()
+        if self._ts != self._hs:
+            q = self._qid_at(self._ts)
+            if q is not None and (q == self._hq or self._inside(q, self._hq)):
+                c = (q, self._ts, 0)
         rec = None
         while True:
-            r, nxt = self.read(c)
+            try:
+                r, nxt = self.read(c)
+            except CorruptRecord as e:
+                c = e.next
+                continue
             if r is None:
                 return rec
             rec, c = r, nxt
 
-    def _first_in(self, seg):
-        # the qid of the first frame of segment seg (seg is not the head's)
+    def _qid_at(self, seg):
+        # the qid in the header of segment seg's first frame, or None
+        if self._fs.size(self._seg(seg)) < _HDR:
+            return None
         f = self._reader(seg)
         f.seek(0)
         if f.readinto(self._mv[:_HDR]) != _HDR:
-            raise QueueError("segment %d unreadable" % seg)
-        return (struct.unpack("<HI", self._buf[:_HDR])[1], seg, 0)
+            return None
+        return struct.unpack("<HI", self._buf[:_HDR])[1]
 
     def close(self):
         self._close_reader()

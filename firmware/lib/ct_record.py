@@ -11,6 +11,7 @@ nothing here touches a float.
     link = chain_link(rec)               # SHA-256(rec)[:16], the next prev
     prot, pl, sig = parse_sign1(rec)     # slices of our own records
     seq = record_seq(rec)                # field 3 of a record's payload
+    f = record_fields(rec)               # all of them (our own records)
     kid, fields = verify_mac0(msg, key)  # ack/command: raises MacError
     msg = mac0(fields, kid, key)         # the gateway side, for tests/sim
 
@@ -228,17 +229,21 @@ def parse_sign1(rec):
         raise RecordError(str(e))
 
 
-def record_seq(rec):
-    """The seq (field 3) of one of our records."""
+def record_fields(rec):
+    """The payload fields of one of our records ({key: value}, seq checked)."""
     _, p, _ = parse_sign1(rec)
     try:
         f = ct_cbor.decode_map(p)
     except ct_cbor.CBORError as e:
         raise RecordError(str(e))
-    s = f.get(3)
-    if type(s) is not int:
+    if type(f.get(3)) is not int:
         raise RecordError("record without seq")
-    return s
+    return f
+
+
+def record_seq(rec):
+    """The seq (field 3) of one of our records."""
+    return record_fields(rec)[3]
 
 
 def _mac_input(prot, p):

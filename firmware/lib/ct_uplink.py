@@ -1,9 +1,18 @@
 """Deliver queued records over MQTT until the gateway's ack proves them stored.
 
     up = Uplink(new_client, "tl-7f3a21", ack_key, queue, state, feed=wdt.feed)
-    events = up.upload(20000)   # -> [("ack", seq, gw_time), ("cmd", fields | None),
-                                #     ("dropped", n)]; OSError if no connection
+    up.declare = core_declare   # optional: (first, n) -> signed, queued record
+    events = up.upload(20000)   # OSError if no connection could be made
     up.close()
+
+    events: ("ack", seq, time)  every valid ack; time = its gateway time if
+                                the ack is fresh (below), else None
+            ("time", unix)      once, if a fresh ack came: the gateway's
+                                time now (its time + local time since), for
+                                the clock (tq 3)
+            ("cmd", fields)     a verified command; ("cmd", None) once if
+                                any was refused
+            ("lost", first, n)  seqs first..first+n-1 declared lost (below)
 
 ``new_client()`` returns a micropython-lib ``umqtt.simple.MQTTClient`` (or
 anything with its API). Topics and messages are docs/protocol.md §5:
@@ -19,6 +28,28 @@ Delivery is proven by the ack alone, never by a PUBACK:
     head, in order; the gateway acks duplicates again (§5.1).
   * at most ``window`` records are in flight past the acked point; without
     ack progress for ``ack_wait_ms`` the window is sent again.
+  * the queue's mark (ct_queue) is committed with every ack: the seq the
+    head record should have. It survives sleep and power loss, so the
+    device always knows where the gateway's settled range ends.
+
+Fresh acks. The retained ack a session starts with, and acks a persistent
+session kept while the device slept, may be hours old. An ack is fresh
+when it arrived after this upload published a record it covers (its seq
+>= that record's seq): the gateway made it after receiving that record.
+Only fresh acks give the gateway's time.
+
+Declared losses (§5.2). While sending, the walk from the head counts seqs
+(ct_lost): a seq missing between queued records, before the first one, or
+after the last one up to ct_state's next seq, is a record the device can
+never send - its frame failed its CRC (the queue skips it) or the queue
+lost it. When the gateway's ack is stuck right before such a hole and the
+walk has reached the tail (so it has seen any declaration an earlier wake
+queued) or the window's edge, ``declare(first, n)`` (ct_core) signs and
+queues status event 11 with detail n and lost = first; it is published at
+once if it would wait behind the window, and the gateway then counts those
+seqs as settled, so its ack moves past them and the queue (skipping
+damaged frames) drains. Seqs are never reused: a hole is only ever below
+ct_state's next seq, and the declaration takes the next seq.
 
 umqtt.simple pitfalls handled here (shared/FIELD-NOTES.md):
   * ``wait_msg`` calls ``sock.setblocking(True)``, which drops any timeout,
@@ -29,7 +60,10 @@ umqtt.simple pitfalls handled here (shared/FIELD-NOTES.md):
     before it reaches 65535.
   * errors surface as OSError, MQTTException, or (bad packets) assert /
     IndexError: any exception in a client call drops the connection,
-    which is re-made with exponential backoff while time remains.
+    which is re-made with exponential backoff while time remains: after a
+    failed connect and after a session that failed (at once or later)
+    alike, from ``backoff_ms`` doubling up to ``backoff_max_ms``, reset
+    only when acks moved; never a hot reconnect loop.
   * ``getaddrinfo`` has no timeout in MicroPython: use an IP address or a
     local resolver (not testable without a board, see the README).
 
@@ -39,9 +73,10 @@ refused command is reported once per upload as ("cmd", None) so the app
 writes status event 10 with detail -1.
 """
 
+import ct_lost
 import ct_record
 import ct_ticks
-from ct_queue import CorruptRecord
+from ct_queue import MARK_UNKNOWN, CorruptRecord
 from ct_state import StateError
 
 try:
@@ -56,6 +91,8 @@ _PID_WRAP = const(65000)
 _INBOX = const(8)
 _POLL_MS = const(50)
 _LINGER_MS = const(300)  # after the queue drained: commands queued for us
+_U32 = 0xFFFFFFFF
+_EV_DROPPED = const(11)  # status event "records dropped" (§2.4)
 
 
 class UplinkError(OSError):
@@ -107,8 +144,8 @@ class Uplink:
         self._window = window
         self._timeout_ms = timeout_ms
         self._ack_wait = ack_wait_ms
-        self._backoff0 = backoff_ms
-        self._backoff_max = backoff_max_ms
+        self._backoff0 = max(1, backoff_ms)
+        self._backoff_max = max(self._backoff0, backoff_max_ms)
         self._clean = clean_session
         self._t = ticks
         base = b"ct/v1/" + (dev_id.encode() if type(dev_id) is str else dev_id)
@@ -116,17 +153,22 @@ class Uplink:
         self.t_ack = base + b"/ack"
         self.t_cmd = base + b"/cmd"
         self.t_state = base + b"/state"
+        self.declare = None  # (first, n) -> record bytes or None (ct_core)
         self._c = None
         self._inbox = []
         self._events = None
         self._refused = False
+        self._sent_min = None  # lowest seq published in this upload
+        self._fresh = None  # (gateway time, ticks at arrival) of the last fresh ack
+        self._lost = ct_lost.Losses()
         # figures for status records and tests
         self.sent = 0
         self.acked = 0
         self.forged = 0
         self.mismatched = 0
         self.reconnects = 0
-        self.dropped = 0
+        self.corrupt = 0  # damaged queue frames passed over
+        self.declared = 0  # seqs declared lost
 
     # --- connection ------------------------------------------------------------
 
@@ -175,13 +217,21 @@ class Uplink:
         if self._c.pid >= _PID_WRAP:
             self._c.pid = 0
 
+    def _publish(self, rec, seq):
+        self._pid_check()
+        self._c.publish(self.t_rec, rec, False, self._qos)
+        self.sent += 1
+        if self._sent_min is None or seq < self._sent_min:
+            self._sent_min = seq
+
     # --- incoming ----------------------------------------------------------------
 
     def _on_msg(self, topic, msg):
-        # called from inside umqtt; keep it short and never raise
+        # called from inside umqtt; keep it short and never raise. What was
+        # published before it arrived decides whether an ack is fresh.
         if len(self._inbox) >= _INBOX:
             self._inbox.pop(0)  # the retained ack comes again; commands retry
-        self._inbox.append((bytes(topic), bytes(msg)))
+        self._inbox.append((bytes(topic), bytes(msg), self._sent_min, self._t.ticks_ms()))
 
     def _poll(self):
         for _ in range(_INBOX):
@@ -191,14 +241,14 @@ class Uplink:
     def _process(self):
         moved = False
         while self._inbox:
-            topic, msg = self._inbox.pop(0)
+            topic, msg, sent_min, rx = self._inbox.pop(0)
             if topic == self.t_ack:
-                moved = self._ack(msg) or moved
+                moved = self._ack(msg, sent_min, rx) or moved
             elif topic == self.t_cmd:
                 self._cmd(msg)
         return moved
 
-    def _ack(self, msg):
+    def _ack(self, msg, sent_min, rx):
         try:
             _, f = ct_record.verify_mac0(msg, self._key)
         except ct_record.MacError:
@@ -208,7 +258,11 @@ class Uplink:
         if type(seq) is not int or type(link) is not bytes or len(link) != 16:
             self.forged += 1
             return False
-        self._events.append(("ack", seq, gwt if type(gwt) is int else None))
+        ours = 0 <= seq < self._st.seq  # a seq we signed
+        fresh = ours and sent_min is not None and seq >= sent_min and type(gwt) is int
+        if fresh:
+            self._fresh = (gwt, rx)
+        self._events.append(("ack", seq, gwt if fresh else None))
         q = self._q
         c = q.head()
         while c is not None:
@@ -218,17 +272,20 @@ class Uplink:
                 c = e.next
                 continue
             if rec is None:
-                return False  # beyond our newest record: not ours to trust
+                break  # beyond our newest queued record
             s = ct_record.record_seq(rec)
             if s > seq:
-                return False  # stale or duplicate ack: nothing new
+                break  # stale or duplicate ack, or one inside a lost range
             if s == seq:
                 if ct_record.chain_link(rec) != link:
                     self.mismatched += 1  # the gateway stored something else
                     return False
-                self.acked += q.ack(nxt)
+                self.acked += q.ack(nxt, (seq + 1) & _U32)
+                self._lost.settled(seq)
                 return True
             c = nxt
+        if ours:
+            self._lost.settled(seq)  # settled there (stored, or declared lost)
         return False
 
     def _cmd(self, msg):
@@ -242,6 +299,33 @@ class Uplink:
             return
         self._events.append(("cmd", f))
 
+    # --- declared losses -------------------------------------------------------------
+
+    def _rewind(self):
+        """Start the walk at the queue head; returns the head cursor."""
+        m = self._q.mark
+        self._lost.rewind(None if m == MARK_UNKNOWN else m)
+        return self._q.head()
+
+    def _declare_due(self):
+        """Sign and queue the declarations the gateway waits on. True if
+        any was made."""
+        if self.declare is None:
+            return False
+        made = False
+        for first, n in self._lost.due():
+            rec = self.declare(first, n)
+            if rec is None:
+                continue  # the queue refused even a status record: next upload
+            self.declared += n
+            self._events.append(("lost", first, n))
+            made = True
+            if self._q.count() > self._window:
+                # it would wait behind the window, which waits for the ack,
+                # which waits for it: send it now, out of order
+                self._publish(rec, ct_record.record_seq(rec))
+        return made
+
     # --- the upload ----------------------------------------------------------------
 
     def upload(self, timeout_ms):
@@ -252,47 +336,45 @@ class Uplink:
         t0 = t.ticks_ms()
         self._events = []
         self._refused = False
+        self._sent_min = None
+        self._fresh = None
+        m = self._q.mark
+        self._lost = ct_lost.Losses(-1 if m == MARK_UNKNOWN else m - 1)
         ever = False
         backoff = self._backoff0
         err = None
         while t.ticks_diff(t.ticks_ms(), t0) < timeout_ms:
             self._feed()
-            if self._c is None:
-                try:
-                    self._connect()
-                    ever = True
-                except Exception as e:  # noqa: BLE001 - any failure is a dropped link
-                    err = e
-                    self._drop()
-                    left = timeout_ms - t.ticks_diff(t.ticks_ms(), t0)
-                    if left <= 0:
-                        break
-                    self._sleep(min(backoff, left))
-                    backoff = min(backoff * 2, self._backoff_max)
-                    self.reconnects += 1
-                    continue
             acked = self.acked
             try:
+                if self._c is None:
+                    self._connect()
+                    ever = True
                 if self._session(t0, timeout_ms):
                     break
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - any failure is a dropped link
                 err = e
                 self._drop()
                 self.reconnects += 1
                 if self.acked != acked:
                     backoff = self._backoff0  # the link worked: start again gently
-                left = timeout_ms - t.ticks_diff(t.ticks_ms(), t0)
-                if left > 0:
-                    self._sleep(min(backoff, left))  # never a hot reconnect loop
-                backoff = min(backoff * 2, self._backoff_max)
+                backoff = self._pause(t0, timeout_ms, backoff)
         if not ever and err is not None:
             raise err if isinstance(err, OSError) else UplinkError(str(err))
-        if self.dropped:
-            self._events.append(("dropped", self.dropped))
-            self.dropped = 0
+        if self._fresh is not None:
+            gwt, rx = self._fresh
+            self._events.append(("time", gwt + (t.ticks_diff(t.ticks_ms(), rx) + 500) // 1000))
         ev = self._events
         self._events = None
         return ev
+
+    def _pause(self, t0, timeout_ms, backoff):
+        """Wait ``backoff`` ms (or what is left of the upload) before the
+        next attempt; returns the next backoff, doubled up to the maximum."""
+        left = timeout_ms - self._t.ticks_diff(self._t.ticks_ms(), t0)
+        if left > 0:
+            self._sleep(min(backoff, left))
+        return min(backoff * 2, self._backoff_max)
 
     def _sleep(self, ms):
         # back off in slices, feeding the watchdog
@@ -306,7 +388,8 @@ class Uplink:
         """Work one connection. True when done (all acked), False on timeout."""
         t = self._t
         q = self._q
-        cur = q.head()  # resend everything unacked, in order
+        lost = self._lost
+        cur = self._rewind()  # resend everything unacked, in order
         last = t.ticks_ms()
         done_at = None
         while t.ticks_diff(t.ticks_ms(), t0) < timeout_ms:
@@ -316,7 +399,12 @@ class Uplink:
                 last = t.ticks_ms()
             head = q.head()
             if head is None:
-                # drained: linger briefly for queued commands, then finish
+                # drained: were seqs signed after the last acked one lost?
+                cur = self._rewind()
+                lost.end(self._st.seq)
+                if self._declare_due():
+                    continue
+                # linger briefly for queued commands, then finish
                 if done_at is None:
                     done_at = t.ticks_ms()
                 elif t.ticks_diff(t.ticks_ms(), done_at) >= _LINGER_MS:
@@ -324,24 +412,31 @@ class Uplink:
                 t.sleep_ms(_POLL_MS)
                 continue
             done_at = None
-            if cur is None or ((cur[0] - head[0]) & 0xFFFFFFFF) > q.count():
-                cur = head  # the ack moved past our cursor
-            inflight = (cur[0] - head[0]) & 0xFFFFFFFF
+            if cur is None or ((cur[0] - head[0]) & _U32) > q.count():
+                cur = self._rewind()  # the ack moved past our cursor
+            inflight = (cur[0] - head[0]) & _U32
             if inflight < self._window:
                 try:
                     rec, nxt = q.read(cur)
                 except CorruptRecord as e:
-                    self.dropped += 1
+                    self.corrupt += 1
+                    lost.skipped((e.next[0] - cur[0]) & _U32)
                     cur = e.next
                     continue
                 if rec is not None:
-                    self._pid_check()
-                    self._c.publish(self.t_rec, rec, False, self._qos)
-                    self.sent += 1
+                    f = ct_record.record_fields(rec)
+                    lost.record(f[3])
+                    if f[1] == 3 and f.get(30) == _EV_DROPPED and 38 in f:
+                        lost.declared(f[38], f[37])  # queued by an earlier wake
+                    self._publish(rec, f[3])
                     cur = nxt
                     continue
+                lost.end(self._st.seq)  # the walk reached the tail
+            # at the tail or the window's edge: declare what the ack waits on
+            if self._declare_due():
+                continue
             if t.ticks_diff(t.ticks_ms(), last) >= self._ack_wait:
-                cur = head  # no progress: send the window again
+                cur = self._rewind()  # no progress: send the window again
                 last = t.ticks_ms()
                 continue
             t.sleep_ms(_POLL_MS)

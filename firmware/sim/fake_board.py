@@ -76,7 +76,12 @@ class FakeBoard:
 
 
 class FakeCore:
-    """Keeps records as field dicts; ``seq`` counts like the real core."""
+    """Keeps records as field dicts; ``seq`` counts like the real core, and
+    fields are checked like the real core does (ct_record.RecordError).
+
+    ``upload`` answers like ct_uplink: when it delivered something, an ack
+    and, if ``gateway_time`` is set, ("time", gateway time) (a fresh ack);
+    with nothing to deliver, only the retained ack, which gives no time."""
 
     def __init__(self, capacity=1000, record_size=120):
         self.records = []
@@ -90,8 +95,14 @@ class FakeCore:
         self.uploads = 0
 
     def record(self, fields):
+        import ct_record
+
         f = dict(fields)
         f[3] = len(self.records)
+        full = dict(f)
+        full.setdefault(2, 1)
+        full.setdefault(6, bytes(16))
+        ct_record.check_fields(full)
         self.records.append(f)
         return f
 
@@ -107,7 +118,7 @@ class FakeCore:
     def close(self):
         self.closed = True
 
-    def upload(self, timeout_ms, want_time=False):
+    def upload(self, timeout_ms, want_time=False, now=None):
         self.uploads += 1
         if not self.online:
             raise OSError(113)
@@ -116,9 +127,11 @@ class FakeCore:
         if self.queue:
             self.delivered.extend(self.queue)
             out.append(("ack", self.queue[-1][3], gt))
+            if gt:
+                out.append(("time", gt))
             self.queue = []
-        elif gt:
-            out.append(("ack", None, gt))
+        elif self.delivered:
+            out.append(("ack", self.delivered[-1][3], None))  # the retained one
         for c in self.commands:
             out.append(("cmd", c))
         self.commands = []

@@ -77,6 +77,7 @@ RECORDS = [
     common(3) | {30: 11, 31: 86400, 32: "coldtrace-0.1.0", 33: 5000, 34: 0, 35: -128,
                  36: 255, 37: -(2**31), 15: 3600},
     common(3, seq=0) | {30: 1},
+    common(3) | {30: 11, 37: 2, 38: 0xFFFFFFFF - 2},  # declared losses (§5.2)
 ]
 
 
@@ -114,6 +115,34 @@ def test_firmware_records_verify_with_pycose(fields: dict[int, Any]) -> None:
     msg = Sign1Message.decode(bytes(bad))
     msg.key = EC2Key(crv=P256, x=pub[1:33], y=pub[33:])
     assert not msg.verify_signature()
+
+
+def test_declared_loss_from_the_core_verifies_with_the_protocol_package() -> None:
+    """ct_core.declare_lost signs what §2.4/§5.2 define: a status record,
+    event 11, detail = how many, lost = the first lost seq, chained."""
+    import ct_core
+    import ct_queue
+    import ct_state
+    from fakefs import FakeFs
+
+    fs = FakeFs()
+    core = ct_core.Core(KID, SIGNER, ct_state.State(fs, "st"),
+                        ct_queue.Queue(fs, "q", 4, 2048, 0, 0))
+    core.start()
+    recs = []
+    for t in (450, 460, 470, 480):
+        recs.append(core.record({1: 1, 4: 1790000000, 5: 3, 10: t}))
+        assert core.enqueue(recs[-1])
+    rec = core.declare_lost(1, 2, 1790000060, 3)
+    assert rec is not None
+    got = precord.verify_record(rec, p256_public_from_sec1(SIGNER.public_key()))
+    p = got.payload
+    assert isinstance(p, precord.Status) and got.signer == KID
+    assert (p.event, p.detail, p.lost) == (11, 2, 1)
+    assert (p.boot, p.seq, p.time, p.tq) == (1, 4, 1790000060, 3)
+    assert p.prev == precord.chain_hash(recs[-1])
+    with pytest.raises(ct_core.CoreError):
+        core.declare_lost(4, 2, 1790000060, 3)  # seq 5 was never signed
 
 
 def test_mac0_interoperates_with_the_protocol_package() -> None:

@@ -70,12 +70,19 @@ def test_pins_json_is_consistent_with_firmware_in_cpython_too() -> None:
             assert {k: v["gpio"] for k, v in sigs.items()} == ct_pins.PINS[board][role]
 
 
-def test_config_template_atecc_bus_matches_the_pin_map() -> None:
-    """ct_provision/ct_atecc take the ATECC608's I2C pins from config.json;
-    they must be the pin map's I2C pins of the template's board."""
+def test_atecc_pins_come_from_the_pin_map_of_every_board() -> None:
+    """ct_provision takes the ATECC608's I2C pins from the board's pin map, so
+    the template (which gateway/provision.py copies for any --board) must not
+    pin them: every board and role gets its own map's I2C pins."""
+    sys.path.insert(0, str(ROOT / "firmware" / "lib"))
+    try:
+        import ct_provision
+    finally:
+        del sys.path[0]
     cfg = json.loads((ROOT / "firmware" / "config.json").read_text())
     hw = json.loads((HW / "pins.json").read_text())
-    sig = hw["boards"][cfg["board"]]["roles"][cfg["role"]]
-    assert cfg["atecc"]["sda"] == sig["i2c_sda"]["gpio"]
-    assert cfg["atecc"]["scl"] == sig["i2c_scl"]["gpio"]
     assert cfg["atecc"]["addr"] == 0x60
+    for board, b in hw["boards"].items():
+        for role, sig in b["roles"].items():
+            got = ct_provision.atecc_i2c_pins(dict(cfg, board=board, role=role))
+            assert got == (sig["i2c_sda"]["gpio"], sig["i2c_scl"]["gpio"]), (board, role)

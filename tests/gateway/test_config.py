@@ -22,7 +22,7 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.data_dir == tmp_path / "var" and cfg.db_path == tmp_path / "var" / "gateway.db"
     assert cfg.mqtt.password_file == tmp_path / "pw"
     assert cfg.log.key_file == tmp_path / "keys" / "log.skey"
-    assert cfg.ingest.batch_size == 500 and cfg.ingest.verify_threads == 2
+    assert cfg.ingest.batch_size == 500 and cfg.ingest.verify_workers == 2
     (tmp_path / "pw").write_text("secret\n")
     assert cfg.mqtt.secret() == "secret"
 

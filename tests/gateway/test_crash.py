@@ -16,6 +16,7 @@ import random
 import signal
 import threading
 import time
+from pathlib import Path
 
 from gateway.config import GatewayConfig
 from gateway.ledger import LocalLedger
@@ -108,6 +109,18 @@ def check_exactly_once(
         store.close()
 
 
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _logged(cfg: GatewayConfig) -> int:
     store = open_store(cfg.db_path)
     try:
@@ -138,8 +151,11 @@ def test_kill_9_mid_stream_repeatedly_loses_nothing(make_broker, make_gateway) -
         # Each kill lands while the process is connected and ingesting.
         wait_for(lambda n=round_: log_path.read_text().count("connected to") > n, 30, "connected")
         time.sleep(rng.uniform(0.2, 0.6))
+        workers = children(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        # The verification processes notice and leave (nothing lingers after a kill -9).
+        wait_for(lambda w=workers: not any(Path(f"/proc/{p}").exists() for p in w), 15, "workers")
         store = open_store(env.cfg.db_path)
         cp = store.latest_checkpoint()
         store.close()

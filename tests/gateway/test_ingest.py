@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -200,3 +202,34 @@ def test_mutated_records_are_refused_with_a_reason(core: Core, flip: int, value:
 
 
 MUTANT = SimDevice("tl-mut")
+
+
+def test_process_verifier_follows_the_registry_and_matches_threads(core: Core) -> None:
+    from gateway.ingest import ProcessVerifier, ThreadVerifier
+
+    dev = SimDevice("tl-proc")
+    core.register(dev)
+    raws = [dev.reading(temp=k) for k in range(20)] + [b"junk", dev.reading(time_=2**31)]
+    msgs = [Inbound(f"ct/v1/{dev.id}/rec", r) for r in raws]
+    procs = ProcessVerifier(2, IngestSettings())
+    threads = ThreadVerifier(2, IngestSettings())
+    try:
+        now = int(time.time())
+        a = [r for h in procs.submit(msgs, core.registry, now) for r in h()]
+        b = [r for h in threads.submit(msgs, core.registry, now) for r in h()]
+        assert [type(r).__name__ for r in a] == [type(r).__name__ for r in b]
+        assert [getattr(r, "reason", None) for r in a][-2:] == ["bad_cose", "bad_time"]
+        assert [r.payload for r in a[:20]] == [r.payload for r in b[:20]]
+        # A device registered after the processes started is known to them too.
+        late = SimDevice("tl-late")
+        core.register(late)
+        got = procs.submit([Inbound(f"ct/v1/{late.id}/rec", late.reading())], core.registry, now)
+        assert type(got[0]()[0]).__name__ == "Accepted"
+        # A dead worker is an error, not a hang.
+        os.kill(procs.pids[0], signal.SIGKILL)
+        handles = procs.submit(msgs[:4], core.registry, now)
+        with pytest.raises(RuntimeError, match="died"):
+            handles[0]()
+    finally:
+        procs.close()
+        threads.close()

@@ -167,3 +167,19 @@ def test_acks_for_an_old_connection_are_not_sent_on_a_new_one(make_broker) -> No
     wait_for(lambda: adapter.stats["published"] == 1, 10, "publish")
     assert adapter.stats["acked"] == 0
     adapter.stop()
+
+
+def test_ready_means_a_complete_packet_is_buffered() -> None:
+    c = _BufferedClient(
+        CallbackAPIVersion.VERSION2,
+        client_id="t",
+        clean_session=False,
+        protocol=paho.MQTTv311,
+        manual_ack=True,
+    )
+    packet = publish_packet("ct/v1/tl-1/rec", bytes(300), 7)
+    for cut in (0, 1, 2, 3, len(packet) - 1):
+        c._rbuf, c._rpos = bytearray(packet[:cut]), 0
+        assert not c.ready(), cut  # a partial packet: wait for the socket, do not spin
+    c._rbuf = bytearray(packet + packet[:5])
+    assert c.ready()

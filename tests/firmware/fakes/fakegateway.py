@@ -5,6 +5,12 @@ before it, and publishes the retained COSE_Mac0 ack of docs/protocol.md
 §5.2: the highest seq stored contiguously from the first it saw, with the
 chain hash of that record.
 
+Declared losses (§5.2): once it has stored a status record with event 11
+and ``lost``, seqs lost ... lost + detail - 1 count as settled
+(``declared``); a record arriving later under such a seq fails the test.
+The protocol leaves open what hash an ack for a declared-lost seq carries:
+this one sends 16 zero bytes (a device cannot match it, and need not).
+
     gw = FakeGateway(broker, "tl-1", key, clock)
     gw.lose = {4}          # the first copy of seq 4 is "lost" (a gap)
     gw.ack_every = 5       # ack only every 5th record (batching)
@@ -34,6 +40,8 @@ class FakeGateway:
         self.next = first  # lowest seq not yet stored contiguously
         self.last_acked = first - 1
         self.chain_errors = 0
+        self.declared = set()  # seqs settled as declared lost
+        self.declarations = []  # (first, n, seq of the status record)
         broker.on_publish = self.on_publish
 
     def topic(self, leaf):
@@ -52,10 +60,18 @@ class FakeGateway:
             return
         if seq in self.records and self.records[seq] != msg:
             raise AssertionError(f"two different records with seq {seq}")
+        if seq in self.declared:
+            raise AssertionError(f"seq {seq} was declared lost, then came as a record")
         self.records[seq] = msg
+        f = _fields(msg)
+        if f[1] == 3 and f[30] == 11 and 38 in f:
+            self.declarations.append((f[38], f[37], seq))
+            for s in range(f[38], f[38] + f[37]):
+                if s not in self.records:
+                    self.declared.add(s)
         before = self.next
-        while self.next in self.records:
-            if self.next - 1 in self.records:
+        while self.next in self.records or self.next in self.declared:
+            if self.next - 1 in self.records and self.next in self.records:
                 prev = ct_record.chain_link(self.records[self.next - 1])
                 if _prev_of(self.records[self.next]) != prev:
                     self.chain_errors += 1
@@ -69,7 +85,7 @@ class FakeGateway:
         if seq is None:
             seq = self.next - 1
         if link is None:
-            link = ct_record.chain_link(self.records[seq])
+            link = ct_record.chain_link(self.records[seq]) if seq in self.records else bytes(16)
         f = {1: seq, 2: self.time(), 3: link}
         if key is None:
             self.last_acked = max(self.last_acked, seq)
@@ -92,8 +108,12 @@ class FakeGateway:
         return msg
 
 
-def _prev_of(rec):
+def _fields(rec):
     import ct_cbor
 
     _, p, _ = ct_record.parse_sign1(rec)
-    return ct_cbor.decode_map(p)[6]
+    return ct_cbor.decode_map(p)
+
+
+def _prev_of(rec):
+    return _fields(rec)[6]

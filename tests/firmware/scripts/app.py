@@ -2,8 +2,9 @@
 
 import ct_alarm
 import ct_app
+import ct_record
 from fake_board import FakeBoard, FakeCore
-from fwrun import main
+from fwrun import main, raises
 
 T0 = 1790000000  # a Unix time after the clock is set
 
@@ -97,6 +98,39 @@ def test_sensor_fault_is_recorded_as_fault_never_as_temperature():
     assert [r.get(12) for r in rs] == [None, 3, 3, None]
     assert 14 not in rs[1]  # no calibration id on a fault
     assert events(c.records).count((ct_app.EV_SENSOR_FAULT, 3)) == 1
+
+
+def test_value_out_of_range_is_fault_5_and_never_reaches_the_alarm():
+    cfg = dict(CFG, alarm={"high": 800, "low": 200, "delay": 0})
+    b, c = FakeBoard(t=0), FakeCore()  # FakeCore checks fields like the real core
+    values = [(500, None), (20000, None), (-12000, None), (510, 10050), (2150.5, None),
+              (520, None)]
+
+    def measure():
+        return values.pop(0)
+
+    for _ in range(6):
+        lg = ct_app.Logger(cfg, b, c, [(0, 7, measure)])
+        b.deep_sleep(lg.cycle())  # no RecordError escapes the cycle
+    rs = kinds(c.records, 1)
+    assert [r.get(10) for r in rs] == [500, None, None, None, None, 520]
+    assert [r.get(12) for r in rs] == [None, 5, 5, 5, 5, None]
+    assert all(11 not in r and 14 not in r for r in rs[1:5])
+    ev = events(c.records)
+    assert ev.count((ct_app.EV_SENSOR_FAULT, 5)) == 1  # once per fault episode
+    assert not [e for e in ev if e[0] in (ct_alarm.EV_START, ct_alarm.EV_END)]
+    assert all(16 not in r for r in rs)
+
+
+def test_emit_turns_an_unsignable_reading_into_a_fault():
+    b, c = FakeBoard(t=0), FakeCore()
+    lg = ct_app.Logger(CFG, b, c, [])
+    assert lg._emit({1: 1, 13: 2, 14: 7, 10: 15001, 15: 3900})
+    r = c.records[-1]
+    assert r[12] == 5 and 10 not in r and 14 not in r and r[13] == 2 and r[15] == 3900
+    assert lg.faulted == 4 and lg._pending_fault == (2, 5)
+    # a status record we got wrong is a bug: it stays loud
+    raises(ct_record.RecordError, lg.status, 300)
 
 
 def test_network_down_backs_off_and_delivers_everything_later():

@@ -4,6 +4,7 @@ wakes with state in RTC memory, alarms, commands and the gateway's clock."""
 
 import ct_app
 import ct_cbor
+import ct_clock
 import ct_core
 import ct_p256
 import ct_queue
@@ -154,6 +155,63 @@ def test_commands_from_the_gateway_apply_or_are_refused():
     assert rig.board.slept[-1] <= 600000
     clock_sets = [e for e in ev if e[0] == 6]
     assert len(clock_sets) == 1  # the stale retained ack did not move the clock
+
+
+def test_hours_old_retained_ack_never_sets_the_clock():
+    rig = Rig([450] * 3)
+    rig.wake()
+    assert rig.logs[-1].clock.src == ct_clock.GATEWAY  # a fresh ack set it
+    rig.later(5 * 3600)
+    rig.board.power_cycle()  # the RTC and its sync state are gone
+    rig.gw.silent = True  # the gateway stores, but does not answer
+    n = len(rig.gw.records)
+    rig.wake()
+    lg = rig.logs[-1]
+    # records went out, and the retained ack (5 h old) came back: no clock
+    assert len(rig.gw.records) > n and lg.clock.src == ct_clock.UNSET
+    assert not [e for e in lg.events if e[0] == ct_app.EV_CLOCK_SET]
+    boot = lg.core.state.boot
+    assert all(p[5] == 0 for p in payloads(rig.gw) if p[2] == boot)
+    rig.gw.silent = False
+    rig.later(3600)
+    rig.wake()
+    assert rig.logs[-1].clock.src == ct_clock.GATEWAY
+    assert [e for e in rig.logs[-1].events if e[0] == ct_app.EV_CLOCK_SET]
+
+
+def test_out_of_range_value_is_a_signed_fault_not_a_crash():
+    rig = Rig([450, 16000, 460])  # 160 °C after calibration: not a temperature
+    rig.wake(3)
+    rig.later(3600)
+    rig.temps = [470]
+    rig.wake(1)
+    rd = [p for p in payloads(rig.gw) if p[1] == 1]
+    assert [(p.get(10), p.get(12)) for p in rd[:3]] == [(450, None), (None, 5), (460, None)]
+    assert 14 not in rd[1]
+    ev = [(p[30], p.get(37)) for p in payloads(rig.gw) if p[1] == 3]
+    assert (ct_app.EV_SENSOR_FAULT, 5) in ev
+
+
+def test_damaged_record_on_flash_is_declared_by_the_logger():
+    rig = Rig([450] * 6)
+    rig.broker.down = True
+    rig.wake(2)  # boot, readings, heartbeat: all still in the queue
+    rig.broker.down = False
+    # flash damages the second record in the device queue
+    seg = sorted(n for n in rig.disk.files if n.startswith("ct/q/s"))[0]
+    b = bytearray(rig.disk.files[seg])
+    n = b[0] | (b[1] << 8)
+    b[10 + n + 30] ^= 1  # inside the second frame's record
+    rig.disk.files[seg] = bytes(b)
+    rig.later(3600)
+    rig.wake(1)
+    lg = rig.logs[-1]
+    assert (ct_app.EV_DROPPED, 1) in lg.events
+    ps = payloads(rig.gw)
+    decl = [p for p in ps if p[1] == 3 and p[30] == ct_app.EV_DROPPED]
+    assert [(p[37], p[38]) for p in decl] == [(1, 1)]
+    assert decl[0][5] == 0  # stamped before this upload's ack set the clock
+    assert rig.gw.declared == {1} and rig.gw.next > decl[0][3]  # acked past it
 
 
 def test_offline_for_a_while_then_everything_is_delivered_in_order():

@@ -6,7 +6,7 @@ from ct_queue import Queue
 from ct_state import State
 from fake_atecc import FakeI2C
 from fakefs import FakeFs
-from fwrun import main, raises
+from fwrun import data, main, raises
 
 
 def rnd(seed):
@@ -55,6 +55,52 @@ def test_atecc_signer_from_config():
     assert ct_provision.pubkey(fs, cfg=cfg, i2c=bus) == pub
     sig = ct_provision.selftest("cd" * 32, fs, cfg=cfg, i2c=bus)
     ct_p256.verify(pub, b"\xcd" * 32, sig)
+
+
+def _with_fake_machine(fn):
+    import sys
+
+    import fake_machine
+
+    old = sys.modules.get("machine")
+    sys.modules["machine"] = fake_machine
+    try:
+        return fn(fake_machine)
+    finally:
+        if old is None:
+            del sys.modules["machine"]
+        else:
+            sys.modules["machine"] = old
+
+
+def test_atecc_bus_uses_the_i2c_pins_of_the_boards_pin_map():
+    hw = data("pins.json")
+
+    def check(m):
+        seen = []
+        for board, b in hw["boards"].items():
+            for role, sig in b["roles"].items():
+                m.log.clear()
+                s = ct_provision.load_signer({"signer": "atecc", "board": board, "role": role,
+                                              "atecc": {"slot": 2}})
+                want = ("i2c", 0, sig["i2c_sda"]["gpio"], sig["i2c_scl"]["gpio"], 100000)
+                assert [e for e in m.log if e[0] == "i2c"] == [want], (board, role, m.log)
+                assert s.slot == 2
+                seen.append(board)
+        assert "esp32s3" in seen and "esp32" in seen
+        # no "board": the ESP32-S3 default of ct_pins/ct_board (not 21/22)
+        m.log.clear()
+        ct_provision.load_signer({"signer": "atecc"})
+        s3 = hw["boards"]["esp32s3"]["roles"]["logger"]
+        assert [e for e in m.log if e[0] == "i2c"] == [
+            ("i2c", 0, s3["i2c_sda"]["gpio"], s3["i2c_scl"]["gpio"], 100000)]
+        # explicit pins in config.json still win
+        m.log.clear()
+        ct_provision.load_signer({"signer": "atecc", "board": "esp32s3",
+                                  "atecc": {"bus": 1, "sda": 41, "scl": 42, "freq": 400000}})
+        assert [e for e in m.log if e[0] == "i2c"] == [("i2c", 1, 41, 42, 400000)]
+
+    _with_fake_machine(check)
 
 
 if __name__ == "__main__":

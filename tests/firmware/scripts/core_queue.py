@@ -1,6 +1,6 @@
 """ct_queue: FIFO, ring and full policy; power cut at every write step."""
 
-from ct_queue import CorruptRecord, Queue, QueueError
+from ct_queue import MARK_UNKNOWN, CorruptRecord, Queue, QueueError
 from fakefs import Disk, FakeFs, PowerCut
 from fwrun import main, raises
 
@@ -146,6 +146,89 @@ def test_corrupt_record_is_reported_not_skipped():
     e = raises(CorruptRecord, q.read, q.head())
     b, _ = q.read(e.next)
     assert rid(b) == 1
+
+
+def test_mark_is_committed_with_the_ack_and_survives_a_remount():
+    fs = FakeFs()
+    q = small(fs)
+    assert q.mark == 0  # a new queue
+    for i in range(4):
+        q.put(rec(i))
+    c = q.head()
+    for _ in range(2):
+        _, c = q.read(c)
+    q.ack(c, 1234)
+    assert small(fs).mark == 1234
+    _, c = q.read(q.head())
+    q.ack(c)  # an ack without a mark leaves it unknown, never stale
+    assert small(fs).mark == MARK_UNKNOWN
+
+
+def test_pointer_file_of_the_old_format_is_read_with_an_unknown_mark():
+    import binascii
+    import struct
+
+    fs = FakeFs()
+    q = small(fs)
+    for i in range(5):
+        q.put(rec(i))
+    ack_n(q, 2)
+    new = fs.disk.files["q/ptr"]
+    old = b"CTq1" + new[4:28]  # no mark field
+    fs.disk.files["q/ptr"] = old + struct.pack("<I", binascii.crc32(old) & 0xFFFFFFFF)
+    q = small(fs)
+    assert ids(q) == [2, 3, 4] and q.mark == MARK_UNKNOWN
+    ack_n(q, 1)
+    assert len(fs.disk.files["q/ptr"]) == 36 and fs.disk.files["q/ptr"][:4] == b"CTq2"
+    assert ids(small(fs)) == [3, 4]
+
+
+def test_damaged_newest_frame_keeps_its_qid():
+    fs = FakeFs()
+    q = small(fs)
+    for i in range(3):
+        q.put(rec(i))
+    seg = "q/s000"
+    b = bytearray(fs.disk.files[seg])
+    b[-10] ^= 1  # inside the newest record: whole, but its CRC fails
+    fs.disk.files[seg] = bytes(b)
+    q = small(fs)
+    assert q.count() == 3 and rid(q.last()) == 1  # last() passes over it
+    assert q.put(rec(3))
+    q = small(fs)
+    c = q.head()
+    got = []
+    while True:
+        try:
+            r, c = q.read(c)
+        except CorruptRecord as e:
+            got.append("x")
+            c = e.next
+            continue
+        if r is None:
+            break
+        got.append(rid(r))
+    assert got == [0, 1, "x", 3]
+
+
+def test_damaged_header_is_read_past():
+    fs = FakeFs()
+    q = small(fs, seg_size=400, segments=4)
+    for i in range(9):
+        assert q.put(rec(i))
+    segs = sorted(n for n in fs.disk.files if n.startswith("q/s"))
+    b = bytearray(fs.disk.files[segs[0]])
+    n = b[0] | (b[1] << 8)
+    b[10 + n + 5] ^= 0x80  # the qid of the second frame of the first segment
+    fs.disk.files[segs[0]] = bytes(b)
+    q = small(fs)
+    assert q.count() == 9
+    c = q.head()
+    b0, c = q.read(c)
+    e = raises(CorruptRecord, q.read, c)
+    assert e.next[0] == c[0] + 1
+    b2, _ = q.read(e.next)
+    assert (rid(b0), rid(b2)) == (0, 2)
 
 
 def test_corrupt_pointer_file_stops_instead_of_guessing():

@@ -118,6 +118,91 @@ def test_refused_connects_then_success_with_backoff():
     assert r.clock.slept >= 500 + 1000 + 2000  # exponential
 
 
+def connect_times(r):
+    """Simulated time of every connect attempt the broker sees."""
+    times = []
+    orig = r.broker.open
+
+    def op(timeout):
+        times.append(r.clock.ticks_ms())
+        return orig(timeout)
+
+    r.broker.open = op
+    return times
+
+
+def test_session_failing_at_once_backs_off_like_a_failed_connect():
+    # the broker takes every connection and drops it at the first record:
+    # failing costs no simulated time, so only a backoff ends this upload
+    r = Rig(3, backoff_ms=1000, backoff_max_ms=8000)
+    r.broker.drop_on = set(range(1, 1000))
+    times = connect_times(r)
+    r.upload(60000)
+    gaps = [b - a for a, b in zip(times, times[1:])]  # noqa: B905, RUF007
+    assert gaps == [1000, 2000, 4000, 8000, 8000, 8000, 8000, 8000, 8000], gaps
+    assert r.up.reconnects == len(times) == 10 and r.clock.ticks_ms() == 60000
+    assert r.queue.count() == 3
+    # a zero backoff is still a backoff (1 ms, doubling): the upload ends
+    r = Rig(1, backoff_ms=0)
+    r.broker.drop_on = set(range(1, 100000))
+    times = connect_times(r)
+    r.upload(5000)
+    assert r.clock.ticks_ms() == 5000 and len(times) < 20
+
+
+def test_backoff_starts_again_after_a_session_that_got_acks():
+    r = Rig(6)
+    r.broker.drop_on = {2, 4, 6, 8, 10, 12}  # every second record drops the link
+    times = connect_times(r)
+    r.upload(60000)
+    assert r.queue.count() == 0 and sorted(r.gw.records) == list(range(6))
+    gaps = [b - a for a, b in zip(times, times[1:])]  # noqa: B905, RUF007
+    assert gaps and set(gaps) == {1000}, gaps
+
+
+def test_only_a_fresh_ack_gives_the_gateway_time():
+    r = Rig(3)
+    ev = r.upload()
+    assert all(e[2] is not None for e in ev if e[0] == "ack")  # each answers a record
+    assert [e[1] for e in ev if e[0] == "time"] == [r.gw.time()]
+    r.up.close()  # the device sleeps
+    r.clock.advance(3 * 3600 * 1000)  # hours later, the gateway does not answer
+    r.gw.silent = True
+    r.add(2)
+    ev = r.upload(5000)
+    assert ("ack", 2, None) in ev  # the retained ack: valid, but hours old
+    assert [e for e in ev if e[0] == "time"] == []
+    r.up.close()
+    r.gw.silent = False
+    ev = r.upload()
+    assert ev[0] == ("ack", 2, None) and r.queue.count() == 0
+    assert [e[1] for e in ev if e[0] == "time"] == [r.gw.time()]
+
+
+def test_ack_kept_by_the_persistent_session_is_not_fresh():
+    r = Rig(2)
+    r.gw.silent = True
+    r.upload(3000)  # stored, not acked
+    r.up.close()
+    r.gw.ack()  # while the device is away: retained, and queued for its session
+    r.clock.advance(2 * 3600 * 1000)
+    ev = r.upload()
+    assert r.queue.count() == 0  # it still deletes what it covers
+    assert [e for e in ev if e[0] == "ack"] == [("ack", 1, None), ("ack", 1, None)]
+    assert [e for e in ev if e[0] == "time"] == []
+
+
+def test_gateway_time_is_carried_to_the_end_of_the_upload():
+    r = Rig(12, ack_wait_ms=60000)
+    r.gw.lose = {5}  # the ack stops at 4; nothing is resent before the end
+    t0 = r.clock.ticks_ms()
+    ev = r.upload(20000)
+    fresh = [e for e in ev if e[0] == "ack" and e[2] is not None]
+    assert fresh[-1][1] == 4 and r.clock.ticks_ms() - t0 >= 20000
+    (t,) = [e[1] for e in ev if e[0] == "time"]
+    assert t - fresh[-1][2] >= 19 and abs(t - r.gw.time()) <= 1
+
+
 def test_duplicate_and_replayed_acks_change_nothing():
     r = Rig(6)
     r.gw.duplicate = True
