@@ -290,4 +290,5 @@ def mac0(fields, kid, key):
     p = bytes(buf[: ct_cbor.encode_map(fields, buf)])
     prot = _protected(b"\x05", kid)
     tag = hmac_sha256(key, *_mac_input(prot, p))
-    return b"\xd1\x84" + _bstr_head(len(prot)) + prot + b"\xa0" + _bstr_head(len(p)) + p + b"\x58\x20" + tag
+    return (b"\xd1\x84" + _bstr_head(len(prot)) + prot + b"\xa0"
+            + _bstr_head(len(p)) + p + b"\x58\x20" + tag)
