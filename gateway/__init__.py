@@ -12,7 +12,8 @@ Modules (service glue around the ``protocol`` library):
 - ``store``: the storage interface and its SQLite (WAL) backend;
 - ``mqtt``: a small adapter around paho-mqtt 2.x;
 - ``ingest``: the checks, each with its own rejection reason, and the batched
-  pipeline (signature checks on a thread pool, batched commits, acks);
+  pipeline (batched commits, acks); ``verifiers``: where the signature checks
+  run on every core (worker processes, or a thread pool);
 - ``log``: the Merkle log, checkpoints and crash recovery;
 - ``ledger``: the ledger interface and the local (embedded) backend;
 - ``proofs``: inclusion and consistency proofs and trace bundles;

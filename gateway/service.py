@@ -31,13 +31,13 @@ from gateway.ingest import (
     IngestSettings,
     Pipeline,
     check_chunk,
-    make_verifier,
 )
 from gateway.ledger import LocalLedger
 from gateway.log import GatewayLog
 from gateway.mqtt import Inbound, MqttAdapter, MqttSettings
 from gateway.registry import Registry
 from gateway.store import SQLiteStore, open_store
+from gateway.verifiers import make_verifier
 from protocol.keys import (
     b64d,
     b64e,

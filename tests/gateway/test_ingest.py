@@ -205,7 +205,7 @@ MUTANT = SimDevice("tl-mut")
 
 
 def test_process_verifier_follows_the_registry_and_matches_threads(core: Core) -> None:
-    from gateway.ingest import ProcessVerifier, ThreadVerifier
+    from gateway.verifiers import ProcessVerifier, ThreadVerifier
 
     dev = SimDevice("tl-proc")
     core.register(dev)
