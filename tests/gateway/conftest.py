@@ -3,8 +3,8 @@
 ``make_broker(devices)`` starts the project's shipped broker configuration
 (see tests/gateway/env.py) on a free loopback port and stops it after the
 test; ``make_gateway(broker)`` creates a gateway directory pointing at it.
-Tests that need a broker are skipped when Mosquitto is not installed
-(``make system`` installs it).
+Tests that need a broker fail when Mosquitto is not installed: the real
+broker is part of what they test (``make system`` installs it).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.gateway.env import (
 @pytest.fixture
 def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     if mosquitto_missing():
-        pytest.skip("mosquitto is not installed (make system)")
+        pytest.fail("mosquitto is not installed: run `make system` (scripts/ensure-system.sh)")
     started: list[BrokerProcess] = []
 
     def make(

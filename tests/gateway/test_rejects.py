@@ -51,7 +51,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     if mosquitto_missing():
-        pytest.skip("mosquitto is not installed (make system)")
+        pytest.fail("mosquitto is not installed: run `make system`")
     tmp = tmp_path_factory.mktemp("rejects")
     a, b, stranger, rev = (SimDevice(n) for n in ("tl-ra", "tl-rb", "tl-stranger", "tl-rev"))
     broker = start_test_broker(tmp / "broker", [a.id, b.id, stranger.id, rev.id])
