@@ -2,7 +2,8 @@
 
     coldtrace gateway init      --dir DIR          keys, gateway.toml, trust.json
     coldtrace gateway run       --config FILE      the gateway (until SIGINT/SIGTERM)
-    coldtrace gateway status    --config FILE      rate, backlog, rejects, devices, checkpoint
+    coldtrace gateway status    --config FILE      rate, backlog, rejects, devices, checkpoint,
+                                                   declared losses
     coldtrace gateway rejects   --config FILE      the quarantine
     coldtrace gateway registry  {add,list,update,revoke,import}
     coldtrace gateway checkpoints --config FILE    signed checkpoints and anchors
@@ -258,6 +259,7 @@ def _status(args: argparse.Namespace) -> int:
         cp = store.latest_checkpoint()
         anchor = store.latest_anchor()
         devices = store.devices()
+        losses = store.declared_losses(limit=20)
         report = {
             "gateway": cfg.id,
             "running": bool(live) and time.time() - live.get("time", 0) < 10,
@@ -283,6 +285,16 @@ def _status(args: argparse.Namespace) -> int:
                 "backend": anchor.backend,
                 "index": anchor.receipt.get("index"),
             },
+            "declared_lost": [
+                {
+                    "device": x.signer,
+                    "from": x.seq_from,
+                    "to": x.seq_to,
+                    "status_seq": x.status_seq,
+                    "time": x.time,
+                }
+                for x in losses
+            ],
             "alarms": live.get("alarms", []),
         }
     finally:
@@ -318,6 +330,15 @@ def _status(args: argparse.Namespace) -> int:
             f"{_ago(la['time'])}"
         )
     )
+    if losses:
+        print("  declared lost (status event 11, docs/protocol.md §5.2; newest first)")
+        for x in losses:
+            one = x.seq_from == x.seq_to
+            seqs = f"seq {x.seq_from}" if one else f"seqs {x.seq_from}..{x.seq_to}"
+            print(
+                f"    {x.signer}: {seqs}, declared by its status record seq {x.status_seq}, "
+                f"{_ago(x.time)}"
+            )
     for alarm in report["alarms"]:
         print(f"  ALARM         {alarm}")
     return 0

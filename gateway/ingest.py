@@ -20,6 +20,9 @@ bad_payload    the payload breaks a rule of §2 (fields, ranges, kinds), or a
 bad_signature  the ES256 signature does not verify (or has a high s)
 bad_time       a set clock (tq >= 1) claims a time before ``min_time`` or
                ahead of the gateway's clock by more than the allowed skew
+bad_declaration a status record whose ``lost`` (key 38) declares no valid
+               range: not event 11, ``detail`` below 1, or seqs at or above
+               the record's own seq (a device only loses seqs it numbered)
 ============== ================================================================
 
 **Stateful checks** (:class:`Ingestor`, one thread, in arrival order),
@@ -41,6 +44,16 @@ Accepted records that leave a hole are stored: the hole is recorded as a
 ``prev`` that does not match the stored predecessor is a ``break`` event.
 The device ack (§5.2) only moves over contiguous stored records, so a
 device keeps what the gateway does not have.
+
+**Declared losses** (§5.2). Once a status record with event 11, ``detail``
+= n and ``lost`` = first is stored, seqs first..first+n-1 of its device are
+declared lost: a ``declared_lost`` chain event and a row of the store's
+``declared_lost`` table (both with the status record's seq) record them,
+and the ack's settled point moves over them as over stored records. A
+declared-lost seq has no record, so no hash: the ack names the highest
+stored seq at or below the settled point (:attr:`SignerState.ack_seq`).
+A record that arrives later under a declared-lost seq is stored like any
+other, with a ``lost_arrived`` chain event.
 
 Every refused message is stored in quarantine with its reason, detail, topic
 and raw bytes. Nothing a message contains can raise out of this module:
@@ -64,7 +77,15 @@ from typing import Any, Protocol
 
 from gateway.mqtt import Inbound, parse_topic
 from gateway.registry import Registry, RegistryError
-from gateway.store import ChainEvent, RejectRow, SignerState, Store, StoredRecord, WriteBatch
+from gateway.store import (
+    ChainEvent,
+    DeclaredLoss,
+    RejectRow,
+    SignerState,
+    Store,
+    StoredRecord,
+    WriteBatch,
+)
 from protocol import cbor
 from protocol.cose import mac0, parse_sign1, verify_sign1
 from protocol.errors import (
@@ -75,7 +96,7 @@ from protocol.errors import (
     SizeError,
     VerificationError,
 )
-from protocol.record import Registration, chain_hash, decode_payload
+from protocol.record import Registration, Status, chain_hash, decode_payload
 
 __all__ = [
     "REASONS",
@@ -95,6 +116,7 @@ log = logging.getLogger("coldtrace.gateway.ingest")
 
 MAX_RECORD = 1024
 ZERO_PREV = bytes(16)
+EV_DROPPED = 11  # status event "records dropped" (§2.4); with ``lost``: declared losses
 
 REASONS = {
     "oversized": "record larger than 1024 bytes",
@@ -107,6 +129,7 @@ REASONS = {
     "bad_payload": "payload breaks the record rules",
     "bad_signature": "signature does not verify",
     "bad_time": "time impossible for the clock quality",
+    "bad_declaration": "declares seqs lost that it cannot",
     "conflict": "another record is stored under this sequence number",
     "replayed_seq": "sequence number reused after a reboot",
     "bad_registration": "registration the registry may not apply",
@@ -231,7 +254,34 @@ def _check(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Res
                 kid,
                 p.seq,
             )
+    if type(p) is Status and p.lost is not None:
+        why = declaration_error(p)
+        if why is not None:
+            return Refused(msg, "bad_declaration", why, kid, p.seq)
     return Accepted(msg, kid, p, chain_hash(data))
+
+
+def declaration_error(p: Status) -> str | None:
+    """Why a status record carrying ``lost`` is not a valid declaration (§2.4, §5.2)."""
+    if p.event != EV_DROPPED:
+        return f"lost (key 38) belongs to event {EV_DROPPED} only, this is event {p.event}"
+    assert p.lost is not None
+    if p.detail is None or p.detail < 1:
+        return f"event {EV_DROPPED} with lost {p.lost} needs detail >= 1 (a count), has {p.detail}"
+    last = p.lost + p.detail - 1
+    if last >= p.seq:
+        return (
+            f"declares seqs {p.lost}..{last} lost, but its own seq is {p.seq}: "
+            "a device can only lose seqs it has already numbered"
+        )
+    return None
+
+
+def declared_range(p: Any) -> tuple[int, int] | None:
+    """(first, last) seqs a checked payload declares lost, or None (§5.2)."""
+    if type(p) is Status and p.lost is not None and p.event == EV_DROPPED and p.detail:
+        return p.lost, p.lost + p.detail - 1
+    return None
 
 
 def check_chunk(
@@ -298,7 +348,7 @@ class Ingestor:
             return None
         if seq == st.max_seq and st.max_hash:
             return st.max_hash
-        if seq == st.contig and st.contig_hash:
+        if seq == st.ack_seq and st.contig_hash:
             return st.contig_hash
         rec = self.store.record_by_seq(signer, seq)
         return None if rec is None else chain_hash(rec.raw)
@@ -418,7 +468,7 @@ class Ingestor:
                     )
                     self._alarm(f"chain break: {signer} seq {seq - 1} -> {seq}")
             nxt = batch_raw.get((signer, seq + 1))
-            if nxt is None and seq + 1 in st.above:
+            if nxt is None and (seq + 1 in st.above or seq + 1 <= st.contig):
                 rec = self.store.record_by_seq(signer, seq + 1)
                 nxt = rec.raw if rec is not None else None
             if nxt is not None:
@@ -438,7 +488,16 @@ class Ingestor:
             if seq > st.max_seq + 1:
                 batch.events.append(ChainEvent(signer, "gap", st.max_seq + 1, seq - 1, now))
             elif seq <= st.max_seq:
-                batch.events.append(ChainEvent(signer, "gap_filled", seq, seq, now))
+                by = st.declared_by(seq) if st.lost else None
+                if by is None:
+                    batch.events.append(ChainEvent(signer, "gap_filled", seq, seq, now))
+                else:
+                    detail = (
+                        f"seq {seq} was declared lost by status record seq {by}; "
+                        "it arrived after all and is stored"
+                    )
+                    batch.events.append(ChainEvent(signer, "lost_arrived", seq, seq, now, detail))
+                    log.info("%s: %s", signer, detail)
             if seq > st.max_seq:
                 if p.boot < st.max_boot:
                     batch.events.append(
@@ -452,13 +511,15 @@ class Ingestor:
                         )
                     )
                 st.max_seq, st.max_hash, st.max_boot = seq, r.chash, p.boot
-            if seq == st.contig + 1:
-                st.contig, st.contig_hash = seq, r.chash
-                above = st.above
-                while st.contig + 1 in above:
-                    st.contig += 1
-                    above.discard(st.contig)
-                    st.contig_hash = b""  # resolved below
+            if seq <= st.contig:
+                # A declared-lost seq (everything else up to contig is stored):
+                # it may become the ack's head.
+                if seq > st.ack_seq:
+                    st.head_below = None if seq == st.contig else seq
+                    st.contig_hash = r.chash
+            elif seq == st.contig + 1:
+                st.contig, st.contig_hash, st.head_below = seq, r.chash, None
+                self._settle(st)
             else:
                 st.above.add(seq)
             st.count += 1
@@ -477,11 +538,14 @@ class Ingestor:
                 batch.placements.append((row.id, leaf, p.time, p.place, p.cal))
             else:
                 out.ack_due.add(signer)
+                lost = declared_range(p)
+                if lost is not None:
+                    self._declare(st, lost, seq, leaf, now, batch)
             leaf += 1
 
         for st in touched.values():
-            if not st.contig_hash and st.contig >= 0:
-                h = self._stored_hash(st.signer, st.contig, batch_hash)
+            if not st.contig_hash and st.ack_seq >= 0:
+                h = self._stored_hash(st.signer, st.ack_seq, batch_hash)
                 st.contig_hash = h or b""
         batch.states = list(touched.values())
         if out.duplicates:
@@ -496,17 +560,70 @@ class Ingestor:
             self.append_to_log(first_leaf, raws)
         return out
 
+    def _settle(self, st: SignerState) -> None:
+        """Move ``st.contig`` over stored seqs (``above``) and declared-lost ranges."""
+        above = st.above
+        moved = False
+        while True:
+            nxt = st.contig + 1
+            if nxt in above:
+                above.discard(nxt)
+                st.contig, st.head_below = nxt, None
+                moved = True
+                continue
+            end = st.lost_end(nxt) if st.lost else None
+            if end is None:
+                break
+            stored = [s for s in above if s <= end]
+            above.difference_update(stored)
+            if stored:
+                top = max(stored)
+                st.head_below = None if top == end else top
+            elif st.head_below is None:
+                st.head_below = st.contig  # stored (or -1: nothing stored yet)
+            st.contig = end
+            moved = True
+        if moved:
+            st.contig_hash = b""  # the head's hash, resolved at the end of the batch
+
+    def _declare(
+        self,
+        st: SignerState,
+        lost: tuple[int, int],
+        status_seq: int,
+        leaf: int,
+        now: int,
+        batch: WriteBatch,
+    ) -> None:
+        """Apply a stored status record's declaration of lost seqs (§5.2)."""
+        first, last = lost
+        n = last - first + 1
+        st.lost.append((first, last, status_seq))
+        batch.losses.append(DeclaredLoss(st.signer, first, last, status_seq, leaf, now))
+        detail = (
+            f"declared lost by status record seq {status_seq} (event {EV_DROPPED}, "
+            f"detail {n}, lost {first}): the device can no longer send "
+            f"{'this record' if n == 1 else 'these records'}"
+        )
+        batch.events.append(ChainEvent(st.signer, "declared_lost", first, last, now, detail))
+        log.info("%s: seqs %d..%d %s", st.signer, first, last, detail)
+        self._settle(st)
+
     def _alarm(self, text: str) -> None:
         log.warning("ALARM %s", text)
         self.alarms.append(text)
 
     def ack_for(self, signer: str, now: int) -> bytes | None:
-        """The ack message for ``signer`` now, or None (no ack key, nothing contiguous)."""
+        """The ack message for ``signer`` now, or None (no ack key, nothing settled).
+
+        It names the highest stored seq at or below the settled point (§5.2:
+        a declared-lost seq has no record to hash) and that record's hash.
+        """
         st = self.states.get(signer)
         key = self.ack_keys.get(signer)
-        if st is None or key is None or st.contig < 0 or not st.contig_hash:
+        if st is None or key is None or st.ack_seq < 0 or not st.contig_hash:
             return None
-        return make_ack(self.gateway_id, key, st.contig, st.contig_hash, now)
+        return make_ack(self.gateway_id, key, st.ack_seq, st.contig_hash, now)
 
 
 Handle = Callable[[], list[Result]]

@@ -10,7 +10,11 @@
   (so a verifier sees no sequence gap), the registration records of their
   devices with the registry's own records in between, one anchored
   checkpoint that covers them all, an inclusion proof per record and the
-  anchor receipt.
+  anchor receipt;
+- :func:`tag_scans` and :func:`bundle_for_tag` - the trace of one tag: the
+  readers' scans of it, and the records of the loggers that held it, each
+  within the time it held it (who held it when is the caller's judgement,
+  e.g. from the places in the scans: cloud/trace.py).
 
 Proofs come from a ``MerkleTree`` (inside the running gateway) or from a
 :class:`TreeReader`, which reads the tree's level files without taking the
@@ -30,6 +34,7 @@ from typing import Any, Protocol
 
 from gateway.store import CheckpointRow, Store, StoredRecord
 from protocol.bundle import AnchorRef, Bundle, BundleRecord, ConsistencyProof, InclusionProof
+from protocol.record import KIND_SCAN, Scan, open_record
 from protocol.merkle import hash_leaf, proof, verify_consistency, verify_inclusion
 from protocol.merkle.hasher import EMPTY_ROOT, HASH_SIZE
 
@@ -38,8 +43,10 @@ __all__ = [
     "TreeReader",
     "build_bundle",
     "bundle_for_device",
+    "bundle_for_tag",
     "consistency",
     "inclusion",
+    "tag_scans",
 ]
 
 
@@ -227,3 +234,50 @@ def bundle_for_device(
     if not recs:
         raise ProofUnavailable(f"no records of {device} in {seq_from}..{seq_to}")
     return build_bundle(store, tree, origin, [r.leaf for r in recs], subject={"device": device})
+
+
+def tag_scans(store: Store, uid: bytes) -> list[tuple[StoredRecord, Scan]]:
+    """Every stored scan of the tag ``uid`` by a registered reader, by time then leaf."""
+    out: list[tuple[StoredRecord, Scan]] = []
+    for device in store.devices().values():
+        if device.role != 2:  # handover readers (§2.5)
+            continue
+        for rec in store.records_of(device.id, 0, 2**32 - 1):
+            if rec.kind != KIND_SCAN:
+                continue
+            payload = open_record(rec.raw).payload
+            if isinstance(payload, Scan) and payload.uid == uid:
+                out.append((rec, payload))
+    out.sort(key=lambda item: (item[0].time, item[0].leaf))
+    return out
+
+
+def bundle_for_tag(
+    store: Store,
+    tree: ProofSource,
+    origin: str,
+    uid: bytes,
+    holders: Iterable[tuple[str, int, int]] = (),
+    *,
+    now: int | None = None,
+) -> Bundle:
+    """The trace bundle of tag ``uid``: its scans, and for each ``(device,
+    time_from, time_to)`` in ``holders`` that device's records timed inside
+    the window (with the records between them, as :func:`build_bundle` adds).
+    ``subject`` names the tag and the item its commission scan gave."""
+    scans = tag_scans(store, uid)
+    if not scans:
+        raise ProofUnavailable(f"no scans of tag {uid.hex()}")
+    leaves = [rec.leaf for rec, _ in scans]
+    for device, t_from, t_to in holders:
+        recs = [
+            r
+            for r in store.records_of(device, 0, 2**32 - 1)
+            if r.tq > 0 and t_from <= r.time <= t_to
+        ]
+        leaves += [r.leaf for r in recs]
+    subject: dict[str, Any] = {"uid": uid.hex()}
+    item = next((scan.item for _, scan in scans if scan.item), None)
+    if item is not None:
+        subject["item"] = item
+    return build_bundle(store, tree, origin, leaves, subject=subject, now=now)

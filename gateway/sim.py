@@ -10,8 +10,11 @@ tap (AES-128 / CMAC, NXP AN12196), so the cloud can check them. The network
 is real: devices talk MQTT to a broker through :class:`PahoClient`, a
 ``umqtt.simple``-compatible adapter over paho-mqtt.
 
-Time runs ``--speed`` times faster than the wall clock: deep sleep is a
-wait on the simulated clock, so a day of readings takes minutes.
+The devices' clocks follow ``clock`` (default: the wall clock). The cold
+room's curve runs ``--scale`` times faster than it, so a day of temperature
+history passes in minutes. ``cloud/demo_world.py`` instead gives the devices
+a simulated clock (a past day replayed at high speed) and a radio
+(:class:`SimWifi`) that is out of range until that clock reaches the present.
 """
 
 from __future__ import annotations
@@ -247,19 +250,37 @@ def firmware_on_path() -> None:
             sys.path.insert(0, str(p))
 
 
+class SimWifi:
+    """The radio link a simulated device's core brings up for each upload
+    (ct_core calls ``up()``/``down()``): while ``in_range`` is false, ``up()``
+    fails as an ESP32 does without an access point, and the app backs off."""
+
+    def __init__(self, in_range: bool = True) -> None:
+        self.in_range = in_range
+
+    def up(self) -> None:
+        if not self.in_range:
+            raise OSError(113, "no Wi-Fi in range")
+
+    def down(self) -> None:
+        return None
+
+
 class WallBoard:
-    """A board on the wall clock. Its RTC is unset at power-on (time counts
-    from boot, tq 0) until the gateway's ack sets it, as on a real ESP32."""
+    """A board on ``clock`` (the wall clock by default). Its RTC is unset at
+    power-on (time counts from boot, tq 0) until the gateway's ack sets it, as
+    on a real ESP32."""
 
     DEEPSLEEP = 4
     offset = 0
 
-    def __init__(self, batt_mv: int = 4150) -> None:
+    def __init__(self, batt_mv: int = 4150, clock: Callable[[], float] = time.time) -> None:
         firmware_on_path()
         from fake_board import FakeRTC
 
+        self.clock = clock
         self.rtc = FakeRTC()
-        self._boot = time.time()
+        self._boot = clock()
         self._delta: float | None = None
         self.cause = 1  # power-on
         self.batt = batt_mv
@@ -267,11 +288,11 @@ class WallBoard:
 
     def now(self) -> int:
         if self._delta is None:
-            return int(time.time() - self._boot)
-        return int(time.time() + self._delta)
+            return int(self.clock() - self._boot)
+        return int(self.clock() + self._delta)
 
     def set_time(self, unix: int) -> None:
-        self._delta = unix - time.time()
+        self._delta = unix - self.clock()
 
     def feed(self) -> None:
         return None
@@ -283,7 +304,7 @@ class WallBoard:
         return self.cause
 
     def uptime(self) -> int:
-        return int(time.time() - self._boot)
+        return int(self.clock() - self._boot)
 
     def led(self, v: int) -> None:
         self.led_v = v
@@ -332,10 +353,14 @@ class SimLogger:
     """One temperature logger: the firmware's Logger cycle on a WallBoard, a
     DS18B20 (through ct_ds18b20 and a fake 1-Wire bus) and an SHT4x (through
     ct_sht4x and a fake I2C bus) reading a ColdRoom curve run ``scale``
-    times faster than the records' clock."""
+    times faster than the records' clock (``clock``, the wall clock by
+    default). ``wifi`` (a :class:`SimWifi`) makes uploads depend on coverage.
+    After each wake, ``queued`` is the number of records on its flash that
+    no ack has covered yet; ``sent``/``acked`` count over all wakes."""
 
     def __init__(self, cfg: dict[str, Any], root: Path, new_client: Callable[[], Any],
-                 seed: int = 1, scale: int = 600, world: dict[str, int] | None = None) -> None:
+                 seed: int = 1, scale: int = 600, world: dict[str, int] | None = None,
+                 clock: Callable[[], float] = time.time, wifi: SimWifi | None = None) -> None:
         firmware_on_path()
         import ct_ds18b20
         import ct_sht4x
@@ -345,10 +370,12 @@ class SimLogger:
         self.cfg = cfg
         self.root = root
         self.new_client = new_client
-        self.board = WallBoard()
+        self.clock = clock
+        self.wifi = wifi
+        self.board = WallBoard(clock=clock)
         self.room = ColdRoom(seed=seed, **(world or {}))
         self.scale = scale
-        self.t0 = time.time()
+        self.t0 = clock()
         rom = bytes((0x28, seed & 0xFF, 0x4C, 0x3A, 0x91, 0x16, 0x04, 0))
         from fake_sensors import dallas_crc
 
@@ -358,12 +385,25 @@ class SimLogger:
         self.sht_bus = FakeSHT4xBus()
         self.sht = ct_sht4x.SHT4x(self.sht_bus, sleep_ms=lambda ms: None)
         self.settings: dict[str, Any] = {}
-        self.next_wake = time.time()
+        self.next_wake = clock()
         self.cycles = 0
         self.events: list[tuple[int, int | None]] = []
+        self.queued = self.sent = self.acked = 0
 
     def curve_t(self) -> int:
-        return int((time.time() - self.t0) * self.scale)
+        return int((self.clock() - self.t0) * self.scale)
+
+    def set_clock(self, unix: int, src: int = 3) -> None:
+        """Set the RTC as a gateway (src 3) or NTP (2) sync would have, before
+        the first wake (the sync state is kept in RTC memory, as ct_app does)."""
+        firmware_on_path()
+        import ct_app
+        import ct_clock
+        import ct_rtcmem
+
+        clock = ct_clock.Clock(self.board.now, self.board.set_time, self.board.offset)
+        clock.sync(unix, src)
+        ct_rtcmem.RTCMem(self.board.rtc).put(ct_app._K_CLOCK, clock.pack())
 
     def _channels(self) -> list[tuple[int, int | None, Callable[[], tuple[int, int | None]]]]:
         def ds() -> tuple[int, int | None]:
@@ -386,7 +426,7 @@ class SimLogger:
         import ct_core
         import ct_rtcmem
 
-        core = ct_core.open_device(self.cfg, self.board, None, _device_fs(self.root),
+        core = ct_core.open_device(self.cfg, self.board, self.wifi, _device_fs(self.root),
                                    self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
         try:
             lg = ct_app.Logger(self.cfg, self.board, core, self._channels, self.settings)
@@ -394,6 +434,10 @@ class SimLogger:
             if lg.settings_dirty:
                 self.settings = dict(lg.settings)
             self.events.extend(lg.events)
+            self.queued = core.queued()[0]
+            if core.uplink is not None:
+                self.sent += core.uplink.sent
+                self.acked += core.uplink.acked
         finally:
             core.close()
         self.board.deep_sleep(ms)
@@ -406,12 +450,14 @@ class SimReader:
     and ct_ntag) and NTAG 424 DNA tags that compute a fresh SUN message per
     read. Every ``tap_every`` seconds the next tag is held to the reader for
     a second, with the action its journey is at (commission, load, ship,
-    receive, unload, sell)."""
+    receive, unload, sell). A scripted scenario calls :meth:`tap` and
+    :meth:`upload` itself instead of :meth:`wake`."""
 
     JOURNEY = (1, 2, 5, 4, 3, 6)
 
     def __init__(self, cfg: dict[str, Any], root: Path, new_client: Callable[[], Any],
-                 tags: list[SunTag], tap_every: float = 5.0) -> None:
+                 tags: list[SunTag], tap_every: float = 5.0,
+                 clock: Callable[[], float] = time.time, wifi: SimWifi | None = None) -> None:
         firmware_on_path()
         import ct_clock
         import ct_ntag
@@ -422,7 +468,8 @@ class SimReader:
         import fake_nfc
 
         self.cfg = cfg
-        self.board = WallBoard()
+        self._time = clock
+        self.board = WallBoard(clock=clock)
         self.tags = tags
         self.nfc = [fake_nfc.Ntag424(t.uid, t.url) for t in tags]
         self.chip = fake_nfc.FakePN532([])
@@ -431,25 +478,59 @@ class SimReader:
         self.mem = ct_rtcmem.RTCMem(self.board.rtc)
         import ct_core
 
-        self.core = ct_core.open_device(cfg, self.board, None, _device_fs(root), new_client,
+        self.core = ct_core.open_device(cfg, self.board, wifi, _device_fs(root), new_client,
                                         self.mem)
         self.reader = ct_reader.Reader(
             cfg, lambda: ct_ntag.read_tag(pn), self.core, self.clock,
             ct_ui.Button(fake_nfc.FakePin(1)), ct_ui.Led(fake_nfc.FakePin(0)),
             ct_ui.Led(fake_nfc.FakePin(0)), self.board.batt_mv)
         self.tap_every = tap_every
-        self.next_tap = time.time() + 1.0
+        self.next_tap = clock() + 1.0
         self.lift_at = 0.0
         self.step_no = [0] * len(tags)
         self.turn = 0
         self.scans = 0
-        self.next_wake = time.time()
+        self.next_wake = clock()
 
     def _ms(self) -> int:
-        return int(time.monotonic() * 1000)
+        return int(self._time() * 1000)
+
+    @property
+    def queued(self) -> int:
+        """Records on the reader's flash that no ack has covered yet."""
+        return int(self.core.queued()[0])
+
+    def set_clock(self, unix: int, src: int = 3) -> None:
+        """Set the clock as a gateway (src 3) or NTP (2) sync would have."""
+        self.clock.sync(unix, src)
+
+    def tap(self, i: int, action: int, ref: str | None = None) -> bytes | None:
+        """Hold tag ``i`` to the reader with ``action`` selected (and the
+        operator's business reference ``ref``, if any) until the reader
+        records the scan; lift it. Returns the signed scan record, or None."""
+        self.reader.action = action
+        configured = self.cfg.get("ref")
+        if ref:
+            self.cfg["ref"] = ref
+        self.chip.field = [self.nfc[i]]
+        rec = None
+        try:
+            now = self._ms()
+            for k in range(5):  # the reader polls every poll_ms
+                rec = self.reader.step(now + k * self.reader.poll_ms)
+                if rec is not None:
+                    self.scans += 1
+                    break
+        finally:
+            self.chip.field = []
+            if configured is None:
+                self.cfg.pop("ref", None)
+            else:
+                self.cfg["ref"] = configured
+        return rec
 
     def wake(self) -> float:
-        now = time.time()
+        now = self._time()
         if self.chip.field and now >= self.lift_at:
             self.chip.field = []
         if not self.chip.field and now >= self.next_tap and self.tags:
@@ -465,10 +546,12 @@ class SimReader:
         if self.reader.step(self._ms()) is not None:
             self.scans += 1
         if self.reader.upload_due(self._ms()):
-            self._upload()
+            self.upload()
         return 0.05
 
-    def _upload(self) -> None:
+    def upload(self) -> None:
+        """Upload the queue (on error, the next scan tries again); a fresh
+        ack sets the clock."""
         import ct_clock
 
         try:

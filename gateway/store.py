@@ -9,7 +9,12 @@ What is kept:
   topic and time (identical refusals are counted, not stored twice);
 - **signer state**: per device (and registry) the highest contiguous stored
   seq and its chain hash, the highest seq seen, and counts;
-- **chain events**: gaps (and when they were filled) and chain breaks;
+- **chain events**: gaps (and when they were filled), chain breaks, and
+  seqs a device declared lost (docs/protocol.md §5.2 "Declared losses");
+- **declared losses**: per device the seq ranges its signed status records
+  (event 11 with ``lost``) declared lost for good, with the declaring
+  record's seq and leaf: the ack counts them as settled, so they are part
+  of the signer state and survive a restart;
 - **devices**: the registry as the registration records left it (key, role,
   org, place, calibration, state, the leaves that registered and revoked
   it), the place history, and the secret per-device ack keys;
@@ -39,6 +44,7 @@ __all__ = [
     "Anchor",
     "ChainEvent",
     "CheckpointRow",
+    "DeclaredLoss",
     "DeviceRow",
     "RejectRow",
     "SQLiteStore",
@@ -79,27 +85,74 @@ class RejectRow:
 
 @dataclass(slots=True)
 class SignerState:
-    """What the gateway knows of one signer's sequence (docs/protocol.md §4, §5.2)."""
+    """What the gateway knows of one signer's sequence (docs/protocol.md §4, §5.2).
+
+    ``contig`` is the settled point: every seq 0..contig is stored or declared
+    lost. The ack names ``ack_seq``, the highest *stored* seq at or below it
+    (the two differ only while the settled point is a declared-lost seq),
+    with ``contig_hash``, the chain hash of that record.
+    """
 
     signer: str
-    contig: int = -1  # every seq 0..contig is stored (-1: not even seq 0)
-    contig_hash: bytes = b""  # chain hash of record ``contig`` (the ack's head)
+    contig: int = -1  # every seq 0..contig is stored or declared lost (-1: not seq 0)
+    contig_hash: bytes = b""  # chain hash of record ``ack_seq`` (the ack's head)
     max_seq: int = -1
     max_hash: bytes = b""
     max_boot: int = 0
     count: int = 0
     last_seen: int = 0
     above: set[int] = field(default_factory=set)  # stored seqs > contig (not persisted)
+    # Declared-lost ranges (first, last, seq of the declaring status record),
+    # from the ``declared_lost`` table, not from ``signer_state``.
+    lost: list[tuple[int, int, int]] = field(default_factory=list)
+    # When ``contig`` is a declared-lost seq: the highest stored seq below it
+    # (-1: none), which the ack names instead. None: ``contig`` itself is stored.
+    head_below: int | None = None
+
+    @property
+    def ack_seq(self) -> int:
+        """The seq the ack names: the highest stored seq at or below ``contig``."""
+        return self.contig if self.head_below is None else self.head_below
+
+    def declared_by(self, seq: int) -> int | None:
+        """The seq of the status record that declared ``seq`` lost, or None."""
+        for first, last, by in self.lost:
+            if first <= seq <= last:
+                return by
+        return None
+
+    def lost_end(self, seq: int) -> int | None:
+        """The highest seq of the declared-lost ranges that contain ``seq``, or None."""
+        end = None
+        for first, last, _by in self.lost:
+            if first <= seq <= last and (end is None or last > end):
+                end = last
+        return end
 
 
 @dataclass(slots=True)
 class ChainEvent:
     signer: str
-    kind: str  # "gap", "gap_filled", "break"
+    kind: str  # "gap", "gap_filled", "break", "conflict", "replayed_seq", "boot_regressed",
+    # "declared_lost" (a status record declared seq_from..seq_to lost), "lost_arrived"
+    # (a record under a declared-lost seq arrived after all and was stored)
     seq_from: int
     seq_to: int
     time: int
     detail: str = ""
+
+
+@dataclass(slots=True)
+class DeclaredLoss:
+    """Seqs ``seq_from``..``seq_to`` of ``signer`` declared lost (§5.2) by its status
+    record ``status_seq`` (event 11, detail = the count, lost = ``seq_from``)."""
+
+    signer: str
+    seq_from: int
+    seq_to: int
+    status_seq: int
+    status_leaf: int
+    time: int
 
 
 @dataclass(slots=True)
@@ -141,6 +194,7 @@ class WriteBatch:
     rejects: list[RejectRow] = field(default_factory=list)
     states: list[SignerState] = field(default_factory=list)
     events: list[ChainEvent] = field(default_factory=list)
+    losses: list[DeclaredLoss] = field(default_factory=list)
     devices: list[DeviceRow] = field(default_factory=list)
     placements: list[tuple[str, int, int, str | None, int | None]] = field(default_factory=list)
     outbox_done: list[int] = field(default_factory=list)
@@ -154,6 +208,7 @@ class WriteBatch:
             or self.rejects
             or self.states
             or self.events
+            or self.losses
             or self.devices
             or self.placements
             or self.outbox_done
@@ -190,6 +245,9 @@ class Store(Protocol):
     def rejects(self, *, limit: int = 100, reason: str | None = None) -> list[RejectRow]: ...
     def reject_counts(self) -> dict[str, int]: ...
     def chain_events(self, signer: str | None = None, limit: int = 100) -> list[ChainEvent]: ...
+    def declared_losses(
+        self, signer: str | None = None, limit: int = 100
+    ) -> list[DeclaredLoss]: ...
     def presence(self) -> dict[str, tuple[str, int]]: ...
     def counters(self) -> dict[str, int]: ...
     def get_meta(self, key: str) -> str | None: ...
@@ -251,6 +309,15 @@ CREATE TABLE IF NOT EXISTS chain_events (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chain_events_by_signer ON chain_events (signer);
+CREATE TABLE IF NOT EXISTS declared_lost (
+    signer TEXT NOT NULL,
+    seq_from INTEGER NOT NULL,
+    seq_to INTEGER NOT NULL,
+    status_seq INTEGER NOT NULL,
+    status_leaf INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (signer, status_seq)
+);
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY,
     role INTEGER NOT NULL,
@@ -435,6 +502,15 @@ class SQLiteStore:
                 " VALUES (?,?,?,?,?,?)",
                 [(e.signer, e.kind, e.seq_from, e.seq_to, e.time, e.detail) for e in b.events],
             )
+        if b.losses:
+            db.executemany(
+                "INSERT INTO declared_lost (signer, seq_from, seq_to, status_seq, status_leaf,"
+                " time) VALUES (?,?,?,?,?,?)",
+                [
+                    (x.signer, x.seq_from, x.seq_to, x.status_seq, x.status_leaf, x.time)
+                    for x in b.losses
+                ],
+            )
         if b.devices:
             db.executemany(
                 "INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -517,8 +593,16 @@ class SQLiteStore:
                 pos += 1
 
     def signer_states(self) -> dict[str, SignerState]:
+        lost: dict[str, list[tuple[int, int, int]]] = {}
+        for signer, first, last, by in self._all(
+            "SELECT signer, seq_from, seq_to, status_seq FROM declared_lost ORDER BY status_seq"
+        ):
+            lost.setdefault(signer, []).append((int(first), int(last), int(by)))
         out: dict[str, SignerState] = {}
-        for row in self._all("SELECT * FROM signer_state"):
+        for row in self._all(
+            "SELECT signer, contig, contig_hash, max_seq, max_hash, max_boot, count, last_seen"
+            " FROM signer_state"
+        ):
             st = SignerState(*row)
             st.contig_hash = bytes(st.contig_hash)
             st.max_hash = bytes(st.max_hash)
@@ -530,6 +614,16 @@ class SQLiteStore:
                         (st.signer, st.contig),
                     )
                 }
+            st.lost = lost.get(st.signer, [])
+            if st.contig >= 0 and st.declared_by(st.contig) is not None:
+                # The settled point may be a declared-lost seq: the ack names the
+                # highest stored seq at or below it (contig_hash is that record's).
+                top = self._one(
+                    "SELECT max(seq) FROM records WHERE signer = ? AND seq <= ?",
+                    (st.signer, st.contig),
+                )[0]
+                head = -1 if top is None else int(top)
+                st.head_below = None if head == st.contig else head
             out[st.signer] = st
         return out
 
@@ -665,6 +759,16 @@ class SQLiteStore:
             args = (signer,)
         rows = self._all(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [ChainEvent(*r) for r in rows]
+
+    def declared_losses(self, signer: str | None = None, limit: int = 100) -> list[DeclaredLoss]:
+        """Declared-lost ranges (§5.2), newest declaring record first."""
+        sql = "SELECT signer, seq_from, seq_to, status_seq, status_leaf, time FROM declared_lost"
+        args: tuple[Any, ...] = ()
+        if signer is not None:
+            sql += " WHERE signer = ?"
+            args = (signer,)
+        rows = self._all(sql + " ORDER BY status_leaf DESC LIMIT ?", (*args, limit))
+        return [DeclaredLoss(*r) for r in rows]
 
     def presence(self) -> dict[str, tuple[str, int]]:
         return {d: (s, t) for d, s, t in self._all("SELECT device, state, since FROM presence")}

@@ -48,8 +48,10 @@ queued) or the window's edge, ``declare(first, n)`` (ct_core) signs and
 queues status event 11 with detail n and lost = first; it is published at
 once if it would wait behind the window, and the gateway then counts those
 seqs as settled, so its ack moves past them and the queue (skipping
-damaged frames) drains. Seqs are never reused: a hole is only ever below
-ct_state's next seq, and the declaration takes the next seq.
+damaged frames) drains. An ack only ever names a stored record: while the
+gateway's settled point is a declared seq, it names the record below it.
+Seqs are never reused: a hole is only ever below ct_state's next seq, and
+the declaration takes the next seq.
 
 umqtt.simple pitfalls handled here (shared/FIELD-NOTES.md):
   * ``wait_msg`` calls ``sock.setblocking(True)``, which drops any timeout,
@@ -275,7 +277,7 @@ class Uplink:
                 break  # beyond our newest queued record
             s = ct_record.record_seq(rec)
             if s > seq:
-                break  # stale or duplicate ack, or one inside a lost range
+                break  # stale or duplicate, or it names a record we lost (it has it)
             if s == seq:
                 if ct_record.chain_link(rec) != link:
                     self.mismatched += 1  # the gateway stored something else
@@ -285,7 +287,9 @@ class Uplink:
                 return True
             c = nxt
         if ours:
-            self._lost.settled(seq)  # settled there (stored, or declared lost)
+            # settled there: the gateway stored that record (an ack never
+            # names a declared-lost seq, §5.2; were one to, this still holds)
+            self._lost.settled(seq)
         return False
 
     def _cmd(self, msg):

@@ -84,6 +84,38 @@ def make_reading(
     )
 
 
+def make_status(
+    kid: str,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    boot: int,
+    seq: int,
+    time_: int,
+    tq: int,
+    prev: bytes,
+    event: int,
+    detail: int | None = None,
+    lost: int | None = None,
+) -> bytes:
+    """A signed status record (§2.4), made by the firmware's record code when available."""
+    if CT_RECORD is not None:
+        fields = {1: 3, 2: boot, 3: seq, 4: time_, 5: tq, 6: prev, 30: event}
+        if detail is not None:
+            fields[37] = detail
+        if lost is not None:
+            fields[38] = lost
+        return bytes(CT_RECORD.sign1(CT_RECORD.payload(fields), kid.encode(), PycaSigner(key)))
+    from protocol.record import Status, make_record
+
+    return make_record(
+        Status(
+            boot=boot, seq=seq, time=time_, tq=tq, prev=prev, event=event, detail=detail, lost=lost
+        ),
+        kid,
+        key,
+    )
+
+
 def chain_link(raw: bytes) -> bytes:
     if CT_RECORD is not None:
         return bytes(CT_RECORD.chain_link(raw))
@@ -144,6 +176,39 @@ class SimDevice:
             self.seq += 1
             self.prev = chain_link(raw)
         return raw
+
+    def status(
+        self, event: int, *, detail: int | None = None, lost: int | None = None, keep: bool = True
+    ) -> bytes:
+        """The next record: a status record (§2.4)."""
+        with self._lock:
+            raw = make_status(
+                self.id,
+                self.key,
+                boot=self.boot,
+                seq=self.seq,
+                time_=int(time.time()),
+                tq=self.tq,
+                prev=self.prev,
+                event=event,
+                detail=detail,
+                lost=lost,
+            )
+            if keep:
+                self.unacked[self.seq] = raw
+            self.seq += 1
+            self.prev = chain_link(raw)
+        return raw
+
+    def lose(self, *seqs: int) -> None:
+        """Flash lost these queued records for good: they are never sent again."""
+        with self._lock:
+            for s in seqs:
+                self.unacked.pop(s, None)
+
+    def declare_lost(self, first: int, n: int = 1) -> bytes:
+        """The status record declaring seqs first..first+n-1 lost (§5.2, event 11)."""
+        return self.status(11, detail=n, lost=first)
 
     def on_ack(self, msg: bytes) -> None:
         assert self.ack_key is not None

@@ -7,9 +7,12 @@ chain hash of that record.
 
 Declared losses (§5.2): once it has stored a status record with event 11
 and ``lost``, seqs lost ... lost + detail - 1 count as settled
-(``declared``); a record arriving later under such a seq fails the test.
-The protocol leaves open what hash an ack for a declared-lost seq carries:
-this one sends 16 zero bytes (a device cannot match it, and need not).
+(``declared``). A declared-lost seq has no record to hash, so the ack
+names the highest stored seq at or below the settled point, with that
+record's hash, as the real gateway does (``ack_settled`` keeps the settled
+point of every such ack). The real gateway stores a record that arrives
+later under a declared seq; here it fails the test, because the firmware
+must never send one.
 
     gw = FakeGateway(broker, "tl-1", key, clock)
     gw.lose = {4}          # the first copy of seq 4 is "lost" (a gap)
@@ -32,6 +35,7 @@ class FakeGateway:
         self.records = {}
         self.arrivals = []  # seq of every record message, in arrival order
         self.acks = []  # payload fields of every ack published
+        self.ack_settled = []  # per ack: the settled point it reported (None: forced seq)
         self.lose = set()
         self.ack_every = 1
         self.duplicate = False
@@ -82,15 +86,21 @@ class FakeGateway:
             self.ack()
 
     def ack(self, seq=None, link=None, key=None):
+        settled = None
         if seq is None:
-            seq = self.next - 1
+            settled = seq = self.next - 1
+            while seq in self.declared:
+                seq -= 1  # no record: name the stored one below (§5.2)
+            if seq < 0:
+                return None  # nothing stored at or below the settled point
         if link is None:
             link = ct_record.chain_link(self.records[seq]) if seq in self.records else bytes(16)
         f = {1: seq, 2: self.time(), 3: link}
         if key is None:
-            self.last_acked = max(self.last_acked, seq)
+            self.last_acked = max(self.last_acked, seq if settled is None else settled)
         msg = ct_record.mac0(f, self.gw_id, key or self.key)
         self.acks.append(f)
+        self.ack_settled.append(settled)
         self.broker.publish(self.topic(b"ack"), msg, True)
         if self.duplicate:
             self.broker.publish(self.topic(b"ack"), msg, True)

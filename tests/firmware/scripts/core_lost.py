@@ -280,7 +280,7 @@ def test_hole_far_behind_the_window_is_declared_out_of_order():
     settled_everything(gw, d)
 
 
-def test_ack_inside_the_declared_range_deletes_nothing_then_resend_settles():
+def test_ack_while_settled_on_a_declared_seq_deletes_nothing_then_resend_settles():
     disk, clock, _, gw = world()
     d = Dev(disk, clock)
     recs = d.add(8)
@@ -288,9 +288,12 @@ def test_ack_inside_the_declared_range_deletes_nothing_then_resend_settles():
     d = Dev(disk, clock)
     gw.lose = {4}  # the first copy of the record after the hole goes astray
     d.upload()
-    # the gateway acked seq 3 (declared lost, no hash to match) on the way
-    assert 3 in [a[1] for a in gw.acks]
-    assert d.up.mismatched == 0 and gw.arrivals.count(4) == 2
+    # on the way the gateway had settled up to seq 3 (declared lost, no
+    # record): its ack named seq 2 with record 2's hash (§5.2)
+    i = gw.ack_settled.index(3)
+    assert gw.acks[i][1] == 2 and gw.acks[i][3] == ct_record.chain_link(recs[2])
+    assert 3 not in [a[1] for a in gw.acks]
+    assert d.up.mismatched == 0 and d.up.forged == 0 and gw.arrivals.count(4) == 2
     settled_everything(gw, d)
 
 

@@ -1,0 +1,181 @@
+"""What the demo shows: charts, the custody table, alerts, and the tampering.
+
+Everything here reads evidence (the bundle's records, the gateway's alert
+events); nothing comes from the simulator's own view of the world.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from cloud.trace import Stay
+from protocol.bundle import Bundle
+from protocol.record import Reading, encode_payload, open_record
+
+ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell"}
+
+
+def clock(t: int) -> str:
+    return time.strftime("%d %b %H:%M", time.gmtime(t))
+
+
+def span(seconds: int) -> str:
+    h, m = divmod(round(seconds / 60), 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min"
+
+
+def spark(values: list[int], lo: int, hi: int, width: int = 60) -> str:
+    """A one-line terminal chart; the limits lo..hi map to the full height."""
+    blocks = " ▁▂▃▄▅▆▇█"
+    step = max(1, -(-len(values) // width))
+    cells = []
+    for i in range(0, len(values), step):
+        v = max(values[i : i + step])
+        frac = (v - lo) / (hi - lo) if hi > lo else 0
+        cells.append(blocks[max(0, min(8, round(frac * 8)))])
+    return "".join(cells)
+
+
+def marks(values: list[int], limits: tuple[int, int], width: int = 60) -> str:
+    """Under a :func:`spark` line: ``^`` where a cell has a reading outside the band."""
+    step = max(1, -(-len(values) // width))
+    out = []
+    for i in range(0, len(values), step):
+        cell = values[i : i + step]
+        out.append("^" if any(not limits[0] <= v <= limits[1] for v in cell) else " ")
+    return "".join(out).rstrip()
+
+
+def svg_chart(
+    series: dict[str, list[tuple[int, int]]], limits: tuple[int, int], path: Path
+) -> None:
+    """Draw temperature curves with the profile band and excursions marked."""
+    w, h, pad = 900, 320, 50
+    pts = [p for s in series.values() for p in s]
+    t0, t1 = min(t for t, _ in pts), max(t for t, _ in pts)
+    v0 = min(min(v for _, v in pts), limits[0]) - 100
+    v1 = max(max(v for _, v in pts), limits[1]) + 100
+
+    def x(t: int) -> float:
+        return pad + (t - t0) / max(1, t1 - t0) * (w - 2 * pad)
+
+    def y(v: int) -> float:
+        return h - pad - (v - v0) / (v1 - v0) * (h - 2 * pad)
+
+    colors = ["#1f77b4", "#2ca02c", "#9467bd"]
+    band_top, band_bottom = y(limits[1]), y(limits[0])
+    title = (
+        f"Temperature (°C), allowed band {limits[0] / 100:.0f}–{limits[1] / 100:.0f} °C "
+        "shaded; red = outside the band"
+    )
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect x="{pad}" y="{band_top:.1f}" width="{w - 2 * pad}" '
+        f'height="{band_bottom - band_top:.1f}" fill="#e8f4e8"/>',
+        f'<text x="{pad}" y="20" font-size="14">{title}</text>',
+    ]
+    for c in range(v0 // 100, v1 // 100 + 1):
+        out.append(f'<text x="10" y="{y(c * 100) + 4:.1f}">{c}</text>')
+        yc = y(c * 100)
+        out.append(f'<line x1="{pad}" x2="{w - pad}" y1="{yc:.1f}" y2="{yc:.1f}" stroke="#ddd"/>')
+    for t in range(t0 - t0 % 3600 + 3600, t1, 3 * 3600):  # a time label every 3 h (UTC)
+        label = time.strftime("%H:%M", time.gmtime(t))
+        out.append(f'<text x="{x(t) - 15:.1f}" y="{h - pad + 18}">{label}</text>')
+    for i, (name, s) in enumerate(series.items()):
+        d = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s)
+        out.append(
+            f'<polyline fill="none" stroke="{colors[i % 3]}" stroke-width="1.5" points="{d}"/>'
+        )
+        for t, v in s:
+            if not limits[0] <= v <= limits[1]:
+                out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="#d62728"/>')
+        out.append(
+            f'<text x="{w - pad - 160}" y="{40 + 16 * i}" fill="{colors[i % 3]}">{name}</text>'
+        )
+    out.append("</svg>")
+    path.write_text("\n".join(out) + "\n")
+
+
+def probe_series(bundle: Bundle) -> dict[str, list[tuple[int, int]]]:
+    """(time, temp) of each logger's channel-0 readings in the bundle, in time order."""
+    series: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for item in bundle.records:
+        rec = open_record(item.raw)
+        p = rec.payload
+        if isinstance(p, Reading) and p.temp is not None and not p.ch:
+            series[rec.signer].append((p.time, p.temp))
+    return {k: sorted(v) for k, v in series.items()}
+
+
+def show_custody(uid: bytes, item: str | None, stays: list[Stay], readings: dict[str, int]) -> None:
+    print(f"   custody of tag {uid.hex()} ({item or 'no item'}), from the readers' scans:")
+    for s in stays:
+        where = f"-> {s.location}" if s.scan.action == 2 else f"at {s.location}"
+        if s.end <= s.start:
+            held = "(end of the trace)"
+        elif s.loggers:
+            held = ", ".join(f"{d} ({readings.get(d, 0)} readings)" for d in s.loggers)
+        else:
+            held = "no logger here"
+        print(
+            f"     {clock(s.start)}  {ACTIONS.get(s.scan.action, '?'):<10} {where:<31} "
+            f"{s.reader:<15} {span(s.end - s.start) if s.end > s.start else '':>12}  {held}"
+        )
+
+
+def show_alerts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Print the gateway's alerts (one line per alarm, from its last event); return them."""
+    last: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        if ev.get("phase") == "end" or ev.get("id") not in last:
+            last[ev.get("id", "?")] = ev
+    alarms = list(last.values())
+    if not alarms:
+        print("   no alerts were raised")
+    for ev in alarms:
+        ch = "probe" if not ev.get("channel") else f"ch{ev['channel']}"
+        if ev.get("kind") != "excursion":
+            print(f"   ALERT {ev.get('kind')} {ev.get('device')} {ch} {ev.get('phase')}")
+            continue
+        end = ev.get("end")
+        window = f"{clock(ev['start'])} – {clock(end)[-5:]}" if end else f"since {clock(ev['start'])}"
+        extra = f", MKT {ev['mkt_centi'] / 100:.2f} °C" if ev.get("mkt_centi") is not None else ""
+        print(
+            f"   ALERT {ev['side']} excursion  {ev['device']} {ch} at {ev['place']} "
+            f"(profile {ev['profile']}, limit {ev['limit_centi'] / 100:.2f} °C): {window}"
+            + (f" ({span(ev['duration'])})" if ev.get("duration") else "")
+            + f", peak {ev['peak_centi'] / 100:.2f} °C{extra}; alarm by {ev['reason']}"
+        )
+    return alarms
+
+
+def tamper(bundle_path: Path, out: Path) -> Path:
+    """Edit the hottest reading down to 3.90 °C, keeping its signature."""
+    doc = json.loads(bundle_path.read_text())
+    peak_item, peak, signer = None, None, ""
+    for item in doc["records"]:
+        rec = open_record(base64.b64decode(item["record"]))
+        p = rec.payload
+        if isinstance(p, Reading) and p.temp is not None and (peak is None or p.temp > peak.temp):
+            peak_item, peak, signer = item, p, rec.signer
+    assert peak_item is not None and peak is not None and peak.temp is not None
+    raw = base64.b64decode(peak_item["record"])
+    old = encode_payload(peak)
+    new = encode_payload(dataclasses.replace(peak, temp=390))
+    edited = raw.replace(old, new, 1)
+    peak_item["record"] = base64.b64encode(edited).decode()
+    print(
+        f"   edited {signer} seq {peak.seq} (log leaf {peak_item['index']}) from "
+        f"{peak.temp / 100:.2f} °C to 3.90 °C, signature kept "
+        f"({sum(a != b for a, b in zip(raw, edited, strict=True))} byte(s) changed)"
+    )
+    path = out / "bundle-tampered.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path

@@ -1,0 +1,215 @@
+"""The demo's world: one pallet's day, replayed on the devices' own firmware.
+
+Five simulated devices run the firmware under CPython (gateway/sim.py): two
+temperature loggers (a DS18B20 probe and an SHT4x each) and three handover
+readers with a PN532 and the pallet's NTAG 424 DNA tag. The day:
+
+    00:20  packhouse dock reader   commission the pallet (the item from its tag)
+    00:50  packhouse dock reader   load onto truck NL-47-BXT
+    ~04:40 truck logger            door open at a cross-dock stop: 9 °C, ~45 min
+    08:40  DC dock reader          unload
+    08:50  DC cold-room reader     receive into cold room 2
+    21:30  DC dock reader          ship to the shop
+
+Time. The devices' clocks follow a :class:`ReplayClock`: it starts ``DAY``
+seconds in the past and jumps from one device wake to the next, paced at
+``speed`` times the wall clock, so the replayed day ends about when the
+replay does. While it runs in the past the devices' radios are out of
+range: a gateway's ack would set their clocks to the present (ct_clock
+steps any difference above 2 s), so the records stay on their flash, as on
+a truck without coverage. At the end the clock becomes the wall clock, the
+radios come in range, and every device wakes and uploads what it recorded;
+the gateway's acks then agree with the devices' clocks.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway import sim
+
+DAY = 22 * 3600  # the replayed day, s
+INTERVAL = 300  # a reading every 5 minutes
+ORG = "Acme Cold Logistics"
+TRUCK = "truck:NL-47-BXT"
+COLD_ROOM = "dc-rotterdam:cold-room-2"
+
+COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP = 1, 2, 3, 4, 5
+ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell"}
+
+# id, place, seed, the sim_world.ColdRoom curve it measures (0.01 °C, s)
+LOGGERS: list[tuple[str, str, int, dict[str, int]]] = [
+    ("tl-truck-07", TRUCK, 7,
+     {"setpoint": 250, "door_every": 10**9,
+      "exc_start": 4 * 3600 + 1500, "exc_len": 3000, "exc_peak": 900}),
+    ("tl-coldroom-2", COLD_ROOM, 2, {"setpoint": 160, "exc_start": 10**9}),
+]
+READERS: list[tuple[str, str]] = [
+    ("rd-packhouse-1", "packhouse-westland:dock-1"),
+    ("rd-dock-3", "dc-rotterdam:dock-3"),
+    ("rd-coldroom-2", COLD_ROOM),
+]
+# s into the day, reader, action, the operator's reference (load: the vehicle)
+TAPS: list[tuple[int, str, int, str | None]] = [
+    (20 * 60, "rd-packhouse-1", COMMISSION, None),
+    (50 * 60, "rd-packhouse-1", LOAD, TRUCK),
+    (8 * 3600 + 40 * 60, "rd-dock-3", UNLOAD, None),
+    (8 * 3600 + 50 * 60, "rd-coldroom-2", RECEIVE, None),
+    (21 * 3600 + 30 * 60, "rd-dock-3", SHIP, "SH-2611-0042"),
+]
+TAG_UID = bytes.fromhex("04a23c5a1b6f80")  # the pallet's NTAG 424 DNA, 7-byte UID
+TAG_URL = "https://id.example.com/01/09506000134352/10/L2611-42/21/000731"
+DEVICE_IDS = [d[0] for d in LOGGERS] + [r[0] for r in READERS]
+
+
+class ReplayClock:
+    """The devices' time: ``t`` (set by the replay, event by event) until
+    :meth:`go_live`, the wall clock after."""
+
+    def __init__(self, start: float) -> None:
+        self.t = start
+        self.live = False
+
+    def __call__(self) -> float:
+        return time.time() if self.live else self.t
+
+    def go_live(self) -> None:
+        self.live = True
+
+
+@dataclass
+class Upload:
+    device: str
+    sent: int
+    acked: int
+    left: int
+    seconds: float
+
+
+class World:
+    """The devices of the scenario, provisioned under ``root``; they talk to
+    the broker at ``host:port`` with ``passwords`` (device id -> password)."""
+
+    def __init__(self, root: Path, host: str, port: int, passwords: dict[str, str],
+                 speed: float) -> None:
+        self.root = root
+        self.speed = speed
+        self.start = int(time.time() + DAY / speed) - DAY
+        self.end = self.start + DAY
+        self.clock = ReplayClock(self.start)
+        self.wifi = sim.SimWifi(in_range=False)
+        self.tag = sim.SunTag(TAG_UID, TAG_URL)
+        self.entries: list[dict[str, Any]] = []
+        self.loggers: dict[str, sim.SimLogger] = {}
+        self.readers: dict[str, sim.SimReader] = {}
+        root.mkdir(parents=True, exist_ok=True)
+        for dev, place, seed, curve in LOGGERS:
+            cfg = sim.logger_config(
+                dev, ORG, host, port, INTERVAL, 0, root / dev, place=place,
+                heartbeat=6 * 3600, upload_ms=20000,
+                alarm={"high": 400, "low": 0, "delay": 1800, "cum": 0, "ignore": 0,
+                       "channel": 0})
+            self.entries.append(sim.provision_sim_device(root / dev, cfg))
+            lg = sim.SimLogger(cfg, root / dev, sim.client_factory(dev, host, port, passwords[dev]),
+                               seed=seed, scale=1, world=curve, clock=self.clock, wifi=self.wifi)
+            lg.set_clock(self.start)
+            self.loggers[dev] = lg
+        for dev, place in READERS:
+            cfg = sim.reader_config(dev, ORG, host, port, root / dev, place)
+            cfg["upload_ms"] = 20000
+            self.entries.append(sim.provision_sim_device(root / dev, cfg))
+            rd = sim.SimReader(cfg, root / dev, sim.client_factory(dev, host, port, passwords[dev]),
+                               [self.tag], clock=self.clock, wifi=self.wifi)
+            rd.set_clock(self.start)
+            self.readers[dev] = rd
+        self.provisioned = root / "provisioned.json"
+        self.provisioned.write_text(json.dumps({"devices": self.entries}, indent=1) + "\n")
+        self.provisioned.chmod(0o600)
+        (root / "tags.json").write_text(json.dumps({"tags": [{
+            "uid": TAG_UID.hex(), "k_sdm_meta_read": self.tag.k_meta.hex(),
+            "k_sdm_file_read": self.tag.k_file.hex(), "url": TAG_URL,
+            "item": TAG_URL[TAG_URL.index("/01/"):]}]}, indent=1) + "\n")
+        (root / "tags.json").chmod(0o600)
+        self.scans: list[tuple[int, str, int]] = []
+
+    def replay(self, report: Callable[[int], None], every: int = 2 * 3600,
+               stop: Callable[[], bool] = lambda: False) -> None:
+        """Run the day: logger wakes and reader taps in time order, paced at
+        ``speed``; ``report(t)`` every ``every`` simulated seconds."""
+        events: list[tuple[int, int, str, Any]] = []
+        for k, dev in enumerate(self.loggers):
+            events.append((self.start + 11 * k, k, "wake", dev))
+        for k, (at, dev, action, ref) in enumerate(TAPS):
+            events.append((self.start + at, 100 + k, "tap", (dev, action, ref)))
+        heapq.heapify(events)
+        wall0 = time.time()
+        next_report = self.start + every
+        while events and not stop():
+            t, order, kind, what = heapq.heappop(events)
+            if t >= self.end:
+                break
+            wait = wall0 + (t - self.start) / self.speed - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            while next_report <= t:
+                report(next_report)
+                next_report += every
+            self.clock.t = t
+            if kind == "wake":
+                dt = self.loggers[what].wake()
+                heapq.heappush(events, (t + max(1, round(dt)), order, kind, what))
+            else:
+                dev, action, ref = what
+                rd = self.readers[dev]
+                if rd.tap(0, action, ref) is not None:
+                    self.scans.append((t, dev, action))
+                rd.upload()  # out of range: the scan waits on the reader's flash
+        report(self.end)
+
+    def queued(self) -> dict[str, int]:
+        """Records on each device's flash that no ack has covered yet."""
+        out = {dev: lg.queued for dev, lg in self.loggers.items()}
+        out.update({dev: rd.queued for dev, rd in self.readers.items()})
+        return out
+
+    def go_live(self) -> None:
+        """The replay reached the present: real time, radios in range."""
+        self.clock.go_live()
+        self.wifi.in_range = True
+
+    def upload(self, dev: str, tries: int = 3) -> Upload:
+        """Wake ``dev`` (a logger makes a reading, then uploads; a reader
+        uploads) until its flash holds nothing unacknowledged."""
+        t0 = time.monotonic()
+        lg, rd = self.loggers.get(dev), self.readers.get(dev)
+        sent0 = acked0 = 0
+        if rd is not None and rd.core.uplink is not None:
+            sent0, acked0 = rd.core.uplink.sent, rd.core.uplink.acked
+        elif lg is not None:
+            sent0, acked0 = lg.sent, lg.acked
+        for _ in range(tries):
+            if lg is not None:
+                lg.wake()
+                left = lg.queued
+            else:
+                assert rd is not None
+                rd.upload()
+                left = rd.queued
+            if left == 0:
+                break
+        if lg is not None:
+            sent, acked = lg.sent - sent0, lg.acked - acked0
+        else:
+            assert rd is not None and rd.core.uplink is not None
+            sent, acked = rd.core.uplink.sent - sent0, rd.core.uplink.acked - acked0
+        return Upload(dev, sent, acked, left, time.monotonic() - t0)
+
+    def close(self) -> None:
+        for rd in self.readers.values():
+            rd.core.close()
