@@ -1,310 +1,289 @@
-"""`coldtrace demo`: the main job, end to end, on the embedded defaults.
+"""`coldtrace demo`: the whole system end to end, on the embedded defaults.
 
-One pallet of chilled produce goes from a packhouse, by truck, through a
-distribution centre's cold room to a shop. Devices sign readings and scans;
-records go into a Merkle log; checkpoints are signed and anchored on the local
-ledger; a trace bundle is written and verified by ``coldtrace verify``; then
-one byte is flipped and the verifier's refusal is shown.
+One pallet of chilled produce is commissioned at a packhouse, travels eight
+hours by truck (with a door-open excursion), is received into a distribution
+centre's cold room and shipped. Everything runs for real on this machine:
+
+1. ``coldtrace gateway init`` makes the gateway's keys and configuration;
+2. Mosquitto runs the project's broker configuration, one account and ACL
+   per device;
+3. five simulated devices - the firmware under CPython (gateway/sim.py) -
+   are provisioned and registered with the gateway;
+4. ``coldtrace gateway run`` runs in its own process;
+5. the day is replayed on the devices at high speed (cloud/demo_world.py),
+   then every device uploads; the gateway verifies, stores, logs, acks,
+   raises alerts, signs checkpoints and anchors them on its local ledger;
+6. the pallet's trace bundle is written (cloud/trace.py), with its custody,
+   temperature curves and the alerts;
+7. everything is stopped, and ``coldtrace verify`` checks the bundle with
+   nothing but the trust file; then one reading is edited and the verifier
+   refuses it.
+
+The exit status is 0 only if every step did what it should.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import dataclasses
-import json
+import shutil
+import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
-from protocol import anchor, cli
-from protocol.bundle import AnchorRef, Bundle, BundleRecord, ConsistencyProof, InclusionProof
-from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
-from protocol.keys import generate_p256, p256_public_to_sec1
-from protocol.merkle import MerkleTree
-from protocol.note import NoteSigner
-from protocol.record import (
-    ZERO_PREV,
-    Reading,
-    Registration,
-    Scan,
-    chain_hash,
-    encode_payload,
-    make_record,
-    open_record,
+from cloud import demo_show as show
+from cloud import demo_world as world_mod
+from cloud.demo_system import (
+    ALERTS,
+    OPS_USER,
+    DemoError,
+    System,
+    sigterm_as_interrupt,
+    wait_for,
 )
-from protocol.trust import trust_document
+from gateway.broker import BrokerError
+from gateway.profiles import CHILLED
+from protocol import cli
 
-ORIGIN = "coldtrace.example/acme/dc-rotterdam"
-REGISTRY = "reg-acme"
-LEDGER = "ledger-acme"
-START = 1_795_000_000  # 2026-11-18 ~10:13 UTC
-CHILLED = (0, 400)  # 0.00 .. 4.00 °C in 0.01 °C
-
-TAG = bytes.fromhex("04a23c5a1b6f80")  # NTAG 424 DNA, 7-byte UID
-ITEM = "/01/09506000134352/10/L2611-42/21/000731"
+MARKER = ".coldtrace-demo"
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run the end-to-end demo on the embedded defaults")
-    p.add_argument("--out", type=Path, default=Path("demo-out"), help="output directory")
+    p = sub.add_parser(
+        "demo",
+        help="run the whole system end to end on the embedded defaults",
+        description="Broker, gateway and simulated devices (the real firmware) on this "
+        "machine: a pallet's day, its trace bundle, verification and a tampered copy.",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo-out"),
+                   help="output directory (default: ./demo-out; replaced on each run)")
+    p.add_argument("--speed", type=float, default=6000,
+                   help="how much faster than real time the day is replayed (default 6000: "
+                   "22 hours in about 13 s)")
     p.set_defaults(func=run)
 
 
-@dataclass
-class Signer:
-    """A device (or the registry) with its own seq counter and hash chain."""
-
-    id: str
-    key: ec.EllipticCurvePrivateKey = field(default_factory=generate_p256)
-    boot: int = 1
-    seq: int = 0
-    prev: bytes = ZERO_PREV
-    records: list[bytes] = field(default_factory=list)
-
-    def sign(self, payload_cls: type, t: int, **fields: Any) -> bytes:
-        payload = payload_cls(boot=self.boot, seq=self.seq, time=t, tq=2, prev=self.prev, **fields)
-        raw = make_record(payload, self.id, self.key)
-        self.seq += 1
-        self.prev = chain_hash(raw)
-        self.records.append(raw)
-        return raw
-
-
-def truck_temperature(minute: int) -> int:
-    """Trailer air, 0.01 °C: pulls down after loading, a door-open excursion."""
-    base = 240 + (60 if minute < 40 else 0) - (minute % 97) // 12
-    if 200 <= minute < 230:  # door open at a cross-dock stop
-        base = 420 + (minute - 200) * 6 if minute < 215 else 510 - (minute - 215) * 8
-    return base
-
-
-def coldroom_temperature(minute: int) -> int:
-    return 310 + ((minute * 7) % 23) - 11
-
-
-def spark(values: list[int], lo: int, hi: int, width: int = 60) -> str:
-    """A one-line terminal chart; the limits lo..hi map to the full height."""
-    blocks = " ▁▂▃▄▅▆▇█"
-    step = max(1, len(values) // width)
-    cells = []
-    for i in range(0, len(values), step):
-        v = max(values[i : i + step])
-        frac = (v - lo) / (hi - lo) if hi > lo else 0
-        cells.append(blocks[max(0, min(8, round(frac * 8)))])
-    return "".join(cells)
-
-
-def svg_chart(
-    series: dict[str, list[tuple[int, int]]], limits: tuple[int, int], path: Path
-) -> None:
-    """Draw temperature curves with the profile band and excursions marked."""
-    w, h, pad = 900, 320, 50
-    pts = [p for s in series.values() for p in s]
-    t0, t1 = min(t for t, _ in pts), max(t for t, _ in pts)
-    v0 = min(min(v for _, v in pts), limits[0]) - 100
-    v1 = max(max(v for _, v in pts), limits[1]) + 100
-
-    def x(t: int) -> float:
-        return pad + (t - t0) / max(1, t1 - t0) * (w - 2 * pad)
-
-    def y(v: int) -> float:
-        return h - pad - (v - v0) / (v1 - v0) * (h - 2 * pad)
-
-    colors = ["#1f77b4", "#2ca02c", "#9467bd"]
-    band_top, band_bottom = y(limits[1]), y(limits[0])
-    title = (
-        f"Temperature (°C), allowed band {limits[0] / 100:.0f}–{limits[1] / 100:.0f} °C "
-        "shaded; red = outside the band"
-    )
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-        'font-family="sans-serif" font-size="12">',
-        f'<rect x="{pad}" y="{band_top:.1f}" width="{w - 2 * pad}" '
-        f'height="{band_bottom - band_top:.1f}" fill="#e8f4e8"/>',
-        f'<text x="{pad}" y="20" font-size="14">{title}</text>',
-    ]
-    for c in range(v0 // 100, v1 // 100 + 1):
-        out.append(f'<text x="10" y="{y(c * 100) + 4:.1f}">{c}</text>')
-        yc = y(c * 100)
-        out.append(f'<line x1="{pad}" x2="{w - pad}" y1="{yc:.1f}" y2="{yc:.1f}" stroke="#ddd"/>')
-    for i, (name, s) in enumerate(series.items()):
-        d = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s)
-        out.append(
-            f'<polyline fill="none" stroke="{colors[i % 3]}" stroke-width="1.5" points="{d}"/>'
-        )
-        for t, v in s:
-            if not limits[0] <= v <= limits[1]:
-                out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="#d62728"/>')
-        out.append(
-            f'<text x="{w - pad - 160}" y="{40 + 16 * i}" fill="{colors[i % 3]}">{name}</text>'
-        )
-    out.append("</svg>")
-    path.write_text("\n".join(out) + "\n")
-
-
-def build(out: Path) -> tuple[Path, Path, dict[str, Any]]:
-    """Make keys, records, log, checkpoints, an anchor; write bundle and trust file."""
+def _prepare(out: Path) -> Path:
+    out = out.resolve()
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise DemoError(f"{out} exists and is not a demo directory: choose another --out")
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    print("1. keys: a registry key, 4 device keys (P-256), a log key (Ed25519), a ledger key")
-    registry = Signer(REGISTRY, boot=0)
-    truck = Signer("tl-truck-07")
-    room = Signer("tl-coldroom-2")
-    pack = Signer("rd-packhouse-1")
-    dock = Signer("rd-dock-3")
-    log_signer = NoteSigner.generate(ORIGIN)
-    ledger_key = ed25519.Ed25519PrivateKey.generate()
-
-    print("2. registration records for each device, signed by the registry")
-    placements = [
-        (truck, 1, "truck:NL-47-BXT"),
-        (room, 1, "dc-rotterdam:cold-room-2"),
-        (pack, 2, "packhouse-westland"),
-        (dock, 2, "dc-rotterdam:dock-3"),
-    ]
-    ordered: list[bytes] = []
-    for dev, role, place in placements:
-        ordered.append(
-            registry.sign(
-                Registration,
-                START - 86_400,
-                device=dev.id,
-                key=p256_public_to_sec1(dev.key.public_key()),
-                role=role,
-                org="Acme Cold Logistics",
-                place=place,
-                state=1,
-            )
-        )
-
-    print("3. a day of custody: commission, load, 8 h by truck, receive, cold room, ship")
-    t = START
-    ordered.append(pack.sign(Scan, t, uid=TAG, action=1, place="packhouse-westland", item=ITEM))
-    ordered.append(
-        pack.sign(Scan, t + 600, uid=TAG, action=2, place="packhouse-westland", ref="SH-2611-0042")
-    )
-    truck_series, room_series = [], []
-    for minute in range(0, 480, 5):
-        temp = truck_temperature(minute)
-        ts = t + 900 + minute * 60
-        ordered.append(
-            truck.sign(Reading, ts, temp=temp, rh=8800 - minute, batt=3710 - minute // 60)
-        )
-        truck_series.append((ts, temp))
-    t_arrive = t + 900 + 480 * 60
-    ordered.append(dock.sign(Scan, t_arrive + 300, uid=TAG, action=3, place="dc-rotterdam:dock-3"))
-    ordered.append(
-        dock.sign(
-            Scan, t_arrive + 420, uid=TAG, action=4, place="dc-rotterdam:dock-3", ref="SH-2611-0042"
-        )
-    )
-    for minute in range(0, 600, 10):
-        temp = coldroom_temperature(minute)
-        ts = t_arrive + 600 + minute * 60
-        ordered.append(room.sign(Reading, ts, temp=temp))
-        room_series.append((ts, temp))
-    ordered.append(
-        dock.sign(Scan, t_arrive + 600 + 600 * 60, uid=TAG, action=5, place="dc-rotterdam:dock-3")
-    )
-    print(
-        f"   {len(ordered)} signed records, {sum(len(r) for r in ordered)} bytes "
-        f"(a reading is {len(truck.records[0])} bytes on the wire)"
-    )
-
-    print("4. append every record to the RFC 9162 log; two signed checkpoints")
-    tree = MerkleTree()
-    for raw in ordered:
-        tree.append(raw)
-    mid = len(ordered) // 2
-    cps = [Checkpoint(ORIGIN, size, tree.root(size)) for size in (mid, tree.size)]
-    notes = [sign_checkpoint(cp, log_signer) for cp in cps]
-    print(f"   tree of {tree.size} leaves, root {cps[1].root_hash.hex()[:16]}…")
-
-    print("5. anchor the latest checkpoint on the local ledger")
-    receipt = anchor.sign_local_entry(
-        ledger_key, LEDGER, 0, bytes(32), int(time.time()), checkpoint_hash(cps[1])
-    )
-
-    bundle = Bundle(
-        created=int(time.time()),
-        subject={"uid": TAG.hex(), "item": ITEM},
-        records=[BundleRecord(ORIGIN, i, raw) for i, raw in enumerate(ordered)],
-        checkpoints=notes,
-        inclusion=[
-            InclusionProof(ORIGIN, i, tree.size, tuple(tree.inclusion_proof(i, tree.size)))
-            for i in range(tree.size)
-        ],
-        consistency=[
-            ConsistencyProof(ORIGIN, mid, tree.size, tuple(tree.consistency_proof(mid, tree.size)))
-        ],
-        anchors=[AnchorRef(ORIGIN, tree.size, receipt.to_json())],
-    )
-    bundle_path = out / "bundle.json"
-    bundle_path.write_text(bundle.dumps())
-    trust = trust_document(
-        logs=[(ORIGIN, log_signer.vkey)],
-        registries={REGISTRY: p256_public_to_sec1(registry.key.public_key())},
-        ledgers={LEDGER: ledger_key.public_key().public_bytes_raw()},
-    )
-    trust_path = out / "trust.json"
-    trust_path.write_text(json.dumps(trust, indent=2) + "\n")
-
-    svg_chart(
-        {"truck NL-47-BXT (tl-truck-07)": truck_series, "cold room 2 (tl-coldroom-2)": room_series},
-        CHILLED,
-        out / "temperature.svg",
-    )
-    temps = [v for _, v in truck_series]
-    print("   truck   " + spark(temps, -200, 600) + f"  max {max(temps) / 100:.2f} °C")
-    temps = [v for _, v in room_series]
-    print("   room    " + spark(temps, -200, 600) + f"  max {max(temps) / 100:.2f} °C")
-    return bundle_path, trust_path, {"truck_records": len(truck.records)}
+    (out / MARKER).write_text("made by coldtrace demo; replaced on each run\n")
+    return out
 
 
-def tamper(bundle_path: Path, out: Path) -> Path:
-    """Edit the peak excursion reading down to 3.90 °C, keeping its signature."""
-    doc = json.loads(bundle_path.read_text())
-    peak_item, peak = None, None
-    for item in doc["records"]:
-        rec = open_record(base64.b64decode(item["record"]))
-        p = rec.payload
-        if isinstance(p, Reading) and p.temp is not None and (peak is None or p.temp > peak.temp):
-            peak_item, peak = item, p
-    assert peak_item is not None and peak is not None and peak.temp is not None
-    raw = base64.b64decode(peak_item["record"])
-    old = encode_payload(peak)
-    new = encode_payload(dataclasses.replace(peak, temp=390))
-    edited = raw.replace(old, new, 1)
-    peak_item["record"] = base64.b64encode(edited).decode()
-    print(
-        f"   edited seq {peak.seq} of the truck logger from {peak.temp / 100:.2f} °C to 3.90 °C "
-        f"({sum(a != b for a, b in zip(raw, edited, strict=True))} byte(s) changed)"
-    )
-    path = out / "bundle-tampered.json"
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    return path
+class Progress:
+    """Prints the gateway's figures once a second while they change."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-progress", daemon=True)
+        self.last: tuple[Any, ...] = ()
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                f = self.system.figures()
+            except Exception:
+                continue
+            now = (f.get("records"), f.get("acks"), f.get("checkpoint"), f.get("anchor"))
+            if f and now != self.last:
+                self.last = now
+                cp = "none" if f["checkpoint"] is None else f"{f['checkpoint']} leaves"
+                anchored = (
+                    f", anchored (ledger entry {f['anchor_index']})"
+                    if f["anchor"] is not None and f["anchor"] == f["checkpoint"] else ""
+                )
+                print(f"     gateway: {f['records']} records logged, {f['acks']} acks sent, "
+                      f"checkpoint {cp}{anchored}", flush=True)
+
+
+def _replay(system: System, world: world_mod.World) -> None:
+    def report(t: int) -> None:
+        temps = "  ".join(f"{d} {lg.probe.temp / 100:5.2f} °C" for d, lg in world.loggers.items())
+        flash = sum(world.queued().values())
+        print(f"     +{(t - world.start) // 3600:02d}h  {temps}   on flash: {flash} records",
+              flush=True)
+        system.check_gateway()
+
+    world.replay(report)
+    for t, dev, action in world.scans:
+        print(f"     {show.clock(t)}  {dev} scanned the pallet: {show.ACTIONS[action]}")
+
+
+def _upload(system: System, world: world_mod.World) -> int:
+    total = 0
+    with Progress(system):
+        for dev in world_mod.DEVICE_IDS:
+            up = world.upload(dev)
+            total += up.sent
+            print(f"     {dev:<15} {up.sent:4d} records sent, {up.acked:4d} acked by the gateway, "
+                  f"{up.left} left on its flash ({up.seconds:.1f} s)", flush=True)
+            if up.left:
+                raise DemoError(f"{dev} still holds {up.left} unacknowledged records")
+        n = system.figures()["records"]
+        wait_for(lambda: system.figures().get("anchor") == n, 30,
+                 "a checkpoint covering every record, anchored")
+    return total
+
+
+def _trace(system: System, out: Path) -> tuple[Path, Any]:
+    from cloud.trace import trace_bundle
+    from gateway.config import load_config
+    from gateway.proofs import TreeReader
+    from gateway.store import open_store
+
+    cfg = load_config(system.config)
+    store = open_store(system.db, readonly=True)
+    try:
+        cp = store.latest_checkpoint()
+        assert cp is not None
+        tree = TreeReader(cfg.tree_dir, cp.size)
+        try:
+            bundle, stays = trace_bundle(store, tree, cfg.log.origin, world_mod.TAG_UID)
+        finally:
+            tree.close()
+    finally:
+        store.close()
+    path = out / "bundle.json"
+    path.write_text(bundle.dumps())
+    series = show.probe_series(bundle)
+    show.show_custody(world_mod.TAG_UID, bundle.subject.get("item"), stays,
+                      {d: len(s) for d, s in series.items()})
+    print(f"   wrote {path}: {len(bundle.records)} records (the scans, the loggers' records "
+          f"while they held it, the registrations), each with its inclusion proof in checkpoint "
+          f"{bundle.inclusion[0].tree_size}, and the checkpoint's anchor receipt")
+    limits = (CHILLED.low or 0, CHILLED.high or 0)
+    for dev, s in series.items():
+        temps = [v for _, v in s]
+        print(f"     {dev:<14} {show.spark(temps, limits[0] - 200, limits[1] + 600)}  "
+              f"{min(temps) / 100:.2f} … {max(temps) / 100:.2f} °C")
+        line = show.marks(temps, limits)
+        if line.strip():
+            print(f"     {'':<14} {line}  ^ outside {limits[0] / 100:.2f}–{limits[1] / 100:.2f} °C")
+    svg = out / "temperature.svg"
+    show.svg_chart({f"{d} (probe)": s for d, s in series.items()}, limits, svg)
+    print(f"   temperature chart: {svg}")
+    return path, bundle
+
+
+def _run(system: System, out: Path, speed: float) -> int:
+    t_start = time.monotonic()
+    print(f"ColdTrace demo: a pallet's day through the whole system. Output in {out}\n")
+    print("1. broker: Mosquitto with the project's configuration, an account and ACL per device")
+    system.start_broker(world_mod.DEVICE_IDS)
+    print(f"   listening on 127.0.0.1:{system.port} ({system.broker_dir}/mosquitto.conf)")
+    print("2. $ coldtrace gateway init   (log key, ledger key, registry key, gateway.toml)")
+    system.init_gateway()
+    system.start_gateway()
+    print(f"   $ coldtrace gateway run   (pid {system.gateway.pid if system.gateway else '?'}, "
+          f"log {system.gw_dir}/gateway.log)")
+    print("3. devices: the ESP32 firmware under CPython; keys made by its ct_provision")
+    world = world_mod.World(out / "devices", "127.0.0.1", system.port, system.passwords, speed)
+    system.world = world
+    for e in world.entries:
+        print(f"     {e['device']:<15} {e['role']:<7} {e.get('place', '')}")
+    print(f"   $ coldtrace gateway registry import {world.provisioned}")
+    if cli.main(["gateway", "registry", "import", "-c", str(system.config),
+                 str(world.provisioned)]) != 0:
+        raise DemoError("registry import failed")
+    system.start_monitor()
+    print(f"   alert monitor ({OPS_USER}, read-only account) subscribed to {ALERTS}")
+    wait_for(lambda: system.figures().get("connected") is True, 20, "the gateway to connect")
+    system.note_workers()
+
+    print(f"4. the day, replayed at {speed:g}x: every device measures, signs and keeps its "
+          "records on flash;\n   radios stay off until the replay reaches the present")
+    _replay(system, world)
+    wait_for(lambda: system.figures().get("pending") == 0, 10, "the registrations to be logged")
+
+    print("5. the present: radios in range; each device uploads, the gateway verifies, stores, "
+          "logs and acks")
+    world.go_live()
+    sent = _upload(system, world)
+    f = system.figures()
+    print(f"   every device's records are acked ({sent} sent); checkpoint {f['checkpoint']} "
+          f"signed and anchored on the local ledger (entry {f['anchor_index']})")
+    print(f"   $ coldtrace gateway status -c {system.config}")
+    cli.main(["gateway", "status", "-c", str(system.config)])
+    if f["rejects"]:
+        raise DemoError(f"the gateway refused {f['rejects']} message(s)")
+
+    print(f"6. alerts the gateway raised (profile chilled, {CHILLED.low}–{CHILLED.high} "
+          "centi-°C, alarm after 30 min)")
+    wait_for(lambda: any(a.get("phase") == "end" for a in system.alerts), 10, "the alerts")
+    alarms = show.show_alerts(system.alerts)
+    excursion = [a for a in alarms if a.get("kind") == "excursion" and a.get("side") == "high"
+                 and a.get("device") == "tl-truck-07"]
+
+    print("7. the pallet's trace, from the gateway's store")
+    bundle_path, _ = _trace(system, out)
+
+    print("8. stopping the devices, the gateway (SIGTERM) and Mosquitto")
+    world.close()
+    system.stop()
+    left = system.leftovers()
+    print("   no processes left" if not left else f"   STILL RUNNING: {', '.join(left)}")
+
+    print(f"9. the bundle, verified with nothing else running:\n"
+          f"$ coldtrace verify {bundle_path} --trust {system.trust}")
+    good = cli.main(["verify", str(bundle_path), "--trust", str(system.trust)])
+    print("10. one reading edited (signature kept), verified again")
+    bad_path = show.tamper(bundle_path, out)
+    print(f"$ coldtrace verify {bad_path} --trust {system.trust}")
+    bad = cli.main(["verify", str(bad_path), "--trust", str(system.trust)])
+
+    problems = []
+    if good != 0:
+        problems.append(f"the genuine bundle did not verify (exit {good})")
+    if bad != 1:
+        problems.append(f"the edited bundle was not refused (exit {bad})")
+    if not excursion:
+        problems.append("no alert for the truck's excursion")
+    if left:
+        problems.append("processes left running")
+    took = time.monotonic() - t_start
+    if problems:
+        print(f"\ndemo: FAILED after {took:.0f} s: " + "; ".join(problems))
+        return 1
+    print(f"\ndemo: done in {took:.0f} s. The genuine bundle verified; the edited reading was "
+          f"refused.\n  bundle  {bundle_path}\n  trust   {system.trust}\n"
+          f"  chart   {out / 'temperature.svg'}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    out: Path = args.out
-    bundle_path, trust_path, _ = build(out)
-    print(f"\nbundle written to {bundle_path.resolve()}")
-    print(f"trust file (pinned keys) {trust_path.resolve()}")
-    print(f"temperature chart {(out / 'temperature.svg').resolve()}\n")
-    print(f"6. $ coldtrace verify {bundle_path} --trust {trust_path}")
-    status = cli.main(["verify", str(bundle_path), "--trust", str(trust_path)])
-    if status != 0:
-        print("demo: the genuine bundle did not verify — this is a bug")
+    restore = sigterm_as_interrupt()
+    system: System | None = None
+    try:
+        out = _prepare(args.out)
+        system = System(out)
+        return _run(system, out, args.speed)
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; stopping everything")
+        return 130
+    except (DemoError, BrokerError) as exc:
+        print(f"\ndemo: {exc}")
+        if isinstance(exc, BrokerError) and "not found" in str(exc):
+            print("demo: it needs Mosquitto: `make demo` installs it (scripts/ensure-system.sh)")
         return 1
-    print("7. tamper with the bundle and verify again")
-    bad = tamper(bundle_path, out)
-    print(f"$ coldtrace verify {bad} --trust {trust_path}")
-    status = cli.main(["verify", str(bad), "--trust", str(trust_path)])
-    if status == 0:
-        print("demo: the tampered bundle verified — this is a bug")
-        return 1
-    print("\ndemo: done. The genuine bundle verified; the one-bit change was refused.")
-    return 0
+    finally:
+        if system is not None:
+            if system.world is not None:
+                system.world.close()
+            system.stop()
+            left = system.leftovers()
+            if left:
+                print(f"demo: could not stop {', '.join(left)}")
+        restore()

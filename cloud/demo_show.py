@@ -145,7 +145,8 @@ def show_alerts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             print(f"   ALERT {ev.get('kind')} {ev.get('device')} {ch} {ev.get('phase')}")
             continue
         end = ev.get("end")
-        window = f"{clock(ev['start'])} – {clock(end)[-5:]}" if end else f"since {clock(ev['start'])}"
+        start = clock(ev["start"])
+        window = f"{start} – {clock(end)[-5:]}" if end else f"since {start}"
         extra = f", MKT {ev['mkt_centi'] / 100:.2f} °C" if ev.get("mkt_centi") is not None else ""
         print(
             f"   ALERT {ev['side']} excursion  {ev['device']} {ch} at {ev['place']} "

@@ -13,13 +13,15 @@ readers with a PN532 and the pallet's NTAG 424 DNA tag. The day:
 
 Time. The devices' clocks follow a :class:`ReplayClock`: it starts ``DAY``
 seconds in the past and jumps from one device wake to the next, paced at
-``speed`` times the wall clock, so the replayed day ends about when the
-replay does. While it runs in the past the devices' radios are out of
-range: a gateway's ack would set their clocks to the present (ct_clock
-steps any difference above 2 s), so the records stay on their flash, as on
-a truck without coverage. At the end the clock becomes the wall clock, the
-radios come in range, and every device wakes and uploads what it recorded;
-the gateway's acks then agree with the devices' clocks.
+``speed`` times the wall clock, so the replayed day ends about ``LEAD``
+seconds before the replay does. While it runs in the past the devices'
+radios are out of range: a gateway's ack would set their clocks to the
+present (ct_clock steps any difference above 2 s), so the records stay on
+their flash, as on a truck without coverage. At the end the clock becomes
+the wall clock (the devices slept through the last ``LEAD`` seconds, longer
+than a logger's 60 s retry wait after a failed upload), the radios come in
+range, and every device wakes and uploads what it recorded; the gateway's
+acks then agree with the devices' clocks.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from gateway import sim
 
 DAY = 22 * 3600  # the replayed day, s
 INTERVAL = 300  # a reading every 5 minutes
+LEAD = 120  # s between the replayed day's end and the present
 ORG = "Acme Cold Logistics"
 TRUCK = "truck:NL-47-BXT"
 COLD_ROOM = "dc-rotterdam:cold-room-2"
@@ -100,7 +103,7 @@ class World:
                  speed: float) -> None:
         self.root = root
         self.speed = speed
-        self.start = int(time.time() + DAY / speed) - DAY
+        self.start = int(time.time() + DAY / speed) - DAY - LEAD
         self.end = self.start + DAY
         self.clock = ReplayClock(self.start)
         self.wifi = sim.SimWifi(in_range=False)
@@ -211,5 +214,7 @@ class World:
         return Upload(dev, sent, acked, left, time.monotonic() - t0)
 
     def close(self) -> None:
-        for rd in self.readers.values():
+        """Close the readers' cores (a logger's core lives one wake); idempotent."""
+        readers, self.readers = self.readers, {}
+        for rd in readers.values():
             rd.core.close()

@@ -34,9 +34,9 @@ from typing import Any, Protocol
 
 from gateway.store import CheckpointRow, Store, StoredRecord
 from protocol.bundle import AnchorRef, Bundle, BundleRecord, ConsistencyProof, InclusionProof
-from protocol.record import KIND_SCAN, Scan, open_record
 from protocol.merkle import hash_leaf, proof, verify_consistency, verify_inclusion
 from protocol.merkle.hasher import EMPTY_ROOT, HASH_SIZE
+from protocol.record import KIND_SCAN, Scan, open_record
 
 __all__ = [
     "ProofUnavailable",

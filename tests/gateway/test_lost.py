@@ -7,15 +7,19 @@ settled: the ack moves past them, the loss is listed (chain event and the
 store's declared-lost table, both naming the status record), a record that
 turns up later under a declared seq is stored anyway, a declaration of seqs
 the device has not numbered yet is quarantined, and the declared state
-survives a restart and a kill -9.
+survives a restart and a kill -9. The last tests drive the ingest core
+without MQTT (tests/gateway/core.py) through edge cases and random arrival
+orders against a model of the settled point.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,6 +27,7 @@ from gateway.service import Gateway
 from gateway.store import open_store
 from protocol.cli import main as coldtrace
 from protocol.record import chain_hash
+from tests.gateway.core import Core, rec
 from tests.gateway.devices import SimDevice, make_status, open_ack, wait_for
 from tests.gateway.env import GatewayDir
 
@@ -286,15 +291,13 @@ def test_declaration_of_seqs_not_yet_numbered_is_quarantined(
 
 
 @pytest.fixture
-def core(tmp_path):
-    from tests.gateway.core import Core
-
+def core(tmp_path) -> Iterator[Core]:
     c = Core(tmp_path)
     yield c
     c.close()
 
 
-def _core_ack(core, dev: SimDevice) -> tuple[int, bytes] | None:
+def _core_ack(core: Core, dev: SimDevice) -> tuple[int, bytes] | None:
     msg = core.ingestor.ack_for(dev.id, int(time.time()))
     if msg is None:
         return None
@@ -302,9 +305,7 @@ def _core_ack(core, dev: SimDevice) -> tuple[int, bytes] | None:
     return seq, head
 
 
-def test_no_ack_while_nothing_at_or_below_the_settled_point_is_stored(core) -> None:
-    from tests.gateway.core import rec
-
+def test_no_ack_while_nothing_at_or_below_the_settled_point_is_stored(core: Core) -> None:
     dev = SimDevice("tl-lost-0")
     core.register(dev)
     raws = [dev.reading() for _ in range(3)]
@@ -319,9 +320,7 @@ def test_no_ack_while_nothing_at_or_below_the_settled_point_is_stored(core) -> N
     assert _core_ack(core, dev) == (3, chain_hash(decl))
 
 
-def test_declared_range_over_stored_records_and_a_second_declaration(core) -> None:
-    from tests.gateway.core import rec
-
+def test_declared_range_over_stored_records_and_a_second_declaration(core: Core) -> None:
     dev = SimDevice("tl-lost-over")
     core.register(dev)
     raws = [dev.reading() for _ in range(7)]  # 0 ... 6
@@ -346,14 +345,10 @@ def test_declared_range_over_stored_records_and_a_second_declaration(core) -> No
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_settled_point_matches_a_model_in_any_arrival_order(core, seed: int) -> None:
+def test_settled_point_matches_a_model_in_any_arrival_order(core: Core, seed: int) -> None:
     """Random losses, declarations, late arrivals, batches and restarts: the ack
     always names the highest stored seq at or below the highest seq up to which
     every seq is stored or declared lost by a stored declaration."""
-    import random
-
-    from tests.gateway.core import rec
-
     rng = random.Random(seed)
     dev = SimDevice(f"tl-lost-m{seed}")
     core.register(dev)
