@@ -58,6 +58,7 @@ from protocol.record import (
     Reading,
     Record,
     Registration,
+    Status,
     chain_hash,
     open_record,
     verify_record,
@@ -440,7 +441,8 @@ class _Verifier:
                 if pb.seq != pa.seq + 1:
                     ok = False
                     gap = SequenceGapError(
-                        f"records {pa.seq + 1}..{pb.seq - 1} missing",
+                        f"records {pa.seq + 1}..{pb.seq - 1} missing"
+                        + _declared(items, pa.seq + 1, pb.seq - 1),
                         expected=pa.seq + 1,
                         found=pb.seq,
                     )
@@ -518,6 +520,19 @@ class _Verifier:
         }
         self.summarise(entries, good)
         return self.report
+
+
+def _declared(items: Sequence[_Entry], first: int, last: int) -> str:
+    """Say which of the signer's status records declared seqs first..last lost
+    (protocol.md §5.2). A declaration explains a gap; it does not fill it."""
+    notes = []
+    for e in items:
+        p = e.record.payload
+        if isinstance(p, Status) and p.event == 11 and p.lost is not None and p.detail:
+            lo, hi = p.lost, p.lost + p.detail - 1
+            if lo <= last and hi >= first and hi < p.seq:
+                notes.append(f"{lo}..{hi} declared lost by status record #{p.seq}")
+    return f" ({'; '.join(notes)})" if notes else " (no declaration of loss)"
 
 
 def verify_bundle(bundle: Bundle, trust: Trust, *, rpc: RpcCall | None = None) -> Report:

@@ -235,3 +235,17 @@ def test_inclusion_proof_against_unknown_checkpoint_is_missing_proof():
     p = b.inclusion[-1]
     b.inclusion[-1] = InclusionProof(p.log, p.index, p.tree_size + 100, p.path)
     assert codes(verify_bundle(b, w.trust())) == {"missing_proof"}
+
+
+def test_verify_names_the_declaration_that_explains_a_gap():
+    from protocol.record import Status
+
+    w = world(n_devices=1, readings=2)
+    dev = w.devices["dev-0"]
+    dev.seq += 1  # seq 2 never made it off the device
+    raw = dev.sign(Status, 1_790_001_000, event=11, detail=1, lost=2)
+    w.leaves.append(raw)
+    report = verify_bundle(w.bundle(), w.trust())
+    (gap,) = report.failures
+    assert gap.code == "sequence_gap"
+    assert "2..2 declared lost by status record #3" in gap.message
