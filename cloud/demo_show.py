@@ -11,14 +11,18 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cloud.trace import Stay
+from cloud.trace import ACTIONS, Stay
 from protocol.bundle import Bundle
 from protocol.record import Reading, encode_payload, open_record
 
-ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell"}
+
+def channel(ch: int | None) -> str:
+    """The simulated loggers' channels: 0 the DS18B20 probe, 1 the SHT4x (box air)."""
+    return {0: "probe", 1: "air"}.get(ch or 0, f"ch{ch}")
 
 
 def clock(t: int) -> str:
@@ -53,12 +57,17 @@ def marks(values: list[int], limits: tuple[int, int], width: int = 60) -> str:
 
 
 def svg_chart(
-    series: dict[str, list[tuple[int, int]]], limits: tuple[int, int], path: Path
+    series: dict[str, list[tuple[int, int]]],
+    limits: tuple[int, int],
+    path: Path,
+    events: Sequence[tuple[int, str]] = (),
 ) -> None:
-    """Draw temperature curves with the profile band and excursions marked."""
-    w, h, pad = 900, 320, 50
+    """Draw temperature curves with the profile band and excursions marked;
+    ``events`` (time, label) are drawn as dashed vertical lines (handovers)."""
+    w, h, pad = 900, 340, 50
     pts = [p for s in series.values() for p in s]
-    t0, t1 = min(t for t, _ in pts), max(t for t, _ in pts)
+    t0 = min([t for t, _ in pts] + [t for t, _ in events])
+    t1 = max([t for t, _ in pts] + [t for t, _ in events])
     v0 = min(min(v for _, v in pts), limits[0]) - 100
     v1 = max(max(v for _, v in pts), limits[1]) + 100
 
@@ -88,6 +97,16 @@ def svg_chart(
     for t in range(t0 - t0 % 3600 + 3600, t1, 3 * 3600):  # a time label every 3 h (UTC)
         label = time.strftime("%H:%M", time.gmtime(t))
         out.append(f'<text x="{x(t) - 15:.1f}" y="{h - pad + 18}">{label}</text>')
+    for i, (t, label) in enumerate(events):
+        out.append(
+            f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{pad}" y2="{h - pad}" '
+            'stroke="#888" stroke-dasharray="4 3"/>'
+        )
+        right = x(t) > w - pad - 80  # near the right edge: the label goes left of the line
+        out.append(
+            f'<text x="{x(t) + (-3 if right else 3):.1f}" y="{pad + 12 + 14 * (i % 2)}" '
+            f'fill="#555" text-anchor="{"end" if right else "start"}">{label}</text>'
+        )
     for i, (name, s) in enumerate(series.items()):
         d = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s)
         out.append(
@@ -96,9 +115,7 @@ def svg_chart(
         for t, v in s:
             if not limits[0] <= v <= limits[1]:
                 out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="#d62728"/>')
-        out.append(
-            f'<text x="{w - pad - 160}" y="{40 + 16 * i}" fill="{colors[i % 3]}">{name}</text>'
-        )
+        out.append(f'<text x="{pad + 280 * i}" y="40" fill="{colors[i % 3]}">— {name}</text>')
     out.append("</svg>")
     path.write_text("\n".join(out) + "\n")
 
@@ -140,7 +157,7 @@ def show_alerts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not alarms:
         print("   no alerts were raised")
     for ev in alarms:
-        ch = "probe" if not ev.get("channel") else f"ch{ev['channel']}"
+        ch = channel(ev.get("channel"))
         if ev.get("kind") != "excursion":
             print(f"   ALERT {ev.get('kind')} {ev.get('device')} {ch} {ev.get('phase')}")
             continue
@@ -164,7 +181,11 @@ def tamper(bundle_path: Path, out: Path) -> Path:
     for item in doc["records"]:
         rec = open_record(base64.b64decode(item["record"]))
         p = rec.payload
-        if isinstance(p, Reading) and p.temp is not None and (peak is None or p.temp > peak.temp):
+        if (
+            isinstance(p, Reading)
+            and p.temp is not None
+            and (peak is None or p.temp > (peak.temp or 0))
+        ):
             peak_item, peak, signer = item, p, rec.signer
     assert peak_item is not None and peak is not None and peak.temp is not None
     raw = base64.b64decode(peak_item["record"])
@@ -173,7 +194,8 @@ def tamper(bundle_path: Path, out: Path) -> Path:
     edited = raw.replace(old, new, 1)
     peak_item["record"] = base64.b64encode(edited).decode()
     print(
-        f"   edited {signer} seq {peak.seq} (log leaf {peak_item['index']}) from "
+        f"   edited {signer} seq {peak.seq} ({channel(peak.ch)}, log leaf {peak_item['index']}) "
+        "from "
         f"{peak.temp / 100:.2f} °C to 3.90 °C, signature kept "
         f"({sum(a != b for a, b in zip(raw, edited, strict=True))} byte(s) changed)"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,9 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.broker import BrokerProcess, BrokerUser, free_port, read_credentials
-from gateway.broker import start_broker as _start_broker
-from gateway.broker import write_config as _write_config
+from gateway.broker import (
+    BrokerProcess,
+    BrokerUser,
+    free_port,
+    read_credentials,
+    start_broker,
+    write_config,
+)
 from protocol import cli
 
 GATEWAY_ID = "dc-rotterdam"
@@ -120,9 +126,9 @@ class System:
         self.port = free_port()
         users = [BrokerUser(GW_USER, "gateway"), BrokerUser(OPS_USER, "monitor")]
         users += [BrokerUser(dev, "device") for dev in devices]
-        conf = _write_config(self.broker_dir, port=self.port, users=users, gateway_id=GATEWAY_ID)
+        conf = write_config(self.broker_dir, port=self.port, users=users, gateway_id=GATEWAY_ID)
         self.passwords = read_credentials(self.broker_dir)
-        self.broker = _start_broker(conf)
+        self.broker = start_broker(conf)
         if self.broker.pid is not None:
             self.started[self.broker.pid] = "mosquitto"
 
@@ -131,22 +137,42 @@ class System:
         pw = self.gw_dir / "mqtt.pw"
         pw.write_text(self.passwords[GW_USER] + "\n")
         pw.chmod(0o600)
-        status = cli.main(["gateway", "init", "--dir", str(self.gw_dir), "--id", GATEWAY_ID,
-                           "--origin", ORIGIN, "--registry-id", REGISTRY,
-                           "--mqtt-port", str(self.port), "--mqtt-username", GW_USER,
-                           "--mqtt-password-file", "mqtt.pw"])
+        status = cli.main(
+            [
+                "gateway",
+                "init",
+                "--dir",
+                str(self.gw_dir),
+                "--id",
+                GATEWAY_ID,
+                "--origin",
+                ORIGIN,
+                "--registry-id",
+                REGISTRY,
+                "--mqtt-port",
+                str(self.port),
+                "--mqtt-username",
+                GW_USER,
+                "--mqtt-password-file",
+                "mqtt.pw",
+            ]
+        )
         if status != 0:
             raise DemoError("coldtrace gateway init failed")
         with self.config.open("a", encoding="utf-8") as f:
             f.write(ALERT_CONFIG)
 
-    def start_gateway(self) -> None:
+    def start_gateway(self) -> int:
         with open(self.gw_dir / "gateway.log", "ab") as log:
             self.gateway = subprocess.Popen(
                 [sys.executable, "-m", "protocol.cli", "gateway", "run", "-c", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.started[self.gateway.pid] = "coldtrace gateway run"
+        return self.gateway.pid
 
     def check_gateway(self) -> None:
         if self.gateway is not None and self.gateway.poll() is not None:
@@ -162,8 +188,9 @@ class System:
     def start_monitor(self) -> None:
         import paho.mqtt.client as mqtt
 
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=OPS_USER,
-                        protocol=mqtt.MQTTv311)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=OPS_USER, protocol=mqtt.MQTTv311
+        )
         c.username_pw_set(OPS_USER, self.passwords[OPS_USER])
         c.on_connect = lambda cl, u, flags, rc, props: cl.subscribe(ALERTS, 1)
         c.on_subscribe = lambda cl, u, mid, rcs, props: self._subscribed.set()
@@ -181,7 +208,10 @@ class System:
 
         if not self.db.exists():
             return {}
-        store = open_store(self.db, readonly=True)
+        try:
+            store = open_store(self.db, readonly=True)
+        except sqlite3.Error:  # still being created
+            return {}
         try:
             live = json.loads(store.get_meta("status") or "{}")
             cp, anchor = store.latest_checkpoint(), store.latest_anchor()
@@ -228,6 +258,46 @@ class System:
             time.sleep(0.1)
 
 
+class Progress:
+    """Prints the gateway's figures every ``every`` seconds while they change."""
+
+    def __init__(self, system: System, every: float = 2.0) -> None:
+        self.system = system
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-progress", daemon=True)
+        self.last: tuple[Any, ...] = ()
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                f = self.system.figures()
+            except Exception:  # the store is busy: next time
+                continue
+            now = (f.get("records"), f.get("acks"), f.get("checkpoint"), f.get("anchor"))
+            if f and now != self.last:
+                self.last = now
+                cp = "none" if f["checkpoint"] is None else f"{f['checkpoint']} leaves"
+                anchored = (
+                    f", anchored (ledger entry {f['anchor_index']})"
+                    if f["anchor"] is not None and f["anchor"] == f["checkpoint"]
+                    else ""
+                )
+                print(
+                    f"     gateway: {f['records']} records logged, {f['acks']} acks sent, "
+                    f"checkpoint {cp}{anchored}",
+                    flush=True,
+                )
+
+
 def sigterm_as_interrupt() -> Callable[[], None]:
     """Turn SIGTERM/SIGHUP into KeyboardInterrupt (the demo's cleanup runs);
     returns a function restoring the previous handlers."""
@@ -240,5 +310,9 @@ def sigterm_as_interrupt() -> Callable[[], None]:
         raise KeyboardInterrupt
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    return lambda: [signal.signal(s, h) for s, h in old.items()] and None
 
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    return restore

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cloud.trace import ACTIONS
 from gateway import sim
 
 DAY = 22 * 3600  # the replayed day, s
@@ -44,13 +45,22 @@ TRUCK = "truck:NL-47-BXT"
 COLD_ROOM = "dc-rotterdam:cold-room-2"
 
 COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP = 1, 2, 3, 4, 5
-ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell"}
+ALARM_EVENTS = {7: "alarm start", 8: "alarm end"}  # ct_app's status events (§2.4)
 
 # id, place, seed, the sim_world.ColdRoom curve it measures (0.01 °C, s)
 LOGGERS: list[tuple[str, str, int, dict[str, int]]] = [
-    ("tl-truck-07", TRUCK, 7,
-     {"setpoint": 250, "door_every": 10**9,
-      "exc_start": 4 * 3600 + 1500, "exc_len": 3000, "exc_peak": 900}),
+    (
+        "tl-truck-07",
+        TRUCK,
+        7,
+        {
+            "setpoint": 250,
+            "door_every": 10**9,
+            "exc_start": 4 * 3600 + 1500,
+            "exc_len": 3000,
+            "exc_peak": 900,
+        },
+    ),
     ("tl-coldroom-2", COLD_ROOM, 2, {"setpoint": 160, "exc_start": 10**9}),
 ]
 READERS: list[tuple[str, str]] = [
@@ -99,8 +109,9 @@ class World:
     """The devices of the scenario, provisioned under ``root``; they talk to
     the broker at ``host:port`` with ``passwords`` (device id -> password)."""
 
-    def __init__(self, root: Path, host: str, port: int, passwords: dict[str, str],
-                 speed: float) -> None:
+    def __init__(
+        self, root: Path, host: str, port: int, passwords: dict[str, str], speed: float
+    ) -> None:
         self.root = root
         self.speed = speed
         self.start = int(time.time() + DAY / speed) - DAY - LEAD
@@ -114,37 +125,65 @@ class World:
         root.mkdir(parents=True, exist_ok=True)
         for dev, place, seed, curve in LOGGERS:
             cfg = sim.logger_config(
-                dev, ORG, host, port, INTERVAL, 0, root / dev, place=place,
-                heartbeat=6 * 3600, upload_ms=20000,
-                alarm={"high": 400, "low": 0, "delay": 1800, "cum": 0, "ignore": 0,
-                       "channel": 0})
+                dev,
+                ORG,
+                host,
+                port,
+                INTERVAL,
+                0,
+                root / dev,
+                place=place,
+                heartbeat=6 * 3600,
+                upload_ms=20000,
+                alarm={"high": 400, "low": 0, "delay": 1800, "cum": 0, "ignore": 0, "channel": 0},
+            )
             self.entries.append(sim.provision_sim_device(root / dev, cfg))
-            lg = sim.SimLogger(cfg, root / dev, sim.client_factory(dev, host, port, passwords[dev]),
-                               seed=seed, scale=1, world=curve, clock=self.clock, wifi=self.wifi)
+            lg = sim.SimLogger(
+                cfg,
+                root / dev,
+                sim.client_factory(dev, host, port, passwords[dev]),
+                seed=seed,
+                scale=1,
+                world=curve,
+                clock=self.clock,
+                wifi=self.wifi,
+            )
             lg.set_clock(self.start)
             self.loggers[dev] = lg
         for dev, place in READERS:
             cfg = sim.reader_config(dev, ORG, host, port, root / dev, place)
             cfg["upload_ms"] = 20000
             self.entries.append(sim.provision_sim_device(root / dev, cfg))
-            rd = sim.SimReader(cfg, root / dev, sim.client_factory(dev, host, port, passwords[dev]),
-                               [self.tag], clock=self.clock, wifi=self.wifi)
+            rd = sim.SimReader(
+                cfg,
+                root / dev,
+                sim.client_factory(dev, host, port, passwords[dev]),
+                [self.tag],
+                clock=self.clock,
+                wifi=self.wifi,
+            )
             rd.set_clock(self.start)
             self.readers[dev] = rd
         self.provisioned = root / "provisioned.json"
         self.provisioned.write_text(json.dumps({"devices": self.entries}, indent=1) + "\n")
         self.provisioned.chmod(0o600)
-        (root / "tags.json").write_text(json.dumps({"tags": [{
-            "uid": TAG_UID.hex(), "k_sdm_meta_read": self.tag.k_meta.hex(),
-            "k_sdm_file_read": self.tag.k_file.hex(), "url": TAG_URL,
-            "item": TAG_URL[TAG_URL.index("/01/"):]}]}, indent=1) + "\n")
+        tag = {
+            "uid": TAG_UID.hex(),
+            "k_sdm_meta_read": self.tag.k_meta.hex(),  # for a cloud's SUN check
+            "k_sdm_file_read": self.tag.k_file.hex(),
+            "url": TAG_URL,
+            "item": TAG_URL[TAG_URL.index("/01/") :],
+        }
+        (root / "tags.json").write_text(json.dumps({"tags": [tag]}, indent=1) + "\n")
         (root / "tags.json").chmod(0o600)
         self.scans: list[tuple[int, str, int]] = []
 
-    def replay(self, report: Callable[[int], None], every: int = 2 * 3600,
-               stop: Callable[[], bool] = lambda: False) -> None:
+    def replay(
+        self, report: Callable[[int], None], note: Callable[[int, str], None], every: int = 2 * 3600
+    ) -> None:
         """Run the day: logger wakes and reader taps in time order, paced at
-        ``speed``; ``report(t)`` every ``every`` simulated seconds."""
+        ``speed``; ``report(t)`` every ``every`` simulated seconds, ``note(t,
+        text)`` for each scan and each alarm a logger raises on the device."""
         events: list[tuple[int, int, str, Any]] = []
         for k, dev in enumerate(self.loggers):
             events.append((self.start + 11 * k, k, "wake", dev))
@@ -153,7 +192,7 @@ class World:
         heapq.heapify(events)
         wall0 = time.time()
         next_report = self.start + every
-        while events and not stop():
+        while events:
             t, order, kind, what = heapq.heappop(events)
             if t >= self.end:
                 break
@@ -165,13 +204,24 @@ class World:
                 next_report += every
             self.clock.t = t
             if kind == "wake":
-                dt = self.loggers[what].wake()
+                lg = self.loggers[what]
+                seen = len(lg.events)
+                dt = lg.wake()
                 heapq.heappush(events, (t + max(1, round(dt)), order, kind, what))
+                for ev, detail in lg.events[seen:]:
+                    if ev in ALARM_EVENTS and detail is not None:
+                        note(
+                            t,
+                            f"{what}: {ALARM_EVENTS[ev]} on the device (status event {ev}, "
+                            f"peak {detail / 100:.2f} °C); its upload attempt: no network",
+                        )
             else:
                 dev, action, ref = what
                 rd = self.readers[dev]
                 if rd.tap(0, action, ref) is not None:
                     self.scans.append((t, dev, action))
+                    where = f"onto {ref}" if action == LOAD else f"at {rd.cfg['place']}"
+                    note(t, f"{dev}: {ACTIONS[action]} scan of the pallet's tag {where}")
                 rd.upload()  # out of range: the scan waits on the reader's flash
         report(self.end)
 
@@ -186,32 +236,28 @@ class World:
         self.clock.go_live()
         self.wifi.in_range = True
 
+    def _counts(self, dev: str) -> tuple[int, int]:
+        """(records sent, records acked) by ``dev`` so far."""
+        lg = self.loggers.get(dev)
+        if lg is not None:
+            return lg.sent, lg.acked
+        up = self.readers[dev].core.uplink
+        return (0, 0) if up is None else (up.sent, up.acked)
+
     def upload(self, dev: str, tries: int = 3) -> Upload:
         """Wake ``dev`` (a logger makes a reading, then uploads; a reader
-        uploads) until its flash holds nothing unacknowledged."""
+        uploads) until its flash holds nothing unacknowledged, or ``tries`` times."""
         t0 = time.monotonic()
-        lg, rd = self.loggers.get(dev), self.readers.get(dev)
-        sent0 = acked0 = 0
-        if rd is not None and rd.core.uplink is not None:
-            sent0, acked0 = rd.core.uplink.sent, rd.core.uplink.acked
-        elif lg is not None:
-            sent0, acked0 = lg.sent, lg.acked
+        sent0, acked0 = self._counts(dev)
         for _ in range(tries):
-            if lg is not None:
-                lg.wake()
-                left = lg.queued
+            if dev in self.loggers:
+                self.loggers[dev].wake()
             else:
-                assert rd is not None
-                rd.upload()
-                left = rd.queued
-            if left == 0:
+                self.readers[dev].upload()
+            if self.queued()[dev] == 0:
                 break
-        if lg is not None:
-            sent, acked = lg.sent - sent0, lg.acked - acked0
-        else:
-            assert rd is not None and rd.core.uplink is not None
-            sent, acked = rd.core.uplink.sent - sent0, rd.core.uplink.acked - acked0
-        return Upload(dev, sent, acked, left, time.monotonic() - t0)
+        sent, acked = self._counts(dev)
+        return Upload(dev, sent - sent0, acked - acked0, self.queued()[dev], time.monotonic() - t0)
 
     def close(self) -> None:
         """Close the readers' cores (a logger's core lives one wake); idempotent."""

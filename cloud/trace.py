@@ -23,6 +23,7 @@ from protocol.bundle import Bundle
 from protocol.record import Scan
 
 LOAD = 2
+ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell"}
 
 
 @dataclass

@@ -87,7 +87,7 @@ from gateway.store import (
     WriteBatch,
 )
 from protocol import cbor
-from protocol.cose import mac0, parse_sign1, verify_sign1
+from protocol.cose import Sign1, mac0, parse_sign1, verify_sign1
 from protocol.errors import (
     AlgorithmError,
     CBORError,
@@ -103,6 +103,7 @@ __all__ = [
     "Accepted",
     "IngestSettings",
     "Ingestor",
+    "Pending",
     "Pipeline",
     "Presence",
     "Refused",
@@ -110,6 +111,7 @@ __all__ = [
     "check_chunk",
     "check_message",
     "make_ack",
+    "precheck",
 ]
 
 log = logging.getLogger("coldtrace.gateway.ingest")
@@ -189,13 +191,56 @@ def _topic_device(topic: str) -> str | None:
 def check_message(msg: Inbound, registry: Registry, now: int, settings: IngestSettings) -> Result:
     """Run every stateless check on one message (see the module docstring)."""
     try:
-        return _check(msg, registry, now, settings)
+        r = precheck(msg, registry, now, settings)
+        if type(r) is not Pending:
+            return r  # type: ignore[return-value]
+        try:
+            verify_sign1(r.sign1, r.key)
+        except SignatureError as exc:
+            return r.refused(str(exc))
+        return r.after
     except Exception as exc:
         log.exception("unexpected failure checking a message on %s", msg.topic)
         return Refused(msg, "internal_error", f"{type(exc).__name__}: {exc}")
 
 
-def _check(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Result:
+@dataclass(slots=True)
+class Pending:
+    """A message that passed every stateless check but the signature.
+
+    ``after`` is its result once the signature verifies (the checks that
+    follow the signature, ``bad_time`` and ``bad_declaration``, have run
+    already; their verdict only stands if the signature does).
+    """
+
+    sign1: Sign1
+    key: Any  # the signer's P-256 public key
+    after: Result
+
+    def refused(self, detail: str) -> Refused:
+        """The result when the signature does not verify (``detail``: the SignatureError)."""
+        a = self.after
+        seq = a.payload.seq if type(a) is Accepted else a.seq  # type: ignore[union-attr]
+        return Refused(a.msg, "bad_signature", detail, self.sign1.kid, seq)
+
+
+def precheck(
+    msg: Inbound, registry: Registry, now: int, settings: IngestSettings
+) -> Result | Pending:
+    """Every stateless check but the signature's: a final Result, or a :class:`Pending`.
+
+    Never raises (anything unexpected is ``internal_error``). The verifiers
+    run this where the registry lives and send only the signature checks to
+    their workers.
+    """
+    try:
+        return _precheck(msg, registry, now, settings)
+    except Exception as exc:
+        log.exception("unexpected failure checking a message on %s", msg.topic)
+        return Refused(msg, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _precheck(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Result | Pending:
     data = msg.payload
     if msg.topic.endswith("/state"):
         parts = parse_topic(msg.topic)
@@ -214,12 +259,8 @@ def _check(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Res
     except VerificationError as exc:
         return Refused(msg, "bad_cose", str(exc))
     kid = s1.kid
-    if not msg.outbox_id:
-        topic = msg.topic
-        if not (topic.startswith("ct/v1/") and topic.endswith("/rec") and topic[6:-4] == kid):
-            return Refused(
-                msg, "wrong_topic", f"signed by {kid!r}, published on {msg.topic!r}", kid
-            )
+    if not msg.outbox_id and msg.topic != f"ct/v1/{kid}/rec":
+        return Refused(msg, "wrong_topic", f"signed by {kid!r}, published on {msg.topic!r}", kid)
     entry = registry.keys.get(kid)
     if entry is None:
         return Refused(msg, "unknown_device", f"{kid!r} is not registered", kid)
@@ -231,7 +272,7 @@ def _check(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Res
         return Refused(msg, "malformed_cbor", f"payload: {exc}", kid)
     except RecordError as exc:
         return Refused(msg, "bad_payload", str(exc), kid)
-    is_reg = isinstance(p, Registration)
+    is_reg = type(p) is Registration
     if is_reg != entry.is_registry:
         why = (
             "a registration must be signed by a registry key"
@@ -239,26 +280,26 @@ def _check(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> Res
             else "a registry key signs registrations only"
         )
         return Refused(msg, "bad_payload", why, kid, p.seq)
-    try:
-        verify_sign1(s1, entry.key)
-    except SignatureError as exc:
-        return Refused(msg, "bad_signature", str(exc), kid, p.seq)
+    # The signature comes next (see Pending): what follows is decided now and
+    # stands only if the signature verifies.
+    after: Result
     tq = p.tq
-    if tq:
+    if tq and (
+        p.time < s.min_time or p.time > now + (s.holdover_skew if tq == 1 else s.future_skew)
+    ):
         skew = s.holdover_skew if tq == 1 else s.future_skew
-        if p.time < s.min_time or p.time > now + skew:
-            return Refused(
-                msg,
-                "bad_time",
-                f"time {p.time} with tq {tq}: allowed {s.min_time}..{now + skew}",
-                kid,
-                p.seq,
-            )
-    if type(p) is Status and p.lost is not None:
-        why = declaration_error(p)
-        if why is not None:
-            return Refused(msg, "bad_declaration", why, kid, p.seq)
-    return Accepted(msg, kid, p, chain_hash(data))
+        after = Refused(
+            msg,
+            "bad_time",
+            f"time {p.time} with tq {tq}: allowed {s.min_time}..{now + skew}",
+            kid,
+            p.seq,
+        )
+    elif type(p) is Status and p.lost is not None and (why := declaration_error(p)) is not None:
+        after = Refused(msg, "bad_declaration", why, kid, p.seq)
+    else:
+        after = Accepted(msg, kid, p, chain_hash(s1.raw))
+    return Pending(s1, entry.key, after)
 
 
 def declaration_error(p: Status) -> str | None:
@@ -401,10 +442,11 @@ class Ingestor:
                 out.mids.setdefault(msg.gen, []).append(msg.mid)
             if msg.outbox_id:
                 batch.outbox_done.append(msg.outbox_id)
-            if isinstance(r, Refused):
-                refuse(r)
+            tr = type(r)
+            if tr is Refused:
+                refuse(r)  # type: ignore[arg-type]
                 continue
-            if isinstance(r, Presence):
+            if tr is Presence:
                 if r.device in registry.keys and r.state in ("online", "offline"):
                     batch.presence.append((r.device, r.state, now))
                     out.presence[r.device] = r.state
@@ -440,7 +482,8 @@ class Ingestor:
                     self._alarm(f"{reason}: {detail}")
                     out.ack_due.add(signer)
                     continue
-            if isinstance(p, Registration):
+            is_reg = type(p) is Registration
+            if is_reg:
                 try:
                     registry.check(p, signer)
                 except RegistryError as exc:
@@ -453,7 +496,9 @@ class Ingestor:
                         ChainEvent(signer, "break", 0, 0, now, "seq 0 with a non-zero prev")
                     )
             else:
-                want = self._stored_hash(signer, seq - 1, batch_hash)
+                want = batch_hash.get((signer, seq - 1)) or self._stored_hash(
+                    signer, seq - 1, batch_hash
+                )
                 if want is not None and want != p.prev:
                     batch.events.append(
                         ChainEvent(
@@ -519,7 +564,8 @@ class Ingestor:
                     st.contig_hash = r.chash
             elif seq == st.contig + 1:
                 st.contig, st.contig_hash, st.head_below = seq, r.chash, None
-                self._settle(st)
+                if st.above or st.lost:  # otherwise there is nothing to move over
+                    self._settle(st)
             else:
                 st.above.add(seq)
             st.count += 1
@@ -532,13 +578,13 @@ class Ingestor:
             batch.records.append(rec)
             raws.append(raw)
             out.accepted.append((rec, p))
-            if isinstance(p, Registration):
+            if is_reg:
                 row = registry.apply(p, signer, leaf, now)
                 batch.devices.append(row)
                 batch.placements.append((row.id, leaf, p.time, p.place, p.cal))
             else:
                 out.ack_due.add(signer)
-                lost = declared_range(p)
+                lost = declared_range(p) if type(p) is Status else None
                 if lost is not None:
                     self._declare(st, lost, seq, leaf, now, batch)
             leaf += 1

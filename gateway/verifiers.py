@@ -1,21 +1,26 @@
 """Where the stateless checks run: worker processes (default) or a thread pool.
 
-Both verifiers take a batch of messages, split it into one chunk per worker,
-run :func:`gateway.ingest.check_chunk` on each chunk and hand back, in order,
-one handle per chunk (``handle() -> list[Result]``); the pipeline keeps the
+Both verifiers take a batch of messages and run every stateless check but
+the signature's (:func:`gateway.ingest.precheck`: envelope, topic, registry,
+payload, time, declaration) on the calling thread, where the registry
+lives: each message is parsed and its payload decoded once, there. Only the
+signature checks of the messages that got that far go to the workers, split
+into one chunk per worker, and only the failures come back
+(:func:`verify_signatures`). ``submit`` hands back one handle
+(``handle() -> list[Result]``, in message order); the pipeline keeps the
 next batch verifying while it commits the previous one.
 
 - :class:`ProcessVerifier` (``verify_mode = "processes"``, the default): one
   worker process per core, each with its own job queue. On the 2-core test
-  machine the thread pool below loses about 40 us of CPU per record to GIL
-  hand-overs: pyca releases the GIL during the signature check, but every
-  record's own Python (envelope, payload), the ingest thread and the MQTT
-  thread all want it back. A process has its own GIL; the price is the trip
-  (the raw bytes out, small tuples back; measured ~3 us) and rebuilding the
-  payload object on arrival. Workers are started with ``spawn`` (the gateway
+  machine a thread pool loses CPU to GIL hand-overs around every signature
+  (the ingest thread and the MQTT thread want the GIL back); a process has
+  its own. The trip is small: per chunk one bytes object with the records,
+  one with three uint32 per record (signer, end, protected end) and the
+  signers' ids; back, the list of failed signatures (usually empty). No
+  payload object crosses. Workers are started with ``spawn`` (the gateway
   has threads: never fork it), follow the registry through
-  ``Registry.updates``, leave when the gateway dies (even by kill -9), and a
-  dead worker is an error, never a hang.
+  ``Registry.updates`` (keys loaded once), leave when the gateway dies (even
+  by kill -9), and a dead worker is an error, never a hang.
 - :class:`ThreadVerifier` (``verify_mode = "threads"``): a thread pool in the
   gateway process. Simpler, and enough for a small site.
 """
@@ -26,27 +31,30 @@ import contextlib
 import os
 import queue
 import time
+from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
-from types import MappingProxyType
 from typing import Any
 
-from gateway.ingest import (
-    Accepted,
-    Handle,
-    IngestSettings,
-    Presence,
-    Refused,
-    Result,
-    check_chunk,
-)
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.ingest import Handle, IngestSettings, Pending, Result, precheck
 from gateway.mqtt import Inbound
 from gateway.registry import KeyEntry, Registry
+from protocol.cose import Sign1, verify_sign1
+from protocol.errors import SignatureError
 from protocol.keys import p256_public_from_sec1
-from protocol.record import Reading, Registration, Scan, Status
+from protocol.rfc6979 import HALF_N, N
 
-__all__ = ["KeyTable", "ProcessVerifier", "ThreadVerifier", "make_verifier"]
+__all__ = [
+    "KeyTable",
+    "ProcessVerifier",
+    "ThreadVerifier",
+    "make_verifier",
+    "verify_signatures",
+]
 
 
 class KeyTable:
@@ -67,52 +75,116 @@ class KeyTable:
             self.keys[kid] = KeyEntry(key, active, is_registry)
 
 
-_PAYLOAD_CLASSES: dict[int, type[Any]] = {c.kind: c for c in (Reading, Scan, Status, Registration)}
-_PAYLOAD_FIELDS: dict[int, tuple[str, ...]] = {
-    kind: tuple(f.name for f in fields(cls) if f.name != "extensions")
-    for kind, cls in _PAYLOAD_CLASSES.items()
-}
+# --- the signature checks, as the workers run them ---------------------------------------
+
+# Sig_structure (RFC 9052 §4.4) of a record is ``84 6A "Signature1"``, its
+# protected bstr, an empty bstr (no external data) and its payload bstr; the
+# record carries the two bstrs, heads included, at known offsets
+# (:func:`_protected_end`), so the structure is sliced from the received bytes.
+# tests/gateway/test_ingest.py checks these bytes against
+# protocol.cose.sig_structure and the DER below against pyca's encoder.
+_SIG1_PREFIX = b"\x84\x6aSignature1"
+_EMPTY_BSTR = b"\x40"
+_DER_R32 = b"\x30\x44\x02\x20"  # SEQUENCE(68), INTEGER(32)
+_DER_R33 = b"\x30\x45\x02\x21\x00"  # SEQUENCE(69), INTEGER(33): r's top bit set
+_DER_S32 = b"\x02\x20"
+_N_BYTES = N.to_bytes(32, "big")
+_HALF_N_BYTES = HALF_N.to_bytes(32, "big")
+_R_MIN = (1).to_bytes(32, "big")
+_ZERO32 = bytes(32)
+_ES256 = ec.ECDSA(hashes.SHA256())
 
 
-def _encode(results: list[Result]) -> list[tuple[Any, ...]]:
-    """Results as plain tuples for the trip back from a verification process.
+def _protected_end(s1: Sign1) -> int:
+    """Offset of the unprotected map (``A0``) in a record :func:`parse_sign1` accepted.
 
-    A decoded payload travels as its kind and field values (its dataclass
-    holds a mappingproxy, which does not pickle) and is rebuilt on arrival.
+    The record is ``D2 84 <protected bstr> A0 <payload bstr> 58 40 <r ‖ s>``
+    in shortest-head encoding (the profile is deterministic CBOR), and the
+    protected header is at most 38 bytes: a one- or two-byte head.
     """
-    out: list[tuple[Any, ...]] = []
-    for r in results:
-        if isinstance(r, Accepted):
-            p = r.payload
-            values = tuple([getattr(p, name) for name in _PAYLOAD_FIELDS[p.kind]])
-            ext = tuple(p.extensions.items()) if p.extensions else ()
-            out.append(("A", r.signer, r.chash, p.kind, values, ext))
-        elif isinstance(r, Refused):
-            out.append(("R", r.reason, r.detail, r.signer, r.seq))
-        else:
-            out.append(("P", r.device, r.state))
-    return out
+    n = len(s1.protected)
+    return 3 + n if n < 24 else 4 + n
 
 
-def _decode(msgs: Sequence[Inbound], encoded: list[tuple[Any, ...]]) -> list[Result]:
-    out: list[Result] = []
-    for msg, e in zip(msgs, encoded, strict=True):
-        tag = e[0]
-        if tag == "A":
-            kind = e[3]
-            kw = dict(zip(_PAYLOAD_FIELDS[kind], e[4], strict=True))
-            if e[5]:
-                kw["extensions"] = MappingProxyType(dict(e[5]))
-            out.append(Accepted(msg, e[1], _PAYLOAD_CLASSES[kind](**kw), e[2]))
-        elif tag == "R":
-            out.append(Refused(msg, e[1], e[2], e[3], e[4]))
-        else:
-            out.append(Presence(msg, e[1], e[2]))
-    return out
+def verify_signatures(keys: Sequence[Any], raws: Sequence[bytes], pends: Sequence[int]) -> list:
+    """ES256 check of records already through :func:`gateway.ingest.precheck`.
+
+    ``raws[i]`` is record i as :func:`parse_sign1` returned it (``Sign1.raw``),
+    ``pends[i]`` its :func:`_protected_end`, ``keys[i]`` its signer's key.
+    Returns ``[(i, detail)]`` for the records whose signature fails, ``detail``
+    being the text of the :class:`SignatureError` that
+    :func:`protocol.cose.verify_sign1` raises: the hot path below only says
+    yes; anything it does not pass (a scalar out of range, a high s, an r or
+    s with a leading zero byte, a signature that does not verify) is
+    checked again by verify_sign1 for the precise error.
+    """
+    failed: list[tuple[int, str]] = []
+    verify_slow = _verify_slow
+    for i, raw in enumerate(raws):
+        sig = raw[-64:]
+        sb = sig[32:]
+        if (
+            _R_MIN <= sig < _N_BYTES  # 1 <= r < n
+            and sb <= _HALF_N_BYTES  # low-S (so s < n, and its top bit is clear)
+            and sig[0]
+            and sig[32]  # no leading zero byte: fixed DER layout
+        ):
+            pend = pends[i]
+            try:
+                keys[i].verify(
+                    b"".join((_DER_R32 if sig[0] < 0x80 else _DER_R33, sig[:32], _DER_S32, sb)),
+                    b"".join((_SIG1_PREFIX, raw[2:pend], _EMPTY_BSTR, raw[pend + 1 : -66])),
+                    _ES256,
+                )
+                continue
+            except InvalidSignature:
+                pass
+        detail = verify_slow(raw, keys[i])
+        if detail is not None:
+            failed.append((i, detail))
+    return failed
+
+
+def _verify_slow(raw: bytes, key: Any) -> str | None:
+    """protocol.cose.verify_sign1's verdict: None, or the SignatureError's text."""
+    try:
+        verify_sign1(raw, key)
+    except SignatureError as exc:
+        return str(exc)
+    return None
+
+
+def _settle(
+    results: list[Any], failures: Sequence[tuple[int, str]], where: Sequence[int], first: int
+) -> None:
+    """Turn the Pendings whose signature failed into refusals (``where[first + i]``: item i)."""
+    for i, detail in failures:
+        k = where[first + i]
+        results[k] = results[k].refused(detail)
+
+
+def _finish(results: list[Any]) -> list[Result]:
+    return [r.after if type(r) is Pending else r for r in results]
+
+
+def _precheck_batch(
+    msgs: Sequence[Inbound], registry: Registry, now: int, settings: IngestSettings
+) -> tuple[list[Any], list[int]]:
+    """Results (Pending where only the signature is left) and the Pendings' positions."""
+    results = [precheck(m, registry, now, settings) for m in msgs]
+    where = [k for k, r in enumerate(results) if type(r) is Pending]
+    return results, where
 
 
 def _worker_main(jobs: Any, results: Any, settings: IngestSettings) -> None:
-    """A verification process: check chunks of messages, answer with encoded results."""
+    """A verification process: check the signatures of chunks, answer with the failures.
+
+    A job is ``(job_id, registry updates, kids, meta, blob)``: the records
+    concatenated in ``blob``, and per record three uint32 in ``meta`` (index
+    of its signer in ``kids``, end of the record in ``blob``, its protected
+    end). The answer is ``(job_id, [(index, detail)])`` for the signatures
+    that fail - usually an empty list - or ``("error", text)``.
+    """
     table = KeyTable()
     parent = os.getppid()
     results.put(("ready", os.getpid()))
@@ -127,13 +199,21 @@ def _worker_main(jobs: Any, results: Any, settings: IngestSettings) -> None:
             return
         if job is None:
             return
-        job_id, updates, now, items = job
-        if updates:
-            table.apply(updates)
-        msgs = [
-            Inbound(topic, payload, 0, 0, 0.0, outbox_id) for topic, payload, outbox_id in items
-        ]
-        results.put((job_id, _encode(check_chunk(msgs, table, now, settings))))  # type: ignore[arg-type]
+        job_id, updates, kids, meta, blob = job
+        try:
+            if updates:
+                table.apply(updates)
+            known = [table.keys[k].key for k in kids]
+            m = array("I")
+            m.frombytes(meta)
+            ends = m[1::3]
+            starts = [0, *ends[:-1]]
+            raws = [blob[a:b] for a, b in zip(starts, ends, strict=True)]
+            keys = [known[k] for k in m[0::3]]
+            answer = (job_id, verify_signatures(keys, raws, m[2::3]))
+        except Exception as exc:  # never a hang: the gateway raises it
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        results.put(answer)
 
 
 class ThreadVerifier:
@@ -147,11 +227,23 @@ class ThreadVerifier:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="verify")
 
     def submit(self, msgs: list[Inbound], registry: Registry, now: int) -> list[Handle]:
-        size = -(-len(msgs) // self.workers)
-        return [
-            self._pool.submit(check_chunk, msgs[i : i + size], registry, now, self.settings).result
-            for i in range(0, len(msgs), size)
-        ]
+        results, where = _precheck_batch(msgs, registry, now, self.settings)
+        futures = []
+        if where:
+            size = -(-len(where) // self.workers)
+            for i in range(0, len(where), size):
+                part = [results[k].sign1 for k in where[i : i + size]]
+                keys = [results[k].key for k in where[i : i + size]]
+                pends = [_protected_end(x) for x in part]
+                raws = [x.raw for x in part]
+                futures.append((i, self._pool.submit(verify_signatures, keys, raws, pends)))
+
+        def result() -> list[Result]:
+            for i, fut in futures:
+                _settle(results, fut.result(), where, i)
+            return _finish(results)
+
+        return [result]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -216,31 +308,45 @@ class ProcessVerifier:
                     raise RuntimeError(f"verification process {worker} does not answer") from None
 
     def submit(self, msgs: list[Inbound], registry: Registry, now: int) -> list[Handle]:
-        n = self.workers
-        size = -(-len(msgs) // n)
-        handles: list[Handle] = []
-        updates = registry.updates
-        for k, i in enumerate(range(0, len(msgs), size)):
-            w = k % n
-            chunk = msgs[i : i + size]
-            job_id = self._next_job
-            self._next_job += 1
-            news = updates[self._applied[w] :]
-            self._applied[w] = len(updates)
-            self._jobs[w].put(
-                (job_id, news, now, [(m.topic, m.payload, m.outbox_id) for m in chunk])
-            )
-            handles.append(self._handle(w, job_id, chunk))
-        return handles
+        results, where = _precheck_batch(msgs, registry, now, self.settings)
+        sent: list[tuple[int, int, int]] = []  # (worker, job id, first index in where)
+        if where:
+            n = self.workers
+            size = -(-len(where) // n)
+            updates = registry.updates  # after the prechecks: covers every key they used
+            for k, i in enumerate(range(0, len(where), size)):
+                w = k % n
+                kids: dict[str, int] = {}
+                meta = array("I")
+                raws = []
+                end = 0
+                for j in where[i : i + size]:
+                    s1 = results[j].sign1
+                    raw = s1.raw
+                    end += len(raw)
+                    kidx = kids.get(s1.kid)
+                    if kidx is None:
+                        kidx = kids[s1.kid] = len(kids)
+                    meta.extend((kidx, end, _protected_end(s1)))
+                    raws.append(raw)
+                job_id = self._next_job
+                self._next_job += 1
+                news = updates[self._applied[w] :]
+                self._applied[w] = len(updates)
+                self._jobs[w].put((job_id, news, list(kids), meta.tobytes(), b"".join(raws)))
+                sent.append((w, job_id, i))
 
-    def _handle(self, worker: int, job_id: int, chunk: list[Inbound]) -> Handle:
         def result() -> list[Result]:
-            got_id, encoded = self._get(worker)
-            if got_id != job_id:
-                raise RuntimeError(f"verification answers out of order ({got_id} != {job_id})")
-            return _decode(chunk, encoded)
+            for w, job_id, i in sent:
+                got_id, failures = self._get(w)
+                if got_id == "error":
+                    raise RuntimeError(f"verification process {w} failed: {failures}")
+                if got_id != job_id:
+                    raise RuntimeError(f"verification answers out of order ({got_id} != {job_id})")
+                _settle(results, failures, where, i)
+            return _finish(results)
 
-        return result
+        return [result]
 
     def close(self) -> None:
         for jq in self._jobs:

@@ -233,3 +233,75 @@ def test_process_verifier_follows_the_registry_and_matches_threads(core: Core) -
     finally:
         procs.close()
         threads.close()
+
+
+def _signed(key: object, r: int, s: int) -> bytes:
+    """A record of tl-sig whose signature field is r ‖ s (valid or not)."""
+    body = cbor.encode({1: 1, 2: 1, 3: 0, 4: 1790000000, 5: 0, 6: bytes(16), 10: 5})
+    raw = sign1(body, "tl-sig", key)  # type: ignore[arg-type]
+    return raw[:-64] + r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def test_worker_signature_check_matches_verify_sign1() -> None:
+    """gateway.verifiers slices Sig_structure and writes DER itself: same bytes, same verdicts."""
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    from gateway import verifiers as v
+    from protocol.cose import parse_sign1, sig_structure, verify_sign1
+    from protocol.errors import SignatureError
+    from protocol.keys import generate_p256
+    from protocol.rfc6979 import HALF_N, N
+
+    key = generate_p256()
+    pub = key.public_key()
+    good = []
+    while len(good) < 300:  # both DER layouts of r, now and then a leading zero
+        raw = sign1(
+            cbor.encode({1: 1, 2: 1, 3: len(good), 4: 1790000000, 5: 0, 6: bytes(16), 10: 5}),
+            "tl-sig",
+            key,
+        )
+        good.append(raw)
+    r, s = (int.from_bytes(good[0][-64:-32], "big"), int.from_bytes(good[0][-32:], "big"))
+    cases = [
+        *good,
+        _signed(key, r, N - s),  # high s
+        _signed(key, 0, s),
+        _signed(key, r, 0),
+        _signed(key, N, s),
+        _signed(key, r, N + 5 if N + 5 < 2**256 else N),
+        _signed(key, 5, 7),  # small r and s: leading zero bytes, does not verify
+        _signed(key, r, s ^ 1),
+        _signed(key, r, HALF_N + 1),
+        _signed(generate_p256(), r, s),
+    ]
+    for raw in cases:
+        m = parse_sign1(raw)
+        pend = v._protected_end(m)
+        assert raw[pend] == 0xA0
+        tbs = b"".join((v._SIG1_PREFIX, raw[2:pend], v._EMPTY_BSTR, raw[pend + 1 : -66]))
+        assert tbs == sig_structure(m.protected, m.payload)
+        sig = raw[-64:]
+        if sig[0] and sig[32] and sig[32] < 0x80:
+            der = b"".join(
+                (v._DER_R32 if sig[0] < 0x80 else v._DER_R33, sig[:32], v._DER_S32, sig[32:])
+            )
+            rr, ss = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+            assert der == encode_dss_signature(rr, ss)
+            assert decode_dss_signature(der) == (rr, ss)
+    got = dict(
+        v.verify_signatures(
+            [pub] * len(cases), cases, [v._protected_end(parse_sign1(x)) for x in cases]
+        )
+    )
+    for i, raw in enumerate(cases):
+        try:
+            verify_sign1(raw, pub)
+            want = None
+        except SignatureError as exc:
+            want = str(exc)
+        assert got.get(i) == want, i
+    assert not any(i < len(good) for i in got)
