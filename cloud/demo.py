@@ -211,8 +211,8 @@ def _run(system: System, out: Path, speed: float) -> int:
     system.note_workers()
 
     print(
-        f"4. the day, replayed at {speed:g}x: the devices measure, sign and keep every record "
-        "on flash;\n   radios off until the replay reaches the present"
+        f"4. the day (times in UTC), replayed at {speed:g}x: the devices measure, sign and "
+        "keep every record\n   on flash; radios off until the replay reaches the present"
     )
     _replay(system, world)
     wait_for(lambda: system.figures().get("pending") == 0, 10, "the registrations to be logged")

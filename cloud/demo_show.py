@@ -138,7 +138,7 @@ def show_custody(uid: bytes, item: str | None, stays: list[Stay], readings: dict
         if s.end <= s.start:
             held = "(end of the trace)"
         elif s.loggers:
-            held = ", ".join(f"{d} ({readings.get(d, 0)} readings)" for d in s.loggers)
+            held = ", ".join(f"{d} ({readings.get(d, 0)} probe readings)" for d in s.loggers)
         else:
             held = "no logger here"
         print(

@@ -676,7 +676,8 @@ Handle = Callable[[], list[Result]]
 
 
 class Verifier(Protocol):
-    """Runs :func:`check_chunk` somewhere (gateway/verifiers.py) and hands back results."""
+    """Runs the stateless checks (:func:`precheck`, then the signatures) somewhere
+    (gateway/verifiers.py) and hands back results, in message order."""
 
     workers: int
 

@@ -217,7 +217,12 @@ def _worker_main(jobs: Any, results: Any, settings: IngestSettings) -> None:
 
 
 class ThreadVerifier:
-    """Stateless checks on a thread pool in this process (pyca releases the GIL)."""
+    """Signature checks on a thread pool in this process (pyca releases the GIL).
+
+    The other stateless checks run in :meth:`submit`, on the calling thread;
+    a pool thread runs only :func:`verify_signatures` (a few lines of Python
+    around each signature).
+    """
 
     mode = "threads"
 
@@ -250,16 +255,14 @@ class ThreadVerifier:
 
 
 class ProcessVerifier:
-    """Stateless checks in worker processes, one job queue each, answers in order.
+    """Signature checks in worker processes, one job queue each, answers in order.
 
-    Measured on a 2-core machine: with the checks on threads, the GIL
-    hand-overs around every signature (the checks' own Python, the ingest
-    thread, the MQTT thread all want it) cost about 40 us of CPU per record
-    beyond the signature itself; in processes each worker has its own GIL.
-    The price is the trip (pickled bytes out, small tuples back) and decoding
-    each accepted payload a second time on the ingest thread. Workers are
-    started with ``spawn`` (the gateway has threads: never fork it) and follow
-    the registry through ``Registry.updates``.
+    The other stateless checks run in :meth:`submit` (see the module
+    docstring); a worker gets per chunk the records as one bytes object plus
+    three uint32 each (see :func:`_worker_main`) and answers with the failed
+    signatures only. Workers are started with ``spawn`` (the gateway has
+    threads: never fork it) and follow the registry through
+    ``Registry.updates``.
     """
 
     mode = "processes"
