@@ -209,3 +209,23 @@ def run(rec) -> None:
     rec.add("firmware.queue.capacity_whole_fs_bound", whole, "readings",
             note="if every 2-block segment of 960 KiB held readings (no firmware files, "
                  "no LittleFS metadata): an upper bound, not reachable")
+    _battery_life(rec)
+
+
+def _battery_life(rec) -> None:
+    """Battery life from hardware/power.json (datasheet currents, not a
+    measured board), by the same model as hardware/power_budget.py."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "hardware" / "power_budget.py"
+    spec = importlib.util.spec_from_file_location("power_budget", path)
+    pb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pb)
+    d = json.loads(path.with_name("power.json").read_text())
+    for sc in d["scenarios"][:2]:
+        sign = "atecc" if sc["sign"] == "sign_atecc" else "python"
+        for interval in d["intervals_s"]:
+            r = pb.day_mah(d, sc, interval)
+            rec.add(f"firmware.battery_days.{sign}_sign.{interval // 60}min", r["days"], "days",
+                    note=f"{sc['name']}; {r['total']:.1f} mAh/day; "
+                         f"{d['battery']['mah']} mAh x {d['battery']['usable']} usable; estimate")

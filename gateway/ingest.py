@@ -295,8 +295,8 @@ def _precheck(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> 
             kid,
             p.seq,
         )
-    elif type(p) is Status and p.lost is not None and (why := declaration_error(p)) is not None:
-        after = Refused(msg, "bad_declaration", why, kid, p.seq)
+    elif type(p) is Status and p.lost is not None and (bad := declaration_error(p)) is not None:
+        after = Refused(msg, "bad_declaration", bad, kid, p.seq)
     else:
         after = Accepted(msg, kid, p, chain_hash(s1.raw))
     return Pending(s1, entry.key, after)
@@ -442,11 +442,10 @@ class Ingestor:
                 out.mids.setdefault(msg.gen, []).append(msg.mid)
             if msg.outbox_id:
                 batch.outbox_done.append(msg.outbox_id)
-            tr = type(r)
-            if tr is Refused:
-                refuse(r)  # type: ignore[arg-type]
+            if isinstance(r, Refused):
+                refuse(r)
                 continue
-            if tr is Presence:
+            if isinstance(r, Presence):
                 if r.device in registry.keys and r.state in ("online", "offline"):
                     batch.presence.append((r.device, r.state, now))
                     out.presence[r.device] = r.state

@@ -106,7 +106,9 @@ def _protected_end(s1: Sign1) -> int:
     return 3 + n if n < 24 else 4 + n
 
 
-def verify_signatures(keys: Sequence[Any], raws: Sequence[bytes], pends: Sequence[int]) -> list:
+def verify_signatures(
+    keys: Sequence[Any], raws: Sequence[bytes], pends: Sequence[int]
+) -> list[tuple[int, str]]:
     """ES256 check of records already through :func:`gateway.ingest.precheck`.
 
     ``raws[i]`` is record i as :func:`parse_sign1` returned it (``Sign1.raw``),
@@ -200,6 +202,7 @@ def _worker_main(jobs: Any, results: Any, settings: IngestSettings) -> None:
         if job is None:
             return
         job_id, updates, kids, meta, blob = job
+        answer: tuple[Any, Any]
         try:
             if updates:
                 table.apply(updates)
