@@ -34,6 +34,7 @@ import time
 from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -182,10 +183,11 @@ def _worker_main(jobs: Any, results: Any, settings: IngestSettings) -> None:
     """A verification process: check the signatures of chunks, answer with the failures.
 
     A job is ``(job_id, registry updates, kids, meta, blob)``: the records
-    concatenated in ``blob``, and per record three uint32 in ``meta`` (index
-    of its signer in ``kids``, end of the record in ``blob``, its protected
-    end). The answer is ``(job_id, [(index, detail)])`` for the signatures
-    that fail - usually an empty list - or ``("error", text)``.
+    concatenated in ``blob``, and in ``meta`` three uint32 arrays of one
+    entry per record, one after the other: the index of its signer in
+    ``kids``, the end of the record in ``blob``, its protected end. The
+    answer is ``(job_id, [(index, detail)])`` for the signatures that fail -
+    usually an empty list - or ``("error", text)``.
     """
     table = KeyTable()
     parent = os.getppid()
@@ -209,11 +211,12 @@ def _worker_main(jobs: Any, results: Any, settings: IngestSettings) -> None:
             known = [table.keys[k].key for k in kids]
             m = array("I")
             m.frombytes(meta)
-            ends = m[1::3]
+            count = len(m) // 3
+            ends = m[count : 2 * count]
             starts = [0, *ends[:-1]]
             raws = [blob[a:b] for a, b in zip(starts, ends, strict=True)]
-            keys = [known[k] for k in m[0::3]]
-            answer = (job_id, verify_signatures(keys, raws, m[2::3]))
+            keys = [known[k] for k in m[:count]]
+            answer = (job_id, verify_signatures(keys, raws, m[2 * count :]))
         except Exception as exc:  # never a hang: the gateway raises it
             answer = ("error", f"{type(exc).__name__}: {exc}")
         results.put(answer)
@@ -322,24 +325,19 @@ class ProcessVerifier:
             updates = registry.updates  # after the prechecks: covers every key they used
             for k, i in enumerate(range(0, len(where), size)):
                 w = k % n
+                part = [results[j].sign1 for j in where[i : i + size]]
+                raws = [x.raw for x in part]
                 kids: dict[str, int] = {}
-                meta = array("I")
-                raws = []
-                end = 0
-                for j in where[i : i + size]:
-                    s1 = results[j].sign1
-                    raw = s1.raw
-                    end += len(raw)
-                    kidx = kids.get(s1.kid)
-                    if kidx is None:
-                        kidx = kids[s1.kid] = len(kids)
-                    meta.extend((kidx, end, _protected_end(s1)))
-                    raws.append(raw)
+                meta = (
+                    array("I", [kids.setdefault(x.kid, len(kids)) for x in part]).tobytes()
+                    + array("I", accumulate(map(len, raws))).tobytes()
+                    + array("I", [_protected_end(x) for x in part]).tobytes()
+                )
                 job_id = self._next_job
                 self._next_job += 1
                 news = updates[self._applied[w] :]
                 self._applied[w] = len(updates)
-                self._jobs[w].put((job_id, news, list(kids), meta.tobytes(), b"".join(raws)))
+                self._jobs[w].put((job_id, news, list(kids), meta, b"".join(raws)))
                 sent.append((w, job_id, i))
 
         def result() -> list[Result]:
