@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_pkgs=()
-need_apt() { dpkg -s "$1" >/dev/null 2>&1 || apt_pkgs+=("$1"); }
+# "install ok installed" only: a removed package keeps a dpkg entry (config-files).
+need_apt() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || apt_pkgs+=("$1")
+}
 need_apt mosquitto
 need_apt mosquitto-clients
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
