@@ -24,6 +24,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -535,7 +536,7 @@ def _key_arg(text: str) -> bytes:
 
 
 def _reg_add(args: argparse.Namespace) -> int:
-    from gateway.registry import RegistryError, _key_bytes, parse_role
+    from gateway.registry import _key_bytes, parse_role
 
     if args.file is not None:
         args.func = _reg_import
@@ -545,26 +546,21 @@ def _reg_add(args: argparse.Namespace) -> int:
             "coldtrace gateway: registry add needs DEVICE --key --org (or --file)", file=sys.stderr
         )
         return 2
-    cfg = _load(args)
-    store = _open_rw(cfg)
-    try:
-        signer = _signer(cfg, store)
-        try:
-            ack = None if args.ack_key is None else _key_bytes(args.ack_key, "ack key", 32)
-            raw, ack_key = signer.add(
-                args.device,
-                _key_arg(args.key),
-                role=parse_role(args.role),
-                org=args.org,
-                place=args.place,
-                cal=args.cal,
-                ack_key=ack,
-            )
-        except RegistryError as exc:
-            print(f"coldtrace gateway: {exc}", file=sys.stderr)
-            return 1
-    finally:
-        store.close()
+    ok, result = _with_signer(
+        args,
+        lambda s: s.add(
+            args.device,
+            _key_arg(args.key),
+            role=parse_role(args.role),
+            org=args.org,
+            place=args.place,
+            cal=args.cal,
+            ack_key=None if args.ack_key is None else _key_bytes(args.ack_key, "ack key", 32),
+        ),
+    )
+    if not ok:
+        return 1
+    raw, ack_key = result
     print(
         json.dumps(
             {"device": args.device, "ack_key": ack_key.hex(), "registration_bytes": len(raw)}
@@ -573,38 +569,34 @@ def _reg_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reg_update(args: argparse.Namespace) -> int:
+def _with_signer(args: argparse.Namespace, action: Callable[[Any], Any]) -> tuple[bool, Any]:
+    """Run ``action(registry signer)`` on the gateway's store; a RegistryError is
+    printed and gives ``(False, None)``."""
     from gateway.registry import RegistryError
 
     cfg = _load(args)
     store = _open_rw(cfg)
     try:
-        try:
-            _signer(cfg, store).update(args.device, place=args.place, cal=args.cal)
-        except RegistryError as exc:
-            print(f"coldtrace gateway: {exc}", file=sys.stderr)
-            return 1
+        return True, action(_signer(cfg, store))
+    except RegistryError as exc:
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return False, None
     finally:
         store.close()
-    print(f"{args.device}: update queued for the log")
-    return 0
+
+
+def _reg_update(args: argparse.Namespace) -> int:
+    ok, _ = _with_signer(args, lambda s: s.update(args.device, place=args.place, cal=args.cal))
+    if ok:
+        print(f"{args.device}: update queued for the log")
+    return 0 if ok else 1
 
 
 def _reg_revoke(args: argparse.Namespace) -> int:
-    from gateway.registry import RegistryError
-
-    cfg = _load(args)
-    store = _open_rw(cfg)
-    try:
-        try:
-            _signer(cfg, store).revoke(args.device)
-        except RegistryError as exc:
-            print(f"coldtrace gateway: {exc}", file=sys.stderr)
-            return 1
-    finally:
-        store.close()
-    print(f"{args.device}: revocation queued for the log (earlier records stay valid)")
-    return 0
+    ok, _ = _with_signer(args, lambda s: s.revoke(args.device))
+    if ok:
+        print(f"{args.device}: revocation queued for the log (earlier records stay valid)")
+    return 0 if ok else 1
 
 
 def _reg_list(args: argparse.Namespace) -> int:
@@ -631,17 +623,9 @@ def _reg_list(args: argparse.Namespace) -> int:
 
 
 def _reg_import(args: argparse.Namespace) -> int:
-    from gateway.registry import RegistryError, load_provisioning
+    from gateway.registry import load_provisioning
 
-    cfg = _load(args)
-    store = _open_rw(cfg)
-    try:
-        try:
-            done = _signer(cfg, store).import_entries(load_provisioning(args.file))
-        except RegistryError as exc:
-            print(f"coldtrace gateway: {exc}", file=sys.stderr)
-            return 1
-    finally:
-        store.close()
-    print(f"registered {len(done)} device(s): {', '.join(done)}")
-    return 0
+    ok, done = _with_signer(args, lambda s: s.import_entries(load_provisioning(args.file)))
+    if ok:
+        print(f"registered {len(done)} device(s): {', '.join(done)}")
+    return 0 if ok else 1
