@@ -277,26 +277,16 @@ class RegistrySigner:
         return raw, ack_key
 
     def update(self, device: str, *, place: str | None = None, cal: int | None = None) -> bytes:
-        def build(devices: dict[str, DeviceRow], seq: int, prev: bytes) -> Registration:
-            row = self._known(devices, device)
-            return Registration(
-                boot=0,
-                seq=seq,
-                time=int(time.time()),
-                tq=2,
-                prev=prev,
-                device=device,
-                key=row.key,
-                role=row.role,
-                org=row.org,
-                state=STATE_ACTIVE,
-                place=place if place is not None else row.place,
-                cal=cal if cal is not None else row.cal,
-            )
-
-        return self._sign(build)
+        """Log a new registration of an active device with a new place/calibration."""
+        return self._restate(device, STATE_ACTIVE, place=place, cal=cal)
 
     def revoke(self, device: str) -> bytes:
+        """Log the device's revocation; records logged before it stay valid."""
+        return self._restate(device, STATE_REVOKED)
+
+    def _restate(
+        self, device: str, state: int, *, place: str | None = None, cal: int | None = None
+    ) -> bytes:
         def build(devices: dict[str, DeviceRow], seq: int, prev: bytes) -> Registration:
             row = self._known(devices, device)
             return Registration(
@@ -309,9 +299,9 @@ class RegistrySigner:
                 key=row.key,
                 role=row.role,
                 org=row.org,
-                state=STATE_REVOKED,
-                place=row.place,
-                cal=row.cal,
+                state=state,
+                place=place if place is not None else row.place,
+                cal=cal if cal is not None else row.cal,
             )
 
         return self._sign(build)
