@@ -27,6 +27,7 @@ from gateway.broker import (
 )
 from gateway.config import GatewayConfig, load_config, render_config
 from gateway.registry import RegistrySigner
+from gateway.service import Gateway
 from gateway.store import open_store
 from protocol.keys import generate_ed25519, generate_p256, load_p256_private_key, save_private_key
 from protocol.note import NoteSigner
@@ -74,6 +75,13 @@ class GatewayDir:
                 self.devices[dev.id] = dev
         finally:
             store.close()
+
+    def start_gateway(self) -> Gateway:
+        """An in-process gateway on this directory, subscribed and ready."""
+        gw = Gateway(self.cfg)
+        gw.start()
+        assert gw.mqtt.subscribed.wait(15), "gateway did not subscribe within 15 s"
+        return gw
 
     def connect(self, *devices: SimDevice) -> None:
         for dev in devices:

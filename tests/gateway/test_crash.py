@@ -21,7 +21,7 @@ from pathlib import Path
 from gateway.config import GatewayConfig
 from gateway.ledger import LocalLedger
 from gateway.proofs import TreeReader
-from gateway.service import Gateway, trust_document
+from gateway.service import trust_document
 from gateway.store import open_store
 from protocol.checkpoint import open_checkpoint
 from protocol.keys import load_ed25519_private_key
@@ -177,9 +177,7 @@ def test_broker_restart_mid_stream(make_broker, make_gateway) -> None:
     broker = make_broker([d.id for d in devs])
     env = make_gateway(broker)
     env.register(*devs)
-    gw = Gateway(env.cfg)
-    gw.start()
-    assert gw.mqtt.subscribed.wait(15)
+    gw = env.start_gateway()
     try:
         env.connect(*devs)
         stop = threading.Event()
@@ -204,9 +202,7 @@ def test_device_reconnects_and_resends_everything_unacked(make_broker, make_gate
     broker = make_broker([dev.id])
     env = make_gateway(broker)
     env.register(dev)
-    gw = Gateway(env.cfg)
-    gw.start()
-    assert gw.mqtt.subscribed.wait(15)
+    gw = env.start_gateway()
     try:
         env.connect(dev)
         sent = []
@@ -219,7 +215,6 @@ def test_device_reconnects_and_resends_everything_unacked(make_broker, make_gate
                 dev.connect(broker.port, broker.password(dev.id))
         # The firmware resends from its oldest unacked record, duplicates included.
         resend_until_acked([dev])
-        assert gw.ingestor.totals["duplicates"] >= 0
     finally:
         gw.stop()
     check_exactly_once(env.cfg, {dev.id: sent}, [dev])
@@ -230,9 +225,7 @@ def test_duplicate_delivery_is_stored_once_and_acked(make_broker, make_gateway) 
     broker = make_broker([dev.id])
     env = make_gateway(broker)
     env.register(dev)
-    gw = Gateway(env.cfg)
-    gw.start()
-    assert gw.mqtt.subscribed.wait(15)
+    gw = env.start_gateway()
     try:
         env.connect(dev)
         sent = [dev.reading(temp=k) for k in range(20)]
@@ -250,9 +243,7 @@ def test_gap_is_recorded_until_the_device_fills_it(make_broker, make_gateway) ->
     broker = make_broker([dev.id])
     env = make_gateway(broker)
     env.register(dev)
-    gw = Gateway(env.cfg)
-    gw.start()
-    assert gw.mqtt.subscribed.wait(15)
+    gw = env.start_gateway()
     try:
         env.connect(dev)
         sent = [dev.reading(temp=k) for k in range(10)]

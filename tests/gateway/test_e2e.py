@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gateway.ledger import LocalLedger
 from gateway.proofs import TreeReader, build_bundle
-from gateway.service import Gateway, trust_document
+from gateway.service import trust_document
 from gateway.store import open_store
 from protocol.anchor import LocalReceipt, verify_local_chain, verify_local_receipt
 from protocol.checkpoint import checkpoint_hash, open_checkpoint
@@ -32,9 +32,7 @@ def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
     broker = make_broker([d.id for d in devs])
     env = make_gateway(broker)
     env.register(*devs)
-    gw = Gateway(env.cfg)
-    gw.start()
-    assert gw.mqtt.subscribed.wait(15)
+    gw = env.start_gateway()
     try:
         env.connect(*devs)
         for k in range(60):
@@ -146,9 +144,7 @@ def test_offline_will_shows_in_presence(make_broker, make_gateway) -> None:
     broker = make_broker([dev.id])
     env = make_gateway(broker)
     env.register(dev)
-    gw = Gateway(env.cfg)
-    gw.start()
-    assert gw.mqtt.subscribed.wait(15)
+    gw = env.start_gateway()
     try:
         env.connect(dev)
         wait_for(lambda: gw.store.presence().get(dev.id, ("",))[0] == "online", 15, "online")
@@ -175,9 +171,7 @@ def test_excursion_alerts_and_metrics_endpoint(make_broker, make_gateway) -> Non
         )
     env.cfg = load_config(env.config_path)
     env.register(dev)
-    gw = Gateway(env.cfg)
-    gw.start()
-    assert gw.mqtt.subscribed.wait(15)
+    gw = env.start_gateway()
     try:
         env.connect(dev)
         t0 = int(time.time()) - 1000

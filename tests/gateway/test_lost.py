@@ -29,14 +29,6 @@ from protocol.cli import main as coldtrace
 from protocol.record import chain_hash
 from tests.gateway.core import Core, rec
 from tests.gateway.devices import SimDevice, make_status, open_ack, wait_for
-from tests.gateway.env import GatewayDir
-
-
-def _start(env: GatewayDir) -> Gateway:
-    gw = Gateway(env.cfg)
-    gw.start()
-    assert gw.mqtt.subscribed.wait(15)
-    return gw
 
 
 def _stored(gw: Gateway, dev: SimDevice, seq: int) -> bool:
@@ -59,7 +51,7 @@ def test_lost_record_is_declared_acked_past_listed_and_stored_if_it_comes(
     broker = make_broker([dev.id])
     env = make_gateway(broker)
     env.register(dev)
-    gw = _start(env)
+    gw = env.start_gateway()
     try:
         env.connect(dev)
         sent = [dev.reading(temp=300 + k) for k in range(6)]  # seqs 0 ... 5
@@ -132,7 +124,7 @@ def test_ack_names_the_stored_record_below_a_declared_settled_point(
     broker = make_broker([dev.id])
     env = make_gateway(broker)
     env.register(dev)
-    gw = _start(env)
+    gw = env.start_gateway()
     try:
         env.connect(dev)
         sent = [dev.reading(temp=k) for k in range(6)]
@@ -149,7 +141,7 @@ def test_ack_names_the_stored_record_below_a_declared_settled_point(
         gw.stop()
     dev.disconnect()
 
-    gw = _start(env)  # the settled point and the ack's head come back from the store
+    gw = env.start_gateway()  # the settled point and the ack's head come back from the store
     try:
         st = gw.ingestor.states[dev.id]
         assert (st.contig, st.ack_seq, st.above) == (3, 2, {6})
@@ -226,7 +218,7 @@ def test_declaration_of_seqs_not_yet_numbered_is_quarantined(
     broker = make_broker([dev.id])
     env = make_gateway(broker)
     env.register(dev)
-    gw = _start(env)
+    gw = env.start_gateway()
     try:
         env.connect(dev)
         for _ in range(3):
