@@ -7,6 +7,12 @@ fields are ``None`` (so ``ch`` absent and ``ch = 0`` stay distinct and every
 payload round-trips bit for bit). Keys ≥ 1000 are vendor extensions, kept in
 ``extensions``.
 
+Kinds (protocol version 2): 1 :class:`Reading`, 2 :class:`Scan`, 3
+:class:`Status`, 4 :class:`Registration`, 5 :class:`Binding` and 6
+:class:`ProductProfile`. Kinds 4-6 are signed by a registry key; kinds 5 and
+6 are *statements*: they also carry ``cseq``/``cprev`` (keys 7, 8), their
+position in a statement chain (:func:`statement_chain_key`).
+
 :func:`decode_payload` enforces every rule of §2 on the exact bytes and raises
 a :class:`~protocol.errors.CBORError` (encoding) or
 :class:`~protocol.errors.RecordError` subclass (fields):
@@ -15,8 +21,11 @@ a :class:`~protocol.errors.CBORError` (encoding) or
 - required field absent: ``MissingFieldError``
 - wrong CBOR type (a negative number in a uint field, text for bytes...):
   ``FieldTypeError``
-- value, length or syntax outside its bounds: ``FieldRangeError``
-- temp and fault both present, or rh with fault: ``FieldConflictError``
+- value, length or syntax outside its bounds, a control character in a text
+  string: ``FieldRangeError``
+- fields that exclude each other (temp and fault, rh with fault, link on a
+  commission scan, lost on another event than 11, lots with lot):
+  ``FieldConflictError``
 
 :func:`encode_payload` refuses exactly what :func:`decode_payload` refuses:
 it encodes, then decodes its own output.
@@ -29,6 +38,7 @@ signature, :func:`make_record` signs.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -78,6 +88,8 @@ __all__ = [
     "FAULT_POWER_ON",
     "FAULT_TIMEOUT",
     "FAULT_ZERO_SCRATCHPAD",
+    "KIND_BINDING",
+    "KIND_PROFILE",
     "KIND_READING",
     "KIND_REGISTRATION",
     "KIND_SCAN",
@@ -95,17 +107,23 @@ __all__ = [
     "TQ_NTP",
     "TQ_UNSET",
     "ZERO_PREV",
+    "Binding",
     "Payload",
+    "ProductProfile",
     "Reading",
     "Record",
     "Registration",
     "Scan",
+    "Statement",
+    "StatementKey",
     "Status",
     "chain_hash",
     "decode_payload",
     "encode_payload",
+    "gtin_check_digit",
     "make_record",
     "open_record",
+    "statement_chain_key",
     "verify_record",
 ]
 
@@ -115,6 +133,8 @@ KIND_READING = 1
 KIND_SCAN = 2
 KIND_STATUS = 3
 KIND_REGISTRATION = 4
+KIND_BINDING = 5  # a monitoring statement: which devices monitor a place from `time` on
+KIND_PROFILE = 6  # a product temperature profile
 
 TQ_UNSET = 0  # clock never set: time counts from boot
 TQ_HOLDOVER = 1  # set once, no sync for > 24 h
@@ -169,6 +189,12 @@ EXTENSION_MIN_KEY = 1000
 
 _U32 = (1 << 32) - 1
 _UID_LENGTHS = frozenset({4, 7, 10})
+#: A control character (C0, DEL, C1) anywhere in a text string makes a record invalid.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_GTIN = re.compile("[0-9]{14}")
+#: GS1 AI (10) batch/lot: GS1 character set 82 (GS1 General Specifications §7.11).
+_LOT = re.compile(r"""[!"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}""")
+_CONTROL_SEARCH = _CONTROL.search
 _NO_EXTENSIONS: Mapping[int, int | bytes | str] = MappingProxyType({})
 
 
@@ -228,6 +254,7 @@ class Scan(_Common):
     item: str | None = None
     parent: bytes | None = None
     ref: str | None = None
+    link: bytes | None = None  # the custody link read from the tag, 16 bytes
     batt: int | None = None
     extensions: Mapping[int, int | bytes | str] = _extensions_field()
 
@@ -260,12 +287,64 @@ class Registration(_Common):
     role: int
     org: str
     state: int
-    place: str | None = None
     cal: int | None = None
     extensions: Mapping[int, int | bytes | str] = _extensions_field()
 
 
-Payload = Reading | Scan | Status | Registration
+@dataclass(frozen=True, kw_only=True)
+class Binding(_Common):
+    """Kind 5: which devices monitor ``target`` from ``time`` on; signed by a registry key.
+
+    A statement: ``cseq`` is its position in the chain of bindings of
+    (signer, target), ``cprev`` the chain hash of the previous one (16 zero
+    bytes for cseq 0). ``devices`` absent: no device monitors the target.
+    """
+
+    kind: ClassVar[int] = KIND_BINDING
+    cseq: int
+    cprev: bytes
+    target: str
+    devices: str | None = None
+    extensions: Mapping[int, int | bytes | str] = _extensions_field()
+
+    @property
+    def device_list(self) -> tuple[str, ...]:
+        """The device ids of ``devices`` in their (ascending) order; () when absent."""
+        return tuple(self.devices.split(" ")) if self.devices is not None else ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProductProfile(_Common):
+    """Kind 6: a product temperature profile for a GTIN (and lot); signed by a registry key.
+
+    A statement, chained per (signer, gtin, lot). Temperatures in 0.01 °C,
+    durations in seconds. ``lots = 1`` (only without ``lot``) says that
+    lot-specific profiles exist for the GTIN; ``links = 1`` that custody scans
+    of the product must carry custody links.
+    """
+
+    kind: ClassVar[int] = KIND_PROFILE
+    cseq: int
+    cprev: bytes
+    gtin: str
+    delay: int
+    gap: int
+    lot: str | None = None
+    low: int | None = None
+    high: int | None = None
+    cumul: int | None = None
+    mkt: int | None = None
+    lots: int | None = None
+    links: int | None = None
+    name: str | None = None
+    extensions: Mapping[int, int | bytes | str] = _extensions_field()
+
+
+Payload = Reading | Scan | Status | Registration | Binding | ProductProfile
+#: The statement kinds (5 and 6).
+Statement = Binding | ProductProfile
+#: ("binding", signer, target) or ("profile", signer, gtin, lot or None).
+StatementKey = tuple[str, str, str] | tuple[str, str, str, str | None]
 
 
 # --- field tables (the spec's tables as data) -------------------------------------------
@@ -283,6 +362,11 @@ _COMMON_FIELDS: dict[int, _Field] = {
     6: ("prev", _BSTR, CHAIN_HASH_LEN, CHAIN_HASH_LEN),
 }
 _BATT: _Field = ("batt", _UINT, 0, 20000)
+# Statement fields (kinds 5 and 6 only): position in the statement chain, link.
+_STATEMENT_FIELDS: dict[int, _Field] = {
+    7: ("cseq", _UINT, 0, _U32),
+    8: ("cprev", _BSTR, CHAIN_HASH_LEN, CHAIN_HASH_LEN),
+}
 
 _KIND_FIELDS: dict[int, dict[int, _Field]] = {
     KIND_READING: {
@@ -303,6 +387,7 @@ _KIND_FIELDS: dict[int, dict[int, _Field]] = {
         24: ("item", _TSTR, 1, 128),
         25: ("parent", _BSTR_SET, _UID_LENGTHS, 0),
         26: ("ref", _TSTR, 1, 64),
+        27: ("link", _BSTR, CHAIN_HASH_LEN, CHAIN_HASH_LEN),
     },
     KIND_STATUS: {
         15: _BATT,
@@ -322,8 +407,26 @@ _KIND_FIELDS: dict[int, dict[int, _Field]] = {
         41: ("key", _BSTR, 65, 65),
         42: ("role", _UINT, 1, 2),
         43: ("org", _TSTR, 1, 64),
-        44: ("place", _TSTR, 1, 64),
         45: ("state", _UINT, 1, 2),
+    },
+    KIND_BINDING: {
+        **_STATEMENT_FIELDS,
+        50: ("target", _TSTR, 1, 64),
+        51: ("devices", _TSTR, 1, 128),
+    },
+    KIND_PROFILE: {
+        **_STATEMENT_FIELDS,
+        60: ("gtin", _TSTR, 14, 14),
+        61: ("lot", _TSTR, 1, 20),
+        62: ("low", _INT, -10000, 15000),
+        63: ("high", _INT, -10000, 15000),
+        64: ("delay", _UINT, 0, _U32),
+        65: ("cumul", _UINT, 1, _U32),
+        66: ("mkt", _INT, -10000, 15000),
+        67: ("gap", _UINT, 60, 86400),
+        68: ("lots", _UINT, 1, 1),
+        69: ("links", _UINT, 1, 1),
+        70: ("name", _TSTR, 1, 32),
     },
 }
 _SPECS: dict[int, dict[int, _Field]] = {
@@ -332,25 +435,32 @@ _SPECS: dict[int, dict[int, _Field]] = {
 # The same as lists indexed by kind, then key (a list index is cheaper than
 # dict.get); used by the fast path. Index 0 (no such kind) is empty.
 _SPEC_LISTS: list[list[_Field | None]] = [[]] + [
-    [_SPECS[kind].get(key) for key in range(max(_SPECS[kind]) + 1)] for kind in range(1, 5)
+    [_SPECS[kind].get(key) for key in range(max(_SPECS[kind]) + 1)]
+    for kind in range(KIND_READING, KIND_PROFILE + 1)
 ]
-_CLASSES: dict[int, type[Reading] | type[Scan] | type[Status] | type[Registration]] = {
+_CLASSES: dict[int, type[Payload]] = {
     KIND_READING: Reading,
     KIND_SCAN: Scan,
     KIND_STATUS: Status,
     KIND_REGISTRATION: Registration,
+    KIND_BINDING: Binding,
+    KIND_PROFILE: ProductProfile,
 }
 _KIND_NAMES = {
     KIND_READING: "reading",
     KIND_SCAN: "scan",
     KIND_STATUS: "status",
     KIND_REGISTRATION: "registration",
+    KIND_BINDING: "binding",
+    KIND_PROFILE: "profile",
 }
 _REQUIRED = {
     KIND_READING: (),
     KIND_SCAN: ("uid", "action", "place"),
     KIND_STATUS: ("event",),
     KIND_REGISTRATION: ("device", "key", "role", "org", "state"),
+    KIND_BINDING: ("cseq", "cprev", "target"),
+    KIND_PROFILE: ("cseq", "cprev", "gtin", "delay", "gap"),
 }
 _COMMON_REQUIRED = ("boot", "seq", "time", "tq", "prev")
 # Every key name in any kind, to say "key 10 (temp) is not a field of a scan".
@@ -399,7 +509,9 @@ def _decode_payload_strict(data: bytes) -> Payload:
     if spec is None:
         if type(kind) is not int or kind < 0:
             raise FieldTypeError("kind must be a uint", expected="uint", found=_type_name(kind))
-        raise FieldRangeError("unknown record kind", expected="1..4", found=kind)
+        raise FieldRangeError(
+            "unknown record kind", expected=f"{KIND_READING}..{KIND_PROFILE}", found=kind
+        )
     values: dict[str, Any] = {}
     extensions: dict[int, int | bytes | str] | None = None
     for key, value in m.items():
@@ -439,6 +551,7 @@ def _decode_payload_strict(data: bytes) -> Payload:
                     expected=f"{lo}..{hi} bytes",
                     found=f"{size} bytes",
                 )
+            _check_text(value, f"{name} (key {key})")
         else:  # BSTR, BSTR_SET
             if type(value) is not bytes:
                 raise FieldTypeError(
@@ -501,7 +614,7 @@ def _decode_payload_fast(data: bytes) -> Payload | None:
         if n > MAX_PAYLOAD_SIZE or not 0xA6 <= ib <= 0xB7 or data[1] != 1:
             return None
         kind = data[2]
-        if not KIND_READING <= kind <= KIND_REGISTRATION:
+        if not KIND_READING <= kind <= KIND_PROFILE:
             return None
         spec = _SPEC_LISTS[kind]
         # Fill the instance's attribute dict directly (see _finish() on why
@@ -613,7 +726,10 @@ def _decode_payload_fast(data: bytes) -> Payload | None:
                 end = pos + size
                 if not lo <= size <= hi or end > n:
                     return None
-                values[name] = data[pos:end].decode("utf-8")
+                text = data[pos:end].decode("utf-8")
+                if _CONTROL_SEARCH(text) is not None:
+                    return None
+                values[name] = text
                 pos = end
             else:
                 if 0x40 <= vb < 0x58:
@@ -680,6 +796,17 @@ def _missing(kind: int, name: str) -> MissingFieldError:
     )
 
 
+def _check_text(value: str, what: str) -> None:
+    """A record's text strings carry no control character (C0, DEL, C1)."""
+    control = _CONTROL_SEARCH(value)
+    if control is not None:
+        raise FieldRangeError(
+            f"{what} contains a control character",
+            expected="no U+0000-U+001F, U+007F-U+009F",
+            found=f"U+{ord(control.group()):04X} at character {control.start()}",
+        )
+
+
 def _check_extension(key: int, value: object) -> int | bytes | str:
     if isinstance(value, int):
         return value
@@ -691,6 +818,8 @@ def _check_extension(key: int, value: object) -> int | bytes | str:
                 expected=f"<= {MAX_EXTENSION_STRING} bytes",
                 found=f"{size} bytes",
             )
+        if isinstance(value, str):
+            _check_text(value, f"extension {key}")
         return value
     raise FieldTypeError(
         f"extension {key} has the wrong type",
@@ -721,23 +850,83 @@ def _reading_rules(v: dict[str, Any]) -> None:
 
 
 def _scan_rules(v: dict[str, Any]) -> None:
-    if v["action"] == ACTION_COMMISSION and "item" not in v:
-        raise MissingFieldError(
-            "a commission scan needs item (key 24)", expected="item", found="absent"
-        )
+    if v["action"] == ACTION_COMMISSION:
+        if "item" not in v:
+            raise MissingFieldError(
+                "a commission scan needs item (key 24)", expected="item", found="absent"
+            )
+        if "link" in v:
+            raise FieldConflictError(
+                "a commission scan carries no custody link (key 27): the tag has none yet",
+                expected="no link with action 1",
+                found="link",
+            )
 
 
 def _status_rules(v: dict[str, Any]) -> None:
-    pass
+    lost = v.get("lost")
+    if lost is None:
+        return  # event 11 without lost: dropped readings that were never numbered
+    event = v["event"]
+    if event != EVENT_RECORDS_DROPPED:
+        raise FieldConflictError(
+            f"lost (key 38) belongs to event {EVENT_RECORDS_DROPPED} only",
+            expected=f"event {EVENT_RECORDS_DROPPED}",
+            found=f"event {event}",
+        )
+    detail = v.get("detail")
+    if detail is None:
+        raise MissingFieldError(
+            "a declaration of lost records needs detail (key 37), the count",
+            expected="detail",
+            found="absent",
+        )
+    if detail < 1:
+        raise FieldRangeError(
+            "detail (key 37) of a declaration of lost records is a count of at least 1",
+            expected=">= 1",
+            found=detail,
+        )
+    last = lost + detail - 1
+    seq = v["seq"]
+    if last >= seq:
+        raise FieldRangeError(
+            f"declares seqs {lost}..{last} lost, but its own seq is {seq}: "
+            "a device can only lose seqs it has already numbered",
+            expected=f"lost + detail - 1 < {seq}",
+            found=last,
+        )
 
 
-def _registration_rules(v: dict[str, Any]) -> None:
+def _registry_rules(v: dict[str, Any], kind: int) -> None:
+    """What every record signed by a registry key obeys: boot 0."""
     if v["boot"] != 0:
         raise FieldRangeError(
-            "a registration's boot must be 0 (registries do not reboot)",
+            f"a {_KIND_NAMES[kind]}'s boot must be 0 (registries do not reboot)",
             expected=0,
             found=v["boot"],
         )
+
+
+def _statement_rules(v: dict[str, Any], kind: int) -> None:
+    """Kinds 5 and 6: boot 0, a set clock (the time is the effective time), chain start."""
+    _registry_rules(v, kind)
+    if v["tq"] < TQ_HOLDOVER:
+        raise FieldRangeError(
+            f"a {_KIND_NAMES[kind]}'s time is its effective time: tq (key 5) must be >= 1",
+            expected=">= 1",
+            found=v["tq"],
+        )
+    if v["cseq"] == 0 and v["cprev"] != ZERO_PREV:
+        raise FieldRangeError(
+            "cprev (key 8) of the first statement of a chain (cseq 0) must be 16 zero bytes",
+            expected=ZERO_PREV.hex(),
+            found=v["cprev"].hex(),
+        )
+
+
+def _registration_rules(v: dict[str, Any]) -> None:
+    _registry_rules(v, KIND_REGISTRATION)
     device = v["device"]
     if cose.ID_PATTERN.fullmatch(device) is None:
         raise FieldRangeError(
@@ -751,6 +940,77 @@ def _registration_rules(v: dict[str, Any]) -> None:
             "key (key 41) is not an uncompressed SEC1 P-256 point",
             expected="0x04 ‖ X ‖ Y on P-256",
             found=key[:1].hex() + "…",
+        )
+
+
+def _binding_rules(v: dict[str, Any]) -> None:
+    _statement_rules(v, KIND_BINDING)
+    devices = v.get("devices")
+    if devices is None:
+        return
+    ids = devices.split(" ")
+    for i, device in enumerate(ids):
+        if cose.ID_PATTERN.fullmatch(device) is None:
+            raise FieldRangeError(
+                f"devices (key 51): entry {i} is not a valid device id (§1)",
+                expected="device ids separated by single spaces",
+                found=device,
+            )
+        if i and ids[i - 1] >= device:
+            raise FieldRangeError(
+                "devices (key 51) must be strictly ascending (so each id once)",
+                expected=f"an id after {ids[i - 1]!r}",
+                found=device,
+            )
+
+
+def gtin_check_digit(digits13: str) -> int:
+    """The GS1 mod-10 check digit of the first 13 digits of a GTIN-14.
+
+    Weights 3 and 1 alternate from the rightmost data digit (weight 3)
+    leftwards (GS1 General Specifications §7.9.1).
+    """
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits13)))
+    return (10 - total % 10) % 10
+
+
+def _profile_rules(v: dict[str, Any]) -> None:
+    _statement_rules(v, KIND_PROFILE)
+    gtin = v["gtin"]
+    if _GTIN.fullmatch(gtin) is None:
+        raise FieldRangeError(
+            "gtin (key 60) must be 14 ASCII digits", expected="14 digits", found=gtin
+        )
+    check = gtin_check_digit(gtin[:13])
+    if int(gtin[13]) != check:
+        raise FieldRangeError(
+            "gtin (key 60) has a wrong GS1 check digit", expected=check, found=int(gtin[13])
+        )
+    lot = v.get("lot")
+    if lot is not None and _LOT.fullmatch(lot) is None:
+        raise FieldRangeError(
+            "lot (key 61) holds a character outside GS1 AI (10)'s set (CSET 82)",
+            expected="""[!"%&'()*+,-./0-9:;<=>?A-Z_a-z]""",
+            found=lot,
+        )
+    low, high = v.get("low"), v.get("high")
+    if low is None and high is None:
+        raise MissingFieldError(
+            "a profile needs low (key 62), high (key 63) or both",
+            expected="low or high",
+            found="neither",
+        )
+    if low is not None and high is not None and low > high:
+        raise FieldRangeError(
+            "a profile's low (key 62) is above its high (key 63)",
+            expected=f"low <= {high}",
+            found=low,
+        )
+    if lot is not None and "lots" in v:
+        raise FieldConflictError(
+            "lots (key 68) belongs to a profile without lot (key 61)",
+            expected="lots or lot, not both",
+            found="lot and lots",
         )
 
 
@@ -775,6 +1035,8 @@ _KIND_RULES = {
     KIND_SCAN: _scan_rules,
     KIND_STATUS: _status_rules,
     KIND_REGISTRATION: _registration_rules,
+    KIND_BINDING: _binding_rules,
+    KIND_PROFILE: _profile_rules,
 }
 
 
@@ -783,8 +1045,10 @@ _KIND_RULES = {
 
 def encode_payload(p: Payload) -> bytes:
     """The deterministic CBOR bytes of ``p`` (§2); refuses what decode_payload refuses."""
-    if not isinstance(p, (Reading, Scan, Status, Registration)):
-        raise TypeError(f"want a Reading, Scan, Status or Registration, got {type(p).__name__}")
+    if not isinstance(p, (Reading, Scan, Status, Registration, Binding, ProductProfile)):
+        raise TypeError(
+            f"want a record payload (Reading ... ProductProfile), got {type(p).__name__}"
+        )
     keys = _KEYS_BY_NAME[p.kind]
     m: dict[int, object] = {1: p.kind}
     for f in fields(p):
@@ -818,6 +1082,22 @@ def encode_payload(p: Payload) -> bytes:
 def chain_hash(record_bytes: bytes) -> bytes:
     """``prev`` of the next record: SHA-256 of the whole COSE_Sign1, first 16 bytes (§4)."""
     return hashlib.sha256(record_bytes).digest()[:CHAIN_HASH_LEN]
+
+
+def statement_chain_key(signer: str, payload: Payload) -> StatementKey:
+    """The statement chain a binding or profile belongs to.
+
+    ``("binding", signer, target)`` for a :class:`Binding`,
+    ``("profile", signer, gtin, lot)`` for a :class:`ProductProfile` (``lot``
+    None for a GTIN-wide profile). Statements of one chain are numbered by
+    ``cseq`` and linked by ``cprev`` = :func:`chain_hash` of the previous one.
+    Raises ``TypeError`` for the other kinds, which are not statements.
+    """
+    if isinstance(payload, Binding):
+        return ("binding", signer, payload.target)
+    if isinstance(payload, ProductProfile):
+        return ("profile", signer, payload.gtin, payload.lot)
+    raise TypeError(f"a {type(payload).__name__} is not a statement (kinds 5 and 6)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,37 @@ def test_payload_lengths_round_trip(size: int) -> None:
     verify_sign1(raw, PUB)
 
 
+@pytest.mark.parametrize("size", [24, 32])
+def test_long_kid_protected_header_uses_the_one_byte_length_head(size: int) -> None:
+    """Kids of 24-32 bytes: protected = A2 01 26 04 58 nn <kid>, wrapped in 58 mm (§3)."""
+    kid = ("k" * size).encode()
+    raw = sign1(PAYLOAD, kid.decode(), KEY)
+    protected = b"\xa2\x01\x26\x04\x58" + bytes([size]) + kid
+    assert raw.startswith(b"\xd2\x84\x58" + bytes([len(protected)]) + protected + b"\xa0")
+    assert cose._parse_sign1_fast(raw) == cose._parse_sign1_strict(raw)
+    assert parse_sign1(raw).protected == protected
+    verify_sign1(raw, PUB)
+
+
+@pytest.mark.parametrize("size", [1, 23, 24, 32])
+def test_parse_rejects_a_non_shortest_kid_or_protected_head(size: int) -> None:
+    kid = ("k" * size).encode()
+    # kid head one size too long: 58 nn for a short kid, 59 00 nn for a long one
+    head = b"\x58" + bytes([size]) if size < 24 else b"\x59\x00" + bytes([size])
+    protected = b"\xa2\x01\x26\x04" + head + kid
+    raw = envelope(protected, signature=resign(protected))
+    assert cose._parse_sign1_fast(raw) is None
+    with pytest.raises(NonCanonicalError):
+        parse_sign1(raw)
+    # the protected bstr itself with a longer head than needed
+    good = cbor.encode({1: -7, 4: kid})
+    wrapped = (b"\x58" if len(good) < 24 else b"\x59\x00") + bytes([len(good)]) + good
+    raw = b"\xd2\x84" + wrapped + b"\xa0" + cbor.encode(PAYLOAD) + b"\x58\x40" + resign(good)
+    assert cose._parse_sign1_fast(raw) is None
+    with pytest.raises(NonCanonicalError):
+        parse_sign1(raw)
+
+
 # --- refusals, one rule each ---------------------------------------------------------------
 
 
@@ -263,6 +294,9 @@ def test_verify_rejects_high_s() -> None:
     with pytest.raises(HighSError) as info:
         verify_sign1(raw, PUB)
     assert info.value.expected == "s <= n/2"
+    assert info.value.code == "bad_signature"
+    with pytest.raises(HighSError):
+        cose._verify_split(raw, KID, len(PROTECTED) + 3, len(raw) - 66, PUB)
     cose.verify_sign1_raw(PROTECTED, PAYLOAD, high, PUB)  # and the math holds
 
 
