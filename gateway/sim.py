@@ -85,6 +85,18 @@ class SunTag:
         self.k_meta = k_meta or secrets.token_bytes(16)
         self.k_file = k_file or secrets.token_bytes(16)
         self.counter = counter
+        self._fake: Any = None
+
+    def fake(self) -> Any:
+        """The fake NTAG 424 DNA (firmware/sim/fake_nfc) answering for this
+        tag: one per tag, shared by every reader it is held to, so its
+        custody file (the link to its last custody scan) travels with it."""
+        if self._fake is None:
+            firmware_on_path()
+            import fake_nfc
+
+            self._fake = fake_nfc.Ntag424(self.uid, self.url)
+        return self._fake
 
     def url(self) -> str:
         self.counter += 1
@@ -471,7 +483,7 @@ class SimReader:
         self._time = clock
         self.board = WallBoard(clock=clock)
         self.tags = tags
-        self.nfc = [fake_nfc.Ntag424(t.uid, t.url) for t in tags]
+        self.nfc = [t.fake() for t in tags]
         self.chip = fake_nfc.FakePN532([])
         pn = ct_pn532.PN532(ct_pn532.I2CBus(fake_nfc.FakePN532I2C(self.chip)))
         self.clock = ct_clock.Clock(self.board.now, self.board.set_time, 0)

@@ -201,13 +201,5 @@ def nfc_reader(cfg, board):
                           miso=machine.Pin(pins["spi_miso"]))
         rc = ct_mfrc522.MFRC522(spi, machine.Pin(pins["nfc_cs"], machine.Pin.OUT, value=1))
         rc.init()
-
-        def read():
-            got = rc.read_uid()
-            if got is None:
-                return None
-            rc.halt()
-            return ct_ntag.Tag(got[0])
-
-        return read
+        return lambda: ct_ntag.read_tag_mfrc522(rc)
     raise BoardError("unknown NFC chip %s" % chip)

@@ -9,6 +9,12 @@ carries 3 UID bytes. Many example drivers stop at level 1 and keep 88 xx xx
 xx as a "UID": this one runs levels 1-3 and refuses an inconsistent answer,
 so a 7-byte NTAG UID is always reported whole.
 
+Once a tag is selected, ``read16``/``write4`` speak the NFC Forum Type 2 /
+NTAG 21x memory commands (NTAG213/215/216 datasheet §10): READ (30h, page)
+answers 16 bytes + CRC_A, or a 4-bit NAK; WRITE (A2h, page, 4 bytes)
+answers a 4-bit ACK (Ah) once the page is programmed, or a NAK. After a NAK
+the tag is back in IDLE and must be selected again.
+
 CRC_A (init 0x6363, reflected poly 0x8408) is computed here; the chip's own
 CRC coprocessor is not used.
 """
@@ -45,6 +51,9 @@ _SOFT_RESET = const(0x0F)
 
 _REQA = const(0x26)
 _HLTA = const(0x50)
+_READ = const(0x30)
+_WRITE = const(0xA2)
+_ACK = const(0x0A)
 _CASCADE_TAG = const(0x88)
 _SAK_MORE = const(0x04)
 _TIMEOUT_MS = const(30)
@@ -240,6 +249,45 @@ class MFRC522:
             uid.extend(cl[0:4])
             return bytes(uid), sak
         raise MFRC522Error("more than 3 cascade levels")
+
+    def _t2(self, frame):
+        """Send a Type 2 command (CRC_A appended); the answer without its
+        CRC, or an int: the 4-bit ACK/NAK. Raises when no tag answers."""
+        f = bytearray(len(frame) + 2)
+        f[: len(frame)] = frame
+        f[len(frame) :] = crc_a(frame)
+        r, bits, _ = self.transceive(f)
+        if not r:
+            raise MFRC522Error("no answer")
+        if bits == 4 and len(r) == 1:
+            return r[0] & 0x0F
+        if bits or len(r) < 3:
+            raise MFRC522Error("short answer")
+        if crc_a(r, len(r) - 2) != r[-2:]:
+            raise MFRC522Error("answer CRC")
+        return r[:-2]
+
+    def read16(self, page):
+        """READ: pages page..page+3 (16 bytes), or None when the tag NAKs
+        (no such page, or read-protected)."""
+        r = self._t2(bytes((_READ, page)))
+        if type(r) is int:
+            if r == _ACK:
+                raise MFRC522Error("ACK to READ")
+            return None
+        if len(r) != 16:
+            raise MFRC522Error("READ answer length")
+        return r
+
+    def write4(self, page, data):
+        """WRITE one page (4 bytes); raises unless the tag answers ACK."""
+        if len(data) != 4:
+            raise MFRC522Error("a page is 4 bytes")
+        r = self._t2(bytes((_WRITE, page)) + bytes(data))
+        if type(r) is not int:
+            raise MFRC522Error("data answer to WRITE")
+        if r != _ACK:
+            raise MFRC522Error("WRITE NAK %x" % r)
 
     def halt(self):
         f = bytearray(4)

@@ -1,4 +1,11 @@
-"""NFC Forum Type 4 / NTAG 424 DNA NDEF reading and SUN extraction; NTAG21x UIDs.
+"""One tap of a tag: UID, NTAG 424 DNA NDEF + SUN, the custody link.
+
+``read_tag(pn532)`` / ``read_tag_mfrc522(rc)`` poll once and give a Tag
+(or None). The tap stays open - the tag selected - until ``Tag.release()``,
+so the reader can write the new custody link (``Tag.write_link``, see
+ct_custody) after it has signed and queued the scan. NTAG 21x (SAK 00) and
+NTAG 424 DNA (ISO-DEP) have a custody file; MIFARE Classic and other tags
+give their full UID only.
 
 NDEF on a Type 4 tag (NFC Forum T4T 2.0 §5.4, NTAG 424 DNA datasheet §8):
 SELECT the NDEF application by name D2760000850101, SELECT the capability
@@ -24,12 +31,16 @@ except ImportError:  # CPython
 
 import binascii
 
+import ct_custody
+
 _SW_OK = b"\x90\x00"
 _NDEF_AID = b"\xd2\x76\x00\x00\x85\x01\x01"
 _CC_FILE = b"\xe1\x03"
 _MAX_CHUNK = const(128)  # keeps an InDataExchange inside one PN532 frame
 _MAX_NDEF = const(1024)
 _TNF_WELL_KNOWN = const(1)
+_SAK_T2 = const(0x00)  # NFC Forum Type 2 (NTAG 21x, Ultralight)
+_TIMEOUT = const(0x01)  # PN532 InDataExchange status: the tag did not answer
 
 PICC_NAMES = ("picc_data", "e")
 MAC_NAMES = ("cmac", "c")
@@ -201,25 +212,75 @@ def item_from_uri(uri):
 
 
 class Tag:
-    """What one tap yields for the scan record."""
+    """What one tap yields for the scan record. ``link``: the custody link
+    the tag held (16 bytes) or None; ``custody``: the tag's custody file
+    (a ct_custody port) or None when it has none."""
 
     def __init__(self, uid, sun=None, item=None, uri=None):
         self.uid = uid
         self.sun = sun
         self.item = item
         self.uri = uri
+        self.link = None
+        self.custody = None
+        self._release = None
+
+    def open_custody(self, port):
+        """Read the custody file through ``port``; keep the port for the
+        write when the tag has one."""
+        data = port.read()
+        if data is not None:
+            self.custody = port
+            self.link = ct_custody.link(data)
+
+    def write_link(self, link):
+        """Write the new scan's link to the tag's custody file; raises when
+        the tag has none, refused, or left the field."""
+        if self.custody is None:
+            raise ct_custody.CustodyError("no custody file")
+        ct_custody.write_link(self.custody, link)
+
+    def release(self):
+        """End the tap (deselect the tag); once, whatever happened."""
+        f, self._release = self._release, None
+        if f is not None:
+            f()
+
+
+def _t2_pn532(pn532, tg, timeout_ms):
+    """ct_custody.T2 over PN532 InDataExchange (the PN532 adds and checks
+    the CRC_A and takes the 4-bit ACK itself). A READ the tag answers with a
+    NAK gives a non-zero status other than timeout: no such pages."""
+
+    def read16(page):
+        st, r = pn532.exchange_status(tg, bytes((0x30, page)), 16, timeout_ms)
+        if st == _TIMEOUT:
+            raise NTAGError("tag did not answer")
+        if st:
+            return None
+        return r
+
+    def write4(page, data):
+        st, _ = pn532.exchange_status(tg, bytes((0xA2, page)) + bytes(data), 0, timeout_ms)
+        if st:
+            raise NTAGError("page write: status 0x%02x" % st)
+
+    return ct_custody.T2(read16, write4)
 
 
 def read_tag(pn532, timeout_ms=500):
     """Poll a PN532 once: Tag, or None when no tag is in the field.
 
-    NTAG21x and other non-ISO-DEP tags give their full UID only; ISO-DEP
-    tags (NTAG 424 DNA) also give their NDEF URL, SUN data and GS1 item.
+    ISO-DEP tags (NTAG 424 DNA) give their NDEF URL, SUN data and GS1 item;
+    they and Type 2 tags (NTAG 21x) give their custody link. Other tags
+    (MIFARE Classic) give their full UID only. The target stays selected
+    until ``Tag.release()``; a failed read releases it and raises.
     """
     t = pn532.list_target(timeout_ms)
     if t is None:
         return None
     tag = Tag(t.uid)
+    done = False
     try:
         if t.iso_dep():
 
@@ -230,6 +291,33 @@ def read_tag(pn532, timeout_ms=500):
             tag.uri = uri
             tag.sun = sun_from_uri(uri)
             tag.item = item_from_uri(uri)
+            tag.open_custody(ct_custody.T4(ex))
+        elif t.sak == _SAK_T2:
+            tag.open_custody(_t2_pn532(pn532, t.tg, timeout_ms))
+        tag._release = lambda: pn532.release(t.tg)
+        done = True
     finally:
-        pn532.release(t.tg)
+        if not done:
+            pn532.release(t.tg)
+    return tag
+
+
+def read_tag_mfrc522(rc):
+    """Poll an MFRC522 once: Tag (full UID; custody link for a Type 2 tag),
+    or None. No ISO-DEP on this path: an NTAG 424 DNA gives its UID only.
+    The tag stays selected until ``Tag.release()`` halts it."""
+    got = rc.read_uid()
+    if got is None:
+        return None
+    uid, sak = got
+    tag = Tag(uid)
+    done = False
+    try:
+        if sak == _SAK_T2:
+            tag.open_custody(ct_custody.T2(rc.read16, rc.write4))
+        tag._release = rc.halt
+        done = True
+    finally:
+        if not done:
+            rc.halt()
     return tag

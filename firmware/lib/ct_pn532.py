@@ -285,17 +285,24 @@ class PN532:
                 raise PN532Error("ats length")
         return Target(tg, atqa, sak, uid, ats)
 
-    def exchange(self, tg, data, resp_len=140, timeout_ms=500):
-        """InDataExchange: send one APDU to target ``tg``, return the answer."""
+    def exchange_status(self, tg, data, resp_len=140, timeout_ms=500):
+        """InDataExchange (§7.3.8): send ``data`` to target ``tg``; return
+        (status, answer). Status 0: the target answered; else the error
+        code of §7.1 (0x01: the target did not answer in time)."""
         r = self.call(CMD_IN_DATA_EXCHANGE, bytes((tg,)) + bytes(data), resp_len + 1, timeout_ms)
         if not r:
             raise PN532Error("empty exchange")
         st = r[0] & 0x3F
+        if not st and r[0] & 0x40:
+            raise PN532Error("chaining (MI) not supported")
+        return st, r[1:]
+
+    def exchange(self, tg, data, resp_len=140, timeout_ms=500):
+        """InDataExchange: send one APDU to target ``tg``, return the answer."""
+        st, r = self.exchange_status(tg, data, resp_len, timeout_ms)
         if st:
             raise PN532Error("target status 0x%02x" % st)
-        if r[0] & 0x40:
-            raise PN532Error("chaining (MI) not supported")
-        return r[1:]
+        return r
 
     def release(self, tg=0):
         self.call(CMD_IN_RELEASE, bytes((tg,)), 1, 100)

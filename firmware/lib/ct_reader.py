@@ -9,10 +9,21 @@ gives one scan record with the full UID, the action, the reader's place, and
 same tag is not recorded again within ``repeat_ms``. A commission scan needs
 an item: without one the reader shows the error pattern and records
 nothing. Green = recorded, red = error (tag pulled away mid-read, a tag it
-cannot read, the queue full).
+cannot read, the queue full, the custody link not written).
 
-``step(now_ms)`` never blocks longer than one tag poll; main.py calls it in
-a loop and uploads when ``upload_due()``.
+Custody link (scan field 27, ct_custody): a tag with a custody file (NTAG
+424 DNA file 03, NTAG 21x pages 20h-24h) names the previous custody scan
+of its item. A scan carries that ``link`` unless it is a commission (which
+starts the item's chain, even on a reused tag). Once the scan is signed
+and durably queued, the reader writes the scan's own chain link to the tag,
+in the same tap. If that write fails (the tag was pulled away), the scan
+stays recorded - it is signed evidence - the LED shows the error pattern
+and ``link_fails`` counts it; the tag keeps its older link (or none), so
+the next scan names the older scan and a verifier sees the branch.
+
+``step(now_ms)`` never blocks longer than one tag poll (every tag command
+has the driver's timeout); main.py calls it in a loop and uploads when
+``upload_due()``.
 """
 
 try:
@@ -22,6 +33,7 @@ except ImportError:  # CPython
     def const(x):
         return x
 
+import ct_record
 import ct_ui
 
 COMMISSION = const(1)
@@ -51,7 +63,8 @@ def check_config(cfg):
 
 
 class Reader:
-    """``read_tag()`` -> ct_ntag.Tag or None (raises on a failed read);
+    """``read_tag()`` -> ct_ntag.Tag or None (raises on a failed read; the
+    reader calls ``Tag.release()`` when it is done with the tap);
     ``core`` as in ct_app (record, enqueue); ``clock`` a ct_clock.Clock;
     ``button`` a ct_ui.Button; ``ok``/``err`` ct_ui.Led; ``batt_mv()``."""
 
@@ -74,6 +87,7 @@ class Reader:
         self._last_record = None
         self.scans = 0
         self.errors = 0
+        self.link_fails = 0  # scans recorded whose link the tag did not take
         self.poll_ms = cfg.get("poll_ms", _POLL_MS)
         self.repeat_ms = cfg.get("repeat_ms", _REPEAT_MS)
 
@@ -104,12 +118,18 @@ class Reader:
             return None
         if tag is None:
             return None
-        if tag.uid == self._last_uid and now - self._last_at < self.repeat_ms:
+        try:
+            if tag.uid == self._last_uid and now - self._last_at < self.repeat_ms:
+                self._last_at = now
+                return None
+            self._last_uid = tag.uid
             self._last_at = now
-            return None
-        self._last_uid = tag.uid
-        self._last_at = now
-        return self.record(tag, now)
+            return self.record(tag, now)
+        finally:
+            try:
+                tag.release()
+            except Exception:  # the chip did not take the release: the next poll shows it
+                self.errors += 1
 
     def record(self, tag, now):
         if self.action == COMMISSION and not tag.item:
@@ -126,6 +146,8 @@ class Reader:
             f[25] = self.cfg["parent"]
         if self.cfg.get("ref"):
             f[26] = self.cfg["ref"]
+        if tag.link is not None and self.action != COMMISSION:
+            f[27] = tag.link
         if self._batt:
             f[15] = self._batt()
         rec = self.core.record(f)
@@ -135,6 +157,13 @@ class Reader:
             return None
         self.scans += 1
         self._last_record = now
+        if tag.custody is not None:
+            try:
+                tag.write_link(ct_record.chain_link(rec))
+            except Exception:  # tag pulled away mid-write: the scan stands
+                self.link_fails += 1
+                self.err.play(ct_ui.ERROR, now)
+                return rec
         self.ok.play(ct_ui.OK, now)
         return rec
 

@@ -16,7 +16,11 @@ nothing here touches a float.
     msg = mac0(fields, kid, key)         # the gateway side, for tests/sim
 
 ``fields`` are the protocol's integer keys: 1 kind, 2 boot, 3 seq, 4 time,
-5 tq, 6 prev, 10.. per kind. The caller (ct_core) fills 2, 3 and 6.
+5 tq, 6 prev, 10.. per kind. The caller (ct_core) fills 2, 3 and 6. Scan
+key 27 (``link``, protocol v2) is the custody link read from the tag: 16
+bytes, the chain_link of the tag's previous custody scan (ct_custody).
+The largest scan payload (every optional field at its longest) is 385 bytes,
+inside _MAX_PAYLOAD.
 """
 
 import hashlib
@@ -50,7 +54,7 @@ _KINDS = {
     1: {10: (_I, -10000, 15000), 11: (_U, 0, 10000), 12: (_U, 1, 255), 13: (_U, 0, 15),
         14: (_U, 0, _U32), 15: _BATT, 16: (_U, 0, 7)},
     2: {20: (_UID, 0, 0), 21: (_U, 1, 6), 22: (_T, 1, 64), 23: (_B, 24, 24),
-        24: (_T, 1, 128), 25: (_UID, 0, 0), 26: (_T, 1, 64), 15: _BATT},
+        24: (_T, 1, 128), 25: (_UID, 0, 0), 26: (_T, 1, 64), 27: (_B, 16, 16), 15: _BATT},
     3: {30: (_U, 1, 255), 31: (_U, 0, _U32), 32: (_T, 1, 32), 33: (_U, 0, _U32),
         34: (_U, 0, _U32), 35: (_I, -128, 0), 36: (_U, 0, 255),
         37: (_I, -0x80000000, _U32), 38: (_U, 0, _U32), 15: _BATT},
@@ -133,8 +137,11 @@ def check_fields(fields):
             raise RecordError("a reading has exactly one of temp (10) or fault (12)")
         if 11 in fields and 12 in fields:
             raise RecordError("rh (11) never accompanies a fault (12)")
-    elif kind == 2 and fields[21] == 1 and 24 not in fields:
-        raise RecordError("a commission scan needs item (24)")
+    elif kind == 2 and fields[21] == 1:
+        if 24 not in fields:
+            raise RecordError("a commission scan needs item (24)")
+        if 27 in fields:
+            raise RecordError("a commission scan carries no link (27)")
 
 
 _pbuf = bytearray(_MAX_PAYLOAD + 32)

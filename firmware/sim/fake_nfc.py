@@ -5,6 +5,15 @@ with LCS/DCS, ACK frames, the I2C status byte, LSB-first SPI; MFRC522
 registers, FIFO and ISO 14443A anticollision frames (UID CLn + BCC, SAK +
 CRC_A, bit-level collisions between several tags). Runs under MicroPython
 too, so the firmware tests and the simulator share them.
+
+Tag memory: an NTAG 21x answers READ (30h) with 16 bytes and WRITE (A2h)
+with a 4-bit ACK (Ah) or NAK (0h invalid page, 1h CRC error), going IDLE
+after a NAK; an NTAG 424 DNA has its file 03 (E105, 128 bytes) for READ
+BINARY / UPDATE BINARY with ISO status words. So a sequence of readers on
+one tag builds a real chain of custody links. ``leave_at_write(n)`` makes a
+tag leave the field when its n-th next write command arrives, before the
+write takes effect (``away`` until a test sets it back to False). A
+MIFARE Classic (plain ``Tag``) has no memory the readers can use.
 """
 
 import binascii
@@ -27,8 +36,14 @@ def ndef_uri(uri):
     return bytes((0xC1, 0x01, n >> 24, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF, 0x55)) + payload
 
 
+ACK4 = 0x0A  # NTAG 21x 4-bit ACK
+NAK_ARG = 0x00  # NAK: invalid argument (page address)
+NAK_CRC = 0x01  # NAK: parity or CRC error
+
+
 class Tag:
-    """A plain ISO 14443A tag: ATQA, SAK, UID. No APDUs."""
+    """A plain ISO 14443A tag: ATQA, SAK, UID. No APDUs, no memory commands
+    (it stays silent, as a MIFARE Classic does before authentication)."""
 
     iso_dep = False
 
@@ -39,6 +54,28 @@ class Tag:
         self.atqa = bytes(atqa)
         self.sak = sak
         self.ats = b""
+        self.away = False
+        self._leave_in = 0
+        self.writes = 0  # write commands that took effect
+
+    def leave_at_write(self, n=1):
+        """Leave the field when the n-th write command from now arrives
+        (1 = the next one), before it takes effect."""
+        self._leave_in = n
+
+    def _torn(self):
+        """Called for each write command: True when the tag leaves now."""
+        if self._leave_in:
+            self._leave_in -= 1
+            if not self._leave_in:
+                self.away = True
+                return True
+        return False
+
+    def t2(self, cmd):
+        """A Type 2 command without CRC -> data bytes, a 4-bit ACK/NAK
+        (int), or None (no answer)."""
+        return None
 
     def cascade(self):
         """UID CLn (4 bytes) per cascade level, with cascade tags."""
@@ -50,8 +87,59 @@ class Tag:
         return [b"\x88" + u[:3], b"\x88" + u[3:6], u[6:]]
 
 
-def ntag21x(uid):
-    return Tag(uid, b"\x00\x44", 0x00)
+class Ntag21x(Tag):
+    """NTAG 213/215/216 memory (NTAG213/215/216 datasheet §8.5, §10): pages
+    of 4 bytes; UID and lock bytes in pages 0-2, CC in page 3, user memory
+    from page 4 to ``user_end``; config pages after it are not modelled
+    (READ gives zeros, WRITE NAKs). ``read_only``: every WRITE NAKs."""
+
+    def __init__(self, uid, pages=135, user_end=0x81, read_only=False):
+        Tag.__init__(self, uid, b"\x00\x44", 0x00)
+        if len(uid) != 7:
+            raise ValueError("an NTAG 21x has a 7-byte UID")
+        self.pages = pages
+        self.user_end = user_end
+        self.read_only = read_only
+        m = bytearray(4 * pages)
+        u = self.uid
+        m[0:4] = bytes((u[0], u[1], u[2], 0x88 ^ u[0] ^ u[1] ^ u[2]))
+        m[4:8] = u[3:7]
+        m[8] = u[3] ^ u[4] ^ u[5] ^ u[6]
+        m[9] = 0x48
+        if user_end >= 4:
+            m[12:16] = bytes((0xE1, 0x10, (user_end - 3) // 2, 0x00))
+            m[16:19] = b"\x03\x00\xfe"  # empty NDEF message TLV, terminator
+        self.mem = m
+
+    def t2(self, cmd):
+        if len(cmd) == 2 and cmd[0] == 0x30:
+            page = cmd[1]
+            if page >= self.pages:
+                return NAK_ARG
+            out = bytearray(16)
+            for i in range(16):  # rolls over to page 0 past the last page
+                out[i] = self.mem[(4 * page + i) % len(self.mem)]
+            return bytes(out)
+        if len(cmd) == 6 and cmd[0] == 0xA2:
+            if self._torn():
+                return None
+            page = cmd[1]
+            if self.read_only or page < 4 or page > self.user_end:
+                return NAK_ARG
+            self.mem[4 * page : 4 * page + 4] = cmd[2:6]
+            self.writes += 1
+            return ACK4
+        return None
+
+    def page(self, p, n=1):
+        """Bytes of pages p .. p+n-1 (for tests)."""
+        return bytes(self.mem[4 * p : 4 * (p + n)])
+
+
+def ntag21x(uid, model=215):
+    """An NTAG 213, 215 or 216 with its page count and user memory."""
+    pages, end = {213: (45, 0x27), 215: (135, 0x81), 216: (231, 0xE1)}[model]
+    return Ntag21x(uid, pages, end)
 
 
 def mifare_classic(uid):
@@ -65,7 +153,7 @@ class Ntag424(Tag):
 
     iso_dep = True
 
-    def __init__(self, uid, uri):
+    def __init__(self, uid, uri, custody=True):
         Tag.__init__(self, uid, b"\x03\x44", 0x20)
         self.ats = b"\x06\x77\x77\x71\x02\x80"
         self._uri = uri
@@ -74,8 +162,13 @@ class Ntag424(Tag):
         )
         self.selected_app = False
         self.file = None
+        self.fid = None
         self.apdus = []
         self._ndef = None
+        # file 03 (E105), 128 bytes; ``custody``: commissioned for free
+        # read/write in plain mode - else it answers 69 82, as delivered
+        self.data03 = bytearray(128)
+        self.custody = custody
 
     def _ndef_file(self):
         uri = self._uri() if callable(self._uri) else self._uri
@@ -87,7 +180,7 @@ class Ntag424(Tag):
         self.apdus.append(a)
         if a[:4] == b"\x00\xa4\x04\x00":
             self.selected_app = a[5:5 + a[4]] == b"\xd2\x76\x00\x00\x85\x01\x01"
-            self.file = None
+            self.file = self.fid = None
             return b"\x90\x00" if self.selected_app else b"\x6a\x82"
         if a[:4] == b"\x00\xa4\x00\x0c":
             if not self.selected_app:
@@ -98,17 +191,40 @@ class Ntag424(Tag):
             elif fid == b"\xe1\x04":
                 self._ndef = self._ndef_file()  # SDM: fresh data per read
                 self.file = self._ndef
+            elif fid == b"\xe1\x05":
+                self.file = self.data03
             else:
+                self.file = self.fid = None
                 return b"\x6a\x82"
+            self.fid = bytes(fid)
             return b"\x90\x00"
         if a[:2] == b"\x00\xb0":
             if self.file is None:
                 return b"\x69\x86"
+            if self.fid == b"\xe1\x05" and not self.custody:
+                return b"\x69\x82"
             off = (a[2] << 8) | a[3]
             n = a[4] or 256
             if off + n > len(self.file):
                 return b"\x6b\x00"
-            return self.file[off:off + n] + b"\x90\x00"
+            return bytes(self.file[off:off + n]) + b"\x90\x00"
+        if a[:2] == b"\x00\xd6":
+            if self.file is None:
+                return b"\x69\x86"
+            if self.fid != b"\xe1\x05" or not self.custody:
+                return b"\x69\x82"  # the NDEF and CC files are not written here
+            off = (a[2] << 8) | a[3]
+            n = a[4] if len(a) > 4 else 0
+            data = a[5:]
+            if n == 0 or len(data) != n:
+                return b"\x67\x00"
+            if off + n > len(self.file):
+                return b"\x6b\x00"
+            if self._torn():
+                return b""
+            self.file[off:off + n] = data
+            self.writes += 1
+            return b"\x90\x00"
         return b"\x6d\x00"
 
 
@@ -119,6 +235,10 @@ def _frame(data, tfi=0xD5):
 
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
+# InDataExchange status for a tag's NAK: UM0701's error table has no entry
+# for it; 0x14 (MIFARE error) is assumed - the firmware treats any status
+# other than 0x01 (timeout) on a page READ as "no such pages"
+NAK_STATUS = 0x14
 
 
 class FakePN532:
@@ -132,6 +252,7 @@ class FakePN532:
         self.commands = []
         self.bad_frames = 0
         self.listed = None
+        self.muted = False  # the listed tag went IDLE (NAK): it answers nothing
         self.corrupt_next = None  # function(frame) -> frame, for tests
         self.sam = False
 
@@ -195,15 +316,28 @@ class FakePN532:
                 return b"\x00"
             t = self.field[0]
             self.listed = t
+            self.muted = False
             r = b"\x01\x01" + t.atqa + bytes((t.sak, len(t.uid))) + t.uid + t.ats
             return r
         if c == 0x40:
             t = self.listed
-            if t is None or not t.iso_dep or cmd[1] != 1:
-                return b"\x27"  # wrong context / not ISO-DEP
-            if t not in self.field:
+            if t is None or cmd[1] != 1:
+                return b"\x27"  # wrong context
+            if t not in self.field or t.away or self.muted:
                 return b"\x01"  # timeout: the tag left the field
-            return b"\x00" + t.apdu(cmd[2:])
+            if t.iso_dep:
+                r = t.apdu(cmd[2:])
+                return b"\x01" if t.away else b"\x00" + r
+            # Type 2: the PN532 adds/checks CRC_A and takes the 4-bit ACK
+            r = t.t2(bytes(cmd[2:]))
+            if r is None or t.away:
+                return b"\x01"
+            if type(r) is int:
+                if r == ACK4:
+                    return b"\x00"
+                self.muted = True  # the tag went IDLE
+                return bytes((NAK_STATUS,))
+            return b"\x00" + r
         if c == 0x52:
             self.listed = None
             return b"\x00"
@@ -444,7 +578,27 @@ class FakeMFRC522:
         self.reg[0x04] |= 0x30
 
     def _active(self):
-        return [t for t in self.field if id(t) not in self.halted]
+        return [t for t in self.field if id(t) not in self.halted and not t.away]
+
+    def _memory(self, sent):
+        """READ/WRITE to the selected tag: CRC_A checked, the answer with
+        CRC_A, or a 4-bit ACK/NAK; IDLE after a NAK."""
+        tags = [t for t in self._active() if self._state.get(id(t)) == "sel"]
+        if not tags:
+            return None, 0
+        t = tags[0]
+        if len(sent) < 3 or crc_a(sent[:-2]) != sent[-2:]:
+            r = NAK_CRC
+        else:
+            r = t.t2(bytes(sent[:-2]))
+        if r is None or t.away:
+            return None, 0
+        if type(r) is int:
+            if r != ACK4:
+                self._state[id(t)] = None
+            return [(r >> i) & 1 for i in range(4)], 0
+        r = bytes(r) + crc_a(r)
+        return _bits(r, 8 * len(r)), 0
 
     def _respond(self, sent, tx_bits):
         if tx_bits == 7 and sent == b"\x26":  # REQA
@@ -454,6 +608,8 @@ class FakeMFRC522:
             for t in tags:
                 self._state[id(t)] = 0
             return self._merge([_bits(t.atqa, 16) for t in tags])
+        if tx_bits == 0 and sent[:1] in (b"\x30", b"\xa2"):
+            return self._memory(sent)
         if sent[:1] == b"\x50":
             for t in self._active():
                 if self._state.get(id(t)) == "sel":

@@ -172,5 +172,48 @@ def test_sim_devices_deliver_verified_records_alarms_and_sun_scans(
         assert mac == p.sun[16:]
     commission = [p for p in scans if p.action == 1]
     assert commission and commission[0].item.startswith("/01/09506000134352/10/LOT")
+    # custody links: each scan of a tag names the one before it (one reader,
+    # so seq order is tap order); the commission names none
+    raw = gw.records["sim-rd-1"]
+    last: dict[bytes, bytes] = {}
+    linked = 0
+    for p in scans:
+        if p.action == 1:
+            assert p.link is None
+        else:
+            assert p.link == chain_hash(last[p.uid])
+            linked += 1
+        last[p.uid] = raw[p.seq]
+    assert linked >= 1
     prov = json.loads((tmp_path / "sim" / "provisioned.json").read_text())
     assert {e["device"] for e in prov["devices"]} == {"sim-tl-1", "sim-rd-1"}
+
+
+def test_sim_readers_build_a_chain_of_custody_links_on_one_tag(tmp_path: Path) -> None:
+    """Three simulated readers (as in cloud/demo_world.py) hold one NTAG 424
+    DNA in turn: the tag's custody file carries each scan's link to the next
+    reader. Decoded with the firmware's own decoder (ct_record)."""
+    sim.firmware_on_path()
+    import ct_record
+
+    tag = sim.SunTag(bytes.fromhex("045ec001001001"),
+                     "https://id.example.com/01/09506000134352/10/LOT001/21/1")
+    readers = []
+    for i in range(3):
+        dev = f"sim-rd-{i + 1}"
+        cfg = sim.reader_config(dev, "acme", "127.0.0.1", 1, tmp_path / dev,
+                                f"urn:epc:id:sgln:9506000.13435.dock-{i + 1}")
+        sim.provision_sim_device(tmp_path / dev, cfg)
+        readers.append(sim.SimReader(cfg, tmp_path / dev, lambda: None, [tag]))
+    try:
+        recs = [rd.tap(0, action) for rd, action in zip(readers, (1, 2, 3), strict=True)]
+    finally:
+        for rd in readers:
+            rd.core.close()
+    assert all(r is not None for r in recs)
+    f = [ct_record.record_fields(r) for r in recs]
+    assert [x[21] for x in f] == [1, 2, 3] and 27 not in f[0]
+    assert f[1][27] == ct_record.chain_link(recs[0])
+    assert f[2][27] == ct_record.chain_link(recs[1])
+    assert bytes(tag.fake().data03[:20]) == b"CTL\x01" + ct_record.chain_link(recs[2])
+    assert all(rd.reader.link_fails == 0 for rd in readers)

@@ -78,6 +78,8 @@ RECORDS = [
                  36: 255, 37: -(2**31), 15: 3600},
     common(3, seq=0) | {30: 1},
     common(3) | {30: 11, 37: 2, 38: 0xFFFFFFFF - 2},  # declared losses (§5.2)
+    common(2) | {20: bytes(7), 21: 2, 22: "urn:epc:id:sgln:0614141.00777.0", 26: "PO-4711",
+                 27: bytes(range(16, 32))},  # custody link (protocol v2 §4.3)
 ]
 
 
@@ -194,6 +196,33 @@ def test_firmware_accepts_exactly_what_the_protocol_accepts(fields: dict[int, An
     assert (ours is None) == (theirs is None), fields
     if ours is not None:
         assert precord.encode_payload(theirs) == ours
+
+
+scans = st.fixed_dictionaries(
+    {1: st.just(2), 2: st.just(1), 3: st.just(5), 4: st.just(1790000000), 5: st.just(3),
+     6: st.just(bytes(16)), 20: st.binary(min_size=6, max_size=8), 21: st.integers(0, 7),
+     22: st.just("urn:epc:id:sgln:0614141.00777.0")},
+    optional={24: st.just("/01/09506000134352/10/L42/21/7"), 26: st.just("PO-4711"),
+              27: st.binary(min_size=15, max_size=17), 15: st.integers(-1, 20001)},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(scans)
+def test_firmware_accepts_exactly_the_scans_the_protocol_accepts(fields: dict[int, Any]) -> None:
+    """Scan key 27 (link): 16 bytes, never on a commission; same verdicts."""
+    try:
+        ours = ct_record.payload(fields)
+    except ct_record.RecordError:
+        ours = None
+    try:
+        theirs = precord.decode_payload(cbor2.dumps(fields, canonical=True))
+    except (VerificationError, ValueError, OverflowError):
+        theirs = None
+    assert (ours is None) == (theirs is None), fields
+    if ours is not None:
+        assert precord.encode_payload(theirs) == ours
+        assert theirs.link == fields.get(27)
 
 
 def test_ack_and_decoder_agree_with_cbor2() -> None:

@@ -2,6 +2,7 @@
 
 import binascii
 
+import ct_custody
 import ct_mfrc522
 import ct_ntag
 import ct_pn532
@@ -114,21 +115,50 @@ def test_ntag424_ats_and_iso_dep():
     assert t.iso_dep() and t.ats == H("067777710280") and t.tg == 1
 
 
-def test_read_tag_ntag424_gives_uid_url_and_sun_from_recorded_frames():
-    bus = ScriptedI2C(steps("list_ntag424", "ndef_read_ntag424", "release"))
+def test_read_tag_ntag424_gives_uid_url_sun_and_link_from_recorded_frames():
+    bus = ScriptedI2C(steps("list_ntag424", "ndef_read_ntag424", "custody_read_ntag424",
+                            "custody_write_ntag424", "release"))
     tag = ct_ntag.read_tag(pn(bus))
-    assert not bus.steps
     assert tag.uid == H(AN["uid"])
     assert tag.uri == AN["url"]
     assert tag.sun == H(AN["sun"]) and len(tag.sun) == 24
     assert tag.sun[:16] == H(AN["picc_data_enc"]) and tag.sun[16:] == H(AN["sdm_mac"])
     assert tag.item is None
+    assert tag.link == H(F["custody_link"])
+    assert len(bus.steps) == len(F["custody_write_ntag424"]) + 1  # no InRelease yet
+    tag.write_link(H(F["custody_new_link"]))
+    tag.release()
+    tag.release()  # once only
+    assert not bus.steps
 
 
-def test_read_tag_ntag215_uid_only():
-    bus = ScriptedI2C(steps("list_ntag215", "release"))
+def test_read_tag_type4_without_file_03_has_no_link():
+    bus = ScriptedI2C(steps("list_ntag424", "ndef_read_ntag424", "custody_none_ntag424",
+                            "release"))
+    tag = ct_ntag.read_tag(pn(bus))
+    assert tag.uri == AN["url"] and tag.link is None and tag.custody is None
+    raises(ct_custody.CustodyError, tag.write_link, H(F["custody_new_link"]))
+    tag.release()
+    assert not bus.steps
+
+
+def test_read_tag_ntag215_uid_and_link_from_recorded_frames():
+    bus = ScriptedI2C(steps("list_ntag215", "custody_read_ntag215", "custody_write_ntag215",
+                            "release"))
     tag = ct_ntag.read_tag(pn(bus))
     assert tag.uid == H("04a1b2c3d4e5f6") and tag.sun is None and tag.uri is None
+    assert tag.link == H(F["custody_link"])
+    tag.write_link(H(F["custody_new_link"]))
+    tag.release()
+    assert not bus.steps
+
+
+def test_read_tag_mifare_classic_uid_only_no_memory_commands():
+    bus = ScriptedI2C(steps("list_classic", "release"))
+    tag = ct_ntag.read_tag(pn(bus))
+    assert tag.uid == H("deadbeef") and tag.link is None and tag.custody is None
+    tag.release()
+    assert not bus.steps
 
 
 def corrupt(name, index, delta=1):
@@ -213,14 +243,17 @@ def test_fake_chip_ntag424_long_url_is_read_in_chunks():
     c = Clock()
     p = ct_pn532.PN532(ct_pn532.I2CBus(fake_nfc.FakePN532I2C(chip)), c.ticks, c.sleep)
     got = ct_ntag.read_tag(p)
+    got.release()
     assert got.uri == url
     assert got.item == "/01/09506000134352/10/L42/21/7"
     assert got.sun == H(AN["sun"])
-    reads = [a for a in tag.apdus if a[:2] == b"\x00\xb0"]
+    k = tag.apdus.index(H("00a4000c02e105"))  # then the custody file
+    reads = [a for a in tag.apdus[:k] if a[:2] == b"\x00\xb0"]
     n = len(fake_nfc.ndef_uri(url))
     assert n > 256
     assert len(reads) == 2 + (n + 127) // 128  # CC, NLEN, then 128-byte chunks
     assert max(a[4] for a in reads) == 128
+    assert tag.apdus[k:] == [H("00a4000c02e105"), H("00b0000014")]
 
 
 def test_tag_leaving_field_mid_read_is_an_error():

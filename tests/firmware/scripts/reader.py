@@ -6,8 +6,10 @@ import ct_clock
 import ct_ntag
 import ct_pn532
 import ct_reader
+import ct_record
 import ct_ui
 import fake_nfc
+from _readers import Station, fields, new_core, queued
 from fake_board import FakeCore
 from fake_nfc import FakePin
 from fwrun import data, main, raises
@@ -162,20 +164,77 @@ def test_bad_config_refused():
 
 def test_end_to_end_with_fake_pn532_and_ntag424():
     tag = fake_nfc.Ntag424(H(AN["uid"]), AN["url"])
-    chip = fake_nfc.FakePN532([tag])
-    t = [0]
+    s = Station(1)
+    rec = s.tap(tag, 4)
+    f = fields(rec)
+    assert f[23] == H(AN["sun"]) and f[20] == H(AN["uid"]) and f[21] == 4 and 27 not in f
+    assert s.ok() and s.reader.link_fails == 0 and s.reader.scans == 1
+    assert tag.data03[:20] == b"CTL\x01" + ct_record.chain_link(rec)
 
-    def ticks():
-        return t[0]
 
-    def sleep(ms):
-        t[0] += ms
+class Tap(ct_ntag.Tag):
+    """A tag as the drivers give it, with a custody file that records writes
+    (one object for every poll: it counts each release)."""
 
-    pn = ct_pn532.PN532(ct_pn532.I2CBus(fake_nfc.FakePN532I2C(chip)), ticks, sleep)
-    r, _field, _btn, _okp, _errp, _core = make()
-    r._read = lambda: ct_ntag.read_tag(pn)
-    recs = run(r, 0, 400)
-    assert len(recs) == 1 and recs[0][23] == H(AN["sun"]) and recs[0][20] == H(AN["uid"])
+    def __init__(self, uid, item=None, link=None, fail=False, custody=True):
+        ct_ntag.Tag.__init__(self, H(uid), None, item)
+        self.link = link
+        self.custody = self if custody else None
+        self.fail = fail
+        self.written = []
+        self.released = 0
+        self.on_release = None
+
+    def release(self):
+        self.released += 1
+        if self.on_release:
+            self.on_release()
+
+    def write_link(self, link):
+        if self.fail:
+            raise ct_pn532.PN532Error("timeout")
+        self.written.append(link)
+
+
+def test_link_from_the_tag_goes_into_every_scan_but_a_commission():
+    old = bytes(range(16))
+    r, field, *_ = make(dict(CFG, actions=[1, 2], action=1), new_core())
+    field.tag = Tap("04a1b2c3d4e5f6", "/01/09506000134352/10/L42/21/7", old)
+    (c,) = run(r, 0, 300)
+    assert 27 not in fields(c) and field.tag.written == [ct_record.chain_link(c)]
+    r.action = 2
+    field.tag = Tap("04a1b2c3d4e5f7", None, old)
+    (s,) = run(r, 1000, 1300)
+    assert fields(s)[27] == old and field.tag.written == [ct_record.chain_link(s)]
+    field.tag = Tap("04a1b2c3d4e5f8")
+    (n,) = run(r, 2000, 2300)
+    assert 27 not in fields(n) and field.tag.written == [ct_record.chain_link(n)]
+
+
+def test_failed_link_write_keeps_the_scan_and_shows_the_error():
+    r, field, _btn, okp, errp, core = make(CFG, new_core())
+    field.tag = Tap("04a1b2c3d4e5f6", None, bytes(16), fail=True)
+    (rec,) = run(r, 0, 300)
+    assert queued(core) == [rec] and r.scans == 1 and r.link_fails == 1
+    assert 1 in errp.history and 1 not in okp.history
+
+
+def test_every_tap_is_released():
+    r, field, _btn, _okp, _errp, core = make(dict(CFG, actions=[1, 2], action=1))
+    field.tag = Tap("04a1b2c3d4e5f6", custody=False)  # commission without item: refused
+    run(r, 0, 300)
+    assert field.tag.released == 1 and not core.records
+    r.action = 2
+    run(r, 4000, 5400)  # recorded, then held: not recorded again
+    assert field.tag.released >= 3 and len(core.records) == 1
+
+    def boom():
+        raise ct_pn532.PN532Error("no ack")
+
+    field.tag = Tap("04a1b2c3d4e5f9", custody=False)
+    field.tag.on_release = boom
+    errors = r.errors
+    assert len(run(r, 9000, 9300)) == 1 and r.errors == errors + 1
 
 
 def test_led_pattern_timing():
