@@ -8,8 +8,14 @@ gives one scan record with the full UID, the action, the reader's place, and
 - for NTAG 424 DNA - the SUN data and the GS1 item from the tag's URL. The
 same tag is not recorded again within ``repeat_ms``. A commission scan needs
 an item: without one the reader shows the error pattern and records
-nothing. Green = recorded, red = error (tag pulled away mid-read, a tag it
-cannot read, the queue full, the custody link not written).
+nothing. The item comes from the tag, so it is untrusted: one holding a
+control character (docs/protocol.md §1) is an item no record may carry,
+and the reader treats the tap the same way, whatever the action. Green =
+recorded, red = error (tag pulled away mid-read, a tag it cannot read or
+whose item it cannot use, the queue full, the custody link not written).
+
+The config's texts (``place``, ``ref``) go into every scan: ``check_config``
+refuses them, with the reason, when they break §1 or §2.3.
 
 Custody link (scan field 27, ct_custody): a tag with a custody file (NTAG
 424 DNA file 03, NTAG 21x pages 20h-24h) names the previous custody scan
@@ -47,18 +53,25 @@ class ReaderError(Exception):
     pass
 
 
+def _check_text(name, v):
+    # place (22) and ref (26): 1 to 64 bytes of UTF-8, no control character
+    if not isinstance(v, str) or not 1 <= len(v.encode()) <= 64:
+        raise ReaderError("%s: 1 to 64 bytes" % name)
+    o = ct_record.control_char(v)
+    if o >= 0:
+        raise ReaderError("%s: control character U+%04X not allowed" % (name, o))
+
+
 def check_config(cfg):
-    place = cfg.get("place")
-    if not isinstance(place, str) or not 1 <= len(place.encode()) <= 64:
-        raise ReaderError("place: 1 to 64 bytes")
+    _check_text("place", cfg.get("place"))
     allowed = cfg.get("actions", list(ACTIONS))
     if not allowed or any(a not in ACTIONS for a in allowed):
         raise ReaderError("actions: among 1 ... 6")
     if cfg.get("action", allowed[0]) not in allowed:
         raise ReaderError("default action not allowed")
     ref = cfg.get("ref")
-    if ref is not None and not (isinstance(ref, str) and 1 <= len(ref.encode()) <= 64):
-        raise ReaderError("ref: 1 to 64 bytes")
+    if ref is not None:
+        _check_text("ref", ref)
     return allowed
 
 
@@ -131,8 +144,15 @@ class Reader:
             except Exception:  # the chip did not take the release: the next poll shows it
                 self.errors += 1
 
+    def _usable(self, tag):
+        # a commission needs an item; an item with a control character is
+        # one no record may carry (docs/protocol.md §1), whatever the action
+        if tag.item:
+            return ct_record.control_char(tag.item) < 0
+        return self.action != COMMISSION
+
     def record(self, tag, now):
-        if self.action == COMMISSION and not tag.item:
+        if not self._usable(tag):
             self.errors += 1
             self.err.play(ct_ui.ERROR, now)
             return None

@@ -12,6 +12,7 @@ nothing here touches a float.
     prot, pl, sig = parse_sign1(rec)     # slices of our own records
     seq = record_seq(rec)                # field 3 of a record's payload
     f = record_fields(rec)               # all of them (our own records)
+    o = control_char(text)               # first control character or -1
     kid, fields = verify_mac0(msg, key)  # ack/command: raises MacError
     msg = mac0(fields, kid, key)         # the gateway side, for tests/sim
 
@@ -21,6 +22,12 @@ key 27 (``link``, protocol v2) is the custody link read from the tag: 16
 bytes, the chain_link of the tag's previous custody scan (ct_custody).
 The largest scan payload (every optional field at its longest) is 385 bytes,
 inside _MAX_PAYLOAD.
+
+Record rules of protocol v2 that ``check_fields`` enforces besides the
+bounds: no text (every tstr field, extensions too) holds a control
+character (§1: U+0000-U+001F, U+007F-U+009F, counted in code points as
+protocol/record.py does); a status record with ``lost`` (38) has event 11,
+detail (37) >= 1 and lost + detail - 1 < seq (§2.4).
 """
 
 import hashlib
@@ -60,6 +67,7 @@ _KINDS = {
         37: (_I, -0x80000000, _U32), 38: (_U, 0, _U32), 15: _BATT},
 }
 _REQUIRED = {1: (), 2: (20, 21, 22), 3: (30,)}
+_EV_DROPPED = const(11)  # status event "records dropped" (§2.4)
 
 _SIG1 = b"\x84\x6aSignature1"  # ["Signature1", ... array head and context
 _MAC0 = b"\x84\x64MAC0"
@@ -73,6 +81,22 @@ class RecordError(ValueError):
 
 class MacError(RecordError):
     """An ack or command whose envelope or MAC is wrong: ignore it."""
+
+
+def control_char(s):
+    """The first control character of text s (§1: U+0000-U+001F,
+    U+007F-U+009F) as a code point, or -1 when it has none."""
+    for c in s:
+        o = ord(c)
+        if o < 0x20 or 0x7F <= o <= 0x9F:
+            return o
+    return -1
+
+
+def _check_text(key, v):
+    o = control_char(v)
+    if o >= 0:
+        raise RecordError("field %d holds control character U+%04X" % (key, o))
 
 
 def _check(key, spec, v):
@@ -97,6 +121,8 @@ def _check(key, spec, v):
             raise RecordError("field %d: a tag UID is 4, 7 or 10 bytes" % key)
     elif n < lo or n > hi:
         raise RecordError("field %d length %d outside %d..%d" % (key, n, lo, hi))
+    if kind == _T:
+        _check_text(key, v)
 
 
 def check_fields(fields):
@@ -125,6 +151,7 @@ def check_fields(fields):
             elif t is str:
                 if len(v.encode()) > 64:
                     raise RecordError("extension %d longer than 64 bytes" % k)
+                _check_text(k, v)
             elif t is bytes or t is bytearray:
                 if len(v) > 64:
                     raise RecordError("extension %d longer than 64 bytes" % k)
@@ -142,6 +169,20 @@ def check_fields(fields):
             raise RecordError("a commission scan needs item (24)")
         if 27 in fields:
             raise RecordError("a commission scan carries no link (27)")
+    elif kind == 3 and 38 in fields:
+        _check_lost(fields)
+
+
+def _check_lost(fields):
+    # a declaration of lost records (§2.4, §5.2): seqs lost .. lost+detail-1,
+    # all numbered before this record's own seq
+    if fields[30] != _EV_DROPPED:
+        raise RecordError("lost (38) belongs to event 11 only")
+    n = fields.get(37)
+    if n is None or n < 1:
+        raise RecordError("lost (38) needs detail (37) >= 1, the count")
+    if fields[38] + n - 1 >= fields[3]:
+        raise RecordError("lost (38) + detail (37) - 1 must be below seq (3)")
 
 
 _pbuf = bytearray(_MAX_PAYLOAD + 32)

@@ -77,7 +77,7 @@ RECORDS = [
     common(3) | {30: 11, 31: 86400, 32: "coldtrace-0.1.0", 33: 5000, 34: 0, 35: -128,
                  36: 255, 37: -(2**31), 15: 3600},
     common(3, seq=0) | {30: 1},
-    common(3) | {30: 11, 37: 2, 38: 0xFFFFFFFF - 2},  # declared losses (§5.2)
+    common(3) | {30: 11, 37: 2, 38: 5},  # declared losses (§5.2): seqs 5, 6 < seq 7
     common(2) | {20: bytes(7), 21: 2, 22: "urn:epc:id:sgln:0614141.00777.0", 26: "PO-4711",
                  27: bytes(range(16, 32))},  # custody link (protocol v2 §4.3)
 ]
@@ -232,3 +232,57 @@ def test_ack_and_decoder_agree_with_cbor2() -> None:
         assert ct_cbor.decode_map(b) == m
         buf = bytearray(64)
         assert bytes(buf[: ct_cbor.encode_map(m, buf)]) == b
+
+
+# docs/protocol.md §1: every tstr of a record is free of C0, DEL and C1 code points
+texts = st.text(st.characters(codec="utf-8"), min_size=0, max_size=66) | st.sampled_from(
+    ["\x00", "\x1f", " ", "~", "\x7f", "\x80", "\x9f", "\xa0", "\u0105", "a\nb"])
+text_scans = st.fixed_dictionaries(
+    {1: st.just(2), 2: st.just(1), 3: st.just(5), 4: st.just(1790000000), 5: st.just(3),
+     6: st.just(bytes(16)), 20: st.just(bytes(7)), 21: st.integers(1, 2), 22: texts},
+    optional={24: texts, 26: texts, 1000: texts},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text_scans)
+def test_firmware_accepts_exactly_the_texts_the_protocol_accepts(fields: dict[int, Any]) -> None:
+    """place, item, ref and extension text: length bounds and no control character."""
+    try:
+        ours = ct_record.payload(fields)
+    except ct_record.RecordError:
+        ours = None
+    try:
+        theirs = precord.decode_payload(cbor2.dumps(fields, canonical=True))
+    except (VerificationError, ValueError, OverflowError):
+        theirs = None
+    assert (ours is None) == (theirs is None), fields
+    if ours is not None:
+        assert precord.encode_payload(theirs) == ours
+
+
+declarations = st.fixed_dictionaries(
+    {1: st.just(3), 2: st.just(1), 3: st.integers(0, 40), 4: st.just(1790000000),
+     5: st.just(3), 6: st.just(bytes(16)), 30: st.sampled_from([1, 2, 10, 11, 12])},
+    optional={37: st.integers(-2, 42), 38: st.integers(0, 42) | st.just(2**32 - 1),
+              32: texts},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(declarations)
+def test_firmware_accepts_exactly_the_declarations_the_protocol_accepts(
+    fields: dict[int, Any],
+) -> None:
+    """§2.4: lost (38) only with event 11, detail >= 1, lost + detail - 1 < seq."""
+    try:
+        ours = ct_record.payload(fields)
+    except ct_record.RecordError:
+        ours = None
+    try:
+        theirs = precord.decode_payload(cbor2.dumps(fields, canonical=True))
+    except (VerificationError, ValueError, OverflowError):
+        theirs = None
+    assert (ours is None) == (theirs is None), fields
+    if ours is not None:
+        assert precord.encode_payload(theirs) == ours

@@ -87,6 +87,52 @@ def test_scan_and_status_rules():
     raises(RecordError, ct_record.payload, base(3, p10=450))  # a reading field in a status
 
 
+# docs/protocol.md §1: C0, DEL and C1, as code points; their neighbours are text
+CONTROL = ("\x00", "\t", "\n", "\r", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9f")
+PRINTABLE = (" ", "~", "\xa0", "\xe9", "\u0105", "\u2028", "\U0001f9ca")  # U+0105 is C4 85
+
+
+def test_control_char_finds_the_first_code_point_of_the_ranges():
+    assert ct_record.control_char("") == -1
+    assert ct_record.control_char("dock-7 " + "".join(PRINTABLE)) == -1
+    for c in CONTROL:
+        assert ct_record.control_char("dock" + c + "\x01") == ord(c)
+    assert ct_record.control_char("\u0105\x85") == 0x85  # the code point, not a byte
+
+
+def test_no_text_field_holds_a_control_character():
+    item = "/01/09506000134352/10/L42/21/"
+    for c in CONTROL:
+        for f in (base(2, p22="dock" + c), base(2, p22=c), base(2, p26="PO" + c + "4711"),
+                  base(2, p21=1, p24=item + c), base(3, p32="coldtrace-0.1.0" + c),
+                  base(p1000="vendor" + c)):
+            e = raises(RecordError, ct_record.payload, f)
+            assert "control character" in str(e), e
+    for c in PRINTABLE:
+        ct_record.payload(base(2, p22="dock" + c, p26="PO" + c))
+        ct_record.payload(base(2, p21=1, p24=item + c))
+        ct_record.payload(base(3, p32="fw" + c))
+        ct_record.payload(base(p1000="vendor" + c))
+
+
+def test_lost_needs_event_11_a_count_and_seqs_already_numbered():
+    # seq 17: a declaration may name seqs up to 16 (§2.4, §5.2)
+    for lost, n in ((0, 1), (0, 17), (15, 2), (16, 1), (3, 5)):
+        f = ct_cbor.decode_map(ct_record.payload(base(3, p30=11, p37=n, p38=lost)))
+        assert f[38] == lost and f[37] == n
+    for lost, n in ((16, 2), (17, 1), (0, 18), (0xFFFFFFFF, 1), (0xFFFFFFFF - 1, 2)):
+        raises(RecordError, ct_record.payload, base(3, p30=11, p37=n, p38=lost))
+    raises(RecordError, ct_record.payload, base(3, p30=11, p37=0, p38=3))
+    raises(RecordError, ct_record.payload, base(3, p30=11, p37=-1, p38=3))
+    raises(RecordError, ct_record.payload, base(3, p30=11, p38=3))  # no count
+    for ev in (1, 2, 5, 10, 12):
+        raises(RecordError, ct_record.payload, base(3, p30=ev, p37=1, p38=3))
+    raises(RecordError, ct_record.payload, base(3, p3=0, p30=11, p37=1, p38=0))
+    ct_record.payload(base(3, p3=1, p30=11, p37=1, p38=0))
+    ct_record.payload(base(3, p30=11, p37=4))  # dropped before numbering: no lost
+    ct_record.payload(base(3, p30=11, p37=0))
+
+
 def test_payload_size_limit():
     f = base()
     for i in range(8):

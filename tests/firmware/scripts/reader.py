@@ -9,7 +9,7 @@ import ct_reader
 import ct_record
 import ct_ui
 import fake_nfc
-from _readers import Station, fields, new_core, queued
+from _readers import ITEM, Station, fields, new_core, queued
 from fake_board import FakeCore
 from fake_nfc import FakePin
 from fwrun import data, main, raises
@@ -139,6 +139,24 @@ def test_commission_needs_an_item():
     assert len(run(r2, 0, 300)) == 1
 
 
+def test_an_item_with_a_control_character_is_refused_whatever_the_action():
+    # the item comes from an untrusted tag (docs/protocol.md §1): C0, DEL, C1
+    item = "/01/09506000134352/10/L42/21/7"
+    for c in ("\x00", "\n", "\x1b", "\x7f", "\x85", "\x9f"):
+        for action in (1, 2):
+            r, field, _btn, okp, errp, core = make(dict(CFG, actions=[1, 2], action=action),
+                                                   new_core())
+            field.tag = Tap("04a1b2c3d4e5f6", item[:20] + c + item[20:], bytes(16))
+            assert run(r, 0, 300) == [] and r.errors == 1 and r.scans == 0
+            assert 1 in errp.history and 1 not in okp.history
+            assert queued(core) == [] and core.state.seq == 0  # nothing signed
+            assert field.tag.written == [] and field.tag.released == 1
+    r, field, *_ = make(dict(CFG, actions=[1, 2], action=1), new_core())
+    field.tag = Tap("04a1b2c3d4e5f6", item + "\xa0\u0105")  # printable neighbours
+    (rec,) = run(r, 0, 300)
+    assert fields(rec)[24] == item + "\xa0\u0105"
+
+
 def test_queue_full_is_an_error():
     r, field, _btn, _okp, errp, _core = make(core=FakeCore(capacity=0))
     field.tag = ct_ntag.Tag(H("04a1b2c3d4e5f6"))
@@ -160,6 +178,19 @@ def test_bad_config_refused():
     raises(ct_reader.ReaderError, ct_reader.check_config,
            {"place": "x", "actions": [2], "action": 3})
     raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x" * 65})
+    raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x", "ref": ""})
+    raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x", "ref": 4711})
+
+
+def test_config_text_with_a_control_character_is_refused():
+    for c in ("\x00", "\t", "\n", "\x1f", "\x7f", "\x80", "\x9f"):
+        e = raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "dock" + c + "3"})
+        assert str(e) == f"place: control character U+{ord(c):04X} not allowed", e
+        e = raises(ct_reader.ReaderError, ct_reader.check_config,
+                   {"place": "dock-3", "ref": "PO-" + c})
+        assert str(e) == f"ref: control character U+{ord(c):04X} not allowed", e
+        raises(ct_reader.ReaderError, make, dict(CFG, place=CFG["place"] + c))
+    ct_reader.check_config({"place": "quai-\xe9 \u0105", "ref": "PO\xa04711"})
 
 
 def test_end_to_end_with_fake_pn532_and_ntag424():
@@ -170,6 +201,19 @@ def test_end_to_end_with_fake_pn532_and_ntag424():
     assert f[23] == H(AN["sun"]) and f[20] == H(AN["uid"]) and f[21] == 4 and 27 not in f
     assert s.ok() and s.reader.link_fails == 0 and s.reader.scans == 1
     assert tag.data03[:20] == b"CTL\x01" + ct_record.chain_link(rec)
+
+
+def test_end_to_end_a_tag_url_with_a_control_character_commissions_nothing():
+    query = AN["url"][AN["url"].index("?"):]
+    good = fake_nfc.Ntag424(H(AN["uid"]), "https://id.example.com" + ITEM + query)
+    bad = fake_nfc.Ntag424(H(AN["uid"]), "https://id.example.com" + ITEM + "\x1b[2J" + query)
+    s = Station(1)
+    for action in (1, 4):
+        assert s.tap(bad, action) is None
+        assert s.failed() and s.reader.scans == 0 and queued(s.core) == []
+    assert bad.data03[:4] != b"CTL\x01"  # no link written either
+    rec = s.tap(good, 1)
+    assert fields(rec)[24] == ITEM and s.ok() and queued(s.core) == [rec]
 
 
 class Tap(ct_ntag.Tag):
