@@ -1,0 +1,308 @@
+"""Make the verdict vectors of docs/protocol.md §13.4.
+
+    python -m tests.protocol.vectors.make_verdict_vectors      # rewrite tests/protocol/vectors/verdict/
+
+Each vector is a directory with ``bundle.json``, ``trust.json`` and
+``expected.json`` (the verdict document of §13.1). Keys are derived from
+fixed labels and every signature is deterministic (RFC 6979 for P-256,
+Ed25519), so running this script again gives the same bytes.
+
+The scenario is one pallet's day: commissioned at a packhouse dock, loaded
+onto a truck, unloaded at a distribution centre's dock, received into a cold
+room, shipped. Each place has its own logger, bound to it by the registry;
+the product profile is "chilled 0-4 °C, alarm delay 30 min, cumulative 2 h,
+readings stand at most 30 min". Each vector changes one thing.
+
+``expected.json`` is the output of this repository's verifier, but the
+script does not take it on trust: each vector declares the verdict and the
+reason codes it is built to produce (``WANT``), and the script refuses to
+write a vector whose output differs. A second implementation checks itself
+against the files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.bundle import loads_bundle
+from protocol.record import Reading, Scan, open_record
+from protocol.trust import parse_trust
+from protocol.verify import verify_bundle
+from tests.protocol.scenario import (
+    COMMISSION,
+    GTIN,
+    ITEM,
+    LOAD,
+    RECEIVE,
+    SHIP,
+    T0,
+    UNLOAD,
+    Scenario,
+    Signer,
+)
+
+HERE = Path(__file__).resolve().parent / "verdict"
+
+EVERY = 600  # a reading every 10 minutes
+PACK, TRUCK, DOCK, COLD = "pack:dock-1", "fleet:truck-1", "dc:dock-3", "dc:cold-room-2"
+# The day (seconds after T0): commission, load, unload, receive, ship.
+T_COMMISSION, T_LOAD, T_UNLOAD, T_RECEIVE, T_SHIP = 0, 1800, 1800 + 4 * 3600, 1800 + 4 * 3600 + 1200, 10 * 3600
+T_END = T_SHIP
+PROFILE = dict(low=0, high=400, delay=1800, cumul=7200, gap=1800, name="chilled 0-4 °C")
+
+
+@dataclass
+class Day:
+    """The scenario's parties, and the hooks a vector uses to change one thing."""
+
+    s: Scenario
+    loggers: dict[str, Signer]
+    readers: dict[str, Signer]
+
+
+def steady(t: int) -> int:
+    return 250 + (t // EVERY) % 5 * 10  # 2.50 .. 2.90 °C
+
+
+def build_day(
+    *,
+    profile: dict[str, object] | None = None,
+    temps: dict[str, Callable[[int], int | None]] | None = None,
+    restate: bool = True,
+    unbound: tuple[str, ...] = (),
+    hook: Callable[[Day, str, int], bool] | None = None,
+) -> Day:
+    """The day, with per-place temperature curves and optional changes.
+
+    ``hook(day, place, t)`` is called before each reading; returning True
+    skips the standard reading (the hook made its own records)."""
+    s = Scenario()
+    s.profile(GTIN, T0 - 86400, **(profile or PROFILE))
+    places = [PACK, TRUCK, DOCK, COLD]
+    loggers = {p: s.logger(f"tl-{p.split(':')[1]}") for p in places}
+    readers = {
+        PACK: s.reader("rd-pack", PACK),
+        DOCK: s.reader("rd-dock", DOCK),
+        COLD: s.reader("rd-cold", COLD),
+    }
+    for p in places:
+        s.bind(p, [] if p in unbound else [loggers[p].id], T0 - 3600)
+    day = Day(s, loggers, readers)
+    temps = temps or {}
+    events = [
+        (T_COMMISSION, readers[PACK], COMMISSION, {"item": ITEM}),
+        (T_LOAD, readers[PACK], LOAD, {"ref": TRUCK}),
+        (T_UNLOAD, readers[DOCK], UNLOAD, {}),
+        (T_RECEIVE, readers[COLD], RECEIVE, {}),
+        (T_SHIP, readers[DOCK], SHIP, {"ref": "SH-42"}),
+    ]
+    # Records in time order, as the gateway would log them.
+    timeline: list[tuple[int, int, Callable[[], None]]] = []
+    for t, reader, action, kw in events:
+        timeline.append((T0 + t, 0, lambda r=reader, a=action, t=t, kw=kw: s.scan(r, a, T0 + t, **kw)))
+    for p in places:
+        curve = temps.get(p, steady)
+        for t in range(T0 - EVERY, T0 + T_END + EVERY + 1, EVERY):
+            def read(p: str = p, t: int = t, curve: Callable[[int], int | None] = curve) -> None:
+                if hook is not None and hook(day, p, t):
+                    return
+                s.reading(loggers[p], t, curve(t - T0))
+            timeline.append((t, 1, read))
+    timeline.sort(key=lambda x: (x[0], x[1]))
+    for _, _, make in timeline:
+        make()
+    if restate:
+        for p in places:
+            s.bind(p, [] if p in unbound else [loggers[p].id], T0 + T_END + 3600)
+    return day
+
+
+def excursion(place: str, start: int, end: int, temp: int) -> dict[str, Callable[[int], int]]:
+    return {place: lambda t: temp if start <= t < end else steady(t)}
+
+
+def is_reading_of(dev: str, pred: Callable[[Reading], bool]) -> Callable[[bytes], bool]:
+    def test(raw: bytes) -> bool:
+        rec = open_record(raw)
+        return rec.signer == dev and isinstance(rec.payload, Reading) and pred(rec.payload)
+
+    return test
+
+
+def is_scan(action: int) -> Callable[[bytes], bool]:
+    def test(raw: bytes) -> bool:
+        p = open_record(raw).payload
+        return isinstance(p, Scan) and p.action == action
+
+    return test
+
+
+# --- the vectors ---------------------------------------------------------------------
+
+
+def v_pass() -> tuple[Day, Callable[[bytes], bool] | None]:
+    return build_day(), None
+
+
+def v_fail_excursion():
+    t = T_LOAD + 2 * 3600
+    return build_day(temps=excursion(TRUCK, t, t + 3000, 900)), None
+
+
+def v_pass_short_excursion():
+    t = T_LOAD + 2 * 3600
+    return build_day(temps=excursion(TRUCK, t, t + 1200, 600)), None
+
+
+def v_fail_cumulative():
+    def curve(t: int) -> int:
+        # four 20-minute excursions an hour apart: each shorter than the delay
+        k = (t - T_LOAD - 1800) // 3600
+        inside = 0 <= k < 4 and (t - T_LOAD - 1800) % 3600 < 1200
+        return 500 if inside else steady(t)
+
+    prof = dict(PROFILE, cumul=3600)
+    return build_day(profile=prof, temps={TRUCK: curve}), None
+
+
+def v_fail_mkt():
+    prof = dict(low=0, high=800, delay=1800, gap=1800, mkt=500, name="2-8 °C, MKT 5 °C")
+    return build_day(profile=prof, temps={p: (lambda t: 650) for p in (PACK, TRUCK, DOCK, COLD)}), None
+
+
+def v_incomplete_gap():
+    lo, hi = T0 + T_LOAD + 3600, T0 + T_LOAD + 3600 + 3 * EVERY
+    return build_day(), lambda raw: not is_reading_of("tl-truck-1", lambda p: lo <= p.time < hi)(raw)
+
+
+def v_incomplete_unmonitored():
+    return build_day(unbound=(DOCK,)), None
+
+
+def v_incomplete_cut_tail():
+    t = T_LOAD + 2 * 3600
+    day = build_day(temps=excursion(TRUCK, t, t + 3000, 900))
+    cut = T0 + t  # the first reading above 4 °C, and everything of that logger after it
+    return day, lambda raw: not (open_record(raw).signer == "tl-truck-1" and open_record(raw).payload.time >= cut)
+
+
+def v_incomplete_binding_unproven():
+    return build_day(restate=False), None
+
+
+def v_incomplete_custody_gap():
+    prof = dict(PROFILE, links=1)
+    return build_day(profile=prof), lambda raw: not is_scan(UNLOAD)(raw)
+
+
+def v_incomplete_no_commission():
+    return build_day(), lambda raw: not is_scan(COMMISSION)(raw)
+
+
+def _clock_lost(sync: bool) -> Callable[[Day, str, int], bool]:
+    """The cold room's logger loses power just before the receive and restarts
+    with its clock unset; with ``sync`` the gateway sets it an hour later."""
+    lost_at, synced_at = T0 + T_RECEIVE - 300, T0 + T_RECEIVE + 3600
+    state = {"boot_t": None}
+
+    def hook(day: Day, place: str, t: int) -> bool:
+        if place != COLD or t < lost_at:
+            return False
+        dev = day.loggers[COLD]
+        if state["boot_t"] is None:
+            state["boot_t"] = t
+            dev.boot += 1
+            day.s.status(dev, 5, 1, tq=0, uptime=0)  # boot, time counts from power-on
+        rel = t - state["boot_t"] + 5
+        if sync and t >= synced_at:
+            if dev.tq == 0:
+                day.s.status(dev, t, 6, tq=3, detail=rel)  # clock set: detail = the old time
+            dev.tq = 3
+            return False
+        dev.tq = 0
+        day.s.reading(dev, rel, 260, tq=0)
+        return True
+
+    return hook
+
+
+def v_pass_clock_unset_dated():
+    return build_day(hook=_clock_lost(True)), None
+
+
+def v_incomplete_clock_never_set():
+    return build_day(hook=_clock_lost(False)), None
+
+
+def v_incomplete_declared_loss():
+    state = {"done": False}
+
+    def hook(day: Day, place: str, t: int) -> bool:
+        if place == TRUCK and t == T0 + T_LOAD + 3600 and not state["done"]:
+            state["done"] = True
+            dev = day.loggers[TRUCK]
+            first = dev.seq
+            day.s.skip(dev, 2)  # two readings lost on the device
+            day.s.status(dev, t, 11, detail=2, lost=first)
+            return True
+        return False
+
+    return build_day(hook=hook), None
+
+
+WANT: dict[str, tuple[Callable[[], tuple[Day, Callable[[bytes], bool] | None]], str | None, set[str]]] = {
+    "pass": (v_pass, "PASS", set()),
+    "fail_excursion": (v_fail_excursion, "FAIL", {"excursion"}),
+    "pass_short_excursion": (v_pass_short_excursion, "PASS", {"excursion"}),
+    "fail_cumulative": (v_fail_cumulative, "FAIL", {"cumulative", "excursion"}),
+    "fail_mkt": (v_fail_mkt, "FAIL", {"mkt"}),
+    "incomplete_gap": (v_incomplete_gap, "INCOMPLETE", {"records_missing", "no_readings"}),
+    "incomplete_unmonitored": (v_incomplete_unmonitored, "INCOMPLETE", {"unmonitored"}),
+    "incomplete_cut_tail": (v_incomplete_cut_tail, "INCOMPLETE", {"records_missing", "no_readings"}),
+    "incomplete_binding_unproven": (v_incomplete_binding_unproven, "INCOMPLETE", {"binding_unproven"}),
+    "incomplete_custody_gap": (v_incomplete_custody_gap, "INCOMPLETE", {"custody_gap"}),
+    "incomplete_no_commission": (v_incomplete_no_commission, "INCOMPLETE", {"no_commission"}),
+    "pass_clock_unset_dated": (v_pass_clock_unset_dated, "PASS", {"clock_dated"}),
+    "incomplete_clock_never_set": (v_incomplete_clock_never_set, "INCOMPLETE", {"undated", "no_readings"}),
+    "incomplete_declared_loss": (v_incomplete_declared_loss, "INCOMPLETE", {"lost", "no_readings"}),
+}
+
+
+def make(name: str) -> dict[str, object]:
+    build, verdict, codes = WANT[name]
+    day, keep = build()
+    bundle = day.s.bundle(keep, item=ITEM)
+    trust_doc = day.s.trust_doc()
+    text = bundle.dumps()
+    report = verify_bundle(loads_bundle(text), parse_trust(trust_doc))
+    doc = report.verdict_document()
+    got = {r["code"] for r in doc["reasons"]}
+    if doc["verdict"] != verdict or not codes <= got or (verdict == "PASS" and got - codes - {"custody_unlinked"}):
+        raise SystemExit(
+            f"vector {name}: built to give {verdict} with {sorted(codes)}, "
+            f"got {doc['verdict']} with {sorted(got)}; failures {report.failures[:3]}"
+        )
+    out = HERE / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / "bundle.json").write_text(text)
+    (out / "trust.json").write_text(json.dumps(trust_doc, indent=1) + "\n")
+    (out / "expected.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    return doc
+
+
+def main(argv: list[str]) -> int:
+    names = argv[1:] or sorted(WANT)
+    for name in names:
+        doc = make(name)
+        print(f"{name:<32} {doc['verdict']:<11} {sorted({r['code'] for r in doc['reasons']})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
