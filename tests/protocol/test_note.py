@@ -387,3 +387,17 @@ def test_any_single_bit_flip_of_a_signed_note_is_refused(position: int, bit: int
     raw[position % len(raw)] ^= 1 << bit
     with pytest.raises(errors.NoteError):
         open_note(bytes(raw), [NoteVerifier.from_vkey(PETER_VKEY)])
+
+
+def test_vkey_whose_base64_holds_a_plus_splits_at_the_first_two_plus_signs() -> None:
+    """docs/protocol.md §7: name, key id, then a base64 key that may itself contain '+'."""
+    for seed in range(256):
+        signer = NoteSigner(
+            "example.com/log", Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+        )
+        if "+" in signer.vkey.split("+", 2)[2]:
+            break
+    verifier = NoteVerifier.from_vkey(signer.vkey)
+    assert (verifier.name, verifier.key_id) == ("example.com/log", signer.key_id)
+    assert verifier.vkey == signer.vkey
+    assert "+" in signer.vkey.split("+", 2)[2]
