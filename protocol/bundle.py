@@ -1,43 +1,160 @@
-"""The trace bundle: one JSON document with everything needed to verify a
-product's trace (docs/protocol.md §9).
+"""The trace bundle, version 2: one JSON document with everything needed to verify
+one item's trace (docs/protocol.md §9).
 
-This module only models and (de)serialises bundles, strictly. What a bundle
-proves is decided by :mod:`protocol.verify`.
+This module models, reads and writes bundles, strictly; what a bundle proves
+is decided by the verifier. :func:`load_bundle` / :func:`loads_bundle` read
+hostile input: the hardened JSON reader (:mod:`protocol.strictjson`: size,
+UTF-8, nesting and container limits before parsing; no duplicate members,
+no float or NaN forms) and then every member of every object is checked:
+
+- exactly the members of §9, no other (an unknown member is malformed);
+- integers are JSON integers, never booleans: indexes and ``created`` below
+  2^63, tree sizes 1 … 2^64 − 1;
+- ``log`` (and a receipt's ``ledger``) is an origin: 1-128 bytes of printable
+  ASCII without ``+``;
+- base64 is standard, padded and canonical (decoding and encoding again
+  gives the same text); records are 1-1024 bytes, proof nodes and path
+  hashes 32 bytes, a path at most 64 hashes, a multiproof at most 64 nodes
+  per leaf, its leaves non-empty, strictly ascending and below its tree size;
+- the subject's ``uid`` is lowercase hex of 4, 7 or 10 bytes and its
+  ``item`` 1-128 bytes without control characters;
+- checkpoints are strings of 1-16384 bytes (their syntax is the verifier's:
+  a malformed note is ``bad_checkpoint``, not a malformed bundle);
+- receipts are checked completely (§8: :meth:`protocol.anchor.LocalReceipt.from_json`,
+  :meth:`protocol.anchor.EvmReceipt.from_json`);
+- lists are at most: 1,000,000 records, 10,000 checkpoints, 100,000 proofs,
+  consistency proofs and anchors each.
+
+Every refusal is a :class:`~protocol.errors.BundleError` (``malformed_bundle``)
+naming the member (``records[12].index``). The JSON Schema
+``protocol/schema/bundle.schema.json`` says the same, as far as JSON Schema
+can (it cannot see duplicate members, number spelling, byte lengths of
+non-ASCII text or EIP-55 checksums).
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
+import os
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
-from protocol.errors import BundleError
+from protocol.anchor import EvmReceipt, LocalReceipt
+from protocol.errors import BundleError, MalformedReceiptError
+from protocol.strictjson import check_text, load_strict, loads_strict, show
+
+__all__ = [
+    "FORMAT",
+    "MAX_ANCHORS",
+    "MAX_BUNDLE_BYTES",
+    "MAX_CHECKPOINTS",
+    "MAX_CHECKPOINT_BYTES",
+    "MAX_CONSISTENCY",
+    "MAX_INDEX",
+    "MAX_ITEM_BYTES",
+    "MAX_NODES_PER_LEAF",
+    "MAX_PATH",
+    "MAX_PROOFS",
+    "MAX_RECORDS",
+    "MAX_RECORD_BYTES",
+    "MAX_TREE_SIZE",
+    "VERSION",
+    "AnchorRef",
+    "Bundle",
+    "BundleRecord",
+    "ConsistencyProof",
+    "MultiProof",
+    "Subject",
+    "load_bundle",
+    "loads_bundle",
+    "parse_bundle",
+]
 
 FORMAT = "coldtrace-bundle"
-VERSION = 1
+VERSION = 2
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+MAX_RECORDS = 1_000_000
+MAX_CHECKPOINTS = 10_000
+MAX_PROOFS = 100_000
+MAX_CONSISTENCY = 100_000
+MAX_ANCHORS = 100_000
 MAX_PATH = 64
+MAX_NODES_PER_LEAF = 64
+MAX_RECORD_BYTES = 1024
+MAX_CHECKPOINT_BYTES = 16 * 1024
+MAX_ITEM_BYTES = 128
+MAX_INDEX = 2**63 - 1
+MAX_TREE_SIZE = 2**64 - 1
+
+_ORIGIN = re.compile(r"[\x21-\x2a\x2c-\x7e]{1,128}")
+_UID = re.compile(r"[0-9a-f]{8}|[0-9a-f]{14}|[0-9a-f]{20}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_HASH32 = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+_MAX_RECORD_B64 = 4 * ((MAX_RECORD_BYTES + 2) // 3)
+
+_TOP_REQUIRED = frozenset(
+    {"format", "version", "subject", "records", "checkpoints", "proofs", "consistency", "anchors"}
+)
+_TOP_MEMBERS = _TOP_REQUIRED | {"created"}
+_SUBJECT_MEMBERS = frozenset({"uid", "item"})
+_RECORD_MEMBERS = frozenset({"log", "index", "record"})
+_PROOF_MEMBERS = frozenset({"log", "tree_size", "leaves", "nodes"})
+_CONSISTENCY_MEMBERS = frozenset({"log", "old_size", "new_size", "path"})
+_ANCHOR_MEMBERS = frozenset({"log", "tree_size", "receipt"})
+
+
+# --- the model ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What the bundle claims to be about: a tag ``uid`` and, optionally, its ``item``."""
+
+    uid: bytes
+    item: str | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.uid) is not bytes or len(self.uid) not in (4, 7, 10):
+            raise BundleError(
+                "subject uid is a tag UID of 4, 7 or 10 bytes",
+                expected="4, 7 or 10 bytes",
+                found=show(self.uid),
+            )
+        if self.item is not None:
+            _check_item(self.item, "subject.item")
+
+    def to_json(self) -> dict[str, str]:
+        out = {"uid": self.uid.hex()}
+        if self.item is not None:
+            out["item"] = self.item
+        return out
 
 
 @dataclass(frozen=True)
 class BundleRecord:
+    """A record's exact bytes and where it is: leaf ``index`` of the log ``log``."""
+
     log: str
     index: int
     raw: bytes
 
 
 @dataclass(frozen=True)
-class InclusionProof:
+class MultiProof:
+    """A multi-leaf inclusion proof: ``leaves`` are in the tree of ``tree_size`` (§9)."""
+
     log: str
-    index: int
     tree_size: int
-    path: tuple[bytes, ...]
+    leaves: tuple[int, ...]
+    nodes: tuple[bytes, ...]
 
 
 @dataclass(frozen=True)
 class ConsistencyProof:
+    """An RFC 9162 §2.1.4 proof that tree ``old_size`` is a prefix of tree ``new_size``."""
+
     log: str
     old_size: int
     new_size: int
@@ -46,6 +163,14 @@ class ConsistencyProof:
 
 @dataclass(frozen=True)
 class AnchorRef:
+    """A receipt (§8) for the checkpoint (``log``, ``tree_size``).
+
+    ``receipt`` is the receipt's JSON object as read; a bundle that was read
+    by :func:`parse_bundle` holds only receipts that
+    :meth:`~protocol.anchor.LocalReceipt.from_json` or
+    :meth:`~protocol.anchor.EvmReceipt.from_json` accepts.
+    """
+
     log: str
     tree_size: int
     receipt: dict[str, Any]
@@ -53,189 +178,339 @@ class AnchorRef:
 
 @dataclass
 class Bundle:
+    """A trace bundle (§9). Build one and :meth:`dumps` it, or read one with :func:`load_bundle`."""
+
+    subject: Subject
     records: list[BundleRecord] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
-    inclusion: list[InclusionProof] = field(default_factory=list)
+    proofs: list[MultiProof] = field(default_factory=list)
     consistency: list[ConsistencyProof] = field(default_factory=list)
     anchors: list[AnchorRef] = field(default_factory=list)
-    subject: dict[str, Any] = field(default_factory=dict)
-    created: int = 0
+    created: int | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The bundle as a JSON document (dicts and lists), members in the order of §9."""
         b64 = _b64e
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "created": self.created,
-            "subject": self.subject,
-            "records": [
-                {"log": r.log, "index": r.index, "record": b64(r.raw)} for r in self.records
-            ],
-            "checkpoints": list(self.checkpoints),
-            "inclusion": [
-                {
-                    "log": p.log,
-                    "index": p.index,
-                    "tree_size": p.tree_size,
-                    "path": [b64(h) for h in p.path],
-                }
-                for p in self.inclusion
-            ],
-            "consistency": [
-                {
-                    "log": p.log,
-                    "old_size": p.old_size,
-                    "new_size": p.new_size,
-                    "path": [b64(h) for h in p.path],
-                }
-                for p in self.consistency
-            ],
-            "anchors": [
-                {"log": a.log, "tree_size": a.tree_size, "receipt": a.receipt} for a in self.anchors
-            ],
-        }
+        doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+        if self.created is not None:
+            doc["created"] = self.created
+        doc["subject"] = self.subject.to_json()
+        doc["records"] = [
+            {"log": r.log, "index": r.index, "record": b64(r.raw)} for r in self.records
+        ]
+        doc["checkpoints"] = list(self.checkpoints)
+        doc["proofs"] = [
+            {
+                "log": p.log,
+                "tree_size": p.tree_size,
+                "leaves": list(p.leaves),
+                "nodes": [b64(h) for h in p.nodes],
+            }
+            for p in self.proofs
+        ]
+        doc["consistency"] = [
+            {
+                "log": p.log,
+                "old_size": p.old_size,
+                "new_size": p.new_size,
+                "path": [b64(h) for h in p.path],
+            }
+            for p in self.consistency
+        ]
+        doc["anchors"] = [
+            {"log": a.log, "tree_size": a.tree_size, "receipt": a.receipt} for a in self.anchors
+        ]
+        return doc
 
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
+    def dumps(self, *, check: bool = True) -> str:
+        """The bundle as JSON text (UTF-8 when encoded), ending in a newline.
+
+        With ``check`` (the default) the text is read back with
+        :func:`loads_bundle` first, so a bundle this writes is one a verifier
+        reads: :class:`BundleError` if not.
+        """
+        text = json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
+        if check:
+            loads_bundle(text)
+        return text
 
 
 def _b64e(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
-def _where(path: str, message: str) -> BundleError:
-    return BundleError(f"bundle {path}: {message}")
+# --- reading ----------------------------------------------------------------------------------
 
 
-def _obj(
-    value: object, path: str, keys: set[str], optional: frozenset[str] = frozenset()
+def load_bundle(source: str | os.PathLike[str] | IO[bytes]) -> Bundle:
+    """Read and check a bundle from a file path or binary stream (module docstring)."""
+    doc = load_strict(source, limit=MAX_BUNDLE_BYTES, what="bundle", error=BundleError)
+    return parse_bundle(doc)
+
+
+def loads_bundle(data: bytes | str) -> Bundle:
+    """Read and check a bundle from its JSON text (module docstring)."""
+    doc = loads_strict(data, limit=MAX_BUNDLE_BYTES, what="bundle", error=BundleError)
+    return parse_bundle(doc)
+
+
+def _fail(where: str, message: str, found: object = None) -> BundleError:
+    return BundleError(f"bundle {where}: {message}", found=None if found is None else show(found))
+
+
+def _members(
+    value: object, where: str, members: frozenset[str], required: frozenset[str] | None = None
 ) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _where(path, "want an object")
-    missing = keys - value.keys()
-    if missing:
-        raise _where(path, f"missing {sorted(missing)}")
-    extra = value.keys() - keys - optional
+    if type(value) is not dict:
+        raise _fail(where, "want an object", type(value).__name__)
+    keys = value.keys()
+    if keys == members:
+        return value
+    extra = keys - members
     if extra:
-        raise _where(path, f"unknown fields {sorted(extra)}")
+        raise _fail(where, "unknown member", sorted(extra)[0])
+    missing = (required if required is not None else members) - keys
+    if missing:
+        raise _fail(where, f"missing member {sorted(missing)[0]!r}")
     return value
 
 
-def _int(value: object, path: str, *, lo: int = 0, hi: int = 2**63 - 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise _where(path, f"want an integer in [{lo}, {hi}], got {value!r}")
+def _list(value: object, where: str, limit: int) -> list[Any]:
+    if type(value) is not list:
+        raise _fail(where, "want a list", type(value).__name__)
+    if len(value) > limit:
+        raise _fail(where, f"more than {limit} entries", len(value))
     return value
 
 
-def _str(value: object, path: str, *, max_len: int = 128) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= max_len:
-        raise _where(path, f"want a string of 1..{max_len} characters")
+def _integer(value: object, where: str, lo: int, hi: int) -> int:
+    if type(value) is not int:  # bool is not int here
+        raise _fail(where, "want an integer", value)
+    if not lo <= value <= hi:
+        raise _fail(where, f"want an integer in {lo}..{hi}", value)
     return value
 
 
-def _bytes(value: object, path: str, *, size: int | None = None, max_len: int = 1024) -> bytes:
-    if not isinstance(value, str):
-        raise _where(path, "want a base64 string")
+def _b64_canonical(text: str) -> bytes | None:
+    """The bytes of canonical standard base64 with padding, or None.
+
+    ``strict_mode`` refuses characters outside the alphabet (whitespace
+    included) and misplaced padding; the length and the last character then
+    make it canonical: no surplus padding, no bits set beyond the data.
+    """
     try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _where(path, "not valid base64") from exc
-    if size is not None and len(raw) != size:
-        raise _where(path, f"want {size} bytes, got {len(raw)}")
-    if len(raw) > max_len:
-        raise _where(path, f"longer than {max_len} bytes")
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(text) != 4 * ((len(raw) + 2) // 3):
+        return None
+    pad = len(raw) % 3
+    if pad == 1 and text[-3] not in _PAD2_LAST:
+        return None
+    if pad == 2 and text[-2] not in _PAD1_LAST:
+        return None
     return raw
 
 
-def _list(value: object, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _where(path, "want a list")
-    return value
+_PAD2_LAST = frozenset("AQgw")  # before "==": 1 byte, the low 4 bits of this character are 0
+_PAD1_LAST = frozenset("AEIMQUYcgkosw048")  # before "=": 2 bytes, the low 2 bits are 0
 
 
-def _path(value: object, path: str) -> tuple[bytes, ...]:
-    items = _list(value, path)
-    if len(items) > MAX_PATH:
-        raise _where(path, f"more than {MAX_PATH} hashes")
-    return tuple(_bytes(h, f"{path}[{i}]", size=32) for i, h in enumerate(items))
+def _b64(text: object, where: str, lo: int, hi: int) -> bytes:
+    if type(text) is not str:
+        raise _fail(where, "want a base64 string", type(text).__name__)
+    raw = _b64_canonical(text) if len(text) <= 4 * ((hi + 2) // 3) else None
+    if raw is None:
+        raise _fail(where, "not canonical standard base64 with padding", text)
+    if not lo <= len(raw) <= hi:
+        raise _fail(where, f"want {lo}..{hi} bytes", f"{len(raw)} bytes")
+    return raw
+
+
+def _hashes(value: object, where: str, limit: int) -> tuple[bytes, ...]:
+    items = _list(value, where, limit)
+    a2b = binascii.a2b_base64
+    match = _HASH32.fullmatch
+    for i, text in enumerate(items):
+        if type(text) is not str or match(text) is None:
+            raise _fail(f"{where}[{i}]", "want a 32-byte hash in canonical base64", text)
+    return tuple(a2b(text) for text in items)
+
+
+def _check_item(item: object, where: str) -> str:
+    if type(item) is not str:
+        raise _fail(where, "want a string", type(item).__name__)
+    raw = check_text(item)
+    if raw is None:
+        raise _fail(where, "not valid Unicode (a lone surrogate)")
+    if not 1 <= len(raw) <= MAX_ITEM_BYTES:
+        raise _fail(where, f"want 1..{MAX_ITEM_BYTES} bytes", f"{len(raw)} bytes")
+    control = _CONTROL.search(item)
+    if control is not None:
+        raise _fail(where, "holds a control character", f"U+{ord(control.group()):04X}")
+    return item
+
+
+class _Origins:
+    """Checks ``log`` values, remembering the (few) distinct ones already accepted."""
+
+    def __init__(self) -> None:
+        self._ok: set[str] = set()
+
+    def __call__(self, value: object, where: str) -> str:
+        if type(value) is not str:
+            raise _fail(where, "want a log origin (a string)", type(value).__name__)
+        if value in self._ok:
+            return value
+        if _ORIGIN.fullmatch(value) is None:
+            raise _fail(where, "not a log origin (1-128 bytes of printable ASCII, no '+')", value)
+        self._ok.add(value)
+        return value
 
 
 def parse_bundle(doc: object) -> Bundle:
-    """Validate a decoded bundle document strictly and build a :class:`Bundle`.
+    """Check a decoded bundle document (module docstring) and build the :class:`Bundle`.
 
-    Raises :class:`BundleError` naming the first offending field.
+    Raises :class:`BundleError` naming the first offending member.
     """
-    top = _obj(
-        doc,
-        "",
-        {"format", "version", "records", "checkpoints", "inclusion", "consistency", "anchors"},
-        frozenset({"created", "subject"}),
+    top = _members(doc, "(top level)", _TOP_MEMBERS, _TOP_REQUIRED)
+    if top["format"] != FORMAT or type(top["format"]) is not str:
+        raise _fail("format", f"not a ColdTrace bundle: want {FORMAT!r}", top["format"])
+    version = top["version"]
+    if type(version) is not int or version != VERSION:
+        if type(version) is int and version == 1:
+            raise BundleError(
+                "version 1 bundles are not supported by this verifier (protocol v2); "
+                "rebuild the bundle",
+                expected=VERSION,
+                found=1,
+            )
+        raise _fail("version", f"want the integer {VERSION}", version)
+    created = None
+    if "created" in top:
+        created = _integer(top["created"], "created", 0, MAX_INDEX)
+    subject = _parse_subject(top["subject"])
+    origin = _Origins()
+    return Bundle(
+        subject=subject,
+        records=_parse_records(top["records"], origin),
+        checkpoints=_parse_checkpoints(top["checkpoints"]),
+        proofs=_parse_proofs(top["proofs"], origin),
+        consistency=_parse_consistency(top["consistency"], origin),
+        anchors=_parse_anchors(top["anchors"], origin),
+        created=created,
     )
-    if top["format"] != FORMAT:
-        raise BundleError("not a ColdTrace bundle", expected=FORMAT, found=top["format"])
-    if top["version"] != VERSION:
-        raise BundleError("unsupported bundle version", expected=VERSION, found=top["version"])
-    bundle = Bundle(created=_int(top.get("created", 0), "created"))
-    subject = top.get("subject", {})
-    if not isinstance(subject, dict):
-        raise _where("subject", "want an object")
-    bundle.subject = subject
-    for i, item in enumerate(_list(top["records"], "records")):
-        p = f"records[{i}]"
-        o = _obj(item, p, {"log", "index", "record"})
-        bundle.records.append(
-            BundleRecord(
-                _str(o["log"], f"{p}.log"),
-                _int(o["index"], f"{p}.index"),
-                _bytes(o["record"], f"{p}.record"),
-            )
-        )
-    for i, item in enumerate(_list(top["checkpoints"], "checkpoints")):
-        if not isinstance(item, str) or not 0 < len(item) <= 16 * 1024:
-            raise _where(f"checkpoints[{i}]", "want a signed note of at most 16 KiB")
-        bundle.checkpoints.append(item)
-    for i, item in enumerate(_list(top["inclusion"], "inclusion")):
-        p = f"inclusion[{i}]"
-        o = _obj(item, p, {"log", "index", "tree_size", "path"})
-        bundle.inclusion.append(
-            InclusionProof(
-                _str(o["log"], f"{p}.log"),
-                _int(o["index"], f"{p}.index"),
-                _int(o["tree_size"], f"{p}.tree_size", lo=1),
-                _path(o["path"], f"{p}.path"),
-            )
-        )
-    for i, item in enumerate(_list(top["consistency"], "consistency")):
-        p = f"consistency[{i}]"
-        o = _obj(item, p, {"log", "old_size", "new_size", "path"})
-        bundle.consistency.append(
+
+
+def _parse_subject(value: object) -> Subject:
+    o = _members(value, "subject", _SUBJECT_MEMBERS, frozenset({"uid"}))
+    uid = o["uid"]
+    if type(uid) is not str or _UID.fullmatch(uid) is None:
+        raise _fail("subject.uid", "want lowercase hex of 4, 7 or 10 bytes", uid)
+    item = o.get("item")
+    if item is not None or "item" in o:
+        item = _check_item(item, "subject.item")
+    return Subject(bytes.fromhex(uid), item)
+
+
+def _parse_records(value: object, origin: _Origins) -> list[BundleRecord]:
+    items = _list(value, "records", MAX_RECORDS)
+    out: list[BundleRecord] = []
+    append = out.append
+    members = _RECORD_MEMBERS
+    for i, o in enumerate(items):
+        if type(o) is not dict or len(o) != 3 or not members.issuperset(o):
+            _members(o, f"records[{i}]", members)
+        index = o["index"]
+        if type(index) is not int or not 0 <= index <= MAX_INDEX:
+            _integer(index, f"records[{i}].index", 0, MAX_INDEX)
+        text = o["record"]
+        raw = None
+        if type(text) is str and len(text) <= _MAX_RECORD_B64:
+            raw = _b64_canonical(text)
+        if raw is None or not 1 <= len(raw) <= MAX_RECORD_BYTES:
+            raw = _b64(text, f"records[{i}].record", 1, MAX_RECORD_BYTES)  # raises
+        append(BundleRecord(origin(o["log"], f"records[{i}].log"), index, raw))
+    return out
+
+
+def _parse_checkpoints(value: object) -> list[str]:
+    items = _list(value, "checkpoints", MAX_CHECKPOINTS)
+    for i, text in enumerate(items):
+        where = f"checkpoints[{i}]"
+        if type(text) is not str:
+            raise _fail(where, "want a signed note (a string)", type(text).__name__)
+        raw = check_text(text)
+        if raw is None:
+            raise _fail(where, "not valid Unicode (a lone surrogate)")
+        if not 1 <= len(raw) <= MAX_CHECKPOINT_BYTES:
+            raise _fail(where, f"want 1..{MAX_CHECKPOINT_BYTES} bytes", f"{len(raw)} bytes")
+    return list(items)
+
+
+def _parse_proofs(value: object, origin: _Origins) -> list[MultiProof]:
+    items = _list(value, "proofs", MAX_PROOFS)
+    out: list[MultiProof] = []
+    for i, o in enumerate(items):
+        where = f"proofs[{i}]"
+        _members(o, where, _PROOF_MEMBERS)
+        log = origin(o["log"], f"{where}.log")
+        size = _integer(o["tree_size"], f"{where}.tree_size", 1, MAX_TREE_SIZE)
+        leaves = _list(o["leaves"], f"{where}.leaves", MAX_RECORDS)
+        if not leaves:
+            raise _fail(f"{where}.leaves", "a proof proves at least one leaf")
+        prev = -1
+        for j, leaf in enumerate(leaves):
+            if type(leaf) is not int or not prev < leaf < size:
+                if type(leaf) is not int:
+                    raise _fail(f"{where}.leaves[{j}]", "want an integer", leaf)
+                if leaf >= size:
+                    raise _fail(f"{where}.leaves[{j}]", f"not in a tree of {size} leaves", leaf)
+                raise _fail(f"{where}.leaves[{j}]", "leaves must be strictly ascending", leaf)
+            prev = leaf
+        nodes = _hashes(o["nodes"], f"{where}.nodes", MAX_NODES_PER_LEAF * len(leaves))
+        out.append(MultiProof(log, size, tuple(leaves), nodes))
+    return out
+
+
+def _parse_consistency(value: object, origin: _Origins) -> list[ConsistencyProof]:
+    items = _list(value, "consistency", MAX_CONSISTENCY)
+    out: list[ConsistencyProof] = []
+    for i, o in enumerate(items):
+        where = f"consistency[{i}]"
+        _members(o, where, _CONSISTENCY_MEMBERS)
+        out.append(
             ConsistencyProof(
-                _str(o["log"], f"{p}.log"),
-                _int(o["old_size"], f"{p}.old_size", lo=1),
-                _int(o["new_size"], f"{p}.new_size", lo=1),
-                _path(o["path"], f"{p}.path"),
+                origin(o["log"], f"{where}.log"),
+                _integer(o["old_size"], f"{where}.old_size", 1, MAX_TREE_SIZE),
+                _integer(o["new_size"], f"{where}.new_size", 1, MAX_TREE_SIZE),
+                _hashes(o["path"], f"{where}.path", MAX_PATH),
             )
         )
-    for i, item in enumerate(_list(top["anchors"], "anchors")):
-        p = f"anchors[{i}]"
-        o = _obj(item, p, {"log", "tree_size", "receipt"})
+    return out
+
+
+def _parse_anchors(value: object, origin: _Origins) -> list[AnchorRef]:
+    items = _list(value, "anchors", MAX_ANCHORS)
+    out: list[AnchorRef] = []
+    for i, o in enumerate(items):
+        where = f"anchors[{i}]"
+        _members(o, where, _ANCHOR_MEMBERS)
+        log = origin(o["log"], f"{where}.log")
+        size = _integer(o["tree_size"], f"{where}.tree_size", 1, MAX_TREE_SIZE)
         receipt = o["receipt"]
-        if not isinstance(receipt, dict) or receipt.get("type") not in ("local", "evm"):
-            raise _where(f"{p}.receipt", "want an object with type 'local' or 'evm'")
-        bundle.anchors.append(
-            AnchorRef(
-                _str(o["log"], f"{p}.log"), _int(o["tree_size"], f"{p}.tree_size", lo=1), receipt
-            )
-        )
-    return bundle
-
-
-def loads_bundle(text: str | bytes) -> Bundle:
-    """Parse bundle JSON text; raise :class:`BundleError` for anything wrong."""
-    if len(text) > MAX_BUNDLE_BYTES:
-        raise BundleError("bundle too large", expected=MAX_BUNDLE_BYTES, found=len(text))
-    try:
-        doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"bundle is not valid JSON: {exc}") from exc
-    return parse_bundle(doc)
+        if type(receipt) is not dict:
+            raise _fail(f"{where}.receipt", "want an object", type(receipt).__name__)
+        kind = receipt.get("type")
+        try:
+            if kind == "local":
+                LocalReceipt.from_json(receipt)
+            elif kind == "evm":
+                EvmReceipt.from_json(receipt)
+            else:
+                raise _fail(f"{where}.receipt.type", "want 'local' or 'evm'", kind)
+        except MalformedReceiptError as exc:
+            found = exc.found if isinstance(exc.found, (str, int)) else None
+            raise _fail(f"{where}.receipt", exc.message, found) from None
+        out.append(AnchorRef(log, size, receipt))
+    return out

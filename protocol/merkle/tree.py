@@ -8,7 +8,7 @@ apart from the OS page cache.
 
 - ``append`` hashes the leaf, stores it, and stores each subtree it
   completes: two hashes per leaf on average, O(log n) at worst.
-- ``root(size)``, ``inclusion_proof`` and ``consistency_proof`` work for the
+- ``root(size)``, ``inclusion_proof``, ``multiproof`` and ``consistency_proof`` work for the
   current size and any earlier one, reading O(log n) stored nodes
   (``protocol.merkle.proof`` says which) and hashing only to rebuild the one
   ephemeral node on the right edge.
@@ -21,10 +21,11 @@ on the store; opening repairs what a crash or failed write left behind (see
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from protocol.merkle import proof
 from protocol.merkle.hasher import EMPTY_ROOT, HASH_SIZE, hash_children, hash_leaf
+from protocol.merkle.multiproof import multiproof_ranges
 from protocol.merkle.store import MemoryNodeStore, NodeStore
 from protocol.merkle.verify import MAX_TREE_SIZE
 
@@ -192,6 +193,20 @@ class MerkleTree:
         if not 0 <= index < size:
             raise ValueError(f"leaf index {index} is not in a tree of {size} leaves")
         return [self._hash_of(nodes) for nodes in proof.inclusion(index, size)]
+
+    def multiproof(self, leaves: Sequence[int], size: int | None = None) -> list[bytes]:
+        """The ``nodes`` of a multiproof of ``leaves`` in the tree of ``size`` leaves.
+
+        ``size`` defaults to the current size. The hashes are those of
+        ``multiproof_ranges(size, leaves)``, in its order; verify with
+        ``verify_multiproof``. Raises ``ValueError`` for a size out of range
+        and ``ProofShapeError`` for bad leaves.
+        """
+        size = self._size if size is None else size
+        self._check_size(size)
+        return [
+            self._hash_of(proof.subtree_nodes(lo, hi)) for lo, hi in multiproof_ranges(size, leaves)
+        ]
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """Proof that the tree of ``size1`` is a prefix of ``size2`` (RFC 9162 §2.1.4.1).

@@ -11,16 +11,26 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from protocol import anchor
-from protocol.bundle import AnchorRef, Bundle, BundleRecord, ConsistencyProof, InclusionProof
+from protocol.bundle import (
+    AnchorRef,
+    Bundle,
+    BundleRecord,
+    ConsistencyProof,
+    MultiProof,
+    Subject,
+)
 from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
 from protocol.keys import generate_p256, p256_public_to_sec1
 from protocol.merkle import MerkleTree
 from protocol.note import NoteSigner
 from protocol.record import ZERO_PREV, Reading, Registration, Scan, chain_hash, make_record
-from protocol.trust import Trust, parse_trust, trust_document
+from protocol.trust import Scopes, Trust, parse_trust, trust_document
 
 ORIGIN = "test.example/log"
 T0 = 1_790_000_000
+UID = bytes.fromhex("04a23c5a1b6f80")
+#: A single registry speaks for everything.
+ALL = Scopes(devices=("*",), places=("*",), gtins=("*",))
 
 
 @dataclass
@@ -68,7 +78,9 @@ class World:
     def trust_doc(self, **override: Any) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "logs": [(ORIGIN, self.log.vkey)],
-            "registries": {self.registry.id: p256_public_to_sec1(self.registry.key.public_key())},
+            "registries": {
+                self.registry.id: (p256_public_to_sec1(self.registry.key.public_key()), ALL)
+            },
             "ledgers": {"ledger-1": self.ledger.public_key().public_bytes_raw()},
         }
         kw.update(override)
@@ -92,14 +104,18 @@ class World:
         anchor_sizes = anchor_sizes if anchor_sizes is not None else (sizes[-1],)
         cps = {s: Checkpoint(ORIGIN, s, tree.root(s)) for s in sizes}
         b = Bundle(
+            subject=Subject(UID),
             created=T0,
             records=[BundleRecord(ORIGIN, i, raw) for i, raw in enumerate(leaves)],
             checkpoints=[sign_checkpoint(cp, self.log) for cp in cps.values()],
         )
+        # One multiproof per checkpoint, for the leaves it is the first to hold.
+        by_size: dict[int, list[int]] = {}
         for i in range(tree.size):
-            size = min(s for s in sizes if s > i)
-            b.inclusion.append(
-                InclusionProof(ORIGIN, i, size, tuple(tree.inclusion_proof(i, size)))
+            by_size.setdefault(min(s for s in sizes if s > i), []).append(i)
+        for size, proven in by_size.items():
+            b.proofs.append(
+                MultiProof(ORIGIN, size, tuple(proven), tuple(tree.multiproof(proven, size)))
             )
         for a, c in pairwise(sizes):
             b.consistency.append(
@@ -142,4 +158,4 @@ def replace_payload_field(raw: bytes, payload: Any, **changes: Any) -> bytes:
     return raw.replace(old, new, 1)
 
 
-__all__ = ["ORIGIN", "T0", "Dev", "Scan", "World", "replace_payload_field", "world"]
+__all__ = ["ALL", "ORIGIN", "T0", "UID", "Dev", "Scan", "World", "replace_payload_field", "world"]

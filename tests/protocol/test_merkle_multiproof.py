@@ -335,3 +335,32 @@ def test_100k_leaves_verify_well_under_a_second() -> None:
     verify_multiproof(size, leaves, hashes, nodes, tree.root())
     elapsed = time.perf_counter() - start
     assert elapsed < 0.8, f"{elapsed:.2f} s"
+
+
+# --- the prover side: MerkleTree.multiproof --------------------------------------------------
+
+
+@given(tree_and_leaves(), st.integers(0, 40))
+@settings(max_examples=150, deadline=None)
+def test_tree_multiproof_matches_the_definition_for_any_earlier_size(
+    case: tuple[int, list[int]], extra: int
+) -> None:
+    size, leaves = case
+    tree = MerkleTree()
+    tree.extend(data(size + extra))
+    _, nodes, root = prove(size, leaves)
+    assert tree.multiproof(leaves, size) == nodes
+    assert tree.root(size) == root
+    if not extra:
+        assert tree.multiproof(leaves) == nodes
+
+
+def test_tree_multiproof_refuses_sizes_and_leaves_out_of_range() -> None:
+    tree = MerkleTree()
+    tree.extend(data(10))
+    with pytest.raises(ValueError):
+        tree.multiproof([0], 11)
+    with pytest.raises(ProofShapeError):
+        tree.multiproof([10], 10)
+    with pytest.raises(ProofShapeError):
+        tree.multiproof([], 10)
