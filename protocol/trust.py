@@ -56,7 +56,6 @@ __all__ = [
     "EvmLedger",
     "Scopes",
     "Trust",
-    "TrustedRegistry",
     "load_trust",
     "loads_trust",
     "parse_trust",
@@ -103,21 +102,14 @@ class Scopes:
     gtins: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class TrustedRegistry:
-    """A pinned registry key with its scopes."""
-
-    id: str
-    key: ec.EllipticCurvePublicKey
-    scopes: Scopes
-
-
 @dataclass
 class Trust:
     """Pinned keys. Build with :func:`load_trust`, :func:`loads_trust` or :func:`parse_trust`."""
 
     logs: list[NoteVerifier] = field(default_factory=list)
-    registries: dict[str, TrustedRegistry] = field(default_factory=dict)
+    #: Registry id → pinned key; its scopes are in ``scopes`` under the same id.
+    registries: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
+    scopes: dict[str, Scopes] = field(default_factory=dict)
     ledgers: dict[str, ed25519.Ed25519PublicKey] = field(default_factory=dict)
     evm: list[EvmLedger] = field(default_factory=list)
     devices: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
@@ -130,8 +122,7 @@ class Trust:
 
     def registry_key(self, registry_id: str) -> ec.EllipticCurvePublicKey | None:
         """The pinned key of a registry, or None."""
-        registry = self.registries.get(registry_id)
-        return None if registry is None else registry.key
+        return self.registries.get(registry_id)
 
     def pins_evm(self, chain_id: int, contract: str) -> bool:
         """Whether the anchor contract ``contract`` (any case) on ``chain_id`` is pinned."""
@@ -139,17 +130,15 @@ class Trust:
 
     def device_authority(self, device_id: str) -> str | None:
         """The registry that speaks for ``device_id`` (most specific pattern), or None."""
-        return scope.authority(
-            {r.id: r.scopes.devices for r in self.registries.values()}, device_id
-        )
+        return scope.authority({r: s.devices for r, s in self.scopes.items()}, device_id)
 
     def place_authority(self, place: str) -> str | None:
         """The registry that speaks for the place (or vehicle, container) id, or None."""
-        return scope.authority({r.id: r.scopes.places for r in self.registries.values()}, place)
+        return scope.authority({r: s.places for r, s in self.scopes.items()}, place)
 
     def gtin_authority(self, gtin: str) -> str | None:
         """The registry that speaks for the GTIN, or None."""
-        return scope.authority({r.id: r.scopes.gtins for r in self.registries.values()}, gtin)
+        return scope.authority({r: s.gtins for r, s in self.scopes.items()}, gtin)
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -301,7 +290,8 @@ def parse_trust(doc: object) -> Trust:
             _patterns(o["gtins"], f"{where}.gtins"),
         )
         _unique(trust.registries, rid, where, "registry id")
-        trust.registries[rid] = TrustedRegistry(rid, key, scopes)
+        trust.registries[rid] = key
+        trust.scopes[rid] = scopes
 
     contracts: set[object] = set()
     for i, item in enumerate(_list(top, "ledgers")):

@@ -86,12 +86,10 @@ def test_builder_document_reads_back_with_every_pin() -> None:
     trust = parse_trust(DOC)
     assert [v.vkey for v in trust.logs] == [LOG.vkey]
     assert set(trust.registries) == {"reg-acme", "reg-brand"}
-    acme = trust.registries["reg-acme"]
-    assert acme.id == "reg-acme"
-    assert p256_public_to_sec1(acme.key) == REG_KEY
-    assert trust.registry_key("reg-acme") is acme.key
+    assert p256_public_to_sec1(trust.registries["reg-acme"]) == REG_KEY
+    assert trust.registry_key("reg-acme") is trust.registries["reg-acme"]
     assert trust.registry_key("nobody") is None
-    assert acme.scopes == ACME
+    assert trust.scopes == {"reg-acme": ACME, "reg-brand": BRAND}
     assert trust.ledgers["ledger.example/acme"].public_bytes_raw() == LEDGER_KEY
     assert trust.evm == [EvmLedger(31337, CONTRACT.lower())]
     assert trust.pins_evm(31337, CONTRACT) and not trust.pins_evm(1, CONTRACT)
