@@ -45,8 +45,7 @@ from cloud.demo_system import (
     sigterm_as_interrupt,
     wait_for,
 )
-from cloud.demo_world import DEVICE_IDS, TAG_UID, World
-from cloud.trace import ACTIONS
+from cloud.demo_world import ACTIONS, DEVICE_IDS, TAG_UID, World
 from gateway.broker import BrokerError
 from gateway.profiles import CHILLED
 from protocol import cli

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cloud.trace import ACTIONS, Stay
+from cloud.demo_world import ACTIONS
 from protocol.bundle import Bundle
 from protocol.record import Reading, encode_payload, open_record
 
@@ -131,7 +131,7 @@ def probe_series(bundle: Bundle) -> dict[str, list[tuple[int, int]]]:
     return {k: sorted(v) for k, v in series.items()}
 
 
-def show_custody(uid: bytes, item: str | None, stays: list[Stay], readings: dict[str, int]) -> None:
+def show_custody(uid: bytes, item: str | None, stays: list[Any], readings: dict[str, int]) -> None:
     print(f"   custody of tag {uid.hex()} ({item or 'no item'}), from the readers' scans:")
     for s in stays:
         where = f"-> {s.location}" if s.scan.action == 2 else f"at {s.location}"

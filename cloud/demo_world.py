@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloud.trace import ACTIONS
 from gateway import sim
 
 DAY = 22 * 3600  # the replayed day, s
@@ -45,6 +44,7 @@ TRUCK = "truck:NL-47-BXT"
 COLD_ROOM = "dc-rotterdam:cold-room-2"
 
 COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP = 1, 2, 3, 4, 5
+ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell"}
 ALARM_EVENTS = {7: "alarm start", 8: "alarm end"}  # ct_app's status events (§2.4)
 
 # id, place, seed, the sim_world.ColdRoom curve it measures (0.01 °C, s)

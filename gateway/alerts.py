@@ -56,8 +56,9 @@ Notes for the gateway core (gateway/cli.py, gateway/service.py):
 - ``listener_from_config(cfg, publish=..., place_of=...)`` returns the
   ``on_records`` hook. Pass ``publish=lambda topic, payload: <paho publish,
   QoS 1, not retained>`` or alerts only reach the log and the webhook, and
-  ``place_of=<device id -> registered place>`` (the registry); without it the
-  listener learns places only from registrations it sees in batches.
+  ``place_of=<device id -> the target it is bound to>`` (the registry's
+  current bindings, ``Registry.place_of``); without it the listener learns
+  places only from the binding statements (kind 5) it sees in batches.
 - Call ``listener.tick()`` from the periodic work (offline alarms must fire
   without traffic) and ``listener.close()`` at shutdown (flushes the webhook).
 - ``engine.snapshot()`` is JSON; storing it with each checkpoint and passing
@@ -845,11 +846,11 @@ class AlertListener:
 
     Called by the core after each commit with its ``BatchOutcome``: it reads
     ``outcome.accepted`` (pairs of stored record and decoded payload; readings
-    are payloads with ``temp``/``fault``/``ch``, registrations carry
-    ``device``/``place``) and ``outcome.presence`` ({device: "online" |
+    are payloads with ``temp``/``fault``/``ch``, bindings carry ``target`` and
+    ``device_list``) and ``outcome.presence`` ({device: "online" |
     "offline"}). The place of a device is ``place_of(device)`` if given, else
-    the latest place seen in a registration. Call ``tick()`` from the core's
-    periodic work so offline alarms fire without traffic.
+    the target of the latest binding seen that names it. Call ``tick()`` from
+    the core's periodic work so offline alarms fire without traffic.
     """
 
     def __init__(
@@ -870,9 +871,12 @@ class AlertListener:
     def __call__(self, outcome: Any) -> None:
         events: list[AlertEvent] = []
         for stored, payload in getattr(outcome, "accepted", ()):
-            if hasattr(payload, "device") and hasattr(payload, "place") and hasattr(payload, "key"):
-                if payload.place is not None:
-                    self.places[payload.device] = payload.place
+            if hasattr(payload, "target") and hasattr(payload, "device_list"):
+                for device, place in list(self.places.items()):
+                    if place == payload.target and device not in payload.device_list:
+                        del self.places[device]
+                for device in payload.device_list:
+                    self.places[device] = payload.target
                 continue
             if not (hasattr(payload, "temp") and hasattr(payload, "fault")):
                 continue

@@ -5,11 +5,17 @@
     coldtrace gateway status    --config FILE      rate, backlog, rejects, devices, checkpoint,
                                                    declared losses
     coldtrace gateway rejects   --config FILE      the quarantine
-    coldtrace gateway registry  {add,list,update,revoke,import}
+    coldtrace gateway registry  {add,list,update,revoke,import,bind,unbind,bindings,
+                                 profile,restate}   (gateway/registry_cli.py)
     coldtrace gateway checkpoints --config FILE    signed checkpoints and anchors
     coldtrace gateway proof     --config FILE --device D --seq N
-    coldtrace gateway bundle    --config FILE --device D [--from N --to M] -o FILE
+    coldtrace gateway trace     --config FILE TAG_UID|DIGITAL_LINK -o FILE
+                                [--no-restate] [--wait S]   (gateway/trace.py)
     coldtrace gateway trust     --config FILE      the trust file a verifier pins
+
+There is no device bundle any more: a version-2 bundle is about one item (its
+``subject`` is a tag, docs/protocol.md §9); ``proof`` gives one record's
+inclusion proof.
 
 Broker commands (``broker``, ``certs``) and alert/metrics commands come from
 their own modules (gateway/broker.py, gateway/alerts.py, gateway/metrics.py)
@@ -24,7 +30,6 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,51 +97,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seq", type=int, required=True)
     p.add_argument("--checkpoint", type=int, default=None, help="tree size (default: latest)")
 
-    p = cmd("bundle", "write a trace bundle for a device's records", _bundle)
-    config_arg(p)
-    p.add_argument("--device", required=True)
-    p.add_argument("--from", dest="seq_from", type=int, default=0)
-    p.add_argument("--to", dest="seq_to", type=int, default=2**32 - 1)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    from gateway.trace import register_trace_command
+
+    register_trace_command(sub, config_arg)
 
     p = cmd("trust", "print the trust file that pins this gateway's keys", _trust)
     config_arg(p)
     p.add_argument("-o", "--output", type=Path, default=None)
 
-    reg = sub.add_parser("registry", help="the device registry", description="The device registry.")
-    reg.set_defaults(func=lambda args: (reg.print_help(), 2)[1])
-    rsub = reg.add_subparsers(dest="registry_command", metavar="COMMAND")
-    p = rsub.add_parser(
-        "add", help="register a device (or every device of a provisioning file with --file)"
-    )
-    p.set_defaults(func=_reg_add)
-    config_arg(p)
-    p.add_argument("device", nargs="?")
-    p.add_argument("--file", type=Path, default=None, help="provisioning JSON (as `import`)")
-    p.add_argument("--key", help="SEC1 P-256 public key: base64, hex or @file.pem")
-    p.add_argument("--role", default="logger", help="logger (1) or reader (2)")
-    p.add_argument("--org")
-    p.add_argument("--place", default=None)
-    p.add_argument("--cal", type=int, default=None)
-    p.add_argument("--ack-key", default=None, help="32-byte ack key (hex); generated if absent")
-    p = rsub.add_parser("update", help="record a device's new place or calibration")
-    p.set_defaults(func=_reg_update)
-    config_arg(p)
-    p.add_argument("device")
-    p.add_argument("--place", default=None)
-    p.add_argument("--cal", type=int, default=None)
-    p = rsub.add_parser("revoke", help="revoke a device (earlier records stay valid)")
-    p.set_defaults(func=_reg_revoke)
-    config_arg(p)
-    p.add_argument("device")
-    p = rsub.add_parser("list", help="list registered devices")
-    p.set_defaults(func=_reg_list)
-    config_arg(p)
-    p.add_argument("--json", action="store_true")
-    p = rsub.add_parser("import", help="register devices from a provisioning JSON file")
-    p.set_defaults(func=_reg_import)
-    config_arg(p)
-    p.add_argument("file", type=Path)
+    from gateway.registry_cli import register_registry_commands
+
+    register_registry_commands(sub, config_arg)
 
     # Commands owned by the other gateway modules, through their documented hooks.
     for module, hook in (
@@ -463,32 +434,6 @@ def _proof(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bundle(args: argparse.Namespace) -> int:
-    from gateway.proofs import ProofUnavailable, bundle_for_device
-
-    cfg = _load(args)
-    store = _store(cfg)
-    try:
-        tree = _reader(cfg, store)
-        try:
-            b = bundle_for_device(
-                store, tree, cfg.log.origin, args.device, args.seq_from, args.seq_to
-            )
-        except ProofUnavailable as exc:
-            print(f"coldtrace gateway: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            tree.close()
-    finally:
-        store.close()
-    args.output.write_text(b.dumps(), encoding="utf-8")
-    print(
-        f"wrote {args.output}: {len(b.records)} records, checkpoint size "
-        f"{b.inclusion[0].tree_size if b.inclusion else 0}, {len(b.anchors)} anchor(s)"
-    )
-    return 0
-
-
 def _trust(args: argparse.Namespace) -> int:
     from gateway.service import trust_document
 
@@ -498,134 +443,3 @@ def _trust(args: argparse.Namespace) -> int:
     else:
         args.output.write_text(text, encoding="utf-8")
     return 0
-
-
-def _signer(cfg: Any, store: Any) -> Any:
-    from gateway.registry import RegistrySigner
-    from protocol.keys import load_p256_private_key
-
-    if cfg.registry.key_file is None or not cfg.registry.key_file.exists():
-        print(
-            "coldtrace gateway: [registry] key_file is needed to sign registrations",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    return RegistrySigner(store, cfg.registry.id, load_p256_private_key(cfg.registry.key_file))
-
-
-def _open_rw(cfg: Any) -> Any:
-    from gateway.store import open_store
-
-    return open_store(cfg.db_path)
-
-
-def _key_arg(text: str) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    from gateway.registry import _key_bytes
-    from protocol.keys import p256_public_to_sec1
-
-    if text.startswith("@"):
-        data = Path(text[1:]).read_bytes()
-        try:
-            key = serialization.load_pem_public_key(data)
-        except ValueError:
-            key = serialization.load_pem_private_key(data, None).public_key()
-        return p256_public_to_sec1(key)  # type: ignore[arg-type]
-    return _key_bytes(text, "key", 65)
-
-
-def _reg_add(args: argparse.Namespace) -> int:
-    from gateway.registry import _key_bytes, parse_role
-
-    if args.file is not None:
-        args.func = _reg_import
-        return _reg_import(args)
-    if not (args.device and args.key and args.org):
-        print(
-            "coldtrace gateway: registry add needs DEVICE --key --org (or --file)", file=sys.stderr
-        )
-        return 2
-    ok, result = _with_signer(
-        args,
-        lambda s: s.add(
-            args.device,
-            _key_arg(args.key),
-            role=parse_role(args.role),
-            org=args.org,
-            place=args.place,
-            cal=args.cal,
-            ack_key=None if args.ack_key is None else _key_bytes(args.ack_key, "ack key", 32),
-        ),
-    )
-    if not ok:
-        return 1
-    raw, ack_key = result
-    print(
-        json.dumps(
-            {"device": args.device, "ack_key": ack_key.hex(), "registration_bytes": len(raw)}
-        )
-    )
-    return 0
-
-
-def _with_signer(args: argparse.Namespace, action: Callable[[Any], Any]) -> tuple[bool, Any]:
-    """Run ``action(registry signer)`` on the gateway's store; a RegistryError is
-    printed and gives ``(False, None)``."""
-    from gateway.registry import RegistryError
-
-    cfg = _load(args)
-    store = _open_rw(cfg)
-    try:
-        return True, action(_signer(cfg, store))
-    except RegistryError as exc:
-        print(f"coldtrace gateway: {exc}", file=sys.stderr)
-        return False, None
-    finally:
-        store.close()
-
-
-def _reg_update(args: argparse.Namespace) -> int:
-    ok, _ = _with_signer(args, lambda s: s.update(args.device, place=args.place, cal=args.cal))
-    if ok:
-        print(f"{args.device}: update queued for the log")
-    return 0 if ok else 1
-
-
-def _reg_revoke(args: argparse.Namespace) -> int:
-    ok, _ = _with_signer(args, lambda s: s.revoke(args.device))
-    if ok:
-        print(f"{args.device}: revocation queued for the log (earlier records stay valid)")
-    return 0 if ok else 1
-
-
-def _reg_list(args: argparse.Namespace) -> int:
-    from gateway.registry import device_json
-
-    cfg = _load(args)
-    store = _store(cfg)
-    try:
-        rows = [device_json(d) for d in sorted(store.devices().values(), key=lambda d: d.id)]
-        pending = len(store.outbox_pending())
-    finally:
-        store.close()
-    if args.json:
-        print(json.dumps({"devices": rows, "pending_registrations": pending}, indent=1))
-        return 0
-    for d in rows:
-        print(
-            f"{d['device']:<24} {d['role']:<7} {d['state']:<8} {d['org']:<20} "
-            f"{d['place'] or '-':<20} leaf {d['registered_leaf']}"
-        )
-    if pending:
-        print(f"({pending} registration(s) waiting for the gateway to log them)")
-    return 0
-
-
-def _reg_import(args: argparse.Namespace) -> int:
-    from gateway.registry import load_provisioning
-
-    ok, done = _with_signer(args, lambda s: s.import_entries(load_provisioning(args.file)))
-    if ok:
-        print(f"registered {len(done)} device(s): {', '.join(done)}")
-    return 0 if ok else 1

@@ -12,8 +12,13 @@ sections are::
     [log]       origin, key_file (the log's Ed25519 note key, skey text),
                 checkpoint_interval (s), checkpoint_leaves
     [ledger]    backend ("local"), id, key_file, path
-    [registry]  id, key_file (P-256, only needed to register devices),
-                public_key (base64 SEC1; read from key_file when absent)
+    [registry]  id, key_file (P-256, only needed to sign registry records),
+                public_key (base64 SEC1; read from key_file when absent),
+                devices, places, gtins (the registry's scopes, docs/protocol.md
+                §10: lists of patterns, ``*`` any characters; default ["*"]),
+                restate_interval (s; restate every binding and profile chain
+                whose last statement is older, when key_file is there;
+                0 = never; default 86400)
     [metrics]   port (Prometheus endpoint; absent or 0: off), host
     [alerts]    profiles, places, webhook...: read by gateway/alerts.py, kept as is
 
@@ -102,6 +107,12 @@ class RegistryConfig:
     id: str = "registry"
     key_file: Path | None = None
     public_key: str | None = None  # base64 SEC1 P-256
+    # Scopes (docs/protocol.md §10): the device ids, places and GTINs this
+    # registry speaks for, as patterns; the trust file pins them.
+    devices: list[str] = field(default_factory=lambda: ["*"])
+    places: list[str] = field(default_factory=lambda: ["*"])
+    gtins: list[str] = field(default_factory=lambda: ["*"])
+    restate_interval: int = 86400  # s; 0: the gateway never restates on its own
 
 
 @dataclass
@@ -217,6 +228,14 @@ def _check(cfg: GatewayConfig) -> None:
         raise ConfigError(f"[gateway] id {cfg.id!r} is not a protocol id (1-32 of [a-z0-9._-])")
     if not ID_PATTERN.fullmatch(cfg.registry.id):
         raise ConfigError(f"[registry] id {cfg.registry.id!r} is not a protocol id")
+    for scope in ("devices", "places", "gtins"):
+        value = getattr(cfg.registry, scope)
+        if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+            raise ConfigError(
+                f"[registry] {scope} must be a list of non-empty patterns, got {value!r}"
+            )
+    if cfg.registry.restate_interval < 0:
+        raise ConfigError("[registry] restate_interval must be >= 0 (0: off)")
     try:
         check_origin(cfg.log.origin)
         check_origin(cfg.ledger.id)
@@ -244,6 +263,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, Path):
         value = str(value)
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')

@@ -15,8 +15,8 @@ wrong_topic    kid is not the device of the topic ``ct/v1/{dev}/rec``
 unknown_device no registration for the kid
 revoked_device the device was revoked before this record arrived
 bad_payload    the payload breaks a rule of §2 (fields, ranges, kinds), or a
-               registration not signed by a registry, or a registry signing
-               something else
+               registry record (kinds 4-6) not signed by a registry, or a
+               registry signing something else
 bad_signature  the ES256 signature does not verify (or has a high s)
 bad_time       a set clock (tq >= 1) claims a time before ``min_time`` or
                ahead of the gateway's clock by more than the allowed skew
@@ -37,7 +37,22 @@ replayed_seq   as conflict, but the new record's boot is higher: the device
                reused sequence numbers after a reboot (§2.1 forbids it); alarm
 bad_registration a registration the registry may not apply (another key for a
                known device, a revoked id reused, revoking an unknown device)
+out_of_scope   a registration, binding or profile for a device id, place or
+               GTIN outside the registry's ``[registry]`` scopes (a verifier
+               would refuse it, §10)
+statement_fork a binding or profile whose ``cseq`` is already taken in its
+               statement chain (§4.2) by another statement
+statement_gap  a statement whose ``cseq`` skips positions of its chain (or a
+               chain's first statement that is not cseq 0)
+statement_unlinked a statement whose ``cprev`` is not the chain hash of the
+               chain's previous statement
+statement_backdated a statement whose ``time`` is before the previous
+               statement's: time never goes back along a chain
 ============== ================================================================
+
+Logged statements move the registry's chain heads and current bindings
+(:class:`gateway.registry.Registry`): which target each device monitors, for
+alerts and status.
 
 Accepted records that leave a hole are stored: the hole is recorded as a
 ``gap`` chain event (and ``gap_filled`` when the missing seq arrives); a
@@ -76,7 +91,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.mqtt import Inbound, parse_topic
-from gateway.registry import Registry, RegistryError
+from gateway.registry import Registry, RegistryError, StatementError
 from gateway.store import (
     ChainEvent,
     DeclaredLoss,
@@ -96,7 +111,15 @@ from protocol.errors import (
     SizeError,
     VerificationError,
 )
-from protocol.record import Registration, Status, chain_hash, decode_payload
+from protocol.record import (
+    Binding,
+    ProductProfile,
+    Registration,
+    Scan,
+    Status,
+    chain_hash,
+    decode_payload,
+)
 
 __all__ = [
     "REASONS",
@@ -135,6 +158,11 @@ REASONS = {
     "conflict": "another record is stored under this sequence number",
     "replayed_seq": "sequence number reused after a reboot",
     "bad_registration": "registration the registry may not apply",
+    "out_of_scope": "outside the registry's scopes",
+    "statement_fork": "statement chain position already taken",
+    "statement_gap": "statement chain positions skipped",
+    "statement_unlinked": "statement does not link to its chain's previous one",
+    "statement_backdated": "statement time before its chain's previous one",
     "internal_error": "unexpected failure while checking",
 }
 
@@ -271,13 +299,16 @@ def _precheck(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> 
     except CBORError as exc:
         return Refused(msg, "malformed_cbor", f"payload: {exc}", kid)
     except RecordError as exc:
+        seq = _declared_seq(s1.payload)
+        if seq is not None:  # §5.2 names this refusal; the record rules hold it since v2
+            return Refused(msg, "bad_declaration", str(exc), kid, seq)
         return Refused(msg, "bad_payload", str(exc), kid)
-    is_reg = type(p) is Registration
+    is_reg = type(p) in _REGISTRY_KINDS
     if is_reg != entry.is_registry:
         why = (
-            "a registration must be signed by a registry key"
+            f"a {type(p).__name__.lower()} (kind {p.kind}) must be signed by a registry key"
             if is_reg
-            else "a registry key signs registrations only"
+            else "a registry key signs registrations, bindings and profiles only"
         )
         return Refused(msg, "bad_payload", why, kid, p.seq)
     # The signature comes next (see Pending): what follows is decided now and
@@ -300,6 +331,25 @@ def _precheck(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> 
     else:
         after = Accepted(msg, kid, p, chain_hash(s1.raw))
     return Pending(s1, entry.key, after)
+
+
+_REGISTRY_KINDS = (Registration, Binding, ProductProfile)
+
+
+def _declared_seq(payload: bytes) -> int | None:
+    """The seq of a status record (kind 3) carrying ``lost`` (key 38), else None.
+
+    Version 2's record rules refuse a declaration that breaks §2.4 in the
+    decoder already; §5.2 calls that refusal ``bad_declaration``.
+    """
+    try:
+        m = cbor.decode(payload, max_size=MAX_RECORD, max_depth=1)
+    except CBORError:
+        return None
+    if not isinstance(m, dict) or m.get(1) != 3 or 38 not in m:
+        return None
+    seq = m.get(3)
+    return seq if isinstance(seq, int) else None
 
 
 def declaration_error(p: Status) -> str | None:
@@ -481,12 +531,19 @@ class Ingestor:
                     self._alarm(f"{reason}: {detail}")
                     out.ack_due.add(signer)
                     continue
-            is_reg = type(p) is Registration
-            if is_reg:
+            kind = type(p)
+            if kind is Registration:
                 try:
                     registry.check(p, signer)
                 except RegistryError as exc:
-                    refuse(Refused(msg, "bad_registration", str(exc), signer, seq))
+                    why = exc.reason if isinstance(exc, StatementError) else "bad_registration"
+                    refuse(Refused(msg, why, str(exc), signer, seq))
+                    continue
+            elif kind is Binding or kind is ProductProfile:
+                try:
+                    registry.check_statement(p, signer)
+                except StatementError as exc:
+                    refuse(Refused(msg, exc.reason, str(exc), signer, seq))
                     continue
             # --- accepted: chain bookkeeping --------------------------------------
             if seq == 0:
@@ -577,12 +634,16 @@ class Ingestor:
             batch.records.append(rec)
             raws.append(raw)
             out.accepted.append((rec, p))
-            if is_reg:
+            if kind is Registration:
                 row = registry.apply(p, signer, leaf, now)
                 batch.devices.append(row)
-                batch.placements.append((row.id, leaf, p.time, p.place, p.cal))
+                batch.placements.append((row.id, leaf, p.time, None, p.cal))
+            elif kind is Binding or kind is ProductProfile:
+                batch.statements.append(registry.apply_statement(p, signer, leaf, r.chash))
             else:
                 out.ack_due.add(signer)
+                if kind is Scan:
+                    batch.scans.append((leaf, p.uid, p.action, p.item))
                 lost = declared_range(p) if type(p) is Status else None
                 if lost is not None:
                     self._declare(st, lost, seq, leaf, now, batch)

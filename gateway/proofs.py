@@ -1,52 +1,57 @@
-"""Proofs from the gateway's log, and trace bundles (docs/protocol.md §6, §9).
+"""Proofs from the gateway's log, and the proof half of a bundle (docs/protocol.md §6, §9).
 
 - :func:`inclusion` - the audit path of any stored record in the tree of any
   checkpoint (RFC 9162 §2.1.3), checked against the signed root before it is
   handed out;
 - :func:`consistency` - the proof between two checkpoints (§2.1.4), checked
   against both signed roots;
-- :func:`build_bundle` - a trace bundle for a set of records: the records,
-  every record of each signer between the lowest and highest requested seq
-  (so a verifier sees no sequence gap), the registration records of their
-  devices with the registry's own records in between, one anchored
-  checkpoint that covers them all, an inclusion proof per record and the
-  anchor receipt;
-- :func:`tag_scans` and :func:`bundle_for_tag` - the trace of one tag: the
-  readers' scans of it, and the records of the loggers that held it, each
-  within the time it held it (who held it when is the caller's judgement,
-  e.g. from the places in the scans: cloud/trace.py).
+- :func:`multiproof` - one multi-leaf inclusion proof (§9) for many records:
+  the hashes of the leaf ranges :func:`protocol.merkle.multiproof_ranges`
+  names, each MTH(D[lo:hi]) folded from stored subtrees (``range_hash``);
+- :func:`prove` - a version-2 bundle of given records: the records, the
+  latest *anchored* checkpoint that covers them all, one multiproof for all
+  of them (verified against the signed root before it is returned) and the
+  anchor receipt. Which records an item's bundle needs is gateway/trace.py's
+  business.
 
-Proofs come from a ``MerkleTree`` (inside the running gateway) or from a
-:class:`TreeReader`, which reads the tree's level files without taking the
-writer's lock: it serves every size up to the last checkpoint, whose nodes
-the gateway flushed before signing it. That is how the CLI answers while the
-gateway runs.
+Proofs come from a :class:`LiveTree` (the running gateway's ``MerkleTree``)
+or from a :class:`TreeReader`, which reads the tree's level files without
+taking the writer's lock: it serves every size up to the last checkpoint,
+whose nodes the gateway flushed before signing it. That is how the CLI
+answers while the gateway runs.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.store import CheckpointRow, Store, StoredRecord
-from protocol.bundle import AnchorRef, Bundle, BundleRecord, ConsistencyProof, InclusionProof
-from protocol.merkle import hash_leaf, proof, verify_consistency, verify_inclusion
+from protocol.bundle import AnchorRef, Bundle, BundleRecord, MultiProof, Subject
+from protocol.merkle import (
+    MerkleTree,
+    hash_leaf,
+    multiproof_ranges,
+    proof,
+    verify_consistency,
+    verify_inclusion,
+    verify_multiproof,
+)
 from protocol.merkle.hasher import EMPTY_ROOT, HASH_SIZE
-from protocol.record import KIND_SCAN, Scan, open_record
 
 __all__ = [
+    "LiveTree",
+    "ProofSource",
     "ProofUnavailable",
     "TreeReader",
-    "build_bundle",
-    "bundle_for_device",
-    "bundle_for_tag",
     "consistency",
+    "covering_checkpoint",
     "inclusion",
-    "tag_scans",
+    "multiproof",
+    "prove",
 ]
 
 
@@ -60,6 +65,7 @@ class ProofSource(Protocol):
     def root(self, size: int | None = None) -> bytes: ...
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]: ...
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]: ...
+    def range_hash(self, lo: int, hi: int) -> bytes: ...
 
 
 class TreeReader:
@@ -117,10 +123,42 @@ class TreeReader:
             raise ProofUnavailable(f"no consistency proof from {size1} to {size2}")
         return [self._hash(nodes) for nodes in proof.consistency(size1, size2)]
 
+    def range_hash(self, lo: int, hi: int) -> bytes:
+        """MTH(D[lo:hi]) of a range RFC 9162's split produces, from stored subtrees."""
+        if not 0 <= lo < hi <= self._size:
+            raise ProofUnavailable(f"leaf range [{lo}, {hi}) is not in a tree of {self._size}")
+        return self._hash(proof.subtree_nodes(lo, hi))
+
     def close(self) -> None:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+
+class LiveTree:
+    """A running gateway's ``MerkleTree`` as a :class:`ProofSource` (with ``range_hash``)."""
+
+    def __init__(self, tree: MerkleTree) -> None:
+        self.tree = tree
+
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+    def root(self, size: int | None = None) -> bytes:
+        return self.tree.root(size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        return self.tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        return self.tree.consistency_proof(size1, size2)
+
+    def range_hash(self, lo: int, hi: int) -> bytes:
+        if not 0 <= lo < hi <= self.tree.size:
+            raise ProofUnavailable(f"leaf range [{lo}, {hi}) is not in a tree of {self.size}")
+        get = self.tree.store.get
+        return proof.fold([get(level, index) for level, index in proof.subtree_nodes(lo, hi)])
 
 
 def _checkpoint(store: Store, size: int | None) -> CheckpointRow:
@@ -153,131 +191,56 @@ def consistency(store: Store, tree: ProofSource, old_size: int, new_size: int) -
     return path
 
 
-def _covering_checkpoint(
-    store: Store, max_leaf: int
+def covering_checkpoint(
+    store: Store, max_leaf: int, *, anchored: bool = True
 ) -> tuple[CheckpointRow, dict[str, Any] | None]:
-    anchors = {a.size: a.receipt for a in store.anchors()}
+    """The latest checkpoint that holds leaf ``max_leaf`` (anchored ones only, by
+    default) and its receipt; ProofUnavailable if there is none yet."""
+    receipts = {a.size: a.receipt for a in store.anchors()}
     cps = [c for c in store.checkpoints() if c.size > max_leaf]
+    if anchored:
+        cps = [c for c in cps if c.size in receipts]
     if not cps:
-        raise ProofUnavailable(f"no checkpoint covers leaf {max_leaf} yet")
-    anchored = [c for c in cps if c.size in anchors]
-    cp = anchored[-1] if anchored else cps[-1]
-    return cp, anchors.get(cp.size)
+        what = "anchored checkpoint" if anchored else "checkpoint"
+        raise ProofUnavailable(f"no {what} covers leaf {max_leaf} yet")
+    cp = cps[-1]
+    return cp, receipts.get(cp.size)
 
 
-def build_bundle(
+def multiproof(
+    tree: ProofSource, origin: str, cp: CheckpointRow, records: list[StoredRecord]
+) -> MultiProof:
+    """One multiproof (§9) of ``records`` (ascending leaves) in checkpoint ``cp``,
+    verified against its signed root."""
+    leaves = [r.leaf for r in records]
+    nodes = [tree.range_hash(lo, hi) for lo, hi in multiproof_ranges(cp.size, leaves)]
+    verify_multiproof(cp.size, leaves, [hash_leaf(r.raw) for r in records], nodes, cp.root)
+    return MultiProof(origin, cp.size, tuple(leaves), tuple(nodes))
+
+
+def prove(
     store: Store,
     tree: ProofSource,
     origin: str,
     leaves: Iterable[int],
+    subject: Subject,
     *,
-    subject: dict[str, Any] | None = None,
     now: int | None = None,
 ) -> Bundle:
-    """A trace bundle (§9) proving the records at ``leaves``; see the module docstring."""
-    chosen: dict[int, StoredRecord] = {}
-    spans: dict[str, list[int]] = defaultdict(list)
-    for leaf in leaves:
+    """A version-2 bundle of the records at ``leaves`` (see the module docstring)."""
+    records: list[StoredRecord] = []
+    for leaf in sorted(set(leaves)):
         rec = store.record(leaf)
         if rec is None:
             raise ProofUnavailable(f"no record at leaf {leaf}")
-        spans[rec.signer].append(rec.seq)
-    devices = store.devices()
-    for signer, seqs in spans.items():
-        for rec in store.records_of(signer, min(seqs), max(seqs)):
-            chosen[rec.leaf] = rec
-    # Registrations of every device in the bundle, then the registries' spans.
-    reg_spans: dict[str, list[int]] = defaultdict(list)
-    for signer in list(spans):
-        if signer not in devices:
-            continue
-        for leaf, *_ in store.placements(signer):
-            rec = store.record(leaf)
-            if rec is not None:
-                reg_spans[rec.signer].append(rec.seq)
-    for registry, seqs in reg_spans.items():
-        for rec in store.records_of(registry, min(seqs), max(seqs)):
-            chosen[rec.leaf] = rec
-    if not chosen:
-        raise ProofUnavailable("no records")
-    cp, receipt = _covering_checkpoint(store, max(chosen))
-    # Drop registrations logged after the checkpoint (they prove nothing here).
-    records = [chosen[leaf] for leaf in sorted(chosen) if leaf < cp.size]
-    bundle = Bundle(created=int(time.time()) if now is None else now, subject=subject or {})
+        records.append(rec)
+    if not records:
+        raise ProofUnavailable("no records to prove")
+    cp, receipt = covering_checkpoint(store, records[-1].leaf)
+    bundle = Bundle(subject=subject, created=int(time.time()) if now is None else now)
+    bundle.records = [BundleRecord(origin, r.leaf, r.raw) for r in records]
     bundle.checkpoints.append(cp.note)
-    for rec in records:
-        path = tree.inclusion_proof(rec.leaf, cp.size)
-        verify_inclusion(rec.leaf, cp.size, hash_leaf(rec.raw), path, cp.root)
-        bundle.records.append(BundleRecord(origin, rec.leaf, rec.raw))
-        bundle.inclusion.append(InclusionProof(origin, rec.leaf, cp.size, tuple(path)))
+    bundle.proofs.append(multiproof(tree, origin, cp, records))
     if receipt is not None:
         bundle.anchors.append(AnchorRef(origin, cp.size, receipt))
     return bundle
-
-
-def add_consistency(
-    bundle: Bundle, store: Store, tree: ProofSource, origin: str, old: int, new: int
-) -> None:
-    """Add checkpoint ``old`` and its consistency proof to checkpoint ``new``."""
-    path = consistency(store, tree, old, new)
-    cp = _checkpoint(store, old)
-    if cp.note not in bundle.checkpoints:
-        bundle.checkpoints.append(cp.note)
-    bundle.consistency.append(ConsistencyProof(origin, old, new, tuple(path)))
-
-
-def bundle_for_device(
-    store: Store, tree: ProofSource, origin: str, device: str, seq_from: int, seq_to: int
-) -> Bundle:
-    """A bundle of one device's records ``seq_from..seq_to`` (those stored)."""
-    recs = store.records_of(device, seq_from, seq_to)
-    if not recs:
-        raise ProofUnavailable(f"no records of {device} in {seq_from}..{seq_to}")
-    return build_bundle(store, tree, origin, [r.leaf for r in recs], subject={"device": device})
-
-
-def tag_scans(store: Store, uid: bytes) -> list[tuple[StoredRecord, Scan]]:
-    """Every stored scan of the tag ``uid`` by a registered reader, by time then leaf."""
-    out: list[tuple[StoredRecord, Scan]] = []
-    for device in store.devices().values():
-        if device.role != 2:  # handover readers (§2.5)
-            continue
-        for rec in store.records_of(device.id, 0, 2**32 - 1):
-            if rec.kind != KIND_SCAN:
-                continue
-            payload = open_record(rec.raw).payload
-            if isinstance(payload, Scan) and payload.uid == uid:
-                out.append((rec, payload))
-    out.sort(key=lambda item: (item[0].time, item[0].leaf))
-    return out
-
-
-def bundle_for_tag(
-    store: Store,
-    tree: ProofSource,
-    origin: str,
-    uid: bytes,
-    holders: Iterable[tuple[str, int, int]] = (),
-    *,
-    now: int | None = None,
-) -> Bundle:
-    """The trace bundle of tag ``uid``: its scans, and for each ``(device,
-    time_from, time_to)`` in ``holders`` that device's records timed inside
-    the window (with the records between them, as :func:`build_bundle` adds).
-    ``subject`` names the tag and the item its commission scan gave."""
-    scans = tag_scans(store, uid)
-    if not scans:
-        raise ProofUnavailable(f"no scans of tag {uid.hex()}")
-    leaves = [rec.leaf for rec, _ in scans]
-    for device, t_from, t_to in holders:
-        recs = [
-            r
-            for r in store.records_of(device, 0, 2**32 - 1)
-            if r.tq > 0 and t_from <= r.time <= t_to
-        ]
-        leaves += [r.leaf for r in recs]
-    subject: dict[str, Any] = {"uid": uid.hex()}
-    item = next((scan.item for _, scan in scans if scan.item), None)
-    if item is not None:
-        subject["item"] = item
-    return build_bundle(store, tree, origin, leaves, subject=subject, now=now)

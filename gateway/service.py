@@ -7,9 +7,13 @@
 
 Everything after the commit happens on the ingest thread, in order: a PUBACK
 or a device ack is never sent for a record that is not durably stored.
-Registrations waiting in the registry outbox are logged at start and polled
-every second. A live status (rates, backlog, connection, last checkpoint) is
-written to the store every two seconds for ``coldtrace gateway status``.
+Registry records waiting in the outbox (registrations, bindings, profiles)
+are logged at start and polled every second. When the gateway holds the
+registry key and ``[registry] restate_interval`` is not 0, it restates every
+binding and profile chain whose last statement is older than that interval
+(docs/protocol.md §4.2), checking once a minute. A live status (rates,
+backlog, connection, last checkpoint) is written to the store every two
+seconds for ``coldtrace gateway status``.
 """
 
 from __future__ import annotations
@@ -35,12 +39,11 @@ from gateway.ingest import (
 from gateway.ledger import LocalLedger
 from gateway.log import GatewayLog
 from gateway.mqtt import Inbound, MqttAdapter, MqttSettings
-from gateway.registry import Registry
+from gateway.registry import Registry, RegistryError, RegistrySigner, Scopes
 from gateway.store import SQLiteStore, open_store
 from gateway.verifiers import make_verifier
 from protocol.keys import (
     b64d,
-    b64e,
     ed25519_public_to_raw,
     load_ed25519_private_key,
     load_p256_private_key,
@@ -48,6 +51,8 @@ from protocol.keys import (
     p256_public_to_sec1,
 )
 from protocol.note import NoteSigner
+from protocol.trust import Scopes as TrustScopes
+from protocol.trust import trust_document as protocol_trust_document
 
 __all__ = ["AckScheduler", "Gateway", "registry_public_key", "run", "trust_document"]
 
@@ -80,21 +85,33 @@ def open_ledger(cfg: GatewayConfig) -> LocalLedger:
     return LocalLedger(cfg.ledger_path, cfg.ledger.id, key)
 
 
+def registry_scopes(cfg: GatewayConfig) -> Scopes:
+    r = cfg.registry
+    return Scopes(tuple(r.devices), tuple(r.places), tuple(r.gtins))
+
+
+def registry_signer(cfg: GatewayConfig, store: SQLiteStore) -> RegistrySigner | None:
+    """A signer with the registry's private key, or None when ``key_file`` is absent."""
+    key_file = cfg.registry.key_file
+    if key_file is None or not key_file.exists():
+        return None
+    return RegistrySigner(
+        store, cfg.registry.id, load_p256_private_key(key_file), scopes=registry_scopes(cfg)
+    )
+
+
 def trust_document(cfg: GatewayConfig) -> dict[str, Any]:
-    """The trust file (§10) a verifier pins for this gateway's log."""
+    """The trust file (§10, version 2) a verifier pins for this gateway's log:
+    its log key, its registry with the registry's scopes, and its ledger."""
     signer = load_log_signer(cfg)
     ledger_key = load_ed25519_private_key(cfg.ledger.key_file).public_key()
-    return {
-        "format": "coldtrace-trust",
-        "version": 1,
-        "logs": [{"origin": cfg.log.origin, "vkey": signer.vkey}],
-        "registries": [
-            {"id": cfg.registry.id, "key": b64e(p256_public_to_sec1(registry_public_key(cfg)))}
-        ],
-        "ledgers": [
-            {"type": "local", "id": cfg.ledger.id, "key": b64e(ed25519_public_to_raw(ledger_key))}
-        ],
-    }
+    r = cfg.registry
+    scopes = TrustScopes(tuple(r.devices), tuple(r.places), tuple(r.gtins))
+    return protocol_trust_document(
+        logs=[(cfg.log.origin, signer.vkey)],
+        registries={r.id: (p256_public_to_sec1(registry_public_key(cfg)), scopes)},
+        ledgers={cfg.ledger.id: ed25519_public_to_raw(ledger_key)},
+    )
 
 
 def mqtt_settings(cfg: GatewayConfig) -> MqttSettings:
@@ -171,7 +188,13 @@ class Gateway:
         )
         if self.log.recovered["rolled_back"] or self.log.recovered["rolled_forward"]:
             log.info("log recovered: %s", self.log.recovered)
-        self.registry = Registry({cfg.registry.id: registry_public_key(cfg)}, self.store.devices())
+        self.registry = Registry(
+            {cfg.registry.id: registry_public_key(cfg)},
+            self.store.devices(),
+            self.store.statements(),
+            registry_scopes(cfg),
+        )
+        self.signer = registry_signer(cfg, self.store)
         ing = cfg.ingest
         self.settings = IngestSettings(
             future_skew=ing.future_skew,
@@ -209,6 +232,7 @@ class Gateway:
         self.last_status: dict[str, Any] = {}
         self.started = time.time()
         self._next_outbox = 0.0
+        self._next_restate = 0.0
         self._next_status = 0.0
         self._rate_mark = (time.time(), 0)
         self.rate = 0.0
@@ -221,14 +245,10 @@ class Gateway:
         except ImportError:
             return None
 
-        def place_of(device: str) -> str | None:
-            row = self.registry.devices.get(device)
-            return None if row is None else row.place
-
         return listener_from_config(
             self.cfg,
             publish=lambda topic, payload: self.mqtt.publish(topic, payload, retain=False),
-            place_of=place_of,
+            place_of=self.registry.place_of,  # the registry's current bindings
         )
 
     def _metrics_stats(self) -> dict[str, Any]:
@@ -311,6 +331,9 @@ class Gateway:
             cp = self.log.checkpoint()
             if cp is not None:
                 log.info("checkpoint %d signed and anchored", cp.size)
+        if now >= self._next_restate:
+            self._next_restate = now + 60.0
+            self._restate()
         if now >= self._next_outbox:
             self._next_outbox = now + 1.0
             self._drain_outbox()
@@ -322,6 +345,20 @@ class Gateway:
                     self.alerts.tick()
                 except Exception:
                     log.exception("alert tick failed")
+
+    def _restate(self) -> None:
+        """Restate the chains whose last statement is older than restate_interval."""
+        interval = self.cfg.registry.restate_interval
+        if self.signer is None or interval <= 0:
+            return
+        try:
+            done = self.signer.restate_due(interval)
+        except RegistryError as exc:
+            log.error("restating statement chains failed: %s", exc)
+            return
+        if done:
+            log.info("restated %d statement chain(s) older than %d s", len(done), interval)
+            self._next_outbox = 0.0  # log them now
 
     def _drain_outbox(self) -> None:
         pending = self.store.outbox_pending()
@@ -368,6 +405,7 @@ class Gateway:
                 "backend": anchor.backend,
             },
             "alarms": list(self.ingestor.alarms)[-10:],
+            "bound": len(self.registry.places_of()),
         }
 
     def _write_status(self) -> None:

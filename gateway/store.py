@@ -16,11 +16,26 @@ What is kept:
   record's seq and leaf: the ack counts them as settled, so they are part
   of the signer state and survive a restart;
 - **devices**: the registry as the registration records left it (key, role,
-  org, place, calibration, state, the leaves that registered and revoked
-  it), the place history, and the secret per-device ack keys;
+  org, calibration, state, the leaves that registered and revoked it), the
+  registration history (``placements``: each registration's leaf; the
+  ``place`` column is from protocol version 1 and stays empty), and the
+  secret per-device ack keys;
+- **scans**: the tag UID, action and item of every logged scan, so that an
+  item's trace finds its scans by tag or by Digital Link without reading
+  every record;
+- **statements**: every logged binding (kind 5) and profile (kind 6) with
+  its statement chain (docs/protocol.md §4.2), position (``cseq``), effective
+  time, chain hash and, for a binding, its devices: what ingest checks the
+  next statement of a chain against, and what the trace command walks;
 - **checkpoints** and **anchors** (receipts from the ledger);
-- a **registry outbox**: signed registration records waiting for the running
-  gateway to log them; and small **meta** values (counters, live status).
+- a **registry outbox**: signed registry records (registrations, bindings,
+  profiles) waiting for the running gateway to log them; and small **meta**
+  values (counters, live status, the schema version).
+
+**Schema versions.** ``meta.schema`` holds the version a database was made
+or last migrated to. Opening a database applies ``_SCHEMA`` (tables that do
+not exist yet) and then every step of ``_MIGRATIONS`` above the stored
+version, in order, in one transaction, and records the new version.
 
 Ingest writes through :meth:`Store.commit`, one transaction per batch
 (SQLite: WAL, ``synchronous=FULL``, so a returned commit survives power
@@ -35,7 +50,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,6 +64,7 @@ __all__ = [
     "RejectRow",
     "SQLiteStore",
     "SignerState",
+    "StatementRow",
     "Store",
     "StoredRecord",
     "WriteBatch",
@@ -171,6 +187,26 @@ class DeviceRow:
 
 
 @dataclass(slots=True)
+class StatementRow:
+    """A logged binding or profile statement (docs/protocol.md §2.6, §2.7, §4.2).
+
+    ``chain`` names the statement chain within (``signer``, ``kind``): the
+    target of a binding; the GTIN of a GTIN-wide profile, or ``"{gtin} {lot}"``
+    for a lot's profile (a lot holds no space). ``devices`` is a binding's
+    field 51 (None: no device).
+    """
+
+    leaf: int
+    signer: str
+    kind: int  # 5 binding, 6 profile
+    chain: str
+    cseq: int
+    time: int
+    chash: bytes
+    devices: str | None = None
+
+
+@dataclass(slots=True)
 class CheckpointRow:
     size: int
     root: bytes
@@ -197,6 +233,8 @@ class WriteBatch:
     losses: list[DeclaredLoss] = field(default_factory=list)
     devices: list[DeviceRow] = field(default_factory=list)
     placements: list[tuple[str, int, int, str | None, int | None]] = field(default_factory=list)
+    statements: list[StatementRow] = field(default_factory=list)
+    scans: list[tuple[int, bytes, int, str | None]] = field(default_factory=list)  # leaf, uid..
     outbox_done: list[int] = field(default_factory=list)
     presence: list[tuple[str, str, int]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # increments
@@ -211,6 +249,8 @@ class WriteBatch:
             or self.losses
             or self.devices
             or self.placements
+            or self.statements
+            or self.scans
             or self.outbox_done
             or self.presence
             or self.counters
@@ -225,11 +265,22 @@ class Store(Protocol):
     def commit(self, batch: WriteBatch) -> None: ...
     def record(self, leaf: int) -> StoredRecord | None: ...
     def record_by_seq(self, signer: str, seq: int) -> StoredRecord | None: ...
-    def records_of(self, signer: str, seq_from: int, seq_to: int) -> list[StoredRecord]: ...
+    def records_of(
+        self, signer: str, seq_from: int, seq_to: int, *, upto: int | None = None
+    ) -> list[StoredRecord]: ...
+    def scans_of(
+        self, *, uid: bytes | None = None, item: str | None = None, upto: int | None = None
+    ) -> list[StoredRecord]: ...
+    def seq_window(
+        self, signer: str, start: int, end: int, *, upto: int | None = None
+    ) -> tuple[int, int] | None: ...
     def raw_between(self, start: int, end: int) -> Iterator[bytes]: ...
     def signer_states(self) -> dict[str, SignerState]: ...
     def devices(self) -> dict[str, DeviceRow]: ...
     def placements(self, device: str) -> list[tuple[int, int, str | None, int | None]]: ...
+    def statements(
+        self, *, kind: int | None = None, chain: str | None = None
+    ) -> list[StatementRow]: ...
     def ack_keys(self) -> dict[str, bytes]: ...
     def set_ack_key(self, device: str, key: bytes) -> None: ...
     def outbox_add(self, signer: str, seq: int, raw: bytes) -> int: ...
@@ -339,6 +390,25 @@ CREATE TABLE IF NOT EXISTS placements (
     cal INTEGER,
     PRIMARY KEY (device, leaf)
 );
+CREATE TABLE IF NOT EXISTS statements (
+    leaf INTEGER PRIMARY KEY,
+    signer TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    chain TEXT NOT NULL,
+    cseq INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    chash BLOB NOT NULL,
+    devices TEXT,
+    UNIQUE (signer, kind, chain, cseq)
+);
+CREATE TABLE IF NOT EXISTS scans (
+    leaf INTEGER PRIMARY KEY,
+    uid BLOB NOT NULL,
+    action INTEGER NOT NULL,
+    item TEXT
+);
+CREATE INDEX IF NOT EXISTS scans_by_uid ON scans (uid);
+CREATE INDEX IF NOT EXISTS scans_by_item ON scans (item) WHERE item IS NOT NULL;
 CREATE TABLE IF NOT EXISTS ack_keys (device TEXT PRIMARY KEY, key BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
@@ -373,7 +443,34 @@ CREATE TABLE IF NOT EXISTS presence (
 );
 """
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+
+
+def _index_scans(db: sqlite3.Connection) -> None:
+    """Version 2: the tables ``statements`` and ``scans`` (made by _SCHEMA) and the
+    scans of the records already stored. Version-1 registrations carried a
+    place (field 44), which version 2 refuses; the column is emptied (where a
+    device watches is a binding now). Nothing was deployed with version 1."""
+    from protocol.cose import parse_sign1
+    from protocol.errors import VerificationError
+    from protocol.record import Scan, decode_payload
+
+    db.execute("UPDATE devices SET place = NULL")
+    for leaf, raw in db.execute("SELECT leaf, raw FROM records WHERE kind = 2").fetchall():
+        try:
+            p = decode_payload(parse_sign1(bytes(raw)).payload)
+        except VerificationError:
+            continue
+        if isinstance(p, Scan):
+            db.execute(
+                "INSERT OR IGNORE INTO scans VALUES (?,?,?,?)", (leaf, p.uid, p.action, p.item)
+            )
+
+
+# Steps from one schema version to the next: (version reached, step).
+_MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("2", _index_scans),
+]
 
 
 class SQLiteStore:
@@ -406,9 +503,32 @@ class SQLiteStore:
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA cache_size = -65536")
             db.executescript(_SCHEMA)
-            db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            self._migrate(db)
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring the schema to ``SCHEMA_VERSION`` (see the module docstring)."""
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:  # a new database: made at the current version
+            db.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            return
+        have = int(row[0])
+        if have > int(SCHEMA_VERSION):
+            raise RuntimeError(
+                f"{self.path}: schema version {have} is newer than this gateway's "
+                f"({SCHEMA_VERSION}); upgrade the gateway"
             )
+        steps = [(v, sql) for v, sql in _MIGRATIONS if int(v) > have]
+        if not steps:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for version, step in steps:
+                step(db)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (version,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     # --- batches ------------------------------------------------------------
 
@@ -533,6 +653,16 @@ class SQLiteStore:
             )
         if b.placements:
             db.executemany("INSERT OR IGNORE INTO placements VALUES (?,?,?,?,?)", b.placements)
+        if b.statements:
+            db.executemany(
+                "INSERT INTO statements VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (x.leaf, x.signer, x.kind, x.chain, x.cseq, x.time, x.chash, x.devices)
+                    for x in b.statements
+                ],
+            )
+        if b.scans:
+            db.executemany("INSERT INTO scans VALUES (?,?,?,?)", b.scans)
         if b.outbox_done:
             db.executemany("UPDATE outbox SET done = 1 WHERE id = ?", [(i,) for i in b.outbox_done])
         if b.presence:
@@ -568,12 +698,56 @@ class SQLiteStore:
         row = self._one("SELECT * FROM records WHERE signer = ? AND seq = ?", (signer, seq))
         return None if row is None else StoredRecord(*row)
 
-    def records_of(self, signer: str, seq_from: int, seq_to: int) -> list[StoredRecord]:
+    def records_of(
+        self, signer: str, seq_from: int, seq_to: int, *, upto: int | None = None
+    ) -> list[StoredRecord]:
+        """``signer``'s stored records with seq in [seq_from, seq_to] (leaf < ``upto``)."""
         rows = self._all(
-            "SELECT * FROM records WHERE signer = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-            (signer, seq_from, seq_to),
+            "SELECT * FROM records WHERE signer = ? AND seq BETWEEN ? AND ? AND leaf < ?"
+            " ORDER BY seq",
+            (signer, seq_from, seq_to, _upto(upto)),
         )
         return [StoredRecord(*r) for r in rows]
+
+    def scans_of(
+        self, *, uid: bytes | None = None, item: str | None = None, upto: int | None = None
+    ) -> list[StoredRecord]:
+        """Stored scan records of tag ``uid``, or commission scans naming ``item``
+        (leaf < ``upto``), in log order."""
+        if (uid is None) == (item is None):
+            raise ValueError("give uid or item")
+        where, arg = ("s.uid = ?", uid) if uid is not None else ("s.item = ?", item)
+        rows = self._all(
+            "SELECT r.* FROM scans s JOIN records r ON r.leaf = s.leaf"
+            f" WHERE {where} AND s.leaf < ? ORDER BY s.leaf",
+            (arg, _upto(upto)),
+        )
+        return [StoredRecord(*r) for r in rows]
+
+    def seq_window(
+        self, signer: str, start: int, end: int, *, upto: int | None = None
+    ) -> tuple[int, int] | None:
+        """Seqs (lo, hi) of ``signer`` around the time [start, end], from set clocks only:
+        lo is the highest seq with tq >= 1 and time <= start (else the lowest seq),
+        hi the lowest seq >= lo with tq >= 1 and time >= end (else the highest seq).
+        None when the signer has no records."""
+        top = _upto(upto)
+        first, last = self._one(
+            "SELECT min(seq), max(seq) FROM records WHERE signer = ? AND leaf < ?", (signer, top)
+        )
+        if first is None:
+            return None
+        lo = self._one(
+            "SELECT max(seq) FROM records WHERE signer = ? AND tq >= 1 AND time <= ? AND leaf < ?",
+            (signer, start, top),
+        )[0]
+        lo = first if lo is None else int(lo)
+        hi = self._one(
+            "SELECT min(seq) FROM records WHERE signer = ? AND seq >= ? AND tq >= 1"
+            " AND time >= ? AND leaf < ?",
+            (signer, lo, end, top),
+        )[0]
+        return lo, int(last) if hi is None else int(hi)
 
     def raw_between(self, start: int, end: int) -> Iterator[bytes]:
         """Raw bytes of leaves ``start <= leaf < end`` in leaf order (for the log)."""
@@ -645,6 +819,23 @@ class SQLiteStore:
                 (device,),
             )
         ]
+
+    def statements(
+        self, *, kind: int | None = None, chain: str | None = None
+    ) -> list[StatementRow]:
+        """Logged statements (of one kind, one chain name), in log order."""
+        sql = "SELECT leaf, signer, kind, chain, cseq, time, chash, devices FROM statements"
+        where, args = [], []
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        if chain is not None:
+            where.append("chain = ?")
+            args.append(chain)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._all(sql + " ORDER BY leaf", args)
+        return [StatementRow(*r[:6], bytes(r[6]), r[7]) for r in rows]
 
     def ack_keys(self) -> dict[str, bytes]:
         return {d: bytes(k) for d, k in self._all("SELECT device, key FROM ack_keys")}
@@ -787,6 +978,10 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _upto(upto: int | None) -> int:
+    return 1 << 62 if upto is None else upto
 
 
 def open_store(path: str | Path, *, readonly: bool = False) -> SQLiteStore:

@@ -9,11 +9,20 @@ from gateway.ingest import BatchOutcome, Ingestor, IngestSettings, Pipeline
 from gateway.ledger import LocalLedger
 from gateway.log import GatewayLog
 from gateway.mqtt import Inbound
-from gateway.registry import Registry
+from gateway.registry import Registry, statement_history
 from gateway.store import SQLiteStore
 from protocol.keys import generate_ed25519, generate_p256
 from protocol.note import NoteSigner
-from protocol.record import Registration, chain_hash, make_record
+from protocol.record import (
+    KIND_BINDING,
+    KIND_PROFILE,
+    Binding,
+    ProductProfile,
+    Registration,
+    chain_hash,
+    make_record,
+    open_record,
+)
 from tests.gateway.devices import SimDevice
 
 ORIGIN = "coldtrace.test/core"
@@ -44,7 +53,11 @@ class Core:
             checkpoint_interval=3600,
             checkpoint_leaves=10**9,
         )
-        self.registry = Registry({REGISTRY: self.registry_key.public_key()}, self.store.devices())
+        self.registry = Registry(
+            {REGISTRY: self.registry_key.public_key()},
+            self.store.devices(),
+            self.store.statements(),
+        )
         self.ingestor = Ingestor(
             self.store,
             self.registry,
@@ -84,8 +97,8 @@ class Core:
         dev: SimDevice,
         *,
         state: int = 1,
-        place: str | None = "room-1",
         key: bytes | None = None,
+        cal: int | None = None,
     ) -> bytes:
         last = self.store.last_signed(REGISTRY)
         seq, prev = (0, bytes(16)) if last is None else (last[0] + 1, chain_hash(last[1]))
@@ -100,12 +113,61 @@ class Core:
             role=1,
             org="acme",
             state=state,
-            place=place,
+            cal=cal,
         )
         raw = make_record(reg, REGISTRY, self.registry_key)
         # Keep the registry chain in the store's view: the outbox is where it lives.
         self._outbox[raw] = self.store.outbox_add(REGISTRY, seq, raw)
         return raw
+
+    def statement(
+        self,
+        *,
+        target: str | None = None,
+        devices: str | None = None,
+        gtin: str | None = None,
+        cseq: int | None = None,
+        cprev: bytes | None = None,
+        time_: int | None = None,
+        **profile: object,
+    ) -> bytes:
+        """A binding (``target``) or profile (``gtin``) statement signed by the
+        registry, queued in the outbox; cseq/cprev default to the next in the
+        chain as logged and queued so far, ``time_`` to now."""
+        last = self.store.last_signed(REGISTRY)
+        seq, prev = (0, bytes(16)) if last is None else (last[0] + 1, chain_hash(last[1]))
+        lot = profile.get("lot")
+        if gtin is None:
+            chain = (KIND_BINDING, target)
+        else:
+            chain = (KIND_PROFILE, gtin if lot is None else f"{gtin} {lot}")
+        mine = [e for e in statement_history(self.store) if e.key == chain]
+        if cseq is None:
+            cseq = mine[-1].cseq + 1 if mine else 0
+        if cprev is None:
+            before = [e for e in mine if e.cseq == cseq - 1]
+            cprev = bytes(16) if not before else chain_hash(self._raw_of(before[0]))
+        common = dict(boot=0, seq=seq, time=time_ or int(time.time()), tq=2, prev=prev,
+                      cseq=cseq, cprev=cprev)
+        if gtin is None:
+            p: Binding | ProductProfile = Binding(**common, target=target, devices=devices)
+        else:
+            p = ProductProfile(**common, gtin=gtin, **profile)  # type: ignore[arg-type]
+        raw = make_record(p, REGISTRY, self.registry_key)
+        self._outbox[raw] = self.store.outbox_add(REGISTRY, seq, raw)
+        return raw
+
+    def _raw_of(self, entry: object) -> bytes:
+        leaf = getattr(entry, "leaf", None)
+        if leaf is not None:
+            rec = self.store.record(leaf)
+            assert rec is not None
+            return rec.raw
+        for raw in self._outbox:
+            p = open_record(raw).payload
+            if getattr(p, "cseq", None) == entry.cseq and p == entry.payload:  # type: ignore[attr-defined]
+                return raw
+        raise AssertionError("statement not found")
 
     def register(self, *devs: SimDevice) -> None:
         for dev in devs:

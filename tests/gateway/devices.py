@@ -97,7 +97,19 @@ def make_status(
     detail: int | None = None,
     lost: int | None = None,
 ) -> bytes:
-    """A signed status record (§2.4), made by the firmware's record code when available."""
+    """A signed status record (§2.4), made by the firmware's record code when available.
+
+    A declaration the record rules refuse (``lost`` with another event than
+    11, ``detail`` below 1, seqs at or above its own) is encoded and signed
+    here directly, as a faulty or hostile device could."""
+    if lost is not None and (event != 11 or (detail or 0) < 1 or lost + (detail or 0) - 1 >= seq):
+        from protocol import cbor
+        from protocol.cose import sign1
+
+        fields = {1: 3, 2: boot, 3: seq, 4: time_, 5: tq, 6: prev, 30: event, 38: lost}
+        if detail is not None:
+            fields[37] = detail
+        return sign1(cbor.encode(dict(sorted(fields.items()))), kid, key)
     if CT_RECORD is not None:
         fields = {1: 3, 2: boot, 3: seq, 4: time_, 5: tq, 6: prev, 30: event}
         if detail is not None:

@@ -61,8 +61,9 @@ class GatewayDir:
     def config_path(self) -> Path:
         return self.dir / "gateway.toml"
 
-    def register(self, *devices: SimDevice, place: str = "cold-room-1") -> None:
-        """Sign registrations (queued in the outbox) and give each device its ack key."""
+    def register(self, *devices: SimDevice, place: str | None = None) -> None:
+        """Sign registrations (queued in the outbox) and give each device its ack key;
+        with ``place``, bind the devices to it (a binding statement each)."""
         store = open_store(self.cfg.db_path)
         try:
             signer = RegistrySigner(

@@ -31,7 +31,7 @@ from gateway.alerts import (
 )
 from gateway.broker import BrokerUser, free_port, start_broker, write_config
 from gateway.profiles import Profile
-from protocol.record import Reading, Registration
+from protocol.record import Binding, Reading
 from tests.gateway.rawmqtt import RawClient
 
 
@@ -292,22 +292,21 @@ def test_listener_feeds_committed_batches_to_the_engine() -> None:
         {"wh-7/room": Profile("p", 200, 800, delay=0)}, lambda: clock.now, offline_delay=60
     )
     listener = AlertListener(engine, published.append)
-    registration = Registration(
+    binding = Binding(
         boot=0,
         seq=0,
         time=1,
         tq=2,
         prev=bytes(16),
-        device="tl-1",
-        key=b"\x04" + bytes(64),
-        role=1,
-        org="acme",
-        state=1,
-        place="wh-7/room",
+        cseq=0,
+        cprev=bytes(16),
+        target="wh-7/room",
+        devices="tl-1 tl-3",
     )
     reg_row = SimpleNamespace(signer="registry-1")
     rec = SimpleNamespace(signer="tl-1")
-    listener(SimpleNamespace(accepted=[(reg_row, registration)], presence={}))
+    listener(SimpleNamespace(accepted=[(reg_row, binding)], presence={}))
+    assert listener.places == {"tl-1": "wh-7/room", "tl-3": "wh-7/room"}
     listener(
         SimpleNamespace(
             accepted=[

@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 
 from gateway.ledger import LocalLedger
-from gateway.proofs import TreeReader, build_bundle
+from gateway.proofs import TreeReader, multiproof
 from gateway.service import trust_document
 from gateway.store import open_store
 from protocol.anchor import LocalReceipt, verify_local_chain, verify_local_receipt
 from protocol.checkpoint import checkpoint_hash, open_checkpoint
 from protocol.cli import main as coldtrace
 from protocol.keys import b64d, load_ed25519_private_key
-from protocol.merkle import hash_leaf, verify_consistency, verify_inclusion
+from protocol.merkle import hash_leaf, verify_consistency, verify_inclusion, verify_multiproof
 from protocol.note import NoteVerifier
 from tests.gateway.devices import CT_RECORD, SimDevice, wait_for
 
@@ -84,14 +84,18 @@ def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
     verify_local_chain(receipts)
     ledger.close()
 
-    # A bundle per device passes the independent verifier (`coldtrace verify`).
+    # One multiproof covers every device's records (docs/protocol.md §9).
     for d in devs:
-        leaves = [r.leaf for r in store.records_of(d.id, 0, 59)]
-        bundle = build_bundle(store, reader, cfg.log.origin, leaves, subject={"device": d.id})
-        assert len(bundle.records) == 60 + 1  # its records and its registration
-        path = tmp_path / f"{d.id}.json"
-        path.write_text(bundle.dumps())
-        assert coldtrace(["verify", str(path), "--trust", str(tmp_path / "trust.json")]) == 0
+        recs = store.records_of(d.id, 0, 59)
+        mp = multiproof(reader, cfg.log.origin, cps[-1], recs)
+        assert mp.tree_size == last.size and len(mp.leaves) == 60
+        verify_multiproof(
+            mp.tree_size,
+            list(mp.leaves),
+            [hash_leaf(r.raw) for r in recs],
+            list(mp.nodes),
+            last.root_hash,
+        )
     reader.close()
     store.close()
 
@@ -105,23 +109,6 @@ def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
     assert sorted(status["devices"]["online"]) == sorted(d.id for d in devs)
     assert coldtrace(["gateway", "status", "-c", str(env.config_path)]) == 0
     assert "checkpoint    size" in capsys.readouterr().out
-    bundle_path = tmp_path / "cli-bundle.json"
-    assert (
-        coldtrace(
-            [
-                "gateway",
-                "bundle",
-                "-c",
-                str(env.config_path),
-                "--device",
-                devs[0].id,
-                "-o",
-                str(bundle_path),
-            ]
-        )
-        == 0
-    )
-    assert coldtrace(["verify", str(bundle_path), "--trust", str(tmp_path / "trust.json")]) == 0
     capsys.readouterr()
     assert (
         coldtrace(
@@ -170,7 +157,7 @@ def test_excursion_alerts_and_metrics_endpoint(make_broker, make_gateway) -> Non
             'delay = 60\n\n[alerts.places]\n"cold-room-1" = "quick"\n'
         )
     env.cfg = load_config(env.config_path)
-    env.register(dev)
+    env.register(dev, place="cold-room-1")
     gw = env.start_gateway()
     try:
         env.connect(dev)
@@ -180,10 +167,10 @@ def test_excursion_alerts_and_metrics_endpoint(make_broker, make_gateway) -> Non
         wait_for(lambda: dev.acked == 3, 15, "acks")
         wait_for(lambda: gw.alerts.events >= 2, 15, "excursion start and end")
         wait_for(lambda: gw.mqtt.stats["published"] >= 2, 15, "alerts published")
-        wait_for(lambda: gw.last_status.get("tree_size") == 5, 15, "status refresh")
+        wait_for(lambda: gw.last_status.get("tree_size") == 6, 15, "status refresh")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
-        assert "coldtrace_log_size_leaves 5" in text
+        assert "coldtrace_log_size_leaves 6" in text  # registration, binding, 4 readings
         assert 'coldtrace_records_total{outcome="accepted"}' in text
     finally:
         gw.stop()

@@ -123,12 +123,12 @@ def test_records_of_a_revoked_device_in_the_same_batch(core: Core) -> None:
     assert row.state == 2 and core.store.record_by_seq(dev.id, 0).leaf < row.revoked_leaf
 
 
-def test_registration_updates_place_and_keeps_history(core: Core) -> None:
-    dev = SimDevice("tl-move")
+def test_registration_updates_calibration_and_keeps_history(core: Core) -> None:
+    dev = SimDevice("tl-cal")
     core.register(dev)
-    core.send(core.registration(dev, place="truck-9"))
-    assert core.store.devices()[dev.id].place == "truck-9"
-    assert [p for _, _, p, _ in core.store.placements(dev.id)] == ["room-1", "truck-9"]
+    core.send(core.registration(dev, cal=7))
+    assert core.store.devices()[dev.id].cal == 7
+    assert [c for _, _, _, c in core.store.placements(dev.id)] == [None, 7]
 
 
 def test_a_registration_with_another_key_is_refused(core: Core) -> None:

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from gateway.log import LogError
-from gateway.proofs import TreeReader, build_bundle, consistency, inclusion
+from gateway.proofs import (
+    LiveTree,
+    ProofUnavailable,
+    TreeReader,
+    consistency,
+    inclusion,
+    prove,
+)
+from protocol.bundle import Subject
 from protocol.checkpoint import open_checkpoint
 from protocol.errors import ProofError
 from protocol.merkle import MerkleTree, hash_leaf, verify_consistency, verify_inclusion
@@ -174,8 +182,17 @@ def test_tree_reader_serves_proofs_while_the_writer_holds_the_lock(core: Core) -
             assert reader.inclusion_proof(leaf, cp.size) == core.log.tree.inclusion_proof(
                 leaf, cp.size
             )
-        bundle = build_bundle(core.store, reader, core.log.origin, [5, 6])
-        assert {r.index for r in bundle.records} >= {0, 5, 6}  # the registration comes along
+        live = LiveTree(core.log.tree)
+        for lo, hi in ((0, 16), (16, cp.size), (5, 6), (20, 21)):
+            assert reader.range_hash(lo, hi) == live.range_hash(lo, hi)
+        subject = Subject(bytes(7))
+        bundle = prove(core.store, reader, core.log.origin, [6, 5, 5], subject)
+        assert [r.index for r in bundle.records] == [5, 6]
+        (mp,) = bundle.proofs
+        assert (mp.tree_size, mp.leaves) == (cp.size, (5, 6))
+        assert [a.tree_size for a in bundle.anchors] == [cp.size]
+        with pytest.raises(ProofUnavailable, match="no anchored checkpoint covers leaf"):
+            prove(core.store, reader, core.log.origin, [cp.size + 1], subject)
     finally:
         reader.close()
 

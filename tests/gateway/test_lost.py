@@ -257,7 +257,7 @@ def test_declaration_of_seqs_not_yet_numbered_is_quarantined(
         assert "own seq is 3" in details[bad["own seq"]]
         assert "seqs 5..6" in details[bad["above"]]
         assert "seqs 2..3" in details[bad["overlaps own"]]
-        assert "detail >= 1" in details[bad["no count"]]
+        assert "at least 1" in details[bad["no count"]]
         assert "event 11 only" in details[bad["other event"]]
         assert all(r.seq == 3 and r.signer == dev.id for r in gw.store.rejects(limit=100))
         assert gw.store.reject_counts() == {"bad_declaration": len(bad)}
