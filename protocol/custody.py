@@ -48,6 +48,7 @@ __all__ = [
     "by_signer",
     "custody",
     "date_records",
+    "dates_of_signers",
     "parse_item",
 ]
 
@@ -159,11 +160,17 @@ def date_records(records: Iterable[Record]) -> dict[bytes, int | None]:
     record), when ``time`` ≤ ``C.detail`` and the result is not negative.
     """
     records = list(records)
-    dates: dict[bytes, int | None] = {}
-    for recs in by_signer(records).values():
-        _dates_of(recs, dates)
+    dates = dates_of_signers(by_signer(records))
     for r in records:
         dates.setdefault(r.raw, None)  # the other record of a fork
+    return dates
+
+
+def dates_of_signers(groups: Mapping[str, Sequence[Record]]) -> dict[bytes, int | None]:
+    """:func:`date_records` over records already grouped by :func:`by_signer`."""
+    dates: dict[bytes, int | None] = {}
+    for recs in groups.values():
+        _dates_of(recs, dates)
     return dates
 
 

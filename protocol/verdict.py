@@ -41,7 +41,16 @@ from protocol import reasons as why
 from protocol.analytics import HIGH, LOW, Excursion, mean_centi, mkt_centi
 from protocol.chainstate import ChainState, StatementChain, chain_state
 from protocol.completeness import DeviceRecords, Interval, subtract, union
-from protocol.custody import Custody, Item, Leg, by_signer, custody, date_records, parse_item
+from protocol.custody import (
+    Custody,
+    Item,
+    Leg,
+    by_signer,
+    custody,
+    date_records,
+    dates_of_signers,
+    parse_item,
+)
 from protocol.reasons import FAIL, INCOMPLETE, PASS, Reason, verdict_of
 from protocol.record import Binding, ProductProfile, Record, Scan
 
@@ -255,6 +264,7 @@ def judge(records: Sequence[Record], trust: Authorities, uid: bytes) -> Verdict:
 # A segment (§12.6 step 3): (from, device, channel, to, temp, leg, reading seq, tq). Tuples sort
 # in §12.8's order (from, device, channel, to); (device, seq) names the reading.
 _Segment = tuple[int, str, int, int, int, int, int, int]
+_ChainKey = tuple[str, str, str, str]
 
 
 class _Judge:
@@ -263,16 +273,23 @@ class _Judge:
         self.uid = uid
         self.signers = by_signer(records)
         self.records = [r for recs in self.signers.values() for r in recs]
-        self.dates = date_records(self.records)
+        self.dates = dates_of_signers(self.signers)
         self.reasons: list[Reason] = []
-        self.chains: dict[tuple[str, str, str, str], list[Record]] = defaultdict(list)
+        self.statements: dict[_ChainKey, list[Record]] = defaultdict(list)
         for r in self.records:
             p = r.payload
             if isinstance(p, Binding):
-                self.chains[("binding", r.signer, p.target, "")].append(r)
+                self.statements[("binding", r.signer, p.target, "")].append(r)
             elif isinstance(p, ProductProfile):
-                self.chains[("profile", r.signer, p.gtin, p.lot or "")].append(r)
+                self.statements[("profile", r.signer, p.gtin, p.lot or "")].append(r)
+        self.indexed: dict[_ChainKey, StatementChain] = {}
         self.profile: ProductProfile | None = None
+
+    def chain(self, key: _ChainKey) -> StatementChain:
+        """The statement chain (kind, signer, target or gtin, lot or ""), indexed once."""
+        if key not in self.indexed:
+            self.indexed[key] = StatementChain(self.statements.get(key, []))
+        return self.indexed[key]
 
     def run(self) -> Verdict:
         cust = custody(self.records, self.dates, self.uid)
@@ -309,9 +326,10 @@ class _Judge:
         if authority is None:
             self.reasons.append(why.no_profile("no_authority", gtin))
             return None
-        lot_chain = self.chains.get(("profile", authority, gtin, item.lot)) if item.lot else None
-        chain = lot_chain or self.chains.get(("profile", authority, gtin, ""), [])
-        state = StatementChain(chain).state(c, c + 1)
+        lot_key = ("profile", authority, gtin, item.lot or "")
+        lot_chain = item.lot is not None and lot_key in self.statements
+        key = lot_key if lot_chain else ("profile", authority, gtin, "")
+        state = self.chain(key).state(c, c + 1)
         statement = state.pieces[0][0] if state.pieces else None
         p = statement.payload if statement is not None else None
         if state.shown_until <= c:
@@ -336,7 +354,7 @@ class _Judge:
         if authority is None:
             self.reasons.append(why.unmonitored(k, a, b, "no_authority", where))
             return []
-        state = StatementChain(self.chains.get(("binding", authority, where, ""), [])).state(a, b)
+        state = self.chain(("binding", authority, where, "")).state(a, b)
         if state.shown_until < b:
             self.reasons.append(why.binding_unproven(k, state.shown_until, b, where))
         opened: dict[str, int] = {}  # device -> start of its current monitoring interval

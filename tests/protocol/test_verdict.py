@@ -1,212 +1,56 @@
 """The verdict (docs/protocol.md §12) over records that passed §11: one test per rule,
 each able to fail, then properties over random traces.
 
-The records are real (signed with :func:`protocol.record.make_record`, opened
-with :func:`protocol.record.open_record`); the trust scopes are a small stand-in
-with the two look-ups the verdict uses.
+The records are real (tests/protocol/traces.py); the trust scopes are a small
+stand-in with the two look-ups the verdict uses, and the real trust file's
+scopes in one test.
 """
 
 from __future__ import annotations
 
-import functools
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.reasons import STAGES
-from protocol.record import (
-    ZERO_PREV,
-    Binding,
-    ProductProfile,
-    Reading,
-    Record,
-    Scan,
-    Status,
-    chain_hash,
-    gtin_check_digit,
-    make_record,
-    open_record,
-)
+from protocol.record import Binding, ProductProfile, Reading, Record, Scan, Status
 from protocol.trust import Scopes as TrustScopes
 from protocol.trust import Trust
-from protocol.verdict import (
-    ChainState,
-    Item,
-    chain_state,
-    custody,
-    date_records,
-    judge,
-    parse_item,
+from protocol.verdict import judge
+from tests.protocol.traces import (
+    COMMISSION,
+    DOCK,
+    GTIN,
+    ITEM,
+    LOAD,
+    LOT,
+    PROFILE,
+    RECEIVE,
+    REG,
+    SELL,
+    SHIP,
+    STORE,
+    T0,
+    TRUCK,
+    UID,
+    UNLOAD,
+    H,
+    Scopes,
+    Signer,
+    Tag,
+    World,
+    binding_chain,
+    codes,
+    custody_scans,
+    profile_chain,
+    reasons,
+    standard,
+    warm,
 )
-
-T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
-H = 3600
-GTIN = "0950600013435" + str(gtin_check_digit("0950600013435"))  # 09506000134352
-LOT = "L2611-42"
-ITEM = f"/01/{GTIN}/10/{LOT}/21/000731"
-UID = bytes.fromhex("04a23c5a1b6f80")
-REG = "acme-reg"
-DOCK, TRUCK, STORE = "dc:dock-1", "fleet:truck-1", "shop:store-1"
-COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP, SELL = 1, 2, 3, 4, 5, 6
-PROFILE = {"low": 0, "high": 400, "delay": 1800, "cumul": 7200, "gap": 1800}
-
-
-# --- building traces ------------------------------------------------------------------------------
-
-
-@functools.cache
-def key_for(name: str) -> ec.EllipticCurvePrivateKey:
-    return ec.derive_private_key(int.from_bytes(name.encode(), "big") % 2**200 + 7, ec.SECP256R1())
-
-
-@dataclass
-class Signer:
-    """A device or a registry with its signer chain; a registry also keeps statement chains."""
-
-    id: str
-    boot: int = 1
-    seq: int = 0
-    prev: bytes = ZERO_PREV
-    fast: bool = False  # pyca's random nonces instead of RFC 6979 (for the big traces)
-    chains: dict[tuple[Any, ...], tuple[int, bytes]] = field(default_factory=dict)
-
-    def sign(self, cls: type, t: int, tq: int = 2, **kw: Any) -> Record:
-        payload = cls(boot=self.boot, seq=self.seq, time=t, tq=tq, prev=self.prev, **kw)
-        raw = make_record(payload, self.id, key_for(self.id), deterministic=not self.fast)
-        self.seq += 1
-        self.prev = chain_hash(raw)
-        return open_record(raw)
-
-    def statement(self, cls: type, key: tuple[Any, ...], t: int, **kw: Any) -> Record:
-        cseq, cprev = self.chains.get(key, (0, ZERO_PREV))
-        r = self.sign(cls, t, cseq=cseq, cprev=cprev, **kw)
-        self.chains[key] = (cseq + 1, chain_hash(r.raw))
-        return r
-
-    def bind(self, target: str, t: int, devices: str | None) -> Record:
-        return self.statement(Binding, ("b", target), t, target=target, devices=devices)
-
-    def profile(self, t: int, gtin: str = GTIN, lot: str | None = None, **kw: Any) -> Record:
-        return self.statement(ProductProfile, ("p", gtin, lot), t, gtin=gtin, lot=lot, **kw)
-
-    def readings(self, start: int, end: int, step: int = 600, temp: Any = 300) -> list[Record]:
-        """Readings at start, start + step, … ≤ end; ``temp`` a value or a function of t."""
-        return [
-            self.sign(Reading, t, temp=temp(t) if callable(temp) else temp)
-            for t in range(start, end + 1, step)
-        ]
-
-
-@dataclass
-class Tag:
-    """The tag: the custody link it holds (§4.3)."""
-
-    uid: bytes = UID
-    link: bytes | None = None
-
-    def scan(self, reader: Signer, t: int, action: int, place: str, **kw: Any) -> Record:
-        write = kw.pop("write", True)
-        if action != COMMISSION and "link" not in kw:
-            kw["link"] = self.link
-        r = reader.sign(Scan, t, uid=self.uid, action=action, place=place, **kw)
-        if write:
-            self.link = chain_hash(r.raw)
-        return r
-
-
-@dataclass
-class Scopes:
-    """The two trust-file look-ups the verdict needs (§10), as plain maps."""
-
-    places: dict[str, str] = field(default_factory=lambda: {DOCK: REG, TRUCK: REG, STORE: REG})
-    gtins: dict[str, str] = field(default_factory=lambda: {GTIN: REG})
-
-    def place_authority(self, place: str) -> str | None:
-        return self.places.get(place)
-
-    def gtin_authority(self, gtin: str) -> str | None:
-        return self.gtins.get(gtin)
-
-
-@dataclass
-class World:
-    reg: Signer = field(default_factory=lambda: Signer(REG, boot=0))
-    rd1: Signer = field(default_factory=lambda: Signer("rd-1"))
-    rd2: Signer = field(default_factory=lambda: Signer("rd-2"))
-    dock: Signer = field(default_factory=lambda: Signer("tl-dock"))
-    truck: Signer = field(default_factory=lambda: Signer("tl-truck"))
-    store: Signer = field(default_factory=lambda: Signer("tl-store"))
-    tag: Tag = field(default_factory=Tag)
-    scopes: Scopes = field(default_factory=Scopes)
-    records: list[Record] = field(default_factory=list)
-
-    def add(self, *items: Record | list[Record]) -> None:
-        for r in items:
-            self.records.extend(r if isinstance(r, list) else [r])
-
-    def drop(self, *items: Record) -> None:
-        gone = {r.raw for r in items}
-        self.records = [r for r in self.records if r.raw not in gone]
-
-    def judge(self) -> Any:
-        return judge(self.records, self.scopes, UID)
-
-    def doc(self) -> dict[str, Any]:
-        return self.judge().to_json()
-
-
-def profile_chain(w: World, **kw: Any) -> None:
-    """A profile in force from a day before T0, restated a day after (so it is shown)."""
-    fields = {**PROFILE, **kw}
-    w.add(w.reg.profile(T0 - 86400, **fields), w.reg.profile(T0 + 86400, **fields))
-
-
-def binding_chain(w: World, place: str, devices: str | None) -> None:
-    w.add(w.reg.bind(place, T0 - 86400, devices), w.reg.bind(place, T0 + 86400, devices))
-
-
-def custody_scans(w: World, *, load_ref: str | None = TRUCK) -> None:
-    """Commission at the dock at T0, load onto the truck at T0+1h, unload at the store at T0+4h,
-    sell at T0+6h: legs 0 (dock), 1 (truck), 2 (store) and 3 (zero length)."""
-    w.add(w.tag.scan(w.rd1, T0, COMMISSION, DOCK, item=ITEM))
-    w.add(w.tag.scan(w.rd1, T0 + H, LOAD, DOCK, **({"ref": load_ref} if load_ref else {})))
-    w.add(w.tag.scan(w.rd2, T0 + 4 * H, UNLOAD, STORE))
-    w.add(w.tag.scan(w.rd2, T0 + 6 * H, SELL, STORE))
-
-
-def standard(truck_temp: Any = 300, *, truck: bool = True, **profile: Any) -> World:
-    """The honest trace: one logger per place, readings every 10 min from exactly the start of
-    its leg to exactly its end (so that every reading is needed)."""
-    w = World()
-    profile_chain(w, **profile)
-    binding_chain(w, DOCK, "tl-dock")
-    binding_chain(w, TRUCK, "tl-truck")
-    binding_chain(w, STORE, "tl-store")
-    custody_scans(w)
-    w.add(w.dock.readings(T0, T0 + H))
-    if truck:
-        w.add(w.truck.readings(T0 + H, T0 + 4 * H, temp=truck_temp))
-    w.add(w.store.readings(T0 + 4 * H, T0 + 6 * H))
-    return w
-
-
-def reasons(doc: dict[str, Any], code: str | None = None) -> list[dict[str, Any]]:
-    return [r for r in doc["reasons"] if code is None or r["code"] == code]
-
-
-def codes(doc: dict[str, Any]) -> list[str]:
-    return [r["code"] for r in doc["reasons"]]
-
-
-def warm(start: int, end: int, value: int = 900, base: int = 300) -> Any:
-    return lambda t: value if start <= t < end else base
-
 
 # --- PASS -----------------------------------------------------------------------------------------
 
@@ -677,42 +521,6 @@ def test_readings_with_an_unset_clock_are_dated_from_the_clock_set_record():
     assert r["text"] == "tl-truck: 2 readings cannot be dated (clock never set) and are not used"
 
 
-def test_date_records_follows_section_12_2():
-    dev = Signer("tl-x")
-    a = dev.sign(Reading, 100, tq=0, temp=1)
-    b = dev.sign(Status, 150, tq=0, event=2)
-    c = dev.sign(Status, T0, tq=2, event=6, detail=200)  # the clock read 200 when set to T0
-    d = dev.sign(Reading, T0 + 60, tq=2, temp=1)
-    e = dev.sign(Reading, 300, tq=0, temp=1)  # after the clock was set: no clock set after it
-    dates = date_records([e, d, c, b, a])
-    assert [dates[r.raw] for r in (a, b, c, d, e)] == [T0 - 100, T0 - 50, T0, T0 + 60, None]
-    # a missing seq between R and C: undated
-    assert date_records([a, c])[a.raw] is None
-    # C with another boot: undated
-    dev2 = Signer("tl-y")
-    r = dev2.sign(Reading, 100, tq=0, temp=1)
-    dev2.boot = 2
-    c2 = dev2.sign(Status, T0, tq=2, event=6, detail=200)
-    assert date_records([r, c2])[r.raw] is None
-    # R.time above C.detail (the clock was set back before the set): undated
-    dev3 = Signer("tl-z")
-    r3 = dev3.sign(Reading, 300, tq=0, temp=1)
-    c3 = dev3.sign(Status, T0, tq=2, event=6, detail=200)
-    assert date_records([r3, c3])[r3.raw] is None
-    # a tq ≥ 1 record that is not a clock set in between: undated
-    dev4 = Signer("tl-w")
-    r4 = dev4.sign(Reading, 100, tq=0, temp=1)
-    dev4.sign(Reading, T0 - 10, tq=1, temp=1)
-    c4 = dev4.sign(Status, T0, tq=2, event=6, detail=200)
-    records4 = [r4, c4]
-    assert date_records(records4)[r4.raw] is None
-    # a date before 1970 (detail far above time + C.time): undated, never near 1970
-    dev5 = Signer("tl-v")
-    r5 = dev5.sign(Reading, 0, tq=0, temp=1)
-    c5 = dev5.sign(Status, 100, tq=1, event=6, detail=500)
-    assert date_records([r5, c5])[r5.raw] is None
-
-
 def test_fault_reading_ends_the_previous_reading_and_stands_for_nothing():
     w = standard(truck=False)
     w.add(w.truck.readings(T0 + H - 600, T0 + 2 * H))
@@ -911,18 +719,6 @@ def test_subject_comes_from_the_commission_not_from_other_scans():
     assert (subject["item"], subject["gtin"], subject["reader"]) == (ITEM, GTIN, "rd-1")
 
 
-def test_custody_function_orders_by_date_signer_and_seq():
-    w = custody_world((60, LOAD, DOCK, {"ref": TRUCK}))
-    w.add(w.tag.scan(w.rd1, T0 + 60, UNLOAD, DOCK))
-    c = custody(w.records, date_records(w.records), UID)
-    assert [g.scan.signer for g in c.legs] == ["rd-1", "rd-1", "rd-2"]
-    assert [(g.start, g.end) for g in c.legs] == [
-        (T0, T0 + 60),
-        (T0 + 60, T0 + 60),
-        (T0 + 60, T0 + 60),
-    ]
-
-
 # --- the profile (§12.4) --------------------------------------------------------------------------
 
 
@@ -1001,63 +797,6 @@ def test_profile_of_another_registry_is_not_used():
     w.scopes.gtins[GTIN] = "brand-reg"
     [r] = w.doc()["reasons"]
     assert (r["code"], r["detail"]) == ("no_profile", "unproven")
-
-
-# --- statement chains (§12.5) ---------------------------------------------------------------------
-
-
-def test_chain_state_pieces_and_what_is_shown():
-    reg = Signer(REG, boot=0)
-    s0 = reg.bind(TRUCK, 100, "a")
-    s1 = reg.bind(TRUCK, 200, "b")
-    s2 = reg.bind(TRUCK, 200, "c")
-    s3 = reg.bind(TRUCK, 400, None)
-    s4 = reg.bind(TRUCK, 500, None)
-    all_ = [s4, s2, s0, s3, s1]
-    assert chain_state(all_, 150, 450) == ChainState(
-        [(s0, 150, 200), (s2, 200, 400), (s3, 400, 450)], 450
-    )
-    assert chain_state(all_, 50, 150) == ChainState([(None, 50, 100), (s0, 100, 150)], 150)
-    assert chain_state(all_, 10, 20) == ChainState([(None, 10, 20)], 20)
-    # closed exactly at b
-    assert chain_state([s0, s1, s2, s3], 250, 400) == ChainState([(s2, 250, 400)], 400)
-    # the run ends: shown up to the last statement's time
-    assert chain_state([s0, s1, s2], 150, 450) == ChainState([(s0, 150, 200)], 200)
-    assert chain_state([s0, s2, s3], 150, 450) == ChainState([], 150)
-    # cseq 0 missing and nothing at or before a: nothing shown
-    assert chain_state([s1, s2, s3], 150, 450) == ChainState([], 150)
-    assert chain_state([], 150, 450) == ChainState([], 150)
-    with pytest.raises(ValueError):
-        chain_state(all_, 5, 5)
-
-
-# --- the item (§1) --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("item", "want"),
-    [
-        (f"/01/{GTIN}", Item(GTIN, None, None)),
-        (f"/01/{GTIN}/10/L1", Item(GTIN, "L1", None)),
-        (f"/01/{GTIN}/21/S%2F1", Item(GTIN, None, "S/1")),
-        (f"/01/{GTIN}/10/A%25B/21/7", Item(GTIN, "A%B", "7")),
-        (f"/01/{GTIN}/10/{'x' * 20}", Item(GTIN, "x" * 20, None)),
-        (f"/01/{GTIN}/10/{'x' * 21}", None),
-        (f"/01/{GTIN}/21/7/10/L1", None),  # order
-        (f"/01/{GTIN}/10/", None),
-        ("/01/0950600013435", None),  # 13 digits
-        (f"/01/{GTIN}/10/L 1", None),
-        (f"/01/{GTIN}/10/L%201", None),  # a space is not a GS1 AI (10) character
-        (f"/01/{GTIN}/10/L%2", None),
-        (f"/01/{GTIN}/10/%C3%A9", None),
-        (f"https://id.gs1.org/01/{GTIN}", None),
-        (f"/01/{GTIN}?17=270101", None),
-        ("urn:epc:id:sgtin:9506000.013435.731", None),
-        ("/01/٠٩٥٠٦٠٠٠١٣٤٣٥٢", None),  # Arabic-Indic digits are not [0-9]
-    ],
-)
-def test_parse_item(item, want):
-    assert parse_item(item) == want
 
 
 # --- reasons: texts and order (§12.9) -------------------------------------------------------------
