@@ -234,7 +234,9 @@ def _status(args: argparse.Namespace) -> int:
         losses = store.declared_losses(limit=20)
         report = {
             "gateway": cfg.id,
-            "running": bool(live) and time.time() - live.get("time", 0) < 10,
+            "running": bool(live)
+            and not live.get("stopped")
+            and time.time() - live.get("time", 0) < 10,
             "connected": live.get("connected"),
             "ingest_rate": live.get("ingest_rate", 0.0),
             "backlog": live.get("backlog", 0),

@@ -285,7 +285,10 @@ class Gateway:
         if self.pipeline.error is None:
             self.acks.flush(time.time(), force=True)
             self.log.checkpoint()
-            self._write_status()
+        try:
+            self._write_status(stopped=True)
+        except Exception:  # the store may be what failed
+            log.exception("could not write the final status")
         if self.alerts is not None and hasattr(self.alerts, "close"):
             self.alerts.close()
         self.log.close()
@@ -408,8 +411,10 @@ class Gateway:
             "bound": len(self.registry.places_of()),
         }
 
-    def _write_status(self) -> None:
+    def _write_status(self, *, stopped: bool = False) -> None:
         status = self.status()
+        if stopped:
+            status["stopped"] = True  # `status` and `trace` see at once that it is gone
         self.store.set_meta("status", json.dumps(status))
         presence = self.store.presence()
         devices = self.registry.devices.values()

@@ -362,7 +362,9 @@ def _anchored(store: SQLiteStore) -> int:
 
 def gateway_running(store: SQLiteStore) -> bool:
     live = json.loads(store.get_meta("status") or "{}")
-    return bool(live) and time.time() - float(live.get("time", 0)) < 10
+    return (
+        bool(live) and not live.get("stopped") and time.time() - float(live.get("time", 0)) < 10
+    )
 
 
 def _say(text: str) -> None:
@@ -415,11 +417,16 @@ def run_trace(
 
     store = open_store(cfg.db_path)
     try:
-        upto = _anchored(store)
+        upto = _caught_up(store, wait, say)
         if upto == 0:
             raise TraceError("no anchored checkpoint yet: is the gateway running?")
         scopes = registry_scopes(cfg)
-        uid, _ = find_uid(store, what, upto=store.leaf_count())
+        uid, _ = find_uid(store, what)
+        if not store.scans_of(uid=uid, upto=upto) and store.scans_of(uid=uid):
+            raise TraceError(
+                f"the scans of tag {uid.hex()} are logged but not yet in an anchored "
+                "checkpoint: is the gateway running?"
+            )
         p = plan(store, uid, registry=cfg.registry.id, scopes=scopes, upto=upto)
         describe(p, say)
         p = _close(store, cfg, p, uid, scopes, restate, wait, say, registry_signer)
@@ -436,6 +443,27 @@ def run_trace(
     return bundle, p
 
 
+def _caught_up(store: SQLiteStore, wait: float, say: Callable[[str], None]) -> int:
+    """The latest anchored checkpoint's size, after waiting (up to ``wait`` s, while
+    the gateway runs) for one that covers every record logged now."""
+    target = store.leaf_count()
+    upto = _anchored(store)
+    if upto >= target or not gateway_running(store):
+        return upto
+    start = time.monotonic()
+    note = start + 2.0
+    while upto < target and time.monotonic() - start < wait:
+        time.sleep(0.2)
+        upto = _anchored(store)
+        if time.monotonic() >= note and upto < target:
+            note += 2.0
+            say(
+                f"  waiting for the gateway to anchor a checkpoint of {target} leaves "
+                f"({time.monotonic() - start:.0f} s)"
+            )
+    return upto
+
+
 def _close(
     store: SQLiteStore,
     cfg: Any,
@@ -450,67 +478,63 @@ def _close(
     """Restate the plan's open chains and wait until they are closed in an anchored
     checkpoint; return the plan at that checkpoint (or the old one, said plainly)."""
     needed = p.open_runs
-    # Logged records beyond the anchored checkpoint: wait for it to cover them too.
-    behind = store.leaf_count() > p.upto
-    if not needed and not behind:
+    if not needed:
         return p
-    if needed:
-        names = ", ".join(chain_label(r.key) for r in needed)
-        if not restate:
-            say(f"not closed: {names} (--no-restate: the verdict will say so)")
-            return p
-        signer = make_signer(cfg, store)
-        if signer is None:
-            say(f"not closed: {names}; without [registry] key_file they cannot be restated")
-            return p
-        view_heads = signer.chains()
-        for run in needed:
-            head = view_heads.get(run.key)
-            if head is not None and head.time >= run.until:
-                continue  # a later statement is logged or queued already
-            try:
-                signer.restate(run.key)
-            except RegistryError as exc:
-                say(f"cannot restate {chain_label(run.key)}: {exc}")
-                continue
-            say(
-                f"restated {chain_label(run.key)} (its last statement, "
-                f"{format_time(run.last_time)}, is before {format_time(run.until)})"
-            )
+    names = ", ".join(chain_label(r.key) for r in needed)
+    if not restate:
+        say(f"not closed: {names} (--no-restate: the verdict will say so)")
+        return p
+    signer = make_signer(cfg, store)
+    if signer is None:
+        say(f"not closed: {names}; without [registry] key_file they cannot be restated")
+        return p
+    heads = signer.chains()
+    for run in needed:
+        head = heads.get(run.key)
+        if head is not None and head.time >= run.until:
+            continue  # a later statement is logged or queued already
+        try:
+            signer.restate(run.key)
+        except RegistryError as exc:
+            say(f"cannot restate {chain_label(run.key)}: {exc}")
+            continue
+        say(
+            f"restated {chain_label(run.key)} (its last statement, "
+            f"{format_time(run.last_time)}, is before {format_time(run.until)})"
+        )
     if not gateway_running(store):
-        if needed:
-            say(
-                "the gateway is not running: the restatements wait in its outbox and "
-                "this bundle is written without them (verdict INCOMPLETE: binding_unproven"
-                " or no_profile)"
-            )
+        say(
+            "the gateway is not running: the restatements wait in its outbox and this "
+            "bundle is written without them (verdict INCOMPLETE: binding_unproven or "
+            "no_profile)"
+        )
         return p
     want = {r.key for r in needed}
-    target = store.leaf_count()  # the anchored checkpoint must cover what is logged now
     start = time.monotonic()
     next_note = start + 2.0
     while True:
         upto = _anchored(store)
         if upto > p.upto:
             q = plan(store, uid, registry=cfg.registry.id, scopes=scopes, upto=upto)
-            if not ({r.key for r in q.open_runs} & want) and upto >= (target if not want else 0):
-                what = "the restated chains are closed" if want else "it covers every record"
-                say(f"checkpoint {upto} anchored: {what} ({time.monotonic() - start:.1f} s)")
+            if not ({r.key for r in q.open_runs} & want):
+                took = time.monotonic() - start
+                say(f"checkpoint {upto} anchored: the restated chains are closed ({took:.1f} s)")
                 return q
         now = time.monotonic()
         if now - start > wait:
             say(
-                f"gave up after {wait:.0f} s waiting for the gateway to log and anchor "
-                "them; the bundle is written as the log stands"
-                + (" (verdict INCOMPLETE)" if want else "")
+                f"gave up after {wait:.0f} s waiting for the gateway to log and anchor the "
+                "restatements; the bundle is written as the log stands (verdict INCOMPLETE)"
             )
             if upto > p.upto:
                 return plan(store, uid, registry=cfg.registry.id, scopes=scopes, upto=upto)
             return p
         if now >= next_note:
             next_note = now + 2.0
-            doing = "log the restatements and anchor" if want else "anchor"
-            say(f"  waiting for the gateway to {doing} a checkpoint ({now - start:.0f} s)")
+            say(
+                "  waiting for the gateway to log the restatements and anchor a checkpoint "
+                f"({now - start:.0f} s)"
+            )
         time.sleep(0.2)
 
 

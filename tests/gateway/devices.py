@@ -212,6 +212,40 @@ class SimDevice:
             self.prev = chain_link(raw)
         return raw
 
+    def scan(
+        self,
+        uid: bytes,
+        action: int,
+        place: str,
+        *,
+        time_: int,
+        item: str | None = None,
+        ref: str | None = None,
+        link: bytes | None = None,
+    ) -> bytes:
+        """The next record: a tag scan (§2.3), as a handover reader signs it."""
+        from protocol.record import Scan, make_record
+
+        with self._lock:
+            p = Scan(
+                boot=self.boot,
+                seq=self.seq,
+                time=time_,
+                tq=self.tq,
+                prev=self.prev,
+                uid=uid,
+                action=action,
+                place=place,
+                item=item,
+                ref=ref,
+                link=link,
+            )
+            raw = make_record(p, self.id, self.key)
+            self.unacked[self.seq] = raw
+            self.seq += 1
+            self.prev = chain_link(raw)
+        return raw
+
     def lose(self, *seqs: int) -> None:
         """Flash lost these queued records for good: they are never sent again."""
         with self._lock:
