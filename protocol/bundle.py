@@ -268,7 +268,7 @@ def _members(
         return value
     extra = keys - members
     if extra:
-        raise _fail(where, "unknown member", sorted(extra)[0])
+        raise _fail(where, "unknown member", min(map(str, extra)))
     missing = (required if required is not None else members) - keys
     if missing:
         raise _fail(where, f"missing member {sorted(missing)[0]!r}")

@@ -23,8 +23,10 @@ class VerificationError(Exception):
 
     def __str__(self) -> str:
         parts = [self.message]
-        if self.expected is not None or self.found is not None:
+        if self.expected is not None:
             parts.append(f"(want {self.expected!r}, got {self.found!r})")
+        elif self.found is not None:
+            parts.append(f"(got {self.found!r})")
         return " ".join(parts)
 
 

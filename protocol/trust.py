@@ -169,7 +169,7 @@ def _members(
         raise _fail(where, "want an object", type(value).__name__)
     extra = value.keys() - members
     if extra:
-        raise _fail(where, "unknown member", sorted(extra)[0])
+        raise _fail(where, "unknown member", min(map(str, extra)))
     missing = (members if required is None else required) - value.keys()
     if missing:
         raise _fail(where, f"missing member {sorted(missing)[0]!r}")
