@@ -4,8 +4,13 @@ The engine watches the stream of accepted readings (record kind 1,
 docs/protocol.md §2.2) against the temperature profile of the place each
 device monitors (gateway/profiles.py) and turns it into de-duplicated alert
 events: one ``start`` when an excursion becomes an alarm and one ``end`` when
-it is over, carrying start, peak, end, duration, min/max, time-weighted mean
-and mean kinetic temperature (MKT) of the excursion window. Alerts are
+it is over, carrying start, peak, end, duration, degree-minutes, min/max,
+time-weighted mean and mean kinetic temperature (MKT) of the excursion
+window. Those figures are computed by protocol/analytics.py - the same
+arithmetic (rounding, MKT in fixed binary64 steps, docs/protocol.md §12.7,
+§12.8) as the verdict's - over the excursion's readings, each held until the
+next; the streaming rules (delay, cumulative window, ignore, fault delay,
+offline) are this engine's. Alerts are
 published on ``ct/v1/gw/{gateway}/alerts`` (§5) and optionally POSTed to a
 webhook.
 
@@ -22,7 +27,7 @@ Interface::
     mqtt_publisher(publish, gateway_id)         # publish(topic, payload_bytes), QoS 1
     WebhookPublisher(url, secret=..., queue_size=1000)   # bounded, retrying, never blocks
     fan_out(*publishers)                        # one callable; a failing publisher is logged
-    mkt_centi([(temp_centi, weight), ...]) -> int
+    mkt_centi([(temp_centi, weight), ...]) -> int   # protocol.analytics' MKT
     AlertListener / listener_from_config(cfg, publish=..., place_of=...)  # glue for the core
 
 Rules (cold-chain logger practice: single and cumulative alarms with a delay
@@ -75,7 +80,6 @@ import hmac
 import http.client
 import json
 import logging
-import math
 import random
 import threading
 import time as _time
@@ -87,6 +91,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gateway.profiles import Profile, ProfileBook
+from protocol import analytics
 
 __all__ = [
     "AlertEngine",
@@ -103,67 +108,15 @@ log = logging.getLogger("coldtrace.alerts")
 
 ALERT_FORMAT = "coldtrace-alert"
 ALERT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 # --- Mean kinetic temperature ---------------------------------------------------------
-#
-# MKT = (ΔH/R) / -ln( Σ w_i·exp(-ΔH/(R·T_i)) / Σ w_i ), T in kelvin (USP <1079>),
-# with ΔH = 83.144 kJ/mol and R = 8.3144 J/(mol·K), so ΔH/R = 10,000 K exactly.
-# Temperatures are integers in 0.01 °C, so T_i = (c_i + 27315) / 100 K and
-# ΔH/(R·T_i) = 1,000,000 / (c_i + 27315): one exact integer ratio per reading.
-# The sum is kept as a running log-sum-exp (shift by the largest exponent), so
-# it neither underflows (exp(-40) at -23 °C) nor loses precision over a long
-# excursion; the result is rounded to 0.01 °C once, at the end.
-
-_DH_R_CENTI = 1_000_000  # (ΔH/R) in units of 0.01 K
-_ZERO_C = 27315  # 0 °C in 0.01 K
-
-
-@dataclass
-class _Acc:
-    """Weighted running sums for the mean and the MKT of a series of readings."""
-
-    w: int = 0  # total weight (seconds, or readings)
-    tw: int = 0  # Σ weight·temp, exact
-    m: float | None = None  # largest exponent so far
-    s: float = 0.0  # Σ weight·exp(x_i - m)
-
-    def add(self, temp_centi: int, weight: int) -> None:
-        if weight <= 0:
-            return
-        x = -_DH_R_CENTI / (temp_centi + _ZERO_C)
-        if self.m is None:
-            self.m, self.s = x, float(weight)
-        elif x > self.m:
-            self.s = self.s * math.exp(self.m - x) + weight
-            self.m = x
-        else:
-            self.s += weight * math.exp(x - self.m)
-        self.w += weight
-        self.tw += weight * temp_centi
-
-    def mean(self) -> int | None:
-        return _div_round(self.tw, self.w) if self.w else None
-
-    def mkt(self) -> int | None:
-        if not self.w or self.m is None:
-            return None
-        ln_mean = self.m + math.log(self.s) - math.log(self.w)  # < 0
-        return round(_DH_R_CENTI / -ln_mean) - _ZERO_C
-
-
-def _div_round(num: int, den: int) -> int:
-    """num/den rounded half away from zero, in integers."""
-    q, r = divmod(abs(num), den)
-    q += 2 * r >= den
-    return q if num >= 0 else -q
 
 
 def mkt_centi(samples: Iterable[tuple[int, int]]) -> int:
-    """MKT in 0.01 °C of (temp_centi, weight) samples; equal weights for a regular series."""
-    acc = _Acc()
-    for temp, weight in samples:
-        acc.add(int(temp), int(weight))
-    value = acc.mkt()
+    """MKT in 0.01 °C of (temp_centi, weight) samples (protocol/analytics.py, §12.8);
+    equal weights for a regular series. ValueError when there is no weight."""
+    value = analytics.mkt_centi((int(t), int(w)) for t, w in samples)
     if value is None:
         raise ValueError("MKT of no samples (or only zero weights)")
     return value
@@ -200,6 +153,7 @@ class AlertEvent:
     max_centi: int | None = None
     mean_centi: int | None = None
     mkt_centi: int | None = None
+    degree_minutes: int | None = None  # Σ |temp - limit|·time, 0.01 °C·min (§12.7)
     readings: int | None = None
     reason: str | None = None  # start: "delay" | "cumulative"
     outside_seconds: int | None = None  # on this side within the profile window
@@ -220,44 +174,59 @@ class AlertEvent:
 
 @dataclass
 class _Excursion:
+    """An open excursion of one device channel.
+
+    ``pieces`` are the readings of the excursion as (start, end, temp): each
+    reading holds its value until the next reading, and the last one is still
+    open (end = start). The figures - start, end, peak, duration,
+    degree-minutes, mean and MKT - are protocol/analytics.py's over these
+    pieces (:meth:`figures`), the same arithmetic as the verdict's.
+    """
+
     side: str
     limit: int
-    start: int
-    last: int
-    peak: int
+    pieces: list[tuple[int, int, int]]
     lo: int
     hi: int
-    n: int
-    pend_time: int  # the latest reading, whose hold interval is still open
-    pend_temp: int
-    timed: _Acc = field(default_factory=_Acc)  # weights = hold durations
-    counted: _Acc = field(default_factory=_Acc)  # weights = 1 per reading
     alarm_at: int | None = None
     reason: str | None = None
 
     @classmethod
     def open(cls, side: str, limit: int, time: int, temp: int) -> _Excursion:
-        exc = cls(side, limit, time, time, temp, temp, temp, 1, time, temp)
-        exc.counted.add(temp, 1)
-        return exc
+        return cls(side, limit, [(time, time, temp)], temp, temp)
+
+    @property
+    def start(self) -> int:
+        return self.pieces[0][0]
+
+    @property
+    def n(self) -> int:
+        return len(self.pieces)
 
     def extend(self, time: int, temp: int) -> None:
-        self.timed.add(self.pend_temp, time - self.pend_time)
-        self.pend_time, self.pend_temp = time, temp
-        self.counted.add(temp, 1)
-        self.n += 1
-        self.last = time
+        """The next reading, on the same side: the previous one held until ``time``."""
+        start, _, held = self.pieces[-1]
+        self.pieces[-1] = (start, time, held)
+        self.pieces.append((time, time, temp))
         self.lo, self.hi = min(self.lo, temp), max(self.hi, temp)
-        self.peak = self.hi if self.side == "high" else self.lo
 
     def close(self, end: int) -> None:
-        self.timed.add(self.pend_temp, end - self.pend_time)
-        self.pend_time = end
+        """The excursion ended at ``end`` (the reading back in range, or another cause)."""
+        start, _, held = self.pieces[-1]
+        self.pieces[-1] = (start, max(start, end), held)
+
+    def figures(self) -> analytics.Excursion:
+        exc = analytics.Excursion(self.side, self.limit)
+        for start, end, temp in self.pieces:
+            exc.extend(start, end, temp)
+        return exc
 
     def summary(self) -> tuple[int | None, int | None]:
         """(mean, MKT) over the window: time-weighted, or per reading if it had no duration."""
-        acc = self.timed if self.timed.w else self.counted
-        return acc.mean(), acc.mkt()
+        samples = [(t, e - s) for s, e, t in self.pieces if e > s]
+        if not samples:
+            samples = [(t, 1) for _, _, t in self.pieces]
+        return analytics.mean_centi(samples), analytics.mkt_centi(samples)
 
 
 @dataclass
@@ -438,6 +407,7 @@ class AlertEngine:
     ) -> AlertEvent:
         ended = phase == "end"
         mean, mkt = exc.summary() if ended else (None, None)
+        fig = exc.figures()
         return AlertEvent(
             kind="excursion",
             phase=phase,
@@ -450,13 +420,14 @@ class AlertEngine:
             limit_centi=exc.limit,
             time=time,
             start=exc.start,
-            end=time if ended else None,
-            duration=time - exc.start if ended else None,
-            peak_centi=exc.peak,
+            end=fig.end if ended else None,
+            duration=fig.duration if ended else None,
+            peak_centi=fig.peak,
             min_centi=exc.lo,
             max_centi=exc.hi,
             mean_centi=mean,
             mkt_centi=mkt,
+            degree_minutes=fig.degree_minutes,
             readings=exc.n,
             reason=exc.reason,
             outside_seconds=outside,
@@ -592,7 +563,7 @@ class AlertEngine:
         """The engine's state as JSON-able data, so a restart does not repeat alarms."""
         with self._lock:
             return {
-                "version": 1,
+                "version": SNAPSHOT_VERSION,
                 "late": self.late,
                 "streams": [[d, c, asdict(s)] for (d, c), s in self._streams.items()],
                 "faults": [[d, c, asdict(f)] for (d, c), f in self._faults.items()],
@@ -607,15 +578,18 @@ class AlertEngine:
         clock: Callable[[], float] = _time.time,
         **kw: int,
     ) -> AlertEngine:
-        if snapshot.get("version") != 1:
-            raise ValueError(f"unknown alert snapshot version {snapshot.get('version')!r}")
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(
+                f"alert snapshot version {snapshot.get('version')!r} is not {SNAPSHOT_VERSION} "
+                "(version 1 kept running sums: start without the snapshot)"
+            )
         engine = cls(profiles, clock, **kw)
         engine.late = int(snapshot.get("late", 0))
         for device, channel, s in snapshot["streams"]:
             exc = s["exc"]
             if exc is not None:
-                timed, counted = _Acc(**exc.pop("timed")), _Acc(**exc.pop("counted"))
-                exc = _Excursion(**exc, timed=timed, counted=counted)
+                pieces = [(int(a), int(b), int(t)) for a, b, t in exc.pop("pieces")]
+                exc = _Excursion(**exc, pieces=pieces)
             history = [tuple(h) for h in s["history"]]
             engine._streams[(device, int(channel))] = _Stream(
                 s["place"],

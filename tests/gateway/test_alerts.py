@@ -16,6 +16,7 @@ from gateway.profiles import (
     ProfileBook,
     ProfileError,
 )
+from protocol import analytics
 
 ROOM = "wh-7/cold-room-1"
 STEP = 600  # a reading every 10 minutes
@@ -151,6 +152,20 @@ def test_excursion_alarms_after_the_delay_and_ends_with_its_figures() -> None:
     assert end.mean_centi == 575
     assert end.mkt_centi == mkt_centi([(450, 1), (500, 1), (700, 1), (650, 1)])
     assert start.raised == end.raised == clock.now
+
+
+def test_excursion_figures_are_the_protocols_analytics() -> None:
+    # Readings hold until the next: 500 over [600, 1200), 700 over [1200, 1800).
+    events = feed(engine_for(Profile("p", 0, 400, delay=0)), [300, 500, 700, 300])
+    start, end = events
+    assert (end.start, end.end, end.duration, end.peak_centi) == (600, 1800, 1200, 700)
+    want = analytics.Excursion("high", 400)
+    want.extend(600, 1200, 500)
+    want.extend(1200, 1800, 700)
+    assert end.degree_minutes == want.degree_minutes == (100 * 600 + 300 * 600) // 60
+    assert end.mean_centi == analytics.mean_centi([(500, 600), (700, 600)]) == 600
+    assert end.mkt_centi == analytics.mkt_centi([(500, 600), (700, 600)])
+    assert start.degree_minutes == 0  # nothing held yet at the first reading outside
 
 
 def test_peak_is_the_extreme_on_the_side_of_the_excursion() -> None:
