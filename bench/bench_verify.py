@@ -23,7 +23,13 @@ from pathlib import Path
 from bench.results import Recorder
 
 PLACES = ["pack:dock-1", "fleet:truck-1", "xdock:bay-2", "dc:cold-room-2", "shop:chiller-1"]
-ACTIONS = [1, 2, 3, 4, 5]  # commission, load (ref = truck), unload, receive, ship -> receive at shop
+ACTIONS = [
+    1,
+    2,
+    3,
+    4,
+    5,
+]  # commission, load (ref = truck), unload, receive, ship -> receive at shop
 
 
 def build(n: int, out: Path) -> tuple[Path, Path, int]:
@@ -48,7 +54,9 @@ def build(n: int, out: Path) -> tuple[Path, Path, int]:
         kw = {"item": ITEM} if action == 1 else {}
         s.scan(readers[leg], action, t, **ref, **kw)
         for k, dev in enumerate(loggers[place]):
-            s.readings(dev, t - every, t + leg_len, every, lambda x, k=k: 300 + (x // every + k) % 200)
+            s.readings(
+                dev, t - every, t + leg_len, every, lambda x, k=k: 300 + (x // every + k) % 200
+            )
         t += leg_len
     s.scan(readers[4], 6, t)
     for place in PLACES:
@@ -69,10 +77,14 @@ def _verify_in_child(bundle: Path, trust: Path) -> tuple[float, float, int]:
         "t = time.perf_counter();"
         f"rc = main(['verify', {str(bundle)!r}, '--trust', {str(trust)!r}, '--json']);"
         "dt = time.perf_counter() - t;"
-        "print('BENCH', dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rc, file=sys.stderr)"
+        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "print('BENCH', dt, rss, rc, file=sys.stderr)"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
         cwd=Path(__file__).resolve().parent.parent,
     )
     line = next(x for x in proc.stderr.splitlines() if x.startswith("BENCH"))
@@ -136,7 +148,7 @@ def run(rec: Recorder) -> None:
                 baseline_value=bundle.stat().st_size / 2**20,
                 note="peak resident memory of the verifying process; goal <= 300 MB at 10^5",
             )
-        (c4, s4, m4), (c5, s5, m5) = figures[10_000], figures[100_000]
+        (c4, s4, _), (c5, s5, _) = figures[10_000], figures[100_000]
         rec.add(
             "verify.growth_10x.time_ratio",
             (s5 / c5) / (s4 / c4),

@@ -60,12 +60,12 @@ from protocol.merkle import hash_leaf, verify_consistency, verify_multiproof
 from protocol.record import (
     KIND_BINDING,
     KIND_PROFILE,
-    KIND_READING,
     KIND_REGISTRATION,
     KIND_SCAN,
     STATE_REVOKED,
     ZERO_PREV,
     Binding,
+    Reading,
     Record,
     Registration,
     Scan,
@@ -201,6 +201,17 @@ class _Entry:
     @property
     def subject(self) -> str:
         return f"{self.record.signer}#{self.record.payload.seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class _KeySource:
+    """A device's key from its registrations in one log (§11 step 9)."""
+
+    key: bytes
+    indexes: list[int]  # log indexes of its registrations, ascending
+    revoked: int | None  # index of the first revocation
+    problem: str | None  # why the registrations give no key
+    included: bool  # every registration is proven in the log
 
 
 def _parallel(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
@@ -496,30 +507,38 @@ class _Verifier:
     # 7. device keys and signatures -------------------------------------------------------
     def device_keys(
         self, entries: Iterable[_Entry], registry_ok: set[int]
-    ) -> dict[tuple[str, str], tuple[bytes | None, list[int], int | None, str | None]]:
-        """Per (log, device): (key, registration indexes, first revocation index, problem)."""
-        regs: dict[tuple[str, str], list[tuple[int, Registration]]] = defaultdict(list)
+    ) -> dict[Any, _KeySource]:
+        """Per (log, device): the key its registrations give, and whether they hold.
+
+        Registrations that failed their inclusion proof still give a key to
+        check signatures with, so that an edited record is reported as such;
+        the records they vouch for are then not verified (the failed proof is
+        already reported: no second failure per record)."""
+        regs: dict[tuple[str, str], list[tuple[_Entry, Registration]]] = defaultdict(list)
         for e in entries:
             p = e.record.payload
-            if isinstance(p, Registration) and id(e) in registry_ok and e.included is not None:
-                regs[(e.log, p.device)].append((e.index, p))
-        out: dict[tuple[str, str], tuple[bytes | None, list[int], int | None, str | None]] = {}
+            if isinstance(p, Registration) and id(e) in registry_ok:
+                regs[(e.log, p.device)].append((e, p))
+        out: dict[Any, _KeySource] = {}
         for where, history in regs.items():
-            history.sort(key=lambda r: r[0])
+            history.sort(key=lambda r: r[0].index)
             key = history[0][1].key
             problem = None
             if any(r.key != key for _, r in history):
                 problem = "device registered with two different keys"
-            revoked = next((i for i, r in history if r.state == STATE_REVOKED), None)
-            out[where] = (key, [i for i, _ in history], revoked, problem)
+            revoked = next((e.index for e, r in history if r.state == STATE_REVOKED), None)
+            out[where] = _KeySource(
+                key,
+                [e.index for e, _ in history],
+                revoked,
+                problem,
+                all(e.included is not None for e, _ in history),
+            )
         return out
 
-    def check_signatures(
-        self,
-        entries: Sequence[_Entry],
-        keys: dict[tuple[str, str], tuple[bytes | None, list[int], int | None, str | None]],
-    ) -> set[int]:
+    def check_signatures(self, entries: Sequence[_Entry], keys: dict[Any, _KeySource]) -> set[int]:
         jobs: list[tuple[_Entry, ec.EllipticCurvePublicKey]] = []
+        unproven: set[int] = set()
         cache: dict[bytes, ec.EllipticCurvePublicKey] = {}
         for e in entries:
             if e.record.payload.kind in _REGISTRY_KINDS:
@@ -529,50 +548,51 @@ class _Verifier:
             if pinned is not None:
                 jobs.append((e, pinned))
                 continue
+            source = keys.get((e.log, signer))
             try:
-                jobs.append((e, self._registered_key(e, keys.get((e.log, signer)), cache)))
+                jobs.append((e, self._registered_key(e, source, cache)))
             except VerificationError as err:
                 self.report.failed("record.key", e.subject, err)
+                continue
+            if source is not None and not source.included:
+                unproven.add(id(e))
         results = _parallel(_check_signature, [(e.record.raw, k) for e, k in jobs])
         signed: set[int] = set()
-        for (e, _), err in zip(jobs, results, strict=True):
-            if err is not None:
-                self.report.failed("record.signature", e.subject, err)
-            else:
+        for (e, _), problem in zip(jobs, results, strict=True):
+            if problem is not None:
+                self.report.failed("record.signature", e.subject, problem)
+            elif id(e) not in unproven:
                 signed.add(id(e))
                 self.report.passed("record.signature", e.subject)
         return signed
 
     @staticmethod
     def _registered_key(
-        e: _Entry,
-        known: tuple[bytes | None, list[int], int | None, str | None] | None,
-        cache: dict[bytes, ec.EllipticCurvePublicKey],
+        e: _Entry, source: _KeySource | None, cache: dict[bytes, ec.EllipticCurvePublicKey]
     ) -> ec.EllipticCurvePublicKey:
         signer = e.record.signer
-        if known is None or known[0] is None:
+        if source is None:
             raise UnknownKeyError(
                 "no pinned key and no registration of this device in the same log",
                 found=signer,
             )
-        key, indexes, revoked, problem = known
-        if problem is not None:
-            raise UnknownKeyError(problem, found=signer)
-        if indexes[0] > e.index:
+        if source.problem is not None:
+            raise UnknownKeyError(source.problem, found=signer)
+        if source.indexes[0] > e.index:
             raise UnknownKeyError(
                 "record logged before its device was registered",
-                expected=f"index > {indexes[0]}",
+                expected=f"index > {source.indexes[0]}",
                 found=e.index,
             )
-        if revoked is not None and revoked < e.index:
+        if source.revoked is not None and source.revoked < e.index:
             raise RevokedKeyError(
                 "record logged after its device was revoked",
-                expected=f"index < {revoked}",
+                expected=f"index < {source.revoked}",
                 found=e.index,
             )
-        public = cache.get(key)
+        public = cache.get(source.key)
         if public is None:
-            public = cache[key] = p256_public_from_sec1(key)
+            public = cache[source.key] = p256_public_from_sec1(source.key)
         return public
 
     # 8. chains -----------------------------------------------------------------------------
@@ -613,9 +633,7 @@ class _Verifier:
                     self.report.failed(
                         "chain.boot",
                         f"{signer}#{sb}",
-                        ChainError(
-                            "boot counter went down", expected=f">= {a.boot}", found=b.boot
-                        ),
+                        ChainError("boot counter went down", expected=f">= {a.boot}", found=b.boot),
                     )
                 if sb != sa + 1:
                     continue  # a gap: judged by the verdict where it matters (§12.6)
@@ -696,9 +714,7 @@ class _Verifier:
         scans = [r for r in good if isinstance(r.payload, Scan) and r.payload.uid == uid]
         if not scans:
             return
-        dates = verdict_mod.date_records(
-            r for r in good if r.signer in {s.signer for s in scans}
-        )
+        dates = verdict_mod.date_records(r for r in good if r.signer in {s.signer for s in scans})
         commission = verdict_mod.custody(scans, dates, uid).commission
         if commission is None:
             return
@@ -717,20 +733,18 @@ class _Verifier:
             self.report.passed("subject", uid.hex())
 
     def summarise(self, entries: Sequence[_Entry], good: list[Record]) -> None:
-        readings = [r.payload for r in good if r.payload.kind == KIND_READING]
-        temps = [p.temp for p in readings if getattr(p, "temp", None) is not None]
+        readings = [r.payload for r in good if isinstance(r.payload, Reading)]
+        temps = [p.temp for p in readings if p.temp is not None]
         times = [r.payload.time for r in good if r.payload.tq > 0]
         self.report.summary = {
             "records": len(self.bundle.records),
             "records_verified": len(good),
-            "devices": sorted(
-                {r.signer for r in good if r.payload.kind not in _REGISTRY_KINDS}
-            ),
+            "devices": sorted({r.signer for r in good if r.payload.kind not in _REGISTRY_KINDS}),
             "readings": len(readings),
             "scans": sum(1 for r in good if r.payload.kind == KIND_SCAN),
             "statements": sum(1 for r in good if r.payload.kind in _STATEMENT_KINDS),
-            "temp_min_centi": min(temps) if temps else None,  # type: ignore[type-var]
-            "temp_max_centi": max(temps) if temps else None,  # type: ignore[type-var]
+            "temp_min_centi": min(temps) if temps else None,
+            "temp_max_centi": max(temps) if temps else None,
             "time_first": min(times) if times else None,
             "time_last": max(times) if times else None,
             "checkpoints": sum(len(v) for v in self.checkpoints.values()),
@@ -755,7 +769,11 @@ class _Verifier:
         for e in entries:
             if e.included is None or e.included not in self.covered[e.log]:
                 continue
-            ok = id(e) in registry_ok if e.record.payload.kind in _REGISTRY_KINDS else id(e) in signed
+            ok = (
+                id(e) in registry_ok
+                if e.record.payload.kind in _REGISTRY_KINDS
+                else id(e) in signed
+            )
             if ok and e.record.raw not in seen:
                 seen.add(e.record.raw)
                 good.append(e.record)
@@ -774,4 +792,3 @@ def verify_bundle(
     ``detail=True`` keeps every passed check in the report (``-v``), not only counts.
     """
     return _Verifier(bundle, trust, rpc, detail).run()
-

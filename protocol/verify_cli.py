@@ -145,8 +145,10 @@ def _table(rows: list[list[str]], indent: str = "   ") -> list[str]:
 def _subject_lines(subject: Mapping[str, Any] | None) -> list[str]:
     if not subject:
         return []
-    lines = [f"  Subject   {safe(subject.get('item') or '(no signed item)')}  "
-             f"(tag {safe(subject.get('uid'))})"]
+    lines = [
+        f"  Subject   {safe(subject.get('item') or '(no signed item)')}  "
+        f"(tag {safe(subject.get('uid'))})"
+    ]
     if subject.get("gtin"):
         parts = [f"GTIN {safe(subject['gtin'])}"]
         if subject.get("lot"):

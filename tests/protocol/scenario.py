@@ -25,12 +25,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from protocol import anchor
-from protocol.bundle import AnchorRef, Bundle, BundleRecord, MultiProof, Subject
+from protocol.bundle import AnchorRef, Bundle, BundleRecord, ConsistencyProof, MultiProof, Subject
 from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
 from protocol.keys import p256_private_from_scalar, p256_public_to_sec1
 from protocol.merkle import MerkleTree, multiproof_ranges
@@ -50,7 +51,7 @@ from protocol.record import (
     statement_chain_key,
 )
 from protocol.rfc6979 import N as _N
-from protocol.trust import Trust, parse_trust, trust_document
+from protocol.trust import Scopes, Trust, parse_trust, trust_document
 from tests.schemas import assert_bundle, assert_trust
 
 ORIGIN = "vectors.example/gateway-1"
@@ -63,9 +64,10 @@ COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP, SELL = 1, 2, 3, 4, 5, 6
 
 
 def _scalar(label: str) -> int:
-    return int.from_bytes(hashlib.sha256(b"coldtrace-vectors/" + label.encode()).digest()) % (
-        _N - 1
-    ) + 1
+    return (
+        int.from_bytes(hashlib.sha256(b"coldtrace-vectors/" + label.encode()).digest()) % (_N - 1)
+        + 1
+    )
 
 
 def _seed(label: str) -> bytes:
@@ -117,7 +119,9 @@ class Scenario:
             boot=0,
             deterministic=self.deterministic,
         )
-        self.log = NoteSigner(self.origin, ed25519.Ed25519PrivateKey.from_private_bytes(_seed(self.origin)))
+        self.log = NoteSigner(
+            self.origin, ed25519.Ed25519PrivateKey.from_private_bytes(_seed(self.origin))
+        )
         self.ledger = ed25519.Ed25519PrivateKey.from_private_bytes(_seed(LEDGER))
 
     # --- the registry --------------------------------------------------------------
@@ -135,7 +139,13 @@ class Scenario:
         self.devices[device_id] = dev
         self.add(
             self.registry.sign(
-                Registration, T0 - 86400, device=device_id, key=dev.sec1, role=role, org="Acme"
+                Registration,
+                T0 - 86400,
+                device=device_id,
+                key=dev.sec1,
+                role=role,
+                org="Acme",
+                state=1,
             )
         )
         return dev
@@ -154,7 +164,9 @@ class Scenario:
         )
 
     def _statement(self, cls: type, t: int, **kw: Any) -> bytes:
-        probe: Payload = cls(boot=0, seq=0, time=t, tq=2, prev=ZERO_PREV, cseq=0, cprev=ZERO_PREV, **kw)
+        probe: Payload = cls(
+            boot=0, seq=0, time=t, tq=2, prev=ZERO_PREV, cseq=0, cprev=ZERO_PREV, **kw
+        )
         key = statement_chain_key(self.registry.id, probe)
         cseq, cprev = self._chains.get(key, (0, ZERO_PREV))
         raw = self.registry.sign(cls, t, cseq=cseq, cprev=cprev, **kw)
@@ -221,14 +233,16 @@ class Scenario:
 
     # --- the log ----------------------------------------------------------------------
     def trust_doc(self, **scopes: Any) -> dict[str, Any]:
+        scope = Scopes(
+            devices=tuple(scopes.get("devices", ["*"])),
+            places=tuple(scopes.get("places", ["*"])),
+            gtins=tuple(scopes.get("gtins", ["*"])),
+        )
         doc = trust_document(
             logs=[(self.origin, self.log.vkey)],
-            registries={self.registry.id: self.registry.sec1},
+            registries={self.registry.id: (self.registry.sec1, scope)},
             ledgers={LEDGER: self.ledger.public_key().public_bytes_raw()},
         )
-        for reg in doc["registries"]:
-            for name in ("devices", "places", "gtins"):
-                reg[name] = list(scopes.get(name, ["*"]))
         assert_trust(doc)
         return doc
 
@@ -242,27 +256,44 @@ class Scenario:
         uid: bytes = UID,
         item: str | None = None,
         records: Iterable[bytes] | None = None,
+        sizes: Sequence[int] = (),
+        anchor_sizes: Sequence[int] | None = None,
         validate: bool = True,
     ) -> Bundle:
-        """The bundle of the log's records that pass ``keep`` (all by default),
-        proven by one multiproof against one anchored checkpoint of the whole log."""
+        """The bundle of the log's records that pass ``keep`` (all by default).
+
+        The log holds ``records`` (default: every record made so far, in
+        order). Checkpoints are signed at ``sizes`` and at the full size, with
+        consistency proofs between them; ``anchor_sizes`` (default: the full
+        size) are anchored on the local ledger, one entry each. One multiproof
+        proves every chosen record in the full tree."""
         log = list(self.records if records is None else records)
         tree = MerkleTree()
         for raw in log:
             tree.append(raw)
         size = tree.size
-        cp = Checkpoint(self.origin, size, tree.root(size))
+        all_sizes = sorted({*sizes, size})
+        cps = {n: Checkpoint(self.origin, n, tree.root(n)) for n in all_sizes}
         chosen = [i for i, raw in enumerate(log) if keep is None or keep(raw)]
         b = Bundle(created=T0, subject=Subject(uid, item))
         b.records = [BundleRecord(self.origin, i, log[i]) for i in chosen]
-        b.checkpoints = [sign_checkpoint(cp, self.log)]
+        b.checkpoints = [sign_checkpoint(cps[n], self.log) for n in all_sizes]
         if chosen:
             nodes = tuple(
                 tree._hash_of(subtree_nodes(lo, hi)) for lo, hi in multiproof_ranges(size, chosen)
             )
             b.proofs = [MultiProof(self.origin, size, tuple(chosen), nodes)]
-        receipt = anchor.sign_local_entry(self.ledger, LEDGER, 0, bytes(32), T0, checkpoint_hash(cp))
-        b.anchors = [AnchorRef(self.origin, size, receipt.to_json())]
+        for old, new in pairwise(all_sizes):
+            b.consistency.append(
+                ConsistencyProof(self.origin, old, new, tuple(tree.consistency_proof(old, new)))
+            )
+        prev = bytes(32)
+        for n, at in enumerate([size] if anchor_sizes is None else anchor_sizes):
+            receipt = anchor.sign_local_entry(
+                self.ledger, LEDGER, n, prev, T0 + n, checkpoint_hash(cps[at])
+            )
+            prev = anchor.entry_hash(receipt)
+            b.anchors.append(AnchorRef(self.origin, at, receipt.to_json()))
         if validate:
             assert_bundle(b.to_json())
         return b

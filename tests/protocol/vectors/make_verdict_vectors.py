@@ -1,6 +1,6 @@
 """Make the verdict vectors of docs/protocol.md §13.4.
 
-    python -m tests.protocol.vectors.make_verdict_vectors      # rewrite tests/protocol/vectors/verdict/
+    python -m tests.protocol.vectors.make_verdict_vectors   # rewrites vectors/verdict/
 
 Each vector is a directory with ``bundle.json``, ``trust.json`` and
 ``expected.json`` (the verdict document of §13.1). Keys are derived from
@@ -51,7 +51,13 @@ HERE = Path(__file__).resolve().parent / "verdict"
 EVERY = 600  # a reading every 10 minutes
 PACK, TRUCK, DOCK, COLD = "pack:dock-1", "fleet:truck-1", "dc:dock-3", "dc:cold-room-2"
 # The day (seconds after T0): commission, load, unload, receive, ship.
-T_COMMISSION, T_LOAD, T_UNLOAD, T_RECEIVE, T_SHIP = 0, 1800, 1800 + 4 * 3600, 1800 + 4 * 3600 + 1200, 10 * 3600
+T_COMMISSION, T_LOAD, T_UNLOAD, T_RECEIVE, T_SHIP = (
+    0,
+    1800,
+    1800 + 4 * 3600,
+    1800 + 4 * 3600 + 1200,
+    10 * 3600,
+)
 T_END = T_SHIP
 PROFILE = dict(low=0, high=400, delay=1800, cumul=7200, gap=1800, name="chilled 0-4 °C")
 
@@ -76,13 +82,15 @@ def build_day(
     restate: bool = True,
     unbound: tuple[str, ...] = (),
     hook: Callable[[Day, str, int], bool] | None = None,
+    deterministic: bool = True,
 ) -> Day:
     """The day, with per-place temperature curves and optional changes.
 
     ``hook(day, place, t)`` is called before each reading; returning True
     skips the standard reading (the hook made its own records)."""
-    s = Scenario()
-    s.profile(GTIN, T0 - 86400, **(profile or PROFILE))
+    s = Scenario(deterministic=deterministic)
+    profile = profile or PROFILE
+    s.profile(GTIN, T0 - 86400, **profile)
     places = [PACK, TRUCK, DOCK, COLD]
     loggers = {p: s.logger(f"tl-{p.split(':')[1]}") for p in places}
     readers = {
@@ -104,19 +112,24 @@ def build_day(
     # Records in time order, as the gateway would log them.
     timeline: list[tuple[int, int, Callable[[], None]]] = []
     for t, reader, action, kw in events:
-        timeline.append((T0 + t, 0, lambda r=reader, a=action, t=t, kw=kw: s.scan(r, a, T0 + t, **kw)))
+        timeline.append(
+            (T0 + t, 0, lambda r=reader, a=action, t=t, kw=kw: s.scan(r, a, T0 + t, **kw))
+        )
     for p in places:
         curve = temps.get(p, steady)
         for t in range(T0 - EVERY, T0 + T_END + EVERY + 1, EVERY):
+
             def read(p: str = p, t: int = t, curve: Callable[[int], int | None] = curve) -> None:
                 if hook is not None and hook(day, p, t):
                     return
                 s.reading(loggers[p], t, curve(t - T0))
+
             timeline.append((t, 1, read))
     timeline.sort(key=lambda x: (x[0], x[1]))
     for _, _, make in timeline:
         make()
-    if restate:
+    if restate:  # the registry restates its chains, closing every interval (§4.2)
+        s.profile(GTIN, T0 + T_END + 3600, **profile)
         for p in places:
             s.bind(p, [] if p in unbound else [loggers[p].id], T0 + T_END + 3600)
     return day
@@ -172,12 +185,17 @@ def v_fail_cumulative():
 
 def v_fail_mkt():
     prof = dict(low=0, high=800, delay=1800, gap=1800, mkt=500, name="2-8 °C, MKT 5 °C")
-    return build_day(profile=prof, temps={p: (lambda t: 650) for p in (PACK, TRUCK, DOCK, COLD)}), None
+    return build_day(
+        profile=prof, temps={p: (lambda t: 650) for p in (PACK, TRUCK, DOCK, COLD)}
+    ), None
 
 
 def v_incomplete_gap():
     lo, hi = T0 + T_LOAD + 3600, T0 + T_LOAD + 3600 + 3 * EVERY
-    return build_day(), lambda raw: not is_reading_of("tl-truck-1", lambda p: lo <= p.time < hi)(raw)
+    return (
+        build_day(),
+        lambda raw: not is_reading_of("tl-truck-1", lambda p: lo <= p.time < hi)(raw),
+    )
 
 
 def v_incomplete_unmonitored():
@@ -188,7 +206,12 @@ def v_incomplete_cut_tail():
     t = T_LOAD + 2 * 3600
     day = build_day(temps=excursion(TRUCK, t, t + 3000, 900))
     cut = T0 + t  # the first reading above 4 °C, and everything of that logger after it
-    return day, lambda raw: not (open_record(raw).signer == "tl-truck-1" and open_record(raw).payload.time >= cut)
+    return (
+        day,
+        lambda raw: (
+            not (open_record(raw).signer == "tl-truck-1" and open_record(raw).payload.time >= cut)
+        ),
+    )
 
 
 def v_incomplete_binding_unproven():
@@ -255,7 +278,9 @@ def v_incomplete_declared_loss():
     return build_day(hook=hook), None
 
 
-WANT: dict[str, tuple[Callable[[], tuple[Day, Callable[[bytes], bool] | None]], str | None, set[str]]] = {
+WANT: dict[
+    str, tuple[Callable[[], tuple[Day, Callable[[bytes], bool] | None]], str | None, set[str]]
+] = {
     "pass": (v_pass, "PASS", set()),
     "fail_excursion": (v_fail_excursion, "FAIL", {"excursion"}),
     "pass_short_excursion": (v_pass_short_excursion, "PASS", {"excursion"}),
@@ -263,12 +288,24 @@ WANT: dict[str, tuple[Callable[[], tuple[Day, Callable[[bytes], bool] | None]], 
     "fail_mkt": (v_fail_mkt, "FAIL", {"mkt"}),
     "incomplete_gap": (v_incomplete_gap, "INCOMPLETE", {"records_missing", "no_readings"}),
     "incomplete_unmonitored": (v_incomplete_unmonitored, "INCOMPLETE", {"unmonitored"}),
-    "incomplete_cut_tail": (v_incomplete_cut_tail, "INCOMPLETE", {"records_missing", "no_readings"}),
-    "incomplete_binding_unproven": (v_incomplete_binding_unproven, "INCOMPLETE", {"binding_unproven"}),
+    "incomplete_cut_tail": (
+        v_incomplete_cut_tail,
+        "INCOMPLETE",
+        {"records_missing", "no_readings"},
+    ),
+    "incomplete_binding_unproven": (
+        v_incomplete_binding_unproven,
+        "INCOMPLETE",
+        {"binding_unproven"},
+    ),
     "incomplete_custody_gap": (v_incomplete_custody_gap, "INCOMPLETE", {"custody_gap"}),
     "incomplete_no_commission": (v_incomplete_no_commission, "INCOMPLETE", {"no_commission"}),
     "pass_clock_unset_dated": (v_pass_clock_unset_dated, "PASS", {"clock_dated"}),
-    "incomplete_clock_never_set": (v_incomplete_clock_never_set, "INCOMPLETE", {"undated", "no_readings"}),
+    "incomplete_clock_never_set": (
+        v_incomplete_clock_never_set,
+        "INCOMPLETE",
+        {"undated", "no_readings"},
+    ),
     "incomplete_declared_loss": (v_incomplete_declared_loss, "INCOMPLETE", {"lost", "no_readings"}),
 }
 
@@ -282,7 +319,11 @@ def make(name: str) -> dict[str, object]:
     report = verify_bundle(loads_bundle(text), parse_trust(trust_doc))
     doc = report.verdict_document()
     got = {r["code"] for r in doc["reasons"]}
-    if doc["verdict"] != verdict or not codes <= got or (verdict == "PASS" and got - codes - {"custody_unlinked"}):
+    if (
+        doc["verdict"] != verdict
+        or not codes <= got
+        or (verdict == "PASS" and got - codes - {"custody_unlinked"})
+    ):
         raise SystemExit(
             f"vector {name}: built to give {verdict} with {sorted(codes)}, "
             f"got {doc['verdict']} with {sorted(got)}; failures {report.failures[:3]}"
