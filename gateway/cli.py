@@ -221,6 +221,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from gateway.registry import Registry
+
     cfg = _load(args)
     store = _store(cfg)
     try:
@@ -231,6 +233,7 @@ def _status(args: argparse.Namespace) -> int:
         cp = store.latest_checkpoint()
         anchor = store.latest_anchor()
         devices = store.devices()
+        bound = Registry({}, devices, store.statements()).places_of()
         losses = store.declared_losses(limit=20)
         report = {
             "gateway": cfg.id,
@@ -247,6 +250,7 @@ def _status(args: argparse.Namespace) -> int:
             "devices": {
                 "registered": sum(1 for d in devices.values() if d.state == 1),
                 "revoked": sum(1 for d in devices.values() if d.state == 2),
+                "bound": len(bound),
                 "online": sorted(d for d, (s, _) in presence.items() if s == "online"),
                 "offline": sorted(d for d, (s, _) in presence.items() if s == "offline"),
             },
@@ -288,7 +292,8 @@ def _status(args: argparse.Namespace) -> int:
     )
     dv = report["devices"]
     print(
-        f"  devices       {dv['registered']} registered, {dv['revoked']} revoked; "
+        f"  devices       {dv['registered']} registered, {dv['revoked']} revoked, "
+        f"{dv['bound']} bound to a place; "
         f"{len(dv['online'])} online, {len(dv['offline'])} offline"
     )
     if dv["offline"]:

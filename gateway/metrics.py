@@ -22,7 +22,8 @@ out (never a made-up zero). The keys are those of the core's
                           -> coldtrace_records_total{outcome="accepted"|"duplicate"}
     rejects        {reason: n}   -> coldtrace_rejects_total{reason=...}
                           (if absent: the session keys other than accepted/duplicates)
-    devices        {"online": n | [ids], "offline": ..., "registered": ..., "revoked": ...}
+    devices        {"online": n | [ids], "offline": ..., "registered": ..., "revoked": ...,
+                    "bound": n (devices a binding says monitor a place now)}
                           -> coldtrace_devices{state=...}
     last_checkpoint {"size": n, "time": unix s}
                           -> coldtrace_checkpoint_size_leaves, _timestamp_seconds, _age_seconds

@@ -97,6 +97,7 @@ _ROLE_NAMES = {
     "handover reader": 2,
     "handover-reader": 2,
 }
+ROLE_LOGGER = 1
 STATE_ACTIVE = 1
 STATE_REVOKED = 2
 MIN_TIME = 1577836800  # 2020-01-01: no statement is effective earlier (ingest's min_time)
@@ -486,10 +487,17 @@ class RegistrySigner:
         """Register ``device``; return (registration record, ack key).
 
         ``place`` (a convenience, version 1 had it in the registration): bind
-        the device to it as well, from ``at`` (default now).
+        the device to it as well, from ``at`` (default now). Only a logger is
+        bound: a binding says which devices *monitor* a place, and a reader's
+        place is its own configuration (every scan carries it).
         """
         if not ID_PATTERN.fullmatch(device):
             raise RegistryError(f"{device!r} is not a device id (§1)")
+        if place is not None and role != ROLE_LOGGER:
+            raise RegistryError(
+                f"{device}: only temperature loggers are bound to places; a reader's place "
+                "is in its own configuration and in every scan it signs"
+            )
         self._in_scope("devices", device)
         if place is not None:
             self._in_scope("places", place)
@@ -777,8 +785,8 @@ class RegistrySigner:
     # --- provisioning files ---------------------------------------------------------
 
     def import_entries(self, entries: Iterable[dict[str, Any]]) -> list[str]:
-        """Register every provisioning entry (and bind it to its ``place``, if
-        any); return the device ids registered."""
+        """Register every provisioning entry (and bind a logger to its
+        ``place``, if any); return the device ids registered."""
         done = []
         for e in entries:
             device = str(e.get("device") or e.get("id") or "")
@@ -787,10 +795,13 @@ class RegistrySigner:
             place = e.get("place")
             if place is not None and not isinstance(place, str):
                 raise RegistryError(f"{device}: place must be a string")
+            role = parse_role(e.get("role", 1))
+            if role != ROLE_LOGGER:
+                place = None  # a reader's place is its configuration, not a binding
             self.add(
                 device,
                 key,
-                role=parse_role(e.get("role", 1)),
+                role=role,
                 org=str(e.get("org") or e.get("organisation") or e.get("organization") or ""),
                 cal=e.get("cal"),
                 ack_key=None if ack is None else _key_bytes(ack, f"{device}: ack_key", 32),

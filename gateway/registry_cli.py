@@ -305,7 +305,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from gateway.registry import RegistryError, load_provisioning
+    from gateway.registry import RegistryError, load_provisioning, parse_role
 
     try:
         entries = load_provisioning(args.file)
@@ -314,7 +314,7 @@ def _import(args: argparse.Namespace) -> int:
         return 1
     ok, done = _with_signer(args, lambda s: s.import_entries(entries))
     if ok:
-        bound = sum(1 for e in entries if e.get("place"))
+        bound = sum(1 for e in entries if e.get("place") and parse_role(e.get("role", 1)) == 1)
         print(
             f"registered {len(done)} device(s): {', '.join(done)}"
             + (f"; bound {bound} to their places" if bound else "")

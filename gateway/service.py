@@ -408,7 +408,6 @@ class Gateway:
                 "backend": anchor.backend,
             },
             "alarms": list(self.ingestor.alarms)[-10:],
-            "bound": len(self.registry.places_of()),
         }
 
     def _write_status(self, *, stopped: bool = False) -> None:
@@ -424,6 +423,7 @@ class Gateway:
             "offline": sum(1 for s, _ in presence.values() if s == "offline"),
             "registered": sum(1 for d in devices if d.state == 1),
             "revoked": sum(1 for d in devices if d.state == 2),
+            "bound": len(self.registry.places_of()),  # monitoring a place now (bindings)
         }
         engine = getattr(self.alerts, "engine", None)
         if engine is not None:

@@ -676,6 +676,29 @@ class Sim:
 # --- command line --------------------------------------------------------------------
 
 
+def register_with_gateway(config: str | Path, entries: list[dict[str, Any]]) -> str:
+    """Register ``entries`` in the registry of the gateway configured by ``config``
+    and bind each logger to its place (binding statements, docs/protocol.md §2.6),
+    so that the traces of the simulated items are judged; returns what was done."""
+    from gateway.config import load_config
+    from gateway.registry import RegistryError
+    from gateway.service import registry_signer
+    from gateway.store import open_store
+
+    cfg = load_config(config)
+    store = open_store(cfg.db_path)
+    try:
+        signer = registry_signer(cfg, store)
+        if signer is None:
+            raise RegistryError(f"{config}: [registry] key_file is needed to register devices")
+        done = signer.import_entries(entries)
+    finally:
+        store.close()
+    bound = sorted({e["place"] for e in entries if e.get("place") and e.get("role") == "logger"})
+    return (f"registered {len(done)} devices with gateway {cfg.id}; loggers bound to "
+            f"{', '.join(bound) or 'no place'}")
+
+
 def _cmd_sim(args: Any) -> int:
     import json
     import signal
@@ -698,9 +721,17 @@ def _cmd_sim(args: Any) -> int:
     except (OSError, ValueError, SimError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"provisioned {len(s.entries)} devices: {root / 'provisioned.json'} "
-          f"(import with: coldtrace gateway registry import {root / 'provisioned.json'}); "
+    print(f"provisioned {len(s.entries)} devices: {root / 'provisioned.json'}; "
           f"tag keys: {root / 'tags.json'}", flush=True)
+    if args.gateway_config:
+        try:
+            print(register_with_gateway(args.gateway_config, s.entries), flush=True)
+        except Exception as e:  # ConfigError, RegistryError, OSError: said, not raised
+            print(f"error: registering with {args.gateway_config}: {e}", file=sys.stderr)
+            return 1
+    else:
+        print(f"register them (and bind the loggers to their places) with: coldtrace gateway "
+              f"registry import {root / 'provisioned.json'}", flush=True)
     if args.provision_only:
         return 0
     stopping = []
@@ -733,6 +764,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--passwords", help="JSON {device id: MQTT password}, or the broker's "
                    "credentials.json (coldtrace gateway broker)")
     p.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until stopped")
+    p.add_argument("--gateway-config", metavar="GATEWAY_TOML",
+                   help="register the devices in this gateway's registry and bind the "
+                   "loggers to their places (binding statements)")
     p.add_argument("--provision-only", action="store_true",
                    help="make the devices' keys and files, then exit")
     p.set_defaults(func=_cmd_sim)
