@@ -59,8 +59,9 @@ def build(n: int, out: Path) -> tuple[Path, Path, int]:
             )
         t += leg_len
     s.scan(readers[4], 6, t)
+    s.profile(GTIN, t + 60, low=0, high=800, delay=1800, gap=1800, cumul=7200)  # restated
     for place in PLACES:
-        s.bind(place, [d.id for d in loggers[place]], t + 60)  # restate: closes every leg
+        s.bind(place, [d.id for d in loggers[place]], t + 60)  # restated: closes every leg
     bundle, trust = out / f"bundle-{n}.json", out / f"trust-{n}.json"
     bundle.write_text(s.bundle().dumps())
     import json
