@@ -8,8 +8,8 @@ UTF-8, nesting and container limits before parsing; no duplicate members,
 no float or NaN forms) and then every member of every object is checked:
 
 - exactly the members of §9, no other (an unknown member is malformed);
-- integers are JSON integers, never booleans: indexes and ``created`` below
-  2^63, tree sizes 1 … 2^64 − 1;
+- integers are JSON integers, never booleans: indexes below 2^63, ``created``
+  below 2^32, tree sizes 1 … 2^64 − 1;
 - ``log`` (and a receipt's ``ledger``) is an origin: 1-128 bytes of printable
   ASCII without ``+``;
 - base64 is standard, padded and canonical (decoding and encoding again
@@ -98,6 +98,7 @@ _TOP_REQUIRED = frozenset(
     {"format", "version", "subject", "records", "checkpoints", "proofs", "consistency", "anchors"}
 )
 _TOP_MEMBERS = _TOP_REQUIRED | {"created"}
+MAX_TIME = 2**32 - 1  # Unix seconds (§1)
 _SUBJECT_MEMBERS = frozenset({"uid", "item"})
 _RECORD_MEMBERS = frozenset({"log", "index", "record"})
 _PROOF_MEMBERS = frozenset({"log", "tree_size", "leaves", "nodes"})
@@ -388,7 +389,7 @@ def parse_bundle(doc: object) -> Bundle:
         raise _fail("version", f"want the integer {VERSION}", version)
     created = None
     if "created" in top:
-        created = _integer(top["created"], "created", 0, MAX_INDEX)
+        created = _integer(top["created"], "created", 0, MAX_TIME)
     subject = _parse_subject(top["subject"])
     origin = _Origins()
     return Bundle(

@@ -163,7 +163,7 @@ def good_variants() -> list[dict[str, Any]]:
     return [
         doc,
         changed(doc, "created", DELETE),
-        changed(doc, "created", 2**63 - 1),
+        changed(doc, "created", 2**32 - 1),
         changed(doc, "subject", {"uid": "0" * 20, "item": "x" * 128}),
         changed(doc, "subject", {"uid": "0a0b0c0d"}),
         changed(doc, "records", []),
@@ -236,7 +236,7 @@ def bad_variants() -> list[tuple[str, dict[str, Any]]]:
         ("version text", changed(doc, "version", "2")),
         ("format", changed(doc, "format", "coldtrace-trust")),
         ("created negative", changed(doc, "created", -1)),
-        ("created 2^63", changed(doc, "created", 2**63)),
+        ("created 2^32", changed(doc, "created", 2**32)),
         ("created null", changed(doc, "created", None)),
         ("created bool", changed(doc, "created", False)),
         ("subject not object", changed(doc, "subject", "04a23c5a1b6f80")),
