@@ -25,6 +25,7 @@ from protocol.merkle import MerkleTree
 from protocol.note import NoteSigner
 from protocol.record import ZERO_PREV, Reading, Registration, Scan, chain_hash, make_record
 from protocol.trust import Scopes, Trust, parse_trust, trust_document
+from tests.schemas import assert_bundle, assert_trust
 
 ORIGIN = "test.example/log"
 T0 = 1_790_000_000
@@ -84,7 +85,9 @@ class World:
             "ledgers": {"ledger-1": self.ledger.public_key().public_bytes_raw()},
         }
         kw.update(override)
-        return trust_document(**kw)
+        doc = trust_document(**kw)
+        assert_trust(doc)  # every trust file the tests make follows the published schema
+        return doc
 
     def trust(self, **override: Any) -> Trust:
         return parse_trust(self.trust_doc(**override))
@@ -128,6 +131,7 @@ class World:
             )
             prev = anchor.entry_hash(r) if hasattr(anchor, "entry_hash") else prev
             b.anchors.append(AnchorRef(ORIGIN, s, r.to_json()))
+        assert_bundle(b.to_json())  # and every bundle
         return b
 
 
