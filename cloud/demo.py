@@ -8,18 +8,26 @@ centre's cold room and shipped. Everything runs for real on this machine:
    one account and ACL per device;
 2. ``coldtrace gateway init`` makes the gateway's keys, gateway.toml and
    trust.json, and ``coldtrace gateway run`` runs in its own process;
-3. five simulated devices - the firmware under CPython (gateway/sim.py) -
-   are provisioned and registered (``coldtrace gateway registry import``);
-   an MQTT monitor subscribes to the gateway's alerts;
+3. seven simulated devices - the firmware under CPython (gateway/sim.py) -
+   are provisioned and registered, each logger bound to its place from the
+   day's start (``coldtrace gateway registry import --at``: binding
+   statements), and the product's profile is signed (``registry profile
+   set``: chilled 0-4 °C, 30 min delay, 2 h cumulative, 30 min gap); an MQTT
+   monitor subscribes to the gateway's alerts;
 4. the day is replayed on the devices at high speed (cloud/demo_world.py);
 5. every device uploads; the gateway verifies, stores, logs and acks each
    record, signs checkpoints and anchors them on its local ledger;
 6. the alerts the gateway raised are listed (and kept in alerts.json);
-7. the pallet's trace bundle is written (cloud/trace.py), with its custody
-   and temperature curves (terminal and temperature.svg);
+7. ``coldtrace gateway trace`` writes the pallet's bundle (gateway/trace.py):
+   its custody, the bindings and profile that span it (restated, since the
+   day's statements do not close it yet), the loggers' records; its
+   temperature curves go to the terminal and temperature.svg;
 8. everything is stopped;
-9. ``coldtrace verify`` checks the bundle with nothing but the trust file;
-10. one reading is edited, signature kept, and the verifier refuses it.
+9. ``coldtrace verify`` checks the bundle with nothing but the trust file and
+   gives the verdict: FAIL, the truck's excursion outlasted the alarm delay;
+10. two tampered copies: one reading edited (signature kept) is not
+    verified; the truck logger's records cut out (proof recomputed) verify,
+    but the verdict is INCOMPLETE (records_missing), never PASS.
 
 The exit status is 0 only if every step did what it should; Ctrl-C (or
 SIGTERM) stops everything started so far and exits 130.
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import shutil
 import time
@@ -45,10 +54,26 @@ from cloud.demo_system import (
     sigterm_as_interrupt,
     wait_for,
 )
-from cloud.demo_world import ACTIONS, DEVICE_IDS, TAG_UID, World
+from cloud.demo_world import ACTIONS, DEVICE_IDS, GTIN, TAG_UID, World
 from gateway.broker import BrokerError
 from gateway.profiles import CHILLED
 from protocol import cli
+
+# The product profile the brand signs for its GTIN (docs/protocol.md §2.7).
+PROFILE = [
+    "--low",
+    "0",
+    "--high",
+    "4.00",
+    "--delay",
+    "30m",
+    "--cumul",
+    "2h",
+    "--gap",
+    "30m",
+    "--name",
+    "chilled 0-4 °C",
+]
 
 MARKER = ".coldtrace-demo"
 
@@ -91,7 +116,7 @@ def _prepare(out: Path, speed: float) -> Path:
 
 def _replay(system: System, world: World) -> None:
     def report(t: int) -> None:
-        temps = "  ".join(f"{d} {lg.probe.temp / 100:5.2f} °C" for d, lg in world.loggers.items())
+        temps = " ".join(f"{lg.probe.temp / 100:5.2f}" for lg in world.loggers.values())
         flash = sum(world.queued().values())
         print(f"     {show.clock(t)}  {temps}   on the devices' flash: {flash} records", flush=True)
         system.check_gateway()
@@ -99,6 +124,8 @@ def _replay(system: System, world: World) -> None:
     def note(t: int, text: str) -> None:
         print(f"     {show.clock(t)}  {text}", flush=True)
 
+    names = " ".join(f"{d[3:]:>5.5}" for d in world.loggers)
+    print(f"     {'':12}  {names}   (°C; loggers tl-…)", flush=True)
     world.replay(report, note)
 
 
@@ -124,38 +151,43 @@ def _upload(system: System, world: World) -> int:
     return sent
 
 
+def _registry(system: System, world: World) -> None:
+    conf = str(system.config)
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(world.start))
+    print(f"   $ coldtrace gateway registry import {world.provisioned} --at {at}")
+    if (
+        cli.main(["gateway", "registry", "import", "-c", conf, str(world.provisioned), "--at", at])
+        != 0
+    ):
+        raise DemoError("registry import failed")
+    print(
+        f"   $ coldtrace gateway registry profile set {GTIN} {' '.join(PROFILE[:-1])} "
+        f"'{PROFILE[-1]}' --at {at}"
+    )
+    if (
+        cli.main(["gateway", "registry", "profile", "set", GTIN, "-c", conf, *PROFILE, "--at", at])
+        != 0
+    ):
+        raise DemoError("registry profile set failed")
+
+
 def _trace(system: System, out: Path) -> Path:
-    from cloud.trace import trace_bundle
     from gateway.config import load_config
-    from gateway.proofs import TreeReader
-    from gateway.store import open_store
+    from gateway.trace import TraceError, run_trace
 
     cfg = load_config(system.config)
-    store = open_store(system.db, readonly=True)
-    try:
-        cp = store.latest_checkpoint()
-        if cp is None:
-            raise DemoError("no checkpoint")
-        tree = TreeReader(cfg.tree_dir, cp.size)
-        try:
-            bundle, stays = trace_bundle(store, tree, cfg.log.origin, TAG_UID)
-        finally:
-            tree.close()
-    finally:
-        store.close()
     path = out / "bundle.json"
-    path.write_text(bundle.dumps())
+    print(f"$ coldtrace gateway trace {TAG_UID.hex()} -o {path}")
+    t0 = time.monotonic()
+    try:
+        bundle, plan = run_trace(cfg, TAG_UID.hex(), path, say=lambda text: print(f"   {text}"))
+    except TraceError as exc:
+        raise DemoError(f"gateway trace: {exc}") from None
+    system.figures_trace = {"seconds": time.monotonic() - t0, "bytes": path.stat().st_size}
     series = show.probe_series(bundle)
-    show.show_custody(
-        TAG_UID, bundle.subject.get("item"), stays, {d: len(s) for d, s in series.items()}
-    )
-    print(
-        f"   wrote {path}:\n   {len(bundle.records)} records (the tag's scans, the loggers' "
-        "records while they held it, the registrations),\n   each with its inclusion proof in "
-        f"checkpoint {bundle.inclusion[0].tree_size}, and that checkpoint's anchor receipt"
-    )
     limits = (CHILLED.low or 0, CHILLED.high or 0)
     band = f"{limits[0] / 100:.2f}–{limits[1] / 100:.2f} °C"
+    print(f"   probe curves in the bundle (each logger while it watched the pallet; band {band}):")
     for dev, s in series.items():
         temps = [v for _, v in s]
         print(
@@ -166,20 +198,53 @@ def _trace(system: System, out: Path) -> Path:
         if line.strip():
             print(f"     {'':<14} {line}  ^ outside {band}")
     svg = out / "temperature.svg"
-    handovers = [(st.start, ACTIONS.get(st.scan.action, "?")) for st in stays]
+    handovers = [
+        (lp.leg.start, ACTIONS.get(lp.leg.scan.payload.action, "?")) for lp in plan.legs
+    ]
     show.svg_chart({f"{d} (probe)": s for d, s in series.items()}, limits, svg, handovers)
-    print(f"   temperature chart (band {band}, excursions in red): {svg}")
+    print(f"   temperature chart (excursions in red): {svg}")
     return path
 
 
-def _verify(bundle: Path, trust: Path, out: Path) -> tuple[int, int]:
+def _verify_brief(path: Path, trust: Path) -> int:
+    """``coldtrace verify``, its report shortened to one failure line per check kind
+    (an edited record fails the one proof, and so every record it lists)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        status = cli.main(["verify", str(path), "--trust", str(trust)])
+    seen: set[tuple[str, str]] = set()
+    left = 0
+    for line in buf.getvalue().splitlines():
+        words = line.split()
+        if line.startswith("    ") and len(words) >= 2 and words[0].islower():
+            if (words[0], words[1]) in seen:
+                left += 1
+                continue
+            seen.add((words[0], words[1]))
+        elif line.strip().startswith("… and"):
+            continue
+        print(line)
+    if left:
+        print(f"   ({left} more failure lines of the same kinds left out here)")
+    return status
+
+
+def _verify(bundle: Path, trust: Path, out: Path) -> tuple[int, int, int]:
     print(f"$ coldtrace verify {bundle} --trust {trust}")
     good = cli.main(["verify", str(bundle), "--trust", str(trust)])
-    print("10. one reading edited (the excursion's peak, signature kept), verified again")
+    print(f"   exit status {good}: verified, verdict FAIL" if good == 4 else f"   exit {good}")
+    print("10. two tampered copies")
+    print("   a) one reading edited (the excursion's peak, signature kept)")
     bad_path = show.tamper(bundle, out)
-    print(f"$ coldtrace verify {bad_path} --trust {trust}")
-    bad = cli.main(["verify", str(bad_path), "--trust", str(trust)])
-    return good, bad
+    print(f"$ coldtrace verify {bad_path} --trust {trust}   (failures: one line per kind)")
+    bad = _verify_brief(bad_path, trust)
+    print(f"   exit status {bad}: not verified" if bad == 3 else f"   exit {bad}")
+    print("   b) the truck logger's records cut out, the proof recomputed for what is left")
+    cut_path = show.cut_logger(bundle, out, "tl-truck-07")
+    print(f"$ coldtrace verify {cut_path} --trust {trust}")
+    cut = cli.main(["verify", str(cut_path), "--trust", str(trust)])
+    print(f"   exit status {cut}: verified, verdict INCOMPLETE" if cut == 5 else f"   exit {cut}")
+    return good, bad, cut
 
 
 def _run(system: System, out: Path, speed: float) -> int:
@@ -196,14 +261,7 @@ def _run(system: System, out: Path, speed: float) -> int:
     world = system.world = World(out / "devices", "127.0.0.1", system.port, system.passwords, speed)
     for e in world.entries:
         print(f"     {e['device']:<15} {e['role']:<7} {e.get('place', '')}")
-    print(f"   $ coldtrace gateway registry import {world.provisioned}")
-    if (
-        cli.main(
-            ["gateway", "registry", "import", "-c", str(system.config), str(world.provisioned)]
-        )
-        != 0
-    ):
-        raise DemoError("registry import failed")
+    _registry(system, world)
     system.start_monitor()
     print(f"   alert monitor ({OPS_USER}, a read-only account) subscribed to {ALERTS}")
     wait_for(lambda: system.figures().get("connected") is True, 20, "the gateway to connect")
@@ -214,7 +272,7 @@ def _run(system: System, out: Path, speed: float) -> int:
         "keep every record\n   on flash; radios off until the replay reaches the present"
     )
     _replay(system, world)
-    wait_for(lambda: system.figures().get("pending") == 0, 10, "the registrations to be logged")
+    wait_for(lambda: system.figures().get("pending") == 0, 10, "the registry records to be logged")
 
     print(
         "5. the present: radios in range; each device uploads, the gateway verifies, stores, "
@@ -257,7 +315,7 @@ def _run(system: System, out: Path, speed: float) -> int:
     print("   no processes left" if not left else f"   STILL RUNNING: {', '.join(left)}")
 
     print("9. the bundle, checked by the independent verifier with nothing else running")
-    good, bad = _verify(bundle, system.trust, out)
+    good, bad, cut = _verify(bundle, system.trust, out)
 
     problems = []
     if f["rejects"]:
@@ -266,18 +324,22 @@ def _run(system: System, out: Path, speed: float) -> int:
         problems.append("no alert for the truck's excursion")
     if left:
         problems.append("processes left running")
-    if good != 0:
-        problems.append(f"the genuine bundle did not verify (exit {good})")
-    if bad != 1:
-        problems.append(f"the edited bundle was not refused (exit {bad})")
+    if good != 4:
+        problems.append(f"the genuine bundle's verdict is not FAIL (exit {good}, want 4)")
+    if bad != 3:
+        problems.append(f"the edited bundle was not refused (exit {bad}, want 3)")
+    if cut != 5:
+        problems.append(f"the cut bundle is not INCOMPLETE (exit {cut}, want 5)")
     took = time.monotonic() - t_start
     if problems:
         print(f"\ndemo: FAILED after {took:.0f} s: " + "; ".join(problems))
         return 1
+    tr = system.figures_trace
     print(
-        f"\ndemo: done in {took:.0f} s. The genuine bundle verified; the edited reading was "
-        f"refused.\n  bundle  {bundle}\n  trust   {system.trust}\n"
-        f"  chart   {out / 'temperature.svg'}"
+        f"\ndemo: done in {took:.0f} s. The genuine bundle verified and FAILs the profile (the "
+        "truck's excursion);\n  the edited reading was refused; the cut logger made it "
+        f"INCOMPLETE, not PASS.\n  bundle  {bundle} ({tr['bytes'] // 1024} KiB, written in "
+        f"{tr['seconds']:.1f} s)\n  trust   {system.trust}\n  chart   {out / 'temperature.svg'}"
     )
     return 0
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cloud.demo_world import ACTIONS
 from protocol.bundle import Bundle
 from protocol.record import Reading, encode_payload, open_record
 
@@ -131,22 +130,6 @@ def probe_series(bundle: Bundle) -> dict[str, list[tuple[int, int]]]:
     return {k: sorted(v) for k, v in series.items()}
 
 
-def show_custody(uid: bytes, item: str | None, stays: list[Any], readings: dict[str, int]) -> None:
-    print(f"   custody of tag {uid.hex()} ({item or 'no item'}), from the readers' scans:")
-    for s in stays:
-        where = f"-> {s.location}" if s.scan.action == 2 else f"at {s.location}"
-        if s.end <= s.start:
-            held = "(end of the trace)"
-        elif s.loggers:
-            held = ", ".join(f"{d} ({readings.get(d, 0)} probe readings)" for d in s.loggers)
-        else:
-            held = "no logger here"
-        print(
-            f"     {clock(s.start)}  {ACTIONS.get(s.scan.action, '?'):<10} {where:<31} "
-            f"{s.reader:<15} {span(s.end - s.start) if s.end > s.start else '':>12}  {held}"
-        )
-
-
 def show_alerts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Print the gateway's alerts (one line per alarm, from its last event); return them."""
     last: dict[str, dict[str, Any]] = {}
@@ -201,4 +184,46 @@ def tamper(bundle_path: Path, out: Path) -> Path:
     )
     path = out / "bundle-tampered.json"
     path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def cut_logger(bundle_path: Path, out: Path, device: str) -> Path:
+    """The bundle without ``device``'s records, its multiproof recomputed for the rest.
+
+    Anyone holding the bundle can do this: the records' leaf hashes and the
+    proof's nodes are all the hashes the smaller proof needs. Here the tree
+    is rebuilt from them: every range the new proof names is hashed from the
+    leaves and the old proof's ranges it is made of.
+    """
+    from protocol.bundle import load_bundle
+    from protocol.merkle import hash_children, hash_leaf, multiproof_ranges
+
+    b = load_bundle(bundle_path)
+    (mp,) = b.proofs
+    leaves = {r.index: hash_leaf(r.raw) for r in b.records}
+    known = {
+        rng: h
+        for rng, h in zip(multiproof_ranges(mp.tree_size, list(mp.leaves)), mp.nodes, strict=True)
+    }
+    known.update({(i, i + 1): h for i, h in leaves.items()})
+
+    def mth(lo: int, hi: int) -> bytes:
+        h = known.get((lo, hi))
+        if h is None:
+            k = 1 << ((hi - lo - 1).bit_length() - 1)
+            h = hash_children(mth(lo, lo + k), mth(lo + k, hi))
+            known[(lo, hi)] = h
+        return h
+
+    kept = [r for r in b.records if open_record(r.raw).signer != device]
+    left = [r.index for r in kept]
+    nodes = tuple(mth(lo, hi) for lo, hi in multiproof_ranges(mp.tree_size, left))
+    b.records = kept
+    b.proofs = [dataclasses.replace(mp, leaves=tuple(left), nodes=nodes)]
+    path = out / "bundle-cut.json"
+    path.write_text(b.dumps())
+    print(
+        f"   left out {device}'s {len(leaves) - len(kept)} records; {len(kept)} remain, "
+        f"with a proof of {len(nodes)} nodes"
+    )
     return path

@@ -49,7 +49,8 @@ offline_delay = 900
 
 [alerts.places]
 "truck:*" = "chilled"
-"dc-rotterdam:cold-room-*" = "chilled"
+"dc-rotterdam:*" = "chilled"
+"packhouse-westland:*" = "chilled"
 """
 
 
@@ -118,6 +119,7 @@ class System:
         self.monitor: Any = None
         self.world: Any = None  # the devices (cloud/demo_world.py), closed before stop()
         self.alerts: list[dict[str, Any]] = []
+        self.figures_trace: dict[str, float] = {}
         self._subscribed = threading.Event()
 
     # --- start ---------------------------------------------------------------------
@@ -159,8 +161,11 @@ class System:
         )
         if status != 0:
             raise DemoError("coldtrace gateway init failed")
-        with self.config.open("a", encoding="utf-8") as f:
-            f.write(ALERT_CONFIG)
+        text = self.config.read_text(encoding="utf-8")
+        # Checkpoints every 2 s (default 10 s): the trace waits for one that
+        # covers its restatements.
+        text = text.replace("checkpoint_interval = 10.0", "checkpoint_interval = 2.0")
+        self.config.write_text(text + ALERT_CONFIG, encoding="utf-8")
 
     def start_gateway(self) -> int:
         with open(self.gw_dir / "gateway.log", "ab") as log:

@@ -1,8 +1,10 @@
 """The demo's world: one pallet's day, replayed on the devices' own firmware.
 
-Five simulated devices run the firmware under CPython (gateway/sim.py): two
-temperature loggers (a DS18B20 probe and an SHT4x each) and three handover
-readers with a PN532 and the pallet's NTAG 424 DNA tag. The day:
+Seven simulated devices run the firmware under CPython (gateway/sim.py): four
+temperature loggers (a DS18B20 probe and an SHT4x each) - at the packhouse
+dock, in the truck, at the DC's dock and in its cold room, so every leg of
+the pallet's custody is monitored - and three handover readers with a PN532
+and the pallet's NTAG 424 DNA tag. The day:
 
     00:20  packhouse dock reader   commission the pallet (the item from its tag)
     00:50  packhouse dock reader   load onto truck NL-47-BXT
@@ -42,6 +44,10 @@ LEAD = 120  # s between the replayed day's end and the present
 ORG = "Acme Cold Logistics"
 TRUCK = "truck:NL-47-BXT"
 COLD_ROOM = "dc-rotterdam:cold-room-2"
+PACKHOUSE_DOCK = "packhouse-westland:dock-1"
+DC_DOCK = "dc-rotterdam:dock-3"
+GTIN = "09506000134352"
+STEADY = {"setpoint": 250, "door_every": 10**9, "exc_start": 10**9}  # 2-3 °C, no doors
 
 COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP = 1, 2, 3, 4, 5
 ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell"}
@@ -62,10 +68,12 @@ LOGGERS: list[tuple[str, str, int, dict[str, int]]] = [
         },
     ),
     ("tl-coldroom-2", COLD_ROOM, 2, {"setpoint": 160, "exc_start": 10**9}),
+    ("tl-packhouse-1", PACKHOUSE_DOCK, 11, STEADY),
+    ("tl-dock-3", DC_DOCK, 13, STEADY),
 ]
 READERS: list[tuple[str, str]] = [
-    ("rd-packhouse-1", "packhouse-westland:dock-1"),
-    ("rd-dock-3", "dc-rotterdam:dock-3"),
+    ("rd-packhouse-1", PACKHOUSE_DOCK),
+    ("rd-dock-3", DC_DOCK),
     ("rd-coldroom-2", COLD_ROOM),
 ]
 # s into the day, reader, action, the operator's reference (load: the vehicle)
@@ -77,7 +85,7 @@ TAPS: list[tuple[int, str, int, str | None]] = [
     (21 * 3600 + 30 * 60, "rd-dock-3", SHIP, "SH-2611-0042"),
 ]
 TAG_UID = bytes.fromhex("04a23c5a1b6f80")  # the pallet's NTAG 424 DNA, 7-byte UID
-TAG_URL = "https://id.example.com/01/09506000134352/10/L2611-42/21/000731"
+TAG_URL = f"https://id.example.com/01/{GTIN}/10/L2611-42/21/000731"
 DEVICE_IDS = [d[0] for d in LOGGERS] + [r[0] for r in READERS]
 
 
@@ -137,6 +145,9 @@ class World:
                 upload_ms=20000,
                 alarm={"high": 400, "low": 0, "delay": 1800, "cum": 0, "ignore": 0, "channel": 0},
             )
+            # A day's records go up in one session: let 64 be in flight past the ack
+            # (they stay on flash until acked; the default 16 waits for more acks).
+            cfg["mqtt"]["window"] = 64
             self.entries.append(sim.provision_sim_device(root / dev, cfg))
             lg = sim.SimLogger(
                 cfg,

@@ -784,9 +784,11 @@ class RegistrySigner:
 
     # --- provisioning files ---------------------------------------------------------
 
-    def import_entries(self, entries: Iterable[dict[str, Any]]) -> list[str]:
+    def import_entries(
+        self, entries: Iterable[dict[str, Any]], *, at: int | None = None
+    ) -> list[str]:
         """Register every provisioning entry (and bind a logger to its
-        ``place``, if any); return the device ids registered."""
+        ``place``, if any, from ``at``); return the device ids registered."""
         done = []
         for e in entries:
             device = str(e.get("device") or e.get("id") or "")
@@ -806,6 +808,7 @@ class RegistrySigner:
                 cal=e.get("cal"),
                 ack_key=None if ack is None else _key_bytes(ack, f"{device}: ack_key", 32),
                 place=place or None,
+                at=at,
             )
             done.append(device)
         return done

@@ -5,7 +5,7 @@
     registry update DEVICE [--cal N] [--place P] [--at T]
     registry revoke DEVICE                         (unbinds it everywhere first)
     registry list [--json]
-    registry import PROVISIONING.json              (entries with place are bound too)
+    registry import PROVISIONING.json [--at T]     (loggers with a place are bound too)
     registry bind TARGET DEVICE... [--at T]        (adds to the target's current set)
     registry unbind TARGET DEVICE... [--at T]      (removes; none left: no device)
     registry bindings [TARGET] [--json]            (current sets and their history)
@@ -99,8 +99,9 @@ def register_registry_commands(sub: Any, config_arg: Callable[[Any], None]) -> N
     p.add_argument("device")
     p = cmd("list", "list registered devices and where they are bound", _list)
     p.add_argument("--json", action="store_true")
-    p = cmd("import", "register devices from a provisioning JSON file", _import)
+    p = cmd("import", "register devices from a provisioning JSON file (and bind loggers)", _import)
     p.add_argument("file", type=Path)
+    at_arg(p)
 
     p = cmd("bind", "add devices to the set monitoring a place, vehicle or container", _bind)
     p.add_argument("target", help="place, vehicle or container id")
@@ -312,7 +313,7 @@ def _import(args: argparse.Namespace) -> int:
     except (OSError, ValueError, RegistryError) as exc:
         _err(f"{args.file}: {exc}")
         return 1
-    ok, done = _with_signer(args, lambda s: s.import_entries(entries))
+    ok, done = _with_signer(args, lambda s: s.import_entries(entries, at=args.at))
     if ok:
         bound = sum(1 for e in entries if e.get("place") and parse_role(e.get("role", 1)) == 1)
         print(

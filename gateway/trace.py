@@ -43,7 +43,7 @@ from typing import Any
 from gateway.proofs import ProofUnavailable, TreeReader, covering_checkpoint, prove
 from gateway.registry import ChainKey, RegistryError, Scopes, chain_label
 from gateway.store import SQLiteStore, StoredRecord
-from gateway.units import format_time
+from gateway.units import format_duration, format_time
 from protocol.bundle import Bundle, Subject
 from protocol.record import (
     KIND_BINDING,
@@ -371,29 +371,35 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _span(a: int, b: int) -> str:
+    """``06 Dec 01:05 → 08:55 (7 h 50 min)`` (UTC)."""
+    first = time.strftime("%d %b %H:%M", time.gmtime(a))
+    day = "%H:%M" if time.gmtime(a)[:3] == time.gmtime(b)[:3] else "%d %b %H:%M"
+    length = f" ({format_duration(b - a)})" if b > a else ""
+    return f"{first} → {time.strftime(day, time.gmtime(b))}{length}"
+
+
 def describe(p: Plan, say: Callable[[str], None] = _say) -> None:
     """What the plan holds, one line per leg."""
     n = len(p.custody.scans)
     say(f"tag {p.uid.hex()} ({p.item or 'no commission scan'}): {n} custody scan(s)")
     for lp in p.legs:
         leg = lp.leg
-        span = f"{format_time(leg.start)} → {format_time(leg.end)}"
+        span = _span(leg.start, leg.end)
         where = leg.location or "-"
         if lp.run is None or not lp.run.records:
             watch = lp.why_none or "-"
+        elif not lp.run.closed:
+            watch = "binding not closed (no statement at or after the leg's end)"
         else:
             devs = sorted({d for d, _, _ in lp.monitors})
-            watch = (
-                ", ".join(f"{d} ({len(p.devices.get(d, []))} records)" for d in devs)
-                or "no device bound"
-            )
-            if not lp.run.closed:
-                watch += "; binding not closed"
-        say(f"  leg {leg.index}  {where:<34} {span}  {watch}")
+            counts = [f"{d} ({len(p.devices.get(d, []))} records)" for d in devs]
+            watch = ", ".join(counts) or "no device bound"
+        say(f"  leg {leg.index}  {where:<27} {span:<36} {watch}")
     if p.profile is not None and p.profile.records:
         last = open_record(p.profile.records[-1].raw).payload
         assert isinstance(last, ProductProfile)
-        shut = "" if p.profile.closed else "; not closed"
+        shut = "" if p.profile.closed else "; not closed (no statement after commissioning)"
         say(
             f"  profile {chain_label(p.profile.key)[11:]}: {last.name or 'unnamed'}, "
             f"cseq {last.cseq}{shut}"
@@ -428,8 +434,8 @@ def run_trace(
                 "checkpoint: is the gateway running?"
             )
         p = plan(store, uid, registry=cfg.registry.id, scopes=scopes, upto=upto)
-        describe(p, say)
         p = _close(store, cfg, p, uid, scopes, restate, wait, say, registry_signer)
+        describe(p, say)
         bundle = build(store, cfg.tree_dir, cfg.log.origin, p)
     finally:
         store.close()

@@ -1,9 +1,11 @@
 """`coldtrace demo` runs the whole system end to end - a real Mosquitto, the
 gateway process and the firmware code on simulated devices - and keeps its
-promises: the pallet's trace bundle verifies, the edited copy is refused, the
-gateway raised the truck's excursion alert, and nothing is left running, also
-after a Ctrl-C. Without Mosquitto these tests fail (`make system` installs
-it): the broker is part of what they test."""
+promises: the pallet's trace bundle verifies and its verdict is FAIL (the
+truck's excursion), the edited copy is not verified, the copy without the
+truck logger is INCOMPLETE (never PASS), the gateway raised the excursion
+alert, and nothing is left running, also after a Ctrl-C. Without Mosquitto
+these tests fail (`make system` installs it): the broker is part of what
+they test."""
 
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from pathlib import Path
 import pytest
 
 from cloud.demo_system import descendants
-from protocol.bundle import loads_bundle
+from protocol.bundle import load_bundle
 from protocol.cli import main
 from protocol.record import Reading, Scan, open_record
 from protocol.trust import load_trust
 from protocol.verify import verify_bundle
+from tests.schemas import assert_bundle, assert_trust
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +73,8 @@ def test_demo_runs_the_system_and_its_bundle_verifies_and_tampering_is_refused(
     assert {u[0] for u in uploads} == {
         "tl-truck-07",
         "tl-coldroom-2",
+        "tl-packhouse-1",
+        "tl-dock-3",
         "rd-packhouse-1",
         "rd-dock-3",
         "rd-coldroom-2",
@@ -77,28 +82,66 @@ def test_demo_runs_the_system_and_its_bundle_verifies_and_tampering_is_refused(
     assert all(int(sent) == int(acked) > 0 and left == "0" for _, sent, acked, left in uploads)
     assert re.search(r"checkpoint (\d+) signed and anchored on the local ledger", text)
     assert "no processes left" in text
+    assert "bound 4 to their places" in text  # registry import --at: binding statements
 
-    # The pallet's trace bundle verifies under the gateway's trust file.
+    # The pallet's bundle (`coldtrace gateway trace`) verifies, and its verdict is FAIL.
     assert str(out / "bundle.json") in text
+    assert "$ coldtrace gateway trace 04a23c5a1b6f80" in text
+    assert "the restated chains are closed" in text
+    assert_trust(out / "gateway" / "trust.json")
+    for name in ("bundle.json", "bundle-tampered.json", "bundle-cut.json"):
+        assert_bundle(out / name)
     trust = load_trust(out / "gateway" / "trust.json")
-    bundle = loads_bundle((out / "bundle.json").read_bytes())
+    bundle = load_bundle(out / "bundle.json")
     good = verify_bundle(bundle, trust)
-    assert good.ok, [f.code for f in good.failures]
-    assert bundle.subject["uid"] == "04a23c5a1b6f80"
-    assert bundle.subject["item"] == "/01/09506000134352/10/L2611-42/21/000731"
+    assert good.verified, [(f.code, f.message) for f in good.failures]
+    doc = good.verdict_document()
+    assert doc["verdict"] == "FAIL"
+    assert bundle.subject.uid.hex() == "04a23c5a1b6f80"
+    assert bundle.subject.item == "/01/09506000134352/10/L2611-42/21/000731"
+    assert doc["subject"]["item"] == bundle.subject.item
+    assert doc["profile"]["low"] == 0 and doc["profile"]["high"] == 400
+    assert (doc["profile"]["delay"], doc["profile"]["cumul"], doc["profile"]["gap"]) == (
+        1800,
+        7200,
+        1800,
+    )
+    # Every leg with a duration has its logger, and none is left incomplete.
+    legs = [leg for leg in doc["legs"] if leg["to"] > leg["from"]]
+    assert [[m["device"] for m in leg["monitors"]] for leg in legs] == [
+        ["tl-packhouse-1"],
+        ["tl-truck-07"],
+        ["tl-dock-3"],
+        ["tl-coldroom-2"],
+    ]
+    assert not [r for r in doc["reasons"] if r["severity"] == "incomplete"], doc["reasons"]
+    (exc,) = [e for e in doc["excursions"] if e["alarm"]]
+    assert exc["devices"] == ["tl-truck-07"] and exc["peak"] > 800
+    assert 1800 <= exc["duration"] <= 3600  # the door-open stop: about 50 min
+    assert [r["code"] for r in doc["reasons"] if r["severity"] == "fail"] == ["excursion"]
     payloads = [(open_record(r.raw).signer, open_record(r.raw).payload) for r in bundle.records]
     scans = sorted((p for _, p in payloads if isinstance(p, Scan)), key=lambda s: s.time)
     assert [s.action for s in scans] == [1, 2, 3, 4, 5]  # commission ... ship
     assert all(s.uid.hex() == "04a23c5a1b6f80" and s.sun for s in scans)
     loggers = {who for who, p in payloads if isinstance(p, Reading)}
-    assert loggers == {"tl-truck-07", "tl-coldroom-2"}
-    assert good.summary["temp_max_centi"] > 400  # the door-open excursion is in the evidence
-    assert good.summary["records_verified"] == len(bundle.records)
+    assert loggers == {"tl-truck-07", "tl-coldroom-2", "tl-packhouse-1", "tl-dock-3"}
+    assert "VERDICT: FAIL" in text and "exit status 4: verified, verdict FAIL" in text
 
-    # The edited copy is refused: the signature and the log both catch it.
-    bad = verify_bundle(loads_bundle((out / "bundle-tampered.json").read_bytes()), trust)
-    assert not bad.ok
+    # The edited copy is not verified: the signature and the log both catch it.
+    bad = verify_bundle(load_bundle(out / "bundle-tampered.json"), trust)
+    assert not bad.verified
     assert {f.code for f in bad.failures} >= {"bad_signature", "proof_mismatch"}
+    assert "exit status 3: not verified" in text
+
+    # The copy without the truck logger's records verifies but is not PASS.
+    cut = verify_bundle(load_bundle(out / "bundle-cut.json"), trust)
+    assert cut.verified
+    cut_doc = cut.verdict_document()
+    assert cut_doc["verdict"] == "INCOMPLETE"
+    assert {(r["code"], r["device"]) for r in cut_doc["reasons"]} >= {
+        ("records_missing", "tl-truck-07")
+    }
+    assert "exit status 5: verified, verdict INCOMPLETE" in text
 
     # The gateway raised the excursion alert, start and end, on its MQTT topic.
     alerts = json.loads((out / "alerts.json").read_text())
