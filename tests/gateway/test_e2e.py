@@ -166,6 +166,9 @@ def test_excursion_alerts_and_metrics_endpoint(make_broker, make_gateway) -> Non
             dev.publish(dev.reading(temp=temp, time_=t0 + dt))
         wait_for(lambda: dev.acked == 3, 15, "acks")
         wait_for(lambda: gw.alerts.events >= 2, 15, "excursion start and end")
+        # The place whose profile applies comes from the registry's binding.
+        assert gw.registry.place_of(dev.id) == "cold-room-1"
+        assert {st[2]["place"] for st in gw.alerts.engine.snapshot()["streams"]} == {"cold-room-1"}
         wait_for(lambda: gw.mqtt.stats["published"] >= 2, 15, "alerts published")
         wait_for(lambda: gw.last_status.get("tree_size") == 6, 15, "status refresh")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:

@@ -254,3 +254,33 @@ def test_unknown_items_are_a_clear_error(
         assert "no commission scan" in capsys.readouterr().err
     finally:
         gw.stop()
+
+
+def test_the_gateway_restates_chains_older_than_the_interval(make_broker, make_gateway) -> None:
+    from gateway.config import load_config
+
+    dev = SimDevice("tl-old")
+    env = make_gateway(make_broker([dev.id]))
+    text = env.config_path.read_text().replace(
+        "[registry]\n", "[registry]\nrestate_interval = 3600\n"
+    )
+    env.config_path.write_text(text)
+    env.cfg = load_config(env.config_path)
+    env.register(dev)
+    store = open_store(env.cfg.db_path)
+    try:
+        signer = RegistrySigner(
+            store, env.cfg.registry.id, load_p256_private_key(env.cfg.registry.key_file)
+        )
+        signer.bind("acme:old", [dev.id], at=int(time.time()) - 7200)  # older than an hour
+        signer.bind("acme:new", [dev.id])  # fresh
+    finally:
+        store.close()
+    gw = env.start_gateway()
+    try:
+        wait_for(lambda: len(gw.store.statements()) == 3, 15, "the old chain restated")
+        rows = {(r.chain, r.cseq) for r in gw.store.statements()}
+        assert rows == {("acme:old", 0), ("acme:old", 1), ("acme:new", 0)}
+        assert gw.registry.place_of(dev.id) == "acme:old"  # restated last, still both bound
+    finally:
+        gw.stop()
