@@ -233,7 +233,7 @@ def _status(args: argparse.Namespace) -> int:
         cp = store.latest_checkpoint()
         anchor = store.latest_anchor()
         devices = store.devices()
-        bound = Registry({}, devices, store.statements()).places_of()
+        bound = Registry({}, devices, store.statement_heads()).places_of()
         losses = store.declared_losses(limit=20)
         report = {
             "gateway": cfg.id,

@@ -434,7 +434,7 @@ class RegistrySigner:
         reg = Registry(
             {self.id: self.public_key},
             self.store.devices(),
-            self.store.statements(),
+            self.store.statement_heads(),
             Scopes(),  # what is already signed stands; scopes apply to new records
         )
         for _, raw in self.store.outbox_pending():

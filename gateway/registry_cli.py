@@ -278,7 +278,7 @@ def _list(args: argparse.Namespace) -> int:
     cfg = _load(args)
     store = _store(cfg)
     try:
-        view = Registry({}, store.devices(), store.statements())
+        view = Registry({}, store.devices(), store.statement_heads())
         places = view.places_of()
         rows = [
             device_json(d, places.get(d.id))

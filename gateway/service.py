@@ -191,7 +191,7 @@ class Gateway:
         self.registry = Registry(
             {cfg.registry.id: registry_public_key(cfg)},
             self.store.devices(),
-            self.store.statements(),
+            self.store.statement_heads(),
             registry_scopes(cfg),
         )
         self.signer = registry_signer(cfg, self.store)

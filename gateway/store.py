@@ -281,6 +281,7 @@ class Store(Protocol):
     def statements(
         self, *, kind: int | None = None, chain: str | None = None
     ) -> list[StatementRow]: ...
+    def statement_heads(self) -> list[StatementRow]: ...
     def ack_keys(self) -> dict[str, bytes]: ...
     def set_ack_key(self, device: str, key: bytes) -> None: ...
     def outbox_add(self, signer: str, seq: int, raw: bytes) -> int: ...
@@ -835,6 +836,17 @@ class SQLiteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._all(sql + " ORDER BY leaf", args)
+        return [StatementRow(*r[:6], bytes(r[6]), r[7]) for r in rows]
+
+    def statement_heads(self) -> list[StatementRow]:
+        """The last statement (highest cseq) of every chain, in log order."""
+        rows = self._all(
+            "SELECT s.leaf, s.signer, s.kind, s.chain, s.cseq, s.time, s.chash, s.devices"
+            " FROM statements s JOIN (SELECT signer, kind, chain, max(cseq) AS top"
+            " FROM statements GROUP BY signer, kind, chain) h"
+            " ON s.signer = h.signer AND s.kind = h.kind AND s.chain = h.chain"
+            " AND s.cseq = h.top ORDER BY s.leaf"
+        )
         return [StatementRow(*r[:6], bytes(r[6]), r[7]) for r in rows]
 
     def ack_keys(self) -> dict[str, bytes]:

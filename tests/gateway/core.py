@@ -56,7 +56,7 @@ class Core:
         self.registry = Registry(
             {REGISTRY: self.registry_key.public_key()},
             self.store.devices(),
-            self.store.statements(),
+            self.store.statement_heads(),
         )
         self.ingestor = Ingestor(
             self.store,

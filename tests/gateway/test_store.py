@@ -12,6 +12,7 @@ from gateway.store import (
     RejectRow,
     SignerState,
     SQLiteStore,
+    StatementRow,
     StoredRecord,
     WriteBatch,
 )
@@ -88,3 +89,54 @@ def test_signer_state_knows_what_is_stored_above_a_gap(tmp_path: Path) -> None:
     assert [r.seq for r in s.records_of("tl-1", 0, 10)] == [0, 1, 4, 6]
     assert list(s.raw_between(1, 3)) == [record(1, 1).raw, record(2, 4).raw]
     s.close()
+
+
+def test_statement_heads_are_the_highest_cseq_of_each_chain(tmp_path: Path) -> None:
+    s = SQLiteStore(tmp_path / "g.db")
+    rows = [
+        StatementRow(0, "reg", 5, "room", 0, 10, b"a" * 16, "tl-1"),
+        StatementRow(1, "reg", 6, "09506000134352", 0, 10, b"b" * 16),
+        StatementRow(2, "reg", 5, "room", 1, 20, b"c" * 16, None),
+    ]
+    s.commit(WriteBatch(statements=rows))
+    assert [(h.chain, h.cseq, h.devices) for h in s.statement_heads()] == [
+        ("09506000134352", 0, None),
+        ("room", 1, None),
+    ]
+    assert [r.leaf for r in s.statements(kind=5, chain="room")] == [0, 2]
+    with pytest.raises(sqlite3.IntegrityError):  # one statement per chain position
+        s.commit(WriteBatch(statements=[StatementRow(3, "reg", 5, "room", 1, 30, b"d" * 16)]))
+    s.close()
+
+
+def test_a_version_1_database_is_migrated_and_its_scans_indexed(tmp_path: Path) -> None:
+    from protocol.keys import generate_p256
+    from protocol.record import Scan, make_record
+
+    raw = make_record(
+        Scan(
+            boot=1,
+            seq=0,
+            time=1790000000,
+            tq=2,
+            prev=bytes(16),
+            uid=bytes(7),
+            action=1,
+            place="dock",
+            item="/01/09506000134352",
+        ),
+        "rd-1",
+        generate_p256(),
+    )
+    s = SQLiteStore(tmp_path / "g.db")
+    s.commit(WriteBatch(records=[StoredRecord(0, "rd-1", 0, 1, 2, 1790000000, 2, 0, raw)]))
+    s.set_meta("schema", "1")  # as version 1 left it: no scans index
+    s.close()
+    s = SQLiteStore(tmp_path / "g.db")
+    assert s.get_meta("schema") == "2"
+    assert [r.leaf for r in s.scans_of(uid=bytes(7))] == [0]
+    assert [r.leaf for r in s.scans_of(item="/01/09506000134352")] == [0]
+    s.set_meta("schema", "3")
+    s.close()
+    with pytest.raises(RuntimeError, match="newer than this gateway's"):
+        SQLiteStore(tmp_path / "g.db")
