@@ -199,7 +199,15 @@ def _init(args: argparse.Namespace) -> int:
                 "checkpoint_leaves": 10000,
             },
             "ledger": {"backend": "local", "id": f"{origin}/ledger", "key_file": "keys/ledger.pem"},
-            "registry": {"id": args.registry_id, "key_file": "keys/registry.pem"},
+            "registry": {
+                "id": args.registry_id,
+                "key_file": "keys/registry.pem",
+                # scopes the trust file pins: device ids, places, GTINs (patterns)
+                "devices": ["*"],
+                "places": ["*"],
+                "gtins": ["*"],
+                "restate_interval": 86400,
+            },
         }
     )
     conf.write_text(text, encoding="utf-8")

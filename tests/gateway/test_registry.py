@@ -399,9 +399,11 @@ def test_trust_carries_the_configured_scopes(
     gwdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     conf = gwdir / "gateway.toml"
-    text = conf.read_text().replace(
-        "[registry]\n",
-        '[registry]\ndevices = ["tl-*", "rd-*"]\nplaces = ["acme:*"]\ngtins = ["0950600013435*"]\n',
+    text = (
+        conf.read_text()
+        .replace('devices = ["*"]', 'devices = ["tl-*", "rd-*"]')
+        .replace('places = ["*"]', 'places = ["acme:*"]')
+        .replace('gtins = ["*"]', 'gtins = ["0950600013435*"]')
     )
     conf.write_text(text)
     cfg = load_config(conf)
