@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import shutil
 import time
@@ -198,35 +197,35 @@ def _trace(system: System, out: Path) -> Path:
         if line.strip():
             print(f"     {'':<14} {line}  ^ outside {band}")
     svg = out / "temperature.svg"
-    handovers = [
-        (lp.leg.start, ACTIONS.get(lp.leg.scan.payload.action, "?")) for lp in plan.legs
-    ]
+    handovers = [(lp.leg.start, ACTIONS.get(lp.leg.scan.payload.action, "?")) for lp in plan.legs]
     show.svg_chart({f"{d} (probe)": s for d, s in series.items()}, limits, svg, handovers)
     print(f"   temperature chart (excursions in red): {svg}")
     return path
 
 
 def _verify_brief(path: Path, trust: Path) -> int:
-    """``coldtrace verify``, its report shortened to one failure line per check kind
-    (an edited record fails the one proof, and so every record it lists)."""
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        status = cli.main(["verify", str(path), "--trust", str(trust)])
-    seen: set[tuple[str, str]] = set()
-    left = 0
-    for line in buf.getvalue().splitlines():
-        words = line.split()
-        if line.startswith("    ") and len(words) >= 2 and words[0].islower():
-            if (words[0], words[1]) in seen:
-                left += 1
-                continue
-            seen.add((words[0], words[1]))
-        elif line.strip().startswith("… and"):
-            continue
-        print(line)
-    if left:
-        print(f"   ({left} more failure lines of the same kinds left out here)")
-    return status
+    """What ``coldtrace verify`` finds, one line per kind of failure (an edited record
+    fails the one proof, and so every record the proof lists); its exit status."""
+    from collections import Counter
+
+    from protocol.bundle import load_bundle
+    from protocol.trust import load_trust
+    from protocol.verify import verify_bundle
+    from protocol.verify_cli import exit_status
+
+    report = verify_bundle(load_bundle(path), load_trust(trust))
+    counts = Counter(f.code for f in report.failures)
+    first = {}
+    for f in report.failures:
+        first.setdefault(f.code, f)
+    print(
+        f"   {len(report.failures)} checks failed: "
+        + ", ".join(f"{code} x{n}" for code, n in counts.most_common())
+    )
+    for code, f in first.items():
+        print(f"     {code:<16} {f.subject}: {f.message}"[:160])
+    print("   NOT VERIFIED: no verdict" if not report.verified else "   verified")
+    return exit_status(report)
 
 
 def _verify(bundle: Path, trust: Path, out: Path) -> tuple[int, int, int]:
@@ -236,7 +235,7 @@ def _verify(bundle: Path, trust: Path, out: Path) -> tuple[int, int, int]:
     print("10. two tampered copies")
     print("   a) one reading edited (the excursion's peak, signature kept)")
     bad_path = show.tamper(bundle, out)
-    print(f"$ coldtrace verify {bad_path} --trust {trust}   (failures: one line per kind)")
+    print(f"$ coldtrace verify {bad_path} --trust {trust}   (shortened)")
     bad = _verify_brief(bad_path, trust)
     print(f"   exit status {bad}: not verified" if bad == 3 else f"   exit {bad}")
     print("   b) the truck logger's records cut out, the proof recomputed for what is left")
