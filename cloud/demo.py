@@ -123,8 +123,7 @@ def _replay(system: System, world: World) -> None:
     def note(t: int, text: str) -> None:
         print(f"     {show.clock(t)}  {text}", flush=True)
 
-    names = " ".join(f"{d[3:]:>5.5}" for d in world.loggers)
-    print(f"     {'':12}  {names}   (°C; loggers tl-…)", flush=True)
+    print(f"     probe °C of {', '.join(world.loggers)}, in that order", flush=True)
     world.replay(report, note)
 
 
