@@ -272,19 +272,28 @@ def render(report: Report, *, verbose: bool = False) -> str:
             lines.append(f"   {mark} {c.check:<24} {safe(c.subject, 80)}")
     failures = report.failures
     if failures:
-        lines += ["", f"  {len(failures)} check(s) FAILED:"]
-        for c in failures[:200]:
-            detail = (
-                f"  [want {safe(c.expected, 80)}, got {safe(c.found, 80)}]"
-                if c.expected or c.found
-                else ""
-            )
-            lines.append(
-                f"    {c.code or '?':<24} {c.check} {safe(c.subject, 80)}: "
-                f"{safe(c.message or '')}{detail}"
-            )
-        if len(failures) > 200:
-            lines.append(f"    … and {len(failures) - 200} more (use --json for all)")
+        by_code: dict[str, list[Any]] = {}
+        for c in failures:
+            by_code.setdefault(c.code or "?", []).append(c)
+        summary = ", ".join(f"{code} x{len(cs)}" for code, cs in by_code.items())
+        lines += ["", f"  {len(failures)} check(s) FAILED: {summary}"]
+        shown = 0
+        for code, cs in by_code.items():
+            for c in cs[: 200 if verbose else 5]:
+                detail = (
+                    f"  [want {safe(c.expected, 80)}, got {safe(c.found, 80)}]"
+                    if c.expected or c.found
+                    else ""
+                )
+                lines.append(
+                    f"    {code:<24} {c.check} {safe(c.subject, 80)}: "
+                    f"{safe(c.message or '')}{detail}"
+                )
+                shown += 1
+            if len(cs) > (200 if verbose else 5):
+                lines.append(f"    {'':<24} … and {len(cs) - (200 if verbose else 5)} more {code}")
+        if shown < len(failures):
+            lines.append("    (-v shows up to 200 of each kind, --json all of them)")
     lines.append("")
     if not doc["verified"]:
         if not failures:
