@@ -76,7 +76,7 @@ def svg_chart(
     def y(v: int) -> float:
         return h - pad - (v - v0) / (v1 - v0) * (h - 2 * pad)
 
-    colors = ["#1f77b4", "#2ca02c", "#9467bd"]
+    colors = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
     band_top, band_bottom = y(limits[1]), y(limits[0])
     title = (
         f"Temperature (°C), allowed band {limits[0] / 100:.0f}–{limits[1] / 100:.0f} °C "
@@ -109,12 +109,15 @@ def svg_chart(
     for i, (name, s) in enumerate(series.items()):
         d = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s)
         out.append(
-            f'<polyline fill="none" stroke="{colors[i % 3]}" stroke-width="1.5" points="{d}"/>'
+            f'<polyline fill="none" stroke="{colors[i % len(colors)]}" stroke-width="1.5" '
+            f'points="{d}"/>'
         )
         for t, v in s:
             if not limits[0] <= v <= limits[1]:
                 out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="#d62728"/>')
-        out.append(f'<text x="{pad + 280 * i}" y="40" fill="{colors[i % 3]}">— {name}</text>')
+        step = (w - 2 * pad) / max(1, len(series))  # the legend shares the width
+        color = colors[i % len(colors)]
+        out.append(f'<text x="{pad + step * i:.0f}" y="40" fill="{color}">— {name}</text>')
     out.append("</svg>")
     path.write_text("\n".join(out) + "\n")
 

@@ -134,6 +134,10 @@ def _d(s: int | None) -> str:
     return text + (f" {r} s" if r else "")
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _table(rows: list[list[str]], indent: str = "   ") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [
@@ -199,7 +203,8 @@ def render(report: Report, *, verbose: bool = False) -> str:
         f"  Evidence  {s.get('records_verified', 0)} of {s.get('records', 0)} records verified "
         f"({s.get('readings', 0)} readings, {s.get('scans', 0)} scans, "
         f"{s.get('statements', 0)} statements) from {len(s.get('devices', []))} devices; "
-        f"{s.get('checkpoints', 0)} checkpoints, {s.get('anchored_checkpoints', 0)} anchored"
+        f"{_n(s.get('checkpoints', 0), 'checkpoint')}, "
+        f"{s.get('anchored_checkpoints', 0)} anchored"
     )
     legs = doc["legs"]
     if legs:
