@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway import units
+from protocol.reasons import fmt_centi, fmt_duration
+from protocol.verdict import profile_document
 
 __all__ = ["register_registry_commands"]
 
@@ -424,31 +426,17 @@ def _profile_set(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def profile_json(p: Any) -> dict[str, Any]:
-    return {
-        "gtin": p.gtin,
-        "lot": p.lot,
-        "name": p.name,
-        "low": p.low,
-        "high": p.high,
-        "delay": p.delay,
-        "cumul": p.cumul,
-        "mkt": p.mkt,
-        "gap": p.gap,
-        "lots": bool(p.lots),
-        "links": bool(p.links),
-        "cseq": p.cseq,
-        "time": p.time,
-    }
+def _centi(c: int | None) -> str:
+    return "-" if c is None else fmt_centi(c)
 
 
 def _profile_text(p: Any) -> str:
-    rng = f"{units.format_centi(p.low)} … {units.format_centi(p.high)}"
-    parts = [rng, f"delay {units.format_duration(p.delay)}", f"gap {units.format_duration(p.gap)}"]
+    rng = f"{_centi(p.low)} … {_centi(p.high)}"
+    parts = [rng, f"delay {fmt_duration(p.delay)}", f"gap {fmt_duration(p.gap)}"]
     if p.cumul is not None:
-        parts.append(f"cumulative {units.format_duration(p.cumul)}")
+        parts.append(f"cumulative {fmt_duration(p.cumul)}")
     if p.mkt is not None:
-        parts.append(f"MKT ≤ {units.format_centi(p.mkt)}")
+        parts.append(f"MKT ≤ {fmt_centi(p.mkt)}")
     if p.lots:
         parts.append("lot profiles exist")
     if p.links:
@@ -475,9 +463,10 @@ def _profile_list(args: argparse.Namespace) -> int:
             json.dumps(
                 [
                     {
-                        **profile_json(es[-1].payload),
-                        "signer": es[-1].signer,
-                        "history": [{**profile_json(e.payload), "leaf": e.leaf} for e in es],
+                        **profile_document(es[-1].signer, es[-1].payload),
+                        "history": [
+                            {**profile_document(e.signer, e.payload), "leaf": e.leaf} for e in es
+                        ],
                     }
                     for es in chains.values()
                 ],

@@ -43,8 +43,9 @@ from typing import Any
 from gateway.proofs import ProofUnavailable, TreeReader, covering_checkpoint, prove
 from gateway.registry import ChainKey, RegistryError, Scopes, chain_label
 from gateway.store import SQLiteStore, StoredRecord
-from gateway.units import format_duration, format_time
+from gateway.units import format_time
 from protocol.bundle import Bundle, Subject
+from protocol.reasons import fmt_duration
 from protocol.record import (
     KIND_BINDING,
     KIND_PROFILE,
@@ -375,7 +376,7 @@ def _span(a: int, b: int) -> str:
     """``06 Dec 01:05 → 08:55 (7 h 50 min)`` (UTC)."""
     first = time.strftime("%d %b %H:%M", time.gmtime(a))
     day = "%H:%M" if time.gmtime(a)[:3] == time.gmtime(b)[:3] else "%d %b %H:%M"
-    length = f" ({format_duration(b - a)})" if b > a else ""
+    length = f" ({fmt_duration(b - a)})" if b > a else ""
     return f"{first} → {time.strftime(day, time.gmtime(b))}{length}"
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import calendar
 import re
-import time
 from decimal import Decimal, InvalidOperation
+
+from protocol.reasons import fmt_time
 
 __all__ = [
     "UnitError",
-    "format_centi",
-    "format_duration",
     "format_time",
     "parse_centi",
     "parse_duration",
@@ -80,24 +79,6 @@ def parse_time(text: str) -> int:
     return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
 
 
-def format_centi(centi: int | None) -> str:
-    """0.01 °C -> ``-0.05 °C`` (exact, as docs/protocol.md §12.9 writes C(c))."""
-    if centi is None:
-        return "-"
-    sign = "-" if centi < 0 else ""
-    return f"{sign}{abs(centi) // 100}.{abs(centi) % 100:02d} °C"
-
-
-def format_duration(seconds: int | None) -> str:
-    """Seconds -> ``1 h 5 min``, ``45 min``, ``0 min 30 s`` (§12.9 D(s))."""
-    if seconds is None:
-        return "-"
-    h, rest = divmod(int(seconds), 3600)
-    n, r = divmod(rest, 60)
-    out = f"{h} h {n} min" if h else f"{n} min"
-    return out + (f" {r} s" if r else "")
-
-
 def format_time(t: int | None) -> str:
     """Unix seconds -> ``2026-06-01T08:00:00Z``."""
-    return "-" if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return "-" if t is None else fmt_time(t)

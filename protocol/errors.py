@@ -335,3 +335,24 @@ class BundleError(VerificationError):
     """The bundle does not match its schema."""
 
     code = "malformed_bundle"
+
+
+# --- bundle-level findings of the verifier (§11) -----------------------------------------
+
+
+class DuplicateEntryError(VerificationError):
+    """One (log, index) appears twice among a bundle's records (§9)."""
+
+    code = "duplicate_entry"
+
+
+class OutOfScopeError(VerificationError):
+    """A registry signed about a device, place or GTIN it is not the authority for (§10)."""
+
+    code = "out_of_scope"
+
+
+class SubjectMismatchError(VerificationError):
+    """The bundle claims another item than its signed commission scan (§11 step 13)."""
+
+    code = "subject_mismatch"

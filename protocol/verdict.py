@@ -76,6 +76,7 @@ __all__ = [
     "date_records",
     "judge",
     "parse_item",
+    "profile_document",
 ]
 
 #: How long a reading may stand for without a profile (§12.6 step 3), s.
@@ -172,6 +173,26 @@ class ExcursionReport:
         }
 
 
+def profile_document(signer: str, p: ProductProfile) -> dict[str, Any]:
+    """A profile statement as the verdict document shows it (§13.1)."""
+    return {
+        "signer": signer,
+        "gtin": p.gtin,
+        "lot": p.lot,
+        "name": p.name,
+        "low": p.low,
+        "high": p.high,
+        "delay": p.delay,
+        "cumul": p.cumul,
+        "mkt": p.mkt,
+        "gap": p.gap,
+        "lots": p.lots == 1,
+        "links": p.links == 1,
+        "cseq": p.cseq,
+        "time": p.time,
+    }
+
+
 @dataclass
 class Verdict:
     """The verdict over a bundle's verified records (§12) and its document (§13.1)."""
@@ -208,22 +229,7 @@ class Verdict:
         p = self.profile.payload if self.profile is not None else None
         if self.profile is None or not isinstance(p, ProductProfile):
             return None
-        return {
-            "signer": self.profile.signer,
-            "gtin": p.gtin,
-            "lot": p.lot,
-            "name": p.name,
-            "low": p.low,
-            "high": p.high,
-            "delay": p.delay,
-            "cumul": p.cumul,
-            "mkt": p.mkt,
-            "gap": p.gap,
-            "lots": p.lots == 1,
-            "links": p.links == 1,
-            "cseq": p.cseq,
-            "time": p.time,
-        }
+        return profile_document(self.profile.signer, p)
 
     def totals_json(self) -> dict[str, Any] | None:
         t = self.totals

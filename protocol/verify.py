@@ -46,11 +46,14 @@ from protocol.errors import (
     AnchorError,
     AnchorUnverifiableError,
     ChainError,
+    DuplicateEntryError,
     InconsistentCheckpointsError,
     MissingProofError,
     NoteError,
+    OutOfScopeError,
     ProofError,
     RevokedKeyError,
+    SubjectMismatchError,
     UnanchoredCheckpointError,
     UnknownKeyError,
     VerificationError,
@@ -82,24 +85,6 @@ RpcCall = Callable[[str, list[object]], object]
 
 _REGISTRY_KINDS = frozenset({KIND_REGISTRATION, KIND_BINDING, KIND_PROFILE})
 _STATEMENT_KINDS = frozenset({KIND_BINDING, KIND_PROFILE})
-
-
-class DuplicateEntryError(VerificationError):
-    """One (log, index) appears twice among a bundle's records (§9)."""
-
-    code = "duplicate_entry"
-
-
-class OutOfScopeError(VerificationError):
-    """A registry signed about a device, place or GTIN it is not the authority for (§10)."""
-
-    code = "out_of_scope"
-
-
-class SubjectMismatchError(VerificationError):
-    """The bundle claims another item than its signed commission scan (§11 step 13)."""
-
-    code = "subject_mismatch"
 
 
 @dataclass

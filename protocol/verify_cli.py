@@ -26,6 +26,7 @@ from typing import Any
 
 from protocol.bundle import load_bundle
 from protocol.errors import VerificationError
+from protocol.reasons import fmt_centi, fmt_duration
 from protocol.trust import load_trust
 from protocol.verify import Report, verify_bundle
 
@@ -119,19 +120,11 @@ def _t(t: int | None) -> str:
 
 
 def _c(c: int | None) -> str:
-    if c is None:
-        return "-"
-    sign = "-" if c < 0 else ""
-    return f"{sign}{abs(c) // 100}.{abs(c) % 100:02d}"
+    return "-" if c is None else fmt_centi(c).removesuffix(" °C")
 
 
 def _d(s: int | None) -> str:
-    if s is None:
-        return "-"
-    h, rest = divmod(s, 3600)
-    m, r = divmod(rest, 60)
-    text = f"{h} h {m} min" if h else f"{m} min"
-    return text + (f" {r} s" if r else "")
+    return "-" if s is None else fmt_duration(s)
 
 
 def _n(count: int, noun: str) -> str:

@@ -391,8 +391,9 @@ def test_durations_and_times() -> None:
     for bad in ("2026-02-30T00:00Z", "yesterday", "2026-06-01T25:00Z"):
         with pytest.raises(units.UnitError):
             units.parse_time(bad)
-    assert units.format_duration(3900) == "1 h 5 min" and units.format_duration(30) == "0 min 30 s"
-    assert units.format_centi(-5) == "-0.05 °C"
+    assert units.format_time(1780300800) == "2026-06-01T08:00:00Z"
+    assert units.format_time(None) == "-"
+    assert units.parse_centi("-0.05") == -5
 
 
 def test_trust_carries_the_configured_scopes(
