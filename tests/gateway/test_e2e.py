@@ -19,6 +19,7 @@ from protocol.keys import b64d, load_ed25519_private_key
 from protocol.merkle import hash_leaf, verify_consistency, verify_inclusion, verify_multiproof
 from protocol.note import NoteVerifier
 from tests.gateway.devices import CT_RECORD, SimDevice, wait_for
+from tests.schemas import assert_trust
 
 
 def test_devices_use_the_firmware_record_code() -> None:
@@ -49,6 +50,7 @@ def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
 
     cfg = env.cfg
     trust = trust_document(cfg)
+    assert_trust(trust)  # the gateway's trust file follows the published schema
     (tmp_path / "trust.json").write_text(json.dumps(trust))
     verifier = NoteVerifier.from_vkey(trust["logs"][0]["vkey"])
     store = open_store(cfg.db_path)
