@@ -83,23 +83,40 @@ def build_day(
     unbound: tuple[str, ...] = (),
     hook: Callable[[Day, str, int], bool] | None = None,
     deterministic: bool = True,
+    scans: dict[int, dict[str, object]] | None = None,
+    extra: dict[str, Callable[[int], int | None]] | None = None,
+    lot_profile: dict[str, object] | None = None,
 ) -> Day:
     """The day, with per-place temperature curves and optional changes.
 
     ``hook(day, place, t)`` is called before each reading; returning True
-    skips the standard reading (the hook made its own records)."""
+    skips the standard reading (the hook made its own records). ``scans``
+    changes the keyword arguments of the n-th custody scan (0 = commission);
+    ``extra`` adds a second logger to a place, with its own curve;
+    ``lot_profile`` adds a profile for the item's lot (the GTIN's then says
+    ``lots``)."""
     s = Scenario(deterministic=deterministic)
     profile = profile or PROFILE
-    s.profile(GTIN, T0 - 86400, **profile)
+    gtin_profile = dict(profile, lots=1) if lot_profile else profile
+    s.profile(GTIN, T0 - 86400, **gtin_profile)
+    if lot_profile:
+        s.profile(GTIN, T0 - 86400, lot="L42", **lot_profile)
     places = [PACK, TRUCK, DOCK, COLD]
     loggers = {p: s.logger(f"tl-{p.split(':')[1]}") for p in places}
+    seconds = {p: s.logger(f"tl-{p.split(':')[1]}-b") for p in (extra or {})}
     readers = {
         PACK: s.reader("rd-pack", PACK),
         DOCK: s.reader("rd-dock", DOCK),
         COLD: s.reader("rd-cold", COLD),
     }
+
+    def watching(p: str) -> list[str]:
+        if p in unbound:
+            return []
+        return [loggers[p].id] + ([seconds[p].id] if p in seconds else [])
+
     for p in places:
-        s.bind(p, [] if p in unbound else [loggers[p].id], T0 - 3600)
+        s.bind(p, watching(p), T0 - 3600)
     day = Day(s, loggers, readers)
     temps = temps or {}
     events = [
@@ -111,7 +128,9 @@ def build_day(
     ]
     # Records in time order, as the gateway would log them.
     timeline: list[tuple[int, int, Callable[[], None]]] = []
-    for t, reader, action, kw in events:
+    for n, (t, reader, action, kw) in enumerate(events):
+        kw = {**kw, **(scans or {}).get(n, {})}
+        kw = {k: v for k, v in kw.items() if v is not None}
         timeline.append(
             (T0 + t, 0, lambda r=reader, a=action, t=t, kw=kw: s.scan(r, a, T0 + t, **kw))
         )
@@ -125,13 +144,18 @@ def build_day(
                 s.reading(loggers[p], t, curve(t - T0))
 
             timeline.append((t, 1, read))
+    for p, curve2 in (extra or {}).items():
+        for t in range(T0 - EVERY, T0 + T_END + EVERY + 1, EVERY):
+            timeline.append((t, 2, lambda p=p, t=t, c=curve2: s.reading(seconds[p], t, c(t - T0))))
     timeline.sort(key=lambda x: (x[0], x[1]))
     for _, _, make in timeline:
         make()
     if restate:  # the registry restates its chains, closing every interval (§4.2)
-        s.profile(GTIN, T0 + T_END + 3600, **profile)
+        s.profile(GTIN, T0 + T_END + 3600, **gtin_profile)
+        if lot_profile:
+            s.profile(GTIN, T0 + T_END + 3600, lot="L42", **lot_profile)
         for p in places:
-            s.bind(p, [] if p in unbound else [loggers[p].id], T0 + T_END + 3600)
+            s.bind(p, watching(p), T0 + T_END + 3600)
     return day
 
 
@@ -278,6 +302,41 @@ def v_incomplete_declared_loss():
     return build_day(hook=hook), None
 
 
+def v_incomplete_unlinked_required():
+    prof = dict(PROFILE, links=1)  # the brand requires custody links; these tags carry none
+    no_links = {n: {"link": False} for n in range(1, 5)}
+    return build_day(profile=prof, scans=no_links), None
+
+
+def v_incomplete_load_without_ref():
+    return build_day(scans={1: {"ref": None}}), None
+
+
+def v_fail_two_loggers_one_warm():
+    t = T_LOAD + 3600
+    warm = {TRUCK: lambda x: 700 if t <= x < t + 2400 else steady(x)}  # the second logger only
+    return build_day(extra=warm), None
+
+
+def v_fail_low_excursion():
+    t = T_RECEIVE + 3600
+    return build_day(temps=excursion(COLD, t, t + 2700, -150)), None
+
+
+def v_incomplete_custody_branch():
+    # the unload reader's write to the tag fails: the receive links to the load
+    return build_day(scans={2: {"write": False}}), None
+
+
+def v_pass_lot_profile_checkpoints():
+    # The GTIN (0-4 °C) says lots exist; the lot's own profile (2-8 °C)
+    # decides, so 5 °C passes. The log has three checkpoints, linked by
+    # consistency proofs, the last one anchored.
+    lot = dict(low=200, high=800, delay=1800, gap=1800, name="lot L42: 2-8 °C")
+    temps = {p: (lambda t: 500 + (t // EVERY) % 4 * 10) for p in (PACK, TRUCK, DOCK, COLD)}
+    return build_day(lot_profile=lot, temps=temps), None
+
+
 WANT: dict[
     str, tuple[Callable[[], tuple[Day, Callable[[bytes], bool] | None]], str | None, set[str]]
 ] = {
@@ -307,13 +366,28 @@ WANT: dict[
         {"undated", "no_readings"},
     ),
     "incomplete_declared_loss": (v_incomplete_declared_loss, "INCOMPLETE", {"lost", "no_readings"}),
+    "incomplete_unlinked_required": (
+        v_incomplete_unlinked_required,
+        "INCOMPLETE",
+        {"custody_unlinked"},
+    ),
+    "incomplete_load_without_ref": (v_incomplete_load_without_ref, "INCOMPLETE", {"unmonitored"}),
+    "fail_two_loggers_one_warm": (v_fail_two_loggers_one_warm, "FAIL", {"excursion"}),
+    "fail_low_excursion": (v_fail_low_excursion, "FAIL", {"excursion"}),
+    "incomplete_custody_branch": (v_incomplete_custody_branch, "INCOMPLETE", {"custody_branch"}),
+    "pass_lot_profile_checkpoints": (v_pass_lot_profile_checkpoints, "PASS", set()),
 }
+
+# Vectors whose log is checkpointed more than once (thirds of the log).
+SPLIT = {"pass_lot_profile_checkpoints"}
 
 
 def make(name: str) -> dict[str, object]:
     build, verdict, codes = WANT[name]
     day, keep = build()
-    bundle = day.s.bundle(keep, item=ITEM)
+    n = len(day.s.records)
+    sizes = (n // 3, 2 * n // 3) if name in SPLIT else ()
+    bundle = day.s.bundle(keep, item=ITEM, sizes=sizes)
     trust_doc = day.s.trust_doc()
     text = bundle.dumps()
     report = verify_bundle(loads_bundle(text), parse_trust(trust_doc))
