@@ -6,7 +6,8 @@
                                                    declared losses
     coldtrace gateway rejects   --config FILE      the quarantine
     coldtrace gateway registry  {add,list,update,revoke,import,bind,unbind,bindings,
-                                 profile,restate}   (gateway/registry_cli.py)
+                                 profile,restate,import-statement}
+                                                   (gateway/registry_cli.py)
     coldtrace gateway checkpoints --config FILE    signed checkpoints and anchors
     coldtrace gateway proof     --config FILE --device D --seq N
     coldtrace gateway trace     --config FILE TAG_UID|DIGITAL_LINK -o FILE

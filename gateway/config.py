@@ -19,6 +19,13 @@ sections are::
                 restate_interval (s; restate every binding and profile chain
                 whose last statement is older, when key_file is there;
                 0 = never; default 86400)
+    [[registry.authorities]]  id, key (base64 SEC1 P-256), gtins: another
+                registry whose product profiles (kind 6) this gateway logs, e.g.
+                a brand owner signing with its own key (``coldtrace profile``);
+                listed in the trust file with its gtins scope. Where its gtins
+                and [registry] gtins (or another authority's) could tie - equal
+                specificity, both matching one GTIN - the file is refused; else
+                the more specific pattern wins (docs/protocol.md §10)
     [metrics]   port (Prometheus endpoint; absent or 0: off), host
     [alerts]    profiles, places, webhook...: read by gateway/alerts.py, kept as is
 
@@ -33,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "Authority",
     "ConfigError",
     "GatewayConfig",
     "IngestConfig",
@@ -113,6 +121,18 @@ class RegistryConfig:
     places: list[str] = field(default_factory=lambda: ["*"])
     gtins: list[str] = field(default_factory=lambda: ["*"])
     restate_interval: int = 86400  # s; 0: the gateway never restates on its own
+    # [[registry.authorities]]: other registries (a brand owner) whose profiles
+    # this gateway logs; read into Authority by load_config.
+    authorities: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Authority:
+    """Another registry whose product profiles this gateway logs (a brand owner)."""
+
+    id: str
+    key: str  # base64 SEC1 P-256
+    gtins: tuple[str, ...]
 
 
 @dataclass
@@ -236,6 +256,7 @@ def _check(cfg: GatewayConfig) -> None:
             )
     if cfg.registry.restate_interval < 0:
         raise ConfigError("[registry] restate_interval must be >= 0 (0: off)")
+    cfg.registry.authorities = _authorities(cfg.registry)
     try:
         check_origin(cfg.log.origin)
         check_origin(cfg.ledger.id)
@@ -281,3 +302,85 @@ def render_config(sections: dict[str, dict[str, Any]]) -> str:
                 out.append(f"{key} = {_toml_value(value)}")
         out.append("")
     return "\n".join(out)
+
+
+def _authorities(r: RegistryConfig) -> list[Authority]:
+    """Check ``[[registry.authorities]]`` and read it into :class:`Authority` entries."""
+    from protocol.cose import ID_PATTERN
+    from protocol.errors import VerificationError
+    from protocol.keys import b64d, p256_public_from_sec1
+
+    raw = r.authorities
+    if not isinstance(raw, list):
+        raise ConfigError("[[registry.authorities]] must be an array of tables")
+    out: list[Authority] = []
+    for n, e in enumerate(raw, 1):
+        where = f"[[registry.authorities]] #{n}"
+        if isinstance(e, Authority):
+            out.append(e)
+            continue
+        if not isinstance(e, dict) or set(e) != {"id", "key", "gtins"}:
+            have = sorted(e) if isinstance(e, dict) else e
+            raise ConfigError(f"{where} must have exactly id, key and gtins, got {have!r}")
+        aid, key, gtins = e["id"], e["key"], e["gtins"]
+        if not isinstance(aid, str) or not ID_PATTERN.fullmatch(aid):
+            raise ConfigError(f"{where}: id {aid!r} is not a protocol id (1-32 of [a-z0-9._-])")
+        where = f"[[registry.authorities]] {aid}"
+        if aid == r.id or any(a.id == aid for a in out):
+            raise ConfigError(f"{where}: the id is taken (by [registry] or another authority)")
+        try:
+            p256_public_from_sec1(b64d(key if isinstance(key, str) else ""))
+        except (ValueError, VerificationError) as exc:
+            raise ConfigError(f"{where}: key is not a base64 SEC1 P-256 point ({exc})") from None
+        if (
+            not isinstance(gtins, list)
+            or not gtins
+            or not all(isinstance(g, str) and g for g in gtins)
+        ):
+            raise ConfigError(f"{where}: gtins must be a non-empty list of patterns")
+        out.append(Authority(aid, key, tuple(gtins)))
+    owners = [(f"[registry] {r.id}", tuple(r.gtins))] + [
+        (f"authority {a.id}", a.gtins) for a in out
+    ]
+    for i, (who_a, pats_a) in enumerate(owners):
+        for who_b, pats_b in owners[i + 1 :]:
+            for a in pats_a:
+                for b in pats_b:
+                    if _specificity(a) == _specificity(b) and _overlap(a, b):
+                        raise ConfigError(
+                            f"gtins: {who_a} {a!r} and {who_b} {b!r} are equally specific and "
+                            "both match some GTIN: a verifier would find no authority for it "
+                            "(docs/protocol.md §10). Make one pattern more specific (the more "
+                            "specific pattern wins), e.g. narrow [registry] gtins"
+                        )
+    return out
+
+
+def _specificity(pattern: str) -> int:
+    return len(pattern) - pattern.count("*")
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether some text matches both patterns (``*``: any run of characters)."""
+    seen: set[tuple[int, int]] = set()
+    todo = [(0, 0)]
+    while todo:
+        i, j = todo.pop()
+        if (i, j) in seen:
+            continue
+        seen.add((i, j))
+        if i == len(a) and j == len(b):
+            return True
+        ca = a[i] if i < len(a) else None
+        cb = b[j] if j < len(b) else None
+        if ca == "*":
+            todo.append((i + 1, j))  # the star ends
+            if cb is not None and cb != "*":
+                todo.append((i, j + 1))  # the star takes b's character
+        if cb == "*":
+            todo.append((i, j + 1))
+            if ca is not None and ca != "*":
+                todo.append((i + 1, j))
+        if ca is not None and ca != "*" and ca == cb:
+            todo.append((i + 1, j + 1))
+    return False

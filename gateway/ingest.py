@@ -13,6 +13,9 @@ bad_cose       not the COSE_Sign1 profile of §3 (tag, headers, kid, sizes)
 wrong_algorithm alg is not ES256 (-7)
 wrong_topic    kid is not the device of the topic ``ct/v1/{dev}/rec``
 unknown_device no registration for the kid
+unknown_key    a record from the outbox (a registry record, or one imported
+               with ``registry import-statement``) whose kid is neither this
+               gateway's registry nor a ``[[registry.authorities]]`` entry
 revoked_device the device was revoked before this record arrived
 bad_payload    the payload breaks a rule of §2 (fields, ranges, kinds), or a
                registry record (kinds 4-6) not signed by a registry, or a
@@ -39,7 +42,9 @@ bad_registration a registration the registry may not apply (another key for a
                known device, a revoked id reused, revoking an unknown device)
 out_of_scope   a registration, binding or profile for a device id, place or
                GTIN outside the registry's ``[registry]`` scopes (a verifier
-               would refuse it, §10)
+               would refuse it, §10); from a ``[[registry.authorities]]`` key
+               (a brand owner), anything but a profile of a GTIN it is the
+               authority for
 statement_fork a binding or profile whose ``cseq`` is already taken in its
                statement chain (§4.2) by another statement
 statement_gap  a statement whose ``cseq`` skips positions of its chain (or a
@@ -48,6 +53,11 @@ statement_unlinked a statement whose ``cprev`` is not the chain hash of the
                chain's previous statement
 statement_backdated a statement whose ``time`` is before the previous
                statement's: time never goes back along a chain
+broken_link    a record of another authority (``[[registry.authorities]]``)
+               whose ``prev`` is not the hash of its stored seq - 1, or whose
+               stored seq + 1 does not link to it (its seqs may have gaps here:
+               it sends its statements to several gateways; a fork is a
+               ``conflict``)
 ============== ================================================================
 
 Logged statements move the registry's chain heads and current bindings
@@ -150,6 +160,7 @@ REASONS = {
     "wrong_algorithm": "algorithm is not ES256",
     "wrong_topic": "signer is not the device of the topic",
     "unknown_device": "no registration for this signer",
+    "unknown_key": "signed by neither this registry nor a configured authority",
     "revoked_device": "device revoked before this record",
     "bad_payload": "payload breaks the record rules",
     "bad_signature": "signature does not verify",
@@ -163,6 +174,7 @@ REASONS = {
     "statement_gap": "statement chain positions skipped",
     "statement_unlinked": "statement does not link to its chain's previous one",
     "statement_backdated": "statement time before its chain's previous one",
+    "broken_link": "an authority's record does not link to its adjacent seq",
     "internal_error": "unexpected failure while checking",
 }
 
@@ -291,6 +303,12 @@ def _precheck(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> 
         return Refused(msg, "wrong_topic", f"signed by {kid!r}, published on {msg.topic!r}", kid)
     entry = registry.keys.get(kid)
     if entry is None:
+        if msg.outbox_id:
+            why = (
+                f"{kid!r} is neither this gateway's registry nor a [[registry.authorities]] "
+                "entry of its configuration"
+            )
+            return Refused(msg, "unknown_key", why, kid)
         return Refused(msg, "unknown_device", f"{kid!r} is not registered", kid)
     if not entry.active:
         return Refused(msg, "revoked_device", f"{kid!r} is revoked", kid)
@@ -457,6 +475,33 @@ class Ingestor:
         rec = self.store.record_by_seq(signer, seq)
         return None if rec is None else (rec.raw, rec.boot)
 
+    def _authority_link(
+        self,
+        signer: str,
+        seq: int,
+        prev: bytes,
+        chash: bytes,
+        batch_raw: dict[tuple[str, int], bytes],
+        batch_hash: dict[tuple[str, int], bytes],
+    ) -> str | None:
+        """Why another authority's record does not link to its stored neighbours, or
+        None. Its seqs may have gaps in this log, so only adjacent seqs are checked."""
+        if seq == 0 and prev != ZERO_PREV:
+            return f"{signer} seq 0 with a non-zero prev"
+        want = self._stored_hash(signer, seq - 1, batch_hash) if seq > 0 else None
+        if want is not None and want != prev:
+            return (
+                f"{signer} seq {seq}: prev {prev.hex()} is not the hash of its stored "
+                f"seq {seq - 1} ({want.hex()})"
+            )
+        nxt = batch_raw.get((signer, seq + 1))
+        if nxt is None:
+            rec = self.store.record_by_seq(signer, seq + 1)
+            nxt = rec.raw if rec is not None else None
+        if nxt is not None and decode_payload(parse_sign1(nxt).payload).prev != chash:
+            return f"{signer} seq {seq}: its stored seq {seq + 1} does not link to it"
+        return None
+
     def process(self, results: Sequence[Result]) -> BatchOutcome:
         """Apply the stateful checks to checked messages, commit, append to the log."""
         now = int(self.clock())
@@ -544,6 +589,11 @@ class Ingestor:
                     registry.check_statement(p, signer)
                 except StatementError as exc:
                     refuse(Refused(msg, exc.reason, str(exc), signer, seq))
+                    continue
+            if signer in registry.authorities:
+                broken = self._authority_link(signer, seq, p.prev, r.chash, batch_raw, batch_hash)
+                if broken is not None:
+                    refuse(Refused(msg, "broken_link", broken, signer, seq))
                     continue
             # --- accepted: chain bookkeeping --------------------------------------
             if seq == 0:

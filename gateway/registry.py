@@ -44,7 +44,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ from protocol.record import (
     decode_payload,
     make_record,
 )
-from protocol.scope import pattern_matches
+from protocol.scope import authority, pattern_matches
 
 __all__ = [
     "ROLES",
@@ -127,32 +127,56 @@ class StatementError(RegistryError):
 # --- scopes (§1 "Pattern", §10) ------------------------------------------------------------
 
 
+SELF = ""  # the gateway's own registry in Scopes.authority_for (never a protocol id)
+
+
 @dataclass(frozen=True)
 class Scopes:
-    """The device ids, places and GTINs a registry speaks for (patterns, ``*`` = any)."""
+    """The device ids, places and GTINs a registry speaks for (patterns, ``*`` = any).
+
+    ``others``: the ``gtins`` patterns of the other authorities this gateway
+    logs (``[[registry.authorities]]``, e.g. a brand owner's key): the
+    registry speaks for a GTIN only where it is the authority (§10: the most
+    specific matching pattern wins; a tie gives no authority).
+    """
 
     devices: tuple[str, ...] = ("*",)
     places: tuple[str, ...] = ("*",)
     gtins: tuple[str, ...] = ("*",)
+    others: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @staticmethod
     def _any(patterns: Sequence[str], value: str) -> bool:
         return any(pattern_matches(p, value) for p in patterns)
 
+    def authority_for(self, gtin: str) -> str | None:
+        """Who speaks for ``gtin``: :data:`SELF`, another authority's id, or None."""
+        return authority({SELF: self.gtins, **dict(self.others)}, gtin)
+
     def matches(self, what: str, value: str) -> bool:
         """Whether ``value`` is in the ``what`` scope (devices, places or gtins)."""
+        if what == "gtins" and self.others:
+            return self.authority_for(value) == SELF
         return self._any(getattr(self, what), value)
 
     def check(self, what: str, value: str) -> None:
         """Raise StatementError(``out_of_scope``) unless ``value`` is in the ``what`` scope."""
+        if self.matches(what, value):
+            return
         patterns = getattr(self, what)
-        if not self._any(patterns, value):
-            noun = {"devices": "device id", "places": "place", "gtins": "GTIN"}[what]
+        noun = {"devices": "device id", "places": "place", "gtins": "GTIN"}[what]
+        owner = self.authority_for(value) if what == "gtins" else None
+        if owner:
             raise StatementError(
                 "out_of_scope",
-                f"{noun} {value!r} is outside the registry's scope ([registry] {what} = "
-                f"{list(patterns)}): a verifier would refuse the record as out_of_scope",
+                f"GTIN {value!r} belongs to authority {owner!r} ([[registry.authorities]], a "
+                "more specific gtins pattern): only its key may sign the GTIN's profile",
             )
+        raise StatementError(
+            "out_of_scope",
+            f"{noun} {value!r} is outside the registry's scope ([registry] {what} = "
+            f"{list(patterns)}): a verifier would refuse the record as out_of_scope",
+        )
 
 
 # --- statement chains ---------------------------------------------------------------------
@@ -221,15 +245,20 @@ class Registry:
         devices: dict[str, DeviceRow],
         statements: Iterable[StatementRow] = (),
         scopes: Scopes | None = None,
+        authorities: Mapping[str, ec.EllipticCurvePublicKey] | None = None,
     ) -> None:
         self.registries = dict(registries)
         self.devices = dict(devices)
         self.scopes = scopes or Scopes()
+        # Other authorities (a brand owner's key): they sign product profiles
+        # only, within their gtins (``scopes.others``), and are never restated here.
+        self.authorities = dict(authorities or {})
+        signers = {**self.authorities, **self.registries}
         self.keys: dict[str, KeyEntry] = {
-            rid: KeyEntry(key, True, True) for rid, key in registries.items()
+            rid: KeyEntry(key, True, True) for rid, key in signers.items()
         }
         self.updates: list[tuple[str, bytes, bool, bool]] = [
-            (rid, p256_public_to_sec1(key), True, True) for rid, key in registries.items()
+            (rid, p256_public_to_sec1(key), True, True) for rid, key in signers.items()
         ]
         for d in devices.values():
             if d.id not in self.keys:
@@ -248,7 +277,11 @@ class Registry:
 
     def check(self, reg: Registration, registry: str) -> DeviceRow | None:
         """Raise RegistryError if ``reg`` may not be applied; the current row, if any."""
-        if reg.device in self.registries:
+        if registry in self.authorities:
+            raise StatementError(
+                "out_of_scope", f"authority {registry!r} may sign product profiles only"
+            )
+        if reg.device in self.registries or reg.device in self.authorities:
             raise RegistryError(f"{reg.device!r} is a registry id, not a device")
         self.scopes.check("devices", reg.device)
         row = self.devices.get(reg.device)
@@ -292,7 +325,20 @@ class Registry:
 
     def check_statement(self, p: Statement, signer: str) -> None:
         """Raise StatementError if ``p`` may not be logged next in its chain."""
-        if isinstance(p, Binding):
+        if signer in self.authorities:
+            if isinstance(p, Binding):
+                raise StatementError(
+                    "out_of_scope", f"authority {signer!r} may sign product profiles only"
+                )
+            owner = self.scopes.authority_for(p.gtin)
+            if owner != signer:
+                who = {None: "no one (no pattern matches, or two tie)", SELF: "this registry"}
+                raise StatementError(
+                    "out_of_scope",
+                    f"GTIN {p.gtin!r} is outside the gtins of authority {signer!r}: "
+                    f"its authority is {who.get(owner, repr(owner))}",
+                )
+        elif isinstance(p, Binding):
             self.scopes.check("places", p.target)
         else:
             self.scopes.check("gtins", p.gtin)
@@ -757,6 +803,9 @@ class RegistrySigner:
 
     def restate(self, key: ChainKey, *, at: int | None = None) -> bytes:
         """Sign a new statement of chain ``key`` with unchanged content (§4.2)."""
+        kind, name = key
+        if kind == KIND_PROFILE:  # e.g. the GTIN has another authority now
+            self._in_scope("gtins", name.partition(" ")[0])
 
         def make(view: Registry, head: ChainHead | None) -> Statement:
             last = self.last_statement(key, view)
@@ -777,6 +826,9 @@ class RegistrySigner:
         now = self._now()
         done = []
         for key, head in sorted(self.chains().items()):
+            kind, name = key
+            if kind == KIND_PROFILE and not self.scopes.matches("gtins", name.partition(" ")[0]):
+                continue  # no longer ours to state (another authority, a narrower scope)
             if head.time <= now - older_than:
                 self.restate(key)
                 done.append(key)

@@ -13,12 +13,17 @@
                               [--cumul D] [--mkt C] [--name N] [--lots] [--links] [--at T]
     registry profile list [--json]
     registry restate (TARGET|GTIN [--lot L] | --all)
+    registry import-statement FILE...              (a profile signed by another
+                                                    authority, e.g. a brand owner)
 
 Temperatures are °C with at most two decimals (``--high 4`` or ``4.00``),
 durations ``30m``, ``2h``, ``1800s``, times Unix seconds or UTC
 ``2026-06-01T08:00:00Z`` (gateway/units.py). Every signing command signs
 with ``[registry] key_file`` and queues the record in the store's outbox;
 the running gateway logs it within a second (docs/protocol.md §2.5-§2.7, §4.2).
+``import-statement`` queues a record signed by an authority of
+``[[registry.authorities]]`` (``coldtrace profile sign``) unchanged: it is
+never re-signed; ingest checks its scope and chains like any registry record.
 """
 
 from __future__ import annotations
@@ -151,6 +156,14 @@ def register_registry_commands(sub: Any, config_arg: Callable[[Any], None]) -> N
     p.add_argument("target", nargs="?", default=None, help="a bound target or a GTIN")
     p.add_argument("--lot", default=None, help="with a GTIN: the lot's chain")
     p.add_argument("--all", action="store_true", help="every binding and profile chain")
+
+    p = cmd(
+        "import-statement",
+        "queue product profiles signed by a [[registry.authorities]] key (a brand owner), "
+        "unchanged",
+        _import_statement,
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="signed records (.cose)")
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -456,8 +469,8 @@ def _profile_list(args: argparse.Namespace) -> int:
     finally:
         store.close()
     chains: dict[Any, list[Any]] = {}
-    for e in history:
-        chains.setdefault(e.key, []).append(e)
+    for e in history:  # one chain per signer (a brand owner's are its own, §4.2)
+        chains.setdefault((e.key, e.signer), []).append(e)
     if args.json:
         print(
             json.dumps(
@@ -476,8 +489,9 @@ def _profile_list(args: argparse.Namespace) -> int:
         return 0
     if not chains:
         print("no product profiles")
-    for key, es in chains.items():
-        print(f"{chain_label(key)}: {_profile_text(es[-1].payload)}")
+    for (key, signer), es in chains.items():
+        by = "" if signer == cfg.registry.id else f" (signed by {signer})"
+        print(f"{chain_label(key)}{by}: {_profile_text(es[-1].payload)}")
         for e in es:
             print(
                 f"    cseq {e.cseq:<4} from {units.format_time(e.time)}  "
@@ -518,3 +532,95 @@ def _restate(args: argparse.Namespace) -> int:
     if ok:
         _said(raws)
     return 0 if ok else 1
+
+
+# --- statements signed by other authorities ---------------------------------------------------
+
+
+def _import_statement(args: argparse.Namespace) -> int:
+    """Queue each file's record in the outbox as it is (never re-signed). Checked here:
+    what needs only the record and the configuration (a profile, from a configured
+    authority, its signature); the running gateway checks scope and chains."""
+    from gateway.cli import _load
+    from gateway.service import authority_keys
+    from gateway.store import open_store
+    from protocol.cose import verify_sign1
+    from protocol.errors import VerificationError
+    from protocol.record import ProductProfile, open_record
+
+    cfg = _load(args)
+    keys = authority_keys(cfg)
+    store = open_store(cfg.db_path)
+    failed = 0
+    try:
+        for path in args.files:
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                _err(f"{path}: {exc.strerror or exc}")
+                failed += 1
+                continue
+            why: str | None = None
+            rec = None
+            if len(raw) > 1024:
+                why = f"{len(raw)} bytes: not a record (at most 1024)"
+            else:
+                try:
+                    rec = open_record(raw)
+                except VerificationError as exc:
+                    why = f"not a signed record: {exc}"
+            if rec is not None and why is None:
+                if not isinstance(rec.payload, ProductProfile):
+                    why = f"a kind {rec.payload.kind} record: authorities sign profiles only"
+                elif rec.signer == cfg.registry.id:
+                    why = f"signed by this gateway's registry {rec.signer!r}: sign it here"
+                elif rec.signer not in keys:
+                    why = (
+                        f"unknown_key: signed by {rec.signer!r}, which is not a "
+                        "[[registry.authorities]] entry of the configuration"
+                    )
+                else:
+                    try:
+                        verify_sign1(raw, keys[rec.signer])
+                    except VerificationError as exc:
+                        why = (
+                            f"bad_signature: not signed by {rec.signer}'s configured key "
+                            f"(altered or re-signed?): {exc}"
+                        )
+            if why is not None or rec is None:
+                _err(f"{path}: refused, nothing queued: {why}")
+                failed += 1
+                continue
+            seq = rec.payload.seq
+            logged = store.record_by_seq(rec.signer, seq)
+            if logged is not None:
+                if logged.raw == raw:
+                    print(f"{path}: already logged (leaf {logged.leaf})")
+                else:
+                    _err(f"{path}: refused: {rec.signer} seq {seq} is logged as another record")
+                    failed += 1
+                continue
+            queued = store.outbox_entry(rec.signer, seq)
+            if queued is not None:
+                if queued[0] != raw:
+                    _err(
+                        f"{path}: refused: another record of {rec.signer} seq {seq} was "
+                        "imported before (two records for one seq: a fork of its chain)"
+                    )
+                    failed += 1
+                elif not queued[1]:
+                    print(f"{path}: already queued ({rec.signer} seq {seq})")
+                else:  # refused when it was logged (see `coldtrace gateway rejects`)
+                    store.outbox_requeue(rec.signer, seq)
+                    print(f"{path}: refused before; queued again ({rec.signer} seq {seq})")
+                continue
+            store.outbox_add(rec.signer, seq, raw)
+            p = rec.payload
+            what = p.gtin + (f" lot {p.lot}" if p.lot else "")
+            print(
+                f"{path}: {what}: profile from {units.format_time(p.time)} signed by "
+                f"{rec.signer} (cseq {p.cseq}) {_QUEUED}"
+            )
+    finally:
+        store.close()
+    return 1 if failed else 0

@@ -87,7 +87,13 @@ def open_ledger(cfg: GatewayConfig) -> LocalLedger:
 
 def registry_scopes(cfg: GatewayConfig) -> Scopes:
     r = cfg.registry
-    return Scopes(tuple(r.devices), tuple(r.places), tuple(r.gtins))
+    others = tuple((a.id, a.gtins) for a in r.authorities)
+    return Scopes(tuple(r.devices), tuple(r.places), tuple(r.gtins), others)
+
+
+def authority_keys(cfg: GatewayConfig) -> dict[str, ec.EllipticCurvePublicKey]:
+    """``[[registry.authorities]]``: id -> public key (checked by load_config)."""
+    return {a.id: p256_public_from_sec1(b64d(a.key)) for a in cfg.registry.authorities}
 
 
 def registry_signer(cfg: GatewayConfig, store: SQLiteStore) -> RegistrySigner | None:
@@ -102,14 +108,18 @@ def registry_signer(cfg: GatewayConfig, store: SQLiteStore) -> RegistrySigner | 
 
 def trust_document(cfg: GatewayConfig) -> dict[str, Any]:
     """The trust file (§10, version 2) a verifier pins for this gateway's log:
-    its log key, its registry with the registry's scopes, and its ledger."""
+    its log key, its registry with the registry's scopes, the other authorities
+    whose profiles it logs (``[[registry.authorities]]``: gtins only), and its ledger."""
     signer = load_log_signer(cfg)
     ledger_key = load_ed25519_private_key(cfg.ledger.key_file).public_key()
     r = cfg.registry
     scopes = TrustScopes(tuple(r.devices), tuple(r.places), tuple(r.gtins))
     return protocol_trust_document(
         logs=[(cfg.log.origin, signer.vkey)],
-        registries={r.id: (p256_public_to_sec1(registry_public_key(cfg)), scopes)},
+        registries={
+            r.id: (p256_public_to_sec1(registry_public_key(cfg)), scopes),
+            **{a.id: (b64d(a.key), TrustScopes((), (), a.gtins)) for a in r.authorities},
+        },
         ledgers={cfg.ledger.id: ed25519_public_to_raw(ledger_key)},
     )
 
@@ -193,6 +203,7 @@ class Gateway:
             self.store.devices(),
             self.store.statement_heads(),
             registry_scopes(cfg),
+            authority_keys(cfg),
         )
         self.signer = registry_signer(cfg, self.store)
         ing = cfg.ingest

@@ -286,6 +286,8 @@ class Store(Protocol):
     def set_ack_key(self, device: str, key: bytes) -> None: ...
     def outbox_add(self, signer: str, seq: int, raw: bytes) -> int: ...
     def outbox_pending(self) -> list[tuple[int, bytes]]: ...
+    def outbox_entry(self, signer: str, seq: int) -> tuple[bytes, bool] | None: ...
+    def outbox_requeue(self, signer: str, seq: int) -> None: ...
     def last_signed(self, signer: str) -> tuple[int, bytes] | None: ...
     def add_checkpoint(self, cp: CheckpointRow) -> None: ...
     def checkpoints(self) -> list[CheckpointRow]: ...
@@ -869,6 +871,18 @@ class SQLiteStore:
             (i, bytes(raw))
             for i, raw in self._all("SELECT id, raw FROM outbox WHERE done = 0 ORDER BY id")
         ]
+
+    def outbox_entry(self, signer: str, seq: int) -> tuple[bytes, bool] | None:
+        """The outbox's record of (``signer``, ``seq``) and whether it was handled."""
+        row = self._one("SELECT raw, done FROM outbox WHERE signer = ? AND seq = ?", (signer, seq))
+        return None if row is None else (bytes(row[0]), bool(row[1]))
+
+    def outbox_requeue(self, signer: str, seq: int) -> None:
+        """Offer a handled (refused) outbox record to ingest again."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE outbox SET done = 0 WHERE signer = ? AND seq = ?", (signer, seq)
+            )
 
     def last_signed(self, signer: str) -> tuple[int, bytes] | None:
         """Highest seq ``signer`` has used, in the log or waiting in the outbox."""

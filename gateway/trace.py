@@ -12,7 +12,9 @@ leaves, so everything chosen can be proven), :func:`plan` chooses:
    from the last statement in force at its start to the first at or after its
    end), and from it each device's monitoring intervals;
 3. **the profile**: the run of the lot's profile chain (or, without one, the
-   GTIN's) that spans [c, c + 1) for the commission date c;
+   GTIN's) that spans [c, c + 1) for the commission date c, signed by the
+   GTIN's authority (§10): this gateway's registry, or another authority of
+   ``[[registry.authorities]]`` (a brand owner, ``coldtrace profile``);
 4. **for each monitoring device**: its records from the last one dated at or
    before its monitoring start to the first dated at or after its end, every
    seq in between, and each status record that declares a loss there; a
@@ -24,6 +26,9 @@ A run that does not reach its interval's end is *open* (the verdict would
 say ``binding_unproven`` or ``no_profile``): :func:`run_trace` restates such
 chains (gateway/registry.py, §4.2) and waits for the running gateway to log
 the restatements and anchor a checkpoint that covers them, then plans again.
+Another authority's chain cannot be restated here (the gateway does not hold
+its key): the command says whom to ask (``coldtrace profile sign`` with the
+same values, then ``registry import-statement``) and writes the bundle.
 :func:`gateway.proofs.prove` adds the checkpoint, one multiproof (verified)
 and the anchor receipt. The command prints the verifier's report of the
 bundle (``protocol.verify``) and exits with its §13.2 status.
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -45,7 +51,7 @@ from gateway.registry import ChainKey, RegistryError, Scopes, chain_label
 from gateway.store import SQLiteStore, StoredRecord
 from gateway.units import format_time
 from protocol.bundle import Bundle, Subject
-from protocol.reasons import fmt_duration
+from protocol.reasons import fmt_centi, fmt_duration
 from protocol.record import (
     KIND_BINDING,
     KIND_PROFILE,
@@ -73,6 +79,7 @@ class Run:
     until: int
     records: list[StoredRecord]  # consecutive cseqs
     closed: bool  # the last one is in force from ``until`` or later
+    signer: str = ""  # the registry whose chain it is (an authority's: not restated here)
 
     @property
     def last_time(self) -> int | None:
@@ -176,7 +183,7 @@ def _run(store: SQLiteStore, key: ChainKey, signer: str, a: int, b: int, upto: i
     ]
     rows.sort(key=lambda r: r.cseq)
     if not rows:
-        return Run(key, a, b, [], False)
+        return Run(key, a, b, [], False, signer)
     first = 0
     for i, r in enumerate(rows):
         if r.time <= a:
@@ -196,7 +203,7 @@ def _run(store: SQLiteStore, key: ChainKey, signer: str, a: int, b: int, upto: i
         if rec is None:
             raise TraceError(f"{chain_label(key)}: leaf {r.leaf} is not stored")
         recs.append(rec)
-    return Run(key, a, b, recs, closed)
+    return Run(key, a, b, recs, closed, signer)
 
 
 def _monitors(run: Run, a: int, b: int) -> list[tuple[str, int, int]]:
@@ -299,21 +306,28 @@ def plan(store: SQLiteStore, uid: bytes, *, registry: str, scopes: Scopes, upto:
         item = getattr(p, "item", None)
         parsed = parse_item(item) if item else None
         c = next(leg.start for leg in cust.legs)
+        owner = None if parsed is None else scopes.authority_for(parsed.gtin)
         if parsed is None:
             note = "the item has no GTIN: no product profile applies"
-        elif not scopes.matches("gtins", parsed.gtin):
-            note = f"GTIN {parsed.gtin} is outside this registry's gtins scope"
+        elif owner is None:
+            note = (
+                f"GTIN {parsed.gtin} has no authority here (outside every gtins scope of "
+                "[registry] and [[registry.authorities]])"
+            )
         else:
+            signer = owner or registry  # SELF ("") is this gateway's registry
             key: ChainKey = (KIND_PROFILE, parsed.gtin)
             if parsed.lot is not None:
                 lot_key: ChainKey = (KIND_PROFILE, f"{parsed.gtin} {parsed.lot}")
                 if any(
-                    r.leaf < upto for r in store.statements(kind=KIND_PROFILE, chain=lot_key[1])
+                    r.leaf < upto and r.signer == signer
+                    for r in store.statements(kind=KIND_PROFILE, chain=lot_key[1])
                 ):
                     key = lot_key
-            profile = _run(store, key, registry, c, c + 1, upto)
+            profile = _run(store, key, signer, c, c + 1, upto)
             if not profile.records:
-                note = f"no profile for GTIN {parsed.gtin} was ever signed"
+                by = "" if signer == registry else f" by {signer}"
+                note = f"no profile for GTIN {parsed.gtin} was ever signed{by}"
 
     spans: dict[str, list[tuple[int, int]]] = {}
     for lp in legs:
@@ -452,12 +466,17 @@ def run_trace(
 
 def _caught_up(store: SQLiteStore, wait: float, say: Callable[[str], None]) -> int:
     """The latest anchored checkpoint's size, after waiting (up to ``wait`` s, while
-    the gateway runs) for one that covers every record logged now."""
+    the gateway runs) for one that covers every record logged now, and the
+    records waiting in the outbox (e.g. a brand's imported profile) first."""
+    start = time.monotonic()
+    while (
+        store.outbox_pending() and gateway_running(store) and time.monotonic() - start < wait
+    ):
+        time.sleep(0.2)
     target = store.leaf_count()
     upto = _anchored(store)
     if upto >= target or not gateway_running(store):
         return upto
-    start = time.monotonic()
     note = start + 2.0
     while upto < target and time.monotonic() - start < wait:
         time.sleep(0.2)
@@ -469,6 +488,36 @@ def _caught_up(store: SQLiteStore, wait: float, say: Callable[[str], None]) -> i
                 f"({time.monotonic() - start:.0f} s)"
             )
     return upto
+
+
+def _ask_them(run: Run) -> str:
+    """What to tell the operator when another authority's chain is not closed."""
+    if not run.records:
+        return (
+            f"not closed: {chain_label(run.key)}: no statement of {run.signer} is logged here; "
+            "import theirs: coldtrace gateway registry import-statement FILE"
+        )
+    last = open_record(run.records[-1].raw).payload
+    assert isinstance(last, ProductProfile)
+    args = [f"--id {run.signer} --key BRAND.key --state BRAND-STATE.json {last.gtin}"]
+    if last.lot is not None:
+        args.append(f"--lot {shlex.quote(last.lot)}")
+    for flag, value in (("--low", last.low), ("--high", last.high), ("--mkt", last.mkt)):
+        if value is not None:
+            args.append(f"{flag}={fmt_centi(value).removesuffix(' °C')}")
+    args.append(f"--delay {last.delay}s --gap {last.gap}s")
+    if last.cumul is not None:
+        args.append(f"--cumul {last.cumul}s")
+    if last.name is not None:
+        args.append(f"--name {shlex.quote(last.name)}")
+    args += [f for f, on in (("--lots", last.lots), ("--links", last.links)) if on]
+    return (
+        f"not closed: {chain_label(run.key)} (its last statement, {format_time(run.last_time)}, "
+        f"is before {format_time(run.until)}). The profile of GTIN {last.gtin} is signed by "
+        f"{run.signer}, not by this gateway: ask them to restate it: coldtrace profile sign "
+        f"{' '.join(args)} -o profile.cose (same values), and import it: coldtrace gateway "
+        "registry import-statement profile.cose"
+    )
 
 
 def _close(
@@ -485,6 +534,12 @@ def _close(
     """Restate the plan's open chains and wait until they are closed in an anchored
     checkpoint; return the plan at that checkpoint (or the old one, said plainly)."""
     needed = p.open_runs
+    theirs = [r for r in needed if r.signer != cfg.registry.id]
+    for run in theirs:
+        say(_ask_them(run))
+    if theirs:
+        say("the verdict will be INCOMPLETE (no_profile) until then")
+    needed = [r for r in needed if r.signer == cfg.registry.id]
     if not needed:
         return p
     names = ", ".join(chain_label(r.key) for r in needed)
