@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import units
+from gateway.units import format_time
 from protocol.cose import ID_PATTERN
 from protocol.errors import VerificationError
 from protocol.keys import (
@@ -136,10 +137,6 @@ def _atomic_write(path: Path, data: bytes, *, then: Any = None) -> None:
         raise
 
 
-def _when(t: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
 def sign_profile(
     key_path: Path,
     brand: str,
@@ -184,14 +181,14 @@ def sign_profile(
     chain = gtin if lot is None else f"{gtin} {lot}"
     label = f"profile of {gtin}" + (f" lot {lot}" if lot else "")
     if when > now + FUTURE_SLACK:
-        raise BrandError(f"{label}: --at {_when(when)} is in the future")
+        raise BrandError(f"{label}: --at {format_time(when)} is in the future")
     if when < MIN_TIME:
-        raise BrandError(f"{label}: --at {_when(when)} is before 2020")
+        raise BrandError(f"{label}: --at {format_time(when)} is before 2020")
     head = state.chains.get(chain)
     if head is not None and when < head["time"]:
         raise BrandError(
-            f"{label}: --at {_when(when)} is before the chain's previous statement (cseq "
-            f"{head['cseq']}, effective {_when(head['time'])}); a statement cannot change a "
+            f"{label}: --at {format_time(when)} is before the chain's previous statement (cseq "
+            f"{head['cseq']}, effective {format_time(head['time'])}); a statement cannot change a "
             "past the chain already stated"
         )
     cseq, cprev = (0, ZERO_PREV) if head is None else (head["cseq"] + 1, head["hash"])
