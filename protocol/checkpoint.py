@@ -17,6 +17,11 @@ reading other ecosystems' checkpoints (Go's checksum database calls its log
 ``go.sum database tree``, which has spaces). Both refuse anything that does not
 re-encode to the same bytes, so a parsed :class:`Checkpoint`'s :meth:`body` is
 exactly the text that was signed and :func:`checkpoint_hash` can use it.
+
+Witnesses cosign a checkpoint (c2sp.org/tlog-cosignature, §7.1):
+:func:`cosign_checkpoint` adds a witness's line to a signed note, and
+:func:`open_cosigned_checkpoint` returns the cosignatures of the pinned
+witnesses along with the checkpoint.
 """
 
 from __future__ import annotations
@@ -33,7 +38,17 @@ from protocol.errors import (
     MalformedCheckpointError,
     UnverifiedNoteError,
 )
-from protocol.note import NoteSigner, NoteVerifier, parse_note, sign_note, verify_note
+from protocol.note import (
+    Cosignature,
+    NoteSigner,
+    NoteVerifier,
+    WitnessSigner,
+    WitnessVerifier,
+    parse_note,
+    sign_note,
+    verify_cosignatures,
+    verify_note,
+)
 
 __all__ = [
     "MAX_ORIGIN_BYTES",
@@ -41,7 +56,9 @@ __all__ = [
     "Checkpoint",
     "check_origin",
     "checkpoint_hash",
+    "cosign_checkpoint",
     "open_checkpoint",
+    "open_cosigned_checkpoint",
     "parse_c2sp_checkpoint",
     "parse_checkpoint",
     "sign_checkpoint",
@@ -212,6 +229,19 @@ def open_checkpoint(note_text: str | bytes, verifiers: Sequence[NoteVerifier]) -
     origin (:class:`UnverifiedNoteError` otherwise — a good witness cosignature
     alone does not make a checkpoint). An empty ``verifiers`` is NoteKeyError.
     """
+    return open_cosigned_checkpoint(note_text, verifiers, ())[0]
+
+
+def open_cosigned_checkpoint(
+    note_text: str | bytes,
+    verifiers: Sequence[NoteVerifier],
+    witnesses: Sequence[WitnessVerifier],
+) -> tuple[Checkpoint, list[Cosignature]]:
+    """:func:`open_checkpoint`, then the cosignatures of the pinned ``witnesses``
+    (§7.1): lines of other keys are ignored, a pinned witness's line that fails
+    is NoteSignatureError (the note is refused). Returns the checkpoint and the
+    verified cosignatures, at most one per witness; counting them against a
+    quorum is the caller's business."""
     note = parse_note(note_text)
     cp = parse_checkpoint(note.body)
     verified = verify_note(note, verifiers)
@@ -221,4 +251,20 @@ def open_checkpoint(note_text: str | bytes, verifiers: Sequence[NoteVerifier]) -
             expected=cp.origin,
             found=[v.name for v in verified],
         )
-    return cp
+    return cp, verify_cosignatures(note, witnesses)
+
+
+def cosign_checkpoint(note_text: str | bytes, witness: WitnessSigner, time: int) -> str:
+    """Add ``witness``'s cosignature as of ``time`` to a signed checkpoint note.
+
+    Checks only the form of the note and of its body: a witness must first
+    verify the log's signature and the consistency with what it saw before. A
+    line already there from the same (name, key id) is replaced."""
+    note = parse_note(note_text)
+    parse_c2sp_checkpoint(note.body)
+    fresh = witness.cosignature(note.body, time)
+    kept = [s for s in note.signatures if (s.name, s.key_id) != (fresh.name, fresh.key_id)]
+    note.signatures = [*kept, fresh]
+    out = note.text()
+    parse_note(out)  # never hand out a note we would refuse (size, count)
+    return out

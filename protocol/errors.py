@@ -279,6 +279,13 @@ class NoteKeyError(NoteError):
     code = "malformed_trust"
 
 
+class InsufficientCosignaturesError(VerificationError):
+    """A verified checkpoint carries valid cosignatures from fewer distinct pinned
+    witnesses than the trust file's quorum (§7.1, §11 step 2)."""
+
+    code = "insufficient_cosignatures"
+
+
 class InconsistentCheckpointsError(VerificationError):
     """Two checkpoints of one log cannot both be true."""
 

@@ -33,6 +33,16 @@ Go's ``note.Sign`` can trip: base64 must be canonical (no stray bits in the
 last character, so one signature has one spelling); one (name, key id) pair may
 sign a note only once (Go silently drops repeats); and a note is at most 16 KiB
 (Go bounds only the number of signatures, to 100, as we do too).
+
+Witness cosignatures (https://c2sp.org/tlog-cosignature, v1, Ed25519;
+docs/protocol.md §7.1) are signature lines of keys of signature type 0x04:
+key id ``SHA-256(name || 0x0A || 0x04 || public key)[:4]``, payload ``key id
+|| timestamp (8 bytes, big-endian, at most 2^63 - 1) || signature``, the
+signature over ``cosignature/v1\ntime <timestamp>\n`` followed by the body.
+:class:`WitnessVerifier` and :class:`WitnessSigner` are their keys;
+:func:`verify_cosignatures` applies the same rules as :func:`verify_note`
+(unknown keys ignored, a pinned key's failure rejects the note) and leaves the
+quorum to the caller. No timestamp is compared with the clock.
 """
 
 from __future__ import annotations
@@ -55,22 +65,32 @@ from protocol.errors import (
 )
 
 __all__ = [
+    "ALG_COSIGNATURE_V1",
     "ALG_ED25519",
+    "COSIGNATURE_HEADER",
     "MAX_NOTE_BYTES",
     "MAX_SIGNATURES",
+    "Cosignature",
     "Note",
     "NoteSignature",
     "NoteSigner",
     "NoteVerifier",
+    "WitnessSigner",
+    "WitnessVerifier",
+    "cosignature_message",
     "is_valid_key_name",
     "key_id",
     "open_note",
     "parse_note",
     "sign_note",
+    "verify_cosignatures",
     "verify_note",
 ]
 
 ALG_ED25519 = 0x01
+ALG_COSIGNATURE_V1 = 0x04  # c2sp.org/tlog-cosignature: timestamped Ed25519 cosignature
+COSIGNATURE_HEADER = "cosignature/v1"
+MAX_COSIGNATURE_TIME = 2**63 - 1
 MAX_NOTE_BYTES = 16 * 1024
 MAX_SIGNATURES = 100
 
@@ -263,7 +283,9 @@ def _parse_signature_line(line: str, number: int) -> NoteSignature:
 # --- keys -----------------------------------------------------------------------------
 
 
-def _parse_key_parts(name: str, hex_id: str, encoded: str, *, what: str, show_key: bool) -> bytes:
+def _parse_key_parts(
+    name: str, hex_id: str, encoded: str, *, what: str, show_key: bool, alg: int = ALG_ED25519
+) -> bytes:
     """Check the name, id and typed key of a vkey or skey; return the 32 key bytes.
     The id itself is checked by the caller, once the public key is known."""
     if not is_valid_key_name(name):
@@ -274,10 +296,8 @@ def _parse_key_parts(name: str, hex_id: str, encoded: str, *, what: str, show_ke
     if not typed:  # None (bad base64) or empty
         shown = encoded if show_key else "(secret key not shown)"
         raise NoteKeyError(f"{what}: key is not canonical standard base64", found=shown)
-    if typed[0] != ALG_ED25519:
-        raise NoteKeyError(
-            f"{what}: unsupported signature type", expected=ALG_ED25519, found=typed[0]
-        )
+    if typed[0] != alg:
+        raise NoteKeyError(f"{what}: unsupported signature type", expected=alg, found=typed[0])
     if len(typed) != 33:
         raise NoteKeyError(f"{what}: an Ed25519 key is 32 bytes", expected=32, found=len(typed) - 1)
     return typed[1:]
@@ -413,6 +433,181 @@ class NoteSigner:
 
     def __repr__(self) -> str:
         return f"NoteSigner({self.name}+{self.key_id:08x})"
+
+
+# --- witness cosignatures (c2sp.org/tlog-cosignature, Ed25519, v1) ---------------------
+
+
+def _check_time(time: object) -> int:
+    if type(time) is not int or not 0 <= time <= MAX_COSIGNATURE_TIME:
+        raise NoteSignatureError(
+            "cosignature timestamp out of range",
+            expected=f"an integer in 0..{MAX_COSIGNATURE_TIME}",
+            found=time,
+        )
+    return time
+
+
+def cosignature_message(body: str | bytes, time: int) -> bytes:
+    """What a witness signs: ``cosignature/v1\\ntime <time>\\n`` and the note body
+    (ending in its newline, without the empty line and the signature lines)."""
+    text = body.encode("utf-8") if isinstance(body, str) else body
+    header = f"{COSIGNATURE_HEADER}\ntime {_check_time(time)}\n"
+    return header.encode("ascii") + text
+
+
+@dataclass(frozen=True)
+class Cosignature:
+    """A cosignature that verified: the pinned witness and its timestamp."""
+
+    witness: WitnessVerifier
+    time: int
+
+
+class WitnessVerifier:
+    """A witness's Ed25519 cosigner key (signature type 0x04) with its name.
+
+    Its signature lines carry ``key id (4) || timestamp (8, big-endian) ||
+    Ed25519 signature (64)``; the signed message is :func:`cosignature_message`.
+    """
+
+    def __init__(self, name: str, public_key: Ed25519PublicKey) -> None:
+        if not is_valid_key_name(name):
+            raise NoteKeyError("invalid key name", found=name)
+        self.name = name
+        self.public_key = public_key
+        self._typed_key = bytes([ALG_COSIGNATURE_V1]) + public_key.public_bytes_raw()
+        self.key_id = key_id(name, self._typed_key)
+
+    @classmethod
+    def from_vkey(cls, vkey: str) -> WitnessVerifier:
+        """Parse ``<name>+<8 lowercase hex key id>+<base64(0x04 || public key)>``."""
+        if not isinstance(vkey, str):
+            raise NoteKeyError("a vkey is a string", found=type(vkey).__name__)
+        parts = vkey.split("+", 2)
+        if len(parts) != 3:
+            raise NoteKeyError("vkey is not <name>+<key id>+<key>", found=vkey)
+        name, hex_id, encoded = parts
+        raw = _parse_key_parts(
+            name, hex_id, encoded, what="witness vkey", show_key=True, alg=ALG_COSIGNATURE_V1
+        )
+        verifier = cls(name, Ed25519PublicKey.from_public_bytes(raw))
+        if f"{verifier.key_id:08x}" != hex_id:
+            raise NoteKeyError(
+                "witness vkey: key id does not match name and key",
+                expected=f"{verifier.key_id:08x}",
+                found=hex_id,
+            )
+        return verifier
+
+    @property
+    def vkey(self) -> str:
+        return f"{self.name}+{self.key_id:08x}+{_b64(self._typed_key)}"
+
+    def verify(self, body: bytes | str, sig: bytes) -> int:
+        """Check a cosignature (the line's bytes after the key id: timestamp and
+        signature) over ``body``; return its timestamp or raise NoteSignatureError."""
+        who = f"cosignature by pinned witness {self.name}+{self.key_id:08x}"
+        if len(sig) != 8 + 64:
+            raise NoteSignatureError(
+                f"{who} has the wrong length",
+                expected="72 bytes (timestamp and Ed25519 signature)",
+                found=len(sig),
+            )
+        time = int.from_bytes(sig[:8], "big")
+        if time > MAX_COSIGNATURE_TIME:
+            raise NoteSignatureError(
+                f"{who}: timestamp above 2^63 - 1",
+                expected=f"<= {MAX_COSIGNATURE_TIME}",
+                found=time,
+            )
+        try:
+            self.public_key.verify(sig[8:], cosignature_message(body, time))
+        except InvalidSignature:
+            raise NoteSignatureError(f"{who} does not verify", found=f"time {time}") from None
+        return time
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WitnessVerifier):
+            return NotImplemented
+        return self.name == other.name and self._typed_key == other._typed_key
+
+    def __hash__(self) -> int:
+        return hash((self.name, self._typed_key))
+
+    def __repr__(self) -> str:
+        return f"WitnessVerifier({self.vkey!r})"
+
+
+class WitnessSigner:
+    """A witness's Ed25519 cosigning key with its name. Keep it secret.
+
+    One key serves one witness name only: the v1 message does not commit to the
+    name (c2sp.org/tlog-cosignature)."""
+
+    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        if not is_valid_key_name(name):
+            raise NoteKeyError("invalid key name", found=name)
+        self.name = name
+        self._private_key = private_key
+        self._verifier = WitnessVerifier(name, private_key.public_key())
+        self.key_id = self._verifier.key_id
+
+    @classmethod
+    def generate(cls, name: str) -> WitnessSigner:
+        """A new random key for ``name``."""
+        return cls(name, Ed25519PrivateKey.generate())
+
+    @property
+    def vkey(self) -> str:
+        return self._verifier.vkey
+
+    def verifier(self) -> WitnessVerifier:
+        return self._verifier
+
+    def cosignature(self, body: str | bytes, time: int) -> NoteSignature:
+        """Cosign ``body`` (a checkpoint body, ending in a newline) as of ``time``
+        (Unix seconds, 0 … 2^63 - 1). The caller must have checked the body: a
+        cosignature says the witness saw this tree consistent with all before."""
+        text = body.encode("utf-8") if isinstance(body, str) else body
+        if not text.endswith(b"\n"):
+            raise MalformedNoteError("a cosigned body must end in a newline")
+        message = cosignature_message(text, time)
+        sig = time.to_bytes(8, "big") + self._private_key.sign(message)
+        return NoteSignature(self.name, self.key_id, sig)
+
+    def cosign(self, body: str | bytes, time: int) -> str:
+        """The cosignature line for ``body``: ``— <name> <base64>\\n``."""
+        return self.cosignature(body, time).line()
+
+    def __repr__(self) -> str:
+        return f"WitnessSigner({self.name}+{self.key_id:08x})"
+
+
+def verify_cosignatures(note: Note, witnesses: Sequence[WitnessVerifier]) -> list[Cosignature]:
+    """The cosignatures on ``note`` by the pinned ``witnesses``, in line order.
+
+    Lines whose (name, key id) matches no pinned witness are ignored; a pinned
+    witness's line that does not verify rejects the note (NoteSignatureError),
+    as for a pinned log key. Each witness appears at most once: parse_note
+    refuses a repeated (name, key id). No witnesses: an empty list.
+    """
+    known: dict[tuple[str, int], WitnessVerifier] = {}
+    for w in witnesses:
+        other = known.setdefault((w.name, w.key_id), w)
+        if other != w:
+            raise NoteKeyError(
+                f"two different witness keys share the name and key id {w.name}+{w.key_id:08x}",
+                expected="distinct (name, key id) per key",
+                found=[other.vkey, w.vkey],
+            )
+    message = note.body.encode("utf-8")
+    out: list[Cosignature] = []
+    for s in note.signatures:
+        witness = known.get((s.name, s.key_id))
+        if witness is not None:
+            out.append(Cosignature(witness, witness.verify(message, s.sig)))
+    return out
 
 
 # --- signing and opening -------------------------------------------------------------

@@ -12,8 +12,9 @@ here. The file is read with the same hardened JSON reader as bundles
 - a file that pins no key (no log, registry, ledger or device) is an error,
   not a pass;
 - a log's ``origin`` is an origin (§1) equal to the name in its ``vkey``,
-  and the vkey's key id matches its key; witness vkeys likewise carry an
-  origin-syntax name;
+  and the vkey's key id matches its key; witness vkeys are cosigner keys
+  (signature type 0x04, c2sp.org/tlog-cosignature) with an origin-syntax
+  name and a matching key id;
 - ids are unique per list: one origin per log, one id per registry, ledger
   and device, one (chain id, contract) per EVM ledger, one key per witness;
 - keys are canonical standard base64: SEC1 uncompressed P-256 points on the
@@ -23,8 +24,8 @@ here. The file is read with the same hardened JSON reader as bundles
 - registry scopes (``devices``, ``places``, ``gtins``) are lists of
   patterns (:mod:`protocol.scope`): non-empty strings of at most 128 bytes
   without control characters;
-- ``quorum`` is 0 … len(``witnesses``); this verifier does not check
-  witness cosignatures yet, so a quorum above 0 is refused, never ignored.
+- ``quorum`` is 0 … len(``witnesses``): how many distinct pinned witnesses
+  must have cosigned each checkpoint (§7.1; the verifier checks it, §11).
 
 Every refusal is a :class:`~protocol.errors.TrustError` (``malformed_trust``).
 """
@@ -45,7 +46,7 @@ from protocol.anchor import _address as _evm_address
 from protocol.cose import ID_PATTERN
 from protocol.errors import KeyTrustError, MalformedReceiptError, NoteKeyError, TrustError
 from protocol.keys import b64d, p256_public_from_sec1
-from protocol.note import NoteVerifier
+from protocol.note import NoteVerifier, WitnessVerifier
 from protocol.strictjson import check_text, load_strict, loads_strict, show
 
 __all__ = [
@@ -113,7 +114,7 @@ class Trust:
     ledgers: dict[str, ed25519.Ed25519PublicKey] = field(default_factory=dict)
     evm: list[EvmLedger] = field(default_factory=list)
     devices: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
-    witnesses: list[NoteVerifier] = field(default_factory=list)
+    witnesses: list[WitnessVerifier] = field(default_factory=list)
     quorum: int = 0
 
     def is_empty(self) -> bool:
@@ -222,6 +223,19 @@ def _vkey(value: object, where: str) -> NoteVerifier:
     if _ORIGIN.fullmatch(verifier.name) is None:
         raise _fail(where, "a vkey name here has the origin syntax (§1)", verifier.name)
     return verifier
+
+
+def _witness_vkey(value: object, where: str) -> WitnessVerifier:
+    """A witness vkey ``<name>+<key id>+<base64(0x04 || key)>`` (§7.1)."""
+    if type(value) is not str:
+        raise _fail(where, "want a vkey string", type(value).__name__)
+    try:
+        witness = WitnessVerifier.from_vkey(value)
+    except NoteKeyError as exc:
+        raise _fail(where, f"bad witness vkey: {exc.message}", value) from None
+    if _ORIGIN.fullmatch(witness.name) is None:
+        raise _fail(where, "a vkey name here has the origin syntax (§1)", witness.name)
+    return witness
 
 
 def _patterns(value: object, where: str) -> tuple[str, ...]:
@@ -336,22 +350,15 @@ def parse_trust(doc: object) -> Trust:
     for i, item in enumerate(_list(top, "witnesses")):
         where = f"witnesses[{i}]"
         o = _members(item, where, _WITNESS_MEMBERS)
-        verifier = _vkey(o["vkey"], f"{where}.vkey")
-        _unique(witnesses, verifier.vkey, where, "witness key")
-        witnesses.add(verifier.vkey)
-        trust.witnesses.append(verifier)
+        witness = _witness_vkey(o["vkey"], f"{where}.vkey")
+        _unique(witnesses, witness.vkey, where, "witness key")
+        witnesses.add(witness.vkey)
+        trust.witnesses.append(witness)
 
     quorum = top.get("quorum", 0)
     if type(quorum) is not int or not 0 <= quorum <= len(trust.witnesses):
         raise _fail(
             "quorum", f"want an integer in 0..{len(trust.witnesses)} (the witnesses)", quorum
-        )
-    if quorum > 0:
-        raise TrustError(
-            "witness cosignatures are not supported by this verifier version: "
-            "a trust file with quorum above 0 cannot be honoured",
-            expected=0,
-            found=quorum,
         )
     trust.quorum = quorum
 

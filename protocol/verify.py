@@ -41,13 +41,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocol import anchor as anchors_mod
 from protocol import verdict as verdict_mod
 from protocol.bundle import Bundle
-from protocol.checkpoint import Checkpoint, checkpoint_hash, open_checkpoint
+from protocol.checkpoint import Checkpoint, checkpoint_hash, open_cosigned_checkpoint
 from protocol.errors import (
     AnchorError,
     AnchorUnverifiableError,
     ChainError,
     DuplicateEntryError,
     InconsistentCheckpointsError,
+    InsufficientCosignaturesError,
     MissingProofError,
     NoteError,
     OutOfScopeError,
@@ -126,10 +127,10 @@ class Report:
     def ok(self) -> bool:
         return self.verified
 
-    def passed(self, check: str, subject: str) -> None:
+    def passed(self, check: str, subject: str, message: str | None = None) -> None:
         self.passed_counts[check] += 1
         if self.detail:
-            self.checks.append(Check(check, subject, True))
+            self.checks.append(Check(check, subject, True, message=message))
 
     def failed(self, check: str, subject: str, err: VerificationError) -> None:
         c = Check(
@@ -235,13 +236,31 @@ class _Verifier:
         for i, text in enumerate(self.bundle.checkpoints):
             subject = f"checkpoint[{i}]"
             try:
-                cp = open_checkpoint(text, self.trust.logs)
+                cp, cosigs = open_cosigned_checkpoint(text, self.trust.logs, self.trust.witnesses)
                 if cp.size == 0:
                     raise NoteError("a checkpoint of the empty log proves nothing", found=0)
             except VerificationError as err:
                 self.report.failed("checkpoint.signature", subject, err)
                 continue
             subject = f"{cp.origin}@{cp.size}"
+            message = None
+            if self.trust.witnesses:
+                # One line per (name, key id) (§7), so these are distinct witnesses.
+                message = (
+                    f"{len(cosigs)} cosignature(s) from pinned witnesses, "
+                    f"quorum {self.trust.quorum}"
+                )
+            if len(cosigs) < self.trust.quorum:
+                self.report.failed(
+                    "checkpoint.cosignatures",
+                    subject,
+                    InsufficientCosignaturesError(
+                        f"{message}: too few witnesses cosigned the checkpoint",
+                        expected=f">= {self.trust.quorum}",
+                        found=[f"{c.witness.name}+{c.witness.key_id:08x}" for c in cosigs],
+                    ),
+                )
+                continue
             known = self.checkpoints[cp.origin].get(cp.size)
             if known is not None and known.root_hash != cp.root_hash:
                 self.report.failed(
@@ -255,7 +274,7 @@ class _Verifier:
                 )
                 continue
             self.checkpoints[cp.origin][cp.size] = cp
-            self.report.passed("checkpoint.signature", subject)
+            self.report.passed("checkpoint.signature", subject, message)
 
     # 2. consistency -----------------------------------------------------------------
     def check_consistency(self) -> dict[str, set[tuple[int, int]]]:

@@ -32,11 +32,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from protocol import anchor
 from protocol.bundle import AnchorRef, Bundle, BundleRecord, ConsistencyProof, MultiProof, Subject
-from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
+from protocol.checkpoint import Checkpoint, checkpoint_hash, cosign_checkpoint, sign_checkpoint
 from protocol.keys import p256_private_from_scalar, p256_public_to_sec1
 from protocol.merkle import MerkleTree, multiproof_ranges
 from protocol.merkle.proof import subtree_nodes
-from protocol.note import NoteSigner
+from protocol.note import NoteSigner, WitnessSigner
 from protocol.record import (
     ZERO_PREV,
     Binding,
@@ -232,7 +232,18 @@ class Scenario:
             dev.sign(Status, 0, event=2)
 
     # --- the log ----------------------------------------------------------------------
-    def trust_doc(self, **scopes: Any) -> dict[str, Any]:
+    def witness(self, name: str) -> WitnessSigner:
+        """A witness with a fixed key (its seed derives from its name)."""
+        return WitnessSigner(name, ed25519.Ed25519PrivateKey.from_private_bytes(_seed(name)))
+
+    def trust_doc(
+        self,
+        *,
+        witnesses: Sequence[WitnessSigner] = (),
+        quorum: int | None = None,
+        **scopes: Any,
+    ) -> dict[str, Any]:
+        """The trust file; ``witnesses`` (default none) are pinned with ``quorum``."""
         scope = Scopes(
             devices=tuple(scopes.get("devices", ["*"])),
             places=tuple(scopes.get("places", ["*"])),
@@ -242,12 +253,20 @@ class Scenario:
             logs=[(self.origin, self.log.vkey)],
             registries={self.registry.id: (self.registry.sec1, scope)},
             ledgers={LEDGER: self.ledger.public_key().public_bytes_raw()},
+            witnesses=[w.vkey for w in witnesses],
+            quorum=quorum,
         )
         assert_trust(doc)
         return doc
 
-    def trust(self, **scopes: Any) -> Trust:
-        return parse_trust(self.trust_doc(**scopes))
+    def trust(
+        self,
+        *,
+        witnesses: Sequence[WitnessSigner] = (),
+        quorum: int | None = None,
+        **scopes: Any,
+    ) -> Trust:
+        return parse_trust(self.trust_doc(witnesses=witnesses, quorum=quorum, **scopes))
 
     def bundle(
         self,
@@ -258,6 +277,7 @@ class Scenario:
         records: Iterable[bytes] | None = None,
         sizes: Sequence[int] = (),
         anchor_sizes: Sequence[int] | None = None,
+        witnesses: Sequence[WitnessSigner] = (),
         validate: bool = True,
     ) -> Bundle:
         """The bundle of the log's records that pass ``keep`` (all by default).
@@ -266,7 +286,8 @@ class Scenario:
         order). Checkpoints are signed at ``sizes`` and at the full size, with
         consistency proofs between them; ``anchor_sizes`` (default: the full
         size) are anchored on the local ledger, one entry each. One multiproof
-        proves every chosen record in the full tree."""
+        proves every chosen record in the full tree. Each of ``witnesses``
+        (default none) cosigns every checkpoint, as of T0 + its size."""
         log = list(self.records if records is None else records)
         tree = MerkleTree()
         for raw in log:
@@ -278,6 +299,11 @@ class Scenario:
         b = Bundle(created=T0, subject=Subject(uid, item))
         b.records = [BundleRecord(self.origin, i, log[i]) for i in chosen]
         b.checkpoints = [sign_checkpoint(cps[n], self.log) for n in all_sizes]
+        for w in witnesses:
+            b.checkpoints = [
+                cosign_checkpoint(text, w, T0 + n)
+                for n, text in zip(all_sizes, b.checkpoints, strict=True)
+            ]
         if chosen:
             nodes = tuple(
                 tree._hash_of(subtree_nodes(lo, hi)) for lo, hi in multiproof_ranges(size, chosen)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.errors import TrustError
 from protocol.keys import generate_p256, p256_public_to_sec1
-from protocol.note import NoteSigner, NoteVerifier
+from protocol.note import NoteSigner, NoteVerifier, WitnessSigner
 from protocol.trust import (
     MAX_TRUST_BYTES,
     EvmLedger,
@@ -39,7 +39,10 @@ SCHEMA = json.loads(
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 ORIGIN = "coldtrace.example/acme/warehouse-7"
 LOG = NoteSigner(ORIGIN, Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
-WITNESS = NoteSigner("witness.example/w1", Ed25519PrivateKey.from_private_bytes(bytes(32)))
+WITNESS = WitnessSigner("witness.example/w1", Ed25519PrivateKey.from_private_bytes(bytes(32)))
+WITNESS_2 = WitnessSigner(
+    "witness.example/w2", Ed25519PrivateKey.from_private_bytes(bytes(31) + b"\x02")
+)
 REG_KEY = p256_public_to_sec1(generate_p256().public_key())
 DEV_KEY = p256_public_to_sec1(generate_p256().public_key())
 LEDGER_KEY = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
@@ -253,7 +256,8 @@ def bad_variants() -> list[tuple[str, dict[str, Any]]]:
             changed(d, "witnesses.0.vkey", "a b" + WITNESS.vkey[WITNESS.vkey.index("+") :]),
         ),
         ("quorum -1", changed(d, "quorum", -1)),
-        ("quorum 1", changed(d, "quorum", 1)),
+        ("witness vkey of a log key (type 0x01)", changed(d, "witnesses.0.vkey", LOG.vkey)),
+        ("log vkey of a witness key (type 0x04)", changed(d, "logs.0.vkey", WITNESS.vkey)),
         ("quorum bool", changed(d, "quorum", False)),
         ("quorum text", changed(d, "quorum", "0")),
     ]
@@ -286,6 +290,9 @@ def good_variants() -> list[dict[str, Any]]:
         only(ledgers=[{"type": "evm", "chain_id": 2**64 - 1, "contract": CONTRACT.lower()}]),
         only(ledgers=[{"type": "local", "id": "~" * 128, "key": d["ledgers"][0]["key"]}]),
         only(devices=d["devices"], witnesses=[], quorum=0),
+        changed(d, "quorum", 1),
+        changed(changed(d, "witnesses", [*d["witnesses"], {"vkey": WITNESS_2.vkey}]), "quorum", 2),
+        changed(changed(d, "witnesses", [*d["witnesses"], {"vkey": WITNESS_2.vkey}]), "quorum", 1),
         changed(d, "registries.0.places", ["*", "**", "x" * 128, "é"]),
     ]
 
@@ -295,6 +302,11 @@ def test_schema_and_reader_accept_the_same_good_trust_files(doc: dict[str, Any])
     VALIDATOR.validate(doc)
     assert isinstance(parse_trust(doc), Trust)
     assert isinstance(loads_trust(json.dumps(doc)), Trust)
+
+
+def _flip_id(vkey: str) -> str:
+    name, hex_id, key = vkey.split("+", 2)
+    return f"{name}+{(int(hex_id, 16) ^ 1):08x}+{key}"
 
 
 def code_only_refusals() -> list[tuple[str, dict[str, Any]]]:
@@ -325,6 +337,9 @@ def code_only_refusals() -> list[tuple[str, dict[str, Any]]]:
         ),
         ("two devices, one id", changed(d, "devices", d["devices"] * 2)),
         ("two witnesses, one key", changed(d, "witnesses", d["witnesses"] * 2)),
+        ("quorum above the witnesses", changed(d, "quorum", 2)),
+        ("quorum without witnesses", changed(changed(d, "witnesses", DELETE), "quorum", 1)),
+        ("witness vkey key id", changed(d, "witnesses.0.vkey", _flip_id(WITNESS.vkey))),
         ("EIP-55 checksum", changed(d, "ledgers.1.contract", CONTRACT.replace("5Fb", "5fB"))),
         ("pattern of 129 UTF-8 bytes", changed(d, "registries.0.places", ["é" * 64 + "x"])),
     ]
@@ -351,14 +366,39 @@ def test_an_empty_trust_file_is_an_error_not_a_pass() -> None:
         parse_trust(only(witnesses=[{"vkey": WITNESS.vkey}]))
 
 
-def test_a_quorum_is_refused_as_unsupported_and_witnesses_are_kept() -> None:
-    doc = changed(DOC, "quorum", 1)
-    with pytest.raises(TrustError, match="witness cosignatures are not supported by this verifier"):
-        parse_trust(doc)
+def test_a_quorum_of_one_or_two_witnesses_parses() -> None:
+    trust = parse_trust(changed(DOC, "quorum", 1))
+    assert trust.quorum == 1 and trust.witnesses == [WITNESS.verifier()]
+    two = changed(DOC, "witnesses", [{"vkey": WITNESS.vkey}, {"vkey": WITNESS_2.vkey}])
+    for quorum in (1, 2):
+        trust = parse_trust(changed(two, "quorum", quorum))
+        assert trust.quorum == quorum
+        assert trust.witnesses == [WITNESS.verifier(), WITNESS_2.verifier()]
     with pytest.raises(TrustError, match="quorum"):
-        parse_trust(changed(DOC, "quorum", 2))  # more than the witnesses
+        parse_trust(changed(two, "quorum", 3))  # more than the witnesses
     trust = parse_trust(changed(DOC, "quorum", DELETE))
     assert trust.quorum == 0 and len(trust.witnesses) == 1
+
+
+def test_a_witness_must_be_a_cosigner_key_and_a_log_key_a_note_key() -> None:
+    with pytest.raises(TrustError, match="unsupported signature type"):
+        parse_trust(
+            changed(
+                DOC,
+                "witnesses.0.vkey",
+                NoteSigner(
+                    "witness.example/w1", Ed25519PrivateKey.from_private_bytes(bytes(32))
+                ).vkey,
+            )
+        )
+    with pytest.raises(TrustError, match="unsupported signature type"):
+        parse_trust(
+            changed(
+                DOC,
+                "logs.0.vkey",
+                WitnessSigner(ORIGIN, Ed25519PrivateKey.from_private_bytes(bytes(range(32)))).vkey,
+            )
+        )
 
 
 @pytest.mark.parametrize(
