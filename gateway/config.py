@@ -28,6 +28,12 @@ sections are::
                 the more specific pattern wins (docs/protocol.md §10)
     [metrics]   port (Prometheus endpoint; absent or 0: off), host
     [alerts]    profiles, places, webhook...: read by gateway/alerts.py, kept as is
+    [influx]    url, org, bucket, token | token_file (exactly one), batch_size
+                (points per write; default 500), flush_interval (s; default 5),
+                queue_size (points held while InfluxDB is slow or away, the
+                oldest dropped beyond; default 10000). Absent: no InfluxDB
+                sink. Optional copy for dashboards (gateway/influx.py); needs
+                the ``influx`` extra
 
 Unknown keys are refused, so a typo is an error rather than a silent default.
 """
@@ -43,6 +49,7 @@ __all__ = [
     "Authority",
     "ConfigError",
     "GatewayConfig",
+    "InfluxConfig",
     "IngestConfig",
     "LedgerConfig",
     "LogConfig",
@@ -142,6 +149,32 @@ class MetricsConfig:
 
 
 @dataclass
+class InfluxConfig:
+    url: str = ""
+    org: str = ""
+    bucket: str = ""
+    token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    batch_size: int = 500
+    flush_interval: float = 5.0
+    queue_size: int = 10000
+
+    def secret(self) -> str:
+        """The API token, from ``token`` or the first line of ``token_file``."""
+        if self.token is not None:
+            return self.token
+        if self.token_file is None:
+            raise ConfigError("[influx] needs token or token_file")
+        try:
+            lines = self.token_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"[influx] token_file {self.token_file}: {exc.strerror}") from None
+        if not lines or not lines[0].strip():
+            raise ConfigError(f"[influx] token_file {self.token_file} is empty")
+        return lines[0].strip()
+
+
+@dataclass
 class GatewayConfig:
     id: str = "gateway"
     data_dir: Path = Path("var/gateway")
@@ -152,6 +185,7 @@ class GatewayConfig:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: dict[str, Any] = field(default_factory=dict)  # gateway/alerts.py reads it
+    influx: InfluxConfig | None = None  # None: no [influx] section, no InfluxDB sink
     path: Path | None = None  # the file this was read from
 
     @property
@@ -167,7 +201,16 @@ class GatewayConfig:
         return self.ledger.path if self.ledger.path is not None else self.data_dir / "ledger.db"
 
 
-_PATH_FIELDS = {"password_file", "tls_ca", "tls_cert", "tls_key", "key_file", "path", "data_dir"}
+_PATH_FIELDS = {
+    "token_file",
+    "password_file",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "key_file",
+    "path",
+    "data_dir",
+}
 
 
 def _section(cls: type, raw: Any, where: str, base: Path) -> Any:
@@ -176,7 +219,7 @@ def _section(cls: type, raw: Any, where: str, base: Path) -> Any:
     known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in known or (key in ("path", "alerts") and cls is GatewayConfig):
+        if key not in known or (key in ("path", "alerts", "influx") and cls is GatewayConfig):
             raise ConfigError(f"[{where}] has an unknown key {key!r}")
         if key in _PATH_FIELDS and value is not None:
             if not isinstance(value, str):
@@ -220,6 +263,7 @@ def load_config(path: str | Path) -> GatewayConfig:
     alerts = raw.pop("alerts", {})
     if not isinstance(alerts, dict):
         raise ConfigError("[alerts] must be a table")
+    influx = raw.pop("influx", None)
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"{path}: unknown sections {sorted(unknown)}")
@@ -234,6 +278,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     if not cfg.data_dir.is_absolute():
         cfg.data_dir = base / cfg.data_dir
     cfg.alerts = alerts
+    if influx is not None:
+        cfg.influx = _section(InfluxConfig, influx, "influx", base)
     cfg.path = path
     _check(cfg)
     return cfg
@@ -277,6 +323,28 @@ def _check(cfg: GatewayConfig) -> None:
         )
     if cfg.log.checkpoint_interval <= 0 or cfg.log.checkpoint_leaves < 1:
         raise ConfigError("[log] checkpoint_interval and checkpoint_leaves must be positive")
+    if cfg.influx is not None:
+        _check_influx(cfg.influx)
+
+
+def _check_influx(ic: InfluxConfig) -> None:
+    from urllib.parse import urlsplit
+
+    for key in ("url", "org", "bucket"):
+        value = getattr(ic, key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"[influx] {key} is required (a non-empty string)")
+    parts = urlsplit(ic.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"[influx] url must be http(s)://host:port, not {ic.url!r}")
+    if (ic.token is None) == (ic.token_file is None):
+        raise ConfigError("[influx] needs exactly one of token and token_file")
+    if ic.token is not None and (not isinstance(ic.token, str) or not ic.token):
+        raise ConfigError("[influx] token must be a non-empty string")
+    if ic.batch_size < 1 or ic.queue_size < ic.batch_size or ic.flush_interval <= 0:
+        raise ConfigError(
+            "[influx] batch_size must be >= 1, queue_size >= batch_size, flush_interval > 0"
+        )
 
 
 def _toml_value(value: Any) -> str:

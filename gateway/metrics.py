@@ -33,6 +33,10 @@ out (never a made-up zero). The keys are those of the core's
     acks_sent      int    -> coldtrace_acks_sent_total
     mqtt           {event: n}    -> coldtrace_mqtt_events_total{event=...}
     alerts_active  int    -> coldtrace_alerts_active
+    influx         {"written": n, "dropped": n, "failed": n, "skipped": n, "invalid": n,
+                    "retries": n, "queued": n}  (gateway/influx.py, when [influx] is on)
+                          -> coldtrace_influx_points_total{outcome=...},
+                             coldtrace_influx_retries_total, coldtrace_influx_queued_points
     broker_dropped int    -> coldtrace_broker_dropped_messages_total (the broker's
                              $SYS/broker/publish/messages/dropped, readable by the
                              gateway user)
@@ -249,6 +253,35 @@ def _families(stats: Mapping[str, Any], now: float) -> Iterable[_Family]:
         "Alarms open now (excursions, sensor faults, offline devices).",
         "alerts_active",
     )
+    influx = stats.get("influx")
+    if isinstance(influx, Mapping):
+        outcomes = [
+            ({"outcome": k}, influx[k])
+            for k in ("written", "dropped", "failed", "skipped", "invalid")
+            if _is_number(influx.get(k))
+        ]
+        if outcomes:
+            yield _Family(
+                "coldtrace_influx_points_total",
+                "counter",
+                "Points for the optional InfluxDB sink by outcome (written, dropped: queue "
+                "full, failed: given up, skipped: tq 0 readings, invalid).",
+                outcomes,
+            )
+        if _is_number(influx.get("retries")):
+            yield _Family(
+                "coldtrace_influx_retries_total",
+                "counter",
+                "InfluxDB write attempts retried.",
+                [({}, influx["retries"])],
+            )
+        if _is_number(influx.get("queued")):
+            yield _Family(
+                "coldtrace_influx_queued_points",
+                "gauge",
+                "Points waiting for InfluxDB.",
+                [({}, influx["queued"])],
+            )
 
 
 def render(stats: Mapping[str, Any], *, now: float | None = None) -> str:

@@ -238,7 +238,8 @@ class Gateway:
         )
         self.acks = AckScheduler(self.ingestor.ack_for, self.mqtt.publish, ing.ack_interval)
         self.alerts = on_records if on_records is not None else self._alert_listener()
-        self.on_records = self.alerts
+        self.influx = self._influx_sink()  # optional copy for dashboards, None when off
+        self.on_records = self._record_hooks()
         self.metrics: Any = None
         self.last_status: dict[str, Any] = {}
         self.started = time.time()
@@ -261,6 +262,41 @@ class Gateway:
             publish=lambda topic, payload: self.mqtt.publish(topic, payload, retain=False),
             place_of=self.registry.place_of,  # the registry's current bindings
         )
+
+    def _influx_sink(self) -> Any:
+        """gateway/influx.py's sink for ``[influx]``, or None when the section is absent.
+
+        It also receives the alert events when the alert listener is the default one."""
+        if self.cfg.influx is None:
+            return None
+        try:
+            from gateway.influx import sink_from_config
+        except ImportError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            sink = sink_from_config(self.cfg, place_of=self.registry.place_of)
+        except ImportError as exc:  # the influxdb-client package is an optional extra
+            raise ConfigError(str(exc)) from None
+        if sink is not None and hasattr(self.alerts, "publish") and hasattr(self.alerts, "engine"):
+            from gateway.alerts import fan_out
+
+            self.alerts.publish = fan_out(self.alerts.publish, sink.alert)
+        return sink
+
+    def _record_hooks(self) -> Callable[[BatchOutcome], None] | None:
+        """The on_records hooks (alerts, InfluxDB) as one; each failure logged on its own."""
+        hooks = [h for h in (self.alerts, self.influx) if h is not None]
+        if len(hooks) <= 1:
+            return hooks[0] if hooks else None
+
+        def call_all(outcome: BatchOutcome) -> None:
+            for hook in hooks:
+                try:
+                    hook(outcome)
+                except Exception:
+                    log.exception("record listener %r failed", hook)
+
+        return call_all
 
     def _metrics_stats(self) -> dict[str, Any]:
         return self.last_status  # computed on the ingest thread; only read here
@@ -302,6 +338,11 @@ class Gateway:
             log.exception("could not write the final status")
         if self.alerts is not None and hasattr(self.alerts, "close"):
             self.alerts.close()
+        if self.influx is not None:
+            try:
+                self.influx.close()  # flush what is queued (bounded wait)
+            except Exception:
+                log.exception("closing the InfluxDB sink failed")
         self.log.close()
         self.ledger.close()
         self.store.close()
@@ -439,6 +480,8 @@ class Gateway:
         engine = getattr(self.alerts, "engine", None)
         if engine is not None:
             status["alerts_active"] = len(engine.active())
+        if self.influx is not None:
+            status["influx"] = self.influx.stats()
         self.last_status = status
 
 
