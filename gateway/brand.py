@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway import units
+from gateway.registry import profile_payload
+from gateway.registry_cli import WHEN, add_profile_arguments, profile_values
 from gateway.units import format_time
 from protocol.cose import ID_PATTERN
 from protocol.errors import VerificationError
@@ -144,18 +145,9 @@ def sign_profile(
     gtin: str,
     *,
     output: Path,
-    lot: str | None = None,
-    low: int | None = None,
-    high: int | None = None,
-    delay: int,
-    gap: int,
-    cumul: int | None = None,
-    mkt: int | None = None,
-    name: str | None = None,
-    lots: bool = False,
-    links: bool = False,
     at: int | None = None,
     now: int | None = None,
+    **values: Any,
 ) -> bytes:
     """Sign the next statement of the profile chain of (``gtin``, ``lot``), write it to
     ``output`` and save the state; return the record. Raise BrandError (nothing
@@ -166,7 +158,8 @@ def sign_profile(
     so the chains are neither forked nor left with a gap."""
     if not ID_PATTERN.fullmatch(brand):
         raise BrandError(f"--id {brand!r} is not a protocol id (1-32 of [a-z0-9._-])")
-    if low is None and high is None:
+    lot = values.get("lot")
+    if values.get("low") is None and values.get("high") is None:
         raise BrandError("a profile needs --low, --high or both")
     try:
         private = load_p256_private_key(key_path)
@@ -192,25 +185,14 @@ def sign_profile(
             "past the chain already stated"
         )
     cseq, cprev = (0, ZERO_PREV) if head is None else (head["cseq"] + 1, head["hash"])
-    profile = ProductProfile(
-        boot=0,
+    profile = profile_payload(
+        gtin,
+        values,
         seq=state.seq + 1,
         time=when,
-        tq=2,
         prev=state.hash if state.seq >= 0 else ZERO_PREV,
         cseq=cseq,
         cprev=cprev,
-        gtin=gtin,
-        lot=lot,
-        low=low,
-        high=high,
-        delay=delay,
-        gap=gap,
-        cumul=cumul,
-        mkt=mkt,
-        name=name,
-        lots=1 if lots else None,
-        links=1 if links else None,
     )
     try:
         raw = make_record(profile, brand, private)
@@ -227,17 +209,6 @@ def sign_profile(
 
 
 # --- the command line ---------------------------------------------------------------------
-
-
-def _unit(parse: Any) -> Any:
-    def convert(text: str) -> int:
-        try:
-            return int(parse(text))
-        except units.UnitError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
 
 
 def register(subparsers: Any) -> None:
@@ -268,19 +239,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--id", required=True, help="the brand's registry id (the kid)")
     p.add_argument("--state", type=Path, required=True, help="the brand's chain state (JSON)")
     p.add_argument("gtin", help="GTIN-14 (14 digits, valid check digit)")
-    p.add_argument("--lot", default=None, help="a lot-specific profile (GS1 AI 10)")
-    p.add_argument("--low", type=_unit(units.parse_centi), default=None, help="lowest °C")
-    p.add_argument("--high", type=_unit(units.parse_centi), default=None, help="highest °C")
-    p.add_argument("--delay", type=_unit(units.parse_duration), required=True)
-    p.add_argument("--gap", type=_unit(units.parse_duration), required=True)
-    p.add_argument("--cumul", type=_unit(units.parse_duration), default=None)
-    p.add_argument("--mkt", type=_unit(units.parse_centi), default=None)
-    p.add_argument("--name", default=None)
-    p.add_argument("--lots", action="store_true", help="lot-specific profiles exist")
-    p.add_argument("--links", action="store_true", help="custody scans must carry links")
+    add_profile_arguments(p)
     p.add_argument(
         "--at",
-        type=_unit(units.parse_time),
+        type=WHEN,
         default=None,
         help="effective time (default now; never before the chain's previous statement)",
     )
@@ -330,17 +292,8 @@ def _sign(args: argparse.Namespace) -> int:
             args.state,
             args.gtin,
             output=args.output,
-            lot=args.lot,
-            low=args.low,
-            high=args.high,
-            delay=args.delay,
-            gap=args.gap,
-            cumul=args.cumul,
-            mkt=args.mkt,
-            name=args.name,
-            lots=args.lots,
-            links=args.links,
             at=args.at,
+            **profile_values(args),
         )
     except BrandError as exc:
         return _err(str(exc))
@@ -350,7 +303,7 @@ def _sign(args: argparse.Namespace) -> int:
     assert isinstance(p, ProductProfile)
     what = p.gtin + (f" lot {p.lot}" if p.lot else "")
     print(
-        f"{what}: profile from {units.format_time(p.time)} signed by {args.id} "
+        f"{what}: profile from {format_time(p.time)} signed by {args.id} "
         f"(cseq {p.cseq}, seq {p.seq}) -> {args.output}; import it at each gateway: "
         f"coldtrace gateway registry import-statement {args.output}"
     )

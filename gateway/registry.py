@@ -449,6 +449,32 @@ def _when(t: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+#: A profile's own fields (§2.7), as keyword arguments of :func:`profile_payload`;
+#: ``lots`` and ``links`` are flags (True: the field is 1; False: absent).
+PROFILE_FIELDS = ("lot", "low", "high", "delay", "gap", "cumul", "mkt", "name", "lots", "links")
+
+
+def profile_payload(gtin: str, values: Mapping[str, Any], **chain: Any) -> ProductProfile:
+    """A kind-6 payload for ``gtin``; ``chain`` gives the common and statement fields
+    (boot, seq, time, tq, prev, cseq, cprev), zero until the signer fills them in."""
+    unknown = set(values) - set(PROFILE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown profile fields {sorted(unknown)}")
+    fields: dict[str, Any] = {f: values.get(f) for f in PROFILE_FIELDS}
+    fields["lots"] = 1 if fields["lots"] else None
+    fields["links"] = 1 if fields["links"] else None
+    common: dict[str, Any] = {
+        "boot": 0,
+        "seq": 0,
+        "time": 0,
+        "tq": 2,
+        "prev": ZERO_PREV,
+        "cseq": 0,
+        "cprev": ZERO_PREV,
+    }
+    return ProductProfile(**(common | chain), gtin=gtin, **fields)
+
+
 class RegistrySigner:
     """Signs registry records with the registry key and queues them for the log.
 
@@ -744,44 +770,11 @@ class RegistrySigner:
 
         return self._statement((KIND_BINDING, target), at, make)
 
-    def set_profile(
-        self,
-        gtin: str,
-        *,
-        lot: str | None = None,
-        low: int | None = None,
-        high: int | None = None,
-        delay: int,
-        gap: int,
-        cumul: int | None = None,
-        mkt: int | None = None,
-        name: str | None = None,
-        lots: bool = False,
-        links: bool = False,
-        at: int | None = None,
-    ) -> bytes:
-        """Sign the product profile of ``gtin`` (or of its ``lot``) in force from ``at``."""
+    def set_profile(self, gtin: str, *, at: int | None = None, **values: Any) -> bytes:
+        """Sign the product profile of ``gtin`` (or of its ``lot``) in force from ``at``;
+        ``values`` are the fields of :data:`PROFILE_FIELDS`."""
         self._in_scope("gtins", gtin)
-        profile = ProductProfile(
-            boot=0,
-            seq=0,
-            time=0,
-            tq=2,
-            prev=ZERO_PREV,
-            cseq=0,
-            cprev=ZERO_PREV,
-            gtin=gtin,
-            lot=lot,
-            low=low,
-            high=high,
-            delay=delay,
-            gap=gap,
-            cumul=cumul,
-            mkt=mkt,
-            name=name,
-            lots=1 if lots else None,
-            links=1 if links else None,
-        )
+        profile = profile_payload(gtin, values)
         key = chain_of(profile)
         return self._statement(key, at, lambda view, head: profile)
 

@@ -133,21 +133,7 @@ def register_registry_commands(sub: Any, config_arg: Callable[[Any], None]) -> N
         "set", "sign the profile of a GTIN (or of one lot) in force from --at", _profile_set, psub
     )
     p.add_argument("gtin", help="GTIN-14 (14 digits, valid check digit)")
-    p.add_argument("--lot", default=None, help="a lot-specific profile (GS1 AI 10)")
-    p.add_argument("--low", type=CENTI, default=None, help="lowest allowed °C (inclusive)")
-    p.add_argument("--high", type=CENTI, default=None, help="highest allowed °C (inclusive)")
-    p.add_argument("--delay", type=DURATION, required=True, help="alarm delay (e.g. 30m)")
-    p.add_argument(
-        "--gap",
-        type=DURATION,
-        required=True,
-        help="the longest a reading stands for (60 s ... 24 h)",
-    )
-    p.add_argument("--cumul", type=DURATION, default=None, help="cumulative limit (e.g. 2h)")
-    p.add_argument("--mkt", type=CENTI, default=None, help="highest allowed MKT, °C")
-    p.add_argument("--name", default=None, help="display name, e.g. 'chilled 0-4 °C'")
-    p.add_argument("--lots", action="store_true", help="lot-specific profiles exist")
-    p.add_argument("--links", action="store_true", help="custody scans must carry links")
+    add_profile_arguments(p)
     at_arg(p)
     p = cmd("list", "product profiles in force, and their history", _profile_list, psub)
     p.add_argument("--json", action="store_true")
@@ -410,6 +396,32 @@ def _bindings(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_profile_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a profile's own fields (§2.7), shared with ``coldtrace profile sign``."""
+    p.add_argument("--lot", default=None, help="a lot-specific profile (GS1 AI 10)")
+    p.add_argument("--low", type=CENTI, default=None, help="lowest allowed °C (inclusive)")
+    p.add_argument("--high", type=CENTI, default=None, help="highest allowed °C (inclusive)")
+    p.add_argument("--delay", type=DURATION, required=True, help="alarm delay (e.g. 30m)")
+    p.add_argument(
+        "--gap",
+        type=DURATION,
+        required=True,
+        help="the longest a reading stands for (60 s ... 24 h)",
+    )
+    p.add_argument("--cumul", type=DURATION, default=None, help="cumulative limit (e.g. 2h)")
+    p.add_argument("--mkt", type=CENTI, default=None, help="highest allowed MKT, °C")
+    p.add_argument("--name", default=None, help="display name, e.g. 'chilled 0-4 °C'")
+    p.add_argument("--lots", action="store_true", help="lot-specific profiles exist")
+    p.add_argument("--links", action="store_true", help="custody scans must carry links")
+
+
+def profile_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The profile fields given on the command line (see :func:`add_profile_arguments`)."""
+    from gateway.registry import PROFILE_FIELDS
+
+    return {f: getattr(args, f) for f in PROFILE_FIELDS}
+
+
 # --- profiles --------------------------------------------------------------------------------
 
 
@@ -419,20 +431,7 @@ def _profile_set(args: argparse.Namespace) -> int:
         return 2
     ok, raw = _with_signer(
         args,
-        lambda s: s.set_profile(
-            args.gtin,
-            lot=args.lot,
-            low=args.low,
-            high=args.high,
-            delay=args.delay,
-            gap=args.gap,
-            cumul=args.cumul,
-            mkt=args.mkt,
-            name=args.name,
-            lots=args.lots,
-            links=args.links,
-            at=args.at,
-        ),
+        lambda s: s.set_profile(args.gtin, at=args.at, **profile_values(args)),
     )
     if ok:
         _said([raw])

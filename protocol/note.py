@@ -53,6 +53,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -303,35 +304,36 @@ def _parse_key_parts(
     return typed[1:]
 
 
-class NoteVerifier:
-    """An Ed25519 verifier key with its name: what a note reader pins."""
+class _NamedKey:
+    """An Ed25519 public key with its name, of one signature type (``ALG``):
+    what a note reader pins. Written as ``<name>+<8 hex key id>+<base64(ALG || key)>``."""
+
+    ALG: ClassVar[int]
+    WHAT: ClassVar[str]  # how errors name the key
 
     def __init__(self, name: str, public_key: Ed25519PublicKey) -> None:
         if not is_valid_key_name(name):
             raise NoteKeyError("invalid key name", found=name)
         self.name = name
         self.public_key = public_key
-        self._typed_key = bytes([ALG_ED25519]) + public_key.public_bytes_raw()
+        self._typed_key = bytes([self.ALG]) + public_key.public_bytes_raw()
         self.key_id = key_id(name, self._typed_key)
 
     @classmethod
-    def from_vkey(cls, vkey: str) -> NoteVerifier:
-        """Parse ``<name>+<8 lowercase hex key id>+<base64(0x01 || public key)>``."""
+    def from_vkey(cls, vkey: str) -> Self:
+        """Parse ``<name>+<8 lowercase hex key id>+<base64(ALG || public key)>``; the
+        vkey is split at its first two ``+`` (the base64 may hold more)."""
         if not isinstance(vkey, str):
             raise NoteKeyError("a vkey is a string", found=type(vkey).__name__)
         parts = vkey.split("+", 2)
         if len(parts) != 3:
             raise NoteKeyError("vkey is not <name>+<key id>+<key>", found=vkey)
         name, hex_id, encoded = parts
-        return cls._from_parts(name, hex_id, encoded, what="vkey")
-
-    @classmethod
-    def _from_parts(cls, name: str, hex_id: str, encoded: str, *, what: str) -> NoteVerifier:
-        raw = _parse_key_parts(name, hex_id, encoded, what=what, show_key=True)
+        raw = _parse_key_parts(name, hex_id, encoded, what=cls.WHAT, show_key=True, alg=cls.ALG)
         verifier = cls(name, Ed25519PublicKey.from_public_bytes(raw))
         if f"{verifier.key_id:08x}" != hex_id:
             raise NoteKeyError(
-                f"{what}: key id does not match name and key",
+                f"{cls.WHAT}: key id does not match name and key",
                 expected=f"{verifier.key_id:08x}",
                 found=hex_id,
             )
@@ -340,6 +342,13 @@ class NoteVerifier:
     @property
     def vkey(self) -> str:
         return f"{self.name}+{self.key_id:08x}+{_b64(self._typed_key)}"
+
+
+class NoteVerifier(_NamedKey):
+    """An Ed25519 verifier key (signature type 0x01) with its name: a log's key."""
+
+    ALG = ALG_ED25519
+    WHAT = "vkey"
 
     def verify(self, body: bytes | str, sig: bytes) -> None:
         """Check ``sig`` (without the key id) over ``body``; raise NoteSignatureError."""
@@ -464,45 +473,15 @@ class Cosignature:
     time: int
 
 
-class WitnessVerifier:
+class WitnessVerifier(_NamedKey):
     """A witness's Ed25519 cosigner key (signature type 0x04) with its name.
 
     Its signature lines carry ``key id (4) || timestamp (8, big-endian) ||
     Ed25519 signature (64)``; the signed message is :func:`cosignature_message`.
     """
 
-    def __init__(self, name: str, public_key: Ed25519PublicKey) -> None:
-        if not is_valid_key_name(name):
-            raise NoteKeyError("invalid key name", found=name)
-        self.name = name
-        self.public_key = public_key
-        self._typed_key = bytes([ALG_COSIGNATURE_V1]) + public_key.public_bytes_raw()
-        self.key_id = key_id(name, self._typed_key)
-
-    @classmethod
-    def from_vkey(cls, vkey: str) -> WitnessVerifier:
-        """Parse ``<name>+<8 lowercase hex key id>+<base64(0x04 || public key)>``."""
-        if not isinstance(vkey, str):
-            raise NoteKeyError("a vkey is a string", found=type(vkey).__name__)
-        parts = vkey.split("+", 2)
-        if len(parts) != 3:
-            raise NoteKeyError("vkey is not <name>+<key id>+<key>", found=vkey)
-        name, hex_id, encoded = parts
-        raw = _parse_key_parts(
-            name, hex_id, encoded, what="witness vkey", show_key=True, alg=ALG_COSIGNATURE_V1
-        )
-        verifier = cls(name, Ed25519PublicKey.from_public_bytes(raw))
-        if f"{verifier.key_id:08x}" != hex_id:
-            raise NoteKeyError(
-                "witness vkey: key id does not match name and key",
-                expected=f"{verifier.key_id:08x}",
-                found=hex_id,
-            )
-        return verifier
-
-    @property
-    def vkey(self) -> str:
-        return f"{self.name}+{self.key_id:08x}+{_b64(self._typed_key)}"
+    ALG = ALG_COSIGNATURE_V1
+    WHAT = "witness vkey"
 
     def verify(self, body: bytes | str, sig: bytes) -> int:
         """Check a cosignature (the line's bytes after the key id: timestamp and
