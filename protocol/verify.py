@@ -222,10 +222,21 @@ def _check_signature(job: tuple[bytes, ec.EllipticCurvePublicKey]) -> Verificati
 
 
 class _Verifier:
-    def __init__(self, bundle: Bundle, trust: Trust, rpc: RpcCall | None, detail: bool) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        trust: Trust,
+        rpc: RpcCall | None,
+        detail: bool,
+        *,
+        require_anchor: bool = True,
+        judge: bool = True,
+    ) -> None:
         self.bundle = bundle
         self.trust = trust
         self.rpc = rpc
+        self.require_anchor = require_anchor
+        self.judge = judge
         self.report = Report(detail=detail)
         # origin -> size -> checkpoint (verified only)
         self.checkpoints: dict[str, dict[int, Checkpoint]] = defaultdict(dict)
@@ -352,7 +363,7 @@ class _Verifier:
             covered = False
             sizes = sorted(by_size, reverse=True)
             for j, size in enumerate(sizes):
-                if size in anchored[origin]:
+                if size in anchored[origin] or not self.require_anchor:
                     covered = True
                 elif j > 0 and (size, sizes[j - 1]) not in linked[origin]:
                     covered = False
@@ -783,16 +794,26 @@ class _Verifier:
                 good.append(e.record)
         self.check_subject(good)
         self.summarise(entries, good)
-        if self.report.verified:
+        if self.report.verified and self.judge:
             self.report.verdict = verdict_mod.judge(good, self.trust, self.bundle.subject.uid)
         return self.report
 
 
 def verify_bundle(
-    bundle: Bundle, trust: Trust, *, rpc: RpcCall | None = None, detail: bool = False
+    bundle: Bundle,
+    trust: Trust,
+    *,
+    rpc: RpcCall | None = None,
+    detail: bool = False,
+    require_anchor: bool = True,
+    judge: bool = True,
 ) -> Report:
     """Verify every claim of ``bundle`` against ``trust`` and judge it; see the module docstring.
 
     ``detail=True`` keeps every passed check in the report (``-v``), not only counts.
+    Two options serve a party that checks evidence *before* it is anchored, as
+    the cloud does with a gateway's push (docs/cloud.md): ``require_anchor=False``
+    counts every verified checkpoint as covered (step 3), and ``judge=False``
+    skips the verdict. A bundle for a verdict is always verified with both on.
     """
-    return _Verifier(bundle, trust, rpc, detail).run()
+    return _Verifier(bundle, trust, rpc, detail, require_anchor=require_anchor, judge=judge).run()
