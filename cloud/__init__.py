@@ -1,6 +1,7 @@
-"""ColdTrace cloud service: trace assembly, the consumer page, exports.
+"""ColdTrace cloud service: the service, custody, traces, exports, page assets.
 
-For now it holds the end-to-end demo (`coldtrace demo`) and the exports of
-verified bundles (`coldtrace export`, cloud/exports/); the service comes with
-its own issue.
+cloud/ is the cloud service: its API and storage of custody and traces, the
+exports of verified bundles (`coldtrace export`, cloud/exports/) and the
+consumer page's assets. The end-to-end demo (`coldtrace demo`) is not part
+of it: it lives in the top-level demo/ package.
 """

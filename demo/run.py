@@ -14,7 +14,7 @@ centre's cold room and shipped. Everything runs for real on this machine:
    statements), and the product's profile is signed (``registry profile
    set``: chilled 0-4 °C, 30 min delay, 2 h cumulative, 30 min gap); an MQTT
    monitor subscribes to the gateway's alerts;
-4. the day is replayed on the devices at high speed (cloud/demo_world.py);
+4. the day is replayed on the devices at high speed (demo/world.py);
 5. every device uploads; the gateway verifies, stores, logs and acks each
    record, signs checkpoints and anchors them on its local ledger;
 6. the alerts the gateway raised are listed (and kept in alerts.json);
@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cloud import demo_show as show
-from cloud.demo_system import (
+from demo import show
+from demo.system import (
     ALERTS,
     OPS_USER,
     DemoError,
@@ -53,7 +53,7 @@ from cloud.demo_system import (
     sigterm_as_interrupt,
     wait_for,
 )
-from cloud.demo_world import ACTIONS, DEVICE_IDS, GTIN, TAG_UID, World
+from demo.world import ACTIONS, DEVICE_IDS, GTIN, TAG_UID, World
 from gateway.broker import BrokerError
 from gateway.profiles import CHILLED
 from protocol import cli

@@ -117,7 +117,7 @@ class System:
         self.gateway: subprocess.Popen[bytes] | None = None
         self.started: dict[int, str] = {}  # pid -> what, for leftovers()
         self.monitor: Any = None
-        self.world: Any = None  # the devices (cloud/demo_world.py), closed before stop()
+        self.world: Any = None  # the devices (demo/world.py), closed before stop()
         self.alerts: list[dict[str, Any]] = []
         self.figures_trace: dict[str, float] = {}
         self._subscribed = threading.Event()

@@ -12,7 +12,7 @@ is real: devices talk MQTT to a broker through :class:`PahoClient`, a
 
 The devices' clocks follow ``clock`` (default: the wall clock). The cold
 room's curve runs ``--scale`` times faster than it, so a day of temperature
-history passes in minutes. ``cloud/demo_world.py`` instead gives the devices
+history passes in minutes. ``demo/world.py`` instead gives the devices
 a simulated clock (a past day replayed at high speed) and a radio
 (:class:`SimWifi`) that is out of range until that clock reaches the present.
 """

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.demo_system import descendants
+from demo.system import descendants
 from protocol.bundle import load_bundle
 from protocol.cli import main
 from protocol.record import Reading, Scan, open_record

@@ -190,7 +190,7 @@ def test_sim_devices_deliver_verified_records_alarms_and_sun_scans(
 
 
 def test_sim_readers_build_a_chain_of_custody_links_on_one_tag(tmp_path: Path) -> None:
-    """Three simulated readers (as in cloud/demo_world.py) hold one NTAG 424
+    """Three simulated readers (as in demo/world.py) hold one NTAG 424
     DNA in turn: the tag's custody file carries each scan's link to the next
     reader. Decoded with the firmware's own decoder (ct_record)."""
     sim.firmware_on_path()
