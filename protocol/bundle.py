@@ -38,7 +38,10 @@ import binascii
 import json
 import os
 import re
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import IO, Any
 
 from protocol.anchor import EvmReceipt, LocalReceipt
@@ -53,14 +56,17 @@ __all__ = [
     "MAX_CHECKPOINT_BYTES",
     "MAX_CONSISTENCY",
     "MAX_INDEX",
+    "MAX_INFLATED_BYTES",
     "MAX_ITEM_BYTES",
     "MAX_NODES_PER_LEAF",
     "MAX_PATH",
     "MAX_PROOFS",
+    "MAX_PROOF_LEAVES",
     "MAX_RECORDS",
     "MAX_RECORD_BYTES",
     "MAX_TREE_SIZE",
     "VERSION",
+    "VERSIONS",
     "AnchorRef",
     "Bundle",
     "BundleRecord",
@@ -73,7 +79,10 @@ __all__ = [
 ]
 
 FORMAT = "coldtrace-bundle"
-VERSION = 2
+#: The version :meth:`Bundle.dumps` writes by default: the compact encoding (§9.1).
+VERSION = 3
+#: The versions :func:`parse_bundle` reads.
+VERSIONS = (2, 3)
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 MAX_RECORDS = 1_000_000
 MAX_CHECKPOINTS = 10_000
@@ -87,6 +96,12 @@ MAX_CHECKPOINT_BYTES = 16 * 1024
 MAX_ITEM_BYTES = 128
 MAX_INDEX = 2**63 - 1
 MAX_TREE_SIZE = 2**64 - 1
+#: The leaves of all the proofs of one bundle together (both versions).
+MAX_PROOF_LEAVES = 1_000_000
+#: Version 3: the record blobs of one bundle decompress to at most this many bytes in all.
+MAX_INFLATED_BYTES = 64 * 1024 * 1024
+_LENGTH_BYTES = 2  # version 3: each record in a blob is preceded by its length, big-endian
+_HASH = 32
 
 _ORIGIN = re.compile(r"[\x21-\x2a\x2c-\x7e]{1,128}")
 _UID = re.compile(r"[0-9a-f]{8}|[0-9a-f]{14}|[0-9a-f]{20}")
@@ -98,6 +113,9 @@ _TOP_REQUIRED = frozenset(
     {"format", "version", "subject", "records", "checkpoints", "proofs", "consistency", "anchors"}
 )
 _TOP_MEMBERS = _TOP_REQUIRED | {"created"}
+_TOP_REQUIRED_3 = _TOP_REQUIRED - {"records"} | {"logs"}
+_TOP_MEMBERS_3 = _TOP_REQUIRED_3 | {"created"}
+_LOG_MEMBERS = frozenset({"log", "runs", "records"})
 MAX_TIME = 2**32 - 1  # Unix seconds (§1)
 _SUBJECT_MEMBERS = frozenset({"uid", "item"})
 _RECORD_MEMBERS = frozenset({"log", "index", "record"})
@@ -189,23 +207,43 @@ class Bundle:
     anchors: list[AnchorRef] = field(default_factory=list)
     created: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The bundle as a JSON document (dicts and lists), members in the order of §9."""
+    def to_json(self, *, version: int = VERSION) -> dict[str, Any]:
+        """The bundle as a JSON document (dicts and lists), members in the order of §9.
+
+        ``version`` 3 (the default) is the compact encoding of §9.1: records
+        grouped by log in the order the logs first appear, ascending by index
+        (the order :func:`parse_bundle` gives them back). It cannot hold one
+        (``log``, ``index``) twice: :class:`BundleError` if the bundle does
+        (version 2 can, and the verifier reports ``duplicate_entry``).
+        """
+        if version not in VERSIONS:
+            raise ValueError(f"cannot write bundle version {version!r}: want one of {VERSIONS}")
         b64 = _b64e
-        doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+        doc: dict[str, Any] = {"format": FORMAT, "version": version}
         if self.created is not None:
             doc["created"] = self.created
         doc["subject"] = self.subject.to_json()
-        doc["records"] = [
-            {"log": r.log, "index": r.index, "record": b64(r.raw)} for r in self.records
-        ]
+        v3 = version == 3
+        if v3:
+            doc["logs"] = _logs_json(self.records)
+        else:
+            doc["records"] = [
+                {"log": r.log, "index": r.index, "record": b64(r.raw)} for r in self.records
+            ]
+
+        def nodes(hashes: tuple[bytes, ...]) -> str | list[str]:
+            return b64(b"".join(hashes)) if v3 else [b64(h) for h in hashes]
+
+        def leaves(ints: tuple[int, ...]) -> list[list[int]] | list[int]:
+            return [list(run) for run in _runs_of(ints)] if v3 else list(ints)
+
         doc["checkpoints"] = list(self.checkpoints)
         doc["proofs"] = [
             {
                 "log": p.log,
                 "tree_size": p.tree_size,
-                "leaves": list(p.leaves),
-                "nodes": [b64(h) for h in p.nodes],
+                "leaves": leaves(p.leaves),
+                "nodes": nodes(p.nodes),
             }
             for p in self.proofs
         ]
@@ -214,7 +252,7 @@ class Bundle:
                 "log": p.log,
                 "old_size": p.old_size,
                 "new_size": p.new_size,
-                "path": [b64(h) for h in p.path],
+                "path": nodes(p.path),
             }
             for p in self.consistency
         ]
@@ -223,17 +261,65 @@ class Bundle:
         ]
         return doc
 
-    def dumps(self, *, check: bool = True) -> str:
+    def dumps(self, *, check: bool = True, version: int = VERSION) -> str:
         """The bundle as JSON text (UTF-8 when encoded), ending in a newline.
 
+        ``version`` as in :meth:`to_json` (default 3, the compact encoding).
         With ``check`` (the default) the text is read back with
         :func:`loads_bundle` first, so a bundle this writes is one a verifier
         reads: :class:`BundleError` if not.
         """
-        text = json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
+        text = json.dumps(self.to_json(version=version), indent=1, ensure_ascii=False) + "\n"
         if check:
             loads_bundle(text)
         return text
+
+
+def _runs_of(indexes: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """Maximal runs (first, count) of strictly ascending integers."""
+    first = count = -1
+    for i in indexes:
+        if count > 0 and i == first + count:
+            count += 1
+            continue
+        if count > 0:
+            yield first, count
+        first, count = i, 1
+    if count > 0:
+        yield first, count
+
+
+def _logs_json(records: list[BundleRecord]) -> list[dict[str, Any]]:
+    """The ``logs`` member of version 3 (§9.1)."""
+    by_log: dict[str, dict[int, bytes]] = {}
+    for r in records:
+        at = by_log.setdefault(r.log, {})
+        if r.index in at:
+            raise _fail(
+                "records",
+                "version 3 holds one record per (log, index); this bundle has one twice",
+                f"{r.log} {r.index}",
+            )
+        at[r.index] = r.raw
+    out: list[dict[str, Any]] = []
+    for log, at in by_log.items():
+        order = sorted(at)
+        for i in order:
+            if type(i) is not int or not 0 <= i <= MAX_INDEX:
+                raise _fail("records", f"want an index in 0..{MAX_INDEX}", i)
+        blob = bytearray()
+        for i in order:
+            raw = at[i]
+            if not 1 <= len(raw) <= MAX_RECORD_BYTES:
+                raise _fail("records", f"want 1..{MAX_RECORD_BYTES} bytes", f"{len(raw)} bytes")
+            blob += len(raw).to_bytes(_LENGTH_BYTES, "big")
+            blob += raw
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+        packed = deflate.compress(bytes(blob)) + deflate.flush()
+        out.append(
+            {"log": log, "runs": [list(run) for run in _runs_of(order)], "records": _b64e(packed)}
+        )
+    return out
 
 
 def _b64e(raw: bytes) -> str:
@@ -372,13 +458,16 @@ class _Origins:
 def parse_bundle(doc: object) -> Bundle:
     """Check a decoded bundle document (module docstring) and build the :class:`Bundle`.
 
-    Raises :class:`BundleError` naming the first offending member.
+    Reads version 2 and version 3 (§9.1); both give the same :class:`Bundle`
+    for the same content. Raises :class:`BundleError` naming the first
+    offending member.
     """
-    top = _members(doc, "(top level)", _TOP_MEMBERS, _TOP_REQUIRED)
-    if top["format"] != FORMAT or type(top["format"]) is not str:
-        raise _fail("format", f"not a ColdTrace bundle: want {FORMAT!r}", top["format"])
-    version = top["version"]
-    if type(version) is not int or version != VERSION:
+    if type(doc) is not dict:
+        raise _fail("(top level)", "want an object", type(doc).__name__)
+    version = doc.get("version")
+    if type(version) is not int or version not in VERSIONS:
+        if "version" not in doc:
+            raise _fail("(top level)", "missing member 'version'")
         if type(version) is int and version == 1:
             raise BundleError(
                 "version 1 bundles are not supported by this verifier (protocol v2); "
@@ -386,7 +475,16 @@ def parse_bundle(doc: object) -> Bundle:
                 expected=VERSION,
                 found=1,
             )
-        raise _fail("version", f"want the integer {VERSION}", version)
+        raise _fail("version", "want the integer 2 or 3", version)
+    v3 = version == 3
+    top = _members(
+        doc,
+        "(top level)",
+        _TOP_MEMBERS_3 if v3 else _TOP_MEMBERS,
+        _TOP_REQUIRED_3 if v3 else _TOP_REQUIRED,
+    )
+    if top["format"] != FORMAT or type(top["format"]) is not str:
+        raise _fail("format", f"not a ColdTrace bundle: want {FORMAT!r}", top["format"])
     created = None
     if "created" in top:
         created = _integer(top["created"], "created", 0, MAX_TIME)
@@ -394,10 +492,10 @@ def parse_bundle(doc: object) -> Bundle:
     origin = _Origins()
     return Bundle(
         subject=subject,
-        records=_parse_records(top["records"], origin),
+        records=_parse_logs(top["logs"], origin) if v3 else _parse_records(top["records"], origin),
         checkpoints=_parse_checkpoints(top["checkpoints"]),
-        proofs=_parse_proofs(top["proofs"], origin),
-        consistency=_parse_consistency(top["consistency"], origin),
+        proofs=_parse_proofs(top["proofs"], origin, v3),
+        consistency=_parse_consistency(top["consistency"], origin, v3),
         anchors=_parse_anchors(top["anchors"], origin),
         created=created,
     )
@@ -449,34 +547,84 @@ def _parse_checkpoints(value: object) -> list[str]:
     return list(items)
 
 
-def _parse_proofs(value: object, origin: _Origins) -> list[MultiProof]:
+def _parse_proofs(value: object, origin: _Origins, v3: bool) -> list[MultiProof]:
     items = _list(value, "proofs", MAX_PROOFS)
     out: list[MultiProof] = []
+    budget = MAX_PROOF_LEAVES
     for i, o in enumerate(items):
         where = f"proofs[{i}]"
         _members(o, where, _PROOF_MEMBERS)
         log = origin(o["log"], f"{where}.log")
         size = _integer(o["tree_size"], f"{where}.tree_size", 1, MAX_TREE_SIZE)
-        leaves = _list(o["leaves"], f"{where}.leaves", MAX_RECORDS)
-        if not leaves:
-            raise _fail(f"{where}.leaves", "a proof proves at least one leaf")
-        prev = -1
-        for j, leaf in enumerate(leaves):
-            if type(leaf) is not int or not prev < leaf < size:
-                if type(leaf) is not int:
-                    raise _fail(f"{where}.leaves[{j}]", "want an integer", leaf)
-                if leaf >= size:
-                    raise _fail(f"{where}.leaves[{j}]", f"not in a tree of {size} leaves", leaf)
-                raise _fail(f"{where}.leaves[{j}]", "leaves must be strictly ascending", leaf)
-            prev = leaf
-        nodes = _hashes(o["nodes"], f"{where}.nodes", MAX_NODES_PER_LEAF * len(leaves))
-        out.append(MultiProof(log, size, tuple(leaves), nodes))
+        if v3:
+            runs = _runs(o["leaves"], f"{where}.leaves", size, budget, "leaves")
+            leaves: tuple[int, ...] = tuple(
+                chain.from_iterable(range(first, first + n) for first, n in runs)
+            )
+        else:
+            leaves = tuple(_leaves(o["leaves"], f"{where}.leaves", size, budget))
+        budget -= len(leaves)
+        limit = MAX_NODES_PER_LEAF * len(leaves)
+        if v3:
+            nodes = _hash_string(o["nodes"], f"{where}.nodes", limit)
+        else:
+            nodes = _hashes(o["nodes"], f"{where}.nodes", limit)
+        out.append(MultiProof(log, size, leaves, nodes))
     return out
 
 
-def _parse_consistency(value: object, origin: _Origins) -> list[ConsistencyProof]:
+def _leaves(value: object, where: str, size: int, budget: int) -> list[int]:
+    """Version 2 ``leaves``: a non-empty list of strictly ascending integers below ``size``."""
+    leaves = _list(value, where, MAX_RECORDS)
+    if not leaves:
+        raise _fail(where, "a proof proves at least one leaf")
+    if len(leaves) > budget:
+        raise _fail(where, f"the proofs hold more than {MAX_PROOF_LEAVES} leaves in all")
+    prev = -1
+    for j, leaf in enumerate(leaves):
+        if type(leaf) is not int or not prev < leaf < size:
+            if type(leaf) is not int:
+                raise _fail(f"{where}[{j}]", "want an integer", leaf)
+            if leaf >= size:
+                raise _fail(f"{where}[{j}]", f"not in a tree of {size} leaves", leaf)
+            raise _fail(f"{where}[{j}]", "leaves must be strictly ascending", leaf)
+        prev = leaf
+    return leaves
+
+
+def _runs(value: object, where: str, end: int, budget: int, what: str) -> list[tuple[int, int]]:
+    """Version 3 runs (§9.1): a non-empty list of ``[first, count]``, count ≥ 1, strictly
+    ascending, neither overlapping nor adjacent, every ``first + count`` at most ``end``
+    and the counts together at most ``budget``."""
+    items = _list(value, where, MAX_RECORDS)
+    if not items:
+        raise _fail(where, "want at least one run")
+    out: list[tuple[int, int]] = []
+    after = -1  # one past the end of the previous run, -1 before the first
+    total = 0
+    for j, run in enumerate(items):
+        w = f"{where}[{j}]"
+        if type(run) is not list or len(run) != 2:
+            raise _fail(w, "want a run [first, count]", run if type(run) is not list else len(run))
+        first = _integer(run[0], f"{w}[0]", 0, end - 1)
+        count = _integer(run[1], f"{w}[1]", 1, end - first)
+        if first <= after:
+            message = "runs must be ascending and must not overlap"
+            if first == after:
+                message = "adjacent runs must be one run (not canonical)"
+            raise _fail(w, message, first)
+        total += count
+        if total > budget:
+            raise _fail(where, f"more than {budget} {what} in all", total)
+        after = first + count
+        out.append((first, count))
+    return out
+
+
+def _parse_consistency(value: object, origin: _Origins, v3: bool) -> list[ConsistencyProof]:
     items = _list(value, "consistency", MAX_CONSISTENCY)
     out: list[ConsistencyProof] = []
+    read = _hash_string if v3 else _hashes
     for i, o in enumerate(items):
         where = f"consistency[{i}]"
         _members(o, where, _CONSISTENCY_MEMBERS)
@@ -485,9 +633,85 @@ def _parse_consistency(value: object, origin: _Origins) -> list[ConsistencyProof
                 origin(o["log"], f"{where}.log"),
                 _integer(o["old_size"], f"{where}.old_size", 1, MAX_TREE_SIZE),
                 _integer(o["new_size"], f"{where}.new_size", 1, MAX_TREE_SIZE),
-                _hashes(o["path"], f"{where}.path", MAX_PATH),
+                read(o["path"], f"{where}.path", MAX_PATH),
             )
         )
+    return out
+
+
+def _hash_string(value: object, where: str, limit: int) -> tuple[bytes, ...]:
+    """Version 3 hashes (§9.1): canonical base64 of 0 to ``limit`` concatenated 32-byte hashes."""
+    raw = _b64(value, where, 0, limit * _HASH)
+    if len(raw) % _HASH:
+        raise _fail(where, f"want a multiple of {_HASH} bytes (whole hashes)", f"{len(raw)} bytes")
+    return tuple(raw[k : k + _HASH] for k in range(0, len(raw), _HASH))
+
+
+def _parse_logs(value: object, origin: _Origins) -> list[BundleRecord]:
+    """Version 3 ``logs`` (§9.1): each log once, its records in runs and one DEFLATE blob."""
+    items = _list(value, "logs", MAX_RECORDS)
+    out: list[BundleRecord] = []
+    seen: set[str] = set()
+    budget = MAX_RECORDS
+    inflated = MAX_INFLATED_BYTES
+    for i, o in enumerate(items):
+        where = f"logs[{i}]"
+        _members(o, where, _LOG_MEMBERS)
+        log = origin(o["log"], f"{where}.log")
+        if log in seen:
+            raise _fail(f"{where}.log", "a log appears at most once in logs", log)
+        seen.add(log)
+        runs = _runs(o["runs"], f"{where}.runs", MAX_INDEX + 1, budget, "records")
+        count = sum(n for _, n in runs)
+        budget -= count
+        packed = _b64(o["records"], f"{where}.records", 1, MAX_BUNDLE_BYTES)
+        cap = min(inflated, count * (_LENGTH_BYTES + MAX_RECORD_BYTES))
+        blob = _inflate(packed, f"{where}.records", cap)
+        inflated -= len(blob)
+        raws = _split_records(blob, count, f"{where}.records")
+        indexes = chain.from_iterable(range(first, first + n) for first, n in runs)
+        out.extend(BundleRecord(log, index, raw) for index, raw in zip(indexes, raws, strict=True))
+    return out
+
+
+def _inflate(packed: bytes, where: str, cap: int) -> bytes:
+    """Raw DEFLATE (RFC 1951) of ``packed``, refusing more than ``cap`` bytes of output
+    before producing them, a stream that does not end, and bytes after its end."""
+    inflater = zlib.decompressobj(-15)
+    try:
+        blob = inflater.decompress(packed, cap + 1)
+    except zlib.error as exc:
+        raise _fail(where, "not a valid raw DEFLATE stream", str(exc)) from None
+    if len(blob) > cap or inflater.unconsumed_tail:
+        raise _fail(where, f"decompresses to more than {cap} bytes (the limit here)")
+    if not inflater.eof:
+        raise _fail(where, "the DEFLATE stream is truncated (no final block)")
+    if inflater.unused_data:
+        raise _fail(
+            where, "bytes after the end of the DEFLATE stream", f"{len(inflater.unused_data)} bytes"
+        )
+    return blob
+
+
+def _split_records(blob: bytes, count: int, where: str) -> list[bytes]:
+    """``count`` records of 1..1024 bytes, each after its 2-byte big-endian length, filling
+    ``blob`` exactly."""
+    out: list[bytes] = []
+    append = out.append
+    pos, end = 0, len(blob)
+    for k in range(count):
+        if pos + _LENGTH_BYTES > end:
+            raise _fail(where, f"holds {k} records, fewer than its runs count", count)
+        n = (blob[pos] << 8) | blob[pos + 1]
+        pos += _LENGTH_BYTES
+        if not 1 <= n <= MAX_RECORD_BYTES:
+            raise _fail(f"{where} (record {k})", f"want 1..{MAX_RECORD_BYTES} bytes", f"{n} bytes")
+        if pos + n > end:
+            raise _fail(f"{where} (record {k})", "cut short: the data ends inside it", f"{n} bytes")
+        append(blob[pos : pos + n])
+        pos += n
+    if pos != end:
+        raise _fail(where, "holds more than its runs count (trailing bytes)", f"{end - pos} bytes")
     return out
 
 

@@ -1,5 +1,8 @@
 """Bundle format v2 (docs/protocol.md §9): the model, the hardened reader, the JSON Schema.
 
+The documents here are version 2 (written with ``version=2``); the compact
+version 3 (§9.1) is tested in test_bundle_v3.py.
+
 The reader and the schema must agree: every bundle the code writes matches
 the schema, and each malformed document below is refused by both. The rules
 JSON Schema cannot express (duplicate members, number spelling, byte
@@ -51,7 +54,7 @@ SCHEMA = json.loads(
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 W = world(n_devices=2, readings=4)
 GOOD = W.bundle(sizes=(5, len(W.leaves)))
-GOOD_DOC = GOOD.to_json()
+GOOD_DOC = GOOD.to_json(version=2)
 H32 = base64.b64encode(bytes(32)).decode()
 EVM = EvmReceipt(
     chain_id=31337,
@@ -96,15 +99,17 @@ def code_accepts(doc: object) -> bool:
 # --- the model and the format ----------------------------------------------------------------
 
 
-def test_genuine_bundle_round_trips_through_its_text() -> None:
-    text = GOOD.dumps()
+@pytest.mark.parametrize("version", [2, 3])
+def test_genuine_bundle_round_trips_through_its_text(version: int) -> None:
+    text = GOOD.dumps(version=version)
+    assert json.loads(text)["version"] == version
     assert loads_bundle(text) == GOOD
     assert loads_bundle(text.encode()) == GOOD
     assert parse_bundle(json.loads(text)) == GOOD
 
 
 def test_to_json_writes_exactly_the_version_2_format() -> None:
-    doc = GOOD.to_json()
+    doc = GOOD.to_json(version=2)
     assert list(doc) == [
         "format",
         "version",
@@ -205,7 +210,7 @@ def good_variants() -> list[dict[str, Any]]:
 def test_schema_and_reader_accept_the_same_good_bundles(doc: dict[str, Any]) -> None:
     VALIDATOR.validate(doc)
     parse_bundle(doc)
-    assert loads_bundle(json.dumps(doc)).to_json() == doc
+    assert loads_bundle(json.dumps(doc)).to_json(version=2) == doc
 
 
 def bad_variants() -> list[tuple[str, dict[str, Any]]]:
@@ -434,12 +439,14 @@ def test_list_limits(limit: int, member: str) -> None:
     too_many[member] = [None] * (limit + 1)  # refused by length, before any entry is read
     with pytest.raises(BundleError, match=f"more than {limit}"):
         parse_bundle(too_many)
-    assert SCHEMA["properties"][member]["maxItems"] == limit
+    schema = SCHEMA["$defs"]["v2"]["properties"][member]
+    schema = SCHEMA["$defs"][schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
+    assert schema["maxItems"] == limit
 
 
 # --- JSON rules of §9 that live in the text ------------------------------------------------------
 
-TEXT = GOOD.dumps()
+TEXT = GOOD.dumps(version=2)
 
 
 @pytest.mark.parametrize(
@@ -675,7 +682,7 @@ def test_reader_raises_only_bundle_error_on_mutated_bundles(data: st.DataObject)
         b = loads_bundle(bytes(raw))
     except BundleError:
         return
-    assert loads_bundle(b.dumps()) == b  # whatever was accepted is written back and re-read
+    assert loads_bundle(b.dumps(version=2)) == b  # whatever was accepted is written back, re-read
 
 
 @given(st.data())
