@@ -1,0 +1,44 @@
+"""Fixtures shared by all tests: a real PostgreSQL server on loopback.
+
+``pg_server`` (session): one ``tests.pgserver.PgServer`` started on first use
+and stopped, with its temporary directory removed, at the end of the session.
+``pg_url`` (function): the SQLAlchemy URL (``postgresql+psycopg://...``) of a
+fresh, empty database on that server, dropped after the test.
+
+Missing PostgreSQL fails the tests that use these fixtures, never skips them:
+the real server is part of what they test (``make system`` installs it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pgserver import PgServer, PgServerError
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = PgServer()
+    try:
+        server.start()
+    except PgServerError as e:
+        pytest.fail(f"PostgreSQL test server: {e}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    slug = re.sub(r"[^a-z0-9_]+", "_", request.node.name.lower()).strip("_")
+    name = f"t{next(_db_counter)}_{slug}"[:63]
+    url = pg_server.new_database(name)
+    yield url
+    pg_server.drop_database(name)
