@@ -52,6 +52,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.store import DeviceRow, SQLiteStore, StatementRow
+from protocol.assemble import ChainKey, chain_label, chain_of
 from protocol.cose import ID_PATTERN, parse_sign1
 from protocol.errors import VerificationError
 from protocol.keys import b64d, b64e, p256_public_from_sec1, p256_public_to_sec1
@@ -105,8 +106,8 @@ FUTURE_SLACK = 60  # s a statement's time may be ahead of the signer's clock
 MAX_DEVICES_FIELD = 128  # bytes of binding field 51 (§2.6)
 
 Statement = Binding | ProductProfile
-# A statement chain within one registry: (kind, chain name), see chain_of().
-ChainKey = tuple[int, str]
+# A statement chain within one registry: (kind, chain name), see chain_of()
+# (ChainKey, chain_of and chain_label are protocol.assemble's).
 
 
 class RegistryError(Exception):
@@ -182,20 +183,8 @@ class Scopes:
 # --- statement chains ---------------------------------------------------------------------
 
 
-def chain_of(p: Statement) -> ChainKey:
-    """(kind, chain name): the target of a binding; ``gtin`` or ``"gtin lot"`` of a profile."""
-    if isinstance(p, Binding):
-        return (KIND_BINDING, p.target)
-    return (KIND_PROFILE, p.gtin if p.lot is None else f"{p.gtin} {p.lot}")
-
-
-def chain_label(key: ChainKey) -> str:
-    """How the CLI names a chain: ``binding of T``, ``profile of GTIN`` / ``of GTIN lot L``."""
-    kind, name = key
-    if kind == KIND_BINDING:
-        return f"binding of {name}"
-    gtin, _, lot = name.partition(" ")
-    return f"profile of {gtin}" + (f" lot {lot}" if lot else "")
+# chain_of (kind, chain name) and chain_label (how the CLI names a chain) are
+# protocol.assemble's, shared with the trace planner.
 
 
 @dataclass(slots=True)

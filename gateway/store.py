@@ -281,6 +281,9 @@ class Store(Protocol):
     def statements(
         self, *, kind: int | None = None, chain: str | None = None
     ) -> list[StatementRow]: ...
+    def statement_records(
+        self, kind: int, chain: str, signer: str, *, upto: int | None = None
+    ) -> list[StoredRecord]: ...
     def statement_heads(self) -> list[StatementRow]: ...
     def ack_keys(self) -> dict[str, bytes]: ...
     def set_ack_key(self, device: str, key: bytes) -> None: ...
@@ -839,6 +842,17 @@ class SQLiteStore:
             sql += " WHERE " + " AND ".join(where)
         rows = self._all(sql + " ORDER BY leaf", args)
         return [StatementRow(*r[:6], bytes(r[6]), r[7]) for r in rows]
+
+    def statement_records(
+        self, kind: int, chain: str, signer: str, *, upto: int | None = None
+    ) -> list[StoredRecord]:
+        """The records of ``signer``'s statements of one chain (leaf < ``upto``), by cseq."""
+        rows = self._all(
+            "SELECT r.* FROM statements s JOIN records r ON r.leaf = s.leaf"
+            " WHERE s.kind = ? AND s.chain = ? AND s.signer = ? AND s.leaf < ? ORDER BY s.cseq",
+            (kind, chain, signer, _upto(upto)),
+        )
+        return [StoredRecord(*r) for r in rows]
 
     def statement_heads(self) -> list[StatementRow]:
         """The last statement (highest cseq) of every chain, in log order."""
