@@ -6,9 +6,7 @@ events); nothing comes from the simulator's own view of the world.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -162,31 +160,34 @@ def show_alerts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def tamper(bundle_path: Path, out: Path) -> Path:
     """Edit the hottest reading down to 3.90 °C, keeping its signature."""
-    doc = json.loads(bundle_path.read_text())
-    peak_item, peak, signer = None, None, ""
-    for item in doc["records"]:
-        rec = open_record(base64.b64decode(item["record"]))
+    from protocol.bundle import load_bundle
+
+    doc = load_bundle(bundle_path)
+    at, peak, signer = -1, None, ""
+    for i, r in enumerate(doc.records):
+        rec = open_record(r.raw)
         p = rec.payload
         if (
             isinstance(p, Reading)
             and p.temp is not None
             and (peak is None or p.temp > (peak.temp or 0))
         ):
-            peak_item, peak, signer = item, p, rec.signer
-    assert peak_item is not None and peak is not None and peak.temp is not None
-    raw = base64.b64decode(peak_item["record"])
+            at, peak, signer = i, p, rec.signer
+    assert at >= 0 and peak is not None and peak.temp is not None
+    item = doc.records[at]
+    raw = item.raw
     old = encode_payload(peak)
     new = encode_payload(dataclasses.replace(peak, temp=390))
     edited = raw.replace(old, new, 1)
-    peak_item["record"] = base64.b64encode(edited).decode()
+    doc.records[at] = dataclasses.replace(item, raw=edited)
     print(
-        f"   edited {signer} seq {peak.seq} ({channel(peak.ch)}, log leaf {peak_item['index']}) "
+        f"   edited {signer} seq {peak.seq} ({channel(peak.ch)}, log leaf {item.index}) "
         "from "
         f"{peak.temp / 100:.2f} °C to 3.90 °C, signature kept "
         f"({sum(a != b for a, b in zip(raw, edited, strict=True))} byte(s) changed)"
     )
     path = out / "bundle-tampered.json"
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    path.write_text(doc.dumps())
     return path
 
 
