@@ -19,11 +19,21 @@ format:
   URN, and otherwise becomes ``urn:coldtrace:item:`` + the encoded item;
 - a **record** is named by its SHA-256 (lowercase hex) and its place in a log:
   the log origin and the leaf index (the bundle's first entry holding those
-  bytes, §9).
+  bytes, §9);
+- an **organisation** (a device registration's ``org``, §2.5) becomes
+  ``urn:coldtrace:org:`` + the encoded name, unless it already is a GS1 PGLN
+  EPC URN (``urn:epc:id:pgln:…``), used unchanged;
+- a **tag** that has no item in the bundle (a container tag named by a scan's
+  ``parent``) becomes ``urn:coldtrace:tag:`` + its UID in lowercase hex.
+
+:func:`evidence_from_bytes` is :func:`load_evidence` for a bundle already in
+memory (an upload), with the trust as a :class:`~protocol.trust.Trust` or the
+trust file's bytes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -34,7 +44,8 @@ from urllib.parse import quote, unquote
 
 from protocol.bundle import Bundle, loads_bundle
 from protocol.custody import parse_item
-from protocol.trust import Trust, load_trust
+from protocol.record import Record, Registration, Scan, open_record
+from protocol.trust import Trust, load_trust, loads_trust
 from protocol.verdict import LegReport, Verdict
 from protocol.verify import Report, verify_bundle
 
@@ -42,27 +53,55 @@ __all__ = [
     "DEVICE_PREFIX",
     "DIGITAL_LINK_ROOT",
     "ITEM_PREFIX",
+    "ORG_PREFIX",
     "PLACE_PREFIX",
+    "TAG_PREFIX",
     "Evidence",
+    "ExportError",
+    "ExportOptionError",
     "NotVerifiedError",
     "ProofRef",
+    "UnreadableInputError",
     "centi_decimal",
     "device_uri",
+    "evidence_from_bytes",
     "iso_utc",
     "item_uri",
     "load_evidence",
+    "org_uri",
     "place_id",
     "place_uri",
+    "tag_uri",
 ]
 
 PLACE_PREFIX = "urn:coldtrace:place:"
 DEVICE_PREFIX = "urn:coldtrace:device:"
 ITEM_PREFIX = "urn:coldtrace:item:"
+ORG_PREFIX = "urn:coldtrace:org:"
+TAG_PREFIX = "urn:coldtrace:tag:"
 SGLN_PREFIX = "urn:epc:id:sgln:"
+PGLN_PREFIX = "urn:epc:id:pgln:"
 DIGITAL_LINK_ROOT = "https://id.gs1.org"
 
 
-class NotVerifiedError(Exception):
+class ExportError(Exception):
+    """Nothing was exported; the message says why (safe to show to the user)."""
+
+
+class ExportOptionError(ExportError, ValueError):
+    """A bad kind, format or option, or one the bundle does not fit; nothing was exported."""
+
+
+class UnreadableInputError(ExportError):
+    """The bundle or the trust file cannot be read (docs/protocol.md §9/§10); ``code`` is the
+    protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class NotVerifiedError(ExportError):
     """The bundle did not verify: there is nothing to export."""
 
     def __init__(self, report: Report) -> None:
@@ -113,6 +152,41 @@ class Evidence:
         """The proof reference of the custody scan that opened ``leg``."""
         return self.locations[leg.leg.scan.raw]
 
+    @functools.cached_property
+    def records(self) -> list[Record]:
+        """The bundle's records, each distinct record once, opened (all verified: the
+        bundle verified as a whole)."""
+        return [open_record(raw) for raw in self.locations]
+
+    @functools.cached_property
+    def _orgs(self) -> dict[str, set[str]]:
+        orgs: dict[str, set[str]] = {}
+        for r in self.records:
+            p = r.payload
+            if isinstance(p, Registration):
+                orgs.setdefault(p.device, set()).add(p.org)
+        return orgs
+
+    def org_of(self, device: str) -> str | None:
+        """The organisation that owns ``device``: the ``org`` of its registrations in the
+        bundle (§2.5) when they all name the same one, else None (unknown or ambiguous)."""
+        orgs = self._orgs.get(device, set())
+        return next(iter(orgs)) if len(orgs) == 1 else None
+
+    def tag_item(self, uid: bytes) -> str | None:
+        """The item a commission scan in the bundle gave the tag ``uid`` (its first, in
+        date order), or None."""
+        found = [
+            (r.payload.time, r.signer, r.payload.seq, r.payload.item)
+            for r in self.records
+            if isinstance(r.payload, Scan)
+            and r.payload.uid == uid
+            and r.payload.action == 1
+            and r.payload.item is not None
+            and r.payload.tq > 0
+        ]
+        return min(found)[3] if found else None
+
 
 def load_evidence(
     bundle: str | os.PathLike[str], trust: str | os.PathLike[str] | Trust
@@ -126,6 +200,17 @@ def load_evidence(
     path = Path(bundle)
     data = path.read_bytes()
     pinned = trust if isinstance(trust, Trust) else load_trust(trust)
+    return _evidence(data, pinned, path.name)
+
+
+def evidence_from_bytes(data: bytes, trust: Trust | bytes, name: str = "bundle.json") -> Evidence:
+    """:func:`load_evidence` for a bundle's bytes; ``trust`` a Trust or the trust file's
+    bytes; ``name`` the bundle's file name as the exports show it (no directories)."""
+    pinned = trust if isinstance(trust, Trust) else loads_trust(trust)
+    return _evidence(data, pinned, Path(name).name or "bundle.json")
+
+
+def _evidence(data: bytes, pinned: Trust, name: str) -> Evidence:
     parsed = loads_bundle(data)
     report = verify_bundle(parsed, pinned)
     if not report.verified or report.verdict is None:
@@ -134,7 +219,7 @@ def load_evidence(
     for r in parsed.records:
         if r.raw not in locations:
             locations[r.raw] = ProofRef(r.log, r.index, hashlib.sha256(r.raw).hexdigest())
-    return Evidence(parsed, report, path.name, hashlib.sha256(data).hexdigest(), locations)
+    return Evidence(parsed, report, name, hashlib.sha256(data).hexdigest(), locations)
 
 
 # --- identifiers ------------------------------------------------------------------------
@@ -160,6 +245,17 @@ def place_id(uri: str) -> str:
 
 def device_uri(device: str) -> str:
     return DEVICE_PREFIX + _enc(device)
+
+
+def org_uri(org: str) -> str:
+    """An organisation (a registration's ``org``) as a URI (module docstring)."""
+    if org.startswith(PGLN_PREFIX):
+        return org
+    return ORG_PREFIX + _enc(org)
+
+
+def tag_uri(uid: bytes) -> str:
+    return TAG_PREFIX + uid.hex()
 
 
 def item_uri(item: str) -> str:
