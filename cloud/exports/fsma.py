@@ -50,7 +50,8 @@ names say UTC), ``reader_seq`` and ``proof_index`` integers. Every other
 cell is a text cell with the CSV's (escaped) text, never a formula. The
 header row is bold and frozen, an autofilter covers the table, and columns
 are as wide as their longest text (capped). Sheet ``export`` says what the
-rows are: the bundle's name and SHA-256, the verdict, the selection.
+rows are: the bundle's name and SHA-256, the verdict, the selection (lot,
+``from_utc``: events at or after, ``before_utc``: events before) and the row count.
 """
 
 from __future__ import annotations
@@ -270,8 +271,8 @@ def xlsx_bytes(
         ("bundle_sha256", ev.sha256),
         ("verdict", ev.document["verdict"]),
         ("lot", sel["lot"] or ""),
-        ("from_utc", sel["from"] or ""),
-        ("to_utc", sel["to"] or ""),
+        ("from_utc", sel["from"] or ""),  # events at or after
+        ("before_utc", sel["to"] or ""),  # events before (the end is exclusive here)
         ("rows", len(table)),
     ]
     for key, value in facts:
