@@ -269,10 +269,31 @@ class Bundle:
         :func:`loads_bundle` first, so a bundle this writes is one a verifier
         reads: :class:`BundleError` if not.
         """
-        text = json.dumps(self.to_json(version=version), indent=1, ensure_ascii=False) + "\n"
+        doc = self.to_json(version=version)
+        if version == 2:
+            text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+        else:
+            text = _layout(doc)
         if check:
             loads_bundle(text)
         return text
+
+
+def _layout(doc: dict[str, Any]) -> str:
+    """Version 3 text: one line per top-level member and per list entry, compact inside
+    (runs would take four lines each with ``indent``)."""
+
+    def one(value: object) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    lines = []
+    for key, value in doc.items():
+        if type(value) is list and value:
+            entries = ",\n".join(f"  {one(v)}" for v in value)
+            lines.append(f" {one(key)}: [\n{entries}\n ]")
+        else:
+            lines.append(f" {one(key)}: {one(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _runs_of(indexes: Iterable[int]) -> Iterator[tuple[int, int]]:
@@ -406,7 +427,9 @@ _PAD1_LAST = frozenset("AEIMQUYcgkosw048")  # before "=": 2 bytes, the low 2 bit
 def _b64(text: object, where: str, lo: int, hi: int) -> bytes:
     if type(text) is not str:
         raise _fail(where, "want a base64 string", type(text).__name__)
-    raw = _b64_canonical(text) if len(text) <= 4 * ((hi + 2) // 3) else None
+    if len(text) > 4 * ((hi + 2) // 3):
+        raise _fail(where, f"want {lo}..{hi} bytes", f"{len(text)} base64 characters")
+    raw = _b64_canonical(text)
     if raw is None:
         raise _fail(where, "not canonical standard base64 with padding", text)
     if not lo <= len(raw) <= hi:
@@ -557,7 +580,7 @@ def _parse_proofs(value: object, origin: _Origins, v3: bool) -> list[MultiProof]
         log = origin(o["log"], f"{where}.log")
         size = _integer(o["tree_size"], f"{where}.tree_size", 1, MAX_TREE_SIZE)
         if v3:
-            runs = _runs(o["leaves"], f"{where}.leaves", size, budget, "leaves")
+            runs = _runs(o["leaves"], f"{where}.leaves", size, budget, "leaves", MAX_PROOF_LEAVES)
             leaves: tuple[int, ...] = tuple(
                 chain.from_iterable(range(first, first + n) for first, n in runs)
             )
@@ -579,7 +602,7 @@ def _leaves(value: object, where: str, size: int, budget: int) -> list[int]:
     if not leaves:
         raise _fail(where, "a proof proves at least one leaf")
     if len(leaves) > budget:
-        raise _fail(where, f"the proofs hold more than {MAX_PROOF_LEAVES} leaves in all")
+        raise _fail(where, f"more than {MAX_PROOF_LEAVES} leaves in all in the bundle")
     prev = -1
     for j, leaf in enumerate(leaves):
         if type(leaf) is not int or not prev < leaf < size:
@@ -592,10 +615,12 @@ def _leaves(value: object, where: str, size: int, budget: int) -> list[int]:
     return leaves
 
 
-def _runs(value: object, where: str, end: int, budget: int, what: str) -> list[tuple[int, int]]:
+def _runs(
+    value: object, where: str, end: int, budget: int, what: str, limit: int
+) -> list[tuple[int, int]]:
     """Version 3 runs (§9.1): a non-empty list of ``[first, count]``, count ≥ 1, strictly
     ascending, neither overlapping nor adjacent, every ``first + count`` at most ``end``
-    and the counts together at most ``budget``."""
+    and the counts together at most ``budget`` (what is left of the bundle's ``limit``)."""
     items = _list(value, where, MAX_RECORDS)
     if not items:
         raise _fail(where, "want at least one run")
@@ -615,7 +640,7 @@ def _runs(value: object, where: str, end: int, budget: int, what: str) -> list[t
             raise _fail(w, message, first)
         total += count
         if total > budget:
-            raise _fail(where, f"more than {budget} {what} in all", total)
+            raise _fail(where, f"more than {limit} {what} in all in the bundle", total)
         after = first + count
         out.append((first, count))
     return out
@@ -661,7 +686,7 @@ def _parse_logs(value: object, origin: _Origins) -> list[BundleRecord]:
         if log in seen:
             raise _fail(f"{where}.log", "a log appears at most once in logs", log)
         seen.add(log)
-        runs = _runs(o["runs"], f"{where}.runs", MAX_INDEX + 1, budget, "records")
+        runs = _runs(o["runs"], f"{where}.runs", MAX_INDEX + 1, budget, "records", MAX_RECORDS)
         count = sum(n for _, n in runs)
         budget -= count
         packed = _b64(o["records"], f"{where}.records", 1, MAX_BUNDLE_BYTES)
