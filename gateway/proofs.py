@@ -8,11 +8,11 @@
 - :func:`multiproof` - one multi-leaf inclusion proof (§9) for many records:
   the hashes of the leaf ranges :func:`protocol.merkle.multiproof_ranges`
   names, each MTH(D[lo:hi]) folded from stored subtrees (``range_hash``);
-- :func:`prove` - a version-2 bundle of given records: the records, the
-  latest *anchored* checkpoint that covers them all, one multiproof for all
-  of them (verified against the signed root before it is returned) and the
-  anchor receipt. Which records an item's bundle needs is gateway/trace.py's
-  business.
+- :func:`prove` - a bundle of given records (§9; its ``dumps`` writes the
+  compact version 3 of §9.1): the records, the latest *anchored* checkpoint
+  that covers them all, one multiproof for all of them (verified against the
+  signed root before it is returned) and the anchor receipt. Which records
+  an item's bundle needs is gateway/trace.py's business.
 
 Proofs come from a :class:`LiveTree` (the running gateway's ``MerkleTree``)
 or from a :class:`TreeReader`, which reads the tree's level files without
@@ -227,7 +227,8 @@ def prove(
     *,
     now: int | None = None,
 ) -> Bundle:
-    """A version-2 bundle of the records at ``leaves`` (see the module docstring)."""
+    """A bundle of the records at ``leaves`` (see the module docstring); its ``dumps``
+    writes the compact version 3 (§9.1)."""
     records: list[StoredRecord] = []
     for leaf in sorted(set(leaves)):
         rec = store.record(leaf)

@@ -1,11 +1,16 @@
-"""The trace bundle, version 2: one JSON document with everything needed to verify
-one item's trace (docs/protocol.md §9).
+"""The trace bundle: one JSON document with everything needed to verify one item's
+trace (docs/protocol.md §9), in version 2 or in version 3, the compact encoding
+of §9.1 (written by default).
 
 This module models, reads and writes bundles, strictly; what a bundle proves
-is decided by the verifier. :func:`load_bundle` / :func:`loads_bundle` read
-hostile input: the hardened JSON reader (:mod:`protocol.strictjson`: size,
-UTF-8, nesting and container limits before parsing; no duplicate members,
-no float or NaN forms) and then every member of every object is checked:
+is decided by the verifier. Both versions read into the same :class:`Bundle`:
+version 3 differs only in its encoding (records per log as index runs and
+one raw DEFLATE blob, leaves as runs, hashes as one base64 string per list).
+
+:func:`load_bundle` / :func:`loads_bundle` read hostile input: the hardened
+JSON reader (:mod:`protocol.strictjson`: size, UTF-8, nesting and container
+limits before parsing; no duplicate members, no float or NaN forms) and then
+every member of every object is checked:
 
 - exactly the members of §9, no other (an unknown member is malformed);
 - integers are JSON integers, never booleans: indexes below 2^63, ``created``
@@ -23,13 +28,21 @@ no float or NaN forms) and then every member of every object is checked:
 - receipts are checked completely (§8: :meth:`protocol.anchor.LocalReceipt.from_json`,
   :meth:`protocol.anchor.EvmReceipt.from_json`);
 - lists are at most: 1,000,000 records, 10,000 checkpoints, 100,000 proofs,
-  consistency proofs and anchors each.
+  consistency proofs and anchors each; the proofs hold at most 1,000,000
+  leaves in all;
+- version 3 (§9.1): runs are non-empty, strictly ascending, neither
+  overlapping nor adjacent; a log appears once in ``logs``; a blob is
+  decompressed with a bound fixed beforehand (1026 bytes per record its runs
+  count, 64 MiB for the bundle) and must hold exactly the records its runs
+  count, each 1-1024 bytes after its 2-byte length, and end its DEFLATE
+  stream with no byte after it; hash strings are whole 32-byte hashes.
 
 Every refusal is a :class:`~protocol.errors.BundleError` (``malformed_bundle``)
 naming the member (``records[12].index``). The JSON Schema
 ``protocol/schema/bundle.schema.json`` says the same, as far as JSON Schema
 can (it cannot see duplicate members, number spelling, byte lengths of
-non-ASCII text or EIP-55 checksums).
+non-ASCII text, EIP-55 checksums, how runs relate to each other or what a
+DEFLATE blob holds).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Deterministic cold-chain scenarios: signed records, one log, a bundle v2, a trust file.
+"""Deterministic cold-chain scenarios: signed records, one log, a bundle, a trust file.
 
 A :class:`Scenario` plays the parties of docs/protocol.md with fixed keys and
 RFC 6979 signatures, so the same script always gives the same bytes (the
