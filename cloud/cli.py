@@ -5,7 +5,8 @@
     coldtrace cloud org add --dir D NAME [--display TEXT]
     coldtrace cloud token add --dir D ORG --scopes read,admin [--label L]
     coldtrace cloud log add --dir D ORG VKEY
-    coldtrace cloud registry add --dir D ORG --id ID --key B64 [--devices P ...] [--places P ...] [--gtins P ...]
+    coldtrace cloud registry add --dir D ORG --id ID --key B64
+        [--devices P ...] [--places P ...] [--gtins P ...]
     coldtrace cloud ledger add --dir D ORG --id ID --key B64
     coldtrace cloud witness add --dir D ORG VKEY
     coldtrace cloud trust --dir D            # the trust file of what this cloud pins

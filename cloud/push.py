@@ -193,6 +193,8 @@ def _verify_records(
         mine[idx] = rec.raw
     for log_id, leaves in sorted(by_log.items()):
         if not leaves:
+            if log_id == log.id and anchors:
+                bundle.checkpoints.append(note)  # receipts only: they need the checkpoint
             continue
         origin = origins[log_id]
         if log_id == log.id:
@@ -507,7 +509,8 @@ def _check(
                 raise PushRefused(
                     422,
                     "unknown_checkpoint",
-                    f"the consistency proof starts at {old_size}, a checkpoint the cloud does not hold",
+                    f"the consistency proof starts at {old_size}, "
+                    "a checkpoint the cloud does not hold",
                 )
             try:
                 verify_consistency(old_size, cp.size, path, bytes(old.root), cp.root_hash)

@@ -20,7 +20,7 @@ from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
 from protocol.keys import b64e
 from protocol.merkle import MerkleTree
 from protocol.push import PushBatch, auth_header
-from tests.protocol.scenario import LEDGER, Scenario
+from tests.protocol.scenario import Scenario
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Kit:
         assert r.status_code < 300, (path, r.status_code, r.text)
         return r.json()
 
-    def join(self, org: str, s: Scenario, *, ledger: str | None = None, **scopes: Any) -> str:
+    def join(self, org: str, s: Scenario, *, ledger: bool = True, **scopes: Any) -> str:
         """Register ``org`` with the scenario's log, registry (scopes) and ledger; a read token."""
         self.admin("POST", "/v1/orgs", json={"name": org})
         self.admin("POST", f"/v1/orgs/{org}/logs", json={"vkey": s.log.vkey})
@@ -53,18 +53,20 @@ class Kit:
                 **{k: scopes.get(k, ["*"]) for k in ("devices", "places", "gtins")},
             },
         )
-        if ledger is not None:
-            self.admin(
-                "POST",
-                f"/v1/orgs/{org}/ledgers",
-                json={"id": ledger, "key": b64e(s.ledger.public_key().public_bytes_raw())},
-            )
+        if ledger:
+            key = b64e(s.ledger.public_key().public_bytes_raw())
+            self.admin("POST", f"/v1/orgs/{org}/ledgers", json={"id": ledger_id(s), "key": key})
         return str(self.admin("POST", f"/v1/orgs/{org}/tokens", json={"scopes": ["read"]})["token"])
 
     def token(self, org: str, scopes: Sequence[str]) -> str:
         return str(
             self.admin("POST", f"/v1/orgs/{org}/tokens", json={"scopes": list(scopes)})["token"]
         )
+
+
+def ledger_id(s: Scenario) -> str:
+    """Each scenario's log anchors on a ledger of its own (same test key, its own id)."""
+    return f"{s.origin}/ledger"
 
 
 def make_kit(tmp: Path, database: str | None = None) -> Kit:
@@ -98,7 +100,7 @@ class LogPusher:
         if anchor_it:
             receipt = anchor.sign_local_entry(
                 self.s.ledger,
-                LEDGER,
+                ledger_id(self.s),
                 self.receipts,
                 self.prev,
                 1_790_000_000 + self.receipts,

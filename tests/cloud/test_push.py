@@ -40,7 +40,7 @@ def _count(kit: Kit, table) -> int:
 
 def test_push_is_verified_stored_and_cosigned(kit: Kit) -> None:
     s = Scenario()
-    kit.join("packhouse", s, ledger="vectors.example/ledger-1")
+    kit.join("packhouse", s)
     _day(s)
     p = LogPusher(kit, s)
     r = p.push(10, anchor_it=True)
