@@ -13,6 +13,10 @@
     coldtrace gateway trace     --config FILE TAG_UID|DIGITAL_LINK -o FILE
                                 [--no-restate] [--wait S]   (gateway/trace.py)
     coldtrace gateway trust     --config FILE      the trust file a verifier pins
+    coldtrace gateway push      --config FILE [--wait S]   push the log to [cloud] url
+                                                   (gateway/push.py; `run` does it too)
+    coldtrace gateway witness   --config FILE [--once]     witness [[witness.peers]]
+    coldtrace gateway witness-key --config FILE    the witness vkey to register with the cloud
 
 There is no device bundle any more: a version-2 bundle is about one item (its
 ``subject`` is a tag, docs/protocol.md §9); ``proof`` gives one record's
@@ -106,6 +110,24 @@ def register(subparsers: Any) -> None:
     config_arg(p)
     p.add_argument("-o", "--output", type=Path, default=None)
 
+    p = cmd(
+        "push",
+        "push the log up to its latest checkpoint (and receipts) to the [cloud] url; "
+        "exit 0 when the cloud holds it all",
+        _push,
+    )
+    config_arg(p)
+    p.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to keep retrying (default 60)"
+    )
+
+    p = cmd("witness", "check and cosign the peers' latest checkpoints from the cloud", _witness)
+    config_arg(p)
+    p.add_argument("--once", action="store_true", help="one round, then exit")
+
+    p = cmd("witness-key", "print this gateway's witness vkey (made on first use)", _witness_key)
+    config_arg(p)
+
     from gateway.registry_cli import register_registry_commands
 
     register_registry_commands(sub, config_arg)
@@ -179,7 +201,11 @@ def _init(args: argparse.Namespace) -> int:
         signer = NoteSigner.generate(origin)
         log_key.write_text(signer.skey + "\n", encoding="utf-8")
         log_key.chmod(0o600)
-    for name, gen in (("ledger.pem", generate_ed25519), ("registry.pem", generate_p256)):
+    for name, gen in (
+        ("ledger.pem", generate_ed25519),
+        ("registry.pem", generate_p256),
+        ("witness.key", generate_ed25519),  # [witness] key_file: cosigns peers' logs
+    ):
         path = keys / name
         if not path.exists() or args.force:
             save_private_key(gen(), path)
@@ -459,3 +485,98 @@ def _trust(args: argparse.Namespace) -> int:
     else:
         args.output.write_text(text, encoding="utf-8")
     return 0
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _push(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError
+    from gateway.push import Pusher, PushStopped
+    from gateway.service import load_log_signer
+
+    _logging()
+    cfg = _load(args)
+    if cfg.cloud is None:
+        print(f"coldtrace gateway: {args.config} has no [cloud] section", file=sys.stderr)
+        return 2
+    try:
+        signer = load_log_signer(cfg)
+    except ConfigError as exc:
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return 2
+    store = _store(cfg)
+    pusher = Pusher(cfg, store, signer)
+    try:
+        ok = pusher.push_all(time.monotonic() + max(0.0, args.wait))
+        size = pusher.cloud_size()
+    except PushStopped as exc:
+        print(f"coldtrace gateway: ALARM: pushing stopped: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        pusher.stop()
+        store.close()
+    if not ok:
+        failures = ", ".join(f"{k} x{n}" for k, n in sorted(pusher.stats.failures.items()))
+        print(
+            f"coldtrace gateway: the cloud holds {size} records; not everything was pushed "
+            f"within {args.wait:g} s ({failures or 'no answer'})",
+            file=sys.stderr,
+        )
+        return 1
+    st = pusher.stats
+    print(
+        f"the cloud holds {size} records of {cfg.log.origin} "
+        f"({st.records} pushed now in {st.batches} batch(es))"
+    )
+    return 0
+
+
+def _witness(args: argparse.Namespace) -> int:
+    from gateway.witness import Witness
+
+    _logging()
+    cfg = _load(args)
+    if cfg.cloud is None or not cfg.witness.peers:
+        print(
+            f"coldtrace gateway: {args.config} needs [cloud] url and [[witness.peers]]",
+            file=sys.stderr,
+        )
+        return 2
+    store = open_store_rw(cfg)
+    witness = Witness(cfg, store)
+    try:
+        if not args.once:
+            witness.run()  # until interrupted
+            return 0
+        outcomes = witness.round()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        witness.stop()
+        store.close()
+    for origin, outcome in outcomes.items():
+        print(f"{origin}: {outcome}")
+    if any(o.startswith("inconsistent") for o in outcomes.values()):
+        print("coldtrace gateway: ALARM: a peer's log is inconsistent (not cosigned)", file=sys.stderr)
+        return 3
+    return 1 if any(o.startswith("error") for o in outcomes.values()) else 0
+
+
+def _witness_key(args: argparse.Namespace) -> int:
+    from gateway.witness import load_or_create_witness_key
+
+    cfg = _load(args)
+    print(load_or_create_witness_key(cfg).vkey)
+    return 0
+
+
+def open_store_rw(cfg: Any) -> Any:
+    """The store, made if absent (a witness-only gateway may never have run)."""
+    from gateway.store import open_store
+
+    return open_store(cfg.db_path)

@@ -28,6 +28,15 @@ sections are::
                 the more specific pattern wins (docs/protocol.md §10)
     [metrics]   port (Prometheus endpoint; absent or 0: off), host
     [alerts]    profiles, places, webhook...: read by gateway/alerts.py, kept as is
+    [cloud]     url (the cloud service, http(s)://host[:port]), interval (s between
+                push rounds when idle; default 10), timeout (s per request;
+                default 30), retry_max (s; longest backoff between retries, from
+                1 s; default 60). Absent: the gateway pushes nowhere. gateway/push.py
+    [witness]   name (the witness key's name, origin syntax; default
+                "<origin>/witness"), key_file (Ed25519 PEM; default
+                keys/witness.key, made on first use), interval (s; default 30)
+    [[witness.peers]]  origin, vkey: a peer gateway's log this gateway witnesses
+                through the cloud (needs [cloud]). gateway/witness.py
     [influx]    url, org, bucket, token | token_file (exactly one), batch_size
                 (points per write; default 500), flush_interval (s; default 5),
                 queue_size (points held while InfluxDB is slow or away, the
@@ -55,7 +64,10 @@ __all__ = [
     "LogConfig",
     "MetricsConfig",
     "MqttConfig",
+    "Peer",
+    "PushConfig",
     "RegistryConfig",
+    "WitnessConfig",
     "load_config",
     "render_config",
 ]
@@ -175,6 +187,34 @@ class InfluxConfig:
 
 
 @dataclass
+class PushConfig:
+    """``[cloud]``: where and how often the gateway pushes its log (gateway/push.py)."""
+
+    url: str = ""
+    interval: float = 10.0  # s between rounds when there is nothing to push
+    timeout: float = 30.0  # s per HTTP request
+    retry_max: float = 60.0  # s: the longest wait between two retries (backoff from 1 s)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer gateway's log this gateway witnesses (``[[witness.peers]]``)."""
+
+    origin: str
+    vkey: str
+
+
+@dataclass
+class WitnessConfig:
+    """``[witness]``: this gateway as a witness of its peers' logs (gateway/witness.py)."""
+
+    name: str | None = None  # default "<log origin>/witness"
+    key_file: Path = Path("keys/witness.key")
+    interval: float = 30.0
+    peers: list[Any] = field(default_factory=list)  # read into Peer by load_config
+
+
+@dataclass
 class GatewayConfig:
     id: str = "gateway"
     data_dir: Path = Path("var/gateway")
@@ -186,6 +226,8 @@ class GatewayConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: dict[str, Any] = field(default_factory=dict)  # gateway/alerts.py reads it
     influx: InfluxConfig | None = None  # None: no [influx] section, no InfluxDB sink
+    cloud: PushConfig | None = None  # None: no [cloud] section, nothing pushed
+    witness: WitnessConfig = field(default_factory=WitnessConfig)
     path: Path | None = None  # the file this was read from
 
     @property
@@ -219,7 +261,9 @@ def _section(cls: type, raw: Any, where: str, base: Path) -> Any:
     known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in known or (key in ("path", "alerts", "influx") and cls is GatewayConfig):
+        if key not in known or (
+            key in ("path", "alerts", "influx", "cloud", "witness") and cls is GatewayConfig
+        ):
             raise ConfigError(f"[{where}] has an unknown key {key!r}")
         if key in _PATH_FIELDS and value is not None:
             if not isinstance(value, str):
@@ -264,6 +308,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     if not isinstance(alerts, dict):
         raise ConfigError("[alerts] must be a table")
     influx = raw.pop("influx", None)
+    cloud = raw.pop("cloud", None)
+    witness = raw.pop("witness", {})
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"{path}: unknown sections {sorted(unknown)}")
@@ -280,6 +326,11 @@ def load_config(path: str | Path) -> GatewayConfig:
     cfg.alerts = alerts
     if influx is not None:
         cfg.influx = _section(InfluxConfig, influx, "influx", base)
+    if cloud is not None:
+        cfg.cloud = _section(PushConfig, cloud, "cloud", base)
+    cfg.witness = _section(WitnessConfig, witness, "witness", base)
+    if not cfg.witness.key_file.is_absolute():
+        cfg.witness.key_file = base / cfg.witness.key_file
     cfg.path = path
     _check(cfg)
     return cfg
@@ -325,6 +376,76 @@ def _check(cfg: GatewayConfig) -> None:
         raise ConfigError("[log] checkpoint_interval and checkpoint_leaves must be positive")
     if cfg.influx is not None:
         _check_influx(cfg.influx)
+    if cfg.cloud is not None:
+        _check_cloud(cfg.cloud)
+    _check_witness(cfg)
+
+
+def _check_cloud(c: PushConfig) -> None:
+    from urllib.parse import urlsplit
+
+    if not isinstance(c.url, str) or not c.url:
+        raise ConfigError("[cloud] url is required, e.g. url = \"https://cloud.example.com\"")
+    parts = urlsplit(c.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigError(f"[cloud] url must be http(s)://host[:port][/prefix], not {c.url!r}")
+    c.url = c.url.rstrip("/")
+    if not 0 < c.interval <= 86400:
+        raise ConfigError(f"[cloud] interval must be > 0 and <= 86400 seconds, got {c.interval!r}")
+    if not 0 < c.timeout <= 3600:
+        raise ConfigError(f"[cloud] timeout must be > 0 and <= 3600 seconds, got {c.timeout!r}")
+    if not 1 <= c.retry_max <= 3600:
+        raise ConfigError(f"[cloud] retry_max must be 1 … 3600 seconds, got {c.retry_max!r}")
+
+
+def _check_witness(cfg: GatewayConfig) -> None:
+    from protocol.checkpoint import check_origin
+    from protocol.errors import VerificationError
+    from protocol.note import NoteVerifier
+
+    w = cfg.witness
+    if w.name is None:
+        w.name = f"{cfg.log.origin}/witness"
+    try:
+        if not isinstance(w.name, str):
+            raise ConfigError(f"[witness] name must be a string, got {w.name!r}")
+        check_origin(w.name)
+    except VerificationError as exc:
+        raise ConfigError(f"[witness] name {w.name!r} is not a key name: {exc}") from None
+    if w.name == cfg.log.origin:
+        raise ConfigError("[witness] name must differ from [log] origin (one key, one name)")
+    if not 0 < w.interval <= 86400:
+        raise ConfigError(f"[witness] interval must be > 0 and <= 86400 seconds, got {w.interval!r}")
+    if not isinstance(w.peers, list):
+        raise ConfigError("[[witness.peers]] must be an array of tables")
+    peers: list[Peer] = []
+    for n, e in enumerate(w.peers, 1):
+        if isinstance(e, Peer):
+            peers.append(e)
+            continue
+        where = f"[[witness.peers]] #{n}"
+        if not isinstance(e, dict) or set(e) != {"origin", "vkey"}:
+            have = sorted(e) if isinstance(e, dict) else e
+            raise ConfigError(f"{where} must have exactly origin and vkey, got {have!r}")
+        origin, vkey = e["origin"], e["vkey"]
+        try:
+            if not isinstance(origin, str) or not isinstance(vkey, str):
+                raise ConfigError(f"{where}: origin and vkey must be strings")
+            check_origin(origin)
+            v = NoteVerifier.from_vkey(vkey)
+        except (VerificationError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if v.name != origin:
+            raise ConfigError(
+                f"{where}: vkey is named {v.name!r}, not the peer's origin {origin!r} "
+                "(give the peer log's verifier key: `coldtrace gateway trust` on the peer)"
+            )
+        if origin == cfg.log.origin or any(p.origin == origin for p in peers):
+            raise ConfigError(f"{where}: origin {origin!r} is this log's or listed twice")
+        peers.append(Peer(origin, vkey))
+    if peers and cfg.cloud is None:
+        raise ConfigError("[[witness.peers]] needs [cloud] url: peers' checkpoints come from it")
+    w.peers = peers
 
 
 def _check_influx(ic: InfluxConfig) -> None:

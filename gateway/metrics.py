@@ -37,6 +37,16 @@ out (never a made-up zero). The keys are those of the core's
                     "retries": n, "queued": n}  (gateway/influx.py, when [influx] is on)
                           -> coldtrace_influx_points_total{outcome=...},
                              coldtrace_influx_retries_total, coldtrace_influx_queued_points
+    cloud          {"pushed_records": n, "pushed_batches": n, "failures": {reason: n},
+                    "backlog": n, "cloud_size": n}  (gateway/push.py, with [cloud])
+                          -> coldtrace_cloud_pushed_records_total,
+                             coldtrace_cloud_pushed_batches_total,
+                             coldtrace_cloud_push_failures_total{reason=...},
+                             coldtrace_cloud_backlog_records, coldtrace_cloud_size_leaves
+    witness        {"cosigned": n, "inconsistent": n, "failures": {reason: n}}
+                          (gateway/witness.py) -> coldtrace_witness_cosigned_total,
+                             coldtrace_witness_inconsistent_total,
+                             coldtrace_witness_failures_total{reason=...}
     broker_dropped int    -> coldtrace_broker_dropped_messages_total (the broker's
                              $SYS/broker/publish/messages/dropped, readable by the
                              gateway user)
@@ -253,6 +263,7 @@ def _families(stats: Mapping[str, Any], now: float) -> Iterable[_Family]:
         "Alarms open now (excursions, sensor faults, offline devices).",
         "alerts_active",
     )
+    yield from _cloud_families(stats)
     influx = stats.get("influx")
     if isinstance(influx, Mapping):
         outcomes = [
@@ -281,6 +292,51 @@ def _families(stats: Mapping[str, Any], now: float) -> Iterable[_Family]:
                 "gauge",
                 "Points waiting for InfluxDB.",
                 [({}, influx["queued"])],
+            )
+
+
+def _cloud_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
+    """The pusher's and the witness's counters (gateway/push.py, gateway/witness.py)."""
+    cloud = stats.get("cloud")
+    if isinstance(cloud, Mapping):
+        for key, name, kind, help in (
+            ("pushed_records", "coldtrace_cloud_pushed_records_total", "counter",
+             "Records the cloud stored from this gateway's pushes."),
+            ("pushed_batches", "coldtrace_cloud_pushed_batches_total", "counter",
+             "Push batches the cloud accepted (duplicates included)."),
+            ("backlog", "coldtrace_cloud_backlog_records", "gauge",
+             "Records under a signed checkpoint that the cloud does not hold yet."),
+            ("cloud_size", "coldtrace_cloud_size_leaves", "gauge",
+             "The log size the cloud confirmed."),
+        ):
+            if _is_number(cloud.get(key)):
+                yield _Family(name, kind, help, [({}, cloud[key])])
+        failures = cloud.get("failures")
+        if isinstance(failures, Mapping):
+            yield _Family(
+                "coldtrace_cloud_push_failures_total",
+                "counter",
+                "Push attempts that failed, by reason (network, timeout, http_5xx, conflict, "
+                "the cloud's refusal code; log_forked/log_frozen stop pushing).",
+                [({"reason": str(k)}, v) for k, v in sorted(failures.items()) if _is_number(v)],
+            )
+    witness = stats.get("witness")
+    if isinstance(witness, Mapping):
+        for key, help in (
+            ("cosigned", "Peer checkpoints checked and cosigned."),
+            ("inconsistent", "Peer checkpoints refused as inconsistent (a fork: not cosigned)."),
+        ):
+            if _is_number(witness.get(key)):
+                yield _Family(
+                    f"coldtrace_witness_{key}_total", "counter", help, [({}, witness[key])]
+                )
+        failures = witness.get("failures")
+        if isinstance(failures, Mapping):
+            yield _Family(
+                "coldtrace_witness_failures_total",
+                "counter",
+                "Witness rounds of a peer that failed (network, the cloud's answers).",
+                [({"reason": str(k)}, v) for k, v in sorted(failures.items()) if _is_number(v)],
             )
 
 

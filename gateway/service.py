@@ -249,6 +249,16 @@ class Gateway:
         self._rate_mark = (time.time(), 0)
         self.rate = 0.0
         self._stopped = threading.Event()
+        self.pusher: Any = None  # gateway/push.py, with [cloud]
+        self.witness: Any = None  # gateway/witness.py, with [cloud] and [[witness.peers]]
+        if cfg.cloud is not None:
+            from gateway.push import Pusher
+
+            self.pusher = Pusher(cfg, self.store, self.log.signer, alert=self.raise_alert)
+            if cfg.witness.peers:
+                from gateway.witness import Witness
+
+                self.witness = Witness(cfg, self.store, alert=self.raise_alert)
 
     def _alert_listener(self) -> Any:
         """gateway/alerts.py's listener for this configuration (None if unavailable)."""
@@ -298,6 +308,33 @@ class Gateway:
 
         return call_all
 
+    def raise_alert(self, kind: str, message: str) -> None:
+        """An alarm that is not about a device (the cloud froze the log, a peer's log
+        forked): logged, listed by ``coldtrace gateway status`` and published like the
+        other alerts (MQTT ``ct/v1/gw/{id}/alerts``, webhook) when the listener is on."""
+        log.error("ALARM %s: %s", kind, message)
+        self.ingestor.alarms.append(f"{kind}: {message}")
+        publish = getattr(self.alerts, "publish", None)
+        if publish is None:
+            return
+        from gateway.alerts import AlertEvent
+
+        now = int(time.time())
+        event = AlertEvent(
+            kind=kind,
+            phase="start",
+            id=f"{kind}:{self.cfg.log.origin}:{now}",
+            device=self.cfg.id,
+            time=now,
+            start=now,
+            raised=now,
+            reason=message[:500],
+        )
+        try:
+            publish(event)
+        except Exception:
+            log.exception("publishing alert %s failed", kind)
+
     def _metrics_stats(self) -> dict[str, Any]:
         return self.last_status  # computed on the ingest thread; only read here
 
@@ -314,6 +351,10 @@ class Gateway:
             self.metrics = serve_metrics(
                 self.cfg.metrics.port, self._metrics_stats, host=self.cfg.metrics.host
             )
+        if self.pusher is not None:
+            self.pusher.start()
+        if self.witness is not None:
+            self.witness.start()
         log.info(
             "gateway %s started: log %s at %d leaves",
             self.cfg.id,
@@ -325,6 +366,9 @@ class Gateway:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        for part in (self.pusher, self.witness):
+            if part is not None:
+                part.stop()
         if self.metrics is not None:
             self.metrics.close()
         self.mqtt.stop()
@@ -482,6 +526,10 @@ class Gateway:
             status["alerts_active"] = len(engine.active())
         if self.influx is not None:
             status["influx"] = self.influx.stats()
+        if self.pusher is not None:
+            status["cloud"] = self.pusher.stats.as_dict()
+        if self.witness is not None:
+            status["witness"] = self.witness.stats.as_dict()
         self.last_status = status
 
 

@@ -293,6 +293,7 @@ class Store(Protocol):
     def outbox_requeue(self, signer: str, seq: int) -> None: ...
     def last_signed(self, signer: str) -> tuple[int, bytes] | None: ...
     def add_checkpoint(self, cp: CheckpointRow) -> None: ...
+    def replace_checkpoint_note(self, size: int, note: str) -> bool: ...
     def checkpoints(self) -> list[CheckpointRow]: ...
     def latest_checkpoint(self) -> CheckpointRow | None: ...
     def checkpoint_at(self, size: int) -> CheckpointRow | None: ...
@@ -432,7 +433,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     time INTEGER NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
-    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+    WHEN NEW.size IS NOT OLD.size OR NEW.root IS NOT OLD.root OR NEW.time IS NOT OLD.time
+        OR substr(NEW.note, 1, instr(NEW.note, char(10) || char(10)))
+        IS NOT substr(OLD.note, 1, instr(OLD.note, char(10) || char(10)))
+    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only (a note may only gain cosignatures)'); END;
 CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
     BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 CREATE TABLE IF NOT EXISTS anchors (
@@ -449,7 +453,7 @@ CREATE TABLE IF NOT EXISTS presence (
 );
 """
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 
 def _index_scans(db: sqlite3.Connection) -> None:
@@ -473,9 +477,19 @@ def _index_scans(db: sqlite3.Connection) -> None:
             )
 
 
+def _cosignable_checkpoints(db: sqlite3.Connection) -> None:
+    """Version 3: a stored checkpoint note may gain witness cosignature lines (the cloud's,
+    peers', gateway/push.py) - same size, root, time and note body; nothing else changes."""
+    db.execute("DROP TRIGGER IF EXISTS checkpoints_no_update")
+    start = _SCHEMA.index("CREATE TRIGGER IF NOT EXISTS checkpoints_no_update")
+    end = _SCHEMA.index("CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete")
+    db.execute(_SCHEMA[start:end])
+
+
 # Steps from one schema version to the next: (version reached, step).
 _MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("2", _index_scans),
+    ("3", _cosignable_checkpoints),
 ]
 
 
@@ -934,6 +948,15 @@ class SQLiteStore:
             for s, r, n, t in self._all("SELECT * FROM checkpoints ORDER BY size")
         ]
 
+    def checkpoints_after(self, size: int, limit: int = 1000) -> list[CheckpointRow]:
+        """Checkpoints of more than ``size`` leaves, smallest first (at most ``limit``)."""
+        return [
+            CheckpointRow(s, bytes(r), n, t)
+            for s, r, n, t in self._all(
+                "SELECT * FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?", (size, limit)
+            )
+        ]
+
     def latest_checkpoint(self) -> CheckpointRow | None:
         row = self._one("SELECT * FROM checkpoints ORDER BY size DESC LIMIT 1")
         return None if row is None else CheckpointRow(row[0], bytes(row[1]), row[2], row[3])
@@ -941,6 +964,20 @@ class SQLiteStore:
     def checkpoint_at(self, size: int) -> CheckpointRow | None:
         row = self._one("SELECT * FROM checkpoints WHERE size = ?", (size,))
         return None if row is None else CheckpointRow(row[0], bytes(row[1]), row[2], row[3])
+
+    def replace_checkpoint_note(self, size: int, note: str) -> bool:
+        """Replace the note of checkpoint ``size`` by ``note``: the same body with more
+        signature lines (witness cosignatures). The caller verifies the signatures;
+        this checks the body is identical. False if there is no such checkpoint or
+        the note is already stored; ValueError if the body differs."""
+        with self._lock:
+            row = self._db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+            if row is None or row[0] == note:
+                return False
+            if _note_body(row[0]) != _note_body(note):
+                raise ValueError(f"checkpoint {size}: the new note's body differs from the stored")
+            self._db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (note, size))
+            return True
 
     def add_anchor(self, anchor: Anchor) -> None:
         with self._lock:
@@ -952,6 +989,16 @@ class SQLiteStore:
     def latest_anchor(self) -> Anchor | None:
         row = self._one("SELECT size, backend, receipt, time FROM anchors ORDER BY id DESC LIMIT 1")
         return None if row is None else Anchor(row[0], row[1], json.loads(row[2]), row[3])
+
+    def anchors_after(self, size: int) -> list[Anchor]:
+        """Receipts of checkpoints of more than ``size`` leaves, by size."""
+        return [
+            Anchor(s, b, json.loads(r), t)
+            for s, b, r, t in self._all(
+                "SELECT size, backend, receipt, time FROM anchors WHERE size > ? ORDER BY size, id",
+                (size,),
+            )
+        ]
 
     def anchors(self) -> list[Anchor]:
         return [
@@ -1018,6 +1065,12 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _note_body(note: str) -> str:
+    """A signed note's text up to its first empty line (a checkpoint body has none)."""
+    cut = note.find("\n\n")
+    return note if cut < 0 else note[: cut + 1]
 
 
 def _upto(upto: int | None) -> int:

@@ -133,10 +133,33 @@ def test_a_version_1_database_is_migrated_and_its_scans_indexed(tmp_path: Path) 
     s.set_meta("schema", "1")  # as version 1 left it: no scans index
     s.close()
     s = SQLiteStore(tmp_path / "g.db")
-    assert s.get_meta("schema") == "2"
+    assert s.get_meta("schema") == "3"
     assert [r.leaf for r in s.scans_of(uid=bytes(7))] == [0]
     assert [r.leaf for r in s.scans_of(item="/01/09506000134352")] == [0]
-    s.set_meta("schema", "3")
+    s.set_meta("schema", "4")
     s.close()
     with pytest.raises(RuntimeError, match="newer than this gateway's"):
         SQLiteStore(tmp_path / "g.db")
+
+
+def test_a_checkpoint_note_may_only_gain_cosignatures(tmp_path: Path) -> None:
+    from gateway.store import CheckpointRow
+    from protocol.checkpoint import Checkpoint, cosign_checkpoint, sign_checkpoint
+    from protocol.note import NoteSigner, WitnessSigner
+
+    log = NoteSigner.generate("coldtrace.test/gw")
+    note = sign_checkpoint(Checkpoint("coldtrace.test/gw", 3, bytes(32)), log)
+    s = SQLiteStore(tmp_path / "g.db")
+    s.add_checkpoint(CheckpointRow(3, bytes(32), note, 1790000000))
+    cosigned = cosign_checkpoint(note, WitnessSigner.generate("w.test/witness"), 1790000001)
+    assert s.replace_checkpoint_note(3, cosigned)
+    assert s.checkpoint_at(3).note == cosigned and not s.replace_checkpoint_note(3, cosigned)
+    other = sign_checkpoint(Checkpoint("coldtrace.test/gw", 3, bytes([1]) * 32), log)
+    with pytest.raises(ValueError, match="body differs"):
+        s.replace_checkpoint_note(3, other)
+    s.close()
+    db = sqlite3.connect(tmp_path / "g.db")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE checkpoints SET note = ?", (other,))
+    db.execute("UPDATE checkpoints SET note = ?", (note,))  # lines may come and go
+    db.close()
