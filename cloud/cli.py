@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, _, port = listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     app = create_app(cfg)
+
+    def stopped(_signum: int, _frame: Any) -> None:
+        raise SystemExit(0)
+
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the
+    # handler that was there before: this one, so a stop asked for is a clean exit
+    signal.signal(signal.SIGTERM, stopped)
     uvicorn.run(
         app, host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False
     )
