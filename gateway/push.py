@@ -245,7 +245,7 @@ class Pusher:
             self._push_receipts(size)
             return True
         if time.monotonic() >= self._next_refresh:
-            self._next_refresh = time.monotonic() + max(self.interval, 5.0)
+            self._next_refresh = time.monotonic() + max(self.interval * 5, 1.0)
             self._refresh(size)
         return False
 

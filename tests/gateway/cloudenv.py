@@ -4,6 +4,7 @@ commands on a SQLite database, served by uvicorn on a loopback port from a threa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 import time
@@ -36,6 +37,7 @@ class CloudServer:
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
         self._orgs: set[str] = set()
+        self.push_delay = 0.0  # s each push request waits before the app sees it
 
     @property
     def url(self) -> str:
@@ -75,8 +77,14 @@ class CloudServer:
 
     def start(self) -> None:
         app = create_app(self.cfg, self.engine)
+
+        async def slow(scope: Any, receive: Any, send: Any) -> None:
+            if self.push_delay and scope["type"] == "http" and scope["path"].endswith("/push"):
+                await asyncio.sleep(self.push_delay)
+            await app(scope, receive, send)
+
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            slow, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

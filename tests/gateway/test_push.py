@@ -96,14 +96,21 @@ def test_everything_reaches_the_cloud_through_outages_restarts_and_a_kill(
         cloud.start()
         wait_for(lambda: caught_up(env, cloud), 30, "caught up after the cloud restart")
 
-        # 3. kill -9 while pushing a backlog, restart: it resumes from the cloud's size.
+        # 3. kill -9 while pushing a backlog of several checkpoints (each push takes the
+        # slowed cloud 0.4 s), restart: it resumes from the cloud's size.
         cloud.stop()
-        more_readings(s, 10, 30)
-        wait_for(lambda: gateway_state(env)[0] == gateway_state(env)[1], 15, "a checkpoint")
+        for k in (10, 20, 30):
+            more_readings(s, k, 10)
+            wait_for(lambda: gateway_state(env)[0] == gateway_state(env)[1], 15, "a checkpoint")
+        before = cloud.size(ORIGIN)
+        cloud.push_delay = 0.4
         cloud.start()
-        time.sleep(random.Random(7).uniform(0.0, 0.3))
+        wait_for(lambda: cloud.size(ORIGIN) > before, 15, "the first batch of the backlog")
+        time.sleep(random.Random(7).uniform(0.0, 0.3))  # the next request is in flight
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        assert cloud.size(ORIGIN) < gateway_state(env)[1], "killed after the backlog was pushed"
+        cloud.push_delay = 0.0
         proc = env.start_process()
         wait_for(lambda: caught_up(env, cloud), 30, "caught up after kill -9")
 
