@@ -57,7 +57,27 @@ class LogView:
     upto: int  # the latest anchored checkpoint's size (0: nothing proven yet)
     size: int
     frozen: bool
-    have_until: int | None  # the newest set-clock record time below upto
+
+
+_UNTIL: dict[tuple[str, int, int], int | None] = {}
+_UNTIL_LOCK = threading.Lock()
+
+
+def have_until(conn: Connection, v: LogView) -> int | None:
+    """The newest set-clock record time below the log's proven prefix (None: no such
+    record): how far the cloud has received this log. Memoised per (log, prefix)."""
+    key = (str(conn.engine.url), v.id, v.upto)
+    with _UNTIL_LOCK:
+        if key in _UNTIL:
+            return _UNTIL[key]
+    until = conn.execute(
+        select(func.max(r.time)).where(and_(r.log_id == v.id, r.idx < v.upto, r.tq >= 1))
+    ).scalar_one()
+    with _UNTIL_LOCK:
+        if len(_UNTIL) > 10_000:
+            _UNTIL.clear()
+        _UNTIL[key] = None if until is None else int(until)
+    return _UNTIL[key]
 
 
 def log_views(conn: Connection) -> dict[int, LogView]:
@@ -72,14 +92,13 @@ def log_views(conn: Connection) -> dict[int, LogView]:
     }
     out = {}
     for row in conn.execute(
-        select(db.logs, db.orgs.c.name.label("org")).join(db.orgs, db.orgs.c.id == db.logs.c.org_id)
+        select(db.logs, db.orgs.c.name.label("org")).join(
+            db.orgs, db.orgs.c.id == db.logs.c.org_id
+        )
     ):
         upto = min(int(anchored.get(row.id, 0)), int(row.size))
-        until = conn.execute(
-            select(func.max(r.time)).where(and_(r.log_id == row.id, r.idx < upto, r.tq >= 1))
-        ).scalar_one()
         out[row.id] = LogView(
-            row.id, row.origin, row.org_id, row.org, upto, row.size, bool(row.frozen), until
+            row.id, row.origin, row.org_id, row.org, upto, row.size, bool(row.frozen)
         )
     return out
 
@@ -367,13 +386,14 @@ class TraceService:
                     orgs_needed.add(reg_org[reg])
             for org in sorted(o for o in orgs_needed if o):
                 for v in org_logs.get(org, []):
-                    if leg.end > leg.start and (v.have_until is None or v.have_until < need):
+                    until = have_until(conn, v)
+                    if leg.end > leg.start and (until is None or until < need):
                         a = awaiting.setdefault(
                             v.origin,
                             {
                                 "log": v.origin,
                                 "organisation": org,
-                                "have_until": v.have_until,
+                                "have_until": until,
                                 "need_until": need,
                                 "legs": [],
                             },
@@ -398,13 +418,14 @@ class TraceService:
             # a custody scan is missing: any log not received as far as the scan after
             # the gap may hold it
             for v in views.values():
-                if v.have_until is None or v.have_until < reason.start:
+                until = have_until(conn, v)
+                if until is None or until < reason.start:
                     a = awaiting.setdefault(
                         v.origin,
                         {
                             "log": v.origin,
                             "organisation": v.org,
-                            "have_until": v.have_until,
+                            "have_until": until,
                             "need_until": reason.start,
                             "legs": [],
                         },
