@@ -117,9 +117,7 @@ def register(subparsers: Any) -> None:
         _push,
     )
     config_arg(p)
-    p.add_argument(
-        "--wait", type=float, default=60.0, help="seconds to keep retrying (default 60)"
-    )
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to keep retrying (default 60)")
 
     p = cmd("witness", "check and cosign the peers' latest checkpoints from the cloud", _witness)
     config_arg(p)
@@ -310,6 +308,16 @@ def _status(args: argparse.Namespace) -> int:
             ],
             "alarms": live.get("alarms", []),
         }
+        if cfg.cloud is not None:
+            frozen = store.get_meta("cloud.frozen") or ""
+            report["cloud"] = {
+                "url": cfg.cloud.url,
+                "size": int(store.get_meta("cloud.size") or 0),
+                "backlog": max(
+                    0, (0 if cp is None else cp.size) - int(store.get_meta("cloud.size") or 0)
+                ),
+                "stopped": json.loads(frozen) if frozen else None,
+            }
     finally:
         store.close()
     if args.json:
@@ -344,6 +352,12 @@ def _status(args: argparse.Namespace) -> int:
             f"{_ago(la['time'])}"
         )
     )
+    cl = report.get("cloud")
+    if cl is not None:
+        line = f"  cloud         {cl['size']} records held by {cl['url']}, backlog {cl['backlog']}"
+        if cl["stopped"]:
+            line += f"; PUSHING STOPPED: {cl['stopped']['kind']}: {cl['stopped']['message']}"
+        print(line)
     if losses:
         print("  declared lost (status event 11, docs/protocol.md §5.2; newest first)")
         for x in losses:
@@ -562,7 +576,9 @@ def _witness(args: argparse.Namespace) -> int:
     for origin, outcome in outcomes.items():
         print(f"{origin}: {outcome}")
     if any(o.startswith("inconsistent") for o in outcomes.values()):
-        print("coldtrace gateway: ALARM: a peer's log is inconsistent (not cosigned)", file=sys.stderr)
+        print(
+            "coldtrace gateway: ALARM: a peer's log is inconsistent (not cosigned)", file=sys.stderr
+        )
         return 3
     return 1 if any(o.startswith("error") for o in outcomes.values()) else 0
 

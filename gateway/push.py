@@ -25,10 +25,11 @@ is nothing to push, the latest cosigned note is fetched now and then so that
 peers' later cosignatures reach the store as well.
 
 Failures: network errors, timeouts, 5xx and 409 conflicts are retried with
-exponential backoff and jitter (1 s … ``[cloud] retry_max``, default 60 s); 400/422 refusals are logged with
-the cloud's reasons and retried slowly (every 60 s: never is a record
-skipped); ``log_forked`` (409) and ``log_frozen`` (423) stop the pusher and
-raise an alert: the cloud froze the log, an operator must look.
+exponential backoff and jitter (1 s … ``[cloud] retry_max``, default 60 s);
+400/422 refusals are logged with the cloud's reasons and retried slowly
+(every 60 s: never is a record skipped); ``log_forked`` (409) and
+``log_frozen`` (423) stop the pusher and raise an alert: the cloud froze the
+log, an operator must look.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -63,6 +64,7 @@ META_FROZEN = "cloud.frozen"
 BACKOFF_MIN = 1.0
 BACKOFF_MAX = 60.0
 SLOW_RETRY = 60.0
+RECEIPT_GRACE = 3.0  # s a fresh checkpoint waits for its anchor receipt before it is pushed
 
 
 class PushStopped(Exception):
@@ -120,8 +122,11 @@ def merge_cosigned(store: SQLiteStore, signer: NoteSigner, size: int, note: str)
     have = {(s.name, s.key_id) for s in mine.signatures}
     if {(s.name, s.key_id) for s in theirs.signatures} <= have:
         return False  # nothing new (the cloud may not have ours: keep ours)
-    missing = [s for s in mine.signatures if (s.name, s.key_id) not in
-               {(t.name, t.key_id) for t in theirs.signatures}]
+    missing = [
+        s
+        for s in mine.signatures
+        if (s.name, s.key_id) not in {(t.name, t.key_id) for t in theirs.signatures}
+    ]
     if missing:  # keep our own lines too (e.g. a cosignature the cloud dropped)
         theirs.signatures.extend(missing)
         note = theirs.text()
@@ -211,7 +216,7 @@ class Pusher:
     def done(self) -> bool:
         latest = self.store.latest_checkpoint()
         top = 0 if latest is None else latest.size
-        anchored = [a.size for a in self.store.anchors_after(self.receipt_size()) if a.size <= top]
+        anchored = [a.size for a in self.store.anchors_after(self.receipt_size(), top)]
         return self.cloud_size() == top and self.receipt_size() >= max(anchored, default=0)
 
     # --- state in the store -----------------------------------------------------------
@@ -239,7 +244,14 @@ class Pusher:
         latest = size if latest_row is None else max(size, latest_row.size)
         self.stats.backlog = latest - size
         if cps:
-            self._push_checkpoint(size, self._next_target(size, cps[0]))
+            cp = cps[0]
+            receipt = bool(self.store.anchors_after(cp.size - 1, cp.size))
+            if not receipt and time.time() - cp.time < RECEIPT_GRACE:
+                # The gateway anchors a checkpoint right after signing it: wait a moment
+                # so that the receipt goes with it (a later one is pushed on its own).
+                self._stop.wait(0.1)
+                return True
+            self._push_checkpoint(size, self._next_target(size, cp))
             return True
         if self._pending_receipts(size, size):
             self._push_receipts(size)
@@ -254,7 +266,9 @@ class Pusher:
         r = self._request("GET", f"/v1/logs/{self.origin}")
         doc = r.json()
         if doc.get("frozen"):
-            self._stopped("log_frozen", f"the cloud froze {self.origin}: {doc.get('frozen_reason')}")
+            self._stopped(
+                "log_frozen", f"the cloud froze {self.origin}: {doc.get('frozen_reason')}"
+            )
         size = int(doc["size"])
         if size:
             ours = self.store.checkpoint_at(size)
@@ -268,7 +282,9 @@ class Pusher:
             try:
                 cp = open_checkpoint(note, [self.signer.verifier()])
             except VerificationError as exc:
-                raise _Retry("bad_answer", f"the cloud's checkpoint does not verify: {exc}") from None
+                raise _Retry(
+                    "bad_answer", f"the cloud's checkpoint does not verify: {exc}"
+                ) from None
             if cp.size != size or cp.root_hash != ours.root:
                 self._stopped(
                     "log_forked",
@@ -279,6 +295,8 @@ class Pusher:
         if size != self.cloud_size():
             log.info("the cloud holds %d records of %s", size, self.origin)
         self._set_size(size)
+        if self.store.get_meta(META_FROZEN):
+            self.store.set_meta(META_FROZEN, "")  # the operator thawed the log
         if self.receipt_size() > size:
             self.store.set_meta(META_RECEIPT, str(size))
         self.synced = True
@@ -306,7 +324,7 @@ class Pusher:
     def _pending_receipts(self, lo: int, hi: int) -> list[tuple[int, dict[str, Any]]]:
         done = self.receipt_size()
         out: dict[int, dict[str, Any]] = {}
-        for a in self.store.anchors_after(done):
+        for a in self.store.anchors_after(done, hi):
             if a.size <= hi and (a.size == hi or a.size <= lo):
                 out.setdefault(a.size, a.receipt)
         return sorted(out.items())
@@ -433,7 +451,7 @@ class Pusher:
         log.warning("push to the cloud failed (%s); retrying in %.1f s", r, delay)
         return delay
 
-    def _stopped(self, kind: str, message: str) -> None:
+    def _stopped(self, kind: str, message: str) -> NoReturn:
         self.stats.stopped = f"{kind}: {message}"
         self.stats.failures[kind] = self.stats.failures.get(kind, 0) + 1
         self.store.set_meta(META_FROZEN, json.dumps({"kind": kind, "message": message}))

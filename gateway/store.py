@@ -436,7 +436,7 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
     WHEN NEW.size IS NOT OLD.size OR NEW.root IS NOT OLD.root OR NEW.time IS NOT OLD.time
         OR substr(NEW.note, 1, instr(NEW.note, char(10) || char(10)))
         IS NOT substr(OLD.note, 1, instr(OLD.note, char(10) || char(10)))
-    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only (a note may only gain cosignatures)'); END;
+    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only (notes may gain cosignatures)'); END;
 CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
     BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 CREATE TABLE IF NOT EXISTS anchors (
@@ -971,7 +971,9 @@ class SQLiteStore:
         this checks the body is identical. False if there is no such checkpoint or
         the note is already stored; ValueError if the body differs."""
         with self._lock:
-            row = self._db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+            row = self._db.execute(
+                "SELECT note FROM checkpoints WHERE size = ?", (size,)
+            ).fetchone()
             if row is None or row[0] == note:
                 return False
             if _note_body(row[0]) != _note_body(note):
@@ -990,13 +992,14 @@ class SQLiteStore:
         row = self._one("SELECT size, backend, receipt, time FROM anchors ORDER BY id DESC LIMIT 1")
         return None if row is None else Anchor(row[0], row[1], json.loads(row[2]), row[3])
 
-    def anchors_after(self, size: int) -> list[Anchor]:
-        """Receipts of checkpoints of more than ``size`` leaves, by size."""
+    def anchors_after(self, size: int, upto: int | None = None) -> list[Anchor]:
+        """Receipts of checkpoints of more than ``size`` and at most ``upto`` leaves, by size."""
         return [
             Anchor(s, b, json.loads(r), t)
             for s, b, r, t in self._all(
-                "SELECT size, backend, receipt, time FROM anchors WHERE size > ? ORDER BY size, id",
-                (size,),
+                "SELECT size, backend, receipt, time FROM anchors WHERE size > ? AND size <= ?"
+                " ORDER BY size, id",
+                (size, _upto(upto)),
             )
         ]
 
