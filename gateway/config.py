@@ -385,7 +385,7 @@ def _check_cloud(c: PushConfig) -> None:
     from urllib.parse import urlsplit
 
     if not isinstance(c.url, str) or not c.url:
-        raise ConfigError("[cloud] url is required, e.g. url = \"https://cloud.example.com\"")
+        raise ConfigError('[cloud] url is required, e.g. url = "https://cloud.example.com"')
     parts = urlsplit(c.url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
         raise ConfigError(f"[cloud] url must be http(s)://host[:port][/prefix], not {c.url!r}")
@@ -415,7 +415,9 @@ def _check_witness(cfg: GatewayConfig) -> None:
     if w.name == cfg.log.origin:
         raise ConfigError("[witness] name must differ from [log] origin (one key, one name)")
     if not 0 < w.interval <= 86400:
-        raise ConfigError(f"[witness] interval must be > 0 and <= 86400 seconds, got {w.interval!r}")
+        raise ConfigError(
+            f"[witness] interval must be > 0 and <= 86400 seconds, got {w.interval!r}"
+        )
     if not isinstance(w.peers, list):
         raise ConfigError("[[witness.peers]] must be an array of tables")
     peers: list[Peer] = []

@@ -300,14 +300,30 @@ def _cloud_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
     cloud = stats.get("cloud")
     if isinstance(cloud, Mapping):
         for key, name, kind, help in (
-            ("pushed_records", "coldtrace_cloud_pushed_records_total", "counter",
-             "Records the cloud stored from this gateway's pushes."),
-            ("pushed_batches", "coldtrace_cloud_pushed_batches_total", "counter",
-             "Push batches the cloud accepted (duplicates included)."),
-            ("backlog", "coldtrace_cloud_backlog_records", "gauge",
-             "Records under a signed checkpoint that the cloud does not hold yet."),
-            ("cloud_size", "coldtrace_cloud_size_leaves", "gauge",
-             "The log size the cloud confirmed."),
+            (
+                "pushed_records",
+                "coldtrace_cloud_pushed_records_total",
+                "counter",
+                "Records the cloud stored from this gateway's pushes.",
+            ),
+            (
+                "pushed_batches",
+                "coldtrace_cloud_pushed_batches_total",
+                "counter",
+                "Push batches the cloud accepted (duplicates included).",
+            ),
+            (
+                "backlog",
+                "coldtrace_cloud_backlog_records",
+                "gauge",
+                "Records under a signed checkpoint that the cloud does not hold yet.",
+            ),
+            (
+                "cloud_size",
+                "coldtrace_cloud_size_leaves",
+                "gauge",
+                "The log size the cloud confirmed.",
+            ),
         ):
             if _is_number(cloud.get(key)):
                 yield _Family(name, kind, help, [({}, cloud[key])])

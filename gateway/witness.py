@@ -195,17 +195,23 @@ class Witness:
                     verify_consistency(old_size, cp.size, path, old_root, cp.root_hash)
                 except VerificationError as exc:
                     self._inconsistent(
-                        peer, cp.size, f"checkpoint {cp.size} is not consistent with {old_size}: {exc}"
+                        peer,
+                        cp.size,
+                        f"checkpoint {cp.size} is not consistent with {old_size}: {exc}",
                     )
         mine = (self.signer.name, self.signer.key_id)
-        if seen is not None and seen == (cp.size, cp.root_hash) and any(
-            (s.name, s.key_id) == mine for s in parse_note(note).signatures
+        if (
+            seen is not None
+            and seen == (cp.size, cp.root_hash)
+            and any((s.name, s.key_id) == mine for s in parse_note(note).signatures)
         ):
             self.stats.unchanged += 1
             return "unchanged"
         self.remember(peer.origin, cp.size, cp.root_hash)
         cosigned = cosign_checkpoint(note, self.signer, int(self.clock()))
-        p = self.http.post(f"{self.url}/v1/logs/{peer.origin}/cosignatures", json={"note": cosigned})
+        p = self.http.post(
+            f"{self.url}/v1/logs/{peer.origin}/cosignatures", json={"note": cosigned}
+        )
         _ok(p)
         self.stats.cosigned += 1
         log.info("cosigned %s at size %d", peer.origin, cp.size)

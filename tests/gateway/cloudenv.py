@@ -66,14 +66,29 @@ class CloudServer:
         key = base64.b64encode(p256_public_to_sec1(reg)).decode()
         assert (
             self.cli(
-                "registry", "add", org, "--id", cfg.registry.id, "--key", key,
-                "--devices", "*", "--places", "*", "--gtins", "*",
+                "registry",
+                "add",
+                org,
+                "--id",
+                cfg.registry.id,
+                "--key",
+                key,
+                "--devices",
+                "*",
+                "--places",
+                "*",
+                "--gtins",
+                "*",
             )
             == 0
         )
         led = load_ed25519_private_key(cfg.ledger.key_file).public_key().public_bytes_raw()
-        assert self.cli("ledger", "add", org, "--id", cfg.ledger.id, "--key",
-                        base64.b64encode(led).decode()) == 0
+        assert (
+            self.cli(
+                "ledger", "add", org, "--id", cfg.ledger.id, "--key", base64.b64encode(led).decode()
+            )
+            == 0
+        )
 
     def start(self) -> None:
         app = create_app(self.cfg, self.engine)

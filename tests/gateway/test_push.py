@@ -126,9 +126,7 @@ def test_everything_reaches_the_cloud_through_outages_restarts_and_a_kill(
                     .order_by(db.records.c.idx)
                 ).all()
             assert [bytes(r.raw) for r in rows] == list(store.raw_between(0, leaves))
-            assert {a.size for a in store.anchors()} <= {
-                r.size for r in cloud_anchor_rows(cloud)
-            }
+            assert {a.size for a in store.anchors()} <= {r.size for r in cloud_anchor_rows(cloud)}
             # The stored notes carry the cloud's cosignature (same body as signed).
             witness = cloud.witness()
             signer = load_log_signer(env.cfg)
@@ -216,7 +214,9 @@ def test_push_command_waits_for_the_cloud_and_stops_on_a_frozen_log(
         store = open_store(env.cfg.db_path)
         alarms: list[tuple[str, str]] = []
         try:
-            pusher = Pusher(env.cfg, store, load_log_signer(env.cfg), alert=lambda k, m: alarms.append((k, m)))
+            pusher = Pusher(
+                env.cfg, store, load_log_signer(env.cfg), alert=lambda k, m: alarms.append((k, m))
+            )
             pusher.synced = False
             from gateway.push import PushStopped
 
