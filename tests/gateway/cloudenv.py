@@ -55,8 +55,16 @@ class CloudServer:
 
         return load_or_create_witness(self.cfg.witness_key, self.cfg.witness_name).verifier()
 
-    def join(self, org: str, cfg: GatewayConfig) -> None:
-        """Register a gateway's log, registry (every scope) and local ledger under ``org``."""
+    def join(
+        self,
+        org: str,
+        cfg: GatewayConfig,
+        devices: str = "*",
+        places: str = "*",
+        gtins: str = "*",
+    ) -> None:
+        """Register a gateway's log, registry (with scopes: one pattern each; the
+        default, every scope) and local ledger under ``org``."""
         if org not in self._orgs:
             assert self.cli("org", "add", org) == 0
             self._orgs.add(org)
@@ -74,11 +82,11 @@ class CloudServer:
                 "--key",
                 key,
                 "--devices",
-                "*",
+                devices,
                 "--places",
-                "*",
+                places,
                 "--gtins",
-                "*",
+                gtins,
             )
             == 0
         )

@@ -20,6 +20,7 @@ from gateway.store import open_store
 from gateway.witness import META_PREFIX, Witness, load_or_create_witness_key
 from protocol.checkpoint import open_cosigned_checkpoint
 from protocol.cli import main as coldtrace
+from protocol.note import NoteSigner
 from tests.gateway.cloudenv import CloudServer
 from tests.gateway.devices import SimDevice, wait_for
 from tests.gateway.env import ORIGIN, GatewayDir
@@ -59,15 +60,18 @@ def test_b_witnesses_a_through_the_cloud_and_refuses_a_fork(
     broker = make_broker([dev.id])
     a = make_gateway(broker)
     a.register(dev)
-    b = make_gateway(broker)
+    b = make_gateway(make_broker([]))  # B's own site (its own broker)
     text = b.config_path.read_text().replace(f'"{ORIGIN}"', f'"{B_ORIGIN}"')
     text = text.replace(f'"{ORIGIN}/ledger"', f'"{B_ORIGIN}/ledger"')
+    text = text.replace('"acme-registry"', '"carrier-registry"')
     b.config_path.write_text(text)
+    (b.dir / "keys" / "log.skey").write_text(NoteSigner.generate(B_ORIGIN).skey + "\n")
     cloud = CloudServer(tmp_path / "cloud")
     cloud.join("packhouse", a.cfg)
-    cloud.start()
     with_cloud(a, cloud.url)
     with_cloud(b, cloud.url)
+    cloud.join("carrier", b.cfg, "carrier-*", "carrier:*", "0950600099*")
+    cloud.start()
     a_vkey = load_log_signer(a.cfg).vkey
     with open(b.config_path, "a", encoding="utf-8") as f:
         f.write(
@@ -88,7 +92,6 @@ def test_b_witnesses_a_through_the_cloud_and_refuses_a_fork(
         assert coldtrace(["gateway", "witness-key", "-c", str(b.config_path)]) == 0
         vkey = capsys.readouterr().out.strip()
         assert vkey.startswith("carrier.test/witness+")
-        assert cloud.cli("org", "add", "carrier") == 0
         assert cloud.cli("witness", "add", "carrier", vkey) == 0
         b_witness = load_or_create_witness_key(b.cfg).verifier()
         assert b_witness.vkey == vkey
@@ -157,6 +160,26 @@ def test_b_witnesses_a_through_the_cloud_and_refuses_a_fork(
             store.close()
         assert [k for k, _ in alerts] == ["witness_inconsistent", "witness_inconsistent"]
         assert w.stats.inconsistent == 2 and w.stats.cosigned == 0
+
+        # B's own `gateway run` witnesses on a thread: it raises the alarm too ...
+        b_proc = b.start_process()
+        b_log = b.dir / "gateway.log"
+        wait_for(lambda: "ALARM witness_inconsistent" in b_log.read_text(), 15, "B's alarm")
+        # ... and, once its state is A's real history, cosigns A's latest checkpoint.
+        real = json.dumps(
+            {"size": cp3.size, "root": base64.b64encode(cp3.root_hash).decode(), "time": 0}
+        )
+        store = open_store(b.cfg.db_path)
+        store.set_meta(META_PREFIX + ORIGIN, real)
+        store.close()
+
+        def b_cosigned() -> bool:
+            note = httpx.get(f"{cloud.url}/v1/logs/{ORIGIN}/checkpoint").text
+            return len(open_cosigned_checkpoint(note, [a_log], [b_witness])[1]) == 1
+
+        wait_for(b_cosigned, 15, "B's thread cosigned")
+        b_proc.send_signal(signal.SIGTERM)
+        assert b_proc.wait(30) == 0
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
