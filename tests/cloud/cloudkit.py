@@ -64,6 +64,9 @@ class Kit:
         )
 
 
+OPEN: list[Any] = []  # engines to dispose after the test (tests/cloud/conftest.py)
+
+
 def ledger_id(s: Scenario) -> str:
     """Each scenario's log anchors on a ledger of its own (same test key, its own id)."""
     return f"{s.origin}/ledger"
@@ -72,6 +75,7 @@ def ledger_id(s: Scenario) -> str:
 def make_kit(tmp: Path, database: str | None = None) -> Kit:
     cfg = CloudConfig(tmp, database=database or str(tmp / "cloud.db"), witness_name="witness.test")
     engine = db.connect(cfg.database_url)
+    OPEN.append(engine)
     with engine.begin() as conn:
         orgs.add_org(conn, None, "operator", operator=True)
         _, token = orgs.new_token(conn, None, "operator", ["read", "admin"])

@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from cloud import db
+from tests.cloud.cloudkit import OPEN
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -20,6 +21,7 @@ def url(request: pytest.FixtureRequest, tmp_path) -> str:
 
 def test_migrations_create_the_schema_of_the_code(url: str) -> None:
     engine = db.connect(url)
+    OPEN.append(engine)
     db.upgrade(engine)  # a second time: nothing to do
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
@@ -33,6 +35,7 @@ def test_the_same_statements_run_on_both_engines(url: str) -> None:
     from cloud import orgs
 
     engine = db.connect(url)
+    OPEN.append(engine)
     with engine.begin() as conn:
         orgs.add_org(conn, None, "acme", "Acme")
         _, token = orgs.new_token(conn, None, "acme", ["read"])
