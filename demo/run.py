@@ -2,30 +2,45 @@
 
 One pallet of chilled produce is commissioned at a packhouse, travels eight
 hours by truck (with a door-open excursion), is received into a distribution
-centre's cold room and shipped. Everything runs for real on this machine:
+centre's cold room and shipped. Three organisations handle it - the packhouse,
+the carrier and the distribution centre (demo/world.py :data:`ORGS`) - each
+with its own broker, gateway, log and registry, and all three push to one
+cloud service. Everything runs for real on this machine:
 
-1. Mosquitto runs the project's broker configuration (gateway/broker.py),
-   one account and ACL per device;
-2. ``coldtrace gateway init`` makes the gateway's keys, gateway.toml and
-   trust.json, and ``coldtrace gateway run`` runs in its own process;
-3. seven simulated devices - the firmware under CPython (gateway/sim.py) -
-   are provisioned and registered, each logger bound to its place from the
-   day's start (``coldtrace gateway registry import --at``: binding
-   statements), and the product's profile is signed (``registry profile
-   set``: chilled 0-4 °C, 30 min delay, 2 h cumulative, 30 min gap); an MQTT
-   monitor subscribes to the gateway's alerts;
-4. the day is replayed on the devices at high speed (demo/world.py);
-5. every device uploads; the gateway verifies, stores, logs and acks each
-   record, signs checkpoints and anchors them on its local ledger;
-6. the alerts the gateway raised are listed (and kept in alerts.json);
-7. ``coldtrace gateway trace`` writes the pallet's bundle (gateway/trace.py):
-   its custody, the bindings and profile that span it (restated, since the
-   day's statements do not close it yet), the loggers' records; its
-   temperature curves go to the terminal and temperature.svg;
-8. everything is stopped;
-9. ``coldtrace verify`` checks the bundle with nothing but the trust file and
-   gives the verdict: FAIL, the truck's excursion outlasted the alarm delay;
-10. two tampered copies: one reading edited (signature kept) is not
+1. the cloud: ``coldtrace cloud init`` (SQLite, witness key, operator token)
+   and ``coldtrace cloud serve`` on a free loopback port, in its own process;
+2. per organisation, Mosquitto runs the project's broker configuration
+   (gateway/broker.py), one account and ACL per device of that organisation,
+   and ``coldtrace gateway init`` makes the gateway's keys, gateway.toml
+   (its registry's scopes; ``[cloud] url``; the peers it witnesses) and
+   trust.json;
+3. the cloud's operator registers each organisation: its log vkey, its
+   registry key with scopes that do not tie (docs/protocol.md §10), its
+   ledger key, its gateway's witness key; then ``coldtrace gateway run``
+   runs for each organisation in its own process, pushing its log as it goes;
+4. seven simulated devices - the firmware under CPython (gateway/sim.py) -
+   are provisioned, each connecting to its own organisation's broker; each
+   organisation registers its devices, binding its loggers to their places
+   from the day's start (``registry import --at``), and the packhouse signs
+   the product's profile (``registry profile set``); MQTT monitors subscribe
+   to the three gateways' alerts;
+5. the day is replayed on the devices at high speed (demo/world.py);
+6. every device uploads to its organisation's gateway, which verifies,
+   stores, logs and acks each record, signs checkpoints and anchors them;
+7. the alerts the gateways raised are listed (and kept in alerts.json);
+8. closing the day: each gateway restates its open binding and profile
+   chains (``registry restate --all``) and anchors them, ``coldtrace gateway
+   push --wait`` makes sure the cloud holds its whole log, and the gateways
+   witness each other's logs through the cloud (``gateway witness --once``);
+9. the pallet's trace from the cloud, read with the DC's token: the custody
+   across the three organisations, the witnessed checkpoints, the verdict,
+   the bundle and the cloud's trust file; temperature curves to the terminal
+   and temperature.svg;
+10. everything is stopped;
+11. ``coldtrace verify`` checks the cloud's bundle with nothing but the
+    cloud's trust file (witness quorum 1): verified, FAIL - the truck's
+    excursion outlasted the alarm delay;
+12. two tampered copies: one reading edited (signature kept) is not
     verified; the truck logger's records cut out (proof recomputed) verify,
     but the verdict is INCOMPLETE (records_missing), never PASS.
 
@@ -38,6 +53,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -45,20 +61,20 @@ from typing import Any
 
 from demo import show
 from demo.system import (
-    ALERTS,
-    OPS_USER,
     DemoError,
     Progress,
+    Site,
     System,
+    quiet_cli,
     sigterm_as_interrupt,
     wait_for,
 )
-from demo.world import ACTIONS, DEVICE_IDS, GTIN, TAG_UID, World
+from demo.world import ACTIONS, GTIN, TAG_UID, TAG_URL, TRUCK, World
 from gateway.broker import BrokerError
 from gateway.profiles import CHILLED
 from protocol import cli
 
-# The product profile the brand signs for its GTIN (docs/protocol.md §2.7).
+# The product profile the packhouse's registry signs for its GTIN (docs/protocol.md §2.7).
 PROFILE = [
     "--low",
     "0",
@@ -73,6 +89,10 @@ PROFILE = [
     "--name",
     "chilled 0-4 °C",
 ]
+# Who witnesses whom, through the cloud ([[witness.peers]]): a ring, so every log
+# is cosigned by a peer as well as by the cloud.
+WITNESSES = {"dc": "carrier", "carrier": "packhouse", "packhouse": "dc"}
+READER = "dc"  # whose token reads the trace
 
 MARKER = ".coldtrace-demo"
 
@@ -81,8 +101,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
         help="run the whole system end to end on the embedded defaults",
-        description="Broker, gateway and simulated devices (the real firmware) on this "
-        "machine: a pallet's day, its trace bundle, verification and a tampered copy.",
+        description="Three organisations' brokers and gateways, simulated devices (the real "
+        "firmware) and the cloud on this machine: a pallet's day, its trace across the "
+        "organisations, verification and tampered copies.",
     )
     p.add_argument(
         "--out",
@@ -113,12 +134,144 @@ def _prepare(out: Path, speed: float) -> Path:
     return out
 
 
+def _short(key: str, n: int = 24) -> str:
+    return key if len(key) <= n else key[:n] + "…"
+
+
+def _q(items: Any) -> str:
+    return " ".join(f"'{i}'" if "*" in i else i for i in items)
+
+
+# --- the cloud and the organisations --------------------------------------------------------
+
+
+def _cloud(system: System) -> None:
+    d = system.cloud_dir
+    text = system.init_cloud()
+    print(f"   $ coldtrace cloud init --dir {d} --public-url {system.cloud_url}")
+    for line in text.splitlines():
+        print(f"     {line.strip()}")
+    pid = system.start_cloud()
+    print(f"   $ coldtrace cloud serve --dir {d}   (pid {pid}, log {d}/cloud.log)")
+    system.wait_cloud()
+    print(f"   answering at {system.cloud_url} (SQLite {d}/cloud.db)")
+
+
+def _organisations(system: System) -> None:
+    system.start_brokers()
+    for site in system:
+        system.init_gateway(site)
+    for site in system:
+        peer = WITNESSES.get(site.name)
+        system.configure_cloud(site, [system.sites[peer]] if peer else [])
+    print(f"   {'':<10} {'company':<20} {'broker':<16} {'gateway':<19} log origin")
+    for site in system:
+        o = site.org
+        print(
+            f"   {o.name:<10} {o.company:<20} 127.0.0.1:{site.port:<6} {o.gateway:<19} {o.origin}"
+        )
+    print(
+        "   each: an account and ACL per device of its own, $ coldtrace gateway init --dir "
+        f"{system.out}/<org>/gateway\n"
+        f"   (keys, trust.json; gateway.toml: its registry's scopes, [cloud] url = "
+        f'"{system.cloud_url}",'
+    )
+    ring = ", ".join(f"{a} witnesses {b}" for a, b in WITNESSES.items())
+    print(f"   and [[witness.peers]]: {ring})")
+
+
+def _operator(system: System) -> str:
+    """The operator pins each organisation's keys; returns the reader's token."""
+    d = system.cloud_dir
+    print(f"   (D={d}; keys shortened)")
+    token = ""
+    for site in system:
+        o = site.org
+        trust = json.loads(site.trust.read_text())
+        (log,) = trust["logs"]
+        (reg,) = trust["registries"]
+        (led,) = trust["ledgers"]
+        status, witness = quiet_cli(["gateway", "witness-key", "-c", str(site.config)])
+        if status != 0:
+            raise DemoError(f"gateway witness-key ({site.name}) failed: {witness}")
+        witness = witness.strip()
+        system.cloud_cli("org", "add", o.name, "--display", o.display)
+        system.cloud_cli("log", "add", o.name, log["vkey"])
+        system.cloud_cli(
+            "registry",
+            "add",
+            o.name,
+            "--id",
+            reg["id"],
+            "--key",
+            reg["key"],
+            "--devices",
+            *o.device_scope,
+            "--places",
+            *o.places,
+            "--gtins",
+            *o.gtins,
+        )
+        system.cloud_cli("ledger", "add", o.name, "--id", led["id"], "--key", led["key"])
+        system.cloud_cli("witness", "add", o.name, witness)
+        print(f"   $ coldtrace cloud org add --dir $D {o.name} --display '{o.display}'")
+        print(f"     coldtrace cloud log add --dir $D {o.name} {_short(log['vkey'], 56)}")
+        print(
+            f"     coldtrace cloud registry add --dir $D {o.name} --id {reg['id']} --key "
+            f"{_short(reg['key'], 12)} --devices {_q(o.device_scope)} --places {_q(o.places)} "
+            f"--gtins {_q(o.gtins)}"
+        )
+        print(
+            f"     coldtrace cloud ledger add --dir $D {o.name} --id {led['id']} --key "
+            f"{_short(led['key'], 12)}"
+        )
+        print(
+            f"     coldtrace cloud witness add --dir $D {o.name} "
+            f"{_short(witness, 48)}   (gateway witness-key)"
+        )
+        if o.name == READER:
+            token = system.cloud_cli("token", "add", o.name, "--scopes", "read", "--label", "demo")
+    tok = system.cloud_dir / f"{READER}.token"
+    tok.write_text(token + "\n")
+    tok.chmod(0o600)
+    print(f"   $ coldtrace cloud token add --dir $D {READER} --scopes read   -> {tok}")
+    return token
+
+
+def _registry(system: System, world: World) -> None:
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(world.start))
+    for site in system:
+        conf = str(site.config)
+        path = world.provisioned[site.name]
+        print(f"   {site.name}: $ coldtrace gateway registry import {path.name} --at {at}")
+        status, text = quiet_cli(
+            ["gateway", "registry", "import", "-c", conf, str(path), "--at", at]
+        )
+        print(f"     {text.strip()}")
+        if status != 0:
+            raise DemoError(f"registry import ({site.name}) failed")
+        if GTIN in site.org.gtins:
+            print(
+                f"   {site.name}: $ coldtrace gateway registry profile set {GTIN} "
+                f"{' '.join(PROFILE[:-1])} '{PROFILE[-1]}' --at {at}"
+            )
+            status, text = quiet_cli(
+                ["gateway", "registry", "profile", "set", GTIN, "-c", conf, *PROFILE, "--at", at]
+            )
+            print(f"     {text.strip()}")
+            if status != 0:
+                raise DemoError("registry profile set failed")
+
+
+# --- the day -----------------------------------------------------------------------------
+
+
 def _replay(system: System, world: World) -> None:
     def report(t: int) -> None:
         temps = " ".join(f"{lg.probe.temp / 100:5.2f}" for lg in world.loggers.values())
         flash = sum(world.queued().values())
         print(f"     {show.clock(t)}  {temps}   on the devices' flash: {flash} records", flush=True)
-        system.check_gateway()
+        system.check_processes()
 
     def note(t: int, text: str) -> None:
         print(f"     {show.clock(t)}  {text}", flush=True)
@@ -130,58 +283,133 @@ def _replay(system: System, world: World) -> None:
 def _upload(system: System, world: World) -> int:
     sent = 0
     with Progress(system):
-        for dev in DEVICE_IDS:
-            up = world.upload(dev)
-            sent += up.sent
-            print(
-                f"     {dev:<15} {up.sent:4d} records sent, {up.acked:4d} acked by the gateway, "
-                f"{up.left} left on its flash ({up.seconds:.1f} s)",
-                flush=True,
+        for site in system:
+            for dev in site.org.devices:
+                up = world.upload(dev)
+                sent += up.sent
+                print(
+                    f"     {site.name:<9} {dev:<15} {up.sent:4d} records sent, {up.acked:4d} "
+                    f"acked by the gateway, {up.left} left on its flash ({up.seconds:.1f} s)",
+                    flush=True,
+                )
+                if up.left:
+                    raise DemoError(f"{dev} still holds {up.left} unacknowledged records")
+        for site in system:
+            wait_for(
+                site.caught_up,
+                30,
+                f"a checkpoint of the {site.name} gateway covering every record, anchored",
             )
-            if up.left:
-                raise DemoError(f"{dev} still holds {up.left} unacknowledged records")
-        n = system.figures()["records"]
-        wait_for(
-            lambda: system.figures().get("anchor") == n,
-            30,
-            "a checkpoint covering every record, anchored on the ledger",
-        )
     return sent
 
 
-def _registry(system: System, world: World) -> None:
-    conf = str(system.config)
-    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(world.start))
-    print(f"   $ coldtrace gateway registry import {world.provisioned} --at {at}")
-    if (
-        cli.main(["gateway", "registry", "import", "-c", conf, str(world.provisioned), "--at", at])
-        != 0
-    ):
-        raise DemoError("registry import failed")
-    print(
-        f"   $ coldtrace gateway registry profile set {GTIN} {' '.join(PROFILE[:-1])} "
-        f"'{PROFILE[-1]}' --at {at}"
-    )
-    if (
-        cli.main(["gateway", "registry", "profile", "set", GTIN, "-c", conf, *PROFILE, "--at", at])
-        != 0
-    ):
-        raise DemoError("registry profile set failed")
+# --- closing the day: restate, anchor, push, witness ------------------------------------
 
 
-def _trace(system: System, out: Path) -> Path:
-    from gateway.config import load_config
-    from gateway.trace import TraceError, run_trace
-
-    cfg = load_config(system.config)
-    path = out / "bundle.json"
-    print(f"$ coldtrace gateway trace {TAG_UID.hex()} -o {path}")
+def _close_day(system: System) -> None:
+    for site in system:
+        print(f"   {site.name}: $ coldtrace gateway registry restate --all -c {site.config}")
+        status, text = quiet_cli(["gateway", "registry", "restate", "--all", "-c", str(site.config)])
+        for line in text.splitlines():
+            if line.endswith(": restated"):
+                print(f"     {line}")
+        if status != 0:
+            raise DemoError(f"registry restate ({site.name}) failed: {text.strip()}")
     t0 = time.monotonic()
-    try:
-        bundle, plan = run_trace(cfg, TAG_UID.hex(), path, say=lambda text: print(f"   {text}"))
-    except TraceError as exc:
-        raise DemoError(f"gateway trace: {exc}") from None
-    system.figures_trace = {"seconds": time.monotonic() - t0, "bytes": path.stat().st_size}
+    for site in system:
+        wait_for(site.caught_up, 30, f"the {site.name} gateway to log and anchor its restatements")
+    figs = {s.name: s.figures() for s in system}
+    print(
+        "   logged and anchored: "
+        + ", ".join(
+            f"{n} checkpoint {f['anchor']} (ledger entry {f['anchor_index']})"
+            for n, f in figs.items()
+        )
+        + f" ({time.monotonic() - t0:.1f} s)"
+    )
+    for site in system:
+        print(f"   {site.name}: $ coldtrace gateway push -c {site.config} --wait 30")
+        status, text = quiet_cli(["gateway", "push", "-c", str(site.config), "--wait", "30"])
+        for line in text.strip().splitlines():
+            print(f"     {line}")
+        if status != 0:
+            raise DemoError(f"gateway push ({site.name}) failed (exit {status})")
+    for site in system:
+        print(f"   {site.name}: $ coldtrace gateway witness --once -c {site.config}")
+        status, text = quiet_cli(["gateway", "witness", "--once", "-c", str(site.config)])
+        for line in text.strip().splitlines():
+            print(f"     {line}")
+        if status != 0:
+            raise DemoError(f"gateway witness ({site.name}) failed (exit {status})")
+
+
+# --- the trace from the cloud ------------------------------------------------------------------
+
+
+def _get(system: System, path: str, token: str | None = None, **params: str) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = httpx.get(system.cloud_url + path, headers=headers, params=params or None, timeout=60)
+    if r.status_code != 200:
+        raise DemoError(f"GET {path}: {r.status_code} {r.text[:500]}")
+    return r
+
+
+def _trace(system: System, token: str, out: Path) -> tuple[Path, Path, dict[str, Any]]:
+    from protocol.bundle import loads_bundle
+
+    uid = TAG_UID.hex()
+    url = f"{system.cloud_url}/v1/traces/{uid}"
+    print(f"   GET {url}   (the {READER}'s read token)")
+    t0 = time.monotonic()
+    trace = _get(system, f"/v1/traces/{uid}", token).json()
+    took = time.monotonic() - t0
+    (out / "trace.json").write_text(json.dumps(trace, indent=1) + "\n")
+    print(
+        f"   assembled and verified by the cloud in {took:.1f} s (kept in {out / 'trace.json'}); "
+        f"item {trace['item']}"
+    )
+    print("   custody across the organisations (UTC):")
+    show.custody(trace)
+    if trace["awaiting"]:
+        print(f"   awaiting: {', '.join(str(a['log']) for a in trace['awaiting'])}")
+
+    b = _get(system, trace["bundle_url"], token)
+    bundle_path = out / "bundle.json"
+    bundle_path.write_bytes(b.content)
+    bundle = loads_bundle(b.content)
+    orgs = {s.org.origin: s.name for s in system}
+    print("   witnessed checkpoints in the bundle (one per log, the latest anchored):")
+    show.checkpoints(bundle, orgs, trace)
+
+    v = trace["verdict"] or {}
+    print(f"   verdict: {v.get('verdict', 'none (not verified)')}")
+    for r in v.get("reasons", []):
+        print(f"     {r['severity']:<10} {r['text']}")
+
+    public = f"/v1/public/trace?dl={TAG_URL}"
+    pub = _get(system, "/v1/public/trace", dl=TAG_URL).json()
+    pub_verdict = (pub.get("verdict") or {}).get("verdict")
+    print(f"   the product's trace:  {url}")
+    print(f"   for consumers:        {system.cloud_url}{public}   (public: {pub_verdict})")
+    size = trace["bundle"]
+    print(
+        f"   the bundle:           {system.cloud_url}{trace['bundle_url']}\n"
+        f"     {size['bytes'] // 1024} KiB for {size['records']} records of "
+        f"{size['record_bytes'] // 1024} KiB: {size['ratio']:.2f}x the raw records; "
+        f"saved as {bundle_path}"
+    )
+    trust_path = out / "cloud-trust.json"
+    trust_path.write_bytes(_get(system, "/v1/trust").content)
+    doc = json.loads(trust_path.read_text())
+    print(
+        f"   GET {system.cloud_url}/v1/trust -> {trust_path}: {len(doc['logs'])} logs, "
+        f"{len(doc['registries'])} registries, {len(doc['ledgers'])} ledgers, "
+        f"{len(doc['witnesses'])} witnesses (the cloud's and the gateways'), "
+        f"quorum {doc['quorum']}"
+    )
+
     series = show.probe_series(bundle)
     limits = (CHILLED.low or 0, CHILLED.high or 0)
     band = f"{limits[0] / 100:.2f}–{limits[1] / 100:.2f} °C"
@@ -196,10 +424,13 @@ def _trace(system: System, out: Path) -> Path:
         if line.strip():
             print(f"     {'':<14} {line}  ^ outside {band}")
     svg = out / "temperature.svg"
-    handovers = [(lp.leg.start, ACTIONS.get(lp.leg.scan.payload.action, "?")) for lp in plan.legs]
+    handovers = [(leg["start"], ACTIONS.get(leg["action"], "?")) for leg in trace["legs"]]
     show.svg_chart({f"{d} (probe)": s for d, s in series.items()}, limits, svg, handovers)
     print(f"   temperature chart (excursions in red): {svg}")
-    return path
+    return bundle_path, trust_path, trace
+
+
+# --- verification ---------------------------------------------------------------------------
 
 
 def _verify_brief(path: Path, trust: Path) -> int:
@@ -231,7 +462,7 @@ def _verify(bundle: Path, trust: Path, out: Path) -> tuple[int, int, int]:
     print(f"$ coldtrace verify {bundle} --trust {trust}")
     good = cli.main(["verify", str(bundle), "--trust", str(trust)])
     print(f"   exit status {good}: verified, verdict FAIL" if good == 4 else f"   exit {good}")
-    print("10. two tampered copies")
+    print("12. two tampered copies")
     print("   a) one reading edited (the excursion's peak, signature kept)")
     bad_path = show.tamper(bundle, out)
     print(f"$ coldtrace verify {bad_path} --trust {trust}   (shortened)")
@@ -239,55 +470,92 @@ def _verify(bundle: Path, trust: Path, out: Path) -> tuple[int, int, int]:
     print(f"   exit status {bad}: not verified" if bad == 3 else f"   exit {bad}")
     print("   b) the truck logger's records cut out, the proof recomputed for what is left")
     cut_path = show.cut_logger(bundle, out, "tl-truck-07")
-    print(f"$ coldtrace verify {cut_path} --trust {trust}")
-    cut = cli.main(["verify", str(cut_path), "--trust", str(trust)])
+    print(f"$ coldtrace verify {cut_path} --trust {trust}   (shortened)")
+    cut = _verify_brief(cut_path, trust)
     print(f"   exit status {cut}: verified, verdict INCOMPLETE" if cut == 5 else f"   exit {cut}")
     return good, bad, cut
 
 
+# --- the whole run ---------------------------------------------------------------------------
+
+
 def _run(system: System, out: Path, speed: float) -> int:
     t_start = time.monotonic()
-    print(f"ColdTrace demo: a pallet's day through the whole system. Output in {out}\n")
-    print("1. broker: Mosquitto, the project's configuration, an account and ACL per device")
-    system.start_broker(DEVICE_IDS)
-    print(f"   listening on 127.0.0.1:{system.port} ({system.broker_dir}/mosquitto.conf)")
-    print("2. $ coldtrace gateway init   (log, ledger and registry keys, gateway.toml, trust.json)")
-    system.init_gateway()
-    gw = system.start_gateway()
-    print(f"   $ coldtrace gateway run   (pid {gw}, log {system.gw_dir}/gateway.log)")
-    print("3. devices: the ESP32 firmware under CPython, keys made by its own ct_provision")
-    world = system.world = World(out / "devices", "127.0.0.1", system.port, system.passwords, speed)
+    print(
+        "ColdTrace demo: a pallet's day across three organisations - a packhouse, a carrier "
+        f"and a distribution centre -\nand the cloud they push to. Output in {out}\n"
+    )
+    print("1. the cloud")
+    _cloud(system)
+    print(
+        "2. three organisations, each with its own Mosquitto (the project's configuration) "
+        "and gateway"
+    )
+    _organisations(system)
+    print(
+        "3. the cloud's operator registers each organisation: log, registry with scopes that "
+        "do not tie, ledger, witness"
+    )
+    token = _operator(system)
+
+    print(
+        "4. devices: the ESP32 firmware under CPython, keys made by its own ct_provision; each "
+        "connects to its\n   organisation's broker. Each organisation registers its own "
+        "devices (the records wait in its\n   gateway's outbox until the gateway runs)"
+    )
+    world = system.world = World(out / "devices", system.brokers(), speed)
     for e in world.entries:
-        print(f"     {e['device']:<15} {e['role']:<7} {e.get('place', '')}")
+        site = next(s for s in system if e["device"] in s.org.devices)
+        print(
+            f"     {e['device']:<15} {e['role']:<7} {e.get('place', ''):<26} "
+            f"{site.name} (127.0.0.1:{site.port})"
+        )
     _registry(system, world)
-    system.start_monitor()
-    print(f"   alert monitor ({OPS_USER}, a read-only account) subscribed to {ALERTS}")
-    wait_for(lambda: system.figures().get("connected") is True, 20, "the gateway to connect")
+    pids = ", ".join(f"{s.name} pid {system.start_gateway(s)}" for s in system)
+    print(f"   $ coldtrace gateway run   x3 ({pids}; logs in <org>/gateway/gateway.log)")
+    system.start_monitors()
+    print(
+        "   alert monitors (ops@<gateway>, read-only accounts) subscribed to "
+        + ", ".join(s.alerts_topic for s in system)
+    )
+    for site in system:
+        wait_for(
+            lambda s=site: s.figures().get("connected") is True,
+            30,
+            f"the {site.name} gateway to connect",
+        )
     system.note_workers()
 
     print(
-        f"4. the day (times in UTC), replayed at {speed:g}x: the devices measure, sign and "
+        f"5. the day (times in UTC), replayed at {speed:g}x: the devices measure, sign and "
         "keep every record\n   on flash; radios off until the replay reaches the present"
     )
     _replay(system, world)
-    wait_for(lambda: system.figures().get("pending") == 0, 10, "the registry records to be logged")
+    for site in system:
+        wait_for(
+            lambda s=site: s.figures().get("pending") == 0,
+            10,
+            f"the {site.name} registry records to be logged",
+        )
 
     print(
-        "5. the present: radios in range; each device uploads, the gateway verifies, stores, "
-        "logs and acks"
+        "6. the present: radios in range; each device uploads to its organisation's gateway, "
+        "which verifies,\n   stores, logs and acks, and pushes its log to the cloud"
     )
     world.go_live()
     sent = _upload(system, world)
-    f = system.figures()
-    print(
-        f"   every device's records are acked ({sent} sent); checkpoint {f['checkpoint']} "
-        f"signed and anchored on the local ledger (entry {f['anchor_index']})"
-    )
-    print(f"$ coldtrace gateway status -c {system.config}")
-    cli.main(["gateway", "status", "-c", str(system.config)])
+    print(f"   every device's records are acked ({sent} sent); the checkpoints signed and anchored:")
+    rejects = 0
+    for site in system:
+        f = site.figures()
+        rejects += f["rejects"]
+        print(
+            f"     {site.name:<10} checkpoint {f['checkpoint']:>5}, local ledger entry "
+            f"{f['anchor_index']}; the cloud holds {f['cloud']} records"
+        )
 
     print(
-        f"6. alerts the gateway raised (profile chilled: {(CHILLED.low or 0) / 100:.2f}–"
+        f"7. alerts the gateways raised (profile chilled: {(CHILLED.low or 0) / 100:.2f}–"
         f"{(CHILLED.high or 0) / 100:.2f} °C, alarm after {CHILLED.delay // 60} min outside)"
     )
     with contextlib.suppress(DemoError):
@@ -303,25 +571,41 @@ def _run(system: System, out: Path, speed: float) -> int:
         and a.get("device") == "tl-truck-07"
     ]
 
-    print("7. the pallet's trace, from the gateway's store")
-    bundle = _trace(system, out)
+    print(
+        "8. closing the day: each gateway restates its open chains and anchors them, pushes, "
+        "and witnesses its peer"
+    )
+    _close_day(system)
 
-    print("8. stopping the devices, the gateway (SIGTERM: acks, checkpoint, close) and Mosquitto")
+    print("9. the pallet's trace, from the cloud")
+    bundle, trust, trace = _trace(system, token, out)
+
+    print(
+        "10. stopping the devices, the gateways (SIGTERM: acks, checkpoint, close), the cloud "
+        "and Mosquitto"
+    )
     world.close()
     system.stop()
     left = system.leftovers()
     print("   no processes left" if not left else f"   STILL RUNNING: {', '.join(left)}")
 
-    print("9. the bundle, checked by the independent verifier with nothing else running")
-    good, bad, cut = _verify(bundle, system.trust, out)
+    print(
+        "11. the cloud's bundle, checked by the independent verifier with nothing but the "
+        "cloud's trust file\n    (witness quorum 1) and nothing else running"
+    )
+    good, bad, cut = _verify(bundle, trust, out)
 
     problems = []
-    if f["rejects"]:
-        problems.append(f"the gateway refused {f['rejects']} message(s)")
+    if rejects:
+        problems.append(f"the gateways refused {rejects} message(s)")
     if not raised:
         problems.append("no alert for the truck's excursion")
     if left:
         problems.append("processes left running")
+    if trace["awaiting"]:
+        problems.append("the cloud's trace awaits logs")
+    if {leg["organisation"] for leg in trace["legs"]} != {s.name for s in system}:
+        problems.append("the cloud's trace does not span the three organisations")
     if good != 4:
         problems.append(f"the genuine bundle's verdict is not FAIL (exit {good}, want 4)")
     if bad != 3:
@@ -332,18 +616,28 @@ def _run(system: System, out: Path, speed: float) -> int:
     if problems:
         print(f"\ndemo: FAILED after {took:.0f} s: " + "; ".join(problems))
         return 1
-    tr = system.figures_trace
     print(
-        f"\ndemo: done in {took:.0f} s. The genuine bundle verified and FAILs the profile (the "
-        "truck's excursion);\n  the edited reading was refused; the cut logger made it "
-        f"INCOMPLETE, not PASS.\n  bundle  {bundle} ({tr['bytes'] // 1024} KiB, written in "
-        f"{tr['seconds']:.1f} s)\n  trust   {system.trust}\n  chart   {out / 'temperature.svg'}"
+        f"\ndemo: done in {took:.0f} s. Three organisations' logs, pushed to the cloud and "
+        "witnessed; the cloud's bundle\n  verified with the cloud's trust file and FAILs the "
+        f"profile ({TRUCK}'s excursion); the edited reading\n  was refused; the cut logger "
+        f"made it INCOMPLETE, not PASS.\n  trace   {out / 'trace.json'}\n"
+        f"  bundle  {bundle} ({bundle.stat().st_size // 1024} KiB)\n  trust   {trust}\n"
+        f"  chart   {out / 'temperature.svg'}"
     )
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     restore = sigterm_as_interrupt()
+    # The gateway and cloud commands run in this process log at INFO when nothing is
+    # configured: warnings only (a retried push says why), on stderr.
+    root = logging.getLogger()
+    handler: logging.Handler | None = None
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("   [%(name)s] %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
     system: System | None = None
     try:
         out = _prepare(args.out, args.speed)
@@ -365,4 +659,9 @@ def run(args: argparse.Namespace) -> int:
             left = system.leftovers()
             if left:
                 print(f"demo: could not stop {', '.join(left)}")
+        if handler is not None:
+            root.removeHandler(handler)
         restore()
+
+
+_ = Site

@@ -192,42 +192,98 @@ def tamper(bundle_path: Path, out: Path) -> Path:
 
 
 def cut_logger(bundle_path: Path, out: Path, device: str) -> Path:
-    """The bundle without ``device``'s records, its multiproof recomputed for the rest.
+    """The bundle without ``device``'s records, each log's multiproof recomputed for the rest.
 
     Anyone holding the bundle can do this: the records' leaf hashes and the
-    proof's nodes are all the hashes the smaller proof needs. Here the tree
-    is rebuilt from them: every range the new proof names is hashed from the
-    leaves and the old proof's ranges it is made of.
+    proofs' nodes are all the hashes the smaller proofs need. Here each log's
+    tree is rebuilt from them: every range a new proof names is hashed from
+    the leaves and the old proof's ranges it is made of.
     """
     from protocol.bundle import load_bundle
     from protocol.merkle import hash_children, hash_leaf, multiproof_ranges
 
     b = load_bundle(bundle_path)
-    (mp,) = b.proofs
-    leaves = {r.index: hash_leaf(r.raw) for r in b.records}
-    known = {
-        rng: h
-        for rng, h in zip(multiproof_ranges(mp.tree_size, list(mp.leaves)), mp.nodes, strict=True)
-    }
-    known.update({(i, i + 1): h for i, h in leaves.items()})
-
-    def mth(lo: int, hi: int) -> bytes:
-        h = known.get((lo, hi))
-        if h is None:
-            k = 1 << ((hi - lo - 1).bit_length() - 1)
-            h = hash_children(mth(lo, lo + k), mth(lo + k, hi))
-            known[(lo, hi)] = h
-        return h
-
     kept = [r for r in b.records if open_record(r.raw).signer != device]
-    left = [r.index for r in kept]
-    nodes = tuple(mth(lo, hi) for lo, hi in multiproof_ranges(mp.tree_size, left))
+    proofs = []
+    for mp in b.proofs:
+        mine = [r for r in b.records if r.log == mp.log]
+        leaves = {r.index: hash_leaf(r.raw) for r in mine}
+        known = {
+            rng: h
+            for rng, h in zip(
+                multiproof_ranges(mp.tree_size, list(mp.leaves)), mp.nodes, strict=True
+            )
+        }
+        known.update({(i, i + 1): h for i, h in leaves.items()})
+
+        def mth(lo: int, hi: int, known: dict[tuple[int, int], bytes] = known) -> bytes:
+            h = known.get((lo, hi))
+            if h is None:
+                k = 1 << ((hi - lo - 1).bit_length() - 1)
+                h = hash_children(mth(lo, lo + k), mth(lo + k, hi))
+                known[(lo, hi)] = h
+            return h
+
+        left = sorted(r.index for r in kept if r.log == mp.log)
+        if len(left) == len(mine):
+            proofs.append(mp)
+            continue
+        nodes = tuple(mth(lo, hi) for lo, hi in multiproof_ranges(mp.tree_size, left))
+        proofs.append(dataclasses.replace(mp, leaves=tuple(left), nodes=nodes))
+        print(
+            f"   left out {device}'s {len(mine) - len(left)} records of {mp.log}; "
+            f"{len(left)} of that log remain, with a proof of {len(nodes)} nodes"
+        )
     b.records = kept
-    b.proofs = [dataclasses.replace(mp, leaves=tuple(left), nodes=nodes)]
+    b.proofs = proofs
     path = out / "bundle-cut.json"
     path.write_text(b.dumps())
-    print(
-        f"   left out {device}'s {len(leaves) - len(kept)} records; {len(kept)} remain, "
-        f"with a proof of {len(nodes)} nodes"
-    )
     return path
+
+
+def custody(trace: dict[str, Any]) -> None:
+    """The cloud's legs (``GET /v1/traces/{uid}``): one line each."""
+    from demo.world import ACTIONS
+
+    print(
+        f"     {'#':<2} {'from':<12} {'action':<10} {'where':<26} {'organisation':<13} "
+        f"{'monitored by':<15} scan from the log of"
+    )
+    logs = {lg["log"]: lg["organisation"] for lg in trace["logs"]}
+    for leg in trace["legs"]:
+        monitors = sorted({m["device"] for m in leg["monitors"]}) or ["-"]
+        scanned = leg["scanned_in"]
+        owner = logs.get(scanned, "?") if scanned else "-"
+        print(
+            f"     {leg['index']:<2} {clock(leg['start']):<12} "
+            f"{ACTIONS.get(leg['action'], '?'):<10} {leg['location'] or leg['place'] or '-':<26} "
+            f"{leg['organisation'] or '-':<13} {', '.join(monitors):<15} {owner} "
+            f"({leg['reader']})"
+        )
+
+
+def checkpoints(bundle: Bundle, orgs: dict[str, str], trace: dict[str, Any]) -> None:
+    """Each log's checkpoint in the bundle and who signed it: the log, the cloud's
+    witness, peer gateways' witnesses (``<origin>/witness``)."""
+    from demo.system import WITNESS_NAME
+    from protocol.note import parse_note
+
+    peers = {f"{origin}/witness": name for origin, name in orgs.items()}
+    for text in bundle.checkpoints:
+        note = parse_note(text)
+        origin, size = note.body.split("\n")[:2]
+        who = []
+        for sig in note.signatures:
+            if sig.name == origin:
+                continue  # the log's own signature
+            if sig.name == WITNESS_NAME:
+                who.append("the cloud")
+            elif sig.name in peers:
+                who.append(f"{peers[sig.name]}'s gateway (peer)")
+            else:
+                who.append(sig.name)
+        records = sum(1 for r in bundle.records if r.log == origin)
+        print(
+            f"     {orgs.get(origin, '?'):<10} {origin:<44} size {size:>5}, {records:>3} records "
+            f"in the bundle; cosigned by {' and '.join(who) or 'no witness'}"
+        )

@@ -1,31 +1,41 @@
-"""The demo's running parts: Mosquitto, the gateway process, an alert monitor.
+"""The demo's running parts: three organisations' brokers and gateways, the cloud.
 
-- the broker is the project's configuration (gateway/broker.py) on a free
-  loopback port, with an account and ACL per device, the gateway and a
-  monitor (``ops@...``, which may only read alerts and device states);
-- the gateway is ``coldtrace gateway run`` in its own process (and session,
+Each organisation of the scenario (demo/world.py :data:`ORGS`) is a
+:class:`Site` under ``<out>/<name>/``:
+
+- its broker is the project's configuration (gateway/broker.py) on a free
+  loopback port, with an account and ACL per device of that organisation, its
+  gateway and a monitor (``ops@...``, which may only read alerts and device
+  states);
+- its gateway is ``coldtrace gateway run`` in its own process (and session,
   so a Ctrl-C reaches only the demo, which then stops it with SIGTERM: the
-  gateway's own orderly shutdown);
-- the monitor is an MQTT client subscribed to the gateway's alert topic.
+  gateway's own orderly shutdown), pushing its log to the cloud ([cloud]);
+- its monitor is an MQTT client subscribed to the gateway's alert topic.
+
+The cloud is ``coldtrace cloud serve`` in its own process (SQLite in
+``<out>/cloud/``, a free loopback port), set up with ``coldtrace cloud
+init``.
 
 :meth:`System.stop` stops all of them and is safe to call at any point;
 :meth:`System.leftovers` names any process the demo started that is still
-alive (the broker, the gateway, the gateway's verification workers).
+alive (the brokers, the gateways and their verification workers, the cloud).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from demo.world import ORGS, Broker, Org
 from gateway.broker import (
     BrokerProcess,
     BrokerUser,
@@ -36,22 +46,19 @@ from gateway.broker import (
 )
 from protocol import cli
 
-GATEWAY_ID = "dc-rotterdam"
-GW_USER = f"gw@{GATEWAY_ID}"
-OPS_USER = f"ops@{GATEWAY_ID}"
-ORIGIN = "coldtrace.example/acme/dc-rotterdam"
-REGISTRY = "reg-acme"
-ALERTS = f"ct/v1/gw/{GATEWAY_ID}/alerts"
-# Temperature profiles for the places the loggers watch (docs/operations.md §2).
+# Temperature profiles for the places the loggers watch (docs/operations.md §2);
+# each gateway alerts on its own organisation's places.
 ALERT_CONFIG = """
 [alerts]
 offline_delay = 900
 
 [alerts.places]
-"truck:*" = "chilled"
-"dc-rotterdam:*" = "chilled"
-"packhouse-westland:*" = "chilled"
+{places}
 """
+WITNESS_NAME = "witness.cloud.example"
+# Every client of the demo's cloud is on 127.0.0.1 (three gateways and the demo): the
+# public endpoints' rate limit, per client address, is raised to match.
+PUBLIC_RATE = 100_000
 
 
 class DemoError(Exception):
@@ -103,11 +110,29 @@ def alive(pid: int) -> bool:
     return entry is not None and entry[1] != "Z"
 
 
-class System:
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.broker_dir = out / "broker"
-        self.gw_dir = out / "gateway"
+def quiet_cli(argv: list[str]) -> tuple[int, str]:
+    """``coldtrace ARGV`` in this process, its output captured: (status, stdout+stderr)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        try:
+            status = cli.main(argv)
+        except SystemExit as exc:  # a command's configuration error
+            status = exc.code if isinstance(exc.code, int) else 2
+    return status, buf.getvalue()
+
+
+def _toml_list(items: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+class Site:
+    """One organisation's running parts on this machine: its broker, gateway and monitor."""
+
+    def __init__(self, org: Org, out: Path) -> None:
+        self.org = org
+        self.dir = out / org.name
+        self.broker_dir = self.dir / "broker"
+        self.gw_dir = self.dir / "gateway"
         self.config = self.gw_dir / "gateway.toml"
         self.trust = self.gw_dir / "trust.json"
         self.db = self.gw_dir / "var" / "gateway.db"
@@ -115,97 +140,30 @@ class System:
         self.port = 0
         self.passwords: dict[str, str] = {}
         self.gateway: subprocess.Popen[bytes] | None = None
-        self.started: dict[int, str] = {}  # pid -> what, for leftovers()
         self.monitor: Any = None
-        self.world: Any = None  # the devices (demo/world.py), closed before stop()
-        self.alerts: list[dict[str, Any]] = []
-        self.figures_trace: dict[str, float] = {}
         self._subscribed = threading.Event()
 
-    # --- start ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.org.name
 
-    def start_broker(self, devices: list[str]) -> None:
-        self.port = free_port()
-        users = [BrokerUser(GW_USER, "gateway"), BrokerUser(OPS_USER, "monitor")]
-        users += [BrokerUser(dev, "device") for dev in devices]
-        conf = write_config(self.broker_dir, port=self.port, users=users, gateway_id=GATEWAY_ID)
-        self.passwords = read_credentials(self.broker_dir)
-        self.broker = start_broker(conf)
-        if self.broker.pid is not None:
-            self.started[self.broker.pid] = "mosquitto"
+    @property
+    def gw_user(self) -> str:
+        return f"gw@{self.org.gateway}"
 
-    def init_gateway(self) -> None:
-        self.gw_dir.mkdir(parents=True, exist_ok=True)
-        pw = self.gw_dir / "mqtt.pw"
-        pw.write_text(self.passwords[GW_USER] + "\n")
-        pw.chmod(0o600)
-        status = cli.main(
-            [
-                "gateway",
-                "init",
-                "--dir",
-                str(self.gw_dir),
-                "--id",
-                GATEWAY_ID,
-                "--origin",
-                ORIGIN,
-                "--registry-id",
-                REGISTRY,
-                "--mqtt-port",
-                str(self.port),
-                "--mqtt-username",
-                GW_USER,
-                "--mqtt-password-file",
-                "mqtt.pw",
-            ]
-        )
-        if status != 0:
-            raise DemoError("coldtrace gateway init failed")
-        text = self.config.read_text(encoding="utf-8")
-        # Checkpoints every 2 s (default 10 s): the trace waits for one that
-        # covers its restatements.
-        text = text.replace("checkpoint_interval = 10.0", "checkpoint_interval = 2.0")
-        self.config.write_text(text + ALERT_CONFIG, encoding="utf-8")
+    @property
+    def ops_user(self) -> str:
+        return f"ops@{self.org.gateway}"
 
-    def start_gateway(self) -> int:
-        with open(self.gw_dir / "gateway.log", "ab") as log:
-            self.gateway = subprocess.Popen(
-                [sys.executable, "-m", "protocol.cli", "gateway", "run", "-c", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.started[self.gateway.pid] = "coldtrace gateway run"
-        return self.gateway.pid
+    @property
+    def alerts_topic(self) -> str:
+        return f"ct/v1/gw/{self.org.gateway}/alerts"
 
-    def check_gateway(self) -> None:
-        if self.gateway is not None and self.gateway.poll() is not None:
-            tail = (self.gw_dir / "gateway.log").read_text(errors="replace")[-1500:]
-            raise DemoError(f"the gateway exited with status {self.gateway.returncode}:\n{tail}")
+    def log_vkey(self) -> str:
+        from gateway.config import load_config
+        from gateway.service import load_log_signer
 
-    def note_workers(self) -> None:
-        """Remember the gateway's children (verification workers) for leftovers()."""
-        if self.gateway is not None:
-            for pid in descendants(self.gateway.pid):
-                self.started.setdefault(pid, "gateway worker")
-
-    def start_monitor(self) -> None:
-        import paho.mqtt.client as mqtt
-
-        c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=OPS_USER, protocol=mqtt.MQTTv311
-        )
-        c.username_pw_set(OPS_USER, self.passwords[OPS_USER])
-        c.on_connect = lambda cl, u, flags, rc, props: cl.subscribe(ALERTS, 1)
-        c.on_subscribe = lambda cl, u, mid, rcs, props: self._subscribed.set()
-        c.on_message = lambda cl, u, msg: self.alerts.append(json.loads(msg.payload))
-        c.connect("127.0.0.1", self.port, 30)
-        c.loop_start()
-        self.monitor = c
-        wait_for(self._subscribed.is_set, 10, "the alert monitor's subscription")
-
-    # --- look ----------------------------------------------------------------------
+        return load_log_signer(load_config(self.config)).vkey
 
     def figures(self) -> dict[str, Any]:
         """What the gateway's store says now (read-only, as ``gateway status`` does)."""
@@ -229,29 +187,272 @@ class System:
                 "anchor": None if anchor is None else anchor.size,
                 "anchor_index": None if anchor is None else anchor.receipt.get("index"),
                 "rejects": sum(store.reject_counts().values()),
+                "cloud": int(store.get_meta("cloud.size") or 0),
             }
         finally:
             store.close()
 
+    def caught_up(self) -> bool:
+        """Every record logged and anchored: nothing in the outbox, the latest anchored
+        checkpoint covers the whole log."""
+        f = self.figures()
+        return bool(f) and f["pending"] == 0 and f["records"] > 0 and f["anchor"] == f["records"]
+
+
+class System:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.sites = {org.name: Site(org, out) for org in ORGS}
+        self.cloud_dir = out / "cloud"
+        self.cloud: subprocess.Popen[bytes] | None = None
+        self.cloud_port = 0
+        self.started: dict[int, str] = {}  # pid -> what, for leftovers()
+        self.world: Any = None  # the devices (demo/world.py), closed before stop()
+        self.alerts: list[dict[str, Any]] = []
+        self._alerts_lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[Site]:
+        return iter(self.sites.values())
+
+    @property
+    def cloud_url(self) -> str:
+        return f"http://127.0.0.1:{self.cloud_port}"
+
+    # --- the cloud ------------------------------------------------------------------
+
+    def init_cloud(self) -> str:
+        """``coldtrace cloud init`` on a free port; the output of the command."""
+        self.cloud_port = free_port()
+        status, text = quiet_cli(
+            [
+                "cloud",
+                "init",
+                "--dir",
+                str(self.cloud_dir),
+                "--witness-name",
+                WITNESS_NAME,
+                "--public-url",
+                self.cloud_url,
+                "--listen",
+                f"127.0.0.1:{self.cloud_port}",
+            ]
+        )
+        if status != 0:
+            raise DemoError(f"coldtrace cloud init failed:\n{text}")
+        toml = self.cloud_dir / "cloud.toml"
+        body = toml.read_text()
+        toml.write_text(body.replace("public_rate = 60\n", f"public_rate = {PUBLIC_RATE}\n"))
+        return text
+
+    def start_cloud(self) -> int:
+        with open(self.cloud_dir / "cloud.log", "ab") as log:
+            self.cloud = subprocess.Popen(
+                [sys.executable, "-m", "protocol.cli", "cloud", "serve", "--dir", str(self.cloud_dir)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.started[self.cloud.pid] = "coldtrace cloud serve"
+        return self.cloud.pid
+
+    def wait_cloud(self, timeout: float = 30) -> None:
+        import httpx
+
+        def up() -> bool:
+            self.check_processes()
+            try:
+                return httpx.get(f"{self.cloud_url}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout, "the cloud to answer", every=0.2)
+
+    def cloud_cli(self, *args: str) -> str:
+        """``coldtrace cloud CMD [SUB] --dir D ARGS``: its output; DemoError if it fails."""
+        argv = ["cloud", args[0]]
+        rest = list(args[1:])
+        if args[0] not in ("init", "trust", "serve"):
+            argv.append(rest.pop(0))
+        status, text = quiet_cli([*argv, "--dir", str(self.cloud_dir), *rest])
+        if status != 0:
+            raise DemoError(f"coldtrace {' '.join(argv)} failed: {text.strip()}")
+        return text.strip()
+
+    # --- the organisations' brokers and gateways --------------------------------------
+
+    def start_brokers(self) -> None:
+        for site in self:
+            site.port = free_port()
+            users = [BrokerUser(site.gw_user, "gateway"), BrokerUser(site.ops_user, "monitor")]
+            users += [BrokerUser(dev, "device") for dev in site.org.devices]
+            conf = write_config(
+                site.broker_dir, port=site.port, users=users, gateway_id=site.org.gateway
+            )
+            site.passwords = read_credentials(site.broker_dir)
+            site.broker = start_broker(conf)
+            if site.broker.pid is not None:
+                self.started[site.broker.pid] = f"mosquitto ({site.name})"
+
+    def brokers(self) -> dict[str, Broker]:
+        """Device id -> its organisation's broker and its password there."""
+        return {
+            dev: Broker("127.0.0.1", site.port, site.passwords[dev])
+            for site in self
+            for dev in site.org.devices
+        }
+
+    def init_gateway(self, site: Site) -> None:
+        site.gw_dir.mkdir(parents=True, exist_ok=True)
+        pw = site.gw_dir / "mqtt.pw"
+        pw.write_text(site.passwords[site.gw_user] + "\n")
+        pw.chmod(0o600)
+        org = site.org
+        status, text = quiet_cli(
+            [
+                "gateway",
+                "init",
+                "--dir",
+                str(site.gw_dir),
+                "--id",
+                org.gateway,
+                "--origin",
+                org.origin,
+                "--registry-id",
+                org.registry,
+                "--mqtt-port",
+                str(site.port),
+                "--mqtt-username",
+                site.gw_user,
+                "--mqtt-password-file",
+                "mqtt.pw",
+            ]
+        )
+        if status != 0:
+            raise DemoError(f"coldtrace gateway init ({site.name}) failed:\n{text}")
+        body = site.config.read_text(encoding="utf-8")
+        # Checkpoints every 2 s (default 10 s): the demo waits for one that covers
+        # the restatements it signs at the end of the day.
+        body = body.replace("checkpoint_interval = 10.0", "checkpoint_interval = 2.0")
+        # The registry's scopes, as the cloud's operator pins them (no ties, §10).
+        for scope, values in (
+            ("devices", org.device_scope),
+            ("places", org.places),
+            ("gtins", org.gtins),
+        ):
+            body = body.replace(f'{scope} = ["*"]', f"{scope} = {_toml_list(values)}", 1)
+        places = "\n".join(f'"{p}" = "chilled"' for p in org.places)
+        site.config.write_text(body + ALERT_CONFIG.format(places=places), encoding="utf-8")
+        self._refresh_trust(site)
+
+    def _refresh_trust(self, site: Site) -> None:
+        from gateway.config import load_config
+        from gateway.service import trust_document
+
+        doc = trust_document(load_config(site.config))
+        site.trust.write_text(json.dumps(doc, indent=1) + "\n")
+
+    def configure_cloud(self, site: Site, peers: list[Site]) -> None:
+        """Point the gateway at the cloud ([cloud]) and at the peers it witnesses."""
+        text = (
+            "\n# Push the log to the cloud (gateway/push.py): at once after each checkpoint.\n"
+            f'[cloud]\nurl = "{self.cloud_url}"\ninterval = 1.0\n'
+        )
+        if peers:
+            # The demo runs one witness round itself (`coldtrace gateway witness --once`)
+            # when the peers' logs are complete; the running gateway's own rounds are
+            # every 10 minutes.
+            text += "\n[witness]\ninterval = 600.0\n"
+            for peer in peers:
+                text += (
+                    f'\n[[witness.peers]]\norigin = "{peer.org.origin}"\n'
+                    f'vkey = "{peer.log_vkey()}"\n'
+                )
+        with open(site.config, "a", encoding="utf-8") as f:
+            f.write(text)
+
+    def start_gateway(self, site: Site) -> int:
+        with open(site.gw_dir / "gateway.log", "ab") as log:
+            site.gateway = subprocess.Popen(
+                [sys.executable, "-m", "protocol.cli", "gateway", "run", "-c", str(site.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.started[site.gateway.pid] = f"coldtrace gateway run ({site.name})"
+        return site.gateway.pid
+
+    def check_processes(self) -> None:
+        """DemoError if a gateway or the cloud exited on its own."""
+        for site in self:
+            gw = site.gateway
+            if gw is not None and gw.poll() is not None:
+                tail = (site.gw_dir / "gateway.log").read_text(errors="replace")[-1500:]
+                raise DemoError(
+                    f"the {site.name} gateway exited with status {gw.returncode}:\n{tail}"
+                )
+        if self.cloud is not None and self.cloud.poll() is not None:
+            tail = (self.cloud_dir / "cloud.log").read_text(errors="replace")[-1500:]
+            raise DemoError(f"the cloud exited with status {self.cloud.returncode}:\n{tail}")
+
+    def note_workers(self) -> None:
+        """Remember the gateways' children (verification workers) for leftovers()."""
+        for site in self:
+            if site.gateway is not None:
+                for pid in descendants(site.gateway.pid):
+                    self.started.setdefault(pid, f"gateway worker ({site.name})")
+
+    def start_monitors(self) -> None:
+        import paho.mqtt.client as mqtt
+
+        for site in self:
+            c = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=site.ops_user, protocol=mqtt.MQTTv311
+            )
+            c.username_pw_set(site.ops_user, site.passwords[site.ops_user])
+            topic, ready = site.alerts_topic, site._subscribed
+            c.on_connect = lambda cl, u, flags, rc, props, t=topic: cl.subscribe(t, 1)
+            c.on_subscribe = lambda cl, u, mid, rcs, props, ev=ready: ev.set()
+            c.on_message = lambda cl, u, msg, s=site: self._alert(s, msg.payload)
+            c.connect("127.0.0.1", site.port, 30)
+            c.loop_start()
+            site.monitor = c
+        for site in self:
+            wait_for(site._subscribed.is_set, 10, f"the {site.name} alert monitor's subscription")
+
+    def _alert(self, site: Site, payload: bytes) -> None:
+        ev = json.loads(payload)
+        ev.setdefault("gateway", site.org.gateway)
+        with self._alerts_lock:
+            self.alerts.append(ev)
+
     # --- stop ----------------------------------------------------------------------
 
     def stop(self) -> None:
-        if self.monitor is not None:
-            with contextlib.suppress(Exception):
-                self.monitor.disconnect()
-            self.monitor.loop_stop()
-            self.monitor = None
-        if self.gateway is not None:
-            self.note_workers()
-            if self.gateway.poll() is None:
-                self.gateway.terminate()  # SIGTERM: flush acks, checkpoint, close
-                try:
-                    self.gateway.wait(30)
-                except subprocess.TimeoutExpired:
-                    self.gateway.kill()
-                    self.gateway.wait(10)
-        if self.broker is not None:
-            self.broker.stop()
+        for site in self:
+            if site.monitor is not None:
+                with contextlib.suppress(Exception):
+                    site.monitor.disconnect()
+                site.monitor.loop_stop()
+                site.monitor = None
+        self.note_workers()
+        running = [s.gateway for s in self if s.gateway is not None and s.gateway.poll() is None]
+        for gw in running:
+            gw.terminate()  # SIGTERM: flush acks, checkpoint, close - all three at once
+        if self.cloud is not None and self.cloud.poll() is None:
+            self.cloud.terminate()  # uvicorn's graceful shutdown
+        for proc in [*running, self.cloud]:
+            if proc is None:
+                continue
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        for site in self:
+            if site.broker is not None:
+                site.broker.stop()
 
     def leftovers(self, grace: float = 5.0) -> list[str]:
         """Processes the demo started that are still alive (after ``grace`` s)."""
@@ -264,7 +465,7 @@ class System:
 
 
 class Progress:
-    """Prints the gateway's figures every ``every`` seconds while they change."""
+    """Prints the gateways' figures every ``every`` seconds while they change."""
 
     def __init__(self, system: System, every: float = 2.0) -> None:
         self.system = system
@@ -284,23 +485,19 @@ class Progress:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                f = self.system.figures()
-            except Exception:  # the store is busy: next time
+                figs = {s.name: s.figures() for s in self.system}
+            except Exception:  # a store is busy: next time
                 continue
-            now = (f.get("records"), f.get("acks"), f.get("checkpoint"), f.get("anchor"))
-            if f and now != self.last:
+            now = tuple(
+                (f.get("records"), f.get("anchor"), f.get("cloud")) for f in figs.values()
+            )
+            if all(figs.values()) and now != self.last:
                 self.last = now
-                cp = "none" if f["checkpoint"] is None else f"{f['checkpoint']} leaves"
-                anchored = (
-                    f", anchored (ledger entry {f['anchor_index']})"
-                    if f["anchor"] is not None and f["anchor"] == f["checkpoint"]
-                    else ""
-                )
-                print(
-                    f"     gateway: {f['records']} records logged, {f['acks']} acks sent, "
-                    f"checkpoint {cp}{anchored}",
-                    flush=True,
-                )
+                parts = [
+                    f"{name} {f['records']} logged/{f['anchor'] or 0} anchored/{f['cloud']} in cloud"
+                    for name, f in figs.items()
+                ]
+                print(f"     gateways: {'; '.join(parts)}", flush=True)
 
 
 def sigterm_as_interrupt() -> Callable[[], None]:

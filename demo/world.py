@@ -4,7 +4,16 @@ Seven simulated devices run the firmware under CPython (gateway/sim.py): four
 temperature loggers (a DS18B20 probe and an SHT4x each) - at the packhouse
 dock, in the truck, at the DC's dock and in its cold room, so every leg of
 the pallet's custody is monitored - and three handover readers with a PN532
-and the pallet's NTAG 424 DNA tag. The day:
+and the pallet's NTAG 424 DNA tag. They belong to three organisations
+(:data:`ORGS`), each with its own broker, gateway, log and registry:
+
+    packhouse  Westland Fresh       tl-packhouse-1, rd-packhouse-1   packhouse-westland:*
+               (its registry signs the product's profile: its gtins scope holds the GTIN)
+    carrier    Rijn Transport       tl-truck-07                      truck:*
+    dc         Acme Cold Logistics  tl-coldroom-2, tl-dock-3,        dc-rotterdam:*
+                                    rd-dock-3, rd-coldroom-2
+
+Each device talks to its own organisation's broker. The day:
 
     00:20  packhouse dock reader   commission the pallet (the item from its tag)
     00:50  packhouse dock reader   load onto truck NL-47-BXT
@@ -41,7 +50,6 @@ from gateway import sim
 DAY = 22 * 3600  # the replayed day, s
 INTERVAL = 300  # a reading every 5 minutes
 LEAD = 120  # s between the replayed day's end and the present
-ORG = "Acme Cold Logistics"
 TRUCK = "truck:NL-47-BXT"
 COLD_ROOM = "dc-rotterdam:cold-room-2"
 PACKHOUSE_DOCK = "packhouse-westland:dock-1"
@@ -89,6 +97,66 @@ TAG_URL = f"https://id.example.com/01/{GTIN}/10/L2611-42/21/000731"
 DEVICE_IDS = [d[0] for d in LOGGERS] + [r[0] for r in READERS]
 
 
+@dataclass(frozen=True)
+class Org:
+    """An organisation of the scenario: its gateway, log and registry, and the scopes
+    the cloud's operator pins for its registry (docs/protocol.md §10; no two
+    organisations' patterns tie, so every device, place and GTIN has one authority)."""
+
+    name: str  # the cloud's organisation name, also the demo's directory for it
+    company: str
+    gateway: str  # gateway id (a protocol id)
+    origin: str  # its log's origin
+    registry: str  # its registry id
+    devices: tuple[str, ...]  # its devices (the scenario's)
+    device_scope: tuple[str, ...]  # registry scopes: device ids, places, GTINs
+    places: tuple[str, ...]
+    gtins: tuple[str, ...]
+
+    @property
+    def display(self) -> str:
+        return f"{self.company} ({self.name})"
+
+
+ORGS: list[Org] = [
+    Org(
+        "packhouse",
+        "Westland Fresh",
+        "westland-packhouse",
+        "coldtrace.example/westland-fresh/packhouse",
+        "reg-westland",
+        ("tl-packhouse-1", "rd-packhouse-1"),
+        ("tl-packhouse-*", "rd-packhouse-*"),
+        ("packhouse-westland:*",),
+        (GTIN,),
+    ),
+    Org(
+        "carrier",
+        "Rijn Transport",
+        "rijn-trucks",
+        "coldtrace.example/rijn-transport/trucks",
+        "reg-rijn",
+        ("tl-truck-07",),
+        ("tl-truck-*",),
+        ("truck:*",),
+        (),
+    ),
+    Org(
+        "dc",
+        "Acme Cold Logistics",
+        "dc-rotterdam",
+        "coldtrace.example/acme/dc-rotterdam",
+        "reg-acme",
+        ("tl-coldroom-2", "tl-dock-3", "rd-dock-3", "rd-coldroom-2"),
+        ("tl-coldroom-*", "tl-dock-*", "rd-dock-*", "rd-coldroom-*"),
+        ("dc-rotterdam:*",),
+        (),
+    ),
+]
+ORG_OF = {dev: org for org in ORGS for dev in org.devices}
+assert sorted(ORG_OF) == sorted(DEVICE_IDS)
+
+
 class ReplayClock:
     """The devices' time: ``t`` (set by the replay, event by event) until
     :meth:`go_live`, the wall clock after."""
@@ -113,13 +181,20 @@ class Upload:
     seconds: float
 
 
-class World:
-    """The devices of the scenario, provisioned under ``root``; they talk to
-    the broker at ``host:port`` with ``passwords`` (device id -> password)."""
+@dataclass(frozen=True)
+class Broker:
+    """Where a device connects: its organisation's broker, and its own password."""
 
-    def __init__(
-        self, root: Path, host: str, port: int, passwords: dict[str, str], speed: float
-    ) -> None:
+    host: str
+    port: int
+    password: str
+
+
+class World:
+    """The devices of the scenario, provisioned under ``root``; each talks to its
+    organisation's broker, ``brokers[device id]``."""
+
+    def __init__(self, root: Path, brokers: dict[str, Broker], speed: float) -> None:
         self.root = root
         self.speed = speed
         self.start = int(time.time() + DAY / speed) - DAY - LEAD
@@ -132,11 +207,12 @@ class World:
         self.readers: dict[str, sim.SimReader] = {}
         root.mkdir(parents=True, exist_ok=True)
         for dev, place, seed, curve in LOGGERS:
+            b = brokers[dev]
             cfg = sim.logger_config(
                 dev,
-                ORG,
-                host,
-                port,
+                ORG_OF[dev].company,
+                b.host,
+                b.port,
                 INTERVAL,
                 0,
                 root / dev,
@@ -152,7 +228,7 @@ class World:
             lg = sim.SimLogger(
                 cfg,
                 root / dev,
-                sim.client_factory(dev, host, port, passwords[dev]),
+                sim.client_factory(dev, b.host, b.port, b.password),
                 seed=seed,
                 scale=1,
                 world=curve,
@@ -162,22 +238,28 @@ class World:
             lg.set_clock(self.start)
             self.loggers[dev] = lg
         for dev, place in READERS:
-            cfg = sim.reader_config(dev, ORG, host, port, root / dev, place)
+            b = brokers[dev]
+            cfg = sim.reader_config(dev, ORG_OF[dev].company, b.host, b.port, root / dev, place)
             cfg["upload_ms"] = 20000
             self.entries.append(sim.provision_sim_device(root / dev, cfg))
             rd = sim.SimReader(
                 cfg,
                 root / dev,
-                sim.client_factory(dev, host, port, passwords[dev]),
+                sim.client_factory(dev, b.host, b.port, b.password),
                 [self.tag],
                 clock=self.clock,
                 wifi=self.wifi,
             )
             rd.set_clock(self.start)
             self.readers[dev] = rd
-        self.provisioned = root / "provisioned.json"
-        self.provisioned.write_text(json.dumps({"devices": self.entries}, indent=1) + "\n")
-        self.provisioned.chmod(0o600)
+        # One provisioning file per organisation: each registers its own devices.
+        self.provisioned: dict[str, Path] = {}
+        for org in ORGS:
+            path = root / f"provisioned-{org.name}.json"
+            mine = [e for e in self.entries if e["device"] in org.devices]
+            path.write_text(json.dumps({"devices": mine}, indent=1) + "\n")
+            path.chmod(0o600)
+            self.provisioned[org.name] = path
         tag = {
             "uid": TAG_UID.hex(),
             "k_sdm_meta_read": self.tag.k_meta.hex(),  # for a cloud's SUN check
