@@ -14,6 +14,11 @@ binding and profile chain whose last statement is older than that interval
 (docs/protocol.md §4.2), checking once a minute. A live status (rates,
 backlog, connection, last checkpoint) is written to the store every two
 seconds for ``coldtrace gateway status``.
+
+With ``[cloud]`` a thread pushes the log to the cloud (gateway/push.py) and,
+with ``[[witness.peers]]``, another witnesses the peers' logs through it
+(gateway/witness.py); their alarms (a frozen log, a peer's fork) go through
+:meth:`Gateway.raise_alert`.
 """
 
 from __future__ import annotations
