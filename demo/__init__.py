@@ -1,12 +1,14 @@
 """ColdTrace end-to-end demo (`coldtrace demo`, `make demo`).
 
-The whole system on this machine, on the embedded defaults: a real
-Mosquitto, the gateway process and the firmware on simulated devices, one
-pallet's day replayed, its trace bundle verified and two tampered copies
-refused.
+The whole system on this machine, on the embedded defaults: three
+organisations (a packhouse, a carrier, a distribution centre), each with a
+real Mosquitto and its gateway process, the firmware on simulated devices,
+and the cloud service the gateways push to; one pallet's day replayed, its
+trace across the organisations from the cloud, the bundle verified with the
+cloud's trust file and two tampered copies refused.
 
 - run.py     the ``coldtrace demo`` command and its steps
-- system.py  the running parts: broker, gateway process, alert monitor
-- world.py   the pallet's day, replayed on the devices' own firmware
-- show.py    what the demo prints: charts, custody, alerts, tampering
+- system.py  the running parts: brokers, gateway processes, alert monitors, the cloud
+- world.py   the organisations and the pallet's day, replayed on the devices' own firmware
+- show.py    what the demo prints: charts, custody, checkpoints, alerts, tampering
 """

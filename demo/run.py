@@ -309,7 +309,9 @@ def _upload(system: System, world: World) -> int:
 def _close_day(system: System) -> None:
     for site in system:
         print(f"   {site.name}: $ coldtrace gateway registry restate --all -c {site.config}")
-        status, text = quiet_cli(["gateway", "registry", "restate", "--all", "-c", str(site.config)])
+        status, text = quiet_cli(
+            ["gateway", "registry", "restate", "--all", "-c", str(site.config)]
+        )
         for line in text.splitlines():
             if line.endswith(": restated"):
                 print(f"     {line}")
@@ -448,13 +450,20 @@ def _verify_brief(path: Path, trust: Path) -> int:
     first = {}
     for f in report.failures:
         first.setdefault(f.code, f)
-    print(
-        f"   {len(report.failures)} checks failed: "
-        + ", ".join(f"{code} x{n}" for code, n in counts.most_common())
-    )
+    if report.failures:
+        print(
+            f"   {len(report.failures)} checks failed: "
+            + ", ".join(f"{code} x{n}" for code, n in counts.most_common())
+        )
     for code, f in first.items():
         print(f"     {code:<16} {f.subject}: {f.message}"[:160])
-    print("   NOT VERIFIED: no verdict" if not report.verified else "   verified")
+    if not report.verified:
+        print("   NOT VERIFIED: no verdict")
+    else:
+        doc = report.verdict_document()
+        print(f"   verified; VERDICT: {doc['verdict']}")
+        for r in doc["reasons"]:
+            print(f"     {r['severity']:<10} {r['text']}"[:160])
     return exit_status(report)
 
 
@@ -544,7 +553,9 @@ def _run(system: System, out: Path, speed: float) -> int:
     )
     world.go_live()
     sent = _upload(system, world)
-    print(f"   every device's records are acked ({sent} sent); the checkpoints signed and anchored:")
+    print(
+        f"   every device's records are acked ({sent} sent); the checkpoints signed and anchored:"
+    )
     rejects = 0
     for site in system:
         f = site.figures()

@@ -262,6 +262,10 @@ def custody(trace: dict[str, Any]) -> None:
         )
 
 
+def _rank(order: list[str], origin: str) -> int:
+    return order.index(origin) if origin in order else len(order)
+
+
 def checkpoints(bundle: Bundle, orgs: dict[str, str], trace: dict[str, Any]) -> None:
     """Each log's checkpoint in the bundle and who signed it: the log, the cloud's
     witness, peer gateways' witnesses (``<origin>/witness``)."""
@@ -269,7 +273,8 @@ def checkpoints(bundle: Bundle, orgs: dict[str, str], trace: dict[str, Any]) -> 
     from protocol.note import parse_note
 
     peers = {f"{origin}/witness": name for origin, name in orgs.items()}
-    for text in bundle.checkpoints:
+    order = list(orgs)
+    for text in sorted(bundle.checkpoints, key=lambda t: _rank(order, t.split("\n", 1)[0])):
         note = parse_note(text)
         origin, size = note.body.split("\n")[:2]
         who = []

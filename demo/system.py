@@ -247,7 +247,15 @@ class System:
     def start_cloud(self) -> int:
         with open(self.cloud_dir / "cloud.log", "ab") as log:
             self.cloud = subprocess.Popen(
-                [sys.executable, "-m", "protocol.cli", "cloud", "serve", "--dir", str(self.cloud_dir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "protocol.cli",
+                    "cloud",
+                    "serve",
+                    "--dir",
+                    str(self.cloud_dir),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -488,16 +496,14 @@ class Progress:
                 figs = {s.name: s.figures() for s in self.system}
             except Exception:  # a store is busy: next time
                 continue
-            now = tuple(
-                (f.get("records"), f.get("anchor"), f.get("cloud")) for f in figs.values()
-            )
+            now = tuple((f.get("records"), f.get("anchor"), f.get("cloud")) for f in figs.values())
             if all(figs.values()) and now != self.last:
                 self.last = now
                 parts = [
-                    f"{name} {f['records']} logged/{f['anchor'] or 0} anchored/{f['cloud']} in cloud"
+                    f"{name} {f['records']}/{f['anchor'] or 0}/{f['cloud']}"
                     for name, f in figs.items()
                 ]
-                print(f"     gateways: {'; '.join(parts)}", flush=True)
+                print(f"     logged/anchored/in the cloud: {', '.join(parts)}", flush=True)
 
 
 def sigterm_as_interrupt() -> Callable[[], None]:

@@ -1,8 +1,11 @@
-"""`coldtrace demo` runs the whole system end to end - a real Mosquitto, the
-gateway process and the firmware code on simulated devices - and keeps its
-promises: the pallet's trace bundle verifies and its verdict is FAIL (the
-truck's excursion), the edited copy is not verified, the copy without the
-truck logger is INCOMPLETE (never PASS), the gateway raised the excursion
+"""`coldtrace demo` runs the whole system end to end - three organisations, each
+with a real Mosquitto and its gateway process, the firmware code on simulated
+devices, and the cloud service they push to - and keeps its promises: the
+cloud's trace spans the three organisations' logs, every log's checkpoint is
+cosigned by the cloud and a peer gateway, the cloud's bundle verifies with the
+cloud's trust file (witness quorum 1) and its verdict is FAIL (the truck's
+excursion), the edited copy is not verified, the copy without the truck
+logger is INCOMPLETE (never PASS), the carrier's gateway raised the excursion
 alert, and nothing is left running, also after a Ctrl-C. Without Mosquitto
 these tests fail (`make system` installs it): the broker is part of what
 they test."""
@@ -24,6 +27,7 @@ import pytest
 from demo.system import descendants
 from protocol.bundle import load_bundle
 from protocol.cli import main
+from protocol.note import parse_note
 from protocol.record import Reading, Scan, open_record
 from protocol.trust import load_trust
 from protocol.verify import verify_bundle
@@ -54,7 +58,15 @@ def processes_mentioning(path: Path) -> list[str]:
     return found
 
 
-def test_demo_runs_the_system_and_its_bundle_verifies_and_tampering_is_refused(
+ORIGINS = {
+    "packhouse": "coldtrace.example/westland-fresh/packhouse",
+    "carrier": "coldtrace.example/rijn-transport/trucks",
+    "dc": "coldtrace.example/acme/dc-rotterdam",
+}
+CLOUD_WITNESS = "witness.cloud.example"
+
+
+def test_demo_runs_three_organisations_and_the_cloud_and_its_bundle_verifies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     need_mosquitto()
@@ -66,54 +78,96 @@ def test_demo_runs_the_system_and_its_bundle_verifies_and_tampering_is_refused(
     assert status == 0, text[-4000:]
     assert took < 90, f"the demo took {took:.0f} s"
 
-    # Every device uploaded what it recorded and the gateway acked all of it.
+    # Three organisations, each with its own broker and gateway, each device on its own
+    # organisation's broker; every device uploaded what it recorded, all of it acked.
     uploads = re.findall(
-        r"(\S+) +(\d+) records sent, +(\d+) acked by the gateway, (\d+) left", text
+        r"(\S+) +(\S+) +(\d+) records sent, +(\d+) acked by the gateway, (\d+) left", text
     )
-    assert {u[0] for u in uploads} == {
-        "tl-truck-07",
-        "tl-coldroom-2",
-        "tl-packhouse-1",
-        "tl-dock-3",
-        "rd-packhouse-1",
-        "rd-dock-3",
-        "rd-coldroom-2",
+    assert {(org, dev) for org, dev, *_ in uploads} == {
+        ("carrier", "tl-truck-07"),
+        ("dc", "tl-coldroom-2"),
+        ("packhouse", "tl-packhouse-1"),
+        ("dc", "tl-dock-3"),
+        ("packhouse", "rd-packhouse-1"),
+        ("dc", "rd-dock-3"),
+        ("dc", "rd-coldroom-2"),
     }
-    assert all(int(sent) == int(acked) > 0 and left == "0" for _, sent, acked, left in uploads)
-    assert re.search(r"checkpoint (\d+) signed and anchored on the local ledger", text)
+    assert all(int(s) == int(a) > 0 and left == "0" for *_, s, a, left in uploads)
+    ports = set()
+    for org, origin in ORIGINS.items():
+        conf = (out / org / "gateway" / "gateway.toml").read_text()
+        assert f'origin = "{origin}"' in conf and "[cloud]" in conf
+        assert "[[witness.peers]]" in conf
+        port = int(re.search(r"^port = (\d+)$", conf, re.M).group(1))  # type: ignore[union-attr]
+        ports.add(port)
+        assert f"listener {port} 127.0.0.1" in (out / org / "broker" / "mosquitto.conf").read_text()
+        device = json.loads((out / "devices" / f"provisioned-{org}.json").read_text())["devices"]
+        assert {e["device"] for e in device} == {
+            "packhouse": {"tl-packhouse-1", "rd-packhouse-1"},
+            "carrier": {"tl-truck-07"},
+            "dc": {"tl-coldroom-2", "tl-dock-3", "rd-dock-3", "rd-coldroom-2"},
+        }[org]
+    assert len(ports) == 3
+    assert "bound 1 to their places" in text and "bound 2 to their places" in text
+    # Each gateway restated its open chains, had them anchored, pushed, and witnessed a peer.
+    assert text.count("$ coldtrace gateway registry restate --all") == 3
+    assert "profile of 09506000134352: restated" in text
+    for origin in ORIGINS.values():
+        assert re.search(rf"the cloud holds \d+ records of {re.escape(origin)}", text)
+        assert f"{origin}: cosigned" in text
     assert "no processes left" in text
-    assert "bound 4 to their places" in text  # registry import --at: binding statements
 
-    # The pallet's bundle (`coldtrace gateway trace`) verifies, and its verdict is FAIL.
-    assert str(out / "bundle.json") in text
-    assert "$ coldtrace gateway trace 04a23c5a1b6f80" in text
-    assert "the restated chains are closed" in text
-    assert_trust(out / "gateway" / "trust.json")
+    # The cloud's trace: custody across the three organisations, from whose log.
+    trace = json.loads((out / "trace.json").read_text())
+    assert trace["verified"] and trace["awaiting"] == []
+    legs = trace["legs"]
+    assert [leg["organisation"] for leg in legs] == ["packhouse", "carrier", "dc", "dc", "dc"]
+    assert [leg["action"] for leg in legs] == [1, 2, 3, 4, 5]
+    assert [leg["scanned_in"] for leg in legs] == [ORIGINS["packhouse"]] * 2 + [ORIGINS["dc"]] * 3
+    assert [[m["device"] for m in leg["monitors"]] for leg in legs[:4]] == [
+        ["tl-packhouse-1"],
+        ["tl-truck-07"],
+        ["tl-dock-3"],
+        ["tl-coldroom-2"],
+    ]
+    assert {lg["log"]: lg["organisation"] for lg in trace["logs"]} == {
+        v: k for k, v in ORIGINS.items()
+    }
+    assert trace["verdict"]["verdict"] == "FAIL"
+    assert trace["bundle"]["ratio"] < 1.5
+    uid = "04a23c5a1b6f80"
+    assert f"/v1/traces/{uid}" in text and "/v1/public/trace?dl=" in text
+    assert f"/v1/traces/{uid}/bundle" in text and "x the raw records" in text
+    assert "custody across the organisations" in text
+    assert re.search(r"cosigned by dc's gateway \(peer\) and the cloud", text)
+
+    # The bundle verifies with the cloud's trust file (the cloud's witness, quorum 1):
+    # exit 4, verdict FAIL; every log's checkpoint is cosigned by the cloud and a peer.
+    assert_trust(out / "cloud-trust.json")
     for name in ("bundle.json", "bundle-tampered.json", "bundle-cut.json"):
         assert_bundle(out / name)
-    trust = load_trust(out / "gateway" / "trust.json")
+    trust = load_trust(out / "cloud-trust.json")
+    assert trust.quorum == 1
+    assert CLOUD_WITNESS in {w.name for w in trust.witnesses}
+    assert {lg.name for lg in trust.logs} == set(ORIGINS.values())
     bundle = load_bundle(out / "bundle.json")
+    assert len(bundle.checkpoints) == 3
+    for note in bundle.checkpoints:
+        origin = note.split("\n", 1)[0]
+        names = {s.name for s in parse_note(note).signatures}
+        assert CLOUD_WITNESS in names and len(names - {origin, CLOUD_WITNESS}) == 1, names
     good = verify_bundle(bundle, trust)
     assert good.verified, [(f.code, f.message) for f in good.failures]
     doc = good.verdict_document()
     assert doc["verdict"] == "FAIL"
-    assert bundle.subject.uid.hex() == "04a23c5a1b6f80"
+    assert bundle.subject.uid.hex() == uid
     assert bundle.subject.item == "/01/09506000134352/10/L2611-42/21/000731"
-    assert doc["subject"]["item"] == bundle.subject.item
     assert doc["profile"]["low"] == 0 and doc["profile"]["high"] == 400
     assert (doc["profile"]["delay"], doc["profile"]["cumul"], doc["profile"]["gap"]) == (
         1800,
         7200,
         1800,
     )
-    # Every leg with a duration has its logger, and none is left incomplete.
-    legs = [leg for leg in doc["legs"] if leg["to"] > leg["from"]]
-    assert [[m["device"] for m in leg["monitors"]] for leg in legs] == [
-        ["tl-packhouse-1"],
-        ["tl-truck-07"],
-        ["tl-dock-3"],
-        ["tl-coldroom-2"],
-    ]
     assert not [r for r in doc["reasons"] if r["severity"] == "incomplete"], doc["reasons"]
     (exc,) = [e for e in doc["excursions"] if e["alarm"]]
     assert exc["devices"] == ["tl-truck-07"] and exc["peak"] > 800
@@ -122,10 +176,18 @@ def test_demo_runs_the_system_and_its_bundle_verifies_and_tampering_is_refused(
     payloads = [(open_record(r.raw).signer, open_record(r.raw).payload) for r in bundle.records]
     scans = sorted((p for _, p in payloads if isinstance(p, Scan)), key=lambda s: s.time)
     assert [s.action for s in scans] == [1, 2, 3, 4, 5]  # commission ... ship
-    assert all(s.uid.hex() == "04a23c5a1b6f80" and s.sun for s in scans)
+    assert all(s.uid.hex() == uid and s.sun for s in scans)
     loggers = {who for who, p in payloads if isinstance(p, Reading)}
     assert loggers == {"tl-truck-07", "tl-coldroom-2", "tl-packhouse-1", "tl-dock-3"}
+    assert f"--trust {out / 'cloud-trust.json'}" in text
     assert "VERDICT: FAIL" in text and "exit status 4: verified, verdict FAIL" in text
+
+    # Without the witnesses' cosignatures the same bundle is refused at quorum 1.
+    bare = load_bundle(out / "bundle.json")
+    bare.checkpoints = [_log_signature_only(n) for n in bare.checkpoints]
+    refused = verify_bundle(bare, trust)
+    assert not refused.verified
+    assert "insufficient_cosignatures" in {f.code for f in refused.failures}
 
     # The edited copy is not verified: the signature and the log both catch it.
     bad = verify_bundle(load_bundle(out / "bundle-tampered.json"), trust)
@@ -143,7 +205,7 @@ def test_demo_runs_the_system_and_its_bundle_verifies_and_tampering_is_refused(
     }
     assert "exit status 5: verified, verdict INCOMPLETE" in text
 
-    # The gateway raised the excursion alert, start and end, on its MQTT topic.
+    # The carrier's gateway raised the excursion alert, start and end, on its MQTT topic.
     alerts = json.loads((out / "alerts.json").read_text())
     probe = [
         a
@@ -151,6 +213,7 @@ def test_demo_runs_the_system_and_its_bundle_verifies_and_tampering_is_refused(
         if a["kind"] == "excursion" and a["device"] == "tl-truck-07" and a["channel"] == 0
     ]
     assert {a["phase"] for a in probe} == {"start", "end"}
+    assert {a["gateway"] for a in probe} == {"rijn-trucks"}
     end = next(a for a in probe if a["phase"] == "end")
     assert end["side"] == "high" and end["profile"] == "chilled" and end["peak_centi"] > 400
     assert end["duration"] >= 1800  # past the profile's 30-minute delay
@@ -160,9 +223,17 @@ def test_demo_runs_the_system_and_its_bundle_verifies_and_tampering_is_refused(
     svg = (out / "temperature.svg").read_text()
     assert svg.startswith("<svg") and 'fill="#d62728"' in svg  # excursion points in red
 
-    # Nothing the demo started is still running.
+    # Nothing the demo started is still running: brokers, gateways, the cloud.
     assert descendants(os.getpid()) == set()
     assert processes_mentioning(out) == []
+
+
+def _log_signature_only(note: str) -> str:
+    """The checkpoint note with only the log's own signature line."""
+    parsed = parse_note(note)
+    origin = parsed.body.split("\n", 1)[0]
+    parsed.signatures = [s for s in parsed.signatures if s.name == origin]
+    return parsed.text()
 
 
 def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -183,8 +254,10 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
             lines.append(line)
             if "on the devices' flash" in line:  # the gateway runs, the replay is under way
                 break
-        running = " ".join(processes_mentioning(out))
-        assert "mosquitto" in running and "gateway run" in running
+        running = processes_mentioning(out)
+        assert sum("mosquitto" in p for p in running) == 3, running
+        assert sum("gateway run" in p for p in running) == 3, running
+        assert sum("cloud serve" in p for p in running) == 1, running
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     finally:
