@@ -39,7 +39,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -50,7 +50,7 @@ from gateway.proofs import TreeReader
 from gateway.store import CheckpointRow, SQLiteStore
 from protocol.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from protocol.errors import VerificationError
-from protocol.note import NoteSigner, parse_note
+from protocol.note import NoteSigner, WitnessVerifier, parse_note
 from protocol.push import MAX_BATCH_RECORDS, PushBatch, auth_header
 
 __all__ = ["PushStopped", "Pusher", "merge_cosigned"]
@@ -104,9 +104,20 @@ class PushStats:
         }
 
 
-def merge_cosigned(store: SQLiteStore, signer: NoteSigner, size: int, note: str) -> bool:
-    """Store ``note`` (the cloud's copy of checkpoint ``size``) in place of ours when its
-    body is ours, the log's signature on it verifies, and it has more signature lines."""
+def merge_cosigned(
+    store: SQLiteStore,
+    signer: NoteSigner,
+    size: int,
+    note: str,
+    witnesses: Sequence[WitnessVerifier],
+) -> bool:
+    """Add to the stored note of checkpoint ``size`` the cosignatures on ``note`` (the
+    cloud's copy) that verify under ``witnesses``; True when the stored note changed.
+
+    The cloud's note must have our body and the log's signature must verify on it.
+    Only lines that verify are kept - a line under a witness's name and key id that did
+    not verify would make a verifier pinning that witness refuse the whole note -
+    the log's own lines come first, then the witnesses' in the cloud's order."""
     ours = store.checkpoint_at(size)
     if ours is None or note == ours.note:
         return False
@@ -119,18 +130,28 @@ def merge_cosigned(store: SQLiteStore, signer: NoteSigner, size: int, note: str)
     if theirs.body != mine.body:
         log.error("the cloud's note of checkpoint %d has another body; ours kept", size)
         return False
+    known = {(w.name, w.key_id): w for w in witnesses}
     have = {(s.name, s.key_id) for s in mine.signatures}
-    if {(s.name, s.key_id) for s in theirs.signatures} <= have:
-        return False  # nothing new (the cloud may not have ours: keep ours)
-    missing = [
-        s
-        for s in mine.signatures
-        if (s.name, s.key_id) not in {(t.name, t.key_id) for t in theirs.signatures}
-    ]
-    if missing:  # keep our own lines too (e.g. a cosignature the cloud dropped)
-        theirs.signatures.extend(missing)
-        note = theirs.text()
-    return store.replace_checkpoint_note(size, note)
+    added = []
+    for line in theirs.signatures:
+        key = (line.name, line.key_id)
+        if key in have:
+            continue
+        witness = known.get(key)
+        if witness is None:
+            log.debug("checkpoint %d: a line by %s+%08x, no known witness", size, *key)
+            continue
+        try:
+            witness.verify(theirs.body.encode("utf-8"), line.sig)
+        except VerificationError as exc:
+            log.warning("checkpoint %d: %s's cosignature does not verify: %s", size, key[0], exc)
+            continue
+        added.append(line)
+        have.add(key)
+    if not added:
+        return False
+    mine.signatures.extend(added)
+    return store.replace_checkpoint_note(size, mine.text())
 
 
 class Pusher:
@@ -165,6 +186,8 @@ class Pusher:
         self._failures = 0
         self._next_refresh = 0.0
         self.retry_max = cfg.cloud.retry_max
+        self._witnesses: list[WitnessVerifier] | None = None
+        self._witnesses_at = 0.0
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -290,7 +313,7 @@ class Pusher:
                     "log_forked",
                     f"the cloud's checkpoint {size} of {self.origin} has another root than ours",
                 )
-            if merge_cosigned(self.store, self.signer, size, note):
+            if merge_cosigned(self.store, self.signer, size, note, self.witnesses(note)):
                 log.info("checkpoint %d: cosignatures from the cloud stored", size)
         if size != self.cloud_size():
             log.info("the cloud holds %d records of %s", size, self.origin)
@@ -366,7 +389,9 @@ class Pusher:
             self.stats.duplicates += 1
         self.stats.last_push = int(time.time())
         note = doc.get("checkpoint")
-        if isinstance(note, str) and merge_cosigned(self.store, self.signer, size, note):
+        if isinstance(note, str) and merge_cosigned(
+            self.store, self.signer, size, note, self.witnesses(note)
+        ):
             log.debug("checkpoint %d: cosigned note stored", size)
         self._set_size(max(int(doc.get("size", size)), size))
         if batch.anchors:
@@ -393,8 +418,33 @@ class Pusher:
                 cp = open_checkpoint(r.text, [self.signer.verifier()])
             except VerificationError:
                 return
-            if merge_cosigned(self.store, self.signer, cp.size, r.text):
+            if merge_cosigned(self.store, self.signer, cp.size, r.text, self.witnesses(r.text)):
                 log.info("checkpoint %d: new cosignatures stored", cp.size)
+
+    def witnesses(self, note: str | None = None) -> list[WitnessVerifier]:
+        """The witness keys the cloud pins (``GET /v1/trust``): its own and the registered
+        peers'. Read once, and again (at most every 5 s) when ``note`` carries a line by
+        a key not among them."""
+        now = time.monotonic()
+        stale = self._witnesses is None
+        if not stale and note is not None and now - self._witnesses_at > 5:
+            try:
+                lines = {(s.name, s.key_id) for s in parse_note(note).signatures}
+            except VerificationError:
+                lines = set()
+            known = {(w.name, w.key_id) for w in self._witnesses or []}
+            stale = any(k not in known and k[0] != self.origin for k in lines)
+        if stale:
+            try:
+                r = self.http.get(f"{self.url}/v1/trust")
+                if r.status_code == 200:
+                    self._witnesses = [
+                        WitnessVerifier.from_vkey(w["vkey"]) for w in r.json().get("witnesses", [])
+                    ]
+                    self._witnesses_at = now
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, VerificationError) as exc:
+                log.warning("could not read the cloud's witness keys: %s", exc)
+        return list(self._witnesses or [])
 
     # --- HTTP and errors -----------------------------------------------------------------
 

@@ -125,3 +125,25 @@ def test_a_forked_log_stops_pushing_with_an_alert(tmp_path: Path) -> None:
     assert alerts == [("log_forked", "two roots")]
     assert json.loads(store.get_meta("cloud.frozen") or "{}")["kind"] == "log_forked"
     store.close()
+
+
+def test_only_cosignatures_that_verify_reach_the_stored_note(tmp_path: Path) -> None:
+    from gateway.push import merge_cosigned
+    from protocol.checkpoint import cosign_checkpoint
+    from protocol.note import WitnessSigner, parse_note
+
+    pusher, store, _ = setup(tmp_path, lambda request, note: status())
+    ours = store.checkpoint_at(5).note
+    cloud, peer, stranger = (WitnessSigner.generate(f"w{i}.test/witness") for i in range(3))
+    good = cosign_checkpoint(cosign_checkpoint(ours, cloud, 1), stranger, 1)
+    assert merge_cosigned(store, pusher.signer, 5, good, [cloud.verifier(), peer.verifier()])
+    names = [s.name for s in parse_note(store.checkpoint_at(5).note).signatures]
+    assert names == [ORIGIN, "w0.test/witness"]  # the unknown key's line is left out
+    forged = parse_note(cosign_checkpoint(ours, peer, 1))
+    line = forged.signatures[-1]  # peer's name and key id, a bad signature
+    forged.signatures[-1] = type(line)(line.name, line.key_id, bytes(8) + bytes(64))
+    assert not merge_cosigned(store, pusher.signer, 5, forged.text(), [peer.verifier()])
+    other = sign_checkpoint(Checkpoint(ORIGIN, 5, bytes(32)), pusher.signer)
+    assert not merge_cosigned(store, pusher.signer, 5, other, [])  # another body: kept ours
+    assert [s.name for s in parse_note(store.checkpoint_at(5).note).signatures] == names
+    store.close()
