@@ -350,7 +350,7 @@ def gateway_rate(rec: Recorder) -> tuple[float, str]:
             return float(e["value"]), "gateway e2e ingest (bench_gateway, this run)"
     from bench import bench_gateway
 
-    private = Recorder(Path(tempfile.mkdtemp(prefix="ct-bench-cloud-")) / "results.json")
+    private = Recorder(Path(tempfile.gettempdir()) / "ct-bench-cloud-unsaved.json")  # never saved
     out = io.StringIO()
     t0 = time.perf_counter()
     try:
