@@ -222,12 +222,15 @@ class Pusher:
         """Push until the cloud holds everything up to the latest checkpoint and its
         receipts; False when ``deadline`` (monotonic) passes first. PushStopped when
         the cloud froze the log."""
+        latest = self.store.latest_checkpoint()
+        target = 0 if latest is None else latest.size  # a running gateway signs more
         while True:
             try:
-                while self.round():
-                    pass
+                while not self.done(target) and self.round():
+                    if time.monotonic() > deadline:
+                        return False
                 self._failures = 0
-                if self.done():
+                if self.done(target):
                     return True
                 delay = 0.2
             except _Retry as r:
@@ -236,11 +239,16 @@ class Pusher:
                 return False
             time.sleep(delay)
 
-    def done(self) -> bool:
-        latest = self.store.latest_checkpoint()
-        top = 0 if latest is None else latest.size
-        anchored = [a.size for a in self.store.anchors_after(self.receipt_size(), top)]
-        return self.cloud_size() == top and self.receipt_size() >= max(anchored, default=0)
+    def done(self, target: int | None = None) -> bool:
+        """Whether the cloud holds the log up to ``target`` (default: the latest
+        checkpoint) and every receipt of a checkpoint up to there."""
+        if target is None:
+            latest = self.store.latest_checkpoint()
+            target = 0 if latest is None else latest.size
+        if not self.synced or self.cloud_size() < target:
+            return False
+        receipts = self.store.anchors_after(self.receipt_size(), target)
+        return not receipts
 
     # --- state in the store -----------------------------------------------------------
 
