@@ -22,6 +22,7 @@ Bundles are cached per item and the sizes of all logs (a push changes the
 key), served with a strong ETag and gzip.
 """
 
+import gzip
 import hashlib
 import threading
 import time
@@ -92,9 +93,7 @@ def log_views(conn: Connection) -> dict[int, LogView]:
     }
     out = {}
     for row in conn.execute(
-        select(db.logs, db.orgs.c.name.label("org")).join(
-            db.orgs, db.orgs.c.id == db.logs.c.org_id
-        )
+        select(db.logs, db.orgs.c.name.label("org")).join(db.orgs, db.orgs.c.id == db.logs.c.org_id)
     ):
         upto = min(int(anchored.get(row.id, 0)), int(row.size))
         out[row.id] = LogView(
@@ -215,6 +214,14 @@ class Trace:
     etag: str
     summary: dict[str, Any]
     orgs: set[int]  # organisations whose logs scanned the item (may read it)
+    _gzip: bytes | None = None
+
+    @property
+    def gzipped(self) -> bytes:
+        """The bundle gzip'd, once per assembled trace (not once per request)."""
+        if self._gzip is None:
+            self._gzip = gzip.compress(self.bundle_text.encode(), 6, mtime=0)
+        return self._gzip
 
 
 class TraceService:
@@ -305,10 +312,24 @@ class TraceService:
         return Trace(uid, p.item, text, etag, summary, scanned)
 
     def _bundle(self, conn: Connection, p: Plan, by_origin: dict[str, LogView]) -> Bundle:
-        bundle = Bundle(subject=Subject(p.uid, p.item), created=int(time.time()))
         groups: dict[str, list[Entry]] = {}
         for e in p.records():
             groups.setdefault(e.log, []).append(e)
+        # "created" is when the newest checkpoint it rests on was received: the same
+        # evidence gives the same bytes, so the ETag holds across rebuilds and processes
+        received = [
+            conn.execute(
+                select(db.checkpoints.c.received).where(
+                    and_(
+                        db.checkpoints.c.log_id == by_origin[o].id,
+                        db.checkpoints.c.size == by_origin[o].upto,
+                    )
+                )
+            ).scalar()
+            for o in groups
+        ]
+        created = max((int(x) for x in received if x is not None), default=0) or None
+        bundle = Bundle(subject=Subject(p.uid, p.item), created=created)
         for origin, entries in sorted(groups.items()):
             v = by_origin[origin]
             note = cosigned_note(conn, v.id, v.upto)
@@ -473,17 +494,18 @@ def _row(conn: Connection, log_id: int) -> Any:
 
 def _bundle_response(request: Request, t: Trace) -> Response:
     if request.headers.get("if-none-match") == t.etag:
-        return Response(status_code=304, headers={"ETag": t.etag})
+        return Response(status_code=304, headers={"ETag": t.etag, "Vary": "Accept-Encoding"})
     name = f"coldtrace-{t.uid.hex()}.bundle.json"
-    return Response(
-        t.bundle_text,
-        media_type="application/json",
-        headers={
-            "ETag": t.etag,
-            "Cache-Control": "no-cache",
-            "Content-Disposition": f'attachment; filename="{name}"',
-        },
-    )
+    headers = {
+        "ETag": t.etag,
+        "Cache-Control": "no-cache",
+        "Vary": "Accept-Encoding",
+        "Content-Disposition": f'attachment; filename="{name}"',
+    }
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(t.gzipped, media_type="application/json", headers=headers)
+    return Response(t.bundle_text, media_type="application/json", headers=headers)
 
 
 UidPath = Annotated[str, Path(min_length=8, max_length=20, pattern=r"^[0-9a-fA-F]+$")]

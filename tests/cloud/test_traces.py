@@ -119,6 +119,11 @@ def test_custody_across_three_logs_and_the_verdict(kit: Kit) -> None:
         headers={"Authorization": f"Bearer {c.tokens['dc']}", "Accept-Encoding": "gzip"},
     )
     assert raw.headers.get("content-encoding") == "gzip"
+    assert loads_bundle(raw.content).subject.uid == UID  # compressed once, not twice
+    # the same evidence gives the same bytes: the ETag survives a rebuild
+    kit.client.app.state.traces._cache.clear()  # type: ignore[attr-defined]
+    rebuilt = _get(kit, t["bundle_url"], c.tokens["dc"])
+    assert rebuilt.headers["etag"] == b.headers["etag"] and rebuilt.content == b.content
     assert len(gzip.compress(b.content)) < len(b.content)
 
 
