@@ -138,6 +138,12 @@ def _short(key: str, n: int = 24) -> str:
     return key if len(key) <= n else key[:n] + "…"
 
 
+def _vkey(vkey: str) -> str:
+    """``name+keyid+…``: a note vkey with its key left out."""
+    name, kid, _ = vkey.split("+", 2)
+    return f"{name}+{kid}+…"
+
+
 def _q(items: Any) -> str:
     return " ".join(f"'{i}'" if "*" in i else i for i in items)
 
@@ -215,19 +221,19 @@ def _operator(system: System) -> str:
         system.cloud_cli("ledger", "add", o.name, "--id", led["id"], "--key", led["key"])
         system.cloud_cli("witness", "add", o.name, witness)
         print(f"   $ coldtrace cloud org add --dir $D {o.name} --display '{o.display}'")
-        print(f"     coldtrace cloud log add --dir $D {o.name} {_short(log['vkey'], 56)}")
+        print(f"     coldtrace cloud log add --dir $D {o.name} {_vkey(log['vkey'])}")
         print(
             f"     coldtrace cloud registry add --dir $D {o.name} --id {reg['id']} --key "
-            f"{_short(reg['key'], 12)} --devices {_q(o.device_scope)} --places {_q(o.places)} "
-            f"--gtins {_q(o.gtins)}"
+            f"{_short(reg['key'], 12)} --devices {_q(o.device_scope)} --places {_q(o.places)}"
+            + (f" --gtins {_q(o.gtins)}" if o.gtins else " (no GTIN)")
         )
         print(
             f"     coldtrace cloud ledger add --dir $D {o.name} --id {led['id']} --key "
             f"{_short(led['key'], 12)}"
         )
         print(
-            f"     coldtrace cloud witness add --dir $D {o.name} "
-            f"{_short(witness, 48)}   (gateway witness-key)"
+            f"     coldtrace cloud witness add --dir $D {o.name} {_vkey(witness)}"
+            "   (gateway witness-key)"
         )
         if o.name == READER:
             token = system.cloud_cli("token", "add", o.name, "--scopes", "read", "--label", "demo")
@@ -519,6 +525,8 @@ def _run(system: System, out: Path, speed: float) -> int:
             f"     {e['device']:<15} {e['role']:<7} {e.get('place', ''):<26} "
             f"{site.name} (127.0.0.1:{site.port})"
         )
+    # Registered before the gateways start: a running gateway reads the devices' ack keys
+    # when it starts, so a device registered later would not be acked until a restart.
     _registry(system, world)
     pids = ", ".join(f"{s.name} pid {system.start_gateway(s)}" for s in system)
     print(f"   $ coldtrace gateway run   x3 ({pids}; logs in <org>/gateway/gateway.log)")

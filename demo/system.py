@@ -176,21 +176,27 @@ class Site:
         except sqlite3.Error:  # still being created
             return {}
         try:
-            live = json.loads(store.get_meta("status") or "{}")
-            cp, anchor = store.latest_checkpoint(), store.latest_anchor()
-            return {
-                "records": store.leaf_count(),
-                "connected": bool(live.get("connected")),
-                "acks": live.get("acks_sent", 0),
-                "pending": len(store.outbox_pending()),
-                "checkpoint": None if cp is None else cp.size,
-                "anchor": None if anchor is None else anchor.size,
-                "anchor_index": None if anchor is None else anchor.receipt.get("index"),
-                "rejects": sum(store.reject_counts().values()),
-                "cloud": int(store.get_meta("cloud.size") or 0),
-            }
+            return self._figures(store)
+        except sqlite3.Error:  # tables still being created
+            return {}
         finally:
             store.close()
+
+    @staticmethod
+    def _figures(store: Any) -> dict[str, Any]:
+        live = json.loads(store.get_meta("status") or "{}")
+        cp, anchor = store.latest_checkpoint(), store.latest_anchor()
+        return {
+            "records": store.leaf_count(),
+            "connected": bool(live.get("connected")),
+            "acks": live.get("acks_sent", 0),
+            "pending": len(store.outbox_pending()),
+            "checkpoint": None if cp is None else cp.size,
+            "anchor": None if anchor is None else anchor.size,
+            "anchor_index": None if anchor is None else anchor.receipt.get("index"),
+            "rejects": sum(store.reject_counts().values()),
+            "cloud": int(store.get_meta("cloud.size") or 0),
+        }
 
     def caught_up(self) -> bool:
         """Every record logged and anchored: nothing in the outbox, the latest anchored
