@@ -41,6 +41,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 from protocol.chainstate import chain_state
@@ -53,6 +54,7 @@ from protocol.record import (
     Binding,
     Payload,
     ProductProfile,
+    Record,
     Registration,
     Scan,
     Status,
@@ -116,6 +118,13 @@ def declared_range(p: Payload) -> tuple[int, int] | None:
     return None
 
 
+@lru_cache(maxsize=1 << 15)
+def _opened(raw: bytes) -> Record:
+    """:func:`protocol.record.open_record`, remembered: a plan reads each record's payload
+    several times (dating, custody, chains), and records never change."""
+    return open_record(raw)
+
+
 # --- what a source gives ------------------------------------------------------------------
 
 
@@ -138,7 +147,7 @@ class Entry:
     def of(cls, log: str, index: int, raw: bytes) -> Entry:
         """The entry of ``raw`` at (``log``, ``index``), its fields read from the record
         (envelope and payload checked, the signature NOT: verify before trusting)."""
-        rec = open_record(raw)
+        rec = _opened(raw)
         p = rec.payload
         return cls(log, index, rec.raw, rec.signer, p.seq, p.tq, p.time, p.kind)
 
@@ -323,7 +332,7 @@ def find_uid(source: Source, what: str) -> tuple[bytes, str | None]:
         raise TraceError(f"no commission scan in {source.name} names the item {path}")
     uids: list[bytes] = []
     for rec in recs:
-        p = open_record(rec.raw).payload
+        p = _opened(rec.raw).payload
         if isinstance(p, Scan) and p.uid not in uids:
             uids.append(p.uid)
     if len(uids) > 1:
@@ -336,7 +345,7 @@ def find_uid(source: Source, what: str) -> tuple[bytes, str | None]:
 
 
 def _cseq(e: Entry) -> int:
-    p = open_record(e.raw).payload
+    p = _opened(e.raw).payload
     if not isinstance(p, Binding | ProductProfile):
         raise TraceError(f"{e.log} index {e.index} is not a statement")
     return p.cseq
@@ -371,7 +380,7 @@ def _run(source: Source, key: ChainKey, signer: str, a: int, b: int) -> Run:
 
 def _monitors(run: Run, a: int, b: int) -> list[tuple[str, int, int]]:
     """Device monitoring intervals over [a, b) from the pieces of the run's state."""
-    state = chain_state([open_record(r.raw) for r in run.records], a, b)
+    state = chain_state([_opened(r.raw) for r in run.records], a, b)
     spans: dict[str, list[list[int]]] = {}
     for stmt, start, end in state.pieces:
         if stmt is None or not isinstance(stmt.payload, Binding):
@@ -405,7 +414,7 @@ def _device_records(source: Source, device: str, spans: list[tuple[int, int]]) -
         if window is None:
             continue  # no records at all: the verdict says records_missing
         recs = _dating_tail(source, source.records_of(device, *window))
-        dates = date_records(open_record(r.raw) for r in recs)
+        dates = date_records(_opened(r.raw) for r in recs)
         dated = [(r, dates.get(r.raw)) for r in recs]
         lo = max((r.seq for r, d in dated if d is not None and d <= x), default=window[0])
         hi = min(
@@ -433,7 +442,7 @@ def plan(source: Source, uid: bytes, authorities: Authorities) -> Plan:
     for recs in readers.values():  # each scan with what dates it
         for rec in recs:
             scan_recs += _dating_tail(source, [rec])
-    opened = [open_record(r.raw) for r in scan_recs]
+    opened = [_opened(r.raw) for r in scan_recs]
     cust = custody(opened, date_records(opened), uid)
     custody_raws = {r.raw for r in cust.scans}
     kept = [r for r in scan_recs if r.raw in custody_raws]
@@ -492,7 +501,7 @@ def plan(source: Source, uid: bytes, authorities: Authorities) -> Plan:
     for lp in legs:
         if lp.run is not None:
             for rec in lp.run.records:
-                bp = open_record(rec.raw).payload
+                bp = _opened(rec.raw).payload
                 if isinstance(bp, Binding):
                     named.update(bp.device_list)
     registrations = [rec for dev in sorted(named) for rec in source.registrations(dev)]
@@ -531,7 +540,7 @@ class MemorySource:
                 continue
             self._raws.add(e.raw)
             insort(self._by_signer.setdefault(e.signer, []), e, key=_seq_order)
-            p = open_record(e.raw).payload
+            p = _opened(e.raw).payload
             if isinstance(p, Scan):
                 self._scans.append((e, p.uid, p.item))
             elif isinstance(p, Binding | ProductProfile):
