@@ -16,14 +16,16 @@ cloud service. Everything runs for real on this machine:
    trust.json;
 3. the cloud's operator registers each organisation: its log vkey, its
    registry key with scopes that do not tie (docs/protocol.md §10), its
-   ledger key, its gateway's witness key; then ``coldtrace gateway run``
-   runs for each organisation in its own process, pushing its log as it goes;
+   ledger key, its gateway's witness key (``coldtrace cloud org|log|registry|
+   ledger|witness add``), and makes a read token for the DC;
 4. seven simulated devices - the firmware under CPython (gateway/sim.py) -
    are provisioned, each connecting to its own organisation's broker; each
    organisation registers its devices, binding its loggers to their places
    from the day's start (``registry import --at``), and the packhouse signs
-   the product's profile (``registry profile set``); MQTT monitors subscribe
-   to the three gateways' alerts;
+   the product's profile (``registry profile set``); then ``coldtrace gateway
+   run`` runs for each organisation in its own process, logging what waits in
+   its outbox and pushing its log to the cloud as it goes; MQTT monitors
+   subscribe to the three gateways' alerts;
 5. the day is replayed on the devices at high speed (demo/world.py);
 6. every device uploads to its organisation's gateway, which verifies,
    stores, logs and acks each record, signs checkpoints and anchors them;
@@ -63,7 +65,6 @@ from demo import show
 from demo.system import (
     DemoError,
     Progress,
-    Site,
     System,
     quiet_cli,
     sigterm_as_interrupt,
@@ -681,6 +682,3 @@ def run(args: argparse.Namespace) -> int:
         if handler is not None:
             root.removeHandler(handler)
         restore()
-
-
-_ = Site
