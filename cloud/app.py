@@ -340,7 +340,7 @@ def create_app(config: CloudConfig, engine: Engine | None = None) -> FastAPI:
                 size = None if cp is None else int(cp.size)
             note = None if size is None else cosigned_note(conn, lg.id, size)
         if note is None:
-            raise _error(404, "no_checkpoint", f"no checkpoint of {origin:path} of that size here")
+            raise _error(404, "no_checkpoint", f"no checkpoint of {origin} of that size here")
         return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
     @app.get("/v1/logs/{origin:path}/consistency", tags=["public"], dependencies=[Public])

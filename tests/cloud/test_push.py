@@ -234,3 +234,14 @@ def test_peer_witness_cosignatures_are_stored_and_served(kit: Kit) -> None:
         f"/v1/logs/{s.origin}/cosignatures", json={"note": cosign_checkpoint(note, stranger, T0)}
     )
     assert r.status_code == 422
+
+
+def test_a_checkpoint_the_cloud_does_not_hold_is_a_404(kit: Kit) -> None:
+    s = Scenario()
+    kit.join("packhouse", s)
+    r = kit.client.get(f"/v1/logs/{s.origin}/checkpoint")
+    assert r.status_code == 404 and r.json()["error"] == "no_checkpoint"
+    _day(s)
+    assert LogPusher(kit, s).push().status_code == 200
+    assert kit.client.get(f"/v1/logs/{s.origin}/checkpoint", params={"size": 3}).status_code == 404
+    assert kit.client.get(f"/v1/logs/{s.origin}/checkpoint").status_code == 200
