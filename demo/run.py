@@ -419,7 +419,8 @@ def _trace(system: System, token: str, out: Path) -> tuple[Path, Path, dict[str,
         f"quorum {doc['quorum']}"
     )
 
-    series = show.probe_series(bundle)
+    # each logger's curve, in the order the pallet met them
+    series = dict(sorted(show.probe_series(bundle).items(), key=lambda kv: kv[1][0][0]))
     limits = (CHILLED.low or 0, CHILLED.high or 0)
     band = f"{limits[0] / 100:.2f}–{limits[1] / 100:.2f} °C"
     print(f"   probe curves in the bundle (each logger while it watched the pallet; band {band}):")
