@@ -441,6 +441,7 @@ class Ingestor:
         self.append_to_log = append_to_log
         self.states = store.signer_states()
         self.ack_keys = store.ack_keys()
+        self._ack_keys_read = clock()
         self.next_leaf = store.leaf_count()
         self.alarms: collections.deque[str] = collections.deque(maxlen=100)
         self.totals = collections.Counter[str]()
@@ -777,6 +778,12 @@ class Ingestor:
         """
         st = self.states.get(signer)
         key = self.ack_keys.get(signer)
+        if key is None and st is not None and self.clock() - self._ack_keys_read >= 1.0:
+            # a device registered while the gateway runs (registry add/import writes its
+            # ack key to the store): read the keys again, at most once a second
+            self.ack_keys = self.store.ack_keys()
+            self._ack_keys_read = self.clock()
+            key = self.ack_keys.get(signer)
         if st is None or key is None or st.ack_seq < 0 or not st.contig_hash:
             return None
         return make_ack(self.gateway_id, key, st.ack_seq, st.contig_hash, now)

@@ -305,3 +305,19 @@ def test_worker_signature_check_matches_verify_sign1() -> None:
             want = str(exc)
         assert got.get(i) == want, i
     assert not any(i < len(good) for i in got)
+
+
+def test_a_device_registered_while_the_gateway_runs_is_acked(core: Core) -> None:
+    """registry add/import writes the ack key to the store of a running gateway; the
+    ingestor reads the keys again when a device has none (at most once a second)."""
+    dev = SimDevice("tl-late")
+    dev.ack_key = bytes(range(32))
+    core.send(core.registration(dev))
+    core.store.set_ack_key(dev.id, dev.ack_key)  # as the registry command does, meanwhile
+    raws = [dev.reading(temp=k) for k in range(3)]
+    core.send(*(rec(dev, r) for r in raws))
+    core.ingestor._ack_keys_read -= 2  # the last read was more than a second ago
+    ack = core.ingestor.ack_for(dev.id, int(time.time()))
+    assert ack is not None
+    seq, _t, head = open_ack(ack, dev.ack_key)
+    assert (seq, head) == (2, chain_hash(raws[-1]))
