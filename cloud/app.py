@@ -68,9 +68,12 @@ class Cloud:
         self.limiter = RateLimiter(config.public_rate)
 
     def trust(self) -> dict[str, Any]:
+        """The trust file clients may pin: every registered log, registry and ledger, and
+        the cloud's own witness at the configured quorum. Peer witnesses are left out:
+        the trust file's quorum counts any pinned witness for any log, and a gateway's
+        witness must not vouch for its own log (docs/decisions.md D23)."""
         with self.engine.connect() as conn:
-            peers = orgs.witness_verifiers(conn)
-            return trust_document(conn, [self.witness.verifier(), *peers], self.config.quorum)
+            return trust_document(conn, [self.witness.verifier()], self.config.quorum)
 
 
 class RateLimiter:
@@ -254,6 +257,20 @@ def create_app(config: CloudConfig, engine: Engine | None = None) -> FastAPI:
         """The trust file (docs/protocol.md §10) of every key this cloud pins, with its
         witness key and quorum. Review it, then pin it; do not fetch it blindly."""
         return cloud.trust()
+
+    @app.get("/v1/witnesses", tags=["public"], dependencies=[Public])
+    def witnesses() -> list[dict[str, Any]]:
+        """Every witness whose cosignatures the cloud stores and serves: its own, and the
+        peer gateways' the operator registered, with their organisation."""
+        with cloud.engine.connect() as conn:
+            rows = conn.execute(
+                select(db.witness_keys.c.vkey, db.orgs.c.name).join(
+                    db.orgs, db.orgs.c.id == db.witness_keys.c.org_id
+                )
+            ).all()
+        return [{"vkey": cloud.witness.vkey, "organisation": None, "cloud": True}] + [
+            {"vkey": r.vkey, "organisation": r.name, "cloud": False} for r in rows
+        ]
 
     # --- logs: push, checkpoints, consistency, cosignatures -----------------------------------
     @app.post(

@@ -151,14 +151,13 @@ def cmd_witness_add(args: argparse.Namespace) -> int:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from cloud import orgs
     from cloud.logs import trust_document
     from cloud.witness import load_or_create_witness
 
     cfg, engine = _engine(args)
     witness = load_or_create_witness(cfg.witness_key, cfg.witness_name)
     with engine.connect() as conn:
-        doc = trust_document(conn, [witness.verifier(), *orgs.witness_verifiers(conn)], cfg.quorum)
+        doc = trust_document(conn, [witness.verifier()], cfg.quorum)  # as /v1/trust (D23)
     print(json.dumps(doc, indent=1))
     return 0
 

@@ -289,6 +289,8 @@ class TraceService:
                 conn.execute(select(func.count(), func.max(t.c.id))).one()
                 for t in (db.registries, db.ledgers, db.witness_keys)
             )  # a key pinned since changes whose word counts
+            cosigs = conn.execute(select(func.count()).select_from(db.cosignatures)).scalar()
+            pins = (*pins, cosigs)  # a peer's cosignature added since goes into the bundle
             key = (uid, pins, tuple(sorted((v.id, v.upto, v.frozen) for v in views.values())))
             with self._lock:
                 hit = self._cache.get(key)
@@ -304,10 +306,9 @@ class TraceService:
 
     def _assemble(self, conn: Connection, uid: bytes, views: dict[int, LogView]) -> Trace:
         started = time.perf_counter()
-        witness = self.cloud.witness.verifier()
-        from cloud.orgs import witness_verifiers
-
-        trust = trust_of(conn, [witness, *witness_verifiers(conn)], self.cloud.config.quorum)
+        # the verdict the cloud shows is the one a client gets with /v1/trust: the cloud's
+        # own witness at the configured quorum (peers' lines are carried, not counted)
+        trust = trust_of(conn, [self.cloud.witness.verifier()], self.cloud.config.quorum)
         source = CloudSource(conn, views)
         try:
             p = plan(source, uid, Authorities.of_trust(trust))

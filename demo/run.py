@@ -415,8 +415,8 @@ def _trace(system: System, token: str, out: Path) -> tuple[Path, Path, dict[str,
     print(
         f"   GET {system.cloud_url}/v1/trust -> {trust_path}: {len(doc['logs'])} logs, "
         f"{len(doc['registries'])} registries, {len(doc['ledgers'])} ledgers, "
-        f"{len(doc['witnesses'])} witnesses (the cloud's and the gateways'), "
-        f"quorum {doc['quorum']}"
+        f"{len(doc['witnesses'])} witness (the cloud's: a gateway's own witness must not "
+        f"vouch for its own log), quorum {doc['quorum']}"
     )
 
     # each logger's curve, in the order the pallet met them

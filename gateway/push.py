@@ -430,8 +430,8 @@ class Pusher:
                 log.info("checkpoint %d: new cosignatures stored", cp.size)
 
     def witnesses(self, note: str | None = None) -> list[WitnessVerifier]:
-        """The witness keys the cloud pins (``GET /v1/trust``): its own and the registered
-        peers'. Read once, and again (at most every 5 s) when ``note`` carries a line by
+        """The witness keys whose lines the cloud serves (``GET /v1/witnesses``): its own
+        and the registered peers'. Read once, and again (at most every 5 s) when ``note`` carries a line by
         a key not among them."""
         now = time.monotonic()
         stale = self._witnesses is None
@@ -444,11 +444,9 @@ class Pusher:
             stale = any(k not in known and k[0] != self.origin for k in lines)
         if stale:
             try:
-                r = self.http.get(f"{self.url}/v1/trust")
+                r = self.http.get(f"{self.url}/v1/witnesses")
                 if r.status_code == 200:
-                    self._witnesses = [
-                        WitnessVerifier.from_vkey(w["vkey"]) for w in r.json().get("witnesses", [])
-                    ]
+                    self._witnesses = [WitnessVerifier.from_vkey(w["vkey"]) for w in r.json()]
                     self._witnesses_at = now
             except (httpx.HTTPError, ValueError, KeyError, TypeError, VerificationError) as exc:
                 log.warning("could not read the cloud's witness keys: %s", exc)

@@ -224,8 +224,10 @@ def test_peer_witness_cosignatures_are_stored_and_served(kit: Kit) -> None:
     assert r.status_code == 200, r.text
     served = kit.client.get(f"/v1/logs/{s.origin}/checkpoint").text
     trust = kit.client.get("/v1/trust").json()
-    assert peer.vkey in [w["vkey"] for w in trust["witnesses"]]
-    witnesses = [WitnessVerifier.from_vkey(w["vkey"]) for w in trust["witnesses"]]
+    assert peer.vkey not in [w["vkey"] for w in trust["witnesses"]]  # D23: the cloud alone
+    listed = kit.client.get("/v1/witnesses").json()
+    assert [w["organisation"] for w in listed] == [None, "carrier"]
+    witnesses = [WitnessVerifier.from_vkey(w["vkey"]) for w in listed]
     _, cosigs = open_cosigned_checkpoint(served, [s.log.verifier()], witnesses)
     assert len(cosigs) == 2
     # a cosignature by an unregistered key is refused

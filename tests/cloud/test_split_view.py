@@ -53,6 +53,17 @@ def test_a_second_history_is_refused_for_want_of_the_witness(tmp_path) -> None:
     assert not report.verified
     assert "insufficient_cosignatures" in {f.code for f in report.failures}
 
+    # the carrier's own witness key, registered with the cloud as a peer witness, cosigns
+    # its second history: the trust file the cloud serves does not count it (D23)
+    own = c.carrier.witness("carrier.example/witness")
+    kit.admin("POST", "/v1/orgs/carrier/witnesses", json={"vkey": own.vkey})
+    self_vouched = loads_bundle(split.dumps())
+    self_vouched.checkpoints = [cosign_checkpoint(n, own, T0) for n in split.checkpoints]
+    served_trust = loads_trust(_trust_with_gateway_ledger(kit, c.carrier))
+    assert own.vkey not in [w.vkey for w in served_trust.witnesses]
+    report = verify_bundle(self_vouched, served_trust)
+    assert "insufficient_cosignatures" in {f.code for f in report.failures}
+
     # without the quorum the same bundle verifies: the witness is what catches it
     lax = loads_trust(_trust_with_gateway_ledger(kit, c.carrier, quorum=0))
     assert verify_bundle(split, lax).verified
@@ -81,6 +92,6 @@ def test_a_second_history_is_refused_for_want_of_the_witness(tmp_path) -> None:
         json={"note": cosign_checkpoint(forked_note, peer, T0)},
     )
     assert r.status_code == 409  # the cloud holds no such checkpoint: nothing stored
-    both = loads_trust(_trust_with_gateway_ledger(kit, c.carrier, [], quorum=2))
+    both = loads_trust(_trust_with_gateway_ledger(kit, c.carrier, [peer], quorum=2))
     assert len(both.witnesses) == 2
     assert not verify_bundle(split, both).verified

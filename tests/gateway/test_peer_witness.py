@@ -105,8 +105,11 @@ def test_b_witnesses_a_through_the_cloud_and_refuses_a_fork(
         cp, cosigs = open_cosigned_checkpoint(served, [a_log], [cloud.witness(), b_witness])
         assert {c.witness.name for c in cosigs} == {"witness.cloud.test", "carrier.test/witness"}
         assert json.loads(meta(b, META_PREFIX + ORIGIN))["size"] == cp.size
+        listed = httpx.get(f"{cloud.url}/v1/witnesses").json()
+        assert vkey in [w["vkey"] for w in listed]
+        # the trust file pins the cloud alone: a peer does not count toward a quorum
         trust = httpx.get(f"{cloud.url}/v1/trust").json()
-        assert vkey in [w["vkey"] for w in trust["witnesses"]]
+        assert vkey not in [w["vkey"] for w in trust["witnesses"]]
         # A's push loop fetches the cosigned note: A's own store carries B's line.
         wait_for(
             lambda: len(open_cosigned_checkpoint(stored_note(a), [a_log], [b_witness])[1]) == 1,
