@@ -431,8 +431,8 @@ class Pusher:
 
     def witnesses(self, note: str | None = None) -> list[WitnessVerifier]:
         """The witness keys whose lines the cloud serves (``GET /v1/witnesses``): its own
-        and the registered peers'. Read once, and again (at most every 5 s) when ``note`` carries a line by
-        a key not among them."""
+        and the registered peers'. Read once, and again (at most every 5 s) when ``note``
+        carries a line by a key not among them."""
         now = time.monotonic()
         stale = self._witnesses is None
         if not stale and note is not None and now - self._witnesses_at > 5:
