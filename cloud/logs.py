@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine, and_, func, insert, select
 
 from cloud import db
 from protocol.keys import b64d, b64e, ed25519_public_from_raw, p256_public_from_sec1
@@ -212,6 +212,25 @@ def cosigned_note(conn: Connection, log_id: int, size: int) -> str | None:
     note = parse_note(cp.note)
     have = {s.line() for s in note.signatures}
     return str(cp.note) + "".join(line for line in lines if line not in have)
+
+
+def add_cosignature(
+    conn: Connection, log_id: int, size: int, witness: str, line: str, when: int
+) -> bool:
+    """Store witness ``witness``'s ("name+keyid") cosignature ``line`` on checkpoint
+    ``size`` unless one is there already; whether it was stored. The caller checked it."""
+    c = db.cosignatures.c
+    held = conn.execute(
+        select(c.line).where(and_(c.log_id == log_id, c.size == size, c.witness == witness))
+    ).first()
+    if held is not None:
+        return False
+    conn.execute(
+        insert(db.cosignatures).values(
+            log_id=log_id, size=size, witness=witness, line=line, time=when
+        )
+    )
+    return True
 
 
 def anchor_of(conn: Connection, log_id: int, size: int) -> dict[str, Any] | None:

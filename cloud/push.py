@@ -44,6 +44,7 @@ from cloud import db
 from cloud.logs import (
     LogRow,
     Mirrors,
+    add_cosignature,
     chain_name,
     checkpoint_at,
     cosigned_note,
@@ -352,26 +353,14 @@ def _ingest_locked(
             raise PushRefused(
                 409, "conflict", "another push of this log was stored meanwhile; retry"
             )
-        witness_name = f"{witness.name}+{witness.key_id:08x}"
-        have_cosig = conn.execute(
-            select(db.cosignatures.c.line).where(
-                and_(
-                    db.cosignatures.c.log_id == log.id,
-                    db.cosignatures.c.size == cp.size,
-                    db.cosignatures.c.witness == witness_name,
-                )
-            )
-        ).first()
-        if have_cosig is None:
-            conn.execute(
-                insert(db.cosignatures).values(
-                    log_id=log.id,
-                    size=cp.size,
-                    witness=witness_name,
-                    line=witness.cosign(cp.body(), stamp),
-                    time=stamp,
-                )
-            )
+        add_cosignature(
+            conn,
+            log.id,
+            cp.size,
+            f"{witness.name}+{witness.key_id:08x}",
+            witness.cosign(cp.body(), stamp),
+            stamp,
+        )
     with engine.connect() as conn:
         note = cosigned_note(conn, log.id, cp.size)
     return {

@@ -132,19 +132,21 @@ class CloudSource:
             if raw in seen:
                 continue
             seen.add(raw)
-            out.append(
-                Entry(
-                    self.views[row.log_id].origin,
-                    int(row.idx),
-                    raw,
-                    row.signer,
-                    int(row.seq),
-                    int(row.tq),
-                    int(row.time),
-                    int(row.kind),
-                )
-            )
+            out.append(self._entry(row, raw))
         return out
+
+    def _entry(self, row: Any, raw: bytes) -> Entry:
+        origin = self.views[row.log_id].origin
+        return Entry(
+            origin,
+            int(row.idx),
+            raw,
+            row.signer,
+            int(row.seq),
+            int(row.tq),
+            int(row.time),
+            int(row.kind),
+        )
 
     def _select(self) -> Any:
         return select(r.log_id, r.idx, r.raw, r.signer, r.seq, r.tq, r.time, r.kind)
@@ -189,17 +191,7 @@ class CloudSource:
             if raw in seen:
                 continue
             seen.add(raw)
-            e = Entry(
-                self.views[row.log_id].origin,
-                int(row.idx),
-                raw,
-                row.signer,
-                int(row.seq),
-                int(row.tq),
-                int(row.time),
-                int(row.kind),
-            )
-            out.append(Loss(int(row.lost_from), int(row.lost_to), e))
+            out.append(Loss(int(row.lost_from), int(row.lost_to), self._entry(row, raw)))
         return out
 
     def registrations(self, device: str) -> list[Entry]:

@@ -15,10 +15,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy import Connection
 
-from cloud import db
-from cloud.logs import LogRow, checkpoint_at
+from cloud.logs import LogRow, add_cosignature, checkpoint_at
 from protocol.checkpoint import parse_checkpoint
 from protocol.errors import VerificationError
 from protocol.keys import generate_ed25519, load_ed25519_private_key, save_private_key
@@ -70,24 +69,7 @@ def accept_cosignatures(conn: Connection, log: LogRow, note_text: str) -> list[s
     stored = []
     for c in cosigs:
         label = f"{c.witness.name}+{c.witness.key_id:08x}"
-        exists = conn.execute(
-            select(db.cosignatures.c.line).where(
-                and_(
-                    db.cosignatures.c.log_id == log.id,
-                    db.cosignatures.c.size == cp.size,
-                    db.cosignatures.c.witness == label,
-                )
-            )
-        ).first()
-        if exists is None:
-            conn.execute(
-                insert(db.cosignatures).values(
-                    log_id=log.id,
-                    size=cp.size,
-                    witness=label,
-                    line=lines[(c.witness.name, c.witness.key_id)],
-                    time=c.time if c.time else int(time.time()),
-                )
-            )
+        line = lines[(c.witness.name, c.witness.key_id)]
+        add_cosignature(conn, log.id, cp.size, label, line, c.time or int(time.time()))
         stored.append(label)
     return stored

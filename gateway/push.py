@@ -154,7 +154,30 @@ def merge_cosigned(
     return store.replace_checkpoint_note(size, mine.text())
 
 
-class Pusher:
+class CloudLoop:
+    """A loop in its own thread that talks to the cloud over ``self.http`` until
+    ``stop()``: the pusher here and the peer witness (gateway/witness.py)."""
+
+    thread_name = "coldtrace-cloud"
+    http: httpx.Client
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.http.close()
+
+
+class Pusher(CloudLoop):
     """Pushes ``store``'s log to ``cfg.cloud.url``; see the module docstring.
 
     ``run()`` loops until ``stop()``; ``push_all(deadline)`` pushes until the cloud
@@ -191,15 +214,7 @@ class Pusher:
 
     # --- lifecycle --------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="coldtrace-push", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self.http.close()
+    thread_name = "coldtrace-push"
 
     def run(self) -> None:
         log.info("pushing %s to %s", self.origin, self.url)

@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 from gateway.config import GatewayConfig, Peer
+from gateway.push import CloudLoop
 from gateway.store import SQLiteStore
 from protocol.checkpoint import cosign_checkpoint, open_checkpoint
 from protocol.errors import VerificationError
@@ -85,7 +86,7 @@ class WitnessStats:
         }
 
 
-class Witness:
+class Witness(CloudLoop):
     """Witnesses ``cfg.witness.peers`` through ``cfg.cloud.url``; see the module docstring."""
 
     def __init__(
@@ -113,15 +114,7 @@ class Witness:
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="coldtrace-witness", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self.http.close()
+    thread_name = "coldtrace-witness"
 
     def run(self) -> None:
         log.info("witnessing %s as %s", [p.origin for p in self.peers], self.signer.name)
