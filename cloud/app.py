@@ -316,6 +316,8 @@ def create_app(config: CloudConfig, engine: Engine | None = None) -> FastAPI:
                 }
             )
         )
+        if not result["duplicate"]:
+            app.state.traces.refresh()  # rebuild what people look at, now
         return JSONResponse(result)
 
     @app.get("/v1/logs", tags=["public"], dependencies=[Public])

@@ -24,6 +24,7 @@ key), served with a strong ETag and gzip.
 
 import gzip
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -46,6 +47,8 @@ from protocol.verdict import parse_item
 from protocol.verify import verify_bundle
 
 __all__ = ["CloudSource", "TraceService", "install"]
+
+log = logging.getLogger("coldtrace.cloud")
 
 r = db.records.c
 
@@ -229,10 +232,48 @@ class Trace:
 
 
 class TraceService:
+    """Assembles traces and keeps the latest 256 (see the module docstring).
+
+    After a push, :meth:`refresh` rebuilds in the background the traces asked for
+    most recently (bundle and verdict), so that the next request for them finds
+    the new evidence already assembled and verified instead of paying for it."""
+
+    WARM = 32  # traces rebuilt after a push
+
     def __init__(self, cloud: Any) -> None:
         self.cloud = cloud
         self._cache: OrderedDict[tuple[Any, ...], Trace] = OrderedDict()
         self._lock = threading.Lock()
+        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._dirty = threading.Event()
+        self._worker: threading.Thread | None = None
+        self.refreshed = 0  # traces rebuilt in the background (for tests and metrics)
+
+    def refresh(self) -> None:
+        """Rebuild the recently asked traces in the background (coalesced)."""
+        with self._lock:
+            if not self._recent:
+                return
+            self._dirty.set()
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(
+                    target=self._refresh_loop, name="coldtrace-trace-refresh", daemon=True
+                )
+                self._worker.start()
+
+    def _refresh_loop(self) -> None:
+        while self._dirty.is_set():
+            self._dirty.clear()
+            with self._lock:
+                uids = list(self._recent)[-self.WARM :]
+            for uid in reversed(uids):
+                try:
+                    _ = self.trace(uid, remember=False).summary
+                    self.refreshed += 1
+                except HTTPException:
+                    continue  # an item no longer traceable: skip it
+                except Exception:  # never let the worker die on a surprise
+                    log.exception("rebuilding the trace of %s failed", uid.hex())
 
     # --- finding the item ------------------------------------------------------------------
     def resolve(self, what: str) -> bytes:
@@ -274,7 +315,13 @@ class TraceService:
             return list(out.values())
 
     # --- assembling ---------------------------------------------------------------------------
-    def trace(self, uid: bytes) -> Trace:
+    def trace(self, uid: bytes, *, remember: bool = True) -> Trace:
+        if remember:
+            with self._lock:
+                self._recent[uid] = None
+                self._recent.move_to_end(uid)
+                while len(self._recent) > self.WARM:
+                    self._recent.popitem(last=False)
         with self.cloud.engine.connect() as conn:
             views = log_views(conn)
             pins = tuple(

@@ -199,3 +199,22 @@ def test_the_public_trace_by_digital_link(kit: Kit) -> None:
     assert (
         kit.client.get("/v1/public/trace", params={"dl": "/01/00000000000000"}).status_code == 404
     )
+
+
+def test_a_push_rebuilds_the_traces_people_look_at(kit: Kit) -> None:
+    import time as _time
+
+    c = three_orgs(kit)
+    _push(kit, c.packhouse, c.dc)
+    first = _get(kit, f"/v1/traces/{UID.hex()}", c.tokens["dc"]).json()
+    assert first["verdict"]["verdict"] == "INCOMPLETE"
+    svc = kit.client.app.state.traces  # type: ignore[attr-defined]
+    _push(kit, c.carrier)  # the awaited log arrives: the trace is rebuilt in the background
+    deadline = _time.monotonic() + 30
+    while svc.refreshed < 1:
+        assert _time.monotonic() < deadline, "no background rebuild"
+        _time.sleep(0.05)
+    before = len(svc._cache)
+    t = _get(kit, f"/v1/traces/{UID.hex()}", c.tokens["dc"]).json()
+    assert t["verdict"]["verdict"] == "PASS"
+    assert len(svc._cache) == before  # served from what the rebuild made
