@@ -18,6 +18,8 @@ Every refusal is a 4xx with ``{"error": code, "message": …}``; every request
 is logged as one JSON line (logger ``coldtrace.cloud``).
 """
 
+import importlib
+import importlib.util
 import json
 import logging
 import threading
@@ -548,6 +550,10 @@ def create_app(config: CloudConfig, engine: Engine | None = None) -> FastAPI:
     from cloud import traces
 
     traces.install(app, cloud, needs, Public)
+    # the parts that add their own endpoints, each with install(app, cloud, needs, public)
+    for part in ("tags", "page", "report"):
+        if importlib.util.find_spec(f"cloud.{part}") is not None:
+            importlib.import_module(f"cloud.{part}").install(app, cloud, needs, Public)
     return app
 
 

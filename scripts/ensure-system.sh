@@ -11,6 +11,9 @@ need_apt() {
 }
 need_apt mosquitto
 need_apt mosquitto-clients
+# the browser tests (Playwright drives Debian's chromium) and the PDF tests (pdftoppm)
+need_apt chromium
+need_apt poppler-utils
 # PostgreSQL server binaries (initdb, pg_ctl, postgres) for tests/pgserver.py, which
 # finds them under /usr/lib/postgresql/<ver>/bin or on PATH: install Debian's
 # `postgresql` only if neither has them.
