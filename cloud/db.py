@@ -16,7 +16,10 @@ What is kept, per table:
 - ``checkpoints``, ``cosignatures``, ``anchors``: the signed checkpoints each
   log pushed, the witnesses' cosignature lines on them, and their receipts;
 - ``alarms``: forks and other events an operator must see;
-- ``rejected``: every refused push with its reason (nothing refused is lost).
+- ``rejected``: every refused push with its reason (nothing refused is lost);
+- ``tags``: NTAG 424 DNA tags commissioned here (cloud/tags.py): UID, item,
+  organisation, the per-tag keys wrapped with AES-GCM, the highest read
+  counter seen (replay), last seen and commissioned times (revision 0002).
 """
 
 from __future__ import annotations
@@ -197,6 +200,19 @@ audit = Table(
     Column("target", String(255), nullable=False, default=""),
     Column("detail", Text, nullable=False, default="{}"),
     Column("time", BigInteger, nullable=False),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", LargeBinary(10), nullable=False, unique=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("item", String(128), nullable=False),  # GS1 Digital Link path (as commissioned)
+    Column("keys", LargeBinary, nullable=False),  # AES-GCM wrapped per-tag keys (cloud/tags.py)
+    Column("counter", BigInteger, nullable=True),  # highest SDMReadCtr seen; NULL: never read
+    Column("last_seen", BigInteger, nullable=True),
+    Column("commissioned", BigInteger, nullable=False),
 )
 
 _MIGRATIONS = Path(__file__).parent / "migrations"

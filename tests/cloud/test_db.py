@@ -24,7 +24,7 @@ def test_migrations_create_the_schema_of_the_code(url: str) -> None:
     OPEN.append(engine)
     db.upgrade(engine)  # a second time: nothing to do
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
         diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
     assert diff == []
     tables = set(inspect(engine).get_table_names())
@@ -44,3 +44,25 @@ def test_the_same_statements_run_on_both_engines(url: str) -> None:
         assert who is not None and who.org == "acme" and who.scopes == {"read"}
         assert orgs.authenticate(conn, token + "x") is None
         assert orgs.authenticate(conn, "not a token") is None
+
+
+def test_a_database_at_0001_upgrades_to_the_tags_table(url: str) -> None:
+    """0001 keeps meaning the first schema (no ``tags``); 0002 adds it, and the result is
+    cloud/db.py's tables exactly."""
+    from alembic import command
+    from alembic.config import Config
+
+    engine = db.connect(url, migrate=False)
+    OPEN.append(engine)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db._MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    tables = set(inspect(engine).get_table_names())
+    assert "orgs" in tables and "tags" not in tables
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+    assert "tags" in set(inspect(engine).get_table_names())

@@ -1,0 +1,320 @@
+"""NTAG 424 DNA Secure Dynamic Messaging (SUN): the cloud's side of a tap.
+
+An NTAG 424 DNA with SDM mirrors into its NDEF URL, on every read, the
+encrypted PICCData and a truncated CMAC (NXP AN12196 §4.4), and optionally
+encrypted file data (SDMENCFileData). This module checks such a message; the
+tag table, replay and statuses are :mod:`cloud.tags` (docs/cloud.md, "Tags").
+
+AES mode only (AN12196):
+
+- **PICCData** (16 bytes) = AES-128-CBC, IV 0, under K_SDMMetaRead, of
+  PICCDataTag (1: bit 7 UID mirrored, bit 6 counter mirrored, bits 3..0 the
+  UID length) || UID (7) || SDMReadCtr (3, little-endian) || random padding.
+- **Session keys** (datasheet §9.3.9, AN12196 Table 1): the AES-CMAC under
+  K_SDMFileRead of SV1 = C33C 0001 0080 || UID || SDMReadCtr (ENC key) and of
+  SV2 = 3CC3 0001 0080 || UID || SDMReadCtr (MAC key), zero-padded to a
+  multiple of 16 bytes.
+- **SDMMAC** = the odd-indexed bytes (1, 3, … 15) of the AES-CMAC under the
+  session MAC key of the NDEF bytes from SDMMACInputOffset to SDMMACOffset:
+  nothing with PICCData only (``?picc=..&cmac=..``), and ``<enc hex>&cmac=``
+  with SDMENCFileData (``?picc=..&enc=..&cmac=..``, SDMMACInputOffset =
+  SDMENCOffset).
+- **SDMENCFileData** = AES-128-CBC under the session ENC key with the IV
+  AES-128-ECB(session ENC key, SDMReadCtr || 0^13).
+
+LRP mode (AN12304: PICCData of 24 bytes, 8 of them a random IV) is refused
+with :class:`SunError` code ``lrp``. Every MAC compare is constant-time
+(:func:`hmac.compare_digest`).
+
+Per-tag keys are diversified from a master key per NXP AN10922 §2.2 (AES-128:
+CMAC of 0x01 || M, padded to 32 bytes), see :func:`diversify`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.cmac import CMAC
+
+__all__ = [
+    "ENC_NAMES",
+    "MAC_NAMES",
+    "PICC_NAMES",
+    "PiccData",
+    "SunError",
+    "SunMessage",
+    "SunResult",
+    "TagKeys",
+    "aes_cmac",
+    "decrypt_file_data",
+    "decrypt_picc",
+    "diversify",
+    "make_sun_url",
+    "parse_sun",
+    "sdm_mac",
+    "session_keys",
+    "verify_sun",
+]
+
+# query parameter names: ours first, then AN12196's and the common short ones
+PICC_NAMES = ("picc", "picc_data", "e")
+MAC_NAMES = ("cmac", "c")
+ENC_NAMES = ("enc",)
+
+UID_LENGTH = 7  # NTAG 424 DNA
+_SV1 = bytes.fromhex("c33c00010080")
+_SV2 = bytes.fromhex("3cc300010080")
+_HEX = re.compile(r"^[0-9A-Fa-f]*$")
+MAX_ENC_BYTES = 128  # SDMENCLength is at most the file; more is not a tag's message
+
+
+class SunError(ValueError):
+    """A SUN message that does not check: ``code`` is ``malformed`` (the parameters are
+    not a SUN message), ``lrp`` (an LRP-mode message: not supported), ``invalid``
+    (decryption gives no PICCData, or the MAC fails) or ``unknown_tag``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class TagKeys:
+    """The AES-128 keys of one tag's application (key numbers 0..4)."""
+
+    app_master: bytes  # key 0: AppMasterKey (ChangeKey, ChangeFileSettings, write NDEF)
+    meta_read: bytes  # key 1: SDMMetaReadKey (PICCData) - the same for every tag of a cloud
+    file_read: bytes  # key 2: SDMFileReadKey (session keys: SDMMAC, SDMENCFileData)
+    key3: bytes = bytes(16)  # keys 3 and 4: unused by SDM, set so no factory key remains
+    key4: bytes = bytes(16)
+
+
+@dataclass(frozen=True)
+class PiccData:
+    tag: int
+    uid: bytes
+    counter: int
+
+
+@dataclass(frozen=True)
+class SunMessage:
+    """The SUN parameters of a tap URL, as the tag mirrored them."""
+
+    picc: bytes
+    mac: bytes
+    enc: bytes | None = None
+    enc_text: str | None = None  # the ENC mirror as it appears in the URL (MAC input)
+    mac_name: str = "cmac"  # the MAC parameter's name (its "&name=" is MAC input)
+
+    def mac_input(self) -> bytes:
+        """The NDEF bytes from SDMMACInputOffset to SDMMACOffset (AN12196 §4.4.2)."""
+        if self.enc_text is None:
+            return b""
+        return f"{self.enc_text}&{self.mac_name}=".encode("ascii")
+
+
+@dataclass(frozen=True)
+class SunResult:
+    uid: bytes
+    counter: int
+    file_data: bytes | None
+
+
+# --- primitives -----------------------------------------------------------------------------
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes | bytearray) or len(key) != 16:
+        raise ValueError("an AES-128 key is 16 bytes")
+
+
+def aes_cmac(key: bytes, data: bytes) -> bytes:
+    """AES-CMAC (NIST SP 800-38B, RFC 4493)."""
+    _check_key(key)
+    c = CMAC(algorithms.AES(bytes(key)))
+    c.update(data)
+    return c.finalize()
+
+
+def _ecb_encrypt(key: bytes, block: bytes) -> bytes:
+    enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
+    return enc.update(block) + enc.finalize()
+
+
+def _cbc(key: bytes, iv: bytes, data: bytes, *, decrypt: bool) -> bytes:
+    c = Cipher(algorithms.AES(bytes(key)), modes.CBC(iv))
+    op = c.decryptor() if decrypt else c.encryptor()
+    return op.update(data) + op.finalize()
+
+
+def _shift(block: bytes) -> bytes:
+    """One CMAC subkey doubling in GF(2^128)."""
+    n = int.from_bytes(block, "big") << 1
+    if n >> 128:
+        n = (n & ((1 << 128) - 1)) ^ 0x87
+    return n.to_bytes(16, "big")
+
+
+def diversify(master: bytes, data: bytes) -> bytes:
+    """NXP AN10922 §2.2 AES-128 key diversification: the CMAC under ``master`` of
+    D = 0x01 || M, where M (``data``, 1..31 bytes) is the diversification input;
+    D is padded (0x80 00 ..) to 32 bytes when shorter, and the last block is masked
+    with subkey K1 when D needed no padding, K2 when it did."""
+    _check_key(master)
+    if not 1 <= len(data) <= 31:
+        raise ValueError("AN10922 diversification input is 1..31 bytes")
+    d = b"\x01" + bytes(data)
+    k1 = _shift(_ecb_encrypt(master, bytes(16)))
+    k2 = _shift(k1)
+    if len(d) == 32:
+        mask = k1
+    else:
+        d = (d + b"\x80").ljust(32, b"\x00")
+        mask = k2
+    last = bytes(a ^ b for a, b in zip(d[16:], mask, strict=True))
+    return _cbc(master, bytes(16), d[:16] + last, decrypt=False)[16:]
+
+
+def _sv(prefix: bytes, uid: bytes, counter: int) -> bytes:
+    sv = prefix + uid + counter.to_bytes(3, "little")
+    return sv + bytes(-len(sv) % 16)
+
+
+def session_keys(file_read_key: bytes, uid: bytes, counter: int) -> tuple[bytes, bytes]:
+    """(KSesSDMFileReadENC, KSesSDMFileReadMAC) of one read (SV1 and SV2, AES-CMAC)."""
+    if not 0 <= counter < 1 << 24:
+        raise ValueError("SDMReadCtr is 3 bytes")
+    return (
+        aes_cmac(file_read_key, _sv(_SV1, uid, counter)),
+        aes_cmac(file_read_key, _sv(_SV2, uid, counter)),
+    )
+
+
+def sdm_mac(mac_session_key: bytes, data: bytes) -> bytes:
+    """SDMMAC: the odd-indexed bytes of the CMAC of ``data`` (MACt, 8 bytes)."""
+    return aes_cmac(mac_session_key, data)[1::2]
+
+
+def _enc_iv(enc_session_key: bytes, counter: int) -> bytes:
+    return _ecb_encrypt(enc_session_key, counter.to_bytes(3, "little") + bytes(13))
+
+
+def decrypt_file_data(enc_session_key: bytes, counter: int, enc: bytes) -> bytes:
+    if not enc or len(enc) % 16:
+        raise SunError("malformed", "SDMENCFileData is a non-empty multiple of 16 bytes")
+    return _cbc(enc_session_key, _enc_iv(enc_session_key, counter), enc, decrypt=True)
+
+
+def encrypt_file_data(enc_session_key: bytes, counter: int, plain: bytes) -> bytes:
+    if not plain or len(plain) % 16:
+        raise ValueError("SDMENCFileData is a non-empty multiple of 16 bytes")
+    return _cbc(enc_session_key, _enc_iv(enc_session_key, counter), plain, decrypt=False)
+
+
+def decrypt_picc(meta_read_key: bytes, picc: bytes) -> PiccData:
+    """Decrypt PICCData; :class:`SunError` ``invalid`` if it is not PICCData under this key
+    (the tag byte must say: UID of 7 bytes and the read counter mirrored)."""
+    if len(picc) == 24:
+        raise SunError("lrp", "LRP-mode SUN messages are not supported (AES mode only)")
+    if len(picc) != 16:
+        raise SunError("malformed", "PICCData is 16 bytes")
+    _check_key(meta_read_key)
+    plain = _cbc(meta_read_key, bytes(16), picc, decrypt=True)
+    tag = plain[0]
+    if tag & 0x80 == 0 or tag & 0x40 == 0 or tag & 0x0F != UID_LENGTH:
+        raise SunError("invalid", "PICCData does not decrypt to a tag's UID and read counter")
+    return PiccData(tag, plain[1:8], int.from_bytes(plain[8:11], "little"))
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+
+def _first(params: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | None:
+    for n in names:
+        if n in params:
+            return n, params[n]
+    return None
+
+
+def _unhex(text: str, what: str, sizes: tuple[int, ...] | None = None) -> bytes:
+    if not _HEX.match(text) or len(text) % 2:
+        raise SunError("malformed", f"{what} is not hex")
+    if sizes is not None and len(text) // 2 not in sizes:
+        raise SunError("malformed", f"{what} has the wrong length")
+    return bytes.fromhex(text)
+
+
+def parse_sun(params: Mapping[str, str]) -> SunMessage | None:
+    """The SUN message of a tap's query parameters; None when it has none at all (a QR
+    code, an NTAG 21x, a tag without SDM); :class:`SunError` when it is not one."""
+    picc = _first(params, PICC_NAMES)
+    mac = _first(params, MAC_NAMES)
+    enc = _first(params, ENC_NAMES)
+    if picc is None and mac is None and enc is None:
+        return None
+    if picc is None or mac is None:
+        raise SunError("malformed", "a SUN message has both PICCData and a CMAC")
+    picc_b = _unhex(picc[1], "PICCData", (16, 24))
+    if len(picc_b) == 24:
+        raise SunError("lrp", "LRP-mode SUN messages are not supported (AES mode only)")
+    mac_b = _unhex(mac[1], "the CMAC", (8,))
+    enc_b = None
+    if enc is not None:
+        enc_b = _unhex(enc[1], "the encrypted file data")
+        if not enc_b or len(enc_b) % 16 or len(enc_b) > MAX_ENC_BYTES:
+            raise SunError("malformed", "the encrypted file data is 16, 32, .. bytes")
+    return SunMessage(
+        picc_b, mac_b, enc_b, None if enc is None else enc[1], mac_name=mac[0]
+    )
+
+
+def verify_sun(
+    meta_read_key: bytes,
+    file_read_key_for: Callable[[bytes], bytes | None],
+    msg: SunMessage,
+) -> SunResult:
+    """Check one SUN message: decrypt PICCData, find the tag's SDMFileReadKey by its UID,
+    derive the session keys from UID and read counter, compare the MAC (constant time),
+    decrypt SDMENCFileData if any. Raises :class:`SunError` (``invalid``,
+    ``unknown_tag``, ``lrp``)."""
+    picc = decrypt_picc(meta_read_key, msg.picc)
+    file_key = file_read_key_for(picc.uid)
+    if file_key is None:
+        raise SunError("unknown_tag", "no tag of this UID is commissioned here")
+    enc_key, mac_key = session_keys(file_key, picc.uid, picc.counter)
+    expected = sdm_mac(mac_key, msg.mac_input())
+    if not hmac.compare_digest(expected, msg.mac):
+        raise SunError("invalid", "the SUN MAC does not verify under this tag's key")
+    data = None if msg.enc is None else decrypt_file_data(enc_key, picc.counter, msg.enc)
+    return SunResult(picc.uid, picc.counter, data)
+
+
+def make_sun_url(
+    keys: TagKeys,
+    uid: bytes,
+    counter: int,
+    base_url: str,
+    item: str,
+    enc_data: bytes | None = None,
+) -> str:
+    """The URL a tag with ``keys`` mirrors on read number ``counter``: ``base_url`` +
+    ``item`` + ``?picc=..&cmac=..`` (or ``?picc=..&enc=..&cmac=..`` with SDMENCFileData
+    of ``enc_data``, a multiple of 16 bytes). For tests and the demo: a simulated tap."""
+    if len(uid) != UID_LENGTH:
+        raise ValueError("an NTAG 424 DNA UID is 7 bytes")
+    plain = bytes([0x80 | 0x40 | UID_LENGTH]) + uid + counter.to_bytes(3, "little")
+    plain += os.urandom(16 - len(plain))
+    picc = _cbc(keys.meta_read, bytes(16), plain, decrypt=False)
+    enc_key, mac_key = session_keys(keys.file_read, uid, counter)
+    url = base_url.rstrip("/") + item + "?picc=" + picc.hex().upper()
+    enc_text = None
+    if enc_data is not None:
+        enc_text = encrypt_file_data(enc_key, counter, enc_data).hex().upper()
+        url += "&enc=" + enc_text
+    msg = SunMessage(picc, b"", None, enc_text)
+    return url + "&cmac=" + sdm_mac(mac_key, msg.mac_input()).hex().upper()
