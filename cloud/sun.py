@@ -268,9 +268,7 @@ def parse_sun(params: Mapping[str, str]) -> SunMessage | None:
         enc_b = _unhex(enc[1], "the encrypted file data")
         if not enc_b or len(enc_b) % 16 or len(enc_b) > MAX_ENC_BYTES:
             raise SunError("malformed", "the encrypted file data is 16, 32, .. bytes")
-    return SunMessage(
-        picc_b, mac_b, enc_b, None if enc is None else enc[1], mac_name=mac[0]
-    )
+    return SunMessage(picc_b, mac_b, enc_b, None if enc is None else enc[1], mac_name=mac[0])
 
 
 def verify_sun(
