@@ -1,0 +1,1042 @@
+// The verdict: PASS, FAIL or INCOMPLETE over verified records (docs/protocol.md §12, §13.1).
+//
+// A second, independent implementation of protocol/verdict.py (and custody.py, chainstate.py,
+// completeness.py, reasons.py, analytics.py) for the consumer page. ES module, no dependencies,
+// no build step; runs in a browser Web Worker and under Node 20.
+//
+//   import { judge } from "./verdict.js";
+//   const doc = judge(records, trust, uid);   // SYNCHRONOUS: returns the document, not a Promise
+//
+// records: the verified, de-duplicated records (§11 step 14), each
+//          {raw: Uint8Array, signer: string, payload: {...}} with the payload's fields named as
+//          protocol/record.py's classes (kind, boot, seq, time, tq, prev and the kind's own),
+//          absent optional fields null (or undefined), byte strings as Uint8Array, integers as
+//          numbers. Their order does not matter, nor do repeats (§12.1).
+// trust:   an object with placeAuthority(place) and gtinAuthority(gtin), each giving the id of
+//          the registry that speaks for it (§10) or null.
+// uid:     the bundle's subject.uid, a Uint8Array.
+//
+// The result is the verdict document of §13.1 ({verified: true, verdict, reasons, subject,
+// profile, legs, excursions, totals}), equal after JSON to Python's
+// Report.verdict_document() of a verified bundle. chain_hash (§4) is computed with a synchronous
+// SHA-256 (verdict_math.js), so nothing here awaits. Nothing here checks a signature, a proof
+// or a chain link, and odd evidence is a reason, never an exception.
+
+import {
+  chainHash,
+  meanCenti,
+  mktCenti,
+  roundDiv,
+} from "./verdict_math.js";
+import * as why from "./verdict_reasons.js";
+import { cmpNum, cmpStr, reasonCompare, verdictOf, INCOMPLETE } from "./verdict_reasons.js";
+
+/** How long a reading may stand for without a profile (§12.6 step 3), s. */
+export const DEFAULT_GAP = 3600;
+
+const KIND_READING = 1;
+const KIND_SCAN = 2;
+const KIND_STATUS = 3;
+const KIND_BINDING = 5;
+const KIND_PROFILE = 6;
+const ACTION_COMMISSION = 1;
+const ACTION_LOAD = 2;
+const ACTION_UNLOAD = 3;
+const ACTION_RECEIVE = 4;
+const ACTION_SHIP = 5;
+const ACTION_SELL = 6;
+const EVENT_CLOCK_SET = 6;
+export const ACTION_NAMES = {
+  1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell",
+};
+const HIGH = "high";
+const LOW = "low";
+
+// --- small helpers ------------------------------------------------------------------------------
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** Lowercase hex of a Uint8Array; hex strings compare (<) as the bytes do. */
+export function toHex(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]];
+  return s;
+}
+
+function nil(v) {
+  return v === null || v === undefined;
+}
+
+function opt(v) {
+  return v === undefined ? null : v;
+}
+
+/** Index of the first element > x in a sorted number array (Python's bisect_right). */
+function bisectRight(arr, x) {
+  let lo = 0, hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (x < arr[mid]) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/** Index of the first element >= x in a sorted number array (Python's bisect_left). */
+function bisectLeft(arr, x) {
+  let lo = 0, hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (arr[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** bisect_right over sorted [s, e] pairs for the pair [x, y] (tuple order). */
+function bisectRightPair(arr, x, y) {
+  let lo = 0, hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const [s, e] = arr[mid];
+    if (x < s || (x === s && y < e)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+function cmpPair(a, b) {
+  return cmpNum(a[0], b[0]) || cmpNum(a[1], b[1]);
+}
+
+/** The union as sorted, disjoint, non-touching, non-empty intervals. */
+export function union(intervals) {
+  const out = [];
+  for (const [s, e] of [...intervals].sort(cmpPair)) {
+    if (e <= s) continue;
+    const last = out[out.length - 1];
+    if (last && s <= last[1]) {
+      if (e > last[1]) last[1] = e;
+    } else out.push([s, e]);
+  }
+  return out;
+}
+
+/** The maximal parts of [x, y) outside `covered` (a union() result). */
+export function subtract(x, y, covered) {
+  const out = [];
+  let i = Math.max(bisectRightPair(covered, x, x) - 1, 0);
+  let at = x;
+  while (i < covered.length && covered[i][0] < y) {
+    const [s, e] = covered[i];
+    if (e > at) {
+      if (s > at) out.push([at, s]);
+      at = e;
+    }
+    i++;
+  }
+  if (at < y) out.push([at, y]);
+  return out;
+}
+
+/** A binary min-heap of numbers. */
+class MinHeap {
+  constructor() {
+    this.a = [];
+  }
+  get size() {
+    return this.a.length;
+  }
+  top() {
+    return this.a[0];
+  }
+  push(v) {
+    const a = this.a;
+    a.push(v);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p] <= v) break;
+      a[i] = a[p];
+      i = p;
+    }
+    a[i] = v;
+  }
+  pop() {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length) {
+      let i = 0;
+      const n = a.length;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const c = r < n && a[r] < a[l] ? r : l;
+        if (a[c] >= last) break;
+        a[i] = a[c];
+        i = c;
+      }
+      a[i] = last;
+    }
+    return top;
+  }
+}
+
+// --- records ------------------------------------------------------------------------------------
+
+// Internally a record is {raw, hex, signer, p} (p its payload).
+function wrap(r) {
+  return { raw: r.raw, hex: toHex(r.raw), signer: r.signer, p: r.payload };
+}
+
+/** Each signer's records in seq order, one per seq (the lowest bytes); signers in byte order. */
+function bySigner(records) {
+  const unique = new Map();
+  for (const r of records) if (!unique.has(r.hex)) unique.set(r.hex, r);
+  const raws = [...unique.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const groups = new Map();
+  for (const raw of raws) {
+    const r = unique.get(raw);
+    if (!groups.has(r.signer)) groups.set(r.signer, new Map());
+    const g = groups.get(r.signer);
+    if (!g.has(r.p.seq)) g.set(r.p.seq, r);
+  }
+  const out = new Map();
+  for (const signer of [...groups.keys()].sort(cmpStr)) {
+    const g = groups.get(signer);
+    out.set(signer, [...g.keys()].sort(cmpNum).map((seq) => g.get(seq)));
+  }
+  return out;
+}
+
+// --- §12.2 dates ---------------------------------------------------------------------------------
+
+function clockDate(boot, time, c) {
+  const cp = c ? c.p : null;
+  if (!cp || cp.kind !== KIND_STATUS || nil(cp.detail) || cp.boot !== boot || time > cp.detail) {
+    return null;
+  }
+  const date = time + cp.time - cp.detail;
+  return date >= 0 ? date : null;
+}
+
+function datesOf(recs, dates) {
+  let below = null;
+  let aboveSeq = -1;
+  for (let i = recs.length - 1; i >= 0; i--) {
+    const r = recs[i];
+    const p = r.p;
+    const c = p.seq + 1 === aboveSeq ? below : null;
+    if (p.tq >= 1) {
+      dates.set(r.hex, p.time);
+      const clockSet = p.kind === KIND_STATUS && p.event === EVENT_CLOCK_SET;
+      below = clockSet && !nil(p.detail) ? r : null;
+    } else {
+      dates.set(r.hex, clockDate(p.boot, p.time, c));
+      below = c;
+    }
+    aboveSeq = p.seq;
+  }
+}
+
+function datesOfSigners(groups) {
+  const dates = new Map();
+  for (const recs of groups.values()) datesOf(recs, dates);
+  return dates;
+}
+
+function dateOf(dates, r) {
+  const d = dates.get(r.hex);
+  return d === undefined ? null : d;
+}
+
+// --- §1 the item ------------------------------------------------------------------------------------
+
+const PCHAR = "(?:[A-Za-z0-9\\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})+";
+const DIGITAL_LINK = new RegExp(`^/01/([0-9]{14})(?:/10/(${PCHAR}))?(?:/21/(${PCHAR}))?$`);
+const CSET82 = /^[!"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$/;
+
+/** Parse /01/{gtin}[/10/{lot}][/21/{serial}] exactly: {gtin, lot, serial} or null. */
+export function parseItem(item) {
+  const m = DIGITAL_LINK.exec(item);
+  if (m === null) return null;
+  const parts = [];
+  for (const raw of [m[2], m[3]]) {
+    if (raw === undefined) {
+      parts.push(null);
+      continue;
+    }
+    let textOut = "";
+    for (let i = 0; i < raw.length; i++) {
+      let code = raw.charCodeAt(i);
+      if (raw[i] === "%") {
+        code = parseInt(raw.slice(i + 1, i + 3), 16);
+        i += 2;
+      }
+      if (code > 0x7f) return null; // not ASCII
+      textOut += String.fromCharCode(code);
+    }
+    if (!CSET82.test(textOut)) return null;
+    parts.push(textOut);
+  }
+  return { gtin: m[1], lot: parts[0], serial: parts[1] };
+}
+
+// --- §12.3 custody ---------------------------------------------------------------------------------
+
+function action(r) {
+  return r.p.kind === KIND_SCAN ? r.p.action : 0;
+}
+
+function legScanJson(leg) {
+  const p = leg.scan.p;
+  return {
+    device: leg.scan.signer,
+    seq: p.seq,
+    action: ACTION_NAMES[p.action],
+    place: p.place,
+    ref: opt(p.ref),
+  };
+}
+
+function custody(records, dates, uid) {
+  const uidHex = toHex(uid);
+  const reasons = [];
+  const dated = [];
+  const mine = new Map();
+  for (const r of records) {
+    if (r.p.kind === KIND_SCAN && r.p.uid && toHex(r.p.uid) === uidHex) mine.set(r.hex, r);
+  }
+  for (const raw of [...mine.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const r = mine.get(raw);
+    const date = dateOf(dates, r);
+    if (date === null) reasons.push(why.undatedScan(r.signer, r.p.seq));
+    else dated.push([date, r.signer, r.p.seq, r]);
+  }
+  dated.sort((a, b) => cmpNum(a[0], b[0]) || cmpStr(a[1], b[1]) || cmpNum(a[2], b[2]));
+  const first = dated.findIndex((e) => action(e[3]) === ACTION_COMMISSION);
+  if (first < 0) {
+    reasons.push(why.noCommission(uidHex));
+    return { commission: null, legs: [], reasons, unlinked: [] };
+  }
+  for (const [date, , seq, r] of dated.slice(0, first)) {
+    reasons.push(why.custodyConflict(r.signer, seq, date, "before_commission"));
+  }
+  const kept = dated.slice(first);
+  const legs = kept.map(([date, , , r], k) => {
+    const load = action(r) === ACTION_LOAD;
+    const end = k + 1 < kept.length ? kept[k + 1][0] : date;
+    return {
+      index: k, scan: r, start: date, end,
+      location: load ? opt(r.p.ref) : r.p.place, vehicle: load,
+    };
+  });
+  const result = { commission: kept[0][3], legs, reasons, unlinked: [] };
+  links(result);
+  contradictions(result);
+  if (!legs.some((g) => g.end > g.start)) reasons.push(why.noCustody());
+  reasons.sort(reasonCompare);
+  return result;
+}
+
+function links(c) {
+  const earlier = new Set();
+  for (let i = 1; i < c.legs.length; i++) {
+    const before = c.legs[i - 1];
+    const leg = c.legs[i];
+    const want = toHex(chainHash(before.scan.raw));
+    const link = nil(leg.scan.p.link) ? null : toHex(leg.scan.p.link);
+    let code = null;
+    if (link === null) c.unlinked.push(leg);
+    else if (earlier.has(link)) code = "custody_branch";
+    else if (link !== want) code = "custody_gap";
+    if (code !== null) {
+      c.reasons.push(why.custodyLink(code, leg.scan.signer, leg.scan.p.seq, leg.start));
+    }
+    earlier.add(want);
+  }
+}
+
+function contradictions(c) {
+  let loaded = false;
+  let sold = false;
+  for (const leg of c.legs.slice(1)) {
+    const a = leg.scan.p.action;
+    const found = [];
+    if (sold) found.push("after_sale");
+    if (a === ACTION_COMMISSION) found.push("recommissioned");
+    else if (a === ACTION_LOAD && loaded) found.push("load_while_loaded");
+    else if (a === ACTION_UNLOAD && !loaded) found.push("unload_not_loaded");
+    else if ((a === ACTION_RECEIVE || a === ACTION_SHIP || a === ACTION_SELL) && loaded) {
+      found.push("place_while_loaded");
+    }
+    for (const detail of found) {
+      c.reasons.push(why.custodyConflict(leg.scan.signer, leg.scan.p.seq, leg.start, detail));
+    }
+    loaded = a === ACTION_LOAD;
+    sold = sold || a === ACTION_SELL;
+  }
+}
+
+function unlinkedReasons(c, linksRequired) {
+  const legs = linksRequired ? c.unlinked : c.unlinked.slice(0, 1);
+  return legs.map((g) =>
+    why.custodyLink("custody_unlinked", g.scan.signer, g.scan.p.seq, g.start, !linksRequired));
+}
+
+// --- §12.5 chain state ---------------------------------------------------------------------------
+
+class StatementChain {
+  constructor(statements) {
+    const unique = new Map();
+    for (const r of statements) {
+      if (r.p.kind === KIND_BINDING || r.p.kind === KIND_PROFILE) unique.set(r.hex, r);
+    }
+    this.byCseq = new Map();
+    for (const raw of [...unique.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const r = unique.get(raw);
+      if (!this.byCseq.has(r.p.cseq)) this.byCseq.set(r.p.cseq, r);
+    }
+    const timed = [...this.byCseq.entries()].map(([cseq, r]) => [r.p.time, cseq]).sort(cmpPair);
+    this.times = timed.map(([t]) => t);
+    this.best = [];
+    let best = -Infinity;
+    for (const [, c] of timed) {
+      best = Math.max(best, c);
+      this.best.push(best);
+    }
+  }
+
+  /** §12.5 over [a, b): {pieces: [[statement|null, from, to]], shownUntil}. */
+  state(a, b) {
+    if (a >= b) throw new RangeError(`empty interval [${a}, ${b})`);
+    const pieces = [];
+    const i = bisectRight(this.times, a);
+    let current;
+    let start;
+    if (i) {
+      current = this.byCseq.get(this.best[i - 1]);
+      start = a;
+    } else if (this.byCseq.has(0)) {
+      current = this.byCseq.get(0);
+      start = Math.min(current.p.time, b);
+      pieces.push([null, a, start]);
+      if (start === b) return { pieces, shownUntil: b };
+    } else {
+      return { pieces, shownUntil: a };
+    }
+    for (;;) {
+      const following = this.byCseq.get(current.p.cseq + 1);
+      if (following === undefined) return { pieces, shownUntil: start };
+      const t = following.p.time;
+      if (t >= b) {
+        pieces.push([current, start, b]);
+        return { pieces, shownUntil: b };
+      }
+      if (t > start) {
+        pieces.push([current, start, t]);
+        start = t;
+      }
+      current = following;
+    }
+  }
+}
+
+// --- §12.6 one device's records ------------------------------------------------------------------
+
+class DeviceRecords {
+  constructor(records, dates) {
+    this.records = records;
+    this.dates = dates;
+    const runs = [];
+    for (const r of records) {
+      const last = runs[runs.length - 1];
+      if (last && last[last.length - 1].p.seq + 1 === r.p.seq) last.push(r);
+      else runs.push([r]);
+    }
+    this.runs = runs;
+    const declared = [];
+    for (const r of records) {
+      const p = r.p;
+      if (p.kind === KIND_STATUS && !nil(p.lost) && !nil(p.detail)) {
+        declared.push([p.lost, p.lost + p.detail - 1]);
+      }
+    }
+    declared.sort(cmpPair);
+    this.lostFrom = declared.map(([lo]) => lo);
+    this.lostTo = [];
+    let hiMax = -Infinity;
+    for (const [, hi] of declared) {
+      hiMax = Math.max(hiMax, hi);
+      this.lostTo.push(hiMax);
+    }
+    const spans = [];
+    const losses = [];
+    let joined = [];
+    let gaps = [];
+    runs.forEach((run, k) => {
+      if (k && this.declared(runs[k - 1][runs[k - 1].length - 1].p.seq + 1, run[0].p.seq - 1)) {
+        gaps.push(joined.length - 1);
+      } else if (k) {
+        this.span(joined, gaps, spans, losses);
+        joined = [];
+        gaps = [];
+      }
+      joined.push(...run);
+    });
+    this.span(joined, gaps, spans, losses);
+    this.spans = union(spans);
+    losses.sort((x, y) => cmpNum(Math.min(x.start, x.end), Math.min(y.start, y.end)) ||
+      cmpNum(x.first, y.first));
+    this.losses = losses;
+    this.lossFrom = losses.map((x) => Math.min(x.start, x.end));
+    this.lossReach = [];
+    let reach = -Infinity;
+    for (const x of losses) {
+      reach = Math.max(reach, Math.max(x.start, x.end));
+      this.lossReach.push(reach);
+    }
+  }
+
+  declared(first, last) {
+    const j = bisectRight(this.lostFrom, first);
+    return j > 0 && this.lostTo[j - 1] >= last;
+  }
+
+  span(joined, gaps, spans, losses) {
+    const ds = joined.map((r) => dateOf(this.dates, r));
+    const known = ds.filter((d) => d !== null);
+    if (known.length) spans.push([Math.min(...known), Math.max(...known)]);
+    for (const g of gaps) {
+      let before = null;
+      for (let i = g; i >= 0; i--) {
+        if (ds[i] !== null) {
+          before = ds[i];
+          break;
+        }
+      }
+      let after = null;
+      for (let i = g + 1; i < ds.length; i++) {
+        if (ds[i] !== null) {
+          after = ds[i];
+          break;
+        }
+      }
+      if (before !== null && after !== null) {
+        const first = joined[g].p.seq + 1;
+        const last = joined[g + 1].p.seq - 1;
+        losses.push({ first, last, start: before, end: after });
+      }
+    }
+  }
+
+  missing(x, y) {
+    return subtract(x, y, this.spans);
+  }
+
+  lossesIn(x, y) {
+    const out = [];
+    let i = bisectLeft(this.lossFrom, y) - 1;
+    while (i >= 0 && this.lossReach[i] >= x) {
+      const loss = this.losses[i];
+      const lo = Math.min(loss.start, loss.end);
+      const hi = Math.max(loss.start, loss.end);
+      if (lo < hi ? Math.max(lo, x) < Math.min(hi, y) : x <= lo) out.push(loss);
+      i--;
+    }
+    return out.reverse();
+  }
+
+  /** §12.6 step 3: each dated reading with a temperature and what it stands for. */
+  readings(gap) {
+    const out = [];
+    for (const run of this.runs) {
+      const ds = run.map((r) => dateOf(this.dates, r));
+      let lastDated = -1;
+      ds.forEach((d, i) => {
+        if (d !== null) lastDated = i;
+      });
+      const runEnd = lastDated >= 0 ? ds[lastDated] : null;
+      const following = new Map(); // channel -> date of its next reading (null if undated)
+      for (let i = run.length - 1; i >= 0; i--) {
+        const p = run[i].p;
+        if (p.kind !== KIND_READING) continue;
+        const ch = p.ch || 0;
+        const t = ds[i];
+        if (t !== null && !nil(p.temp)) {
+          const nxt = following.has(ch) ? following.get(ch) : lastDated > i ? runEnd : t;
+          const e = Math.min(nxt === null ? t : nxt, t + gap);
+          if (e > t) out.push({ start: t, end: e, channel: ch, temp: p.temp, tq: p.tq, seq: p.seq });
+        }
+        following.set(ch, t);
+      }
+    }
+    return out;
+  }
+}
+
+// --- §12.7 the sweep --------------------------------------------------------------------------------
+
+function beyond(side, limit, temp) {
+  return side === HIGH ? temp > limit : temp < limit;
+}
+
+/** One excursion on one side: built from contiguous pieces (protocol/analytics.py). */
+class Excursion {
+  constructor(side, limit) {
+    this.side = side;
+    this.limit = limit;
+    this.start = null;
+    this.end = null;
+    this.peak = null;
+    this.excess = 0n;
+  }
+  extend(start, end, temp) {
+    if (this.start === null) this.start = start;
+    this.end = end;
+    if (this.peak === null || (this.side === HIGH ? temp > this.peak : temp < this.peak)) {
+      this.peak = temp;
+    }
+    this.excess += BigInt(Math.abs(temp - this.limit)) * BigInt(end - start);
+  }
+  get degreeMinutes() {
+    return roundDiv(this.excess, 60);
+  }
+}
+
+// A segment: [from, device, channel, to, temp, leg, reading seq, tq], sorted as Python's tuples.
+function cmpSegment(a, b) {
+  return (
+    cmpNum(a[0], b[0]) || cmpStr(a[1], b[1]) || cmpNum(a[2], b[2]) || cmpNum(a[3], b[3]) ||
+    cmpNum(a[4], b[4]) || cmpNum(a[5], b[5]) || cmpNum(a[6], b[6]) || cmpNum(a[7], b[7])
+  );
+}
+
+function sweep(legs, limits, segments) {
+  const covered = legs.map(() => 0);
+  const tor = legs.map(() => 0);
+  const found = { [HIGH]: [], [LOW]: [] };
+  const current = { [HIGH]: null, [LOW]: null };
+  const events = [];
+  for (const s of segments) {
+    events.push([s[0], 1, s[4]]);
+    events.push([s[3], -1, s[4]]);
+  }
+  events.sort((a, b) => cmpNum(a[0], b[0]) || cmpNum(a[1], b[1]) || cmpNum(a[2], b[2]));
+  const starts = legs.map((g) => g.start);
+  const count = new Map();
+  const highs = new MinHeap(); // negated temperatures
+  const lows = new MinHeap();
+  let active = 0;
+  let i = 0;
+  while (i < events.length) {
+    const u = events[i][0];
+    while (i < events.length && events[i][0] === u) {
+      const [, step, temp] = events[i];
+      const n = count.get(temp) || 0;
+      if (step > 0 && n === 0) {
+        highs.push(-temp);
+        lows.push(temp);
+      }
+      count.set(temp, n + step);
+      active += step;
+      i++;
+    }
+    if (i === events.length || active === 0) continue;
+    const v = events[i][0];
+    while ((count.get(-highs.top()) || 0) === 0) highs.pop();
+    while ((count.get(lows.top()) || 0) === 0) lows.pop();
+    const value = { [HIGH]: -highs.top(), [LOW]: lows.top() };
+    const k = bisectRight(starts, u) - 1;
+    covered[k] += v - u;
+    let out = false;
+    for (const side of [HIGH, LOW]) {
+      const limit = limits[side];
+      if (nil(limit) || !beyond(side, limit, value[side])) {
+        current[side] = null;
+        continue;
+      }
+      out = true;
+      let cur = current[side];
+      if (cur === null || cur.exc.end !== u) {
+        cur = current[side] = { exc: new Excursion(side, limit), legs: new Set() };
+        found[side].push(cur);
+      }
+      cur.exc.extend(u, v, value[side]);
+      cur.legs.add(k);
+    }
+    if (out) tor[k] += v - u;
+  }
+  return { covered, tor, found };
+}
+
+function figures(segments, covered) {
+  if (!segments.length) {
+    return {
+      readings: 0, covered, min: null, max: null, mean: null, mkt: null, tor: null, tq_min: null,
+    };
+  }
+  const samples = segments.map((s) => [s[4], s[3] - s[0]]);
+  const named = new Set(segments.map((s) => JSON.stringify([s[1], s[6]])));
+  let min = Infinity, max = -Infinity, tqMin = Infinity;
+  for (const s of segments) {
+    min = Math.min(min, s[4]);
+    max = Math.max(max, s[4]);
+    tqMin = Math.min(tqMin, s[7]);
+  }
+  return {
+    readings: named.size,
+    covered,
+    min,
+    max,
+    mean: meanCenti(samples),
+    mkt: mktCenti(samples),
+    tor: null,
+    tq_min: tqMin,
+  };
+}
+
+// --- the judge --------------------------------------------------------------------------------------
+
+function profileDocument(signer, p) {
+  return {
+    signer,
+    gtin: p.gtin,
+    lot: opt(p.lot),
+    name: opt(p.name),
+    low: opt(p.low),
+    high: opt(p.high),
+    delay: p.delay,
+    cumul: opt(p.cumul),
+    mkt: opt(p.mkt),
+    gap: p.gap,
+    lots: p.lots === 1,
+    links: p.links === 1,
+    cseq: p.cseq,
+    time: p.time,
+  };
+}
+
+function chainKey(kind, signer, name, lot) {
+  return JSON.stringify([kind, signer, name, lot]);
+}
+
+class Judge {
+  constructor(records, trust, uid) {
+    this.trust = trust;
+    this.uid = uid;
+    this.signers = bySigner(records.map(wrap));
+    this.records = [];
+    for (const recs of this.signers.values()) this.records.push(...recs);
+    this.dates = datesOfSigners(this.signers);
+    this.reasons = [];
+    this.statements = new Map();
+    for (const r of this.records) {
+      const p = r.p;
+      let key = null;
+      if (p.kind === KIND_BINDING) key = chainKey("binding", r.signer, p.target, "");
+      else if (p.kind === KIND_PROFILE) key = chainKey("profile", r.signer, p.gtin, opt(p.lot) ?? "");
+      if (key !== null) {
+        if (!this.statements.has(key)) this.statements.set(key, []);
+        this.statements.get(key).push(r);
+      }
+    }
+    this.indexed = new Map();
+    this.profile = null;
+  }
+
+  chain(key) {
+    if (!this.indexed.has(key)) {
+      this.indexed.set(key, new StatementChain(this.statements.get(key) || []));
+    }
+    return this.indexed.get(key);
+  }
+
+  run() {
+    const cust = custody(this.records, this.dates, this.uid);
+    this.reasons.push(...cust.reasons);
+    const doc = {
+      commission: null, item: null, profile: null, legs: [], excursions: [], totals: null,
+    };
+    if (cust.commission !== null) {
+      const commission = cust.commission.p;
+      doc.commission = cust.commission;
+      doc.item = parseItem(commission.item);
+      doc.profile = this.selectProfile(doc.item, cust.legs[0].start);
+      if (doc.profile !== null) this.profile = doc.profile.p;
+      const linksRequired = this.profile !== null && this.profile.links === 1;
+      this.reasons.push(...unlinkedReasons(cust, linksRequired));
+      const monitors = cust.legs.map((leg) => this.monitor(leg));
+      const segments = this.segments(cust.legs, monitors);
+      [doc.legs, doc.excursions, doc.totals] = this.temperature(cust.legs, monitors, segments);
+    }
+    this.reasons.sort(reasonCompare);
+    return this.document(doc);
+  }
+
+  document(d) {
+    const scan = d.commission ? d.commission.p : null;
+    const legs = d.legs;
+    const t = d.totals;
+    return {
+      verified: true,
+      verdict: verdictOf(this.reasons),
+      reasons: this.reasons,
+      subject: {
+        uid: toHex(this.uid),
+        item: scan ? opt(scan.item) : null,
+        gtin: d.item ? d.item.gtin : null,
+        lot: d.item ? d.item.lot : null,
+        serial: d.item ? d.item.serial : null,
+        commissioned: legs.length ? legs[0].leg.start : null,
+        place: scan ? scan.place : null,
+        reader: d.commission ? d.commission.signer : null,
+      },
+      profile: d.profile ? profileDocument(d.profile.signer, d.profile.p) : null,
+      legs: legs.map(({ leg: g, monitors, figures: f }) => ({
+        index: g.index,
+        location: g.location,
+        vehicle: g.vehicle,
+        from: g.start,
+        to: g.end,
+        scan: legScanJson(g),
+        monitors: monitors.map((m) => ({ device: m.device, from: m.start, to: m.end })),
+        readings: f.readings,
+        covered: f.covered,
+        min: f.min,
+        max: f.max,
+        mean: f.mean,
+        mkt: f.mkt,
+        tor: f.tor,
+        tq_min: f.tq_min,
+      })),
+      excursions: d.excursions,
+      totals: t === null || !legs.length ? null : {
+        from: legs[0].leg.start,
+        to: legs[legs.length - 1].leg.start,
+        readings: t.readings,
+        covered: t.covered,
+        min: t.min,
+        max: t.max,
+        mean: t.mean,
+        mkt: t.mkt,
+        tor: t.tor,
+      },
+    };
+  }
+
+  // §12.4
+  selectProfile(item, c) {
+    if (item === null) {
+      this.reasons.push(why.noProfile("no_gtin"));
+      return null;
+    }
+    const gtin = item.gtin;
+    const authority = opt(this.trust.gtinAuthority(gtin));
+    if (authority === null) {
+      this.reasons.push(why.noProfile("no_authority", gtin));
+      return null;
+    }
+    const lotKey = chainKey("profile", authority, gtin, item.lot ?? "");
+    const lotChain = item.lot !== null && this.statements.has(lotKey);
+    const key = lotChain ? lotKey : chainKey("profile", authority, gtin, "");
+    const state = this.chain(key).state(c, c + 1);
+    const statement = state.pieces.length ? state.pieces[0][0] : null;
+    const p = statement !== null ? statement.p : null;
+    if (state.shownUntil <= c) this.reasons.push(why.noProfile("unproven", gtin));
+    else if (statement === null || p.kind !== KIND_PROFILE) {
+      this.reasons.push(why.noProfile("none_in_force", gtin));
+    } else if (!lotChain && p.lots === 1) {
+      this.reasons.push(why.noProfile("lot_required", gtin, item.lot));
+    } else return statement;
+    return null;
+  }
+
+  // §12.6 step 1
+  monitor(leg) {
+    const a = leg.start, b = leg.end, where = leg.location, k = leg.index;
+    if (b <= a) return [];
+    if (where === null) {
+      this.reasons.push(why.unmonitored(k, a, b, "no_location", null));
+      return [];
+    }
+    const authority = opt(this.trust.placeAuthority(where));
+    if (authority === null) {
+      this.reasons.push(why.unmonitored(k, a, b, "no_authority", where));
+      return [];
+    }
+    const state = this.chain(chainKey("binding", authority, where, "")).state(a, b);
+    if (state.shownUntil < b) this.reasons.push(why.bindingUnproven(k, state.shownUntil, b, where));
+    const opened = new Map(); // device -> start of its current monitoring interval
+    const monitors = [];
+    const idle = [];
+    for (const [statement, s, e] of state.pieces) {
+      const p = statement !== null ? statement.p : null;
+      const devices = p !== null && p.kind === KIND_BINDING && !nil(p.devices)
+        ? p.devices.split(" ") : [];
+      if (!devices.length) idle.push([s, e]);
+      for (const d of [...opened.keys()].filter((x) => !devices.includes(x))) {
+        monitors.push({ device: d, start: opened.get(d), end: s });
+        opened.delete(d);
+      }
+      for (const d of devices) if (!opened.has(d)) opened.set(d, s);
+    }
+    for (const [s, e] of union(idle)) {
+      this.reasons.push(why.unmonitored(k, s, e, "no_devices", where));
+    }
+    const end = state.shownUntil;
+    for (const [d, s] of opened) monitors.push({ device: d, start: s, end });
+    monitors.sort((x, y) => cmpStr(x.device, y.device) || cmpNum(x.start, y.start));
+    return monitors;
+  }
+
+  // §12.6 steps 2-4
+  segments(legs, monitors) {
+    const bound = new Map();
+    legs.forEach((leg, li) => {
+      for (const m of monitors[li]) {
+        if (!bound.has(m.device)) bound.set(m.device, []);
+        bound.get(m.device).push([m.start, m.end, leg.index]);
+      }
+    });
+    const gap = this.profile !== null ? this.profile.gap : DEFAULT_GAP;
+    const segments = [];
+    for (const device of [...bound.keys()].sort(cmpStr)) {
+      const dev = new DeviceRecords(this.signers.get(device) || [], this.dates);
+      const intervals = bound.get(device).sort((x, y) =>
+        cmpNum(x[0], y[0]) || cmpNum(x[1], y[1]) || cmpNum(x[2], y[2]));
+      const noted = new Set();
+      for (const [x, y, k] of intervals) {
+        for (const [s, e] of dev.missing(x, y)) {
+          this.reasons.push(why.recordsMissing(k, device, s, e));
+        }
+        for (const loss of dev.lossesIn(x, y)) {
+          const key = `${k} ${loss.first}`;
+          if (!noted.has(key)) {
+            noted.add(key);
+            this.reasons.push(why.lost(k, device, loss.start, loss.end, loss.first, loss.last));
+          }
+        }
+      }
+      const ends = intervals.map(([, y]) => y);
+      for (const held of dev.readings(gap)) {
+        let i = bisectRight(ends, held.start);
+        while (i < intervals.length && intervals[i][0] < held.end) {
+          const [x, y, k] = intervals[i];
+          const s = Math.max(x, held.start);
+          const e = Math.min(y, held.end);
+          if (s < e) segments.push([s, device, held.channel, e, held.temp, k, held.seq, held.tq]);
+          i++;
+        }
+      }
+      this.clockNotes(device, dev);
+    }
+    segments.sort(cmpSegment);
+    const byLeg = new Map();
+    for (const seg of segments) {
+      if (!byLeg.has(seg[5])) byLeg.set(seg[5], []);
+      byLeg.get(seg[5]).push([seg[0], seg[3]]);
+    }
+    legs.forEach((leg, li) => {
+      const covered = union(byLeg.get(leg.index) || []);
+      for (const [x, y] of union(monitors[li].map((m) => [m.start, m.end]))) {
+        for (const [s, e] of subtract(x, y, covered)) {
+          this.reasons.push(why.noReadings(leg.index, s, e));
+        }
+      }
+    });
+    return segments;
+  }
+
+  // §12.2's notes
+  clockNotes(device, dev) {
+    let clock = 0;
+    let undated = 0;
+    for (const r of dev.records) {
+      if (r.p.kind === KIND_READING && r.p.tq === 0) {
+        if (dateOf(this.dates, r) === null) undated++;
+        else clock++;
+      }
+    }
+    if (clock) this.reasons.push(why.clockDated(device, clock));
+    if (undated) this.reasons.push(why.undated(device, undated));
+  }
+
+  // §12.7
+  temperature(legs, monitors, segments) {
+    const prof = this.profile;
+    const limits = prof !== null ? { [HIGH]: opt(prof.high), [LOW]: opt(prof.low) } : {};
+    const sw = sweep(legs, limits, segments);
+    const excursions = this.excursions(sw.found, segments);
+    const byLeg = new Map();
+    for (const seg of segments) {
+      if (!byLeg.has(seg[5])) byLeg.set(seg[5], []);
+      byLeg.get(seg[5]).push(seg);
+    }
+    const reports = legs.map((leg, li) => {
+      const f = figures(byLeg.get(leg.index) || [], sw.covered[leg.index]);
+      if (prof !== null) f.tor = sw.tor[leg.index];
+      return { leg, monitors: monitors[li], figures: f };
+    });
+    const totals = figures(segments, sw.covered.reduce((x, y) => x + y, 0));
+    if (prof !== null) {
+      const tor = sw.tor.reduce((x, y) => x + y, 0);
+      totals.tor = tor;
+      if (!nil(prof.cumul) && tor >= prof.cumul) this.reasons.push(why.cumulative(tor, prof.cumul));
+      if (!nil(prof.mkt) && totals.mkt !== null && totals.mkt > prof.mkt) {
+        this.reasons.push(why.mkt(totals.mkt, prof.mkt));
+      }
+    }
+    return [reports, excursions, totals];
+  }
+
+  excursions(found, segments) {
+    const prof = this.profile;
+    const out = [];
+    if (prof === null) return out;
+    for (const side of [HIGH, LOW]) {
+      const items = found[side];
+      const spans = items.map(({ exc }) => [exc.start, exc.end]);
+      const devices = items.map(() => new Set());
+      for (const seg of segments) {
+        if (items.length && beyond(side, items[0].exc.limit, seg[4])) {
+          let j = Math.max(bisectRightPair(spans, seg[0], seg[0]) - 1, 0);
+          while (j < spans.length && spans[j][0] < seg[3]) {
+            if (spans[j][1] > seg[0]) devices[j].add(seg[1]);
+            j++;
+          }
+        }
+      }
+      items.forEach(({ exc, legs }, n) => {
+        const { start, end, peak } = exc;
+        out.push({
+          side,
+          from: start,
+          to: end,
+          duration: end - start,
+          peak,
+          degree_minutes: exc.degreeMinutes,
+          devices: [...devices[n]].sort(cmpStr),
+          legs: [...legs].sort(cmpNum),
+          alarm: end - start >= prof.delay,
+        });
+        this.reasons.push(why.excursion(side, start, end, peak, prof.delay));
+      });
+    }
+    out.sort((x, y) => cmpNum(x.from, y.from) || cmpNum(x.side !== HIGH ? 1 : 0, y.side !== HIGH ? 1 : 0));
+    return out;
+  }
+}
+
+/**
+ * All of §12 over the verified records `records` for the tag `uid` (a Uint8Array), with the
+ * §10 scopes of `trust` (placeAuthority, gtinAuthority). Synchronous. Returns the verdict
+ * document of §13.1 (with `verified: true`).
+ */
+export function judge(records, trust, uid) {
+  return new Judge(records, trust, uid).run();
+}
+
+export { INCOMPLETE };
