@@ -12,7 +12,11 @@ arithmetic (rounding, MKT in fixed binary64 steps, docs/protocol.md §12.7,
 next; the streaming rules (delay, cumulative window, ignore, fault delay,
 offline) are this engine's. Alerts are
 published on ``ct/v1/gw/{gateway}/alerts`` (§5) and optionally POSTed to a
-webhook.
+webhook and e-mailed (``[alerts.email]``, SMTP). With a store, every event is
+kept in its ``alerts`` table, where the dashboard (gateway/dashboard.py)
+shows it and an operator acknowledges it; an alert nobody acknowledged
+within ``escalate_after`` seconds is sent once more to ``escalate_to``
+(e-mail addresses and/or webhook URLs), and the escalation is recorded.
 
 Interface::
 
@@ -26,6 +30,8 @@ Interface::
     AlertEvent.to_json() -> str                 # the MQTT / webhook payload
     mqtt_publisher(publish, gateway_id)         # publish(topic, payload_bytes), QoS 1
     WebhookPublisher(url, secret=..., queue_size=1000)   # bounded, retrying, never blocks
+    EmailPublisher(EmailSettings(...), to=[...])         # SMTP, same queue discipline
+    Escalator(store, after, publishers)                  # re-sends unacknowledged alerts once
     fan_out(*publishers)                        # one callable; a failing publisher is logged
     mkt_centi([(temp_centi, weight), ...]) -> int   # protocol.analytics' MKT
     AlertListener / listener_from_config(cfg, publish=..., place_of=...)  # glue for the core
@@ -81,13 +87,18 @@ import http.client
 import json
 import logging
 import random
+import smtplib
+import ssl
 import threading
 import time as _time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
 from typing import Any
 
 from gateway.profiles import Profile, ProfileBook
@@ -97,7 +108,11 @@ __all__ = [
     "AlertEngine",
     "AlertEvent",
     "AlertListener",
+    "EmailPublisher",
+    "EmailSettings",
+    "Escalator",
     "WebhookPublisher",
+    "email_settings",
     "fan_out",
     "listener_from_config",
     "mkt_centi",
@@ -812,6 +827,355 @@ def _seconds(value: str | None) -> float | None:
         return None  # an HTTP date: use our own backoff
 
 
+# --- E-mail (SMTP) ---------------------------------------------------------------------------
+
+
+class AlertConfigError(ValueError):
+    """``[alerts]`` e-mail or escalation settings are unusable."""
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """``[alerts.email]``: the SMTP server and the envelope.
+
+    ``starttls`` upgrades the connection before logging in (port 587); ``user``
+    with ``password_file`` (first line) logs in. Without TLS the password is
+    never sent: a ``user`` needs ``starttls``."""
+
+    host: str
+    port: int = 25
+    sender: str = ""
+    to: tuple[str, ...] = ()
+    starttls: bool = False
+    user: str | None = None
+    password_file: Path | None = field(default=None, repr=False)
+    timeout: float = 10.0
+
+    def password(self) -> str | None:
+        if self.password_file is None:
+            return None
+        lines = self.password_file.read_text(encoding="utf-8").splitlines()
+        return lines[0].strip() if lines else ""
+
+
+_EMAIL_KEYS = {"host", "port", "from", "to", "starttls", "user", "password_file", "timeout"}
+
+
+def email_settings(raw: Any, base: Path | None = None) -> EmailSettings:
+    """Check ``[alerts.email]`` and read it (relative ``password_file``: from ``base``)."""
+    if not isinstance(raw, Mapping):
+        raise AlertConfigError("[alerts.email] must be a table")
+    unknown = set(raw) - _EMAIL_KEYS
+    if unknown:
+        raise AlertConfigError(f"[alerts.email] has unknown keys {sorted(unknown)}")
+    host, sender = raw.get("host"), raw.get("from")
+    if not isinstance(host, str) or not host:
+        raise AlertConfigError("[alerts.email] host is required")
+    if not isinstance(sender, str) or "@" not in sender:
+        raise AlertConfigError("[alerts.email] from must be an e-mail address")
+    to = raw.get("to", [])
+    to = [to] if isinstance(to, str) else to
+    if not isinstance(to, list) or not all(isinstance(a, str) and "@" in a for a in to):
+        raise AlertConfigError("[alerts.email] to must be an address or a list of addresses")
+    starttls = raw.get("starttls", False)
+    port = raw.get("port", 587 if starttls else 25)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise AlertConfigError(f"[alerts.email] port must be 1 … 65535, got {port!r}")
+    if not isinstance(starttls, bool):
+        raise AlertConfigError("[alerts.email] starttls must be true or false")
+    user, pw = raw.get("user"), raw.get("password_file")
+    if (user is None) != (pw is None):
+        raise AlertConfigError("[alerts.email] user and password_file go together")
+    if user is not None and not starttls:
+        raise AlertConfigError("[alerts.email] a user needs starttls = true (no password in clear)")
+    pw_path = None
+    if pw is not None:
+        if not isinstance(pw, str) or not pw:
+            raise AlertConfigError("[alerts.email] password_file must be a path")
+        pw_path = Path(pw).expanduser()
+        if not pw_path.is_absolute() and base is not None:
+            pw_path = base / pw_path
+    timeout = raw.get("timeout", 10.0)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise AlertConfigError("[alerts.email] timeout must be a positive number")
+    return EmailSettings(host, port, sender, tuple(to), starttls, user, pw_path, float(timeout))
+
+
+def _centi(v: Any) -> str:
+    return "-" if v is None else f"{int(v) / 100:.2f} °C"
+
+
+def _utc(t: Any) -> str:
+    return "-" if t is None else _time.strftime("%Y-%m-%d %H:%M:%S UTC", _time.gmtime(int(t)))
+
+
+def alert_subject(event: AlertEvent, *, escalated: int | None = None) -> str:
+    where = f" at {event.place}" if event.place else ""
+    what = f"{event.kind} {event.phase}"
+    if event.side:
+        what += f" ({event.side}, peak {_centi(event.peak_centi)})"
+    head = "[ColdTrace] "
+    if escalated is not None:
+        head += f"ESCALATED, not acknowledged in {escalated} s: "
+    return f"{head}{what}: {event.device}{where}"
+
+
+def alert_text(event: AlertEvent, *, escalated: int | None = None) -> str:
+    """The plain-text body: the figures an operator reads, then the event's JSON."""
+    lines = []
+    if escalated is not None:
+        lines += [f"Nobody acknowledged this alert within {escalated} seconds.", ""]
+    lines += [
+        f"Alert:    {event.kind} ({event.phase})",
+        f"Id:       {event.id}",
+        f"Device:   {event.device}" + (f" channel {event.channel}" if event.channel else ""),
+        f"Place:    {event.place or '-'}"
+        + (f" (profile {event.profile})" if event.profile else ""),
+        f"Started:  {_utc(event.start)}",
+    ]
+    if event.end is not None:
+        lines.append(f"Ended:    {_utc(event.end)} after {event.duration} s")
+    if event.kind == "excursion":
+        lines += [
+            f"Side:     {event.side} of {_centi(event.limit_centi)}",
+            f"Peak:     {_centi(event.peak_centi)}",
+        ]
+    if event.reason:
+        lines.append(f"Reason:   {event.reason}")
+    if event.cause:
+        lines.append(f"Cause:    {event.cause}")
+    lines += ["", "Acknowledge it on the gateway's dashboard.", "", event.to_json(), ""]
+    return "\n".join(lines)
+
+
+class _Queued:
+    """A bounded queue drained by one worker thread that retries with backoff: the
+    discipline of WebhookPublisher for other transports. ``_send(item)`` returns
+    "ok", "retry" or "fail"."""
+
+    thread_name = "coldtrace-queue"
+
+    def __init__(
+        self, *, queue_size: int = 1000, max_attempts: int = 6, backoff: float = 1.0
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = 300.0
+        self.sent = self.retries = self.failed = self.dropped = 0
+        self._queue: collections.deque[Any] = collections.deque()
+        self._queue_size = queue_size
+        self._cond = threading.Condition()
+        self._closing = False
+        self._busy = 0
+        self._abort = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> None:
+        with self._cond:
+            if self._closing:
+                self.dropped += 1
+                return
+            if len(self._queue) >= self._queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(item)
+            self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue) + self._busy
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abort.set()
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue or self._abort.is_set():
+                    self.dropped += len(self._queue)
+                    self._queue.clear()
+                    return
+                item = self._queue.popleft()
+                self._busy = 1
+            ok = self._deliver(item)
+            with self._cond:
+                self._busy = 0
+                if ok:
+                    self.sent += 1
+                else:
+                    self.failed += 1
+
+    def _deliver(self, item: Any) -> bool:
+        delay = self.backoff
+        for attempt in range(1, self.max_attempts + 1):
+            outcome = self._send(item)
+            if outcome == "ok":
+                return True
+            if outcome == "fail" or attempt == self.max_attempts:
+                break
+            with self._cond:
+                self.retries += 1
+            if self._abort.wait(min(delay * random.uniform(0.5, 1.0), self.max_backoff)):
+                break
+            delay = min(delay * 2, self.max_backoff)
+        log.warning("%s gave up on %s", self.thread_name, item[0] if item else item)
+        return False
+
+    def _send(self, item: Any) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class EmailPublisher(_Queued):
+    """E-mail each alert through an SMTP server, from a background thread.
+
+    Calling it only queues (ingest never waits for the mail server). A
+    connection error, a 4xx reply or a timeout is retried with backoff; a 5xx
+    reply gives up on that message. ``to`` overrides the settings' recipients
+    (escalation sends to other addresses through the same server); with
+    ``escalated`` the subject and body say the alert was not acknowledged in
+    time. Headers: ``X-ColdTrace-Alert: <id> <phase>``."""
+
+    thread_name = "coldtrace-email"
+
+    def __init__(
+        self,
+        settings: EmailSettings,
+        *,
+        to: Iterable[str] | None = None,
+        queue_size: int = 1000,
+        max_attempts: int = 6,
+        backoff: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.to = tuple(settings.to if to is None else to)
+        if not self.to:
+            raise AlertConfigError("[alerts.email] has no recipient (to)")
+        super().__init__(queue_size=queue_size, max_attempts=max_attempts, backoff=backoff)
+
+    def __call__(self, event: AlertEvent, *, escalated: int | None = None) -> None:
+        self._put((f"{event.id} {event.phase}", self.message(event, escalated=escalated)))
+
+    def message(self, event: AlertEvent, *, escalated: int | None = None) -> EmailMessage:
+        msg = EmailMessage()
+        msg["Subject"] = alert_subject(event, escalated=escalated)
+        msg["From"] = self.settings.sender
+        msg["To"] = ", ".join(self.to)
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = make_msgid(domain="coldtrace.gateway")
+        msg["X-ColdTrace-Alert"] = f"{event.id} {event.phase}" + (
+            " escalated" if escalated is not None else ""
+        )
+        msg.set_content(alert_text(event, escalated=escalated))
+        return msg
+
+    def _send(self, item: tuple[str, EmailMessage]) -> str:
+        label, msg = item
+        st = self.settings
+        try:
+            with smtplib.SMTP(st.host, st.port, timeout=st.timeout) as smtp:
+                if st.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if st.user is not None:
+                    smtp.login(st.user, st.password() or "")
+                smtp.send_message(msg, from_addr=st.sender, to_addrs=list(self.to))
+            return "ok"
+        except smtplib.SMTPResponseException as e:
+            if 400 <= e.smtp_code < 500:
+                log.info("e-mail %s: SMTP %d, will retry", label, e.smtp_code)
+                return "retry"
+            log.warning("e-mail %s: SMTP %d %r, not retried", label, e.smtp_code, e.smtp_error)
+            return "fail"
+        except smtplib.SMTPRecipientsRefused as e:
+            log.warning("e-mail %s: recipients refused %s", label, e.recipients)
+            return "fail"
+        except (smtplib.SMTPException, OSError) as e:
+            log.info("e-mail %s: %s, will retry", label, e)
+            return "retry"
+
+
+# --- Escalation and the store ----------------------------------------------------------------
+
+
+def event_from_dict(d: Mapping[str, Any]) -> AlertEvent:
+    """An AlertEvent from its ``to_dict()`` (extra keys such as format/version ignored)."""
+    names = {f.name for f in fields(AlertEvent)}
+    return AlertEvent(**{k: v for k, v in d.items() if k in names})
+
+
+def store_recorder(store: Any) -> Callable[[AlertEvent], None]:
+    """A publisher keeping every event in the store's ``alerts`` table (the dashboard's)."""
+
+    def record(event: AlertEvent) -> None:
+        store.record_alert(event.to_dict())
+
+    return record
+
+
+class Escalator:
+    """Sends an alert nobody acknowledged within ``after`` seconds once more, to the
+    escalation publishers, and records that it did (``alerts.escalated`` and an
+    ``escalate`` line in the audit log). ``check()`` runs from the listener's tick."""
+
+    def __init__(
+        self,
+        store: Any,
+        after: int,
+        publishers: Iterable[Callable[..., object]],
+        *,
+        targets: Iterable[str] = (),
+        clock: Callable[[], float] = _time.time,
+    ) -> None:
+        self.store = store
+        self.after = int(after)
+        self.publishers = list(publishers)
+        self.targets = list(targets)
+        self.clock = clock
+        self.escalated = 0
+
+    def check(self) -> list[str]:
+        """Escalate what is due; the ids escalated."""
+        now = int(self.clock())
+        done = []
+        for row in self.store.alerts_to_escalate(now - self.after):
+            if not self.store.mark_escalated(row["id"], self.targets, now=now):
+                continue  # another process got there first
+            event = event_from_dict(row["event"])
+            log.warning("alert %s not acknowledged in %d s: escalating", row["id"], self.after)
+            for publish in self.publishers:
+                try:
+                    publish(event, escalated=self.after)
+                except Exception:
+                    log.exception("escalating %s through %r failed", row["id"], publish)
+            done.append(row["id"])
+            self.escalated += 1
+        return done
+
+
+class _EscalationWebhook:
+    """A WebhookPublisher for escalations: the event with phase ``escalation``."""
+
+    def __init__(self, hook: WebhookPublisher) -> None:
+        self.hook = hook
+
+    def __call__(self, event: AlertEvent, *, escalated: int | None = None) -> None:
+        from dataclasses import replace
+
+        self.hook(replace(event, phase="escalation", reason=event.reason))
+
+    def close(self) -> None:
+        self.hook.close()
+
+
 # --- Glue for the gateway core --------------------------------------------------------------------
 
 
@@ -834,11 +1198,13 @@ class AlertListener:
         *,
         place_of: Callable[[str], str | None] | None = None,
         closers: Iterable[Callable[[], object]] = (),
+        escalator: Escalator | None = None,
     ) -> None:
         self.engine = engine
         self.publish = publish
         self.place_of = place_of
         self.closers = list(closers)
+        self.escalator = escalator
         self.places: dict[str, str | None] = {}
         self.events = 0
 
@@ -873,6 +1239,11 @@ class AlertListener:
 
     def tick(self) -> None:
         self._emit(self.engine.tick())
+        if self.escalator is not None:
+            try:
+                self.escalator.check()
+            except Exception:
+                log.exception("alert escalation failed")
 
     def close(self) -> None:
         """Flush and stop the publishers that need it (the webhook); call at shutdown."""
@@ -895,18 +1266,26 @@ def listener_from_config(
     publish: Callable[[str, bytes], object] | None = None,
     place_of: Callable[[str], str | None] | None = None,
     clock: Callable[[], float] = _time.time,
+    store: Any = None,
 ) -> AlertListener:
     """An ``AlertListener`` from the gateway configuration.
 
     ``cfg.alerts`` (optional) is the raw ``[alerts]`` table: ``default``,
     ``offline_delay``, ``fault_delay``, ``webhook`` (URL), ``webhook_secret``,
-    ``profiles`` and ``places`` (see ``ProfileBook.from_config``). ``publish``
-    is the core's ``(topic, payload) -> None`` QoS 1 publish; alerts go to
-    ``ct/v1/gw/{cfg.id}/alerts`` through it and to the webhook if configured.
+    ``profiles`` and ``places`` (see ``ProfileBook.from_config``), ``email``
+    (``[alerts.email]``: host, port, from, to, starttls, user, password_file,
+    timeout), ``escalate_after`` (s; 0 or absent: no escalation) and
+    ``escalate_to`` (a list of e-mail addresses, sent through the
+    ``[alerts.email]`` server, and http(s) webhook URLs). ``publish`` is the
+    core's ``(topic, payload) -> None`` QoS 1 publish; alerts go to
+    ``ct/v1/gw/{cfg.id}/alerts`` through it and to the webhook and e-mail if
+    configured. With ``store``, every event is kept in the store's alerts
+    table (the dashboard's), and escalation needs it.
     """
     table = getattr(cfg, "alerts", None) or {}
     if not isinstance(table, Mapping):
         table = vars(table)
+    base = Path(cfg.path).resolve().parent if getattr(cfg, "path", None) else None
     book = ProfileBook.from_config(table)
     engine = AlertEngine(
         book,
@@ -916,13 +1295,54 @@ def listener_from_config(
     )
     sinks: list[Publisher] = []
     closers: list[Callable[[], object]] = []
+    if store is not None:
+        sinks.append(store_recorder(store))
     if publish is not None:
         sinks.append(mqtt_publisher(publish, getattr(cfg, "id", "local")))
+    secret = table.get("webhook_secret")
+    secret_bytes = secret.encode() if isinstance(secret, str) else secret
     if table.get("webhook"):
-        secret = table.get("webhook_secret")
-        webhook = WebhookPublisher(
-            str(table["webhook"]), secret=secret.encode() if isinstance(secret, str) else secret
-        )
+        webhook = WebhookPublisher(str(table["webhook"]), secret=secret_bytes)
         sinks.append(webhook)
         closers.append(webhook.close)
-    return AlertListener(engine, fan_out(*sinks), place_of=place_of, closers=closers)
+    email = None
+    if table.get("email") is not None:
+        email = email_settings(table["email"], base)
+        if email.to:
+            mailer = EmailPublisher(email)
+            sinks.append(mailer)
+            closers.append(mailer.close)
+    escalator = None
+    after = table.get("escalate_after", 0)
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise AlertConfigError("[alerts] escalate_after must be a whole number of seconds >= 0")
+    targets = table.get("escalate_to", [])
+    targets = [targets] if isinstance(targets, str) else targets
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise AlertConfigError("[alerts] escalate_to must be a list of addresses and URLs")
+    if after and not targets:
+        raise AlertConfigError("[alerts] escalate_after needs escalate_to")
+    if after:
+        if store is None:
+            raise AlertConfigError("[alerts] escalation needs the gateway's store")
+        addresses = [t.removeprefix("mailto:") for t in targets if "://" not in t]
+        urls = [t for t in targets if "://" in t]
+        if any("@" not in a for a in addresses):
+            raise AlertConfigError(
+                f"[alerts] escalate_to: {addresses} are not all e-mail addresses or URLs"
+            )
+        chans: list[Callable[..., object]] = []
+        if addresses:
+            if email is None:
+                raise AlertConfigError("[alerts] escalate_to e-mail addresses need [alerts.email]")
+            escalation_mail = EmailPublisher(email, to=addresses)
+            chans.append(escalation_mail)
+            closers.append(escalation_mail.close)
+        for url in urls:
+            hook = _EscalationWebhook(WebhookPublisher(url, secret=secret_bytes))
+            chans.append(hook)
+            closers.append(hook.close)
+        escalator = Escalator(store, after, chans, targets=targets, clock=clock)
+    return AlertListener(
+        engine, fan_out(*sinks), place_of=place_of, closers=closers, escalator=escalator
+    )

@@ -17,6 +17,9 @@
                                                    (gateway/push.py; `run` does it too)
     coldtrace gateway witness   --config FILE [--once]     witness [[witness.peers]]
     coldtrace gateway witness-key --config FILE    the witness vkey to register with the cloud
+    coldtrace gateway dashboard --config FILE [--listen HOST:PORT]
+                                                   the operator's web page alone, against the
+                                                   store (`run` serves it with [dashboard])
 
 There is no device bundle any more: a version-2 bundle is about one item (its
 ``subject`` is a tag, docs/protocol.md §9); ``proof`` gives one record's
@@ -125,6 +128,16 @@ def register(subparsers: Any) -> None:
 
     p = cmd("witness-key", "print this gateway's witness vkey (made on first use)", _witness_key)
     config_arg(p)
+
+    p = cmd(
+        "dashboard",
+        "serve the operator's dashboard against the gateway's store (gateway/dashboard.py)",
+        _dashboard,
+    )
+    config_arg(p)
+    p.add_argument(
+        "--listen", default=None, help='HOST:PORT (default: [dashboard] listen, "127.0.0.1:8700")'
+    )
 
     from gateway.registry_cli import register_registry_commands
 
@@ -589,6 +602,26 @@ def _witness_key(args: argparse.Namespace) -> int:
     cfg = _load(args)
     print(load_or_create_witness_key(cfg).vkey)
     return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError, DashboardConfig, _check_dashboard
+    from gateway.dashboard import run_dashboard
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    cfg = _load(args)
+    if cfg.dashboard is None:
+        cfg.dashboard = DashboardConfig()
+    try:
+        if args.listen:
+            cfg.dashboard.listen = args.listen
+            _check_dashboard(cfg.dashboard)
+        return run_dashboard(cfg)
+    except ConfigError as exc:
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return 2
 
 
 def open_store_rw(cfg: Any) -> Any:

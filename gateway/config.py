@@ -27,7 +27,15 @@ sections are::
                 specificity, both matching one GTIN - the file is refused; else
                 the more specific pattern wins (docs/protocol.md §10)
     [metrics]   port (Prometheus endpoint; absent or 0: off), host
-    [alerts]    profiles, places, webhook...: read by gateway/alerts.py, kept as is
+    [alerts]    profiles, places, webhook, email ([alerts.email] host, port, from,
+                to, starttls, user, password_file), escalate_after, escalate_to:
+                read by gateway/alerts.py, kept as is
+    [dashboard] listen ("host:port"; absent: no dashboard), token | token_file
+                (required unless listen is a loopback address), upload_interval
+                (s; a device is offline when nothing came for its interval plus
+                offline_grace; default 3600, the firmware's), offline_grace (s;
+                default 300), [dashboard.upload_intervals] "device-id" = s
+                (per device, as provisioned). gateway/dashboard.py
     [cloud]     url (the cloud service, http(s)://host[:port]), interval (s between
                 push rounds when idle; default 10), timeout (s per request;
                 default 30), retry_max (s; longest backoff between retries, from
@@ -57,6 +65,7 @@ from typing import Any
 __all__ = [
     "Authority",
     "ConfigError",
+    "DashboardConfig",
     "GatewayConfig",
     "InfluxConfig",
     "IngestConfig",
@@ -215,6 +224,43 @@ class WitnessConfig:
 
 
 @dataclass
+class DashboardConfig:
+    """``[dashboard]``: the operator's web page (gateway/dashboard.py)."""
+
+    listen: str = "127.0.0.1:8700"
+    token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    upload_interval: int = 3600  # s: firmware/config.json "upload", the provisioned default
+    offline_grace: int = 300  # s beyond the interval before a device counts as offline
+    upload_intervals: dict[str, int] = field(default_factory=dict)  # device id -> s
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def secret(self) -> str | None:
+        """The access token, from ``token`` or the first line of ``token_file``."""
+        if self.token is not None:
+            return self.token
+        if self.token_file is None:
+            return None
+        try:
+            lines = self.token_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"[dashboard] token_file {self.token_file}: {exc.strerror}") from None
+        if not lines or not lines[0].strip():
+            raise ConfigError(f"[dashboard] token_file {self.token_file} is empty")
+        return lines[0].strip()
+
+    def interval_of(self, device: str) -> int:
+        return int(self.upload_intervals.get(device, self.upload_interval))
+
+
+@dataclass
 class GatewayConfig:
     id: str = "gateway"
     data_dir: Path = Path("var/gateway")
@@ -228,6 +274,7 @@ class GatewayConfig:
     influx: InfluxConfig | None = None  # None: no [influx] section, no InfluxDB sink
     cloud: PushConfig | None = None  # None: no [cloud] section, nothing pushed
     witness: WitnessConfig = field(default_factory=WitnessConfig)
+    dashboard: DashboardConfig | None = None  # None: no [dashboard] section, no web page
     path: Path | None = None  # the file this was read from
 
     @property
@@ -262,7 +309,8 @@ def _section(cls: type, raw: Any, where: str, base: Path) -> Any:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known or (
-            key in ("path", "alerts", "influx", "cloud", "witness") and cls is GatewayConfig
+            key in ("path", "alerts", "influx", "cloud", "witness", "dashboard")
+            and cls is GatewayConfig
         ):
             raise ConfigError(f"[{where}] has an unknown key {key!r}")
         if key in _PATH_FIELDS and value is not None:
@@ -310,6 +358,7 @@ def load_config(path: str | Path) -> GatewayConfig:
     influx = raw.pop("influx", None)
     cloud = raw.pop("cloud", None)
     witness = raw.pop("witness", {})
+    dashboard = raw.pop("dashboard", None)
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"{path}: unknown sections {sorted(unknown)}")
@@ -329,6 +378,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     if cloud is not None:
         cfg.cloud = _section(PushConfig, cloud, "cloud", base)
     cfg.witness = _section(WitnessConfig, witness, "witness", base)
+    if dashboard is not None:
+        cfg.dashboard = _section(DashboardConfig, dashboard, "dashboard", base)
     if not cfg.witness.key_file.is_absolute():
         cfg.witness.key_file = base / cfg.witness.key_file
     cfg.path = path
@@ -379,6 +430,54 @@ def _check(cfg: GatewayConfig) -> None:
     if cfg.cloud is not None:
         _check_cloud(cfg.cloud)
     _check_witness(cfg)
+    if cfg.dashboard is not None:
+        _check_dashboard(cfg.dashboard)
+    _check_alert_channels(cfg)
+
+
+def _check_alert_channels(cfg: GatewayConfig) -> None:
+    """``[alerts.email]`` and escalation settings, checked at load (gateway/alerts.py)."""
+    if "email" not in cfg.alerts:
+        return
+    from gateway.alerts import AlertConfigError, email_settings
+
+    try:
+        email_settings(cfg.alerts["email"], cfg.path.resolve().parent if cfg.path else None)
+    except AlertConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_dashboard(d: DashboardConfig) -> None:
+    import ipaddress
+
+    if not isinstance(d.listen, str) or ":" not in d.listen:
+        raise ConfigError(f'[dashboard] listen must be "host:port", not {d.listen!r}')
+    try:
+        port = d.port
+    except ValueError:
+        raise ConfigError(f"[dashboard] listen {d.listen!r}: the port is not a number") from None
+    if not 0 <= port < 65536 or not d.host:
+        raise ConfigError(f"[dashboard] listen {d.listen!r}: give a host and a port 0 … 65535")
+    if d.token is not None and (not isinstance(d.token, str) or len(d.token) < 16):
+        raise ConfigError("[dashboard] token must be a string of at least 16 characters")
+    if d.token is not None and d.token_file is not None:
+        raise ConfigError("[dashboard] give token or token_file, not both")
+    try:
+        loopback = d.host == "localhost" or ipaddress.ip_address(d.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and d.token is None and d.token_file is None:
+        raise ConfigError(
+            f"[dashboard] listen {d.listen!r} is not a loopback address: set token or "
+            "token_file (anyone who reaches it could acknowledge alerts)"
+        )
+    if d.upload_interval < 1 or d.offline_grace < 0:
+        raise ConfigError("[dashboard] upload_interval must be >= 1 s, offline_grace >= 0")
+    if not isinstance(d.upload_intervals, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1
+        for v in d.upload_intervals.values()
+    ):
+        raise ConfigError("[dashboard.upload_intervals] must map device ids to seconds >= 1")
 
 
 def _check_cloud(c: PushConfig) -> None:

@@ -18,7 +18,9 @@ seconds for ``coldtrace gateway status``.
 With ``[cloud]`` a thread pushes the log to the cloud (gateway/push.py) and,
 with ``[[witness.peers]]``, another witnesses the peers' logs through it
 (gateway/witness.py); their alarms (a frozen log, a peer's fork) go through
-:meth:`Gateway.raise_alert`.
+:meth:`Gateway.raise_alert`. Alert events are kept in the store (acknowledged
+and escalated there); with ``[dashboard]`` the operator's web page
+(gateway/dashboard.py) is served from a thread of this process.
 """
 
 from __future__ import annotations
@@ -246,6 +248,7 @@ class Gateway:
         self.influx = self._influx_sink()  # optional copy for dashboards, None when off
         self.on_records = self._record_hooks()
         self.metrics: Any = None
+        self.dashboard: Any = None  # gateway/dashboard.py's server, with [dashboard]
         self.last_status: dict[str, Any] = {}
         self.started = time.time()
         self._next_outbox = 0.0
@@ -268,15 +271,19 @@ class Gateway:
     def _alert_listener(self) -> Any:
         """gateway/alerts.py's listener for this configuration (None if unavailable)."""
         try:
-            from gateway.alerts import listener_from_config
+            from gateway.alerts import AlertConfigError, listener_from_config
         except ImportError:
             return None
 
-        return listener_from_config(
-            self.cfg,
-            publish=lambda topic, payload: self.mqtt.publish(topic, payload, retain=False),
-            place_of=self.registry.place_of,  # the registry's current bindings
-        )
+        try:
+            return listener_from_config(
+                self.cfg,
+                publish=lambda topic, payload: self.mqtt.publish(topic, payload, retain=False),
+                place_of=self.registry.place_of,  # the registry's current bindings
+                store=self.store,  # alerts table: the dashboard's, escalation's
+            )
+        except AlertConfigError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _influx_sink(self) -> Any:
         """gateway/influx.py's sink for ``[influx]``, or None when the section is absent.
@@ -360,6 +367,10 @@ class Gateway:
             self.pusher.start()
         if self.witness is not None:
             self.witness.start()
+        if self.cfg.dashboard is not None:
+            from gateway.dashboard import serve_dashboard
+
+            self.dashboard = serve_dashboard(self.cfg)
         log.info(
             "gateway %s started: log %s at %d leaves",
             self.cfg.id,
@@ -376,6 +387,8 @@ class Gateway:
                 part.stop()
         if self.metrics is not None:
             self.metrics.close()
+        if self.dashboard is not None:
+            self.dashboard.close()
         self.mqtt.stop()
         self.pipeline.stop()
         if self.pipeline.error is None:

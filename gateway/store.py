@@ -30,7 +30,11 @@ What is kept:
 - **checkpoints** and **anchors** (receipts from the ledger);
 - a **registry outbox**: signed registry records (registrations, bindings,
   profiles) waiting for the running gateway to log them; and small **meta**
-  values (counters, live status, the schema version).
+  values (counters, live status, the schema version);
+- **alerts** and the **audit** log (schema version 4): every alert the
+  gateway raised (its latest event, when it ended, who acknowledged it with
+  what comment, when it was escalated) and the operator's actions on them
+  (acknowledge, escalate), append-only, for the dashboard (gateway/dashboard.py).
 
 **Schema versions.** ``meta.schema`` holds the version a database was made
 or last migrated to. Opening a database applies ``_SCHEMA`` (tables that do
@@ -453,7 +457,41 @@ CREATE TABLE IF NOT EXISTS presence (
 );
 """
 
-SCHEMA_VERSION = "3"
+# Version 4: alerts as the gateway raised them, and the operator's audit log.
+_SCHEMA_ALERTS = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    place TEXT,
+    start INTEGER NOT NULL,
+    ended INTEGER,
+    raised INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    acked INTEGER,
+    acked_by TEXT,
+    comment TEXT,
+    escalated INTEGER
+);
+CREATE INDEX IF NOT EXISTS alerts_by_raised ON alerts (raised);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    comment TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+_SCHEMA += _SCHEMA_ALERTS
+
+SCHEMA_VERSION = "4"
 
 
 def _index_scans(db: sqlite3.Connection) -> None:
@@ -486,10 +524,20 @@ def _cosignable_checkpoints(db: sqlite3.Connection) -> None:
     db.execute(_SCHEMA[start:end])
 
 
+def _alerts_and_audit(db: sqlite3.Connection) -> None:
+    """Version 4: the tables ``alerts`` and ``audit`` (the dashboard's acknowledgements
+    and escalations). _SCHEMA makes them on open; the step makes sure, in the
+    migration's transaction. Nothing older changes."""
+    for statement in _SCHEMA_ALERTS.split(";\n"):
+        if statement.strip():
+            db.execute(statement)  # a trigger's "...; END" keeps its inner semicolon
+
+
 # Steps from one schema version to the next: (version reached, step).
 _MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("2", _index_scans),
     ("3", _cosignable_checkpoints),
+    ("4", _alerts_and_audit),
 ]
 
 
@@ -1064,6 +1112,241 @@ class SQLiteStore:
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- alerts and the audit log (version 4) -------------------------------------
+
+    def record_alert(self, event: dict[str, Any]) -> None:
+        """Keep an alert event (AlertEvent.to_dict()): the first makes the row, later
+        ones (``active``, ``end``) update its event and, for ``end``, when it ended."""
+        now = int(time.time())
+        ended = event.get("end") if event.get("phase") == "end" else None
+        if event.get("phase") == "end" and ended is None:
+            ended = event.get("time")
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO alerts (id, kind, device, place, start, ended, raised, updated,"
+                " event) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
+                " event = excluded.event, updated = excluded.updated,"
+                " ended = coalesce(excluded.ended, alerts.ended),"
+                " place = coalesce(excluded.place, alerts.place)",
+                (
+                    str(event["id"]),
+                    str(event["kind"]),
+                    str(event["device"]),
+                    event.get("place"),
+                    int(event["start"]),
+                    None if ended is None else int(ended),
+                    int(event.get("raised") or now),
+                    now,
+                    json.dumps(event, sort_keys=True),
+                ),
+            )
+
+    _ALERT_COLUMNS = (
+        "id",
+        "kind",
+        "device",
+        "place",
+        "start",
+        "ended",
+        "raised",
+        "updated",
+        "event",
+        "acked",
+        "acked_by",
+        "comment",
+        "escalated",
+    )
+
+    def _alert_rows(self, where: str, args: tuple[Any, ...], limit: int) -> list[dict[str, Any]]:
+        rows = self._all(
+            f"SELECT {', '.join(self._ALERT_COLUMNS)} FROM alerts {where}"
+            " ORDER BY raised DESC, id LIMIT ?",
+            (*args, limit),
+        )
+        out = []
+        for r in rows:
+            d = dict(zip(self._ALERT_COLUMNS, r, strict=True))
+            d["event"] = json.loads(d["event"])
+            out.append(d)
+        return out
+
+    def alerts(self, *, limit: int = 100, open_only: bool = False) -> list[dict[str, Any]]:
+        """Alerts, newest first: the row's columns and ``event`` (the latest event).
+        ``open_only``: those still open or not yet acknowledged."""
+        where = "WHERE ended IS NULL OR acked IS NULL" if open_only else ""
+        return self._alert_rows(where, (), limit)
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        rows = self._alert_rows("WHERE id = ?", (alert_id,), 1)
+        return rows[0] if rows else None
+
+    def acknowledge_alert(
+        self, alert_id: str, actor: str, comment: str, *, now: int | None = None
+    ) -> bool:
+        """Acknowledge an alert and write it to the audit log, in one transaction.
+        False when there is no such alert. Acknowledging again adds an audit line
+        and keeps the first acknowledgement's time."""
+        now = int(time.time()) if now is None else int(now)
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT acked FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+                if row is None:
+                    db.execute("ROLLBACK")
+                    return False
+                if row[0] is None:
+                    db.execute(
+                        "UPDATE alerts SET acked = ?, acked_by = ?, comment = ? WHERE id = ?",
+                        (now, actor, comment, alert_id),
+                    )
+                self._audit(db, now, actor, "acknowledge", alert_id, comment, {})
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return True
+
+    def alerts_to_escalate(self, raised_before: int) -> list[dict[str, Any]]:
+        """Unacknowledged, never escalated alerts raised at or before ``raised_before``."""
+        return self._alert_rows(
+            "WHERE acked IS NULL AND escalated IS NULL AND raised <= ?", (raised_before,), 1000
+        )
+
+    def mark_escalated(self, alert_id: str, targets: list[str], *, now: int | None = None) -> bool:
+        """Record that ``alert_id`` was escalated (once): False if it already was."""
+        now = int(time.time()) if now is None else int(now)
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = db.execute(
+                    "UPDATE alerts SET escalated = ? WHERE id = ? AND escalated IS NULL",
+                    (now, alert_id),
+                )
+                if cur.rowcount:
+                    self._audit(db, now, "gateway", "escalate", alert_id, "", {"to": list(targets)})
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return bool(cur.rowcount)
+
+    def add_audit(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        comment: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        with self._lock:
+            self._audit(self._db, int(time.time()), actor, action, target, comment, detail or {})
+
+    @staticmethod
+    def _audit(
+        db: sqlite3.Connection,
+        now: int,
+        actor: str,
+        action: str,
+        target: str,
+        comment: str,
+        detail: dict[str, Any],
+    ) -> None:
+        db.execute(
+            "INSERT INTO audit (time, actor, action, target, comment, detail) VALUES (?,?,?,?,?,?)",
+            (now, actor[:100], action, target, comment[:2000], json.dumps(detail, sort_keys=True)),
+        )
+
+    def audit_log(self, *, limit: int = 100, target: str | None = None) -> list[dict[str, Any]]:
+        """The audit log, newest first."""
+        sql = "SELECT id, time, actor, action, target, comment, detail FROM audit"
+        args: tuple[Any, ...] = ()
+        if target is not None:
+            sql += " WHERE target = ?"
+            args = (target,)
+        rows = self._all(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [
+            {
+                "id": r[0],
+                "time": r[1],
+                "actor": r[2],
+                "action": r[3],
+                "target": r[4],
+                "comment": r[5],
+                "detail": json.loads(r[6]),
+            }
+            for r in rows
+        ]
+
+    # --- the dashboard's views ----------------------------------------------------
+
+    def latest_records(self, kind: int) -> dict[str, StoredRecord]:
+        """Each signer's newest record of ``kind`` (by leaf)."""
+        rows = self._all(
+            "SELECT r.* FROM records r JOIN (SELECT max(leaf) AS top FROM records"
+            " WHERE kind = ? GROUP BY signer) m ON r.leaf = m.top",
+            (kind,),
+        )
+        return {r[1]: StoredRecord(*r) for r in rows}
+
+    def last_received(self) -> dict[str, int]:
+        """Each signer's latest receive time."""
+        return {
+            s: int(t)
+            for s, t in self._all("SELECT signer, max(received) FROM records GROUP BY signer")
+        }
+
+    def recent_records(self, kind: int, *, after: int = -1, limit: int = 50) -> list[StoredRecord]:
+        """Records of ``kind`` with leaf > ``after``: the newest ``limit``, oldest first."""
+        rows = self._all(
+            "SELECT * FROM records WHERE kind = ? AND leaf > ? ORDER BY leaf DESC LIMIT ?",
+            (kind, after, limit),
+        )
+        return [StoredRecord(*r) for r in reversed(rows)]
+
+    def recent_checkpoints(self, limit: int = 10) -> list[CheckpointRow]:
+        return [
+            CheckpointRow(s, bytes(r), n, t)
+            for s, r, n, t in self._all(
+                "SELECT * FROM checkpoints ORDER BY size DESC LIMIT ?", (limit,)
+            )
+        ]
+
+    def recent_anchors(self, limit: int = 10) -> list[Anchor]:
+        return [
+            Anchor(s, b, json.loads(r), t)
+            for s, b, r, t in self._all(
+                "SELECT size, backend, receipt, time FROM anchors ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    def last_scans(self) -> list[tuple[bytes, int, StoredRecord, str | None]]:
+        """Per tag UID its latest custody scan (by scan time, then leaf): (uid, action,
+        the scan record, the item its commission scan named)."""
+        rows = self._all(
+            "SELECT s.uid, s.action, r.*, (SELECT c.item FROM scans c WHERE c.uid = s.uid"
+            " AND c.item IS NOT NULL ORDER BY c.leaf DESC LIMIT 1)"
+            " FROM scans s JOIN records r ON r.leaf = s.leaf"
+            " WHERE s.leaf = (SELECT s2.leaf FROM scans s2 JOIN records r2 ON r2.leaf = s2.leaf"
+            " WHERE s2.uid = s.uid ORDER BY r2.time DESC, s2.leaf DESC LIMIT 1)"
+        )
+        return [(bytes(r[0]), int(r[1]), StoredRecord(*r[2:11]), r[11]) for r in rows]
+
+    def changes(self) -> tuple[Any, ...]:
+        """A cheap fingerprint that changes when anything the dashboard shows changes."""
+        return tuple(
+            self._one(
+                "SELECT (SELECT max(leaf) FROM records), (SELECT max(updated) FROM alerts),"
+                " (SELECT count(*) FROM alerts WHERE acked IS NOT NULL),"
+                " (SELECT max(id) FROM audit), (SELECT max(size) FROM checkpoints),"
+                " (SELECT max(id) FROM anchors), (SELECT sum(count) FROM quarantine),"
+                " (SELECT group_concat(device || state) FROM presence),"
+                " (SELECT length(note) FROM checkpoints ORDER BY size DESC LIMIT 1)"
+            )
+        )
 
     def close(self) -> None:
         with self._lock:
