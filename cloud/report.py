@@ -573,7 +573,7 @@ def render_report(
     bundle_bytes: bytes,
     trust: Trust | bytes,
     *,
-    verification_url: str,
+    verification_url: str | None,
     quantity: int | str | None = None,
     created: int | None = None,
     organisations: Mapping[int, str | None] | None = None,
@@ -582,7 +582,9 @@ def render_report(
     """The release report of a trace bundle, as PDF bytes (module docstring).
 
     ``trust``: a :class:`~protocol.trust.Trust` or a trust file's bytes.
-    ``verification_url``: where the trace can be checked (printed and as a QR code).
+    ``verification_url``: where the trace can be checked (printed and as a QR code);
+    None: the report says how to check the bundle offline, and the QR code holds the
+    bundle's SHA-256 (``sha256:<hex>``) instead.
     ``quantity``: shown as given; None: the signed item's AI 30, else a blank.
     ``created``: the generation time (Unix seconds; default now); given, the PDF is
     byte-for-byte reproducible. ``organisations``: leg index → organisation name
@@ -600,7 +602,7 @@ def render_report(
         raise NotVerified(err) from None
     except VerificationError as err:
         raise ReportError(f"{err.code}: {safe(str(err), 300)}", err.code) from None
-    if not verification_url or len(verification_url) > 1000:
+    if verification_url is not None and not 1 <= len(verification_url) <= 1000:
         raise ReportError("a verification URL of 1 to 1000 characters is needed")
     return _Builder(ev, pinned, verification_url, quantity, created, organisations).pdf()
 
@@ -610,7 +612,7 @@ class _Builder:
         self,
         ev: Evidence,
         trust: Trust,
-        url: str,
+        url: str | None,
         quantity: int | str | None,
         created: int | None,
         organisations: Mapping[int, str | None] | None,
@@ -1025,24 +1027,37 @@ class _Builder:
     def verification(self) -> list[Any]:
         st = self.st
         size = 30 * mm
-        text = [
-            Paragraph("Check it yourself", st.h3),
-            Paragraph(
-                "Scan the code or open the address to see this trace and download its bundle:",
-                st.small,
-            ),
-            Paragraph(_e(self.url, 1000), st.code),
+        text: list[Any] = [Paragraph("Check it yourself", st.h3)]
+        if self.url is not None:
+            code = self.url
+            text += [
+                Paragraph(
+                    "Scan the code or open the address to see this trace and download its bundle:",
+                    st.small,
+                ),
+                Paragraph(_e(self.url, 1000), st.code),
+            ]
+        else:
+            code = f"sha256:{self.ev.sha256}"
+            text += [
+                Paragraph(
+                    "No verification address was given: the code holds the bundle's SHA-256, to "
+                    "compare with the bundle file's (sha256sum):",
+                    st.small,
+                ),
+                Paragraph(escape(code), st.code),
+            ]
+        text += [
             Spacer(1, 3),
             Paragraph(
                 "Offline, with nothing but the bundle and the pinned keys: "
-                f"<font name='{st.mono}'>coldtrace verify bundle.json --trust trust.json</font> "
-                "gives the same verdict, and the bundle's SHA-256 must be the one in the footer.",
+                f"<font name='{st.mono}'>coldtrace verify {_e(self.ev.name, 80)} --trust "
+                "trust.json</font> gives the same verdict, and the bundle's SHA-256 must be the "
+                "one in the footer.",
                 st.small,
             ),
         ]
-        t = Table(
-            [[_qr(self.url, size), text]], colWidths=[size + 4 * mm, self.width - size - 4 * mm]
-        )
+        t = Table([[_qr(code, size), text]], colWidths=[size + 4 * mm, self.width - size - 4 * mm])
         t.setStyle(
             TableStyle(
                 [
