@@ -128,6 +128,298 @@ def arithmetic() -> dict[str, Any]:
     }
 
 
+# --- random traces: Python's judge against the JavaScript's, beyond the vectors -------------------
+
+FUZZ = "_fuzz.json"
+_GTIN = "09506000134352"
+_UID = bytes.fromhex("04a23c5a1b6f80")
+_OTHER_UID = bytes.fromhex("04a23c5a1b6f81")
+
+
+class _Trace:
+    """One random trace: records of readers, loggers and registries around one item."""
+
+    def __init__(self, rnd: random.Random) -> None:
+        self.rnd = rnd
+        self.records: list[Record] = []
+        self.seqs: dict[str, int] = {}
+        self.count = 0
+
+    def add(self, signer: str, payload: Any) -> Record:
+        self.count += 1
+        raw = self.count.to_bytes(2, "big") + self.rnd.randbytes(self.rnd.choice([6, 10]))
+        r = Record(raw, signer, payload)
+        self.records.append(r)
+        return r
+
+    def seq(self, signer: str, skip: int = 0) -> int:
+        n = self.seqs.get(signer, 0) + skip
+        self.seqs[signer] = n + 1
+        return n
+
+
+def _fuzz_trust(rnd: random.Random) -> Trust:
+    from protocol.trust import Scopes
+
+    scopes = {"reg-a": Scopes(devices=("*",), places=("p:*", "fleet:*"), gtins=("*",))}
+    if rnd.random() < 0.5:
+        scopes["reg-b"] = Scopes(places=("p:b", "q:*"), gtins=rnd.choice([("0950*",), ("1*",)]))
+    if rnd.random() < 0.1:
+        scopes["reg-c"] = Scopes(places=("p:*",), gtins=rnd.choice([("*",), ("x",)]))  # ties
+    return Trust(scopes=scopes)
+
+
+def fuzz_case(rnd: random.Random) -> dict[str, Any]:
+    """A random trace and Python's verdict document over it."""
+    from protocol.record import Binding, ProductProfile, Reading, Scan, Status, chain_hash
+
+    tr = _Trace(rnd)
+    trust = _fuzz_trust(rnd)
+    clean = rnd.random() < 0.5  # bindings and profile shown: the temperature is judged
+    t0 = 1_790_000_000
+    places = ["p:a", "p:b", "q:c", "fleet:t1", "z:none"]
+    devices = ["tl-a", "tl-b", "tl-c", "tl-\u00e9"]
+    zero = bytes(16)
+
+    # scans of the item (and of another tag)
+    scans: list[Record] = []
+    t = t0
+    item = rnd.choice(
+        [
+            f"/01/{_GTIN}/10/L1/21/7",
+            f"/01/{_GTIN}/21/7",
+            f"/01/{_GTIN}/10/L%31/21/7",
+            f"/01/{_GTIN}/10/L%FF",
+            f"/01/{_GTIN}",
+            "urn:epc:id:sgtin:0950600.013435.7",
+        ]
+        + [f"/01/{_GTIN}/10/L1/21/7"] * 6
+    )
+    prev_action = 1
+    for k in range(rnd.randint(1, 7)):
+        reader = rnd.choice(["rd-1", "rd-2", "rd-\u00e9"])
+        if k == 0 and rnd.random() < 0.9:
+            action = 1
+        elif rnd.random() < 0.7:  # what usually comes next
+            action = {1: 2, 2: 3, 3: 4, 4: 5, 5: 2, 6: 6}[prev_action]
+        else:
+            action = rnd.choice([1, 2, 3, 4, 5, 6])
+        prev_action = action
+        place = rnd.choice(places[:3]) if rnd.random() < 0.8 else rnd.choice(places)
+        refs = ["fleet:t1", "p:b", None] if action == 2 else [None, None, "x"]
+        ref = rnd.choice(refs)
+        roll = rnd.random()
+        if not scans or roll < 0.2:
+            link = None
+        elif roll < 0.75:
+            link = chain_hash(scans[-1].raw)
+        elif roll < 0.85:
+            link = chain_hash(rnd.choice(scans).raw)
+        else:
+            link = rnd.randbytes(16)
+        tq = 0 if rnd.random() < 0.04 else 2
+        t += rnd.choice([0, 1, 600, 1800, 3600, 7200])
+        uid = _UID if rnd.random() < 0.93 else _OTHER_UID
+        scans.append(
+            tr.add(
+                reader,
+                Scan(
+                    boot=1,
+                    seq=tr.seq(reader, rnd.choice([0, 0, 0, 1])),
+                    time=t if tq else 50,
+                    tq=tq,
+                    prev=zero,
+                    uid=uid,
+                    action=action,
+                    place=place,
+                    item=item if action == 1 else None,
+                    ref=ref,
+                    link=link,
+                ),
+            )
+        )
+    end = t + 3600
+
+    # loggers first: the bindings name them
+    loggers = rnd.sample(devices, rnd.randint(1, 4))
+
+    # bindings: per place, a chain of statements (mostly of its authority), some left out
+    for place in places:
+        authority = trust.place_authority(place)
+        regs = [authority] if authority is not None and (clean or rnd.random() < 0.8) else []
+        regs += rnd.sample(["reg-a", "reg-b", "reg-c"], 0 if clean else rnd.randint(0, 1))
+        for reg in regs:
+            tt = t0 - (3600 if clean else rnd.choice([3600, 3600, 0, -1800]))
+            for cseq in range(rnd.randint(1, 4)):
+                pool = loggers + ([] if clean else ["tl-x"])
+                chosen = sorted(rnd.sample(pool, min(len(pool), rnd.choice([0, 1, 1, 1, 2]))))
+                if clean and not chosen:
+                    chosen = [rnd.choice(loggers)]
+                if cseq == 0 or clean or rnd.random() < 0.9:
+                    tr.add(
+                        reg,
+                        Binding(
+                            boot=0,
+                            seq=tr.seq(reg),
+                            time=tt,
+                            tq=2,
+                            prev=zero,
+                            cseq=cseq,
+                            cprev=zero,
+                            target=place,
+                            devices=" ".join(chosen) or None,
+                        ),
+                    )
+                tt += rnd.choice([0, 1800, 5400, 9000])
+            if clean or rnd.random() < 0.5:  # restated after the end: the whole trace is shown
+                tr.add(
+                    reg,
+                    Binding(
+                        boot=0,
+                        seq=tr.seq(reg),
+                        time=end + 10**6,
+                        tq=2,
+                        prev=zero,
+                        cseq=cseq + 1,
+                        cprev=zero,
+                        target=place,
+                        devices=" ".join(chosen) or None,
+                    ),
+                )
+
+    # profiles: a GTIN chain (always some profile of the GTIN), sometimes a lot chain
+    for lot in [None, "L1"] if rnd.random() < 0.4 else [None]:
+        authority = trust.gtin_authority(_GTIN)
+        reg = authority if authority is not None and (clean or rnd.random() < 0.85) else "reg-b"
+        tt = t0 - (3600 if clean else rnd.choice([3600, 3600, 3600, 0, -600]))
+        for cseq in range(rnd.randint(1, 3)):
+            low = rnd.choice([None, 0, 200])
+            high = rnd.choice([None, 400, 600, 800])
+            if rnd.random() < 0.85 or cseq == 0 or clean:
+                tr.add(
+                    reg,
+                    ProductProfile(
+                        boot=0,
+                        seq=tr.seq(reg),
+                        time=tt,
+                        tq=2,
+                        prev=zero,
+                        cseq=cseq,
+                        cprev=zero,
+                        gtin=_GTIN,
+                        delay=rnd.choice([0, 600, 1800]),
+                        gap=rnd.choice([600, 1800, 3600]),
+                        lot=lot,
+                        low=low,
+                        high=high,
+                        cumul=rnd.choice([None, 1800, 7200]),
+                        mkt=rnd.choice([None, 300, 500]),
+                        lots=rnd.choice([None, None, 1]) if lot is None else None,
+                        links=rnd.choice([None, None, 1]),
+                        name=rnd.choice([None, "chilled"]),
+                    ),
+                )
+            tt += rnd.choice([0, 1800, 7200])
+        if clean or rnd.random() < 0.7:  # restated after the end
+            tr.add(
+                reg,
+                ProductProfile(
+                    boot=0,
+                    seq=tr.seq(reg),
+                    time=end + 10**6,
+                    tq=2,
+                    prev=zero,
+                    cseq=cseq + 1,
+                    cprev=zero,
+                    gtin=_GTIN,
+                    delay=1800,
+                    gap=1800,
+                    lot=lot,
+                ),
+            )
+
+    # loggers: readings with gaps, declared losses, faults, two channels, an unset clock
+    for dev in loggers:
+        boot, seq = 1, 0
+        tt = t0 - rnd.choice([0, 1800, 3600])
+        unset = rnd.random() < 0.3
+        local = 100
+        base = rnd.choice([150, 300, 450])
+        while tt < end:
+            roll = rnd.random()
+            if unset and roll < 0.1:
+                tr.add(
+                    dev,
+                    Status(
+                        boot=boot,
+                        seq=seq,
+                        time=tt,
+                        tq=2,
+                        prev=zero,
+                        event=6,
+                        detail=local,
+                    ),
+                )
+                unset = False
+                seq += 1
+                continue
+            if roll < 0.05:
+                gap = rnd.randint(1, 4)
+                tr.add(
+                    dev,
+                    Status(
+                        boot=boot,
+                        seq=seq + gap,
+                        time=tt,
+                        tq=2 if not unset else 0,
+                        prev=zero,
+                        event=11,
+                        lost=seq + rnd.choice([0, 0, 1]),
+                        detail=gap + rnd.choice([0, 0, -1, 2]),
+                    ),
+                )
+                seq += gap + 1
+            elif roll < 0.09:
+                seq += rnd.randint(1, 3)  # records left out, not declared
+            elif roll < 0.11:
+                boot += 1
+            temp = base + rnd.randint(-60, 60)
+            if rnd.random() < 0.06:
+                temp = rnd.choice([-250, 650, 900, 1200])
+            fault = rnd.random() < 0.04
+            tr.add(
+                dev,
+                Reading(
+                    boot=boot,
+                    seq=seq,
+                    time=local if unset else tt,
+                    tq=0 if unset else 2,
+                    prev=zero,
+                    temp=None if fault else temp,
+                    fault=1 if fault else None,
+                    ch=rnd.choice([None, None, None, 1]),
+                ),
+            )
+            seq += 1
+            step = rnd.choice([300, 600, 600, 900, 2400])
+            tt += step
+            local += step
+    rnd.shuffle(tr.records)
+    verdict = verdict_mod.judge(tr.records, trust, _UID)
+    return {
+        "uid": _UID.hex(),
+        "trust": trust_json(trust),
+        "records": [record_json(r) for r in tr.records],
+        "expected": {"verified": True, **verdict.to_json()},
+    }
+
+
+def render_fuzz(n: int = 150) -> str:
+    rnd = random.Random(12)
+    cases = [fuzz_case(rnd) for _ in range(n)]
+    return "[\n" + ",\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n]\n"
+
+
 def names() -> list[str]:
     return sorted(p.name for p in VECTORS.iterdir() if p.is_dir())
 
@@ -165,6 +457,7 @@ def main() -> int:
     for name in names():
         (OUT / f"{name}.json").write_text(render(name), encoding="utf-8")
     (OUT / ARITHMETIC).write_text(render_arithmetic(), encoding="utf-8")
+    (OUT / FUZZ).write_text(render_fuzz(), encoding="utf-8")
     print(f"wrote {len(names())} files to {OUT}")
     return 0
 

@@ -191,3 +191,19 @@ test("T, C and D format as protocol/reasons.py", () => {
 test("strings compare as UTF-8 bytes", () => {
   for (const [a, b, want] of GOLDEN.strings) assert.equal(cmpStr(a, b), want, `${a} ${b}`);
 });
+
+// --- random traces: Python's verdict over them (make_verdict_inputs.py, _fuzz.json) -----------------
+
+test("random traces: the same document as protocol/verdict.py", () => {
+  const cases = JSON.parse(readFileSync(join(INPUTS, "_fuzz.json"), "utf8"));
+  assert.ok(cases.length >= 100);
+  cases.forEach((c, n) => {
+    const records = c.records.map((r) => ({
+      raw: fromHex(r.raw),
+      signer: r.signer,
+      payload: Object.fromEntries(Object.entries(r.payload).map(([k, v]) => [k, value(v)])),
+    }));
+    const got = JSON.parse(JSON.stringify(judge(records, makeTrust(c.trust), fromHex(c.uid))));
+    assert.deepStrictEqual(got, c.expected, `case ${n}`);
+  });
+});
