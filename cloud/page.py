@@ -47,7 +47,7 @@ STATIC = HERE / "static"
 TEMPLATES = HERE / "templates"
 STATIC_URL = "/page/static"
 
-ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell"}
+ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell", 7: "install"}
 TAG_STATES = ("genuine", "replayed", "invalid", "unknown_tag", "unauthenticated")
 
 # one GS1 AI (10)/(21) value, percent-encoded or not (docs/protocol.md §1)
@@ -232,12 +232,12 @@ def _legs_html(summary: dict[str, Any]) -> str:
         elif end is not None and start is not None and end > start:
             lines.append(_e(t("leg.unmonitored")))
         detail = "".join(f'<p class="leg-detail">{x}</p>' for x in lines)
-        icon = "🚚" if leg.get("vehicle") else "🏠"
+        kind = "vehicle" if leg.get("vehicle") else "place"
         out.append(
-            f'<li class="leg" id="leg-{n}" data-leg="{_e(leg.get("index"))}">'
-            f'<span class="leg-icon" aria-hidden="true">{icon}</span>'
+            f'<li class="leg leg-{kind}" id="leg-{n}" data-leg="{_e(leg.get("index"))}">'
+            f'<span class="leg-n" aria-hidden="true">{n + 1}</span>'
             f'<div class="leg-body"><h3 class="leg-title">'
-            f'<span class="leg-n">{n + 1}.</span> {_e(t("action." + action))} {where}</h3>'
+            f'<span class="sr">{n + 1}. </span>{_e(t("action." + action))} {where}</h3>'
             f'<p class="leg-meta">{by}{" · " if by else ""}{when}</p>{detail}'
             f'<div class="chart" id="chart-{n}" data-leg="{_e(leg.get("index"))}"></div>'
             f"</div></li>"
@@ -389,13 +389,27 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
     """Add the consumer page (the GS1 Digital Link paths) and its static files."""
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="page-static")
 
+    def find(dl: str, gtin: str, lot: str | None, serial: str | None) -> bytes:
+        """The tag of the item the link names: its commission scan's item exactly, or the
+        one item of that GTIN and serial (GS1: GTIN + serial names one item, lot or not)."""
+        svc = app.state.traces
+        try:
+            return bytes(svc.resolve(dl))
+        except HTTPException as e:
+            if e.status_code != 404 or serial is None:
+                raise
+            found = svc.items(lot=lot, serial=serial, gtin=gtin)
+            if len(found) != 1:
+                raise
+            return bytes.fromhex(found[0]["uid"])
+
     def page(request: Request, gtin: str, lot: str | None, serial: str | None) -> HTMLResponse:
         dl = f"/01/{gtin}" + (f"/10/{lot}" if lot else "") + (f"/21/{serial}" if serial else "")
         params = {k: v for k, v in request.query_params.items() if k in ("picc", "cmac", "enc")}
         tap = check_tap(cloud, params)
         svc = app.state.traces
         try:
-            uid = tap.uid if tap.uid is not None else svc.resolve(dl)
+            uid = tap.uid if tap.uid is not None else find(dl, gtin, lot, serial)
             trace = svc.trace(uid)
         except HTTPException as e:
             if e.status_code != 404:

@@ -223,6 +223,9 @@ function progressUI() {
   };
 }
 
+// the tap's result as the provenance verdict's tag input (docs/protocol.md §12.10)
+const TAG_INPUT = { genuine: "genuine", replayed: "replayed", invalid: "unauthenticated", unknown_tag: "unauthenticated", unauthenticated: "unknown" };
+
 function fail(error) {
   state.status = "error";
   state.error = String(error);
@@ -262,7 +265,7 @@ async function main() {
       done(m.report, m.ms, m.readings || {}, m.counts || {}, m.bytes || size);
     }
   };
-  worker.postMessage({ bundle, trust }, [bundle, trust]);
+  worker.postMessage({ bundle, trust, tag: TAG_INPUT[data.tag.status] || "unknown" }, [bundle, trust]);
 }
 
 function done(report, ms, readings, counts, bytes) {

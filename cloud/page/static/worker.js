@@ -3,7 +3,7 @@
 // reports progress, then reads the verified bundle's temperature readings for the
 // charts and counts what it carries (proofs, checkpoints, cosignatures, anchors).
 //
-// in:  {bundle: ArrayBuffer, trust: ArrayBuffer}
+// in:  {bundle: ArrayBuffer, trust: ArrayBuffer, tag: the tap's status for §12.10}
 // out: {type: "progress", fraction, stage} ... then
 //      {type: "done", report, ms, readings, counts} or {type: "error", error}
 
@@ -24,7 +24,7 @@ function progress(p) {
 }
 
 self.onmessage = async (ev) => {
-  const { bundle, trust } = ev.data;
+  const { bundle, trust, tag } = ev.data;
   const bytes = new Uint8Array(bundle);
   let verifyBundle;
   try {
@@ -37,7 +37,7 @@ self.onmessage = async (ev) => {
   let ms;
   try {
     const t0 = performance.now();
-    report = await verifyBundle(bytes.slice(), new Uint8Array(trust), { onProgress: progress });
+    report = await verifyBundle(bytes.slice(), new Uint8Array(trust), { onProgress: progress, tag });
     ms = performance.now() - t0;
   } catch (e) {
     self.postMessage({ type: "error", error: e && e.message ? e.message : String(e) });
