@@ -507,8 +507,14 @@ class DeviceRecords {
 
   span(joined, gaps, spans, losses) {
     const ds = joined.map((r) => dateOf(this.dates, r));
-    const known = ds.filter((d) => d !== null);
-    if (known.length) spans.push([Math.min(...known), Math.max(...known)]);
+    let lo = null;
+    let hi = null;
+    for (const d of ds) {
+      if (d === null) continue;
+      if (lo === null || d < lo) lo = d;
+      if (hi === null || d > hi) hi = d;
+    }
+    if (lo !== null) spans.push([lo, hi]);
     for (const g of gaps) {
       let before = null;
       for (let i = g; i >= 0; i--) {
