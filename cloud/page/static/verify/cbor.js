@@ -1,0 +1,129 @@
+// A strict decoder of deterministic CBOR (RFC 8949 §4.2.1), the subset of §2:
+// shortest heads, definite lengths, integer map keys once each in ascending bytewise
+// order, no floats, no simple values, no tags (unless allowed), valid UTF-8 text,
+// bounded depth, exactly one item. Every refusal is a VError('malformed_record').
+//
+// Values: integers as Numbers when they are safe integers (|n| <= 2^53 - 1), else
+// BigInt; byte strings as Uint8Array (views into the input); text as strings; arrays;
+// maps as Map with integer keys in encoded order.
+
+import { VError, fromUtf8 } from './util.js';
+
+const bad = (message, extra) => new VError('malformed_record', message, extra);
+const NAMES = ['uint', 'negative int', 'bstr', 'tstr', 'array', 'map', 'tag', 'simple/float'];
+
+export class Tag {
+  constructor(tag, value) {
+    this.tag = tag;
+    this.value = value;
+  }
+}
+
+function readArg(data, pos, ai, start) {
+  // returns [arg (Number or BigInt), newPos]
+  if (ai < 24) return [ai, pos];
+  if (ai === 24) {
+    if (pos >= data.length) throw bad('CBOR input ends inside an item');
+    const v = data[pos];
+    if (v < 24) throw bad(`head at offset ${start} not in shortest form`);
+    return [v, pos + 1];
+  }
+  if (ai === 25) {
+    if (pos + 2 > data.length) throw bad('CBOR input ends inside an item');
+    const v = (data[pos] << 8) | data[pos + 1];
+    if (v < 0x100) throw bad(`head at offset ${start} not in shortest form`);
+    return [v, pos + 2];
+  }
+  if (ai === 26) {
+    if (pos + 4 > data.length) throw bad('CBOR input ends inside an item');
+    const v = ((data[pos] << 24) >>> 0) + ((data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]);
+    if (v < 0x10000) throw bad(`head at offset ${start} not in shortest form`);
+    return [v, pos + 4];
+  }
+  if (ai === 27) {
+    if (pos + 8 > data.length) throw bad('CBOR input ends inside an item');
+    const hi = ((data[pos] << 24) >>> 0) + ((data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]);
+    const lo = ((data[pos + 4] << 24) >>> 0) + ((data[pos + 5] << 16) | (data[pos + 6] << 8) | data[pos + 7]);
+    if (hi === 0) throw bad(`head at offset ${start} not in shortest form`);
+    const big = (BigInt(hi) << 32n) | BigInt(lo);
+    const v = big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
+    return [v, pos + 8];
+  }
+  throw bad(`reserved or indefinite additional information ${ai} at offset ${start}`);
+}
+
+/** Decode the item at `pos`; returns [value, newPos]. */
+export function decodeAt(data, pos, depth = 4, tags = null) {
+  if (pos >= data.length) throw bad('CBOR input ends inside an item');
+  const start = pos;
+  const ib = data[pos++];
+  const major = ib >> 5;
+  const ai = ib & 31;
+  if (major === 7) {
+    if (ai >= 25 && ai <= 27) throw bad(`floating-point value at offset ${start}`);
+    throw bad(`simple value or break at offset ${start}`);
+  }
+  if (ai === 31) throw bad(`indefinite-length ${NAMES[major]} at offset ${start}`);
+  let arg;
+  [arg, pos] = readArg(data, pos, ai, start);
+  if (major === 0) return [arg, pos];
+  if (major === 1) {
+    if (typeof arg === 'bigint') return [-1n - arg, pos];
+    const v = -1 - arg;
+    return [Number.isSafeInteger(v) ? v : -1n - BigInt(arg), pos];
+  }
+  if (major === 2 || major === 3) {
+    if (typeof arg === 'bigint' || pos + arg > data.length) throw bad('CBOR input ends inside an item');
+    const raw = data.subarray(pos, pos + arg);
+    if (major === 2) return [raw, pos + arg];
+    const text = fromUtf8(raw);
+    if (text === null) throw bad(`text string at offset ${start} is not valid UTF-8`);
+    return [text, pos + arg];
+  }
+  if (major === 6 && !(tags && tags.has(arg))) throw bad(`tag ${arg} at offset ${start} not allowed here`);
+  if (depth <= 0) throw bad(`${NAMES[major]} at offset ${start} nested too deep`);
+  if (major === 4) {
+    if (typeof arg === 'bigint' || arg > data.length - pos) throw bad('CBOR input ends inside an item');
+    const items = [];
+    for (let k = 0; k < arg; k++) {
+      let v;
+      [v, pos] = decodeAt(data, pos, depth - 1, tags);
+      items.push(v);
+    }
+    return [items, pos];
+  }
+  if (major === 5) {
+    if (typeof arg === 'bigint' || 2 * arg > data.length - pos) throw bad('CBOR input ends inside an item');
+    const m = new Map();
+    let prev = -1n; // sort key: unsigned keys as themselves, negative keys after all
+    for (let k = 0; k < arg; k++) {
+      const kpos = pos;
+      const kb = data[pos];
+      if (kb >= 0x40) throw bad(`map key at offset ${kpos} is not an integer`);
+      let key;
+      [key, pos] = decodeAt(data, pos, 0, tags);
+      const skey = BigInt(key) >= 0n ? BigInt(key) : (1n << 64n) - 1n - BigInt(key);
+      if (skey <= prev) {
+        if (skey === prev) throw bad(`map key ${key} repeated at offset ${kpos}`);
+        throw bad(`map key ${key} at offset ${kpos} out of order`);
+      }
+      prev = skey;
+      let v;
+      [v, pos] = decodeAt(data, pos, depth - 1, tags);
+      m.set(key, v);
+    }
+    return [m, pos];
+  }
+  // an allowed tag
+  let v;
+  [v, pos] = decodeAt(data, pos, depth - 1, tags);
+  return [new Tag(arg, v), pos];
+}
+
+/** Decode exactly one item filling `data`. */
+export function decode(data, { maxSize, maxDepth = 4, tags = null }) {
+  if (data.length > maxSize) throw bad('CBOR input too large', { expected: `<= ${maxSize} bytes`, found: data.length });
+  const [v, pos] = decodeAt(data, 0, maxDepth, tags);
+  if (pos !== data.length) throw bad(`bytes after the CBOR item at offset ${pos}`);
+  return v;
+}
