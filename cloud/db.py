@@ -209,7 +209,7 @@ tags = Table(
     Column("uid", LargeBinary(10), nullable=False, unique=True),
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
     Column("item", String(128), nullable=False),  # GS1 Digital Link path (as commissioned)
-    Column("keys", LargeBinary, nullable=False),  # AES-GCM wrapped per-tag keys (cloud/tags.py)
+    Column("sealed_keys", LargeBinary, nullable=False),  # AES-GCM wrapped keys (cloud/tags.py)
     Column("counter", BigInteger, nullable=True),  # highest SDMReadCtr seen; NULL: never read
     Column("last_seen", BigInteger, nullable=True),
     Column("commissioned", BigInteger, nullable=False),

@@ -34,8 +34,6 @@ HKDF-SHA256 of the master key; each tag's keys are wrapped with AES-256-GCM,
 the UID as associated data.
 """
 
-from __future__ import annotations
-
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -106,7 +104,7 @@ class Keyring:
         self.meta_read = sun.diversify(master, bytes([1]) + SYSTEM_ID)
 
     @classmethod
-    def load_or_create(cls, path: Path) -> Keyring:
+    def load_or_create(cls, path: Path) -> "Keyring":
         """The master key in ``path`` (hex, mode 0600), made on first use."""
         try:
             text = path.read_text()
@@ -283,7 +281,7 @@ def commission(
                 uid=uid,
                 org_id=oid,
                 item=item,
-                keys=ring.wrap(uid, keys),
+                sealed_keys=ring.wrap(uid, keys),
                 counter=None,
                 last_seen=None,
                 commissioned=now,
@@ -353,7 +351,7 @@ def check_tap(cloud: Any, query_params: Mapping[str, str]) -> TapResult:
         if row is None:
             return None
         rows[uid] = row
-        return ring.unwrap(uid, bytes(row.keys)).file_read
+        return ring.unwrap(uid, bytes(row.sealed_keys)).file_read
 
     try:
         res = sun.verify_sun(ring.meta_read, file_key, msg)

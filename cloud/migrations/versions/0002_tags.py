@@ -20,7 +20,7 @@ def upgrade() -> None:
         sa.Column("uid", sa.LargeBinary(10), nullable=False),
         sa.Column("org_id", sa.Integer(), sa.ForeignKey("orgs.id"), nullable=False),
         sa.Column("item", sa.String(128), nullable=False),
-        sa.Column("keys", sa.LargeBinary(), nullable=False),
+        sa.Column("sealed_keys", sa.LargeBinary(), nullable=False),
         sa.Column("counter", sa.BigInteger(), nullable=True),
         sa.Column("last_seen", sa.BigInteger(), nullable=True),
         sa.Column("commissioned", sa.BigInteger(), nullable=False),
