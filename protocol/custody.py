@@ -28,6 +28,7 @@ from protocol import reasons as why
 from protocol.reasons import Reason
 from protocol.record import (
     ACTION_COMMISSION,
+    ACTION_INSTALL,
     ACTION_LOAD,
     ACTION_RECEIVE,
     ACTION_SELL,
@@ -42,6 +43,7 @@ from protocol.record import (
 
 __all__ = [
     "ACTION_NAMES",
+    "CLOSING",
     "Custody",
     "Item",
     "Leg",
@@ -59,7 +61,11 @@ ACTION_NAMES = {
     ACTION_RECEIVE: "receive",
     ACTION_SHIP: "ship",
     ACTION_SELL: "sell",
+    ACTION_INSTALL: "install",
 }
+
+#: The actions that close an item's life (§2.3): every later scan is a contradiction.
+CLOSING = {ACTION_SELL: "after_sale", ACTION_INSTALL: "after_install"}
 
 
 # --- the item (§1) ------------------------------------------------------------------------
@@ -296,24 +302,27 @@ def _links(c: Custody) -> None:
 
 def _contradictions(c: Custody) -> None:
     """Step 6: walk the scans with a state, at a place or loaded; each scan may break
-    more than one rule (a load after a sale while loaded)."""
-    loaded = sold = False
+    more than one rule (a load after a sale while loaded). The first ``sell`` or
+    ``install`` closes the item's life: every later scan comes after it."""
+    loaded = False
+    closed: str | None = None  # after_sale | after_install, once closed
     for leg in c.legs[1:]:
         action = leg.payload.action
         found = []
-        if sold:
-            found.append("after_sale")
+        if closed is not None:
+            found.append(closed)
         if action == ACTION_COMMISSION:
             found.append("recommissioned")
         elif action == ACTION_LOAD and loaded:
             found.append("load_while_loaded")
         elif action == ACTION_UNLOAD and not loaded:
             found.append("unload_not_loaded")
-        elif action in (ACTION_RECEIVE, ACTION_SHIP, ACTION_SELL) and loaded:
+        elif action in (ACTION_RECEIVE, ACTION_SHIP, ACTION_SELL, ACTION_INSTALL) and loaded:
             found.append("place_while_loaded")
         for detail in found:
             c.reasons.append(
                 why.custody_conflict(leg.scan.signer, leg.payload.seq, leg.start, detail)
             )
         loaded = action == ACTION_LOAD
-        sold = sold or action == ACTION_SELL
+        if closed is None:
+            closed = CLOSING.get(action)

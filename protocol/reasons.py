@@ -15,18 +15,25 @@ from typing import Any
 
 __all__ = [
     "FAIL",
+    "GENUINE",
     "INCOMPLETE",
     "PASS",
     "STAGES",
+    "SUSPECT",
+    "UNCONFIRMED",
     "Reason",
     "fmt_centi",
     "fmt_duration",
     "fmt_time",
+    "provenance_of",
     "verdict_of",
 ]
 
 PASS, FAIL, INCOMPLETE = "PASS", "FAIL", "INCOMPLETE"
 SEV_FAIL, SEV_INCOMPLETE, SEV_NOTE = "fail", "incomplete", "note"
+#: The provenance verdict (§12.10) and its severities.
+GENUINE, SUSPECT, UNCONFIRMED = "GENUINE", "SUSPECT", "UNCONFIRMED"
+SEV_SUSPECT, SEV_UNCONFIRMED = "suspect", "unconfirmed"
 
 #: The stage of each code: the first key of the order of reasons.
 STAGES = {
@@ -48,6 +55,14 @@ STAGES = {
     "excursion": 7,
     "cumulative": 8,
     "mkt": 8,
+    # the provenance verdict (§12.10)
+    "tag_unauthenticated": 0,
+    "tag_replayed": 0,
+    "tag_not_checked": 0,
+    "foreign_commission": 1,
+    "duplicate_serial": 1,
+    "two_places": 1,
+    "provenance_only": 2,
 }
 
 _CONFLICT = {
@@ -57,6 +72,7 @@ _CONFLICT = {
     "unload_not_loaded": "unloads the item, but it was not loaded",
     "place_while_loaded": "finds the item at a place while it is still loaded (no unload)",
     "after_sale": "comes after the item's sale",
+    "after_install": "comes after the item's installation",
 }
 _SCAN_TAIL = {
     "custody_gap": "follows a scan of the item that is not in the bundle",
@@ -121,6 +137,14 @@ def verdict_of(reasons: Iterable[Reason]) -> str:
     if SEV_FAIL in severities:
         return FAIL
     return INCOMPLETE if SEV_INCOMPLETE in severities else PASS
+
+
+def provenance_of(reasons: Iterable[Reason]) -> str:
+    """SUSPECT if a reason is suspect, else UNCONFIRMED if one is unconfirmed, else GENUINE."""
+    severities = {r.severity for r in reasons}
+    if SEV_SUSPECT in severities:
+        return SUSPECT
+    return UNCONFIRMED if SEV_UNCONFIRMED in severities else GENUINE
 
 
 # --- the formatters T, C, D ---------------------------------------------------------------
@@ -272,3 +296,78 @@ def cumulative(tor: int, cumul: int) -> Reason:
 def mkt(value: int, limit: int) -> Reason:
     text = f"mean kinetic temperature {fmt_centi(value)} is above the limit of {fmt_centi(limit)}"
     return Reason("mkt", SEV_FAIL, text, value=value)
+
+
+# --- the rows of §12.10 (the provenance verdict) ---------------------------------------------
+
+_TAG = {
+    "unauthenticated": (
+        "tag_unauthenticated",
+        SEV_SUSPECT,
+        "did not authenticate (its SUN message does not verify): it is not a tag the brand "
+        "owner commissioned",
+    ),
+    "replayed": (
+        "tag_replayed",
+        SEV_SUSPECT,
+        "sent an authentication message that was already used (a replayed SUN): a copy of the tag",
+    ),
+    "unknown": (
+        "tag_not_checked",
+        SEV_UNCONFIRMED,
+        "was not authenticated (no tap was checked): the records show that a genuine item "
+        "with this identity exists, not that this tag is it",
+    ),
+}
+
+
+def tag_reason(uid: bytes, tag: str) -> Reason | None:
+    """``tag_unauthenticated``, ``tag_replayed`` or ``tag_not_checked``; None for ``genuine``."""
+    if tag not in _TAG:
+        return None
+    code, severity, tail = _TAG[tag]
+    return Reason(code, severity, f"tag {uid.hex()} {tail}")
+
+
+def provenance_only(gtin: str) -> Reason:
+    text = (
+        f"no product profile of GTIN {gtin} is in the bundle: this is a provenance verdict, "
+        "temperatures are not judged"
+    )
+    return Reason("provenance_only", SEV_NOTE, text)
+
+
+def foreign_commission(device: str, seq: int, date: int, brand: str, gtin: str) -> Reason:
+    text = (
+        f"scan #{seq} by {device} at {fmt_time(date)} commissions the item, but {device} "
+        f"is not registered by {brand}, the brand owner of GTIN {gtin}"
+    )
+    return Reason(
+        "foreign_commission", SEV_SUSPECT, text, device=device, start=date, value=seq,
+        detail=brand,
+    )  # fmt: skip
+
+
+def duplicate_serial(
+    device: str, seq: int, date: int, other_uid: bytes, gtin: str, serial: str
+) -> Reason:
+    text = (
+        f"GTIN {gtin} serial {serial} was also commissioned on tag {other_uid.hex()} "
+        f"by {device} at {fmt_time(date)} (scan #{seq})"
+    )
+    return Reason(
+        "duplicate_serial", SEV_SUSPECT, text, device=device, start=date, value=seq,
+        detail=other_uid.hex(),
+    )  # fmt: skip
+
+
+def two_places(device: str, seq: int, earlier: int, date: int, place: str) -> Reason:
+    text = (
+        f"scan #{seq} by {device} at {fmt_time(date)} finds the tag {date - earlier} s after "
+        f"a scan of it at another place, {place}, at {fmt_time(earlier)}: one tag cannot be "
+        "in two places at once"
+    )
+    return Reason(
+        "two_places", SEV_SUSPECT, text, device=device, start=earlier, end=date, value=seq,
+        detail=place,
+    )  # fmt: skip

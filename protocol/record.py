@@ -60,6 +60,7 @@ from protocol.rfc6979 import P as _P
 
 __all__ = [
     "ACTION_COMMISSION",
+    "ACTION_INSTALL",
     "ACTION_LOAD",
     "ACTION_RECEIVE",
     "ACTION_SELL",
@@ -159,6 +160,7 @@ ACTION_UNLOAD = 3
 ACTION_RECEIVE = 4
 ACTION_SHIP = 5
 ACTION_SELL = 6
+ACTION_INSTALL = 7
 
 EVENT_BOOT = 1
 EVENT_HEARTBEAT = 2
@@ -381,7 +383,7 @@ _KIND_FIELDS: dict[int, dict[int, _Field]] = {
     KIND_SCAN: {
         15: _BATT,
         20: ("uid", _BSTR_SET, _UID_LENGTHS, 0),
-        21: ("action", _UINT, 1, 6),
+        21: ("action", _UINT, 1, 7),
         22: ("place", _TSTR, 1, 64),
         23: ("sun", _BSTR, 24, 24),
         24: ("item", _TSTR, 1, 128),

@@ -16,8 +16,12 @@ gateway builds trace bundles with them)::
     DeviceRecords(records, dates): missing, losses_in, readings        # §12.6  completeness.py
     Reason, fmt_time, fmt_centi, fmt_duration                          # §12.9  reasons.py
 
-    judge(records, trust, uid) -> Verdict                              # all of §12
+    judge(records, trust, uid, tag) -> Verdict                         # all of §12
     Verdict.to_json() -> {verdict, reasons, subject, profile, legs, excursions, totals}
+
+A product without a profile (§12.10: no profile statement of its GTIN at all)
+gets the provenance verdict of :mod:`protocol.provenance` instead: GENUINE,
+SUSPECT or UNCONFIRMED, and the document's ``provenance`` member.
 
 ``trust`` needs only ``place_authority(place)`` and ``gtin_authority(gtin)``
 (§10 scopes), each giving a registry id or None (:class:`Authorities`).
@@ -37,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from protocol import provenance as provenance_mod
 from protocol import reasons as why
 from protocol.analytics import HIGH, LOW, Excursion, mean_centi, mkt_centi
 from protocol.chainstate import ChainState, StatementChain, chain_state
@@ -206,6 +211,7 @@ class Verdict:
     legs: list[LegReport] = field(default_factory=list)
     excursions: list[ExcursionReport] = field(default_factory=list)
     totals: Figures | None = None  # None without a commission
+    provenance: provenance_mod.Provenance | None = None  # §12.10: products without a profile
 
     @property
     def commissioned(self) -> int | None:
@@ -248,8 +254,9 @@ class Verdict:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """The members of §13.1 that the verdict owns (the verifier adds ``verified``)."""
-        return {
+        """The members of §13.1 that the verdict owns (the verifier adds ``verified``);
+        ``provenance`` only for a provenance verdict (§12.10)."""
+        doc = {
             "verdict": self.verdict,
             "reasons": [r.to_json() for r in self.reasons],
             "subject": self.subject_json(),
@@ -258,11 +265,22 @@ class Verdict:
             "excursions": [e.to_json() for e in self.excursions],
             "totals": self.totals_json(),
         }
+        if self.provenance is not None:
+            doc["provenance"] = self.provenance.to_json()
+        return doc
 
 
-def judge(records: Sequence[Record], trust: Authorities, uid: bytes) -> Verdict:
-    """All of §12 over the verified records ``records`` for the tag ``uid``."""
-    return _Judge(records, trust, uid).run()
+def judge(
+    records: Sequence[Record], trust: Authorities, uid: bytes, tag: str = "unknown"
+) -> Verdict:
+    """All of §12 over the verified records ``records`` for the tag ``uid``.
+
+    ``tag`` is the tag's authentication at the tap (§12.10: ``genuine``,
+    ``replayed``, ``unauthenticated`` or ``unknown``); only the provenance
+    verdict uses it."""
+    if tag not in provenance_mod.TAG_VALUES:
+        raise ValueError(f"tag must be one of {', '.join(provenance_mod.TAG_VALUES)}")
+    return _Judge(records, trust, uid, tag).run()
 
 
 # --- §12.4-§12.7 ---------------------------------------------------------------------------------
@@ -274,9 +292,12 @@ _ChainKey = tuple[str, str, str, str]
 
 
 class _Judge:
-    def __init__(self, records: Sequence[Record], trust: Authorities, uid: bytes) -> None:
+    def __init__(
+        self, records: Sequence[Record], trust: Authorities, uid: bytes, tag: str = "unknown"
+    ) -> None:
         self.trust = trust
         self.uid = uid
+        self.tag = tag
         self.signers = by_signer(records)
         self.records = [r for recs in self.signers.values() for r in recs]
         self.dates = dates_of_signers(self.signers)
@@ -306,6 +327,19 @@ class _Judge:
             assert isinstance(commission, Scan) and commission.item is not None
             verdict.commission = cust.commission
             verdict.item = parse_item(commission.item)
+            item = verdict.item
+            brand = self.trust.gtin_authority(item.gtin) if item is not None else None
+            if (
+                item is not None
+                and brand is not None
+                and provenance_mod.applies(self.records, item, brand)
+            ):
+                verdict.verdict, verdict.reasons, verdict.provenance = (
+                    provenance_mod.judge_provenance(
+                        self.records, self.dates, cust, item, brand, self.uid, self.tag
+                    )
+                )
+                return verdict
             verdict.profile = self.select_profile(verdict.item, cust.legs[0].start)
             if verdict.profile is not None:
                 assert isinstance(verdict.profile.payload, ProductProfile)

@@ -231,12 +231,14 @@ class _Verifier:
         *,
         require_anchor: bool = True,
         judge: bool = True,
+        tag: str = "unknown",
     ) -> None:
         self.bundle = bundle
         self.trust = trust
         self.rpc = rpc
         self.require_anchor = require_anchor
         self.judge = judge
+        self.tag = tag
         self.report = Report(detail=detail)
         # origin -> size -> checkpoint (verified only)
         self.checkpoints: dict[str, dict[int, Checkpoint]] = defaultdict(dict)
@@ -795,7 +797,9 @@ class _Verifier:
         self.check_subject(good)
         self.summarise(entries, good)
         if self.report.verified and self.judge:
-            self.report.verdict = verdict_mod.judge(good, self.trust, self.bundle.subject.uid)
+            self.report.verdict = verdict_mod.judge(
+                good, self.trust, self.bundle.subject.uid, self.tag
+            )
         return self.report
 
 
@@ -807,6 +811,7 @@ def verify_bundle(
     detail: bool = False,
     require_anchor: bool = True,
     judge: bool = True,
+    tag: str = "unknown",
 ) -> Report:
     """Verify every claim of ``bundle`` against ``trust`` and judge it; see the module docstring.
 
@@ -815,5 +820,10 @@ def verify_bundle(
     the cloud does with a gateway's push (docs/cloud.md): ``require_anchor=False``
     counts every verified checkpoint as covered (step 3), and ``judge=False``
     skips the verdict. A bundle for a verdict is always verified with both on.
+    ``tag`` is the tag's authentication at the tap, for the provenance verdict
+    of a product without a profile (§12.10): ``genuine``, ``replayed``,
+    ``unauthenticated`` or ``unknown`` (not checked).
     """
-    return _Verifier(bundle, trust, rpc, detail, require_anchor=require_anchor, judge=judge).run()
+    return _Verifier(
+        bundle, trust, rpc, detail, require_anchor=require_anchor, judge=judge, tag=tag
+    ).run()

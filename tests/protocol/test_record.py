@@ -438,7 +438,7 @@ def test_decode_rejects_wrong_cbor_type(kind: int, field: str, value: Any) -> No
         (1, "k6", bytes(15)),
         (1, "k6", bytes(17)),
         (2, "k21", 0),
-        (2, "k21", 7),
+        (2, "k21", 8),
         (2, "k22", ""),
         (2, "k22", "x" * 65),
         (2, "k22", "é" * 33),  # 66 bytes in UTF-8, 33 characters
@@ -591,7 +591,7 @@ def test_scan_link_is_kept_and_refused_on_a_commission_scan() -> None:
     bad = craft(KIND_SCAN, k21=record.ACTION_COMMISSION, k24="/01/" + GTIN, k27=bytes(16))
     with pytest.raises(FieldConflictError, match="commission"):
         decode_payload(bad)
-    for action in (2, 3, 4, 5, 6):
+    for action in (2, 3, 4, 5, 6, 7):
         decode_payload(craft(KIND_SCAN, k21=action, k27=bytes(16)))
 
 
@@ -979,7 +979,7 @@ def readings(draw: st.DrawFn) -> Reading:
 
 @st.composite
 def scans(draw: st.DrawFn) -> Scan:
-    action = draw(st.integers(1, 6))
+    action = draw(st.integers(1, 7))
     return Scan(
         **{k: draw(v) for k, v in common.items()},
         uid=draw(uid),
