@@ -171,9 +171,8 @@ def shot(pg: Any, name: str) -> Path:
 
 def wait_verified(pg: Any, timeout: float = 60_000) -> dict[str, Any]:
     """Wait for the page's own verification to end; its state (window.coldtrace)."""
-    pg.wait_for_function(
-        "window.coldtrace && window.coldtrace.status !== 'pending'", timeout=timeout
-    )
+    # a selector, not wait_for_function: the page's CSP forbids eval, which that uses
+    pg.wait_for_selector("body[data-verification]", state="attached", timeout=timeout)
     state: dict[str, Any] = pg.evaluate(
         "({status: coldtrace.status, verdict: coldtrace.verdict ?? null, ms: coldtrace.ms,"
         " error: coldtrace.error ?? null,"

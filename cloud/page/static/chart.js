@@ -47,7 +47,7 @@ function niceStep(range) {
 
 const COLORS = ["#1f4e8c", "#6b3fa0", "#0b6e4f", "#8a4b08"];
 
-// opts: {from, to, low, high, series: [{label, points: [[t, centi-°C], ...]}],
+// opts: {from, to, low, high, gap, series: [{label, points: [[t, centi-°C], ...]}],
 //        excursions: [{from, to, side}], title, desc, fmtTime(t) -> text,
 //        width, height, buckets, labels: {allowed, excursion}}
 // Returns the SVG's markup (role="img", with <title> and <desc>).
@@ -117,7 +117,12 @@ export function renderChart(opts) {
   // the readings: each series' envelope as a line, out-of-range points marked
   series.forEach((s, i) => {
     if (!s.points.length) return;
-    const d = s.points.map((p, j) => `${j ? "L" : "M"}${f(x(p[0]))} ${f(y(p[1]))}`).join("");
+    // a step line: each reading holds until the next one (docs/protocol.md §12.6), the
+    // last until the leg's end or the profile's gap, whichever comes first
+    const pts = s.points;
+    let d = `M${f(x(pts[0][0]))} ${f(y(pts[0][1]))}`;
+    for (let j = 1; j < pts.length; j++) d += `H${f(x(pts[j][0]))}V${f(y(pts[j][1]))}`;
+    d += `H${f(x(Math.min(to, pts[pts.length - 1][0] + (opts.gap || 3600))))}`;
     parts.push(`<path class="series" stroke="${COLORS[i % COLORS.length]}" d="${d}"><title>${esc(s.label)}</title></path>`);
     for (const p of s.points) {
       const out = (high !== null && high !== undefined && p[1] > high) || (low !== null && low !== undefined && p[1] < low);

@@ -39,6 +39,8 @@ self.onmessage = async (ev) => {
     const t0 = performance.now();
     report = await verifyBundle(bytes.slice(), new Uint8Array(trust), { onProgress: progress, tag });
     ms = performance.now() - t0;
+    if (report && typeof report.toJSON === "function") report = report.toJSON(); // a class: send its data
+    report = plain(report);
   } catch (e) {
     self.postMessage({ type: "error", error: e && e.message ? e.message : String(e) });
     return;
@@ -52,6 +54,20 @@ self.onmessage = async (ev) => {
   }
   self.postMessage({ type: "done", report, ms, readings, counts, bytes: bytes.length });
 };
+
+// BigInts (64-bit values) as numbers when exact, else as text: the page only shows them
+function plain(v) {
+  if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+  if (Array.isArray(v)) return v.map(plain);
+  if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [k, plain(x)]));
+  if (v && typeof v === "object" && !(v instanceof Uint8Array)) {
+    const out = {};
+    for (const [k, x] of Object.entries(v)) out[k] = plain(x);
+    if (!("verified" in out) && "verified" in v) out.verified = v.verified;
+    return out;
+  }
+  return v;
+}
 
 // --- reading the bundle for the charts (after it verified) ----------------------------------
 
