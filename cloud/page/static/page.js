@@ -187,8 +187,9 @@ function renderCharts(doc, readings) {
       count, devices: series.map((s) => s.label).join(", "), from: fmtTime(leg.from), to: fmtTime(leg.to),
       min: fmtTemp(Math.min(...all)), max: fmtTemp(Math.max(...all)), band,
     });
+    const width = Math.max(280, Math.round(box.getBoundingClientRect().width) || 640);
     const svg = renderChart({
-      id, from: leg.from, to: leg.to, low: profile.low ?? null, high: profile.high ?? null, series,
+      id, width, height: width < 500 ? 180 : 220, from: leg.from, to: leg.to, low: profile.low ?? null, high: profile.high ?? null, series,
       gap: profile.gap ?? 3600,
       excursions: (doc.excursions || []).filter((e) => e.to > leg.from && e.from < leg.to),
       title, desc, fmtTime: (ts) => tf.format(new Date(ts * 1000)),
