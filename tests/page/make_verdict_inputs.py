@@ -171,7 +171,15 @@ def _fuzz_trust(rnd: random.Random) -> Trust:
 
 def fuzz_case(rnd: random.Random) -> dict[str, Any]:
     """A random trace and Python's verdict document over it."""
-    from protocol.record import Binding, ProductProfile, Reading, Scan, Status, chain_hash
+    from protocol.record import (
+        Binding,
+        ProductProfile,
+        Reading,
+        Registration,
+        Scan,
+        Status,
+        chain_hash,
+    )
 
     tr = _Trace(rnd)
     trust = _fuzz_trust(rnd)
@@ -180,6 +188,12 @@ def fuzz_case(rnd: random.Random) -> dict[str, Any]:
     places = ["p:a", "p:b", "q:c", "fleet:t1", "z:none"]
     devices = ["tl-a", "tl-b", "tl-c", "tl-\u00e9"]
     zero = bytes(16)
+
+    # a product without a profile (§12.10's provenance verdict): no profile statement of its
+    # GTIN; the tag's authentication at the tap
+    provenance = rnd.random() < 0.3
+    tidy = provenance and rnd.random() < 0.6  # a plausible genuine journey
+    tag = rnd.choice(["genuine", "replayed", "unauthenticated", "unknown"])
 
     # scans of the item (and of another tag)
     scans: list[Record] = []
@@ -200,26 +214,28 @@ def fuzz_case(rnd: random.Random) -> dict[str, Any]:
         reader = rnd.choice(["rd-1", "rd-2", "rd-\u00e9"])
         if k == 0 and rnd.random() < 0.9:
             action = 1
-        elif rnd.random() < 0.7:  # what usually comes next
-            action = {1: 2, 2: 3, 3: 4, 4: 5, 5: 2, 6: 6}[prev_action]
+        elif rnd.random() < (0.98 if tidy else 0.7):  # what usually comes next
+            action = {1: 2, 2: 3, 3: 4, 4: 5, 5: 2, 6: 6, 7: 7}[prev_action]
+            if action == 5 and rnd.random() < 0.3:
+                action = rnd.choice([6, 7])
         else:
-            action = rnd.choice([1, 2, 3, 4, 5, 6])
+            action = rnd.choice([1, 2, 3, 4, 5, 6, 7])
         prev_action = action
         place = rnd.choice(places[:3]) if rnd.random() < 0.8 else rnd.choice(places)
         refs = ["fleet:t1", "p:b", None] if action == 2 else [None, None, "x"]
         ref = rnd.choice(refs)
         roll = rnd.random()
-        if not scans or roll < 0.2:
+        if not scans or roll < (0.02 if tidy else 0.2):
             link = None
-        elif roll < 0.75:
+        elif roll < (0.98 if tidy else 0.75):
             link = chain_hash(scans[-1].raw)
         elif roll < 0.85:
             link = chain_hash(rnd.choice(scans).raw)
         else:
             link = rnd.randbytes(16)
-        tq = 0 if rnd.random() < 0.04 else 2
-        t += rnd.choice([0, 1, 600, 1800, 3600, 7200])
-        uid = _UID if rnd.random() < 0.93 else _OTHER_UID
+        tq = 0 if not tidy and rnd.random() < 0.04 else 2
+        t += rnd.choice([600, 3600] if tidy else [0, 1, 10, 11, 600, 1800, 3600, 7200])
+        uid = _UID if tidy or rnd.random() < 0.93 else _OTHER_UID
         scans.append(
             tr.add(
                 reader,
@@ -288,7 +304,30 @@ def fuzz_case(rnd: random.Random) -> dict[str, Any]:
                 )
 
     # profiles: a GTIN chain (always some profile of the GTIN), sometimes a lot chain
-    for lot in [None, "L1"] if rnd.random() < 0.4 else [None]:
+    # readers registered by a registry (the brand owner or another)
+    for reader in ["rd-1", "rd-2", "rd-\u00e9"]:
+        brand = trust.gtin_authority(_GTIN)
+        regs = [brand] if tidy and brand else rnd.sample(["reg-a", "reg-b"], rnd.randint(0, 2))
+        for reg in regs:
+            for _ in range(rnd.randint(1, 2)):
+                tr.add(
+                    reg,
+                    Registration(
+                        boot=0,
+                        seq=tr.seq(reg),
+                        time=t0 - 86400,
+                        tq=2,
+                        prev=zero,
+                        device=reader,
+                        key=b"\x04" * 65,
+                        role=2,
+                        org=rnd.choice(["Acme", "Brand", "Other"]),
+                        state=1,
+                    ),
+                )
+
+    lots = [None, "L1"] if rnd.random() < 0.4 else [None]
+    for lot in [] if provenance else lots:
         authority = trust.gtin_authority(_GTIN)
         reg = authority if authority is not None and (clean or rnd.random() < 0.85) else "reg-b"
         tt = t0 - (3600 if clean else rnd.choice([3600, 3600, 3600, 0, -600]))
@@ -405,9 +444,10 @@ def fuzz_case(rnd: random.Random) -> dict[str, Any]:
             tt += step
             local += step
     rnd.shuffle(tr.records)
-    verdict = verdict_mod.judge(tr.records, trust, _UID)
+    verdict = verdict_mod.judge(tr.records, trust, _UID, tag)
     return {
         "uid": _UID.hex(),
+        "tag": tag,
         "trust": trust_json(trust),
         "records": [record_json(r) for r in tr.records],
         "expected": {"verified": True, **verdict.to_json()},

@@ -28,6 +28,7 @@ import {
   mktCenti,
   roundDiv,
 } from "./verdict_math.js";
+import { applies, judgeProvenance, TAG_VALUES } from "./verdict_provenance.js";
 import * as why from "./verdict_reasons.js";
 import { cmpNum, cmpStr, reasonCompare, verdictOf, INCOMPLETE } from "./verdict_reasons.js";
 
@@ -45,10 +46,13 @@ const ACTION_UNLOAD = 3;
 const ACTION_RECEIVE = 4;
 const ACTION_SHIP = 5;
 const ACTION_SELL = 6;
+const ACTION_INSTALL = 7;
 const EVENT_CLOCK_SET = 6;
 export const ACTION_NAMES = {
-  1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell",
+  1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell", 7: "install",
 };
+/** The actions that close an item's life (§2.3): every later scan is a contradiction. */
+export const CLOSING = { [ACTION_SELL]: "after_sale", [ACTION_INSTALL]: "after_install" };
 const HIGH = "high";
 const LOW = "low";
 
@@ -361,22 +365,23 @@ function links(c) {
 
 function contradictions(c) {
   let loaded = false;
-  let sold = false;
+  let closed = null; // after_sale | after_install, once the item's life is closed
   for (const leg of c.legs.slice(1)) {
     const a = leg.scan.p.action;
     const found = [];
-    if (sold) found.push("after_sale");
+    if (closed !== null) found.push(closed);
     if (a === ACTION_COMMISSION) found.push("recommissioned");
     else if (a === ACTION_LOAD && loaded) found.push("load_while_loaded");
     else if (a === ACTION_UNLOAD && !loaded) found.push("unload_not_loaded");
-    else if ((a === ACTION_RECEIVE || a === ACTION_SHIP || a === ACTION_SELL) && loaded) {
+    else if ((a === ACTION_RECEIVE || a === ACTION_SHIP || a === ACTION_SELL ||
+      a === ACTION_INSTALL) && loaded) {
       found.push("place_while_loaded");
     }
     for (const detail of found) {
       c.reasons.push(why.custodyConflict(leg.scan.signer, leg.scan.p.seq, leg.start, detail));
     }
     loaded = a === ACTION_LOAD;
-    sold = sold || a === ACTION_SELL;
+    if (closed === null && Object.hasOwn(CLOSING, a)) closed = CLOSING[a];
   }
 }
 
@@ -730,9 +735,10 @@ function chainKey(kind, signer, name, lot) {
 }
 
 class Judge {
-  constructor(records, trust, uid) {
+  constructor(records, trust, uid, tag) {
     this.trust = trust;
     this.uid = uid;
+    this.tag = tag;
     this.signers = bySigner(records.map(wrap));
     this.records = [];
     for (const recs of this.signers.values()) this.records.push(...recs);
@@ -765,11 +771,22 @@ class Judge {
     this.reasons.push(...cust.reasons);
     const doc = {
       commission: null, item: null, profile: null, legs: [], excursions: [], totals: null,
+      provenance: null, commissionDate: null,
     };
     if (cust.commission !== null) {
       const commission = cust.commission.p;
       doc.commission = cust.commission;
+      doc.commissionDate = cust.legs[0].start;
       doc.item = parseItem(commission.item);
+      const item = doc.item;
+      const brand = item !== null ? opt(this.trust.gtinAuthority(item.gtin)) : null;
+      if (item !== null && brand !== null && applies(this.records, item, brand)) {
+        const prov = judgeProvenance(this.records, this.dates, cust, item, brand, this.uid,
+          this.tag, PROVENANCE_HELPERS);
+        this.reasons = prov.reasons;
+        doc.provenance = prov.provenance;
+        return this.document(doc, prov.verdict);
+      }
       doc.profile = this.selectProfile(doc.item, cust.legs[0].start);
       if (doc.profile !== null) this.profile = doc.profile.p;
       const linksRequired = this.profile !== null && this.profile.links === 1;
@@ -779,16 +796,16 @@ class Judge {
       [doc.legs, doc.excursions, doc.totals] = this.temperature(cust.legs, monitors, segments);
     }
     this.reasons.sort(reasonCompare);
-    return this.document(doc);
+    return this.document(doc, verdictOf(this.reasons));
   }
 
-  document(d) {
+  document(d, verdict) {
     const scan = d.commission ? d.commission.p : null;
     const legs = d.legs;
     const t = d.totals;
-    return {
+    const out = {
       verified: true,
-      verdict: verdictOf(this.reasons),
+      verdict,
       reasons: this.reasons,
       subject: {
         uid: toHex(this.uid),
@@ -796,7 +813,7 @@ class Judge {
         gtin: d.item ? d.item.gtin : null,
         lot: d.item ? d.item.lot : null,
         serial: d.item ? d.item.serial : null,
-        commissioned: legs.length ? legs[0].leg.start : null,
+        commissioned: legs.length ? legs[0].leg.start : d.commissionDate,
         place: scan ? scan.place : null,
         reader: d.commission ? d.commission.signer : null,
       },
@@ -831,6 +848,8 @@ class Judge {
         tor: t.tor,
       },
     };
+    if (d.provenance !== null) out.provenance = d.provenance;
+    return out;
   }
 
   // §12.4
@@ -1036,13 +1055,27 @@ class Judge {
   }
 }
 
+const PROVENANCE_HELPERS = {
+  toHex,
+  parseItem,
+  dateOf,
+  actionNames: ACTION_NAMES,
+  closing: CLOSING,
+  unlinkedReasons,
+};
+
 /**
  * All of §12 over the verified records `records` for the tag `uid` (a Uint8Array), with the
  * §10 scopes of `trust` (placeAuthority, gtinAuthority). Synchronous. Returns the verdict
- * document of §13.1 (with `verified: true`).
+ * document of §13.1 (with `verified: true`). `tag` is the tag's authentication at the tap
+ * ("genuine", "replayed", "unauthenticated" or "unknown", the default); only the provenance
+ * verdict of §12.10 uses it (a product whose GTIN has no profile statement at all).
  */
-export function judge(records, trust, uid) {
-  return new Judge(records, trust, uid).run();
+export function judge(records, trust, uid, tag = "unknown") {
+  if (!TAG_VALUES.includes(tag)) {
+    throw new RangeError(`tag must be one of ${TAG_VALUES.join(", ")}, not ${tag}`);
+  }
+  return new Judge(records, trust, uid, tag).run();
 }
 
 export { INCOMPLETE };

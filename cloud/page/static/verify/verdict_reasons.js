@@ -8,6 +8,12 @@
 export const PASS = "PASS";
 export const FAIL = "FAIL";
 export const INCOMPLETE = "INCOMPLETE";
+// The provenance verdict (§12.10).
+export const GENUINE = "GENUINE";
+export const SUSPECT = "SUSPECT";
+export const UNCONFIRMED = "UNCONFIRMED";
+const SEV_SUSPECT = "suspect";
+const SEV_UNCONFIRMED = "unconfirmed";
 const SEV_FAIL = "fail";
 const SEV_INCOMPLETE = "incomplete";
 const SEV_NOTE = "note";
@@ -31,6 +37,14 @@ export const STAGES = {
   excursion: 7,
   cumulative: 8,
   mkt: 8,
+  // the provenance verdict (§12.10)
+  tag_unauthenticated: 0,
+  tag_replayed: 0,
+  tag_not_checked: 0,
+  foreign_commission: 1,
+  duplicate_serial: 1,
+  two_places: 1,
+  provenance_only: 2,
 };
 
 const CONFLICT = {
@@ -40,6 +54,7 @@ const CONFLICT = {
   unload_not_loaded: "unloads the item, but it was not loaded",
   place_while_loaded: "finds the item at a place while it is still loaded (no unload)",
   after_sale: "comes after the item's sale",
+  after_install: "comes after the item's installation",
 };
 const SCAN_TAIL = {
   custody_gap: "follows a scan of the item that is not in the bundle",
@@ -99,6 +114,13 @@ export function verdictOf(reasons) {
   const severities = new Set(reasons.map((r) => r.severity));
   if (severities.has(SEV_FAIL)) return FAIL;
   return severities.has(SEV_INCOMPLETE) ? INCOMPLETE : PASS;
+}
+
+/** SUSPECT if a reason is suspect, else UNCONFIRMED if one is unconfirmed, else GENUINE. */
+export function provenanceOf(reasons) {
+  const severities = new Set(reasons.map((r) => r.severity));
+  if (severities.has(SEV_SUSPECT)) return SUSPECT;
+  return severities.has(SEV_UNCONFIRMED) ? UNCONFIRMED : GENUINE;
 }
 
 // --- the formatters T, C, D ------------------------------------------------------------------------
@@ -256,4 +278,52 @@ export function mkt(value, limit) {
   return reason("mkt", SEV_FAIL,
     `mean kinetic temperature ${fmtCenti(value)} is above the limit of ${fmtCenti(limit)}`,
     { value });
+}
+
+// --- the rows of §12.10 (the provenance verdict) ------------------------------------------------
+
+const TAG = {
+  unauthenticated: ["tag_unauthenticated", SEV_SUSPECT,
+    "did not authenticate (its SUN message does not verify): it is not a tag the brand " +
+    "owner commissioned"],
+  replayed: ["tag_replayed", SEV_SUSPECT,
+    "sent an authentication message that was already used (a replayed SUN): a copy of the tag"],
+  unknown: ["tag_not_checked", SEV_UNCONFIRMED,
+    "was not authenticated (no tap was checked): the records show that a genuine item " +
+    "with this identity exists, not that this tag is it"],
+};
+
+/** tag_unauthenticated, tag_replayed or tag_not_checked; null for "genuine". */
+export function tagReason(uidHex, tag) {
+  if (!Object.hasOwn(TAG, tag)) return null;
+  const [code, severity, tail] = TAG[tag];
+  return reason(code, severity, `tag ${uidHex} ${tail}`);
+}
+
+export function provenanceOnly(gtin) {
+  return reason("provenance_only", SEV_NOTE,
+    `no product profile of GTIN ${gtin} is in the bundle: this is a provenance verdict, ` +
+    "temperatures are not judged");
+}
+
+export function foreignCommission(device, seq, date, brand, gtin) {
+  return reason("foreign_commission", SEV_SUSPECT,
+    `scan #${seq} by ${device} at ${fmtTime(date)} commissions the item, but ${device} ` +
+    `is not registered by ${brand}, the brand owner of GTIN ${gtin}`,
+    { device, from: date, value: seq, detail: brand });
+}
+
+export function duplicateSerial(device, seq, date, otherUidHex, gtin, serial) {
+  return reason("duplicate_serial", SEV_SUSPECT,
+    `GTIN ${gtin} serial ${serial} was also commissioned on tag ${otherUidHex} ` +
+    `by ${device} at ${fmtTime(date)} (scan #${seq})`,
+    { device, from: date, value: seq, detail: otherUidHex });
+}
+
+export function twoPlaces(device, seq, earlier, date, place) {
+  return reason("two_places", SEV_SUSPECT,
+    `scan #${seq} by ${device} at ${fmtTime(date)} finds the tag ${date - earlier} s after ` +
+    `a scan of it at another place, ${place}, at ${fmtTime(earlier)}: one tag cannot be ` +
+    "in two places at once",
+    { device, from: earlier, to: date, value: seq, detail: place });
 }
