@@ -212,10 +212,11 @@ class Verdict:
     excursions: list[ExcursionReport] = field(default_factory=list)
     totals: Figures | None = None  # None without a commission
     provenance: provenance_mod.Provenance | None = None  # §12.10: products without a profile
+    commission_date: int | None = None  # the commission's date (§12.3), when there is one
 
     @property
     def commissioned(self) -> int | None:
-        return self.legs[0].leg.start if self.legs else None
+        return self.legs[0].leg.start if self.legs else self.commission_date
 
     def subject_json(self) -> dict[str, Any]:
         c = self.commission.payload if self.commission is not None else None
@@ -326,6 +327,7 @@ class _Judge:
             commission = cust.commission.payload
             assert isinstance(commission, Scan) and commission.item is not None
             verdict.commission = cust.commission
+            verdict.commission_date = cust.legs[0].start
             verdict.item = parse_item(commission.item)
             item = verdict.item
             brand = self.trust.gtin_authority(item.gtin) if item is not None else None

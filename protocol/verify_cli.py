@@ -5,8 +5,14 @@ URL). It prints the subject from signed data, the legs of the custody, the
 temperatures per leg, the excursions and the verdict with its reasons
 (docs/protocol.md §13.2); ``--json`` prints the report of §13.1.
 
-Exit status (§13.2): 0 verified and PASS, 1 internal error, 2 unreadable
-input or usage error, 3 not verified, 4 FAIL, 5 INCOMPLETE.
+A product without a temperature profile gets the provenance verdict instead
+(§12.10): GENUINE, SUSPECT or UNCONFIRMED. ``--tag`` gives the result of
+authenticating the tag at the tap (the bundle cannot hold it); without it the
+tag counts as not checked, and the verdict is at best UNCONFIRMED.
+
+Exit status (§13.2): 0 verified and PASS or GENUINE, 1 internal error, 2
+unreadable input or usage error, 3 not verified, 4 FAIL, 5 INCOMPLETE, 6
+SUSPECT, 7 UNCONFIRMED.
 
 Every string that came from the bundle is escaped and cut before it is shown
 (:func:`safe`), so a bundle cannot write control sequences to a terminal or
@@ -26,6 +32,7 @@ from typing import Any
 
 from protocol.bundle import load_bundle
 from protocol.errors import VerificationError
+from protocol.provenance import TAG_VALUES
 from protocol.reasons import fmt_centi, fmt_duration
 from protocol.trust import load_trust
 from protocol.verify import Report, verify_bundle
@@ -36,6 +43,8 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_NOT_VERIFIED",
     "EXIT_PASS",
+    "EXIT_SUSPECT",
+    "EXIT_UNCONFIRMED",
     "EXIT_UNREADABLE",
     "exit_status",
     "register",
@@ -49,6 +58,8 @@ EXIT_UNREADABLE = 2
 EXIT_NOT_VERIFIED = 3
 EXIT_FAIL = 4
 EXIT_INCOMPLETE = 5
+EXIT_SUSPECT = 6
+EXIT_UNCONFIRMED = 7
 
 MAX_SHOWN = 200
 
@@ -59,8 +70,10 @@ def register(sub: Any) -> None:
         help="verify a trace bundle against pinned keys and judge the cold chain",
         description="Verify a ColdTrace trace bundle (record signatures, chains, inclusion in "
         "signed checkpoints, checkpoint consistency, anchors) and compute its verdict: PASS, "
-        "FAIL or INCOMPLETE. Exit status: 0 PASS, 1 internal error, 2 unreadable input, "
-        "3 not verified, 4 FAIL, 5 INCOMPLETE.",
+        "FAIL or INCOMPLETE; a product without a temperature profile gets the provenance "
+        "verdict instead: GENUINE, SUSPECT or UNCONFIRMED. Exit status: 0 PASS or GENUINE, "
+        "1 internal error, 2 unreadable input, 3 not verified, 4 FAIL, 5 INCOMPLETE, "
+        "6 SUSPECT, 7 UNCONFIRMED.",
     )
     p.add_argument("bundle", type=Path, help="bundle JSON file")
     p.add_argument(
@@ -68,6 +81,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON (§13.1)")
     p.add_argument("--evm-rpc", metavar="URL", help="JSON-RPC endpoint to check EVM anchors")
+    p.add_argument(
+        "--tag",
+        choices=TAG_VALUES,
+        default="unknown",
+        help="the tag's authentication at the tap (NTAG 424 DNA SUN, checked by the cloud), "
+        "for the provenance verdict of a product without a temperature profile; default "
+        "unknown: not checked, so the verdict is at best UNCONFIRMED",
+    )
     p.add_argument(
         "-v", "--verbose", action="store_true", help="list every check, not just failures"
     )
@@ -184,13 +205,55 @@ def _profile_line(profile: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+def _provenance_lines(prov: Mapping[str, Any]) -> list[str]:
+    """The provenance verdict's custody (§12.10): who held the item, and where its life closed."""
+    tag = {
+        "genuine": "authenticated at the tap",
+        "replayed": "REPLAYED authentication message",
+        "unauthenticated": "did NOT authenticate",
+        "unknown": "not checked (use --tag with the result of the tap)",
+    }.get(prov.get("tag", ""), "?")
+    lines = [
+        "  Profile   none: provenance verdict (temperatures are not judged)",
+        f"  Brand     {safe(prov.get('brand'))} (the registry for the item's GTIN)",
+        f"  Tag       {tag}",
+        "",
+        "  Custody (UTC)",
+    ]
+    rows = [["#", "at", "action", "place", "reader", "registered by"]]
+    for e in prov.get("custody", []):
+        who = e["registry"] if e["registry"] is not None else "(no registration)"
+        if e.get("org"):
+            who = f"{who} ({e['org']})"
+        rows.append(
+            [
+                str(e["index"]),
+                _t(e["at"]),
+                str(e["action"]),
+                safe(e["place"], 40),
+                f"{safe(e['device'], 32)}#{e['seq']}",
+                safe(who, 60),
+            ]
+        )
+    lines += _table(rows)
+    closed = prov.get("closed")
+    if closed:
+        what = "sold" if closed["action"] == "sell" else "installed"
+        lines.append(
+            f"   life closed: {what} {_t(closed['at'])} UTC at {safe(closed['place'])} "
+            f"by {safe(closed['device'], 32)}#{closed['seq']}"
+        )
+    return lines
+
+
 def render(report: Report, *, verbose: bool = False) -> str:
     """The text report (§13.2)."""
     doc = report.verdict_document()
     s = report.summary
     lines = ["ColdTrace verification", ""]
     lines += _subject_lines(doc["subject"])
-    if doc["verified"]:
+    provenance = doc.get("provenance")
+    if doc["verified"] and provenance is None:
         lines += _profile_line(doc["profile"])
     lines.append(
         f"  Evidence  {s.get('records_verified', 0)} of {s.get('records', 0)} records verified "
@@ -199,6 +262,8 @@ def render(report: Report, *, verbose: bool = False) -> str:
         f"{_n(s.get('checkpoints', 0), 'checkpoint')}, "
         f"{s.get('anchored_checkpoints', 0)} anchored"
     )
+    if provenance is not None:
+        lines += _provenance_lines(provenance)
     legs = doc["legs"]
     if legs:
         lines += ["", "  Legs (UTC)"]
@@ -305,9 +370,13 @@ def render(report: Report, *, verbose: bool = False) -> str:
         "within its profile",
         "FAIL": "the signed evidence shows the product's profile was broken",
         "INCOMPLETE": "no breach is shown, but the evidence does not cover the whole trace",
+        "GENUINE": "the tag authenticated, and the signed custody starts at the brand "
+        "owner's commissioning with no contradiction",
+        "SUSPECT": "the tag or the signed custody shows signs of a copy or a counterfeit",
+        "UNCONFIRMED": "nothing suspect is shown, but genuineness is not established",
     }[verdict]
     lines.append(f"VERDICT: {verdict} — {meaning}.")
-    order = {"fail": 0, "incomplete": 1, "note": 2}
+    order = {"fail": 0, "suspect": 0, "incomplete": 1, "unconfirmed": 1, "note": 2}
     for r in sorted(doc["reasons"], key=lambda r: order[r["severity"]]):
         lines.append(f"  {r['severity']:<10} {safe(r['text'], 300)}")
     return "\n".join(lines) + "\n"
@@ -318,7 +387,13 @@ def exit_status(report: Report) -> int:
     if not report.verified or report.verdict is None:
         return EXIT_NOT_VERIFIED
     verdict = report.verdict_document()["verdict"]
-    return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL}.get(verdict, EXIT_INCOMPLETE)
+    return {
+        "PASS": EXIT_PASS,
+        "GENUINE": EXIT_PASS,
+        "FAIL": EXIT_FAIL,
+        "SUSPECT": EXIT_SUSPECT,
+        "UNCONFIRMED": EXIT_UNCONFIRMED,
+    }.get(verdict, EXIT_INCOMPLETE)
 
 
 def _unreadable(args: argparse.Namespace, code: str, message: str) -> int:
@@ -357,7 +432,7 @@ def _run(args: argparse.Namespace) -> int:
         return _unreadable(args, err.code, str(err))
     except OSError as err:
         return _unreadable(args, "io_error", f"{err.strerror or err}: {err.filename or ''}")
-    report = verify_bundle(bundle, trust, rpc=rpc, detail=args.verbose)
+    report = verify_bundle(bundle, trust, rpc=rpc, detail=args.verbose, tag=args.tag)
     if args.json:
         doc = report.to_json()
         # The verdict members come from signed records (bounded by §2); failure

@@ -60,7 +60,7 @@ T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
 UID = bytes.fromhex("04a23c5a1b6f80")
 GTIN = "09506000134352"
 ITEM = f"/01/{GTIN}/10/L42/21/7"
-COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP, SELL = 1, 2, 3, 4, 5, 6
+COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP, SELL, INSTALL = 1, 2, 3, 4, 5, 6, 7
 
 
 def _scalar(label: str) -> int:
@@ -110,7 +110,10 @@ class Scenario:
     devices: dict[str, Signer] = field(default_factory=dict)
     tags: dict[bytes, bytes] = field(default_factory=dict)  # uid -> custody link on the tag
     deterministic: bool = True
+    org: str = "Acme"  # the registry's organisation, in its registrations
     _chains: dict[tuple[Any, ...], tuple[int, bytes]] = field(default_factory=dict)
+    # More registries (another organisation's, a brand owner's): id -> (signer, scopes, org).
+    others: dict[str, tuple[Signer, Scopes, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.registry = Signer(
@@ -129,7 +132,34 @@ class Scenario:
         self.records.append(raw)
         return raw
 
-    def _device(self, device_id: str, role: int, place: str | None = None) -> Signer:
+    def other_registry(
+        self,
+        registry_id: str,
+        org: str,
+        *,
+        devices: Sequence[str] = (),
+        places: Sequence[str] = (),
+        gtins: Sequence[str] = (),
+    ) -> Signer:
+        """Another organisation's registry, pinned in the trust file with these scopes."""
+        reg = Signer(
+            registry_id,
+            p256_private_from_scalar(_scalar(registry_id)),
+            boot=0,
+            deterministic=self.deterministic,
+        )
+        self.others[registry_id] = (reg, Scopes(tuple(devices), tuple(places), tuple(gtins)), org)
+        return reg
+
+    def _device(
+        self,
+        device_id: str,
+        role: int,
+        place: str | None = None,
+        registry: Signer | None = None,
+    ) -> Signer:
+        registry = registry or self.registry
+        org = self.others[registry.id][2] if registry.id in self.others else self.org
         dev = Signer(
             device_id,
             p256_private_from_scalar(_scalar(device_id)),
@@ -138,13 +168,13 @@ class Scenario:
         )
         self.devices[device_id] = dev
         self.add(
-            self.registry.sign(
+            registry.sign(
                 Registration,
                 T0 - 86400,
                 device=device_id,
                 key=dev.sec1,
                 role=role,
-                org="Acme",
+                org=org,
                 state=1,
             )
         )
@@ -153,8 +183,8 @@ class Scenario:
     def logger(self, device_id: str) -> Signer:
         return self._device(device_id, 1)
 
-    def reader(self, device_id: str, place: str) -> Signer:
-        return self._device(device_id, 2, place)
+    def reader(self, device_id: str, place: str, registry: Signer | None = None) -> Signer:
+        return self._device(device_id, 2, place, registry)
 
     def revoke(self, dev: Signer, t: int) -> bytes:
         return self.add(
@@ -249,9 +279,11 @@ class Scenario:
             places=tuple(scopes.get("places", ["*"])),
             gtins=tuple(scopes.get("gtins", ["*"])),
         )
+        registries = {self.registry.id: (self.registry.sec1, scope)}
+        registries.update({rid: (reg.sec1, sc) for rid, (reg, sc, _) in self.others.items()})
         doc = trust_document(
             logs=[(self.origin, self.log.vkey)],
-            registries={self.registry.id: (self.registry.sec1, scope)},
+            registries=registries,
             ledgers={LEDGER: self.ledger.public_key().public_bytes_raw()},
             witnesses=[w.vkey for w in witnesses],
             quorum=quorum,
@@ -334,6 +366,7 @@ def without(*raws: bytes) -> Callable[[bytes], bool]:
 __all__ = [
     "COMMISSION",
     "GTIN",
+    "INSTALL",
     "ITEM",
     "LOAD",
     "ORIGIN",

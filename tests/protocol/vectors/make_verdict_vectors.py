@@ -1,6 +1,7 @@
-"""Make the verdict vectors of docs/protocol.md §13.4.
+"""Make the verdict vectors of docs/protocol.md §13.4, and the provenance vectors.
 
     python -m tests.protocol.vectors.make_verdict_vectors   # rewrites vectors/verdict/
+                                                            # and vectors/provenance/
 
 Each vector is a directory with ``bundle.json``, ``trust.json`` and
 ``expected.json`` (the verdict document of §13.1). Keys are derived from
@@ -18,6 +19,14 @@ script does not take it on trust: each vector declares the verdict and the
 reason codes it is built to produce (``WANT``), and the script refuses to
 write a vector whose output differs. A second implementation checks itself
 against the files.
+
+The provenance vectors (§12.10, ``vectors/provenance/<name>/``, with
+``input.json`` giving the tag's authentication) follow a spare part without a
+temperature profile: commissioned by its brand owner, shipped to distributor
+A, then to distributor B, sold (or installed at a customer's plant). Each
+vector changes one thing: where custody starts, a second sale, one tag in two
+places, a scan after the installation, the same serial on a second tag, the
+tag's authentication.
 """
 
 from __future__ import annotations
@@ -36,9 +45,11 @@ from protocol.verify import verify_bundle
 from tests.protocol.scenario import (
     COMMISSION,
     GTIN,
+    INSTALL,
     ITEM,
     LOAD,
     RECEIVE,
+    SELL,
     SHIP,
     T0,
     UNLOAD,
@@ -47,6 +58,7 @@ from tests.protocol.scenario import (
 )
 
 HERE = Path(__file__).resolve().parent / "verdict"
+PROVENANCE_HERE = Path(__file__).resolve().parent / "provenance"
 
 EVERY = 600  # a reading every 10 minutes
 PACK, TRUCK, DOCK, COLD = "pack:dock-1", "fleet:truck-1", "dc:dock-3", "dc:cold-room-2"
@@ -382,7 +394,7 @@ WANT: dict[
 SPLIT = {"pass_lot_profile_checkpoints"}
 
 
-def make(name: str) -> dict[str, object]:
+def make(name: str, root: Path = HERE) -> dict[str, object]:
     build, verdict, codes = WANT[name]
     day, keep = build()
     n = len(day.s.records)
@@ -404,7 +416,7 @@ def make(name: str) -> dict[str, object]:
             f"vector {name}: built to give {verdict} with {sorted(codes)}, "
             f"got {doc['verdict']} with {sorted(got)}; failures {report.failures[:3]}"
         )
-    out = HERE / name
+    out = root / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     (out / "bundle.json").write_text(text)
@@ -413,10 +425,185 @@ def make(name: str) -> dict[str, object]:
     return doc
 
 
+# --- the provenance vectors (§12.10) ---------------------------------------------------------
+
+PART = f"/01/{GTIN}/21/P-000731"  # a spare part: a serial, no lot
+OTHER_UID = bytes.fromhex("04c7e1a25b6f81")
+BRAND_FACTORY, DIST_A, DIST_B, DIST_B2, PLANT = (
+    "brand:factory-1",
+    "dista:warehouse-1",
+    "distb:store-1",
+    "distb:store-2",
+    "plant:line-4",
+)
+DAY = 86400
+
+
+@dataclass
+class Parts:
+    """The brand owner, two distributors and a customer's plant, each with its registry
+    (the brand's speaks for the GTIN) and a reader."""
+
+    s: Scenario
+    brand: Signer
+    dist_a: Signer
+    dist_b: Signer
+    plant: Signer
+
+    def path(self, *, sold: bool = True) -> None:
+        """The genuine path: commissioned and shipped by the brand, received and shipped by
+        distributor A, received by distributor B, then sold there (``sold``)."""
+        s = self.s
+        s.scan(self.brand, COMMISSION, T0, item=PART)
+        s.scan(self.brand, SHIP, T0 + 2 * 3600, ref="PO-1001")
+        s.scan(self.dist_a, RECEIVE, T0 + DAY)
+        s.scan(self.dist_a, SHIP, T0 + 3 * DAY, ref="PO-2002")
+        s.scan(self.dist_b, RECEIVE, T0 + 4 * DAY)
+        if sold:
+            s.scan(self.dist_b, SELL, T0 + 6 * DAY, ref="INV-3003")
+
+
+def build_parts() -> Parts:
+    s = Scenario(registry_id="reg-brand", org="Brand Parts")
+    reg_a = s.other_registry(
+        "reg-dista", "Distributor A", devices=["rd-dista-*"], places=["dista:*"]
+    )
+    reg_b = s.other_registry(
+        "reg-distb", "Distributor B", devices=["rd-distb-*"], places=["distb:*"]
+    )
+    reg_p = s.other_registry(
+        "reg-plant", "Plant Operator", devices=["rd-plant-*"], places=["plant:*"]
+    )
+    return Parts(
+        s,
+        s.reader("rd-brand-1", BRAND_FACTORY),
+        s.reader("rd-dista-1", DIST_A, reg_a),
+        s.reader("rd-distb-1", DIST_B, reg_b),
+        s.reader("rd-plant-1", PLANT, reg_p),
+    )
+
+
+def p_genuine() -> Parts:
+    w = build_parts()
+    w.path()
+    return w
+
+
+def p_installed() -> Parts:
+    w = build_parts()
+    w.path(sold=False)
+    w.s.scan(w.dist_b, SHIP, T0 + 6 * DAY, ref="PO-4004")
+    w.s.scan(w.plant, RECEIVE, T0 + 7 * DAY)
+    w.s.scan(w.plant, INSTALL, T0 + 7 * DAY + 3600, ref="WO-5005")
+    return w
+
+
+def p_starts_at_distributor() -> Parts:
+    # a copied label, commissioned by distributor A's reader: not the brand owner's
+    w = build_parts()
+    s = w.s
+    s.scan(w.dist_a, COMMISSION, T0 + DAY, item=PART)
+    s.scan(w.dist_a, SHIP, T0 + 3 * DAY, ref="PO-2002")
+    s.scan(w.dist_b, RECEIVE, T0 + 4 * DAY)
+    s.scan(w.dist_b, SELL, T0 + 6 * DAY, ref="INV-3003")
+    return w
+
+
+def p_sold_twice() -> Parts:
+    w = p_genuine()  # sold by distributor B on day 6 ...
+    w.s.scan(w.dist_b, SELL, T0 + 9 * DAY, place=DIST_B2, ref="INV-3999")  # ... and again on day 9
+    return w
+
+
+def p_two_places() -> Parts:
+    w = build_parts()
+    s = w.s
+    s.scan(w.brand, COMMISSION, T0, item=PART)
+    s.scan(w.brand, SHIP, T0 + 2 * 3600, ref="PO-1001")
+    s.scan(w.dist_a, RECEIVE, T0 + DAY)
+    s.scan(w.dist_b, RECEIVE, T0 + DAY + 4)  # the same tag, 4 s later, at distributor B
+    s.scan(w.dist_b, SELL, T0 + 2 * DAY, ref="INV-3003")
+    return w
+
+
+def p_installed_scanned_again() -> Parts:
+    w = p_installed()
+    w.s.scan(w.dist_a, RECEIVE, T0 + 20 * DAY)  # the installed part's label turns up again
+    return w
+
+
+def p_serial_on_two_tags() -> Parts:
+    w = p_genuine()
+    # a second tag, commissioned with the same GTIN and serial at distributor B
+    w.s.scan(w.dist_b, COMMISSION, T0 + 5 * DAY, uid=OTHER_UID, item=PART)
+    return w
+
+
+PWANT: dict[str, tuple[Callable[[], Parts], str, str, set[str]]] = {
+    "genuine_two_distributors": (p_genuine, "genuine", "GENUINE", set()),
+    "genuine_installed": (p_installed, "genuine", "GENUINE", set()),
+    "unconfirmed_tag_not_checked": (p_genuine, "unknown", "UNCONFIRMED", {"tag_not_checked"}),
+    "suspect_starts_at_distributor": (
+        p_starts_at_distributor,
+        "genuine",
+        "SUSPECT",
+        {"foreign_commission"},
+    ),
+    "suspect_sold_twice": (p_sold_twice, "genuine", "SUSPECT", {"custody_conflict"}),
+    "suspect_two_places_at_once": (p_two_places, "genuine", "SUSPECT", {"two_places"}),
+    "suspect_installed_scanned_again": (
+        p_installed_scanned_again,
+        "genuine",
+        "SUSPECT",
+        {"custody_conflict"},
+    ),
+    "suspect_serial_on_two_tags": (
+        p_serial_on_two_tags,
+        "genuine",
+        "SUSPECT",
+        {"duplicate_serial"},
+    ),
+    "suspect_replayed_tag": (p_genuine, "replayed", "SUSPECT", {"tag_replayed"}),
+    "suspect_unauthenticated_tag": (
+        p_genuine,
+        "unauthenticated",
+        "SUSPECT",
+        {"tag_unauthenticated"},
+    ),
+}
+
+
+def make_provenance(name: str, root: Path = PROVENANCE_HERE) -> dict[str, object]:
+    build, tag, verdict, codes = PWANT[name]
+    w = build()
+    text = w.s.bundle(item=PART).dumps(version=2)
+    trust_doc = w.s.trust_doc(devices=["rd-brand-*"], places=["brand:*"], gtins=[GTIN[:-1] + "*"])
+    report = verify_bundle(loads_bundle(text), parse_trust(trust_doc), tag=tag)
+    doc = report.verdict_document()
+    got = {r["code"] for r in doc["reasons"]}
+    if (
+        doc["verdict"] != verdict
+        or "provenance" not in doc
+        or got != codes | {"provenance_only"}  # each vector changes one thing
+    ):
+        raise SystemExit(
+            f"vector {name}: built to give {verdict} with {sorted(codes)}, "
+            f"got {doc['verdict']} with {sorted(got)}; failures {report.failures[:3]}"
+        )
+    out = root / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / "bundle.json").write_text(text)
+    (out / "trust.json").write_text(json.dumps(trust_doc, indent=1) + "\n")
+    (out / "input.json").write_text(json.dumps({"tag": tag}) + "\n")
+    (out / "expected.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    return doc
+
+
 def main(argv: list[str]) -> int:
-    names = argv[1:] or sorted(WANT)
+    names = argv[1:] or sorted(WANT) + sorted(PWANT)
     for name in names:
-        doc = make(name)
+        doc = make_provenance(name) if name in PWANT else make(name)
         print(f"{name:<32} {doc['verdict']:<11} {sorted({r['code'] for r in doc['reasons']})}")
     return 0
 
