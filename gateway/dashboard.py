@@ -39,8 +39,6 @@ can send it) and a foreign ``Origin`` is refused. Responses carry a strict
 Content-Security-Policy (no inline script).
 """
 
-from __future__ import annotations
-
 import asyncio
 import hashlib
 import hmac
@@ -151,7 +149,6 @@ class DashboardData:
         states = self.store.signer_states()
         presence = self.store.presence()
         readings = self.store.latest_records(1)
-        statuses = self.store.latest_records(3)
         out = []
         for dev in sorted(self.store.devices().values(), key=lambda d: d.id):
             interval = s.interval_of(dev.id)
@@ -164,20 +161,20 @@ class DashboardData:
                 state = "online"
             else:
                 state = "offline"
-            batt, batt_time, temp, queued, queued_time = None, None, None, None, None
+            temp = None
             r = readings.get(dev.id)
             rp = self.payload(r) if r is not None else None
             if rp is not None:
                 temp = rp.temp
-                if rp.batt is not None:
-                    batt, batt_time = rp.batt, r.time
-            st = statuses.get(dev.id)
-            sp = self.payload(st) if st is not None else None
-            if sp is not None:
-                if getattr(sp, "batt", None) is not None and (batt_time or 0) <= st.time:
-                    batt, batt_time = sp.batt, st.time
-                if getattr(sp, "queued", None) is not None:
-                    queued, queued_time = sp.queued, st.time
+            batt, queued, queued_time = None, None, None
+            for rec in self.store.newest_of(dev.id, (1, 2, 3)):  # readings, scans, status
+                p = self.payload(rec)
+                if batt is None and getattr(p, "batt", None) is not None:
+                    batt = p.batt
+                if queued is None and getattr(p, "queued", None) is not None:
+                    queued, queued_time = p.queued, rec.time
+                if batt is not None and queued is not None:
+                    break
             ss = states.get(dev.id)
             gaps = 0 if ss is None else max(0, ss.max_seq - ss.contig - len(ss.above))
             conn = presence.get(dev.id)

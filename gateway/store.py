@@ -1291,6 +1291,16 @@ class SQLiteStore:
         )
         return {r[1]: StoredRecord(*r) for r in rows}
 
+    def newest_of(self, signer: str, kinds: tuple[int, ...], limit: int = 20) -> list[StoredRecord]:
+        """``signer``'s newest records of ``kinds`` (by seq, newest first)."""
+        marks = ",".join("?" * len(kinds))
+        rows = self._all(
+            f"SELECT * FROM records WHERE signer = ? AND kind IN ({marks})"
+            " ORDER BY seq DESC LIMIT ?",
+            (signer, *kinds, limit),
+        )
+        return [StoredRecord(*r) for r in rows]
+
     def last_received(self) -> dict[str, int]:
         """Each signer's latest receive time."""
         return {
