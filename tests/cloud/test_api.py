@@ -66,6 +66,11 @@ def test_no_organisation_reads_or_changes_another_on_any_endpoint(world) -> None
                     "/v1/orgs/{org}/ledgers": {"id": "x", "key": "AAAA"},
                     "/v1/orgs/{org}/witnesses": {"vkey": "x+00000000+AAAA"},
                     "/v1/orgs": {"name": "intruder"},
+                    "/v1/tags": {  # a tag for another organisation: refused
+                        "uid": "04A1B2C3D4E5F6",
+                        "item": "/01/09506000134352/21/1",
+                        "organisation": "packhouse",
+                    },
                 }[path]
             r = kit.client.request(method.upper(), url, headers=stranger, json=body)
             tried += 1
