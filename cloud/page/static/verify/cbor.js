@@ -95,14 +95,15 @@ export function decodeAt(data, pos, depth = 4, tags = null) {
   if (major === 5) {
     if (typeof arg === 'bigint' || 2 * arg > data.length - pos) throw bad('CBOR input ends inside an item');
     const m = new Map();
-    let prev = -1n; // sort key: unsigned keys as themselves, negative keys after all
+    let prev = -1;
     for (let k = 0; k < arg; k++) {
       const kpos = pos;
       const kb = data[pos];
       if (kb >= 0x40) throw bad(`map key at offset ${kpos} is not an integer`);
       let key;
       [key, pos] = decodeAt(data, pos, 0, tags);
-      const skey = BigInt(key) >= 0n ? BigInt(key) : (1n << 64n) - 1n - BigInt(key);
+      // sort key: unsigned keys as themselves, negative keys after every unsigned one
+      const skey = typeof key === 'number' && key >= 0 ? key : BigInt(key) >= 0n ? BigInt(key) : (1n << 64n) - 1n - BigInt(key);
       if (skey <= prev) {
         if (skey === prev) throw bad(`map key ${key} repeated at offset ${kpos}`);
         throw bad(`map key ${key} at offset ${kpos} out of order`);

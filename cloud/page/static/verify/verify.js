@@ -581,12 +581,11 @@ function registeredKey(e, source, cache) {
   if (source.revoked !== null && cmpBig(source.revoked, e.index) < 0) {
     throw new VError('revoked_key', 'record logged after its device was revoked', { expected: `index < ${source.revoked}`, found: e.index });
   }
-  const k = toHex(source.key);
-  let p = cache.get(k);
+  let p = cache.get(source);
   if (!p) {
     p = importP256(source.key);
     p.catch(() => {});
-    cache.set(k, p);
+    cache.set(source, p);
   }
   return p;
 }
