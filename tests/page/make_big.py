@@ -31,7 +31,9 @@ def build(n: int) -> tuple[bytes, bytes]:
     bundle = s.bundle(item=ITEM, validate=False)
     import json
 
-    return bundle.dumps(version=3, check=False).encode(), (json.dumps(s.trust_doc()) + "\n").encode()
+    return bundle.dumps(version=3, check=False).encode(), (
+        json.dumps(s.trust_doc()) + "\n"
+    ).encode()
 
 
 def main(argv: list[str]) -> int:

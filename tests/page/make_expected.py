@@ -28,7 +28,6 @@ import base64
 import json
 import sys
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 

@@ -24,9 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = make_expected.outputs()
 
 
-@pytest.mark.parametrize("path", sorted(OUTPUTS), ids=lambda p: str(p.relative_to(make_expected.OUT)))
+@pytest.mark.parametrize(
+    "path", sorted(OUTPUTS), ids=lambda p: str(p.relative_to(make_expected.OUT))
+)
 def test_committed_reports_are_a_fresh_run_of_the_verifier(path: Path) -> None:
-    assert path.read_text(encoding="utf-8") == OUTPUTS[path], "run: python -m tests.page.make_expected"
+    assert path.read_text(encoding="utf-8") == OUTPUTS[path], (
+        "run: python -m tests.page.make_expected"
+    )
 
 
 def test_no_stale_reports() -> None:
@@ -49,7 +53,10 @@ def test_node_tests_of_the_page_pass() -> None:
         text=True,
         timeout=900,
         check=False,
-        env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+        env={
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
     )
     for line in proc.stdout.splitlines():
         if "verify-timing:" in line:
