@@ -268,6 +268,9 @@ document.addEventListener("DOMContentLoaded", () => {
     if (b) openAck(b.dataset.id);
   });
   document.getElementById("ack-form").addEventListener("submit", submitAck);
+  document.getElementById("ack-comment").addEventListener("input", () => {
+    document.getElementById("ack-error").textContent = "";
+  });
   document.getElementById("ack-cancel").addEventListener("click", () => document.getElementById("ack").close());
   for (const name of ["alerts", "devices", "readings", "transit", "checkpoints", "witnesses", "anchors", "rejects", "audit"])
     fill(name, []);
