@@ -275,10 +275,13 @@ def _leg_series(ev: Evidence) -> dict[int, dict[str, list[tuple[int, int, int]]]
     signers = by_signer(ev.records)
     dates = dates_of_signers(signers)
     out: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
+    readings: dict[str, list[Any]] = {}  # device -> its dated readings, made once
     for leg in verdict.legs:
         for m in leg.monitors:
-            recs = signers.get(m.device, [])
-            held = DeviceRecords(recs, dates).readings(gap)
+            if m.device not in readings:
+                recs = signers.get(m.device, [])
+                readings[m.device] = DeviceRecords(recs, dates).readings(gap)
+            held = readings[m.device]
             channels = {h.channel for h in held}
             for h in held:
                 s, e = max(m.start, h.start), min(m.end, h.end)
@@ -1142,7 +1145,8 @@ class _Builder:
             Paragraph(
                 f"Verdict <b>{escape(verdict)}</b>. {escape(advice)} Tick one box, then sign. "
                 "A decision can also be recorded in ColdTrace "
-                "(POST /v1/traces/{uid}/decision), tied to this bundle's SHA-256.",
+                f"(POST /v1/traces/{_e(self.subject.get('uid'))}/decision), tied to this "
+                "bundle's SHA-256.",
                 st.small,
             ),
             Spacer(1, 4),
