@@ -25,12 +25,14 @@ tests/page/test_js_verifier.py checks the files equal a fresh run and runs the N
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import sys
 import zlib
 from pathlib import Path
 from typing import Any
 
+from protocol import cbor
 from protocol.bundle import loads_bundle
 from protocol.errors import VerificationError
 from protocol.trust import loads_trust
@@ -162,6 +164,109 @@ def extras() -> dict[str, tuple[bytes, bytes]]:
     return out
 
 
+# --- records: open_record on mutated records ------------------------------------------------
+
+_SAFE = 2**53 - 1
+_VALUES: list[Any] = [
+    0, 1, -1, 2, 3, 7, 11, 15, 16, 23, 24, 60, 255, 256, 20000, 20001, 65535, 65536,
+    86400, 86401, -10000, -10001, 15000, 15001, -129, -128, 2**31, -(2**31), -(2**31) - 1,
+    2**32 - 1, 2**32, 2**53, 2**64 - 1, -(2**64), b"", bytes(4), bytes(7), bytes(10), bytes(16),
+    bytes(24), bytes(65), b"\x04" + bytes(64), "", "a", "x" * 65, "x" * 129, "a\x7fb", "\x85",
+    "é" * 32, "tl-1 tl-2", "tl-2 tl-1", "tl-1  tl-2", "09506000134352", "09506000134353",
+    "L-42", "L 42", [], {}, [1], {1: 2},
+]
+_KEYS = [0, 7, 8, 9, 17, 28, 39, 44, 46, 52, 59, 71, 999, 1000, 5000, 2**40, 2**64 - 1]
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return {"hex": v.hex()}
+    if isinstance(v, int) and not -_SAFE <= v <= _SAFE:
+        return {"int": str(v)}
+    return v
+
+
+def _envelope(kid: str, payload: bytes, signature: bytes) -> bytes:
+    protected = cbor.encode({1: -7, 4: kid.encode()})
+    return (
+        b"\xd2\x84"
+        + cbor.head(2, len(protected))
+        + protected
+        + b"\xa0"
+        + cbor.head(2, len(payload))
+        + payload
+        + b"\x58\x40"
+        + signature
+    )
+
+
+def record_cases() -> list[dict[str, Any]]:
+    """open_record (§2, §3) on records of the pass vector, mutated: payload fields set to
+    edge values, removed or added (re-encoded, the envelope rebuilt), and bytes flipped,
+    cut or appended. ``ok``, the error code, and for an accepted record its signer and
+    payload fields (byte strings as {"hex"}, integers beyond 2^53 as {"int"})."""
+    import random
+
+    from protocol.record import open_record
+
+    rng = random.Random(20261207)
+    doc = json.loads((VECTORS / "pass" / "bundle.json").read_text())
+    bundle = loads_bundle(json.dumps(doc))
+    originals = [r.raw for r in bundle.records]
+    raws: list[bytes] = []
+    for raw in originals[:: max(1, len(originals) // 60)]:
+        raws.append(raw)
+        rec = open_record(raw)
+        start = raw.index(b"\xa0") + 1
+        head = raw[start]
+        body = rec.raw[start + (1 if head < 0x58 else 2 if head == 0x58 else 3) :][:-66]
+        m = cbor.decode(body, max_size=512, max_depth=1)
+        assert isinstance(m, dict)
+        signature = raw[-64:]
+        for _ in range(6):
+            mm = dict(m)
+            what = rng.randrange(3)
+            if what == 0:
+                mm[rng.choice(sorted(mm))] = rng.choice(_VALUES)
+            elif what == 1:
+                del mm[rng.choice(sorted(mm))]
+            else:
+                mm[rng.choice(_KEYS)] = rng.choice(_VALUES)
+            try:
+                raws.append(_envelope(rec.signer, cbor.encode(mm), signature))
+            except (TypeError, ValueError):
+                continue
+        for _ in range(3):
+            b = bytearray(raw)
+            k = rng.randrange(len(b))
+            how = rng.randrange(3)
+            if how == 0:
+                b[k] ^= 1 << rng.randrange(8)
+            elif how == 1:
+                del b[k:]
+            else:
+                b.insert(k, rng.randrange(256))
+            raws.append(bytes(b))
+    out = []
+    for raw in raws:
+        case: dict[str, Any] = {"record": raw.hex()}
+        try:
+            rec = open_record(raw)
+        except VerificationError as err:
+            case.update(ok=False, code=err.code)
+        else:
+            p = rec.payload
+            fields = {"kind": p.kind}
+            for f in dataclasses.fields(p):
+                if f.name == "extensions":
+                    fields[f.name] = {str(k): _json_value(v) for k, v in p.extensions.items()}
+                else:
+                    fields[f.name] = _json_value(getattr(p, f.name))
+            case.update(ok=True, code=None, signer=rec.signer, payload=fields)
+        out.append(case)
+    return out
+
+
 def outputs() -> dict[Path, str]:
     """Every file this script writes, by path, with its text."""
     files: dict[Path, str] = {}
@@ -173,6 +278,7 @@ def outputs() -> dict[Path, str]:
         files[where / "bundle.json"] = bundle.decode()
         files[where / "trust.json"] = trust.decode()
         files[where / "report.json"] = dumps(report(bundle, trust))
+    files[OUT / "records" / "cases.json"] = dumps(record_cases())
     return files
 
 

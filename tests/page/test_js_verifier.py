@@ -36,7 +36,7 @@ def test_committed_reports_are_a_fresh_run_of_the_verifier(path: Path) -> None:
 def test_no_stale_reports() -> None:
     on_disk = {
         p
-        for sub in ("vectors", "extra")
+        for sub in ("vectors", "extra", "records")
         for p in (make_expected.OUT / sub).rglob("*")
         if p.is_file()
     }
