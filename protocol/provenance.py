@@ -149,9 +149,16 @@ def judge_provenance(
             reasons.append(replace(r, severity=_CUSTODY_SEVERITY[r.code]))
     reasons.extend(cust.unlinked_reasons(False))
     registrars = _registrars(records)
-    # The origin: the commission's reader is registered by the brand owner.
+    # The origin: the commission's reader is registered by the brand owner (any of its
+    # registrations in V, whatever the registry shown in the custody list).
     first = cust.legs[0]
-    if registrars.get(first.scan.signer, ("", ""))[0] != brand:
+    brand_registered = any(
+        isinstance(r.payload, Registration)
+        and r.payload.device == first.scan.signer
+        and r.signer == brand
+        for r in records
+    )
+    if not brand_registered:
         reasons.append(
             why.foreign_commission(
                 first.scan.signer, first.payload.seq, first.start, brand, item.gtin

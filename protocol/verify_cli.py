@@ -377,8 +377,9 @@ def render(report: Report, *, verbose: bool = False) -> str:
     }[verdict]
     lines.append(f"VERDICT: {verdict} — {meaning}.")
     order = {"fail": 0, "suspect": 0, "incomplete": 1, "unconfirmed": 1, "note": 2}
+    width = 11 if provenance is not None else 10
     for r in sorted(doc["reasons"], key=lambda r: order[r["severity"]]):
-        lines.append(f"  {r['severity']:<10} {safe(r['text'], 300)}")
+        lines.append(f"  {r['severity']:<{width}} {safe(r['text'], 300)}")
     return "\n".join(lines) + "\n"
 
 
