@@ -74,7 +74,7 @@ from cloud.exports.evidence import Evidence, NotVerifiedError, evidence_from_byt
 from protocol.anchor import EvmReceipt, LocalReceipt
 from protocol.checkpoint import checkpoint_hash, parse_checkpoint
 from protocol.completeness import DeviceRecords
-from protocol.custody import by_signer, dates_of_signers
+from protocol.custody import by_signer, dates_of_signers, parse_item
 from protocol.errors import VerificationError
 from protocol.note import parse_note
 from protocol.reasons import fmt_centi, fmt_duration
@@ -1168,13 +1168,21 @@ class DecisionIn(BaseModel):
     name: str = Field(min_length=1, max_length=128)
 
 
-def _verification_url(base: str, uid: str, item: str | None) -> str:
-    """Where a reader of the report checks the trace: the public trace of the item's
-    Digital Link (what the consumer page reads), else the organisation's trace."""
+def _verification_url(app: Any, base: str, uid: str, item: str | None) -> str:
+    """Where a reader of the report checks the trace: the item's GS1 Digital Link on this
+    host when the cloud serves a page there (the consumer page), else the item's public
+    trace, else (no signed item) the organisation's trace."""
+    from starlette.routing import Match
+
     base = base.rstrip("/")
-    if item:
-        return f"{base}/v1/public/trace?dl={quote(item, safe='/')}"
-    return f"{base}/v1/traces/{uid}"
+    if not item:
+        return f"{base}/v1/traces/{uid}"
+    path = quote(item, safe="/")
+    if parse_item(item) is not None:
+        scope = {"type": "http", "path": path, "method": "GET"}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.routes):
+            return base + path
+    return f"{base}/v1/public/trace?dl={path}"
 
 
 def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
@@ -1220,7 +1228,7 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
         temperatures per leg, verdict and reasons, proof fingerprints, a verification
         QR code and a signature block. 422 when the trace does not verify."""
         t = visible_trace(uid, who)
-        url = _verification_url(str(request.base_url), uid.lower(), t.item)
+        url = _verification_url(app, str(request.base_url), uid.lower(), t.item)
         key = (t.etag, url, quantity)
         with lock:
             pdf = cache.get(key)
