@@ -39,6 +39,9 @@ from protocol.verify import verify_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "protocol" / "vectors" / "verdict"
+#: §12.10's provenance vectors: their inputs are written as ``provenance.<name>.json``.
+PROVENANCE = ROOT / "tests" / "protocol" / "vectors" / "provenance"
+PROVENANCE_PREFIX = "provenance."
 OUT = Path(__file__).resolve().parent / "data" / "verdict_inputs"
 ARITHMETIC = "_arithmetic.json"
 
@@ -68,10 +71,20 @@ def trust_json(trust: Trust) -> dict[str, Any]:
     }
 
 
+def vector_dir(name: str) -> Path:
+    """The vector directory of an input name (``<verdict vector>`` or ``provenance.<name>``)."""
+    if name.startswith(PROVENANCE_PREFIX):
+        return PROVENANCE / name.removeprefix(PROVENANCE_PREFIX)
+    return VECTORS / name
+
+
 def inputs(vector: Path) -> dict[str, Any]:
     """Run the verifier over one vector and capture the arguments of its judge()."""
     bundle = load_bundle(vector / "bundle.json")
     trust = load_trust(vector / "trust.json")
+    tag = None
+    if (vector / "input.json").exists():  # the tag's authentication (§12.10)
+        tag = json.loads((vector / "input.json").read_text(encoding="utf-8"))["tag"]
     seen: list[tuple[list[Record], bytes]] = []
     real = verdict_mod.judge
 
@@ -80,12 +93,16 @@ def inputs(vector: Path) -> dict[str, Any]:
         return real(records, t, uid, *args, **kwargs)
 
     with mock.patch.object(verdict_mod, "judge", capture):
-        verify_bundle(bundle, trust)
+        if tag is None:
+            verify_bundle(bundle, trust)
+        else:
+            verify_bundle(bundle, trust, tag=tag)
     if len(seen) != 1:
         raise RuntimeError(f"{vector.name}: the verifier judged {len(seen)} times")
     good, uid = seen[0]
     return {
         "uid": uid.hex(),
+        **({} if tag is None else {"tag": tag}),
         "records": [record_json(r) for r in good],
         "trust": trust_json(trust),
     }
@@ -461,18 +478,26 @@ def render_fuzz(n: int = 150) -> str:
 
 
 def names() -> list[str]:
-    return sorted(p.name for p in VECTORS.iterdir() if p.is_dir())
+    """The input names: the verdict vectors', then the provenance vectors' (prefixed)."""
+    out = sorted(p.name for p in VECTORS.iterdir() if p.is_dir())
+    if PROVENANCE.exists():
+        out += sorted(PROVENANCE_PREFIX + p.name for p in PROVENANCE.iterdir() if p.is_dir())
+    return out
 
 
 def render(name: str) -> str:
     """A vector's inputs as written: one record a line."""
-    doc = inputs(VECTORS / name)
+    doc = inputs(vector_dir(name))
     lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in doc["records"]]
+    tag = f' "tag": {json.dumps(doc["tag"])},\n' if "tag" in doc else ""
     return (
         "{\n"
         f' "uid": {json.dumps(doc["uid"])},\n'
-        f' "trust": {json.dumps(doc["trust"], ensure_ascii=False)},\n'
-        ' "records": [\n  ' + ",\n  ".join(lines) + "\n ]\n}\n"
+        + tag
+        + f' "trust": {json.dumps(doc["trust"], ensure_ascii=False)},\n'
+        + ' "records": [\n  '
+        + ",\n  ".join(lines)
+        + "\n ]\n}\n"
     )
 
 

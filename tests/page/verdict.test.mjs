@@ -10,7 +10,7 @@
 // document with the vector's expected.json, exactly (after JSON).
 
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -31,6 +31,13 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, "..", "..");
 const INPUTS = join(HERE, "data", "verdict_inputs");
 const VECTORS = join(ROOT, "tests", "protocol", "vectors", "verdict");
+// §12.10's provenance vectors; their inputs are provenance.<name>.json (with the tag).
+const PROVENANCE = join(ROOT, "tests", "protocol", "vectors", "provenance");
+const PREFIX = "provenance.";
+
+function vectorDir(name) {
+  return name.startsWith(PREFIX) ? join(PROVENANCE, name.slice(PREFIX.length)) : join(VECTORS, name);
+}
 
 function fromHex(hex) {
   const out = new Uint8Array(hex.length / 2);
@@ -105,35 +112,42 @@ function load(name) {
     signer: r.signer,
     payload: Object.fromEntries(Object.entries(r.payload).map(([k, v]) => [k, value(v)])),
   }));
-  return { records, trust: makeTrust(doc.trust), uid: fromHex(doc.uid) };
+  return { records, trust: makeTrust(doc.trust), uid: fromHex(doc.uid), tag: doc.tag };
 }
 
-const NAMES = readdirSync(VECTORS, { withFileTypes: true })
-  .filter((d) => d.isDirectory())
-  .map((d) => d.name)
-  .sort();
+function dirs(root) {
+  if (!existsSync(root)) return [];
+  return readdirSync(root, { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort();
+}
+
+const VERDICT_NAMES = dirs(VECTORS);
+const PROVENANCE_NAMES = dirs(PROVENANCE).map((n) => PREFIX + n);
+const NAMES = [...VERDICT_NAMES, ...PROVENANCE_NAMES];
 
 test("there are 20 or more verdict vectors, each with its inputs", () => {
-  assert.ok(NAMES.length >= 20, `${NAMES.length} vectors`);
+  assert.ok(VERDICT_NAMES.length >= 20, `${VERDICT_NAMES.length} vectors`);
   const inputs = readdirSync(INPUTS)
     .filter((f) => f.endsWith(".json") && !f.startsWith("_"))
     .map((f) => f.slice(0, -5));
-  assert.deepEqual(inputs.sort(), NAMES);
+  assert.deepEqual(inputs.sort(), [...NAMES].sort());
 });
 
 for (const name of NAMES) {
   test(`verdict vector ${name}`, () => {
-    const { records, trust, uid } = load(name);
-    const expected = JSON.parse(readFileSync(join(VECTORS, name, "expected.json"), "utf8"));
-    const got = JSON.parse(JSON.stringify(judge(records, trust, uid)));
+    const { records, trust, uid, tag } = load(name);
+    const expected = JSON.parse(readFileSync(join(vectorDir(name), "expected.json"), "utf8"));
+    const got = JSON.parse(JSON.stringify(judge(records, trust, uid, tag)));
     assert.deepStrictEqual(got, expected);
   });
 
   test(`verdict vector ${name}: the order and repeats of the records do not matter`, () => {
-    const { records, trust, uid } = load(name);
-    const expected = JSON.parse(readFileSync(join(VECTORS, name, "expected.json"), "utf8"));
+    const { records, trust, uid, tag } = load(name);
+    const expected = JSON.parse(readFileSync(join(vectorDir(name), "expected.json"), "utf8"));
     const shuffled = [...records].reverse().concat(records.slice(0, 7));
-    const got = JSON.parse(JSON.stringify(judge(shuffled, trust, uid)));
+    const got = JSON.parse(JSON.stringify(judge(shuffled, trust, uid, tag)));
     assert.deepStrictEqual(got, expected);
   });
 }
