@@ -9,7 +9,9 @@ Screenshots go to test-artifacts/page/*.png (repo root)."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -46,8 +48,13 @@ ARGS = [
     "--disable-sync",
 ]
 H = 3600
-BUDGET = 150_000  # bytes, uncompressed: HTML + CSS + JS, the bundle excluded
-PAGE_BUDGET = 60_000  # of which the page's own (everything but the verifier's modules)
+BUNDLE_URL = re.compile(r"/v1/public/bundle\?")
+# bytes, the bundle excluded: the page's own HTML + CSS + JS, uncompressed (what renders the
+# facts and runs the check); with the verifier's modules (loaded by the worker after the
+# facts are on screen), uncompressed and gzip'd as served
+PAGE_BUDGET = 150_000
+TOTAL_BUDGET = 300_000
+TOTAL_GZIP_BUDGET = 100_000
 
 if not Path(CHROMIUM).exists():
     pytest.skip("no Chromium at /usr/bin/chromium", allow_module_level=True)
@@ -305,7 +312,7 @@ def test_a_tampered_bundle_fails_and_the_page_names_the_record(
     bad, subject = _tampered(good)
     assert not verify_bundle(loads_bundle(bad), loads_trust(cloud_pass.kit.client.get("/v1/trust").content)).verified
     page.route(
-        "**/v1/public/bundle?*",
+        BUNDLE_URL,
         lambda route: route.fulfill(status=200, body=bad, content_type="application/json"),
     )
     page.goto(cloud_pass.base + ITEM)
@@ -343,7 +350,7 @@ def test_a_cut_bundle_is_incomplete_on_the_device(
     expected = coldtrace_verify(cloud_pass, tmp_path, cut)
     assert expected["verified"] and expected["verdict"] == "INCOMPLETE"
     page.route(
-        "**/v1/public/bundle?*",
+        BUNDLE_URL,
         lambda route: route.fulfill(status=200, body=cut, content_type="application/json"),
     )
     page.goto(cloud_pass.base + ITEM)
@@ -416,10 +423,15 @@ def test_the_page_weight_is_within_budget(browser: Any, cloud_pass: Served) -> N
     verifier = sum(v for k, v in sizes.items() if "/verify/" in k)
     page_own = total - verifier
     html = sum(v for k, v in sizes.items() if "/page/static/" not in k)
-    print(f"\npage weight: {total:,} bytes uncompressed in {len(sizes)} files: the page's own "
-          f"{page_own:,} (HTML {html:,}), the verifier's modules {verifier:,}")
+    zipped = len(gzip.compress(pg.content().encode())) + sum(
+        len(gzip.compress(f.read_bytes())) for f in module_graph("page.js", "worker.js")
+    ) + len(gzip.compress((STATIC / "page.css").read_bytes()))
+    print(f"\npage weight: the page's own HTML + CSS + JS {page_own:,} bytes uncompressed "
+          f"(HTML {html:,}); with the verifier's modules ({verifier:,}) {total:,} bytes in "
+          f"{len(sizes)} files, {zipped:,} gzip'd")
     assert page_own <= PAGE_BUDGET, sorted(sizes.items(), key=lambda kv: -kv[1])
-    assert total <= BUDGET, sorted(sizes.items(), key=lambda kv: -kv[1])
+    assert total <= TOTAL_BUDGET, sorted(sizes.items(), key=lambda kv: -kv[1])
+    assert zipped <= TOTAL_GZIP_BUDGET
     ctx.close()
 
 

@@ -90,6 +90,10 @@ function renderVerdict(doc, word) {
 function setSource(kind, extra = {}) {
   const badge = { server: "source.server", device: "source.device", failed: "source.failed", error: "source.error" }[kind];
   $("source-badge").textContent = t(badge);
+  for (const b of document.querySelectorAll(".src-badge")) {
+    b.textContent = t(badge);
+    b.dataset.source = kind;
+  }
   $("source-text").textContent = t(`${badge}.text`, extra);
   $("verdict").dataset.source = kind;
   document.body.dataset.verification = kind;
@@ -130,6 +134,7 @@ function renderChecks(report, counts, ms, bytes) {
   ];
   const table = el("table", { class: "checks" });
   table.append(el("caption", { class: "sr", text: t("check") }));
+  if ((s.records_verified ?? 0) < (s.records ?? 0)) failed.records = (failed.records || 0) + (s.records - (s.records_verified ?? 0));
   for (const [name, count] of rows) {
     const bad = failed[name] || 0;
     table.append(
@@ -147,13 +152,69 @@ function renderChecks(report, counts, ms, bytes) {
   if (failures.length) {
     body.append(el("h3", { text: t("check.failures") }));
     const ul = el("ul", { class: "failures", id: "failures" });
-    for (const f of failures.slice(0, 50)) {
-      ul.append(el("li", { text: t("check.failure", { subject: f.subject, message: f.message, code: f.code }) }));
+    for (const g of groupFailures(failures).slice(0, 30)) {
+      if (g.items.length === 1) {
+        const f = g.items[0];
+        ul.append(el("li", { class: g.first ? "first" : "" }, t("check.failure", { subject: f.subject, message: f.message, code: f.code })));
+      } else {
+        const subjects = g.items.slice(0, 6).map((f) => f.subject).join(", ") + (g.items.length > 6 ? ", …" : "");
+        ul.append(el("li", {}, t("check.failure.many", { n: g.items.length, message: g.items[0].message, code: g.code, subjects })));
+      }
     }
-    if (failures.length > 50) ul.append(el("li", { text: `… ${failures.length - 50}` }));
     body.append(ul);
   }
   body.append(el("p", { class: "timing", id: "timing", text: t("check.time", { ms: Math.round(ms), bytes: fmtBytes(bytes) }) }));
+}
+
+// Failures grouped by (check, code), the ones that name a changed record first: a record
+// whose signature fails is the one that was altered; the proofs that include it fail with
+// it, for every record they cover.
+const FIRST = /^(record\.(signature|format|entry)|registry\.signature|checkpoint\.signature|anchor$)/;
+function groupFailures(failures) {
+  const groups = new Map();
+  for (const f of failures) {
+    const key = `${f.check}|${f.code}`;
+    if (!groups.has(key)) groups.set(key, { check: f.check, code: f.code, items: [], first: FIRST.test(f.check) });
+    groups.get(key).items.push(f);
+  }
+  return [...groups.values()].sort((a, b) => (b.first - a.first) || (a.items.length - b.items.length));
+}
+
+// --- the journey, from the verified document ----------------------------------------------------
+// The legs' places, times, readers, loggers and figures as this device verified them; the
+// organisations' names stay the server's (which organisation registered which key is the
+// cloud's record, pinned in the trust it served).
+function renderTimeline(doc, serverLegs) {
+  const items = document.querySelectorAll("#timeline > li.leg");
+  const legs = doc.legs || [];
+  items.forEach((li, n) => {
+    const leg = legs[n];
+    const server = (serverLegs || [])[n] || {};
+    if (!leg) return;
+    const scan = leg.scan || {};
+    const where = [t("leg.at", { place: scan.place ?? "" })];
+    if (leg.vehicle && leg.location) where.push(t("leg.into", { location: leg.location }));
+    const title = li.querySelector(".leg-title");
+    title.replaceChildren(el("span", { class: "sr", text: `${n + 1}. ` }), `${t(`action.${scan.action}`)} ${where.join(" ")}`);
+    const meta = li.querySelector(".leg-meta");
+    const when = leg.to > leg.from
+      ? t("leg.from_to", { from: fmtTime(leg.from), to: fmtTime(leg.to) })
+      : t("leg.at_time", { from: fmtTime(leg.from) });
+    meta.textContent = (server.organisation ? `${t("leg.by", { org: server.organisation })} · ` : "") + when;
+    for (const d of li.querySelectorAll(".leg-detail")) d.remove();
+    const devices = [...new Set((leg.monitors || []).map((m) => m.device))].sort();
+    const lines = [];
+    if (devices.length) {
+      lines.push(t("leg.monitored", { devices: devices.join(", ") }));
+      if (leg.min !== null && leg.min !== undefined) lines.push(t("leg.stats", { min: fmtTemp(leg.min), max: fmtTemp(leg.max), mean: fmtTemp(leg.mean) }));
+    } else if (leg.to > leg.from) lines.push(t("leg.unmonitored"));
+    let after = meta;
+    for (const text of lines) {
+      const p = el("p", { class: "leg-detail", text });
+      after.after(p);
+      after = p;
+    }
+  });
 }
 
 // --- the charts ---------------------------------------------------------------------------------
@@ -283,6 +344,7 @@ function done(report, ms, readings, counts, bytes) {
   renderVerdict(doc, word);
   if (report.verified) {
     setSource("device");
+    renderTimeline(doc, data.server.legs);
     renderCharts(doc, readings);
   } else {
     setSource("failed");
