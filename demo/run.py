@@ -2,18 +2,20 @@
 
 One pallet of chilled produce is commissioned at a packhouse, travels eight
 hours by truck (with a door-open excursion), is received into a distribution
-centre's cold room and shipped. Three organisations handle it - the packhouse,
-the carrier and the distribution centre (demo/world.py :data:`ORGS`) - each
-with its own broker, gateway, log and registry, and all three push to one
-cloud service. Everything runs for real on this machine:
+centre's cold room and shipped; a spare part (a GTIN without a temperature
+profile, whose brand owner is the packhouse) rides beside it and is sold by
+the DC. Three organisations handle them - the packhouse, the carrier and the
+distribution centre (demo/world.py :data:`ORGS`) - each with its own broker,
+gateway, log and registry, and all three push to one cloud service.
+Everything runs for real on this machine:
 
 1. the cloud: ``coldtrace cloud init`` (SQLite, witness key, operator token)
    and ``coldtrace cloud serve`` on a free loopback port, in its own process;
 2. per organisation, Mosquitto runs the project's broker configuration
    (gateway/broker.py), one account and ACL per device of that organisation,
    and ``coldtrace gateway init`` makes the gateway's keys, gateway.toml
-   (its registry's scopes; ``[cloud] url``; the peers it witnesses) and
-   trust.json;
+   (its registry's scopes; ``[cloud] url``; the peers it witnesses; for the
+   DC ``[dashboard]`` on a free loopback port) and trust.json;
 3. the cloud's operator registers each organisation: its log vkey, its
    registry key with scopes that do not tie (docs/protocol.md §10), its
    ledger key, its gateway's witness key (``coldtrace cloud org|log|registry|
@@ -24,8 +26,9 @@ cloud service. Everything runs for real on this machine:
    from the day's start (``registry import --at``), and the packhouse signs
    the product's profile (``registry profile set``); then ``coldtrace gateway
    run`` runs for each organisation in its own process, logging what waits in
-   its outbox and pushing its log to the cloud as it goes; MQTT monitors
-   subscribe to the three gateways' alerts;
+   its outbox and pushing its log to the cloud as it goes (the DC's serves
+   its dashboard, whose URL is printed: live only while the demo runs); MQTT
+   monitors subscribe to the three gateways' alerts;
 5. the day is replayed on the devices at high speed (demo/world.py);
 6. every device uploads to its organisation's gateway, which verifies,
    stores, logs and acks each record, signs checkpoints and anchors them;
@@ -38,13 +41,24 @@ cloud service. Everything runs for real on this machine:
    across the three organisations, the witnessed checkpoints, the verdict,
    the bundle and the cloud's trust file; temperature curves to the terminal
    and temperature.svg;
-10. everything is stopped;
-11. ``coldtrace verify`` checks the cloud's bundle with nothing but the
+10. the tags: ``coldtrace tag commission`` records the pallet's and the
+    part's NTAG 424 DNA tags with the cloud (per-tag keys); the pallet's
+    consumer URL (GS1 Digital Link path, a valid SUN message for the tag's
+    next read, cloud/sun.make_sun_url) opened as a phone would: the page says
+    genuine, then replayed for the same URL again; the part's trace and
+    bundle from the cloud, its tap (genuine) and a counterfeit carrying a
+    copy of that URL (replayed); the DC gateway's dashboard answers;
+11. everything is stopped;
+12. ``coldtrace verify`` checks the cloud's bundle with nothing but the
     cloud's trust file (witness quorum 1): verified, FAIL - the truck's
-    excursion outlasted the alarm delay;
-12. two tampered copies: one reading edited (signature kept) is not
+    excursion outlasted the alarm delay; ``coldtrace report`` writes the
+    shipment release report (report.pdf) with the cloud's verification URL;
+13. two tampered copies: one reading edited (signature kept) is not
     verified; the truck logger's records cut out (proof recomputed) verify,
-    but the verdict is INCOMPLETE (records_missing), never PASS.
+    but the verdict is INCOMPLETE (records_missing), never PASS;
+14. the part's provenance verdict from its bundle and each tap's status
+    (``verify --tag``): GENUINE for the genuine tap, SUSPECT for the
+    counterfeit's replayed one.
 
 The exit status is 0 only if every step did what it should; Ctrl-C (or
 SIGTERM) stops everything started so far and exits 130.
@@ -70,7 +84,18 @@ from demo.system import (
     sigterm_as_interrupt,
     wait_for,
 )
-from demo.world import ACTIONS, GTIN, TAG_UID, TAG_URL, TRUCK, World
+from demo.world import (
+    ACTIONS,
+    GTIN,
+    PART_GTIN,
+    PART_NAME,
+    PART_UID,
+    PART_URL,
+    TAG_UID,
+    TAG_URL,
+    TRUCK,
+    World,
+)
 from gateway.broker import BrokerError
 from gateway.profiles import CHILLED
 from protocol import cli
@@ -94,6 +119,7 @@ PROFILE = [
 # is cosigned by a peer as well as by the cloud.
 WITNESSES = {"dc": "carrier", "carrier": "packhouse", "packhouse": "dc"}
 READER = "dc"  # whose token reads the trace
+DASHBOARD = "dc"  # whose gateway serves its operator's dashboard ([dashboard])
 
 MARKER = ".coldtrace-demo"
 
@@ -171,6 +197,7 @@ def _organisations(system: System) -> None:
     for site in system:
         peer = WITNESSES.get(site.name)
         system.configure_cloud(site, [system.sites[peer]] if peer else [])
+    system.configure_dashboard(system.sites[DASHBOARD])
     print(f"   {'':<10} {'company':<20} {'broker':<16} {'gateway':<19} log origin")
     for site in system:
         o = site.org
@@ -184,7 +211,7 @@ def _organisations(system: System) -> None:
         f'"{system.cloud_url}",'
     )
     ring = ", ".join(f"{a} witnesses {b}" for a, b in WITNESSES.items())
-    print(f"   and [[witness.peers]]: {ring})")
+    print(f"   and [[witness.peers]]: {ring}; the {DASHBOARD}'s also [dashboard] on loopback)")
 
 
 def _operator(system: System) -> str:
@@ -440,6 +467,130 @@ def _trace(system: System, token: str, out: Path) -> tuple[Path, Path, dict[str,
     return bundle_path, trust_path, trace
 
 
+# --- the tags and the consumer page -------------------------------------------------------------
+
+
+def _item(url: str) -> str:
+    """The GS1 Digital Link path of a tag's URL."""
+    return url[url.index("/01/") :]
+
+
+def _commission_tag(system: System, org: str, uid: bytes, item: str) -> Any:
+    """``coldtrace tag commission`` on the cloud's directory: the tag's keys (TagKeys)."""
+    from cloud.sun import TagKeys
+
+    argv = ["--org", org, "--uid", uid.hex().upper(), "--item", item]
+    print(f"   $ coldtrace tag commission --dir $D {' '.join(argv)}")
+    status, text = quiet_cli(["tag", "commission", "--dir", str(system.cloud_dir), *argv, "--json"])
+    if status != 0:
+        raise DemoError(f"coldtrace tag commission failed: {text.strip()}")
+    doc = json.loads(text[text.index("{") :])
+    held = "holds" if doc["commission_scan"] else "does not hold yet"
+    print(
+        "     keys 0-4 diversified from the cloud's tags.key (AN10922), to write to the tag "
+        f"with its SDM settings;\n     the cloud {held} the signed scan that binds it to its item"
+    )
+    k = {n: bytes.fromhex(v) for n, v in doc["keys"].items() if n != "derivation"}
+    return TagKeys(
+        k["key0_app_master"], k["key1_sdm_meta_read"], k["key2_sdm_file_read"], k["key3"], k["key4"]
+    )
+
+
+def _tap(system: System, url: str) -> dict[str, Any]:
+    """Open ``url`` as a phone would (the consumer page): its status code, the tag's
+    status and the verdict the page shows."""
+    import re
+
+    import httpx
+
+    r = httpx.get(url, timeout=60)
+    m = re.search(r'<script type="application/json" id="ct-data">(.*?)</script>', r.text, re.S)
+    data = json.loads(m.group(1)) if m else {}
+    tag = data.get("tag") or {}
+    verdict = ((data.get("server") or {}).get("verdict") or {}).get("verdict")
+    return {
+        "url": url,
+        "code": r.status_code,
+        "status": tag.get("status"),
+        "counter": tag.get("counter"),
+        "verdict": verdict,
+    }
+
+
+def _tap_line(what: str, tap: dict[str, Any], verdict: bool = True) -> None:
+    read = f" (read {tap['counter']})" if tap.get("counter") is not None else ""
+    shown = f"; the page's verdict {tap['verdict'] or '-'}" if verdict else ""
+    print(f"   {what}: {tap['code']}, tag {tap['status']}{read}{shown}")
+
+
+def _dashboard(site: Any) -> int:
+    """The gateway's dashboard, while it runs: the page's status code (and what its
+    snapshot shows, in a line)."""
+    from collections import Counter
+
+    import httpx
+
+    url = site.dashboard_url
+    try:
+        page = httpx.get(url, timeout=10)
+        snap = httpx.get(url + "api/snapshot", timeout=10).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"   the {site.name} gateway's dashboard {url}: no answer ({exc})")
+        return 0
+    states = Counter(d["state"] for d in snap.get("devices", []))
+    print(
+        f"   the {site.name} gateway's dashboard, live until step 11: GET {url} -> "
+        f"{page.status_code}; devices "
+        + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        + f"; {len(snap.get('in_transit', []))} tagged item(s) in transit"
+    )
+    return page.status_code
+
+
+def _tags(system: System, world: World, token: str, out: Path) -> dict[str, Any]:
+    """Commission the pallet's and the part's tags with the cloud; tap each as a phone
+    would with the URL its tag mirrors on its next read, then the same URL again."""
+    from cloud.sun import make_sun_url
+
+    keys = _commission_tag(system, "packhouse", TAG_UID, _item(TAG_URL))
+    counter = world.tag.counter + 1
+    url = make_sun_url(keys, TAG_UID, counter, system.cloud_url, _item(TAG_URL))
+    print(f"   the pallet's consumer URL, as its tag mirrors it on its next read ({counter}):")
+    print(f"     {url}")
+    first = _tap(system, url)
+    _tap_line("a phone opens it", first)
+    again = _tap(system, url)
+    _tap_line("the same URL again (a copy)", again)
+
+    print(
+        f"   the {PART_NAME} beside the pallet, GTIN {PART_GTIN}: no temperature profile; its "
+        "brand owner is\n   the packhouse (its registry's gtins scope); the DC sold it"
+    )
+    part_keys = _commission_tag(system, "packhouse", PART_UID, _item(PART_URL))
+    uid = PART_UID.hex()
+    trace = _get(system, f"/v1/traces/{uid}", token).json()
+    (out / "part-trace.json").write_text(json.dumps(trace, indent=1) + "\n")
+    legs = " -> ".join(
+        f"{ACTIONS.get(leg['action'], '?')} {leg['location'] or leg['place']} "
+        f"({leg['organisation'] or '-'})"
+        for leg in trace["legs"]
+    )
+    print(f"   its custody, from the cloud (GET /v1/traces/{uid}):\n     {legs}")
+    part_bundle = out / "part-bundle.json"
+    part_bundle.write_bytes(_get(system, trace["bundle_url"], token).content)
+    counter = world.part_tag.counter + 1
+    part_url = make_sun_url(part_keys, PART_UID, counter, system.cloud_url, _item(PART_URL))
+    print(f"   its consumer URL (read {counter}):\n     {part_url}")
+    part = _tap(system, part_url)
+    _tap_line("the buyer taps the part", part, verdict=False)
+    fake = _tap(system, part_url)
+    _tap_line("a counterfeit carrying a copy of that URL, tapped in another shop", fake, False)
+    print("   (the part's verdict with each tap's status: step 14)")
+    taps = {"pallet": first, "pallet_again": again, "part": part, "counterfeit": fake}
+    (out / "taps.json").write_text(json.dumps(taps, indent=1) + "\n")
+    return {**taps, "part_bundle": part_bundle}
+
+
 # --- verification ---------------------------------------------------------------------------
 
 
@@ -479,7 +630,7 @@ def _verify(bundle: Path, trust: Path, out: Path) -> tuple[int, int, int]:
     print(f"$ coldtrace verify {bundle} --trust {trust}")
     good = cli.main(["verify", str(bundle), "--trust", str(trust)])
     print(f"   exit status {good}: verified, verdict FAIL" if good == 4 else f"   exit {good}")
-    print("12. two tampered copies")
+    print("13. two tampered copies")
     print("   a) one reading edited (the excursion's peak, signature kept)")
     bad_path = show.tamper(bundle, out)
     print(f"$ coldtrace verify {bad_path} --trust {trust}   (shortened)")
@@ -491,6 +642,50 @@ def _verify(bundle: Path, trust: Path, out: Path) -> tuple[int, int, int]:
     cut = _verify_brief(cut_path, trust)
     print(f"   exit status {cut}: verified, verdict INCOMPLETE" if cut == 5 else f"   exit {cut}")
     return good, bad, cut
+
+
+def _report(bundle: Path, trust: Path, out: Path, url: str) -> Path | None:
+    """``coldtrace report``: the shipment release report of the verified bundle."""
+    pdf = out / "report.pdf"
+    print(f"$ coldtrace report {bundle.name} --trust {trust.name} -o {pdf.name} --url {url}")
+    status, text = quiet_cli(
+        ["report", str(bundle), "--trust", str(trust), "-o", str(pdf), "--url", url]
+    )
+    if status != 0 or not pdf.exists():
+        print(f"   exit {status}: {text.strip()}")
+        return None
+    print(
+        f"   the shipment release report: {pdf} ({pdf.stat().st_size // 1024} KiB; the verdict, "
+        "custody, charts, proofs,\n   the cloud's verification URL as text and QR code, a "
+        "signature block)"
+    )
+    return pdf
+
+
+def _provenance(bundle: Path, trust: Path, taps: dict[str, Any]) -> tuple[str, str]:
+    """The part's verdict with the tag's status at each tap (``coldtrace verify --tag``):
+    the genuine tap's and the counterfeit's."""
+    from protocol.bundle import load_bundle
+    from protocol.trust import load_trust
+    from protocol.verify import verify_bundle
+
+    doc, tr = load_bundle(bundle), load_trust(trust)
+    out = []
+    for who, tap in (("the buyer's tap", taps["part"]), ("the counterfeit", taps["counterfeit"])):
+        tag = tap["status"]
+        print(f"$ coldtrace verify {bundle} --trust {trust} --tag {tag}   ({who}; shortened)")
+        report = verify_bundle(doc, tr, tag=tag)
+        if not report.verified:
+            print("   NOT VERIFIED: no verdict")
+            out.append("not verified")
+            continue
+        v = report.verdict_document()
+        print(f"   verified; VERDICT: {v['verdict']}")
+        for r in v["reasons"]:
+            if r["severity"] not in ("note", "info"):
+                print(f"     {r['severity']:<11} {r['text']}"[:160])
+        out.append(v["verdict"])
+    return out[0], out[1]
 
 
 # --- the whole run ---------------------------------------------------------------------------
@@ -532,6 +727,11 @@ def _run(system: System, out: Path, speed: float) -> int:
     _registry(system, world)
     pids = ", ".join(f"{s.name} pid {system.start_gateway(s)}" for s in system)
     print(f"   $ coldtrace gateway run   x3 ({pids}; logs in <org>/gateway/gateway.log)")
+    dash = system.sites[DASHBOARD]
+    print(
+        f"   the {DASHBOARD} gateway's dashboard: {dash.dashboard_url}   (live only while the "
+        "demo runs)"
+    )
     system.start_monitors()
     print(
         "   alert monitors (ops@<gateway>, read-only accounts) subscribed to "
@@ -602,7 +802,14 @@ def _run(system: System, out: Path, speed: float) -> int:
     bundle, trust, trace = _trace(system, token, out)
 
     print(
-        "10. stopping the devices, the gateways (SIGTERM: acks, checkpoint, close), the cloud "
+        f"10. the tags, commissioned with the cloud (D={system.cloud_dir}), and the consumer page"
+    )
+    taps = _tags(system, world, token, out)
+    dashboard = _dashboard(system.sites[DASHBOARD])
+
+    cloud_url = system.cloud_url
+    print(
+        "11. stopping the devices, the gateways (SIGTERM: acks, checkpoint, close), the cloud "
         "and Mosquitto"
     )
     world.close()
@@ -611,10 +818,13 @@ def _run(system: System, out: Path, speed: float) -> int:
     print("   no processes left" if not left else f"   STILL RUNNING: {', '.join(left)}")
 
     print(
-        "11. the cloud's bundle, checked by the independent verifier with nothing but the "
+        "12. the cloud's bundle, checked by the independent verifier with nothing but the "
         "cloud's trust file\n    (witness quorum 1) and nothing else running"
     )
     good, bad, cut = _verify(bundle, trust, out)
+    report = _report(bundle, trust, out, f"{cloud_url}/v1/public/trace?dl={trace['item']}")
+    print("14. the spare part's provenance, from its bundle and what the cloud said of each tap")
+    part_genuine, part_fake = _provenance(taps["part_bundle"], trust, taps)
 
     problems = []
     if rejects:
@@ -633,6 +843,23 @@ def _run(system: System, out: Path, speed: float) -> int:
         problems.append(f"the edited bundle was not refused (exit {bad}, want 3)")
     if cut != 5:
         problems.append(f"the cut bundle is not INCOMPLETE (exit {cut}, want 5)")
+    if report is None:
+        problems.append("no shipment release report")
+    if dashboard != 200:
+        problems.append(f"the {DASHBOARD} gateway's dashboard answered {dashboard}, not 200")
+    for name, want in (
+        ("pallet", "genuine"),
+        ("pallet_again", "replayed"),
+        ("part", "genuine"),
+        ("counterfeit", "replayed"),
+    ):
+        tap = taps[name]
+        if tap["code"] != 200 or tap["status"] != want:
+            problems.append(f"the {name} tap: {tap['code']} {tap['status']}, want 200 {want}")
+    if part_genuine != "GENUINE":
+        problems.append(f"the part's verdict with a genuine tap is {part_genuine}, not GENUINE")
+    if part_fake != "SUSPECT":
+        problems.append(f"the counterfeit's verdict is {part_fake}, not SUSPECT")
     took = time.monotonic() - t_start
     if problems:
         print(f"\ndemo: FAILED after {took:.0f} s: " + "; ".join(problems))
@@ -641,9 +868,12 @@ def _run(system: System, out: Path, speed: float) -> int:
         f"\ndemo: done in {took:.0f} s. Three organisations' logs, pushed to the cloud and "
         "witnessed; the cloud's bundle\n  verified with the cloud's trust file and FAILs the "
         f"profile ({TRUCK}'s excursion); the edited reading\n  was refused; the cut logger "
-        f"made it INCOMPLETE, not PASS.\n  trace   {out / 'trace.json'}\n"
+        "made it INCOMPLETE, not PASS. The pallet's tag: genuine, then replayed;\n  the spare "
+        "part GENUINE, its counterfeit (a copied URL) SUSPECT.\n"
+        f"  trace   {out / 'trace.json'}\n"
         f"  bundle  {bundle} ({bundle.stat().st_size // 1024} KiB)\n  trust   {trust}\n"
-        f"  chart   {out / 'temperature.svg'}"
+        f"  chart   {out / 'temperature.svg'}\n  report  {report}\n"
+        f"  part    {taps['part_bundle']}, taps in {out / 'taps.json'}"
     )
     return 0
 

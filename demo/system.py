@@ -10,6 +10,7 @@ Each organisation of the scenario (demo/world.py :data:`ORGS`) is a
 - its gateway is ``coldtrace gateway run`` in its own process (and session,
   so a Ctrl-C reaches only the demo, which then stops it with SIGTERM: the
   gateway's own orderly shutdown), pushing its log to the cloud ([cloud]);
+  the DC's also serves the operator's dashboard ([dashboard], loopback);
 - its monitor is an MQTT client subscribed to the gateway's alert topic.
 
 The cloud is ``coldtrace cloud serve`` in its own process (SQLite in
@@ -140,6 +141,7 @@ class Site:
         self.port = 0
         self.passwords: dict[str, str] = {}
         self.gateway: subprocess.Popen[bytes] | None = None
+        self.dashboard_port = 0  # with [dashboard]: the gateway serves its web page here
         self.monitor: Any = None
         self._subscribed = threading.Event()
 
@@ -197,6 +199,10 @@ class Site:
             "rejects": sum(store.reject_counts().values()),
             "cloud": int(store.get_meta("cloud.size") or 0),
         }
+
+    @property
+    def dashboard_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.dashboard_port}/" if self.dashboard_port else None
 
     def caught_up(self) -> bool:
         """Every record logged and anchored: nothing in the outbox, the latest anchored
@@ -384,6 +390,18 @@ class System:
                 )
         with open(site.config, "a", encoding="utf-8") as f:
             f.write(text)
+
+    def configure_dashboard(self, site: Site) -> str:
+        """Have ``coldtrace gateway run`` serve the operator's dashboard ([dashboard], on a
+        free loopback port: no token needed there); its URL."""
+        site.dashboard_port = free_port()
+        with open(site.config, "a", encoding="utf-8") as f:
+            f.write(
+                "\n# The operator's web page (gateway/dashboard.py), served by `gateway run`.\n"
+                f'[dashboard]\nlisten = "127.0.0.1:{site.dashboard_port}"\n'
+            )
+        assert site.dashboard_url is not None
+        return site.dashboard_url
 
     def start_gateway(self, site: Site) -> int:
         with open(site.gw_dir / "gateway.log", "ab") as log:

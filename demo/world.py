@@ -8,19 +8,24 @@ and the pallet's NTAG 424 DNA tag. They belong to three organisations
 (:data:`ORGS`), each with its own broker, gateway, log and registry:
 
     packhouse  Westland Fresh       tl-packhouse-1, rd-packhouse-1   packhouse-westland:*
-               (its registry signs the product's profile: its gtins scope holds the GTIN)
+               (its registry signs the product's profile: its gtins scope holds the GTIN;
+               it is also the brand owner of a spare part, a GTIN with no profile)
     carrier    Rijn Transport       tl-truck-07                      truck:*
     dc         Acme Cold Logistics  tl-coldroom-2, tl-dock-3,        dc-rotterdam:*
                                     rd-dock-3, rd-coldroom-2
 
-Each device talks to its own organisation's broker. The day:
+Each device talks to its own organisation's broker. The day (the spare part,
+with its own NTAG 424 DNA tag, travels beside the pallet):
 
     00:20  packhouse dock reader   commission the pallet (the item from its tag)
-    00:50  packhouse dock reader   load onto truck NL-47-BXT
+    00:25  packhouse dock reader   commission the spare part
+    00:50  packhouse dock reader   load the pallet (and at 00:52 the part) onto
+                                   truck NL-47-BXT
     ~04:40 truck logger            door open at a cross-dock stop: 9 °C, ~45 min
-    08:40  DC dock reader          unload
-    08:50  DC cold-room reader     receive into cold room 2
-    21:30  DC dock reader          ship to the shop
+    08:40  DC dock reader          unload (the part at 08:42)
+    08:50  DC cold-room reader     receive the pallet into cold room 2
+    12:00  DC dock reader          sell the part (the DC as its distributor)
+    21:30  DC dock reader          ship the pallet to the shop
 
 Time. The devices' clocks follow a :class:`ReplayClock`: it starts ``DAY``
 seconds in the past and jumps from one device wake to the next, paced at
@@ -57,7 +62,7 @@ DC_DOCK = "dc-rotterdam:dock-3"
 GTIN = "09506000134352"
 STEADY = {"setpoint": 250, "door_every": 10**9, "exc_start": 10**9}  # 2-3 °C, no doors
 
-COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP = 1, 2, 3, 4, 5
+COMMISSION, LOAD, UNLOAD, RECEIVE, SHIP, SELL = 1, 2, 3, 4, 5, 6
 ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell"}
 ALARM_EVENTS = {7: "alarm start", 8: "alarm end"}  # ct_app's status events (§2.4)
 
@@ -84,16 +89,29 @@ READERS: list[tuple[str, str]] = [
     ("rd-dock-3", DC_DOCK),
     ("rd-coldroom-2", COLD_ROOM),
 ]
-# s into the day, reader, action, the operator's reference (load: the vehicle)
-TAPS: list[tuple[int, str, int, str | None]] = [
-    (20 * 60, "rd-packhouse-1", COMMISSION, None),
-    (50 * 60, "rd-packhouse-1", LOAD, TRUCK),
-    (8 * 3600 + 40 * 60, "rd-dock-3", UNLOAD, None),
-    (8 * 3600 + 50 * 60, "rd-coldroom-2", RECEIVE, None),
-    (21 * 3600 + 30 * 60, "rd-dock-3", SHIP, "SH-2611-0042"),
-]
 TAG_UID = bytes.fromhex("04a23c5a1b6f80")  # the pallet's NTAG 424 DNA, 7-byte UID
 TAG_URL = f"https://id.example.com/01/{GTIN}/10/L2611-42/21/000731"
+# The spare part beside the pallet: a GTIN with no temperature profile, whose brand
+# owner is the packhouse's registry (its gtins scope holds the part's GTIN too); it
+# rides the same truck, is unloaded at the DC (the distributor) and sold there.
+PART_GTIN = "09506000134819"
+PART_UID = bytes.fromhex("04b7e1c2d3a480")
+PART_URL = f"https://id.example.com/01/{PART_GTIN}/10/SP-2611/21/A0042"
+PART_NAME = "spare part (reefer fan)"
+PALLET, PART = 0, 1  # the readers' tags
+TAG_NAMES = {PALLET: "the pallet's tag", PART: "the spare part's tag"}
+# s into the day, reader, action, the operator's reference (load: the vehicle), which tag
+TAPS: list[tuple[int, str, int, str | None, int]] = [
+    (20 * 60, "rd-packhouse-1", COMMISSION, None, PALLET),
+    (25 * 60, "rd-packhouse-1", COMMISSION, None, PART),
+    (50 * 60, "rd-packhouse-1", LOAD, TRUCK, PALLET),
+    (52 * 60, "rd-packhouse-1", LOAD, TRUCK, PART),
+    (8 * 3600 + 40 * 60, "rd-dock-3", UNLOAD, None, PALLET),
+    (8 * 3600 + 42 * 60, "rd-dock-3", UNLOAD, None, PART),
+    (8 * 3600 + 50 * 60, "rd-coldroom-2", RECEIVE, None, PALLET),
+    (12 * 3600, "rd-dock-3", SELL, "SO-2611-0007", PART),
+    (21 * 3600 + 30 * 60, "rd-dock-3", SHIP, "SH-2611-0042", PALLET),
+]
 DEVICE_IDS = [d[0] for d in LOGGERS] + [r[0] for r in READERS]
 
 
@@ -128,7 +146,7 @@ ORGS: list[Org] = [
         ("tl-packhouse-1", "rd-packhouse-1"),
         ("tl-packhouse-*", "rd-packhouse-*"),
         ("packhouse-westland:*",),
-        (GTIN,),
+        (GTIN, PART_GTIN),
     ),
     Org(
         "carrier",
@@ -202,6 +220,7 @@ class World:
         self.clock = ReplayClock(self.start)
         self.wifi = sim.SimWifi(in_range=False)
         self.tag = sim.SunTag(TAG_UID, TAG_URL)
+        self.part_tag = sim.SunTag(PART_UID, PART_URL)
         self.entries: list[dict[str, Any]] = []
         self.loggers: dict[str, sim.SimLogger] = {}
         self.readers: dict[str, sim.SimReader] = {}
@@ -246,7 +265,7 @@ class World:
                 cfg,
                 root / dev,
                 sim.client_factory(dev, b.host, b.port, b.password),
-                [self.tag],
+                [self.tag, self.part_tag],
                 clock=self.clock,
                 wifi=self.wifi,
             )
@@ -260,14 +279,17 @@ class World:
             path.write_text(json.dumps({"devices": mine}, indent=1) + "\n")
             path.chmod(0o600)
             self.provisioned[org.name] = path
-        tag = {
-            "uid": TAG_UID.hex(),
-            "k_sdm_meta_read": self.tag.k_meta.hex(),  # for a cloud's SUN check
-            "k_sdm_file_read": self.tag.k_file.hex(),
-            "url": TAG_URL,
-            "item": TAG_URL[TAG_URL.index("/01/") :],
-        }
-        (root / "tags.json").write_text(json.dumps({"tags": [tag]}, indent=1) + "\n")
+        tags = [
+            {
+                "uid": t.uid.hex(),
+                "k_sdm_meta_read": t.k_meta.hex(),  # for a cloud's SUN check
+                "k_sdm_file_read": t.k_file.hex(),
+                "url": t.base,
+                "item": t.base[t.base.index("/01/") :],
+            }
+            for t in (self.tag, self.part_tag)
+        ]
+        (root / "tags.json").write_text(json.dumps({"tags": tags}, indent=1) + "\n")
         (root / "tags.json").chmod(0o600)
         self.scans: list[tuple[int, str, int]] = []
 
@@ -280,8 +302,8 @@ class World:
         events: list[tuple[int, int, str, Any]] = []
         for k, dev in enumerate(self.loggers):
             events.append((self.start + 11 * k, k, "wake", dev))
-        for k, (at, dev, action, ref) in enumerate(TAPS):
-            events.append((self.start + at, 100 + k, "tap", (dev, action, ref)))
+        for k, (at, dev, action, ref, tag) in enumerate(TAPS):
+            events.append((self.start + at, 100 + k, "tap", (dev, action, ref, tag)))
         heapq.heapify(events)
         wall0 = time.time()
         next_report = self.start + every
@@ -309,12 +331,12 @@ class World:
                             f"peak {detail / 100:.2f} °C); its upload attempt: no network",
                         )
             else:
-                dev, action, ref = what
+                dev, action, ref, tag = what
                 rd = self.readers[dev]
-                if rd.tap(0, action, ref) is not None:
+                if rd.tap(tag, action, ref) is not None:
                     self.scans.append((t, dev, action))
                     where = f"onto {ref}" if action == LOAD else f"at {rd.cfg['place']}"
-                    note(t, f"{dev}: {ACTIONS[action]} scan of the pallet's tag {where}")
+                    note(t, f"{dev}: {ACTIONS[action]} scan of {TAG_NAMES[tag]} {where}")
                 rd.upload()  # out of range: the scan waits on the reader's flash
         report(self.end)
 

@@ -6,9 +6,14 @@ cosigned by the cloud and a peer gateway, the cloud's bundle verifies with the
 cloud's trust file (witness quorum 1) and its verdict is FAIL (the truck's
 excursion), the edited copy is not verified, the copy without the truck
 logger is INCOMPLETE (never PASS), the carrier's gateway raised the excursion
-alert, and nothing is left running, also after a Ctrl-C. Without Mosquitto
-these tests fail (`make system` installs it): the broker is part of what
-they test."""
+alert, and nothing is left running, also after a Ctrl-C. At the end the
+pallet's NTAG 424 DNA tag is commissioned with the cloud and its consumer URL
+(a valid SUN message) answers genuine, then replayed; the DC gateway's
+dashboard answered while it ran; the shipment release report is a PDF whose
+text holds the verdict and the cloud's verification URL; the spare part
+beside the pallet is GENUINE with a genuine tap and its counterfeit (the same
+URL replayed) SUSPECT. Without Mosquitto these tests fail (`make system`
+installs it): the broker is part of what they test."""
 
 from __future__ import annotations
 
@@ -17,10 +22,13 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -64,6 +72,9 @@ ORIGINS = {
     "dc": "coldtrace.example/acme/dc-rotterdam",
 }
 CLOUD_WITNESS = "witness.cloud.example"
+PALLET_UID, PART_UID = "04a23c5a1b6f80", "04b7e1c2d3a480"
+PALLET_ITEM = "/01/09506000134352/10/L2611-42/21/000731"
+PART_ITEM = "/01/09506000134819/10/SP-2611/21/A0042"
 
 
 def test_demo_runs_three_organisations_and_the_cloud_and_its_bundle_verifies(
@@ -223,9 +234,115 @@ def test_demo_runs_three_organisations_and_the_cloud_and_its_bundle_verifies(
     svg = (out / "temperature.svg").read_text()
     assert svg.startswith("<svg") and 'fill="#d62728"' in svg  # excursion points in red
 
+    _check_tags_and_page(out, text)
+    _check_dashboard(out, text)
+    _check_report(out, text)
+    _check_part(out, text, trust)
+
     # Nothing the demo started is still running: brokers, gateways, the cloud.
     assert descendants(os.getpid()) == set()
     assert processes_mentioning(out) == []
+
+
+def _sun(out: Path, url: str) -> tuple[str, int]:
+    """The (UID, read counter) of the SUN message in a tap URL, checked with the keys the
+    demo's cloud derives from its tags.key."""
+    from cloud.sun import parse_sun, verify_sun
+    from cloud.tags import KEY_FILE, Keyring
+
+    ring = Keyring(bytes.fromhex((out / "cloud" / KEY_FILE).read_text().strip()))
+    msg = parse_sun(dict(parse_qsl(urlsplit(url).query)))
+    assert msg is not None
+    res = verify_sun(ring.meta_read, lambda uid: ring.tag_keys(uid).file_read, msg)
+    return res.uid.hex(), res.counter
+
+
+def _check_tags_and_page(out: Path, text: str) -> None:
+    """The pallet's tag commissioned with the cloud; its consumer URL answered 200 with
+    the tag genuine on the first tap and replayed on the second."""
+    assert text.count("$ coldtrace tag commission --dir $D --org packhouse") == 2
+    taps = json.loads((out / "taps.json").read_text())
+    first, again = taps["pallet"], taps["pallet_again"]
+    url = first["url"]
+    assert re.fullmatch(
+        rf"http://127\.0\.0\.1:\d+{re.escape(PALLET_ITEM)}\?picc=[0-9A-F]{{32}}&cmac=[0-9A-F]{{16}}",
+        url,
+    ), url
+    assert url in text and again["url"] == url
+    assert (first["code"], first["status"], first["verdict"]) == (200, "genuine", "FAIL")
+    assert (again["code"], again["status"]) == (200, "replayed")
+    assert "a phone opens it: 200, tag genuine" in text
+    assert "the same URL again (a copy): 200, tag replayed" in text
+    # A valid SUN message of the pallet's tag, for the read after the day's five scans at
+    # least; the cloud keeps that counter as the highest it has seen.
+    uid, counter = _sun(out, url)
+    assert uid == PALLET_UID and counter == first["counter"] and counter > 5
+    with sqlite3.connect(out / "cloud" / "cloud.db") as db:
+        held = dict(db.execute("SELECT lower(hex(uid)), counter FROM tags").fetchall())
+    assert held == {PALLET_UID: counter, PART_UID: taps["part"]["counter"]}
+
+
+def _check_dashboard(out: Path, text: str) -> None:
+    """The DC gateway served its dashboard ([dashboard]) while the demo ran."""
+    m = re.search(
+        r"the dc gateway's dashboard: (http://127\.0\.0\.1:(\d+)/) +\(live only while the "
+        r"demo runs\)",
+        text,
+    )
+    assert m, "no dashboard URL printed"
+    url, port = m.group(1), m.group(2)
+    conf = (out / "dc" / "gateway" / "gateway.toml").read_text()
+    assert f'[dashboard]\nlisten = "127.0.0.1:{port}"' in conf
+    for org in ("packhouse", "carrier"):
+        assert "[dashboard]" not in (out / org / "gateway" / "gateway.toml").read_text()
+    assert re.search(rf"GET {re.escape(url)} -> 200; devices 4 online", text)
+
+
+def _check_report(out: Path, text: str) -> None:
+    """The shipment release report: a PDF whose text holds the verdict and the cloud's
+    verification URL."""
+    pdf = out / "report.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    if shutil.which("pdftotext") is None:
+        pytest.fail("pdftotext is not installed: run `make system` (poppler-utils)")
+    words = subprocess.run(
+        ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Shipment release report" in words
+    assert "Verdict FAIL" in words
+    assert PALLET_ITEM in words and "L2611-42" in words
+    m = re.search(r"-o report\.pdf --url (\S+)", text)
+    assert m and m.group(1).endswith(f"/v1/public/trace?dl={PALLET_ITEM}")
+    assert m.group(1) in words
+
+
+def _check_part(out: Path, text: str, trust: Any) -> None:
+    """The spare part: commissioned by its brand owner's reader (the packhouse's registry
+    holds its GTIN), through the DC and sold; GENUINE with the genuine tap, SUSPECT for
+    the counterfeit carrying the same URL."""
+    taps = json.loads((out / "taps.json").read_text())
+    part, fake = taps["part"], taps["counterfeit"]
+    assert (part["code"], part["status"]) == (200, "genuine")
+    assert (fake["code"], fake["status"]) == (200, "replayed")
+    assert fake["url"] == part["url"] and part["url"] in text
+    assert part["url"].split("?")[0].endswith(PART_ITEM)
+    assert _sun(out, part["url"]) == (PART_UID, part["counter"])
+
+    trace = json.loads((out / "part-trace.json").read_text())
+    assert [leg["action"] for leg in trace["legs"]] == [1, 2, 3, 6]
+    assert [leg["organisation"] for leg in trace["legs"]] == ["packhouse", "carrier", "dc", "dc"]
+    bundle = load_bundle(out / "part-bundle.json")
+    assert bundle.subject.uid.hex() == PART_UID and bundle.subject.item == PART_ITEM
+    genuine = verify_bundle(bundle, trust, tag="genuine")
+    assert genuine.verified, [(f.code, f.message) for f in genuine.failures]
+    doc = genuine.verdict_document()
+    assert doc["verdict"] == "GENUINE", doc["reasons"]
+    assert doc["provenance"]["brand"] == "reg-westland"
+    assert doc["provenance"]["closed"]["action"] == "sell"
+    fake_doc = verify_bundle(bundle, trust, tag="replayed").verdict_document()
+    assert fake_doc["verdict"] == "SUSPECT"
+    assert "tag_replayed" in {r["code"] for r in fake_doc["reasons"]}
+    assert "verified; VERDICT: GENUINE" in text and "verified; VERDICT: SUSPECT" in text
 
 
 def _log_signature_only(note: str) -> str:
