@@ -22,9 +22,18 @@ AES mode only (AN12196):
 - **SDMENCFileData** = AES-128-CBC under the session ENC key with the IV
   AES-128-ECB(session ENC key, SDMReadCtr || 0^13).
 
-LRP mode (AN12304: PICCData of 24 bytes, 8 of them a random IV) is refused
-with :class:`SunError` code ``lrp``. Every MAC compare is constant-time
-(:func:`hmac.compare_digest`).
+LRP mode (NXP AN12304, the Leakage Resilient Primitive; a tag switched to LRP
+by SetConfiguration) is checked too, told apart by its PICCData of 24 bytes:
+
+- PICCData = PICCRand (8) || LRICB encryption (updated key 0 of
+  K_SDMMetaRead, counter PICCRand, no padding) of the same 16 bytes as above;
+- the session key is CMAC_LRP under K_SDMFileRead of SV = 0001 0080 || UID ||
+  SDMReadCtr || zero padding || 1EE1 (16 bytes); SDMMAC = the odd bytes of
+  CMAC_LRP under it (updated key 0) of the same MAC input as in AES mode;
+- SDMENCFileData = LRICB under the session key's updated key 1, counter
+  SDMReadCtr || 000000.
+
+Every MAC compare is constant-time (:func:`hmac.compare_digest`).
 
 Per-tag keys are diversified from a master key per NXP AN10922 §2.2 (AES-128:
 CMAC of 0x01 || M, padded to 32 bytes), see :func:`diversify`.
@@ -45,6 +54,7 @@ __all__ = [
     "ENC_NAMES",
     "MAC_NAMES",
     "PICC_NAMES",
+    "Lrp",
     "PiccData",
     "SunError",
     "SunMessage",
@@ -75,7 +85,7 @@ MAX_ENC_BYTES = 128  # SDMENCLength is at most the file; more is not a tag's mes
 
 class SunError(ValueError):
     """A SUN message that does not check: ``code`` is ``malformed`` (the parameters are
-    not a SUN message), ``lrp`` (an LRP-mode message: not supported), ``invalid``
+    not a SUN message), ``invalid``
     (decryption gives no PICCData, or the MAC fails) or ``unknown_tag``."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -99,6 +109,7 @@ class PiccData:
     tag: int
     uid: bytes
     counter: int
+    lrp: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,7 @@ class SunResult:
     uid: bytes
     counter: int
     file_data: bytes | None
+    mode: str = "aes"  # or "lrp"
 
 
 # --- primitives -----------------------------------------------------------------------------
@@ -217,18 +229,86 @@ def encrypt_file_data(enc_session_key: bytes, counter: int, plain: bytes) -> byt
 
 
 def decrypt_picc(meta_read_key: bytes, picc: bytes) -> PiccData:
-    """Decrypt PICCData; :class:`SunError` ``invalid`` if it is not PICCData under this key
-    (the tag byte must say: UID of 7 bytes and the read counter mirrored)."""
-    if len(picc) == 24:
-        raise SunError("lrp", "LRP-mode SUN messages are not supported (AES mode only)")
-    if len(picc) != 16:
-        raise SunError("malformed", "PICCData is 16 bytes")
+    """Decrypt PICCData (16 bytes: AES mode, 24: LRP mode); :class:`SunError` ``invalid``
+    if it is not PICCData under this key (the tag byte must say: UID of 7 bytes and the
+    read counter mirrored)."""
+    if len(picc) not in (16, 24):
+        raise SunError("malformed", "PICCData is 16 bytes (AES mode) or 24 (LRP mode)")
     _check_key(meta_read_key)
-    plain = _cbc(meta_read_key, bytes(16), picc, decrypt=True)
+    if len(picc) == 24:
+        plain = Lrp(meta_read_key, 0).lricb(picc[8:], picc[:8], decrypt=True)
+    else:
+        plain = _cbc(meta_read_key, bytes(16), picc, decrypt=True)
     tag = plain[0]
     if tag & 0x80 == 0 or tag & 0x40 == 0 or tag & 0x0F != UID_LENGTH:
         raise SunError("invalid", "PICCData does not decrypt to a tag's UID and read counter")
-    return PiccData(tag, plain[1:8], int.from_bytes(plain[8:11], "little"))
+    return PiccData(tag, plain[1:8], int.from_bytes(plain[8:11], "little"), len(picc) == 24)
+
+
+# --- LRP (NXP AN12304) ---------------------------------------------------------------------------
+
+
+class Lrp:
+    """The Leakage Resilient Primitive of AN12304 with m = 4 (16 plaintexts) for ``key``
+    and its updated key number ``u``: EvalLRP, LRICB encryption and CMAC_LRP."""
+
+    def __init__(self, key: bytes, u: int) -> None:
+        _check_key(key)
+        a, f = b"\xaa" * 16, b"\x55" * 16
+        h = _ecb_encrypt(key, f)
+        self.plaintexts: list[bytes] = []
+        for _ in range(16):
+            self.plaintexts.append(_ecb_encrypt(h, a))
+            h = _ecb_encrypt(h, f)
+        h = _ecb_encrypt(key, a)
+        for _ in range(u):
+            h = _ecb_encrypt(h, f)
+        self.updated_key = _ecb_encrypt(h, a)
+
+    def eval(self, x: bytes, final: bool) -> bytes:
+        """EvalLRP: one AES step per nibble of ``x`` (high nibble first), keyed by the last."""
+        y = self.updated_key
+        for b in x:
+            y = _ecb_encrypt(y, self.plaintexts[b >> 4])
+            y = _ecb_encrypt(y, self.plaintexts[b & 15])
+        return _ecb_encrypt(y, bytes(16)) if final else y
+
+    def lricb(self, data: bytes, counter: bytes, *, decrypt: bool) -> bytes:
+        """LRICB without padding: block i under EvalLRP(counter + i), the counter big-endian
+        of its own length."""
+        if len(data) % 16:
+            raise SunError("malformed", "LRICB data is a multiple of 16 bytes")
+        n, width, out = int.from_bytes(counter, "big"), len(counter), b""
+        for i in range(0, len(data), 16):
+            c = Cipher(algorithms.AES(self.eval(n.to_bytes(width, "big"), True)), modes.ECB())
+            op = c.decryptor() if decrypt else c.encryptor()
+            out += op.update(data[i : i + 16]) + op.finalize()
+            n = (n + 1) % (1 << (8 * width))
+        return out
+
+    def cmac(self, data: bytes) -> bytes:
+        """CMAC_LRP: CMAC with EvalLRP(., final) as the block function, subkeys from
+        EvalLRP(0^128)."""
+        k1 = _shift(self.eval(bytes(16), True))
+        if data and len(data) % 16 == 0:
+            msg, mask = data, k1
+        else:
+            msg, mask = (data + b"\x80").ljust(len(data) // 16 * 16 + 16, b"\x00"), _shift(k1)
+        y = bytes(16)
+        for i in range(0, len(msg), 16):
+            block = msg[i : i + 16]
+            if i + 16 == len(msg):
+                block = bytes(a ^ b for a, b in zip(block, mask, strict=True))
+            y = self.eval(bytes(a ^ b for a, b in zip(y, block, strict=True)), True)
+        return y
+
+
+def lrp_session_key(file_read_key: bytes, uid: bytes, counter: int) -> bytes:
+    """LRP mode's KSesSDMFileReadMaster: CMAC_LRP(K_SDMFileRead, 0001 0080 || UID ||
+    SDMReadCtr || zero padding || 1EE1)."""
+    sv = b"\x00\x01\x00\x80" + uid + counter.to_bytes(3, "little")
+    sv += bytes(-(len(sv) + 2) % 16) + b"\x1e\xe1"
+    return Lrp(file_read_key, 0).cmac(sv)
 
 
 # --- messages ----------------------------------------------------------------------------------
@@ -260,8 +340,6 @@ def parse_sun(params: Mapping[str, str]) -> SunMessage | None:
     if picc is None or mac is None:
         raise SunError("malformed", "a SUN message has both PICCData and a CMAC")
     picc_b = _unhex(picc[1], "PICCData", (16, 24))
-    if len(picc_b) == 24:
-        raise SunError("lrp", "LRP-mode SUN messages are not supported (AES mode only)")
     mac_b = _unhex(mac[1], "the CMAC", (8,))
     enc_b = None
     if enc is not None:
@@ -278,18 +356,27 @@ def verify_sun(
 ) -> SunResult:
     """Check one SUN message: decrypt PICCData, find the tag's SDMFileReadKey by its UID,
     derive the session keys from UID and read counter, compare the MAC (constant time),
-    decrypt SDMENCFileData if any. Raises :class:`SunError` (``invalid``,
-    ``unknown_tag``, ``lrp``)."""
+    decrypt SDMENCFileData if any. AES or LRP mode, as the message is. Raises
+    :class:`SunError` (``invalid``, ``unknown_tag``, ``malformed``)."""
     picc = decrypt_picc(meta_read_key, msg.picc)
     file_key = file_read_key_for(picc.uid)
     if file_key is None:
         raise SunError("unknown_tag", "no tag of this UID is commissioned here")
-    enc_key, mac_key = session_keys(file_key, picc.uid, picc.counter)
-    expected = sdm_mac(mac_key, msg.mac_input())
+    if picc.lrp:
+        master = lrp_session_key(file_key, picc.uid, picc.counter)
+        expected = Lrp(master, 0).cmac(msg.mac_input())[1::2]
+    else:
+        enc_key, mac_key = session_keys(file_key, picc.uid, picc.counter)
+        expected = sdm_mac(mac_key, msg.mac_input())
     if not hmac.compare_digest(expected, msg.mac):
         raise SunError("invalid", "the SUN MAC does not verify under this tag's key")
-    data = None if msg.enc is None else decrypt_file_data(enc_key, picc.counter, msg.enc)
-    return SunResult(picc.uid, picc.counter, data)
+    data = None
+    if msg.enc is not None and picc.lrp:
+        ctr = picc.counter.to_bytes(3, "little") + bytes(3)
+        data = Lrp(master, 1).lricb(msg.enc, ctr, decrypt=True)
+    elif msg.enc is not None:
+        data = decrypt_file_data(enc_key, picc.counter, msg.enc)
+    return SunResult(picc.uid, picc.counter, data, "lrp" if picc.lrp else "aes")
 
 
 def make_sun_url(
@@ -299,20 +386,36 @@ def make_sun_url(
     base_url: str,
     item: str,
     enc_data: bytes | None = None,
+    *,
+    lrp: bool = False,
 ) -> str:
     """The URL a tag with ``keys`` mirrors on read number ``counter``: ``base_url`` +
     ``item`` + ``?picc=..&cmac=..`` (or ``?picc=..&enc=..&cmac=..`` with SDMENCFileData
-    of ``enc_data``, a multiple of 16 bytes). For tests and the demo: a simulated tap."""
+    of ``enc_data``, a multiple of 16 bytes); ``lrp``: as a tag in LRP mode. For tests and
+    the demo: a simulated tap."""
     if len(uid) != UID_LENGTH:
         raise ValueError("an NTAG 424 DNA UID is 7 bytes")
+    if enc_data is not None and (not enc_data or len(enc_data) % 16):
+        raise ValueError("SDMENCFileData is a non-empty multiple of 16 bytes")
     plain = bytes([0x80 | 0x40 | UID_LENGTH]) + uid + counter.to_bytes(3, "little")
     plain += os.urandom(16 - len(plain))
-    picc = _cbc(keys.meta_read, bytes(16), plain, decrypt=False)
-    enc_key, mac_key = session_keys(keys.file_read, uid, counter)
+    if lrp:
+        rand = os.urandom(8)
+        picc = rand + Lrp(keys.meta_read, 0).lricb(plain, rand, decrypt=False)
+        master = lrp_session_key(keys.file_read, uid, counter)
+    else:
+        picc = _cbc(keys.meta_read, bytes(16), plain, decrypt=False)
+        enc_key, mac_key = session_keys(keys.file_read, uid, counter)
     url = base_url.rstrip("/") + item + "?picc=" + picc.hex().upper()
     enc_text = None
     if enc_data is not None:
-        enc_text = encrypt_file_data(enc_key, counter, enc_data).hex().upper()
+        if lrp:
+            ctr = counter.to_bytes(3, "little") + bytes(3)
+            enc = Lrp(master, 1).lricb(enc_data, ctr, decrypt=False)
+        else:
+            enc = encrypt_file_data(enc_key, counter, enc_data)
+        enc_text = enc.hex().upper()
         url += "&enc=" + enc_text
     msg = SunMessage(picc, b"", None, enc_text)
-    return url + "&cmac=" + sdm_mac(mac_key, msg.mac_input()).hex().upper()
+    mac = Lrp(master, 0).cmac(msg.mac_input())[1::2] if lrp else sdm_mac(mac_key, msg.mac_input())
+    return url + "&cmac=" + mac.hex().upper()

@@ -14,8 +14,8 @@ its status:
   is above every counter seen before for the tag;
 - ``replayed``: the MAC verifies but the counter is not above the highest seen
   (a copied URL, a screenshot, a cloned message): never shown as genuine;
-- ``invalid``: PICCData does not decrypt, the MAC fails, the parameters are
-  malformed, or the message is in LRP mode (not supported);
+- ``invalid``: PICCData does not decrypt, the MAC fails, or the parameters are
+  malformed (AES and LRP mode are both checked: :mod:`cloud.sun`);
 - ``unknown_tag``: a UID not commissioned here;
 - ``unauthenticated``: no SUN parameters (a QR code, an NTAG 21x): the link
   still resolves, marked plainly as not authenticated.
@@ -324,14 +324,6 @@ def check_tap(cloud: Any, query_params: Mapping[str, str]) -> TapResult:
     try:
         msg = sun.parse_sun(query_params)
     except sun.SunError as e:
-        if e.code == "lrp":
-            return TapResult(
-                "invalid",
-                None,
-                None,
-                None,
-                "this tag speaks LRP mode, which this cloud does not check (AES mode only)",
-            )
         return TapResult("invalid", None, None, None, f"not a valid SUN message: {e}")
     if msg is None:
         return TapResult(
@@ -358,8 +350,6 @@ def check_tap(cloud: Any, query_params: Mapping[str, str]) -> TapResult:
     except sun.SunError as e:
         if e.code == "unknown_tag":
             return TapResult("unknown_tag", None, None, None, "this tag is not registered here")
-        if e.code == "lrp":
-            return TapResult("invalid", None, None, None, "LRP mode is not supported here")
         return TapResult(
             "invalid", None, None, None, "this tap does not verify: not a genuine tag's message"
         )

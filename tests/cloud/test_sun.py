@@ -1,6 +1,8 @@
-"""NTAG 424 DNA SUN verification (cloud/sun.py) against NXP's published examples:
+"""NTAG 424 DNA SUN verification (cloud/sun.py) against published examples:
 AN12196 §4.4 (tests/firmware/data/an12196_sun.json for Tables 3 and 5,
-tests/cloud/data/an12196_more.json for Tables 1, 4 and 6) and AN10922 §2.2."""
+tests/cloud/data/an12196_more.json for Tables 1, 4 and 6), AN10922 §2.2, and
+LRP: AN12304's primitive vectors and two LRP-mode SUN messages
+(tests/cloud/data/an12304_lrp.json)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from cloud import sun
 ROOT = Path(__file__).resolve().parents[2]
 AN = json.loads((ROOT / "tests/firmware/data/an12196_sun.json").read_text())
 MORE = json.loads((ROOT / "tests/cloud/data/an12196_more.json").read_text())
+LRP = json.loads((ROOT / "tests/cloud/data/an12304_lrp.json").read_text())
 ZERO = bytes(16)
 
 
@@ -195,14 +198,60 @@ def test_no_sun_parameters_is_no_message() -> None:
     assert sun.parse_sun({"utm_source": "qr"}) is None
 
 
-def test_lrp_mode_is_refused_clearly() -> None:
-    """LRP (AN12304) PICCData is 24 bytes: refused with its own code, never guessed at."""
-    with pytest.raises(sun.SunError, match="LRP") as e:
-        sun.parse_sun({"picc": "AB" * 24, "cmac": "00" * 8})
-    assert e.value.code == "lrp"
+# --- LRP (AN12304) ---------------------------------------------------------------------------
+
+
+def test_lrp_primitives_match_an12304() -> None:
+    v = LRP["primitives"]
+    p = sun.Lrp(h(v["plaintexts"]["key"]), 0)
+    assert p.plaintexts[0] == h(v["plaintexts"]["p0"])
+    assert p.plaintexts[15] == h(v["plaintexts"]["p15"])
+    assert p.updated_key == h(v["updated_keys"]["uk0"])
+    assert sun.Lrp(h(v["updated_keys"]["key"]), 2).updated_key == h(v["updated_keys"]["uk2"])
+    for e in v["eval"]:
+        assert sun.Lrp(h(e["key"]), e["u"]).eval(h(e["x"]), e["final"]) == h(e["y"])
+    c = v["lricb"]
+    lrp = sun.Lrp(h(c["key"]), c["u"])
+    assert lrp.lricb(h(c["padded"]), h(c["counter"]), decrypt=False) == h(c["ciphertext"])
+    assert lrp.lricb(h(c["ciphertext"]), h(c["counter"]), decrypt=True) == h(c["padded"])
+    for m in v["cmac"]:
+        assert sun.Lrp(h(m["key"]), 0).cmac(h(m["message"])) == h(m["mac"])
+
+
+@pytest.mark.parametrize("i", [0, 1])
+def test_lrp_sun_messages(i: int) -> None:
+    v = LRP["sdm"][i]
+    p = sun.decrypt_picc(h(v["k_sdm_meta_read"]), h(v["picc_data"]))
+    assert p.lrp and p.uid == h(v["uid"]) and p.counter == v["sdm_read_ctr"]
+    master = sun.lrp_session_key(h(v["k_sdm_file_read"]), p.uid, p.counter)
+    assert master == h(v["k_ses_sdm_file_read_master"])
+    mac = sun.Lrp(master, 0).cmac(v["mac_input_ascii"].encode())[1::2]
+    assert mac == h(v["sdm_mac"])
+    if "sdm_enc_file_data" in v:
+        ctr = p.counter.to_bytes(3, "little") + bytes(3)
+        data = sun.Lrp(master, 1).lricb(h(v["sdm_enc_file_data"]), ctr, decrypt=True)
+        assert data == v["file_data_ascii"].encode()
+
+
+@pytest.mark.parametrize("enc", [None, b"lot=L1;t=2.5C..."])
+def test_lrp_mode_urls_verify_and_fail_like_aes_ones(enc: bytes | None) -> None:
+    keys = _keys(5)
+    url = sun.make_sun_url(keys, UID, 9, "https://ct.example", "/01/09506000134352", enc, lrp=True)
+    q = query(url)
+    assert len(q["picc"]) == 48
+    msg = sun.parse_sun(q)
+    assert msg is not None
+    res = sun.verify_sun(keys.meta_read, lambda uid: keys.file_read, msg)
+    assert (res.uid, res.counter, res.file_data, res.mode) == (UID, 9, enc, "lrp")
+    q["cmac"] = q["cmac"][::-1]
+    bad = sun.parse_sun(q)
+    assert bad is not None
     with pytest.raises(sun.SunError) as e:
-        sun.decrypt_picc(ZERO, bytes(24))
-    assert e.value.code == "lrp"
+        sun.verify_sun(keys.meta_read, lambda uid: keys.file_read, bad)
+    assert e.value.code == "invalid"
+    with pytest.raises(sun.SunError) as e:
+        sun.verify_sun(keys.meta_read, lambda uid: bytes(16), msg)
+    assert e.value.code == "invalid"
 
 
 def test_the_mac_compare_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,14 +155,19 @@ def test_taps_genuine_replayed_invalid_unknown_unauthenticated(kit: Kit) -> None
     # no SUN data at all: a QR code
     t = tap(kit, f"{BASE}{ITEM2}")
     assert t["status"] == "unauthenticated" and t["uid"] is None
-    # LRP mode: refused plainly
+    # LRP mode: garbage is invalid; a tag in LRP mode is checked like one in AES mode
     t = tap(kit, f"{BASE}{ITEM2}?picc={'AB' * 24}&cmac={'00' * 8}")
-    assert t["status"] == "invalid" and "LRP" in t["message"]
+    assert t["status"] == "invalid"
+    lrp = sun.make_sun_url(keys, TAG, 8, BASE, ITEM2, lrp=True)
+    assert tap(kit, lrp)["status"] == "genuine"
+    assert tap(kit, lrp)["status"] == "replayed"
+    lrp = sun.make_sun_url(keys, TAG, 9, BASE, ITEM2, b"0123456789abcdef", lrp=True)
+    assert tap(kit, lrp)["status"] == "genuine"
     # truncated
     assert tap(kit, first[:-3])["status"] == "invalid"
     with kit.engine.connect() as conn:
         row = conn.execute(select(db.tags).where(db.tags.c.uid == TAG)).one()
-    assert row.counter == 7 and row.last_seen is not None
+    assert row.counter == 9 and row.last_seen is not None
 
 
 def test_two_taps_with_the_same_counter_exactly_one_is_genuine(kit: Kit) -> None:
