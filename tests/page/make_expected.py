@@ -29,6 +29,7 @@ import dataclasses
 import json
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,16 +165,251 @@ def extras() -> dict[str, tuple[bytes, bytes]]:
     return out
 
 
+# --- malformed and odd bundles ---------------------------------------------------------------
+
+
+def json_cases() -> dict[str, tuple[bytes, bytes]]:
+    """Bundles edited one way each: JSON rules (§9), members, base64, runs, receipts,
+    checkpoints, consistency, duplicate entries. The report (or the unreadable code) of
+    each must be Python's."""
+    s, _ = scenario()
+    trust = trust_text(s.trust_doc())
+    b = s.bundle(item=ITEM, sizes=[5])
+    v2 = text(b, 2).decode()
+    v3 = text(b, 3).decode()
+    dropped = set(s.records[10:14])
+    part = text(s.bundle(lambda raw: raw not in dropped, item=ITEM, sizes=[5]), 2).decode()
+    out: dict[str, tuple[bytes, bytes]] = {}
+
+    def edit(name: str, base: str, old: str, new: str, t: bytes = trust) -> None:
+        assert old in base, name
+        out[name] = (base.replace(old, new, 1).encode(), t)
+
+    def doc_edit(name: str, base: str, change: Callable[[dict[str, Any]], None]) -> None:
+        doc = json.loads(base)
+        change(doc)
+        out[name] = ((json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode(), trust)
+
+    created = '"created": 1790000000'
+    for name, new in [
+        ("float_created", '"created": 1790000000.0'),
+        ("exponent_created", '"created": 1.79e9'),
+        ("minus_zero_created", '"created": -0'),
+        ("nan_created", '"created": NaN'),
+        ("huge_created", '"created": 123456789012345678901234567890'),
+        ("created_2_32", '"created": 4294967296'),
+        ("bool_created", '"created": true'),
+        ("string_created", '"created": "1790000000"'),
+    ]:
+        edit(name, v2, created, new)
+    edit("bool_version", v2, '"version": 2', '"version": true')
+    edit("version_1", v2, '"version": 2', '"version": 1')
+    edit("version_4", v2, '"version": 2', '"version": 4')
+    out["bom"] = (b"\xef\xbb\xbf" + v2.encode(), trust)
+    out["trailing_garbage"] = ((v2 + "x").encode(), trust)
+    out["not_utf8"] = (v2.encode().replace(b"gateway-1", b"gateway\xff1", 1), trust)
+    edit("lone_surrogate_item", v2, '"item": "/01/', '"item": "\\ud800/01/')
+    edit("surrogate_pair_item", v2, '/21/7"', '/21/7\\ud83d\\ude00"')
+    edit("escaped_control_item", v2, '/21/7"', '/21/7\\u0085"')
+    edit("raw_tab_in_string", v2, '/21/7"', '/21/7\t"')
+    edit("deep_nesting", v2, created, created + ', "x": [[[[[[[[[]]]]]]]]]')
+    edit("depth_8_unknown_member", v2, created, created + ', "x": [[[[[[[]]]]]]]')
+    edit("uid_upper", v2, '"uid": "04a23c5a1b6f80"', '"uid": "04A23C5A1B6F80"')
+    edit("extra_member", v2, created, created + ', "foo": 1')
+    edit("duplicate_receipt_type", v2, '"type": "local"', '"type": "local", "type": "local"')
+    edit("origin_plus", v2, '"log": "vectors.example/gateway-1"', '"log": "vectors+example"')
+    edit("checkpoint_garbage", v2, '"checkpoints": [\n  "', '"checkpoints": [\n  "hello", "')
+    edit("checkpoint_extension_line", v2, "\\n\\n\u2014", "\\nextension\\n\\n\u2014")
+    edit("logs_in_v2", v2, created, created + ', "logs": []')
+    edit("records_in_v3", v3, '"created": 1790000000', '"created": 1790000000, "records": []')
+    edit("runs_adjacent", v3, '"runs":[[0,25]]', '"runs":[[0,10],[10,15]]')
+    edit("runs_overlap", v3, '"runs":[[0,25]]', '"runs":[[0,10],[9,16]]')
+    edit("runs_fewer", v3, '"runs":[[0,25]]', '"runs":[[0,24]]')
+    edit("runs_more", v3, '"runs":[[0,25]]', '"runs":[[0,26]]')
+    edit("runs_zero_count", v3, '"runs":[[0,25]]', '"runs":[[0,25],[30,0]]')
+
+    def b64_noncanonical(doc: dict[str, Any]) -> None:
+        for r in doc["records"]:
+            t = r["record"]
+            if t.endswith("=") and not t.endswith("=="):
+                alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                c = alphabet.index(t[-2])
+                r["record"] = t[:-2] + alphabet[c | 1] + "="
+                return
+        raise AssertionError("no record ending in one =")
+
+    doc_edit("b64_noncanonical", v2, b64_noncanonical)
+    doc_edit(
+        "b64_newline",
+        v2,
+        lambda d: d["records"][0].update(
+            record=d["records"][0]["record"][:8] + "\n" + d["records"][0]["record"][8:]
+        ),
+    )
+    doc_edit("duplicate_entry", v2, lambda d: d["records"].append(dict(d["records"][3])))
+    doc_edit(
+        "same_record_two_indexes",
+        v2,
+        lambda d: d["records"].append({**d["records"][3], "index": 99}),
+    )
+    doc_edit("node_missing", part, lambda d: d["proofs"][0]["nodes"].pop())
+    doc_edit(
+        "node_extra", part, lambda d: d["proofs"][0]["nodes"].append(d["proofs"][0]["nodes"][0])
+    )
+    doc_edit("leaves_unsorted", v2, lambda d: d["proofs"][0]["leaves"].reverse())
+    doc_edit(
+        "leaf_beyond_tree",
+        v2,
+        lambda d: d["proofs"][0]["leaves"].append(d["proofs"][0]["tree_size"]),
+    )
+    doc_edit("part", part, lambda d: None)
+    doc_edit("node_short", part, lambda d: d["proofs"][0]["nodes"].__setitem__(0, "AAAA"))
+    doc_edit("node_swapped", part, lambda d: d["proofs"][0]["nodes"].reverse())
+    doc_edit("proof_other_size", v2, lambda d: d["proofs"][0].update(tree_size=26))
+    doc_edit("no_proofs", v2, lambda d: d.update(proofs=[]))
+    doc_edit("no_consistency", v2, lambda d: d.update(consistency=[]))
+    doc_edit(
+        "consistency_twice_one_bad",
+        v2,
+        lambda d: d["consistency"].insert(
+            0, {**d["consistency"][0], "path": list(reversed(d["consistency"][0]["path"]))}
+        ),
+    )
+    doc_edit("no_anchors", v2, lambda d: d.update(anchors=[]))
+    doc_edit("anchor_small_checkpoint", v2, lambda d: d["anchors"][0].update(tree_size=5))
+    doc_edit("anchor_unknown_size", v2, lambda d: d["anchors"][0].update(tree_size=7))
+    doc_edit("receipt_extra_member", v2, lambda d: d["anchors"][0]["receipt"].update(x=1))
+    doc_edit("receipt_bool_index", v2, lambda d: d["anchors"][0]["receipt"].update(index=True))
+    doc_edit("receipt_prev_at_0", v2, lambda d: d["anchors"][0]["receipt"].update(prev="11" * 32))
+    doc_edit("receipt_index_1_zero_prev", v2, lambda d: d["anchors"][0]["receipt"].update(index=1))
+    doc_edit(
+        "receipt_bad_signature", v2, lambda d: d["anchors"][0]["receipt"].update(time=1790000001)
+    )
+    doc_edit("receipt_twice", v2, lambda d: d["anchors"].append(dict(d["anchors"][0])))
+    doc_edit(
+        "receipt_fork",
+        v2,
+        lambda d: d["anchors"].append(
+            {
+                **d["anchors"][0],
+                "receipt": {**d["anchors"][0]["receipt"], "checkpoint_hash": "22" * 32},
+            }
+        ),
+    )
+    evm = {
+        "type": "evm",
+        "chain_id": 31337,
+        "contract": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        "tx_hash": "0x" + "ab" * 32,
+        "block_number": 42,
+        "block_hash": "0x" + "cd" * 32,
+        "log_index": 0,
+        "checkpoint_hash": "ef" * 32,
+        "confirmations": 12,
+    }
+    doc_edit("evm_unpinned", v2, lambda d: d["anchors"].append({**d["anchors"][0], "receipt": evm}))
+    doc_edit(
+        "evm_bad_checksum",
+        v2,
+        lambda d: d["anchors"].append(
+            {
+                **d["anchors"][0],
+                "receipt": {**evm, "contract": evm["contract"].replace("a", "A", 1)},
+            }
+        ),
+    )
+    tdoc = s.trust_doc()
+    tdoc["ledgers"].append({"type": "evm", "chain_id": 31337, "contract": evm["contract"].lower()})
+    out["evm_pinned"] = (out["evm_unpinned"][0], trust_text(tdoc))
+    tdoc = s.trust_doc()
+    tdoc["quorum"] = 1
+    out["trust_quorum_above_witnesses"] = (v2.encode(), trust_text(tdoc))
+    out["trust_duplicate_member"] = (
+        v2.encode(),
+        trust.replace(b'"version": 2', b'"version": 2, "version": 2', 1),
+    )
+    tdoc = s.trust_doc()
+    tdoc["registries"][0]["places"] = ["pack:*"]
+    out["scope_place_out"] = (v2.encode(), trust_text(tdoc))
+    tdoc = s.trust_doc()
+    tdoc["registries"][0]["gtins"] = ["1*"]
+    out["scope_gtin_out"] = (v2.encode(), trust_text(tdoc))
+    tdoc = s.trust_doc()
+    tdoc["registries"][0]["devices"] = ["rd-*"]
+    out["scope_devices_out"] = (v2.encode(), trust_text(tdoc))
+    tdoc = s.trust_doc()
+    tdoc["devices"] = [{"id": "tl-truck", "key": tdoc["registries"][0]["key"]}]
+    out["pinned_device_wrong_key"] = (v2.encode(), trust_text(tdoc))
+    tdoc = s.trust_doc()
+    tdoc.pop("logs")
+    out["no_log_key"] = (v2.encode(), trust_text(tdoc))
+    return out
+
+
 # --- records: open_record on mutated records ------------------------------------------------
 
 _SAFE = 2**53 - 1
 _VALUES: list[Any] = [
-    0, 1, -1, 2, 3, 7, 11, 15, 16, 23, 24, 60, 255, 256, 20000, 20001, 65535, 65536,
-    86400, 86401, -10000, -10001, 15000, 15001, -129, -128, 2**31, -(2**31), -(2**31) - 1,
-    2**32 - 1, 2**32, 2**53, 2**64 - 1, -(2**64), b"", bytes(4), bytes(7), bytes(10), bytes(16),
-    bytes(24), bytes(65), b"\x04" + bytes(64), "", "a", "x" * 65, "x" * 129, "a\x7fb", "\x85",
-    "é" * 32, "tl-1 tl-2", "tl-2 tl-1", "tl-1  tl-2", "09506000134352", "09506000134353",
-    "L-42", "L 42", [], {}, [1], {1: 2},
+    0,
+    1,
+    -1,
+    2,
+    3,
+    7,
+    11,
+    15,
+    16,
+    23,
+    24,
+    60,
+    255,
+    256,
+    20000,
+    20001,
+    65535,
+    65536,
+    86400,
+    86401,
+    -10000,
+    -10001,
+    15000,
+    15001,
+    -129,
+    -128,
+    2**31,
+    -(2**31),
+    -(2**31) - 1,
+    2**32 - 1,
+    2**32,
+    2**53,
+    2**64 - 1,
+    -(2**64),
+    b"",
+    bytes(4),
+    bytes(7),
+    bytes(10),
+    bytes(16),
+    bytes(24),
+    bytes(65),
+    b"\x04" + bytes(64),
+    "",
+    "a",
+    "x" * 65,
+    "x" * 129,
+    "a\x7fb",
+    "\x85",
+    "é" * 32,
+    "tl-1 tl-2",
+    "tl-2 tl-1",
+    "tl-1  tl-2",
+    "09506000134352",
+    "09506000134353",
+    "L-42",
+    "L 42",
+    [],
+    {},
+    [1],
+    {1: 2},
 ]
 _KEYS = [0, 7, 8, 9, 17, 28, 39, 44, 46, 52, 59, 71, 999, 1000, 5000, 2**40, 2**64 - 1]
 
@@ -267,15 +503,20 @@ def record_cases() -> list[dict[str, Any]]:
     return out
 
 
-def outputs() -> dict[Path, str]:
+def outputs() -> dict[Path, str | bytes]:
     """Every file this script writes, by path, with its text."""
-    files: dict[Path, str] = {}
+    files: dict[Path, str | bytes] = {}
     for d in sorted(p for p in VECTORS.iterdir() if p.is_dir()):
         rep = report((d / "bundle.json").read_bytes(), (d / "trust.json").read_bytes())
         files[OUT / "vectors" / d.name / "report.json"] = dumps(rep)
     for name, (bundle, trust) in extras().items():
         where = OUT / "extra" / name
-        files[where / "bundle.json"] = bundle.decode()
+        files[where / "bundle.json"] = bundle
+        files[where / "trust.json"] = trust.decode()
+        files[where / "report.json"] = dumps(report(bundle, trust))
+    for name, (bundle, trust) in json_cases().items():
+        where = OUT / "json" / name
+        files[where / "bundle.json"] = bundle
         files[where / "trust.json"] = trust.decode()
         files[where / "report.json"] = dumps(report(bundle, trust))
     files[OUT / "records" / "cases.json"] = dumps(record_cases())
@@ -286,7 +527,7 @@ def main(argv: list[str]) -> int:
     del argv
     for path, content in outputs().items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
         print(path.relative_to(ROOT))
     return 0
 

@@ -4,7 +4,8 @@
 //   node --test tests/page/
 //
 // For every verdict vector (data/vectors/<name>, bundle and trust from
-// tests/protocol/vectors/verdict/<name>) and every extra bundle (data/extra/<name>):
+// tests/protocol/vectors/verdict/<name>), every scenario bundle (data/extra/<name>) and every
+// bundle edited one way (data/json/<name>: JSON rules, members, base64, runs, receipts...):
 // the verified flag, the multiset of failures (check, subject, code), the summary and the
 // counts of passed checks must equal Python's. An unreadable input must be refused with
 // Python's code. The verdict document (§13.1) of a verified bundle must equal the vector's
@@ -40,9 +41,11 @@ function cases() {
       expected: join(VECTORS, name, 'expected.json'),
     });
   }
-  for (const name of readdirSync(join(DATA, 'extra')).sort()) {
-    const d = join(DATA, 'extra', name);
-    out.push({ name: `extra ${name}`, bundle: join(d, 'bundle.json'), trust: join(d, 'trust.json'), report: join(d, 'report.json') });
+  for (const sub of ['extra', 'json']) {
+    for (const name of readdirSync(join(DATA, sub)).sort()) {
+      const d = join(DATA, sub, name);
+      out.push({ name: `${sub} ${name}`, bundle: join(d, 'bundle.json'), trust: join(d, 'trust.json'), report: join(d, 'report.json') });
+    }
   }
   return out;
 }
