@@ -279,7 +279,10 @@ def _tag_html(tap: Tap, item: str | None) -> str:
     if tap.item and item and tap.item != item:
         parts.append(f'<p class="tag-text">{_e(t("tag.mismatch", item=tap.item))}</p>')
     if tap.message:
-        parts.append(f'<p class="tag-detail">{_e(tap.message)}</p>')
+        parts.append(
+            f'<details class="tag-detail"><summary>{_e(t("reason.technical"))}</summary>'
+            f"{_e(tap.message)}</details>"
+        )
     return "".join(parts)
 
 

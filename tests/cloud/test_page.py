@@ -319,7 +319,9 @@ def test_a_tampered_bundle_fails_and_the_page_names_the_record(
     st = wait_verified(page)
     assert st["status"] == "failed", st
     assert "verification failed on this device" in page.inner_text("#source-badge")
-    assert subject in page.inner_text("#failures")
+    first = page.locator("#failures li").first.inner_text()
+    assert subject in first and "bad_signature" in first, first  # the altered record, first
+    assert "Kept cold all the way" in page.inner_text("#differs")  # the server's claim, refuted
     assert page.locator("table.checks tr.bad").count() >= 1
     assert page.locator(".chart svg").count() == 0  # unverified readings are not drawn
     shot(page, "tampered")
@@ -359,6 +361,8 @@ def test_a_cut_bundle_is_incomplete_on_the_device(
     assert st["reasons"] == expected["reasons"]
     assert "Not fully shown" in page.inner_text("#verdict-word")
     assert "cr-truck" in page.inner_text("#reasons")
+    assert page.locator("#differs").count() == 1  # the server said PASS of its own bundle
+    assert page.locator("#chart-1 svg").count() == 0 and "No readings" in page.inner_text("#leg-1")
     shot(page, "cut")
 
 
@@ -433,6 +437,48 @@ def test_the_page_weight_is_within_budget(browser: Any, cloud_pass: Served) -> N
     assert total <= TOTAL_BUDGET, sorted(sizes.items(), key=lambda kv: -kv[1])
     assert zipped <= TOTAL_GZIP_BUDGET
     ctx.close()
+
+
+def _contrast(fg: str, bg: str) -> float:
+    def lum(hexa: str) -> float:
+        c = [int(hexa[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        c = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    a, b = sorted((lum(fg), lum(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+def test_text_colours_hold_wcag_aa_contrast() -> None:
+    css = (STATIC / "page.css").read_text()
+    var = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{6})", css))
+    var["white"] = "#ffffff"
+    pairs = [  # (text, background) as page.css uses them
+        ("ink", "bg"), ("ink", "card"), ("muted", "card"), ("muted", "bg"),
+        ("ok", "card"), ("ok", "ok-bg"), ("bad", "card"), ("bad", "bad-bg"),
+        ("warn", "card"), ("warn", "warn-bg"), ("info", "card"), ("info", "info-bg"),
+        ("white", "bad"), ("white", "warn"), ("white", "muted"), ("white", "info"),
+    ]
+    for fg, bg in pairs:
+        ratio = _contrast(var[fg], var[bg])
+        assert ratio >= 4.5, f"{fg} on {bg}: {ratio:.2f}:1"
+
+
+def test_the_page_is_labelled_for_assistive_technology(page: Any, cloud_fail: Served) -> None:
+    page.goto(cloud_fail.base + ITEM)
+    wait_verified(page)
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.locator("h1").count() == 1
+    for sec in page.locator("main section").all():  # every section is named by its heading
+        label = sec.get_attribute("aria-labelledby")
+        assert label and page.locator(f"#{label}").count() == 1, label
+    svgs = page.locator(".chart svg[role=img]")
+    assert svgs.count() == 3
+    for i in range(svgs.count()):
+        ids = (svgs.nth(i).get_attribute("aria-labelledby") or "").split()
+        assert len(ids) == 2 and all(page.locator(f"[id='{x}']").count() == 1 for x in ids)
+    assert page.locator("table.checks th[scope=row]").count() == 7
+    assert not page.errors, page.errors  # type: ignore[attr-defined]
 
 
 def test_the_chart_downsampler_unit_tests_pass() -> None:

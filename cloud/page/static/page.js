@@ -342,6 +342,13 @@ function done(report, ms, readings, counts, bytes) {
   state.status = report.verified ? "verified" : "failed";
   renderChecks(report, counts, ms, bytes);
   renderVerdict(doc, word);
+  const said = data.server.verified && data.server.verdict ? data.server.verdict.verdict : null;
+  if (said !== word) {
+    // what the server claimed and what this device found differ: say so, plainly
+    $("verdict-body").prepend(
+      el("p", { class: "differs", id: "differs", text: t("verdict.differs", { server: said ? t(`verdict.${said}`) : t("verdict.none") }) }),
+    );
+  }
   if (report.verified) {
     setSource("device");
     renderTimeline(doc, data.server.legs);

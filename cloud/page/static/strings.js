@@ -63,6 +63,7 @@ export const STRINGS = /*BEGIN*/{
   "verdict.UNCONFIRMED.text": "The signed records show that a genuine item with this identity exists, but not that the item in your hands is it.",
   "verdict.none": "No verdict",
   "verdict.none.text": "The records did not verify, so there is no verdict.",
+  "verdict.differs": "The server reported “{server}”, but the evidence it sent says otherwise. What your device found is below.",
   "reasons": "Why",
   "reasons.none": "Nothing wrong was found.",
   "reason.technical": "Technical details",
