@@ -5,12 +5,12 @@ encrypted PICCData and a truncated CMAC (NXP AN12196 §4.4), and optionally
 encrypted file data (SDMENCFileData). This module checks such a message; the
 tag table, replay and statuses are :mod:`cloud.tags` (docs/cloud.md, "Tags").
 
-AES mode only (AN12196):
+AES mode (AN12196):
 
 - **PICCData** (16 bytes) = AES-128-CBC, IV 0, under K_SDMMetaRead, of
   PICCDataTag (1: bit 7 UID mirrored, bit 6 counter mirrored, bits 3..0 the
   UID length) || UID (7) || SDMReadCtr (3, little-endian) || random padding.
-- **Session keys** (datasheet §9.3.9, AN12196 Table 1): the AES-CMAC under
+- **Session keys** (AN12196 Table 1): the AES-CMAC under
   K_SDMFileRead of SV1 = C33C 0001 0080 || UID || SDMReadCtr (ENC key) and of
   SV2 = 3CC3 0001 0080 || UID || SDMReadCtr (MAC key), zero-padded to a
   multiple of 16 bytes.

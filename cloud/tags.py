@@ -34,6 +34,7 @@ HKDF-SHA256 of the master key; each tag's keys are wrapped with AES-256-GCM,
 the UID as associated data.
 """
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -106,19 +107,22 @@ class Keyring:
     @classmethod
     def load_or_create(cls, path: Path) -> "Keyring":
         """The master key in ``path`` (hex, mode 0600), made on first use."""
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
+        if not path.exists():
+            # written whole under another name, then linked in: a concurrent first use
+            # never reads a half-written key, and never replaces one
             path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # made meanwhile by another process
-                return cls(bytes.fromhex(path.read_text().strip()))
-            master = os.urandom(16)
-            with os.fdopen(fd, "w") as f:
-                f.write(master.hex() + "\n")
-            return cls(master)
-        return cls(bytes.fromhex(text.strip()))
+                with os.fdopen(fd, "w") as f:
+                    f.write(os.urandom(16).hex() + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                tmp.unlink()
+        return cls(bytes.fromhex(path.read_text().strip()))
 
     def tag_keys(self, uid: bytes) -> sun.TagKeys:
         """AN10922 diversification: M = UID || key number || "ColdTrace/NTAG424"."""

@@ -271,3 +271,36 @@ def test_commission_by_the_cli(tmp_path: Path, request: pytest.FixtureRequest, c
         assert r.json()["status"] == "genuine", r.text
         r = client.get("/v1/public/tap?" + urlsplit(url).query)
         assert r.json()["status"] == "replayed"
+
+
+def test_the_master_key_is_made_once_and_keys_are_bound_to_their_uid(tmp_path: Path) -> None:
+    from cryptography.exceptions import InvalidTag
+
+    from cloud.tags import Keyring
+
+    path = tmp_path / "data" / "tags.key"
+    rings: list[Keyring] = []
+    barrier = threading.Barrier(8)
+
+    def load() -> None:
+        barrier.wait()
+        rings.append(Keyring.load_or_create(path))
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len({r.meta_read for r in rings}) == 1
+    assert [p.name for p in path.parent.iterdir()] == ["tags.key"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    ring = rings[0]
+    keys = ring.tag_keys(TAG)
+    assert keys != ring.tag_keys(bytes.fromhex("04A1B2C3D4E5F7"))
+    sealed = ring.wrap(TAG, keys)
+    assert ring.unwrap(TAG, sealed) == keys
+    with pytest.raises(InvalidTag):  # another tag's row: the UID is associated data
+        ring.unwrap(bytes.fromhex("04A1B2C3D4E5F7"), sealed)
+    other = Keyring(bytes(16))
+    with pytest.raises(InvalidTag):
+        other.unwrap(TAG, sealed)
