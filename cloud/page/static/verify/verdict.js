@@ -197,15 +197,12 @@ function wrap(r) {
 
 /** Each signer's records in seq order, one per seq (the lowest bytes); signers in byte order. */
 function bySigner(records) {
-  const unique = new Map();
-  for (const r of records) if (!unique.has(r.hex)) unique.set(r.hex, r);
-  const raws = [...unique.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const groups = new Map();
-  for (const raw of raws) {
-    const r = unique.get(raw);
-    if (!groups.has(r.signer)) groups.set(r.signer, new Map());
-    const g = groups.get(r.signer);
-    if (!g.has(r.p.seq)) g.set(r.p.seq, r);
+  const groups = new Map(); // signer -> seq -> record
+  for (const r of records) {
+    let g = groups.get(r.signer);
+    if (g === undefined) groups.set(r.signer, (g = new Map()));
+    const have = g.get(r.p.seq);
+    if (have === undefined || r.hex < have.hex) g.set(r.p.seq, r); // a repeat or a fork
   }
   const out = new Map();
   for (const signer of [...groups.keys()].sort(cmpStr)) {
@@ -690,7 +687,7 @@ function figures(segments, covered) {
     };
   }
   const samples = segments.map((s) => [s[4], s[3] - s[0]]);
-  const named = new Set(segments.map((s) => JSON.stringify([s[1], s[6]])));
+  const named = new Set(segments.map((s) => `${s[6]} ${s[1]}`)); // (reading seq, device)
   let min = Infinity, max = -Infinity, tqMin = Infinity;
   for (const s of segments) {
     min = Math.min(min, s[4]);

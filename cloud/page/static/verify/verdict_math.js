@@ -107,10 +107,7 @@ const SQRT_HALF = 0.7071067811865476; // 0x1.6a09e667f3bcdp-1
 const DH_R_CENTI = 1000000;
 const ZERO_C = 27315;
 
-/** 2^k exactly as a binary64 (0 below 2^-1074, Infinity above 2^1023). */
-export function pow2(k) {
-  if (k > 1023) return Infinity;
-  if (k < -1074) return 0;
+function pow2Exact(k) {
   const buf = new DataView(new ArrayBuffer(8));
   if (k >= -1022) {
     buf.setUint32(0, (k + 1023) << 20);
@@ -126,6 +123,21 @@ export function pow2(k) {
     }
   }
   return buf.getFloat64(0);
+}
+
+const POW2 = new Float64Array(1074 + 1024); // 2^k at k + 1074, filled on first use
+const POW2_SET = new Uint8Array(1074 + 1024);
+
+/** 2^k exactly as a binary64 (0 below 2^-1074, Infinity above 2^1023). */
+export function pow2(k) {
+  if (k > 1023) return Infinity;
+  if (k < -1074) return 0;
+  const i = k + 1074;
+  if (!POW2_SET[i]) {
+    POW2[i] = pow2Exact(k);
+    POW2_SET[i] = 1;
+  }
+  return POW2[i];
 }
 
 /** e^y for y ≤ 0 in §12.8's fixed binary64 steps. */
