@@ -11,6 +11,8 @@ the Python Report keeps), to ``report.json``. An input the command line calls un
 - ``data/vectors/<name>/report.json`` for each verdict vector of
   tests/protocol/vectors/verdict/ (its bundle.json and trust.json are read from there, not
   copied);
+- ``data/provenance/<name>/report.json`` for each provenance vector of
+  tests/protocol/vectors/provenance/ (verified with its input.json's ``tag``);
 - ``data/extra/<name>/{bundle.json,trust.json,report.json}`` for bundles made here with
   tests/protocol/scenario.py (deterministic keys and RFC 6979 signatures): the same bundle
   in versions 2 and 3, an edited reading (bad signature), a record left out that its proof
@@ -42,17 +44,18 @@ from tests.protocol.scenario import COMMISSION, GTIN, ITEM, LOAD, T0, Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "protocol" / "vectors" / "verdict"
+PROVENANCE = ROOT / "tests" / "protocol" / "vectors" / "provenance"
 OUT = Path(__file__).resolve().parent / "data"
 
 
-def report(bundle_text: bytes, trust_text: bytes) -> dict[str, Any]:
+def report(bundle_text: bytes, trust_text: bytes, tag: str = "unknown") -> dict[str, Any]:
     """The Python verifier's report for the two files, as the JavaScript one must give it."""
     try:
         trust = loads_trust(trust_text)
         bundle = loads_bundle(bundle_text)
     except VerificationError as err:
         return {"verified": False, "verdict": None, "error": err.code}
-    rep = verify_bundle(bundle, trust)
+    rep = verify_bundle(bundle, trust, tag=tag)
     doc = rep.to_json()
     doc["passed_counts"] = dict(sorted(rep.passed_counts.items()))
     return doc
@@ -509,6 +512,10 @@ def outputs() -> dict[Path, str | bytes]:
     for d in sorted(p for p in VECTORS.iterdir() if p.is_dir()):
         rep = report((d / "bundle.json").read_bytes(), (d / "trust.json").read_bytes())
         files[OUT / "vectors" / d.name / "report.json"] = dumps(rep)
+    for d in sorted(p for p in PROVENANCE.iterdir() if p.is_dir()):
+        tag = json.loads((d / "input.json").read_text())["tag"]
+        rep = report((d / "bundle.json").read_bytes(), (d / "trust.json").read_bytes(), tag)
+        files[OUT / "provenance" / d.name / "report.json"] = dumps(rep)
     for name, (bundle, trust) in extras().items():
         where = OUT / "extra" / name
         files[where / "bundle.json"] = bundle

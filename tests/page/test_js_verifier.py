@@ -37,7 +37,7 @@ def test_committed_reports_are_a_fresh_run_of_the_verifier(path: Path) -> None:
 def test_no_stale_reports() -> None:
     on_disk = {
         p
-        for sub in ("vectors", "extra", "records", "json")
+        for sub in ("vectors", "provenance", "extra", "records", "json")
         for p in (make_expected.OUT / sub).rglob("*")
         if p.is_file()
     }

@@ -12,7 +12,9 @@
 // (§11 step 1, the command line's exit status 2) gives verified false, no summary
 // members, one failure {check: 'bundle' | 'trust', code: 'malformed_bundle' |
 // 'malformed_trust'} and the members `error` (the code) and `message`.
-// onProgress({stage, fraction}) is called as the steps go (for a Web Worker's UI).
+// onProgress({stage, fraction}) is called as the steps go (for a Web Worker's UI); `tag` is
+// the tap's tag authentication for the provenance verdict (§12.10): 'genuine', 'replayed',
+// 'unauthenticated' or 'unknown' (the default: not checked), as Python's verify_bundle(tag=).
 
 import { BundleError, parseBundleBytes } from './bundle.js';
 import { TrustError, parseTrustBytes } from './trust.js';
@@ -36,7 +38,7 @@ function unreadable(check, code, message) {
   };
 }
 
-export async function verifyBundle(bundleBytes, trustBytes, { onProgress } = {}) {
+export async function verifyBundle(bundleBytes, trustBytes, { onProgress, tag = 'unknown' } = {}) {
   let trust, bundle;
   // Python's command line reads the trust file first
   try {
@@ -51,7 +53,7 @@ export async function verifyBundle(bundleBytes, trustBytes, { onProgress } = {})
     if (e instanceof BundleError) return unreadable('bundle', e.code, e.message);
     throw e;
   }
-  const report = await verifyParsed(bundle, trust, { onProgress });
+  const report = await verifyParsed(bundle, trust, { onProgress, tag });
   return report.toJSON();
 }
 

@@ -73,7 +73,8 @@ export class Report {
 }
 
 class Verifier {
-  constructor(bundle, trust, onProgress) {
+  constructor(bundle, trust, onProgress, tag = 'unknown') {
+    this.tag = tag;
     this.bundle = bundle;
     this.trust = trust;
     this.report = new Report();
@@ -553,7 +554,7 @@ class Verifier {
     this.good = good;
     if (this.report.verified) {
       step('verdict', 0.95);
-      this.report.verdict = judge(good, this.trust, this.bundle.subject.uid, 'unknown');
+      this.report.verdict = judge(good, this.trust, this.bundle.subject.uid, this.tag);
     }
     step('done', 1);
     return this.report;
@@ -654,6 +655,6 @@ function firstCommission(scans, dates) {
 }
 
 /** §11 on a parsed bundle and trust file; returns the Report. */
-export async function verifyParsed(bundle, trust, { onProgress } = {}) {
-  return new Verifier(bundle, trust, onProgress).run();
+export async function verifyParsed(bundle, trust, { onProgress, tag = 'unknown' } = {}) {
+  return new Verifier(bundle, trust, onProgress, tag).run();
 }
