@@ -142,6 +142,43 @@ def check_tap(cloud: Any, params: dict[str, str]) -> Tap:
     )
 
 
+#: The tap's status as the provenance verdict's ``tag`` input (docs/protocol.md §12.10):
+#: a SUN message that does not verify under the tag's keys, or none, is "unauthenticated".
+TAG_INPUT = {
+    "genuine": "genuine",
+    "replayed": "replayed",
+    "invalid": "unauthenticated",
+    "unknown_tag": "unauthenticated",
+    "unauthenticated": "unauthenticated",
+}
+PROVENANCE = ("GENUINE", "SUSPECT", "UNCONFIRMED")
+_JUDGED: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def with_tap(summary: dict[str, Any], trace: Any, trust: dict[str, Any], tap: Tap) -> dict[str, Any]:
+    """The summary with the verdict judged for this tap. The cloud's trace summary is
+    judged without a tap (``tag`` unknown); a provenance verdict (§12.10) depends on the
+    tag's authentication, so it is judged again, on the same bundle, with the tap's result.
+    A cold-chain verdict does not use the tag and is kept."""
+    doc = summary.get("verdict") or {}
+    if not summary.get("verified") or doc.get("verdict") not in PROVENANCE:
+        return summary
+    tag = TAG_INPUT.get(tap.status, "unauthenticated")
+    key = (trace.etag, tag)
+    if key not in _JUDGED:
+        from protocol.bundle import loads_bundle
+        from protocol.trust import parse_trust
+        from protocol.verify import verify_bundle
+
+        report = verify_bundle(
+            loads_bundle(trace.bundle_text.encode()), parse_trust(trust), tag=tag
+        )
+        if len(_JUDGED) > 1024:
+            _JUDGED.clear()
+        _JUDGED[key] = report.verdict_document() if report.verified else doc
+    return {**summary, "verdict": _JUDGED[key]}
+
+
 # --- rendering -----------------------------------------------------------------------------
 def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))
@@ -418,7 +455,8 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
             if e.status_code != 404:
                 raise
             return HTMLResponse(render_not_found(dl), status_code=404, headers=HEADERS)
-        body = render_page(trace.summary, cloud.trust(), tap, dl)
+        trust = cloud.trust()
+        body = render_page(with_tap(trace.summary, trace, trust, tap), trust, tap, dl)
         return HTMLResponse(body, headers=HEADERS)
 
     deps = [public]  # rate-limited like the other public endpoints

@@ -286,8 +286,9 @@ function progressUI() {
   };
 }
 
-// the tap's result as the provenance verdict's tag input (docs/protocol.md §12.10)
-const TAG_INPUT = { genuine: "genuine", replayed: "replayed", invalid: "unauthenticated", unknown_tag: "unauthenticated", unauthenticated: "unknown" };
+// the tap's result as the provenance verdict's tag input (docs/protocol.md §12.10: a SUN
+// message that does not verify, or none at all, is "unauthenticated"); page.py uses the same
+const TAG_INPUT = { genuine: "genuine", replayed: "replayed", invalid: "unauthenticated", unknown_tag: "unauthenticated", unauthenticated: "unauthenticated" };
 
 function fail(error) {
   state.status = "error";
@@ -328,7 +329,7 @@ async function main() {
       done(m.report, m.ms, m.readings || {}, m.counts || {}, m.bytes || size);
     }
   };
-  worker.postMessage({ bundle, trust, tag: TAG_INPUT[data.tag.status] || "unknown" }, [bundle, trust]);
+  worker.postMessage({ bundle, trust, tag: TAG_INPUT[data.tag.status] || "unauthenticated" }, [bundle, trust]);
 }
 
 function done(report, ms, readings, counts, bytes) {
