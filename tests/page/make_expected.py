@@ -349,6 +349,129 @@ def json_cases() -> dict[str, tuple[bytes, bytes]]:
     return out
 
 
+# --- the strict JSON reader ------------------------------------------------------------------
+
+JSON_TEXTS = [
+    "{}",
+    "[]",
+    " [1] ",
+    "\t\n\r[1]\r\n",
+    "\f[1]",
+    "\u00a0[1]",
+    "",
+    "   ",
+    "true",
+    "nul",
+    "1",
+    "-0",
+    "-1",
+    "01",
+    "1.",
+    ".5",
+    "-",
+    "+1",
+    "1e5",
+    "1E5",
+    "1.0",
+    "0x10",
+    "- 1",
+    "--1",
+    "123456789012345678901",
+    "12345678901234567890",
+    "-9223372036854775808",
+    "9007199254740991",
+    "9007199254740992",
+    "18446744073709551615",
+    "18446744073709551616",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "[NaN]",
+    "[1,]",
+    "[,1]",
+    "{,}",
+    '{"a":1,}',
+    "[01]",
+    '{"a":1,"a":2}',
+    '{"a":{"b":1,"b":1}}',
+    '[{"a":1},{"a":1}]',
+    '{"__proto__":1}',
+    '{"__proto__":1,"__proto__":2}',
+    '{"constructor":1}',
+    '{"a":1 "b":2}',
+    '{"a" 1}',
+    "{1:2}",
+    '["\\u00e9"]',
+    '["\\uD83D\\uDE00"]',
+    '["\\ud83d"]',
+    '["\\udc00"]',
+    '["\\ud83d\\ud83d"]',
+    '["\\ud83dx"]',
+    '["\\x41"]',
+    '["\\u12"]',
+    '["\\u12G4"]',
+    '["\\/"]',
+    '["\\\\"]',
+    '["a\x7fb"]',
+    '["a\x1fb"]',
+    '["a\u2028b"]',
+    '["\u00e9"]',
+    '["\U0001f600"]',
+    '["\\"]',
+    '["\\""]',
+    '"abc',
+    "[1]]",
+    "[[1]",
+    "[1] [2]",
+    "[1] x",
+    "{}{}",
+    "/* c */ {}",
+    "[true,false,null]",
+    "[" * 8 + "]" * 8,
+    "[" * 9 + "]" * 9,
+    '{"a":' * 8 + "1" + "}" * 8,
+    '{"a":' * 9 + "1" + "}" * 9,
+    '["[[[[[[[[[[["]',
+    '["\\"[[[[[[[[[[["]',
+    '["\\\\", ' + "[" * 7 + "]" * 7 + "]",
+    '["\\\\", ' + "[" * 8 + "]" * 8 + "]",
+    '["\\\\\\"[[[[[[[[["]',
+    "[" * 100 + "]" * 100,
+    '{"a": [1, 2, {"b": "c"}], "d": -5}',
+    '{"b":1,"a":2}',
+]
+
+
+def json_text_cases() -> list[dict[str, Any]]:
+    """loads_strict (§9's JSON rules) on odd texts: accepted or not, and the value."""
+    from protocol.errors import BundleError
+    from protocol.strictjson import loads_strict
+
+    out = []
+    texts: list[bytes] = [t.encode("utf-8", "surrogatepass") for t in JSON_TEXTS]
+    texts += [b"\xef\xbb\xbf[1]", b'["\xff"]', b'["\xc3"]', b'["\xed\xa0\x80"]', b"[1]" + b" " * 40]
+    for data in texts:
+        case: dict[str, Any] = {"text": base64.b64encode(data).decode()}
+        try:
+            value = loads_strict(data, limit=64, what="bundle", error=BundleError)
+        except VerificationError:
+            case["ok"] = False
+        else:
+            case["ok"] = True
+            case["value"] = json.dumps(
+                value, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+            )
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                # Python's reader keeps a lone surrogate for the bundle or trust parser to
+                # refuse (every string member is checked); the JavaScript reader refuses it
+                # at once. tests/page/data/json/lone_surrogate_item compares whole bundles.
+                case["lone_surrogate"] = True
+        out.append(case)
+    return out
+
+
 # --- records: open_record on mutated records ------------------------------------------------
 
 _SAFE = 2**53 - 1
@@ -527,6 +650,7 @@ def outputs() -> dict[Path, str | bytes]:
         files[where / "trust.json"] = trust.decode()
         files[where / "report.json"] = dumps(report(bundle, trust))
     files[OUT / "records" / "cases.json"] = dumps(record_cases())
+    files[OUT / "records" / "json_texts.json"] = dumps(json_text_cases())
     return files
 
 
