@@ -234,7 +234,7 @@ def _profile_band(p: dict[str, Any] | None) -> str:
     return t("profile_below", high=fmt_temp(high))
 
 
-def _legs_html(summary: dict[str, Any]) -> str:
+def _legs_html(summary: dict[str, Any], *, monitored: bool = True) -> str:
     doc = summary.get("verdict") or {}
     stats = {leg["index"]: leg for leg in doc.get("legs") or []}
     out = []
@@ -266,7 +266,7 @@ def _legs_html(summary: dict[str, Any]) -> str:
                         )
                     )
                 )
-        elif end is not None and start is not None and end > start:
+        elif monitored and end is not None and start is not None and end > start:
             lines.append(_e(t("leg.unmonitored")))
         detail = "".join(f'<p class="leg-detail">{x}</p>' for x in lines)
         kind = "vehicle" if leg.get("vehicle") else "place"
@@ -350,13 +350,15 @@ def render_page(
         name = profile.get("name")
         rows.append((t("profile"), f"{name} ({band})" if name else band))
     product = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v)
+    provenance = doc.get("verdict") in PROVENANCE
     if not profile and summary.get("verified"):
-        product += f"<dt>{_e(t('profile'))}</dt><dd>{_e(t('profile_none'))}</dd>"
+        none = t("profile_provenance") if provenance else t("profile_none")
+        product += f"<dt>{_e(t('profile'))}</dt><dd>{_e(none)}</dd>"
     word, verdict = _verdict_html(summary)
     awaiting = "".join(
         f"<li>{_e(t('awaiting.text', org=a.get('organisation'), until=fmt_time(a.get('need_until'))))}</li>"
-        for a in summary.get("awaiting") or []
-    )
+        for a in ([] if provenance else summary.get("awaiting") or [])
+    )  # what the cloud awaits is monitoring evidence: a part's origin does not need it
     bundle_url = f"/v1/public/bundle?dl={quote(item or dl, safe='/')}"
     data = {
         "dl": item or dl,
@@ -390,7 +392,7 @@ def render_page(
         nojs=_e(t("source.nojs")),
         h_check=_e(t("check")),
         h_journey=_e(t("journey")),
-        legs=_legs_html(summary),
+        legs=_legs_html(summary, monitored=not provenance),
         awaiting_hidden="" if awaiting else " hidden",
         h_awaiting=_e(t("awaiting")),
         awaiting=awaiting,

@@ -292,6 +292,8 @@ def test_a_genuine_tap_verifies_on_the_device_and_matches_coldtrace_verify(
     assert st["reasons"] == expected["reasons"]
     assert "verified on this device" in page.inner_text("#source-badge")
     assert "Kept cold all the way" in page.inner_text("#verdict-word")
+    colour = page.eval_on_selector("#verdict-word", "e => getComputedStyle(e).color")
+    assert colour == "rgb(11, 107, 46)", colour  # --ok
     checks = page.inner_text("#check")
     assert "ms on this device" in checks
     assert page.locator("table.checks tr.bad").count() == 0
@@ -320,6 +322,8 @@ def test_a_warm_truck_fails_on_the_device_as_with_coldtrace_verify(
     assert st["status"] == "verified" and expected["verdict"] == "FAIL"
     assert st["verdict"] == "FAIL" and st["reasons"] == expected["reasons"]
     assert "Not kept cold" in page.inner_text("#verdict-word")
+    colour = page.eval_on_selector("#verdict-word", "e => getComputedStyle(e).color")
+    assert colour == "rgb(164, 22, 26)", colour  # --bad
     assert "too warm" in page.inner_text("#reasons")
     truck = page.locator("#chart-1")
     assert truck.locator("svg .excursion").count() >= 1
@@ -508,6 +512,10 @@ def test_a_spare_part_gets_the_provenance_verdict_of_its_tap(
         shot(page, "part-genuine")
         pytest.xfail("the JS verifier's verifyBundle takes no tag yet (§12.10 tap result)")
     assert st["verdict"] == "GENUINE" and st["reasons"] == expected["reasons"]
+    colour = page.eval_on_selector("#verdict-word", "e => getComputedStyle(e).color")
+    assert colour == "rgb(11, 107, 46)", colour  # --ok
+    assert "logger" not in page.inner_text("#timeline")  # a part's origin, not its temperatures
+    assert page.locator("section.awaiting").is_hidden()
     assert page.locator("#differs").count() == 0
     shot(page, "part-genuine")
 

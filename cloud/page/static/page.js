@@ -184,6 +184,8 @@ function groupFailures(failures) {
 // The legs' places, times, readers, loggers and figures as this device verified them; the
 // organisations' names stay the server's (which organisation registered which key is the
 // cloud's record, pinned in the trust it served).
+const PROVENANCE = ["GENUINE", "SUSPECT", "UNCONFIRMED"];
+
 function renderTimeline(doc, serverLegs) {
   const items = document.querySelectorAll("#timeline > li.leg");
   const legs = doc.legs || [];
@@ -207,7 +209,7 @@ function renderTimeline(doc, serverLegs) {
     if (devices.length) {
       lines.push(t("leg.monitored", { devices: devices.join(", ") }));
       if (leg.min !== null && leg.min !== undefined) lines.push(t("leg.stats", { min: fmtTemp(leg.min), max: fmtTemp(leg.max), mean: fmtTemp(leg.mean) }));
-    } else if (leg.to > leg.from) lines.push(t("leg.unmonitored"));
+    } else if (leg.to > leg.from && !PROVENANCE.includes(doc.verdict)) lines.push(t("leg.unmonitored"));
     let after = meta;
     for (const text of lines) {
       const p = el("p", { class: "leg-detail", text });

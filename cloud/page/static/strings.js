@@ -14,6 +14,7 @@ export const STRINGS = /*BEGIN*/{
   "profile_above": "at or above {low}",
   "profile_below": "at or below {high}",
   "profile_none": "No storage rule was shown for this product.",
+  "profile_provenance": "None: this item is judged on its origin, not its temperatures.",
   "tag": "Tag",
   "tag.genuine": "Genuine tag",
   "tag.genuine.text": "This tag's one-time code is new and was made by the tag itself: it was read from the real tag.",
