@@ -472,6 +472,62 @@ def json_text_cases() -> list[dict[str, Any]]:
     return out
 
 
+# --- raw DEFLATE ----------------------------------------------------------------------------
+
+
+def inflate_cases() -> list[dict[str, Any]]:
+    """protocol.bundle._inflate (zlib, bounded) on raw DEFLATE streams of every kind
+    (stored, fixed, dynamic; levels 0-9) and on copies with a byte changed, cut or added,
+    each with a cap: accepted or not, and the SHA-256 of the output."""
+    import hashlib
+    import random
+
+    from protocol.bundle import _inflate
+    from protocol.errors import BundleError
+
+    rng = random.Random(1951)
+    sources = [
+        bytes(3000),
+        bytes(rng.randrange(256) for _ in range(2000)),
+        b"coldtrace " * 300 + bytes(rng.randrange(4) for _ in range(1500)),
+        (VECTORS / "pass" / "trust.json").read_bytes(),
+    ]
+    streams: list[tuple[bytes, int]] = []
+    for src in sources:
+        for level in (0, 1, 6, 9):
+            for strategy in (zlib.Z_DEFAULT_STRATEGY, zlib.Z_FIXED, zlib.Z_HUFFMAN_ONLY):
+                c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+                packed = c.compress(src) + c.flush()
+                streams.append((packed, len(src)))
+                streams.append((packed, len(src) - 1))
+                for _ in range(4):
+                    b = bytearray(packed)
+                    k = rng.randrange(len(b))
+                    how = rng.randrange(4)
+                    if how == 0:
+                        b[k] ^= 1 << rng.randrange(8)
+                    elif how == 1:
+                        b[k] = rng.randrange(256)
+                    elif how == 2:
+                        del b[k:]
+                    else:
+                        b.insert(k, rng.randrange(256))
+                    streams.append((bytes(b), len(src) + 10))
+    streams += [(bytes([0x03, 0x00]), 10), (bytes([0x01, 0x00, 0x00, 0xFF, 0xFF]), 0)]
+    streams += [(bytes([0x07]), 10), (bytes([0x01, 0x01, 0x00, 0xFE, 0xFF, 0x41]), 1)]
+    out = []
+    for packed, cap in streams:
+        case: dict[str, Any] = {"data": base64.b64encode(packed).decode(), "cap": cap}
+        try:
+            blob = _inflate(packed, "x", cap)
+        except BundleError:
+            case["ok"] = False
+        else:
+            case.update(ok=True, sha256=hashlib.sha256(blob).hexdigest())
+        out.append(case)
+    return out
+
+
 # --- records: open_record on mutated records ------------------------------------------------
 
 _SAFE = 2**53 - 1
@@ -651,6 +707,7 @@ def outputs() -> dict[Path, str | bytes]:
         files[where / "report.json"] = dumps(report(bundle, trust))
     files[OUT / "records" / "cases.json"] = dumps(record_cases())
     files[OUT / "records" / "json_texts.json"] = dumps(json_text_cases())
+    files[OUT / "records" / "inflate.json"] = dumps(inflate_cases())
     return files
 
 
