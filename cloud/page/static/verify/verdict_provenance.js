@@ -83,9 +83,12 @@ export function judgeProvenance(records, dates, cust, item, brand, uid, tag, h) 
   }
   reasons.push(...h.unlinkedReasons(cust, false));
   const regs = registrars(records);
+  // The origin: the commission's reader is registered by the brand owner (any of its
+  // registrations in V, whatever the registry shown in the custody list).
   const first = cust.legs[0];
-  const reg = regs.get(first.scan.signer);
-  if ((reg ? reg[0] : "") !== brand) {
+  const brandRegistered = records.some((r) =>
+    r.p.kind === KIND_REGISTRATION && r.p.device === first.scan.signer && r.signer === brand);
+  if (!brandRegistered) {
     reasons.push(why.foreignCommission(
       first.scan.signer, first.scan.p.seq, first.start, brand, item.gtin));
   }
