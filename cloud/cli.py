@@ -59,6 +59,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     with engine.begin() as conn:
         orgs.add_org(conn, None, "operator", "the cloud's operator", operator=True)
         _, token = orgs.new_token(conn, None, "operator", ["read", "admin"], "init")
+    engine.dispose()
     (d / FILE).write_text(cfg.text())
     tok = d / "operator.token"
     fd = os.open(tok, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -107,6 +108,8 @@ def _admin(args: argparse.Namespace, fn: Any) -> int:
     except OrgError as e:
         print(f"coldtrace cloud: {e}", file=sys.stderr)
         return 2
+    finally:
+        engine.dispose()
     if out is not None:
         print(out)
     return 0
@@ -158,6 +161,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
     witness = load_or_create_witness(cfg.witness_key, cfg.witness_name)
     with engine.connect() as conn:
         doc = trust_document(conn, [witness.verifier()], cfg.quorum)  # as /v1/trust (D23)
+    engine.dispose()
     print(json.dumps(doc, indent=1))
     return 0
 
