@@ -122,6 +122,7 @@ __all__ = [
 log = logging.getLogger("coldtrace.alerts")
 
 ALERT_FORMAT = "coldtrace-alert"
+ENGINE_KINDS = ("excursion", "sensor_fault", "offline")  # the AlertEngine's own alarms
 ALERT_VERSION = 1
 SNAPSHOT_VERSION = 2
 
@@ -1113,10 +1114,13 @@ def event_from_dict(d: Mapping[str, Any]) -> AlertEvent:
 
 
 def store_recorder(store: Any) -> Callable[[AlertEvent], None]:
-    """A publisher keeping every event in the store's ``alerts`` table (the dashboard's)."""
+    """A publisher keeping every event in the store's ``alerts`` table (the dashboard's).
+    The gateway's own alarms (a frozen log, a peer's fork) have no end event: they are
+    kept as ended when raised, open to acknowledgement all the same."""
 
     def record(event: AlertEvent) -> None:
-        store.record_alert(event.to_dict())
+        own = event.kind not in ENGINE_KINDS
+        store.record_alert(event.to_dict(), ended=event.time if own else None)
 
     return record
 
@@ -1296,6 +1300,11 @@ def listener_from_config(
     sinks: list[Publisher] = []
     closers: list[Callable[[], object]] = []
     if store is not None:
+        # A new engine knows no open alarm: those left open by the last run end here
+        # (the engine raises them again, under new ids, if they still hold).
+        ended = store.end_open_alerts("gateway_restarted", ENGINE_KINDS)
+        if ended:
+            log.info("%d alert(s) left open by the previous run ended", ended)
         sinks.append(store_recorder(store))
     if publish is not None:
         sinks.append(mqtt_publisher(publish, getattr(cfg, "id", "local")))

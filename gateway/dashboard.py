@@ -86,6 +86,7 @@ class DashboardData:
         self.store = store
         self.settings = cfg.dashboard if cfg.dashboard is not None else _default_settings()
         self._payloads: OrderedDict[int, Any] = OrderedDict()
+        self._transit: tuple[Any, list[dict[str, Any]]] | None = None  # (scan mark, rows)
 
     def payload(self, rec: StoredRecord) -> Any:
         """The record's decoded payload (None if it does not decode), cached by leaf."""
@@ -145,14 +146,13 @@ class DashboardData:
 
     def devices(self, now: int, places: dict[str, str]) -> list[dict[str, Any]]:
         s = self.settings
-        last_rx = self.store.last_received()
-        states = self.store.signer_states()
+        states = self.store.signer_states()  # last_seen: when its last record was received
         presence = self.store.presence()
-        readings = self.store.latest_records(1)
         out = []
         for dev in sorted(self.store.devices().values(), key=lambda d: d.id):
             interval = s.interval_of(dev.id)
-            seen = last_rx.get(dev.id)
+            ss = states.get(dev.id)
+            seen = ss.last_seen if ss is not None and ss.count else None
             if dev.state == 2:
                 state = "revoked"
             elif seen is None:
@@ -161,21 +161,18 @@ class DashboardData:
                 state = "online"
             else:
                 state = "offline"
-            temp = None
-            r = readings.get(dev.id)
-            rp = self.payload(r) if r is not None else None
-            if rp is not None:
-                temp = rp.temp
-            batt, queued, queued_time = None, None, None
+            temp, batt, queued, queued_time = None, None, None, None
             for rec in self.store.newest_of(dev.id, (1, 2, 3)):  # readings, scans, status
                 p = self.payload(rec)
+                if rec.kind == 1 and temp is None and p is not None:
+                    temp = -1 if p.temp is None else p.temp
                 if batt is None and getattr(p, "batt", None) is not None:
                     batt = p.batt
                 if queued is None and getattr(p, "queued", None) is not None:
                     queued, queued_time = p.queued, rec.time
-                if batt is not None and queued is not None:
+                if batt is not None and queued is not None and temp is not None:
                     break
-            ss = states.get(dev.id)
+            temp = None if temp == -1 else temp  # the newest reading was a sensor fault
             gaps = 0 if ss is None else max(0, ss.max_seq - ss.contig - len(ss.above))
             conn = presence.get(dev.id)
             out.append(
@@ -261,6 +258,14 @@ class DashboardData:
         ]
 
     def in_transit(self) -> list[dict[str, Any]]:
+        mark = self.store.scan_mark()
+        if self._transit is not None and self._transit[0] == mark:
+            return self._transit[1]
+        out = self._in_transit()
+        self._transit = (mark, out)
+        return out
+
+    def _in_transit(self) -> list[dict[str, Any]]:
         out = []
         for uid, action, rec, item in self.store.last_scans():
             if action not in IN_TRANSIT:

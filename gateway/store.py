@@ -1115,13 +1115,13 @@ class SQLiteStore:
 
     # --- alerts and the audit log (version 4) -------------------------------------
 
-    def record_alert(self, event: dict[str, Any]) -> None:
+    def record_alert(self, event: dict[str, Any], *, ended: int | None = None) -> None:
         """Keep an alert event (AlertEvent.to_dict()): the first makes the row, later
-        ones (``active``, ``end``) update its event and, for ``end``, when it ended."""
+        ones (``active``, ``end``) update its event and, for ``end``, when it ended
+        (``ended``: an alarm that is over when raised, e.g. the gateway's own)."""
         now = int(time.time())
-        ended = event.get("end") if event.get("phase") == "end" else None
-        if event.get("phase") == "end" and ended is None:
-            ended = event.get("time")
+        if ended is None and event.get("phase") == "end":
+            ended = event.get("end") if event.get("end") is not None else event.get("time")
         with self._lock:
             self._db.execute(
                 "INSERT INTO alerts (id, kind, device, place, start, ended, raised, updated,"
@@ -1176,6 +1176,35 @@ class SQLiteStore:
         ``open_only``: those still open or not yet acknowledged."""
         where = "WHERE ended IS NULL OR acked IS NULL" if open_only else ""
         return self._alert_rows(where, (), limit)
+
+    def end_open_alerts(self, cause: str, kinds: Iterable[str], *, now: int | None = None) -> int:
+        """Mark the open alerts of ``kinds`` ended at ``now`` with ``cause`` (the alert
+        engine starts empty after a restart: their end event will never come). Their
+        acknowledgements stay. The number ended; each gets an audit line."""
+        now = int(time.time()) if now is None else int(now)
+        kinds = list(kinds)
+        marks = ",".join("?" * len(kinds))
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    f"SELECT id, event FROM alerts WHERE ended IS NULL AND kind IN ({marks})",
+                    kinds,
+                ).fetchall()
+                for alert_id, raw in rows:
+                    event = json.loads(raw)
+                    event["cause"] = cause
+                    db.execute(
+                        "UPDATE alerts SET ended = ?, updated = ?, event = ? WHERE id = ?",
+                        (now, now, json.dumps(event, sort_keys=True), alert_id),
+                    )
+                    self._audit(db, now, "gateway", "close", alert_id, cause, {})
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return len(rows)
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         rows = self._alert_rows("WHERE id = ?", (alert_id,), 1)
@@ -1282,15 +1311,6 @@ class SQLiteStore:
 
     # --- the dashboard's views ----------------------------------------------------
 
-    def latest_records(self, kind: int) -> dict[str, StoredRecord]:
-        """Each signer's newest record of ``kind`` (by leaf)."""
-        rows = self._all(
-            "SELECT r.* FROM records r JOIN (SELECT max(leaf) AS top FROM records"
-            " WHERE kind = ? GROUP BY signer) m ON r.leaf = m.top",
-            (kind,),
-        )
-        return {r[1]: StoredRecord(*r) for r in rows}
-
     def newest_of(self, signer: str, kinds: tuple[int, ...], limit: int = 20) -> list[StoredRecord]:
         """``signer``'s newest records of ``kinds`` (by seq, newest first)."""
         marks = ",".join("?" * len(kinds))
@@ -1301,12 +1321,9 @@ class SQLiteStore:
         )
         return [StoredRecord(*r) for r in rows]
 
-    def last_received(self) -> dict[str, int]:
-        """Each signer's latest receive time."""
-        return {
-            s: int(t)
-            for s, t in self._all("SELECT signer, max(received) FROM records GROUP BY signer")
-        }
+    def scan_mark(self) -> tuple[Any, ...]:
+        """Changes when a scan is stored (the lots-in-transit view caches on it)."""
+        return tuple(self._one("SELECT max(leaf), count(*) FROM scans"))
 
     def recent_records(self, kind: int, *, after: int = -1, limit: int = 50) -> list[StoredRecord]:
         """Records of ``kind`` with leaf > ``after``: the newest ``limit``, oldest first."""

@@ -396,3 +396,42 @@ def test_in_a_browser_a_reading_appears_live_and_an_alert_is_acknowledged(
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_alerts_left_open_by_a_previous_run_end_at_start(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from gateway.alerts import AlertEvent, listener_from_config
+
+    store = open_store(tmp_path / "g.db")
+    try:
+        old = AlertEvent(
+            kind="excursion",
+            phase="start",
+            id="excursion/tl-1/0/high/1",
+            device="tl-1",
+            time=1,
+            start=1,
+            raised=1,
+        )
+        own = AlertEvent(
+            kind="cloud_frozen",
+            phase="start",
+            id="cloud_frozen:o:2",
+            device="gw",
+            time=2,
+            start=2,
+            raised=2,
+        )
+        store.record_alert(old.to_dict())
+        cfg = SimpleNamespace(id="gw", alerts={}, path=None)
+        listener = listener_from_config(cfg, store=store)
+        listener.publish(own)
+        rows = {a["id"]: a for a in store.alerts()}
+        assert rows[old.id]["ended"] is not None
+        assert rows[old.id]["event"]["cause"] == "gateway_restarted"
+        assert rows[own.id]["ended"] == 2 and rows[own.id]["acked"] is None
+        assert [(a["action"], a["target"]) for a in store.audit_log()] == [("close", old.id)]
+        listener.close()
+    finally:
+        store.close()
