@@ -381,7 +381,14 @@ class Verifier {
       }
       if (source && !source.included) unproven.add(e);
     }
-    const results = await Promise.all(jobs.map(([e, key]) => verifyWith(e.record.msg, key)));
+    // in chunks: bounded memory, and progress for the page while the signatures are checked
+    const results = [];
+    const CHUNK = 512;
+    for (let i = 0; i < jobs.length; i += CHUNK) {
+      const part = jobs.slice(i, i + CHUNK).map(([e, key]) => verifyWith(e.record.msg, key));
+      results.push(...(await Promise.all(part)));
+      this.progress({ stage: 'signatures', fraction: 0.6 + (0.3 * Math.min(jobs.length, i + CHUNK)) / jobs.length });
+    }
     const signed = new Set();
     jobs.forEach(([e], k) => {
       if (results[k]) this.report.failed('record.signature', e.subject, results[k]);
