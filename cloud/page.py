@@ -47,7 +47,15 @@ STATIC = HERE / "static"
 TEMPLATES = HERE / "templates"
 STATIC_URL = "/page/static"
 
-ACTIONS = {1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell", 7: "install"}
+ACTIONS = {
+    1: "commission",
+    2: "load",
+    3: "unload",
+    4: "receive",
+    5: "ship",
+    6: "sell",
+    7: "install",
+}
 TAG_STATES = ("genuine", "replayed", "invalid", "unknown_tag", "unauthenticated")
 
 # one GS1 AI (10)/(21) value, percent-encoded or not (docs/protocol.md §1)
@@ -155,7 +163,9 @@ PROVENANCE = ("GENUINE", "SUSPECT", "UNCONFIRMED")
 _JUDGED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
-def with_tap(summary: dict[str, Any], trace: Any, trust: dict[str, Any], tap: Tap) -> dict[str, Any]:
+def with_tap(
+    summary: dict[str, Any], trace: Any, trust: dict[str, Any], tap: Tap
+) -> dict[str, Any]:
     """The summary with the verdict judged for this tap. The cloud's trace summary is
     judged without a tap (``tag`` unknown); a provenance verdict (§12.10) depends on the
     tag's authentication, so it is judged again, on the same bundle, with the tap's result.
@@ -293,7 +303,7 @@ def _verdict_html(summary: dict[str, Any]) -> tuple[str, str]:
         items.append(
             f'<li class="reason sev-{_e(sev)}"><span class="sev">{_e(t("severity." + sev))}</span> '
             f"{_e(_reason_text(r, doc.get('profile')))}"
-            f'<details><summary>{_e(t("reason.technical"))}</summary>'
+            f"<details><summary>{_e(t('reason.technical'))}</summary>"
             f"<code>{_e(r.get('code'))}</code> {_e(r.get('text'))}</details></li>"
         )
     if not items and word:
@@ -332,9 +342,7 @@ def _item_parts(item: str | None) -> dict[str, str | None]:
     return {"gtin": p.gtin, "lot": p.lot, "serial": p.serial}
 
 
-def render_page(
-    summary: dict[str, Any], trust: dict[str, Any], tap: Tap, dl: str
-) -> str:
+def render_page(summary: dict[str, Any], trust: dict[str, Any], tap: Tap, dl: str) -> str:
     """The page's HTML for a trace summary (``Trace.summary``) and the trust to pin."""
     item = summary.get("item")
     doc = summary.get("verdict") or {}
@@ -355,10 +363,14 @@ def render_page(
         none = t("profile_provenance") if provenance else t("profile_none")
         product += f"<dt>{_e(t('profile'))}</dt><dd>{_e(none)}</dd>"
     word, verdict = _verdict_html(summary)
+    # what the cloud awaits is monitoring evidence: a part's origin does not need it
+    awaited = [] if provenance else summary.get("awaiting") or []
     awaiting = "".join(
-        f"<li>{_e(t('awaiting.text', org=a.get('organisation'), until=fmt_time(a.get('need_until'))))}</li>"
-        for a in ([] if provenance else summary.get("awaiting") or [])
-    )  # what the cloud awaits is monitoring evidence: a part's origin does not need it
+        "<li>"
+        + _e(t("awaiting.text", org=a.get("organisation"), until=fmt_time(a.get("need_until"))))
+        + "</li>"
+        for a in awaited
+    )
     bundle_url = f"/v1/public/bundle?dl={quote(item or dl, safe='/')}"
     data = {
         "dl": item or dl,
@@ -463,20 +475,26 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
 
     deps = [public]  # rate-limited like the other public endpoints
 
-    @app.get("/01/{gtin}/10/{lot}/21/{serial}", tags=["consumers"], dependencies=deps,
-             response_class=HTMLResponse)
+    @app.get(
+        "/01/{gtin}/10/{lot}/21/{serial}",
+        tags=["consumers"],
+        dependencies=deps,
+        response_class=HTMLResponse,
+    )
     def page_full(request: Request, gtin: Gtin, lot: Value, serial: Value) -> HTMLResponse:
         """The consumer page of one item (GS1 Digital Link with lot and serial)."""
         return page(request, gtin, lot, serial)
 
-    @app.get("/01/{gtin}/21/{serial}", tags=["consumers"], dependencies=deps,
-             response_class=HTMLResponse)
+    @app.get(
+        "/01/{gtin}/21/{serial}", tags=["consumers"], dependencies=deps, response_class=HTMLResponse
+    )
     def page_serial(request: Request, gtin: Gtin, serial: Value) -> HTMLResponse:
         """The consumer page of one item (GS1 Digital Link with a serial)."""
         return page(request, gtin, None, serial)
 
-    @app.get("/01/{gtin}/10/{lot}", tags=["consumers"], dependencies=deps,
-             response_class=HTMLResponse)
+    @app.get(
+        "/01/{gtin}/10/{lot}", tags=["consumers"], dependencies=deps, response_class=HTMLResponse
+    )
     def page_lot(request: Request, gtin: Gtin, lot: Value) -> HTMLResponse:
         """The consumer page of a lot's item (the tap's tag names which)."""
         return page(request, gtin, lot, None)

@@ -9,6 +9,7 @@ Screenshots go to test-artifacts/page/*.png (repo root)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
@@ -233,9 +234,21 @@ def coldtrace_verify(
     (tmp / "bundle.json").write_bytes(bundle)
     (tmp / "trust.json").write_bytes(c.get("/v1/trust").content)
     out = subprocess.run(
-        [sys.executable, "-m", "protocol.cli", "verify", str(tmp / "bundle.json"),
-         "--trust", str(tmp / "trust.json"), "--json", *(["--tag", tag] if tag else [])],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "protocol.cli",
+            "verify",
+            str(tmp / "bundle.json"),
+            "--trust",
+            str(tmp / "trust.json"),
+            "--json",
+            *(["--tag", tag] if tag else []),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert out.stdout, out.stderr
     doc: dict[str, Any] = json.loads(out.stdout)
@@ -250,8 +263,17 @@ def test_the_page_renders_the_facts_server_side(cloud_pass: Served) -> None:
     r = c.get(ITEM)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     text = r.text
-    for fact in ("09506000134352", "L42", "Kept cold all the way", "as reported by the server",
-                 "packhouse:cold", "fleet:truck-1", "dc:dock", "carrier", "Unauthenticated tag"):
+    for fact in (
+        "09506000134352",
+        "L42",
+        "Kept cold all the way",
+        "as reported by the server",
+        "packhouse:cold",
+        "fleet:truck-1",
+        "dc:dock",
+        "carrier",
+        "Unauthenticated tag",
+    ):
         assert fact in text, fact
     assert '"format":"coldtrace-trust"' in text  # the trust is pinned in the page
     assert c.get("/01/09506000134352/21/7").status_code == 200
@@ -299,6 +321,8 @@ def test_a_genuine_tap_verifies_on_the_device_and_matches_coldtrace_verify(
     assert page.locator("table.checks tr.bad").count() == 0
     assert page.locator(".chart svg").count() == 3  # the legs with a duration
     assert page.locator(".chart svg .band").count() == 3
+    stages = page.evaluate("coldtrace.progress.map(p => p.stage)")
+    assert {"checkpoints", "signatures", "chains"} <= set(stages), stages  # from the worker
     print(f"\nin-browser verification of the trace: {st['ms']:.0f} ms")
     assert not page.errors, page.errors  # type: ignore[attr-defined]
     shot(page, "pass")
@@ -350,7 +374,9 @@ def test_a_tampered_bundle_fails_and_the_page_names_the_record(
 ) -> None:
     good = cloud_pass.kit.client.get("/v1/public/bundle", params={"dl": ITEM}).content
     bad, subject = _tampered(good)
-    assert not verify_bundle(loads_bundle(bad), loads_trust(cloud_pass.kit.client.get("/v1/trust").content)).verified
+    assert not verify_bundle(
+        loads_bundle(bad), loads_trust(cloud_pass.kit.client.get("/v1/trust").content)
+    ).verified
     page.route(
         BUNDLE_URL,
         lambda route: route.fulfill(status=200, body=bad, content_type="application/json"),
@@ -409,7 +435,10 @@ def test_a_cut_bundle_is_incomplete_on_the_device(
 @needs_verifier
 def test_a_phone_viewport(browser: Any, cloud_fail: Served) -> None:
     ctx = browser.new_context(
-        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
     )
     pg = ctx.new_page()
     pg.goto(cloud_fail.base + ITEM)
@@ -448,10 +477,8 @@ def test_the_page_weight_is_within_budget(browser: Any, cloud_pass: Served) -> N
     def on_response(resp: Any) -> None:
         if "/v1/public/bundle" in resp.url:
             return
-        try:
+        with contextlib.suppress(Exception):  # a worker's response body may be unreadable
             sizes[resp.url.split("?")[0]] = len(resp.body())
-        except Exception:  # a worker's response body may not be readable here
-            pass
 
     ctx.on("response", on_response)
     pg.goto(cloud_pass.base + ITEM)
@@ -467,12 +494,16 @@ def test_the_page_weight_is_within_budget(browser: Any, cloud_pass: Served) -> N
     verifier = sum(v for k, v in sizes.items() if "/verify/" in k)
     page_own = total - verifier
     html = sum(v for k, v in sizes.items() if "/page/static/" not in k)
-    zipped = len(gzip.compress(pg.content().encode())) + sum(
-        len(gzip.compress(f.read_bytes())) for f in module_graph("page.js", "worker.js")
-    ) + len(gzip.compress((STATIC / "page.css").read_bytes()))
-    print(f"\npage weight: the page's own HTML + CSS + JS {page_own:,} bytes uncompressed "
-          f"(HTML {html:,}); with the verifier's modules ({verifier:,}) {total:,} bytes in "
-          f"{len(sizes)} files, {zipped:,} gzip'd")
+    zipped = (
+        len(gzip.compress(pg.content().encode()))
+        + sum(len(gzip.compress(f.read_bytes())) for f in module_graph("page.js", "worker.js"))
+        + len(gzip.compress((STATIC / "page.css").read_bytes()))
+    )
+    print(
+        f"\npage weight: the page's own HTML + CSS + JS {page_own:,} bytes uncompressed "
+        f"(HTML {html:,}); with the verifier's modules ({verifier:,}) {total:,} bytes in "
+        f"{len(sizes)} files, {zipped:,} gzip'd"
+    )
     assert page_own <= PAGE_BUDGET, sorted(sizes.items(), key=lambda kv: -kv[1])
     assert total <= TOTAL_BUDGET, sorted(sizes.items(), key=lambda kv: -kv[1])
     assert zipped <= TOTAL_GZIP_BUDGET
@@ -535,10 +566,22 @@ def test_text_colours_hold_wcag_aa_contrast() -> None:
     var = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{6})", css))
     var["white"] = "#ffffff"
     pairs = [  # (text, background) as page.css uses them
-        ("ink", "bg"), ("ink", "card"), ("muted", "card"), ("muted", "bg"),
-        ("ok", "card"), ("ok", "ok-bg"), ("bad", "card"), ("bad", "bad-bg"),
-        ("warn", "card"), ("warn", "warn-bg"), ("info", "card"), ("info", "info-bg"),
-        ("white", "bad"), ("white", "warn"), ("white", "muted"), ("white", "info"),
+        ("ink", "bg"),
+        ("ink", "card"),
+        ("muted", "card"),
+        ("muted", "bg"),
+        ("ok", "card"),
+        ("ok", "ok-bg"),
+        ("bad", "card"),
+        ("bad", "bad-bg"),
+        ("warn", "card"),
+        ("warn", "warn-bg"),
+        ("info", "card"),
+        ("info", "info-bg"),
+        ("white", "bad"),
+        ("white", "warn"),
+        ("white", "muted"),
+        ("white", "info"),
     ]
     for fg, bg in pairs:
         ratio = _contrast(var[fg], var[bg])
@@ -565,6 +608,9 @@ def test_the_page_is_labelled_for_assistive_technology(page: Any, cloud_fail: Se
 def test_the_chart_downsampler_unit_tests_pass() -> None:
     out = subprocess.run(
         ["node", "--test", str(ROOT / "tests" / "page" / "chart.test.mjs")],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr

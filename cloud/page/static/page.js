@@ -19,7 +19,7 @@ const el = (tag, attrs = {}, ...kids) => {
 };
 
 const data = JSON.parse($("ct-data").textContent);
-const state = { status: "pending", report: null, ms: null };
+const state = { status: "pending", report: null, ms: null, progress: [] };
 window.coldtrace = state; // for the browser tests and the curious
 
 // --- formats (docs/protocol.md §12.9) ---------------------------------------------------------
@@ -281,6 +281,7 @@ function progressUI() {
   $("check-body").replaceChildren(label, bar);
   return {
     set(fraction, stage) {
+      state.progress.push({ fraction, stage });
       label.textContent = stage ? t("check.progress.step", { stage }) : t("check.progress");
       if (fraction === null || fraction === undefined) bar.removeAttribute("value");
       else bar.value = fraction;
