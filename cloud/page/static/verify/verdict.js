@@ -1,11 +1,12 @@
-// The verdict: PASS, FAIL or INCOMPLETE over verified records (docs/protocol.md §12, §13.1).
+// The verdict: PASS, FAIL or INCOMPLETE over verified records (docs/protocol.md §12, §13.1), or
+// for a product without a profile the provenance verdict GENUINE, SUSPECT or UNCONFIRMED (§12.10).
 //
-// A second, independent implementation of protocol/verdict.py (and custody.py, chainstate.py,
-// completeness.py, reasons.py, analytics.py) for the consumer page. ES module, no dependencies,
-// no build step; runs in a browser Web Worker and under Node 20.
+// A second implementation of protocol/verdict.py (and custody.py, chainstate.py,
+// completeness.py, reasons.py, analytics.py, provenance.py) for the consumer page. ES module, no
+// dependencies, no build step; runs in a browser Web Worker and under Node 20.
 //
 //   import { judge } from "./verdict.js";
-//   const doc = judge(records, trust, uid);   // SYNCHRONOUS: returns the document, not a Promise
+//   const doc = judge(records, trust, uid, tag);  // SYNCHRONOUS: the document, not a Promise
 //
 // records: the verified, de-duplicated records (§11 step 14), each
 //          {raw: Uint8Array, signer: string, payload: {...}} with the payload's fields named as
@@ -13,14 +14,21 @@
 //          absent optional fields null (or undefined), byte strings as Uint8Array, integers as
 //          numbers. Their order does not matter, nor do repeats (§12.1).
 // trust:   an object with placeAuthority(place) and gtinAuthority(gtin), each giving the id of
-//          the registry that speaks for it (§10) or null.
+//          the registry that speaks for it (§10) or null. Nothing else of it is used.
 // uid:     the bundle's subject.uid, a Uint8Array.
+// tag:     optional, the tag's authentication at the tap (§12.10): "genuine", "replayed",
+//          "unauthenticated" or "unknown" (the default); only the provenance verdict uses it.
 //
 // The result is the verdict document of §13.1 ({verified: true, verdict, reasons, subject,
-// profile, legs, excursions, totals}), equal after JSON to Python's
-// Report.verdict_document() of a verified bundle. chain_hash (§4) is computed with a synchronous
-// SHA-256 (verdict_math.js), so nothing here awaits. Nothing here checks a signature, a proof
-// or a chain link, and odd evidence is a reason, never an exception.
+// profile, legs, excursions, totals}, plus `provenance` for a provenance verdict), equal after
+// JSON to Python's Report.verdict_document() of a verified bundle. chain_hash (§4) is computed
+// with a synchronous SHA-256 (verdict_math.js), so nothing here awaits. Nothing here checks a
+// signature, a proof or a chain link, and odd evidence is a reason, never an exception (a `tag`
+// outside the four values is a RangeError).
+//
+// Files: verdict.js (§12.2-§12.7, §13.1), verdict_math.js (SHA-256, §12.7 rounding, §12.8
+// dexp/dlog/MKT in binary64), verdict_reasons.js (§12.9/§12.10 reasons, texts, order, T/C/D),
+// verdict_provenance.js (§12.10). Tests: tests/page/verdict.test.mjs (node --test).
 
 import {
   chainHash,
@@ -30,7 +38,7 @@ import {
 } from "./verdict_math.js";
 import { applies, judgeProvenance, TAG_VALUES } from "./verdict_provenance.js";
 import * as why from "./verdict_reasons.js";
-import { cmpNum, cmpStr, reasonCompare, verdictOf, INCOMPLETE } from "./verdict_reasons.js";
+import { cmpNum, cmpStr, reasonCompare, verdictOf } from "./verdict_reasons.js";
 
 /** How long a reading may stand for without a profile (§12.6 step 3), s. */
 export const DEFAULT_GAP = 3600;
@@ -1075,4 +1083,3 @@ export function judge(records, trust, uid, tag = "unknown") {
   return new Judge(records, trust, uid, tag).run();
 }
 
-export { INCOMPLETE };
