@@ -14,7 +14,9 @@ from tests.cloud.cloudkit import Kit, LogPusher, make_kit
 from tests.cloud.test_traces import three_orgs
 from tests.protocol.scenario import UID, Scenario
 
-PUBLIC_TAGS = {"public", "gateways", "witnesses", "service"}
+# public by design: what verifiers need, gateways' signed pushes, witnesses' self-
+# authenticating cosignatures, and the consumer page a tag's Digital Link opens
+PUBLIC_TAGS = {"public", "gateways", "witnesses", "service", "consumers"}
 
 
 @pytest.fixture
@@ -66,6 +68,7 @@ def test_no_organisation_reads_or_changes_another_on_any_endpoint(world) -> None
                     "/v1/orgs/{org}/ledgers": {"id": "x", "key": "AAAA"},
                     "/v1/orgs/{org}/witnesses": {"vkey": "x+00000000+AAAA"},
                     "/v1/orgs": {"name": "intruder"},
+                    "/v1/traces/{uid}/decision": {"decision": "release", "name": "Mallory"},
                     "/v1/tags": {  # a tag for another organisation: refused
                         "uid": "04A1B2C3D4E5F6",
                         "item": "/01/09506000134352/21/1",
