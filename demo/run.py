@@ -582,10 +582,9 @@ def _tags(system: System, world: World, token: str, out: Path) -> dict[str, Any]
     part_url = make_sun_url(part_keys, PART_UID, counter, system.cloud_url, _item(PART_URL))
     print(f"   its consumer URL (read {counter}):\n     {part_url}")
     part = _tap(system, part_url)
-    _tap_line("the buyer taps the part", part, verdict=False)
+    _tap_line("the buyer taps the part", part)
     fake = _tap(system, part_url)
-    _tap_line("a counterfeit carrying a copy of that URL, tapped in another shop", fake, False)
-    print("   (the part's verdict with each tap's status: step 14)")
+    _tap_line("a counterfeit carrying a copy of that URL, tapped in another shop", fake)
     taps = {"pallet": first, "pallet_again": again, "part": part, "counterfeit": fake}
     (out / "taps.json").write_text(json.dumps(taps, indent=1) + "\n")
     return {**taps, "part_bundle": part_bundle}
@@ -663,28 +662,26 @@ def _report(bundle: Path, trust: Path, out: Path, url: str) -> Path | None:
 
 
 def _provenance(bundle: Path, trust: Path, taps: dict[str, Any]) -> tuple[str, str]:
-    """The part's verdict with the tag's status at each tap (``coldtrace verify --tag``):
-    the genuine tap's and the counterfeit's."""
-    from protocol.bundle import load_bundle
-    from protocol.trust import load_trust
-    from protocol.verify import verify_bundle
-
-    doc, tr = load_bundle(bundle), load_trust(trust)
+    """``coldtrace verify --tag``: the part's verdict with the tag's status at the genuine
+    tap and at the counterfeit's (shortened to the verdict and its reasons)."""
     out = []
-    for who, tap in (("the buyer's tap", taps["part"]), ("the counterfeit", taps["counterfeit"])):
-        tag = tap["status"]
-        print(f"$ coldtrace verify {bundle} --trust {trust} --tag {tag}   ({who}; shortened)")
-        report = verify_bundle(doc, tr, tag=tag)
-        if not report.verified:
-            print("   NOT VERIFIED: no verdict")
-            out.append("not verified")
+    for who, tap in (("the buyer's tap", taps["part"]), ("the counterfeit's", taps["counterfeit"])):
+        argv = ["verify", str(bundle), "--trust", str(trust), "--tag", str(tap["status"])]
+        print(f"$ coldtrace {' '.join(argv)}   ({who}; shortened)")
+        status, text = quiet_cli(argv)
+        lines = text.splitlines()
+        verdict = next((ln for ln in lines if ln.startswith("VERDICT:")), None)
+        if verdict is None:
+            print(f"   exit status {status}: no verdict")
+            out.append("none")
             continue
-        v = report.verdict_document()
-        print(f"   verified; VERDICT: {v['verdict']}")
-        for r in v["reasons"]:
-            if r["severity"] not in ("note", "info"):
-                print(f"     {r['severity']:<11} {r['text']}"[:160])
-        out.append(v["verdict"])
+        word = verdict.split()[1]
+        print(f"   {verdict}"[:160])
+        for ln in lines[lines.index(verdict) + 1 :]:
+            if ln.strip().startswith(("suspect", "unconfirmed")):
+                print(f"   {ln}"[:160])
+        print(f"   exit status {status}: {word}")
+        out.append(word)
     return out[0], out[1]
 
 
@@ -823,7 +820,7 @@ def _run(system: System, out: Path, speed: float) -> int:
     )
     good, bad, cut = _verify(bundle, trust, out)
     report = _report(bundle, trust, out, f"{cloud_url}/v1/public/trace?dl={trace['item']}")
-    print("14. the spare part's provenance, from its bundle and what the cloud said of each tap")
+    print("14. the spare part's provenance verdict, from its bundle and each tap's status")
     part_genuine, part_fake = _provenance(taps["part_bundle"], trust, taps)
 
     problems = []
@@ -856,6 +853,8 @@ def _run(system: System, out: Path, speed: float) -> int:
         tap = taps[name]
         if tap["code"] != 200 or tap["status"] != want:
             problems.append(f"the {name} tap: {tap['code']} {tap['status']}, want 200 {want}")
+    if (taps["part"]["verdict"], taps["counterfeit"]["verdict"]) != ("GENUINE", "SUSPECT"):
+        problems.append("the page's verdicts for the part's taps are not GENUINE and SUSPECT")
     if part_genuine != "GENUINE":
         problems.append(f"the part's verdict with a genuine tap is {part_genuine}, not GENUINE")
     if part_fake != "SUSPECT":

@@ -322,8 +322,8 @@ def _check_part(out: Path, text: str, trust: Any) -> None:
     the counterfeit carrying the same URL."""
     taps = json.loads((out / "taps.json").read_text())
     part, fake = taps["part"], taps["counterfeit"]
-    assert (part["code"], part["status"]) == (200, "genuine")
-    assert (fake["code"], fake["status"]) == (200, "replayed")
+    assert (part["code"], part["status"], part["verdict"]) == (200, "genuine", "GENUINE")
+    assert (fake["code"], fake["status"], fake["verdict"]) == (200, "replayed", "SUSPECT")
     assert fake["url"] == part["url"] and part["url"] in text
     assert part["url"].split("?")[0].endswith(PART_ITEM)
     assert _sun(out, part["url"]) == (PART_UID, part["counter"])
@@ -342,7 +342,9 @@ def _check_part(out: Path, text: str, trust: Any) -> None:
     fake_doc = verify_bundle(bundle, trust, tag="replayed").verdict_document()
     assert fake_doc["verdict"] == "SUSPECT"
     assert "tag_replayed" in {r["code"] for r in fake_doc["reasons"]}
-    assert "verified; VERDICT: GENUINE" in text and "verified; VERDICT: SUSPECT" in text
+    assert "--tag genuine   (the buyer's tap" in text and "--tag replayed   (the counterf" in text
+    assert "VERDICT: GENUINE" in text and "exit status 0: GENUINE" in text
+    assert "VERDICT: SUSPECT" in text and "exit status 6: SUSPECT" in text
 
 
 def _log_signature_only(note: str) -> str:
