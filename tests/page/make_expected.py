@@ -513,6 +513,24 @@ def inflate_cases() -> list[dict[str, Any]]:
                     else:
                         b.insert(k, rng.randrange(256))
                     streams.append((bytes(b), len(src) + 10))
+    for src in sources:  # a sync flush: an empty stored block after Huffman blocks, mid-byte
+        for level in (1, 9):
+            c = zlib.compressobj(level, zlib.DEFLATED, -15)
+            half = len(src) // 2
+            packed = c.compress(src[:half]) + c.flush(zlib.Z_SYNC_FLUSH)
+            packed += c.compress(src[half:]) + c.flush()
+            streams.append((packed, len(src)))
+    for strategy in (zlib.Z_HUFFMAN_ONLY, zlib.Z_DEFAULT_STRATEGY):
+        # few symbols, so end-of-block has a short code: the stored block of each sync flush
+        # starts with bits of more than one byte already read
+        c = zlib.compressobj(6, zlib.DEFLATED, -15, 9, strategy)
+        packed, src = b"", b""
+        for k in range(12):
+            chunk = (b"ab" * (300 + 37 * k))[: 600 + 71 * k]
+            src += chunk
+            packed += c.compress(chunk) + c.flush(zlib.Z_SYNC_FLUSH)
+        packed += c.flush()
+        streams.append((packed, len(src)))
     streams += [(bytes([0x03, 0x00]), 10), (bytes([0x01, 0x00, 0x00, 0xFF, 0xFF]), 0)]
     streams += [(bytes([0x07]), 10), (bytes([0x01, 0x01, 0x00, 0xFE, 0xFF, 0x41]), 1)]
     out = []

@@ -36,15 +36,33 @@ function build(lengths, n, kind) {
   }
   if (max === 0) {
     if (kind === 'codes') throw new InflateError('invalid code lengths set');
-    return { count, symbol: new Uint16Array(0), max: 0 };
+    return { count, symbol: new Uint16Array(0), max: 0, fast: new Uint16Array(1 << FAST) };
   }
   if (left > 0 && (kind === 'codes' || max !== 1)) throw new InflateError(`invalid ${kind} code: incomplete set`);
   const offs = new Uint16Array(16);
   for (let l = 1; l < 15; l++) offs[l + 1] = offs[l] + count[l];
   const symbol = new Uint16Array(n);
   for (let s = 0; s < n; s++) if (lengths[s]) symbol[offs[lengths[s]]++] = s;
-  return { count, symbol, max };
+  // A lookup table over the next FAST bits (LSB first, so codes bit-reversed): entry
+  // (symbol << 4) | length for codes of at most FAST bits, 0 for longer or unused codes
+  // (decoded bit by bit, which also reports an unused code of an incomplete set).
+  const fast = new Uint16Array(1 << FAST);
+  let code = 0, index = 0;
+  for (let len = 1; len <= FAST; len++) {
+    for (let k = 0; k < count[len]; k++) {
+      let rev = 0;
+      for (let b = 0; b < len; b++) rev |= ((code >> b) & 1) << (len - 1 - b);
+      const entry = (symbol[index + k] << 4) | len;
+      for (let fill = rev; fill < 1 << FAST; fill += 1 << len) fast[fill] = entry;
+      code++;
+    }
+    index += count[len];
+    code <<= 1;
+  }
+  return { count, symbol, max, fast };
 }
+
+const FAST = 9;
 
 export function inflateRaw(input, cap) {
   const n = input.length;
@@ -69,6 +87,20 @@ export function inflateRaw(input, cap) {
     return v;
   }
   function decode(h, what) {
+    // fast path: FAST bits at hand (without reading past the input)
+    while (bitcnt < FAST && pos < n) {
+      bitbuf |= input[pos++] << bitcnt;
+      bitcnt += 8;
+    }
+    if (bitcnt >= FAST) {
+      const entry = h.fast[bitbuf & ((1 << FAST) - 1)];
+      if (entry) {
+        const len = entry & 15;
+        bitbuf >>>= len;
+        bitcnt -= len;
+        return entry >> 4;
+      }
+    }
     let code = 0, first = 0, index = 0;
     for (let len = 1; len <= 15; len++) {
       code |= bits(1);
@@ -98,8 +130,9 @@ export function inflateRaw(input, cap) {
       const last = bits(1);
       const type = bits(2);
       if (type === 0) {
+        pos -= bitcnt >> 3; // whole bytes read ahead go back; the partial one is skipped
         bitbuf = 0;
-        bitcnt = 0; // to the byte boundary
+        bitcnt = 0;
         if (pos + 4 > n) throw new Truncated();
         const len = input[pos] | (input[pos + 1] << 8);
         const nlen = input[pos + 2] | (input[pos + 3] << 8);
