@@ -48,7 +48,7 @@ function niceStep(range) {
 const COLORS = ["#1f4e8c", "#6b3fa0", "#0b6e4f", "#8a4b08"];
 
 // opts: {from, to, low, high, gap, series: [{label, points: [[t, centi-°C], ...]}],
-//        excursions: [{from, to, side}], title, desc, fmtTime(t) -> text,
+//        excursions: [{from, to, side}], title, desc, fmtTime(t, span) -> text,
 //        width, height, buckets, labels: {allowed, excursion}}
 // Returns the SVG's markup (role="img", with <title> and <desc>).
 export function renderChart(opts) {
@@ -107,13 +107,15 @@ export function renderChart(opts) {
       `<text class="tick" x="${m.l - 6}" y="${f(y(v) + 4)}" text-anchor="end">${esc(fmtTemp(Math.round(v)))}</text>`,
     );
   }
-  // x axis: start and end
+  // x axis: evenly spaced times (dates when the leg spans days), about one per 120 px
   const ft = opts.fmtTime || ((t) => new Date(t * 1000).toISOString().slice(11, 16));
-  parts.push(
-    `<line class="axis" x1="${m.l}" x2="${m.l + iw}" y1="${m.t + ih}" y2="${m.t + ih}"/>`,
-    `<text class="tick" x="${m.l}" y="${H - 8}" text-anchor="start">${esc(ft(from))}</text>`,
-    `<text class="tick" x="${m.l + iw}" y="${H - 8}" text-anchor="end">${esc(ft(to))}</text>`,
-  );
+  parts.push(`<line class="axis" x1="${m.l}" x2="${m.l + iw}" y1="${m.t + ih}" y2="${m.t + ih}"/>`);
+  const ticks = Math.max(1, Math.min(6, Math.floor(iw / 120)));
+  for (let k = 0; k <= ticks; k++) {
+    const tt = from + ((to - from) * k) / ticks;
+    const anchor = k === 0 ? "start" : k === ticks ? "end" : "middle";
+    parts.push(`<text class="tick" x="${f(x(tt))}" y="${H - 8}" text-anchor="${anchor}">${esc(ft(Math.round(tt), to - from))}</text>`);
+  }
   // the readings: each series' envelope as a line, out-of-range points marked
   series.forEach((s, i) => {
     if (!s.points.length) return;

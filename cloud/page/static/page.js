@@ -25,6 +25,7 @@ window.coldtrace = state; // for the browser tests and the curious
 // --- formats (docs/protocol.md §12.9) ---------------------------------------------------------
 const dtf = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 const tf = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
+const df = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
 const fmtTime = (ts) => (ts === null || ts === undefined ? "–" : dtf.format(new Date(ts * 1000)));
 function fmtDuration(s) {
   const h = Math.floor(s / 3600), n = Math.floor((s % 3600) / 60), r = s % 60;
@@ -255,7 +256,7 @@ function renderCharts(doc, readings) {
       id, width, height: width < 500 ? 180 : 220, from: leg.from, to: leg.to, low: profile.low ?? null, high: profile.high ?? null, series,
       gap: profile.gap ?? 3600,
       excursions: (doc.excursions || []).filter((e) => e.to > leg.from && e.from < leg.to),
-      title, desc, fmtTime: (ts) => tf.format(new Date(ts * 1000)),
+      title, desc, fmtTime: (ts, span) => (span > 36 * 3600 ? df : tf).format(new Date(ts * 1000)),
       labels: { excursion: t("chart.excursion"), allowed: t("chart.allowed") },
     });
     const fig = el("figure", { class: "chart-fig" });
