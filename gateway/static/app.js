@@ -55,7 +55,12 @@ function timeCell(t) {
 }
 
 function fill(name, rows) {
-  const body = document.querySelector("#t-" + name + " tbody");
+  const table = document.getElementById("t-" + name);
+  const body = table.querySelector("tbody");
+  // each cell names its column, for the stacked layout of narrow screens
+  const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+  for (const row of rows)
+    [...row.children].forEach((cell, i) => { if (heads[i]) cell.dataset.label = heads[i]; });
   body.replaceChildren(...rows);
   const empty = document.getElementById("e-" + name);
   if (empty) empty.hidden = rows.length > 0;
@@ -104,7 +109,7 @@ function renderAlerts(alerts) {
     return el("tr", { class: a.acked ? "" : (a.open ? "alarm" : "pending"), "data-id": a.id },
       td(what), td(a.device), td(a.place), td(utc(a.start)),
       td(a.ended ? utc(a.ended) : el("strong", {}, S.still_open)),
-      td(temp(a.peak)), td(status), td(button));
+      td(temp(a.peak)), td(status), el("td", {}, button));
   }));
 }
 
@@ -115,7 +120,7 @@ function renderDevices(devices) {
     const queue = (d.queued === null ? "–" : String(d.queued)) + " · " + d.gaps + " " + S.gaps;
     const conn = d.connected === null ? "–" : (d.connected ? S.connected : S.asleep);
     return el("tr", { "data-device": d.id },
-      el("th", { scope: "row" }, d.id, el("br"), el("small", {}, d.role + " · " + d.org)),
+      el("th", { scope: "row" }, el("span", {}, d.id, el("br"), el("small", {}, d.role + " · " + d.org))),
       td(el("span", {}, state, el("br"), info)), td(d.place), td(temp(d.temp)),
       td(volts(d.battery_mv)), timeCell(d.last_seen), td(queue), td(conn));
   }));

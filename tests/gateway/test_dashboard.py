@@ -277,6 +277,26 @@ def test_devices_go_offline_after_their_own_interval_and_lots_in_transit(scene: 
     snap = api(s, "/api/snapshot")
     assert snap["checkpoints"][0]["size"] >= 1
     assert snap["witnesses"]["checkpoint"] == snap["checkpoints"][0]["size"]
+    assert snap["witnesses"]["cosignatures"] == []
+    # a witness cosigns the latest checkpoint (as the cloud's would, gateway/push.py)
+    from protocol.checkpoint import cosign_checkpoint
+    from protocol.note import WitnessSigner
+
+    witness = WitnessSigner.generate("witness.test/w1")
+    store = open_store(s.env.cfg.db_path)
+    try:
+        cp = store.latest_checkpoint()
+        store.replace_checkpoint_note(cp.size, cosign_checkpoint(cp.note, witness, 1790000123))
+    finally:
+        store.close()
+    w = api(s, "/api/snapshot")["witnesses"]
+    assert w["checkpoint"] == cp.size
+    assert [(c["name"], c["time"]) for c in w["cosignatures"]] == [("witness.test/w1", 1790000123)]
+    # a refused message shows under rejected records
+    s.tl.publish(b"not a record")
+    wait_for(lambda: api(s, "/api/snapshot")["rejects"], 15, "a reject")
+    [reject] = api(s, "/api/snapshot")["rejects"]
+    assert reject["topic"] == "ct/v1/tl-1/rec" and reject["count"] == 1
 
 
 def test_a_token_protects_the_dashboard(make_broker: Any, make_gateway: Any) -> None:
@@ -345,6 +365,8 @@ def test_in_a_browser_a_reading_appears_live_and_an_alert_is_acknowledged(
     t = int(time.time())
     s.publish(s.rd, s.rd.scan(UID, 1, "acme:dock", time_=t - 60, item=ITEM))
     s.publish(s.rd, s.rd.scan(UID, 2, "acme:dock", time_=t - 30, ref="acme:truck-9"))
+    s.fast.publish(b"not a record")  # quarantined: shows under rejected records
+    wait_for(lambda: api(s, "/api/snapshot")["rejects"], 15, "a reject")
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -435,3 +457,48 @@ def test_alerts_left_open_by_a_previous_run_end_at_start(tmp_path: Path) -> None
         listener.close()
     finally:
         store.close()
+
+
+def test_gateway_dashboard_serves_the_store_alone(make_broker: Any, make_gateway: Any) -> None:
+    """`coldtrace gateway dashboard` against a store no gateway is running on."""
+    import subprocess
+    import sys
+
+    s = Scene(make_broker, make_gateway)
+    s.env.start_gateway().stop()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "protocol.cli",
+            "gateway",
+            "dashboard",
+            "-c",
+            str(s.env.config_path),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 30, "the dashboard")
+        snap = httpx.get(f"http://127.0.0.1:{port}/api/snapshot", timeout=10).json()
+        assert snap["gateway"]["state"] == "stopped"
+        assert {d["id"] for d in snap["devices"]} == {"tl-1", "tl-fast", "tl-idle", "rd-1"}
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert (
+            page.status_code == 200 and '<h2 id="h-alerts">Alerts and excursions</h2>' in page.text
+        )
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out.decode()
