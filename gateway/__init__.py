@@ -18,7 +18,10 @@ Modules (service glue around the ``protocol`` library):
 - ``ledger``: the ledger interface and the local (embedded) backend;
 - ``proofs``: inclusion and consistency proofs and trace bundles;
 - ``registry``: devices, registration records, revocation, ack keys;
-- ``service``: ``coldtrace gateway run``; ``cli``: the ``gateway`` subcommands.
+- ``service``: ``coldtrace gateway run``; ``cli``: the ``gateway`` subcommands;
+- ``dashboard``: the operator's web page (live devices, readings, alerts with
+  acknowledgement, rejects, checkpoints, witnesses, anchors, lots in transit;
+  page files in ``static/``).
 
 ``broker`` (Mosquitto configuration), ``alerts`` and ``metrics`` are owned
 separately and used through the interfaces documented at their tops.
