@@ -125,6 +125,7 @@ BIZ_STEPS = {
     "receive": "receiving",
     "ship": "shipping",
     "sell": "retail_selling",
+    "install": "installing",
 }
 
 #: A scan with ``parent``: the AggregationEvent's (action, bizStep) (module docstring).
@@ -135,6 +136,7 @@ AGGREGATION = {
     "receive": ("DELETE", "unpacking"),
     "ship": ("DELETE", "unpacking"),
     "sell": ("DELETE", "unpacking"),
+    "install": ("DELETE", "unpacking"),
 }
 
 #: After these the item is on its way (or sold), not at the scan's place: no bizLocation.
@@ -344,6 +346,16 @@ def _aggregation(ev: Evidence, leg: LegReport, item: str | None, uid: str) -> di
     return event
 
 
+def _custody_legs(ev: Evidence, uid: bytes) -> list[LegReport]:
+    """A provenance verdict (§12.10) has no legs with temperatures: its custody scans,
+    as legs without monitors or figures, so the events are the same as for a cold chain."""
+    from protocol.custody import custody, date_records
+    from protocol.verdict import Figures
+
+    records = ev.records
+    return [LegReport(g, [], Figures()) for g in custody(records, date_records(records), uid).legs]
+
+
 def epcis_document(ev: Evidence, *, created: int | None = None) -> dict[str, Any]:
     """The EPCIS 2.0 document of a verified bundle (module docstring).
 
@@ -362,8 +374,9 @@ def epcis_document(ev: Evidence, *, created: int | None = None) -> dict[str, Any
     series = leg_series(ev)
     events = []
     refs: set[str] = set()  # business references of the custody scans so far
-    for k, leg in enumerate(v.legs):
-        event = _primary(ev, v.legs, k, item, uid, refs)
+    legs = v.legs if v.legs or v.provenance is None else _custody_legs(ev, v.uid)
+    for k, leg in enumerate(legs):
+        event = _primary(ev, legs, k, item, uid, refs)
         index = leg.leg.index
         element = _sensor_element(ev, leg, first.get(index, []), series.get(index))
         if element is not None:

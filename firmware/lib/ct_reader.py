@@ -1,7 +1,7 @@
 """The handover reader: tap a tag, pick an action, get a signed scan record.
 
 The operator chooses the action (1 commission, 2 load, 3 unload, 4 receive,
-5 ship, 6 sell - docs/protocol.md §2.3) with the button: a short press steps
+5 ship, 6 sell, 7 install - docs/protocol.md §2.3) with the button: a short press steps
 to the next action allowed by the config, and the LED blinks its number; a
 long press goes back to the configured default. Each new tag in the field
 gives one scan record with the full UID, the action, the reader's place, and
@@ -43,7 +43,7 @@ import ct_record
 import ct_ui
 
 COMMISSION = const(1)
-ACTIONS = (1, 2, 3, 4, 5, 6)
+ACTIONS = (1, 2, 3, 4, 5, 6, 7)
 _POLL_MS = const(200)
 _REPEAT_MS = const(3000)
 _UPLOAD_IDLE_MS = const(1000)
@@ -66,7 +66,7 @@ def check_config(cfg):
     _check_text("place", cfg.get("place"))
     allowed = cfg.get("actions", list(ACTIONS))
     if not allowed or any(a not in ACTIONS for a in allowed):
-        raise ReaderError("actions: among 1 ... 6")
+        raise ReaderError("actions: among 1 ... 7")
     if cfg.get("action", allowed[0]) not in allowed:
         raise ReaderError("default action not allowed")
     ref = cfg.get("ref")

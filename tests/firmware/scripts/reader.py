@@ -174,7 +174,8 @@ def test_upload_due_after_idle():
 
 def test_bad_config_refused():
     raises(ct_reader.ReaderError, ct_reader.check_config, {"place": ""})
-    raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x", "actions": [7]})
+    raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x", "actions": [8]})
+    ct_reader.check_config({"place": "x", "actions": [6, 7]})  # sell and install
     raises(ct_reader.ReaderError, ct_reader.check_config,
            {"place": "x", "actions": [2], "action": 3})
     raises(ct_reader.ReaderError, ct_reader.check_config, {"place": "x" * 65})
