@@ -211,7 +211,11 @@ def _organisations(system: System) -> None:
         f'"{system.cloud_url}",'
     )
     ring = ", ".join(f"{a} witnesses {b}" for a, b in WITNESSES.items())
-    print(f"   and [[witness.peers]]: {ring}; the {DASHBOARD}'s also [dashboard] on loopback)")
+    dash = system.sites[DASHBOARD]
+    print(
+        f"   and [[witness.peers]]: {ring};\n   the {DASHBOARD}'s also [dashboard] listen = "
+        f'"127.0.0.1:{dash.dashboard_port}")'
+    )
 
 
 def _operator(system: System) -> str:
