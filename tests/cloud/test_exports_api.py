@@ -29,7 +29,7 @@ from protocol.bundle import load_bundle
 from protocol.cli import main
 from protocol.record import Reading, open_record
 from protocol.trust import load_trust
-from tests.cloud.test_exports import VECTORS, _tampered, validator  # noqa: F401 (fixture)
+from tests.cloud.test_exports import VECTORS, _tampered, make_validator
 
 CASE = VECTORS / "fail_excursion"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -284,7 +284,7 @@ def test_leg_series_are_the_verdicts_readings(case: str) -> None:
                 assert readings[(device, seq)].temp is not None
 
 
-def test_an_installed_part_exports_its_custody_with_an_installing_event(validator) -> None:
+def test_an_installed_part_exports_its_custody_with_an_installing_event() -> None:
     """A provenance verdict (§12.10) exports its custody scans as events; scan action 7
     (install, §2.3) is the bizStep installing at the scan's place. Schema-valid."""
     d = Path(__file__).parents[1] / "protocol" / "vectors" / "provenance" / "genuine_installed"
@@ -294,4 +294,4 @@ def test_an_installed_part_exports_its_custody_with_an_installing_event(validato
     assert events[0]["bizStep"] == "commissioning"
     installs = [e for e in events if e.get("bizStep") == "installing"]
     assert len(installs) == 1 and installs[0]["bizLocation"]["id"]
-    assert not list(validator.iter_errors(doc))
+    assert not list(make_validator().iter_errors(doc))
