@@ -6,8 +6,8 @@
 // For every verdict vector (data/vectors/<name>, bundle and trust from
 // tests/protocol/vectors/verdict/<name>), every scenario bundle (data/extra/<name>) and every
 // bundle edited one way (data/json/<name>: JSON rules, members, base64, runs, receipts...):
-// the verified flag, the multiset of failures (check, subject, code), the summary and the
-// counts of passed checks must equal Python's. An unreadable input must be refused with
+// the verified flag, the multiset of failures (check, subject, code; and their message,
+// expected and found), the summary and the counts of passed checks must equal Python's. An unreadable input must be refused with
 // Python's code. The verdict document (§13.1) of a verified bundle must equal the vector's
 // expected.json and Python's report: THOSE ASSERTIONS NEED verdict.js (judge), marked
 // "[verdict.js]" below.
@@ -73,6 +73,9 @@ for (const c of cases()) {
     }
     assert.equal(got.error, undefined, `read the input: ${got.message}`);
     assert.deepEqual(failureKeys(got.failures), failureKeys(want.failures), 'failures (check, subject, code)');
+    // and the same words: message, expected and found of each failure, in Python's order
+    const words = (fs) => fs.map((f) => JSON.stringify([f.check, f.subject, f.code, f.message, f.expected, f.found])).sort();
+    assert.deepEqual(words(got.failures), words(want.failures), 'failures: message, expected, found');
     assert.deepEqual(got.summary, want.summary, 'summary');
     assert.deepEqual(got.passed_counts, want.passed_counts, 'counts of passed checks');
     // [verdict.js] the verdict document (§13.1): Python's, and the vector's expected.json

@@ -10,6 +10,12 @@
 import { VError, fromUtf8 } from './util.js';
 
 const bad = (message, extra) => new VError('malformed_record', message, extra);
+// Python's TruncatedError messages (protocol/cbor.py), for the same report
+const ended = (n) => bad('CBOR input ends inside an item', { expected: 'more bytes', found: `${n} bytes` });
+export const truncated = (pos, need, n) =>
+  bad(`CBOR input ends inside an item at offset ${pos}`, { expected: `${need} more bytes`, found: `${n - pos} bytes` });
+const nonCanonical = (pos, width, arg) =>
+  bad(`head at offset ${pos} not in shortest form`, { expected: `shortest head for ${arg}`, found: `${width}-byte argument` });
 const NAMES = ['uint', 'negative int', 'bstr', 'tstr', 'array', 'map', 'tag', 'simple/float'];
 
 export class Tag {
@@ -30,32 +36,32 @@ function readArg(data, pos, ai, start) {
     return ai;
   }
   if (ai === 24) {
-    if (pos >= data.length) throw bad('CBOR input ends inside an item');
+    if (pos >= data.length) throw ended(data.length);
     const v = data[pos];
-    if (v < 24) throw bad(`head at offset ${start} not in shortest form`);
+    if (v < 24) throw nonCanonical(start, 1, v);
     POS = pos + 1;
     return v;
   }
   if (ai === 25) {
-    if (pos + 2 > data.length) throw bad('CBOR input ends inside an item');
+    if (pos + 2 > data.length) throw truncated(pos, 2, data.length);
     const v = (data[pos] << 8) | data[pos + 1];
-    if (v < 0x100) throw bad(`head at offset ${start} not in shortest form`);
+    if (v < 0x100) throw nonCanonical(start, 2, v);
     POS = pos + 2;
     return v;
   }
   if (ai === 26) {
-    if (pos + 4 > data.length) throw bad('CBOR input ends inside an item');
+    if (pos + 4 > data.length) throw truncated(pos, 4, data.length);
     const v = ((data[pos] << 24) >>> 0) + ((data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]);
-    if (v < 0x10000) throw bad(`head at offset ${start} not in shortest form`);
+    if (v < 0x10000) throw nonCanonical(start, 4, v);
     POS = pos + 4;
     return v;
   }
   if (ai === 27) {
-    if (pos + 8 > data.length) throw bad('CBOR input ends inside an item');
+    if (pos + 8 > data.length) throw truncated(pos, 8, data.length);
     const hi = ((data[pos] << 24) >>> 0) + ((data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]);
     const lo = ((data[pos + 4] << 24) >>> 0) + ((data[pos + 5] << 16) | (data[pos + 6] << 8) | data[pos + 7]);
-    if (hi === 0) throw bad(`head at offset ${start} not in shortest form`);
     const big = (BigInt(hi) << 32n) | BigInt(lo);
+    if (hi === 0) throw nonCanonical(start, 8, lo);
     POS = pos + 8;
     return big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
   }
@@ -69,7 +75,7 @@ export function decodeAt(data, pos, depth = 4, tags = null) {
 }
 
 function item(data, pos, depth, tags) {
-  if (pos >= data.length) throw bad('CBOR input ends inside an item');
+  if (pos >= data.length) throw ended(data.length);
   const start = pos;
   const ib = data[pos++];
   const major = ib >> 5;
@@ -88,7 +94,7 @@ function item(data, pos, depth, tags) {
     return Number.isSafeInteger(v) ? v : -1n - BigInt(arg);
   }
   if (major === 2 || major === 3) {
-    if (typeof arg === 'bigint' || pos + arg > data.length) throw bad('CBOR input ends inside an item');
+    if (typeof arg === 'bigint' || pos + arg > data.length) throw truncated(pos, arg, data.length);
     const raw = data.subarray(pos, pos + arg);
     POS = pos + arg;
     if (major === 2) return raw;
@@ -102,7 +108,7 @@ function item(data, pos, depth, tags) {
   if (major === 6 && !(tags && tags.has(arg))) throw bad(`tag ${arg} at offset ${start} not allowed here`);
   if (depth <= 0) throw bad(`${NAMES[major]} at offset ${start} nested too deep`);
   if (major === 4) {
-    if (typeof arg === 'bigint' || arg > data.length - pos) throw bad('CBOR input ends inside an item');
+    if (typeof arg === 'bigint' || arg > data.length - pos) throw truncated(pos, arg, data.length);
     const items = [];
     for (let k = 0; k < arg; k++) {
       items.push(item(data, pos, depth - 1, tags));
@@ -112,13 +118,14 @@ function item(data, pos, depth, tags) {
     return items;
   }
   if (major === 5) {
-    if (typeof arg === 'bigint' || 2 * arg > data.length - pos) throw bad('CBOR input ends inside an item');
+    if (typeof arg === 'bigint' || 2 * arg > data.length - pos) throw truncated(pos, typeof arg === 'bigint' ? 2n * arg : 2 * arg, data.length);
     const m = new Map();
     let prev = -1;
     for (let k = 0; k < arg; k++) {
       const kpos = pos;
       const kb = data[pos];
-      if (kb >= 0x40) throw bad(`map key at offset ${kpos} is not an integer`);
+      if (kpos >= data.length) throw ended(data.length);
+      if (kb >= 0x40) throw bad(`map key at offset ${kpos} is not an integer`, { expected: 'uint or negative int', found: NAMES[kb >> 5] });
       const key = item(data, pos, 0, tags);
       pos = POS;
       // sort key: unsigned keys as themselves, negative keys after every unsigned one
@@ -142,7 +149,8 @@ function item(data, pos, depth, tags) {
 /** Decode exactly one item filling `data`. */
 export function decode(data, { maxSize, maxDepth = 4, tags = null }) {
   if (data.length > maxSize) throw bad('CBOR input too large', { expected: `<= ${maxSize} bytes`, found: data.length });
+  if (data.length === 0) throw ended(0);
   const v = item(data, 0, maxDepth, tags);
-  if (POS !== data.length) throw bad(`bytes after the CBOR item at offset ${POS}`);
+  if (POS !== data.length) throw bad(`bytes after the CBOR item at offset ${POS}`, { expected: `${POS} bytes`, found: `${data.length} bytes` });
   return v;
 }

@@ -8,6 +8,7 @@
 // (a high s is bad_signature) and then ECDSA P-256/SHA-256 through WebCrypto, which
 // takes the raw r ‖ s form (IEEE P1363) directly: no DER is involved.
 
+import { truncated } from './cbor.js';
 import { VError, compareBytes, concat } from './util.js';
 
 export const MAX_MESSAGE_SIZE = 1024;
@@ -32,26 +33,41 @@ const HALF_N = (() => {
 const ZERO32 = new Uint8Array(32);
 const SIG1_CONTEXT = new Uint8Array([0x84, 0x6a, ...new TextEncoder().encode('Signature1')]);
 
-/** Read a bstr head at pos with shortest form; returns [length, dataStart] or throws. */
+/** Read a bstr head at pos with shortest form; returns [length, dataStart] or throws
+ * (Python's _expect_major, then cbor.decode_at: the same errors). */
 function bstrHead(data, pos, what) {
-  if (pos >= data.length) throw malformed(`${what} missing`);
+  const n = data.length;
+  if (pos >= n) throw malformed(`${what} missing`, { expected: 'bstr', found: 'end of input' });
   const ib = data[pos];
   if (ib >> 5 !== 2) throw malformed(`${what} has the wrong type`, { expected: 'bstr' });
   const ai = ib & 31;
-  if (ai < 24) return [ai, pos + 1];
-  if (ai === 24) {
-    if (pos + 2 > data.length) throw malformed('CBOR input ends inside an item');
-    if (data[pos + 1] < 24) throw malformed('head not in shortest form');
-    return [data[pos + 1], pos + 2];
-  }
-  if (ai === 25) {
-    if (pos + 3 > data.length) throw malformed('CBOR input ends inside an item');
+  const ended = () => malformed('CBOR input ends inside an item', { expected: 'more bytes', found: `${n} bytes` });
+  const shortest = (width, arg) => malformed(`head at offset ${pos} not in shortest form`, { expected: `shortest head for ${arg}`, found: `${width}-byte argument` });
+  let len, start;
+  if (ai < 24) [len, start] = [ai, pos + 1];
+  else if (ai === 24) {
+    if (pos + 1 >= n) throw ended();
+    if (data[pos + 1] < 24) throw shortest(1, data[pos + 1]);
+    [len, start] = [data[pos + 1], pos + 2];
+  } else if (ai === 25) {
+    if (pos + 3 > n) throw truncated(pos + 1, 2, n);
     const v = (data[pos + 1] << 8) | data[pos + 2];
-    if (v < 256) throw malformed('head not in shortest form');
-    return [v, pos + 3];
+    if (v < 256) throw shortest(2, v);
+    [len, start] = [v, pos + 3];
+  } else if (ai === 26 || ai === 27) {
+    const w = ai === 26 ? 4 : 8;
+    if (pos + 1 + w > n) throw truncated(pos + 1, w, n);
+    let v = 0n;
+    for (let i = 1; i <= w; i++) v = (v << 8n) | BigInt(data[pos + i]);
+    if (v < (ai === 26 ? 0x10000n : 0x100000000n)) throw shortest(w, v);
+    throw truncated(pos + 1 + w, v, n); // longer than any message of the profile
+  } else if (ai === 31) {
+    throw malformed(`indefinite-length bstr at offset ${pos}`, { expected: 'definite length', found: `0x${ib.toString(16)}` });
+  } else {
+    throw malformed(`reserved additional information ${ai} at offset ${pos}`, { expected: '0..27', found: `0x${ib.toString(16)}` });
   }
-  if (ai === 26 || ai === 27) throw malformed('CBOR input ends inside an item (or head not in shortest form)');
-  throw malformed(`${what}: reserved or indefinite length`);
+  if (start + len > n) throw truncated(start, len, n);
+  return [len, start];
 }
 
 /**
@@ -68,24 +84,20 @@ export function parseSign1(data) {
   // protected: exactly the deterministic encoding of {1: -7, 4: kid}
   const [plen, p0] = bstrHead(data, 2, 'COSE_Sign1 protected header');
   const pend = p0 + plen;
-  if (pend > n) throw malformed('CBOR input ends inside an item');
   const prot = data.subarray(p0, pend);
   const kid = checkProtected(prot);
   // unprotected: empty map
-  if (pend >= n) throw malformed('COSE_Sign1 unprotected header missing');
+  if (pend >= n) throw malformed('COSE_Sign1 unprotected header missing', { expected: 'map', found: 'end of input' });
   if (data[pend] !== 0xa0) throw malformed('COSE_Sign1 unprotected header must be empty', { expected: '{}' });
   // payload
   const y = pend + 1;
   if (y < n && data[y] === 0xf6) throw malformed('COSE_Sign1 payload is nil (detached)');
   const [ylen, y0] = bstrHead(data, y, 'COSE_Sign1 payload');
   const yend = y0 + ylen;
-  if (yend > n) throw malformed('CBOR input ends inside an item');
   // signature: 58 40 <64 bytes>
-  if (yend >= n) throw malformed('COSE_Sign1 signature missing');
   const [slen, s0] = bstrHead(data, yend, 'COSE_Sign1 signature');
-  if (s0 + slen > n) throw malformed('CBOR input ends inside an item');
   if (slen !== 64) throw malformed('COSE_Sign1 signature has the wrong length', { expected: '64 bytes', found: `${slen} bytes` });
-  if (s0 + slen !== n) throw malformed('bytes after the COSE_Sign1');
+  if (s0 + slen !== n) throw malformed('bytes after the COSE_Sign1', { expected: `${s0 + slen} bytes`, found: `${n} bytes` });
   return {
     raw: data,
     kid,

@@ -7,7 +7,7 @@
 // NoteKeyError).
 
 import { sha256 } from './sha256.js';
-import { VError, b64decode, b64encode, concat, utf8 } from './util.js';
+import { VError, b64decode, b64encode, codePoints, concat, utf8 } from './util.js';
 
 const badNote = (m, extra) => new VError('bad_checkpoint', m, extra);
 export const ALG_ED25519 = 0x01;
@@ -83,36 +83,44 @@ export async function ed25519Verify(keyPromise, signature, message) {
 
 /** Split a signed note into body and signature lines, checking only its form. */
 export function parseNote(text) {
-  if (text.length > MAX_NOTE_BYTES) throw badNote('note too large');
+  const chars = codePoints(text);
+  if (chars > MAX_NOTE_BYTES) throw badNote('note too large', { expected: `<= ${MAX_NOTE_BYTES} bytes`, found: `${chars} characters` });
   const raw = utf8(text);
   const control = NOTE_CONTROL.exec(text);
-  if (control) throw badNote('note contains a control character');
-  if (raw.length > MAX_NOTE_BYTES) throw badNote('note too large');
+  if (control) {
+    throw badNote('note contains a control character', {
+      expected: 'no character below U+0020 other than newline',
+      found: `U+${control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} at offset ${codePoints(text.slice(0, control.index))}`,
+    });
+  }
+  if (raw.length > MAX_NOTE_BYTES) throw badNote('note too large', { expected: `<= ${MAX_NOTE_BYTES} bytes`, found: raw.length });
   const split = text.lastIndexOf('\n\n');
-  if (split < 0) throw badNote('no empty line between the text and the signatures');
+  if (split < 0) throw badNote('no empty line between the text and the signatures', { expected: '\\n\\n', found: 'none' });
   const body = text.slice(0, split + 1);
   const block = text.slice(split + 2);
-  if (!block) throw badNote('note has no signature lines');
+  if (!block) throw badNote('note has no signature lines', { expected: '>= 1', found: 0 });
   if (!block.endsWith('\n')) throw badNote('last signature line does not end in a newline');
   const lines = block.slice(0, -1).split('\n');
-  if (lines.length > MAX_SIGNATURES) throw badNote('too many signature lines');
+  if (lines.length > MAX_SIGNATURES) throw badNote('too many signature lines', { expected: `<= ${MAX_SIGNATURES}`, found: lines.length });
   const signatures = [];
   const seen = new Set();
   lines.forEach((line, k) => {
     const where = `signature line ${k + 1}`;
-    if (!line.startsWith(DASH)) throw badNote(`${where} does not start with an em dash (U+2014) and a space`);
+    if (!line.startsWith(DASH)) throw badNote(`${where} does not start with an em dash (U+2014) and a space`, { expected: DASH, found: [...line].slice(0, 2).join('') });
     const rest = line.slice(DASH.length);
     const sp = rest.indexOf(' ');
     if (sp < 0) throw badNote(`${where} has no space between key name and signature`);
     const name = rest.slice(0, sp);
     const encoded = rest.slice(sp + 1);
-    if (!isValidKeyName(name)) throw badNote(`${where}: invalid key name`);
+    if (!isValidKeyName(name)) throw badNote(`${where}: invalid key name`, { found: name });
     const bytes = b64decode(encoded);
-    if (bytes === null) throw badNote(`${where}: signature is not canonical standard base64`);
-    if (bytes.length < 5) throw badNote(`${where}: signature too short`);
+    if (bytes === null) throw badNote(`${where}: signature is not canonical standard base64`, { found: encoded });
+    if (bytes.length < 5) throw badNote(`${where}: signature too short`, { expected: '>= 5 bytes (key id and signature)', found: bytes.length });
     const id = ((bytes[0] << 24) >>> 0) + ((bytes[1] << 16) | (bytes[2] << 8) | bytes[3]);
     const key = `${name}\n${id}`;
-    if (seen.has(key)) throw badNote(`${where}: key ${name}+${hex8(id)} signs twice`);
+    if (seen.has(key)) {
+      throw badNote(`${where}: key ${name}+${hex8(id)} signs twice`, { expected: 'one signature per (key name, key id)', found: `${name}+${hex8(id)}` });
+    }
     seen.add(key);
     signatures.push({ name, keyId: id, sig: bytes.subarray(4) });
   });
@@ -123,18 +131,21 @@ export function parseNote(text) {
 export function parseCheckpoint(body) {
   if (!body.endsWith('\n')) throw badNote('checkpoint body must end in a newline');
   const lines = body.slice(0, -1).split('\n');
-  if (lines.length < 3) throw badNote('checkpoint body needs origin, size and root hash lines');
+  if (lines.length < 3) throw badNote('checkpoint body needs origin, size and root hash lines', { expected: '>= 3', found: lines.length });
   const [origin, sizeText, rootText, ...extensions] = lines;
-  if (!origin || /[\x00-\x1f]/.test(origin)) throw badNote('origin line is empty or has a control character');
-  if (!DECIMAL.test(sizeText)) throw badNote('tree size is not ASCII decimal without leading zeros');
+  if (!origin || /[\x00-\x1f]/.test(origin)) throw badNote('origin line is empty or has a control character', { found: origin });
+  if (!DECIMAL.test(sizeText)) throw badNote('tree size is not ASCII decimal without leading zeros', { found: sizeText });
   const size = BigInt(sizeText);
-  if (size > MAX_TREE_SIZE) throw badNote('tree size too large');
+  if (size > MAX_TREE_SIZE) throw badNote('tree size too large', { expected: '< 2^64', found: sizeText });
+  // Python: base64.b64decode(validate=True) accepts some non-canonical spellings first
   const root = b64decode(rootText);
-  if (root === null) throw badNote('root hash is not standard base64');
-  if (root.length !== 32) throw badNote('root hash must be 32 bytes');
-  for (const line of extensions) if (!line || /[\x00-\x1f]/.test(line)) throw badNote('extension lines must be non-empty');
-  if (!ORIGIN_RE.test(origin)) throw badNote("origin must be 1 to 128 bytes of printable ASCII without space or '+' (§1)");
-  if (extensions.length) throw badNote('version 1 checkpoints have no extension lines');
+  if (root === null && !looseBase64(rootText)) throw badNote('root hash is not standard base64', { found: rootText });
+  const rootLen = root === null ? looseBase64(rootText) : root.length;
+  if (rootLen !== 32) throw badNote('root hash must be 32 bytes', { expected: 32, found: rootLen });
+  if (root === null) throw badNote('root hash is not canonical base64', { found: rootText });
+  for (const line of extensions) if (!line || /[\x00-\x1f]/.test(line)) throw badNote('extension lines must be non-empty', { found: line });
+  if (!ORIGIN_RE.test(origin)) throw badNote("origin must be 1 to 128 bytes of printable ASCII without space or '+' (§1)", { found: origin });
+  if (extensions.length) throw badNote('version 1 checkpoints have no extension lines', { expected: 0, found: extensions.length });
   return { origin, size: size <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(size) : size, root, body };
 }
 
@@ -152,14 +163,18 @@ export async function openCosignedCheckpoint(text, logs, witnesses) {
   for (const s of note.signatures) {
     const v = known.get(`${s.name}\n${s.keyId}`);
     if (!v) continue;
-    if (s.sig.length !== 64 || !(await ed25519Verify(v.cryptoKey, s.sig, message))) {
-      throw badNote(`signature by pinned key ${v.name}+${hex8(v.keyId)} does not verify`);
-    }
+    if (s.sig.length !== 64) throw badNote(`signature by ${v.name}+${hex8(v.keyId)} has the wrong length`, { expected: 64, found: s.sig.length });
+    if (!(await ed25519Verify(v.cryptoKey, s.sig, message))) throw badNote(`signature by pinned key ${v.name}+${hex8(v.keyId)} does not verify`);
     verified.push(v);
   }
-  if (!verified.length) throw new VError('unknown_log_key', 'no signature from a pinned key');
+  if (!verified.length) {
+    throw new VError('unknown_log_key', 'no signature from a pinned key', {
+      expected: [...known.values()].map((v) => `${v.name}+${hex8(v.keyId)}`).sort(),
+      found: note.signatures.map((s) => `${s.name}+${hex8(s.keyId)}`),
+    });
+  }
   if (!verified.some((v) => v.name === cp.origin)) {
-    throw new VError('unknown_log_key', 'no verified signature by a pinned key named as the origin', { expected: cp.origin });
+    throw new VError('unknown_log_key', 'no verified signature by a pinned key named as the origin', { expected: cp.origin, found: verified.map((v) => v.name) });
   }
   // witnesses (§7.1)
   const wknown = new Map(witnesses.map((w) => [`${w.name}\n${w.keyId}`, w]));
@@ -168,12 +183,12 @@ export async function openCosignedCheckpoint(text, logs, witnesses) {
     const w = wknown.get(`${s.name}\n${s.keyId}`);
     if (!w) continue;
     const who = `cosignature by pinned witness ${w.name}+${hex8(w.keyId)}`;
-    if (s.sig.length !== 72) throw badNote(`${who} has the wrong length`);
+    if (s.sig.length !== 72) throw badNote(`${who} has the wrong length`, { expected: '72 bytes (timestamp and Ed25519 signature)', found: s.sig.length });
     let time = 0n;
     for (let i = 0; i < 8; i++) time = (time << 8n) | BigInt(s.sig[i]);
-    if (time > MAX_COSIGNATURE_TIME) throw badNote(`${who}: timestamp above 2^63 - 1`);
+    if (time > MAX_COSIGNATURE_TIME) throw badNote(`${who}: timestamp above 2^63 - 1`, { expected: `<= ${MAX_COSIGNATURE_TIME}`, found: time });
     const msg = concat(utf8(`cosignature/v1\ntime ${time}\n`), message);
-    if (!(await ed25519Verify(w.cryptoKey, s.sig.subarray(8), msg))) throw badNote(`${who} does not verify`);
+    if (!(await ed25519Verify(w.cryptoKey, s.sig.subarray(8), msg))) throw badNote(`${who} does not verify`, { found: `time ${time}` });
     cosignatures.push({ witness: w, time });
   }
   return { checkpoint: cp, cosignatures };
@@ -181,3 +196,11 @@ export async function openCosignedCheckpoint(text, logs, witnesses) {
 
 /** SHA-256 of the checkpoint body as signed (§8). */
 export const checkpointHash = (cp) => sha256(utf8(cp.body));
+
+/** Python's base64.b64decode(text, validate=True): the decoded length when it accepts
+ * the text (padding bits need not be zero there), else 0. */
+function looseBase64(text) {
+  if (text.length % 4 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return 0;
+  const pad = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  return (text.length / 4) * 3 - pad;
+}

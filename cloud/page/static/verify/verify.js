@@ -26,7 +26,9 @@ const cmpBig = (a, b) => {
   const x = BigInt(a), y = BigInt(b);
   return x < y ? -1 : x > y ? 1 : 0;
 };
-const str = (v) => (v === null || v === undefined ? null : Array.isArray(v) ? JSON.stringify(v) : String(v));
+// str() of Python, for a failure's expected and found: lists as ['a', 'b']
+const pyRepr = (x) => (typeof x === 'string' ? `'${x.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'` : String(x));
+const str = (v) => (v === null || v === undefined ? null : Array.isArray(v) ? `[${v.map(pyRepr).join(', ')}]` : String(v));
 
 export class Report {
   constructor() {
