@@ -393,6 +393,22 @@ def test_a_tampered_bundle_fails_and_the_page_names_the_record(
     shot(page, "tampered")
 
 
+def test_when_the_device_cannot_verify_the_server_facts_stay_marked_as_such(
+    browser: Any, cloud_pass: Served
+) -> None:
+    for what, block in (("bundle", BUNDLE_URL), ("verifier", re.compile(r"/verify/index\.js$"))):
+        ctx = browser.new_context()
+        ctx.route(block, lambda route: route.abort())
+        pg = ctx.new_page()
+        pg.goto(cloud_pass.base + ITEM)
+        st = wait_verified(pg)
+        assert st["status"] == "error", (what, st)
+        assert "could not verify on this device" in pg.inner_text("#source-badge"), what
+        assert "Kept cold all the way" in pg.inner_text("#verdict-word"), what  # the server's
+        assert pg.locator(".chart svg").count() == 0
+        ctx.close()
+
+
 def _cut(served: Served, device: str) -> bytes:
     """The trace's bundle assembled by the cloud's own code with one logger left out."""
     from cloud.logs import trust_of
