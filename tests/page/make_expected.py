@@ -639,8 +639,9 @@ def _envelope(kid: str, payload: bytes, signature: bytes) -> bytes:
 def record_cases() -> list[dict[str, Any]]:
     """open_record (§2, §3) on records of the pass vector, mutated: payload fields set to
     edge values, removed or added (re-encoded, the envelope rebuilt), and bytes flipped,
-    cut or appended. ``ok``, the error code, and for an accepted record its signer and
-    payload fields (byte strings as {"hex"}, integers beyond 2^53 as {"int"})."""
+    cut or appended. ``ok``; for a refused record the error's code, message, expected and
+    found; for an accepted one its signer and payload fields (byte strings as {"hex"},
+    integers beyond 2^53 as {"int"})."""
     import random
 
     from protocol.record import open_record
@@ -689,7 +690,9 @@ def record_cases() -> list[dict[str, Any]]:
         try:
             rec = open_record(raw)
         except VerificationError as err:
-            case.update(ok=False, code=err.code)
+            case.update(ok=False, code=err.code, message=err.message)
+            case["expected"] = None if err.expected is None else str(err.expected)
+            case["found"] = None if err.found is None else str(err.found)
         else:
             p = rec.payload
             fields = {"kind": p.kind}

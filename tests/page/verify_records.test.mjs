@@ -1,8 +1,9 @@
 // Record decoding (§2, §3) of the page's JavaScript verifier against Python's open_record,
 // on ~700 records of the pass vector with payload fields set to edge values, removed or
 // added, and bytes flipped, cut or appended (tests/page/data/records/cases.json, written by
-// tests/page/make_expected.py): the same acceptance, the same code, and for an accepted
-// record the same signer and payload fields (the objects verdict.js reads).
+// tests/page/make_expected.py): the same acceptance; for a refused record the same code,
+// message, expected and found; for an accepted one the same signer and payload fields (the
+// objects verdict.js reads).
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -36,7 +37,8 @@ test(`openRecord agrees with Python's open_record on ${cases.length} records`, (
       accepted++;
     } catch (err) {
       if (!err.code) throw err;
-      got = { ok: false, code: err.code };
+      const str = (v) => (v === null || v === undefined ? null : String(v));
+      got = { ok: false, code: err.code, message: err.message, expected: str(err.expected), found: str(err.found) };
     }
     const want = { ...c };
     delete want.record;

@@ -65,7 +65,7 @@ function readArg(data, pos, ai, start) {
     POS = pos + 8;
     return big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
   }
-  throw bad(`reserved or indefinite additional information ${ai} at offset ${start}`);
+  throw bad(`reserved additional information ${ai} at offset ${start}`);
 }
 
 /** Decode the item at `pos`; returns [value, newPos]. */
@@ -81,10 +81,19 @@ function item(data, pos, depth, tags) {
   const major = ib >> 5;
   const ai = ib & 31;
   if (major === 7) {
-    if (ai >= 25 && ai <= 27) throw bad(`floating-point value at offset ${start}`);
-    throw bad(`simple value or break at offset ${start}`);
+    if (ai >= 25 && ai <= 27) {
+      throw bad(`floating-point value at offset ${start}`, { expected: 'integer (fixed-point)', found: `float${16 << (ai - 25)} (0x${hex2(ib)})` });
+    }
+    if (ai === 31) throw bad(`'break' stop code outside an indefinite-length item at offset ${start}`, { expected: 'a CBOR item', found: '0xff' });
+    if (ai >= 28) throw bad(`reserved additional information ${ai} at offset ${start}`, { expected: '0..27', found: ai });
+    const names = { 20: 'false', 21: 'true', 22: 'null', 23: 'undefined', 24: 'simple(n)' };
+    throw bad(`simple value at offset ${start}`, { expected: 'integer, bstr, tstr, array or map', found: names[ai] || `simple(${ai})` });
   }
-  if (ai === 31) throw bad(`indefinite-length ${NAMES[major]} at offset ${start}`);
+  if (ai === 31) {
+    if (major >= 2 && major <= 5) throw bad(`indefinite-length ${NAMES[major]} at offset ${start}`, { expected: 'definite length', found: `0x${hex2(ib)}` });
+    throw bad(`indefinite marker on ${NAMES[major]} at offset ${start}`, { expected: 'additional information 0..27', found: `0x${hex2(ib)}` });
+  }
+  if (ai >= 28) throw bad(`reserved additional information ${ai} at offset ${start}`, { expected: '0..27', found: `0x${hex2(ib)}` });
   const arg = readArg(data, pos, ai, start);
   pos = POS;
   if (major === 0) return arg;
@@ -102,11 +111,16 @@ function item(data, pos, depth, tags) {
     for (let i = 0; i < raw.length; i++) if (raw[i] > 0x7f) { ascii = false; break; }
     if (ascii) return String.fromCharCode.apply(null, raw);
     const text = fromUtf8(raw);
-    if (text === null) throw bad(`text string at offset ${start} is not valid UTF-8`);
+    if (text === null) {
+      const at = pos + invalidUtf8At(raw);
+      throw bad(`text string at offset ${start} is not valid UTF-8`, { expected: 'UTF-8', found: `byte 0x${hex2(data[at])} at offset ${at}` });
+    }
     return text;
   }
-  if (major === 6 && !(tags && tags.has(arg))) throw bad(`tag ${arg} at offset ${start} not allowed here`);
-  if (depth <= 0) throw bad(`${NAMES[major]} at offset ${start} nested too deep`);
+  if (major === 6 && !(tags && tags.has(arg))) {
+    throw bad(`tag ${arg} at offset ${start} not allowed here`, { expected: tags && tags.size ? `[${[...tags].sort((a, b) => a - b).join(', ')}]` : 'no tags', found: arg });
+  }
+  if (depth <= 0) throw bad(`${NAMES[major]} at offset ${start} nested too deep`, { expected: 'no deeper nesting', found: NAMES[major] });
   if (major === 4) {
     if (typeof arg === 'bigint' || arg > data.length - pos) throw truncated(pos, arg, data.length);
     const items = [];
@@ -131,8 +145,11 @@ function item(data, pos, depth, tags) {
       // sort key: unsigned keys as themselves, negative keys after every unsigned one
       const skey = typeof key === 'number' && key >= 0 ? key : BigInt(key) >= 0n ? BigInt(key) : (1n << 64n) - 1n - BigInt(key);
       if (skey <= prev) {
-        if (skey === prev || (typeof skey !== typeof prev && BigInt(skey) === BigInt(prev))) throw bad(`map key ${key} repeated at offset ${kpos}`);
-        throw bad(`map key ${key} at offset ${kpos} out of order`);
+        if (skey === prev || (typeof skey !== typeof prev && BigInt(skey) === BigInt(prev))) {
+          throw bad(`map key ${key} repeated at offset ${kpos}`, { expected: 'each key once', found: key });
+        }
+        const before = BigInt(prev) < 1n << 64n ? prev : (1n << 64n) - 1n - BigInt(prev);
+        throw bad(`map key ${key} at offset ${kpos} out of order`, { expected: 'keys in ascending bytewise order (RFC 8949 §4.2.1)', found: `${key} after ${before}` });
       }
       prev = skey;
       m.set(key, item(data, pos, depth - 1, tags));
@@ -153,4 +170,28 @@ export function decode(data, { maxSize, maxDepth = 4, tags = null }) {
   const v = item(data, 0, maxDepth, tags);
   if (POS !== data.length) throw bad(`bytes after the CBOR item at offset ${POS}`, { expected: `${POS} bytes`, found: `${data.length} bytes` });
   return v;
+}
+
+const hex2 = (b) => b.toString(16).padStart(2, '0');
+
+/** Where Python's UTF-8 decoder reports the first error: the start of the bad sequence. */
+function invalidUtf8At(b) {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i];
+    if (c < 0x80) { i++; continue; }
+    let need, min, lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    else if (c >= 0xe0 && c <= 0xef) { need = 2; if (c === 0xe0) lo = 0xa0; if (c === 0xed) hi = 0x9f; }
+    else if (c >= 0xf0 && c <= 0xf4) { need = 3; if (c === 0xf0) lo = 0x90; if (c === 0xf4) hi = 0x8f; }
+    else return i;
+    for (let k = 1; k <= need; k++) {
+      if (i + k >= b.length) return i;
+      const x = b[i + k];
+      if (x < (k === 1 ? lo : 0x80) || x > (k === 1 ? hi : 0xbf)) return i;
+    }
+    min = need;
+    i += min + 1;
+  }
+  return b.length;
 }

@@ -8,7 +8,7 @@
 // (a high s is bad_signature) and then ECDSA P-256/SHA-256 through WebCrypto, which
 // takes the raw r ‖ s form (IEEE P1363) directly: no DER is involved.
 
-import { truncated } from './cbor.js';
+import { Tag, decode, decodeAt } from './cbor.js';
 import { VError, compareBytes, concat } from './util.js';
 
 export const MAX_MESSAGE_SIZE = 1024;
@@ -33,102 +33,143 @@ const HALF_N = (() => {
 const ZERO32 = new Uint8Array(32);
 const SIG1_CONTEXT = new Uint8Array([0x84, 0x6a, ...new TextEncoder().encode('Signature1')]);
 
-/** Read a bstr head at pos with shortest form; returns [length, dataStart] or throws
- * (Python's _expect_major, then cbor.decode_at: the same errors). */
-function bstrHead(data, pos, what) {
-  const n = data.length;
-  if (pos >= n) throw malformed(`${what} missing`, { expected: 'bstr', found: 'end of input' });
-  const ib = data[pos];
-  if (ib >> 5 !== 2) throw malformed(`${what} has the wrong type`, { expected: 'bstr' });
-  const ai = ib & 31;
-  const ended = () => malformed('CBOR input ends inside an item', { expected: 'more bytes', found: `${n} bytes` });
-  const shortest = (width, arg) => malformed(`head at offset ${pos} not in shortest form`, { expected: `shortest head for ${arg}`, found: `${width}-byte argument` });
-  let len, start;
-  if (ai < 24) [len, start] = [ai, pos + 1];
-  else if (ai === 24) {
-    if (pos + 1 >= n) throw ended();
-    if (data[pos + 1] < 24) throw shortest(1, data[pos + 1]);
-    [len, start] = [data[pos + 1], pos + 2];
-  } else if (ai === 25) {
-    if (pos + 3 > n) throw truncated(pos + 1, 2, n);
-    const v = (data[pos + 1] << 8) | data[pos + 2];
-    if (v < 256) throw shortest(2, v);
-    [len, start] = [v, pos + 3];
-  } else if (ai === 26 || ai === 27) {
-    const w = ai === 26 ? 4 : 8;
-    if (pos + 1 + w > n) throw truncated(pos + 1, w, n);
-    let v = 0n;
-    for (let i = 1; i <= w; i++) v = (v << 8n) | BigInt(data[pos + i]);
-    if (v < (ai === 26 ? 0x10000n : 0x100000000n)) throw shortest(w, v);
-    throw truncated(pos + 1 + w, v, n); // longer than any message of the profile
-  } else if (ai === 31) {
-    throw malformed(`indefinite-length bstr at offset ${pos}`, { expected: 'definite length', found: `0x${ib.toString(16)}` });
-  } else {
-    throw malformed(`reserved additional information ${ai} at offset ${pos}`, { expected: '0..27', found: `0x${ib.toString(16)}` });
+const NAMES = ['uint', 'negative int', 'bstr', 'tstr', 'array', 'map', 'tag', 'simple/float'];
+const hex2 = (b) => b.toString(16).padStart(2, '0');
+
+/** Python's _kind() of a decoded value. */
+function kindOf(v) {
+  if (v instanceof Tag) return `tag ${v.tag}`;
+  if (typeof v === 'number' || typeof v === 'bigint') return 'int';
+  if (v instanceof Uint8Array) return 'bstr';
+  if (typeof v === 'string') return 'tstr';
+  if (Array.isArray(v)) return 'array';
+  return 'map';
+}
+/** Python's repr of bytes: b'...'. */
+export function bytesRepr(b) {
+  let dq = false, sq = false;
+  for (const c of b) {
+    if (c === 0x27) sq = true;
+    if (c === 0x22) dq = true;
   }
-  if (start + len > n) throw truncated(start, len, n);
-  return [len, start];
+  const q = sq && !dq ? '"' : "'";
+  let out = 'b' + q;
+  for (const c of b) {
+    if (c === 0x5c) out += '\\\\';
+    else if (c === q.charCodeAt(0)) out += '\\' + q;
+    else if (c === 0x09) out += '\\t';
+    else if (c === 0x0a) out += '\\n';
+    else if (c === 0x0d) out += '\\r';
+    else if (c >= 0x20 && c < 0x7f) out += String.fromCharCode(c);
+    else out += '\\x' + hex2(c);
+  }
+  return out + q;
+}
+/** str() of a decoded value as Python prints it (the common cases). */
+function pyStr(v) {
+  if (v instanceof Uint8Array) return bytesRepr(v);
+  if (Array.isArray(v)) return `[${v.map((x) => (typeof x === 'string' ? `'${x}'` : pyStr(x))).join(', ')}]`;
+  if (v instanceof Map) return `{${[...v].map(([k, x]) => `${k}: ${typeof x === 'string' ? `'${x}'` : pyStr(x)}`).join(', ')}}`;
+  return String(v);
+}
+const labels = (m) => `labels [${[...m.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).join(', ')}]`;
+
+function tagFound(data) {
+  const ib = data[0];
+  if (ib >> 5 !== 6) return `untagged ${NAMES[ib >> 5]} (0x${hex2(ib)})`;
+  const ai = ib & 31;
+  if (ai < 24) return `tag ${ai}`;
+  const width = { 24: 1, 25: 2, 26: 4, 27: 8 }[ai];
+  if (width === undefined || data.length < 1 + width) return `0x${hex2(ib)}`;
+  let v = 0n;
+  for (let i = 1; i <= width; i++) v = (v << 8n) | BigInt(data[i]);
+  return `tag ${v}`;
+}
+
+function expectMajor(data, pos, major, what, want) {
+  if (pos >= data.length) throw malformed(`${what} missing`, { expected: want, found: 'end of input' });
+  if (data[pos] >> 5 !== major) {
+    const [value] = decodeAt(data, pos, 16);
+    throw malformed(`${what} has the wrong type`, { expected: want, found: kindOf(value) });
+  }
 }
 
 /**
- * Check a record envelope (§3) without crypto. Returns
+ * Check a record envelope (§3) without crypto, as protocol/cose.py's _parse_envelope (the
+ * same checks in the same order, the same errors). Returns
  * {raw, kid, payload (Uint8Array view), signature (64 bytes), tbs (Sig_structure)}.
  */
 export function parseSign1(data) {
   const n = data.length;
-  if (n > MAX_MESSAGE_SIZE) throw malformed('COSE_Sign1 too large', { expected: `<= ${MAX_MESSAGE_SIZE} bytes`, found: `${n} bytes` });
-  if (n === 0) throw malformed('empty COSE_Sign1');
-  if (data[0] !== 0xd2) throw malformed('not a tagged COSE_Sign1', { expected: 'tag 18 (0xd2)' });
-  if (n < 2) throw malformed('COSE_Sign1 ends after its tag');
-  if (data[1] !== 0x84) throw malformed('COSE_Sign1 must be a 4-element array');
-  // protected: exactly the deterministic encoding of {1: -7, 4: kid}
-  const [plen, p0] = bstrHead(data, 2, 'COSE_Sign1 protected header');
-  const pend = p0 + plen;
-  const prot = data.subarray(p0, pend);
-  const kid = checkProtected(prot);
-  // unprotected: empty map
-  if (pend >= n) throw malformed('COSE_Sign1 unprotected header missing', { expected: 'map', found: 'end of input' });
-  if (data[pend] !== 0xa0) throw malformed('COSE_Sign1 unprotected header must be empty', { expected: '{}' });
+  const name = 'COSE_Sign1';
+  if (n > MAX_MESSAGE_SIZE) throw malformed(`${name} too large`, { expected: `<= ${MAX_MESSAGE_SIZE} bytes`, found: `${n} bytes` });
+  if (n === 0) throw malformed(`empty ${name}`, { expected: 'tag 18', found: '0 bytes' });
+  if (data[0] !== 0xd2) throw malformed(`not a tagged ${name}`, { expected: 'tag 18 (0xd2)', found: tagFound(data) });
+  if (n < 2) throw malformed(`${name} ends after its tag`, { expected: 'array(4)', found: `${n} bytes` });
+  if (data[1] !== 0x84) {
+    const [value] = decodeAt(data, 1, 3);
+    const found = Array.isArray(value)
+      ? `array(${value.length})`
+      : typeof value === 'number' || typeof value === 'bigint' ? 'int'
+      : value instanceof Uint8Array ? 'bytes' : typeof value === 'string' ? 'str' : value instanceof Map ? 'dict' : 'Tag';
+    throw malformed(`${name} must be a 4-element array`, { expected: 'array(4)', found });
+  }
+  // protected
+  expectMajor(data, 2, 2, `${name} protected header`, 'bstr');
+  const [prot, pend] = decodeAt(data, 2, 0);
+  const kid = checkProtected(prot, name);
+  // unprotected
+  expectMajor(data, pend, 5, `${name} unprotected header`, 'map');
+  const [unprot, y] = decodeAt(data, pend, 1);
+  if (unprot.size) throw malformed(`${name} unprotected header must be empty`, { expected: '{}', found: labels(unprot) });
   // payload
-  const y = pend + 1;
-  if (y < n && data[y] === 0xf6) throw malformed('COSE_Sign1 payload is nil (detached)');
-  const [ylen, y0] = bstrHead(data, y, 'COSE_Sign1 payload');
-  const yend = y0 + ylen;
-  // signature: 58 40 <64 bytes>
-  const [slen, s0] = bstrHead(data, yend, 'COSE_Sign1 signature');
-  if (slen !== 64) throw malformed('COSE_Sign1 signature has the wrong length', { expected: '64 bytes', found: `${slen} bytes` });
-  if (s0 + slen !== n) throw malformed('bytes after the COSE_Sign1', { expected: `${s0 + slen} bytes`, found: `${n} bytes` });
+  if (y < n && data[y] === 0xf6) throw malformed(`${name} payload is nil (detached)`, { expected: 'bstr payload', found: 'nil' });
+  expectMajor(data, y, 2, `${name} payload`, 'bstr');
+  const [payload, yend] = decodeAt(data, y, 0);
+  // signature
+  expectMajor(data, yend, 2, `${name} signature`, 'bstr');
+  const [signature, send] = decodeAt(data, yend, 0);
+  if (signature.length !== 64) {
+    throw malformed(`${name} signature has the wrong length`, { expected: '64 bytes', found: `${signature.length} bytes` });
+  }
+  if (send !== n) throw malformed(`bytes after the ${name}`, { expected: `${send} bytes`, found: `${n} bytes` });
   return {
     raw: data,
     kid,
-    payload: data.subarray(y0, yend),
-    signature: data.subarray(s0, s0 + 64),
+    payload,
+    signature,
     // Sig_structure: array(4) "Signature1", protected bstr (as received), h'', payload bstr
     tbs: concat(SIG1_CONTEXT, data.subarray(2, pend), new Uint8Array([0x40]), data.subarray(y, yend)),
   };
 }
 
-function checkProtected(p) {
-  // A2 01 26 04 (4n | 58 nn) kid: the only deterministic encoding of {1: -7, 4: kid}
-  if (p.length === 0) throw malformed('COSE_Sign1 protected header is empty');
-  if (p.length < 5 || p[0] !== 0xa2 || p[1] !== 0x01 || p[3] !== 0x04) {
-    throw malformed('COSE_Sign1 protected header is not exactly {1: alg, 4: kid}');
+const KID_RE = /^[a-z0-9][a-z0-9._-]{0,31}$/;
+
+function checkProtected(p, name) {
+  if (p.length === 0) {
+    throw malformed(`${name} protected header is empty`, { expected: '{1: -7, 4: kid}', found: "h'' (no protected parameters)" });
   }
-  if (p[2] !== 0x26) throw malformed('COSE_Sign1: wrong algorithm', { expected: 'ES256 (-7)' });
-  let k0, klen;
-  if (p[4] >= 0x41 && p[4] <= 0x57) {
-    klen = p[4] - 0x40;
-    k0 = 5;
-  } else if (p[4] === 0x58 && p.length >= 6 && p[5] >= 24) {
-    klen = p[5];
-    k0 = 6;
-  } else {
-    throw malformed('COSE_Sign1 kid must be a bstr id of 1-32 bytes');
+  const header = decode(p, { maxSize: MAX_MESSAGE_SIZE, maxDepth: 4 });
+  if (!(header instanceof Map)) throw malformed(`${name} protected header is not a map`, { expected: 'map', found: kindOf(header) });
+  if (!header.has(1)) {
+    throw malformed(`${name} protected header has no alg`, { expected: 'alg ES256 (-7) in the protected header', found: labels(header) });
   }
-  if (k0 + klen !== p.length) throw malformed('COSE_Sign1 protected header is not exactly {1: alg, 4: kid}');
+  if (header.get(1) !== -7) throw malformed(`${name}: wrong algorithm`, { expected: 'ES256 (-7)', found: pyStr(header.get(1)) });
+  const extra = [...header.keys()].filter((k) => k !== 1 && k !== 4);
+  if (extra.length) {
+    throw malformed(`${name} protected header has parameters outside the profile`, {
+      expected: 'only alg (1) and kid (4)',
+      found: labels(new Map(extra.map((k) => [k, 0]))),
+    });
+  }
+  if (!header.has(4)) throw malformed(`${name} protected header has no kid`, { expected: 'kid (4)', found: 'no kid' });
+  const raw = header.get(4);
+  if (!(raw instanceof Uint8Array)) throw malformed(`${name} kid must be a bstr`, { expected: 'bstr', found: kindOf(raw) });
   let kid = '';
-  for (let i = k0; i < p.length; i++) kid += String.fromCharCode(p[i]);
-  if (!ID_RE.test(kid)) throw malformed('COSE_Sign1 kid is not a valid id (§1)', { found: kid });
+  for (const c of raw) kid += String.fromCharCode(c);
+  if (!KID_RE.test(kid)) {
+    throw malformed(`${name} kid is not a valid id (§1)`, { expected: '1-32 bytes of [a-z0-9._-], starting with a letter or digit', found: bytesRepr(raw) });
+  }
   return kid;
 }
 

@@ -25,7 +25,7 @@
 import { decode } from './cbor.js';
 import { ID_RE, parseSign1 } from './cose.js';
 import { sha256 } from './sha256.js';
-import { VError, bytesEqual, toHex, utf8 } from './util.js';
+import { VError, bytesEqual, codePoints, toHex, utf8 } from './util.js';
 
 export const KIND_READING = 1, KIND_SCAN = 2, KIND_STATUS = 3;
 export const KIND_REGISTRATION = 4, KIND_BINDING = 5, KIND_PROFILE = 6;
@@ -81,8 +81,30 @@ const LOT_RE = /^[!"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$/;
 const isIntVal = (v) => typeof v === 'bigint' || typeof v === 'number';
 
 function checkText(value, what) {
-  if (CONTROL.test(value)) throw bad(`${what} contains a control character`);
+  const m = CONTROL.exec(value);
+  if (m) {
+    throw bad(`${what} contains a control character`, {
+      expected: 'no U+0000-U+001F, U+007F-U+009F',
+      found: `U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} at character ${codePoints(value.slice(0, m.index))}`,
+    });
+  }
 }
+
+/** Python's _type_name of a decoded value, for messages. */
+function typeName(v) {
+  if (typeof v === 'number' || typeof v === 'bigint') return v >= 0 ? 'uint' : 'negative int';
+  if (v instanceof Uint8Array) return 'bstr';
+  if (typeof v === 'string') return 'tstr';
+  if (Array.isArray(v)) return 'array';
+  if (v instanceof Map) return 'map';
+  return 'Tag';
+}
+const TYPE_NAMES = ['uint', 'int', 'bstr', 'bstr', 'tstr'];
+// key -> name over every kind, to say "key 10 (temp) is not a field of a scan"
+const ALL_NAMES = {};
+for (const k of [1, 2, 3, 4, 5, 6]) for (const [key, f] of Object.entries(KIND_FIELDS[k])) ALL_NAMES[key] = f[0];
+const keyOf = (kind, name) => (name === 'kind' ? 1 : Number(Object.keys(SPECS[kind]).find((k) => SPECS[kind][k][0] === name)));
+const pyRepr = (text) => (text.includes("'") && !text.includes('"') ? `"${text}"` : `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`);
 
 function checkExtension(key, value) {
   if (isIntVal(value)) return value;
@@ -92,19 +114,19 @@ function checkExtension(key, value) {
     if (typeof value === 'string') checkText(value, `extension ${key}`);
     return value;
   }
-  throw bad(`extension ${key} has the wrong type`, { expected: 'int, bstr or tstr' });
+  throw bad(`extension ${key} has the wrong type`, { expected: 'int, bstr or tstr', found: typeName(value) });
 }
 
 /** Decode and check a record payload (§2) from its exact bytes. */
 export function decodePayload(data) {
   const m = decode(data, { maxSize: MAX_PAYLOAD_SIZE, maxDepth: 1 });
-  if (!(m instanceof Map)) throw bad('payload must be a map');
-  if (!m.has(1)) throw bad('payload has no kind (key 1)');
+  if (!(m instanceof Map)) throw bad('payload must be a map', { expected: 'map', found: typeName(m) });
+  if (!m.has(1)) throw bad('payload has no kind (key 1)', { expected: 'kind', found: 'absent' });
   const kind = m.get(1);
   const spec = typeof kind === 'number' ? SPECS[kind] : undefined;
   if (spec === undefined) {
-    if (!isIntVal(kind) || kind < 0) throw bad('kind must be a uint');
-    throw bad('unknown record kind', { expected: '1..6', found: String(kind) });
+    if (!isIntVal(kind) || kind < 0) throw bad('kind must be a uint', { expected: 'uint', found: typeName(kind) });
+    throw bad('unknown record kind', { expected: '1..6', found: kind });
   }
   const values = {};
   const extensions = new Map();
@@ -116,29 +138,34 @@ export function decodePayload(data) {
         extensions.set(typeof key === 'bigint' ? key : key, checkExtension(key, value));
         continue;
       }
-      if (key < 0) throw bad(`payload key ${key} is negative`);
-      throw bad(`unknown critical field ${key}`, { expected: `keys of kind ${kind} (${KIND_NAMES[kind]}) or >= 1000`, found: String(key) });
+      if (key < 0) throw bad(`payload key ${key} is negative`, { expected: 'unsigned integer keys', found: key });
+      const other = ALL_NAMES[key];
+      const where = other ? ` (${other}) is not a field of a ${KIND_NAMES[kind]}` : '';
+      throw bad(`unknown critical field ${key}${where}`, { expected: `keys of kind ${kind} (${KIND_NAMES[kind]}) or >= 1000`, found: key });
     }
     const [name, check, lo, hi] = f;
     if (check === UINT || check === INT) {
-      if (!isIntVal(value) || (check === UINT && value < 0)) throw bad(`${name} (key ${key}) has the wrong type`);
-      if (typeof value === 'bigint' || value < lo || value > hi) throw bad(`${name} (key ${key}) out of range`, { expected: `${lo}..${hi}`, found: String(value) });
+      if (!isIntVal(value) || (check === UINT && value < 0)) {
+        throw bad(`${name} (key ${key}) has the wrong type`, { expected: TYPE_NAMES[check], found: typeName(value) });
+      }
+      if (typeof value === 'bigint' || value < lo || value > hi) throw bad(`${name} (key ${key}) out of range`, { expected: `${lo}..${hi}`, found: value });
     } else if (check === TSTR) {
-      if (typeof value !== 'string') throw bad(`${name} (key ${key}) has the wrong type`);
+      if (typeof value !== 'string') throw bad(`${name} (key ${key}) has the wrong type`, { expected: 'tstr', found: typeName(value) });
       const size = utf8(value).length;
-      if (size < lo || size > hi) throw bad(`${name} (key ${key}) has the wrong length`);
+      if (size < lo || size > hi) throw bad(`${name} (key ${key}) has the wrong length`, { expected: `${lo}..${hi} bytes`, found: `${size} bytes` });
       checkText(value, `${name} (key ${key})`);
     } else {
-      if (!(value instanceof Uint8Array)) throw bad(`${name} (key ${key}) has the wrong type`);
+      if (!(value instanceof Uint8Array)) throw bad(`${name} (key ${key}) has the wrong type`, { expected: 'bstr', found: typeName(value) });
       const size = value.length;
       if ((check === BSTR && (size < lo || size > hi)) || (check === BSTR_SET && !lo.has(size))) {
-        throw bad(`${name} (key ${key}) has the wrong length`);
+        const want = check === BSTR ? `${lo}..${hi}` : [...lo].sort((a, b) => a - b).join(' or ');
+        throw bad(`${name} (key ${key}) has the wrong length`, { expected: `${want} bytes`, found: `${size} bytes` });
       }
     }
     values[name] = value;
   }
   for (const name of [...COMMON_REQUIRED, ...REQUIRED[kind]]) {
-    if (!(name in values)) throw bad(`${KIND_NAMES[kind]} lacks required field ${name}`);
+    if (!(name in values)) throw bad(`${KIND_NAMES[kind]} lacks required field ${name} (key ${keyOf(kind, name)})`, { expected: name, found: 'absent' });
   }
   RULES[kind](values);
   const p = { kind, boot: values.boot, seq: values.seq, time: values.time, tq: values.tq, prev: values.prev };
@@ -148,12 +175,14 @@ export function decodePayload(data) {
 }
 
 function registryRules(v, kind) {
-  if (v.boot !== 0) throw bad(`a ${KIND_NAMES[kind]}'s boot must be 0 (registries do not reboot)`);
+  if (v.boot !== 0) throw bad(`a ${KIND_NAMES[kind]}'s boot must be 0 (registries do not reboot)`, { expected: 0, found: v.boot });
 }
 function statementRules(v, kind) {
   registryRules(v, kind);
-  if (v.tq < 1) throw bad(`a ${KIND_NAMES[kind]}'s time is its effective time: tq (key 5) must be >= 1`);
-  if (v.cseq === 0 && !bytesEqual(v.cprev, ZERO_PREV)) throw bad('cprev (key 8) of the first statement of a chain (cseq 0) must be 16 zero bytes');
+  if (v.tq < 1) throw bad(`a ${KIND_NAMES[kind]}'s time is its effective time: tq (key 5) must be >= 1`, { expected: '>= 1', found: v.tq });
+  if (v.cseq === 0 && !bytesEqual(v.cprev, ZERO_PREV)) {
+    throw bad('cprev (key 8) of the first statement of a chain (cseq 0) must be 16 zero bytes', { expected: toHex(ZERO_PREV), found: toHex(v.cprev) });
+  }
 }
 
 export function gtinCheckDigit(digits13) {
@@ -165,47 +194,64 @@ export function gtinCheckDigit(digits13) {
 const RULES = {
   1(v) {
     const t = 'temp' in v, f = 'fault' in v;
-    if (t && f) throw bad('a reading carries either temp or fault, not both');
-    if (!t && !f) throw bad('a reading needs temp (key 10) or fault (key 12)');
-    if (f && 'rh' in v) throw bad('rh may accompany temp, never fault');
+    if (t && f) throw bad('a reading carries either temp or fault, not both', { expected: 'temp xor fault', found: 'temp and fault' });
+    if (!t && !f) throw bad('a reading needs temp (key 10) or fault (key 12)', { expected: 'temp xor fault', found: 'neither' });
+    if (f && 'rh' in v) throw bad('rh may accompany temp, never fault', { expected: 'no rh with fault', found: 'rh and fault' });
   },
   2(v) {
     if (v.action === ACTION_COMMISSION) {
-      if (!('item' in v)) throw bad('a commission scan needs item (key 24)');
-      if ('link' in v) throw bad('a commission scan carries no custody link (key 27)');
+      if (!('item' in v)) throw bad('a commission scan needs item (key 24)', { expected: 'item', found: 'absent' });
+      if ('link' in v) {
+        throw bad('a commission scan carries no custody link (key 27): the tag has none yet', { expected: 'no link with action 1', found: 'link' });
+      }
     }
   },
   3(v) {
     if (!('lost' in v)) return;
-    if (v.event !== EVENT_RECORDS_DROPPED) throw bad('lost (key 38) belongs to event 11 only');
-    if (!('detail' in v)) throw bad('a declaration of lost records needs detail (key 37), the count');
-    if (v.detail < 1) throw bad('detail (key 37) of a declaration of lost records is a count of at least 1');
-    if (v.lost + v.detail - 1 >= v.seq) throw bad('a device can only lose seqs it has already numbered');
+    if (v.event !== EVENT_RECORDS_DROPPED) throw bad('lost (key 38) belongs to event 11 only', { expected: 'event 11', found: `event ${v.event}` });
+    if (!('detail' in v)) throw bad('a declaration of lost records needs detail (key 37), the count', { expected: 'detail', found: 'absent' });
+    if (v.detail < 1) throw bad('detail (key 37) of a declaration of lost records is a count of at least 1', { expected: '>= 1', found: v.detail });
+    const last = v.lost + v.detail - 1;
+    if (last >= v.seq) {
+      throw bad(`declares seqs ${v.lost}..${last} lost, but its own seq is ${v.seq}: a device can only lose seqs it has already numbered`, {
+        expected: `lost + detail - 1 < ${v.seq}`,
+        found: last,
+      });
+    }
   },
   4(v) {
     registryRules(v, 4);
-    if (!ID_RE.test(v.device)) throw bad('device (key 40) is not a valid device id (§1)');
-    if (v.key[0] !== 0x04 || !onP256(v.key)) throw bad('key (key 41) is not an uncompressed SEC1 P-256 point');
+    if (!ID_RE.test(v.device)) {
+      throw bad('device (key 40) is not a valid device id (§1)', { expected: '1-32 bytes of [a-z0-9._-], starting with a letter or digit', found: v.device });
+    }
+    if (v.key[0] !== 0x04 || !onP256(v.key)) {
+      throw bad('key (key 41) is not an uncompressed SEC1 P-256 point', { expected: '0x04 ‖ X ‖ Y on P-256', found: toHex(v.key.subarray(0, 1)) + '…' });
+    }
   },
   5(v) {
     statementRules(v, 5);
     if (!('devices' in v)) return;
     const ids = v.devices.split(' ');
     for (let i = 0; i < ids.length; i++) {
-      if (!ID_RE.test(ids[i])) throw bad(`devices (key 51): entry ${i} is not a valid device id (§1)`);
-      if (i && !(ids[i - 1] < ids[i])) throw bad('devices (key 51) must be strictly ascending (so each id once)');
+      if (!ID_RE.test(ids[i])) throw bad(`devices (key 51): entry ${i} is not a valid device id (§1)`, { expected: 'device ids separated by single spaces', found: ids[i] });
+      if (i && !(ids[i - 1] < ids[i])) {
+        throw bad('devices (key 51) must be strictly ascending (so each id once)', { expected: `an id after ${pyRepr(ids[i - 1])}`, found: ids[i] });
+      }
     }
   },
   6(v) {
     statementRules(v, 6);
     const gtin = v.gtin;
-    if (!GTIN_RE.test(gtin)) throw bad('gtin (key 60) must be 14 ASCII digits');
-    if (Number(gtin[13]) !== gtinCheckDigit(gtin.slice(0, 13))) throw bad('gtin (key 60) has a wrong GS1 check digit');
-    if ('lot' in v && !LOT_RE.test(v.lot)) throw bad("lot (key 61) holds a character outside GS1 AI (10)'s set (CSET 82)");
+    if (!GTIN_RE.test(gtin)) throw bad('gtin (key 60) must be 14 ASCII digits', { expected: '14 digits', found: gtin });
+    const check = gtinCheckDigit(gtin.slice(0, 13));
+    if (Number(gtin[13]) !== check) throw bad('gtin (key 60) has a wrong GS1 check digit', { expected: check, found: Number(gtin[13]) });
+    if ('lot' in v && !LOT_RE.test(v.lot)) {
+      throw bad("lot (key 61) holds a character outside GS1 AI (10)'s set (CSET 82)", { expected: `[!"%&'()*+,-./0-9:;<=>?A-Z_a-z]`, found: v.lot });
+    }
     const low = 'low' in v ? v.low : null, high = 'high' in v ? v.high : null;
-    if (low === null && high === null) throw bad('a profile needs low (key 62), high (key 63) or both');
-    if (low !== null && high !== null && low > high) throw bad("a profile's low (key 62) is above its high (key 63)");
-    if ('lot' in v && 'lots' in v) throw bad('lots (key 68) belongs to a profile without lot (key 61)');
+    if (low === null && high === null) throw bad('a profile needs low (key 62), high (key 63) or both', { expected: 'low or high', found: 'neither' });
+    if (low !== null && high !== null && low > high) throw bad("a profile's low (key 62) is above its high (key 63)", { expected: `low <= ${high}`, found: low });
+    if ('lot' in v && 'lots' in v) throw bad('lots (key 68) belongs to a profile without lot (key 61)', { expected: 'lots or lot, not both', found: 'lot and lots' });
   },
 };
 
