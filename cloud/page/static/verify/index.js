@@ -3,7 +3,8 @@
 // then the verdict (§12) from verdict.js. ES modules, no dependencies, no build step.
 //
 //   import { verifyBundle } from './index.js';
-//   const report = await verifyBundle(bundleBytes, trustBytes, { onProgress });
+//   const report = await verifyBundle(bundleBytes, trustBytes, { onProgress, tag });
+//   (bundleBytes, trustBytes: Uint8Array; an ArrayBuffer or other typed view is taken too)
 //
 // `report` has the shape and values of Python's protocol.verify.Report.to_json():
 // {verified, verdict, reasons, subject, profile, legs, excursions, totals, summary,
@@ -38,7 +39,11 @@ function unreadable(check, code, message) {
   };
 }
 
+const bytesOf = (b) => (b instanceof Uint8Array ? b : b instanceof ArrayBuffer ? new Uint8Array(b) : ArrayBuffer.isView(b) ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : b);
+
 export async function verifyBundle(bundleBytes, trustBytes, { onProgress, tag = 'unknown' } = {}) {
+  bundleBytes = bytesOf(bundleBytes);
+  trustBytes = bytesOf(trustBytes);
   let trust, bundle;
   // Python's command line reads the trust file first
   try {
