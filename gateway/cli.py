@@ -262,8 +262,15 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from gateway.config import ConfigError
+
     cfg = _load(args)
-    return Gateway(cfg).run()  # alerts (gateway/alerts.py) and metrics are wired inside
+    try:
+        gateway = Gateway(cfg)
+        return gateway.run()  # alerts (gateway/alerts.py), metrics, dashboard are wired inside
+    except ConfigError as exc:
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return 2
 
 
 def _status(args: argparse.Namespace) -> int:

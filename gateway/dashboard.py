@@ -626,7 +626,10 @@ class DashboardServer:
     """uvicorn serving the app from a daemon thread; ``port``, ``url``, ``close()``."""
 
     def __init__(self, cfg: GatewayConfig, *, store: SQLiteStore | None = None) -> None:
-        import uvicorn
+        try:
+            import uvicorn
+        except ImportError as exc:  # the gateway extra without the web parts
+            raise ConfigError(f"[dashboard] needs fastapi and uvicorn: {exc}") from None
 
         settings = cfg.dashboard if cfg.dashboard is not None else _default_settings()
         self.closing = threading.Event()

@@ -353,6 +353,10 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.cfg.dashboard is not None:  # first: a port in use stops the start cleanly
+            from gateway.dashboard import serve_dashboard
+
+            self.dashboard = serve_dashboard(self.cfg)
         self._drain_outbox()
         self._write_status()
         self.pipeline.start()
@@ -367,10 +371,6 @@ class Gateway:
             self.pusher.start()
         if self.witness is not None:
             self.witness.start()
-        if self.cfg.dashboard is not None:
-            from gateway.dashboard import serve_dashboard
-
-            self.dashboard = serve_dashboard(self.cfg)
         log.info(
             "gateway %s started: log %s at %d leaves",
             self.cfg.id,
