@@ -553,7 +553,9 @@ def create_app(config: CloudConfig, engine: Engine | None = None) -> FastAPI:
     # the parts that add their own endpoints, each with install(app, cloud, needs, public)
     for part in ("tags", "page", "report"):
         if importlib.util.find_spec(f"cloud.{part}") is not None:
-            importlib.import_module(f"cloud.{part}").install(app, cloud, needs, Public)
+            module = importlib.import_module(f"cloud.{part}")
+            if hasattr(module, "install"):  # not a directory of assets of the same name
+                module.install(app, cloud, needs, Public)
     return app
 
 

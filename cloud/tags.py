@@ -219,9 +219,18 @@ def sdm_settings(base_url: str, item: str, enc_data: str | None = None) -> dict[
 
 
 def commission_scan(conn: Connection, uid: bytes) -> dict[str, Any] | None:
-    """The latest commission scan of ``uid`` the cloud holds (kind 2 with an item)."""
-    row = conn.execute(
-        select(db.records.c.item, db.records.c.time, db.records.c.signer, db.logs.c.origin)
+    """The latest commission scan (action 1) of ``uid`` the cloud holds. Readers put the
+    item in every scan of a tag, so the item alone does not make a commission."""
+    from protocol.record import Scan, open_record
+
+    rows = conn.execute(
+        select(
+            db.records.c.raw,
+            db.records.c.item,
+            db.records.c.time,
+            db.records.c.signer,
+            db.logs.c.origin,
+        )
         .join(db.logs, db.logs.c.id == db.records.c.log_id)
         .where(
             and_(
@@ -231,11 +240,17 @@ def commission_scan(conn: Connection, uid: bytes) -> dict[str, Any] | None:
             )
         )
         .order_by(db.records.c.time.desc(), db.records.c.idx.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    return {"item": row.item, "time": int(row.time), "signer": row.signer, "log": row.origin}
+    )
+    for row in rows:
+        p = open_record(bytes(row.raw)).payload
+        if isinstance(p, Scan) and p.action == 1:
+            return {
+                "item": row.item,
+                "time": int(row.time),
+                "signer": row.signer,
+                "log": row.origin,
+            }
+    return None
 
 
 def binding_note(scan: dict[str, Any] | None, item: str) -> str:

@@ -304,3 +304,21 @@ def test_the_master_key_is_made_once_and_keys_are_bound_to_their_uid(tmp_path: P
     other = Keyring(bytes(16))
     with pytest.raises(InvalidTag):
         other.unwrap(TAG, sealed)
+
+
+def test_the_binding_is_the_commission_scan_not_a_later_scan_naming_the_item(tmp_path) -> None:
+    """Readers put the item in every scan of a tag; only action 1 commissions it."""
+    from cloud.tags import commission_scan
+    from tests.cloud.cloudkit import LogPusher, make_kit
+    from tests.protocol.scenario import COMMISSION, ITEM, SHIP, T0, UID, Scenario
+
+    kit = make_kit(tmp_path)
+    s = Scenario()
+    kit.join("packhouse", s)
+    rd = s.reader("rd-dock", "dc:dock")
+    s.scan(rd, COMMISSION, T0 + 60, item=ITEM)
+    s.scan(rd, SHIP, T0 + 600, item=ITEM)
+    assert LogPusher(kit, s).push().status_code == 200
+    with kit.engine.connect() as conn:
+        found = commission_scan(conn, UID)
+    assert found is not None and found["time"] == T0 + 60 and found["item"] == ITEM
