@@ -146,7 +146,10 @@ def test_taps_genuine_replayed_invalid_unknown_unauthenticated(kit: Kit) -> None
     )
     # a tag of another cloud (other keys), keys of another tag
     other = sun.TagKeys(bytes(16), bytes(16), bytes(16))
-    assert tap(kit, sun.make_sun_url(other, TAG, 60, BASE, ITEM2))["status"] == "invalid"
+    # (decrypted under this cloud's random meta key, foreign PICCData is noise; about one
+    # time in 256 it reads as a well-formed header of some unknown UID: never genuine)
+    foreign = tap(kit, sun.make_sun_url(other, TAG, 60, BASE, ITEM2))["status"]
+    assert foreign in ("invalid", "unknown_tag")
     stranger = sun.TagKeys(keys.app_master, keys.meta_read, keys.file_read)
     t = tap(kit, sun.make_sun_url(stranger, bytes.fromhex("04000000000001"), 1, BASE, ITEM2))
     assert t["status"] == "unknown_tag" and t["uid"] is None
@@ -157,7 +160,7 @@ def test_taps_genuine_replayed_invalid_unknown_unauthenticated(kit: Kit) -> None
     assert t["status"] == "unauthenticated" and t["uid"] is None
     # LRP mode: garbage is invalid; a tag in LRP mode is checked like one in AES mode
     t = tap(kit, f"{BASE}{ITEM2}?picc={'AB' * 24}&cmac={'00' * 8}")
-    assert t["status"] == "invalid"
+    assert t["status"] in ("invalid", "unknown_tag")  # noise, as above: never genuine
     lrp = sun.make_sun_url(keys, TAG, 8, BASE, ITEM2, lrp=True)
     assert tap(kit, lrp)["status"] == "genuine"
     assert tap(kit, lrp)["status"] == "replayed"
