@@ -3,7 +3,7 @@
 ``node --test tests/page/verdict.test.mjs`` runs judge() over the inputs the Python verifier
 hands its own judge (tests/page/data/verdict_inputs/, written by
 tests/page/make_verdict_inputs.py) and compares with every verdict vector's expected.json
-(docs/protocol.md §13.4) and with Python's verdict over 150 random traces (``_fuzz.json``);
+(docs/protocol.md §13.4) and with Python's verdict over 150 random traces (``_fuzz.json.gz``);
 it also checks §12.8's dexp/dlog/MKT, the mean, T/C/D and the string order bit for bit
 against values Python computed. Here: the committed inputs are what
 a fresh run of the Python verifier gives, and the Node tests pass.
@@ -11,6 +11,7 @@ a fresh run of the Python verifier gives, and the Node tests pass.
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_committed_arithmetic_values_are_a_fresh_run() -> None:
 
 
 def test_committed_random_traces_are_a_fresh_run() -> None:
-    committed = (inputs.OUT / inputs.FUZZ).read_text(encoding="utf-8")
+    committed = gzip.decompress((inputs.OUT / inputs.FUZZ).read_bytes()).decode("utf-8")
     assert committed == inputs.render_fuzz(), "run: python -m tests.page.make_verdict_inputs"
 
 

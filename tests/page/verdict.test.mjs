@@ -10,6 +10,7 @@
 // document with the vector's expected.json, exactly (after JSON).
 
 import assert from "node:assert/strict";
+import { gunzipSync } from "node:zlib";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
@@ -206,10 +207,10 @@ test("strings compare as UTF-8 bytes", () => {
   for (const [a, b, want] of GOLDEN.strings) assert.equal(cmpStr(a, b), want, `${a} ${b}`);
 });
 
-// --- random traces: Python's verdict over them (make_verdict_inputs.py, _fuzz.json) -----------------
+// --- random traces: Python's verdict over them (make_verdict_inputs.py, _fuzz.json.gz) -----------------
 
 test("random traces: the same document as protocol/verdict.py (provenance verdicts too)", () => {
-  const cases = JSON.parse(readFileSync(join(INPUTS, "_fuzz.json"), "utf8"));
+  const cases = JSON.parse(gunzipSync(readFileSync(join(INPUTS, "_fuzz.json.gz"))).toString("utf8"));
   assert.ok(cases.length >= 100);
   cases.forEach((c, n) => {
     const records = c.records.map((r) => ({
