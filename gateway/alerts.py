@@ -669,7 +669,105 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class WebhookPublisher:
+class _Queued:
+    """A bounded queue drained by one worker thread that retries with backoff, for the
+    webhook and e-mail publishers. ``_send(item)`` returns ("ok" | "retry" | "fail",
+    the seconds the receiver asked to wait before a retry, or None); ``item[0]`` is the
+    label logged when a delivery is given up."""
+
+    thread_name = "coldtrace-queue"
+
+    def __init__(
+        self,
+        *,
+        queue_size: int = 1000,
+        max_attempts: int = 6,
+        backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        join_timeout: float = 30.0,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._join_timeout = join_timeout
+        self.sent = self.retries = self.failed = self.dropped = 0
+        self._queue: collections.deque[Any] = collections.deque()
+        self._queue_size = queue_size
+        self._cond = threading.Condition()
+        self._closing = False
+        self._busy = 0
+        self._abort = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> None:
+        with self._cond:
+            if self._closing:
+                self.dropped += 1
+                return
+            if len(self._queue) >= self._queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(item)
+            self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        """Items waiting or being delivered."""
+        with self._cond:
+            return len(self._queue) + self._busy
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued for up to ``timeout`` seconds, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abort.set()
+            self._thread.join(self._join_timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue or self._abort.is_set():
+                    self.dropped += len(self._queue)
+                    self._queue.clear()
+                    return
+                item = self._queue.popleft()
+                self._busy = 1
+            ok = self._deliver(item)
+            with self._cond:
+                self._busy = 0
+                if ok:
+                    self.sent += 1
+                else:
+                    self.failed += 1
+
+    def _deliver(self, item: Any) -> bool:
+        delay = self.backoff
+        for attempt in range(1, self.max_attempts + 1):
+            outcome, retry_after = self._send(item)
+            if outcome == "ok":
+                return True
+            if outcome == "fail" or attempt == self.max_attempts:
+                break
+            with self._cond:
+                self.retries += 1
+            wait = retry_after if retry_after is not None else delay * random.uniform(0.5, 1.0)
+            if self._abort.wait(min(wait, self.max_backoff)):
+                break
+            delay = min(delay * 2, self.max_backoff)
+        log.warning("%s gave up on %s", self.thread_name, item[0] if item else item)
+        return False
+
+    def _send(self, item: Any) -> tuple[str, float | None]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class WebhookPublisher(_Queued):
     """POST each alert as JSON to a URL, from a background thread.
 
     Calling the publisher only appends to a bounded in-memory queue, so ingest
@@ -685,6 +783,7 @@ class WebhookPublisher:
     """
 
     RETRY_STATUS = frozenset({408, 425, 429})
+    thread_name = "coldtrace-webhook"
 
     def __init__(
         self,
@@ -707,87 +806,24 @@ class WebhookPublisher:
         self.url = url
         self.secret = secret
         self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.headers = dict(headers or {})
         handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
         if proxies is not None:  # None: the environment's proxy settings
             handlers.append(urllib.request.ProxyHandler(dict(proxies)))
         self._opener = urllib.request.build_opener(*handlers)
-        self.sent = self.retries = self.failed = self.dropped = 0
-        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._queue_size = queue_size
-        self._cond = threading.Condition()
-        self._closing = False
-        self._busy = 0
-        self._abort = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="coldtrace-webhook", daemon=True)
-        self._thread.start()
+        super().__init__(
+            queue_size=queue_size,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            join_timeout=timeout + 1.0,
+        )
 
     def __call__(self, event: AlertEvent) -> None:
-        body = event.to_json().encode("utf-8")
-        with self._cond:
-            if self._closing:
-                self.dropped += 1
-                return
-            if len(self._queue) >= self._queue_size:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append((f"{event.id} {event.phase}", body))
-            self._cond.notify()
+        self._put((f"{event.id} {event.phase}", event.to_json().encode("utf-8")))
 
-    @property
-    def pending(self) -> int:
-        """Events waiting or being delivered."""
-        with self._cond:
-            return len(self._queue) + self._busy
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Deliver what is queued for up to ``timeout`` seconds, then stop."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._abort.set()
-            self._thread.join(self.timeout + 1.0)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue or self._abort.is_set():
-                    self.dropped += len(self._queue)
-                    self._queue.clear()
-                    return
-                label, body = self._queue.popleft()
-                self._busy = 1
-            outcome = self._deliver(label, body)
-            with self._cond:
-                self._busy = 0
-                if outcome:
-                    self.sent += 1
-                else:
-                    self.failed += 1
-
-    def _deliver(self, label: str, body: bytes) -> bool:
-        delay = self.backoff
-        for attempt in range(1, self.max_attempts + 1):
-            outcome, retry_after = self._post(label, body)
-            if outcome == "ok":
-                return True
-            if outcome == "fail" or attempt == self.max_attempts:
-                break
-            with self._cond:
-                self.retries += 1
-            wait = retry_after if retry_after is not None else delay * random.uniform(0.5, 1.0)
-            if self._abort.wait(min(wait, self.max_backoff)):
-                break
-            delay = min(delay * 2, self.max_backoff)
-        log.warning("webhook gave up on alert %s", label)
-        return False
+    def _send(self, item: tuple[str, bytes]) -> tuple[str, float | None]:
+        return self._post(*item)
 
     def _post(self, label: str, body: bytes) -> tuple[str, float | None]:
         headers = {
@@ -949,93 +985,6 @@ def alert_text(event: AlertEvent, *, escalated: int | None = None) -> str:
     return "\n".join(lines)
 
 
-class _Queued:
-    """A bounded queue drained by one worker thread that retries with backoff: the
-    discipline of WebhookPublisher for other transports. ``_send(item)`` returns
-    "ok", "retry" or "fail"."""
-
-    thread_name = "coldtrace-queue"
-
-    def __init__(
-        self, *, queue_size: int = 1000, max_attempts: int = 6, backoff: float = 1.0
-    ) -> None:
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_backoff = 300.0
-        self.sent = self.retries = self.failed = self.dropped = 0
-        self._queue: collections.deque[Any] = collections.deque()
-        self._queue_size = queue_size
-        self._cond = threading.Condition()
-        self._closing = False
-        self._busy = 0
-        self._abort = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> None:
-        with self._cond:
-            if self._closing:
-                self.dropped += 1
-                return
-            if len(self._queue) >= self._queue_size:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append(item)
-            self._cond.notify()
-
-    @property
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._queue) + self._busy
-
-    def close(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._abort.set()
-            self._thread.join(30)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue or self._abort.is_set():
-                    self.dropped += len(self._queue)
-                    self._queue.clear()
-                    return
-                item = self._queue.popleft()
-                self._busy = 1
-            ok = self._deliver(item)
-            with self._cond:
-                self._busy = 0
-                if ok:
-                    self.sent += 1
-                else:
-                    self.failed += 1
-
-    def _deliver(self, item: Any) -> bool:
-        delay = self.backoff
-        for attempt in range(1, self.max_attempts + 1):
-            outcome = self._send(item)
-            if outcome == "ok":
-                return True
-            if outcome == "fail" or attempt == self.max_attempts:
-                break
-            with self._cond:
-                self.retries += 1
-            if self._abort.wait(min(delay * random.uniform(0.5, 1.0), self.max_backoff)):
-                break
-            delay = min(delay * 2, self.max_backoff)
-        log.warning("%s gave up on %s", self.thread_name, item[0] if item else item)
-        return False
-
-    def _send(self, item: Any) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
 class EmailPublisher(_Queued):
     """E-mail each alert through an SMTP server, from a background thread.
 
@@ -1079,7 +1028,7 @@ class EmailPublisher(_Queued):
         msg.set_content(alert_text(event, escalated=escalated))
         return msg
 
-    def _send(self, item: tuple[str, EmailMessage]) -> str:
+    def _send(self, item: tuple[str, EmailMessage]) -> tuple[str, float | None]:
         label, msg = item
         st = self.settings
         try:
@@ -1089,19 +1038,19 @@ class EmailPublisher(_Queued):
                 if st.user is not None:
                     smtp.login(st.user, st.password() or "")
                 smtp.send_message(msg, from_addr=st.sender, to_addrs=list(self.to))
-            return "ok"
+            return "ok", None
         except smtplib.SMTPResponseException as e:
             if 400 <= e.smtp_code < 500:
                 log.info("e-mail %s: SMTP %d, will retry", label, e.smtp_code)
-                return "retry"
+                return "retry", None
             log.warning("e-mail %s: SMTP %d %r, not retried", label, e.smtp_code, e.smtp_error)
-            return "fail"
+            return "fail", None
         except smtplib.SMTPRecipientsRefused as e:
             log.warning("e-mail %s: recipients refused %s", label, e.recipients)
-            return "fail"
+            return "fail", None
         except (smtplib.SMTPException, OSError) as e:
             log.info("e-mail %s: %s, will retry", label, e)
-            return "retry"
+            return "retry", None
 
 
 # --- Escalation and the store ----------------------------------------------------------------
