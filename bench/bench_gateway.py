@@ -1,6 +1,6 @@
 """Gateway end-to-end ingest: drain a preloaded Mosquitto queue, vs raw 2-thread ES256 verify.
 
-Setup (not timed): the shipped broker configuration (gateway/broker.py) on a
+Setup (not timed): the shipped broker configuration (gateway/transport/broker.py) on a
 free loopback port, a gateway with ``DEVICES`` registered devices, its
 persistent session created, then ``DEVICES x PER_DEVICE`` signed readings
 published by one raw pipelined MQTT connection per device; the publishers
@@ -117,7 +117,11 @@ def _baseline(items: list[tuple[Any, bytes, bytes]], threads: int) -> float:
 def run(rec: Any) -> None:
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-    from gateway.broker import (
+    from gateway.config import load_config
+    from gateway.evidence.registry import RegistrySigner
+    from gateway.evidence.store import open_store
+    from gateway.service import Gateway
+    from gateway.transport.broker import (
         BrokerUser,
         QueueLimits,
         free_port,
@@ -125,10 +129,6 @@ def run(rec: Any) -> None:
         start_broker,
         write_config,
     )
-    from gateway.config import load_config
-    from gateway.registry import RegistrySigner
-    from gateway.service import Gateway
-    from gateway.store import open_store
     from protocol.cose import parse_sign1, sig_structure
     from protocol.keys import generate_p256, load_p256_private_key, p256_public_to_sec1
     from protocol.record import Reading, chain_hash, make_record

@@ -12,7 +12,7 @@ Everything runs for real on this machine:
 1. the cloud: ``coldtrace cloud init`` (SQLite, witness key, operator token)
    and ``coldtrace cloud serve`` on a free loopback port, in its own process;
 2. per organisation, Mosquitto runs the project's broker configuration
-   (gateway/broker.py), one account and ACL per device of that organisation,
+   (gateway/transport/broker.py), one account and ACL per device of that organisation,
    and ``coldtrace gateway init`` makes the gateway's keys, gateway.toml
    (its registry's scopes; ``[cloud] url``; the peers it witnesses; for the
    DC ``[dashboard]`` on a free loopback port) and trust.json;
@@ -20,7 +20,7 @@ Everything runs for real on this machine:
    registry key with scopes that do not tie (docs/protocol.md §10), its
    ledger key, its gateway's witness key (``coldtrace cloud org|log|registry|
    ledger|witness add``), and makes a read token for the DC;
-4. seven simulated devices - the firmware under CPython (gateway/sim.py) -
+4. seven simulated devices - the firmware under CPython (demo/sim.py) -
    are provisioned, each connecting to its own organisation's broker; each
    organisation registers its devices, binding its loggers to their places
    from the day's start (``registry import --at``), and the packhouse signs
@@ -96,8 +96,8 @@ from demo.world import (
     TRUCK,
     World,
 )
-from gateway.broker import BrokerError
 from gateway.profiles import CHILLED
+from gateway.transport.broker import BrokerError
 from protocol import cli
 
 # The product profile the packhouse's registry signs for its GTIN (docs/protocol.md §2.7).

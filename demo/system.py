@@ -3,7 +3,7 @@
 Each organisation of the scenario (demo/world.py :data:`ORGS`) is a
 :class:`Site` under ``<out>/<name>/``:
 
-- its broker is the project's configuration (gateway/broker.py) on a free
+- its broker is the project's configuration (gateway/transport/broker.py) on a free
   loopback port, with an account and ACL per device of that organisation, its
   gateway and a monitor (``ops@...``, which may only read alerts and device
   states);
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.world import ORGS, Broker, Org
-from gateway.broker import (
+from gateway.transport.broker import (
     BrokerProcess,
     BrokerUser,
     free_port,
@@ -169,7 +169,7 @@ class Site:
 
     def figures(self) -> dict[str, Any]:
         """What the gateway's store says now (read-only, as ``gateway status`` does)."""
-        from gateway.store import open_store
+        from gateway.evidence.store import open_store
 
         if not self.db.exists():
             return {}

@@ -1,6 +1,6 @@
 """The demo's world: one pallet's day, replayed on the devices' own firmware.
 
-Seven simulated devices run the firmware under CPython (gateway/sim.py): four
+Seven simulated devices run the firmware under CPython (demo/sim.py): four
 temperature loggers (a DS18B20 probe and an SHT4x each) - at the packhouse
 dock, in the truck, at the DC's dock and in its cold room, so every leg of
 the pallet's custody is monitored - and three handover readers with a PN532
@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway import sim
+from demo import sim
 
 DAY = 22 * 3600  # the replayed day, s
 INTERVAL = 300  # a reading every 5 minutes

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.registry import profile_payload
+from gateway.evidence.registry import profile_payload
 from gateway.registry_cli import WHEN, add_profile_arguments, profile_values
 from gateway.units import format_time
 from protocol.cose import ID_PATTERN

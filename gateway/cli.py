@@ -26,7 +26,7 @@ There is no device bundle any more: a version-2 bundle is about one item (its
 inclusion proof.
 
 Broker commands (``broker``, ``certs``) and alert/metrics commands come from
-their own modules (gateway/broker.py, gateway/alerts.py, gateway/metrics.py)
+their own modules (gateway/transport/broker.py, gateway/alerts.py, gateway/metrics.py)
 through the registration functions they document.
 """
 
@@ -145,7 +145,7 @@ def register(subparsers: Any) -> None:
 
     # Commands owned by the other gateway modules, through their documented hooks.
     for module, hook in (
-        ("gateway.broker", "register_broker_commands"),
+        ("gateway.transport.broker", "register_broker_commands"),
         ("gateway.alerts", "register_alert_commands"),
         ("gateway.metrics", "register_metrics_commands"),
     ):
@@ -171,7 +171,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _store(cfg: Any) -> Any:
-    from gateway.store import open_store
+    from gateway.evidence.store import open_store
 
     if not cfg.db_path.exists():
         print(
@@ -274,7 +274,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from gateway.registry import Registry
+    from gateway.evidence.registry import Registry
 
     cfg = _load(args)
     store = _store(cfg)
@@ -467,14 +467,14 @@ def _checkpoints(args: argparse.Namespace) -> int:
 
 
 def _reader(cfg: Any, store: Any) -> Any:
-    from gateway.proofs import TreeReader
+    from gateway.evidence.proofs import TreeReader
 
     cp = store.latest_checkpoint()
     return TreeReader(cfg.tree_dir, 0 if cp is None else cp.size)
 
 
 def _proof(args: argparse.Namespace) -> int:
-    from gateway.proofs import ProofUnavailable, inclusion
+    from gateway.evidence.proofs import ProofUnavailable, inclusion
     from protocol.keys import b64e
 
     cfg = _load(args)
@@ -633,6 +633,6 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def open_store_rw(cfg: Any) -> Any:
     """The store, made if absent (a witness-only gateway may never have run)."""
-    from gateway.store import open_store
+    from gateway.evidence.store import open_store
 
     return open_store(cfg.db_path)

@@ -113,7 +113,7 @@ class MqttConfig:
 class IngestConfig:
     batch_size: int = 500  # records per commit; keep <= the broker's max_inflight_messages
     batch_wait: float = 0.02  # s to wait for a batch to fill before committing it anyway
-    verify_mode: str = "processes"  # or "threads" (see gateway/ingest.py ProcessVerifier)
+    verify_mode: str = "processes"  # or "threads" (see gateway/evidence/ingest.py ProcessVerifier)
     verify_workers: int = 2  # signature checks in parallel: one per core
     future_skew: int = 300  # s a synced clock (tq 2, 3) may be ahead of the gateway's
     holdover_skew: int = 86400  # s a clock in holdover (tq 1) may be ahead

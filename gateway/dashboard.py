@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError, GatewayConfig
-from gateway.store import SQLiteStore, StoredRecord, open_store
+from gateway.evidence.store import SQLiteStore, StoredRecord, open_store
 
 __all__ = ["DashboardData", "DashboardServer", "create_app", "run_dashboard", "serve_dashboard"]
 

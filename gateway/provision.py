@@ -13,7 +13,7 @@ Steps (firmware/README.md explains them for a person):
    under that public key (so a broken signer is found on the bench, not in a
    truck);
 5. add the device to the **registration file** the gateway reads
-   (``coldtrace gateway registry add --file``, gateway/registry.py
+   (``coldtrace gateway registry add --file``, gateway/evidence/registry.py
    ``load_provisioning``): ``{"devices": [{"device", "role", "key" (base64
    SEC1), "org", "place", "cal", "ack_key" (base64)}]}``. A device id is
    never reused with another key.

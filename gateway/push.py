@@ -46,8 +46,8 @@ from typing import Any, NoReturn
 import httpx
 
 from gateway.config import GatewayConfig
-from gateway.proofs import TreeReader
-from gateway.store import CheckpointRow, SQLiteStore
+from gateway.evidence.proofs import TreeReader
+from gateway.evidence.store import CheckpointRow, SQLiteStore
 from protocol.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from protocol.errors import VerificationError
 from protocol.note import NoteSigner, WitnessVerifier, parse_note

@@ -163,9 +163,9 @@ def _with_signer(args: argparse.Namespace, action: Callable[[Any], Any]) -> tupl
     """Run ``action(registry signer)`` on the gateway's store; a RegistryError is
     printed and gives ``(False, None)``."""
     from gateway.cli import _load
-    from gateway.registry import RegistryError
+    from gateway.evidence.registry import RegistryError
+    from gateway.evidence.store import open_store
     from gateway.service import registry_signer
-    from gateway.store import open_store
 
     cfg = _load(args)
     store = open_store(cfg.db_path)
@@ -185,7 +185,7 @@ def _with_signer(args: argparse.Namespace, action: Callable[[Any], Any]) -> tupl
 def _key_arg(text: str) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
-    from gateway.registry import _key_bytes
+    from gateway.evidence.registry import _key_bytes
     from protocol.keys import p256_public_to_sec1
 
     if text.startswith("@"):
@@ -225,7 +225,7 @@ def _said(raws: list[bytes]) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from gateway.registry import _key_bytes, parse_role
+    from gateway.evidence.registry import _key_bytes, parse_role
 
     if args.file is not None:
         return _import(args)
@@ -274,7 +274,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from gateway.cli import _load, _store
-    from gateway.registry import Registry, device_json, statement_history
+    from gateway.evidence.registry import Registry, device_json, statement_history
 
     cfg = _load(args)
     store = _store(cfg)
@@ -307,7 +307,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from gateway.registry import RegistryError, load_provisioning, parse_role
+    from gateway.evidence.registry import RegistryError, load_provisioning, parse_role
 
     try:
         entries = load_provisioning(args.file)
@@ -347,7 +347,7 @@ def _where(leaf: int | None) -> str:
 
 def _bindings(args: argparse.Namespace) -> int:
     from gateway.cli import _load, _store
-    from gateway.registry import statement_history
+    from gateway.evidence.registry import statement_history
     from protocol.record import KIND_BINDING, Binding
 
     cfg = _load(args)
@@ -417,7 +417,7 @@ def add_profile_arguments(p: argparse.ArgumentParser) -> None:
 
 def profile_values(args: argparse.Namespace) -> dict[str, Any]:
     """The profile fields given on the command line (see :func:`add_profile_arguments`)."""
-    from gateway.registry import PROFILE_FIELDS
+    from gateway.evidence.registry import PROFILE_FIELDS
 
     return {f: getattr(args, f) for f in PROFILE_FIELDS}
 
@@ -458,7 +458,7 @@ def _profile_text(p: Any) -> str:
 
 def _profile_list(args: argparse.Namespace) -> int:
     from gateway.cli import _load, _store
-    from gateway.registry import chain_label, statement_history
+    from gateway.evidence.registry import chain_label, statement_history
     from protocol.record import KIND_PROFILE
 
     cfg = _load(args)
@@ -503,7 +503,7 @@ def _profile_list(args: argparse.Namespace) -> int:
 
 
 def _restate(args: argparse.Namespace) -> int:
-    from gateway.registry import RegistryError, chain_label
+    from gateway.evidence.registry import RegistryError, chain_label
     from protocol.record import KIND_BINDING, KIND_PROFILE
 
     if args.all == (args.target is not None):
@@ -541,8 +541,8 @@ def _import_statement(args: argparse.Namespace) -> int:
     what needs only the record and the configuration (a profile, from a configured
     authority, its signature); the running gateway checks scope and chains."""
     from gateway.cli import _load
+    from gateway.evidence.store import open_store
     from gateway.service import authority_keys
-    from gateway.store import open_store
     from protocol.cose import verify_sign1
     from protocol.errors import VerificationError
     from protocol.record import ProductProfile, open_record

@@ -36,19 +36,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.config import ConfigError, GatewayConfig
-from gateway.ingest import (
-    BatchOutcome,
-    Ingestor,
-    IngestSettings,
-    Pipeline,
-    check_chunk,
-)
-from gateway.ledger import LocalLedger
-from gateway.log import GatewayLog
-from gateway.mqtt import Inbound, MqttAdapter, MqttSettings
-from gateway.registry import Registry, RegistryError, RegistrySigner, Scopes
-from gateway.store import SQLiteStore, open_store
-from gateway.verifiers import make_verifier
+from gateway.evidence.checks import IngestSettings, check_chunk
+from gateway.evidence.ingest import BatchOutcome, Ingestor, Pipeline
+from gateway.evidence.ledger import LocalLedger
+from gateway.evidence.log import GatewayLog
+from gateway.evidence.registry import Registry, RegistryError, RegistrySigner, Scopes
+from gateway.evidence.store import SQLiteStore, open_store
+from gateway.evidence.verifiers import make_verifier
+from gateway.transport.mqtt import Inbound, MqttAdapter, MqttSettings
 from protocol.keys import (
     b64d,
     ed25519_public_to_raw,

@@ -12,12 +12,12 @@ gateway's registry (its places scope) or, for a GTIN, another authority of
 
 A run that does not reach its interval's end is *open* (the verdict would
 say ``binding_unproven`` or ``no_profile``): :func:`run_trace` restates such
-chains (gateway/registry.py, §4.2) and waits for the running gateway to log
+chains (gateway/evidence/registry.py, §4.2) and waits for the running gateway to log
 the restatements and anchor a checkpoint that covers them, then plans again.
 Another authority's chain cannot be restated here (the gateway does not hold
 its key): the command says whom to ask (``coldtrace profile sign`` with the
 same values, then ``registry import-statement``) and writes the bundle.
-:func:`gateway.proofs.prove` adds the checkpoint, one multiproof (verified)
+:func:`gateway.evidence.proofs.prove` adds the checkpoint, one multiproof (verified)
 and the anchor receipt. The command prints the verifier's report of the
 bundle (``protocol.verify``) and exits with its §13.2 status.
 """
@@ -33,9 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.proofs import ProofUnavailable, TreeReader, covering_checkpoint, prove
-from gateway.registry import RegistryError, Scopes
-from gateway.store import SQLiteStore
+from gateway.evidence.proofs import ProofUnavailable, TreeReader, covering_checkpoint, prove
+from gateway.evidence.registry import RegistryError, Scopes
+from gateway.evidence.store import SQLiteStore
 from gateway.trace_source import StoreSource, gateway_authorities
 from gateway.units import format_time
 from protocol import assemble
@@ -161,8 +161,8 @@ def run_trace(
     say: Callable[[str], None] = _say,
 ) -> tuple[Bundle, Plan]:
     """Plan, restate and wait if needed (see the module docstring), build and write."""
+    from gateway.evidence.store import open_store
     from gateway.service import registry_scopes, registry_signer
-    from gateway.store import open_store
 
     store = open_store(cfg.db_path)
     try:

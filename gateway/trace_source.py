@@ -12,8 +12,8 @@ a GTIN as the gateway always has: its own registry for the places of
 
 from __future__ import annotations
 
-from gateway.registry import Scopes
-from gateway.store import SQLiteStore, StoredRecord
+from gateway.evidence.registry import Scopes
+from gateway.evidence.store import SQLiteStore, StoredRecord
 from protocol.assemble import Authorities, Entry, Loss
 
 __all__ = ["StoreSource", "gateway_authorities"]

@@ -39,8 +39,8 @@ from typing import Any
 import httpx
 
 from gateway.config import GatewayConfig, Peer
+from gateway.evidence.store import SQLiteStore
 from gateway.push import CloudLoop
-from gateway.store import SQLiteStore
 from protocol.checkpoint import cosign_checkpoint, open_checkpoint
 from protocol.errors import VerificationError
 from protocol.keys import generate_ed25519, load_ed25519_private_key, save_private_key

@@ -5,7 +5,7 @@
 
 Everything the cycle touches outside this module is injected, so the same
 code runs on the board (main.py wires machine/network), in the simulator
-(gateway/sim.py) and in tests:
+(demo/sim.py) and in tests:
 
 ``hw``    now() RTC seconds in the port's epoch, set_time(unix), epoch offset
           ``offset``, rtc (``memory()``), feed() watchdog, batt_mv(),

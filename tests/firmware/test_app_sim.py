@@ -5,7 +5,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from gateway import sim
+from demo import sim
 
 AN = json.loads((Path(__file__).parent / "data" / "an12196_sun.json").read_text())
 
@@ -54,7 +54,7 @@ def broker(tmp_path: Path) -> Iterator[int]:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
         pytest.fail("mosquitto is not installed (make system)")
-    from gateway.broker import free_port
+    from gateway.transport.broker import free_port
 
     port = free_port()
     conf = tmp_path / "m.conf"

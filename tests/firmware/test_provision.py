@@ -116,7 +116,7 @@ def test_provision_copies_firmware_makes_key_and_registers(tmp_path: Path) -> No
 def test_registration_file_loads_in_the_gateway(tmp_path: Path) -> None:
     reg = tmp_path / "p.json"
     prov.provision(FakeTransport(), cfg(), reg, org="acme")
-    from gateway.registry import load_provisioning
+    from gateway.evidence.registry import load_provisioning
 
     (e,) = load_provisioning(reg)
     assert e["device"] == "tl-7f3a21" and len(base64.b64decode(e["ack_key"])) == 32

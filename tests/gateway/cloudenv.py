@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from cloud import db
 from cloud.app import create_app
 from cloud.config import load_config
-from gateway.broker import free_port
 from gateway.config import GatewayConfig
+from gateway.transport.broker import free_port
 from protocol.cli import main as coldtrace
 from protocol.keys import load_ed25519_private_key, load_p256_private_key, p256_public_to_sec1
 from protocol.note import NoteSigner, WitnessVerifier

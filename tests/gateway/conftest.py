@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.broker import BrokerProcess, QueueLimits
+from gateway.transport.broker import BrokerProcess, QueueLimits
 from tests.gateway.env import (
     Broker,
     GatewayDir,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gateway.ingest import BatchOutcome, Ingestor, IngestSettings, Pipeline
-from gateway.ledger import LocalLedger
-from gateway.log import GatewayLog
-from gateway.mqtt import Inbound
-from gateway.registry import Registry, statement_history
-from gateway.store import SQLiteStore
+from gateway.evidence.checks import IngestSettings
+from gateway.evidence.ingest import BatchOutcome, Ingestor, Pipeline
+from gateway.evidence.ledger import LocalLedger
+from gateway.evidence.log import GatewayLog
+from gateway.evidence.registry import Registry, statement_history
+from gateway.evidence.store import SQLiteStore
+from gateway.transport.mqtt import Inbound
 from protocol.keys import generate_ed25519, generate_p256
 from protocol.note import NoteSigner
 from protocol.record import (

@@ -1,7 +1,7 @@
 """Test environments: a real Mosquitto on loopback and gateway directories.
 
 ``start_test_broker(dir, devices)`` renders the project's shipped broker
-configuration (gateway/broker.py: persistence, explicit queue limits,
+configuration (gateway/transport/broker.py: persistence, explicit queue limits,
 passwords, per-device ACLs) into ``dir`` and starts ``mosquitto -c <conf>``
 on a free port. ``create_gateway_dir(dir, broker)`` writes keys and a
 gateway.toml pointing at that broker. The fixtures in conftest.py wrap them.
@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.broker import (
+from gateway.config import GatewayConfig, load_config, render_config
+from gateway.evidence.registry import RegistrySigner
+from gateway.evidence.store import open_store
+from gateway.service import Gateway
+from gateway.transport.broker import (
     BrokerProcess,
     BrokerUser,
     QueueLimits,
@@ -25,10 +29,6 @@ from gateway.broker import (
     start_broker,
     write_config,
 )
-from gateway.config import GatewayConfig, load_config, render_config
-from gateway.registry import RegistrySigner
-from gateway.service import Gateway
-from gateway.store import open_store
 from protocol.keys import generate_ed25519, generate_p256, load_p256_private_key, save_private_key
 from protocol.note import NoteSigner
 from tests.gateway.devices import SimDevice

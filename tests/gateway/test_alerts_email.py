@@ -23,9 +23,9 @@ from gateway.alerts import (
     EmailPublisher,
     email_settings,
 )
-from gateway.broker import free_port
 from gateway.config import ConfigError, load_config
-from gateway.store import open_store
+from gateway.evidence.store import open_store
+from gateway.transport.broker import free_port
 from tests.gateway.devices import SimDevice, wait_for
 
 ROOM = "acme:room-1"

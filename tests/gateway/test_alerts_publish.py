@@ -29,8 +29,8 @@ from gateway.alerts import (
     listener_from_config,
     mqtt_publisher,
 )
-from gateway.broker import BrokerUser, free_port, start_broker, write_config
 from gateway.profiles import Profile
+from gateway.transport.broker import BrokerUser, free_port, start_broker, write_config
 from protocol.record import Binding, Reading
 from tests.gateway.rawmqtt import RawClient
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config
-from gateway.registry import RegistrySigner
+from gateway.evidence.registry import RegistrySigner
+from gateway.evidence.store import open_store
 from gateway.service import trust_document
-from gateway.store import open_store
 from protocol.bundle import load_bundle
 from protocol.cli import main as coldtrace
 from protocol.cose import verify_sign1

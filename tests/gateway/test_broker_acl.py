@@ -14,7 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.broker import BrokerProcess, BrokerUser, free_port, start_broker, write_config
+from gateway.transport.broker import (
+    BrokerProcess,
+    BrokerUser,
+    free_port,
+    start_broker,
+    write_config,
+)
 from tests.gateway.rawmqtt import MQTTError, RawClient
 
 PASSWORDS = {"gw@local": "gw-secret", "tl-a": "a-secret", "tl-b": "b-secret", "ops@local": "o"}

@@ -12,8 +12,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway import broker as gb
-from gateway.broker import (
+from gateway.transport import broker as gb
+from gateway.transport.broker import (
     BrokerError,
     BrokerUser,
     QueueLimits,

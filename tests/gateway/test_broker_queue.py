@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import (
+from gateway.transport.broker import (
     BrokerProcess,
     BrokerUser,
     QueueLimits,

@@ -20,7 +20,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.broker import (
+from gateway.transport.broker import (
     BrokerError,
     BrokerProcess,
     BrokerUser,

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from gateway.config import GatewayConfig
-from gateway.ledger import LocalLedger
-from gateway.proofs import TreeReader
+from gateway.evidence.ledger import LocalLedger
+from gateway.evidence.proofs import TreeReader
+from gateway.evidence.store import open_store
 from gateway.service import trust_document
-from gateway.store import open_store
 from protocol.checkpoint import open_checkpoint
 from protocol.keys import load_ed25519_private_key
 from protocol.merkle import hash_leaf, verify_consistency, verify_inclusion

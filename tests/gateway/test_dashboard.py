@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.broker import free_port
 from gateway.config import load_config
 from gateway.dashboard import DashboardServer
-from gateway.store import open_store
+from gateway.evidence.store import open_store
+from gateway.transport.broker import free_port
 from protocol.record import Reading, Status, make_record
 from tests.gateway.devices import SimDevice, chain_link, wait_for
 

@@ -8,10 +8,10 @@ import json
 import time
 from pathlib import Path
 
-from gateway.ledger import LocalLedger
-from gateway.proofs import TreeReader, multiproof
+from gateway.evidence.ledger import LocalLedger
+from gateway.evidence.proofs import TreeReader, multiproof
+from gateway.evidence.store import open_store
 from gateway.service import trust_document
-from gateway.store import open_store
 from protocol.anchor import LocalReceipt, verify_local_chain, verify_local_receipt
 from protocol.checkpoint import checkpoint_hash, open_checkpoint
 from protocol.cli import main as coldtrace
@@ -146,8 +146,8 @@ def test_offline_will_shows_in_presence(make_broker, make_gateway) -> None:
 def test_excursion_alerts_and_metrics_endpoint(make_broker, make_gateway) -> None:
     import urllib.request
 
-    from gateway.broker import free_port
     from gateway.config import load_config
+    from gateway.transport.broker import free_port
 
     dev = SimDevice("tl-hot")
     broker = make_broker([dev.id])

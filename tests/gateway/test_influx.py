@@ -259,7 +259,7 @@ def test_gives_up_after_max_attempts_and_on_400(endpoint: Endpoint) -> None:
 
 
 def test_unreachable_server_never_blocks_or_raises() -> None:
-    from gateway.broker import free_port
+    from gateway.transport.broker import free_port
 
     s = InfluxSink(
         f"http://127.0.0.1:{free_port()}",

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.ingest import REASONS, IngestSettings, check_message, make_ack
-from gateway.mqtt import Inbound
+from gateway.evidence.checks import REASONS, IngestSettings, check_message, make_ack
+from gateway.transport.mqtt import Inbound
 from protocol import cbor
 from protocol.cose import sign1
 from protocol.record import chain_hash
@@ -205,7 +205,7 @@ MUTANT = SimDevice("tl-mut")
 
 
 def test_process_verifier_follows_the_registry_and_matches_threads(core: Core) -> None:
-    from gateway.verifiers import ProcessVerifier, ThreadVerifier
+    from gateway.evidence.verifiers import ProcessVerifier, ThreadVerifier
 
     dev = SimDevice("tl-proc")
     core.register(dev)
@@ -249,7 +249,7 @@ def test_worker_signature_check_matches_verify_sign1() -> None:
         encode_dss_signature,
     )
 
-    from gateway import verifiers as v
+    from gateway.evidence import verifiers as v
     from protocol.cose import parse_sign1, sig_structure, verify_sign1
     from protocol.errors import SignatureError
     from protocol.keys import generate_p256

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ledger import LedgerError, LocalLedger
+from gateway.evidence.ledger import LedgerError, LocalLedger
 from protocol.anchor import LocalReceipt, verify_local_chain, verify_local_receipt
 from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
 from protocol.keys import generate_ed25519

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.log import LogError
-from gateway.proofs import (
+from gateway.evidence.log import LogError
+from gateway.evidence.proofs import (
     LiveTree,
     ProofUnavailable,
     TreeReader,

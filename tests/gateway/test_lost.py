@@ -23,8 +23,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway.evidence.store import open_store
 from gateway.service import Gateway
-from gateway.store import open_store
 from protocol.cli import main as coldtrace
 from protocol.record import chain_hash
 from tests.gateway.core import Core, rec

@@ -9,7 +9,7 @@ import time
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from gateway.mqtt import Inbound, MqttAdapter, MqttSettings, _BufferedClient, parse_topic
+from gateway.transport.mqtt import Inbound, MqttAdapter, MqttSettings, _BufferedClient, parse_topic
 from tests.gateway.devices import SimDevice, wait_for
 from tests.gateway.env import GW_USER
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 
 from gateway.config import load_config
+from gateway.evidence.store import open_store
 from gateway.service import load_log_signer
-from gateway.store import open_store
 from gateway.witness import META_PREFIX, Witness, load_or_create_witness_key
 from protocol.checkpoint import open_cosigned_checkpoint
 from protocol.cli import main as coldtrace

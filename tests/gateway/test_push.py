@@ -21,9 +21,9 @@ import httpx
 
 from cloud import db
 from gateway.config import load_config
+from gateway.evidence.store import open_store
 from gateway.push import META_SIZE, Pusher
 from gateway.service import load_log_signer, trust_document
-from gateway.store import open_store
 from protocol.bundle import load_bundle
 from protocol.checkpoint import open_cosigned_checkpoint
 from protocol.cli import main as coldtrace

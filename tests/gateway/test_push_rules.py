@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from gateway.config import load_config
+from gateway.evidence.store import CheckpointRow, SQLiteStore, StoredRecord, WriteBatch
 from gateway.push import SLOW_RETRY, Pusher, PushStopped, _Retry
-from gateway.store import CheckpointRow, SQLiteStore, StoredRecord, WriteBatch
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.merkle import MerkleTree
 from protocol.note import NoteSigner

@@ -10,8 +10,8 @@ import pytest
 
 from gateway import units
 from gateway.config import ConfigError, load_config
-from gateway.registry import RegistryError, RegistrySigner, Scopes, load_provisioning
-from gateway.store import open_store
+from gateway.evidence.registry import RegistryError, RegistrySigner, Scopes, load_provisioning
+from gateway.evidence.store import open_store
 from protocol.cli import main as coldtrace
 from protocol.keys import b64e, load_p256_private_key
 from protocol.record import Binding, ProductProfile, chain_hash, open_record

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from gateway.registry import RegistrySigner
+from gateway.evidence.registry import RegistrySigner
+from gateway.evidence.store import open_store
 from gateway.service import Gateway
-from gateway.store import open_store
 from protocol import cbor
 from protocol.cose import sig_structure, sign1
 from protocol.keys import generate_p256, load_p256_private_key

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_config
-from gateway.store import open_store
+from gateway.evidence.store import open_store
 from protocol.cli import main as coldtrace
 from protocol.record import Binding, Registration, open_record
 

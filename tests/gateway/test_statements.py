@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.registry import Registry, Scopes
+from gateway.evidence.registry import Registry, Scopes
 from protocol.record import Binding, make_record
 from tests.gateway.core import REGISTRY, Core, rec
 from tests.gateway.devices import SimDevice
@@ -127,7 +127,7 @@ def test_statements_outside_the_registry_scope_are_refused(core: Core) -> None:
 
 
 def test_registry_state_loads_the_highest_cseq_per_chain() -> None:
-    from gateway.store import StatementRow
+    from gateway.evidence.store import StatementRow
 
     rows = [
         StatementRow(3, REGISTRY, 5, "room", 0, 10, b"a" * 16, "tl-1"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import (
+from gateway.evidence.store import (
     SCHEMA_VERSION,
     CheckpointRow,
     RejectRow,
@@ -144,7 +144,7 @@ def test_a_version_1_database_is_migrated_and_its_scans_indexed(tmp_path: Path) 
 
 
 def test_a_checkpoint_note_may_only_gain_cosignatures(tmp_path: Path) -> None:
-    from gateway.store import CheckpointRow
+    from gateway.evidence.store import CheckpointRow
     from protocol.checkpoint import Checkpoint, cosign_checkpoint, sign_checkpoint
     from protocol.note import NoteSigner, WitnessSigner
 

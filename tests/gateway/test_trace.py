@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.registry import RegistrySigner
+from gateway.evidence.registry import RegistrySigner
+from gateway.evidence.store import open_store
 from gateway.service import trust_document
-from gateway.store import open_store
 from protocol.bundle import load_bundle
 from protocol.cli import main as coldtrace
 from protocol.keys import load_p256_private_key

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.registry import Scopes
+from gateway.evidence.registry import Scopes
 from gateway.trace import plan as gateway_plan
 from gateway.trace_source import StoreSource, gateway_authorities
 from protocol.assemble import Entry, MemorySource, Plan, plan

@@ -1,7 +1,7 @@
 """Where the stateless checks run: worker processes (default) or a thread pool.
 
 Both verifiers take a batch of messages and run every stateless check but
-the signature's (:func:`gateway.ingest.precheck`: envelope, topic, registry,
+the signature's (:func:`gateway.evidence.checks.precheck`: envelope, topic, registry,
 payload, time, declaration) on the calling thread, where the registry
 lives: each message is parsed and its payload decoded once, there. Only the
 signature checks of the messages that got that far go to the workers, split
@@ -41,9 +41,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.ingest import Handle, IngestSettings, Pending, Result, precheck
-from gateway.mqtt import Inbound
-from gateway.registry import KeyEntry, Registry
+from gateway.evidence.checks import Handle, IngestSettings, Pending, Result, precheck
+from gateway.evidence.registry import KeyEntry, Registry
+from gateway.transport.mqtt import Inbound
 from protocol.cose import Sign1, verify_sign1
 from protocol.errors import SignatureError
 from protocol.keys import p256_public_from_sec1
@@ -110,7 +110,7 @@ def _protected_end(s1: Sign1) -> int:
 def verify_signatures(
     keys: Sequence[Any], raws: Sequence[bytes], pends: Sequence[int]
 ) -> list[tuple[int, str]]:
-    """ES256 check of records already through :func:`gateway.ingest.precheck`.
+    """ES256 check of records already through :func:`gateway.evidence.checks.precheck`.
 
     ``raws[i]`` is record i as :func:`parse_sign1` returned it (``Sign1.raw``),
     ``pends[i]`` its :func:`_protected_end`, ``keys[i]`` its signer's key.

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.store import CheckpointRow, Store, StoredRecord
+from gateway.evidence.store import CheckpointRow, Store, StoredRecord
 from protocol.bundle import AnchorRef, Bundle, BundleRecord, MultiProof, Subject
 from protocol.merkle import (
     MerkleTree,

@@ -43,7 +43,7 @@ version, in order, in one transaction, and records the new version.
 
 Ingest writes through :meth:`Store.commit`, one transaction per batch
 (SQLite: WAL, ``synchronous=FULL``, so a returned commit survives power
-loss). Nothing in ``gateway.ingest`` knows SQL: a PostgreSQL backend
+loss). Nothing in ``gateway.evidence.ingest`` knows SQL: a PostgreSQL backend
 implements the same methods. Records and checkpoints are append-only; the
 SQLite backend enforces it with triggers.
 """

@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from gateway.ledger import Ledger
-from gateway.store import Anchor, CheckpointRow, Store
+from gateway.evidence.ledger import Ledger
+from gateway.evidence.store import Anchor, CheckpointRow, Store
 from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
 from protocol.merkle import FileNodeStore, MerkleTree, hash_leaf, verify_consistency
 from protocol.note import NoteSigner, parse_note

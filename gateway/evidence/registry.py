@@ -51,7 +51,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.store import DeviceRow, SQLiteStore, StatementRow
+from gateway.evidence.store import DeviceRow, SQLiteStore, StatementRow
 from protocol.assemble import ChainKey, chain_label, chain_of
 from protocol.cose import ID_PATTERN, parse_sign1
 from protocol.errors import VerificationError

@@ -19,7 +19,7 @@ Interface (used by the gateway core, the demo and the tests)::
     free_port() -> int                                 # a free loopback port
     register_broker_commands(gateway_subparsers)
 
-Notes for the gateway core (gateway/cli.py, gateway/mqtt.py):
+Notes for the gateway core (gateway/cli.py, gateway/transport/mqtt.py):
 
 - ``register_broker_commands(gateway_subparsers)`` adds ``coldtrace gateway
   broker`` (write the configuration and run Mosquitto in the foreground, or
@@ -94,7 +94,7 @@ __all__ = [
     "write_config",
 ]
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "mosquitto"
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "mosquitto"
 
 Role = Literal["device", "gateway", "monitor"]
 ROLES: tuple[str, ...] = ("device", "gateway", "monitor")

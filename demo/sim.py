@@ -681,9 +681,9 @@ def register_with_gateway(config: str | Path, entries: list[dict[str, Any]]) -> 
     and bind each logger to its place (binding statements, docs/protocol.md §2.6),
     so that the traces of the simulated items are judged; returns what was done."""
     from gateway.config import load_config
-    from gateway.registry import RegistryError
+    from gateway.evidence.registry import RegistryError
+    from gateway.evidence.store import open_store
     from gateway.service import registry_signer
-    from gateway.store import open_store
 
     cfg = load_config(config)
     store = open_store(cfg.db_path)
