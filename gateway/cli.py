@@ -148,6 +148,7 @@ def register(subparsers: Any) -> None:
         ("gateway.transport.broker", "register_broker_commands"),
         ("gateway.alerts", "register_alert_commands"),
         ("gateway.metrics", "register_metrics_commands"),
+        ("gateway.ledger_cli", "register_ledger_commands"),
     ):
         try:
             fn = getattr(importlib.import_module(module), hook, None)
