@@ -75,7 +75,7 @@ def gas(rec: Recorder) -> float:
     from tests.gateway.devices import SimDevice
 
     with tempfile.TemporaryDirectory(prefix="bench-evm-") as d, Anvil() as node:
-        core, address = _setup(Path(d), node, confirmations=0, interval=0)
+        core, _ = _setup(Path(d), node, confirmations=0, interval=0)
         dev = SimDevice("tl-bench-gas")
         core.register(dev)
         used = []
