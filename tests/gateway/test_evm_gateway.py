@@ -14,16 +14,22 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from cloud.config import load_config as load_cloud_config
 from gateway.config import load_config
 from gateway.evidence.proofs import TreeReader, prove
 from gateway.evidence.store import open_store
 from gateway.ledger_cli import set_toml_keys
 from protocol.bundle import Subject
 from protocol.cli import main as coldtrace
+from protocol.push import PushBatch, auth_header
 from tests.anvil import Anvil, funded_key, write_key
+from tests.gateway.cloudenv import CloudServer
 from tests.gateway.devices import SimDevice, wait_for
+from tests.gateway.env import ORIGIN
+from tests.gateway.test_push import caught_up, cloud_anchor_rows, with_cloud
 
 
 @pytest.fixture
@@ -130,3 +136,82 @@ def test_a_gateway_on_the_evm_ledger_anchors_and_its_bundles_verify(
     assert report["summary"]["anchored_checkpoints"] == 1
 
     assert key[2:] not in caplog.text and key[2:] not in out + human
+
+
+@pytest.mark.parametrize("has_node", [True, False], ids=["cloud-with-evm-rpc", "cloud-without"])
+def test_the_cloud_takes_evm_receipts_and_checks_them_when_it_has_a_node(
+    make_broker, make_gateway, node: Anvil, tmp_path: Path, has_node: bool
+) -> None:
+    """Pushed batches carrying EVM receipts are accepted; with ``[[evm]]`` in cloud.toml
+    the cloud checks them on the node (a receipt claiming more confirmations than the
+    chain has is refused), without it they are kept, unverified, and the batch is not
+    refused for lack of a node."""
+    dev = SimDevice("tl-evmcloud")
+    broker = make_broker([dev.id])
+    env = make_gateway(broker)
+    key, _ = funded_key(node)
+    write_key(env.dir / "keys" / "anchor.hex", key)
+    conf = env.config_path
+    text = set_toml_keys(conf.read_text(), "ledger", {"backend": "evm"})
+    evm = {"rpc_url": node.url, "chain_id": 31337, "key_file": "keys/anchor.hex"}
+    evm |= {"confirmations": 2, "interval": 0.5, "poll": 0.1}
+    conf.write_text(set_toml_keys(text, "ledger.evm", evm))
+    assert coldtrace(["gateway", "ledger", "deploy", "-c", str(conf)]) == 0
+
+    cloud = CloudServer(tmp_path / "cloud")
+    if has_node:
+        with open(cloud.dir / "cloud.toml", "a") as f:
+            f.write(f'\n[[evm]]\nchain_id = 31337\nrpc_url = "{node.url}"\n')
+        cloud.cfg = load_cloud_config(cloud.dir)
+        assert cloud.cfg.evm == {31337: node.url}
+    with_cloud(env, cloud.url)
+    cfg = env.cfg
+    cloud.join("acme", cfg)
+    contract = cfg.ledger.evm.contract
+    assert (
+        cloud.cli("ledger", "add-evm", "acme", "--chain-id", "31337", "--contract", contract) == 0
+    )
+    cloud.start()
+    env.register(dev)
+    gw = env.start_gateway()
+    try:
+        env.connect(dev)
+        for k in range(10):
+            dev.publish(dev.reading(temp=300 + k))
+        wait_for(lambda: dev.acked == 9 and not dev.unacked, 30, "acks")
+        wait_for(
+            lambda: (a := gw.store.latest_anchor()) is not None and a.size == 11, 60, "anchored"
+        )
+        wait_for(lambda: caught_up(env, cloud) and len(cloud_anchor_rows(cloud)) > 0, 30, "pushed")
+        wait_for(
+            lambda: (
+                {json.loads(r.receipt)["tx_hash"] for r in cloud_anchor_rows(cloud)}
+                == {a.receipt["tx_hash"] for a in gw.store.anchors()}
+            ),
+            30,
+            "every receipt in the cloud",
+        )
+        cp = gw.store.latest_checkpoint()
+        receipt = gw.store.latest_anchor().receipt
+        signer = gw.log.signer
+    finally:
+        gw.stop()
+    try:
+        # A receipt claiming 1000 confirmations: refused with a node, kept without.
+        forged = {**receipt, "confirmations": 1000}
+        body = json.dumps(PushBatch(cp.size, [], cp.note, None, [(cp.size, forged)]).to_json())
+        path = f"/v1/logs/{ORIGIN}/push"
+        r = httpx.post(
+            cloud.url + path,
+            content=body.encode(),
+            headers={"Authorization": auth_header(signer, "POST", path, body.encode())},
+        )
+        if has_node:
+            assert r.status_code == 422, r.text
+            assert "bad_anchor" in r.text and "anchor block is not buried" in r.text, r.text
+        else:
+            assert r.status_code == 200, r.text
+        doc = httpx.get(cloud.url + "/v1/trust").json()
+        assert {"type": "evm", "chain_id": 31337, "contract": contract.lower()} in doc["ledgers"]
+    finally:
+        cloud.stop()
