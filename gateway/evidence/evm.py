@@ -207,8 +207,11 @@ class EvmLedger:
         )
         self.contract_address = Web3.to_checksum_address(cfg.contract)
         self.contract = self.w3.eth.contract(address=self.contract_address, abi=artifact()["abi"])
+        # Two connections to the state file (WAL): the log's calls (anchor, receipts,
+        # status) never wait behind the worker, which holds no lock during RPC calls.
         self._lock = threading.RLock()
-        self._db = open_state(self.path)
+        self._r = open_state(self.path)
+        self._w = open_state(self.path)
         self._checked = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -234,12 +237,12 @@ class EvmLedger:
         lines = body.splitlines()
         origin, size, root = lines[0], int(lines[1]), _b64(lines[2])
         with self._lock:
-            row = self._db.execute(
+            row = self._r.execute(
                 "SELECT receipt FROM evm_anchors WHERE checkpoint_hash = ?", (cph,)
             ).fetchone()
             if row is not None:
                 return None if row[0] is None else json.loads(row[0])
-            self._db.execute(
+            self._r.execute(
                 "INSERT INTO evm_anchors (size, origin, root, checkpoint_hash, state, queued)"
                 " VALUES (?,?,?,?,'queued',?)",
                 (size, origin, root, cph, self.clock()),
@@ -248,7 +251,7 @@ class EvmLedger:
 
     def receipt_for(self, cp_hash: bytes) -> dict[str, Any] | None:
         with self._lock:
-            row = self._db.execute(
+            row = self._r.execute(
                 "SELECT receipt FROM evm_anchors WHERE checkpoint_hash = ? AND state = 'final'",
                 (cp_hash,),
             ).fetchone()
@@ -261,7 +264,7 @@ class EvmLedger:
     def receipts_after(self, size: int) -> list[tuple[int, dict[str, Any]]]:
         """(size, receipt) of final anchors of more than ``size`` leaves, by size."""
         with self._lock:
-            rows = self._db.execute(
+            rows = self._r.execute(
                 "SELECT size, receipt FROM evm_anchors WHERE state = 'final' AND size > ?"
                 " ORDER BY size",
                 (size,),
@@ -276,7 +279,8 @@ class EvmLedger:
         if self._thread is not None:
             self._thread.join(timeout=self.cfg.timeout + 5)
         with self._lock:
-            self._db.close()
+            self._r.close()
+            self._w.close()
 
     # --- the worker ------------------------------------------------------------------
 
@@ -303,13 +307,12 @@ class EvmLedger:
     def step(self) -> None:
         """One look at the chain: follow what is in flight, re-check recent final
         anchors, send the newest queued checkpoint when the interval allows."""
-        with self._lock:
-            head = self._rpc(lambda: self.w3.eth.block_number)
-            if not self._checked:
-                self._check_chain()
-            self._follow(head)
-            self._watch(head)
-            self._send()
+        head = self._rpc(lambda: self.w3.eth.block_number)
+        if not self._checked:
+            self._check_chain()
+        self._follow(head)
+        self._watch(head)
+        self._send()
 
     def _rpc(self, call: Callable[[], Any]) -> Any:
         """One node call; an unreachable node is the ``unreachable`` problem."""
@@ -344,7 +347,7 @@ class EvmLedger:
     # following transactions -----------------------------------------------------------
 
     def _rows(self, where: str, args: tuple[Any, ...] = ()) -> list[_Row]:
-        rows = self._db.execute(
+        rows = self._w.execute(
             "SELECT size, origin, root, checkpoint_hash, state, tx_hash, block_number,"
             f" block_hash, receipt FROM evm_anchors WHERE {where} ORDER BY size",
             args,
@@ -360,7 +363,7 @@ class EvmLedger:
 
         hashes = [
             h
-            for (h,) in self._db.execute(
+            for (h,) in self._w.execute(
                 "SELECT tx_hash FROM evm_txs WHERE size = ? ORDER BY sent DESC", (size,)
             )
         ]
@@ -415,7 +418,7 @@ class EvmLedger:
                 row.block_number,
             )
             self._update(row.size, block_number=None, block_hash=None, log_index=None)
-        tx = self._db.execute(
+        tx = self._w.execute(
             "SELECT tx_hash, nonce, raw FROM evm_txs WHERE size = ? ORDER BY sent DESC LIMIT 1",
             (row.size,),
         ).fetchone()
@@ -526,7 +529,7 @@ class EvmLedger:
             return
         older = [r.size for r in queued[:-1]]
         if older:
-            self._db.execute(
+            self._w.execute(
                 f"UPDATE evm_anchors SET state = 'superseded' WHERE size IN "
                 f"({','.join('?' * len(older))})",
                 older,
@@ -561,14 +564,18 @@ class EvmLedger:
         tx_hash = _hex(signed.hash)
         now = self.clock()
         # Written before it is sent: after a crash the transaction is followed, not lost.
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
-            "INSERT OR REPLACE INTO evm_txs VALUES (?,?,?,?,?,?,?)",
-            (tx_hash, row.size, nonce, max_fee, tip, bytes(signed.raw_transaction), now),
-        )
-        self._update(row.size, state="sent", tx_hash=tx_hash, sent=now)
-        self._set_meta("last_sent", repr(now))
-        self._db.execute("COMMIT")
+        self._w.execute("BEGIN IMMEDIATE")
+        try:
+            self._w.execute(
+                "INSERT OR REPLACE INTO evm_txs VALUES (?,?,?,?,?,?,?)",
+                (tx_hash, row.size, nonce, max_fee, tip, bytes(signed.raw_transaction), now),
+            )
+            self._update(row.size, state="sent", tx_hash=tx_hash, sent=now)
+            self._set_meta("last_sent", repr(now))
+        except BaseException:
+            self._w.execute("ROLLBACK")
+            raise
+        self._w.execute("COMMIT")
         log.info(
             "anchoring checkpoint %d: tx %s (nonce %d, gas %d, max fee %.3f gwei)",
             row.size,
@@ -638,25 +645,24 @@ class EvmLedger:
 
     def _update(self, size: int, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        self._db.execute(f"UPDATE evm_anchors SET {sets} WHERE size = ?", (*values.values(), size))
+        self._w.execute(f"UPDATE evm_anchors SET {sets} WHERE size = ?", (*values.values(), size))
 
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM evm_meta WHERE key = ?", (key,)).fetchone()
+        row = self._w.execute("SELECT value FROM evm_meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def _set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO evm_meta VALUES (?, ?)", (key, value))
+        self._w.execute("INSERT OR REPLACE INTO evm_meta VALUES (?, ?)", (key, value))
 
     def _problem(self, p: _Problem) -> None:
         """Keep the problem in the status; log it (one line) and alert when it is new."""
-        with self._lock:
-            try:
-                self._set_meta("last_error", p.message)
-                self._set_meta("last_error_code", p.code)
-                self._set_meta("last_error_at", str(int(self.clock())))
-                self._set_meta("status", p.code)
-            except sqlite3.ProgrammingError:  # closed
-                return
+        try:
+            self._set_meta("last_error", p.message)
+            self._set_meta("last_error_code", p.code)
+            self._set_meta("last_error_at", str(int(self.clock())))
+            self._set_meta("status", p.code)
+        except sqlite3.ProgrammingError:  # closed
+            return
         if p.code == self._error_code:
             log.debug("%s", p.message)
             return
@@ -672,13 +678,12 @@ class EvmLedger:
         if self._error_code:
             log.info("EVM anchoring works again (after: %s)", self._error_code)
             self._error_code = ""
-        with self._lock:
-            if self._meta("status") != "ok":
-                self._set_meta("status", "ok")
+        if self._meta("status") != "ok":
+            self._set_meta("status", "ok")
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            return status_report(self._db)
+            return status_report(self._r)
 
 
 def status_report(db: sqlite3.Connection) -> dict[str, Any]:

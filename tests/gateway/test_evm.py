@@ -371,3 +371,34 @@ def test_key_file_readable_by_others_is_refused(chain: Chain) -> None:
     with pytest.raises(LedgerError, match="readable by others") as err:
         load_account(chain.cfg)
     assert chain.key[2:] not in str(err.value)
+
+
+# --- restarts -------------------------------------------------------------------------
+
+
+def test_a_restart_with_an_anchor_in_flight_follows_it_and_sends_nothing_twice(
+    chain: Chain, core: EvmCore
+) -> None:
+    dev = SimDevice("tl-evm-7")
+    core.register(dev)
+    cp = checkpoint(core, dev)
+    wait(lambda: (core.ledger.status()["in_flight"] or {}).get("block_number"), "mined")
+    core.reopen()  # the gateway stops (or is killed) before the anchor is final
+    assert core.ledger.status()["pending"] == 1
+    settle(chain.node, lambda: anchored(core, cp.size), "the anchor final after the restart")
+    assert txs(chain) == 1
+
+
+def test_a_final_receipt_the_store_missed_is_stored_at_the_next_start(
+    chain: Chain, core: EvmCore
+) -> None:
+    dev = SimDevice("tl-evm-8")
+    core.register(dev)
+    core.ledger.on_receipt = None  # as if the process died between the two commits
+    cp = checkpoint(core, dev)
+    settle(chain.node, lambda: core.ledger.receipts(), "final in the ledger")
+    assert anchored(core, cp.size) is None
+    receipt = core.ledger.receipts()[0]
+    core.reopen()
+    assert anchored(core, cp.size) == receipt
+    assert core.log.last_anchor.size == cp.size
