@@ -264,6 +264,7 @@ def _families(stats: Mapping[str, Any], now: float) -> Iterable[_Family]:
         "alerts_active",
     )
     yield from _cloud_families(stats)
+    yield from _evm_families(stats)
     influx = stats.get("influx")
     if isinstance(influx, Mapping):
         outcomes = [
@@ -354,6 +355,32 @@ def _cloud_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
                 "Witness rounds of a peer that failed (network, the cloud's answers).",
                 [({"reason": str(k)}, v) for k, v in sorted(failures.items()) if _is_number(v)],
             )
+
+
+def _evm_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
+    """The EVM ledger's queue and health (gateway/evidence/evm.py, docs/evm.md)."""
+    evm = stats.get("evm")
+    if not isinstance(evm, Mapping):
+        return
+    yield _Family(
+        "coldtrace_evm_anchors",
+        "gauge",
+        "EVM anchors by state: queued, pending (sent, not final), confirmed, superseded.",
+        [
+            ({"state": k}, evm[k])
+            for k in ("queued", "pending", "confirmed", "superseded")
+            if _is_number(evm.get(k))
+        ],
+    )
+    status = evm.get("status")
+    if isinstance(status, str):
+        yield _Family(
+            "coldtrace_evm_ok",
+            "gauge",
+            "1 while EVM anchoring works; 0 with a problem (label: unreachable, "
+            "out_of_funds, wrong_chain, fee_cap, ...).",
+            [({"status": status}, int(status == "ok"))],
+        )
 
 
 def render(stats: Mapping[str, Any], *, now: float | None = None) -> str:

@@ -22,6 +22,7 @@ from gateway.config import load_config
 from gateway.evidence.proofs import TreeReader, prove
 from gateway.evidence.store import open_store
 from gateway.ledger_cli import set_toml_keys
+from gateway.metrics import render as render_metrics
 from protocol.bundle import Subject
 from protocol.cli import main as coldtrace
 from protocol.push import PushBatch, auth_header
@@ -98,6 +99,11 @@ def test_a_gateway_on_the_evm_ledger_anchors_and_its_bundles_verify(
             60,
             "the last checkpoint anchored",
         )
+        # The queue and health go to the metrics (Prometheus text).
+        wait_for(lambda: (gw.last_status.get("evm") or {}).get("confirmed", 0) >= 1, 10, "metrics")
+        text = render_metrics(gw.last_status)
+        assert 'coldtrace_evm_ok{status="ok"} 1' in text
+        assert 'coldtrace_evm_anchors{state="confirmed"}' in text
     finally:
         gw.stop()
 
