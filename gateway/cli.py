@@ -4,7 +4,9 @@
     coldtrace gateway run       --config FILE      the gateway (until SIGINT/SIGTERM)
     coldtrace gateway status    --config FILE      rate, backlog, rejects, devices, checkpoint,
                                                    declared losses
-    coldtrace gateway rejects   --config FILE      the quarantine
+    coldtrace gateway rejects   --config FILE      the quarantine, and what was counted
+                                [--purge [--reason R] [--device D] [--before T]]
+                                [--release [--reason R] [--device D]]
     coldtrace gateway registry  {add,list,update,revoke,import,bind,unbind,bindings,
                                  profile,restate,import-statement}
                                                    (gateway/registry_cli.py)
@@ -94,6 +96,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.add_argument("--raw", action="store_true", help="include the raw bytes (base64)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
+        "--purge",
+        action="store_true",
+        help="delete the quarantined messages that match --reason, --device, --before (all "
+        "without them), leaving a count and digest per reason and device, and an audit line",
+    )
+    what.add_argument(
+        "--release",
+        action="store_true",
+        help="send the matching quarantined messages back to the running gateway, which checks "
+        "them again (e.g. after registering a device that was unknown)",
+    )
+    p.add_argument("--device", default=None, help="with --purge/--release: this device's only")
+    p.add_argument(
+        "--before",
+        default=None,
+        help="with --purge: last seen before this time (unix seconds or ISO 8601, UTC if no zone)",
+    )
 
     p = cmd("checkpoints", "list signed checkpoints and their anchors", _checkpoints)
     config_arg(p)
@@ -263,6 +284,7 @@ def _run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from gateway.config import ConfigError
+    from gateway.evidence.diskfull import EXIT_DISK_FULL, DiskFull
 
     cfg = _load(args)
     try:
@@ -271,6 +293,9 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return 2
+    except DiskFull as exc:  # at start: opening the store, recovering the log
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return EXIT_DISK_FULL
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -288,6 +313,10 @@ def _status(args: argparse.Namespace) -> int:
         devices = store.devices()
         bound = Registry({}, devices, store.statement_heads()).places_of()
         losses = store.declared_losses(limit=20)
+        q_rows, q_bytes = store.quarantine_usage()
+        q_dropped: dict[str, int] = {}
+        for d in store.quarantine_dropped():
+            q_dropped[d.cause] = q_dropped.get(d.cause, 0) + d.count
         report = {
             "gateway": cfg.id,
             "running": bool(live)
@@ -327,6 +356,14 @@ def _status(args: argparse.Namespace) -> int:
                 for x in losses
             ],
             "alarms": live.get("alarms", []),
+            "quarantine": {
+                "rows": q_rows,
+                "bytes": q_bytes,
+                "max_rows": cfg.quarantine.max_rows,
+                "max_bytes": cfg.quarantine.max_bytes,
+                "dropped": q_dropped,
+            },
+            "verify_restarts": live.get("verify_restarts", 0),
         }
         if cfg.cloud is not None:
             frozen = store.get_meta("cloud.frozen") or ""
@@ -353,6 +390,14 @@ def _status(args: argparse.Namespace) -> int:
         f"  rejects       {total}"
         + "".join(f"\n    {n:>8}  {r}" for r, n in sorted(rejects.items()))
     )
+    qr = report["quarantine"]
+    print(
+        f"  quarantine    {qr['rows']} of {qr['max_rows']} rows, {qr['bytes']} of "
+        f"{qr['max_bytes']} bytes; counted, not stored: "
+        + (", ".join(f"{n} {_CAUSES.get(c, c)}" for c, n in sorted(qr["dropped"].items())) or "0")
+    )
+    if report["verify_restarts"]:
+        print(f"  workers       {report['verify_restarts']} verification process restart(s)")
     dv = report["devices"]
     print(
         f"  devices       {dv['registered']} registered, {dv['revoked']} revoked, "
@@ -396,9 +441,15 @@ def _rejects(args: argparse.Namespace) -> int:
     from protocol.keys import b64e
 
     cfg = _load(args)
+    if args.purge or args.release:
+        return _purge_or_release(args, cfg)
+    if args.before is not None or args.device is not None:
+        print("coldtrace gateway: --device and --before go with --purge", file=sys.stderr)
+        return 2
     store = _store(cfg)
     try:
         rows = store.rejects(limit=args.limit, reason=args.reason)
+        dropped = store.quarantine_dropped()
     finally:
         store.close()
     if args.json:
@@ -416,6 +467,8 @@ def _rejects(args: argparse.Namespace) -> int:
                 "seq": r.seq,
                 "size": len(r.raw),
             }
+            if r.truncated:
+                item["size"], item["kept"] = r.size, len(r.raw)
             if args.raw:
                 item["raw"] = b64e(r.raw)
             out.append(item)
@@ -423,15 +476,98 @@ def _rejects(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         print("no rejected messages")
-        return 0
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.received))
         who = f"{r.signer or '?'}#{'' if r.seq is None else r.seq}"
         times = f" x{r.count}" if r.count > 1 else ""
-        print(f"{r.id:>6} {when}Z {r.reason:<16} {who:<24} {r.topic}{times}\n       {r.detail}")
+        cut = f" (first {len(r.raw)} of {r.size} bytes kept)" if r.truncated else ""
+        print(f"{r.id:>6} {when}Z {r.reason:<16} {who:<24} {r.topic}{times}{cut}")
+        print(f"       {r.detail}")
         if args.raw:
             print(f"       raw {b64e(r.raw)}")
+    _print_dropped(dropped, args.reason)
     return 0
+
+
+_CAUSES = {
+    "rate": "over the device's rate limit",
+    "full": "the quarantine was full",
+    "purged": "purged by an operator",
+}
+
+
+def _print_dropped(dropped: list[Any], reason: str | None) -> None:
+    """The counted-not-stored summaries (gateway/evidence/quarantine.py)."""
+    dropped = [d for d in dropped if reason is None or d.reason == reason]
+    if not dropped:
+        return
+    print("not stored one by one (count, bytes, first and last seen, digest chain):")
+    for d in dropped:
+        first = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.first_seen))
+        last = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.last_seen))
+        print(
+            f"  {d.count:>8} {d.reason:<16} {d.device or '-':<24} {d.bytes} bytes, "
+            f"{first}Z .. {last}Z; {_CAUSES.get(d.cause, d.cause)}\n"
+            f"           digest {d.digest.hex()}"
+        )
+
+
+def _purge_or_release(args: argparse.Namespace, cfg: Any) -> int:
+    """``rejects --purge`` / ``--release`` (the store writes the audit line)."""
+    import getpass
+
+    before = None
+    if args.before is not None:
+        if args.release:
+            print("coldtrace gateway: --before goes with --purge", file=sys.stderr)
+            return 2
+        before = _parse_time(args.before)
+        if before is None:
+            print(
+                f"coldtrace gateway: --before {args.before!r} is neither unix seconds nor an "
+                "ISO 8601 time (e.g. 2026-12-01T00:00:00Z)",
+                file=sys.stderr,
+            )
+            return 2
+    actor = f"cli:{getpass.getuser()}"
+    store = _store(cfg)
+    try:
+        if args.purge:
+            done = store.purge_rejects(
+                reason=args.reason, device=args.device, before=before, actor=actor
+            )
+        else:
+            released, cut = store.release_rejects(
+                reason=args.reason, device=args.device, actor=actor
+            )
+    finally:
+        store.close()
+    if args.purge:
+        print(
+            f"purged {done['rows']} quarantined message(s) ({done['messages']} received, "
+            f"{done['bytes']} bytes); their count and digest are kept "
+            "(`coldtrace gateway rejects` lists them as purged)"
+        )
+        return 0
+    print(
+        f"released {released} quarantined message(s): the running gateway checks them again "
+        "within a second (or at its next start); each is accepted or quarantined again"
+    )
+    if cut:
+        print(f"{cut} message(s) kept only in part (cut to keep_bytes) cannot be released")
+    return 0
+
+
+def _parse_time(text: str) -> int | None:
+    from datetime import UTC, datetime
+
+    if text.isdigit():
+        return int(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp())
 
 
 def _checkpoints(args: argparse.Namespace) -> int:
