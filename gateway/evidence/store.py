@@ -1495,7 +1495,7 @@ class SQLiteStore:
             )
 
     def quarantine_usage(self) -> tuple[int, int]:
-        """(rows, bytes) the quarantine holds: bytes count raw, detail and topic."""
+        """(rows, bytes of raw, detail and topic) the quarantine holds."""
         rows, size = self._one(
             "SELECT count(*), coalesce(sum(length(raw) + length(detail) + length(topic)), 0)"
             " FROM quarantine"

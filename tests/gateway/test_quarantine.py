@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.evidence.quarantine import Quarantine, QuarantineLimits
+from gateway.evidence.quarantine import Quarantine, QuarantineLimits, disk_bytes
 from gateway.evidence.ratelimit import DeviceRateLimiter
 from gateway.evidence.store import SCHEMA_VERSION, RejectRow, SQLiteStore, WriteBatch
 from gateway.transport.mqtt import Inbound
@@ -87,18 +87,19 @@ def test_the_byte_cap_holds_and_a_purge_makes_room(core: Core) -> None:
     q = Quarantine(core.store, QuarantineLimits(max_bytes=10_000, keep_bytes=1000), refresh=0)
     core.ingestor.quarantine = q
     core.send(*[("ct/v1/tl-a/rec", m) for m in garbage(30, 4000)])
-    rows, size = core.store.quarantine_usage()
-    assert size <= 10_000 and rows == 9  # 9 x (1000 raw + detail + topic) fit
-    assert sum(d.count for d in core.store.quarantine_dropped()) == 21
+    rows, content = core.store.quarantine_usage()
+    per_row = disk_bytes(1, content // rows)  # 1.25 x (1000 raw + detail + topic) + 160
+    assert rows == 10_000 // per_row == 6 and q.bytes == disk_bytes(rows, content) <= 10_000
+    assert sum(d.count for d in core.store.quarantine_dropped()) == 24
     done = core.store.purge_rejects(actor="test")
-    assert done["rows"] == 9 and done["messages"] == 9 and done["bytes"] == 9 * 4000
+    assert done["rows"] == 6 and done["messages"] == 6 and done["bytes"] == 6 * 4000
     assert core.store.quarantine_usage() == (0, 0)
     core.send(("ct/v1/tl-a/rec", garbage(1, 4000, b"Z")[0]))  # room again (re-read)
     assert core.store.quarantine_usage()[0] == 1 and not q.full
     purged = [d for d in core.store.quarantine_dropped() if d.cause == "purged"]
-    assert sum(d.count for d in purged) == 9
+    assert sum(d.count for d in purged) == 6
     audit = core.store.audit_log(target="quarantine")
-    assert audit[0]["action"] == "purge" and audit[0]["detail"]["rows"] == 9
+    assert audit[0]["action"] == "purge" and audit[0]["detail"]["rows"] == 6
 
 
 class Clock:
