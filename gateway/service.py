@@ -443,6 +443,7 @@ class Gateway:
             cp = self.log.checkpoint()
             if cp is not None:
                 log.info("checkpoint %d signed and anchored", cp.size)
+                self.save_alert_state()
         if now >= self._next_restate:
             self._next_restate = now + 60.0
             self._restate()
@@ -544,6 +545,13 @@ class Gateway:
         if self.witness is not None:
             status["witness"] = self.witness.stats.as_dict()
         self.last_status = status
+
+    def save_alert_state(self) -> None:
+        """Keep the alert engine's state with each checkpoint (gateway/alerts.py): a
+        restart, even a kill -9, continues the open alarms instead of losing them."""
+        save = getattr(self.alerts, "save", None)
+        if save is not None:
+            save()
 
 
 def run(cfg: GatewayConfig) -> int:
