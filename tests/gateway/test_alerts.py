@@ -400,7 +400,12 @@ def test_a_logger_uploading_every_15_min_is_not_offline_at_20_min() -> None:
     assert engine.tick() == []
     clock.now = last + 2 * 900 + 300  # two uploads missed, and the grace
     (start,) = engine.tick()
-    assert (start.kind, start.phase, start.start, start.time) == ("offline", "start", last, clock.now)
+    assert (start.kind, start.phase, start.start, start.time) == (
+        "offline",
+        "start",
+        last,
+        clock.now,
+    )
     assert (start.interval, start.reason) == (900, "missed_uploads")
     assert engine.tick() == []  # one alarm per outage
     clock.now += 600
@@ -419,9 +424,7 @@ def test_the_state_topic_alone_raises_no_offline_alarm() -> None:
 
 def test_before_its_cadence_is_seen_a_device_gets_the_configured_interval() -> None:
     clock = Clock(1000)
-    engine = AlertEngine(
-        ProfileBook(), clock, upload_interval=3600, upload_intervals={"tl-2": 600}
-    )
+    engine = AlertEngine(ProfileBook(), clock, upload_interval=3600, upload_intervals={"tl-2": 600})
     engine.seen("tl-1")
     engine.seen("tl-2")
     assert engine.cadence.interval("tl-1") == (3600, "default")
