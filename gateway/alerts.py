@@ -1462,3 +1462,10 @@ def end_orphans(store: Any, engine: AlertEngine, clock: Callable[[], float]) -> 
     if ended:
         log.info("%d alert(s) left open by the previous run ended (state not saved)", ended)
     return ended
+
+
+def register_alert_commands(sub: Any) -> None:
+    """``coldtrace gateway alerts`` (gateway/alerts_cli.py), through gateway/cli.py's hook."""
+    from gateway.alerts_cli import register
+
+    register(sub)
