@@ -346,6 +346,8 @@ class System:
                 site.gw_user,
                 "--mqtt-password-file",
                 "mqtt.pw",
+                "--profile",  # alarms only for the organisation's places (ALERT_CONFIG)
+                "none",
             ]
         )
         if status != 0:

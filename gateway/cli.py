@@ -254,7 +254,7 @@ def _init(args: argparse.Namespace) -> int:
                 "gtins": ["*"],
                 "restate_interval": 86400,
             },
-            "alerts": {"default": profile},
+            **({"alerts": {"default": profile}} if profile else {}),
         }
     )
     conf.write_text(text, encoding="utf-8")
