@@ -62,9 +62,11 @@ and an ignore period):
   nor ends an excursion. Faults persisting ``fault_delay`` seconds raise a
   ``sensor_fault`` alarm, ended by the next valid reading.
 - ``offline`` alarms come from silence, not from the state topic (a logger
-  says ``offline`` each time it goes to sleep): a device alarms when nothing
+  says ``offline`` each time it goes to sleep): a logger alarms when nothing
   came from it for ``offline_missed`` of its expected upload intervals plus
   ``offline_grace`` (gateway/cadence.py); its next record or ``online`` ends it.
+  A reader uploads when it scans, not on a schedule: it is judged only when
+  the operator gave it an interval.
 - Readings older than the last one seen for their device channel (a gap
   being filled by resends) are not judged live; the log still has them.
 
@@ -321,6 +323,7 @@ class AlertEngine:
         self._streams: dict[tuple[str, int], _Stream] = {}
         self._faults: dict[tuple[str, int], _Fault] = {}
         self._offline: dict[str, _Offline] = {}
+        self._loggers: set[str] = set()  # devices that sent readings: they upload on a schedule
 
     # -- readings -------------------------------------------------------------------------
 
@@ -351,6 +354,7 @@ class AlertEngine:
         key = (device, channel)
         events: list[AlertEvent] = []
         with self._lock:
+            self._loggers.add(device)
             if unset:
                 self.unset += 1
             st = self._streams.get(key)
@@ -567,9 +571,13 @@ class AlertEngine:
             return self._check_offline(int(self.clock()) if now is None else int(now))
 
     def _check_offline(self, now: int) -> list[AlertEvent]:
+        """Loggers (devices that sent readings) upload on a schedule; a reader uploads
+        when it scans, so it is judged only when the operator gave it an interval."""
         events = []
         for device in self.cadence:
             if device in self._offline:
+                continue
+            if device not in self._loggers and device not in self.cadence.intervals:
                 continue
             due = self.cadence.deadline(device, self.started)
             if due is not None and now >= due:
@@ -642,6 +650,7 @@ class AlertEngine:
                 "faults": [[d, c, asdict(f)] for (d, c), f in self._faults.items()],
                 "offline": [[d, asdict(o)] for d, o in self._offline.items()],
                 "cadence": self.cadence.snapshot(),
+                "loggers": sorted(self._loggers),
             }
 
     @classmethod
@@ -677,6 +686,7 @@ class AlertEngine:
         for device, o in snapshot["offline"]:
             engine._offline[device] = _Offline(**o)
         engine.cadence.restore(snapshot.get("cadence", {}))
+        engine._loggers = {str(d) for d in snapshot.get("loggers", [])}
         return engine
 
 

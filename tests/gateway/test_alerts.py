@@ -381,6 +381,7 @@ def uploads(engine: AlertEngine, clock: Clock, device: str, every: int, n: int) 
     """``n`` uploads of a sleeping logger, ``every`` s apart: online, a few records, sleep."""
     for _ in range(n):
         engine.state(device, online=True)
+        engine.observe(device, None, clock.now - 60, 400, None)  # its readings
         for k in range(3):  # a batch of records over a few seconds is one upload
             engine.seen(device, clock.now + k)
         engine.state(device, online=False)  # the firmware says offline as it sleeps
@@ -425,14 +426,25 @@ def test_the_state_topic_alone_raises_no_offline_alarm() -> None:
 def test_before_its_cadence_is_seen_a_device_gets_the_configured_interval() -> None:
     clock = Clock(1000)
     engine = AlertEngine(ProfileBook(), clock, upload_interval=3600, upload_intervals={"tl-2": 600})
+    engine.observe("tl-1", None, 900, 400, None)
     engine.seen("tl-1")
-    engine.seen("tl-2")
+    engine.seen("tl-2")  # a reader: judged only because it has a configured interval
     assert engine.cadence.interval("tl-1") == (3600, "default")
     assert engine.cadence.interval("tl-2") == (600, "configured")
     clock.now = 1000 + 2 * 600 + 300
     assert [e.device for e in engine.tick()] == ["tl-2"]
     clock.now = 1000 + 2 * 3600 + 300
     assert [e.device for e in engine.tick()] == ["tl-1"]
+
+
+def test_a_reader_uploads_when_it_scans_and_is_not_judged_offline() -> None:
+    clock = Clock(1000)
+    engine = AlertEngine(ProfileBook(), clock)
+    for gap in (40, 40, 40, 40):  # a burst of scans, then the night
+        engine.seen("rd-1")
+        clock.now += gap
+    clock.now += 12 * 3600
+    assert engine.tick() == []
 
 
 def test_the_observed_interval_has_a_floor_and_ignores_one_odd_gap() -> None:
@@ -519,6 +531,7 @@ def test_active_lists_open_alarms() -> None:
     engine = AlertEngine({ROOM: Profile("p", 200, 800, delay=0, fault_delay=0)}, clock)
     feed(engine, [900, 950], device="tl-1")
     feed(engine, [None], device="tl-2")
+    engine.observe("tl-3", None, 0, 400, None)
     engine.seen("tl-3", 0)
     clock.now = 10_000
     engine.tick()
