@@ -158,3 +158,24 @@ def test_dashboard_intervals_and_ingest_min_time_reach_the_engine() -> None:
     assert engine.cadence.interval("tl-9") == (300, "configured")
     assert engine.cadence.interval("tl-1") == (1800, "default")
     assert engine.min_time == 1_600_000_000
+
+
+def test_the_listener_dates_unset_clock_readings_at_their_receive_time(tmp_path: Path) -> None:
+    """Readings with tq 0 (device seconds since power-on), as ingest stores them: the
+    alert starts when the gateway received them, never at 1970, and says why."""
+    store = open_store(tmp_path / "gw.db")
+    clock = Clock(T0 + 2000)
+    sent: list[AlertEvent] = []
+    listener = gateway(store, clock, sent)
+    listener(batch("tl-0", (0, 900), (300, 950), tq=0, received=T0))
+    listener(batch("tl-0", (600, 990), tq=0, received=T0 + 900))
+    (start,) = sent
+    assert (start.start, start.time, start.reason, start.clock_unset) == (
+        T0,
+        T0 + 900,
+        "delay",
+        True,
+    )
+    row = store.alert(start.id)
+    assert row["start"] == T0 and row["event"]["clock_unset"] is True
+    store.close()
