@@ -81,6 +81,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mqtt-username", default=None)
     p.add_argument("--mqtt-password-file", default=None)
     p.add_argument("--force", action="store_true", help="overwrite an existing gateway.toml")
+    p.add_argument(
+        "--profile",
+        choices=_profile_names(),
+        default=None,
+        help="temperature profile that alarms for every place (asked on a terminal, "
+        "else chilled; none: temperature alarms off)",
+    )
 
     p = cmd("run", "run the gateway until interrupted", _run)
     config_arg(p)
@@ -225,6 +232,7 @@ def _init(args: argparse.Namespace) -> int:
     if conf.exists() and not args.force:
         print(f"coldtrace gateway: {conf} exists (use --force to overwrite)", file=sys.stderr)
         return 2
+    profile = _choose_profile(args.profile)
     keys = d / "keys"
     keys.mkdir(exist_ok=True)
     origin = args.origin or f"coldtrace.local/{args.id}"
@@ -267,12 +275,14 @@ def _init(args: argparse.Namespace) -> int:
                 "gtins": ["*"],
                 "restate_interval": 86400,
             },
+            **({"alerts": {"default": profile}} if profile else {}),
         }
     )
     conf.write_text(text, encoding="utf-8")
     cfg = load_config(conf)
     (d / "trust.json").write_text(json.dumps(trust_document(cfg), indent=1) + "\n")
     print(f"wrote {conf}, keys in {keys}/ and {d / 'trust.json'}")
+    print(_profile_note(profile))
     return 0
 
 
@@ -772,3 +782,58 @@ def open_store_rw(cfg: Any) -> Any:
     from gateway.evidence.store import open_store
 
     return open_store(cfg.db_path)
+
+
+# --- the temperature profile of a new gateway ------------------------------------------------
+
+_DEFAULT_PROFILE = "chilled"
+
+
+def _profile_names() -> list[str]:
+    from gateway.profiles import BUILTIN
+
+    return [p.name for p in BUILTIN] + ["none"]
+
+
+def _choose_profile(given: str | None) -> str | None:
+    """``--profile``, else asked on a terminal, else chilled; None for ``none``."""
+    names = _profile_names()
+    name = given
+    if name is None and sys.stdin.isatty():
+        from gateway.profiles import BUILTIN
+
+        print("Temperature alarms: which profile applies to every place?")
+        for p in BUILTIN:
+            print(f"  {p.name:8} {_range(p)}")
+        print("  none     no temperature alarms (sensor faults and offline still alarm)")
+        while name is None:
+            answer = input(f"profile [{_DEFAULT_PROFILE}]: ").strip().lower() or _DEFAULT_PROFILE
+            if answer in names:
+                name = answer
+            else:
+                print(f"Please answer one of: {', '.join(names)}.")
+    name = name or _DEFAULT_PROFILE
+    return None if name == "none" else name
+
+
+def _range(p: Any) -> str:
+    lo = "" if p.low is None else f"{p.low / 100:.2f}"
+    hi = "" if p.high is None else f"{p.high / 100:.2f}"
+    span = f"{lo} to {hi} °C" if lo and hi else (f"at most {hi} °C" if hi else f"at least {lo} °C")
+    cumulative = f", or {p.cumulative // 60} min in {p.window // 3600} h" if p.cumulative else ""
+    return f"{span}, alarm after {p.delay // 60} min out of range{cumulative}"
+
+
+def _profile_note(name: str | None) -> str:
+    """What the new gateway alarms on, and how to change it."""
+    how = (
+        "Change it with `default` under [alerts] in gateway.toml (frozen, chilled, pharma, "
+        "or your own under [alerts.profiles]), or bind places to profiles under "
+        "[alerts.places] (docs/operations.md §2.1)."
+    )
+    if name is None:
+        return "Temperature alarms are OFF (--profile none). " + how
+    from gateway.profiles import BUILTIN
+
+    profile = next(p for p in BUILTIN if p.name == name)
+    return f"Temperature alarms: profile {name} ({_range(profile)}) for every place. " + how

@@ -490,6 +490,7 @@ class Gateway:
             cp = self.log.checkpoint()
             if cp is not None:
                 log.info("checkpoint %d signed and anchored", cp.size)
+                self.save_alert_state()
         if now >= self._next_restate:
             self._next_restate = now + 60.0
             self._restate()
@@ -648,6 +649,14 @@ class Gateway:
             else:
                 log.exception("%s failed", what)
                 self.exit_code = self.exit_code or 1
+
+
+    def save_alert_state(self) -> None:
+        """Keep the alert engine's state with each checkpoint (gateway/alerts.py): a
+        restart, even a kill -9, continues the open alarms instead of losing them."""
+        save = getattr(self.alerts, "save", None)
+        if save is not None:
+            save()
 
 
 def quarantine_limits(cfg: GatewayConfig) -> QuarantineLimits:
