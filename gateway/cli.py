@@ -176,6 +176,7 @@ def register(subparsers: Any) -> None:
         ("gateway.transport.broker", "register_broker_commands"),
         ("gateway.alerts", "register_alert_commands"),
         ("gateway.metrics", "register_metrics_commands"),
+        ("gateway.ledger_cli", "register_ledger_commands"),
     ):
         try:
             fn = getattr(importlib.import_module(module), hook, None)
@@ -657,9 +658,14 @@ def _proof(args: argparse.Namespace) -> int:
 
 
 def _trust(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError
     from gateway.service import trust_document
 
-    text = json.dumps(trust_document(_load(args)), indent=1) + "\n"
+    try:
+        text = json.dumps(trust_document(_load(args)), indent=1) + "\n"
+    except ConfigError as exc:  # e.g. an EVM ledger whose contract is not deployed yet
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return 2
     if args.output is None:
         sys.stdout.write(text)
     else:
