@@ -36,6 +36,7 @@ import argparse
 import importlib
 import json
 import logging
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -76,8 +77,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--registry-id", default="registry")
     p.add_argument("--mqtt-host", default="127.0.0.1")
     p.add_argument("--mqtt-port", type=int, default=1883)
-    p.add_argument("--mqtt-username", default=None)
-    p.add_argument("--mqtt-password-file", default=None)
+    p.add_argument("--mqtt-username", default=None, help="broker account (default gw@<id>)")
+    p.add_argument(
+        "--mqtt-password-file",
+        default=None,
+        help="its password, first line (default: keys/mqtt.password, made here; "
+        "`coldtrace gateway broker --gateway-config` gives the broker the same)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing gateway.toml")
 
     p = cmd("run", "run the gateway until interrupted", _run)
@@ -220,14 +226,22 @@ def _init(args: argparse.Namespace) -> int:
         path = keys / name
         if not path.exists() or args.force:
             save_private_key(gen(), path)
+    password_file = args.mqtt_password_file
+    if password_file is None:  # the broker reads it too: nobody copies a password by hand
+        password_file = "keys/mqtt.password"
+        secret = keys / "mqtt.password"
+        if not secret.exists() or args.force:
+            secret.touch(mode=0o600)
+            secret.chmod(0o600)
+            secret.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
     text = render_config(
         {
             "gateway": {"id": args.id, "data_dir": "var"},
             "mqtt": {
                 "host": args.mqtt_host,
                 "port": args.mqtt_port,
-                "username": args.mqtt_username,
-                "password_file": args.mqtt_password_file,
+                "username": args.mqtt_username or f"gw@{args.id}",
+                "password_file": password_file,
             },
             "ingest": {"batch_size": 500, "verify_mode": "processes", "verify_workers": 2},
             "log": {

@@ -809,8 +809,35 @@ def _load_users_file(path: str) -> list[BrokerUser]:
     return users
 
 
+def _gateway_account(path: str) -> tuple[BrokerUser, str, int]:
+    """The gateway's broker account, its id and MQTT port from its gateway.toml: the
+    password is the one `coldtrace gateway init` wrote to [mqtt] password_file."""
+    from gateway.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path)
+        password = cfg.mqtt.secret()
+    except ConfigError as e:
+        raise BrokerError(str(e)) from None
+    except (OSError, IndexError) as e:
+        raise BrokerError(f"{path}: cannot read [mqtt] password_file: {e}") from None
+    if not cfg.mqtt.username or not password:
+        raise BrokerError(f"{path}: [mqtt] needs username and password_file (or password)")
+    return BrokerUser(cfg.mqtt.username, "gateway", password), cfg.id, cfg.mqtt.port
+
+
 def _cmd_broker(args: argparse.Namespace) -> int:
-    users = [BrokerUser(n, "gateway") for n in (args.gateway or ["gw@local"])]
+    users: list[BrokerUser] = []
+    port = args.port
+    if args.gateway_config:
+        account, gw_id, gw_port = _gateway_account(args.gateway_config)
+        users.append(account)
+        args.gateway_id = args.gateway_id or gw_id
+        port = gw_port if port is None else port
+    names = args.gateway or ([] if users else ["gw@local"])
+    users += [BrokerUser(n, "gateway") for n in names]
+    args.gateway_id = args.gateway_id or "local"
+    args.port = 1883 if port is None else port
     users += [BrokerUser(n, "monitor") for n in args.monitor or []]
     users += [BrokerUser(n, "device") for n in args.device or []]
     if args.users:
@@ -910,7 +937,12 @@ def register_broker_commands(gateway_subparsers: argparse._SubParsersAction) -> 
         "Mosquitto on it in the foreground. See docs/operations.md, 'Broker'.",
     )
     p.add_argument("--dir", default="var/mosquitto", help="configuration directory")
-    p.add_argument("--port", type=int, default=1883, help="plain (password) listener port")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="plain (password) listener port (default: --gateway-config's [mqtt] port, or 1883)",
+    )
     p.add_argument("--bind", default="127.0.0.1", help="plain listener address")
     p.add_argument("--no-plain", action="store_true", help="no plain listener (TLS only)")
     p.add_argument("--tls-port", type=int, help="add a TLS listener on this port")
@@ -935,7 +967,17 @@ def register_broker_commands(gateway_subparsers: argparse._SubParsersAction) -> 
         metavar="FILE",
         help='JSON list of {"name", "role", "password"} (missing passwords are generated)',
     )
-    p.add_argument("--gateway-id", default="local", help="gateway id in ct/v1/gw/{id}/alerts")
+    p.add_argument(
+        "--gateway-config",
+        metavar="GATEWAY_TOML",
+        help="take the gateway's account (its [mqtt] username and password_file), id and "
+        "port from its gateway.toml",
+    )
+    p.add_argument(
+        "--gateway-id",
+        default=None,
+        help="gateway id in ct/v1/gw/{id}/alerts (default: --gateway-config's id, or local)",
+    )
     defaults = QueueLimits()
     p.add_argument("--max-queued-messages", type=int, default=defaults.max_queued_messages)
     p.add_argument("--max-queued-bytes", type=int, default=defaults.max_queued_bytes)
