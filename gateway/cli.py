@@ -17,6 +17,8 @@
                                                    (gateway/push.py; `run` does it too)
     coldtrace gateway witness   --config FILE [--once]     witness [[witness.peers]]
     coldtrace gateway witness-key --config FILE    the witness vkey to register with the cloud
+    coldtrace gateway backup    --config FILE DEST  online copy of store, ledger, config, keys
+    coldtrace gateway restore   --config FILE SRC   put a backup in place (gateway/backup.py)
     coldtrace gateway dashboard --config FILE [--listen HOST:PORT]
                                                    the operator's web page alone, against the
                                                    store (`run` serves it with [dashboard])
@@ -148,6 +150,10 @@ def register(subparsers: Any) -> None:
     from gateway.registry_cli import register_registry_commands
 
     register_registry_commands(sub, config_arg)
+
+    from gateway.backup import register_backup_commands
+
+    register_backup_commands(sub, config_arg)
 
     # Commands owned by the other gateway modules, through their documented hooks.
     for module, hook in (
