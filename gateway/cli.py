@@ -19,6 +19,8 @@
                                                    (gateway/push.py; `run` does it too)
     coldtrace gateway witness   --config FILE [--once]     witness [[witness.peers]]
     coldtrace gateway witness-key --config FILE    the witness vkey to register with the cloud
+    coldtrace gateway backup    --config FILE DEST  online copy of store, ledger, config, keys
+    coldtrace gateway restore   --config FILE SRC   put a backup in place (gateway/backup.py)
     coldtrace gateway dashboard --config FILE [--listen HOST:PORT]
                                                    the operator's web page alone, against the
                                                    store (`run` serves it with [dashboard])
@@ -38,6 +40,7 @@ import argparse
 import importlib
 import json
 import logging
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -78,8 +81,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--registry-id", default="registry")
     p.add_argument("--mqtt-host", default="127.0.0.1")
     p.add_argument("--mqtt-port", type=int, default=1883)
-    p.add_argument("--mqtt-username", default=None)
-    p.add_argument("--mqtt-password-file", default=None)
+    p.add_argument("--mqtt-username", default=None, help="broker account (default gw@<id>)")
+    p.add_argument(
+        "--mqtt-password-file",
+        default=None,
+        help="its password, first line (default: keys/mqtt.password, made here; "
+        "`coldtrace gateway broker --gateway-config` gives the broker the same)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing gateway.toml")
     p.add_argument(
         "--profile",
@@ -171,6 +179,10 @@ def register(subparsers: Any) -> None:
 
     register_registry_commands(sub, config_arg)
 
+    from gateway.backup import register_backup_commands
+
+    register_backup_commands(sub, config_arg)
+
     # Commands owned by the other gateway modules, through their documented hooks.
     for module, hook in (
         ("gateway.transport.broker", "register_broker_commands"),
@@ -250,14 +262,22 @@ def _init(args: argparse.Namespace) -> int:
         path = keys / name
         if not path.exists() or args.force:
             save_private_key(gen(), path)
+    password_file = args.mqtt_password_file
+    if password_file is None:  # the broker reads it too: nobody copies a password by hand
+        password_file = "keys/mqtt.password"
+        secret = keys / "mqtt.password"
+        if not secret.exists() or args.force:
+            secret.touch(mode=0o600)
+            secret.chmod(0o600)
+            secret.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
     text = render_config(
         {
             "gateway": {"id": args.id, "data_dir": "var"},
             "mqtt": {
                 "host": args.mqtt_host,
                 "port": args.mqtt_port,
-                "username": args.mqtt_username,
-                "password_file": args.mqtt_password_file,
+                "username": args.mqtt_username or f"gw@{args.id}",
+                "password_file": password_file,
             },
             "ingest": {"batch_size": 500, "verify_mode": "processes", "verify_workers": 2},
             "log": {
