@@ -8,7 +8,12 @@ sections are::
     [mqtt]      host, port, username, password | password_file, client_id,
                 keepalive, tls_ca, tls_cert, tls_key, share_group
     [ingest]    batch_size, batch_wait, verify_mode, verify_workers, future_skew,
-                holdover_skew, min_time, ack_interval, max_backlog
+                holdover_skew, min_time, ack_interval, max_backlog, device_rate
+                (messages/s per registered topic device, and for all others together;
+                0: no limit; default 200), device_burst (default 1000)
+    [quarantine] max_bytes (default 64 MiB), max_rows (default 100000), keep_bytes
+                (of a longer message only the first keep_bytes are kept; default
+                2048): beyond the caps refusals are counted with a digest, not stored
     [log]       origin, key_file (the log's Ed25519 note key, skey text),
                 checkpoint_interval (s), checkpoint_leaves
     [ledger]    backend ("local" | "evm"), id, key_file, path
@@ -79,6 +84,7 @@ __all__ = [
     "MqttConfig",
     "Peer",
     "PushConfig",
+    "QuarantineConfig",
     "RegistryConfig",
     "WitnessConfig",
     "load_config",
@@ -124,6 +130,17 @@ class IngestConfig:
     min_time: int = 1577836800  # 2020-01-01: a set clock (tq >= 1) earlier than this is wrong
     ack_interval: float = 0.2  # s between two acks to one device (acks coalesce)
     max_backlog: int = 20000  # messages read from the broker but not yet committed
+    device_rate: float = 200.0  # messages/s per topic device (gateway/evidence/ratelimit.py)
+    device_burst: int = 1000  # the bucket's depth: messages a device may send at once
+
+
+@dataclass
+class QuarantineConfig:
+    """``[quarantine]``: the caps of the refused messages kept (gateway/evidence/quarantine.py)."""
+
+    max_bytes: int = 64 << 20
+    max_rows: int = 100_000
+    keep_bytes: int = 2048
 
 
 @dataclass
@@ -299,6 +316,7 @@ class GatewayConfig:
     witness: WitnessConfig = field(default_factory=WitnessConfig)
     dashboard: DashboardConfig | None = None  # None: no [dashboard] section, no web page
     path: Path | None = None  # the file this was read from
+    quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
 
     @property
     def db_path(self) -> Path:
@@ -332,7 +350,7 @@ def _section(cls: type, raw: Any, where: str, base: Path) -> Any:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known or (
-            key in ("path", "alerts", "influx", "cloud", "witness", "dashboard")
+            key in ("path", "alerts", "influx", "cloud", "witness", "dashboard", "quarantine")
             and cls is GatewayConfig
         ):
             raise ConfigError(f"[{where}] has an unknown key {key!r}")
@@ -373,6 +391,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         "ledger": LedgerConfig,
         "registry": RegistryConfig,
         "metrics": MetricsConfig,
+        "quarantine": QuarantineConfig,
     }
     top = raw.pop("gateway", {})
     ledger_evm = raw["ledger"].pop("evm", None) if isinstance(raw.get("ledger"), dict) else None
@@ -453,6 +472,7 @@ def _check(cfg: GatewayConfig) -> None:
         _check_ledger_evm(cfg.ledger.evm)
     if cfg.log.checkpoint_interval <= 0 or cfg.log.checkpoint_leaves < 1:
         raise ConfigError("[log] checkpoint_interval and checkpoint_leaves must be positive")
+    _check_limits(cfg)
     if cfg.influx is not None:
         _check_influx(cfg.influx)
     if cfg.cloud is not None:
@@ -461,6 +481,20 @@ def _check(cfg: GatewayConfig) -> None:
     if cfg.dashboard is not None:
         _check_dashboard(cfg.dashboard)
     _check_alert_channels(cfg)
+
+
+def _check_limits(cfg: GatewayConfig) -> None:
+    """``[ingest] device_rate, device_burst`` and ``[quarantine]``."""
+    ing, q = cfg.ingest, cfg.quarantine
+    if ing.device_rate < 0 or (ing.device_rate > 0 and ing.device_burst < 1):
+        raise ConfigError(
+            "[ingest] device_rate must be >= 0 messages/s (0: no limit) and device_burst >= 1"
+        )
+    if q.max_rows < 1 or q.max_bytes < 1 or q.keep_bytes < 64:
+        raise ConfigError(
+            "[quarantine] max_rows and max_bytes must be >= 1, keep_bytes >= 64 (bytes kept "
+            "of a longer refused message)"
+        )
 
 
 def _check_alert_channels(cfg: GatewayConfig) -> None:
