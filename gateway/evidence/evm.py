@@ -573,7 +573,8 @@ class EvmLedger:
             self._update(row.size, state="sent", tx_hash=tx_hash, sent=now)
             self._set_meta("last_sent", repr(now))
         except BaseException:
-            self._w.execute("ROLLBACK")
+            if self._w.in_transaction:  # SQLITE_FULL may have rolled it back already
+                self._w.execute("ROLLBACK")
             raise
         self._w.execute("COMMIT")
         log.info(

@@ -1146,7 +1146,8 @@ class SQLiteStore:
                     (str(anchor.size - 1), anchor.size),
                 )
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLITE_FULL may have rolled it back already
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
