@@ -221,3 +221,29 @@ def test_the_cloud_takes_evm_receipts_and_checks_them_when_it_has_a_node(
         assert {"type": "evm", "chain_id": 31337, "contract": contract.lower()} in doc["ledgers"]
     finally:
         cloud.stop()
+
+
+def test_gateway_run_refuses_a_node_of_another_chain_in_one_sentence(
+    make_broker, make_gateway, node: Anvil
+) -> None:
+    import subprocess
+    import sys
+
+    env = make_gateway(make_broker([]))
+    key, _ = funded_key(node)
+    write_key(env.dir / "keys" / "anchor.hex", key)
+    conf = env.config_path
+    text = set_toml_keys(conf.read_text(), "ledger", {"backend": "evm"})
+    evm = {"rpc_url": node.url, "chain_id": 31337, "key_file": "keys/anchor.hex"}
+    conf.write_text(set_toml_keys(text, "ledger.evm", evm))
+    assert coldtrace(["gateway", "ledger", "deploy", "-c", str(conf), "--confirmations", "0"]) == 0
+    conf.write_text(set_toml_keys(conf.read_text(), "ledger.evm", {"chain_id": 5}))
+    run = subprocess.run(
+        [sys.executable, "-m", "protocol.cli", "gateway", "run", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "serves chain 31337, not chain_id 5" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout and key[2:] not in run.stderr + run.stdout
