@@ -247,3 +247,83 @@ def test_gateway_run_refuses_a_node_of_another_chain_in_one_sentence(
     assert run.returncode == 2, run.stderr
     assert "serves chain 31337, not chain_id 5" in run.stderr
     assert "Traceback" not in run.stderr + run.stdout and key[2:] not in run.stderr + run.stdout
+
+
+def test_kill_9_with_an_anchor_in_flight_loses_nothing_and_sends_nothing_twice(
+    make_broker, make_gateway, node: Anvil
+) -> None:
+    """``coldtrace gateway run`` killed with SIGKILL while an anchor waits for its
+    confirmations, then started again: the transaction written before it was sent is
+    followed to its receipt, no checkpoint is anchored twice, and the last checkpoint
+    ends anchored."""
+    import sqlite3
+
+    from protocol.anchor import EvmReceipt, verify_evm_receipt
+    from protocol.checkpoint import open_checkpoint
+    from protocol.note import NoteSigner
+    from protocol.rpc import json_rpc
+
+    dev = SimDevice("tl-evmkill")
+    env = make_gateway(make_broker([dev.id]))
+    key, address = funded_key(node)
+    write_key(env.dir / "keys" / "anchor.hex", key)
+    conf = env.config_path
+    text = set_toml_keys(conf.read_text(), "ledger", {"backend": "evm"})
+    evm = {"rpc_url": node.url, "chain_id": 31337, "key_file": "keys/anchor.hex"}
+    evm |= {"confirmations": 12, "interval": 0.5, "poll": 0.1}  # 3 s to final
+    conf.write_text(set_toml_keys(text, "ledger.evm", evm))
+    assert coldtrace(["gateway", "ledger", "deploy", "-c", str(conf), "--confirmations", "0"]) == 0
+    env.cfg = load_config(conf)
+    state = env.cfg.data_dir / "evm-ledger.db"
+
+    def rows(sql: str) -> list:
+        db = sqlite3.connect(state, timeout=10)
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+    env.register(dev)
+    log_path = env.dir / "gateway.log"
+    proc = env.start_process()
+    wait_for(lambda: "subscribed to" in log_path.read_text(), 30, "gateway subscribed")
+    env.connect(dev)
+    for k in range(10):
+        dev.publish(dev.reading(temp=300 + k))
+    wait_for(lambda: dev.acked == 9 and not dev.unacked, 30, "acks")
+    in_flight = "SELECT count(*) FROM evm_anchors WHERE state = 'sent'"
+    wait_for(lambda: state.exists() and rows(in_flight)[0][0], 30, "an anchor in flight")
+    proc.kill()  # SIGKILL
+    proc.wait(10)
+    assert rows("SELECT count(*) FROM evm_anchors WHERE state = 'final'")[0][0] == 0
+    proc = env.start_process()
+    try:
+        wait_for(lambda: log_path.read_text().count("subscribed to") == 2, 30, "subscribed")
+        for k in range(5):
+            dev.publish(dev.reading(temp=310 + k))
+        wait_for(lambda: dev.acked == 14 and not dev.unacked, 30, "acks after the restart")
+
+        def done() -> bool:
+            store = open_store(env.cfg.db_path, readonly=True)
+            try:
+                a, cp = store.latest_anchor(), store.latest_checkpoint()
+                return a is not None and cp is not None and a.size == cp.size == 16
+            finally:
+                store.close()
+
+        wait_for(done, 60, "the last checkpoint anchored after the restart")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    # One transaction per anchored checkpoint: the one in flight at the kill was followed.
+    per_size = rows("SELECT size, count(*) FROM evm_txs GROUP BY size")
+    assert all(n == 1 for _, n in per_size), per_size
+    assert int(node.rpc("eth_getTransactionCount", address, "latest"), 16) == len(per_size) + 1
+    store = open_store(env.cfg.db_path, readonly=True)
+    verifier = NoteSigner.from_skey(env.cfg.log.key_file.read_text().strip()).verifier()
+    try:
+        for a in store.anchors():
+            cp = open_checkpoint(store.checkpoint_at(a.size).note, [verifier])
+            verify_evm_receipt(EvmReceipt.from_json(a.receipt), cp, json_rpc(node.url))
+    finally:
+        store.close()
