@@ -402,3 +402,21 @@ def test_a_final_receipt_the_store_missed_is_stored_at_the_next_start(
     core.reopen()
     assert anchored(core, cp.size) == receipt
     assert core.log.last_anchor.size == cp.size
+
+
+def test_above_the_fee_cap_nothing_is_sent_until_the_cap_allows(
+    chain: Chain, core: EvmCore
+) -> None:
+    base = int(chain.node.rpc("eth_getBlockByNumber", "latest", False)["baseFeePerGas"], 16)
+    core.ledger.cfg.max_fee_gwei = base / 1e9 / 4  # below the next base fee
+    core.ledger.cfg.priority_fee_gwei = 0
+    dev = SimDevice("tl-evm-9")
+    core.register(dev)
+    cp = checkpoint(core, dev)
+    wait(lambda: core.ledger.status()["status"] == "fee_cap", "the cap reported")
+    assert "above max_fee_gwei" in core.ledger.status()["last_error"]
+    assert txs(chain) == 0 and core.ledger.status()["queued"] == 1
+    core.ledger.cfg.max_fee_gwei = 100.0
+    settle(chain.node, lambda: anchored(core, cp.size), "anchored under the new cap")
+    tx = chain.node.rpc("eth_getTransactionByHash", anchored(core, cp.size)["tx_hash"])
+    assert int(tx["maxFeePerGas"], 16) <= 100 * 10**9

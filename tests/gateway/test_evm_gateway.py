@@ -122,6 +122,12 @@ def test_a_gateway_on_the_evm_ledger_anchors_and_its_bundles_verify(
     assert coldtrace(["gateway", "ledger", "status", "-c", str(conf)]) == 0
     human = capsys.readouterr().out
     assert f"{len(anchors)} confirmed" in human and "status: ok" in human
+    assert coldtrace(["gateway", "status", "-c", str(conf)]) == 0
+    assert f"size {anchors[-1].size} on evm block {anchors[-1].receipt['block_number']}" in (
+        capsys.readouterr().out
+    )
+    assert coldtrace(["gateway", "checkpoints", "-c", str(conf)]) == 0
+    assert "anchored (evm block " in capsys.readouterr().out
 
     size = anchors[-1].size
     reader = TreeReader(cfg.tree_dir, size)
