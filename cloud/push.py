@@ -244,6 +244,25 @@ def _verify_records(
         )
 
 
+def _evm_receipt_holds(
+    conn: Connection, log: LogRow, size: int, receipt: dict[str, Any], rpc: Any
+) -> bool:
+    """Whether ``receipt`` is an EVM receipt that verifies on the cloud's node for the
+    checkpoint of ``size`` (never without a node: an unchecked receipt does not replace
+    a stored one)."""
+    from protocol.anchor import EvmReceipt, verify_evm_receipt
+
+    row = checkpoint_at(conn, log.id, size)
+    if rpc is None or receipt.get("type") != "evm" or row is None:
+        return False
+    try:
+        cp = open_checkpoint(str(row.note), [log.verifier])
+        verify_evm_receipt(EvmReceipt.from_json(receipt), cp, rpc)
+    except VerificationError:
+        return False
+    return True
+
+
 def _range_hash(tree: MerkleTree, lo: int, hi: int) -> bytes:
     """MTH of leaves [lo, hi) of ``tree`` (a node of a multiproof, §9)."""
     get = tree.store.get
@@ -340,15 +359,20 @@ def _ingest_locked(
             )
         for tree_size, receipt in batch.anchors:
             have = conn.execute(
-                select(db.anchors.c.size).where(
+                select(db.anchors.c.receipt).where(
                     and_(db.anchors.c.log_id == log.id, db.anchors.c.size == tree_size)
                 )
             ).first()
+            text = json.dumps(receipt, sort_keys=True)
             if have is None:
+                conn.execute(insert(db.anchors).values(log_id=log.id, size=tree_size, receipt=text))
+            elif have.receipt != text and _evm_receipt_holds(conn, log, tree_size, receipt, rpc):
+                # A chain reorganisation moved the anchor: the gateway's new receipt,
+                # checked on the cloud's node of that chain, replaces the stored one.
                 conn.execute(
-                    insert(db.anchors).values(
-                        log_id=log.id, size=tree_size, receipt=json.dumps(receipt, sort_keys=True)
-                    )
+                    update(db.anchors)
+                    .where(and_(db.anchors.c.log_id == log.id, db.anchors.c.size == tree_size))
+                    .values(receipt=text)
                 )
         new_size = max(log.size, cp.size)
         done = conn.execute(

@@ -150,6 +150,44 @@ def test_a_gateway_on_the_evm_ledger_anchors_and_its_bundles_verify(
     assert key[2:] not in caplog.text and key[2:] not in out + human
 
 
+def anchor_again(node: Anvil, receipt: dict, cp) -> dict:
+    """The checkpoint ``cp`` anchored by a fresh account in the receipt's contract, with
+    its confirmations mined: a valid receipt for it in another block."""
+    from web3 import Web3
+
+    from gateway.evidence.contracts import artifact
+    from protocol.anchor import EvmReceipt
+    from protocol.checkpoint import checkpoint_hash
+    from protocol.note import parse_note
+
+    w3 = Web3(Web3.HTTPProvider(node.url))
+    key, addr = funded_key(node)
+    acct = w3.eth.account.from_key(key)
+    c = w3.eth.contract(
+        address=Web3.to_checksum_address(receipt["contract"]), abi=artifact()["abi"]
+    )
+    origin = parse_note(cp.note).body.splitlines()[0]
+    cph = checkpoint_hash(parse_note(cp.note).body)
+    tx = c.functions.anchor(origin, cp.size, cp.root, cph).build_transaction(
+        {"from": addr, "nonce": w3.eth.get_transaction_count(addr)}
+    )
+    rec = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction)
+    )
+    node.mine(receipt["confirmations"])
+    (log,) = rec["logs"]
+    return EvmReceipt(
+        chain_id=31337,
+        contract=receipt["contract"],
+        tx_hash="0x" + bytes(rec["transactionHash"]).hex(),
+        block_number=rec["blockNumber"],
+        block_hash="0x" + bytes(rec["blockHash"]).hex(),
+        log_index=log["logIndex"],
+        checkpoint_hash=cph,
+        confirmations=receipt["confirmations"],
+    ).to_json()
+
+
 @pytest.mark.parametrize("has_node", [True, False], ids=["cloud-with-evm-rpc", "cloud-without"])
 def test_the_cloud_takes_evm_receipts_and_checks_them_when_it_has_a_node(
     make_broker, make_gateway, node: Anvil, tmp_path: Path, has_node: bool
@@ -223,6 +261,22 @@ def test_the_cloud_takes_evm_receipts_and_checks_them_when_it_has_a_node(
             assert "bad_anchor" in r.text and "anchor block is not buried" in r.text, r.text
         else:
             assert r.status_code == 200, r.text
+        # Either way the cloud keeps the receipt it holds: an unchecked one never replaces it.
+        stored = {r.size: json.loads(r.receipt) for r in cloud_anchor_rows(cloud)}
+        assert stored[cp.size] == receipt
+        if has_node:
+            # A valid receipt in another block (as after a reorganisation) replaces it:
+            # here the same checkpoint anchored again by another account.
+            moved = anchor_again(node, receipt, cp)
+            body = json.dumps(PushBatch(cp.size, [], cp.note, None, [(cp.size, moved)]).to_json())
+            r = httpx.post(
+                cloud.url + path,
+                content=body.encode(),
+                headers={"Authorization": auth_header(signer, "POST", path, body.encode())},
+            )
+            assert r.status_code == 200, r.text
+            stored = {r.size: json.loads(r.receipt) for r in cloud_anchor_rows(cloud)}
+            assert stored[cp.size] == moved != receipt
         doc = httpx.get(cloud.url + "/v1/trust").json()
         assert {"type": "evm", "chain_id": 31337, "contract": contract.lower()} in doc["ledgers"]
     finally:
