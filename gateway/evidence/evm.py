@@ -419,16 +419,18 @@ class EvmLedger:
             )
             self._update(row.size, block_number=None, block_hash=None, log_index=None)
         tx = self._w.execute(
-            "SELECT tx_hash, nonce, raw FROM evm_txs WHERE size = ? ORDER BY sent DESC LIMIT 1",
+            "SELECT tx_hash, nonce, raw, max_fee, tip FROM evm_txs WHERE size = ?"
+            " ORDER BY sent DESC LIMIT 1",
             (row.size,),
         ).fetchone()
         if tx is None:
             self._update(row.size, state="queued", tx_hash=None)
             return
-        tx_hash, nonce, raw = tx
+        tx_hash, nonce, raw, max_fee, tip = tx
         known = self._rpc(lambda: self._transaction(tx_hash))
-        if known is not None:
-            return  # pending in the node's pool: wait
+        if known is not None:  # pending in the node's pool: wait, or outbid a risen base fee
+            self._bump_if_stuck(row, int(known["gas"]), nonce, max_fee, tip)
+            return
         used = self._rpc(lambda: self.w3.eth.get_transaction_count(self.address, "latest"))
         if nonce >= used:
             log.info(
@@ -444,6 +446,33 @@ class EvmLedger:
                 row.size,
             )
             self._update(row.size, state="queued", tx_hash=None)
+
+    def _bump_if_stuck(self, row: _Row, gas: int, nonce: int, max_fee: int, tip: int) -> None:
+        """A pending anchor whose max fee the next base fee has outgrown is replaced:
+        the same nonce, fees raised by at least 12.5 % (what nodes require of a
+        replacement), within ``max_fee_gwei``."""
+        base = self._next_base_fee()
+        if base + tip <= max_fee:
+            return
+        cap = int(self.cfg.max_fee_gwei * GWEI)
+        new_tip = max(tip * 9 // 8 + 1, min(int(self.cfg.priority_fee_gwei * GWEI), cap))
+        new_max = min(max(max_fee * 9 // 8 + 1, 2 * base + new_tip), cap)
+        if new_max < max_fee * 9 // 8 + 1 or base + new_tip > new_max:
+            raise _Problem(
+                "fee_cap",
+                f"the anchor of checkpoint {row.size} is stuck: the base fee is "
+                f"{base / GWEI:.3f} gwei, above its max fee of {max_fee / GWEI:.3f}, and "
+                f"max_fee_gwei {self.cfg.max_fee_gwei} leaves no room to replace it; it waits",
+            )
+        log.info(
+            "the anchor of checkpoint %d is stuck under a base fee of %.3f gwei: replacing "
+            "its tx (nonce %d) with a max fee of %.3f gwei",
+            row.size,
+            base / GWEI,
+            nonce,
+            new_max / GWEI,
+        )
+        self._sign_and_send(row, nonce, gas, new_tip, new_max, replacing=True)
 
     def _transaction(self, tx_hash: str) -> Any:
         from web3.exceptions import TransactionNotFound
@@ -549,6 +578,15 @@ class EvmLedger:
                 f"checkpoint {row.size} waits in the queue",
             )
         nonce = self._rpc(lambda: self.w3.eth.get_transaction_count(self.address, "pending"))
+        self._sign_and_send(row, nonce, gas, tip, max_fee)
+
+    def _sign_and_send(
+        self, row: _Row, nonce: int, gas: int, tip: int, max_fee: int, *, replacing: bool = False
+    ) -> None:
+        """Sign the anchor of ``row``, write it to the state file, then broadcast it."""
+        data = self.contract.encode_abi(
+            "anchor", args=[row.origin, row.size, row.root, row.checkpoint_hash]
+        )
         tx = {
             "type": 2,
             "chainId": self.cfg.chain_id,
@@ -571,7 +609,8 @@ class EvmLedger:
                 (tx_hash, row.size, nonce, max_fee, tip, bytes(signed.raw_transaction), now),
             )
             self._update(row.size, state="sent", tx_hash=tx_hash, sent=now)
-            self._set_meta("last_sent", repr(now))
+            if not replacing:
+                self._set_meta("last_sent", repr(now))
         except BaseException:
             if self._w.in_transaction:  # SQLITE_FULL may have rolled it back already
                 self._w.execute("ROLLBACK")
@@ -585,9 +624,11 @@ class EvmLedger:
             gas,
             max_fee / GWEI,
         )
-        self._broadcast(row.size, bytes(signed.raw_transaction))
+        self._broadcast(row.size, bytes(signed.raw_transaction), requeue=not replacing)
 
-    def _broadcast(self, size: int, raw: bytes) -> None:
+    def _broadcast(self, size: int, raw: bytes, *, requeue: bool = True) -> None:
+        """Send signed bytes. A refusal puts the checkpoint back in the queue, unless the
+        bytes replace a pending transaction (which stays in flight and is followed)."""
         from web3.exceptions import Web3RPCError
 
         try:
@@ -596,7 +637,8 @@ class EvmLedger:
             text = _short(exc).lower()
             if "already known" in text or "already imported" in text:
                 return
-            self._update(size, state="queued", tx_hash=None)
+            if requeue:
+                self._update(size, state="queued", tx_hash=None)
             if "insufficient funds" in text:
                 raise _Problem(
                     "out_of_funds",
@@ -628,10 +670,14 @@ class EvmLedger:
             raise _Problem("revert", f"the anchor call would fail: {_short(exc)}") from None
         return int(gas * 5 // 4)
 
+    def _next_base_fee(self) -> int:
+        """The next block's base fee (wei), from ``eth_feeHistory``."""
+        hist = self._rpc(lambda: self.w3.eth.fee_history(1, "latest", []))
+        return int(hist["baseFeePerGas"][-1])
+
     def _fees(self) -> tuple[int, int]:
         """(tip, max fee per gas) in wei from the next block's base fee, capped."""
-        hist = self._rpc(lambda: self.w3.eth.fee_history(1, "latest", []))
-        base = int(hist["baseFeePerGas"][-1])
+        base = self._next_base_fee()
         cap = int(self.cfg.max_fee_gwei * GWEI)
         tip = min(int(self.cfg.priority_fee_gwei * GWEI), cap)
         if base + tip > cap:

@@ -420,3 +420,25 @@ def test_above_the_fee_cap_nothing_is_sent_until_the_cap_allows(
     settle(chain.node, lambda: anchored(core, cp.size), "anchored under the new cap")
     tx = chain.node.rpc("eth_getTransactionByHash", anchored(core, cp.size)["tx_hash"])
     assert int(tx["maxFeePerGas"], 16) <= 100 * 10**9
+
+
+def test_a_transaction_outgrown_by_the_base_fee_is_replaced_with_the_same_nonce(
+    chain: Chain, core: EvmCore
+) -> None:
+    node = chain.node
+    node.rpc("evm_setAutomine", False)  # blocks only when the test mines them
+    dev = SimDevice("tl-evm-10")
+    core.register(dev)
+    cp = checkpoint(core, dev)
+    wait(lambda: core.ledger.status()["pending"] == 1, "the anchor sent")
+    first = core.ledger.status()["in_flight"]["tx_hash"]
+    sent = node.rpc("eth_getTransactionByHash", first)
+    # The next block's base fee rises above the transaction's max fee: it cannot be mined.
+    node.rpc("anvil_setNextBlockBaseFeePerGas", hex(int(sent["maxFeePerGas"], 16) * 3))
+    wait(lambda: core.ledger.status()["in_flight"]["tx_hash"] != first, "the replacement")
+    second = node.rpc("eth_getTransactionByHash", core.ledger.status()["in_flight"]["tx_hash"])
+    assert second["nonce"] == sent["nonce"]
+    assert int(second["maxFeePerGas"], 16) > int(sent["maxFeePerGas"], 16) * 3
+    settle(node, lambda: anchored(core, cp.size), "the replacement final")
+    assert anchored(core, cp.size)["tx_hash"] == second["hash"]
+    assert txs(chain) == 1
