@@ -442,3 +442,19 @@ def test_a_transaction_outgrown_by_the_base_fee_is_replaced_with_the_same_nonce(
     settle(node, lambda: anchored(core, cp.size), "the replacement final")
     assert anchored(core, cp.size)["tx_hash"] == second["hash"]
     assert txs(chain) == 1
+
+
+def test_the_key_from_the_environment_and_its_errors_name_the_variable_not_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "0x" + "ab" * 32
+    cfg = EvmLedgerConfig(rpc_url="http://127.0.0.1:1", chain_id=1, key_env="CT_ANCHOR_KEY")
+    monkeypatch.setenv("CT_ANCHOR_KEY", key)
+    assert load_account(cfg).key.hex().removeprefix("0x") == "ab" * 32
+    monkeypatch.setenv("CT_ANCHOR_KEY", "not-a-key-" + "cd" * 20)
+    with pytest.raises(LedgerError, match="CT_ANCHOR_KEY does not hold") as err:
+        load_account(cfg)
+    assert "cd" * 20 not in str(err.value)
+    monkeypatch.delenv("CT_ANCHOR_KEY")
+    with pytest.raises(LedgerError, match="CT_ANCHOR_KEY holds no account key"):
+        load_account(cfg)
