@@ -213,6 +213,7 @@ class EvmLedger:
         self._r = open_state(self.path)
         self._w = open_state(self.path)
         self._checked = False
+        self._watched = -1  # the head at the last re-check of final anchors
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error_code = ""
@@ -527,6 +528,9 @@ class EvmLedger:
 
     def _watch(self, head: int) -> None:
         """Final anchors near the head whose transaction left its block go back in flight."""
+        if head == self._watched:
+            return  # no new block: nothing can have moved since the last look
+        self._watched = head
         low = head - max(WATCH_BLOCKS, 4 * self.cfg.confirmations)
         for row in self._rows("state = 'final' AND block_number >= ?", (low,)):
             rec = self._find_receipt(row.size)
