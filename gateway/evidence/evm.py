@@ -359,7 +359,9 @@ class EvmLedger:
         ]
 
     def _find_receipt(self, size: int) -> Any:
-        """The mined receipt of any transaction sent for anchor ``size`` (newest first)."""
+        """The mined receipt of a transaction sent for anchor ``size``: a successful one
+        first (a replacement, a re-send or the original may be the one mined), else the
+        newest; None when none is mined."""
         from web3.exceptions import TransactionNotFound
 
         hashes = [
@@ -368,12 +370,14 @@ class EvmLedger:
                 "SELECT tx_hash FROM evm_txs WHERE size = ? ORDER BY sent DESC", (size,)
             )
         ]
+        found = []
         for h in hashes:
             try:
-                return self._rpc(lambda h=h: self.w3.eth.get_transaction_receipt(h))
+                found.append(self._rpc(lambda h=h: self.w3.eth.get_transaction_receipt(h)))
             except TransactionNotFound:
                 continue
-        return None
+        ok = [r for r in found if r["status"] == 1]
+        return ok[0] if ok else (found[0] if found else None)
 
     def _follow(self, head: int) -> None:
         for row in self._rows("state = 'sent'"):
@@ -383,6 +387,7 @@ class EvmLedger:
                 continue
             tx_hash = _hex(rec["transactionHash"])
             if rec["status"] != 1:
+                self._w.execute("DELETE FROM evm_txs WHERE tx_hash = ?", (tx_hash,))
                 self._update(row.size, state="queued", tx_hash=None, block_number=None)
                 raise _Problem(
                     "reverted",

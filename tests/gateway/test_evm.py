@@ -458,3 +458,17 @@ def test_the_key_from_the_environment_and_its_errors_name_the_variable_not_the_k
     monkeypatch.delenv("CT_ANCHOR_KEY")
     with pytest.raises(LedgerError, match="CT_ANCHOR_KEY holds no account key"):
         load_account(cfg)
+
+
+def test_a_reverted_anchor_is_reported_and_sent_again(chain: Chain, core: EvmCore) -> None:
+    core.ledger.cfg.gas_limit = 40_000  # above the intrinsic gas, below what anchor() uses
+    dev = SimDevice("tl-evm-11")
+    core.register(dev)
+    cp = checkpoint(core, dev)
+    wait(lambda: core.ledger.status()["status"] == "reverted", "the revert reported")
+    assert "was reverted on chain" in core.ledger.status()["last_error"]
+    core.ledger.cfg.gas_limit = 0
+    settle(chain.node, lambda: anchored(core, cp.size), "anchored on the second try")
+    receipt = anchored(core, cp.size)
+    assert chain.node.rpc("eth_getTransactionReceipt", receipt["tx_hash"])["status"] == "0x1"
+    assert txs(chain) >= 2  # the reverted one, then the one that counts
