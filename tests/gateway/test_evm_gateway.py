@@ -82,6 +82,10 @@ def test_a_gateway_on_the_evm_ledger_anchors_and_its_bundles_verify(
     assert coldtrace(["gateway", "trust", "-c", str(conf)]) == 0
     trust = json.loads(capsys.readouterr().out)
     assert trust["ledgers"] == [pin]
+    # Deploying again would orphan the receipts of the first contract: refused.
+    assert coldtrace(["gateway", "ledger", "deploy", "-c", str(conf)]) == 2
+    assert "already names contract" in capsys.readouterr().err
+    assert load_config(conf).ledger.evm.contract == contract
 
     env.cfg = cfg
     env.register(*devs)
