@@ -19,6 +19,8 @@
                                                    (gateway/push.py; `run` does it too)
     coldtrace gateway witness   --config FILE [--once]     witness [[witness.peers]]
     coldtrace gateway witness-key --config FILE    the witness vkey to register with the cloud
+    coldtrace gateway backup    --config FILE DEST  online copy of store, ledger, config, keys
+    coldtrace gateway restore   --config FILE SRC   put a backup in place (gateway/backup.py)
     coldtrace gateway dashboard --config FILE [--listen HOST:PORT]
                                                    the operator's web page alone, against the
                                                    store (`run` serves it with [dashboard])
@@ -38,6 +40,7 @@ import argparse
 import importlib
 import json
 import logging
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -78,9 +81,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--registry-id", default="registry")
     p.add_argument("--mqtt-host", default="127.0.0.1")
     p.add_argument("--mqtt-port", type=int, default=1883)
-    p.add_argument("--mqtt-username", default=None)
-    p.add_argument("--mqtt-password-file", default=None)
+    p.add_argument("--mqtt-username", default=None, help="broker account (default gw@<id>)")
+    p.add_argument(
+        "--mqtt-password-file",
+        default=None,
+        help="its password, first line (default: keys/mqtt.password, made here; "
+        "`coldtrace gateway broker --gateway-config` gives the broker the same)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing gateway.toml")
+    p.add_argument(
+        "--profile",
+        choices=_profile_names(),
+        default=None,
+        help="temperature profile that alarms for every place (asked on a terminal, "
+        "else chilled; none: temperature alarms off)",
+    )
 
     p = cmd("run", "run the gateway until interrupted", _run)
     config_arg(p)
@@ -164,11 +179,16 @@ def register(subparsers: Any) -> None:
 
     register_registry_commands(sub, config_arg)
 
+    from gateway.backup import register_backup_commands
+
+    register_backup_commands(sub, config_arg)
+
     # Commands owned by the other gateway modules, through their documented hooks.
     for module, hook in (
         ("gateway.transport.broker", "register_broker_commands"),
         ("gateway.alerts", "register_alert_commands"),
         ("gateway.metrics", "register_metrics_commands"),
+        ("gateway.ledger_cli", "register_ledger_commands"),
     ):
         try:
             fn = getattr(importlib.import_module(module), hook, None)
@@ -225,6 +245,7 @@ def _init(args: argparse.Namespace) -> int:
     if conf.exists() and not args.force:
         print(f"coldtrace gateway: {conf} exists (use --force to overwrite)", file=sys.stderr)
         return 2
+    profile = _choose_profile(args.profile)
     keys = d / "keys"
     keys.mkdir(exist_ok=True)
     origin = args.origin or f"coldtrace.local/{args.id}"
@@ -241,14 +262,22 @@ def _init(args: argparse.Namespace) -> int:
         path = keys / name
         if not path.exists() or args.force:
             save_private_key(gen(), path)
+    password_file = args.mqtt_password_file
+    if password_file is None:  # the broker reads it too: nobody copies a password by hand
+        password_file = "keys/mqtt.password"
+        secret = keys / "mqtt.password"
+        if not secret.exists() or args.force:
+            secret.touch(mode=0o600)
+            secret.chmod(0o600)
+            secret.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
     text = render_config(
         {
             "gateway": {"id": args.id, "data_dir": "var"},
             "mqtt": {
                 "host": args.mqtt_host,
                 "port": args.mqtt_port,
-                "username": args.mqtt_username,
-                "password_file": args.mqtt_password_file,
+                "username": args.mqtt_username or f"gw@{args.id}",
+                "password_file": password_file,
             },
             "ingest": {"batch_size": 500, "verify_mode": "processes", "verify_workers": 2},
             "log": {
@@ -267,12 +296,14 @@ def _init(args: argparse.Namespace) -> int:
                 "gtins": ["*"],
                 "restate_interval": 86400,
             },
+            **({"alerts": {"default": profile}} if profile else {}),
         }
     )
     conf.write_text(text, encoding="utf-8")
     cfg = load_config(conf)
     (d / "trust.json").write_text(json.dumps(trust_document(cfg), indent=1) + "\n")
     print(f"wrote {conf}, keys in {keys}/ and {d / 'trust.json'}")
+    print(_profile_note(profile))
     return 0
 
 
@@ -649,9 +680,14 @@ def _proof(args: argparse.Namespace) -> int:
 
 
 def _trust(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError
     from gateway.service import trust_document
 
-    text = json.dumps(trust_document(_load(args)), indent=1) + "\n"
+    try:
+        text = json.dumps(trust_document(_load(args)), indent=1) + "\n"
+    except ConfigError as exc:  # e.g. an EVM ledger whose contract is not deployed yet
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return 2
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -774,3 +810,58 @@ def open_store_rw(cfg: Any) -> Any:
     from gateway.evidence.store import open_store
 
     return open_store(cfg.db_path)
+
+
+# --- the temperature profile of a new gateway ------------------------------------------------
+
+_DEFAULT_PROFILE = "chilled"
+
+
+def _profile_names() -> list[str]:
+    from gateway.profiles import BUILTIN
+
+    return [p.name for p in BUILTIN] + ["none"]
+
+
+def _choose_profile(given: str | None) -> str | None:
+    """``--profile``, else asked on a terminal, else chilled; None for ``none``."""
+    names = _profile_names()
+    name = given
+    if name is None and sys.stdin.isatty():
+        from gateway.profiles import BUILTIN
+
+        print("Temperature alarms: which profile applies to every place?")
+        for p in BUILTIN:
+            print(f"  {p.name:8} {_range(p)}")
+        print("  none     no temperature alarms (sensor faults and offline still alarm)")
+        while name is None:
+            answer = input(f"profile [{_DEFAULT_PROFILE}]: ").strip().lower() or _DEFAULT_PROFILE
+            if answer in names:
+                name = answer
+            else:
+                print(f"Please answer one of: {', '.join(names)}.")
+    name = name or _DEFAULT_PROFILE
+    return None if name == "none" else name
+
+
+def _range(p: Any) -> str:
+    lo = "" if p.low is None else f"{p.low / 100:.2f}"
+    hi = "" if p.high is None else f"{p.high / 100:.2f}"
+    span = f"{lo} to {hi} °C" if lo and hi else (f"at most {hi} °C" if hi else f"at least {lo} °C")
+    cumulative = f", or {p.cumulative // 60} min in {p.window // 3600} h" if p.cumulative else ""
+    return f"{span}, alarm after {p.delay // 60} min out of range{cumulative}"
+
+
+def _profile_note(name: str | None) -> str:
+    """What the new gateway alarms on, and how to change it."""
+    how = (
+        "Change it with `default` under [alerts] in gateway.toml (frozen, chilled, pharma, "
+        "or your own under [alerts.profiles]), or bind places to profiles under "
+        "[alerts.places] (docs/operations.md §2.1)."
+    )
+    if name is None:
+        return "Temperature alarms are OFF (--profile none). " + how
+    from gateway.profiles import BUILTIN
+
+    profile = next(p for p in BUILTIN if p.name == name)
+    return f"Temperature alarms: profile {name} ({_range(profile)}) for every place. " + how

@@ -92,7 +92,9 @@ def registry_public_key(cfg: GatewayConfig) -> ec.EllipticCurvePublicKey:
     raise ConfigError("[registry] needs public_key or key_file")
 
 
-def open_ledger(cfg: GatewayConfig) -> LocalLedger:
+def open_ledger(cfg: GatewayConfig) -> Any:
+    if cfg.ledger.backend == "evm":
+        return open_evm_ledger(cfg)
     key = load_ed25519_private_key(cfg.ledger.key_file)
     return LocalLedger(cfg.ledger_path, cfg.ledger.id, key)
 
@@ -123,7 +125,6 @@ def trust_document(cfg: GatewayConfig) -> dict[str, Any]:
     its log key, its registry with the registry's scopes, the other authorities
     whose profiles it logs (``[[registry.authorities]]``: gtins only), and its ledger."""
     signer = load_log_signer(cfg)
-    ledger_key = load_ed25519_private_key(cfg.ledger.key_file).public_key()
     r = cfg.registry
     scopes = TrustScopes(tuple(r.devices), tuple(r.places), tuple(r.gtins))
     return protocol_trust_document(
@@ -132,7 +133,7 @@ def trust_document(cfg: GatewayConfig) -> dict[str, Any]:
             r.id: (p256_public_to_sec1(registry_public_key(cfg)), scopes),
             **{a.id: (b64d(a.key), TrustScopes((), (), a.gtins)) for a in r.authorities},
         },
-        ledgers={cfg.ledger.id: ed25519_public_to_raw(ledger_key)},
+        **ledger_pins(cfg),
     )
 
 
@@ -243,6 +244,8 @@ class Gateway:
             authority_keys(cfg),
         )
         self.signer = registry_signer(cfg, self.store)
+        if self.ledger.backend == "evm":
+            self.ledger.alert = self.raise_alert
         ing = cfg.ingest
         self.settings = IngestSettings(
             future_skew=ing.future_skew,
@@ -490,6 +493,7 @@ class Gateway:
             cp = self.log.checkpoint()
             if cp is not None:
                 log.info("checkpoint %d signed and anchored", cp.size)
+                self.save_alert_state()
         if now >= self._next_restate:
             self._next_restate = now + 60.0
             self._restate()
@@ -650,6 +654,14 @@ class Gateway:
                 self.exit_code = self.exit_code or 1
 
 
+    def save_alert_state(self) -> None:
+        """Keep the alert engine's state with each checkpoint (gateway/alerts.py): a
+        restart, even a kill -9, continues the open alarms instead of losing them."""
+        save = getattr(self.alerts, "save", None)
+        if save is not None:
+            save()
+
+
 def quarantine_limits(cfg: GatewayConfig) -> QuarantineLimits:
     q = cfg.quarantine
     return QuarantineLimits(max_bytes=q.max_bytes, max_rows=q.max_rows, keep_bytes=q.keep_bytes)
@@ -657,3 +669,36 @@ def quarantine_limits(cfg: GatewayConfig) -> QuarantineLimits:
 
 def run(cfg: GatewayConfig) -> int:
     return Gateway(cfg).run()
+
+
+# --- the EVM ledger backend (gateway/evidence/evm.py, docs/evm.md) -----------------
+
+
+def open_evm_ledger(cfg: GatewayConfig, *, start: bool = True) -> Any:
+    """The EVM backend of ``[ledger.evm]``; its problems at start are ConfigErrors."""
+    from gateway.evidence.evm import EvmLedger
+    from gateway.evidence.ledger import LedgerError
+
+    evm = cfg.ledger.evm
+    assert evm is not None  # load_config checked it
+    path = cfg.ledger.path if cfg.ledger.path is not None else cfg.data_dir / "evm-ledger.db"
+    try:
+        return EvmLedger(evm, path, start=start)
+    except LedgerError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def ledger_pins(cfg: GatewayConfig) -> dict[str, Any]:
+    """The trust file's ``ledgers`` arguments: the local ledger's key, or the EVM
+    (chain id, contract) pair once the contract is deployed."""
+    from protocol.trust import EvmLedger as EvmPin
+
+    if cfg.ledger.backend == "evm":
+        evm = cfg.ledger.evm
+        if evm is None or not evm.contract:
+            raise ConfigError(
+                "[ledger.evm] has no contract yet: run `coldtrace gateway ledger deploy`"
+            )
+        return {"evm": [EvmPin(evm.chain_id, evm.contract.lower())]}
+    ledger_key = load_ed25519_private_key(cfg.ledger.key_file).public_key()
+    return {"ledgers": {cfg.ledger.id: ed25519_public_to_raw(ledger_key)}}

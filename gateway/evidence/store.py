@@ -1650,6 +1650,31 @@ def _topic_device(topic: str) -> str:
         return parts[2][:64]
     return ""
 
+    def replace_anchor(self, anchor: Anchor) -> None:
+        """Replace the receipt(s) of checkpoint ``anchor.size`` on ``anchor.backend`` by
+        ``anchor.receipt``: a chain reorganisation moved or re-made the EVM anchor
+        (gateway/evidence/evm.py). The cloud gets the new receipt on the next push."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "DELETE FROM anchors WHERE size = ? AND backend = ?",
+                    (anchor.size, anchor.backend),
+                )
+                self._db.execute(
+                    "INSERT INTO anchors (size, backend, receipt, time) VALUES (?,?,?,?)",
+                    (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
+                )
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'cloud.receipt' AND CAST(value AS"
+                    " INTEGER) >= ?",
+                    (str(anchor.size - 1), anchor.size),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
 
 def _note_body(note: str) -> str:
     """A signed note's text up to its first empty line (a checkpoint body has none)."""
