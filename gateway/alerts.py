@@ -1291,8 +1291,11 @@ class AlertListener:
         state = {"saved": int(self.engine.clock()), "engine": self.engine.snapshot()}
         try:
             self.store.set_meta(STATE_META, json.dumps(state, separators=(",", ":")))
-        except Exception:
-            log.exception("saving the alert state failed")
+        except Exception as exc:
+            from gateway.evidence.diskfull import is_disk_full
+
+            if not is_disk_full(exc):  # a full disk: the gateway says so, once
+                log.exception("saving the alert state failed")
 
     def _emit(self, events: list[AlertEvent]) -> None:
         for event in events:
