@@ -1462,7 +1462,7 @@ def end_orphans(store: Any, engine: AlertEngine, clock: Callable[[], float]) -> 
     active = {e.id for e in engine.active()}
     now = int(clock())
     if not active:
-        ended = store.end_open_alerts("gateway_restarted", ENGINE_KINDS, now=now)
+        ended = int(store.end_open_alerts("gateway_restarted", ENGINE_KINDS, now=now))
     else:
         ended = 0
         for row in store.alerts(limit=100_000, open_only=True):
