@@ -55,6 +55,7 @@ from typing import Any
 
 from gateway.config import EvmLedgerConfig
 from gateway.evidence.contracts import artifact
+from gateway.evidence.diskfull import DiskFull, is_disk_full, limit_growth
 from gateway.evidence.ledger import LedgerError
 from protocol.anchor import EvmReceipt, anchored_topic0
 from protocol.checkpoint import checkpoint_hash
@@ -109,6 +110,7 @@ def open_state(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
+    limit_growth(db, path)  # a test hook (gateway/evidence/diskfull.py)
     db.executescript(_SCHEMA)
     return db
 
@@ -299,7 +301,10 @@ class EvmLedger:
                 delay = min(max(delay * 2, self.cfg.poll), _BACKOFF_MAX)
                 continue
             except Exception as exc:  # keep the worker alive; the status says what failed
-                self._problem(_Problem("error", f"EVM anchoring failed: {_short(exc)}"))
+                if is_disk_full(exc):
+                    self._problem(_Problem("disk_full", str(DiskFull(self.path))))
+                else:
+                    self._problem(_Problem("error", f"EVM anchoring failed: {_short(exc)}"))
                 delay = min(max(delay * 2, self.cfg.poll), _BACKOFF_MAX)
                 continue
             self._clear_problem()
