@@ -8,6 +8,12 @@ Charge per day = sleep current x 24 h + per-wake phases x wakes/day +
 per-record phases x records/day + per-upload phases x uploads/day.
 One wake takes one reading (one record); an upload interval of 0 means
 "upload at every reading" (no batching).
+
+Reading blocks (a scenario's ``"block": N``, docs/protocol.md kind 7): one
+signed record per N readings. Each wake still boots and measures, and
+appends its reading to the block journal on flash (one ``flash_write``, so a
+power cut loses nothing); once per N wakes the block is signed and queued
+(``sign_*`` + one more ``flash_write``). N = 1 is one kind-1 record per wake.
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ def day_mah(d: dict, sc: dict, interval_s: int) -> dict:
     per_wake = mas(ph["boot"]) + mas(ph["measure"])
     per_record = mas(ph[sc["sign"]]) + mas(ph["flash_write"])
     per_upload = mas(ph[sc["upload"]])
+    block = sc.get("block", 1)
+    journal = mas(ph["flash_write"]) * wakes if block > 1 else 0.0
     parts = {
         "sleep": sleep_ua / 1000 * 24,
         "wake": per_wake * wakes / 3600,
-        "sign+store": per_record * wakes / 3600,
+        "sign+store": (per_record * wakes / block + journal) / 3600,
         "upload": per_upload * uploads / 3600,
     }
     total = sum(parts.values())

@@ -33,6 +33,15 @@ the retained ack a session starts with can be hours old.
 Persistent state: RTC memory (ct_rtcmem) for what must survive deep sleep
 (alarm, clock sync, upload schedule, boot failures); ``settings`` (applied
 gateway commands) is saved on flash by the caller via ``save_settings``.
+
+``blocks`` (a ct_block.Blocks, config key ``block``) puts the readings of
+each channel into its open reading block (docs/protocol.md §2.8, kind 7),
+signed when it is full. A reading outside the alarm band, or one that
+changes the alarm state, closes its channel's block and is signed at once
+as kind 1 and uploaded at once; the open blocks are also signed before a
+clock-set record, before a new interval applies and after any start that
+is not a deep-sleep wake. Without ``blocks`` every reading is a kind-1
+record.
 """
 
 try:
@@ -109,8 +118,9 @@ def boot_failures(rtc):
 
 
 class Logger:
-    def __init__(self, cfg, hw, core, channels, settings=None):
+    def __init__(self, cfg, hw, core, channels, settings=None, blocks=None):
         self.cfg = cfg
+        self.blocks = blocks
         self.hw = hw
         self.core = core
         self.channels = channels
@@ -213,7 +223,11 @@ class Logger:
         now = self.clock.now()[0]
         if getattr(hw, "button_wake", None) and hw.button_wake():
             self.alarm.clear_latch()  # the operator acknowledged the alarm LED
-        if self.fresh or hw.reset_cause() != hw.DEEPSLEEP:
+        restart = self.fresh or hw.reset_cause() != hw.DEEPSLEEP
+        if self.blocks is not None:  # first: a sealed block owns the next seq
+            self.dropped += self.blocks.resume(self.core, restart, hw.batt_mv(),
+                                               self.alarm.bits)[1]
+        if restart:
             self.status(EV_BOOT, None, {31: hw.uptime(), 32: FW, 36: hw.reset_cause()})
             self.fresh = False
         urgent = False
@@ -267,6 +281,7 @@ class Logger:
                 if cal_id is not None:
                     f[14] = cal_id
             evs = ()
+            was = self.alarm.bits
             if ch == self.alarm_ch:
                 evs = self.alarm.update(self.clock.now()[0], temp)
                 bits = self.alarm.bits
@@ -274,7 +289,9 @@ class Logger:
                     f[16] = bits
             elif self.alarm.bits:
                 f[16] = self.alarm.bits
-            self._emit(f)
+            if self.blocks is None or not self._block(ch, cal_id, f, temp, bits != was, batt):
+                self._emit(f)
+                urgent = urgent or self.blocks is not None  # sent at once too
             if 12 in f and self._pending_fault:
                 self.status(EV_SENSOR_FAULT, f[12], {15: batt})
                 self._pending_fault = None
@@ -283,6 +300,39 @@ class Logger:
                 urgent = True
         self.hw.led(1 if bits & ct_alarm.LATCHED else 0)
         return urgent
+
+    def _block(self, ch, cal, f, temp, changed, batt):
+        """Put reading ``f`` in the open block of ``ch`` (True), or sign
+        that block and return False: ``f`` then goes out at once (§2.8)."""
+        a = self.alarm
+        if ch == self.alarm_ch and (changed or temp is not None
+                                    and (temp > a.high or temp < a.low)):
+            self._close_block(ch, batt)
+            return False
+        t, tq = self.clock.now()
+        ivl = self.interval()
+        b = self.blocks
+        at = b.fits(ch, t, tq, ivl, cal)
+        if at is None:
+            self._close_block(ch, batt)
+            at = t
+        if b.add(ch, at, tq, ivl, cal, f.get(10), f.get(12), f.get(11)) >= b.size:
+            self._close_block(ch, batt)
+        return True
+
+    def _close_block(self, ch, batt=None):
+        n = self.blocks.count(ch)
+        if batt is None:
+            batt = self.hw.batt_mv()
+        if self.blocks.close(ch, self.core, batt, self.alarm.bits) is False:
+            self.dropped += n  # the queue is full: counted like refused readings
+
+    def close_blocks(self):
+        """Sign every open block now (before a clock set or a new interval;
+        the simulator before it stops)."""
+        if self.blocks is not None:
+            for ch in self.blocks.open_channels():
+                self._close_block(ch)
 
     def _fault(self, f, code):
         """Make reading fields f a fault reading (no value, no calibration)
@@ -338,6 +388,7 @@ class Logger:
         except ct_clock.ClockError:
             return False
         if old is not None:
+            self.close_blocks()  # §2.8: blocks before the clock-set record
             self.status(EV_CLOCK_SET, old)
         self.mem.put(_K_CLOCK, self.clock.pack())
         return True
@@ -365,6 +416,8 @@ class Logger:
             self.status(EV_CONFIG, -1)
             return
         if changed:
+            if "interval" in changed:
+                self.close_blocks()  # §2.8: before the interval changes
             self.settings.update(changed)
             self.alarm.configure(high, low, changed.get("delay", self.alarm.delay),
                                  self.alarm.cum, self.alarm.ignore)

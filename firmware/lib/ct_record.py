@@ -54,7 +54,7 @@ _B = const(2)  # bstr, length lo..hi
 _T = const(3)  # tstr, UTF-8 length lo..hi
 _UID = const(4)  # bstr of 4, 7 or 10 bytes
 
-_COMMON = {1: (_U, 1, 3), 2: (_U, 0, _U32), 3: (_U, 0, _U32), 4: (_U, 0, _U32),
+_COMMON = {1: (_U, 1, 7), 2: (_U, 0, _U32), 3: (_U, 0, _U32), 4: (_U, 0, _U32),
            5: (_U, 0, 3), 6: (_B, 16, 16)}
 _BATT = (_U, 0, 20000)
 _KINDS = {
@@ -65,8 +65,11 @@ _KINDS = {
     3: {30: (_U, 1, 255), 31: (_U, 0, _U32), 32: (_T, 1, 32), 33: (_U, 0, _U32),
         34: (_U, 0, _U32), 35: (_I, -128, 0), 36: (_U, 0, 255),
         37: (_I, -0x80000000, _U32), 38: (_U, 0, _U32), 15: _BATT},
+    # kind 7, reading block (§2.8): slots checked by _check_block
+    7: {13: (_U, 0, 15), 14: (_U, 0, _U32), 15: _BATT, 16: (_U, 0, 7),
+        17: (_U, 1, 86400), 18: (_B, 2, 128), 19: (_B, 2, 128)},
 }
-_REQUIRED = {1: (), 2: (20, 21, 22), 3: (30,)}
+_REQUIRED = {1: (), 2: (20, 21, 22), 3: (30,), 7: (17, 18)}
 _EV_DROPPED = const(11)  # status event "records dropped" (§2.4)
 
 _SIG1 = b"\x84\x6aSignature1"  # ["Signature1", ... array head and context
@@ -129,7 +132,7 @@ def check_fields(fields):
     """Raise RecordError unless fields make a valid record payload (§2)."""
     kind = fields.get(1)
     if kind not in _KINDS:
-        raise RecordError("kind must be 1, 2 or 3")
+        raise RecordError("kind must be 1, 2, 3 or 7")
     table = _KINDS[kind]
     for k in _COMMON:
         if k not in fields:
@@ -171,6 +174,43 @@ def check_fields(fields):
             raise RecordError("a commission scan carries no link (27)")
     elif kind == 3 and 38 in fields:
         _check_lost(fields)
+    elif kind == 7:
+        _check_block(fields)
+
+
+def _check_block(fields):
+    # §2.8: N = len(temps) / 2 slots; int16 temp -10000..15000 or 0x80 c
+    # (fault c >= 1); rh uint16 0..10000 or 0xFFFF (none, always for a
+    # fault); rhs all 0xFFFF is omitted; the last reading's time < 2^32
+    t = fields[18]
+    n = len(t) // 2
+    if len(t) % 2:
+        raise RecordError("temps (18) holds 2-byte slots")
+    if fields[4] + (n - 1) * fields[17] > _U32:
+        raise RecordError("block end time beyond 2^32")
+    r = fields.get(19)
+    if r is not None and len(r) != len(t):
+        raise RecordError("rhs (19) must be as long as temps (18)")
+    some = False
+    for i in range(0, len(t), 2):
+        v = (t[i] << 8) | t[i + 1]
+        fault = t[i] == 0x80
+        if fault:
+            if not t[i + 1]:
+                raise RecordError("temps (18) slot 0x8000")
+        else:
+            if v & 0x8000:
+                v -= 0x10000
+            if v < -10000 or v > 15000:
+                raise RecordError("temps (18) slot out of range")
+        if r is not None:
+            h = (r[i] << 8) | r[i + 1]
+            if h != 0xFFFF:
+                if fault or h > 10000:
+                    raise RecordError("rhs (19) slot out of range or with a fault")
+                some = True
+    if r is not None and not some:
+        raise RecordError("rhs (19) without any humidity must be omitted")
 
 
 def _check_lost(fields):
