@@ -14,6 +14,8 @@ signed record per N readings. Each wake still boots and measures, and
 appends its reading to the block journal on flash (one ``flash_write``, so a
 power cut loses nothing); once per N wakes the block is signed and queued
 (``sign_*`` + one more ``flash_write``). N = 1 is one kind-1 record per wake.
+``"channels"`` (default 1) counts the sensors read per wake: each makes its
+own records (blocks).
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ def day_mah(d: dict, sc: dict, interval_s: int) -> dict:
     per_upload = mas(ph[sc["upload"]])
     block = sc.get("block", 1)
     journal = mas(ph["flash_write"]) * wakes if block > 1 else 0.0
+    channels = sc.get("channels", 1)  # sensors read per wake, one record/block each
     parts = {
         "sleep": sleep_ua / 1000 * 24,
         "wake": per_wake * wakes / 3600,
-        "sign+store": (per_record * wakes / block + journal) / 3600,
+        "sign+store": channels * (per_record * wakes / block + journal) / 3600,
         "upload": per_upload * uploads / 3600,
     }
     total = sum(parts.values())
