@@ -438,10 +438,12 @@ class SimLogger:
         import ct_core
         import ct_rtcmem
 
-        core = ct_core.open_device(self.cfg, self.board, self.wifi, _device_fs(self.root),
+        fs = _device_fs(self.root)
+        core = ct_core.open_device(self.cfg, self.board, self.wifi, fs,
                                    self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
         try:
-            lg = ct_app.Logger(self.cfg, self.board, core, self._channels, self.settings)
+            lg = ct_app.Logger(self.cfg, self.board, core, self._channels, self.settings,
+                               self._blocks(fs))
             ms = lg.cycle()
             if lg.settings_dirty:
                 self.settings = dict(lg.settings)
@@ -456,15 +458,31 @@ class SimLogger:
         self.cycles += 1
         return ms / 1000
 
-    def flush(self) -> None:
-        """Upload what the flash still holds (as the next scheduled upload would)."""
+    def _blocks(self, fs: Any) -> Any:
+        """Reading blocks (docs/protocol.md §2.8) when the configuration asks for
+        them (``"block"`` > 1; the simulator's default stays one kind-1 record per
+        reading, the board's default is 12)."""
         firmware_on_path()
+        import ct_block
+
+        return ct_block.from_config(self.cfg, fs) if self.cfg.get("block", 1) > 1 else None
+
+    def flush(self) -> None:
+        """Sign the open reading blocks, then upload what the flash still holds
+        (as the next scheduled upload would)."""
+        firmware_on_path()
+        import ct_app
         import ct_core
         import ct_rtcmem
 
-        core = ct_core.open_device(self.cfg, self.board, self.wifi, _device_fs(self.root),
+        fs = _device_fs(self.root)
+        core = ct_core.open_device(self.cfg, self.board, self.wifi, fs,
                                    self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
         try:
+            blocks = self._blocks(fs)
+            if blocks is not None:
+                ct_app.Logger(self.cfg, self.board, core, [], self.settings,
+                              blocks).close_blocks()
             with contextlib.suppress(OSError):
                 core.upload(self.cfg.get("upload_ms", 8000))
             self.queued = core.queued()[0]
@@ -637,7 +655,9 @@ class Sim:
                  scale: int = 600, org: str = "acme", passwords: dict[str, str] | None = None,
                  tags: int = 3, tap_every: float = 5.0, world: dict[str, int] | None = None,
                  place: str | None = None, journey: tuple[int, ...] | None = None,
-                 ntp: bool = False) -> None:
+                 ntp: bool = False, block: int = 1) -> None:
+        if not 1 <= block <= 64:
+            raise SimError(f"--block {block}: a reading block holds 1-64 readings")
         self.root = root
         self.interval = interval
         self.devices: list[SimLogger | SimReader] = []
@@ -648,6 +668,8 @@ class Sim:
             dev = f"sim-tl-{i + 1}"
             d = root / dev
             cfg = logger_config(dev, org, host, port, interval, upload, d)
+            if block > 1:
+                cfg["block"] = block
             if place:
                 cfg["place"] = place
             self.entries.append(provision_sim_device(d, cfg))
@@ -774,7 +796,7 @@ def _cmd_sim(args: Any) -> int:
             check_place(args.place)
         s = Sim(root, host, int(port), args.loggers, args.readers, args.interval, args.upload,
                 args.scale, args.org, passwords, args.tags, args.tap_every,
-                place=args.place, journey=journey, ntp=not args.no_ntp)
+                place=args.place, journey=journey, ntp=not args.no_ntp, block=args.block)
     except (OSError, ValueError, SimError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -853,6 +875,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-ntp", action="store_true",
                    help="start the devices' clocks unset (set by the gateway's first ack) "
                    "instead of set by NTP at power-on")
+    p.add_argument("--block", type=int, default=1, metavar="N",
+                   help="loggers sign one reading block (kind 7) per N readings of a channel "
+                   "(2-64; a board's default is 12); 1 = one kind-1 record per reading")
     p.add_argument("--passwords", help="JSON {device id: MQTT password}, or the broker's "
                    "credentials.json (coldtrace gateway broker)")
     p.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until stopped")

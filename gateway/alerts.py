@@ -136,7 +136,7 @@ log = logging.getLogger("coldtrace.alerts")
 
 ALERT_FORMAT = "coldtrace-alert"
 ENGINE_KINDS = ("excursion", "sensor_fault", "offline")  # the AlertEngine's own alarms
-DEVICE_KINDS = (1, 2, 3)  # records a device signs (readings, scans, status): it is alive
+DEVICE_KINDS = (1, 2, 3, 7)  # records a device signs (readings, scans, status, blocks)
 ALERT_VERSION = 1
 SNAPSHOT_VERSION = 3
 STATE_META = "alerts.state"  # the store's meta key holding the saved engine state
@@ -1206,7 +1206,8 @@ class AlertListener:
 
     Called by the core after each commit with its ``BatchOutcome``: it reads
     ``outcome.accepted`` (pairs of stored record and decoded payload; readings
-    are payloads with ``temp``/``fault``/``ch``, bindings carry ``target`` and
+    are payloads with ``temp``/``fault``/``ch``, a reading block (kind 7) gives
+    each of its readings at its own time, bindings carry ``target`` and
     ``device_list``) and ``outcome.presence`` ({device: "online" |
     "offline"}). The place of a device is ``place_of(device)`` if given, else
     the target of the latest binding seen that names it. Call ``tick()`` from
@@ -1246,22 +1247,29 @@ class AlertListener:
                 for device in payload.device_list:
                     self.places[device] = payload.target
                 continue
-            if not (hasattr(payload, "temp") and hasattr(payload, "fault")):
+            if getattr(payload, "kind", None) == 7 and hasattr(payload, "readings"):
+                readings = payload.readings()  # a block: each reading at its own time (§2.8)
+            elif hasattr(payload, "temp") and hasattr(payload, "fault"):
+                readings = (payload,)
+            else:
                 continue
             device = getattr(stored, "signer", None)
-            if device is None or (payload.temp is None and payload.fault is None):
+            if device is None:
                 continue
             place = self.place_of(device) if self.place_of is not None else self.places.get(device)
-            events += self.engine.observe(
-                device,
-                place,
-                payload.time,
-                payload.temp,
-                None if payload.temp is not None else payload.fault,
-                channel=payload.ch or 0,
-                tq=getattr(payload, "tq", None),
-                received=getattr(stored, "received", None),
-            )
+            for r in readings:
+                if r.temp is None and r.fault is None:
+                    continue
+                events += self.engine.observe(
+                    device,
+                    place,
+                    r.time,
+                    r.temp,
+                    None if r.temp is not None else r.fault,
+                    channel=r.ch or 0,
+                    tq=getattr(r, "tq", None),
+                    received=getattr(stored, "received", None),
+                )
         for device, state in getattr(outcome, "presence", {}).items():
             events += self.engine.state(device, state == "online")
         events += self.engine.tick()

@@ -134,15 +134,48 @@ class DashboardData:
             "place": places.get(rec.signer),
         }
 
-    def readings(self, *, after: int = -1, limit: int = LIMIT) -> list[dict[str, Any]]:
-        """Readings with leaf > ``after``, oldest first (at most ``limit``, the newest)."""
-        places = self.places()
+    def block_readings(self, rec: StoredRecord, places: dict[str, str]) -> list[dict[str, Any]]:
+        """The readings of a reading block (kind 7, §2.8), each at its own time;
+        ``i`` is its index in the block (the rows share the block's leaf)."""
+        p = self.payload(rec)
+        if p is None or not hasattr(p, "readings"):
+            return []
         out = []
-        for rec in self.store.recent_records(1, after=after, limit=limit):
+        for i, r in enumerate(p.readings()):
+            out.append(
+                {
+                    "leaf": rec.leaf,
+                    "i": i,
+                    "device": rec.signer,
+                    "seq": rec.seq,
+                    "time": r.time,
+                    "received": rec.received,
+                    "temp": r.temp,
+                    "rh": r.rh,
+                    "fault": r.fault,
+                    "ch": r.ch or 0,
+                    "batt": p.batt,
+                    "place": places.get(rec.signer),
+                }
+            )
+        return out
+
+    def readings(self, *, after: int = -1, limit: int = LIMIT) -> list[dict[str, Any]]:
+        """Readings with leaf > ``after``, oldest first (at most ``limit``, the newest);
+        a reading block counts as its readings."""
+        places = self.places()
+        recs = self.store.recent_records(1, after=after, limit=limit)
+        recs += self.store.recent_records(7, after=after, limit=limit)
+        recs.sort(key=lambda rec: rec.leaf)
+        out = []
+        for rec in recs[-limit:]:
+            if rec.kind == 7:
+                out += self.block_readings(rec, places)
+                continue
             r = self.reading(rec, places)
             if r is not None:
                 out.append(r)
-        return out
+        return out[-limit:]
 
     def devices(self, now: int, places: dict[str, str]) -> list[dict[str, Any]]:
         s = self.settings
@@ -162,8 +195,11 @@ class DashboardData:
             else:
                 state = "offline"
             temp, batt, queued, queued_time = None, None, None, None
-            for rec in self.store.newest_of(dev.id, (1, 2, 3)):  # readings, scans, status
+            for rec in self.store.newest_of(dev.id, (1, 2, 3, 7)):  # + reading blocks
                 p = self.payload(rec)
+                if rec.kind == 7 and temp is None and p is not None:
+                    last = p.readings()[-1]  # type: ignore[union-attr]
+                    temp = -1 if last.temp is None else last.temp
                 if rec.kind == 1 and temp is None and p is not None:
                     temp = -1 if p.temp is None else p.temp
                 if batt is None and getattr(p, "batt", None) is not None:

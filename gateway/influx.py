@@ -19,7 +19,9 @@ Interface::
 
 What is written (line protocol, seconds precision, the record's own time):
 
-- ``coldtrace_reading`` for each accepted reading (kind 1), tags ``device``,
+- ``coldtrace_reading`` for each accepted reading (kind 1, and each reading of
+  a block, kind 7, at its own time ``time + i x ivl``, docs/protocol.md §2.8;
+  the block's ``batt`` goes with its last reading), tags ``device``,
   ``place`` (the device's current binding target, when it has one),
   ``channel``, ``gateway``; fields ``temp_c`` and ``rh_pct`` (floats, the
   exact decimal of the record's 0.01 units), ``batt_mv``, ``fault``, ``seq``,
@@ -65,6 +67,7 @@ log = logging.getLogger("coldtrace.influx")
 READING = "coldtrace_reading"
 ALERT = "coldtrace_alert"
 KIND_READING = 1
+KIND_BLOCK = 7
 
 
 def _import_client() -> Any:
@@ -109,6 +112,17 @@ def reading_point(
         p.field("fault", int(payload.fault))
     p.field("seq", int(payload.seq)).field("tq", int(payload.tq))
     return p.time(int(payload.time), WritePrecision.S)
+
+
+def block_readings(block: Any) -> tuple[Any, ...]:
+    """The readings of a kind-7 block (§2.8), the last one carrying the block's
+    ``batt`` (the voltage when it was signed)."""
+    import dataclasses
+
+    out = tuple(block.readings())
+    if out and getattr(block, "batt", None) is not None:
+        out = (*out[:-1], dataclasses.replace(out[-1], batt=block.batt))
+    return out
 
 
 _ALERT_TAGS = ("kind", "phase", "device", "place", "profile", "side")
@@ -221,11 +235,13 @@ class InfluxSink:
         items: list[tuple[str, Any, Any]] = []
         skipped = 0
         for stored, payload in getattr(outcome, "accepted", ()):
-            if getattr(stored, "kind", None) != KIND_READING:
+            kind = getattr(stored, "kind", None)
+            if kind != KIND_READING and kind != KIND_BLOCK:
                 continue
             try:
+                readings = block_readings(payload) if kind == KIND_BLOCK else (payload,)
                 if int(payload.tq) == 0:
-                    skipped += 1
+                    skipped += len(readings)
                     continue
                 device = stored.signer
                 place = self.place_of(device) if self.place_of is not None else None
@@ -233,7 +249,7 @@ class InfluxSink:
                 with self._cond:
                     self.invalid += 1
                 continue
-            items.append(("r", (device, place), payload))
+            items.extend(("r", (device, place), r) for r in readings)
         with self._cond:
             self.skipped += skipped
         if items:

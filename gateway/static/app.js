@@ -137,15 +137,18 @@ function renderReadings(fresh) {
   fill("readings", readings.map((r) => readingRow(r, fresh && fresh.has(r.leaf))));
 }
 
+// a reading block's readings share its leaf: i is the reading's index in it
+const readingKey = (r) => r.leaf + ":" + (r.i || 0);
+
 function addReadings(list, live) {
-  const have = new Set(readings.map((r) => r.leaf));
+  const have = new Set(readings.map(readingKey));
   const fresh = new Set();
   for (const r of list) {
-    if (have.has(r.leaf)) continue;
+    if (have.has(readingKey(r))) continue;
     readings.push(r);
     if (live) fresh.add(r.leaf);
   }
-  readings.sort((a, b) => b.leaf - a.leaf);
+  readings.sort((a, b) => b.leaf - a.leaf || (b.i || 0) - (a.i || 0));
   readings = readings.slice(0, MAX_READINGS);
   renderReadings(fresh);
 }
