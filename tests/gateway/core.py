@@ -10,7 +10,7 @@ from gateway.evidence.ingest import BatchOutcome, Ingestor, Pipeline
 from gateway.evidence.ledger import LocalLedger
 from gateway.evidence.log import GatewayLog
 from gateway.evidence.registry import Registry, statement_history
-from gateway.evidence.store import SQLiteStore
+from gateway.evidence.store import SqlStore
 from gateway.transport.mqtt import Inbound
 from protocol.keys import generate_ed25519, generate_p256
 from protocol.note import NoteSigner
@@ -44,7 +44,7 @@ class Core:
 
     def open(self) -> None:
         d = self.dir
-        self.store = SQLiteStore(d / "gateway.db")
+        self.store = SqlStore(d / "gateway.db")
         self.ledger = LocalLedger(d / "ledger.db", f"{ORIGIN}/ledger", self.ledger_key)
         self.log = GatewayLog(
             self.store,

@@ -64,7 +64,7 @@ class GatewayDir:
     def register(self, *devices: SimDevice, place: str | None = None) -> None:
         """Sign registrations (queued in the outbox) and give each device its ack key;
         with ``place``, bind the devices to it (a binding statement each)."""
-        store = open_store(self.cfg.db_path)
+        store = open_store(self.cfg)
         try:
             signer = RegistrySigner(
                 store, self.cfg.registry.id, load_p256_private_key(self.cfg.registry.key_file)

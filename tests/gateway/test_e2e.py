@@ -53,7 +53,7 @@ def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
     assert_trust(trust)  # the gateway's trust file follows the published schema
     (tmp_path / "trust.json").write_text(json.dumps(trust))
     verifier = NoteVerifier.from_vkey(trust["logs"][0]["vkey"])
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     cps = store.checkpoints()
     last = open_checkpoint(cps[-1].note, [verifier])
     assert last.size == total and store.reject_counts() == {}
