@@ -51,8 +51,8 @@ def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
 def make_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayDir]]:
     made: list[GatewayDir] = []
 
-    def make(broker: Broker, **ingest: Any) -> GatewayDir:
-        gw = create_gateway_dir(tmp_path / f"gw{len(made)}", broker, **ingest)
+    def make(broker: Broker, **options: Any) -> GatewayDir:
+        gw = create_gateway_dir(tmp_path / f"gw{len(made)}", broker, **options)
         made.append(gw)
         return gw
 

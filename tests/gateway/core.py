@@ -34,9 +34,18 @@ class Core:
     """store + log + ledger + registry + ingestor + pipeline in one directory."""
 
     def __init__(
-        self, d: Path, *, signer: NoteSigner | None = None, ledger_key=None, registry_key=None
+        self,
+        d: Path,
+        *,
+        signer: NoteSigner | None = None,
+        ledger_key=None,
+        registry_key=None,
+        store_url: str | None = None,
     ) -> None:
+        """``store_url``: a PostgreSQL database for the store (schema ``gw_core``);
+        None: SQLite ``d/gateway.db``."""
         self.dir = d
+        self.store_url = store_url
         self.signer = signer or NoteSigner.generate(ORIGIN)
         self.ledger_key = ledger_key or generate_ed25519()
         self.registry_key = registry_key or generate_p256()
@@ -44,7 +53,10 @@ class Core:
 
     def open(self) -> None:
         d = self.dir
-        self.store = SqlStore(d / "gateway.db")
+        if self.store_url is None:
+            self.store = SqlStore(d / "gateway.db")
+        else:
+            self.store = SqlStore(self.store_url, schema="gw_core")
         self.ledger = LocalLedger(d / "ledger.db", f"{ORIGIN}/ledger", self.ledger_key)
         self.log = GatewayLog(
             self.store,
@@ -148,8 +160,9 @@ class Core:
         if cprev is None:
             before = [e for e in mine if e.cseq == cseq - 1]
             cprev = bytes(16) if not before else chain_hash(self._raw_of(before[0]))
-        common = dict(boot=0, seq=seq, time=time_ or int(time.time()), tq=2, prev=prev,
-                      cseq=cseq, cprev=cprev)
+        common = dict(
+            boot=0, seq=seq, time=time_ or int(time.time()), tq=2, prev=prev, cseq=cseq, cprev=cprev
+        )
         if gtin is None:
             p: Binding | ProductProfile = Binding(**common, target=target, devices=devices)
         else:

@@ -128,37 +128,45 @@ def start_test_broker(
     return Broker(proc, port, d, read_credentials(d))
 
 
-def create_gateway_dir(d: Path, broker: Broker, **ingest: Any) -> GatewayDir:
+def create_gateway_dir(
+    d: Path,
+    broker: Broker,
+    *,
+    sections: dict[str, dict[str, Any]] | None = None,
+    log_key: NoteSigner | None = None,
+    **ingest: Any,
+) -> GatewayDir:
+    """A gateway directory; ``sections`` adds or extends configuration sections
+    (e.g. ``{"store": {"url": pg_url, "schema": "gw"}}`` for PostgreSQL)."""
     (d / "keys").mkdir(parents=True)
-    (d / "keys" / "log.skey").write_text(NoteSigner.generate(ORIGIN).skey + "\n")
+    (d / "keys" / "log.skey").write_text((log_key or NoteSigner.generate(ORIGIN)).skey + "\n")
     (d / "keys" / "log.skey").chmod(0o600)
     save_private_key(generate_ed25519(), d / "keys" / "ledger.pem")
     save_private_key(generate_p256(), d / "keys" / "registry.pem")
     (d / "mqtt.pw").write_text(broker.password(GW_USER) + "\n")
     settings = {"batch_size": 200, "batch_wait": 0.01, "ack_interval": 0.05, **ingest}
-    (d / "gateway.toml").write_text(
-        render_config(
-            {
-                "gateway": {"id": GW_ID, "data_dir": "var"},
-                "mqtt": {
-                    "host": "127.0.0.1",
-                    "port": broker.port,
-                    "username": GW_USER,
-                    "password_file": "mqtt.pw",
-                    "keepalive": 5,
-                },
-                "ingest": settings,
-                "log": {
-                    "origin": ORIGIN,
-                    "key_file": "keys/log.skey",
-                    "checkpoint_interval": 0.5,
-                    "checkpoint_leaves": 100000,
-                },
-                "ledger": {"id": f"{ORIGIN}/ledger", "key_file": "keys/ledger.pem"},
-                "registry": {"id": "acme-registry", "key_file": "keys/registry.pem"},
-            }
-        )
-    )
+    config: dict[str, dict[str, Any]] = {
+        "gateway": {"id": GW_ID, "data_dir": "var"},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "username": GW_USER,
+            "password_file": "mqtt.pw",
+            "keepalive": 5,
+        },
+        "ingest": settings,
+        "log": {
+            "origin": ORIGIN,
+            "key_file": "keys/log.skey",
+            "checkpoint_interval": 0.5,
+            "checkpoint_leaves": 100000,
+        },
+        "ledger": {"id": f"{ORIGIN}/ledger", "key_file": "keys/ledger.pem"},
+        "registry": {"id": "acme-registry", "key_file": "keys/registry.pem"},
+    }
+    for name, values in (sections or {}).items():
+        config[name] = {**config.get(name, {}), **values}
+    (d / "gateway.toml").write_text(render_config(config))
     return GatewayDir(d, broker, load_config(d / "gateway.toml"))
 
 

@@ -19,8 +19,9 @@ from tests.gateway.devices import SimDevice
 from tests.schemas import assert_trust
 
 
-@pytest.fixture
-def gwdir(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gwdir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A fresh ``gateway init`` directory; its store on SQLite or on a real PostgreSQL."""
     assert (
         coldtrace(
             [
@@ -38,6 +39,10 @@ def gwdir(tmp_path: Path) -> Path:
         )
         == 0
     )
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        with (tmp_path / "gateway.toml").open("a") as f:
+            f.write(f'\n[store]\nurl = "{url}"\nschema = "gw_reg"\n')
     return tmp_path
 
 
