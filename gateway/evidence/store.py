@@ -392,12 +392,15 @@ class SqlStore:
 
     def __init__(
         self,
-        url: URL | str,
+        url: URL | str | Path,
         *,
         readonly: bool = False,
         schema: str | None = None,
         migrate: bool = True,
     ) -> None:
+        """``url``: a SQLAlchemy URL (SQLite or PostgreSQL), or a SQLite file's path."""
+        if isinstance(url, Path):
+            url = sqlite_url(url, readonly=readonly)
         url = make_url(url) if isinstance(url, str) else url
         self.url = url
         self.display = url.render_as_string(hide_password=True)
@@ -537,10 +540,11 @@ class SqlStore:
         one = "(" + ",".join([mark] * ncols) + ")"
         for i in range(0, len(rows), per):
             part = rows[i : i + per]
-            sql = self._driver_sql.get((head, len(part)))
+            key = (head + tail, len(part))
+            sql = self._driver_sql.get(key)
             if sql is None:
                 sql = head + " VALUES " + ",".join([one] * len(part)) + tail
-                self._driver_sql[(head, len(part))] = sql
+                self._driver_sql[key] = sql
             self._conn.exec_driver_sql(sql, tuple(v for row in part for v in row))
 
     def _write(self, b: WriteBatch) -> None:
@@ -1304,7 +1308,18 @@ def open_store(target: Any, *, readonly: bool = False) -> SqlStore:
     sc = target.store
     if sc.url is None:
         return SqlStore(sqlite_url(target.db_path, readonly=readonly), readonly=readonly)
-    return SqlStore(postgres_url(sc.url, sc.password_file), readonly=readonly, schema=sc.schema)
+    url = postgres_url(sc.url, sc.password_file)
+    if target.fleet.shared_schema:  # an instance of a gateway fleet (D28)
+        from gateway.evidence.fleet import FleetStore
+
+        return FleetStore(
+            url,
+            schema=sc.schema,
+            shared_schema=target.fleet.shared_schema,
+            origin=target.log.origin,
+            readonly=readonly,
+        )
+    return SqlStore(url, readonly=readonly, schema=sc.schema)
 
 
 def _why(exc: DBAPIError) -> str:

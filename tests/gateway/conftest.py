@@ -33,10 +33,14 @@ def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     started: list[BrokerProcess] = []
 
     def make(
-        devices: list[str], *, queue: QueueLimits | None = None, port: int | None = None
+        devices: list[str],
+        *,
+        queue: QueueLimits | None = None,
+        port: int | None = None,
+        **options: Any,
     ) -> Broker:
         broker = start_test_broker(
-            tmp_path / f"broker{len(started)}", devices, queue=queue, port=port
+            tmp_path / f"broker{len(started)}", devices, queue=queue, port=port, **options
         )
         started.append(broker.process)
         return broker
