@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from gateway.evidence.checks import IngestSettings
+from gateway.evidence.fleet import FleetStore
 from gateway.evidence.ingest import BatchOutcome, Ingestor, Pipeline
 from gateway.evidence.ledger import LocalLedger
 from gateway.evidence.log import GatewayLog
@@ -41,11 +42,16 @@ class Core:
         ledger_key=None,
         registry_key=None,
         store_url: str | None = None,
+        schema: str = "gw_core",
+        fleet: str | None = None,
     ) -> None:
-        """``store_url``: a PostgreSQL database for the store (schema ``gw_core``);
-        None: SQLite ``d/gateway.db``."""
+        """``store_url``: a PostgreSQL database for the store (``schema``); None:
+        SQLite ``d/gateway.db``. ``fleet``: the shared schema of a gateway fleet
+        (gateway/evidence/fleet.py) this core is an instance of."""
         self.dir = d
         self.store_url = store_url
+        self.schema = schema
+        self.fleet = fleet
         self.signer = signer or NoteSigner.generate(ORIGIN)
         self.ledger_key = ledger_key or generate_ed25519()
         self.registry_key = registry_key or generate_p256()
@@ -55,8 +61,12 @@ class Core:
         d = self.dir
         if self.store_url is None:
             self.store = SqlStore(d / "gateway.db")
+        elif self.fleet is None:
+            self.store = SqlStore(self.store_url, schema=self.schema)
         else:
-            self.store = SqlStore(self.store_url, schema="gw_core")
+            self.store = FleetStore(
+                self.store_url, schema=self.schema, shared_schema=self.fleet, origin=self.schema
+            )
         self.ledger = LocalLedger(d / "ledger.db", f"{ORIGIN}/ledger", self.ledger_key)
         self.log = GatewayLog(
             self.store,
