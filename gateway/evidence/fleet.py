@@ -104,6 +104,7 @@ class FleetStore(SqlStore):
         self.origin = origin
         self._in_batch = False
         self._locked: set[str] = set()
+        self._seen: dict[tuple[str, int], StoredRecord] = {}  # claims read for this batch
         if not readonly:
             self._setup()
 
@@ -171,13 +172,17 @@ class FleetStore(SqlStore):
             out[st.signer] = st
             if st.max_seq > st.contig:
                 gapped.append(st.signer)
-        if gapped:
-            for signer, seq in self._all(
-                f"SELECT c.signer, c.seq FROM {s}.claims c JOIN {s}.signers g"
-                " ON g.signer = c.signer WHERE c.signer = ANY(?) AND c.seq > g.contig",
+        if gapped:  # the records above a gap, kept for the batch's chain checks
+            for signer, seq, boot, kind, raw in self._all(
+                f"SELECT c.signer, c.seq, c.boot, c.kind, c.raw FROM {s}.claims c"
+                f" JOIN {s}.signers g ON g.signer = c.signer"
+                " WHERE c.signer = ANY(?) AND c.seq > g.contig",
                 (gapped,),
             ):
                 out[signer].above.add(int(seq))
+                self._seen[(signer, int(seq))] = StoredRecord(
+                    -1, signer, int(seq), int(boot), int(kind), 0, 0, 0, bytes(raw)
+                )
         for st in out.values():
             if st.contig >= 0 and st.declared_by(st.contig) is not None:
                 top = self._one(
@@ -259,6 +264,7 @@ class FleetStore(SqlStore):
     def _end_batch(self) -> None:
         self._in_batch = False
         self._locked = set()
+        self._seen = {}
         self._lock.release()
 
     # --- what the checks read: the fleet's records ---------------------------------
@@ -266,7 +272,7 @@ class FleetStore(SqlStore):
     def record_by_seq(self, signer: str, seq: int) -> StoredRecord | None:
         """This log's record (signer, seq), else the one another instance logged
         (``leaf`` -1: not in this log)."""
-        rec = super().record_by_seq(signer, seq)
+        rec = self._seen.get((signer, seq)) or super().record_by_seq(signer, seq)
         if rec is not None:
             return rec
         row = self._one(
