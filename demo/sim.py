@@ -456,6 +456,21 @@ class SimLogger:
         self.cycles += 1
         return ms / 1000
 
+    def flush(self) -> None:
+        """Upload what the flash still holds (as the next scheduled upload would)."""
+        firmware_on_path()
+        import ct_core
+        import ct_rtcmem
+
+        core = ct_core.open_device(self.cfg, self.board, self.wifi, _device_fs(self.root),
+                                   self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
+        try:
+            with contextlib.suppress(OSError):
+                core.upload(self.cfg.get("upload_ms", 8000))
+            self.queued = core.queued()[0]
+        finally:
+            core.close()
+
 
 class SimReader:
     """One handover reader: ct_reader with a fake PN532 (through ct_pn532
@@ -469,7 +484,8 @@ class SimReader:
 
     def __init__(self, cfg: dict[str, Any], root: Path, new_client: Callable[[], Any],
                  tags: list[SunTag], tap_every: float = 5.0,
-                 clock: Callable[[], float] = time.time, wifi: SimWifi | None = None) -> None:
+                 clock: Callable[[], float] = time.time, wifi: SimWifi | None = None,
+                 journey: tuple[int, ...] | None = None) -> None:
         firmware_on_path()
         import ct_clock
         import ct_ntag
@@ -497,6 +513,7 @@ class SimReader:
             ct_ui.Button(fake_nfc.FakePin(1)), ct_ui.Led(fake_nfc.FakePin(0)),
             ct_ui.Led(fake_nfc.FakePin(0)), self.board.batt_mv)
         self.tap_every = tap_every
+        self.journey = tuple(journey or self.JOURNEY)
         self.next_tap = clock() + 1.0
         self.lift_at = 0.0
         self.step_no = [0] * len(tags)
@@ -549,8 +566,8 @@ class SimReader:
             i = self.turn % len(self.tags)
             self.turn += 1
             k = self.step_no[i]
-            if k < len(self.JOURNEY):
-                self.reader.action = self.JOURNEY[k]
+            if k < len(self.journey):
+                self.reader.action = self.journey[k]
                 self.step_no[i] = k + 1
                 self.chip.field = [self.nfc[i]]
                 self.lift_at = now + 1.0
@@ -618,9 +635,11 @@ class Sim:
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 1883,
                  loggers: int = 2, readers: int = 1, interval: int = 10, upload: int = 60,
                  scale: int = 600, org: str = "acme", passwords: dict[str, str] | None = None,
-                 tags: int = 3, tap_every: float = 5.0, world: dict[str, int] | None = None
-                 ) -> None:
+                 tags: int = 3, tap_every: float = 5.0, world: dict[str, int] | None = None,
+                 place: str | None = None, journey: tuple[int, ...] | None = None,
+                 ntp: bool = False) -> None:
         self.root = root
+        self.interval = interval
         self.devices: list[SimLogger | SimReader] = []
         self.entries: list[dict[str, Any]] = []
         pw = passwords or {}
@@ -629,6 +648,8 @@ class Sim:
             dev = f"sim-tl-{i + 1}"
             d = root / dev
             cfg = logger_config(dev, org, host, port, interval, upload, d)
+            if place:
+                cfg["place"] = place
             self.entries.append(provision_sim_device(d, cfg))
             self.devices.append(SimLogger(cfg, d, client_factory(dev, host, port, pw.get(dev)),
                                           seed=i + 1, scale=scale, world=world))
@@ -641,10 +662,13 @@ class Sim:
             dev = f"sim-rd-{i + 1}"
             d = root / dev
             cfg = reader_config(dev, org, host, port, d,
-                                f"urn:epc:id:sgln:9506000.13435.dock-{i + 1}")
+                                place or f"urn:epc:id:sgln:9506000.13435.dock-{i + 1}")
             self.entries.append(provision_sim_device(d, cfg))
             self.devices.append(SimReader(cfg, d, client_factory(dev, host, port, pw.get(dev)),
-                                          self.tags, tap_every))
+                                          self.tags, tap_every, journey=journey))
+        if ntp:  # as a board with "ntp" in its config.json does at power-on
+            for dev_ in self.devices:
+                dev_.set_clock(int(time.time()), 2)
         self.write_files()
 
     def write_files(self) -> None:
@@ -661,6 +685,10 @@ class Sim:
 
     def run(self, duration: float, stop: Callable[[], bool] = lambda: False) -> None:
         end = time.time() + duration if duration else float("inf")
+        first_tap = time.time() + self.interval + 1.0  # after the loggers' first readings
+        for d in self.devices:
+            if isinstance(d, SimReader):
+                d.next_tap = max(d.next_tap, first_tap)
         while time.time() < end and not stop():
             d = min(self.devices, key=lambda x: x.next_wake)
             wait = d.next_wake - time.time()
@@ -668,15 +696,39 @@ class Sim:
                 time.sleep(min(wait, 0.2))
                 continue
             d.next_wake = time.time() + d.wake()
-        for d in self.devices:
+        for d in self.devices:  # the last records reach the gateway before the sim exits
             if isinstance(d, SimReader):
+                if d.queued:
+                    d.upload()
                 d.core.close()
+            else:
+                d.flush()
 
 
 # --- command line --------------------------------------------------------------------
 
 
-def register_with_gateway(config: str | Path, entries: list[dict[str, Any]]) -> str:
+def _wait_logged(db: Path, wait: float) -> None:
+    """Wait up to ``wait`` s for the running gateway to log the registry's outbox, so
+    the devices' first records do not reach it before their registrations."""
+    from gateway.evidence.store import open_store
+
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        store = open_store(db)
+        try:
+            if not store.outbox_pending():
+                return
+        finally:
+            store.close()
+        time.sleep(0.2)
+    print(f"the gateway has not logged the registrations within {wait:g} s (is it running?); "
+          "records of unregistered devices are refused until it does, and sent again",
+          flush=True)
+
+
+def register_with_gateway(config: str | Path, entries: list[dict[str, Any]],
+                          wait: float = 0.0) -> str:
     """Register ``entries`` in the registry of the gateway configured by ``config``
     and bind each logger to its place (binding statements, docs/protocol.md §2.6),
     so that the traces of the simulated items are judged; returns what was done."""
@@ -694,6 +746,7 @@ def register_with_gateway(config: str | Path, entries: list[dict[str, Any]]) -> 
         done = signer.import_entries(entries)
     finally:
         store.close()
+    _wait_logged(cfg.db_path, wait)
     bound = sorted({e["place"] for e in entries if e.get("place") and e.get("role") == "logger"})
     return (f"registered {len(done)} devices with gateway {cfg.id}; loggers bound to "
             f"{', '.join(bound) or 'no place'}")
@@ -716,8 +769,12 @@ def _cmd_sim(args: Any) -> int:
         passwords = doc
     root = Path(args.dir)
     try:
+        journey = parse_journey(args.journey)
+        if args.place is not None:
+            check_place(args.place)
         s = Sim(root, host, int(port), args.loggers, args.readers, args.interval, args.upload,
-                args.scale, args.org, passwords, args.tags, args.tap_every)
+                args.scale, args.org, passwords, args.tags, args.tap_every,
+                place=args.place, journey=journey, ntp=not args.no_ntp)
     except (OSError, ValueError, SimError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -725,7 +782,8 @@ def _cmd_sim(args: Any) -> int:
           f"tag keys: {root / 'tags.json'}", flush=True)
     if args.gateway_config:
         try:
-            print(register_with_gateway(args.gateway_config, s.entries), flush=True)
+            wait = 0.0 if args.provision_only else 15.0
+            print(register_with_gateway(args.gateway_config, s.entries, wait), flush=True)
         except Exception as e:  # ConfigError, RegistryError, OSError: said, not raised
             print(f"error: registering with {args.gateway_config}: {e}", file=sys.stderr)
             return 1
@@ -746,6 +804,31 @@ def _cmd_sim(args: Any) -> int:
     return 0
 
 
+ACTIONS = {"commission": 1, "load": 2, "unload": 3, "receive": 4, "ship": 5, "sell": 6,
+           "install": 7}
+
+
+def parse_journey(text: str | None) -> tuple[int, ...] | None:
+    """``commission,ship`` -> (1, 5): the actions each tag is taken through, in order."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in ACTIONS]
+    if bad or not names:
+        raise SimError(f"--journey: {', '.join(bad) or 'nothing'} is not a scan action "
+                       f"(one of {', '.join(ACTIONS)}, separated by commas)")
+    return tuple(ACTIONS[n] for n in names)
+
+
+def check_place(place: str) -> None:
+    """A place id as the protocol takes it (docs/protocol.md §1): 1-64 bytes, no control
+    character."""
+    if not 1 <= len(place.encode("utf-8")) <= 64 or any(
+            ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in place):
+        raise SimError(f"--place {place!r}: a place id is 1-64 bytes of UTF-8 without a "
+                       "control character")
+
+
 def register(subparsers: Any) -> None:
     """Entry point (``coldtrace.commands``): adds ``coldtrace sim``."""
     p = subparsers.add_parser(
@@ -761,6 +844,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tags", type=int, default=3, help="NTAG 424 DNA tags the readers see")
     p.add_argument("--tap-every", type=float, default=5.0, help="seconds between taps")
     p.add_argument("--org", default="acme")
+    p.add_argument("--place", help="the place the loggers monitor (bound to it in the gateway's "
+                   "registry with --gateway-config) and the readers scan at; default: loggers "
+                   "in a cold room, readers at their own docks")
+    p.add_argument("--journey", metavar="ACTIONS",
+                   help="the scans each tag is taken through, e.g. commission,ship (default "
+                   "commission,load,ship,receive,unload,sell)")
+    p.add_argument("--no-ntp", action="store_true",
+                   help="start the devices' clocks unset (set by the gateway's first ack) "
+                   "instead of set by NTP at power-on")
     p.add_argument("--passwords", help="JSON {device id: MQTT password}, or the broker's "
                    "credentials.json (coldtrace gateway broker)")
     p.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until stopped")

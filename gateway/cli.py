@@ -4,7 +4,9 @@
     coldtrace gateway run       --config FILE      the gateway (until SIGINT/SIGTERM)
     coldtrace gateway status    --config FILE      rate, backlog, rejects, devices, checkpoint,
                                                    declared losses
-    coldtrace gateway rejects   --config FILE      the quarantine
+    coldtrace gateway rejects   --config FILE      the quarantine, and what was counted
+                                [--purge [--reason R] [--device D] [--before T]]
+                                [--release [--reason R] [--device D]]
     coldtrace gateway registry  {add,list,update,revoke,import,bind,unbind,bindings,
                                  profile,restate,import-statement}
                                                    (gateway/registry_cli.py)
@@ -17,6 +19,8 @@
                                                    (gateway/push.py; `run` does it too)
     coldtrace gateway witness   --config FILE [--once]     witness [[witness.peers]]
     coldtrace gateway witness-key --config FILE    the witness vkey to register with the cloud
+    coldtrace gateway backup    --config FILE DEST  online copy of store, ledger, config, keys
+    coldtrace gateway restore   --config FILE SRC   put a backup in place (gateway/backup.py)
     coldtrace gateway dashboard --config FILE [--listen HOST:PORT]
                                                    the operator's web page alone, against the
                                                    store (`run` serves it with [dashboard])
@@ -36,6 +40,7 @@ import argparse
 import importlib
 import json
 import logging
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -76,9 +81,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--registry-id", default="registry")
     p.add_argument("--mqtt-host", default="127.0.0.1")
     p.add_argument("--mqtt-port", type=int, default=1883)
-    p.add_argument("--mqtt-username", default=None)
-    p.add_argument("--mqtt-password-file", default=None)
+    p.add_argument("--mqtt-username", default=None, help="broker account (default gw@<id>)")
+    p.add_argument(
+        "--mqtt-password-file",
+        default=None,
+        help="its password, first line (default: keys/mqtt.password, made here; "
+        "`coldtrace gateway broker --gateway-config` gives the broker the same)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing gateway.toml")
+    p.add_argument(
+        "--profile",
+        choices=_profile_names(),
+        default=None,
+        help="temperature profile that alarms for every place (asked on a terminal, "
+        "else chilled; none: temperature alarms off)",
+    )
 
     p = cmd("run", "run the gateway until interrupted", _run)
     config_arg(p)
@@ -94,6 +111,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.add_argument("--raw", action="store_true", help="include the raw bytes (base64)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
+        "--purge",
+        action="store_true",
+        help="delete the quarantined messages that match --reason, --device, --before (all "
+        "without them), leaving a count and digest per reason and device, and an audit line",
+    )
+    what.add_argument(
+        "--release",
+        action="store_true",
+        help="send the matching quarantined messages back to the running gateway, which checks "
+        "them again (e.g. after registering a device that was unknown)",
+    )
+    p.add_argument("--device", default=None, help="with --purge/--release: this device's only")
+    p.add_argument(
+        "--before",
+        default=None,
+        help="with --purge: last seen before this time (unix seconds or ISO 8601, UTC if no zone)",
+    )
 
     p = cmd("checkpoints", "list signed checkpoints and their anchors", _checkpoints)
     config_arg(p)
@@ -143,11 +179,16 @@ def register(subparsers: Any) -> None:
 
     register_registry_commands(sub, config_arg)
 
+    from gateway.backup import register_backup_commands
+
+    register_backup_commands(sub, config_arg)
+
     # Commands owned by the other gateway modules, through their documented hooks.
     for module, hook in (
         ("gateway.transport.broker", "register_broker_commands"),
         ("gateway.alerts", "register_alert_commands"),
         ("gateway.metrics", "register_metrics_commands"),
+        ("gateway.ledger_cli", "register_ledger_commands"),
     ):
         try:
             fn = getattr(importlib.import_module(module), hook, None)
@@ -213,6 +254,7 @@ def _init(args: argparse.Namespace) -> int:
     if conf.exists() and not args.force:
         print(f"coldtrace gateway: {conf} exists (use --force to overwrite)", file=sys.stderr)
         return 2
+    profile = _choose_profile(args.profile)
     keys = d / "keys"
     keys.mkdir(exist_ok=True)
     origin = args.origin or f"coldtrace.local/{args.id}"
@@ -229,14 +271,22 @@ def _init(args: argparse.Namespace) -> int:
         path = keys / name
         if not path.exists() or args.force:
             save_private_key(gen(), path)
+    password_file = args.mqtt_password_file
+    if password_file is None:  # the broker reads it too: nobody copies a password by hand
+        password_file = "keys/mqtt.password"
+        secret = keys / "mqtt.password"
+        if not secret.exists() or args.force:
+            secret.touch(mode=0o600)
+            secret.chmod(0o600)
+            secret.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
     text = render_config(
         {
             "gateway": {"id": args.id, "data_dir": "var"},
             "mqtt": {
                 "host": args.mqtt_host,
                 "port": args.mqtt_port,
-                "username": args.mqtt_username,
-                "password_file": args.mqtt_password_file,
+                "username": args.mqtt_username or f"gw@{args.id}",
+                "password_file": password_file,
             },
             "ingest": {"batch_size": 500, "verify_mode": "processes", "verify_workers": 2},
             "log": {
@@ -255,12 +305,14 @@ def _init(args: argparse.Namespace) -> int:
                 "gtins": ["*"],
                 "restate_interval": 86400,
             },
+            **({"alerts": {"default": profile}} if profile else {}),
         }
     )
     conf.write_text(text, encoding="utf-8")
     cfg = load_config(conf)
     (d / "trust.json").write_text(json.dumps(trust_document(cfg), indent=1) + "\n")
     print(f"wrote {conf}, keys in {keys}/ and {d / 'trust.json'}")
+    print(_profile_note(profile))
     return 0
 
 
@@ -272,6 +324,7 @@ def _run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from gateway.config import ConfigError
+    from gateway.evidence.diskfull import EXIT_DISK_FULL, DiskFull
     from gateway.evidence.store import StoreError
 
     cfg = _load(args)
@@ -281,6 +334,9 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, StoreError) as exc:
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return 2
+    except DiskFull as exc:  # at start: opening the store, recovering the log
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return EXIT_DISK_FULL
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -298,6 +354,10 @@ def _status(args: argparse.Namespace) -> int:
         devices = store.devices()
         bound = Registry({}, devices, store.statement_heads()).places_of()
         losses = store.declared_losses(limit=20)
+        q_rows, q_bytes = store.quarantine_usage()
+        q_dropped: dict[str, int] = {}
+        for d in store.quarantine_dropped():
+            q_dropped[d.cause] = q_dropped.get(d.cause, 0) + d.count
         report = {
             "gateway": cfg.id,
             "running": bool(live)
@@ -337,6 +397,14 @@ def _status(args: argparse.Namespace) -> int:
                 for x in losses
             ],
             "alarms": live.get("alarms", []),
+            "quarantine": {
+                "rows": q_rows,
+                "bytes": q_bytes,
+                "max_rows": cfg.quarantine.max_rows,
+                "max_bytes": cfg.quarantine.max_bytes,
+                "dropped": q_dropped,
+            },
+            "verify_restarts": live.get("verify_restarts", 0),
         }
         if cfg.cloud is not None:
             frozen = store.get_meta("cloud.frozen") or ""
@@ -363,6 +431,14 @@ def _status(args: argparse.Namespace) -> int:
         f"  rejects       {total}"
         + "".join(f"\n    {n:>8}  {r}" for r, n in sorted(rejects.items()))
     )
+    qr = report["quarantine"]
+    print(
+        f"  quarantine    {qr['rows']} of {qr['max_rows']} rows, {qr['bytes']} of "
+        f"{qr['max_bytes']} bytes; counted, not stored: "
+        + (", ".join(f"{n} {_CAUSES.get(c, c)}" for c, n in sorted(qr["dropped"].items())) or "0")
+    )
+    if report["verify_restarts"]:
+        print(f"  workers       {report['verify_restarts']} verification process restart(s)")
     dv = report["devices"]
     print(
         f"  devices       {dv['registered']} registered, {dv['revoked']} revoked, "
@@ -406,9 +482,15 @@ def _rejects(args: argparse.Namespace) -> int:
     from protocol.keys import b64e
 
     cfg = _load(args)
+    if args.purge or args.release:
+        return _purge_or_release(args, cfg)
+    if args.before is not None or args.device is not None:
+        print("coldtrace gateway: --device and --before go with --purge", file=sys.stderr)
+        return 2
     store = _store(cfg)
     try:
         rows = store.rejects(limit=args.limit, reason=args.reason)
+        dropped = store.quarantine_dropped()
     finally:
         store.close()
     if args.json:
@@ -426,6 +508,8 @@ def _rejects(args: argparse.Namespace) -> int:
                 "seq": r.seq,
                 "size": len(r.raw),
             }
+            if r.truncated:
+                item["size"], item["kept"] = r.size, len(r.raw)
             if args.raw:
                 item["raw"] = b64e(r.raw)
             out.append(item)
@@ -433,15 +517,98 @@ def _rejects(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         print("no rejected messages")
-        return 0
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.received))
         who = f"{r.signer or '?'}#{'' if r.seq is None else r.seq}"
         times = f" x{r.count}" if r.count > 1 else ""
-        print(f"{r.id:>6} {when}Z {r.reason:<16} {who:<24} {r.topic}{times}\n       {r.detail}")
+        cut = f" (first {len(r.raw)} of {r.size} bytes kept)" if r.truncated else ""
+        print(f"{r.id:>6} {when}Z {r.reason:<16} {who:<24} {r.topic}{times}{cut}")
+        print(f"       {r.detail}")
         if args.raw:
             print(f"       raw {b64e(r.raw)}")
+    _print_dropped(dropped, args.reason)
     return 0
+
+
+_CAUSES = {
+    "rate": "over the device's rate limit",
+    "full": "the quarantine was full",
+    "purged": "purged by an operator",
+}
+
+
+def _print_dropped(dropped: list[Any], reason: str | None) -> None:
+    """The counted-not-stored summaries (gateway/evidence/quarantine.py)."""
+    dropped = [d for d in dropped if reason is None or d.reason == reason]
+    if not dropped:
+        return
+    print("not stored one by one (count, bytes, first and last seen, digest chain):")
+    for d in dropped:
+        first = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.first_seen))
+        last = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.last_seen))
+        print(
+            f"  {d.count:>8} {d.reason:<16} {d.device or '-':<24} {d.bytes} bytes, "
+            f"{first}Z .. {last}Z; {_CAUSES.get(d.cause, d.cause)}\n"
+            f"           digest {d.digest.hex()}"
+        )
+
+
+def _purge_or_release(args: argparse.Namespace, cfg: Any) -> int:
+    """``rejects --purge`` / ``--release`` (the store writes the audit line)."""
+    import getpass
+
+    before = None
+    if args.before is not None:
+        if args.release:
+            print("coldtrace gateway: --before goes with --purge", file=sys.stderr)
+            return 2
+        before = _parse_time(args.before)
+        if before is None:
+            print(
+                f"coldtrace gateway: --before {args.before!r} is neither unix seconds nor an "
+                "ISO 8601 time (e.g. 2026-12-01T00:00:00Z)",
+                file=sys.stderr,
+            )
+            return 2
+    actor = f"cli:{getpass.getuser()}"
+    store = _store(cfg)
+    try:
+        if args.purge:
+            done = store.purge_rejects(
+                reason=args.reason, device=args.device, before=before, actor=actor
+            )
+        else:
+            released, cut = store.release_rejects(
+                reason=args.reason, device=args.device, actor=actor
+            )
+    finally:
+        store.close()
+    if args.purge:
+        print(
+            f"purged {done['rows']} quarantined message(s) ({done['messages']} received, "
+            f"{done['bytes']} bytes); their count and digest are kept "
+            "(`coldtrace gateway rejects` lists them as purged)"
+        )
+        return 0
+    print(
+        f"released {released} quarantined message(s): the running gateway checks them again "
+        "within a second (or at its next start); each is accepted or quarantined again"
+    )
+    if cut:
+        print(f"{cut} message(s) kept only in part (cut to keep_bytes) cannot be released")
+    return 0
+
+
+def _parse_time(text: str) -> int | None:
+    from datetime import UTC, datetime
+
+    if text.isdigit():
+        return int(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp())
 
 
 def _checkpoints(args: argparse.Namespace) -> int:
@@ -521,9 +688,14 @@ def _proof(args: argparse.Namespace) -> int:
 
 
 def _trust(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError
     from gateway.service import trust_document
 
-    text = json.dumps(trust_document(_load(args)), indent=1) + "\n"
+    try:
+        text = json.dumps(trust_document(_load(args)), indent=1) + "\n"
+    except ConfigError as exc:  # e.g. an EVM ledger whose contract is not deployed yet
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return 2
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -644,3 +816,58 @@ def _dashboard(args: argparse.Namespace) -> int:
 def open_store_rw(cfg: Any) -> Any:
     """The store, made if absent (a witness-only gateway may never have run)."""
     return _open_or_exit(cfg)
+
+
+# --- the temperature profile of a new gateway ------------------------------------------------
+
+_DEFAULT_PROFILE = "chilled"
+
+
+def _profile_names() -> list[str]:
+    from gateway.profiles import BUILTIN
+
+    return [p.name for p in BUILTIN] + ["none"]
+
+
+def _choose_profile(given: str | None) -> str | None:
+    """``--profile``, else asked on a terminal, else chilled; None for ``none``."""
+    names = _profile_names()
+    name = given
+    if name is None and sys.stdin.isatty():
+        from gateway.profiles import BUILTIN
+
+        print("Temperature alarms: which profile applies to every place?")
+        for p in BUILTIN:
+            print(f"  {p.name:8} {_range(p)}")
+        print("  none     no temperature alarms (sensor faults and offline still alarm)")
+        while name is None:
+            answer = input(f"profile [{_DEFAULT_PROFILE}]: ").strip().lower() or _DEFAULT_PROFILE
+            if answer in names:
+                name = answer
+            else:
+                print(f"Please answer one of: {', '.join(names)}.")
+    name = name or _DEFAULT_PROFILE
+    return None if name == "none" else name
+
+
+def _range(p: Any) -> str:
+    lo = "" if p.low is None else f"{p.low / 100:.2f}"
+    hi = "" if p.high is None else f"{p.high / 100:.2f}"
+    span = f"{lo} to {hi} °C" if lo and hi else (f"at most {hi} °C" if hi else f"at least {lo} °C")
+    cumulative = f", or {p.cumulative // 60} min in {p.window // 3600} h" if p.cumulative else ""
+    return f"{span}, alarm after {p.delay // 60} min out of range{cumulative}"
+
+
+def _profile_note(name: str | None) -> str:
+    """What the new gateway alarms on, and how to change it."""
+    how = (
+        "Change it with `default` under [alerts] in gateway.toml (frozen, chilled, pharma, "
+        "or your own under [alerts.profiles]), or bind places to profiles under "
+        "[alerts.places] (docs/operations.md §2.1)."
+    )
+    if name is None:
+        return "Temperature alarms are OFF (--profile none). " + how
+    from gateway.profiles import BUILTIN
+
+    profile = next(p for p in BUILTIN if p.name == name)
+    return f"Temperature alarms: profile {name} ({_range(profile)}) for every place. " + how

@@ -420,7 +420,7 @@ def create_app(
         raise ConfigError(f"[dashboard] needs fastapi and uvicorn: {exc}") from None
 
     if store is None:
-        if not cfg.db_path.exists():
+        if cfg.store.url is None and not cfg.db_path.exists():
             raise ConfigError(f"no gateway database at {cfg.db_path} (has the gateway run?)")
         store = open_store(cfg)
     data = DashboardData(cfg, store)
@@ -695,7 +695,7 @@ def run_dashboard(cfg: GatewayConfig) -> int:
     """``coldtrace gateway dashboard``: serve until SIGINT/SIGTERM."""
     import signal
 
-    if not cfg.db_path.exists():
+    if cfg.store.url is None and not cfg.db_path.exists():
         raise ConfigError(f"no gateway database at {cfg.db_path} (has the gateway run?)")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -276,6 +276,19 @@ def provision(
     return entry
 
 
+def broker_login(cfg: dict[str, Any], broker_dir: Path) -> dict[str, Any]:
+    """The board's ``mqtt`` settings with its broker account: the account is made in the
+    broker configuration at ``broker_dir`` (``coldtrace gateway broker --dir``) if it is
+    not there, and its password goes into the board's config.json - nobody copies it."""
+    from gateway.transport.broker import BrokerError, add_account
+
+    try:
+        password = add_account(broker_dir, cfg["id"], "device")
+    except (BrokerError, OSError, ValueError) as e:
+        raise ProvisionError(f"broker account for {cfg['id']} in {broker_dir}: {e}") from e
+    return {**cfg.get("mqtt", {}), "user": cfg["id"], "password": password}
+
+
 def _cmd_provision(args: argparse.Namespace) -> int:
     base_path = Path(args.config)
     try:
@@ -299,6 +312,8 @@ def _cmd_provision(args: argparse.Namespace) -> int:
         over["mqtt"] = mq
     try:
         cfg = device_config(base, **over)
+        if args.broker_dir:
+            cfg["mqtt"] = broker_login(cfg, Path(args.broker_dir))
         t = MpremoteTransport(args.port, shlex.split(args.mpremote))
         entry = provision(
             t,
@@ -315,6 +330,11 @@ def _cmd_provision(args: argparse.Namespace) -> int:
     except ProvisionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if args.broker_dir:
+        print(
+            f"broker account {cfg['id']} in {args.broker_dir}: reload the broker "
+            "(systemctl reload mosquitto, or SIGHUP)"
+        )
     print(json.dumps({k: v for k, v in entry.items() if k != "ack_key"}, indent=1))
     return 0
 
@@ -343,6 +363,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     pr.add_argument("--wifi-key")
     pr.add_argument("--mqtt-host")
     pr.add_argument("--mqtt-port", type=int)
+    pr.add_argument(
+        "--broker-dir",
+        help="the broker configuration (coldtrace gateway broker --dir): give the device an "
+        "account there and write its password into the board's config.json; reload the "
+        "broker afterwards",
+    )
     pr.add_argument("--mpremote", default="mpremote", help="mpremote command")
     pr.add_argument(
         "--config-only",

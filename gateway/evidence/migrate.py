@@ -6,10 +6,11 @@ writers: ``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on
 PostgreSQL (so that several processes opening one database at once, such as
 a gateway fleet starting, migrate it once).
 
-Databases made before Alembic (SQLite only, ``meta.schema`` 1 to 4, no
+Databases made before Alembic (SQLite only, ``meta.schema`` 1 to 5, no
 ``alembic_version`` table) are first brought to version 4 as the old code
 did - the missing tables, the scans of version 2, the triggers of versions 3
-and 4 - and stamped with revision 0001, which is version 4.
+and 4 - and stamped with revision 0001, which is version 4 (a version-5
+database: 0002, which is version 5); Alembic then takes them to the head.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from gateway.evidence.schema import V4_TABLES, append_only_ddl, metadata
 __all__ = ["LEGACY_VERSION", "SchemaError", "upgrade"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
-LEGACY_VERSION = 4  # the last ``meta.schema`` version before Alembic (= revision 0001)
+LEGACY_VERSION = 5  # the last ``meta.schema`` version before Alembic (= revision 0002)
+_STAMP = {4: "0001", 5: "0002"}  # the revision a pre-Alembic version is
 _LOCK_KEY = 0x436F6C6454  # pg_advisory_xact_lock key: "ColdT"
 
 
@@ -59,8 +61,9 @@ def upgrade(engine: Engine, *, schema: str | None = None) -> None:
                 conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         cfg.attributes["connection"] = conn
         try:
-            if _legacy(conn):
-                command.stamp(cfg, "0001")
+            legacy = _legacy(conn)
+            if legacy is not None:
+                command.stamp(cfg, legacy)
             command.upgrade(cfg, "head")
         except CommandError as exc:  # e.g. a revision this gateway does not know
             raise SchemaError(
@@ -68,11 +71,12 @@ def upgrade(engine: Engine, *, schema: str | None = None) -> None:
             ) from None
 
 
-def _legacy(conn: Connection) -> bool:
-    """Bring a pre-Alembic SQLite database to version 4; True if it was one."""
+def _legacy(conn: Connection) -> str | None:
+    """Bring a pre-Alembic SQLite database to version 4 (or leave it at 5) and return
+    the revision to stamp it with; None if it is not one."""
     tables = set(inspect(conn).get_table_names())
     if "meta" not in tables or "alembic_version" in tables:
-        return False
+        return None
     row = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     have = int(row[0]) if row is not None else 1
     if have > LEGACY_VERSION:
@@ -85,12 +89,13 @@ def _legacy(conn: Connection) -> bool:
         _index_scans(conn)
     for ddl in append_only_ddl("sqlite", replace=True):  # versions 3 and 4
         conn.exec_driver_sql(ddl)
+    have = max(have, 4)
     conn.exec_driver_sql(
         "INSERT INTO meta (key, value) VALUES ('schema', ?)"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (str(LEGACY_VERSION),),
+        (str(have),),
     )
-    return True
+    return _STAMP[have]
 
 
 def _index_scans(conn: Connection) -> None:

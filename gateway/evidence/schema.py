@@ -26,7 +26,7 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["V4_TABLES", "append_only_ddl", "metadata"]
+__all__ = ["V4_TABLES", "V5_TABLES", "append_only_ddl", "metadata"]
 
 metadata = MetaData()
 
@@ -77,6 +77,7 @@ quarantine = Table(
     Column("detail", Text, nullable=False),
     Column("digest", LargeBinary, nullable=False),
     Column("raw", LargeBinary, nullable=False),
+    Column("size", Int),  # revision 0002: the full length when raw was cut (NULL: whole)
     UniqueConstraint("digest", "reason"),
 )
 Index("quarantine_by_reason", quarantine.c.reason)
@@ -236,6 +237,32 @@ audit = Table(
     Column("comment", Text, nullable=False, server_default=text("''")),
     Column("detail", Text, nullable=False, server_default=text("'{}'")),
 )
+
+# Revision 0002 (schema version 5, the quarantine's caps, docs/decisions.md D29):
+# what was counted and not stored, and messages an operator released to ingest.
+quarantine_dropped = Table(
+    "quarantine_dropped",
+    metadata,
+    Column("cause", Text, primary_key=True),
+    Column("reason", Text, primary_key=True),
+    Column("device", Text, primary_key=True),
+    Column("count", Int, nullable=False),
+    Column("bytes", Int, nullable=False),
+    Column("first_seen", Int, nullable=False),
+    Column("last_seen", Int, nullable=False),
+    Column("digest", LargeBinary, nullable=False),
+)
+released = Table(
+    "released",
+    metadata,
+    _pk("id", auto=True),
+    Column("topic", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created", Int, nullable=False),
+    Column("done", Int, nullable=False, server_default=text("0")),
+)
+V5_TABLES = ("quarantine_dropped", "released")
 
 # The tables of schema version 4, which Alembic revision 0001 creates.
 V4_TABLES = (

@@ -56,7 +56,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,12 +66,15 @@ from sqlalchemy import URL, TextClause, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
+from gateway.evidence.diskfull import limit_growth
+
 __all__ = [
     "Anchor",
     "ChainEvent",
     "CheckpointRow",
     "DeclaredLoss",
     "DeviceRow",
+    "DroppedRow",
     "RejectRow",
     "SignerState",
     "SqlStore",
@@ -111,6 +114,37 @@ class RejectRow:
     id: int | None = None
     count: int = 1
     last_seen: int | None = None
+    size: int | None = None  # the full message's length when raw was cut to keep_bytes
+    digest: bytes | None = None  # SHA-256 of the full message (None: of raw)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether only the first bytes of the message are kept."""
+        return self.size is not None and self.size > len(self.raw)
+
+
+@dataclass(slots=True)
+class DroppedRow:
+    """Refused messages that were counted, not stored (docs/decisions.md D29).
+
+    ``cause``: ``rate`` (over the device's rate limit), ``full`` (the quarantine
+    was at its cap) or ``purged`` (deleted by ``rejects --purge``). One row per
+    (cause, reason, topic device) with the count, the bytes, first and last
+    seen, and ``digest``: the running SHA-256 chain over the messages in the
+    order they were dropped, ``d = SHA-256(d || SHA-256(message))`` from 32
+    zero bytes. In a :class:`WriteBatch`, ``digests`` lists the SHA-256 of each
+    message to fold in, in order; the store folds them into the stored chain.
+    """
+
+    cause: str
+    reason: str
+    device: str
+    count: int
+    bytes: int
+    first_seen: int
+    last_seen: int
+    digest: bytes = b""
+    digests: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -253,10 +287,14 @@ class WriteBatch:
     presence: list[tuple[str, str, int]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # increments
     meta: dict[str, str] = field(default_factory=dict)
+    dropped: list[DroppedRow] = field(default_factory=list)  # refusals counted, not stored
+    release_done: list[int] = field(default_factory=list)  # ids of released messages handled
 
     def __bool__(self) -> bool:
         return bool(
-            self.records
+            self.dropped
+            or self.release_done
+            or self.records
             or self.rejects
             or self.states
             or self.events
@@ -327,7 +365,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-SCHEMA_VERSION = "4"  # ``meta.schema``: the last pre-Alembic version (= revision 0001)
+SCHEMA_VERSION = "5"  # ``meta.schema`` at the head revision (0002; pre-Alembic: 1 to 5)
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -360,16 +398,21 @@ def postgres_url(url: str, password_file: Path | None = None) -> URL:
     return u
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(path: Path) -> Callable[[Any, Any], None]:
     """WAL and synchronous=FULL: a returned commit survives power loss (as before D27)."""
-    dbapi_conn.isolation_level = None
-    for pragma in (
-        "busy_timeout = 30000",
-        "journal_mode = WAL",
-        "synchronous = FULL",
-        "cache_size = -65536",
-    ):
-        dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        for pragma in (
+            "busy_timeout = 30000",
+            "journal_mode = WAL",
+            "synchronous = FULL",
+            "cache_size = -65536",
+        ):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+        limit_growth(dbapi_conn, path)  # a test hook (gateway/evidence/diskfull.py)
+
+    return on_connect
 
 
 def _sqlite_readonly(dbapi_conn: Any, _record: Any) -> None:
@@ -427,7 +470,9 @@ class SqlStore:
                     poolclass=NullPool,
                 )
                 event.listen(
-                    self.engine, "connect", _sqlite_readonly if readonly else _sqlite_pragmas
+                    self.engine,
+                    "connect",
+                    _sqlite_readonly if readonly else _sqlite_pragmas(self.path),
                 )
                 self._begin_sql = "BEGIN IMMEDIATE"
                 self._max_vars = 32766
@@ -562,8 +607,8 @@ class SqlStore:
 
             self._driver(
                 "INSERT INTO quarantine (received, last_seen, topic, signer, seq, reason, detail,"
-                " digest, raw) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (digest, reason) DO UPDATE"
-                " SET count = quarantine.count + 1, last_seen = excluded.last_seen",
+                " digest, raw, size) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (digest, reason)"
+                " DO UPDATE SET count = quarantine.count + 1, last_seen = excluded.last_seen",
                 [
                     (
                         r.received,
@@ -573,11 +618,18 @@ class SqlStore:
                         r.seq,
                         r.reason,
                         r.detail[:500],
-                        sha256(r.raw).digest(),
+                        r.digest or sha256(r.raw).digest(),
                         r.raw,
+                        r.size if r.truncated else None,
                     )
                     for r in b.rejects
                 ],
+            )
+        if b.dropped:
+            self._write_dropped(b.dropped)
+        if b.release_done:
+            self._driver(
+                "UPDATE released SET done = 1 WHERE id = ?", [(i,) for i in b.release_done]
             )
         if b.states:
             latest = {s.signer: s for s in b.states}  # one row per signer per statement
@@ -989,8 +1041,8 @@ class SqlStore:
 
     def rejects(self, *, limit: int = 100, reason: str | None = None) -> list[RejectRow]:
         sql = (
-            "SELECT received, topic, reason, detail, raw, signer, seq, id, count, last_seen"
-            " FROM quarantine"
+            "SELECT received, topic, reason, detail, raw, signer, seq, id, count, last_seen,"
+            " size FROM quarantine"
         )
         args: tuple[Any, ...] = ()
         if reason is not None:
@@ -1287,6 +1339,192 @@ class SqlStore:
             with suppress(DBAPIError):
                 self._conn.close()
             self.engine.dispose()
+
+    # --- the quarantine's caps, purge and release (revision 0002, docs/decisions.md D29) --
+
+    def _write_dropped(self, rows: list[DroppedRow]) -> None:
+        """Add counted-not-stored refusals to their (cause, reason, device) summary,
+        folding each message's SHA-256 into the summary's running digest."""
+        from hashlib import sha256
+
+        low, high = ("min", "max") if self.dialect == "sqlite" else ("least", "greatest")
+        for d in rows:
+            got = self._one(
+                "SELECT digest FROM quarantine_dropped WHERE cause = ? AND reason = ?"
+                " AND device = ?",
+                (d.cause, d.reason, d.device),
+            )
+            chain = bytes(got[0]) if got is not None else bytes(32)
+            for h in d.digests:
+                chain = sha256(chain + h).digest()
+            self._exec(
+                "INSERT INTO quarantine_dropped (cause, reason, device, count, bytes, first_seen,"
+                " last_seen, digest) VALUES (?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (cause, reason, device) DO UPDATE SET"
+                " count = quarantine_dropped.count + excluded.count,"
+                " bytes = quarantine_dropped.bytes + excluded.bytes,"
+                f" first_seen = {low}(quarantine_dropped.first_seen, excluded.first_seen),"
+                f" last_seen = {high}(quarantine_dropped.last_seen, excluded.last_seen),"
+                " digest = excluded.digest",
+                (d.cause, d.reason, d.device, d.count, d.bytes, d.first_seen, d.last_seen, chain),
+            )
+
+    def quarantine_usage(self) -> tuple[int, int]:
+        """(rows, bytes of raw, detail and topic) the quarantine holds."""
+        rows, size = self._one(
+            "SELECT count(*), coalesce(sum(length(raw) + length(detail) + length(topic)), 0)"
+            " FROM quarantine"
+        )
+        return int(rows), int(size)
+
+    def quarantine_dropped(self) -> list[DroppedRow]:
+        """What was counted and not stored (or purged), per (cause, reason, device)."""
+        return [
+            DroppedRow(c, r, d, int(n), int(b), int(f), int(t), bytes(h))
+            for c, r, d, n, b, f, t, h in self._all(
+                "SELECT cause, reason, device, count, bytes, first_seen, last_seen, digest"
+                " FROM quarantine_dropped ORDER BY cause, reason, device"
+            )
+        ]
+
+    @staticmethod
+    def _reject_filter(
+        reason: str | None, device: str | None, before: int | None
+    ) -> tuple[str, list[Any]]:
+        where, args = [], []
+        if reason is not None:
+            where.append("reason = ?")
+            args.append(reason)
+        if device is not None:
+            where.append("(signer = ? OR topic = ? OR topic = ?)")
+            args += [device, f"ct/v1/{device}/rec", f"ct/v1/{device}/state"]
+        if before is not None:
+            where.append("last_seen < ?")
+            args.append(before)
+        return (" WHERE " + " AND ".join(where)) if where else "", args
+
+    def purge_rejects(
+        self,
+        *,
+        reason: str | None = None,
+        device: str | None = None,
+        before: int | None = None,
+        actor: str = "operator",
+    ) -> dict[str, int]:
+        """Delete quarantined messages (all, or those matching the filters), leaving
+        per (reason, device) a ``purged`` summary (count, bytes, digest chain over the
+        rows' digests in id order) and an audit line, in one transaction. Returns
+        rows, messages and bytes purged."""
+        from hashlib import sha256
+
+        where, args = self._reject_filter(reason, device, before)
+        now = int(time.time())
+        with self._tx():
+            rows = self._all(
+                "SELECT id, topic, reason, digest, count, coalesce(size, length(raw)),"
+                f" received, last_seen FROM quarantine{where} ORDER BY id",
+                args,
+            )
+            groups: dict[tuple[str, str], DroppedRow] = {}
+            for _id, topic, why, digest, count, size, first, last in rows:
+                dev = _topic_device(topic)
+                g = groups.get((why, dev))
+                if g is None:
+                    g = groups[(why, dev)] = DroppedRow("purged", why, dev, 0, 0, first, last)
+                g.count += int(count)
+                g.bytes += int(size) * int(count)
+                g.first_seen = min(g.first_seen, int(first))
+                g.last_seen = max(g.last_seen, int(last))
+                g.digests.append(bytes(digest))
+            self._write_dropped(list(groups.values()))
+            self._exec(f"DELETE FROM quarantine{where}", args)
+            total = {
+                "rows": len(rows),
+                "messages": sum(g.count for g in groups.values()),
+                "bytes": sum(g.bytes for g in groups.values()),
+            }
+            filters = {"reason": reason, "device": device, "before": before}
+            self._audit(
+                now,
+                actor,
+                "purge",
+                "quarantine",
+                "",
+                {**total, "filters": {k: v for k, v in filters.items() if v is not None}},
+            )
+            digest = sha256(b"".join(bytes(r[3]) for r in rows)).hexdigest()
+        return {**total, "digest": digest}  # type: ignore[dict-item]
+
+    def release_rejects(
+        self, *, reason: str | None = None, device: str | None = None, actor: str = "operator"
+    ) -> tuple[int, int]:
+        """Move quarantined messages (matching the filters) to the ``released`` outbox,
+        which the running gateway checks again as if they had just arrived; one audit
+        line. Messages kept only in part (cut to keep_bytes) stay. Returns (released,
+        left because cut)."""
+        where, args = self._reject_filter(reason, device, None)
+        now = int(time.time())
+        with self._tx():
+            rows = self._all(
+                f"SELECT id, topic, raw, reason, size FROM quarantine{where} ORDER BY id", args
+            )
+            whole = [r for r in rows if r[4] is None]
+            if whole:
+                self._driver(
+                    "INSERT INTO released (topic, raw, reason, created) VALUES (?,?,?,?)",
+                    [(t, bytes(raw), why, now) for _i, t, raw, why, _s in whole],
+                )
+                self._driver("DELETE FROM quarantine WHERE id = ?", [(r[0],) for r in whole])
+            filters = {"reason": reason, "device": device}
+            self._audit(
+                now,
+                actor,
+                "release",
+                "quarantine",
+                "",
+                {
+                    "released": len(whole),
+                    "cut": len(rows) - len(whole),
+                    "filters": {k: v for k, v in filters.items() if v is not None},
+                },
+            )
+        return len(whole), len(rows) - len(whole)
+
+    def released_pending(self, limit: int = 500) -> list[tuple[int, str, bytes]]:
+        """Released messages not yet checked again: (id, topic, raw), oldest first."""
+        return [
+            (int(i), t, bytes(raw))
+            for i, t, raw in self._all(
+                "SELECT id, topic, raw FROM released WHERE done = 0 ORDER BY id LIMIT ?", (limit,)
+            )
+        ]
+
+    def replace_anchor(self, anchor: Anchor) -> None:
+        """Replace the receipt(s) of checkpoint ``anchor.size`` on ``anchor.backend`` by
+        ``anchor.receipt``: a chain reorganisation moved or re-made the EVM anchor
+        (gateway/evidence/evm.py). The cloud gets the new receipt on the next push."""
+        with self._tx():
+            self._exec(
+                "DELETE FROM anchors WHERE size = ? AND backend = ?",
+                (anchor.size, anchor.backend),
+            )
+            self._exec(
+                "INSERT INTO anchors (size, backend, receipt, time) VALUES (?,?,?,?)",
+                (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
+            )
+            self._exec(
+                "UPDATE meta SET value = ? WHERE key = 'cloud.receipt' AND CAST(value AS"
+                " INTEGER) >= ?",
+                (str(anchor.size - 1), anchor.size),
+            )
+
+
+def _topic_device(topic: str) -> str:
+    """The device of a ``ct/v1/{dev}/{kind}`` topic, else "" (the quarantine summaries' key)."""
+    parts = topic.split("/")
+    if len(parts) == 4 and parts[0] == "ct" and parts[1] == "v1" and parts[2]:
+        return parts[2][:64]
+    return ""
 
 
 def _note_body(note: str) -> str:

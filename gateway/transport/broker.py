@@ -11,6 +11,7 @@ Interface (used by the gateway core, the demo and the tests)::
                  gateway_id="local", queue=QueueLimits(), run_as=None,
                  log_dest="stderr") -> Path            # dir/mosquitto.conf
     read_credentials(dir) -> dict[str, str]            # generated passwords
+    add_account(dir, name, role="device") -> str       # one more account, its password
     start_broker(conf, *, ready_timeout=10.0) -> BrokerProcess  # started, ready
     BrokerProcess: .start() .wait_ready() .stop() .kill() .restart() .reload()
                    .port .tls_port .host .running .log_text()   (context manager)
@@ -84,6 +85,7 @@ __all__ = [
     "CertPair",
     "QueueLimits",
     "TLSListener",
+    "add_account",
     "free_port",
     "is_device_id",
     "make_ca",
@@ -321,6 +323,36 @@ def read_credentials(dir: Path | str) -> dict[str, str]:
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
     return {name: entry["password"] for name, entry in data.get("users", {}).items()}
+
+
+def add_account(dir: Path | str, name: str, role: Role = "device") -> str:
+    """Give ``name`` an account on the broker configured in ``dir`` (by ``write_config``),
+    with a generated password, and return the password; an existing account's password
+    is returned unchanged. The hash is appended to ``passwd`` and the password kept in
+    ``credentials.json``, so the next ``coldtrace gateway broker`` keeps the account.
+    A running broker reads the new account on reload (SIGHUP)."""
+    dir = Path(dir)
+    user = BrokerUser(name, role)
+    earlier = read_credentials(dir)
+    if name in earlier:
+        return earlier[name]
+    passwd = dir / "passwd"
+    if not passwd.exists():
+        raise BrokerError(
+            f"no broker configuration in {dir}: write it first (coldtrace gateway broker)"
+        )
+    password = secrets.token_urlsafe(18)
+    line = Path(write_password_file(dir / f".{name}.passwd", {name: password}))
+    try:
+        hashed = line.read_bytes()
+    finally:
+        line.unlink()
+    old = passwd.read_bytes()
+    _write_private(passwd, old + (b"" if not old or old.endswith(b"\n") else b"\n") + hashed)
+    doc = json.loads((dir / "credentials.json").read_text(encoding="utf-8"))
+    doc.setdefault("users", {})[name] = {"role": user.role, "password": password}
+    _write_private(dir / "credentials.json", json.dumps(doc, indent=2).encode() + b"\n")
+    return password
 
 
 def _current_user() -> str:
@@ -809,12 +841,47 @@ def _load_users_file(path: str) -> list[BrokerUser]:
     return users
 
 
+def _gateway_account(path: str) -> tuple[BrokerUser, str, int]:
+    """The gateway's broker account, its id and MQTT port from its gateway.toml: the
+    password is the one `coldtrace gateway init` wrote to [mqtt] password_file."""
+    from gateway.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path)
+        password = cfg.mqtt.secret()
+    except ConfigError as e:
+        raise BrokerError(str(e)) from None
+    except (OSError, IndexError) as e:
+        raise BrokerError(f"{path}: cannot read [mqtt] password_file: {e}") from None
+    if not cfg.mqtt.username or not password:
+        raise BrokerError(f"{path}: [mqtt] needs username and password_file (or password)")
+    return BrokerUser(cfg.mqtt.username, "gateway", password), cfg.id, cfg.mqtt.port
+
+
 def _cmd_broker(args: argparse.Namespace) -> int:
-    users = [BrokerUser(n, "gateway") for n in (args.gateway or ["gw@local"])]
+    users: list[BrokerUser] = []
+    port = args.port
+    if args.gateway_config:
+        account, gw_id, gw_port = _gateway_account(args.gateway_config)
+        users.append(account)
+        args.gateway_id = args.gateway_id or gw_id
+        port = gw_port if port is None else port
+    names = args.gateway or ([] if users else ["gw@local"])
+    users += [BrokerUser(n, "gateway") for n in names]
     users += [BrokerUser(n, "monitor") for n in args.monitor or []]
     users += [BrokerUser(n, "device") for n in args.device or []]
     if args.users:
         users += _load_users_file(args.users)
+    # Accounts made earlier (add_account, e.g. by `coldtrace device provision
+    # --broker-dir`) stay: their passwords are on the boards.
+    listed = {u.name for u in users}
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        doc = json.loads((Path(args.dir) / "credentials.json").read_text(encoding="utf-8"))
+        for name, entry in doc.get("users", {}).items():
+            if name not in listed and entry.get("role") in ("device", "monitor", "gateway"):
+                users.append(BrokerUser(name, entry["role"]))  # password kept by write_config
+    args.gateway_id = args.gateway_id or "local"
+    args.port = 1883 if port is None else port
     tls = None
     if args.tls_port is not None:
         certs = Path(args.tls_dir)
@@ -910,7 +977,12 @@ def register_broker_commands(gateway_subparsers: argparse._SubParsersAction) -> 
         "Mosquitto on it in the foreground. See docs/operations.md, 'Broker'.",
     )
     p.add_argument("--dir", default="var/mosquitto", help="configuration directory")
-    p.add_argument("--port", type=int, default=1883, help="plain (password) listener port")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="plain (password) listener port (default: --gateway-config's [mqtt] port, or 1883)",
+    )
     p.add_argument("--bind", default="127.0.0.1", help="plain listener address")
     p.add_argument("--no-plain", action="store_true", help="no plain listener (TLS only)")
     p.add_argument("--tls-port", type=int, help="add a TLS listener on this port")
@@ -935,7 +1007,17 @@ def register_broker_commands(gateway_subparsers: argparse._SubParsersAction) -> 
         metavar="FILE",
         help='JSON list of {"name", "role", "password"} (missing passwords are generated)',
     )
-    p.add_argument("--gateway-id", default="local", help="gateway id in ct/v1/gw/{id}/alerts")
+    p.add_argument(
+        "--gateway-config",
+        metavar="GATEWAY_TOML",
+        help="take the gateway's account (its [mqtt] username and password_file), id and "
+        "port from its gateway.toml",
+    )
+    p.add_argument(
+        "--gateway-id",
+        default=None,
+        help="gateway id in ct/v1/gw/{id}/alerts (default: --gateway-config's id, or local)",
+    )
     defaults = QueueLimits()
     p.add_argument("--max-queued-messages", type=int, default=defaults.max_queued_messages)
     p.add_argument("--max-queued-bytes", type=int, default=defaults.max_queued_bytes)
