@@ -277,3 +277,28 @@ def test_a_checkpoint_note_may_only_gain_cosignatures(open_db: Opener) -> None:
         raw_sql(s, f"UPDATE checkpoints SET note = '{quoted}'")
     raw_sql(s, "UPDATE checkpoints SET note = '" + note.replace("'", "''") + "'")  # lines may go
     assert s.checkpoint_at(3).note == note
+
+
+def test_quarantine_caps_purge_release_and_anchor_replacement(open_db: Opener) -> None:
+    from gateway.evidence.store import Anchor, DroppedRow
+
+    s = open_db()
+    junk = [
+        RejectRow(1790000000 + i, f"ct/v1/tl-{i % 2}/rec", "bad_cose", "x", b"j%d" % i)
+        for i in range(4)
+    ]
+    dropped = DroppedRow("full", "bad_cose", "tl-9", 2, 20, 5, 9, digests=[bytes(32), bytes(32)])
+    s.commit(WriteBatch(rejects=junk, dropped=[dropped]))
+    s.commit(WriteBatch(dropped=[DroppedRow("full", "bad_cose", "tl-9", 1, 10, 3, 12)]))
+    (d,) = s.quarantine_dropped()
+    assert (d.count, d.bytes, d.first_seen, d.last_seen) == (3, 30, 3, 12)
+    assert s.quarantine_usage()[0] == 4
+    assert s.release_rejects(device="tl-1") == (2, 0)
+    assert sorted(raw for _i, _t, raw in s.released_pending()) == [b"j1", b"j3"]
+    out = s.purge_rejects(actor="op")
+    assert (out["rows"], out["messages"]) == (2, 2) and s.rejects() == []
+    assert [a["action"] for a in s.audit_log()] == ["purge", "release"]
+    s.add_checkpoint(CheckpointRow(5, bytes(32), "n", 1))
+    s.add_anchor(Anchor(5, "evm", {"tx": "a"}, 1))
+    s.replace_anchor(Anchor(5, "evm", {"tx": "b"}, 2))
+    assert [(a.size, a.receipt) for a in s.anchors()] == [(5, {"tx": "b"})]
