@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any
 
-from sqlalchemy import URL
+from sqlalchemy import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from gateway.evidence.store import SignerState, SqlStore, StoredRecord, StoreError, WriteBatch
@@ -95,11 +95,11 @@ class FleetStore(SqlStore):
         origin: str,
         readonly: bool = False,
     ) -> None:
-        super().__init__(url, schema=schema, readonly=readonly)
-        if self.dialect != "postgresql":
+        if make_url(url).get_backend_name() != "postgresql":
             raise StoreError("a gateway fleet shares its checks through PostgreSQL only")
         if shared_schema == schema:
             raise StoreError("[fleet] shared_schema must differ from the instance's [store] schema")
+        super().__init__(url, schema=schema, readonly=readonly)
         self.shared = shared_schema
         self.origin = origin
         self._in_batch = False
@@ -211,9 +211,9 @@ class FleetStore(SqlStore):
                 if r.kind in _CLAIMED_KINDS
             ]
             if claims:  # a claim already taken raises: the whole batch is undone
-                self._insert(
-                    f"INSERT INTO {s}.claims (signer, seq, boot, kind, chash, raw, origin, leaf)",
-                    8,
+                self._append(
+                    f"{s}.claims",
+                    ("signer", "seq", "boot", "kind", "chash", "raw", "origin", "leaf"),
                     claims,
                 )
             states = {st.signer: st for st in batch.states if st.signer in self._locked}

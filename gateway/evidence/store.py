@@ -580,8 +580,13 @@ class SqlStore:
         wall time of the insert). One statement per chunk hands it over once;
         on PostgreSQL it is one round trip per chunk.
         """
+        if self.dialect == "postgresql":
+            # psycopg parses a long statement anew each time (it caches short ones):
+            # one row's statement, sent for all rows at once (executemany, pipelined).
+            self._driver(head + " VALUES (" + ",".join("?" * ncols) + ")" + tail, rows)
+            return
         per = max(1, min(500, self._max_vars // ncols))
-        mark = "?" if self.dialect == "sqlite" else "%s"
+        mark = "?"
         one = "(" + ",".join([mark] * ncols) + ")"
         for i in range(0, len(rows), per):
             part = rows[i : i + per]
@@ -592,11 +597,29 @@ class SqlStore:
                 self._driver_sql[key] = sql
             self._conn.exec_driver_sql(sql, tuple(v for row in part for v in row))
 
+    def _append(self, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Insert many rows: PostgreSQL's COPY (psycopg writes the rows in C, about a
+        tenth of the CPU of executemany), multi-row VALUES on SQLite (:meth:`_insert`).
+        A refused row (a key taken) fails the batch with SQLAlchemy's IntegrityError."""
+        if self.dialect != "postgresql":
+            self._insert(f"INSERT INTO {table} ({', '.join(cols)})", len(cols), rows)
+            return
+        import psycopg
+
+        sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN"
+        try:
+            pg = self._conn.connection.driver_connection  # the psycopg connection
+            with pg.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+
     def _write(self, b: WriteBatch) -> None:
         if b.records:
-            self._insert(
-                "INSERT INTO records",
-                9,
+            self._append(
+                "records",
+                _RECORD_COLUMNS,
                 [
                     (r.leaf, r.signer, r.seq, r.boot, r.kind, r.time, r.tq, r.received, r.raw)
                     for r in b.records
@@ -1566,6 +1589,7 @@ def _why(exc: DBAPIError) -> str:
     return (msg.strip().splitlines() or ["unknown error"])[0]
 
 
+_RECORD_COLUMNS = ("leaf", "signer", "seq", "boot", "kind", "time", "tq", "received", "raw")
 _DEVICE_COLUMNS = (
     "id",
     "role",
