@@ -403,16 +403,29 @@ def _sqlite_pragmas(path: Path) -> Callable[[Any, Any], None]:
 
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
-        for pragma in (
-            "busy_timeout = 30000",
-            "journal_mode = WAL",
-            "synchronous = FULL",
-            "cache_size = -65536",
-        ):
-            dbapi_conn.execute(f"PRAGMA {pragma}")
+        dbapi_conn.execute("PRAGMA busy_timeout = 30000")
+        _wal(dbapi_conn)
+        dbapi_conn.execute("PRAGMA synchronous = FULL")
+        dbapi_conn.execute("PRAGMA cache_size = -65536")
         limit_growth(dbapi_conn, path)  # a test hook (gateway/evidence/diskfull.py)
 
     return on_connect
+
+
+def _wal(dbapi_conn: Any, wait: float = 30.0) -> None:
+    """Switch a new file to WAL. The switch needs the file to itself and SQLite
+    does not wait for it (no busy handler): retry while another process opens it."""
+    import sqlite3
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _sqlite_readonly(dbapi_conn: Any, _record: Any) -> None:
@@ -498,6 +511,8 @@ class SqlStore:
 
         if self.dialect == "sqlite":
             engine = create_engine(url, connect_args={"timeout": 30}, poolclass=NullPool)
+            assert self.path is not None
+            event.listen(engine, "connect", _sqlite_pragmas(self.path))
             _sqlite_immediate(engine)
         else:
             engine = create_engine(url, connect_args=connect_args or {}, poolclass=NullPool)

@@ -302,3 +302,26 @@ def test_quarantine_caps_purge_release_and_anchor_replacement(open_db: Opener) -
     s.add_anchor(Anchor(5, "evm", {"tx": "a"}, 1))
     s.replace_anchor(Anchor(5, "evm", {"tx": "b"}, 2))
     assert [(a.size, a.receipt) for a in s.anchors()] == [(5, {"tx": "b"})]
+
+
+def test_gateways_opening_a_new_database_together_migrate_it_once(open_db: Opener) -> None:
+    """A fleet starting at once, or the CLI beside the gateway: one migration, no error."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def open_close() -> None:
+        try:
+            open_db().commit(WriteBatch(counters={"opened": 1}))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_close) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    s = open_db()
+    assert s.counters() == {"opened": 4} and s.get_meta("schema") == SCHEMA_VERSION
+    assert s._all("SELECT version_num FROM alembic_version") == [("0002",)]
