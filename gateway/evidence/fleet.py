@@ -124,6 +124,42 @@ class FleetStore(SqlStore):
                     f"the fleet schema {s} has version {row[0]}, this gateway knows"
                     f" {FLEET_VERSION}: run one gateway version across the fleet"
                 )
+            if self.get_meta("fleet.joined") != s:
+                self._join()
+                self.set_meta("fleet.joined", s)
+
+    def _join(self) -> None:
+        """A gateway that ran alone before joining the fleet: claim the device
+        records its log already holds and share their devices' states (only for
+        devices the fleet does not know yet: a device that two gateways served
+        before they joined is not merged)."""
+        s = self.shared
+        self._exec(
+            f"INSERT INTO {s}.claims (signer, seq, boot, kind, chash, raw, origin, leaf)"
+            " SELECT signer, seq, boot, kind, substring(sha256(raw) from 1 for 16), raw, ?, leaf"
+            " FROM records WHERE kind IN (1, 2, 3) ON CONFLICT (signer, seq) DO NOTHING",
+            (self.origin,),
+        )
+        self._exec(
+            f"INSERT INTO {s}.signers (signer, contig, contig_hash, max_seq, max_hash, max_boot,"
+            " count, last_seen) SELECT signer, contig, contig_hash, max_seq, max_hash, max_boot,"
+            " count, last_seen FROM signer_state WHERE signer IN"
+            " (SELECT signer FROM records WHERE kind IN (1, 2, 3))"
+            " ON CONFLICT (signer) DO NOTHING"
+        )
+        self._exec(
+            f"INSERT INTO {s}.declared_lost (signer, seq_from, seq_to, status_seq)"
+            " SELECT signer, seq_from, seq_to, status_seq FROM declared_lost"
+            " ON CONFLICT DO NOTHING"
+        )
+        self._exec(
+            f"INSERT INTO {s}.ack_keys (device, key) SELECT device, key FROM ack_keys"
+            " ON CONFLICT (device) DO NOTHING"
+        )
+        self._exec(
+            f"INSERT INTO {s}.outbox (signer, seq, raw, created)"
+            " SELECT signer, seq, raw, created FROM outbox ON CONFLICT DO NOTHING"
+        )
 
     # --- the batch: lock, refresh, check, commit --------------------------------
 

@@ -109,3 +109,41 @@ def test_a_chain_break_across_instances_is_seen(pair) -> None:
     assert [(e.kind, e.seq_from, e.seq_to) for e in b.store.chain_events(dev.id)] == [
         ("break", 0, 1)
     ]
+
+
+def test_a_gateway_that_ran_alone_brings_its_records_when_it_joins(
+    tmp_path: Path, pg_url: str
+) -> None:
+    alone = Core(tmp_path / "a", store_url=pg_url, schema="gw_a")  # no fleet yet
+    dev = SimDevice("tl-old")
+    alone.register(dev)
+    raws = [dev.reading() for _ in range(3)]
+    alone.send(*(rec(dev, r) for r in raws))
+    alone.close()
+    a = Core(
+        tmp_path / "a",
+        store_url=pg_url,
+        schema="gw_a",
+        fleet="fleet",
+        signer=alone.signer,
+        ledger_key=alone.ledger_key,
+        registry_key=alone.registry_key,
+    )
+    b = Core(
+        tmp_path / "b", store_url=pg_url, schema="gw_b", fleet="fleet", registry_key=a.registry_key
+    )
+    try:
+        assert [q for _s, q, _o, _leaf in a.store.claims_of("gw_a")] == [0, 1, 2]
+        pending = b.store.outbox_pending()  # the registration, from a's outbox
+        b._outbox[pending[0][1]] = pending[0][0]
+        b.send(pending[0][1])
+        b.ingestor.ack_keys = b.store.ack_keys()
+        out = b.send(rec(dev, raws[2]))  # an old record, resent: b knows it is stored
+        assert out.duplicates == 1 and not out.accepted
+        assert ack(b, dev) == (2, chain_hash(raws[2]))
+        b.send(rec(dev, dev.reading()))
+        assert [r.seq for r in b.store.records_of(dev.id, 0, 9)] == [3]
+        assert not any(e.kind == "gap" for e in b.store.chain_events(dev.id))
+    finally:
+        a.close()
+        b.close()
