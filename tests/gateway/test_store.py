@@ -325,3 +325,28 @@ def test_gateways_opening_a_new_database_together_migrate_it_once(open_db: Opene
     s = open_db()
     assert s.counters() == {"opened": 4} and s.get_meta("schema") == SCHEMA_VERSION
     assert s._all("SELECT version_num FROM alembic_version") == [("0002",)]
+
+
+def test_the_dashboard_views_answer_on_both_engines(open_db: Opener) -> None:
+    from gateway.evidence.store import Anchor
+
+    s = open_db()
+    s.commit(
+        WriteBatch(
+            records=[record(0, 0), record(1, 1), record(2, 0, "rd-1")],
+            scans=[(2, bytes(7), 1, "/01/09506000134352")],
+            presence=[("tl-1", "online", 5), ("rd-1", "offline", 6)],
+        )
+    )
+    s.add_checkpoint(CheckpointRow(3, bytes(32), "n", 1))
+    s.add_anchor(Anchor(3, "local", {"i": 0}, 2))
+    before = s.changes()
+    assert [r.seq for r in s.newest_of("tl-1", (1,), 5)] == [1, 0]
+    assert [r.leaf for r in s.recent_records(1, after=0)] == [1, 2]
+    assert s.scan_mark() == (2, 1)
+    ((uid, action, scan, item),) = s.last_scans()
+    assert (uid, action, scan.leaf, item) == (bytes(7), 1, 2, "/01/09506000134352")
+    assert [c.size for c in s.recent_checkpoints()] == [3]
+    assert [a.receipt for a in s.recent_anchors()] == [{"i": 0}]
+    s.commit(WriteBatch(presence=[("rd-1", "online", 7)]))
+    assert s.changes() != before
