@@ -216,7 +216,7 @@ def test_a_full_ledger_at_shutdown_is_one_sentence_and_files_close(
     assert all(r.exc_info is None for r in caplog.records)
     assert not cfg.ledger_path.with_name("ledger.db-wal").exists()
     assert not cfg.db_path.with_name("gateway.db-wal").exists()
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:  # the final checkpoint is stored, its anchor is what is missing
         assert store.latest_checkpoint().size == store.leaf_count()
         assert store.latest_anchor().size < store.leaf_count()
