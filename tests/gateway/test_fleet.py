@@ -157,6 +157,7 @@ def test_two_instances_one_killed_store_every_record_once_in_one_log(
     workers = children(procs["a"].pid)
     os.kill(procs["a"].pid, signal.SIGKILL)
     procs["a"].wait(10)
+    at_kill = len(logged(a))
     wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), 15, "workers gone")
     time.sleep(0.5)  # b alone for a while
     procs["a"] = a.start_process()
@@ -173,6 +174,8 @@ def test_two_instances_one_killed_store_every_record_once_in_one_log(
     assert not set(in_a) & set(in_b), "a record is in both logs"
     assert {**in_a, **in_b} == sent  # every record, with its exact bytes, in one log
     assert in_a and in_b  # the stream was shared
+    print(f"log a: {at_kill} records at the kill, {len(in_a)} at the end; log b: {len(in_b)}")
+    assert len(in_a) > at_kill  # the restarted instance took its share again
     for d in devs:
         assert d.acked == len(result["sent"][d.id]) - 1 and d.bad_acks == 0, d.id
     for env in (a, b):
