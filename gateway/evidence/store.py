@@ -53,6 +53,7 @@ refuse UPDATE and DELETE on both engines.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -62,7 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import URL, TextClause, create_engine, event, make_url, text
+from sqlalchemy import URL, Connection, TextClause, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -365,6 +366,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+log = logging.getLogger("coldtrace.gateway.store")
 SCHEMA_VERSION = "5"  # ``meta.schema`` at the head revision (0002; pre-Alembic: 1 to 5)
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -500,11 +502,27 @@ class SqlStore:
                 self.engine = create_engine(url, connect_args=args, poolclass=NullPool)
                 self._begin_sql = "BEGIN"
                 self._max_vars = 65535
-            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._connection = self._connect()
         except OperationalError as exc:
             raise StoreError(
                 f"cannot open the gateway database {self.display}: {_why(exc)}"
             ) from None
+
+    def _connect(self) -> Connection:
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    @property
+    def _conn(self) -> Connection:
+        """The store's connection; a new one after the old was lost (PostgreSQL
+        restarted, a network cut). The statement that met the loss failed and
+        its transaction with it, so nothing is half-written; the next starts
+        afresh. The gateway itself stops on the failed batch (its messages are
+        not acknowledged) and is started again by its supervisor."""
+        c = self._connection
+        if c.invalidated or c.closed:
+            log.warning("reconnecting to the gateway database %s", self.display)
+            c = self._connection = self._connect()
+        return c
 
     def _migrate(self, url: URL, connect_args: dict[str, Any] | None = None) -> None:
         from gateway.evidence.migrate import SchemaError, _sqlite_immediate, upgrade
@@ -1375,7 +1393,7 @@ class SqlStore:
     def close(self) -> None:
         with self._lock:
             with suppress(DBAPIError):
-                self._conn.close()
+                self._connection.close()
             self.engine.dispose()
 
     # --- the quarantine's caps, purge and release (revision 0002, docs/decisions.md D29) --

@@ -350,3 +350,23 @@ def test_the_dashboard_views_answer_on_both_engines(open_db: Opener) -> None:
     assert [a.receipt for a in s.recent_anchors()] == [{"i": 0}]
     s.commit(WriteBatch(presence=[("rd-1", "online", 7)]))
     assert s.changes() != before
+
+
+def test_a_lost_postgresql_connection_fails_one_call_and_the_next_reconnects(
+    pg_url: str,
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    s = SqlStore(pg_url, schema="gw_a")
+    s.commit(WriteBatch(records=[record(0, 0)]))
+    pid = s._one("SELECT pg_backend_pid()")[0]
+    engine = create_engine(pg_url)
+    with engine.begin() as c:  # as a server restart or a network cut would
+        c.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    engine.dispose()
+    with pytest.raises(DBAPIError):
+        s.commit(WriteBatch(records=[record(1, 1)]))
+    s.commit(WriteBatch(records=[record(1, 1)]))  # a new connection; nothing half-written
+    assert s.leaf_count() == 2 and [r.seq for r in s.records_of("tl-1", 0, 9)] == [0, 1]
+    assert s._one("SELECT pg_backend_pid()")[0] != pid
+    s.close()
