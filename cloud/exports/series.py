@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from cloud.exports.evidence import Evidence
 from protocol.completeness import DeviceRecords
 from protocol.custody import by_signer, dates_of_signers
-from protocol.record import Reading
+from protocol.record import Reading, ReadingBlock
 from protocol.verdict import DEFAULT_GAP
 
 __all__ = ["LegSeries", "leg_series", "seq_ranges"]
@@ -78,6 +78,8 @@ def leg_series(ev: Evidence) -> dict[int, LegSeries]:
                     series = out.setdefault(k, LegSeries())
                     series.seqs.setdefault(device, set()).add(held.seq)
                     p = by_seq.get(held.seq)
+                    if isinstance(p, ReadingBlock):  # reading held.index of a block (§2.8)
+                        p = p.readings()[held.index]
                     if isinstance(p, Reading) and p.rh is not None:
                         series.rh.append((p.rh, e - s))
                 i += 1
