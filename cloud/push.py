@@ -150,7 +150,7 @@ def _context(conn: Connection, log: LogRow, new: Sequence[tuple[int, Record]]) -
         want = {lo - 1} | seqs
         for row in conn.execute(
             select(r.log_id, r.idx, r.raw).where(
-                and_(r.signer == signer, r.kind.in_((1, 2, 3)), r.seq.in_(sorted(want)[:1000]))
+                and_(r.signer == signer, r.kind.in_((1, 2, 3, 7)), r.seq.in_(sorted(want)[:1000]))
             )
         ):
             ctx.entries[(row.log_id, row.idx)] = row.raw

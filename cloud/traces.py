@@ -169,7 +169,7 @@ class CloudSource:
         return self._entries(q.order_by(r.seq, r.log_id, r.idx))
 
     def seq_window(self, device: str, t0: int, t1: int) -> tuple[int, int] | None:
-        mine = self._where(r.signer == device, r.kind.in_((1, 2, 3)))
+        mine = self._where(r.signer == device, r.kind.in_((1, 2, 3, 7)))
         lo_any, hi_any = self.conn.execute(
             select(func.min(r.seq), func.max(r.seq)).where(mine)
         ).one()
