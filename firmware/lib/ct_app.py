@@ -40,8 +40,10 @@ signed when it is full. A reading outside the alarm band, or one that
 changes the alarm state, closes its channel's block and is signed at once
 as kind 1 and uploaded at once; the open blocks are also signed before a
 clock-set record, before a new interval applies and after any start that
-is not a deep-sleep wake. Without ``blocks`` every reading is a kind-1
-record.
+is not a deep-sleep wake. While the clock is unset (tq 0) readings stay
+kind 1: a block kept across a power cut would be signed in the next boot,
+and §12.2 dates a tq-0 record by a clock-set record of its own boot.
+Without ``blocks`` every reading is a kind-1 record.
 """
 
 try:
@@ -289,9 +291,10 @@ class Logger:
                     f[16] = bits
             elif self.alarm.bits:
                 f[16] = self.alarm.bits
-            if self.blocks is None or not self._block(ch, cal_id, f, temp, bits != was, batt):
+            how = 0 if self.blocks is None else self._block(ch, cal_id, f, temp, bits != was, batt)
+            if how != 1:
                 self._emit(f)
-                urgent = urgent or self.blocks is not None  # sent at once too
+                urgent = urgent or how == 2  # sent at once too
             if 12 in f and self._pending_fault:
                 self.status(EV_SENSOR_FAULT, f[12], {15: batt})
                 self._pending_fault = None
@@ -302,14 +305,19 @@ class Logger:
         return urgent
 
     def _block(self, ch, cal, f, temp, changed, batt):
-        """Put reading ``f`` in the open block of ``ch`` (True), or sign
-        that block and return False: ``f`` then goes out at once (§2.8)."""
+        """Put reading ``f`` in the open block of ``ch`` (1), or sign that
+        block first and return 2 (out of the band or an alarm change: ``f``
+        is signed and sent at once, §2.8) or 0 (the clock is unset: ``f`` is
+        signed now, in the boot whose clock dates it, §12.2)."""
         a = self.alarm
         if ch == self.alarm_ch and (changed or temp is not None
                                     and (temp > a.high or temp < a.low)):
             self._close_block(ch, batt)
-            return False
+            return 2
         t, tq = self.clock.now()
+        if tq == 0:  # a restart would sign it in another boot: undatable
+            self._close_block(ch, batt)
+            return 0
         ivl = self.interval()
         b = self.blocks
         at = b.fits(ch, t, tq, ivl, cal)
@@ -318,7 +326,7 @@ class Logger:
             at = t
         if b.add(ch, at, tq, ivl, cal, f.get(10), f.get(12), f.get(11)) >= b.size:
             self._close_block(ch, batt)
-        return True
+        return 1
 
     def _close_block(self, ch, batt=None):
         n = self.blocks.count(ch)

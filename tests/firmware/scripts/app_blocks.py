@@ -34,13 +34,14 @@ CFG = {"id": DEV, "interval": 300, "upload": 3600, "heartbeat": 86400,
 class Rig:
     """One block-logging device: disk, RTC memory, broker, gateway."""
 
-    def __init__(self, temps, size=4, cfg=CFG, rh=False, synced=True):
+    def __init__(self, temps, size=4, cfg=CFG, rh=False, synced=True, skew=0):
         self.disk = Disk()
         self.board = FakeBoard(t=1000)
         self.ticks = FakeTicks(100000)
         if synced:  # the clock was set by the gateway just before (tq 3)
             clock = ct_clock.Clock(self.board.now, self.board.set_time, 0)
-            clock.sync(1790000100, ct_clock.GATEWAY)  # = FakeGateway.time(), on the grid
+            # = FakeGateway.time() - skew, on the grid
+            clock.sync(1790000100 - skew, ct_clock.GATEWAY)
             ct_rtcmem.RTCMem(self.board.rtc).put(ct_app._K_CLOCK, clock.pack())
         self.broker = FakeBroker("broker-blk", self.ticks)
         self.gw = FakeGateway(self.broker, DEV, KEY, self.ticks)
@@ -237,14 +238,29 @@ def test_blocks_fill_sign_once_and_reach_the_gateway_in_order():
 
 
 def test_the_open_block_is_signed_before_the_clock_set_record():
-    rig = Rig([300 + i for i in range(6)], size=4, synced=False)
+    rig = Rig([300 + i for i in range(6)], size=4, skew=600)  # 10 minutes slow
     rig.wake(6)
+    rig.flush()
     ps = payloads(rig.gw)
     blocks = [p for p in ps if p[1] == 7]
     cs = next(p for p in ps if p[1] == 3 and p[30] == ct_app.EV_CLOCK_SET)
-    assert blocks[0][5] == 0 and len(blocks[0][18]) == 2  # the unset clock's reading
+    assert blocks[0][5] == 3 and len(blocks[0][18]) == 2  # the slow clock's reading
     assert blocks[0][3] + 1 == cs[3]  # signed just before the clock-set record
-    assert blocks[0][4] <= cs[37]  # and datable by it (§12.2)
+    assert blocks[0][4] <= cs[37]  # dated on the clock as it was before the step
+    assert [r[2] for r in readings(rig.gw)] == rig.measured
+
+
+def test_with_the_clock_unset_readings_are_kind_1_then_blocks():
+    # a tq-0 reading kept across a power cut would be signed in the next boot,
+    # where no clock-set record of its own boot can date it (§12.2)
+    rig = Rig([300 + i for i in range(6)], size=4, synced=False)
+    rig.wake(6)
+    rig.flush()
+    ps = payloads(rig.gw)
+    rd = [p for p in ps if p[1] in (1, 7)]
+    assert rd[0][1] == 1 and rd[0][5] == 0  # before the gateway's ack set the clock
+    assert all(p[1] == 7 and p[5] == 3 for p in rd[1:])
+    assert [r[2] for r in readings(rig.gw)] == rig.measured
 
 
 def test_out_of_band_reading_closes_the_block_and_goes_out_at_once():
