@@ -69,7 +69,9 @@ def ntc_temp_c(r_ohm: float, r25: float, beta: float) -> float:
 def charge_window_c(d: dict[str, Any]) -> tuple[float, float]:
     ch = d["charger"]
     if not ch.get("has_ts"):
-        raise CheckError(f"{ch['part']} has no temperature input: it cannot stop a charge below 0 C")
+        raise CheckError(
+            f"{ch['part']} has no temperature input: it cannot stop a charge below 0 C"
+        )
     ts = ch["ts"]
     ntc = ts["ntc"]
     return (
@@ -115,8 +117,13 @@ def check_buffer(d: dict[str, Any]) -> str:
         extra_mc = max(0.0, p["a"] - cell["pulse_a_cold"]) * p["ms"]
         worst_mc = max(worst_mc, extra_mc)
     if worst_mc > b["usable_mc"]:
-        raise CheckError(f"a peak takes {worst_mc:.0f} mC from the buffer; it gives {b['usable_mc']}")
-    return f"worst peak takes {worst_mc:.0f} mC of {b['usable_mc']} mC, ESR drop within {b['allowed_drop_v']} V"
+        raise CheckError(
+            f"a peak takes {worst_mc:.0f} mC from the buffer; it gives {b['usable_mc']}"
+        )
+    return (
+        f"worst peak takes {worst_mc:.0f} mC of {b['usable_mc']} mC, "
+        f"ESR drop within {b['allowed_drop_v']} V"
+    )
 
 
 def check_unbuffered_cell(d: dict[str, Any]) -> None:
@@ -125,7 +132,8 @@ def check_unbuffered_cell(d: dict[str, Any]) -> None:
     for p in d["buffer"]["peaks"]:
         if p["a"] > cell["pulse_a_cold"]:
             raise CheckError(
-                f"{p['what']}: {p['a']} A from {cell['part']} alone (cold pulse {cell['pulse_a_cold']} A)"
+                f"{p['what']}: {p['a']} A from {cell['part']} alone "
+                f"(cold pulse {cell['pulse_a_cold']} A)"
             )
 
 
@@ -139,7 +147,9 @@ def check_hop(levels: dict[str, Any], drv: str, rcv: str) -> None:
     if a["vol_max"] > b["vil_max"]:
         raise CheckError(f"{drv} -> {rcv}: VOL {a['vol_max']} V > VIL {b['vil_max']} V")
     if a["voh_min"] > b["vabs_max"]:
-        raise CheckError(f"{drv} -> {rcv}: drives {a['voh_min']} V into a {b['vabs_max']} V max input")
+        raise CheckError(
+            f"{drv} -> {rcv}: drives {a['voh_min']} V into a {b['vabs_max']} V max input"
+        )
 
 
 def check_logic(d: dict[str, Any]) -> str:

@@ -49,7 +49,7 @@ def test_the_pn532_on_the_3v3_rail_would_break_the_margin() -> None:
 
 def test_a_regulator_with_a_high_dropout_loses_the_cell_s_last_volts() -> None:
     d = mutated(regulator__r_100pct_ohm=1.0)
-    with pytest.raises(hw_checks.CheckError, match="falls below 3.0 V"):
+    with pytest.raises(hw_checks.CheckError, match=r"falls below 3\.0 V"):
         hw_checks.check_regulator(d, "logger")
 
 
@@ -98,7 +98,7 @@ def test_a_buffer_with_a_high_esr_or_too_little_charge_fails() -> None:
 
 def test_the_modem_uart_needs_the_level_translator() -> None:
     lv = D["logic"]["levels"]
-    with pytest.raises(hw_checks.CheckError, match="VOH 1.35 V < VIH 2.475"):
+    with pytest.raises(hw_checks.CheckError, match=r"VOH 1\.35 V < VIH 2\.475"):
         hw_checks.check_hop(lv, "sim7080g@1.8", "esp32s3@3.3")
     with pytest.raises(hw_checks.CheckError, match="max input"):
         hw_checks.check_hop(lv, "esp32s3@3.3", "sim7080g@1.8")
