@@ -1,13 +1,14 @@
 """``coldtrace gateway calibrate``: record a probe calibration and send it to the device.
 
-    calibrate DEVICE --cal-id N [--ch C] --point RAW:REF [--point RAW:REF]
-                     [--rh-point RAW:REF ...] [--reference TEXT] [--certificate TEXT]
+    calibrate DEVICE --cal-id N [--ch C] --point=RAW:REF [--point=RAW:REF]
+                     [--rh-point=RAW:REF ...] [--reference TEXT] [--certificate TEXT]
                      [--operator NAME] [--no-send]
     calibrate DEVICE --cal-id N [--ch C] --offset C [--gain G] ...
     calibrate --from CALIBRATION.json [--no-send]
 
 Step 6 of hardware/calibration.md. Points are °C (or %RH with --rh-point)
-with at most two decimals, raw device reading first: ``--point -19.87:-20.00``.
+with at most two decimals, raw device reading first: ``--point=-19.87:-20.00``
+(with ``=``: argparse takes ``-19.87:…`` after a space for an option).
 ``--offset 0.12 --gain 1.002`` is the line ``ref = offset + gain x raw``.
 
 1. The points are checked as the firmware checks them (ct_cal: at most
@@ -186,8 +187,8 @@ def register_calibrate_command(sub: Any, config_arg: Callable[[Any], None]) -> N
         help=help,
         description=help + " (hardware/calibration.md step 6)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: calibrate tl-7f3a21 --cal-id 1042 --point -19.87:-20.00 "
-        "--point 25.11:25.00 --reference 'PT100 SN 4711' --certificate 'DAkkS 2026-123'",
+        epilog="example: calibrate tl-7f3a21 --cal-id 1042 --point=-19.87:-20.00 "
+        "--point=25.11:25.00 --reference 'PT100 SN 4711' --certificate 'DAkkS 2026-123'",
     )
     p.set_defaults(func=_calibrate)
     config_arg(p)
@@ -207,7 +208,8 @@ def register_calibrate_command(sub: Any, config_arg: Callable[[Any], None]) -> N
         action="append",
         default=[],
         metavar="RAW:REF",
-        help="temperature point in °C, raw device value first (once or twice)",
+        help="temperature point in °C, raw device value first (once or twice); "
+        "write --point=-19.87:-20.00 for a negative value",
     )
     p.add_argument(
         "--rh-point",

@@ -5,6 +5,7 @@ next readings carry the calibration id and the corrected value."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import struct
@@ -19,6 +20,7 @@ from gateway.calibrate import (
     CAL_DOC_KEY,
     CalibrationError,
     _div_round,
+    _point,
     calibration_fields,
     check_points,
     digest,
@@ -53,6 +55,14 @@ def test_points_are_checked_as_the_firmware_checks_them() -> None:
         document("d", 1, 16, [[0, 1]], None)
     with pytest.raises(CalibrationError, match="uint32"):
         document("d", 1 << 32, 0, [[0, 1]], None)
+
+
+def test_points_parse_in_hundredths_exactly() -> None:
+    assert _point("-19.87:-20.00") == [-1987, -2000]
+    assert _point("25.1:25") == [2510, 2500]
+    for bad in ("25.11", "25.111:25", "a:b"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _point(bad)
 
 
 def test_offset_and_gain_become_ct_cal_points() -> None:
@@ -143,8 +153,7 @@ def test_calibrate_registers_sends_and_the_device_reports_it(
             str(env.config_path),
             "--cal-id",
             "1042",
-            "--point",
-            "0.00:0.20",
+            "--point=-0.00:0.20",
             "--point",
             "10.00:10.15",
             "--reference",
