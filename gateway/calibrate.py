@@ -295,12 +295,15 @@ def _calibrate(args: argparse.Namespace) -> int:
         ack_key = store.ack_keys().get(device)
         if ack_key is None and not args.no_send:
             return _err(f"no ack key for {device}: register it first, or use --no-send")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         try:
             signer.update(device, cal=cal_id, extensions={CAL_DOC_KEY: digest(doc)})
         except RegistryError as exc:
             return _err(str(exc))
+        # kept once the registration that names its hash is queued for the log
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        tmp.replace(path)
     finally:
         store.close()
     print(f"calibration {cal_id} ({device} ch {doc['ch']}): {path}")

@@ -210,3 +210,58 @@ def test_calibrate_registers_sends_and_the_device_reports_it(
         )
     finally:
         gw.stop()
+
+
+def test_calibrate_records_without_sending_then_resends_the_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.config import load_config
+    from protocol.keys import b64e
+    from tests.gateway.devices import SimDevice
+
+    gw = tmp_path / "gw"
+    assert coldtrace(["gateway", "init", "--dir", str(gw), "--id", "gw-cal"]) == 0
+    conf = str(gw / "gateway.toml")
+    cfg = load_config(gw / "gateway.toml")
+    devs = [SimDevice("tl-a"), SimDevice("tl-b")]
+    capsys.readouterr()
+    for d in devs:
+        add = ["gateway", "registry", "add", d.id, "-c", conf, "--key", b64e(d.public_sec1)]
+        assert coldtrace([*add, "--org", "acme"]) == 0
+    ack_a = bytes.fromhex(json.loads(capsys.readouterr().out.splitlines()[0])["ack_key"])
+
+    base = ["gateway", "calibrate", "-c", conf]
+    assert coldtrace([*base, "tl-a", "--cal-id", "7", "--offset=-0.12", "--no-send"]) == 0
+    assert "not sent" in capsys.readouterr().out
+    spool = CommandSpool(cfg.data_dir)
+    assert spool.pending() == []
+    doc_path = cfg.data_dir / "calibrations" / "7.json"
+    doc = json.loads(doc_path.read_text())
+    assert doc["t"] == [[0, -12]] and doc["device"] == "tl-a" and doc["ch"] == 0
+    store = open_store(cfg.db_path)
+    try:
+        regs = [open_record(raw).payload for _, raw in store.outbox_pending()]
+    finally:
+        store.close()
+    last = regs[-1]
+    assert isinstance(last, Registration) and last.device == "tl-a" and last.cal == 7
+    assert last.extensions == {CAL_DOC_KEY: digest(doc)}
+
+    # the same document again, now sent: allowed (same id, same content)
+    assert coldtrace([*base, "--from", str(doc_path)]) == 0
+    (c,) = spool.pending()
+    fields = cbor.decode(verify_mac0(c.raw, ack_a).payload, max_size=1024)
+    assert fields[16] == 0 and fields[17] == 7 and fields[18] == struct.pack(">2i", 0, -12)
+    assert c.topic == "ct/v1/tl-a/cmd"
+
+    capsys.readouterr()
+    # id 7 is tl-a's: not for tl-b, even with the same points
+    assert coldtrace([*base, "tl-b", "--cal-id", "7", "--offset=-0.12"]) == 1
+    assert "already" in capsys.readouterr().err
+    # a correction the device would refuse is refused here
+    assert coldtrace([*base, "tl-b", "--cal-id", "8", "--offset", "6"]) == 1
+    assert "over 5.00" in capsys.readouterr().err
+    # an unknown device: nothing kept under its id
+    assert coldtrace([*base, "tl-x", "--cal-id", "9", "--offset", "0.1", "--no-send"]) == 1
+    assert "not registered" in capsys.readouterr().err
+    assert not (cfg.data_dir / "calibrations" / "9.json").exists()
