@@ -96,6 +96,18 @@ def check_charger(d: dict[str, Any], tolerance_c: float = 1.0) -> str:
     return f"charges from {lo:.1f} to {hi:.1f} C (cell {clo}-{chi} C), battery leak {leak} uA"
 
 
+def check_reader_supply(d: dict[str, Any]) -> str:
+    """The reader runs from USB all the time: with a charger whose OUT is the
+    cell, a suspended charge (cold) would leave the cell carrying the load."""
+    rs = d["reader_supply"]
+    if not rs.get("power_path"):
+        raise CheckError(
+            f"reader: no power path - in the cold the {rs['avg_ma']} mA load drains the cell "
+            f"in {rs['cell_usable_mah'] / rs['avg_ma']:.0f} h while plugged in"
+        )
+    return "reader: USB feeds the system past the charger (load sharing)"
+
+
 # --- the Li-SOCl2 cell's buffer -------------------------------------------------------------------
 
 
@@ -166,6 +178,7 @@ def run(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("regulator/logger", check_regulator(d, "logger")),
         ("regulator/reader", check_regulator(d, "reader")),
         ("charger", check_charger(d)),
+        ("reader supply", check_reader_supply(d)),
         ("buffer", check_buffer(d)),
         ("logic", check_logic(d)),
     ]

@@ -32,7 +32,14 @@ def mutated(**path_values):
 
 def test_every_check_passes_on_the_shipped_parts() -> None:
     names = [n for n, _ in hw_checks.run(D)]
-    assert names == ["regulator/logger", "regulator/reader", "charger", "buffer", "logic"]
+    assert names == [
+        "regulator/logger",
+        "regulator/reader",
+        "charger",
+        "reader supply",
+        "buffer",
+        "logic",
+    ]
 
 
 def test_a_200_ma_ldo_cannot_carry_the_wifi_peak() -> None:
@@ -75,6 +82,12 @@ def test_a_leaky_charger_breaks_the_sleep_budget() -> None:
         hw_checks.check_charger(d)
 
 
+def test_a_usb_reader_without_a_power_path_drains_its_cell_in_the_cold() -> None:
+    d = mutated(reader_supply__power_path=False)
+    with pytest.raises(hw_checks.CheckError, match="drains the cell"):
+        hw_checks.check_reader_supply(d)
+
+
 def test_the_ntc_model_matches_the_103at_table() -> None:
     ntc = D["charger"]["ts"]["ntc"]
     assert hw_checks.ntc_temp_c(10000, ntc["r25_ohm"], ntc["beta_k"]) == pytest.approx(25)
@@ -109,7 +122,14 @@ def test_the_bom_lists_the_checked_parts_and_not_the_rejected_ones() -> None:
     with (HW / "bom.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     mpns = " ".join(r["manufacturer part number"] for r in rows)
-    for mpn in (D["regulator"]["mpn"], D["charger"]["mpn"], "SN74AXC4T774", "HLC-1550A", "103AT-2"):
+    for mpn in (
+        D["regulator"]["mpn"],
+        D["charger"]["mpn"],
+        "SN74AXC4T774",
+        "HLC-1550A",
+        "103AT-2",
+        "DMG2305UX",
+    ):
         assert mpn in mpns, mpn
     for gone in ("MCP73831", "TPS7A0233"):
         assert gone not in mpns, gone
