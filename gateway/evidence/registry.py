@@ -619,9 +619,7 @@ class RegistrySigner:
             self._in_scope("places", place)
         known = self._known(self.view().devices, device)
         if cal is not None:
-            out.append(
-                self._registration(known.id, STATE_ACTIVE, cal=cal, extensions=extensions)
-            )
+            out.append(self._registration(known.id, STATE_ACTIVE, cal=cal, extensions=extensions))
         if place is not None:
             for target in self._targets_of(device):
                 if target != place:
