@@ -241,14 +241,16 @@ def _precheck(msg: Inbound, registry: Registry, now: int, s: IngestSettings) -> 
     # stands only if the signature verifies.
     after: Result
     tq = p.tq
+    last = getattr(p, "end_time", p.time)  # a reading block's last reading (§2.8)
     if tq and (
-        p.time < s.min_time or p.time > now + (s.holdover_skew if tq == 1 else s.future_skew)
+        p.time < s.min_time or last > now + (s.holdover_skew if tq == 1 else s.future_skew)
     ):
         skew = s.holdover_skew if tq == 1 else s.future_skew
+        what = f"time {p.time}" if last == p.time else f"time {p.time}..{last}"
         after = Refused(
             msg,
             "bad_time",
-            f"time {p.time} with tq {tq}: allowed {s.min_time}..{now + skew}",
+            f"{what} with tq {tq}: allowed {s.min_time}..{now + skew}",
             kid,
             p.seq,
         )

@@ -23,6 +23,7 @@ bad_payload    the payload breaks a rule of §2 (fields, ranges, kinds), or a
 bad_signature  the ES256 signature does not verify (or has a high s)
 bad_time       a set clock (tq >= 1) claims a time before ``min_time`` or
                ahead of the gateway's clock by more than the allowed skew
+               (for a reading block, kind 7: its last reading's time)
 bad_declaration a status record whose ``lost`` (key 38) declares no valid
                range: not event 11, ``detail`` below 1, or seqs at or above
                the record's own seq (a device only loses seqs it numbered)

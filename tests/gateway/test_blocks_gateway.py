@@ -74,3 +74,35 @@ def test_influx_writes_a_point_per_reading_of_a_block(endpoint: Endpoint) -> Non
         f"coldtrace_reading,channel=0,device=tl-1,gateway=wh-7 "
         f"batt_mv=3300i,rh_pct=46,seq=3i,temp_c=2.6,tq=2i {T0 + 600}",
     ]
+
+
+def test_ingest_judges_a_blocks_time_by_its_last_reading(tmp_path) -> None:
+    import time as _time
+
+    from gateway.evidence.checks import IngestSettings, check_message
+    from gateway.transport.mqtt import Inbound
+    from protocol.record import make_record
+    from tests.gateway.core import Core
+    from tests.gateway.devices import SimDevice
+
+    core = Core(tmp_path)
+    try:
+        dev = SimDevice("tl-blk")
+        core.register(dev)
+        now = int(_time.time())
+        s = IngestSettings(future_skew=300, holdover_skew=86400)
+
+        def reason(start: int, n: int) -> str | None:
+            b = block(start, [450] * n, seq=dev.seq)
+            raw = make_record(
+                ReadingBlock(**{**b.__dict__, "prev": dev.prev, "boot": dev.boot}),
+                dev.id, dev.key,
+            )
+            r = check_message(Inbound(f"ct/v1/{dev.id}/rec", raw), core.registry, now, s)
+            return getattr(r, "reason", None)
+
+        assert reason(now - 3300, 12) is None  # signed as its last reading was taken
+        assert reason(now - 300, 3) is None  # ends 300 s ahead: inside the skew
+        assert reason(now - 300, 12) == "bad_time"  # its last reading ~an hour ahead
+    finally:
+        core.close()
