@@ -189,6 +189,12 @@ class Blocks:
             f.flush()
         self._fs.rename(p + ".tmp", p)
 
+    def _names(self):
+        try:
+            return self._fs.listdir(self._root)
+        except OSError:  # no directory yet: no block was ever opened
+            return []
+
     def _remove(self, ch):
         p = self._path(ch)
         for q in (p, p + ".s"):  # journal first: a seal alone means "done"
@@ -200,7 +206,7 @@ class Blocks:
 
     def open_channels(self):
         out = []
-        for name in self._fs.listdir(self._root):
+        for name in self._names():
             if len(name) > 1 and name[0] == "b" and name[1:].isdigit():
                 ch = int(name[1:])
                 if self._load(ch) is not None:
@@ -234,6 +240,8 @@ class Blocks:
         if b is None:
             if t < 0 or t > _U32 or ivl < 1 or ivl > 86400:
                 raise BlockError("bad block time or interval")
+            if self._fs.size(self._root) < 0:
+                self._fs.makedirs(self._root)
             b = _Open(t, ivl, tq, ch, cal)
             h = struct.pack(_HDR, _MAGIC, t, ivl, tq, ch, cal is not None,
                             0 if cal is None else cal)
@@ -284,8 +292,7 @@ class Blocks:
         (blocks signed, readings the queue refused)."""
         n = 0
         lost = self.dropped
-        names = self._fs.listdir(self._root)
-        for name in names:
+        for name in self._names():
             if not (len(name) > 3 and name[0] == "b" and name.endswith(".s")
                     and name[1:-2].isdigit()):
                 continue
