@@ -232,3 +232,24 @@ def test_a_block_with_an_unset_clock_is_dated_whole() -> None:
 
 def test_held_index_default_keeps_kind_1_callers() -> None:
     assert Held(0, 1, 0, 300, 2, 5).index == 0
+
+
+def test_readings_signed_before_a_block_that_covers_them_stand_for_nothing() -> None:
+    """Not only the reading just before: every reading of the channel signed before a block
+    stands no later than the block's first reading (the later-signed reading stands)."""
+    dev = Signer("tl-x")
+    k1 = dev.sign(Reading, T0 + 1200, temp=900)
+    k2 = dev.sign(Reading, T0 + 1800, temp=900)
+    b = block(dev, T0, [300, 310, 320, 330, 340])  # T0 .. T0 + 2400
+    nxt = dev.sign(Reading, T0 + 3000, temp=300)
+    got = held([k1, k2, b, nxt])
+    assert [h[2] for h in got] == [300, 310, 320, 330, 340]  # 9 °C stands for nothing
+    # among kind-1 readings alone, only the next one bounds a reading (as before blocks)
+    dev2 = Signer("tl-y")
+    alone = [
+        dev2.sign(Reading, T0 + 1200, temp=900),
+        dev2.sign(Reading, T0 + 1800, temp=900),
+        dev2.sign(Reading, T0, temp=300),
+        dev2.sign(Reading, T0 + 3000, temp=300),
+    ]
+    assert held(alone) == [(T0, T0 + 1800, 300, 0), (T0 + 1200, T0 + 1800, 900, 0)]
