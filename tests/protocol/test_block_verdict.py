@@ -35,7 +35,8 @@ BLOCK_VECTORS = {
 
 
 def expected(name: str) -> dict[str, Any]:
-    return json.loads((VECTORS / name / "expected.json").read_text(encoding="utf-8"))
+    doc: dict[str, Any] = json.loads((VECTORS / name / "expected.json").read_text("utf-8"))
+    return doc
 
 
 def report(name: str) -> Any:
