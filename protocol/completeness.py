@@ -9,9 +9,10 @@
 A reading block (kind 7) is one record of a run, and N readings: reading i
 at the block's date + i * ivl. It reaches its *end date* (its last reading's)
 in spans, and its readings are taken in signing order (seq, then index), so
-each stands until the next reading of its channel, and never past the first
-reading of its channel signed after the block: the later-signed reading
-stands (§12.6 step 3).
+each stands until the next reading of its channel. Where a block is
+involved (a reading of a block, or a reading followed by a block of its
+channel), a reading also stands no later than any dated reading of its
+channel signed after it: the later-signed reading stands (§12.6 step 3).
 
 A device's records form *runs* of consecutive seqs. Runs joined across gaps
 that one status record declared lost (§5.2) *span* [lowest date, highest
@@ -210,36 +211,43 @@ class DeviceRecords:
             last_dated = max((i for i, d in enumerate(ds) if d is not None), default=-1)
             # the last date of the run's last dated record
             run_end = last_date(run[last_dated], ds[last_dated]) if last_dated >= 0 else None
-            # channel -> date of its first reading in a later record (None: undated)
+            # channel -> date of its next reading in signing order (None: undated)
             following: dict[int, int | None] = {}
+            # channel -> the earliest date of its dated readings in later records, and
+            # whether a block of the channel comes later (the later-signed reading stands)
+            earliest: dict[int, int] = {}
+            block_later: set[int] = set()
             for i in range(len(run) - 1, -1, -1):
                 p = run[i].payload
                 if not isinstance(p, (Reading, ReadingBlock)):
                     continue
                 ch = p.ch or 0
                 d = ds[i]
+                is_block = isinstance(p, ReadingBlock)
                 step = p.ivl if isinstance(p, ReadingBlock) else 0
                 temps = _temps(p)
-                has_later = ch in following
-                later = following.get(ch)
-                nxt = later
+                cap = earliest.get(ch) if is_block or ch in block_later else None
+                has_next = ch in following
+                nxt = following.get(ch)
                 for j in range(len(temps) - 1, -1, -1):
                     t = None if d is None else d + j * step
                     temp = temps[j]
                     if t is not None and temp is not None:
-                        if j < len(temps) - 1 or has_later:
-                            # the next reading's date (None if undated: this one stands
-                            # for nothing); within a block, never past a later record's
+                        if has_next:  # the next reading's date (undated: stands for nothing)
                             e = t if nxt is None else nxt
-                            if has_later:
-                                e = min(e, t if later is None else later)
                         else:  # no next reading: the run's last dated record after it, else t
                             e = run_end if last_dated > i and run_end is not None else t
+                        if cap is not None:
+                            e = min(e, cap)
                         e = min(e, t + gap)
                         if e > t:
                             out.append(Held(t, e, ch, temp, p.tq, p.seq, j))
-                    nxt = t
+                    nxt, has_next = t, True
                 following[ch] = d
+                if d is not None:
+                    earliest[ch] = min(d, earliest.get(ch, d))
+                if is_block:
+                    block_later.add(ch)
         return out
 
     def overlaps(self) -> list[Overlap]:

@@ -481,14 +481,14 @@ def fuzz_case(rnd: random.Random, blocks: random.Random | None = None) -> dict[s
                 )
                 seq += 1
                 span = n * ivl
-                if blocks.random() < 0.15:  # a kind-1 reading signed next, dated inside the block
-                    inside = blocks.randint(0, span - 1)
+                if blocks.random() < 0.15:  # a kind-1 reading signed next, dated inside the
+                    inside = blocks.randint(-span, span - 1)  # block or before it
                     tr.add(
                         dev,
                         Reading(
                             boot=boot,
                             seq=seq,
-                            time=(local if unset else tt) + inside,
+                            time=max(0, (local if unset else tt) + inside),
                             tq=0 if unset else 2,
                             prev=zero,
                             temp=blocks.choice([base, 900]),
@@ -496,7 +496,9 @@ def fuzz_case(rnd: random.Random, blocks: random.Random | None = None) -> dict[s
                         ),
                     )
                     seq += 1
-                step = max(1, blocks.choice([span, span, span, span - ivl, span // 2, span + 600]))
+                step = blocks.choice([span, span, span, span - ivl, span // 2, span + 600, -ivl])
+                if local + step < 0:  # an unset clock's time stays a uint
+                    step = 1
                 tt += step
                 local += step
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -208,3 +209,28 @@ def test_default_block_meets_the_goal() -> None:
     # and the largest block is within every size limit (§2.9, §3)
     big = make_record(block(BLOCK_MAX), DEVICE, KEY, deterministic=True)
     assert len(encode_payload(block(BLOCK_MAX))) <= 512 and len(big) <= 1024
+
+
+def test_the_spec_tables_are_the_measured_sizes() -> None:
+    """docs/protocol.md §15's bytes-per-reading table and §2.8's example are these figures."""
+    spec = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8")
+    rows = {}
+    for line in spec.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] in (
+            "temperature and humidity: bytes",
+            "temperature only: bytes",
+        ):
+            rows[cells[0]] = [int(c) for c in cells[1:]]
+    sizes = sorted(WIRE_WITH_RH)
+    assert rows["temperature and humidity: bytes"] == [WIRE_WITH_RH[n] for n in sizes]
+    assert rows["temperature only: bytes"] == [WIRE_TEMP_ONLY[n] for n in sizes]
+    n = BLOCK_DEFAULT
+    assert (
+        f"is {WIRE_WITH_RH[n]} bytes on the\nwire, {WIRE_WITH_RH[n] / n:.1f} bytes per reading"
+        in spec
+    )
+    assert (
+        f"{BLOCK_MAX} readings (two 128-byte slot arrays); the largest block is "
+        f"{WIRE_WITH_RH[BLOCK_MAX]} bytes" in spec
+    )

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.bundle import load_bundle
 from protocol.completeness import DeviceRecords, Held
@@ -35,7 +37,8 @@ BLOCK_VECTORS = {
 
 
 def expected(name: str) -> dict[str, Any]:
-    return json.loads((VECTORS / name / "expected.json").read_text(encoding="utf-8"))
+    doc: dict[str, Any] = json.loads((VECTORS / name / "expected.json").read_text("utf-8"))
+    return doc
 
 
 def report(name: str) -> Any:
@@ -232,3 +235,55 @@ def test_a_block_with_an_unset_clock_is_dated_whole() -> None:
 
 def test_held_index_default_keeps_kind_1_callers() -> None:
     assert Held(0, 1, 0, 300, 2, 5).index == 0
+
+
+def test_readings_signed_before_a_block_that_covers_them_stand_for_nothing() -> None:
+    """Not only the reading just before: every reading of the channel signed before a block
+    stands no later than the block's first reading (the later-signed reading stands)."""
+    dev = Signer("tl-x")
+    k1 = dev.sign(Reading, T0 + 1200, temp=900)
+    k2 = dev.sign(Reading, T0 + 1800, temp=900)
+    b = block(dev, T0, [300, 310, 320, 330, 340])  # T0 .. T0 + 2400
+    nxt = dev.sign(Reading, T0 + 3000, temp=300)
+    got = held([k1, k2, b, nxt])
+    assert [h[2] for h in got] == [300, 310, 320, 330, 340]  # 9 °C stands for nothing
+    # among kind-1 readings alone, only the next one bounds a reading (as before blocks)
+    dev2 = Signer("tl-y")
+    alone = [
+        dev2.sign(Reading, T0 + 1200, temp=900),
+        dev2.sign(Reading, T0 + 1800, temp=900),
+        dev2.sign(Reading, T0, temp=300),
+        dev2.sign(Reading, T0 + 3000, temp=300),
+    ]
+    assert held(alone) == [(T0, T0 + 1800, 300, 0), (T0 + 1200, T0 + 1800, 900, 0)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.integers(-500, 1500)), min_size=1, max_size=40),
+    st.lists(st.integers(1, 12), min_size=1, max_size=40),
+    st.sampled_from([60, 300, 600]),
+    st.integers(600, 3600),
+)
+def test_any_honest_grouping_into_blocks_stands_as_the_kind_1_readings(
+    temps: list[int | None], sizes: list[int], ivl: int, gap: int
+) -> None:
+    """Readings at a fixed interval, signed one by one or in blocks of any sizes (in time
+    order, as §2.8 makes a device do), stand for the same intervals and temperatures."""
+    a, b = Signer("tl-a", fast=True), Signer("tl-b", fast=True)
+    singles = [
+        a.sign(Reading, T0 + ivl * i, **({"temp": v} if v is not None else {"fault": 2}))
+        for i, v in enumerate(temps)
+    ]
+    blocks, i, k = [], 0, 0
+    while i < len(temps):
+        n = sizes[k % len(sizes)]
+        blocks.append(block(b, T0 + ivl * i, temps[i : i + n], ivl=ivl))
+        i, k = i + n, k + 1
+    tail_a = a.sign(Status, T0 + ivl * len(temps), event=2)
+    tail_b = b.sign(Status, T0 + ivl * len(temps), event=2)
+    want = [h[:3] for h in held([*singles, tail_a], gap)]
+    assert [h[:3] for h in held([*blocks, tail_b], gap)] == want
+    d = DeviceRecords([*blocks, tail_b], date_records([*blocks, tail_b]))
+    assert d.overlaps() == []
+    assert d.spans == DeviceRecords([*singles, tail_a], date_records([*singles, tail_a])).spans

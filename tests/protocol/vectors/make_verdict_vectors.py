@@ -481,8 +481,13 @@ def v_pass_block_overruns_reading():
     # a block whose derived times run past the next record's time: the truck's logger signs
     # a full block, then a kind-1 reading dated inside that block's span (25 minutes before
     # its last reading). The later-signed reading stands: the block's readings end at it.
+    # The blocks start at T0 - EVERY; the third one (seq 2) is signed at its last reading,
+    # so the reading before the fourth block's first is signed right after it.
+    fourth = T0 - EVERY + 3 * BLOCK * EVERY
+
     def on(day: Day, place: str, at: int, temp: int | None, flush: Any, items: Any) -> bool:
-        if place == TRUCK and at == T0 + T_LOAD + 2 * 3600 + BLOCK * EVERY:
+        if place == TRUCK and at == fourth:
+            assert not items  # the third block is signed
             day.s.reading(day.loggers[TRUCK], at - 3 * EVERY + 300, 300)
         return False
 

@@ -606,37 +606,40 @@ class DeviceRecords {
       });
       // the last date of the run's last dated record
       const runEnd = lastDated >= 0 ? lastDate(run[lastDated], ds[lastDated]) : null;
-      // channel -> date of its first reading in a later record (null if undated)
+      // channel -> date of its next reading in signing order (null if undated)
       const following = new Map();
+      // channel -> the earliest date of its dated readings in later records, and whether a
+      // block of the channel comes later (the later-signed reading stands)
+      const earliest = new Map();
+      const blockLater = new Set();
       for (let i = run.length - 1; i >= 0; i--) {
         const p = run[i].p;
         if (!isReading(p)) continue;
         const ch = p.ch || 0;
         const d = ds[i];
-        const step = p.kind === KIND_BLOCK ? p.ivl : 0;
+        const isBlock = p.kind === KIND_BLOCK;
+        const step = isBlock ? p.ivl : 0;
         const temps = readingTemps(p);
-        const hasLater = following.has(ch);
-        const later = hasLater ? following.get(ch) : null;
-        let nxt = later;
+        const cap = (isBlock || blockLater.has(ch)) && earliest.has(ch) ? earliest.get(ch) : null;
+        let hasNext = following.has(ch);
+        let nxt = hasNext ? following.get(ch) : null;
         for (let j = temps.length - 1; j >= 0; j--) {
           const t = d === null ? null : d + j * step;
           const temp = temps[j];
           if (t !== null && temp !== null) {
-            let e;
-            if (j < temps.length - 1 || hasLater) {
-              // the next reading's date (null if undated: this one stands for nothing);
-              // within a block, never past a later record's first reading of the channel
-              e = nxt === null ? t : nxt;
-              if (hasLater) e = Math.min(e, later === null ? t : later);
-            } else {
-              e = lastDated > i && runEnd !== null ? runEnd : t;
-            }
+            // the next reading's date (null if undated: this one stands for nothing), else
+            // the run's last dated record after it, else t
+            let e = hasNext ? (nxt === null ? t : nxt) : lastDated > i && runEnd !== null ? runEnd : t;
+            if (cap !== null) e = Math.min(e, cap);
             e = Math.min(e, t + gap);
             if (e > t) out.push({ start: t, end: e, channel: ch, temp, tq: p.tq, seq: p.seq, index: j });
           }
           nxt = t;
+          hasNext = true;
         }
         following.set(ch, d);
+        if (d !== null) earliest.set(ch, earliest.has(ch) ? Math.min(d, earliest.get(ch)) : d);
+        if (isBlock) blockLater.add(ch);
       }
     }
     return out;
