@@ -1,0 +1,334 @@
+"""ct_lte against the fake SIM7080G (fake_sim7080): power-on by PWRKEY, AT
+setup, registration that takes time, PPP dial, PSM between uploads, errors,
+and uploads through the core over LTE, with the network lost mid-upload."""
+
+import hashlib
+
+import ct_lte
+from ct_core import Core
+from ct_queue import Queue
+from ct_state import State
+from ct_uplink import Uplink
+from fake_sim7080 import FakePPP, FakeSim7080, decode_t3324, decode_t3412
+from fakebroker import FakeBroker
+from fakeclock import FakeTicks
+from fakefs import FakeFs
+from fakegateway import FakeGateway
+from fwrun import main, raises
+from umqtt.simple import MQTTClient
+
+DEV = "tl-lte-1"
+KEY = bytes(range(32))
+CFG = {"apn": "iot.example", "psm_tau": 7200, "psm_active": 10}
+
+
+def rig(cfg=None, **kw):
+    clock = FakeTicks(1000)
+    m = FakeSim7080(clock, **kw)
+    lte = ct_lte.Lte(m.uart, m.pin, FakePPP, cfg or CFG, ticks=clock)
+    return clock, m, lte
+
+
+def test_timer_bits_round_up_and_decode():
+    assert ct_lte.t3412_bits(7200) == "00001100"  # 12 x 10 min
+    assert ct_lte.t3324_bits(10) == "00000101"  # 5 x 2 s
+    assert ct_lte.t3324_bits(None) == "11100000"  # deactivated
+    for s in (1, 2, 59, 60, 61, 900, 3600, 3601, 86400, 10 * 86400):
+        got = decode_t3412(ct_lte.t3412_bits(s))
+        assert got >= s and got <= max(2 * s, s + 2), (s, got)
+    for s in (0, 1, 2, 30, 62, 61 * 60, 3 * 3600):
+        got = decode_t3324(ct_lte.t3324_bits(s))
+        assert got >= s, (s, got)
+
+
+def test_cold_start_pulses_pwrkey_registers_and_dials():
+    clock, m, lte = rig()
+    assert m.power == "off"
+    t0 = clock.ticks_ms()
+    lte.up()
+    assert m.boots == 1 and len(m.pin.pulses) == 1
+    assert 1000 <= m.pin.pulses[0][1] < 1200  # on, never long enough to mean off
+    # registration took the network's time, and the device waited for it
+    assert clock.ticks_ms() - t0 >= m.boot_ms + m.reg_ms
+    assert lte.connected() and m.data and m.ppp.state == "up"
+    assert lte.rssi() == -113 + 2 * 18
+    log = m.log
+    for c in (
+        "ATE0",
+        "AT+CMEE=1",
+        "AT+CPIN?",
+        "AT+CNMP=38",
+        "AT+CMNB=1",
+        'AT+CGDCONT=1,"IP","iot.example"',
+        "AT+CEREG=2",
+        'AT+CPSMS=1,,,"00001100","00000101"',
+        "AT+CSQ",
+        "ATD*99***1#",
+    ):
+        assert c in log, (c, log)
+    assert log.index("ATE0") < log.index("AT+CEREG?") < log.index("ATD*99***1#")
+    assert m.pdp[1] == ("IP", "iot.example")
+
+
+def test_down_hangs_up_and_the_modem_sleeps_in_psm_then_wakes_registered():
+    clock, m, lte = rig()
+    lte.up()
+    lte.down()
+    assert not m.data and not m.call and m.power == "on"
+    clock.advance(9000)
+    m.step()
+    assert m.power == "on"  # still inside the granted active time (10 s)
+    clock.advance(2000)
+    m.step()
+    assert m.power == "psm" and m.psm_entries == 1
+    # the next upload: one pulse wakes it, no boot, no attach wait
+    t0 = clock.ticks_ms()
+    lte.up()
+    assert m.boots == 1 and len(m.pin.pulses) == 2
+    assert clock.ticks_ms() - t0 < m.reg_ms
+    assert lte.connected()
+    lte.down()
+
+
+def test_sleep_off_powers_down_and_boots_again():
+    _clock, m, lte = rig({"apn": "a", "sleep": "off"})
+    lte.up()
+    assert "AT+CPSMS=0" in m.log
+    lte.down()
+    assert m.power == "off" and m.power_downs == 1 and "AT+CPOWD=1" in m.log
+    lte.up()
+    assert m.boots == 2 and lte.connected()
+
+
+def test_modem_powered_down_by_pwrkey_when_it_does_not_answer():
+    _clock, m, lte = rig({"apn": "a", "sleep": "off"})
+    lte.up()
+    m.cmee = 0
+    m._c_cpowd = lambda q, arg, raw: None  # a hung modem: no answer at all
+    lte.down()
+    assert m.pin.pulses[-1][1] >= 1200 and m.power == "off"
+
+
+def test_no_sim_is_a_clear_error_and_down_still_works():
+    _, _, lte = rig(sim=False)
+    e = raises(OSError, lte.up)
+    assert "+CME ERROR: 10" in str(e), e
+    assert isinstance(e, ct_lte.LteError)
+    lte.down()
+    assert not lte.connected()
+
+
+def test_registration_denied_fails_fast():
+    clock, m, lte = rig(reg_stat=3)
+    t0 = clock.ticks_ms()
+    e = raises(OSError, lte.up)
+    assert e.args[0] == 111, e
+    assert clock.ticks_ms() - t0 < m.boot_ms + m.reg_ms + 5000
+    assert "ATD*99***1#" not in m.log  # never dialled
+
+
+def test_no_coverage_times_out_after_reg_ms():
+    clock, m, lte = rig({"apn": "a", "reg_ms": 30000})
+    m.net_ok = False
+    t0 = clock.ticks_ms()
+    e = raises(OSError, lte.up)
+    assert e.args[0] == 110
+    took = clock.ticks_ms() - t0
+    assert 30000 <= took < 30000 + m.boot_ms + 6000, took
+
+
+def test_bad_configuration_is_refused():
+    clock = FakeTicks()
+    m = FakeSim7080(clock)
+    for bad in (
+        {"sleep": "nap"},
+        {"rat": "5g"},
+        {"pwrkey_on_ms": 1500},
+        {"pwrkey_on_ms": 500},
+        {"pwrkey_off_ms": 1000},
+    ):
+        raises(ct_lte.LteError, ct_lte.Lte, m.uart, m.pin, FakePPP, bad, clock)
+
+
+def test_urcs_during_a_command_are_not_its_answer():
+    _clock, m, lte = rig()
+    lte.up()
+    lte.down()
+    m.urc("+CEREG: 5")  # arrives before the next command's answer
+    m.urc("+CGEV: NW PDN DEACT 1")
+    r = lte.at.cmd("+CSQ")
+    assert r[0].startswith("+CSQ:") and r[-1] == "OK"
+    assert "+CEREG: 5" in lte.at.urcs and "+CGEV: NW PDN DEACT 1" in lte.at.urcs
+    lte._urcs()
+    assert lte.stat == 5
+
+
+def test_unknown_command_and_bad_parameters_are_errors():
+    _clock, _m, lte = rig()
+    lte.up()
+    lte.down()
+    e = raises(OSError, lte.at.cmd, "+CNMP=7")
+    assert "+CME ERROR: 50" in str(e)
+    e = raises(OSError, lte.at.cmd, "+NOSUCH")
+    assert "ERROR" in str(e)
+    lte.at.cmd("")  # the channel still works
+
+
+def test_escape_sequence_when_ppp_leaves_the_modem_in_data_mode():
+    _clock, m, lte = rig()
+    lte.up()
+    p = lte._ppp
+    p.disconnect = lambda: None  # the LCP terminate never reached the modem
+    lte.down()
+    assert not m.data and not m.call  # +++ (1 s guards) then ATH
+    assert "ATH" in m.log
+
+
+def test_dial_without_registration_is_no_carrier():
+    _clock, _m, lte = rig()
+    lte.power_on()
+    lte.at.cmd("E0")
+    e = raises(OSError, lte.at.cmd, "D*99***1#", 5000, ("CONNECT",))
+    assert "NO CARRIER" in str(e)
+
+
+def test_app_pdp_urcs():
+    _clock, m, lte = rig()
+    lte.up()
+    lte.down()
+    lte.at.cmd("+CNACT=0,1")
+    lte.at.drain(100)
+    assert "+APP PDP: 0,ACTIVE" in lte.at.urcs
+    m.lose_network()
+    lte.at.drain(100)
+    assert "+APP PDP: 0,DEACTIVE" in lte.at.urcs and "+CEREG: 2" in lte.at.urcs
+
+
+# --- uploads through the core over LTE ---------------------------------------------
+
+
+class FastSigner:
+    """Not ECDSA: a stand-in so these tests spend their time on the uplink."""
+
+    def sign_digest(self, h):
+        return hashlib.sha256(h).digest() * 2
+
+
+class Truck:
+    """A logger whose uplink is the fake modem; the broker is reachable only
+    while the PPP link is up (faked at the socket level)."""
+
+    def __init__(self, n, cfg=None):
+        self.clock = FakeTicks(1000)
+        self.modem = FakeSim7080(self.clock)
+        self.broker = FakeBroker("lte-broker", self.clock)
+        self.broker.down = True
+        self.gw = FakeGateway(self.broker, DEV, KEY, self.clock)
+        self.fs = FakeFs()
+        self.state = State(self.fs, "st")
+        self.state.begin()
+        self.queue = Queue(self.fs, "q", segments=8, seg_size=2048, reserve=0, low_water=0)
+        self.lte = ct_lte.Lte(
+            self.modem.uart, self.modem.pin, self.ppp, cfg or CFG, ticks=self.clock
+        )
+        self.up = Uplink(
+            lambda: MQTTClient(DEV, "lte-broker"),
+            DEV,
+            KEY,
+            self.queue,
+            self.state,
+            ticks=self.clock,
+            window=8,
+        )
+        self.core = Core(DEV, FastSigner(), self.state, self.queue, self.up, self.lte)
+        self.lose_after = None
+        self.seen = 0
+        gw_pub = self.broker.on_publish
+
+        def on_publish(topic, msg):
+            gw_pub(topic, msg)
+            if topic.endswith(b"/rec"):
+                self.seen += 1
+                if self.lose_after is not None and self.seen == self.lose_after:
+                    self.modem.lose_network()
+
+        self.broker.on_publish = on_publish
+        self.add(n)
+
+    def ppp(self, uart):
+        p = FakePPP(uart)
+
+        def on_up():
+            self.broker.down = False
+
+        def on_down():
+            self.broker.down = True
+            self.broker.drop()
+
+        p.on_up = on_up
+        p.on_down = on_down
+        return p
+
+    def add(self, n):
+        for _ in range(n):
+            assert self.core.enqueue(self.core.record({1: 1, 4: 1790000000, 5: 3, 10: 450}))
+
+    def queued_seqs(self):
+        import ct_record
+
+        out = []
+        c = self.queue.head()
+        while c is not None:
+            rec, nxt = self.queue.read(c)
+            if rec is None:
+                break
+            out.append(ct_record.record_seq(rec))
+            c = nxt
+        return out
+
+
+def test_upload_over_lte_delivers_acks_and_sleeps():
+    tr = Truck(12)
+    ev = tr.core.upload(60000)
+    assert tr.queue.count() == 0 and sorted(tr.gw.records) == list(range(12))
+    assert tr.gw.chain_errors == 0
+    assert [e[1] for e in ev if e[0] == "ack"][-1] == 11
+    assert not tr.lte.connected() and tr.broker.down  # PPP closed after the upload
+    tr.clock.advance(11000)
+    tr.modem.step()
+    assert tr.modem.power == "psm"
+
+
+def test_network_lost_mid_upload_loses_nothing_and_acks_nothing_unacked():
+    tr = Truck(20)
+    tr.gw.ack_every = 3  # records in flight, unacked, when the cell goes
+    tr.lose_after = 10
+    tr.core.upload(20000)  # partial: the link came up, then died
+    assert tr.modem.stat == 2 and not tr.lte.connected()
+    left = tr.queued_seqs()
+    # the device deleted only what a gateway ack it received covered
+    assert tr.up.acked == 20 - len(left) and tr.up.acked <= tr.gw.last_acked + 1
+    assert left == list(range(20 - len(left), 20)) and len(left) >= 20 - 9
+    assert tr.up.reconnects >= 1
+    # the next wake: still no network -> OSError, the app backs off; queue intact
+    tr.lose_after = None
+    raises(OSError, tr.core.upload, 20000)
+    assert tr.queued_seqs() == left
+    # coverage returns: the following wake delivers everything, in order
+    tr.modem.restore_network(0)
+    tr.add(3)
+    tr.core.upload(60000)
+    assert tr.queue.count() == 0
+    assert sorted(tr.gw.records) == list(range(23)) and tr.gw.chain_errors == 0
+
+
+def test_network_lost_before_any_connection_raises_and_keeps_the_queue():
+    tr = Truck(5, {"apn": "iot.example", "reg_ms": 20000})
+    tr.modem.net_ok = False
+    e = raises(OSError, tr.core.upload, 20000)
+    assert e.args[0] == 110
+    assert tr.queued_seqs() == [0, 1, 2, 3, 4] and not tr.gw.records
+
+
+if __name__ == "__main__":
+    main(globals())
