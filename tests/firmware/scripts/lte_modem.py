@@ -330,5 +330,63 @@ def test_network_lost_before_any_connection_raises_and_keeps_the_queue():
     assert tr.queued_seqs() == [0, 1, 2, 3, 4] and not tr.gw.records
 
 
+_MADE = []  # what _Machine built
+
+
+class _Machine:
+    """Just enough of ``machine`` for ct_main.open_lte."""
+
+    class UART:
+        def __init__(self, n, **kw):
+            _MADE.append(("uart", n, kw))
+
+    class Pin:
+        OUT = 1
+        IN = 0
+        PULL_UP = 2
+
+        def __init__(self, n, mode=0, pull=None, value=None):
+            self.n = n
+            self.v = 0
+            _MADE.append(("pin", n, mode))
+
+        def value(self, v=None):
+            if v is None:
+                return self.v
+            self.v = v
+
+
+class _Board:
+    def __init__(self, pins):
+        self.pins = pins
+
+    def feed(self):
+        pass
+
+
+class _Network:
+    PPP = FakePPP
+
+
+def test_main_builds_the_lte_uplink_from_config_and_the_pin_map():
+    import sys
+
+    sys.modules["machine"] = _Machine
+    import ct_main
+
+    pins = {"modem_tx": 17, "modem_rx": 18, "modem_pwrkey": 16}
+    cfg = {"uplink": "lte", "lte": {"apn": "iot.example", "uart": 2, "sleep": "off"}}
+    lte = ct_main.open_lte(cfg, _Board(pins), _Network)
+    assert isinstance(lte, ct_lte.Lte) and lte.apn == "iot.example" and lte.sleep == "off"
+    uart = [m for m in _MADE if m[0] == "uart"][-1]
+    assert uart[1] == 2 and uart[2]["tx"] == 17 and uart[2]["rx"] == 18
+    assert uart[2]["baudrate"] == 115200
+    assert ("pin", 16, 1) in _MADE
+    assert lte._pin.value() == 0  # PWRKEY released (NPN off) until a pulse
+    e = raises(ct_main.MainError, ct_main.open_lte, cfg, _Board({"modem_tx": 17}), _Network)
+    assert "modem_rx" in str(e)
+    raises(ct_lte.LteError, ct_main.open_lte, {"lte": {"sleep": "never"}}, _Board(pins), _Network)
+
+
 if __name__ == "__main__":
     main(globals())
