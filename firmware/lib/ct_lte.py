@@ -30,7 +30,8 @@ The modem (SIM7080 Series AT Command Manual; Hardware Design):
     CARRIER``), else ``+++`` with 1 s guard times and ``ATH``. Then PSM:
     the modem sleeps (~3 uA) after the granted active time and keeps its
     registration and PDN, so the next upload skips the attach. With
-    ``sleep`` "off" it is powered down instead.
+    ``sleep`` "off", or when the network granted no PSM timers (``+CEREG``
+    with ``AT+CEREG=4``; an idle modem draws ~10 mA), it is powered down.
 
 Every wait has a deadline and feeds the watchdog. A failure raises
 ``LteError`` (an OSError), which the app treats as "no network": it backs
@@ -207,6 +208,7 @@ class Lte:
         self._ppp = None
         self.csq = None  # last AT+CSQ rssi (0..31, 99 unknown)
         self.stat = None  # last +CEREG stat
+        self.psm_granted = ""  # the Active-Time the network granted ("" none)
         self.pulses = 0
         if pwrkey is not None:
             pwrkey.value(0 if self.active else 1)
@@ -258,7 +260,7 @@ class Lte:
         a.cmd("+CNMP=38")
         a.cmd("+CMNB=%d" % (1 if self.rat == "m1" else 2))
         a.cmd('+CGDCONT=1,"IP","%s"' % self.apn)
-        a.cmd("+CEREG=2")
+        a.cmd("+CEREG=4")  # stat, cell, and the PSM timers the network granted
         a.cmd("+CGEREP=2,1")
         if self.sleep == "psm":
             a.cmd('+CPSMS=1,,,"%s","%s"' % (t3412_bits(self.psm_tau), t3324_bits(self.psm_active)))
@@ -281,6 +283,7 @@ class Lte:
                 r = self.at.cmd("+CEREG?")
                 last = t.ticks_ms()
                 self.stat = _int(_field(r[-2], 1)) if len(r) > 1 else None
+                self.psm_granted = _field(r[-2], 7) if len(r) > 1 else ""
             self._urcs()
             if self.stat in (1, 5):
                 return
@@ -294,6 +297,8 @@ class Lte:
         for u in self.at.urcs:
             if u.startswith("+CEREG:"):
                 self.stat = _int(_field(u, 0))
+                if self.stat in (1, 5):
+                    self.psm_granted = _field(u, 6)  # the URC has no <n> in front
         self.at.urcs = []
 
     def signal(self):
@@ -353,7 +358,8 @@ class Lte:
             except OSError:
                 pass
             self._urcs()
-            if self.sleep == "off":
+            if self.sleep == "off" or not self.psm_granted:
+                # a modem the network lets idle (no PSM) would draw ~10 mA
                 self.power_off()
         except Exception:
             pass

@@ -18,7 +18,9 @@ from any driver), on simulated time (fakeclock.FakeTicks):
   is denied (3) - ``+CEREG`` URCs with ``AT+CEREG=1|2|4``; ``AT+CSQ``.
 * ``AT+CGEREP=2`` enables ``+CGEV: ME PDN ACT 1`` / ``+CGEV: NW PDN DEACT 1``.
 * ``AT+CPSMS=1,,,"T3412","T3324"`` (3GPP 24.008 GPRS timer 3 / timer 2
-  bit strings), ``AT+CEDRXS=1,4,"xxxx"``, ``AT+CPSMSTATUS=1``: once the
+  bit strings), ``AT+CEDRXS=1,4,"xxxx"``, ``AT+CPSMSTATUS=1``; the granted
+  timers appear in ``+CEREG`` with ``AT+CEREG=4`` (``grant_psm=False``: the
+  network refuses PSM, no timers, no sleep). Once the
   data call is over and the module is idle for the granted T3324 it says
   ``+CPSMSTATUS: "ENTER PSM"`` and sleeps (registration kept: after a
   wake it is registered at once).
@@ -122,6 +124,7 @@ class FakeSim7080:
         cmd_ms=20,
         dial_ms=300,
         ppp_ms=1200,
+        grant_psm=True,
     ):
         self.clock = clock
         self.sim = sim
@@ -133,6 +136,7 @@ class FakeSim7080:
         self.cmd_ms = cmd_ms
         self.dial_ms = dial_ms
         self.ppp_ms = ppp_ms
+        self.grant_psm = grant_psm  # the network may refuse PSM
         self.power = "off"  # off, booting, on, psm
         self.out = bytearray()
         self.inbuf = b""
@@ -252,7 +256,7 @@ class FakeSim7080:
         s = str(self.stat)
         if self.cereg_n >= 2 and self.stat in (1, 5):
             s += ',"1A2D","01A2D101",7'
-            if self.cereg_n >= 4 and self.psms and self.psms[0]:
+            if self.cereg_n >= 4 and self.psms and self.psms[0] and self.grant_psm:
                 s += f',,,"{self.psms[2]}","{self.psms[1]}"'
         return f"{self.cereg_n},{s}" if query else s
 
@@ -262,6 +266,7 @@ class FakeSim7080:
             or self.call
             or not self.psms
             or not self.psms[0]
+            or not self.grant_psm
             or self.stat not in (1, 5)
             or self._idle_since is None
         ):

@@ -60,7 +60,7 @@ def test_cold_start_pulses_pwrkey_registers_and_dials():
         "AT+CNMP=38",
         "AT+CMNB=1",
         'AT+CGDCONT=1,"IP","iot.example"',
-        "AT+CEREG=2",
+        "AT+CEREG=4",
         'AT+CPSMS=1,,,"00001100","00000101"',
         "AT+CSQ",
         "ATD*99***1#",
@@ -68,6 +68,7 @@ def test_cold_start_pulses_pwrkey_registers_and_dials():
         assert c in log, (c, log)
     assert log.index("ATE0") < log.index("AT+CEREG?") < log.index("ATD*99***1#")
     assert m.pdp[1] == ("IP", "iot.example")
+    assert lte.psm_granted == "00000101"  # +CEREG (n=4) carries the granted active time
 
 
 def test_down_hangs_up_and_the_modem_sleeps_in_psm_then_wakes_registered():
@@ -88,6 +89,17 @@ def test_down_hangs_up_and_the_modem_sleeps_in_psm_then_wakes_registered():
     assert clock.ticks_ms() - t0 < m.reg_ms
     assert lte.connected()
     lte.down()
+
+
+def test_network_without_psm_means_power_down_after_the_upload():
+    clock, m, lte = rig(grant_psm=False)
+    lte.up()
+    assert lte.psm_granted == ""
+    lte.down()
+    assert m.power == "off" and m.power_downs == 1  # never left idling at ~10 mA
+    clock.advance(60000)
+    lte.up()
+    assert m.boots == 2 and lte.connected()
 
 
 def test_sleep_off_powers_down_and_boots_again():
