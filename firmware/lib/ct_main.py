@@ -31,6 +31,8 @@ def load_config():
     for k in ("id", "role"):
         if k not in cfg:
             raise MainError("config.json: missing " + k)
+    if cfg.get("uplink", "wifi") not in ("wifi", "lte"):
+        raise MainError("config.json: uplink must be wifi or lte")
     return cfg
 
 
@@ -84,7 +86,8 @@ def open_lte(cfg, board, network):
             raise MainError("uplink lte: the pin map has no " + k)
     uart = machine.UART(c.get("uart", 1), baudrate=c.get("baud", 115200), tx=p["modem_tx"],
                         rx=p["modem_rx"], timeout=0, rxbuf=2048)
-    key = machine.Pin(p["modem_pwrkey"], machine.Pin.OUT)
+    key = machine.Pin(p["modem_pwrkey"], machine.Pin.OUT,
+                      value=0 if c.get("pwrkey_active", 1) else 1)  # PWRKEY released
     return ct_lte.Lte(uart, key, network.PPP, c, feed=board.feed)
 
 

@@ -398,6 +398,14 @@ def test_main_builds_the_lte_uplink_from_config_and_the_pin_map():
     e = raises(ct_main.MainError, ct_main.open_lte, cfg, _Board({"modem_tx": 17}), _Network)
     assert "modem_rx" in str(e)
     raises(ct_lte.LteError, ct_main.open_lte, {"lte": {"sleep": "never"}}, _Board(pins), _Network)
+    ct_main._CONFIG = "/tmp/ct_config_lte.json"
+    with open(ct_main._CONFIG, "w") as f:
+        f.write('{"id": "tl-1", "role": "logger", "uplink": "lte"}')
+    assert ct_main.load_config()["uplink"] == "lte"
+    with open(ct_main._CONFIG, "w") as f:
+        f.write('{"id": "tl-1", "role": "logger", "uplink": "lora"}')
+    e = raises(ct_main.MainError, ct_main.load_config)
+    assert "uplink" in str(e)
 
 
 if __name__ == "__main__":
