@@ -256,7 +256,9 @@ class Lte:
         a = self.at
         a.cmd("E0")
         a.cmd("+CMEE=1")
-        a.cmd("+CPIN?", 5000)
+        r = a.cmd("+CPIN?", 5000)
+        if len(r) < 2 or "READY" not in r[-2]:
+            raise LteError(13, "SIM not ready: " + (r[-2] if len(r) > 1 else "?"))
         a.cmd("+CNMP=38")
         a.cmd("+CMNB=%d" % (1 if self.rat == "m1" else 2))
         a.cmd('+CGDCONT=1,"IP","%s"' % self.apn)

@@ -221,8 +221,12 @@ class FakeSim7080:
         if self.fixed_baud:
             self.urc("RDY")
         self.urc("+CFUN: 1")
-        self.urc("+CPIN: READY" if self.sim else "+CPIN: NOT INSERTED")
-        if self.sim:
+        if not self.sim:
+            self.urc("+CPIN: NOT INSERTED")
+        elif self.sim == "pin":
+            self.urc("+CPIN: SIM PIN")  # locked: no registration until a PIN
+        else:
+            self.urc("+CPIN: READY")
             self.urc("SMS Ready")
             self._search()
 
@@ -235,7 +239,7 @@ class FakeSim7080:
         self._events = []
 
     def _search(self):
-        if not self.sim or self.cfun != 1:
+        if not self.sim or self.sim == "pin" or self.cfun != 1:
             return
         self._set_stat(2)
         self.at(self.reg_ms, self._register)
@@ -419,8 +423,8 @@ class FakeSim7080:
         if self._needs_sim():
             return
         if q:
-            return self._ok("+CPIN: READY")
-        self._err(3)  # no PIN on the test SIM
+            return self._ok("+CPIN: SIM PIN" if self.sim == "pin" else "+CPIN: READY")
+        self._err(3)  # entering a PIN is not emulated
 
     def _c_cfun(self, q, arg, raw):
         if q:

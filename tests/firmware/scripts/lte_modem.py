@@ -130,6 +130,15 @@ def test_no_sim_is_a_clear_error_and_down_still_works():
     assert not lte.connected()
 
 
+def test_locked_sim_is_a_clear_error_without_waiting_for_registration():
+    clock, m, lte = rig(sim="pin")
+    t0 = clock.ticks_ms()
+    e = raises(ct_lte.LteError, lte.up)
+    assert e.args[0] == 13 and "SIM PIN" in str(e), e
+    assert clock.ticks_ms() - t0 < m.boot_ms + 5000
+    assert "AT+CEREG?" not in m.log
+
+
 def test_registration_denied_fails_fast():
     clock, m, lte = rig(reg_stat=3)
     t0 = clock.ticks_ms()
@@ -406,6 +415,72 @@ def test_main_builds_the_lte_uplink_from_config_and_the_pin_map():
         f.write('{"id": "tl-1", "role": "logger", "uplink": "lora"}')
     e = raises(ct_main.MainError, ct_main.load_config)
     assert "uplink" in str(e)
+
+
+def test_logger_backs_off_without_coverage_and_delivers_at_a_later_wake():
+    import ct_app
+    import ct_rtcmem
+    from fake_board import FakeBoard
+    from fakefs import Disk
+
+    clock = FakeTicks(1000)
+    modem = FakeSim7080(clock)
+    broker = FakeBroker("lte-app", clock)
+    broker.down = True
+    gw = FakeGateway(broker, DEV, KEY, clock)
+    board = FakeBoard(t=1790000000)
+    disk = Disk()
+    cfg = {
+        "id": DEV,
+        "interval": 300,
+        "upload": 3600,
+        "heartbeat": 86400,
+        "lte": {"apn": "iot.example", "reg_ms": 20000},
+    }
+
+    def ppp(uart):
+        p = FakePPP(uart)
+
+        def up():
+            broker.down = False
+
+        def down():
+            broker.down = True
+            broker.drop()
+
+        p.on_up = up
+        p.on_down = down
+        return p
+
+    def wake():
+        # what ct_main builds after every deep-sleep wake: a new core, a new
+        # Lte on the same (sleeping or running) modem
+        fs = FakeFs(disk)
+        st = State(fs, "ct/state", ct_rtcmem.RTCMem(board.rtc))
+        q = Queue(fs, "ct/q", 8, 4096, 512, 2048)
+        lte = ct_lte.Lte(modem.uart, modem.pin, ppp, cfg["lte"], ticks=clock)
+        up = Uplink(lambda: MQTTClient(DEV, "lte-app"), DEV, KEY, q, st, ticks=clock)
+        core = Core(DEV, FastSigner(), st, q, up, lte)
+        core.start(board.reset_cause() == board.DEEPSLEEP)
+        lg = ct_app.Logger(cfg, board, core, [(0, None, lambda: (450, None))])
+        ms = lg.cycle()
+        n = q.count()
+        core.close()
+        board.deep_sleep(ms)
+        board.t += ms // 1000
+        clock.advance(ms)
+        return lg, n
+
+    modem.net_ok = False  # a truck in a dead zone
+    lg, n = wake()
+    assert lg.fails == 1 and n >= 2 and not gw.records  # boot + reading kept
+    assert lg.next_upload - lg.last_upload >= 60 or lg.last_upload == 0
+    modem.restore_network(0)
+    lg, n = wake()
+    # delivered; only the clock-set status the fresh ack caused waits (next upload)
+    assert lg.fails == 0 and n == 1 and lg.events[-1][0] == 6, (n, lg.events)
+    assert sorted(gw.records) == list(range(len(gw.records))) and len(gw.records) >= 3
+    assert gw.chain_errors == 0
 
 
 if __name__ == "__main__":
