@@ -71,6 +71,21 @@ def test_cold_start_pulses_pwrkey_registers_and_dials():
     assert lte.psm_granted == "00000101"  # +CEREG (n=4) carries the granted active time
 
 
+def test_every_wait_feeds_the_watchdog():
+    clock = FakeTicks(1000)
+    m = FakeSim7080(clock, reg_ms=45000)
+    feeds = []
+    lte = ct_lte.Lte(
+        m.uart, m.pin, FakePPP, CFG, ticks=clock, feed=lambda: feeds.append(clock.ticks_ms())
+    )
+    t0 = clock.ticks_ms()
+    lte.up()
+    lte.down()
+    times = [t0] + feeds + [clock.ticks_ms()]  # noqa: RUF005 - no [*x] in MicroPython
+    gap = max(times[i + 1] - times[i] for i in range(len(times) - 1))
+    assert clock.ticks_ms() - t0 > 45000 and gap <= 2000, gap
+
+
 def test_down_hangs_up_and_the_modem_sleeps_in_psm_then_wakes_registered():
     clock, m, lte = rig()
     lte.up()
