@@ -236,9 +236,25 @@ class Lte:
         if self.at.probe(600):
             return False
         self._pulse(self.on_ms)
-        if not self.at.probe(self.boot_ms):
-            raise LteError(110, "modem did not answer after PWRKEY")
-        return True
+        if self.at.probe(self.boot_ms):
+            return True
+        # running but deaf: still in PPP data mode from an upload a reset
+        # cut short (the 1 s pulse does not switch a running modem off)
+        self._escape()
+        if self.at.probe(600):
+            try:
+                self.at.cmd("H")
+            except OSError:
+                pass
+            return False
+        raise LteError(110, "modem did not answer after PWRKEY")
+
+    def _escape(self):
+        """``+++`` with 1 s of silence before and after: data -> command mode."""
+        self._sleep(1100)
+        self._uart.write(b"+++")
+        self._sleep(1100)
+        self.at.drain(200)
 
     def power_off(self):
         """AT+CPOWD=1, or the PWRKEY off pulse when it does not answer."""
@@ -350,11 +366,7 @@ class Lte:
             a = self.at
             a.drain(300)  # NO CARRIER after the LCP terminate
             if not a.probe(600):
-                # still in data mode: escape with guard times, hang up
-                self._sleep(1100)
-                self._uart.write(b"+++")
-                self._sleep(1100)
-                a.drain(200)
+                self._escape()  # still in data mode: escape, then hang up
             try:
                 a.cmd("H")
             except OSError:

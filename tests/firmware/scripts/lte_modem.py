@@ -220,6 +220,21 @@ def test_escape_sequence_when_ppp_leaves_the_modem_in_data_mode():
     assert "ATH" in m.log
 
 
+def test_a_reset_mid_upload_leaves_the_modem_in_data_mode_and_the_next_boot_recovers():
+    clock, m, lte = rig()
+    lte.up()
+    assert m.data
+    # the ESP32 resets (watchdog, brown-out) with PPP up: no down(), the
+    # modem stays in data mode and AT goes nowhere
+    clock.advance(5000)
+    lte2 = ct_lte.Lte(m.uart, m.pin, FakePPP, CFG, ticks=clock)
+    lte2.up()
+    assert lte2.connected() and m.boots == 1 and m.power_downs == 0
+    assert m.log.count("ATH") >= 1  # the stale call was hung up first
+    lte2.down()
+    assert not m.data
+
+
 def test_dial_without_registration_is_no_carrier():
     _clock, _m, lte = rig()
     lte.power_on()
