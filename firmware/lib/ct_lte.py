@@ -33,7 +33,9 @@ The modem (SIM7080 Series AT Command Manual; Hardware Design):
     ``sleep`` "off", or when the network granted no PSM timers (``+CEREG``
     with ``AT+CEREG=4``; an idle modem draws ~10 mA), it is powered down.
 
-Every wait has a deadline and feeds the watchdog. A failure raises
+A modem that a reset left in PPP data mode (no answer to AT, and the 1 s
+pulse does not switch a running one off) is brought back with ``+++`` and
+``ATH``. Every wait has a deadline and feeds the watchdog. A failure raises
 ``LteError`` (an OSError), which the app treats as "no network": it backs
 off and the queue keeps everything for the next wake.
 """
