@@ -447,7 +447,7 @@ def test_main_builds_the_lte_uplink_from_config_and_the_pin_map():
     assert "uplink" in str(e)
 
 
-def test_logger_backs_off_without_coverage_and_delivers_at_a_later_wake():
+def test_logger_over_lte_retries_at_a_later_wake_after_no_coverage_or_a_lost_link():
     import ct_app
     import ct_rtcmem
     from fake_board import FakeBoard
@@ -496,21 +496,56 @@ def test_logger_backs_off_without_coverage_and_delivers_at_a_later_wake():
         ms = lg.cycle()
         n = q.count()
         core.close()
-        board.deep_sleep(ms)
-        board.t += ms // 1000
+        board.deep_sleep(ms)  # advances the board's clock
         clock.advance(ms)
         return lg, n
 
+    def wake_until_upload(most=3):
+        """Wake until a wake tries an upload (it talks to the modem)."""
+        for _ in range(most):
+            k = len(modem.log)
+            lg, n = wake()
+            if len(modem.log) > k:
+                return lg, n
+        raise AssertionError("no upload attempt in " + str(most) + " wakes")
+
     modem.net_ok = False  # a truck in a dead zone
-    lg, n = wake()
+    lg, n = wake_until_upload()
     assert lg.fails == 1 and n >= 2 and not gw.records  # boot + reading kept
-    assert lg.next_upload - lg.last_upload >= 60 or lg.last_upload == 0
+    t_fail = lg.clock.now()[0]
     modem.restore_network(0)
-    lg, n = wake()
+    lg, n = wake_until_upload()
+    assert lg.last_upload - t_fail <= 120 + cfg["interval"]  # backoff, not an hour
     # delivered; only the clock-set status the fresh ack caused waits (next upload)
     assert lg.fails == 0 and n == 1 and lg.events[-1][0] == 6, (n, lg.events)
     assert sorted(gw.records) == list(range(len(gw.records))) and len(gw.records) >= 3
     assert gw.chain_errors == 0
+
+    # the cell goes mid-upload: the app retries at a later wake, not an
+    # upload interval later
+    seen = [0, None]  # records published, publish after which the cell goes
+    gw_pub = broker.on_publish
+
+    def on_pub(topic, msg):
+        gw_pub(topic, msg)
+        if topic.endswith(b"/rec"):
+            seen[0] += 1
+            if seen[0] == seen[1]:
+                modem.lose_network()
+
+    broker.on_publish = on_pub
+    seen[1] = seen[0] + 2
+    lg, n = wake_until_upload(20)
+    assert n > 0 and lg.fails == 1, (n, lg.fails)
+    assert lg.next_upload - lg.last_upload <= 120 < cfg["upload"]
+    lost_at = lg.last_upload
+    stored = len(gw.records)
+    modem.restore_network(0)
+    seen[1] = None
+    lg, n = wake_until_upload()
+    assert lg.last_upload - lost_at <= 120 + cfg["interval"]
+    assert lg.fails == 0 and n <= 1 and len(gw.records) > stored, (lg.fails, n)
+    assert sorted(gw.records) == list(range(len(gw.records))) and gw.chain_errors == 0
 
 
 if __name__ == "__main__":
