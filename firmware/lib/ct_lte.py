@@ -52,6 +52,7 @@ import ct_ticks
 
 _POLL_MS = const(20)
 _REG_POLL_MS = const(2000)
+_KEEP = const(16)  # URCs and log entries kept (a reader never reboots)
 
 
 class LteError(OSError):
@@ -105,7 +106,10 @@ class At:
                 line = self._buf[:i].strip()
                 self._buf = self._buf[i + 1 :]
                 if line:
-                    return line.decode()
+                    try:
+                        return line.decode()
+                    except ValueError:  # line noise (a modem powering up)
+                        pass
                 continue
             if self._buf.endswith(b"> "):
                 self._buf = b""
@@ -126,7 +130,17 @@ class At:
             line = self._line(t0, ms)
             if line is None:
                 return
-            self.urcs.append(line)
+            self._urc(line)
+
+    def _urc(self, line):
+        if len(self.urcs) >= _KEEP:
+            self.urcs.pop(0)
+        self.urcs.append(line)
+
+    def _log(self, c, result):
+        if len(self.log) >= _KEEP:
+            self.log.pop(0)
+        self.log.append((c, result))
 
     def cmd(self, c, timeout_ms=2000, ends=("OK",)):
         """Send ``AT<c>``; the response lines (without the echo) until a
@@ -141,22 +155,22 @@ class At:
         while True:
             line = self._line(t0, timeout_ms)
             if line is None:
-                self.log.append((c, "timeout"))
+                self._log(c, "timeout")
                 raise LteError(110, "AT" + c + ": no answer")
             if line == echo:
                 continue
             for e in ends:
                 if line.startswith(e):
-                    self.log.append((c, line))
+                    self._log(c, line)
                     out.append(line)
                     return out
             if line == "ERROR" or line.startswith("+CME ERROR") or line == "NO CARRIER":
-                self.log.append((c, line))
+                self._log(c, line)
                 raise LteError(5, "AT" + c + ": " + line)
             if name and line.startswith(name + ":"):
                 out.append(line)
             else:
-                self.urcs.append(line)
+                self._urc(line)
 
     def probe(self, ms):
         """True if the modem answers AT within ``ms``."""

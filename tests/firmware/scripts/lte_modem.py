@@ -199,6 +199,19 @@ def test_urcs_during_a_command_are_not_its_answer():
     assert lte.stat == 5
 
 
+def test_line_noise_is_skipped_and_the_logs_stay_bounded():
+    _, m, lte = rig()
+    lte.up()
+    lte.down()
+    m.out += b"\r\n\xff\xfe\x80garbage\r\n"  # what a UART picks up at power-up
+    r = lte.at.cmd("+CSQ")
+    assert r[-1] == "OK"
+    for _ in range(40):
+        lte.at.cmd("")
+        m.urc("+CGEV: ME PDN ACT 1")
+    assert len(lte.at.log) <= 16 and len(lte.at.urcs) <= 16
+
+
 def test_unknown_command_and_bad_parameters_are_errors():
     _clock, _m, lte = rig()
     lte.up()
