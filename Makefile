@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint setup system clean
+.PHONY: demo test bench lint setup system clean contract
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check protocol
 	$(VENV)/bin/mypy
+
+## contract: recompile the anchor contract with solcjs (npm) into its committed artifact
+contract: setup
+	$(PY) -m gateway.evidence.contracts.build
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -51,7 +51,7 @@ from protocol import cli
 # each gateway alerts on its own organisation's places.
 ALERT_CONFIG = """
 [alerts]
-offline_delay = 900
+offline_grace = 300
 
 [alerts.places]
 {places}
@@ -346,6 +346,8 @@ class System:
                 site.gw_user,
                 "--mqtt-password-file",
                 "mqtt.pw",
+                "--profile",  # alarms only for the organisation's places (ALERT_CONFIG)
+                "none",
             ]
         )
         if status != 0:

@@ -20,11 +20,13 @@ within ``escalate_after`` seconds is sent once more to ``escalate_to``
 
 Interface::
 
-    engine = AlertEngine(profiles, clock=time.time, offline_delay=900)
-    engine.observe(device, place, time, temp_centi | None, fault | None, *, channel=0)
-        -> list[AlertEvent]                     # one accepted reading
+    engine = AlertEngine(profiles, clock=time.time, offline_missed=2, offline_grace=300,
+                         upload_interval=3600, upload_intervals={}, min_time=0)
+    engine.observe(device, place, time, temp_centi | None, fault | None, *, channel=0,
+                   tq=None, received=None) -> list[AlertEvent]   # one accepted reading
+    engine.seen(device, now=None) -> list[AlertEvent]   # any record (or "online") arrived
     engine.state(device, online, time=None) -> list[AlertEvent]   # ct/v1/{dev}/state
-    engine.tick(now=None) -> list[AlertEvent]   # offline timers; call every few seconds
+    engine.tick(now=None) -> list[AlertEvent]   # offline deadlines; call every few seconds
     engine.active() -> list[AlertEvent]         # alarms still open (phase "active")
     engine.snapshot() -> dict; AlertEngine.restore(snapshot, profiles, clock)
     AlertEvent.to_json() -> str                 # the MQTT / webhook payload
@@ -40,10 +42,14 @@ Rules (cold-chain logger practice: single and cumulative alarms with a delay
 and an ignore period):
 
 - Time is the readings' own time (devices upload in batches), never the
-  arrival time. A reading's value holds until the next reading of the same
-  device channel ("sample and hold"): an excursion starts at the first reading
-  outside the range and ends at the first reading back inside (or on the other
-  side), so its duration is ``end - start``.
+  arrival time - when it can be trusted: a reading taken before the device's
+  clock was set (``tq`` 0) or dated before ``min_time`` is judged at the
+  gateway's receive time instead, and its events say ``clock_unset`` (never
+  1970, and never an excursion "lasting" from 1970 to the clock set). A
+  reading's value holds until the next reading of the same device channel
+  ("sample and hold"): an excursion starts at the first reading outside the
+  range and ends at the first reading back inside (or on the other side), so
+  its duration is ``end - start``.
 - An excursion alarms (``start`` event) at the first reading where it has
   lasted ``delay`` seconds (reason ``delay``), or where the time spent on that
   side within the profile's rolling ``window`` reaches ``cumulative`` seconds
@@ -55,8 +61,12 @@ and an ignore period):
 - A sensor fault (field 12) is never a temperature: it neither starts, extends
   nor ends an excursion. Faults persisting ``fault_delay`` seconds raise a
   ``sensor_fault`` alarm, ended by the next valid reading.
-- ``offline`` alarms come from the device's state topic (its last will): a
-  device ``offline_delay`` seconds offline alarms; ``online`` ends it.
+- ``offline`` alarms come from silence, not from the state topic (a logger
+  says ``offline`` each time it goes to sleep): a logger alarms when nothing
+  came from it for ``offline_missed`` of its expected upload intervals plus
+  ``offline_grace`` (gateway/cadence.py); its next record or ``online`` ends it.
+  A reader uploads when it scans, not on a schedule: it is judged only when
+  the operator gave it an interval.
 - Readings older than the last one seen for their device channel (a gap
   being filled by resends) are not judged live; the log still has them.
 
@@ -72,10 +82,12 @@ Notes for the gateway core (gateway/cli.py, gateway/service.py):
   places only from the binding statements (kind 5) it sees in batches.
 - Call ``listener.tick()`` from the periodic work (offline alarms must fire
   without traffic) and ``listener.close()`` at shutdown (flushes the webhook).
-- ``engine.snapshot()`` is JSON; storing it with each checkpoint and passing
-  it to ``AlertEngine.restore`` at start keeps a restart from raising an open
-  alarm a second time. ``len(engine.active())`` is the ``alerts_active``
-  figure of gateway/metrics.py.
+- ``engine.snapshot()`` is JSON. With a store, the listener keeps it in the
+  store's meta (``alerts.state``) whenever an event is raised, at each
+  checkpoint (``listener.save()``, gateway/service.py) and at shutdown, and
+  ``listener_from_config`` restores it at start: an alarm open at a restart
+  (or a kill -9) gets its end event, and is not raised a second time.
+  ``len(engine.active())`` is the ``alerts_active`` figure of gateway/metrics.py.
 """
 
 from __future__ import annotations
@@ -101,6 +113,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
+from gateway.cadence import UploadCadence
 from gateway.profiles import Profile, ProfileBook
 from protocol import analytics
 
@@ -123,8 +136,10 @@ log = logging.getLogger("coldtrace.alerts")
 
 ALERT_FORMAT = "coldtrace-alert"
 ENGINE_KINDS = ("excursion", "sensor_fault", "offline")  # the AlertEngine's own alarms
+DEVICE_KINDS = (1, 2, 3)  # records a device signs (readings, scans, status): it is alive
 ALERT_VERSION = 1
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
+STATE_META = "alerts.state"  # the store's meta key holding the saved engine state
 
 # --- Mean kinetic temperature ---------------------------------------------------------
 
@@ -176,6 +191,8 @@ class AlertEvent:
     cause: str | None = None  # end: in_range | side_changed | place_changed | unmonitored | ...
     fault: int | None = None  # latest fault code (§2.2)
     faults: int | None = None  # faulted readings in the run
+    clock_unset: bool = False  # device clock unset (tq 0): times are the gateway's receive times
+    interval: int | None = None  # offline: the device's expected upload interval, s
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": ALERT_FORMAT, "version": ALERT_VERSION, **asdict(self)}
@@ -206,6 +223,7 @@ class _Excursion:
     hi: int
     alarm_at: int | None = None
     reason: str | None = None
+    clock_unset: bool = False  # a reading of it was dated at its receive time (tq 0)
 
     @classmethod
     def open(cls, side: str, limit: int, time: int, temp: int) -> _Excursion:
@@ -262,12 +280,14 @@ class _Fault:
     code: int
     n: int
     alarm_at: int | None = None
+    clock_unset: bool = False
 
 
 @dataclass
 class _Offline:
-    since: int
+    since: int  # the device's latest activity (gateway clock)
     alarm_at: int | None = None
+    interval: int | None = None  # the expected upload interval when it alarmed
 
 
 class AlertEngine:
@@ -278,19 +298,32 @@ class AlertEngine:
         profiles: ProfileBook | Mapping[str, Profile] | Iterable[Profile] | None = None,
         clock: Callable[[], float] = _time.time,
         *,
-        offline_delay: int = 900,
+        offline_missed: int = 2,
+        offline_grace: int = 300,
+        upload_interval: int = 3600,
+        upload_intervals: Mapping[str, int] | None = None,
         fault_delay: int = 900,
+        min_time: int = 0,
     ) -> None:
-        """``fault_delay`` applies to places without a profile (a profile has its own)."""
+        """``fault_delay`` applies to places without a profile (a profile has its own).
+        ``upload_interval`` (per device: ``upload_intervals``) is the expected upload
+        interval until a device's own cadence is seen (gateway/cadence.py); ``min_time``
+        is the earliest reading time believed (ingest's: a set clock before it is wrong)."""
         self.book = ProfileBook.of(profiles) if profiles is not None else ProfileBook()
         self.clock = clock
-        self.offline_delay = offline_delay
+        self.cadence = UploadCadence(
+            upload_interval, upload_intervals, missed=offline_missed, grace=offline_grace
+        )
         self.fault_delay = fault_delay
+        self.min_time = int(min_time)
+        self.started = int(clock())  # nobody is overdue for what came while it was down
         self.late = 0  # readings older than their stream's latest, not judged
+        self.unset = 0  # readings judged at their receive time (device clock unset)
         self._lock = threading.RLock()
         self._streams: dict[tuple[str, int], _Stream] = {}
         self._faults: dict[tuple[str, int], _Fault] = {}
         self._offline: dict[str, _Offline] = {}
+        self._loggers: set[str] = set()  # devices that sent readings: they upload on a schedule
 
     # -- readings -------------------------------------------------------------------------
 
@@ -303,14 +336,27 @@ class AlertEngine:
         fault: int | None,
         *,
         channel: int = 0,
+        tq: int | None = None,
+        received: int | None = None,
     ) -> list[AlertEvent]:
-        """Judge one accepted reading; return the alert events it causes (often none)."""
+        """Judge one accepted reading; return the alert events it causes (often none).
+
+        ``tq`` is the reading's time quality (§2.1): with ``tq`` 0 (the device's clock
+        was never set) or a time before ``min_time``, the reading is judged at
+        ``received`` (the gateway's receive time; default: now) and its events carry
+        ``clock_unset``."""
         if (temp_centi is None) == (fault is None):
             raise ValueError("a reading has exactly one of temp_centi and fault (§2.2)")
         time = int(time)
+        unset = tq == 0 or time < self.min_time
+        if unset:
+            time = int(self.clock()) if received is None else int(received)
         key = (device, channel)
         events: list[AlertEvent] = []
         with self._lock:
+            self._loggers.add(device)
+            if unset:
+                self.unset += 1
             st = self._streams.get(key)
             if st is not None and time < st.last:
                 self.late += 1
@@ -323,7 +369,7 @@ class AlertEngine:
             profile = self.book.for_place(place)
 
             if fault is not None:
-                events += self._on_fault(device, channel, place, time, fault, profile)
+                events += self._on_fault(device, channel, place, time, fault, profile, unset)
                 return events
             assert temp_centi is not None
             temp = int(temp_centi)
@@ -348,6 +394,8 @@ class AlertEngine:
                 exc = None
             if exc is None and side is not None:
                 exc = st.exc = _Excursion.open(side, profile.limit(side), time, temp)
+            if exc is not None and unset:
+                exc.clock_unset = True
             if exc is not None and exc.alarm_at is None:
                 events += self._maybe_alarm(device, channel, st, profile, time)
             cutoff = time - profile.window
@@ -448,6 +496,7 @@ class AlertEngine:
             reason=exc.reason,
             outside_seconds=outside,
             cause=cause,
+            clock_unset=exc.clock_unset,
             raised=int(self.clock()),
         )
 
@@ -461,6 +510,7 @@ class AlertEngine:
         time: int,
         code: int,
         profile: Profile | None,
+        unset: bool = False,
     ) -> list[AlertEvent]:
         key = (device, channel)
         f = self._faults.get(key)
@@ -468,6 +518,7 @@ class AlertEngine:
             f = self._faults[key] = _Fault(place, time, time, int(code), 1)
         else:
             f.last, f.code, f.n = time, int(code), f.n + 1
+        f.clock_unset = f.clock_unset or unset
         delay = profile.fault_delay if profile is not None else self.fault_delay
         if f.alarm_at is None and time - f.start >= delay:
             f.alarm_at = time
@@ -492,26 +543,27 @@ class AlertEngine:
             fault=f.code,
             faults=f.n,
             cause=cause,
+            clock_unset=f.clock_unset,
             raised=int(self.clock()),
         )
 
     # -- online / offline --------------------------------------------------------------------------
 
-    def state(self, device: str, online: bool, time: int | None = None) -> list[AlertEvent]:
-        """The device's ``ct/v1/{dev}/state`` (``online``, or ``offline`` from its last will).
-
-        A repeated ``offline`` (a retained message seen again) changes nothing.
-        """
-        now = int(self.clock()) if time is None else int(time)
+    def seen(self, device: str, now: int | None = None) -> list[AlertEvent]:
+        """Something came from ``device`` (a record, or ``online``) at ``now`` (gateway
+        clock): it counts towards its upload cadence and ends its offline alarm."""
+        now = int(self.clock()) if now is None else int(now)
         with self._lock:
-            if online:
-                o = self._offline.pop(device, None)
-                if o is not None and o.alarm_at is not None:
-                    return [self._offline_event(device, o, "end", now, "online")]
-                return []
-            if device not in self._offline:
-                self._offline[device] = _Offline(now)
-            return self._check_offline(now)
+            self.cadence.seen(device, now)
+            o = self._offline.pop(device, None)
+            if o is not None and o.alarm_at is not None:
+                return [self._offline_event(device, o, "end", now, "seen")]
+            return []
+
+    def state(self, device: str, online: bool, time: int | None = None) -> list[AlertEvent]:
+        """The device's ``ct/v1/{dev}/state``. ``online`` is activity (:meth:`seen`);
+        ``offline`` decides nothing: a logger says it each time it goes to sleep."""
+        return self.seen(device, time) if online else []
 
     def tick(self, now: int | None = None) -> list[AlertEvent]:
         """Raise the offline alarms that are due (call every few seconds)."""
@@ -519,10 +571,21 @@ class AlertEngine:
             return self._check_offline(int(self.clock()) if now is None else int(now))
 
     def _check_offline(self, now: int) -> list[AlertEvent]:
+        """Loggers (devices that sent readings) upload on a schedule; a reader uploads
+        when it scans, so it is judged only when the operator gave it an interval."""
         events = []
-        for device, o in self._offline.items():
-            if o.alarm_at is None and now - o.since >= self.offline_delay:
-                o.alarm_at = now
+        for device in self.cadence:
+            if device in self._offline:
+                continue
+            if device not in self._loggers and device not in self.cadence.intervals:
+                continue
+            due = self.cadence.deadline(device, self.started)
+            if due is not None and now >= due:
+                last = self.cadence.last(device)
+                assert last is not None
+                o = self._offline[device] = _Offline(
+                    last, alarm_at=now, interval=self.cadence.interval(device)[0]
+                )
                 events.append(self._offline_event(device, o, "start", now))
         return events
 
@@ -541,6 +604,8 @@ class AlertEngine:
             start=o.since,
             end=time if ended else None,
             duration=time - o.since if ended else None,
+            reason="missed_uploads",
+            interval=o.interval,
             cause=cause,
             raised=int(self.clock()),
         )
@@ -584,6 +649,8 @@ class AlertEngine:
                 "streams": [[d, c, asdict(s)] for (d, c), s in self._streams.items()],
                 "faults": [[d, c, asdict(f)] for (d, c), f in self._faults.items()],
                 "offline": [[d, asdict(o)] for d, o in self._offline.items()],
+                "cadence": self.cadence.snapshot(),
+                "loggers": sorted(self._loggers),
             }
 
     @classmethod
@@ -592,12 +659,12 @@ class AlertEngine:
         snapshot: Mapping[str, Any],
         profiles: ProfileBook | Mapping[str, Profile] | Iterable[Profile] | None = None,
         clock: Callable[[], float] = _time.time,
-        **kw: int,
+        **kw: Any,
     ) -> AlertEngine:
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError(
                 f"alert snapshot version {snapshot.get('version')!r} is not {SNAPSHOT_VERSION} "
-                "(version 1 kept running sums: start without the snapshot)"
+                "(start without the snapshot)"
             )
         engine = cls(profiles, clock, **kw)
         engine.late = int(snapshot.get("late", 0))
@@ -618,6 +685,8 @@ class AlertEngine:
             engine._faults[(device, int(channel))] = _Fault(**f)
         for device, o in snapshot["offline"]:
             engine._offline[device] = _Offline(**o)
+        engine.cadence.restore(snapshot.get("cadence", {}))
+        engine._loggers = {str(d) for d in snapshot.get("loggers", [])}
         return engine
 
 
@@ -1152,18 +1221,24 @@ class AlertListener:
         place_of: Callable[[str], str | None] | None = None,
         closers: Iterable[Callable[[], object]] = (),
         escalator: Escalator | None = None,
+        store: Any = None,
     ) -> None:
         self.engine = engine
         self.publish = publish
         self.place_of = place_of
         self.closers = list(closers)
         self.escalator = escalator
+        self.store = store  # where save() keeps the engine's state (meta STATE_META)
         self.places: dict[str, str | None] = {}
         self.events = 0
 
     def __call__(self, outcome: Any) -> None:
         events: list[AlertEvent] = []
         for stored, payload in getattr(outcome, "accepted", ()):
+            if getattr(payload, "kind", None) in DEVICE_KINDS:
+                device = getattr(stored, "signer", None)
+                if device is not None:
+                    events += self.engine.seen(device, getattr(stored, "received", None))
             if hasattr(payload, "target") and hasattr(payload, "device_list"):
                 for device, place in list(self.places.items()):
                     if place == payload.target and device not in payload.device_list:
@@ -1184,6 +1259,8 @@ class AlertListener:
                 payload.temp,
                 None if payload.temp is not None else payload.fault,
                 channel=payload.ch or 0,
+                tq=getattr(payload, "tq", None),
+                received=getattr(stored, "received", None),
             )
         for device, state in getattr(outcome, "presence", {}).items():
             events += self.engine.state(device, state == "online")
@@ -1199,9 +1276,23 @@ class AlertListener:
                 log.exception("alert escalation failed")
 
     def close(self) -> None:
-        """Flush and stop the publishers that need it (the webhook); call at shutdown."""
+        """Save the engine's state, then flush and stop the publishers that need it
+        (the webhook); call at shutdown."""
+        self.save()
         for close in self.closers:
             close()
+
+    def save(self) -> None:
+        """Keep the engine's state in the store (meta ``alerts.state``), so the next
+        start continues the open alarms. Called after every event, at each checkpoint
+        and at shutdown; a failure is logged (the alarms themselves are stored)."""
+        if self.store is None:
+            return
+        state = {"saved": int(self.engine.clock()), "engine": self.engine.snapshot()}
+        try:
+            self.store.set_meta(STATE_META, json.dumps(state, separators=(",", ":")))
+        except Exception:
+            log.exception("saving the alert state failed")
 
     def _emit(self, events: list[AlertEvent]) -> None:
         for event in events:
@@ -1211,6 +1302,8 @@ class AlertListener:
                 self.publish(event)
             except Exception:
                 log.exception("publishing alert %s failed", event.id)
+        if events:
+            self.save()
 
 
 def listener_from_config(
@@ -1224,7 +1317,8 @@ def listener_from_config(
     """An ``AlertListener`` from the gateway configuration.
 
     ``cfg.alerts`` (optional) is the raw ``[alerts]`` table: ``default``,
-    ``offline_delay``, ``fault_delay``, ``webhook`` (URL), ``webhook_secret``,
+    ``offline_missed`` (uploads, default 2), ``offline_grace`` (s, default 300),
+    ``fault_delay``, ``webhook`` (URL), ``webhook_secret``,
     ``profiles`` and ``places`` (see ``ProfileBook.from_config``), ``email``
     (``[alerts.email]``: host, port, from, to, starttls, user, password_file,
     timeout), ``escalate_after`` (s; 0 or absent: no escalation) and
@@ -1233,27 +1327,26 @@ def listener_from_config(
     core's ``(topic, payload) -> None`` QoS 1 publish; alerts go to
     ``ct/v1/gw/{cfg.id}/alerts`` through it and to the webhook and e-mail if
     configured. With ``store``, every event is kept in the store's alerts
-    table (the dashboard's), and escalation needs it.
+    table (the dashboard's), and escalation needs it; the engine's state saved
+    there by the last run is restored. The expected upload intervals are
+    ``cfg.dashboard``'s (``upload_interval``, ``upload_intervals``) when it has
+    them, and ingest's ``min_time`` bounds the reading times believed.
     """
     table = getattr(cfg, "alerts", None) or {}
     if not isinstance(table, Mapping):
         table = vars(table)
     base = Path(cfg.path).resolve().parent if getattr(cfg, "path", None) else None
     book = ProfileBook.from_config(table)
-    engine = AlertEngine(
-        book,
-        clock,
-        offline_delay=int(table.get("offline_delay", 900)),
-        fault_delay=int(table.get("fault_delay", 900)),
-    )
+    options = engine_options(cfg, table)
+    engine = None
+    if store is not None:
+        engine = restore_engine(store, book, clock, options)
+    if engine is None:
+        engine = AlertEngine(book, clock, **options)
     sinks: list[Publisher] = []
     closers: list[Callable[[], object]] = []
     if store is not None:
-        # A new engine knows no open alarm: those left open by the last run end here
-        # (the engine raises them again, under new ids, if they still hold).
-        ended = store.end_open_alerts("gateway_restarted", ENGINE_KINDS)
-        if ended:
-            log.info("%d alert(s) left open by the previous run ended", ended)
+        end_orphans(store, engine, clock)
         sinks.append(store_recorder(store))
     if publish is not None:
         sinks.append(mqtt_publisher(publish, getattr(cfg, "id", "local")))
@@ -1302,5 +1395,87 @@ def listener_from_config(
             closers.append(hook.close)
         escalator = Escalator(store, after, chans, targets=targets, clock=clock)
     return AlertListener(
-        engine, fan_out(*sinks), place_of=place_of, closers=closers, escalator=escalator
+        engine,
+        fan_out(*sinks),
+        place_of=place_of,
+        closers=closers,
+        escalator=escalator,
+        store=store,
     )
+
+
+def _whole(table: Mapping[str, Any], key: str, default: int, least: int) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise AlertConfigError(f"[alerts] {key} must be a whole number >= {least}")
+    return value
+
+
+def engine_options(cfg: Any, table: Mapping[str, Any]) -> dict[str, Any]:
+    """The AlertEngine's settings from ``[alerts]``, ``[dashboard]`` and ``[ingest]``."""
+    if "offline_delay" in table:
+        raise AlertConfigError(
+            "[alerts] offline_delay is no longer used: a device is offline when it missed "
+            "offline_missed uploads (default 2) plus offline_grace seconds (default 300); "
+            "remove offline_delay (docs/operations.md §2.2)"
+        )
+    dash = getattr(cfg, "dashboard", None)
+    ingest = getattr(cfg, "ingest", None)
+    return {
+        "offline_missed": _whole(table, "offline_missed", 2, 1),
+        "offline_grace": _whole(table, "offline_grace", 300, 0),
+        "fault_delay": _whole(table, "fault_delay", 900, 0),
+        "upload_interval": int(getattr(dash, "upload_interval", 3600)),
+        "upload_intervals": dict(getattr(dash, "upload_intervals", {}) or {}),
+        "min_time": int(getattr(ingest, "min_time", 1577836800)),
+    }
+
+
+def restore_engine(
+    store: Any, book: ProfileBook, clock: Callable[[], float], options: Mapping[str, Any]
+) -> AlertEngine | None:
+    """The engine saved by the last run (meta ``alerts.state``), or None when there is
+    none or it cannot be used (logged: the open alarms then end as gateway_restarted)."""
+    raw = store.get_meta(STATE_META)
+    if raw is None:
+        return None
+    try:
+        state = json.loads(raw)
+        engine = AlertEngine.restore(state["engine"], book, clock, **options)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("the saved alert state is unusable (%s): starting without it", exc)
+        return None
+    log.info(
+        "alert state of %s restored: %d alarm(s) open",
+        _utc(int(state.get("saved", 0))),
+        len(engine.active()),
+    )
+    return engine
+
+
+def end_orphans(store: Any, engine: AlertEngine, clock: Callable[[], float]) -> int:
+    """End the alarms the store holds open but the engine does not (its state was lost
+    or older): their end event would never come. Cause ``gateway_restarted``."""
+    active = {e.id for e in engine.active()}
+    now = int(clock())
+    if not active:
+        ended = store.end_open_alerts("gateway_restarted", ENGINE_KINDS, now=now)
+    else:
+        ended = 0
+        for row in store.alerts(limit=100_000, open_only=True):
+            if row["ended"] is not None or row["kind"] not in ENGINE_KINDS or row["id"] in active:
+                continue
+            event = {**row["event"], "phase": "end", "cause": "gateway_restarted"}
+            store.record_alert(event, ended=now)
+            store.add_audit("gateway", "close", row["id"], "gateway_restarted")
+            ended += 1
+    if ended:
+        log.info("%d alert(s) left open by the previous run ended (state not saved)", ended)
+    return ended
+
+
+def register_alert_commands(sub: Any) -> None:
+    """``coldtrace gateway alerts`` (gateway/alerts_cli.py), through gateway/cli.py's hook."""
+    from gateway.alerts_cli import register
+
+    register(sub)

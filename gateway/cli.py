@@ -4,7 +4,9 @@
     coldtrace gateway run       --config FILE      the gateway (until SIGINT/SIGTERM)
     coldtrace gateway status    --config FILE      rate, backlog, rejects, devices, checkpoint,
                                                    declared losses
-    coldtrace gateway rejects   --config FILE      the quarantine
+    coldtrace gateway rejects   --config FILE      the quarantine, and what was counted
+                                [--purge [--reason R] [--device D] [--before T]]
+                                [--release [--reason R] [--device D]]
     coldtrace gateway registry  {add,list,update,revoke,import,bind,unbind,bindings,
                                  profile,restate,import-statement}
                                                    (gateway/registry_cli.py)
@@ -87,6 +89,13 @@ def register(subparsers: Any) -> None:
         "`coldtrace gateway broker --gateway-config` gives the broker the same)",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing gateway.toml")
+    p.add_argument(
+        "--profile",
+        choices=_profile_names(),
+        default=None,
+        help="temperature profile that alarms for every place (asked on a terminal, "
+        "else chilled; none: temperature alarms off)",
+    )
 
     p = cmd("run", "run the gateway until interrupted", _run)
     config_arg(p)
@@ -102,6 +111,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.add_argument("--raw", action="store_true", help="include the raw bytes (base64)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
+        "--purge",
+        action="store_true",
+        help="delete the quarantined messages that match --reason, --device, --before (all "
+        "without them), leaving a count and digest per reason and device, and an audit line",
+    )
+    what.add_argument(
+        "--release",
+        action="store_true",
+        help="send the matching quarantined messages back to the running gateway, which checks "
+        "them again (e.g. after registering a device that was unknown)",
+    )
+    p.add_argument("--device", default=None, help="with --purge/--release: this device's only")
+    p.add_argument(
+        "--before",
+        default=None,
+        help="with --purge: last seen before this time (unix seconds or ISO 8601, UTC if no zone)",
+    )
 
     p = cmd("checkpoints", "list signed checkpoints and their anchors", _checkpoints)
     config_arg(p)
@@ -160,6 +188,7 @@ def register(subparsers: Any) -> None:
         ("gateway.transport.broker", "register_broker_commands"),
         ("gateway.alerts", "register_alert_commands"),
         ("gateway.metrics", "register_metrics_commands"),
+        ("gateway.ledger_cli", "register_ledger_commands"),
     ):
         try:
             fn = getattr(importlib.import_module(module), hook, None)
@@ -216,6 +245,7 @@ def _init(args: argparse.Namespace) -> int:
     if conf.exists() and not args.force:
         print(f"coldtrace gateway: {conf} exists (use --force to overwrite)", file=sys.stderr)
         return 2
+    profile = _choose_profile(args.profile)
     keys = d / "keys"
     keys.mkdir(exist_ok=True)
     origin = args.origin or f"coldtrace.local/{args.id}"
@@ -266,12 +296,14 @@ def _init(args: argparse.Namespace) -> int:
                 "gtins": ["*"],
                 "restate_interval": 86400,
             },
+            **({"alerts": {"default": profile}} if profile else {}),
         }
     )
     conf.write_text(text, encoding="utf-8")
     cfg = load_config(conf)
     (d / "trust.json").write_text(json.dumps(trust_document(cfg), indent=1) + "\n")
     print(f"wrote {conf}, keys in {keys}/ and {d / 'trust.json'}")
+    print(_profile_note(profile))
     return 0
 
 
@@ -283,6 +315,7 @@ def _run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from gateway.config import ConfigError
+    from gateway.evidence.diskfull import EXIT_DISK_FULL, DiskFull
 
     cfg = _load(args)
     try:
@@ -291,6 +324,9 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return 2
+    except DiskFull as exc:  # at start: opening the store, recovering the log
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return EXIT_DISK_FULL
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -308,6 +344,10 @@ def _status(args: argparse.Namespace) -> int:
         devices = store.devices()
         bound = Registry({}, devices, store.statement_heads()).places_of()
         losses = store.declared_losses(limit=20)
+        q_rows, q_bytes = store.quarantine_usage()
+        q_dropped: dict[str, int] = {}
+        for d in store.quarantine_dropped():
+            q_dropped[d.cause] = q_dropped.get(d.cause, 0) + d.count
         report = {
             "gateway": cfg.id,
             "running": bool(live)
@@ -347,6 +387,14 @@ def _status(args: argparse.Namespace) -> int:
                 for x in losses
             ],
             "alarms": live.get("alarms", []),
+            "quarantine": {
+                "rows": q_rows,
+                "bytes": q_bytes,
+                "max_rows": cfg.quarantine.max_rows,
+                "max_bytes": cfg.quarantine.max_bytes,
+                "dropped": q_dropped,
+            },
+            "verify_restarts": live.get("verify_restarts", 0),
         }
         if cfg.cloud is not None:
             frozen = store.get_meta("cloud.frozen") or ""
@@ -373,6 +421,14 @@ def _status(args: argparse.Namespace) -> int:
         f"  rejects       {total}"
         + "".join(f"\n    {n:>8}  {r}" for r, n in sorted(rejects.items()))
     )
+    qr = report["quarantine"]
+    print(
+        f"  quarantine    {qr['rows']} of {qr['max_rows']} rows, {qr['bytes']} of "
+        f"{qr['max_bytes']} bytes; counted, not stored: "
+        + (", ".join(f"{n} {_CAUSES.get(c, c)}" for c, n in sorted(qr["dropped"].items())) or "0")
+    )
+    if report["verify_restarts"]:
+        print(f"  workers       {report['verify_restarts']} verification process restart(s)")
     dv = report["devices"]
     print(
         f"  devices       {dv['registered']} registered, {dv['revoked']} revoked, "
@@ -416,9 +472,15 @@ def _rejects(args: argparse.Namespace) -> int:
     from protocol.keys import b64e
 
     cfg = _load(args)
+    if args.purge or args.release:
+        return _purge_or_release(args, cfg)
+    if args.before is not None or args.device is not None:
+        print("coldtrace gateway: --device and --before go with --purge", file=sys.stderr)
+        return 2
     store = _store(cfg)
     try:
         rows = store.rejects(limit=args.limit, reason=args.reason)
+        dropped = store.quarantine_dropped()
     finally:
         store.close()
     if args.json:
@@ -436,6 +498,8 @@ def _rejects(args: argparse.Namespace) -> int:
                 "seq": r.seq,
                 "size": len(r.raw),
             }
+            if r.truncated:
+                item["size"], item["kept"] = r.size, len(r.raw)
             if args.raw:
                 item["raw"] = b64e(r.raw)
             out.append(item)
@@ -443,15 +507,98 @@ def _rejects(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         print("no rejected messages")
-        return 0
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.received))
         who = f"{r.signer or '?'}#{'' if r.seq is None else r.seq}"
         times = f" x{r.count}" if r.count > 1 else ""
-        print(f"{r.id:>6} {when}Z {r.reason:<16} {who:<24} {r.topic}{times}\n       {r.detail}")
+        cut = f" (first {len(r.raw)} of {r.size} bytes kept)" if r.truncated else ""
+        print(f"{r.id:>6} {when}Z {r.reason:<16} {who:<24} {r.topic}{times}{cut}")
+        print(f"       {r.detail}")
         if args.raw:
             print(f"       raw {b64e(r.raw)}")
+    _print_dropped(dropped, args.reason)
     return 0
+
+
+_CAUSES = {
+    "rate": "over the device's rate limit",
+    "full": "the quarantine was full",
+    "purged": "purged by an operator",
+}
+
+
+def _print_dropped(dropped: list[Any], reason: str | None) -> None:
+    """The counted-not-stored summaries (gateway/evidence/quarantine.py)."""
+    dropped = [d for d in dropped if reason is None or d.reason == reason]
+    if not dropped:
+        return
+    print("not stored one by one (count, bytes, first and last seen, digest chain):")
+    for d in dropped:
+        first = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.first_seen))
+        last = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.last_seen))
+        print(
+            f"  {d.count:>8} {d.reason:<16} {d.device or '-':<24} {d.bytes} bytes, "
+            f"{first}Z .. {last}Z; {_CAUSES.get(d.cause, d.cause)}\n"
+            f"           digest {d.digest.hex()}"
+        )
+
+
+def _purge_or_release(args: argparse.Namespace, cfg: Any) -> int:
+    """``rejects --purge`` / ``--release`` (the store writes the audit line)."""
+    import getpass
+
+    before = None
+    if args.before is not None:
+        if args.release:
+            print("coldtrace gateway: --before goes with --purge", file=sys.stderr)
+            return 2
+        before = _parse_time(args.before)
+        if before is None:
+            print(
+                f"coldtrace gateway: --before {args.before!r} is neither unix seconds nor an "
+                "ISO 8601 time (e.g. 2026-12-01T00:00:00Z)",
+                file=sys.stderr,
+            )
+            return 2
+    actor = f"cli:{getpass.getuser()}"
+    store = _store(cfg)
+    try:
+        if args.purge:
+            done = store.purge_rejects(
+                reason=args.reason, device=args.device, before=before, actor=actor
+            )
+        else:
+            released, cut = store.release_rejects(
+                reason=args.reason, device=args.device, actor=actor
+            )
+    finally:
+        store.close()
+    if args.purge:
+        print(
+            f"purged {done['rows']} quarantined message(s) ({done['messages']} received, "
+            f"{done['bytes']} bytes); their count and digest are kept "
+            "(`coldtrace gateway rejects` lists them as purged)"
+        )
+        return 0
+    print(
+        f"released {released} quarantined message(s): the running gateway checks them again "
+        "within a second (or at its next start); each is accepted or quarantined again"
+    )
+    if cut:
+        print(f"{cut} message(s) kept only in part (cut to keep_bytes) cannot be released")
+    return 0
+
+
+def _parse_time(text: str) -> int | None:
+    from datetime import UTC, datetime
+
+    if text.isdigit():
+        return int(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp())
 
 
 def _checkpoints(args: argparse.Namespace) -> int:
@@ -531,9 +678,14 @@ def _proof(args: argparse.Namespace) -> int:
 
 
 def _trust(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError
     from gateway.service import trust_document
 
-    text = json.dumps(trust_document(_load(args)), indent=1) + "\n"
+    try:
+        text = json.dumps(trust_document(_load(args)), indent=1) + "\n"
+    except ConfigError as exc:  # e.g. an EVM ledger whose contract is not deployed yet
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        return 2
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -656,3 +808,58 @@ def open_store_rw(cfg: Any) -> Any:
     from gateway.evidence.store import open_store
 
     return open_store(cfg.db_path)
+
+
+# --- the temperature profile of a new gateway ------------------------------------------------
+
+_DEFAULT_PROFILE = "chilled"
+
+
+def _profile_names() -> list[str]:
+    from gateway.profiles import BUILTIN
+
+    return [p.name for p in BUILTIN] + ["none"]
+
+
+def _choose_profile(given: str | None) -> str | None:
+    """``--profile``, else asked on a terminal, else chilled; None for ``none``."""
+    names = _profile_names()
+    name = given
+    if name is None and sys.stdin.isatty():
+        from gateway.profiles import BUILTIN
+
+        print("Temperature alarms: which profile applies to every place?")
+        for p in BUILTIN:
+            print(f"  {p.name:8} {_range(p)}")
+        print("  none     no temperature alarms (sensor faults and offline still alarm)")
+        while name is None:
+            answer = input(f"profile [{_DEFAULT_PROFILE}]: ").strip().lower() or _DEFAULT_PROFILE
+            if answer in names:
+                name = answer
+            else:
+                print(f"Please answer one of: {', '.join(names)}.")
+    name = name or _DEFAULT_PROFILE
+    return None if name == "none" else name
+
+
+def _range(p: Any) -> str:
+    lo = "" if p.low is None else f"{p.low / 100:.2f}"
+    hi = "" if p.high is None else f"{p.high / 100:.2f}"
+    span = f"{lo} to {hi} °C" if lo and hi else (f"at most {hi} °C" if hi else f"at least {lo} °C")
+    cumulative = f", or {p.cumulative // 60} min in {p.window // 3600} h" if p.cumulative else ""
+    return f"{span}, alarm after {p.delay // 60} min out of range{cumulative}"
+
+
+def _profile_note(name: str | None) -> str:
+    """What the new gateway alarms on, and how to change it."""
+    how = (
+        "Change it with `default` under [alerts] in gateway.toml (frozen, chilled, pharma, "
+        "or your own under [alerts.profiles]), or bind places to profiles under "
+        "[alerts.places] (docs/operations.md §2.1)."
+    )
+    if name is None:
+        return "Temperature alarms are OFF (--profile none). " + how
+    from gateway.profiles import BUILTIN
+
+    profile = next(p for p in BUILTIN if p.name == name)
+    return f"Temperature alarms: profile {name} ({_range(profile)}) for every place. " + how

@@ -8,10 +8,18 @@ sections are::
     [mqtt]      host, port, username, password | password_file, client_id,
                 keepalive, tls_ca, tls_cert, tls_key, share_group
     [ingest]    batch_size, batch_wait, verify_mode, verify_workers, future_skew,
-                holdover_skew, min_time, ack_interval, max_backlog
+                holdover_skew, min_time, ack_interval, max_backlog, device_rate
+                (messages/s per registered topic device, and for all others together;
+                0: no limit; default 200), device_burst (default 1000)
+    [quarantine] max_bytes (default 64 MiB), max_rows (default 100000), keep_bytes
+                (of a longer message only the first keep_bytes are kept; default
+                2048): beyond the caps refusals are counted with a digest, not stored
     [log]       origin, key_file (the log's Ed25519 note key, skey text),
                 checkpoint_interval (s), checkpoint_leaves
-    [ledger]    backend ("local"), id, key_file, path
+    [ledger]    backend ("local" | "evm"), id, key_file, path
+    [ledger.evm]  rpc_url, chain_id, contract, key_file | key_env, confirmations,
+                max_fee_gwei, priority_fee_gwei, gas_limit, timeout, interval,
+                poll: the EVM backend (gateway/evidence/evm.py, docs/evm.md)
     [registry]  id, key_file (P-256, only needed to sign registry records),
                 public_key (base64 SEC1; read from key_file when absent),
                 devices, places, gtins (the registry's scopes, docs/protocol.md
@@ -66,6 +74,7 @@ __all__ = [
     "Authority",
     "ConfigError",
     "DashboardConfig",
+    "EvmLedgerConfig",
     "GatewayConfig",
     "InfluxConfig",
     "IngestConfig",
@@ -75,6 +84,7 @@ __all__ = [
     "MqttConfig",
     "Peer",
     "PushConfig",
+    "QuarantineConfig",
     "RegistryConfig",
     "WitnessConfig",
     "load_config",
@@ -120,6 +130,17 @@ class IngestConfig:
     min_time: int = 1577836800  # 2020-01-01: a set clock (tq >= 1) earlier than this is wrong
     ack_interval: float = 0.2  # s between two acks to one device (acks coalesce)
     max_backlog: int = 20000  # messages read from the broker but not yet committed
+    device_rate: float = 200.0  # messages/s per topic device (gateway/evidence/ratelimit.py)
+    device_burst: int = 1000  # the bucket's depth: messages a device may send at once
+
+
+@dataclass
+class QuarantineConfig:
+    """``[quarantine]``: the caps of the refused messages kept (gateway/evidence/quarantine.py)."""
+
+    max_bytes: int = 64 << 20
+    max_rows: int = 100_000
+    keep_bytes: int = 2048
 
 
 @dataclass
@@ -135,7 +156,26 @@ class LedgerConfig:
     backend: str = "local"
     id: str = "coldtrace.local/gateway/ledger"
     key_file: Path = Path("keys/ledger.pem")
-    path: Path | None = None  # default: <data_dir>/ledger.db
+    path: Path | None = None  # default: <data_dir>/ledger.db (evm: <data_dir>/evm-ledger.db)
+    evm: EvmLedgerConfig | None = None  # [ledger.evm], with backend = "evm"
+
+
+@dataclass
+class EvmLedgerConfig:
+    """``[ledger.evm]``: the chain, contract and account the EVM backend anchors with."""
+
+    rpc_url: str = ""
+    chain_id: int = 0
+    contract: str = ""  # written by `coldtrace gateway ledger deploy`
+    key_file: Path | None = None  # the account key, hex; mode 0600
+    key_env: str | None = None  # or: the environment variable holding it
+    confirmations: int = 12  # blocks on top before a receipt is final (0: dev only)
+    max_fee_gwei: float = 100.0  # never pay more per gas than this
+    priority_fee_gwei: float = 1.0  # the tip
+    gas_limit: int = 0  # 0: estimate (+25 %)
+    timeout: float = 30.0  # s per RPC request
+    interval: float = 60.0  # s: at most one anchor per interval (the newest checkpoint)
+    poll: float = 2.0  # s between two looks at the chain
 
 
 @dataclass
@@ -276,6 +316,7 @@ class GatewayConfig:
     witness: WitnessConfig = field(default_factory=WitnessConfig)
     dashboard: DashboardConfig | None = None  # None: no [dashboard] section, no web page
     path: Path | None = None  # the file this was read from
+    quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
 
     @property
     def db_path(self) -> Path:
@@ -309,7 +350,7 @@ def _section(cls: type, raw: Any, where: str, base: Path) -> Any:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known or (
-            key in ("path", "alerts", "influx", "cloud", "witness", "dashboard")
+            key in ("path", "alerts", "influx", "cloud", "witness", "dashboard", "quarantine")
             and cls is GatewayConfig
         ):
             raise ConfigError(f"[{where}] has an unknown key {key!r}")
@@ -350,8 +391,10 @@ def load_config(path: str | Path) -> GatewayConfig:
         "ledger": LedgerConfig,
         "registry": RegistryConfig,
         "metrics": MetricsConfig,
+        "quarantine": QuarantineConfig,
     }
     top = raw.pop("gateway", {})
+    ledger_evm = raw["ledger"].pop("evm", None) if isinstance(raw.get("ledger"), dict) else None
     alerts = raw.pop("alerts", {})
     if not isinstance(alerts, dict):
         raise ConfigError("[alerts] must be a table")
@@ -373,6 +416,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     if not cfg.data_dir.is_absolute():
         cfg.data_dir = base / cfg.data_dir
     cfg.alerts = alerts
+    if ledger_evm is not None:
+        cfg.ledger.evm = _section(EvmLedgerConfig, ledger_evm, "ledger.evm", base)
     if influx is not None:
         cfg.influx = _section(InfluxConfig, influx, "influx", base)
     if cloud is not None:
@@ -419,12 +464,15 @@ def _check(cfg: GatewayConfig) -> None:
         raise ConfigError(
             "[ingest] batch_size and verify_workers must be >= 1, max_backlog >= batch_size"
         )
-    if cfg.ledger.backend != "local":
+    if cfg.ledger.backend not in ("local", "evm"):
         raise ConfigError(
-            f"[ledger] backend {cfg.ledger.backend!r} is not available (this gateway has: local)"
+            f"[ledger] backend {cfg.ledger.backend!r} is not available (local or evm)"
         )
+    if cfg.ledger.backend == "evm":
+        _check_ledger_evm(cfg.ledger.evm)
     if cfg.log.checkpoint_interval <= 0 or cfg.log.checkpoint_leaves < 1:
         raise ConfigError("[log] checkpoint_interval and checkpoint_leaves must be positive")
+    _check_limits(cfg)
     if cfg.influx is not None:
         _check_influx(cfg.influx)
     if cfg.cloud is not None:
@@ -433,6 +481,20 @@ def _check(cfg: GatewayConfig) -> None:
     if cfg.dashboard is not None:
         _check_dashboard(cfg.dashboard)
     _check_alert_channels(cfg)
+
+
+def _check_limits(cfg: GatewayConfig) -> None:
+    """``[ingest] device_rate, device_burst`` and ``[quarantine]``."""
+    ing, q = cfg.ingest, cfg.quarantine
+    if ing.device_rate < 0 or (ing.device_rate > 0 and ing.device_burst < 1):
+        raise ConfigError(
+            "[ingest] device_rate must be >= 0 messages/s (0: no limit) and device_burst >= 1"
+        )
+    if q.max_rows < 1 or q.max_bytes < 1 or q.keep_bytes < 64:
+        raise ConfigError(
+            "[quarantine] max_rows and max_bytes must be >= 1, keep_bytes >= 64 (bytes kept "
+            "of a longer refused message)"
+        )
 
 
 def _check_alert_channels(cfg: GatewayConfig) -> None:
@@ -478,6 +540,29 @@ def _check_dashboard(d: DashboardConfig) -> None:
         for v in d.upload_intervals.values()
     ):
         raise ConfigError("[dashboard.upload_intervals] must map device ids to seconds >= 1")
+
+
+def _check_ledger_evm(e: EvmLedgerConfig | None) -> None:
+    """``[ledger.evm]``: required with backend = "evm"; the contract may be empty
+    until ``coldtrace gateway ledger deploy`` writes it."""
+    import re
+
+    if e is None:
+        raise ConfigError('[ledger] backend = "evm" needs a [ledger.evm] section (docs/evm.md)')
+    if not isinstance(e.rpc_url, str) or not re.match(r"^(https?|wss?)://[^\s]+$", e.rpc_url):
+        raise ConfigError(f"[ledger.evm] rpc_url must be http(s):// or ws(s)://, not {e.rpc_url!r}")
+    if e.chain_id < 1:
+        raise ConfigError("[ledger.evm] chain_id is required (the chain's id, e.g. 1, 10, 31337)")
+    if e.contract and not re.fullmatch(r"0x[0-9a-fA-F]{40}", e.contract):
+        raise ConfigError(f"[ledger.evm] contract must be 0x and 40 hex digits, not {e.contract!r}")
+    if (e.key_file is None) == (not e.key_env):
+        raise ConfigError("[ledger.evm] needs exactly one of key_file and key_env")
+    if e.confirmations < 0 or e.gas_limit < 0:
+        raise ConfigError("[ledger.evm] confirmations and gas_limit must be >= 0")
+    if not 0 < e.priority_fee_gwei <= e.max_fee_gwei:
+        raise ConfigError("[ledger.evm] need 0 < priority_fee_gwei <= max_fee_gwei")
+    if e.timeout <= 0 or e.interval < 0 or e.poll <= 0:
+        raise ConfigError("[ledger.evm] timeout and poll must be > 0, interval >= 0")
 
 
 def _check_cloud(c: PushConfig) -> None:

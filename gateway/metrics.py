@@ -47,6 +47,13 @@ out (never a made-up zero). The keys are those of the core's
                           (gateway/witness.py) -> coldtrace_witness_cosigned_total,
                              coldtrace_witness_inconsistent_total,
                              coldtrace_witness_failures_total{reason=...}
+    quarantine     {"rows": n, "bytes": n, "max_rows": n, "max_bytes": n, "full": bool,
+                    "dropped": {"full": n, "rate": n}, "rate_limited": {device: n}}
+                          (gateway/evidence/quarantine.py) -> coldtrace_quarantine_rows,
+                             coldtrace_quarantine_bytes, coldtrace_quarantine_limit_rows,
+                             coldtrace_quarantine_limit_bytes, coldtrace_quarantine_full,
+                             coldtrace_quarantine_dropped_total{cause=...}
+    verify_restarts int   -> coldtrace_verify_worker_restarts_total
     broker_dropped int    -> coldtrace_broker_dropped_messages_total (the broker's
                              $SYS/broker/publish/messages/dropped, readable by the
                              gateway user)
@@ -264,6 +271,7 @@ def _families(stats: Mapping[str, Any], now: float) -> Iterable[_Family]:
         "alerts_active",
     )
     yield from _cloud_families(stats)
+    yield from _quarantine_families(stats)
     influx = stats.get("influx")
     if isinstance(influx, Mapping):
         outcomes = [
@@ -354,6 +362,43 @@ def _cloud_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
                 "Witness rounds of a peer that failed (network, the cloud's answers).",
                 [({"reason": str(k)}, v) for k, v in sorted(failures.items()) if _is_number(v)],
             )
+
+
+def _quarantine_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
+    """The quarantine's usage and caps, what it counted without storing, worker restarts."""
+    q = stats.get("quarantine")
+    if isinstance(q, Mapping):
+        for key, name, help in (
+            ("rows", "coldtrace_quarantine_rows", "Refused messages stored in quarantine."),
+            (
+                "bytes",
+                "coldtrace_quarantine_bytes",
+                "Bytes the quarantine holds (raw, detail, topic).",
+            ),
+            ("max_rows", "coldtrace_quarantine_limit_rows", "[quarantine] max_rows."),
+            ("max_bytes", "coldtrace_quarantine_limit_bytes", "[quarantine] max_bytes."),
+            ("full", "coldtrace_quarantine_full", "1 while new refusals are counted, not stored."),
+        ):
+            value = q.get(key)
+            if isinstance(value, bool) or _is_number(value):
+                yield _Family(name, "gauge", help, [({}, int(value))])
+        dropped = q.get("dropped")
+        if isinstance(dropped, Mapping):
+            yield _Family(
+                "coldtrace_quarantine_dropped_total",
+                "counter",
+                "Refused messages counted with a digest, not stored: cause rate (over the "
+                "device's rate limit) or full (the quarantine was at its cap).",
+                [({"cause": str(k)}, v) for k, v in sorted(dropped.items()) if _is_number(v)],
+            )
+    restarts = stats.get("verify_restarts")
+    if _is_number(restarts):
+        yield _Family(
+            "coldtrace_verify_worker_restarts_total",
+            "counter",
+            "Verification worker processes that died and were restarted.",
+            [({}, restarts)],
+        )
 
 
 def render(stats: Mapping[str, Any], *, now: float | None = None) -> str:

@@ -18,13 +18,20 @@ seconds for ``coldtrace gateway status``.
 With ``[cloud]`` a thread pushes the log to the cloud (gateway/push.py) and,
 with ``[[witness.peers]]``, another witnesses the peers' logs through it
 (gateway/witness.py); their alarms (a frozen log, a peer's fork) go through
-:meth:`Gateway.raise_alert`. Alert events are kept in the store (acknowledged
+:meth:`Gateway.raise_alert`.
+
+A full disk (gateway/evidence/diskfull.py), at start, in ``recover()``, during
+ingest or at shutdown, ends the gateway with one sentence naming the data
+directory, the store and ledger closed, and exit status 75; quarantined
+messages an operator released (``rejects --release``) are checked again with
+the registry outbox, every second. Alert events are kept in the store (acknowledged
 and escalated there); with ``[dashboard]`` the operator's web page
 (gateway/dashboard.py) is served from a thread of this process.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -37,9 +44,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.config import ConfigError, GatewayConfig
 from gateway.evidence.checks import IngestSettings, check_chunk
+from gateway.evidence.diskfull import EXIT_DISK_FULL, DiskFull, is_disk_full
 from gateway.evidence.ingest import BatchOutcome, Ingestor, Pipeline
 from gateway.evidence.ledger import LocalLedger
 from gateway.evidence.log import GatewayLog
+from gateway.evidence.quarantine import Quarantine, QuarantineLimits
+from gateway.evidence.ratelimit import DeviceRateLimiter
 from gateway.evidence.registry import Registry, RegistryError, RegistrySigner, Scopes
 from gateway.evidence.store import SQLiteStore, open_store
 from gateway.evidence.verifiers import make_verifier
@@ -82,7 +92,9 @@ def registry_public_key(cfg: GatewayConfig) -> ec.EllipticCurvePublicKey:
     raise ConfigError("[registry] needs public_key or key_file")
 
 
-def open_ledger(cfg: GatewayConfig) -> LocalLedger:
+def open_ledger(cfg: GatewayConfig) -> Any:
+    if cfg.ledger.backend == "evm":
+        return open_evm_ledger(cfg)
     key = load_ed25519_private_key(cfg.ledger.key_file)
     return LocalLedger(cfg.ledger_path, cfg.ledger.id, key)
 
@@ -113,7 +125,6 @@ def trust_document(cfg: GatewayConfig) -> dict[str, Any]:
     its log key, its registry with the registry's scopes, the other authorities
     whose profiles it logs (``[[registry.authorities]]``: gtins only), and its ledger."""
     signer = load_log_signer(cfg)
-    ledger_key = load_ed25519_private_key(cfg.ledger.key_file).public_key()
     r = cfg.registry
     scopes = TrustScopes(tuple(r.devices), tuple(r.places), tuple(r.gtins))
     return protocol_trust_document(
@@ -122,7 +133,7 @@ def trust_document(cfg: GatewayConfig) -> dict[str, Any]:
             r.id: (p256_public_to_sec1(registry_public_key(cfg)), scopes),
             **{a.id: (b64d(a.key), TrustScopes((), (), a.gtins)) for a in r.authorities},
         },
-        ledgers={cfg.ledger.id: ed25519_public_to_raw(ledger_key)},
+        **ledger_pins(cfg),
     )
 
 
@@ -177,9 +188,34 @@ class AckScheduler:
         self._due.difference_update(done)
 
 
+def _closing_on_failure(init: Callable[..., None]) -> Callable[..., None]:
+    """Close what a failed ``Gateway.__init__`` opened (store, ledger, log, verifier);
+    a full disk becomes :class:`DiskFull` (one sentence, no traceback)."""
+
+    @functools.wraps(init)
+    def wrapper(self: Gateway, cfg: GatewayConfig, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, cfg, *args, **kwargs)
+        except BaseException as exc:
+            for name in ("pipeline", "log", "ledger", "store"):
+                part = self.__dict__.get(name)
+                closer = getattr(part, "stop" if name == "pipeline" else "close", None)
+                if closer is not None:
+                    try:
+                        closer()
+                    except Exception:
+                        log.debug("closing %s after a failed start", name, exc_info=True)
+            if is_disk_full(exc) and not isinstance(exc, DiskFull):
+                raise DiskFull(cfg.data_dir) from None
+            raise
+
+    return wrapper
+
+
 class Gateway:
     """One running gateway; ``start()``, then ``stop()`` (or ``run()`` until a signal)."""
 
+    @_closing_on_failure
     def __init__(
         self,
         cfg: GatewayConfig,
@@ -208,6 +244,8 @@ class Gateway:
             authority_keys(cfg),
         )
         self.signer = registry_signer(cfg, self.store)
+        if self.ledger.backend == "evm":
+            self.ledger.alert = self.raise_alert
         ing = cfg.ingest
         self.settings = IngestSettings(
             future_skew=ing.future_skew,
@@ -221,6 +259,7 @@ class Gateway:
             gateway_id=cfg.id,
             settings=self.settings,
             append_to_log=self.log.append,
+            quarantine=Quarantine(self.store, quarantine_limits(cfg)),
         )
         if self.ingestor.next_leaf != self.log.size:
             raise RuntimeError("store and log disagree after recovery")
@@ -231,6 +270,7 @@ class Gateway:
             batch_wait=ing.batch_wait,
             on_committed=self._committed,
             idle=self._periodic,
+            limiter=DeviceRateLimiter(ing.device_rate, ing.device_burst),
         )
         self.mqtt = MqttAdapter(
             mqtt_settings(cfg),
@@ -252,6 +292,7 @@ class Gateway:
         self._rate_mark = (time.time(), 0)
         self.rate = 0.0
         self._stopped = threading.Event()
+        self.exit_code = 0  # what run() returns once stopped (EXIT_DISK_FULL: the disk filled)
         self.pusher: Any = None  # gateway/push.py, with [cloud]
         self.witness: Any = None  # gateway/witness.py, with [cloud] and [[witness.peers]]
         if cfg.cloud is not None:
@@ -387,12 +428,14 @@ class Gateway:
         self.mqtt.stop()
         self.pipeline.stop()
         if self.pipeline.error is None:
-            self.acks.flush(time.time(), force=True)
-            self.log.checkpoint()
-        try:
-            self._write_status(stopped=True)
-        except Exception:  # the store may be what failed
-            log.exception("could not write the final status")
+            self._guard("the final checkpoint", self._final_checkpoint)
+        elif is_disk_full(self.pipeline.error):
+            self._disk_full()
+        if not (self.exit_code == EXIT_DISK_FULL or is_disk_full(self.pipeline.error)):
+            try:
+                self._write_status(stopped=True)
+            except Exception:  # the store may be what failed
+                log.exception("could not write the final status")
         if self.alerts is not None and hasattr(self.alerts, "close"):
             self.alerts.close()
         if self.influx is not None:
@@ -400,9 +443,8 @@ class Gateway:
                 self.influx.close()  # flush what is queued (bounded wait)
             except Exception:
                 log.exception("closing the InfluxDB sink failed")
-        self.log.close()
-        self.ledger.close()
-        self.store.close()
+        for part in (self.log, self.ledger, self.store):
+            self._guard(f"closing {type(part).__name__}", part.close)
 
     def run(self) -> int:
         """Run until SIGINT/SIGTERM; return the exit status."""
@@ -413,14 +455,22 @@ class Gateway:
 
         signal.signal(signal.SIGTERM, _signal)
         signal.signal(signal.SIGINT, _signal)
-        self.start()
+        try:
+            self.start()
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._disk_full()
+            self.stop()
+            return EXIT_DISK_FULL
         while not done.wait(0.5):
             if self.pipeline.error is not None:
-                log.error("ingest failed: %s", self.pipeline.error)
+                if not is_disk_full(self.pipeline.error):
+                    log.error("ingest failed: %s", self.pipeline.error)
                 self.stop()
-                return 1
+                return EXIT_DISK_FULL if is_disk_full(self.pipeline.error) else 1
         self.stop()
-        return 0
+        return self.exit_code
 
     # --- on the ingest thread -----------------------------------------------------------
 
@@ -443,6 +493,7 @@ class Gateway:
             cp = self.log.checkpoint()
             if cp is not None:
                 log.info("checkpoint %d signed and anchored", cp.size)
+                self.save_alert_state()
         if now >= self._next_restate:
             self._next_restate = now + 60.0
             self._restate()
@@ -475,6 +526,7 @@ class Gateway:
     def _drain_outbox(self) -> None:
         pending = self.store.outbox_pending()
         if not pending:
+            self._drain_released()
             return
         now = time.time()
         msgs = [
@@ -485,6 +537,7 @@ class Gateway:
         self.ingestor.process(results)
         if self.log.due(now + self.log.interval):
             self.log.checkpoint()
+        self._drain_released()
 
     def status(self) -> dict[str, Any]:
         now = time.time()
@@ -517,6 +570,8 @@ class Gateway:
                 "backend": anchor.backend,
             },
             "alarms": list(self.ingestor.alarms)[-10:],
+            "quarantine": self._quarantine_stats(),
+            "verify_restarts": getattr(self.pipeline.verifier, "restarts", 0),
         }
 
     def _write_status(self, *, stopped: bool = False) -> None:
@@ -545,6 +600,105 @@ class Gateway:
             status["witness"] = self.witness.stats.as_dict()
         self.last_status = status
 
+    # --- the quarantine, a full disk (docs/decisions.md D29) ------------------------------
+
+    def _drain_released(self) -> None:
+        """Check again the quarantined messages ``rejects --release`` sent back, as if
+        they had just arrived on their topic: each is accepted (and acked to its
+        device) or quarantined again with its new reason."""
+        pending = self.store.released_pending(self.cfg.ingest.batch_size)
+        if not pending:
+            return
+        now = time.time()
+        msgs = [Inbound(topic, raw, 0, 0, now, release_id=i) for i, topic, raw in pending]
+        outcome = self.ingestor.process(check_chunk(msgs, self.registry, int(now), self.settings))
+        log.info(
+            "released quarantine: %d message(s) checked again, %d accepted, %d refused again",
+            len(msgs),
+            len(outcome.accepted),
+            outcome.rejected,
+        )
+        if outcome.ack_due:
+            self.acks.mark(outcome.ack_due)
+        if self.on_records is not None and outcome.accepted:
+            try:
+                self.on_records(outcome)
+            except Exception:
+                log.exception("record listener failed")
+
+    def _quarantine_stats(self) -> dict[str, Any]:
+        stats = self.ingestor.quarantine.stats()
+        limiter = self.pipeline.limiter
+        stats["rate_limited"] = dict(limiter.limited) if limiter is not None else {}
+        return stats
+
+    def _final_checkpoint(self) -> None:
+        self.acks.flush(time.time(), force=True)
+        self.log.checkpoint()
+
+    def _disk_full(self) -> None:
+        """Say once that the disk is full; ``run()`` then exits with EXIT_DISK_FULL."""
+        if self.exit_code != EXIT_DISK_FULL:
+            self.exit_code = EXIT_DISK_FULL
+            log.error("%s", DiskFull(self.cfg.data_dir))
+
+    def _guard(self, what: str, step: Callable[[], None]) -> None:
+        """Run a shutdown step; a failure is reported and the shutdown goes on."""
+        try:
+            step()
+        except Exception as exc:
+            if is_disk_full(exc):
+                self._disk_full()
+            else:
+                log.exception("%s failed", what)
+                self.exit_code = self.exit_code or 1
+
+
+    def save_alert_state(self) -> None:
+        """Keep the alert engine's state with each checkpoint (gateway/alerts.py): a
+        restart, even a kill -9, continues the open alarms instead of losing them."""
+        save = getattr(self.alerts, "save", None)
+        if save is not None:
+            save()
+
+
+def quarantine_limits(cfg: GatewayConfig) -> QuarantineLimits:
+    q = cfg.quarantine
+    return QuarantineLimits(max_bytes=q.max_bytes, max_rows=q.max_rows, keep_bytes=q.keep_bytes)
+
 
 def run(cfg: GatewayConfig) -> int:
     return Gateway(cfg).run()
+
+
+# --- the EVM ledger backend (gateway/evidence/evm.py, docs/evm.md) -----------------
+
+
+def open_evm_ledger(cfg: GatewayConfig, *, start: bool = True) -> Any:
+    """The EVM backend of ``[ledger.evm]``; its problems at start are ConfigErrors."""
+    from gateway.evidence.evm import EvmLedger
+    from gateway.evidence.ledger import LedgerError
+
+    evm = cfg.ledger.evm
+    assert evm is not None  # load_config checked it
+    path = cfg.ledger.path if cfg.ledger.path is not None else cfg.data_dir / "evm-ledger.db"
+    try:
+        return EvmLedger(evm, path, start=start)
+    except LedgerError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def ledger_pins(cfg: GatewayConfig) -> dict[str, Any]:
+    """The trust file's ``ledgers`` arguments: the local ledger's key, or the EVM
+    (chain id, contract) pair once the contract is deployed."""
+    from protocol.trust import EvmLedger as EvmPin
+
+    if cfg.ledger.backend == "evm":
+        evm = cfg.ledger.evm
+        if evm is None or not evm.contract:
+            raise ConfigError(
+                "[ledger.evm] has no contract yet: run `coldtrace gateway ledger deploy`"
+            )
+        return {"evm": [EvmPin(evm.chain_id, evm.contract.lower())]}
+    ledger_key = load_ed25519_private_key(cfg.ledger.key_file).public_key()
+    return {"ledgers": {cfg.ledger.id: ed25519_public_to_raw(ledger_key)}}

@@ -83,6 +83,7 @@ REASONS = {
     "statement_backdated": "statement time before its chain's previous one",
     "broken_link": "an authority's record does not link to its adjacent seq",
     "internal_error": "unexpected failure while checking",
+    "rate_limited": "over the device's rate limit: counted, never stored one by one",
 }
 
 

@@ -81,7 +81,9 @@ A record that arrives later under a declared-lost seq is stored like any
 other, with a ``lost_arrived`` chain event.
 
 Every refused message is stored in quarantine with its reason, detail, topic
-and raw bytes. Nothing a message contains can raise out of this module:
+and raw bytes, within the quarantine's caps (gateway/evidence/quarantine.py:
+beyond them, and for messages over their device's rate, counted with a
+digest). Nothing a message contains can raise out of this module:
 anything unexpected is quarantined as ``internal_error`` and logged.
 
 :class:`Pipeline` batches messages: the verification of batch *k+1* runs on
@@ -111,6 +113,9 @@ from gateway.evidence.checks import (
     declared_range,
     make_ack,
 )
+from gateway.evidence.diskfull import is_disk_full
+from gateway.evidence.quarantine import RATE_LIMITED, Quarantine
+from gateway.evidence.ratelimit import DeviceRateLimiter
 from gateway.evidence.registry import Registry, RegistryError, StatementError
 from gateway.evidence.store import (
     ChainEvent,
@@ -163,8 +168,10 @@ class Ingestor:
         settings: IngestSettings | None = None,
         append_to_log: Callable[[int, list[bytes]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self.store = store
+        self.quarantine = quarantine if quarantine is not None else Quarantine(store)
         self.registry = registry
         self.gateway_id = gateway_id
         self.settings = settings or IngestSettings()
@@ -269,6 +276,8 @@ class Ingestor:
                 out.mids.setdefault(msg.gen, []).append(msg.mid)
             if msg.outbox_id:
                 batch.outbox_done.append(msg.outbox_id)
+            if msg.release_id:
+                batch.release_done.append(msg.release_id)
             if isinstance(r, Refused):
                 refuse(r)
                 continue
@@ -440,6 +449,7 @@ class Ingestor:
             batch.counters["duplicates"] = out.duplicates
         if batch.records:
             batch.counters["accepted"] = len(batch.records)
+        self.quarantine.admit(batch)
         self.store.commit(batch)
         self.next_leaf = leaf
         self.totals["accepted"] += len(batch.records)
@@ -552,8 +562,10 @@ class Pipeline:
         batch_wait: float = 0.02,
         on_committed: Callable[[BatchOutcome], None] | None = None,
         idle: Callable[[], None] | None = None,
+        limiter: DeviceRateLimiter | None = None,
     ) -> None:
         self.ingestor = ingestor
+        self.limiter = limiter  # per-device rate limits, before the checks (None: off)
         if verifier is None:
             verifier = ThreadVerifier(threads, ingestor.settings)
         self.verifier = verifier
@@ -604,7 +616,20 @@ class Pipeline:
             return [self._inbox.popleft() for _ in range(n)]
 
     def _submit(self, msgs: list[Inbound]) -> list[Handle]:
-        return self.verifier.submit(msgs, self.ingestor.registry, int(time.time()))
+        limiter = self.limiter
+        if limiter is None:
+            return self.verifier.submit(msgs, self.ingestor.registry, int(time.time()))
+        msgs, over = limiter.split(msgs, self.ingestor.registry.keys)
+        handles = []
+        if msgs:
+            handles = self.verifier.submit(msgs, self.ingestor.registry, int(time.time()))
+        if over:
+            detail = (
+                f"over the device's rate limit ({limiter.rate:g} messages/s, burst "
+                f"{limiter.burst:g}): counted, not checked"
+            )
+            handles.append(lambda: [Refused(m, RATE_LIMITED, detail) for m in over])
+        return handles
 
     def run_once(self, msgs: list[Inbound]) -> BatchOutcome:
         """Check and commit ``msgs`` synchronously (tests, the outbox, recovery)."""
@@ -639,4 +664,7 @@ class Pipeline:
                 self._finish(*pending.popleft())
         except BaseException as exc:  # a store or verifier failure: stop, ack nothing more
             self.error = exc
-            log.exception("ingest stopped")
+            if is_disk_full(exc):  # the gateway says so in one sentence (no traceback)
+                log.debug("ingest stopped: the disk is full", exc_info=True)
+            else:
+                log.exception("ingest stopped")

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.evidence.diskfull import limit_growth
 from protocol.anchor import LocalReceipt, sign_local_entry, verify_local_receipt
 from protocol.checkpoint import checkpoint_hash
 from protocol.keys import b64e, ed25519_public_to_raw
@@ -84,6 +85,7 @@ class LocalLedger:
         )
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
+        limit_growth(self._db, self.path)  # a test hook (gateway/evidence/diskfull.py)
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT value FROM ledger_meta WHERE key = 'id'").fetchone()
         if row is None:
@@ -126,7 +128,8 @@ class LocalLedger:
                     (index, prev, receipt.time, cph, receipt.signature),
                 )
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLITE_FULL may have rolled it back already
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
         return receipt.to_json()

@@ -69,6 +69,8 @@ class GatewayLog:
         self.tree = MerkleTree(self._nodes)
         self.last = store.latest_checkpoint()
         self.last_anchor = store.latest_anchor()
+        if getattr(ledger, "asynchronous", False):
+            ledger.on_receipt = self._receipt_final  # type: ignore[union-attr]
         self._last_time = clock()
         self.recovered = self.recover()
 
@@ -95,6 +97,7 @@ class GatewayLog:
                 "the database lost committed records"
             )
         self._check_ledger()
+        self._sync_receipts()
         rolled_back = 0
         if tree.size > committed:
             rolled_back = tree.size - committed
@@ -169,6 +172,8 @@ class GatewayLog:
             return
         cph = checkpoint_hash(Checkpoint(self.origin, last.size, last.root))
         receipt = self.ledger.receipt_for(cph) or self.ledger.anchor(last.note)
+        if receipt is None:  # an asynchronous ledger (EVM): the receipt comes when final
+            return
         anchor = Anchor(last.size, self.ledger.backend, receipt, int(self.clock()))
         self.store.add_anchor(anchor)
         self.last_anchor = anchor
@@ -208,3 +213,32 @@ class GatewayLog:
 
     def close(self) -> None:
         self._nodes.close()
+
+    # --- asynchronous ledgers (EVM, gateway/evidence/evm.py) --------------------------
+
+    def _receipt_final(self, size: int, receipt: dict, replaced: bool) -> None:
+        """A receipt became final (on the ledger's worker thread): store it, or replace
+        the one a chain reorganisation made wrong."""
+        assert self.ledger is not None
+        anchor = Anchor(size, self.ledger.backend, receipt, int(self.clock()))
+        replace = getattr(self.store, "replace_anchor", None)
+        if replaced and replace is not None:
+            replace(anchor)
+        else:
+            self.store.add_anchor(anchor)
+        last = self.last_anchor
+        if last is None or size >= last.size:
+            self.last_anchor = anchor
+
+    def _sync_receipts(self) -> None:
+        """Final receipts the store missed (a crash between the ledger's commit and
+        the store's) are stored at start."""
+        receipts_after = getattr(self.ledger, "receipts_after", None)
+        if receipts_after is None:
+            return
+        have: dict[int, list[dict]] = {}
+        for a in self.store.anchors():
+            have.setdefault(a.size, []).append(a.receipt)
+        for size, receipt in receipts_after(0):
+            if receipt not in have.get(size, []):
+                self._receipt_final(size, receipt, size in have)

@@ -59,12 +59,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.evidence.diskfull import limit_growth
+
 __all__ = [
     "Anchor",
     "ChainEvent",
     "CheckpointRow",
     "DeclaredLoss",
     "DeviceRow",
+    "DroppedRow",
     "RejectRow",
     "SQLiteStore",
     "SignerState",
@@ -101,6 +104,37 @@ class RejectRow:
     id: int | None = None
     count: int = 1
     last_seen: int | None = None
+    size: int | None = None  # the full message's length when raw was cut to keep_bytes
+    digest: bytes | None = None  # SHA-256 of the full message (None: of raw)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether only the first bytes of the message are kept."""
+        return self.size is not None and self.size > len(self.raw)
+
+
+@dataclass(slots=True)
+class DroppedRow:
+    """Refused messages that were counted, not stored (docs/decisions.md D29).
+
+    ``cause``: ``rate`` (over the device's rate limit), ``full`` (the quarantine
+    was at its cap) or ``purged`` (deleted by ``rejects --purge``). One row per
+    (cause, reason, topic device) with the count, the bytes, first and last
+    seen, and ``digest``: the running SHA-256 chain over the messages in the
+    order they were dropped, ``d = SHA-256(d || SHA-256(message))`` from 32
+    zero bytes. In a :class:`WriteBatch`, ``digests`` lists the SHA-256 of each
+    message to fold in, in order; the store folds them into the stored chain.
+    """
+
+    cause: str
+    reason: str
+    device: str
+    count: int
+    bytes: int
+    first_seen: int
+    last_seen: int
+    digest: bytes = b""
+    digests: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -243,10 +277,14 @@ class WriteBatch:
     presence: list[tuple[str, str, int]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # increments
     meta: dict[str, str] = field(default_factory=dict)
+    dropped: list[DroppedRow] = field(default_factory=list)  # refusals counted, not stored
+    release_done: list[int] = field(default_factory=list)  # ids of released messages handled
 
     def __bool__(self) -> bool:
         return bool(
-            self.records
+            self.dropped
+            or self.release_done
+            or self.records
             or self.rejects
             or self.states
             or self.events
@@ -348,6 +386,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     detail TEXT NOT NULL,
     digest BLOB NOT NULL,
     raw BLOB NOT NULL,
+    size INTEGER,
     UNIQUE (digest, reason)
 );
 CREATE INDEX IF NOT EXISTS quarantine_by_reason ON quarantine (reason);
@@ -491,7 +530,35 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 """
 _SCHEMA += _SCHEMA_ALERTS
 
-SCHEMA_VERSION = "4"
+# Version 5: the quarantine's caps (docs/decisions.md D29). ``quarantine.size`` is
+# the full length of a message whose ``raw`` was cut to ``keep_bytes`` (NULL:
+# raw is whole; ``digest`` is always the SHA-256 of the full message);
+# ``quarantine_dropped`` counts what was not stored (DroppedRow); ``released``
+# holds quarantined messages an operator sent back to ingest (``rejects --release``).
+_SCHEMA_QUARANTINE = """
+CREATE TABLE IF NOT EXISTS quarantine_dropped (
+    cause TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    device TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (cause, reason, device)
+);
+CREATE TABLE IF NOT EXISTS released (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0
+);
+"""
+_SCHEMA += _SCHEMA_QUARANTINE
+
+SCHEMA_VERSION = "5"
 
 
 def _index_scans(db: sqlite3.Connection) -> None:
@@ -533,11 +600,24 @@ def _alerts_and_audit(db: sqlite3.Connection) -> None:
             db.execute(statement)  # a trigger's "...; END" keeps its inner semicolon
 
 
+def _quarantine_caps(db: sqlite3.Connection) -> None:
+    """Version 5: ``quarantine.size`` and the tables ``quarantine_dropped`` and
+    ``released`` (the quarantine's caps, purge and release). Stored rows keep
+    their bytes (size NULL: whole)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(quarantine)")}
+    if "size" not in columns:
+        db.execute("ALTER TABLE quarantine ADD COLUMN size INTEGER")
+    for statement in _SCHEMA_QUARANTINE.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
 # Steps from one schema version to the next: (version reached, step).
 _MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("2", _index_scans),
     ("3", _cosignable_checkpoints),
     ("4", _alerts_and_audit),
+    ("5", _quarantine_caps),
 ]
 
 
@@ -570,6 +650,7 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA cache_size = -65536")
+            limit_growth(db, self.path)  # a test hook (gateway/evidence/diskfull.py)
             db.executescript(_SCHEMA)
             self._migrate(db)
 
@@ -610,7 +691,8 @@ class SQLiteStore:
             try:
                 self._write(db, batch)
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLITE_FULL may have rolled it back already
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 
@@ -648,8 +730,8 @@ class SQLiteStore:
 
             db.executemany(
                 "INSERT INTO quarantine (received, last_seen, topic, signer, seq, reason, detail,"
-                " digest, raw) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (digest, reason) DO UPDATE"
-                " SET count = count + 1, last_seen = excluded.last_seen",
+                " digest, raw, size) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (digest, reason)"
+                " DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
                 [
                     (
                         r.received,
@@ -659,11 +741,18 @@ class SQLiteStore:
                         r.seq,
                         r.reason,
                         r.detail[:500],
-                        sha256(r.raw).digest(),
+                        r.digest or sha256(r.raw).digest(),
                         r.raw,
+                        r.size if r.truncated else None,
                     )
                     for r in b.rejects
                 ],
+            )
+        if b.dropped:
+            self._write_dropped(db, b.dropped)
+        if b.release_done:
+            db.executemany(
+                "UPDATE released SET done = 1 WHERE id = ?", [(i,) for i in b.release_done]
             )
         if b.states:
             self._insert(
@@ -1063,8 +1152,8 @@ class SQLiteStore:
 
     def rejects(self, *, limit: int = 100, reason: str | None = None) -> list[RejectRow]:
         sql = (
-            "SELECT received, topic, reason, detail, raw, signer, seq, id, count, last_seen"
-            " FROM quarantine"
+            "SELECT received, topic, reason, detail, raw, signer, seq, id, count, last_seen,"
+            " size FROM quarantine"
         )
         args: tuple[Any, ...] = ()
         if reason is not None:
@@ -1378,6 +1467,213 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # --- the quarantine's caps, purge and release (version 5, docs/decisions.md D29) ----
+
+    @staticmethod
+    def _write_dropped(db: sqlite3.Connection, rows: list[DroppedRow]) -> None:
+        """Add counted-not-stored refusals to their (cause, reason, device) summary,
+        folding each message's SHA-256 into the summary's running digest."""
+        from hashlib import sha256
+
+        for d in rows:
+            got = db.execute(
+                "SELECT digest FROM quarantine_dropped WHERE cause = ? AND reason = ?"
+                " AND device = ?",
+                (d.cause, d.reason, d.device),
+            ).fetchone()
+            chain = bytes(got[0]) if got is not None else bytes(32)
+            for h in d.digests:
+                chain = sha256(chain + h).digest()
+            db.execute(
+                "INSERT INTO quarantine_dropped VALUES (?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (cause, reason, device) DO UPDATE SET"
+                " count = count + excluded.count, bytes = bytes + excluded.bytes,"
+                " first_seen = min(first_seen, excluded.first_seen),"
+                " last_seen = max(last_seen, excluded.last_seen), digest = excluded.digest",
+                (d.cause, d.reason, d.device, d.count, d.bytes, d.first_seen, d.last_seen, chain),
+            )
+
+    def quarantine_usage(self) -> tuple[int, int]:
+        """(rows, bytes of raw, detail and topic) the quarantine holds."""
+        rows, size = self._one(
+            "SELECT count(*), coalesce(sum(length(raw) + length(detail) + length(topic)), 0)"
+            " FROM quarantine"
+        )
+        return int(rows), int(size)
+
+    def quarantine_dropped(self) -> list[DroppedRow]:
+        """What was counted and not stored (or purged), per (cause, reason, device)."""
+        return [
+            DroppedRow(c, r, d, int(n), int(b), int(f), int(t), bytes(h))
+            for c, r, d, n, b, f, t, h in self._all(
+                "SELECT cause, reason, device, count, bytes, first_seen, last_seen, digest"
+                " FROM quarantine_dropped ORDER BY cause, reason, device"
+            )
+        ]
+
+    @staticmethod
+    def _reject_filter(
+        reason: str | None, device: str | None, before: int | None
+    ) -> tuple[str, list[Any]]:
+        where, args = [], []
+        if reason is not None:
+            where.append("reason = ?")
+            args.append(reason)
+        if device is not None:
+            where.append("(signer = ? OR topic = ? OR topic = ?)")
+            args += [device, f"ct/v1/{device}/rec", f"ct/v1/{device}/state"]
+        if before is not None:
+            where.append("last_seen < ?")
+            args.append(before)
+        return (" WHERE " + " AND ".join(where)) if where else "", args
+
+    def purge_rejects(
+        self,
+        *,
+        reason: str | None = None,
+        device: str | None = None,
+        before: int | None = None,
+        actor: str = "operator",
+    ) -> dict[str, int]:
+        """Delete quarantined messages (all, or those matching the filters), leaving
+        per (reason, device) a ``purged`` summary (count, bytes, digest chain over the
+        rows' digests in id order) and an audit line, in one transaction. Returns
+        rows, messages and bytes purged."""
+        from hashlib import sha256
+
+        where, args = self._reject_filter(reason, device, before)
+        now = int(time.time())
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    "SELECT id, topic, reason, digest, count, coalesce(size, length(raw)),"
+                    f" received, last_seen FROM quarantine{where} ORDER BY id",
+                    args,
+                ).fetchall()
+                groups: dict[tuple[str, str], DroppedRow] = {}
+                for _id, topic, why, digest, count, size, first, last in rows:
+                    dev = _topic_device(topic)
+                    g = groups.get((why, dev))
+                    if g is None:
+                        g = groups[(why, dev)] = DroppedRow("purged", why, dev, 0, 0, first, last)
+                    g.count += int(count)
+                    g.bytes += int(size) * int(count)
+                    g.first_seen = min(g.first_seen, int(first))
+                    g.last_seen = max(g.last_seen, int(last))
+                    g.digests.append(bytes(digest))
+                self._write_dropped(db, list(groups.values()))
+                db.execute(f"DELETE FROM quarantine{where}", args)
+                total = {
+                    "rows": len(rows),
+                    "messages": sum(g.count for g in groups.values()),
+                    "bytes": sum(g.bytes for g in groups.values()),
+                }
+                filters = {"reason": reason, "device": device, "before": before}
+                self._audit(
+                    db,
+                    now,
+                    actor,
+                    "purge",
+                    "quarantine",
+                    "",
+                    {**total, "filters": {k: v for k, v in filters.items() if v is not None}},
+                )
+                digest = sha256(b"".join(bytes(r[3]) for r in rows)).hexdigest()
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return {**total, "digest": digest}  # type: ignore[dict-item]
+
+    def release_rejects(
+        self, *, reason: str | None = None, device: str | None = None, actor: str = "operator"
+    ) -> tuple[int, int]:
+        """Move quarantined messages (matching the filters) to the ``released`` outbox,
+        which the running gateway checks again as if they had just arrived; one audit
+        line. Messages kept only in part (cut to keep_bytes) stay. Returns (released,
+        left because cut)."""
+        where, args = self._reject_filter(reason, device, None)
+        now = int(time.time())
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    f"SELECT id, topic, raw, reason, size FROM quarantine{where} ORDER BY id",
+                    args,
+                ).fetchall()
+                whole = [r for r in rows if r[4] is None]
+                db.executemany(
+                    "INSERT INTO released (topic, raw, reason, created) VALUES (?,?,?,?)",
+                    [(t, raw, why, now) for _i, t, raw, why, _s in whole],
+                )
+                db.executemany("DELETE FROM quarantine WHERE id = ?", [(r[0],) for r in whole])
+                filters = {"reason": reason, "device": device}
+                self._audit(
+                    db,
+                    now,
+                    actor,
+                    "release",
+                    "quarantine",
+                    "",
+                    {
+                        "released": len(whole),
+                        "cut": len(rows) - len(whole),
+                        "filters": {k: v for k, v in filters.items() if v is not None},
+                    },
+                )
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return len(whole), len(rows) - len(whole)
+
+    def released_pending(self, limit: int = 500) -> list[tuple[int, str, bytes]]:
+        """Released messages not yet checked again: (id, topic, raw), oldest first."""
+        return [
+            (int(i), t, bytes(raw))
+            for i, t, raw in self._all(
+                "SELECT id, topic, raw FROM released WHERE done = 0 ORDER BY id LIMIT ?", (limit,)
+            )
+        ]
+
+
+def _topic_device(topic: str) -> str:
+    """The device of a ``ct/v1/{dev}/{kind}`` topic, else "" (the quarantine summaries' key)."""
+    parts = topic.split("/")
+    if len(parts) == 4 and parts[0] == "ct" and parts[1] == "v1" and parts[2]:
+        return parts[2][:64]
+    return ""
+
+    def replace_anchor(self, anchor: Anchor) -> None:
+        """Replace the receipt(s) of checkpoint ``anchor.size`` on ``anchor.backend`` by
+        ``anchor.receipt``: a chain reorganisation moved or re-made the EVM anchor
+        (gateway/evidence/evm.py). The cloud gets the new receipt on the next push."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "DELETE FROM anchors WHERE size = ? AND backend = ?",
+                    (anchor.size, anchor.backend),
+                )
+                self._db.execute(
+                    "INSERT INTO anchors (size, backend, receipt, time) VALUES (?,?,?,?)",
+                    (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
+                )
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'cloud.receipt' AND CAST(value AS"
+                    " INTEGER) >= ?",
+                    (str(anchor.size - 1), anchor.size),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
 
 def _note_body(note: str) -> str:

@@ -20,14 +20,20 @@ next batch verifying while it commits the previous one.
   payload object crosses. Workers are started with ``spawn`` (the gateway
   has threads: never fork it), follow the registry through
   ``Registry.updates`` (keys loaded once), leave when the gateway dies (even
-  by kill -9), and a dead worker is an error, never a hang.
+  by kill -9), and a dead worker is never a hang: it is restarted and the
+  chunks it had not answered are sent again to its successor, so nothing is
+  lost and nothing is accepted unverified. Restarts are logged and counted
+  (``restarts``); a worker dying ``max_restarts`` times within
+  ``restart_window`` seconds (5 in 60 s) is a fatal error instead.
 - :class:`ThreadVerifier` (``verify_mode = "threads"``): a thread pool in the
   gateway process. Simpler, and enough for a small site.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import logging
 import os
 import queue
 import time
@@ -56,6 +62,8 @@ __all__ = [
     "make_verifier",
     "verify_signatures",
 ]
+
+log = logging.getLogger("coldtrace.gateway.verify")
 
 
 class KeyTable:
@@ -273,46 +281,112 @@ class ProcessVerifier:
 
     mode = "processes"
 
-    def __init__(self, workers: int, settings: IngestSettings, *, start_timeout: float = 60.0):
+    def __init__(
+        self,
+        workers: int,
+        settings: IngestSettings,
+        *,
+        start_timeout: float = 60.0,
+        max_restarts: int = 5,
+        restart_window: float = 60.0,
+    ):
         import multiprocessing
 
-        ctx = multiprocessing.get_context("spawn")
+        self._ctx = multiprocessing.get_context("spawn")
         self.settings = settings
+        self.start_timeout = start_timeout
+        self.max_restarts = max_restarts
+        self.restart_window = restart_window
+        self.restarts = 0  # workers restarted since start
+        self._deaths: collections.deque[float] = collections.deque()
         self._procs: list[Any] = []
         self._jobs: list[Any] = []
         self._results: list[Any] = []
         self._applied: list[int] = []
+        # Per worker, the jobs sent and not yet answered: sent again to a successor.
+        self._outstanding: list[collections.deque[tuple[int, list[str], bytes, bytes]]] = []
+        self._updates: list[Any] = []  # the registry's updates list (grows in place)
         self._next_job = 0
         for i in range(max(1, workers)):
-            jq, rq = ctx.Queue(), ctx.Queue()
-            proc = ctx.Process(
-                target=_worker_main, args=(jq, rq, settings), name=f"verify-{i}", daemon=True
-            )
-            proc.start()
-            self._procs.append(proc)
-            self._jobs.append(jq)
-            self._results.append(rq)
+            self._procs.append(None)
+            self._jobs.append(None)
+            self._results.append(None)
             self._applied.append(0)
+            self._outstanding.append(collections.deque())
+            self._spawn(i)
         for i in range(len(self._results)):
             self._get(i, start_timeout)  # ("ready", pid)
         self.workers = len(self._procs)
+
+    def _spawn(self, i: int) -> None:
+        """Start worker ``i`` with fresh queues (a killed worker may hold a queue's lock)."""
+        jq, rq = self._ctx.Queue(), self._ctx.Queue()
+        proc = self._ctx.Process(
+            target=_worker_main, args=(jq, rq, self.settings), name=f"verify-{i}", daemon=True
+        )
+        proc.start()
+        self._procs[i], self._jobs[i], self._results[i] = proc, jq, rq
+        self._applied[i] = 0
 
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]
 
-    def _get(self, worker: int, timeout: float = 600.0) -> Any:
+    def _restart(self, w: int) -> None:
+        """Replace dead worker ``w`` and send it the chunks its predecessor left."""
+        dead = self._procs[w]
+        now = time.monotonic()
+        self._deaths.append(now)
+        while self._deaths and now - self._deaths[0] > self.restart_window:
+            self._deaths.popleft()
+        if len(self._deaths) >= self.max_restarts:
+            raise RuntimeError(
+                f"verification processes died {len(self._deaths)} times within "
+                f"{self.restart_window:g} s (the last: process {w}, exit code {dead.exitcode}); "
+                "not restarting them again - see the system log (out of memory?)"
+            )
+        pending = self._outstanding[w]
+        log.warning(
+            "verification process %d (pid %s) died with exit code %s; restarting it and "
+            "checking its %d unanswered chunk(s) again",
+            w,
+            dead.pid,
+            dead.exitcode,
+            len(pending),
+        )
+        for q_ in (self._jobs[w], self._results[w]):
+            q_.cancel_join_thread()
+            q_.close()
+        dead.join(1)
+        self._spawn(w)
+        self.restarts += 1
+        ready = self._get(w, self.start_timeout, resend=False)
+        if ready[0] != "ready":
+            raise RuntimeError(f"verification process {w} answered {ready[0]!r} at start")
+        for job in pending:
+            self._send(w, job)
+
+    def _send(self, w: int, job: tuple[int, list[str], bytes, bytes]) -> None:
+        news = self._updates[self._applied[w] :]
+        self._applied[w] = len(self._updates)
+        job_id, kids, meta, blob = job
+        self._jobs[w].put((job_id, news, kids, meta, blob))
+
+    def _get(self, worker: int, timeout: float = 600.0, *, resend: bool = True) -> Any:
         deadline = time.monotonic() + timeout
-        rq = self._results[worker]
         while True:
             try:
-                return rq.get(timeout=1.0)
+                return self._results[worker].get(timeout=1.0)
             except queue.Empty:
                 if not self._procs[worker].is_alive():
-                    raise RuntimeError(
-                        f"verification process {worker} died "
-                        f"(exit code {self._procs[worker].exitcode})"
-                    ) from None
+                    if not resend:
+                        raise RuntimeError(
+                            f"verification process {worker} died at start "
+                            f"(exit code {self._procs[worker].exitcode})"
+                        ) from None
+                    self._restart(worker)
+                    deadline = time.monotonic() + timeout
+                    continue
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"verification process {worker} does not answer") from None
 
@@ -322,7 +396,7 @@ class ProcessVerifier:
         if where:
             n = self.workers
             size = -(-len(where) // n)
-            updates = registry.updates  # after the prechecks: covers every key they used
+            self._updates = registry.updates  # after the prechecks: covers every key they used
             for k, i in enumerate(range(0, len(where), size)):
                 w = k % n
                 part = [results[j].sign1 for j in where[i : i + size]]
@@ -335,9 +409,9 @@ class ProcessVerifier:
                 )
                 job_id = self._next_job
                 self._next_job += 1
-                news = updates[self._applied[w] :]
-                self._applied[w] = len(updates)
-                self._jobs[w].put((job_id, news, list(kids), meta, b"".join(raws)))
+                job = (job_id, list(kids), meta, b"".join(raws))
+                self._outstanding[w].append(job)
+                self._send(w, job)
                 sent.append((w, job_id, i))
 
         def result() -> list[Result]:
@@ -347,6 +421,7 @@ class ProcessVerifier:
                     raise RuntimeError(f"verification process {w} failed: {failures}")
                 if got_id != job_id:
                     raise RuntimeError(f"verification answers out of order ({got_id} != {job_id})")
+                self._outstanding[w].popleft()
                 _settle(results, failures, where, i)
             return _finish(results)
 

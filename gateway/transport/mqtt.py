@@ -64,6 +64,7 @@ class Inbound:
     gen: int = 0  # connection generation the mid belongs to
     received: float = 0.0
     outbox_id: int = 0  # for registrations injected from the registry outbox
+    release_id: int = 0  # for quarantined messages an operator released (rejects --release)
 
 
 def parse_topic(topic: str) -> tuple[str, str] | None:

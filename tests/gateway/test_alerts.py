@@ -326,33 +326,148 @@ def test_faults_on_an_unmonitored_place_still_alarm() -> None:
     assert [(e.kind, e.phase, e.fault) for e in events] == [("sensor_fault", "start", 1)]
 
 
+# --- readings taken before the device's clock was set (tq 0) ---------------------------------
+
+MIN_TIME = 1_577_836_800  # ingest's min_time: 2020-01-01
+
+
+def test_an_unset_clock_never_dates_an_alert_1970() -> None:
+    """Readings with tq 0 count seconds from the device's start: the alert is dated at
+    the gateway's receive time and says the clock was unset."""
+    clock = Clock(1_790_000_000)
+    engine = AlertEngine({ROOM: Profile("p", 200, 800, delay=0)}, clock, min_time=MIN_TIME)
+    (start,) = engine.observe("tl-1", ROOM, 0, 900, None, tq=0, received=1_790_000_005)
+    assert (start.start, start.time, start.clock_unset) == (1_790_000_005, 1_790_000_005, True)
+    clock.now = 1_790_000_400
+    (end,) = engine.observe("tl-1", ROOM, 1_790_000_390, 500, None, tq=3)
+    assert (end.start, end.end, end.duration) == (1_790_000_005, 1_790_000_390, 385)
+    assert end.clock_unset is True
+    doc = json.loads(end.to_json())
+    assert doc["clock_unset"] is True and doc["start"] >= MIN_TIME
+
+
+def test_a_set_clock_before_min_time_is_not_believed_either() -> None:
+    clock = Clock(1_790_000_000)
+    engine = AlertEngine({ROOM: Profile("p", 200, 800, delay=0)}, clock, min_time=MIN_TIME)
+    (start,) = engine.observe("tl-1", ROOM, 12, 900, None, tq=2)
+    assert (start.start, start.clock_unset) == (1_790_000_000, True)
+
+
+def test_a_20_second_excursion_across_the_clock_set_is_no_delay_alarm() -> None:
+    """The operator's case: a logger switched on warm reads out of range for 20 s, its
+    clock is set at the first upload, and it is cold from then on. The excursion lasted
+    20 s, under the profile's 30 min delay: no alarm (the verdict makes it a note), not
+    a "delay" alarm from second 0 of the device's clock to 2026."""
+    clock = Clock(1_790_000_000)
+    engine = AlertEngine({ROOM: CHILLED}, clock, min_time=MIN_TIME)
+    received = 1_790_000_000
+    events = []
+    for t in (0, 10):  # warm, before the clock was set: device seconds since power-on
+        events += engine.observe("tl-1", ROOM, t, 2100, None, tq=0, received=received)
+    events += engine.observe("tl-1", ROOM, received + 10, 900, None, tq=3)
+    events += engine.observe("tl-1", ROOM, received + 20, 300, None, tq=3)
+    assert events == []
+    # The same warm start lasting the profile's delay is an excursion alarm, dated right.
+    engine = AlertEngine({ROOM: CHILLED}, clock, min_time=MIN_TIME)
+    engine.observe("tl-1", ROOM, 0, 2100, None, tq=0, received=received)
+    (start,) = engine.observe("tl-1", ROOM, received + CHILLED.delay, 900, None, tq=3)
+    assert (start.reason, start.start, start.clock_unset) == ("delay", received, True)
+
+
 # --- offline -------------------------------------------------------------------------------------
 
 
-def test_offline_alarm_after_the_delay_from_the_last_will() -> None:
-    clock = Clock(1000)
-    engine = AlertEngine(ProfileBook(), clock, offline_delay=900)
-    assert engine.state("tl-1", online=False) == []
-    clock.now = 1899
+def uploads(engine: AlertEngine, clock: Clock, device: str, every: int, n: int) -> None:
+    """``n`` uploads of a sleeping logger, ``every`` s apart: online, a few records, sleep."""
+    for _ in range(n):
+        engine.state(device, online=True)
+        engine.observe(device, None, clock.now - 60, 400, None)  # its readings
+        for k in range(3):  # a batch of records over a few seconds is one upload
+            engine.seen(device, clock.now + k)
+        engine.state(device, online=False)  # the firmware says offline as it sleeps
+        clock.now += every
+
+
+def test_a_logger_uploading_every_15_min_is_not_offline_at_20_min() -> None:
+    clock = Clock(1_790_000_000)
+    engine = AlertEngine(ProfileBook(), clock, offline_missed=2, offline_grace=300)
+    uploads(engine, clock, "tl-1", 900, 5)
+    last = engine.cadence.last("tl-1")
+    assert last is not None
+    assert engine.cadence.interval("tl-1") == (900, "observed")
+    clock.now = last + 20 * 60  # 20 min of silence: one upload missed, no more
     assert engine.tick() == []
-    assert engine.state("tl-1", online=False) == []  # retained will seen again: same outage
-    clock.now = 1900
+    clock.now = last + 2 * 900 + 300 - 1
+    assert engine.tick() == []
+    clock.now = last + 2 * 900 + 300  # two uploads missed, and the grace
     (start,) = engine.tick()
-    assert (start.kind, start.phase, start.start, start.time) == ("offline", "start", 1000, 1900)
-    assert engine.tick() == []
-    clock.now = 2500
-    (end,) = engine.state("tl-1", online=True)
-    assert (end.phase, end.id, end.duration, end.cause) == ("end", start.id, 1500, "online")
+    assert (start.kind, start.phase, start.start, start.time) == (
+        "offline",
+        "start",
+        last,
+        clock.now,
+    )
+    assert (start.interval, start.reason) == (900, "missed_uploads")
+    assert engine.tick() == []  # one alarm per outage
+    clock.now += 600
+    (end,) = engine.seen("tl-1")
+    assert (end.phase, end.id, end.cause, end.duration) == ("end", start.id, "seen", 2 * 900 + 900)
 
 
-def test_short_offline_raises_nothing() -> None:
+def test_the_state_topic_alone_raises_no_offline_alarm() -> None:
+    """The last will (or the firmware's offline before sleep) is not an outage."""
     clock = Clock(1000)
-    engine = AlertEngine(ProfileBook(), clock, offline_delay=900)
-    engine.state("tl-1", online=False)
-    clock.now = 1500
-    assert engine.state("tl-1", online=True) == []
-    clock.now = 5000
+    engine = AlertEngine(ProfileBook(), clock, upload_interval=3600)
+    assert engine.state("tl-1", online=False) == []
+    clock.now = 10**6
+    assert engine.tick() == []  # never heard from: nothing to miss
+
+
+def test_before_its_cadence_is_seen_a_device_gets_the_configured_interval() -> None:
+    clock = Clock(1000)
+    engine = AlertEngine(ProfileBook(), clock, upload_interval=3600, upload_intervals={"tl-2": 600})
+    engine.observe("tl-1", None, 900, 400, None)
+    engine.seen("tl-1")
+    engine.seen("tl-2")  # a reader: judged only because it has a configured interval
+    assert engine.cadence.interval("tl-1") == (3600, "default")
+    assert engine.cadence.interval("tl-2") == (600, "configured")
+    clock.now = 1000 + 2 * 600 + 300
+    assert [e.device for e in engine.tick()] == ["tl-2"]
+    clock.now = 1000 + 2 * 3600 + 300
+    assert [e.device for e in engine.tick()] == ["tl-1"]
+
+
+def test_a_reader_uploads_when_it_scans_and_is_not_judged_offline() -> None:
+    clock = Clock(1000)
+    engine = AlertEngine(ProfileBook(), clock)
+    for gap in (40, 40, 40, 40):  # a burst of scans, then the night
+        engine.seen("rd-1")
+        clock.now += gap
+    clock.now += 12 * 3600
     assert engine.tick() == []
+
+
+def test_the_observed_interval_has_a_floor_and_ignores_one_odd_gap() -> None:
+    clock = Clock(1000)
+    engine = AlertEngine(ProfileBook(), clock)
+    uploads(engine, clock, "tl-fast", 35, 6)  # an alarm made it upload at once, often
+    assert engine.cadence.interval("tl-fast") == (60, "observed")
+    for gap in (600, 600, 45, 600, 600):  # one urgent upload among regular ones
+        uploads(engine, clock, "tl-2", gap, 1)
+    assert engine.cadence.interval("tl-2") == (600, "observed")
+
+
+def test_after_a_restart_nobody_is_offline_for_what_the_gateway_missed() -> None:
+    clock = Clock(1_790_000_000)
+    engine = AlertEngine(ProfileBook(), clock)
+    uploads(engine, clock, "tl-1", 900, 5)
+    snap = json.loads(json.dumps(engine.snapshot()))
+    clock.now += 3 * 3600  # the gateway was down for three hours
+    restored = AlertEngine.restore(snap, ProfileBook(), clock)
+    assert restored.tick() == []
+    assert restored.cadence.interval("tl-1") == (900, "observed")
+    clock.now += 2 * 900 + 300
+    assert [e.kind for e in restored.tick()] == ["offline"]
 
 
 # --- MKT -----------------------------------------------------------------------------------------
@@ -416,7 +531,8 @@ def test_active_lists_open_alarms() -> None:
     engine = AlertEngine({ROOM: Profile("p", 200, 800, delay=0, fault_delay=0)}, clock)
     feed(engine, [900, 950], device="tl-1")
     feed(engine, [None], device="tl-2")
-    engine.state("tl-3", online=False, time=0)
+    engine.observe("tl-3", None, 0, 400, None)
+    engine.seen("tl-3", 0)
     clock.now = 10_000
     engine.tick()
     active = {(e.kind, e.device): e for e in engine.active()}

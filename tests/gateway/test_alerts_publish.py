@@ -289,7 +289,11 @@ def test_listener_feeds_committed_batches_to_the_engine() -> None:
     clock = SimpleNamespace(now=10_000)
     published: list[AlertEvent] = []
     engine = AlertEngine(
-        {"wh-7/room": Profile("p", 200, 800, delay=0)}, lambda: clock.now, offline_delay=60
+        {"wh-7/room": Profile("p", 200, 800, delay=0)},
+        lambda: clock.now,
+        offline_missed=1,
+        offline_grace=0,
+        upload_intervals={"tl-2": 60},
     )
     listener = AlertListener(engine, published.append)
     binding = Binding(
@@ -314,13 +318,13 @@ def test_listener_feeds_committed_batches_to_the_engine() -> None:
                 (rec, reading(700, temp=950)),
                 (rec, reading(800, fault=3, ch=1)),
             ],
-            presence={"tl-2": "offline"},
+            presence={"tl-2": "online"},  # tl-2 connects: it uploads every 60 s
         )
     )
     assert [(e.kind, e.phase, e.place) for e in published] == [("excursion", "start", "wh-7/room")]
     clock.now += 60
     listener.tick()
-    assert [(e.kind, e.device) for e in published[1:]] == [("offline", "tl-2")]
+    assert [(e.kind, e.device, e.interval) for e in published[1:]] == [("offline", "tl-2", 60)]
     listener(
         SimpleNamespace(accepted=[(rec, reading(1300, temp=500))], presence={"tl-2": "online"})
     )
@@ -332,7 +336,7 @@ def test_listener_from_config_reads_the_alerts_table(hook: Hook) -> None:
     cfg = SimpleNamespace(
         id="wh-7",
         alerts={
-            "offline_delay": 0,
+            "offline_grace": 0,
             "webhook": hook.url,
             "webhook_secret": "s",
             "places": {"wh-7/*": "pharma"},

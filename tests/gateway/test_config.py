@@ -36,7 +36,17 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
         ('[ingest]\nbatch_size = "many"\n', "must be an integer"),
         ("[ingest]\nbatch_size = 0\n", "batch_size"),
         ('[log]\norigin = "has space"\n', "origin"),
-        ('[ledger]\nbackend = "evm"\n', "not available"),
+        ('[ledger]\nbackend = "bitcoin"\n', "not available"),
+        ('[ledger]\nbackend = "evm"\n', "needs a \\[ledger.evm\\] section"),
+        (
+            '[ledger]\nbackend = "evm"\n[ledger.evm]\nrpc_url = "http://x:8545"\nkey_env = "K"\n',
+            "chain_id is required",
+        ),
+        (
+            '[ledger]\nbackend = "evm"\n[ledger.evm]\nrpc_url = "http://x:8545"\nchain_id = 1\n',
+            "exactly one of key_file and key_env",
+        ),
+        ('[ledger.evm]\nrpc_url = "http://x"\nnonce = 3\n', "unknown key 'nonce'"),
         ("[gateway\n", "gateway.toml"),
     ],
 )

@@ -134,10 +134,10 @@ def test_a_version_1_database_is_migrated_and_its_scans_indexed(tmp_path: Path) 
     s.set_meta("schema", "1")  # as version 1 left it: no scans index
     s.close()
     s = SQLiteStore(tmp_path / "g.db")
-    assert s.get_meta("schema") == SCHEMA_VERSION == "4"
+    assert s.get_meta("schema") == SCHEMA_VERSION == "5"
     assert [r.leaf for r in s.scans_of(uid=bytes(7))] == [0]
     assert [r.leaf for r in s.scans_of(item="/01/09506000134352")] == [0]
-    s.set_meta("schema", "5")
+    s.set_meta("schema", "6")
     s.close()
     with pytest.raises(RuntimeError, match="newer than this gateway's"):
         SQLiteStore(tmp_path / "g.db")
