@@ -55,7 +55,7 @@ def config_keys() -> dict[str, set[str]]:
 def alert_keys() -> dict[str, set[str]]:
     alerts = (ROOT / "gateway" / "alerts.py").read_text(encoding="utf-8")
     profiles = (ROOT / "gateway" / "profiles.py").read_text(encoding="utf-8")
-    top = set(re.findall(r"""\btable(?:\.get\(|\[)["'](\w+)["']""", alerts))
+    top = set(re.findall(r"""\btable(?:\.get\(|\[|, )["'](\w+)["']""", alerts))
     top |= set(re.findall(r"""\bconfig\.get\(["'](\w+)["']""", profiles))
     return {
         "alerts": top,
