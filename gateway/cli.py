@@ -325,6 +325,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     from gateway.config import ConfigError
     from gateway.evidence.diskfull import EXIT_DISK_FULL, DiskFull
+    from gateway.evidence.ledger import LedgerError
+    from gateway.evidence.log import LogError
 
     cfg = _load(args)
     try:
@@ -336,6 +338,9 @@ def _run(args: argparse.Namespace) -> int:
     except DiskFull as exc:  # at start: opening the store, recovering the log
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return EXIT_DISK_FULL
+    except (LogError, LedgerError) as exc:  # at start: the store, tree and ledger disagree
+        print(f"coldtrace gateway: {exc} (docs/operations.md §8.4)", file=sys.stderr)
+        return 2
 
 
 def _status(args: argparse.Namespace) -> int:

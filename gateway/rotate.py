@@ -155,6 +155,12 @@ def rotate(cfg: GatewayConfig, what: str, new_name: str) -> dict[str, Any]:
             raise RotateError(f"{trust_path} is not JSON ({exc}): move it aside first") from None
     text = cfg.path.read_text(encoding="utf-8")
     if what == "log":
+        if cfg.cloud is not None:
+            raise RotateError(
+                "this gateway pushes its log to [cloud]: pushing a rotated log (a new origin "
+                "over the same tree) is not supported yet, the push would offer the cloud "
+                "checkpoints of the old origin (docs/operations.md §9.1)"
+            )
         if new_name == cfg.log.origin:
             raise RotateError(f"{new_name!r} is the current origin: a new key needs a new origin")
         key = _free(cfg.log.key_file, "log", ".skey")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import signal
 import threading
 import time
@@ -173,3 +174,41 @@ def test_restore_refuses_a_damaged_backup_and_changes_nothing(
     assert not [p for p in gw.cfg.data_dir.iterdir() if p.name.startswith("replaced-")]
     assert coldtrace(["gateway", "restore", "-c", conf, str(tmp_path / "nothing")]) == 2
     assert "is not a gateway backup" in capsys.readouterr().err
+
+
+def test_a_store_older_than_the_ledger_stops_the_start_with_a_sentence(
+    make_broker, make_gateway, tmp_path: Path
+) -> None:
+    """A database copied back by hand from an old copy, beside a newer ledger."""
+    broker = make_broker(["tl-1"])
+    gw = make_gateway(broker)
+    dev = SimDevice("tl-1")
+    gw.register(dev)
+    gateway = gw.start_gateway()
+    try:
+        gw.connect(dev)
+        dev.publish(dev.reading())
+        wait_for(lambda: gateway.log.last_anchor is not None, 30, "an anchored checkpoint")
+        assert coldtrace(["gateway", "backup", "-c", str(gw.config_path), str(tmp_path / "b")]) == 0
+        for k in range(3):
+            dev.publish(dev.reading(temp=500 + k))
+        wait_for(lambda: dev.acked == 3, 30, "records acked")
+        size = gateway.store.leaf_count()
+        wait_for(
+            lambda: gateway.log.last_anchor is not None and gateway.log.last_anchor.size == size,
+            30,
+            "the newer checkpoint anchored",
+        )
+    finally:
+        gateway.stop()
+        dev.disconnect()
+    (tmp_path / "b" / "gateway.db").replace(gw.cfg.db_path)  # by hand: the store only
+    proc = gw.start_process()
+    assert proc.wait(60) == 2
+    log = (gw.dir / "gateway.log").read_text()
+    assert "the database lost committed records (restored from an old copy?)" in log
+    shutil.rmtree(gw.cfg.tree_dir)  # without the tree's record, the ledger tells
+    proc = gw.start_process()
+    assert proc.wait(60) == 2
+    log = (gw.dir / "gateway.log").read_text()
+    assert "the database is older than the ledger" in log and "Traceback" not in log

@@ -125,6 +125,11 @@ def test_rotation_refuses_bad_names_and_changes_nothing(
         assert why in err and "Traceback" not in err
     assert gw.config_path.read_text() == text
     assert sorted(p.name for p in (gw.dir / "keys").iterdir()) == keys
+    with open(gw.config_path, "a", encoding="utf-8") as f:
+        f.write('\n[cloud]\nurl = "https://cloud.example.com"\n')
+    assert coldtrace(["gateway", "rotate", "-c", conf, "log", "coldtrace.test/gw/2"]) == 2
+    assert "pushes its log to [cloud]" in capsys.readouterr().err
+    assert sorted(p.name for p in (gw.dir / "keys").iterdir()) == keys
 
 
 def test_set_keys_edits_one_table_and_keeps_the_rest() -> None:
