@@ -57,6 +57,13 @@ def test_the_quick_start_has_the_steps_the_issue_asks_for() -> None:
     assert not re.search(r"\bcp\b|password\s*=|credentials\.json\s*>", script)
 
 
+def test_readme_links_the_guides_a_new_operator_needs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for target in ("docs/operations.md", "firmware/README.md", "hardware/"):
+        assert f"]({target})" in readme, target
+        assert (ROOT / target).exists(), target
+
+
 def _ready(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
