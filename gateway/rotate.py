@@ -33,7 +33,14 @@ from typing import Any
 
 from gateway.config import ConfigError, GatewayConfig, _toml_value, load_config
 
-__all__ = ["RotateError", "merge_trust", "register_rotate_commands", "rotate", "set_keys"]
+__all__ = [
+    "RotateError",
+    "merge_trust",
+    "own_trust",
+    "register_rotate_commands",
+    "rotate",
+    "set_keys",
+]
 
 
 class RotateError(Exception):
@@ -60,6 +67,26 @@ def merge_trust(new: dict[str, Any], *older: dict[str, Any]) -> dict[str, Any]:
                     out.setdefault(name, []).append(entry)
                     have.add(key(entry))
     return out
+
+
+def own_trust(cfg: GatewayConfig) -> dict[str, Any]:
+    """The trust document of this gateway's current keys, plus the keys it signed with
+    before a rotation: those ``trust.json`` beside gateway.toml pins (as ``rotate``
+    wrote it). An unreadable or invalid trust.json adds nothing."""
+    from gateway.service import trust_document
+    from protocol.errors import VerificationError
+    from protocol.trust import parse_trust
+
+    doc = trust_document(cfg)
+    if cfg.path is None:
+        return doc
+    try:
+        kept = json.loads((cfg.path.resolve().parent / "trust.json").read_text(encoding="utf-8"))
+        merged = merge_trust(doc, kept)
+        parse_trust(merged)
+    except (OSError, ValueError, AttributeError, TypeError, VerificationError):
+        return doc
+    return merged
 
 
 _HEADER = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")

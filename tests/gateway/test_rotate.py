@@ -12,7 +12,7 @@ import pytest
 from gateway.config import load_config
 from gateway.evidence.proofs import TreeReader
 from gateway.evidence.store import open_store
-from gateway.rotate import set_keys
+from gateway.rotate import own_trust, set_keys
 from protocol.anchor import LocalReceipt, verify_local_receipt
 from protocol.checkpoint import checkpoint_hash, open_checkpoint
 from protocol.cli import main as coldtrace
@@ -96,6 +96,14 @@ def test_rotated_log_and_ledger_keys_keep_old_and_new_evidence_verifiable(
         assert last.ledger == "coldtrace.test/ledger-2" and last.index == 0
     finally:
         store.close()
+
+    # `gateway trace` checks its bundles with the keys before the rotation too.
+    assert {e["origin"] for e in own_trust(cfg)["logs"]} == {
+        "coldtrace.test/gw",
+        "coldtrace.test/gw/2027",
+    }
+    (gw.dir / "trust.json").write_text("{not json")
+    assert [e["origin"] for e in own_trust(cfg)["logs"]] == ["coldtrace.test/gw/2027"]
 
     # `trust --keep` gives the same merged file from the current configuration.
     kept = gw.dir / "trust.json.kept"
