@@ -685,7 +685,7 @@ class Sim:
 
     def run(self, duration: float, stop: Callable[[], bool] = lambda: False) -> None:
         end = time.time() + duration if duration else float("inf")
-        first_tap = time.time() + self.interval + 1.0  # after the loggers' first readings
+        first_tap = time.time() + self.interval + 3.0  # after the loggers' first readings
         for d in self.devices:
             if isinstance(d, SimReader):
                 d.next_tap = max(d.next_tap, first_tap)
