@@ -339,7 +339,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return EXIT_DISK_FULL
     except (LogError, LedgerError) as exc:  # at start: the store, tree and ledger disagree
-        print(f"coldtrace gateway: {exc} (docs/operations.md §8.4)", file=sys.stderr)
+        print(f"coldtrace gateway: {exc} (see docs/operations.md, Backups)", file=sys.stderr)
         return 2
 
 

@@ -15,7 +15,7 @@ gateway.toml (the old file is kept beside it), keeps the witness key's name
 when it followed the old origin, and writes ``trust.json`` pinning the new key
 *and* the old one, so bundles made before and after both verify
 (:func:`merge_trust`). The gateway must be stopped. Reasons: docs/decisions.md
-D31; the whole procedure: docs/operations.md §9.
+D31; the whole procedure: docs/operations.md, "Key rotation".
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def rotate(cfg: GatewayConfig, what: str, new_name: str) -> dict[str, Any]:
             raise RotateError(
                 "this gateway pushes its log to [cloud]: pushing a rotated log (a new origin "
                 "over the same tree) is not supported yet, the push would offer the cloud "
-                "checkpoints of the old origin (docs/operations.md §9.1)"
+                "checkpoints of the old origin (docs/operations.md, Key rotation)"
             )
         if new_name == cfg.log.origin:
             raise RotateError(f"{new_name!r} is the current origin: a new key needs a new origin")
@@ -200,8 +200,8 @@ def rotate(cfg: GatewayConfig, what: str, new_name: str) -> dict[str, Any]:
     elif what == "ledger":
         if cfg.ledger.backend != "local":
             raise RotateError(
-                "[ledger] backend is evm: change the anchoring account as docs/operations.md "
-                "§9 says"
+                "[ledger] backend is evm: change the anchoring account instead "
+                "(docs/operations.md, Key rotation)"
             )
         if new_name == cfg.ledger.id:
             raise RotateError(f"{new_name!r} is the current ledger id: a new key needs a new id")
@@ -286,7 +286,7 @@ def register_rotate_commands(sub: Any, config_arg: Any) -> None:
         help="a new log key (new origin) or local ledger key (new ledger id)",
         description="Make a new log or local ledger key under a new name, point "
         "gateway.toml at it and write trust.json pinning both the new and the old key "
-        "(docs/operations.md §9). The gateway must be stopped.",
+        "(docs/operations.md, Key rotation). The gateway must be stopped.",
     )
     config_arg(p)
     p.add_argument("what", choices=("log", "ledger"))
