@@ -295,7 +295,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
         f"checkpoint {m['checkpoint']}{redo}; files: {', '.join(m['files'])}"
     )
     if not args.no_keys:
-        print(f"{args.dest}/keys holds private keys: keep the backup where the keys may be")
+        print(f"{args.dest}/keys holds private keys: store the backup as safely as the keys")
     return 0
 
 
