@@ -647,6 +647,8 @@ class Sim:
                  ntp: bool = False) -> None:
         self.root = root
         self.interval = interval
+        if world is None:  # the excursion lasts two readings, so every run records it
+            world = {"exc_len": max(2700, 2 * interval * scale)}
         self.devices: list[SimLogger | SimReader] = []
         self.entries: list[dict[str, Any]] = []
         pw = passwords or {}
