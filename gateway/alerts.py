@@ -1291,8 +1291,11 @@ class AlertListener:
         state = {"saved": int(self.engine.clock()), "engine": self.engine.snapshot()}
         try:
             self.store.set_meta(STATE_META, json.dumps(state, separators=(",", ":")))
-        except Exception:
-            log.exception("saving the alert state failed")
+        except Exception as exc:
+            from gateway.evidence.diskfull import is_disk_full
+
+            if not is_disk_full(exc):  # a full disk: the gateway says so, once
+                log.exception("saving the alert state failed")
 
     def _emit(self, events: list[AlertEvent]) -> None:
         for event in events:
@@ -1459,7 +1462,7 @@ def end_orphans(store: Any, engine: AlertEngine, clock: Callable[[], float]) -> 
     active = {e.id for e in engine.active()}
     now = int(clock())
     if not active:
-        ended = store.end_open_alerts("gateway_restarted", ENGINE_KINDS, now=now)
+        ended = int(store.end_open_alerts("gateway_restarted", ENGINE_KINDS, now=now))
     else:
         ended = 0
         for row in store.alerts(limit=100_000, open_only=True):

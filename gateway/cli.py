@@ -344,6 +344,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from gateway.evidence.quarantine import disk_bytes
     from gateway.evidence.registry import Registry
 
     cfg = _load(args)
@@ -359,6 +360,7 @@ def _status(args: argparse.Namespace) -> int:
         bound = Registry({}, devices, store.statement_heads()).places_of()
         losses = store.declared_losses(limit=20)
         q_rows, q_bytes = store.quarantine_usage()
+        q_bytes = disk_bytes(q_rows, q_bytes)  # as the cap counts them
         q_dropped: dict[str, int] = {}
         for d in store.quarantine_dropped():
             q_dropped[d.cause] = q_dropped.get(d.cause, 0) + d.count

@@ -653,7 +653,6 @@ class Gateway:
                 log.exception("%s failed", what)
                 self.exit_code = self.exit_code or 1
 
-
     def save_alert_state(self) -> None:
         """Keep the alert engine's state with each checkpoint (gateway/alerts.py): a
         restart, even a kill -9, continues the open alarms instead of losing them."""

@@ -658,8 +658,12 @@ class Pipeline:
                     pending.append((msgs, self._submit(msgs)))
                 if pending and (len(pending) >= self.DEPTH or not msgs):
                     self._finish(*pending.popleft())
-                if not msgs and not pending and self.idle is not None:
-                    self.idle()
+                if not msgs and not pending:
+                    heal = getattr(self.verifier, "heal", None)
+                    if heal is not None:  # restart verification workers that died idle
+                        heal()
+                    if self.idle is not None:
+                        self.idle()
             while pending:
                 self._finish(*pending.popleft())
         except BaseException as exc:  # a store or verifier failure: stop, ack nothing more

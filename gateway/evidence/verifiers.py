@@ -230,6 +230,10 @@ def _worker_main(jobs: Any, results: Any, settings: IngestSettings) -> None:
         results.put(answer)
 
 
+class _DiedAtStart(RuntimeError):
+    """A verification process died before it said it was ready."""
+
+
 class ThreadVerifier:
     """Signature checks on a thread pool in this process (pyca releases the GIL).
 
@@ -333,38 +337,52 @@ class ProcessVerifier:
         return [p.pid for p in self._procs]
 
     def _restart(self, w: int) -> None:
-        """Replace dead worker ``w`` and send it the chunks its predecessor left."""
-        dead = self._procs[w]
-        now = time.monotonic()
-        self._deaths.append(now)
-        while self._deaths and now - self._deaths[0] > self.restart_window:
-            self._deaths.popleft()
-        if len(self._deaths) >= self.max_restarts:
-            raise RuntimeError(
-                f"verification processes died {len(self._deaths)} times within "
-                f"{self.restart_window:g} s (the last: process {w}, exit code {dead.exitcode}); "
-                "not restarting them again - see the system log (out of memory?)"
-            )
+        """Replace dead worker ``w`` and send it the chunks its predecessor left
+        (a successor that dies while starting is one more death, replaced in turn)."""
         pending = self._outstanding[w]
-        log.warning(
-            "verification process %d (pid %s) died with exit code %s; restarting it and "
-            "checking its %d unanswered chunk(s) again",
-            w,
-            dead.pid,
-            dead.exitcode,
-            len(pending),
-        )
-        for q_ in (self._jobs[w], self._results[w]):
-            q_.cancel_join_thread()
-            q_.close()
-        dead.join(1)
-        self._spawn(w)
-        self.restarts += 1
-        ready = self._get(w, self.start_timeout, resend=False)
-        if ready[0] != "ready":
-            raise RuntimeError(f"verification process {w} answered {ready[0]!r} at start")
+        while True:
+            dead = self._procs[w]
+            now = time.monotonic()
+            self._deaths.append(now)
+            while self._deaths and now - self._deaths[0] > self.restart_window:
+                self._deaths.popleft()
+            if len(self._deaths) >= self.max_restarts:
+                raise RuntimeError(
+                    f"verification processes died {len(self._deaths)} times within "
+                    f"{self.restart_window:g} s (the last: process {w}, exit code "
+                    f"{dead.exitcode}); not restarting them again - see the system log "
+                    "(out of memory?)"
+                )
+            log.warning(
+                "verification process %d (pid %s) died with exit code %s; restarting it and "
+                "checking its %d unanswered chunk(s) again",
+                w,
+                dead.pid,
+                dead.exitcode,
+                len(pending),
+            )
+            for q_ in (self._jobs[w], self._results[w]):
+                q_.cancel_join_thread()
+                q_.close()
+            dead.join(1)
+            self._spawn(w)
+            self.restarts += 1
+            try:
+                ready = self._get(w, self.start_timeout, resend=False)
+            except _DiedAtStart:
+                continue
+            if ready[0] != "ready":
+                raise RuntimeError(f"verification process {w} answered {ready[0]!r} at start")
+            break
         for job in pending:
             self._send(w, job)
+
+    def heal(self) -> None:
+        """Restart the workers that died while idle (the pipeline calls this when idle;
+        a death during a batch is found when its answer is awaited)."""
+        for w, proc in enumerate(self._procs):
+            if not proc.is_alive():
+                self._restart(w)
 
     def _send(self, w: int, job: tuple[int, list[str], bytes, bytes]) -> None:
         news = self._updates[self._applied[w] :]
@@ -380,7 +398,7 @@ class ProcessVerifier:
             except queue.Empty:
                 if not self._procs[worker].is_alive():
                     if not resend:
-                        raise RuntimeError(
+                        raise _DiedAtStart(
                             f"verification process {worker} died at start "
                             f"(exit code {self._procs[worker].exitcode})"
                         ) from None

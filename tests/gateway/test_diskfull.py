@@ -19,6 +19,7 @@ import threading
 
 import pytest
 
+from gateway.config import load_config
 from gateway.evidence.diskfull import EXIT_DISK_FULL, DiskFull, is_disk_full
 from gateway.evidence.ledger import LocalLedger
 from gateway.evidence.store import open_store
@@ -161,3 +162,69 @@ def test_a_full_disk_is_recognised_through_every_layer(tmp_path) -> None:
     assert not is_disk_full(sqlite3.OperationalError("database is locked"))
     assert not is_disk_full(OSError(13, "Permission denied"))
     assert str(DiskFull("/data")) == "the disk holding /data is full: free space and start again"
+
+
+def test_a_full_ledger_at_shutdown_is_one_sentence_and_files_close(
+    make_broker, make_gateway, monkeypatch, caplog
+) -> None:
+    """The final checkpoint at shutdown cannot be anchored: stop() says so and closes all.
+
+    The ledger may not grow (the hook); checkpoints are signed and anchored by
+    hand until an anchor needs a new page, so the next one - the final
+    checkpoint of ``stop()`` - needs it too.
+    """
+    dev = SimDevice("tl-stop")
+    broker = make_broker([dev.id])
+    env = make_gateway(broker)
+    text = env.config_path.read_text().replace(
+        "checkpoint_interval = 0.5", "checkpoint_interval = 3600"
+    )
+    env.config_path.write_text(text)
+    env.cfg = load_config(env.config_path)
+    env.register(dev)
+    cfg = env.cfg
+    LocalLedger(
+        cfg.ledger_path, cfg.ledger.id, load_ed25519_private_key(cfg.ledger.key_file)
+    ).close()
+    monkeypatch.setenv(HOOK, "ledger.db=0")
+    gw = env.start_gateway()
+    monkeypatch.delenv(HOOK)
+    env.connect(dev)
+
+    def one_more() -> None:
+        size = gw.log.size
+        dev.publish(dev.reading())
+        wait_for(lambda: gw.log.size == size + 1, 20, "a record logged")
+
+    try:
+        for _ in range(200):
+            one_more()
+            try:
+                gw.log.checkpoint()
+            except sqlite3.OperationalError as exc:
+                assert is_disk_full(exc)
+                break
+        else:
+            raise AssertionError("the ledger never filled")
+        one_more()
+        caplog.clear()
+    finally:
+        gw.stop()
+    assert gw.exit_code == EXIT_DISK_FULL
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors] == [f"the disk holding {cfg.data_dir} {SENTENCE}"]
+    assert all(r.exc_info is None for r in caplog.records)
+    assert not cfg.ledger_path.with_name("ledger.db-wal").exists()
+    assert not cfg.db_path.with_name("gateway.db-wal").exists()
+    store = open_store(cfg.db_path)
+    try:  # the final checkpoint is stored, its anchor is what is missing
+        assert store.latest_checkpoint().size == store.leaf_count()
+        assert store.latest_anchor().size < store.leaf_count()
+    finally:
+        store.close()
+    gw = env.start_gateway()  # room again: the start anchors what is pending
+    try:
+        assert gw.log.last_anchor.size == gw.log.size
+    finally:
+        gw.stop()
+    assert gw.exit_code == 0

@@ -167,3 +167,52 @@ def test_a_version_4_database_gains_the_quarantine_tables(tmp_path: Path) -> Non
     assert [r.raw for r in s.rejects()] == [b"j"] and s.quarantine_dropped() == []
     assert s.release_rejects() == (1, 0) and s.released_pending()[0][1:] == ("ct/v1/tl-1/rec", b"j")
     s.close()
+
+
+def test_metrics_show_the_quarantine_and_worker_restarts() -> None:
+    from gateway.metrics import render
+
+    text = render(
+        {
+            "quarantine": {
+                "rows": 7,
+                "bytes": 9000,
+                "max_rows": 100,
+                "max_bytes": 10000,
+                "full": True,
+                "dropped": {"full": 3, "rate": 40},
+            },
+            "verify_restarts": 2,
+        }
+    )
+    for line in (
+        "coldtrace_quarantine_rows 7",
+        "coldtrace_quarantine_bytes 9000",
+        "coldtrace_quarantine_limit_bytes 10000",
+        "coldtrace_quarantine_full 1",
+        'coldtrace_quarantine_dropped_total{cause="rate"} 40',
+        "coldtrace_verify_worker_restarts_total 2",
+    ):
+        assert line in text.splitlines(), line
+
+
+@pytest.mark.parametrize(
+    ("section", "why"),
+    [
+        ("[ingest]\ndevice_rate = -1\n", "device_rate must be >= 0"),
+        ("[ingest]\ndevice_rate = 5\ndevice_burst = 0\n", "device_burst >= 1"),
+        ("[quarantine]\nkeep_bytes = 10\n", "keep_bytes >= 64"),
+        ("[quarantine]\nmax_rows = 0\n", "max_rows and max_bytes must be >= 1"),
+        ("[quarantine]\nmax_rowz = 5\n", "unknown key 'max_rowz'"),
+    ],
+)
+def test_bad_limits_are_refused_with_the_reason(tmp_path: Path, section: str, why: str) -> None:
+    from gateway.config import ConfigError, load_config
+
+    (tmp_path / "gateway.toml").write_text(section)
+    with pytest.raises(ConfigError, match=why):
+        load_config(tmp_path / "gateway.toml")
+    (tmp_path / "gateway.toml").write_text("[quarantine]\nmax_bytes = 1048576\n")
+    cfg = load_config(tmp_path / "gateway.toml")
+    assert (cfg.quarantine.max_bytes, cfg.quarantine.keep_bytes) == (1 << 20, 2048)
+    assert (cfg.ingest.device_rate, cfg.ingest.device_burst) == (200.0, 1000)

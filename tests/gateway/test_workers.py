@@ -120,7 +120,7 @@ def test_the_gateway_keeps_ingesting_when_workers_are_killed(make_broker, make_g
         stop = threading.Event()
         result: dict = {}
         publisher = threading.Thread(
-            target=lambda: result.setdefault("sent", publish_stream(devs, 300, 0.004, stop))
+            target=lambda: result.setdefault("sent", publish_stream(devs, 800, 0.004, stop))
         )
         publisher.start()
         for n in (1, 2):
@@ -145,3 +145,20 @@ def test_the_gateway_keeps_ingesting_when_workers_are_killed(make_broker, make_g
     finally:
         store.close()
     check_exactly_once(env.cfg, result["sent"], devs)
+
+
+def test_a_worker_killed_while_idle_is_restarted_before_it_is_needed(
+    make_broker, make_gateway
+) -> None:
+    broker = make_broker([])
+    env = make_gateway(broker, verify_workers=2)
+    gw = env.start_gateway()
+    try:
+        old = gw.pipeline.verifier.pids
+        kill(old[1])  # no message arrives: the idle pipeline notices
+        wait_for(lambda: gw.pipeline.verifier.restarts == 1, 20, "the restart")
+        new = gw.pipeline.verifier.pids
+        assert new[0] == old[0] and new[1] != old[1] and Path(f"/proc/{new[1]}").exists()
+        assert gw.pipeline.error is None
+    finally:
+        gw.stop()
