@@ -129,7 +129,11 @@ def backup(cfg: GatewayConfig, dest: Path, *, keys: bool = True) -> dict[str, An
             for row_id, receipt in db.execute(
                 "SELECT id, receipt FROM anchors WHERE backend = 'local'"
             ).fetchall():
-                if json.loads(receipt).get("checkpoint_hash") not in ledger_hashes:
+                r = json.loads(receipt)  # receipts of a ledger rotated out stay (D31)
+                if (
+                    r.get("ledger") == cfg.ledger.id
+                    and r.get("checkpoint_hash") not in ledger_hashes
+                ):
                     db.execute("DELETE FROM anchors WHERE id = ?", (row_id,))
                     dropped += 1
             db.commit()

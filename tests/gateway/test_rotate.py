@@ -97,6 +97,10 @@ def test_rotated_log_and_ledger_keys_keep_old_and_new_evidence_verifiable(
     finally:
         store.close()
 
+    # A backup keeps the receipts of the ledger rotated out (none is "redone").
+    assert coldtrace(["gateway", "backup", "-c", conf, str(gw.dir / "backup")]) == 0
+    assert json.loads((gw.dir / "backup" / "backup.json").read_text())["anchors_to_redo"] == 0
+
     # `gateway trace` checks its bundles with the keys before the rotation too.
     assert {e["origin"] for e in own_trust(cfg)["logs"]} == {
         "coldtrace.test/gw",
