@@ -18,6 +18,7 @@ Every refusal is a 4xx with ``{"error": code, "message": …}``; every request
 is logged as one JSON line (logger ``coldtrace.cloud``).
 """
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -286,7 +287,7 @@ def create_app(config: CloudConfig, engine: Engine | None = None) -> FastAPI:
         auth = request.headers.get("authorization", "")
         try:
             result = await _run(
-                ingest,
+                functools.partial(ingest, rpc=cloud.config.evm_rpc()),
                 cloud.engine,
                 cloud.mirrors,
                 cloud.witness,

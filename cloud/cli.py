@@ -8,6 +8,7 @@
     coldtrace cloud registry add --dir D ORG --id ID --key B64
         [--devices P ...] [--places P ...] [--gtins P ...]
     coldtrace cloud ledger add --dir D ORG --id ID --key B64
+    coldtrace cloud ledger add-evm --dir D ORG --chain-id N --contract 0x…
     coldtrace cloud witness add --dir D ORG VKEY
     coldtrace cloud trust --dir D            # the trust file of what this cloud pins
 
@@ -147,6 +148,14 @@ def cmd_ledger_add(args: argparse.Namespace) -> int:
     return _admin(args, lambda c: orgs.add_ledger(c, None, args.org, args.id, args.key))
 
 
+def cmd_ledger_add_evm(args: argparse.Namespace) -> int:
+    from cloud import orgs
+
+    return _admin(
+        args, lambda c: orgs.add_evm_ledger(c, None, args.org, args.chain_id, args.contract)
+    )
+
+
 def cmd_witness_add(args: argparse.Namespace) -> int:
     from cloud import orgs
 
@@ -226,6 +235,11 @@ def register(sub: Any) -> None:
     q.add_argument("--id", required=True)
     q.add_argument("--key", required=True, help="base64 Ed25519 public key")
     q.set_defaults(func=cmd_ledger_add)
+    q = with_dir(ld.add_parser("add-evm", help="pin an EVM anchor contract (docs/evm.md)"))
+    q.add_argument("org")
+    q.add_argument("--chain-id", type=int, required=True)
+    q.add_argument("--contract", required=True, help="0x and 40 hex digits")
+    q.set_defaults(func=cmd_ledger_add_evm)
 
     wt = cs.add_parser("witness", help="witness keys").add_subparsers(dest="wit_cmd", required=True)
     q = with_dir(wt.add_parser("add", help="register a peer witness's cosigning key"))

@@ -42,6 +42,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -105,6 +106,16 @@ ledgers = Table(
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
     Column("ledger", String(255), nullable=False, unique=True),
     Column("key", Text, nullable=False),  # base64 Ed25519
+)
+
+evm_ledgers = Table(  # EVM anchor contracts an org anchors with (docs/evm.md)
+    "evm_ledgers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("contract", String(42), nullable=False),  # 0x and 40 lowercase hex digits
+    UniqueConstraint("chain_id", "contract"),
 )
 
 witness_keys = Table(

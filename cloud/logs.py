@@ -30,7 +30,7 @@ from protocol.record import (
     Scan,
     Status,
 )
-from protocol.trust import Scopes, Trust
+from protocol.trust import EvmLedger, Scopes, Trust
 
 __all__ = ["LogRow", "Mirror", "Mirrors", "chain_name", "record_row", "trust_of"]
 
@@ -259,6 +259,8 @@ def trust_of(conn: Connection, witnesses: Sequence[WitnessVerifier] = (), quorum
         )
     for r in conn.execute(select(db.ledgers)):
         trust.ledgers[r.ledger] = ed25519_public_from_raw(b64d(r.key))
+    for r in conn.execute(select(db.evm_ledgers)):
+        trust.evm.append(EvmLedger(int(r.chain_id), r.contract))
     trust.witnesses = list(witnesses)
     return trust
 
@@ -285,6 +287,11 @@ def trust_document(
     doc["ledgers"] = [
         {"type": "local", "id": r.ledger, "key": r.key}
         for r in conn.execute(select(db.ledgers).order_by(db.ledgers.c.ledger))
+    ]
+    e = db.evm_ledgers
+    doc["ledgers"] += [
+        {"type": "evm", "chain_id": int(r.chain_id), "contract": r.contract}
+        for r in conn.execute(select(e).order_by(e.c.chain_id, e.c.contract))
     ]
     doc["witnesses"] = [{"vkey": w.vkey} for w in witnesses]
     doc["quorum"] = quorum

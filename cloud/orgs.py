@@ -225,6 +225,29 @@ def add_ledger(conn: Connection, who: Principal | None, org: str, ledger: str, k
     audit(conn, who, "ledger.add", ledger, org=org, key=key)
 
 
+def add_evm_ledger(
+    conn: Connection, who: Principal | None, org: str, chain_id: int, contract: str
+) -> None:
+    """Pin an EVM anchor contract (chain id, address) the org's gateways anchor with."""
+    from protocol.anchor import _address
+
+    _operator(who)
+    if type(chain_id) is not int or not 1 <= chain_id < 2**63:
+        raise OrgError(f"chain id {chain_id!r} is not a positive integer")
+    try:
+        contract = _address(contract)
+    except Exception as e:
+        raise OrgError(f"contract {contract!r}: {e}") from None
+    oid = org_id(conn, org)
+    t = db.evm_ledgers
+    if conn.execute(
+        select(t.c.id).where(t.c.chain_id == chain_id, t.c.contract == contract)
+    ).first():
+        raise OrgError(f"contract {contract} on chain {chain_id} is pinned", 409)
+    conn.execute(insert(t).values(org_id=oid, chain_id=chain_id, contract=contract))
+    audit(conn, who, "ledger.add_evm", f"{chain_id}:{contract}", org=org)
+
+
 def add_witness(conn: Connection, who: Principal | None, org: str, vkey: str) -> str:
     _operator(who)
     try:

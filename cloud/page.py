@@ -164,7 +164,7 @@ _JUDGED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def with_tap(
-    summary: dict[str, Any], trace: Any, trust: dict[str, Any], tap: Tap
+    summary: dict[str, Any], trace: Any, trust: dict[str, Any], tap: Tap, rpc: Any = None
 ) -> dict[str, Any]:
     """The summary with the verdict judged for this tap. The cloud's trace summary is
     judged without a tap (``tag`` unknown); a provenance verdict (§12.10) depends on the
@@ -181,7 +181,7 @@ def with_tap(
         from protocol.verify import verify_bundle
 
         report = verify_bundle(
-            loads_bundle(trace.bundle_text.encode()), parse_trust(trust), tag=tag
+            loads_bundle(trace.bundle_text.encode()), parse_trust(trust), tag=tag, rpc=rpc
         )
         if len(_JUDGED) > 1024:
             _JUDGED.clear()
@@ -470,7 +470,8 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
                 raise
             return HTMLResponse(render_not_found(dl), status_code=404, headers=HEADERS)
         trust = cloud.trust()
-        body = render_page(with_tap(trace.summary, trace, trust, tap), trust, tap, dl)
+        judged = with_tap(trace.summary, trace, trust, tap, cloud.config.evm_rpc())
+        body = render_page(judged, trust, tap, dl)
         return HTMLResponse(body, headers=HEADERS)
 
     deps = [public]  # rate-limited like the other public endpoints

@@ -181,8 +181,11 @@ def _verify_records(
     note: str,
     new: Sequence[tuple[int, Record]],
     anchors: Sequence[tuple[int, dict[str, Any]]],
+    rpc: Any = None,
 ) -> None:
-    """Step 6: the verifier of §11 over the new records with their context."""
+    """Step 6: the verifier of §11 over the new records with their context. An EVM
+    receipt the cloud cannot check (no ``[[evm]]`` endpoint for its chain, or the
+    node away) is kept, unverified: it does not refuse the batch (docs/evm.md)."""
     ctx = _context(conn, log, new)
     bundle = Bundle(subject=_PLACEHOLDER)
     origins = {row.id: row.origin for row in conn.execute(select(db.logs.c.id, db.logs.c.origin))}
@@ -230,14 +233,34 @@ def _verify_records(
     if not bundle.records and not bundle.anchors:
         return
     trust = trust_of(conn)
-    report = verify_bundle(bundle, trust, require_anchor=False, judge=False)
-    if report.failures:
+    report = verify_bundle(bundle, trust, rpc=rpc, require_anchor=False, judge=False)
+    failures = [f for f in report.failures if f.code != "anchor_unverifiable"]
+    if failures:
         raise PushRefused(
             422,
             "unverified_records",
-            f"{len(report.failures)} check(s) failed; the batch is refused whole",
-            {"failures": [_failure(f) for f in report.failures[:200]]},
+            f"{len(failures)} check(s) failed; the batch is refused whole",
+            {"failures": [_failure(f) for f in failures[:200]]},
         )
+
+
+def _evm_receipt_holds(
+    conn: Connection, log: LogRow, size: int, receipt: dict[str, Any], rpc: Any
+) -> bool:
+    """Whether ``receipt`` is an EVM receipt that verifies on the cloud's node for the
+    checkpoint of ``size`` (never without a node: an unchecked receipt does not replace
+    a stored one)."""
+    from protocol.anchor import EvmReceipt, verify_evm_receipt
+
+    row = checkpoint_at(conn, log.id, size)
+    if rpc is None or receipt.get("type") != "evm" or row is None:
+        return False
+    try:
+        cp = open_checkpoint(str(row.note), [log.verifier])
+        verify_evm_receipt(EvmReceipt.from_json(receipt), cp, rpc)
+    except VerificationError:
+        return False
+    return True
 
 
 def _range_hash(tree: MerkleTree, lo: int, hi: int) -> bytes:
@@ -266,8 +289,10 @@ def ingest(
     authorization: str,
     *,
     now: int | None = None,
+    rpc: Any = None,
 ) -> dict[str, Any]:
-    """Check and store one push (see the module docstring); :class:`PushRefused` if not."""
+    """Check and store one push (see the module docstring); :class:`PushRefused` if not.
+    ``rpc``: a JSON-RPC call to check EVM receipts with (``[[evm]]``), or None."""
     with engine.connect() as conn:
         log = get_log(conn, origin)
     if log is None:
@@ -282,7 +307,7 @@ def ingest(
         raise err from None
     mirror = mirrors.get(log.id)
     with mirror.lock:
-        return _ingest_locked(engine, mirrors, mirror, witness, origin, body, now)
+        return _ingest_locked(engine, mirrors, mirror, witness, origin, body, now, rpc)
 
 
 def _record(
@@ -300,13 +325,14 @@ def _ingest_locked(
     origin: str,
     body: bytes,
     now: int | None,
+    rpc: Any = None,
 ) -> dict[str, Any]:
     keep = len(body)
     with engine.connect() as conn:
         log = get_log(conn, origin)
         assert log is not None
         try:
-            result = _check(conn, mirrors, mirror, log, body)
+            result = _check(conn, mirrors, mirror, log, body, rpc)
         except PushRefused as err:
             conn.rollback()
             with engine.begin() as wconn:
@@ -333,15 +359,20 @@ def _ingest_locked(
             )
         for tree_size, receipt in batch.anchors:
             have = conn.execute(
-                select(db.anchors.c.size).where(
+                select(db.anchors.c.receipt).where(
                     and_(db.anchors.c.log_id == log.id, db.anchors.c.size == tree_size)
                 )
             ).first()
+            text = json.dumps(receipt, sort_keys=True)
             if have is None:
+                conn.execute(insert(db.anchors).values(log_id=log.id, size=tree_size, receipt=text))
+            elif have.receipt != text and _evm_receipt_holds(conn, log, tree_size, receipt, rpc):
+                # A chain reorganisation moved the anchor: the gateway's new receipt,
+                # checked on the cloud's node of that chain, replaces the stored one.
                 conn.execute(
-                    insert(db.anchors).values(
-                        log_id=log.id, size=tree_size, receipt=json.dumps(receipt, sort_keys=True)
-                    )
+                    update(db.anchors)
+                    .where(and_(db.anchors.c.log_id == log.id, db.anchors.c.size == tree_size))
+                    .values(receipt=text)
                 )
         new_size = max(log.size, cp.size)
         done = conn.execute(
@@ -373,7 +404,7 @@ def _ingest_locked(
 
 
 def _check(
-    conn: Connection, mirrors: Mirrors, mirror: Any, log: LogRow, body: bytes
+    conn: Connection, mirrors: Mirrors, mirror: Any, log: LogRow, body: bytes, rpc: Any = None
 ) -> tuple[PushBatch, Checkpoint, list[tuple[int, Record]], bool]:
     if log.frozen:
         raise PushRefused(423, "log_frozen", f"{log.origin} is frozen: {log.frozen_reason}")
@@ -513,7 +544,7 @@ def _check(
                         "evidence": {"held": old.note, "pushed": batch.checkpoint},
                     },
                 ) from None
-        _verify_records(conn, mirrors, log, tree, cp, batch.checkpoint, new, batch.anchors)
+        _verify_records(conn, mirrors, log, tree, cp, batch.checkpoint, new, batch.anchors, rpc)
     except BaseException:
         tree.rollback(size)
         raise

@@ -581,8 +581,10 @@ def render_report(
     created: int | None = None,
     organisations: Mapping[int, str | None] | None = None,
     name: str = "bundle.json",
+    rpc: Any = None,
 ) -> bytes:
     """The release report of a trace bundle, as PDF bytes (module docstring).
+    ``rpc``: a JSON-RPC call that checks EVM anchors (docs/evm.md), or None.
 
     ``trust``: a :class:`~protocol.trust.Trust` or a trust file's bytes.
     ``verification_url``: where the trace can be checked (printed and as a QR code);
@@ -600,7 +602,7 @@ def render_report(
     """
     try:
         pinned = trust if isinstance(trust, Trust) else loads_trust(trust)
-        ev = evidence_from_bytes(bundle_bytes, pinned, name)
+        ev = evidence_from_bytes(bundle_bytes, pinned, name, rpc=rpc)
     except NotVerifiedError as err:
         raise NotVerified(err) from None
     except VerificationError as err:

@@ -52,6 +52,7 @@ def register(sub: Any) -> None:
         metavar="N",
         help="the quantity shipped (default: the signed item's GS1 AI 30, else a blank)",
     )
+    p.add_argument("--evm-rpc", metavar="URL", help="JSON-RPC endpoint to check EVM anchors")
     p.set_defaults(func=run)
 
 
@@ -84,8 +85,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         data = args.bundle.read_bytes()
         trust = args.trust.read_bytes()
+        rpc = None
+        if args.evm_rpc:
+            from protocol.rpc import json_rpc
+
+            rpc = json_rpc(args.evm_rpc)
         pdf = render_report(
-            data, trust, verification_url=url, quantity=quantity, name=args.bundle.name
+            data, trust, verification_url=url, quantity=quantity, name=args.bundle.name, rpc=rpc
         )
     except NotVerified as err:
         print(f"coldtrace report: refused: {err}", file=sys.stderr)

@@ -362,7 +362,7 @@ class TraceService:
 
         def summarise() -> dict[str, Any]:
             t0 = time.perf_counter()
-            report = verify_bundle(bundle, trust)
+            report = verify_bundle(bundle, trust, rpc=self.cloud.config.evm_rpc())
             verified = time.perf_counter() - t0
             with self.cloud.engine.connect() as c2:
                 out = self._summary(c2, p, report, views, by_origin, trust, len(text), bundle)

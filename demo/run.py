@@ -145,6 +145,14 @@ def register(sub: Any) -> None:
         help="how much faster than real time the day is replayed (default 6000: "
         "22 hours in about 13 s)",
     )
+    p.add_argument(
+        "--ledger",
+        choices=("local", "evm"),
+        default="local",
+        help="where the gateways anchor their checkpoints: each its own local ledger "
+        "(default), or an anchor contract on an EVM chain (Anvil started on loopback; "
+        "docs/evm.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -184,6 +192,13 @@ def _cloud(system: System) -> None:
     print(f"   $ coldtrace cloud init --dir {d} --public-url {system.cloud_url}")
     for line in text.splitlines():
         print(f"     {line.strip()}")
+    if system.ledger == "evm":
+        url = system.start_chain()
+        print(
+            f"   the EVM chain: Anvil on {url} (chain {system.chain.chain_id}, a block a "
+            f"second; log {system.out}/anvil.log);\n   cloud.toml [[evm]] rpc_url: the cloud "
+            "checks EVM anchors there"
+        )
     pid = system.start_cloud()
     print(f"   $ coldtrace cloud serve --dir {d}   (pid {pid}, log {d}/cloud.log)")
     system.wait_cloud()
@@ -194,6 +209,14 @@ def _organisations(system: System) -> None:
     system.start_brokers()
     for site in system:
         system.init_gateway(site)
+    if system.ledger == "evm":
+        for site in system:
+            contract = system.configure_evm(site)
+            print(
+                f'   {site.name}: [ledger] backend = "evm", a funded anchoring key; '
+                f"$ coldtrace gateway ledger deploy -c {site.config}\n"
+                f"     -> contract {contract} written into [ledger.evm] and trust.json"
+            )
     for site in system:
         peer = WITNESSES.get(site.name)
         system.configure_cloud(site, [system.sites[peer]] if peer else [])
@@ -250,7 +273,18 @@ def _operator(system: System) -> str:
             "--gtins",
             *o.gtins,
         )
-        system.cloud_cli("ledger", "add", o.name, "--id", led["id"], "--key", led["key"])
+        if led["type"] == "evm":
+            system.cloud_cli(
+                "ledger",
+                "add-evm",
+                o.name,
+                "--chain-id",
+                str(led["chain_id"]),
+                "--contract",
+                led["contract"],
+            )
+        else:
+            system.cloud_cli("ledger", "add", o.name, "--id", led["id"], "--key", led["key"])
         system.cloud_cli("witness", "add", o.name, witness)
         print(f"   $ coldtrace cloud org add --dir $D {o.name} --display '{o.display}'")
         print(f"     coldtrace cloud log add --dir $D {o.name} {_vkey(log['vkey'])}")
@@ -259,10 +293,16 @@ def _operator(system: System) -> str:
             f"{_short(reg['key'], 12)} --devices {_q(o.device_scope)} --places {_q(o.places)}"
             + (f" --gtins {_q(o.gtins)}" if o.gtins else " (no GTIN)")
         )
-        print(
-            f"     coldtrace cloud ledger add --dir $D {o.name} --id {led['id']} --key "
-            f"{_short(led['key'], 12)}"
-        )
+        if led["type"] == "evm":
+            print(
+                f"     coldtrace cloud ledger add-evm --dir $D {o.name} --chain-id "
+                f"{led['chain_id']} --contract {led['contract']}"
+            )
+        else:
+            print(
+                f"     coldtrace cloud ledger add --dir $D {o.name} --id {led['id']} --key "
+                f"{_short(led['key'], 12)}"
+            )
         print(
             f"     coldtrace cloud witness add --dir $D {o.name} {_vkey(witness)}"
             "   (gateway witness-key)"
@@ -361,10 +401,7 @@ def _close_day(system: System) -> None:
     figs = {s.name: s.figures() for s in system}
     print(
         "   logged and anchored: "
-        + ", ".join(
-            f"{n} checkpoint {f['anchor']} (ledger entry {f['anchor_index']})"
-            for n, f in figs.items()
-        )
+        + ", ".join(f"{n} checkpoint {f['anchor']} ({f['anchor_where']})" for n, f in figs.items())
         + f" ({time.monotonic() - t0:.1f} s)"
     )
     for site in system:
@@ -597,17 +634,19 @@ def _tags(system: System, world: World, token: str, out: Path) -> dict[str, Any]
 # --- verification ---------------------------------------------------------------------------
 
 
-def _verify_brief(path: Path, trust: Path) -> int:
+def _verify_brief(path: Path, trust: Path, rpc_url: str | None = None) -> int:
     """What ``coldtrace verify`` finds, one line per kind of failure (an edited record
     fails the one proof, and so every record the proof lists); its exit status."""
     from collections import Counter
 
     from protocol.bundle import load_bundle
+    from protocol.rpc import json_rpc
     from protocol.trust import load_trust
     from protocol.verify import verify_bundle
     from protocol.verify_cli import exit_status
 
-    report = verify_bundle(load_bundle(path), load_trust(trust))
+    rpc = json_rpc(rpc_url) if rpc_url else None
+    report = verify_bundle(load_bundle(path), load_trust(trust), rpc=rpc)
     counts = Counter(f.code for f in report.failures)
     first = {}
     for f in report.failures:
@@ -629,30 +668,39 @@ def _verify_brief(path: Path, trust: Path) -> int:
     return exit_status(report)
 
 
-def _verify(bundle: Path, trust: Path, out: Path) -> tuple[int, int, int]:
-    print(f"$ coldtrace verify {bundle} --trust {trust}")
-    good = cli.main(["verify", str(bundle), "--trust", str(trust)])
+def _verify(
+    bundle: Path, trust: Path, out: Path, rpc_url: str | None = None
+) -> tuple[int, int, int]:
+    rpc = ["--evm-rpc", rpc_url] if rpc_url else []
+    print(f"$ coldtrace verify {bundle} --trust {trust} {' '.join(rpc)}".rstrip())
+    good = cli.main(["verify", str(bundle), "--trust", str(trust), *rpc])
     print(f"   exit status {good}: verified, verdict FAIL" if good == 4 else f"   exit {good}")
     print("13. two tampered copies")
     print("   a) one reading edited (the excursion's peak, signature kept)")
     bad_path = show.tamper(bundle, out)
-    print(f"$ coldtrace verify {bad_path} --trust {trust}   (shortened)")
-    bad = _verify_brief(bad_path, trust)
+    print(f"$ coldtrace verify {bad_path} --trust {trust} {' '.join(rpc)}  (shortened)")
+    bad = _verify_brief(bad_path, trust, rpc_url)
     print(f"   exit status {bad}: not verified" if bad == 3 else f"   exit {bad}")
     print("   b) the truck logger's records cut out, the proof recomputed for what is left")
     cut_path = show.cut_logger(bundle, out, "tl-truck-07")
-    print(f"$ coldtrace verify {cut_path} --trust {trust}   (shortened)")
-    cut = _verify_brief(cut_path, trust)
+    print(f"$ coldtrace verify {cut_path} --trust {trust} {' '.join(rpc)}  (shortened)")
+    cut = _verify_brief(cut_path, trust, rpc_url)
     print(f"   exit status {cut}: verified, verdict INCOMPLETE" if cut == 5 else f"   exit {cut}")
     return good, bad, cut
 
 
-def _report(bundle: Path, trust: Path, out: Path, url: str) -> Path | None:
+def _report(
+    bundle: Path, trust: Path, out: Path, url: str, rpc_url: str | None = None
+) -> Path | None:
     """``coldtrace report``: the shipment release report of the verified bundle."""
     pdf = out / "report.pdf"
-    print(f"$ coldtrace report {bundle.name} --trust {trust.name} -o {pdf.name} --url {url}")
+    rpc = ["--evm-rpc", rpc_url] if rpc_url else []
+    print(
+        f"$ coldtrace report {bundle.name} --trust {trust.name} -o {pdf.name} --url {url} "
+        + " ".join(rpc)
+    )
     status, text = quiet_cli(
-        ["report", str(bundle), "--trust", str(trust), "-o", str(pdf), "--url", url]
+        ["report", str(bundle), "--trust", str(trust), "-o", str(pdf), "--url", url, *rpc]
     )
     if status != 0 or not pdf.exists():
         print(f"   exit {status}: {text.strip()}")
@@ -665,12 +713,16 @@ def _report(bundle: Path, trust: Path, out: Path, url: str) -> Path | None:
     return pdf
 
 
-def _provenance(bundle: Path, trust: Path, taps: dict[str, Any]) -> tuple[str, str]:
+def _provenance(
+    bundle: Path, trust: Path, taps: dict[str, Any], rpc_url: str | None = None
+) -> tuple[str, str]:
     """``coldtrace verify --tag``: the part's verdict with the tag's status at the genuine
     tap and at the counterfeit's (shortened to the verdict and its reasons)."""
     out = []
     for who, tap in (("the buyer's tap", taps["part"]), ("the counterfeit's", taps["counterfeit"])):
         argv = ["verify", str(bundle), "--trust", str(trust), "--tag", str(tap["status"])]
+        if rpc_url:
+            argv += ["--evm-rpc", rpc_url]
         print(f"$ coldtrace {' '.join(argv)}   ({who}; shortened)")
         status, text = quiet_cli(argv)
         lines = text.splitlines()
@@ -687,6 +739,13 @@ def _provenance(bundle: Path, trust: Path, taps: dict[str, Any]) -> tuple[str, s
         print(f"   exit status {status}: {word}")
         out.append(word)
     return out[0], out[1]
+
+
+def _evm_anchors(bundle: Path) -> int:
+    """How many of the bundle's anchors are EVM receipts (``--ledger evm``)."""
+    from protocol.bundle import load_bundle
+
+    return sum(1 for a in load_bundle(bundle).anchors if a.receipt.get("type") == "evm")
 
 
 # --- the whole run ---------------------------------------------------------------------------
@@ -772,8 +831,8 @@ def _run(system: System, out: Path, speed: float) -> int:
         f = site.figures()
         rejects += f["rejects"]
         print(
-            f"     {site.name:<10} checkpoint {f['checkpoint']:>5}, local ledger entry "
-            f"{f['anchor_index']}; the cloud holds {f['cloud']} records"
+            f"     {site.name:<10} checkpoint {f['checkpoint']:>5}, {f['anchor_where']}; "
+            f"the cloud holds {f['cloud']} records"
         )
 
     print(
@@ -817,15 +876,20 @@ def _run(system: System, out: Path, speed: float) -> int:
     system.stop()
     left = system.leftovers()
     print("   no processes left" if not left else f"   STILL RUNNING: {', '.join(left)}")
+    rpc_url = None if system.chain is None else system.chain.url
+    if rpc_url:
+        print(f"   (the EVM node stays up: the verifier checks the anchors on it, {rpc_url})")
 
     print(
         "12. the cloud's bundle, checked by the independent verifier with nothing but the "
         "cloud's trust file\n    (witness quorum 1) and nothing else running"
     )
-    good, bad, cut = _verify(bundle, trust, out)
-    report = _report(bundle, trust, out, f"{cloud_url}/v1/public/trace?dl={trace['item']}")
+    good, bad, cut = _verify(bundle, trust, out, rpc_url)
+    report = _report(bundle, trust, out, f"{cloud_url}/v1/public/trace?dl={trace['item']}", rpc_url)
     print("14. the spare part's provenance verdict, from its bundle and each tap's status")
-    part_genuine, part_fake = _provenance(taps["part_bundle"], trust, taps)
+    part_genuine, part_fake = _provenance(taps["part_bundle"], trust, taps, rpc_url)
+    evm_anchors = _evm_anchors(bundle) if rpc_url else None
+    system.stop_chain()
 
     problems = []
     if rejects:
@@ -846,6 +910,8 @@ def _run(system: System, out: Path, speed: float) -> int:
         problems.append(f"the cut bundle is not INCOMPLETE (exit {cut}, want 5)")
     if report is None:
         problems.append("no shipment release report")
+    if evm_anchors is not None and evm_anchors == 0:
+        problems.append("the bundle holds no EVM anchor")
     if dashboard != 200:
         problems.append(f"the {DASHBOARD} gateway's dashboard answered {dashboard}, not 200")
     for name, want in (
@@ -895,7 +961,7 @@ def run(args: argparse.Namespace) -> int:
     system: System | None = None
     try:
         out = _prepare(args.out, args.speed)
-        system = System(out)
+        system = System(out, ledger=args.ledger)
         return _run(system, out, args.speed)
     except KeyboardInterrupt:
         print("\ndemo: interrupted; stopping everything", flush=True)
@@ -910,6 +976,7 @@ def run(args: argparse.Namespace) -> int:
             if system.world is not None:
                 system.world.close()
             system.stop()
+            system.stop_chain()
             left = system.leftovers()
             if left:
                 print(f"demo: could not stop {', '.join(left)}")

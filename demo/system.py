@@ -60,6 +60,11 @@ WITNESS_NAME = "witness.cloud.example"
 # Every client of the demo's cloud is on 127.0.0.1 (three gateways and the demo): the
 # public endpoints' rate limit, per client address, is raised to match.
 PUBLIC_RATE = 100_000
+# coldtrace demo --ledger evm: Anvil's chain, and the gateways' anchoring settings (a
+# block a second, 3 confirmations, at most one anchor every 5 s per gateway).
+EVM_CHAIN = 31337
+EVM_CONFIRMATIONS = 3
+EVM_INTERVAL = 5.0
 
 
 class DemoError(Exception):
@@ -196,6 +201,7 @@ class Site:
             "checkpoint": None if cp is None else cp.size,
             "anchor": None if anchor is None else anchor.size,
             "anchor_index": None if anchor is None else anchor.receipt.get("index"),
+            "anchor_where": _anchor_where(None if anchor is None else anchor.receipt),
             "rejects": sum(store.reject_counts().values()),
             "cloud": int(store.get_meta("cloud.size") or 0),
         }
@@ -211,9 +217,20 @@ class Site:
         return bool(f) and f["pending"] == 0 and f["records"] > 0 and f["anchor"] == f["records"]
 
 
+def _anchor_where(receipt: dict[str, Any] | None) -> str:
+    """Where a receipt puts its checkpoint: a local ledger entry, or an EVM block."""
+    if receipt is None:
+        return "not anchored"
+    if receipt.get("type") == "evm":
+        return f"EVM block {receipt['block_number']}"
+    return f"local ledger entry {receipt.get('index')}"
+
+
 class System:
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, ledger: str = "local") -> None:
         self.out = out
+        self.ledger = ledger  # "local" (each gateway's own) or "evm" (Anvil, docs/evm.md)
+        self.chain: Any = None  # demo/anvil.py's Anvil, with ledger = "evm"
         self.sites = {org.name: Site(org, out) for org in ORGS}
         self.cloud_dir = out / "cloud"
         self.cloud: subprocess.Popen[bytes] | None = None
@@ -487,6 +504,64 @@ class System:
         for site in self:
             if site.broker is not None:
                 site.broker.stop()
+
+    # --- the EVM ledger (coldtrace demo --ledger evm) ---------------------------------
+
+    def start_chain(self) -> str:
+        """Anvil on loopback (a block every second) for the gateways' EVM ledger; the
+        cloud checks anchors there too (``[[evm]]`` in cloud.toml). Its URL."""
+        from demo.anvil import Anvil, AnvilError
+
+        self.chain = Anvil(chain_id=EVM_CHAIN, block_time=1, log_file=self.out / "anvil.log")
+        try:
+            self.chain.start()
+        except AnvilError as exc:
+            raise DemoError(f"the EVM node: {exc}") from None
+        with open(self.cloud_dir / "cloud.toml", "a", encoding="utf-8") as f:
+            f.write(f'\n[[evm]]\nchain_id = {EVM_CHAIN}\nrpc_url = "{self.chain.url}"\n')
+        return str(self.chain.url)
+
+    def configure_evm(self, site: Site) -> str:
+        """The gateway's anchoring account (a fresh key, funded on the dev chain),
+        ``[ledger.evm]``, and ``coldtrace gateway ledger deploy``; the contract."""
+        import secrets
+
+        from eth_account import Account
+
+        from gateway.ledger_cli import set_toml_keys
+
+        key = "0x" + secrets.token_hex(32)
+        key_file = site.gw_dir / "keys" / "anchor.hex"
+        key_file.write_text(key + "\n", encoding="utf-8")
+        key_file.chmod(0o600)
+        self.chain.set_balance(Account.from_key(key).address, 10**19)
+        text = set_toml_keys(site.config.read_text(encoding="utf-8"), "ledger", {"backend": "evm"})
+        text = set_toml_keys(
+            text,
+            "ledger.evm",
+            {
+                "rpc_url": self.chain.url,
+                "chain_id": EVM_CHAIN,
+                "key_file": "keys/anchor.hex",
+                "confirmations": EVM_CONFIRMATIONS,
+                "interval": EVM_INTERVAL,
+                "poll": 0.5,
+            },
+        )
+        site.config.write_text(text, encoding="utf-8")
+        status, out = quiet_cli(["gateway", "ledger", "deploy", "-c", str(site.config)])
+        if status != 0:
+            raise DemoError(f"gateway ledger deploy ({site.name}) failed: {out.strip()}")
+        from gateway.config import load_config
+
+        evm = load_config(site.config).ledger.evm
+        assert evm is not None
+        return evm.contract
+
+    def stop_chain(self) -> None:
+        if self.chain is not None:
+            self.chain.stop()
+            self.chain = None
 
     def leftovers(self, grace: float = 5.0) -> list[str]:
         """Processes the demo started that are still alive (after ``grace`` s)."""

@@ -391,6 +391,7 @@ def _status(args: argparse.Namespace) -> int:
                 "time": anchor.time,
                 "backend": anchor.backend,
                 "index": anchor.receipt.get("index"),
+                "block_number": anchor.receipt.get("block_number"),  # an EVM anchor's
             },
             "declared_lost": [
                 {
@@ -460,8 +461,13 @@ def _status(args: argparse.Namespace) -> int:
         + (
             "none"
             if la is None
-            else f"size {la['size']} on {la['backend']} ledger entry {la['index']}, "
-            f"{_ago(la['time'])}"
+            else f"size {la['size']} on {la['backend']} "
+            + (
+                f"ledger entry {la['index']}, "
+                if la.get("block_number") is None
+                else f"block {la['block_number']}, "
+            )
+            + _ago(la["time"])
         )
     )
     cl = report.get("cloud")
@@ -645,6 +651,8 @@ def _checkpoints(args: argparse.Namespace) -> int:
     for c in cps:
         a = anchors.get(c.size)
         where = f"anchored ({a.backend} #{a.receipt.get('index')})" if a else "not anchored"
+        if a and a.backend == "evm":
+            where = f"anchored (evm block {a.receipt.get('block_number')})"
         print(f"{c.size:>10}  {c.root.hex()[:16]}…  {_ago(c.time):>12}  {where}")
     return 0
 

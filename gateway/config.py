@@ -559,8 +559,8 @@ def _check_ledger_evm(e: EvmLedgerConfig | None) -> None:
         raise ConfigError("[ledger.evm] needs exactly one of key_file and key_env")
     if e.confirmations < 0 or e.gas_limit < 0:
         raise ConfigError("[ledger.evm] confirmations and gas_limit must be >= 0")
-    if not 0 < e.priority_fee_gwei <= e.max_fee_gwei:
-        raise ConfigError("[ledger.evm] need 0 < priority_fee_gwei <= max_fee_gwei")
+    if not 0 <= e.priority_fee_gwei <= e.max_fee_gwei:
+        raise ConfigError("[ledger.evm] need 0 <= priority_fee_gwei <= max_fee_gwei")
     if e.timeout <= 0 or e.interval < 0 or e.poll <= 0:
         raise ConfigError("[ledger.evm] timeout and poll must be > 0, interval >= 0")
 

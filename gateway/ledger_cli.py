@@ -53,6 +53,12 @@ def register_ledger_commands(gateway_subparsers: argparse._SubParsersAction) -> 
     d.add_argument(
         "--confirmations", type=int, default=None, help="default: [ledger.evm] confirmations"
     )
+    d.add_argument(
+        "--force",
+        action="store_true",
+        help="deploy even though [ledger.evm] names a contract (its receipts then need "
+        "the old contract pinned too)",
+    )
     d.set_defaults(func=_deploy)
 
     s = sub.add_parser("status", help="queued, pending and confirmed anchors; balance; errors")
@@ -86,6 +92,11 @@ def _deploy(args: argparse.Namespace) -> int:
     raw = _raw_config(path)
     section = dict(raw.get("ledger", {}).get("evm", {}))
     base = path.resolve().parent
+    if section.get("contract") and not args.force:
+        return _fail(
+            f"[ledger.evm] already names contract {section['contract']}; receipts made with "
+            "it are pinned by it. Use --force to deploy another (and keep the old one pinned)"
+        )
     rpc_url = args.rpc_url or section.get("rpc_url")
     if not rpc_url:
         return _fail("no RPC endpoint: give --rpc-url or set [ledger.evm] rpc_url")

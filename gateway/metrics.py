@@ -272,6 +272,7 @@ def _families(stats: Mapping[str, Any], now: float) -> Iterable[_Family]:
     )
     yield from _cloud_families(stats)
     yield from _quarantine_families(stats)
+    yield from _evm_families(stats)
     influx = stats.get("influx")
     if isinstance(influx, Mapping):
         outcomes = [
@@ -398,6 +399,32 @@ def _quarantine_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
             "counter",
             "Verification worker processes that died and were restarted.",
             [({}, restarts)],
+        )
+
+
+def _evm_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
+    """The EVM ledger's queue and health (gateway/evidence/evm.py, docs/evm.md)."""
+    evm = stats.get("evm")
+    if not isinstance(evm, Mapping):
+        return
+    yield _Family(
+        "coldtrace_evm_anchors",
+        "gauge",
+        "EVM anchors by state: queued, pending (sent, not final), confirmed, superseded.",
+        [
+            ({"state": k}, evm[k])
+            for k in ("queued", "pending", "confirmed", "superseded")
+            if _is_number(evm.get(k))
+        ],
+    )
+    status = evm.get("status")
+    if isinstance(status, str):
+        yield _Family(
+            "coldtrace_evm_ok",
+            "gauge",
+            "1 while EVM anchoring works; 0 with a problem (label: unreachable, "
+            "out_of_funds, wrong_chain, fee_cap, ...).",
+            [({"status": status}, int(status == "ok"))],
         )
 
 

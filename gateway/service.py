@@ -598,6 +598,8 @@ class Gateway:
             status["cloud"] = self.pusher.stats.as_dict()
         if self.witness is not None:
             status["witness"] = self.witness.stats.as_dict()
+        if self.ledger.backend == "evm":
+            status["evm"] = self.ledger.status()  # queue and health, for the metrics
         self.last_status = status
 
     # --- the quarantine, a full disk (docs/decisions.md D29) ------------------------------

@@ -60,6 +60,9 @@ fi
 if [ -f package.json ]; then
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "ensure-system: npm ci"
-    npm ci --no-audit --no-fund --loglevel=error
+    # --ignore-scripts: @foundry-rs/anvil's postinstall (it links or downloads the
+    # binary) may be blocked; the tests and the demo run the binary of its platform
+    # package (node_modules/@foundry-rs/anvil-<os>-<arch>/bin/anvil) directly.
+    npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
   fi
 fi

@@ -203,16 +203,19 @@ def load_evidence(
     return _evidence(data, pinned, path.name)
 
 
-def evidence_from_bytes(data: bytes, trust: Trust | bytes, name: str = "bundle.json") -> Evidence:
+def evidence_from_bytes(
+    data: bytes, trust: Trust | bytes, name: str = "bundle.json", *, rpc: Any = None
+) -> Evidence:
     """:func:`load_evidence` for a bundle's bytes; ``trust`` a Trust or the trust file's
-    bytes; ``name`` the bundle's file name as the exports show it (no directories)."""
+    bytes; ``name`` the bundle's file name as the exports show it (no directories);
+    ``rpc`` a JSON-RPC call that checks EVM anchors (docs/evm.md), or None."""
     pinned = trust if isinstance(trust, Trust) else loads_trust(trust)
-    return _evidence(data, pinned, Path(name).name or "bundle.json")
+    return _evidence(data, pinned, Path(name).name or "bundle.json", rpc)
 
 
-def _evidence(data: bytes, pinned: Trust, name: str) -> Evidence:
+def _evidence(data: bytes, pinned: Trust, name: str, rpc: Any = None) -> Evidence:
     parsed = loads_bundle(data)
-    report = verify_bundle(parsed, pinned)
+    report = verify_bundle(parsed, pinned, rpc=rpc)
     if not report.verified or report.verdict is None:
         raise NotVerifiedError(report)
     locations: dict[bytes, ProofRef] = {}

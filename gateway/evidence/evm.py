@@ -55,6 +55,7 @@ from typing import Any
 
 from gateway.config import EvmLedgerConfig
 from gateway.evidence.contracts import artifact
+from gateway.evidence.diskfull import DiskFull, is_disk_full, limit_growth
 from gateway.evidence.ledger import LedgerError
 from protocol.anchor import EvmReceipt, anchored_topic0
 from protocol.checkpoint import checkpoint_hash
@@ -109,6 +110,7 @@ def open_state(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
+    limit_growth(db, path)  # a test hook (gateway/evidence/diskfull.py)
     db.executescript(_SCHEMA)
     return db
 
@@ -207,9 +209,13 @@ class EvmLedger:
         )
         self.contract_address = Web3.to_checksum_address(cfg.contract)
         self.contract = self.w3.eth.contract(address=self.contract_address, abi=artifact()["abi"])
+        # Two connections to the state file (WAL): the log's calls (anchor, receipts,
+        # status) never wait behind the worker, which holds no lock during RPC calls.
         self._lock = threading.RLock()
-        self._db = open_state(self.path)
+        self._r = open_state(self.path)
+        self._w = open_state(self.path)
         self._checked = False
+        self._watched = -1  # the head at the last re-check of final anchors
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error_code = ""
@@ -234,12 +240,12 @@ class EvmLedger:
         lines = body.splitlines()
         origin, size, root = lines[0], int(lines[1]), _b64(lines[2])
         with self._lock:
-            row = self._db.execute(
+            row = self._r.execute(
                 "SELECT receipt FROM evm_anchors WHERE checkpoint_hash = ?", (cph,)
             ).fetchone()
             if row is not None:
                 return None if row[0] is None else json.loads(row[0])
-            self._db.execute(
+            self._r.execute(
                 "INSERT INTO evm_anchors (size, origin, root, checkpoint_hash, state, queued)"
                 " VALUES (?,?,?,?,'queued',?)",
                 (size, origin, root, cph, self.clock()),
@@ -248,7 +254,7 @@ class EvmLedger:
 
     def receipt_for(self, cp_hash: bytes) -> dict[str, Any] | None:
         with self._lock:
-            row = self._db.execute(
+            row = self._r.execute(
                 "SELECT receipt FROM evm_anchors WHERE checkpoint_hash = ? AND state = 'final'",
                 (cp_hash,),
             ).fetchone()
@@ -261,7 +267,7 @@ class EvmLedger:
     def receipts_after(self, size: int) -> list[tuple[int, dict[str, Any]]]:
         """(size, receipt) of final anchors of more than ``size`` leaves, by size."""
         with self._lock:
-            rows = self._db.execute(
+            rows = self._r.execute(
                 "SELECT size, receipt FROM evm_anchors WHERE state = 'final' AND size > ?"
                 " ORDER BY size",
                 (size,),
@@ -276,7 +282,8 @@ class EvmLedger:
         if self._thread is not None:
             self._thread.join(timeout=self.cfg.timeout + 5)
         with self._lock:
-            self._db.close()
+            self._r.close()
+            self._w.close()
 
     # --- the worker ------------------------------------------------------------------
 
@@ -294,7 +301,10 @@ class EvmLedger:
                 delay = min(max(delay * 2, self.cfg.poll), _BACKOFF_MAX)
                 continue
             except Exception as exc:  # keep the worker alive; the status says what failed
-                self._problem(_Problem("error", f"EVM anchoring failed: {_short(exc)}"))
+                if is_disk_full(exc):
+                    self._problem(_Problem("disk_full", str(DiskFull(self.path))))
+                else:
+                    self._problem(_Problem("error", f"EVM anchoring failed: {_short(exc)}"))
                 delay = min(max(delay * 2, self.cfg.poll), _BACKOFF_MAX)
                 continue
             self._clear_problem()
@@ -303,13 +313,12 @@ class EvmLedger:
     def step(self) -> None:
         """One look at the chain: follow what is in flight, re-check recent final
         anchors, send the newest queued checkpoint when the interval allows."""
-        with self._lock:
-            head = self._rpc(lambda: self.w3.eth.block_number)
-            if not self._checked:
-                self._check_chain()
-            self._follow(head)
-            self._watch(head)
-            self._send()
+        head = self._rpc(lambda: self.w3.eth.block_number)
+        if not self._checked:
+            self._check_chain()
+        self._follow(head)
+        self._watch(head)
+        self._send()
 
     def _rpc(self, call: Callable[[], Any]) -> Any:
         """One node call; an unreachable node is the ``unreachable`` problem."""
@@ -344,7 +353,7 @@ class EvmLedger:
     # following transactions -----------------------------------------------------------
 
     def _rows(self, where: str, args: tuple[Any, ...] = ()) -> list[_Row]:
-        rows = self._db.execute(
+        rows = self._w.execute(
             "SELECT size, origin, root, checkpoint_hash, state, tx_hash, block_number,"
             f" block_hash, receipt FROM evm_anchors WHERE {where} ORDER BY size",
             args,
@@ -355,21 +364,25 @@ class EvmLedger:
         ]
 
     def _find_receipt(self, size: int) -> Any:
-        """The mined receipt of any transaction sent for anchor ``size`` (newest first)."""
+        """The mined receipt of a transaction sent for anchor ``size``: a successful one
+        first (a replacement, a re-send or the original may be the one mined), else the
+        newest; None when none is mined."""
         from web3.exceptions import TransactionNotFound
 
         hashes = [
             h
-            for (h,) in self._db.execute(
+            for (h,) in self._w.execute(
                 "SELECT tx_hash FROM evm_txs WHERE size = ? ORDER BY sent DESC", (size,)
             )
         ]
+        found = []
         for h in hashes:
             try:
-                return self._rpc(lambda h=h: self.w3.eth.get_transaction_receipt(h))
+                found.append(self._rpc(lambda h=h: self.w3.eth.get_transaction_receipt(h)))
             except TransactionNotFound:
                 continue
-        return None
+        ok = [r for r in found if r["status"] == 1]
+        return ok[0] if ok else (found[0] if found else None)
 
     def _follow(self, head: int) -> None:
         for row in self._rows("state = 'sent'"):
@@ -379,6 +392,7 @@ class EvmLedger:
                 continue
             tx_hash = _hex(rec["transactionHash"])
             if rec["status"] != 1:
+                self._w.execute("DELETE FROM evm_txs WHERE tx_hash = ?", (tx_hash,))
                 self._update(row.size, state="queued", tx_hash=None, block_number=None)
                 raise _Problem(
                     "reverted",
@@ -415,17 +429,19 @@ class EvmLedger:
                 row.block_number,
             )
             self._update(row.size, block_number=None, block_hash=None, log_index=None)
-        tx = self._db.execute(
-            "SELECT tx_hash, nonce, raw FROM evm_txs WHERE size = ? ORDER BY sent DESC LIMIT 1",
+        tx = self._w.execute(
+            "SELECT tx_hash, nonce, raw, max_fee, tip FROM evm_txs WHERE size = ?"
+            " ORDER BY sent DESC LIMIT 1",
             (row.size,),
         ).fetchone()
         if tx is None:
             self._update(row.size, state="queued", tx_hash=None)
             return
-        tx_hash, nonce, raw = tx
+        tx_hash, nonce, raw, max_fee, tip = tx
         known = self._rpc(lambda: self._transaction(tx_hash))
-        if known is not None:
-            return  # pending in the node's pool: wait
+        if known is not None:  # pending in the node's pool: wait, or outbid a risen base fee
+            self._bump_if_stuck(row, int(known["gas"]), nonce, max_fee, tip)
+            return
         used = self._rpc(lambda: self.w3.eth.get_transaction_count(self.address, "latest"))
         if nonce >= used:
             log.info(
@@ -441,6 +457,33 @@ class EvmLedger:
                 row.size,
             )
             self._update(row.size, state="queued", tx_hash=None)
+
+    def _bump_if_stuck(self, row: _Row, gas: int, nonce: int, max_fee: int, tip: int) -> None:
+        """A pending anchor whose max fee the next base fee has outgrown is replaced:
+        the same nonce, fees raised by at least 12.5 % (what nodes require of a
+        replacement), within ``max_fee_gwei``."""
+        base = self._next_base_fee()
+        if base + tip <= max_fee:
+            return
+        cap = int(self.cfg.max_fee_gwei * GWEI)
+        new_tip = max(tip * 9 // 8 + 1, min(int(self.cfg.priority_fee_gwei * GWEI), cap))
+        new_max = min(max(max_fee * 9 // 8 + 1, 2 * base + new_tip), cap)
+        if new_max < max_fee * 9 // 8 + 1 or base + new_tip > new_max:
+            raise _Problem(
+                "fee_cap",
+                f"the anchor of checkpoint {row.size} is stuck: the base fee is "
+                f"{base / GWEI:.3f} gwei, above its max fee of {max_fee / GWEI:.3f}, and "
+                f"max_fee_gwei {self.cfg.max_fee_gwei} leaves no room to replace it; it waits",
+            )
+        log.info(
+            "the anchor of checkpoint %d is stuck under a base fee of %.3f gwei: replacing "
+            "its tx (nonce %d) with a max fee of %.3f gwei",
+            row.size,
+            base / GWEI,
+            nonce,
+            new_max / GWEI,
+        )
+        self._sign_and_send(row, nonce, gas, new_tip, new_max, replacing=True)
 
     def _transaction(self, tx_hash: str) -> Any:
         from web3.exceptions import TransactionNotFound
@@ -495,6 +538,9 @@ class EvmLedger:
 
     def _watch(self, head: int) -> None:
         """Final anchors near the head whose transaction left its block go back in flight."""
+        if head == self._watched:
+            return  # no new block: nothing can have moved since the last look
+        self._watched = head
         low = head - max(WATCH_BLOCKS, 4 * self.cfg.confirmations)
         for row in self._rows("state = 'final' AND block_number >= ?", (low,)):
             rec = self._find_receipt(row.size)
@@ -526,7 +572,7 @@ class EvmLedger:
             return
         older = [r.size for r in queued[:-1]]
         if older:
-            self._db.execute(
+            self._w.execute(
                 f"UPDATE evm_anchors SET state = 'superseded' WHERE size IN "
                 f"({','.join('?' * len(older))})",
                 older,
@@ -546,6 +592,15 @@ class EvmLedger:
                 f"checkpoint {row.size} waits in the queue",
             )
         nonce = self._rpc(lambda: self.w3.eth.get_transaction_count(self.address, "pending"))
+        self._sign_and_send(row, nonce, gas, tip, max_fee)
+
+    def _sign_and_send(
+        self, row: _Row, nonce: int, gas: int, tip: int, max_fee: int, *, replacing: bool = False
+    ) -> None:
+        """Sign the anchor of ``row``, write it to the state file, then broadcast it."""
+        data = self.contract.encode_abi(
+            "anchor", args=[row.origin, row.size, row.root, row.checkpoint_hash]
+        )
         tx = {
             "type": 2,
             "chainId": self.cfg.chain_id,
@@ -561,14 +616,20 @@ class EvmLedger:
         tx_hash = _hex(signed.hash)
         now = self.clock()
         # Written before it is sent: after a crash the transaction is followed, not lost.
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
-            "INSERT OR REPLACE INTO evm_txs VALUES (?,?,?,?,?,?,?)",
-            (tx_hash, row.size, nonce, max_fee, tip, bytes(signed.raw_transaction), now),
-        )
-        self._update(row.size, state="sent", tx_hash=tx_hash, sent=now)
-        self._set_meta("last_sent", repr(now))
-        self._db.execute("COMMIT")
+        self._w.execute("BEGIN IMMEDIATE")
+        try:
+            self._w.execute(
+                "INSERT OR REPLACE INTO evm_txs VALUES (?,?,?,?,?,?,?)",
+                (tx_hash, row.size, nonce, max_fee, tip, bytes(signed.raw_transaction), now),
+            )
+            self._update(row.size, state="sent", tx_hash=tx_hash, sent=now)
+            if not replacing:
+                self._set_meta("last_sent", repr(now))
+        except BaseException:
+            if self._w.in_transaction:  # SQLITE_FULL may have rolled it back already
+                self._w.execute("ROLLBACK")
+            raise
+        self._w.execute("COMMIT")
         log.info(
             "anchoring checkpoint %d: tx %s (nonce %d, gas %d, max fee %.3f gwei)",
             row.size,
@@ -577,9 +638,11 @@ class EvmLedger:
             gas,
             max_fee / GWEI,
         )
-        self._broadcast(row.size, bytes(signed.raw_transaction))
+        self._broadcast(row.size, bytes(signed.raw_transaction), requeue=not replacing)
 
-    def _broadcast(self, size: int, raw: bytes) -> None:
+    def _broadcast(self, size: int, raw: bytes, *, requeue: bool = True) -> None:
+        """Send signed bytes. A refusal puts the checkpoint back in the queue, unless the
+        bytes replace a pending transaction (which stays in flight and is followed)."""
         from web3.exceptions import Web3RPCError
 
         try:
@@ -588,7 +651,8 @@ class EvmLedger:
             text = _short(exc).lower()
             if "already known" in text or "already imported" in text:
                 return
-            self._update(size, state="queued", tx_hash=None)
+            if requeue:
+                self._update(size, state="queued", tx_hash=None)
             if "insufficient funds" in text:
                 raise _Problem(
                     "out_of_funds",
@@ -620,10 +684,14 @@ class EvmLedger:
             raise _Problem("revert", f"the anchor call would fail: {_short(exc)}") from None
         return int(gas * 5 // 4)
 
+    def _next_base_fee(self) -> int:
+        """The next block's base fee (wei), from ``eth_feeHistory``."""
+        hist = self._rpc(lambda: self.w3.eth.fee_history(1, "latest", []))
+        return int(hist["baseFeePerGas"][-1])
+
     def _fees(self) -> tuple[int, int]:
         """(tip, max fee per gas) in wei from the next block's base fee, capped."""
-        hist = self._rpc(lambda: self.w3.eth.fee_history(1, "latest", []))
-        base = int(hist["baseFeePerGas"][-1])
+        base = self._next_base_fee()
         cap = int(self.cfg.max_fee_gwei * GWEI)
         tip = min(int(self.cfg.priority_fee_gwei * GWEI), cap)
         if base + tip > cap:
@@ -638,25 +706,24 @@ class EvmLedger:
 
     def _update(self, size: int, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        self._db.execute(f"UPDATE evm_anchors SET {sets} WHERE size = ?", (*values.values(), size))
+        self._w.execute(f"UPDATE evm_anchors SET {sets} WHERE size = ?", (*values.values(), size))
 
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM evm_meta WHERE key = ?", (key,)).fetchone()
+        row = self._w.execute("SELECT value FROM evm_meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def _set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO evm_meta VALUES (?, ?)", (key, value))
+        self._w.execute("INSERT OR REPLACE INTO evm_meta VALUES (?, ?)", (key, value))
 
     def _problem(self, p: _Problem) -> None:
         """Keep the problem in the status; log it (one line) and alert when it is new."""
-        with self._lock:
-            try:
-                self._set_meta("last_error", p.message)
-                self._set_meta("last_error_code", p.code)
-                self._set_meta("last_error_at", str(int(self.clock())))
-                self._set_meta("status", p.code)
-            except sqlite3.ProgrammingError:  # closed
-                return
+        try:
+            self._set_meta("last_error", p.message)
+            self._set_meta("last_error_code", p.code)
+            self._set_meta("last_error_at", str(int(self.clock())))
+            self._set_meta("status", p.code)
+        except sqlite3.ProgrammingError:  # closed
+            return
         if p.code == self._error_code:
             log.debug("%s", p.message)
             return
@@ -672,13 +739,12 @@ class EvmLedger:
         if self._error_code:
             log.info("EVM anchoring works again (after: %s)", self._error_code)
             self._error_code = ""
-        with self._lock:
-            if self._meta("status") != "ok":
-                self._set_meta("status", "ok")
+        if self._meta("status") != "ok":
+            self._set_meta("status", "ok")
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            return status_report(self._db)
+            return status_report(self._r)
 
 
 def status_report(db: sqlite3.Connection) -> dict[str, Any]:

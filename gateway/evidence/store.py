@@ -1125,6 +1125,32 @@ class SQLiteStore:
                 (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
             )
 
+    def replace_anchor(self, anchor: Anchor) -> None:
+        """Replace the receipt(s) of checkpoint ``anchor.size`` on ``anchor.backend`` by
+        ``anchor.receipt``: a chain reorganisation moved or re-made the EVM anchor
+        (gateway/evidence/evm.py). The cloud gets the new receipt on the next push."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "DELETE FROM anchors WHERE size = ? AND backend = ?",
+                    (anchor.size, anchor.backend),
+                )
+                self._db.execute(
+                    "INSERT INTO anchors (size, backend, receipt, time) VALUES (?,?,?,?)",
+                    (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
+                )
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'cloud.receipt' AND CAST(value AS"
+                    " INTEGER) >= ?",
+                    (str(anchor.size - 1), anchor.size),
+                )
+            except BaseException:
+                if self._db.in_transaction:  # SQLITE_FULL may have rolled it back already
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def latest_anchor(self) -> Anchor | None:
         row = self._one("SELECT size, backend, receipt, time FROM anchors ORDER BY id DESC LIMIT 1")
         return None if row is None else Anchor(row[0], row[1], json.loads(row[2]), row[3])
@@ -1649,31 +1675,6 @@ def _topic_device(topic: str) -> str:
     if len(parts) == 4 and parts[0] == "ct" and parts[1] == "v1" and parts[2]:
         return parts[2][:64]
     return ""
-
-    def replace_anchor(self, anchor: Anchor) -> None:
-        """Replace the receipt(s) of checkpoint ``anchor.size`` on ``anchor.backend`` by
-        ``anchor.receipt``: a chain reorganisation moved or re-made the EVM anchor
-        (gateway/evidence/evm.py). The cloud gets the new receipt on the next push."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "DELETE FROM anchors WHERE size = ? AND backend = ?",
-                    (anchor.size, anchor.backend),
-                )
-                self._db.execute(
-                    "INSERT INTO anchors (size, backend, receipt, time) VALUES (?,?,?,?)",
-                    (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
-                )
-                self._db.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'cloud.receipt' AND CAST(value AS"
-                    " INTEGER) >= ?",
-                    (str(anchor.size - 1), anchor.size),
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
 
 def _note_body(note: str) -> str:

@@ -24,7 +24,7 @@ def test_migrations_create_the_schema_of_the_code(url: str) -> None:
     OPEN.append(engine)
     db.upgrade(engine)  # a second time: nothing to do
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
         diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
     assert diff == []
     tables = set(inspect(engine).get_table_names())
@@ -47,8 +47,8 @@ def test_the_same_statements_run_on_both_engines(url: str) -> None:
 
 
 def test_a_database_at_0001_upgrades_to_the_tags_table(url: str) -> None:
-    """0001 keeps meaning the first schema (no ``tags``); 0002 adds it, and the result is
-    cloud/db.py's tables exactly."""
+    """0001 keeps meaning the first schema (no ``tags``); 0002 adds it, 0003 the EVM
+    ledgers, and the result is cloud/db.py's tables exactly."""
     from alembic import command
     from alembic.config import Config
 
@@ -63,6 +63,6 @@ def test_a_database_at_0001_upgrades_to_the_tags_table(url: str) -> None:
     assert "orgs" in tables and "tags" not in tables
     db.upgrade(engine)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
         assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
-    assert "tags" in set(inspect(engine).get_table_names())
+    assert {"tags", "evm_ledgers"} <= set(inspect(engine).get_table_names())

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -388,3 +389,37 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert "interrupted; stopping everything" in text
     assert "could not stop" not in text
     assert processes_mentioning(out) == []
+
+
+def test_demo_on_the_evm_ledger_anchors_on_anvil_and_verifies_with_evm_rpc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``coldtrace demo --ledger evm``: Anvil started, a contract per gateway deployed and
+    written into its configuration, pinned in the cloud; the cloud's bundle carries EVM
+    receipts, which the demo's verifier checked on the node (``--evm-rpc``) - without a
+    node the same bundle is not verified. Nothing is left running, Anvil included."""
+    need_mosquitto()
+    out = tmp_path / "demo"
+    status = main(["demo", "--out", str(out), "--ledger", "evm"])
+    text = capsys.readouterr().out
+    assert status == 0, text[-4000:]
+    assert "verified, verdict FAIL" in text and "--evm-rpc http://127.0.0.1:" in text
+    contracts = {}
+    for org in ORIGINS:
+        conf = (out / org / "gateway" / "gateway.toml").read_text()
+        assert 'backend = "evm"' in conf
+        contracts[org] = re.search(r'contract = "(0x[0-9a-fA-F]{40})"', conf)[1].lower()
+    trust = json.loads((out / "cloud-trust.json").read_text())
+    pinned = {(e["chain_id"], e["contract"]) for e in trust["ledgers"] if e["type"] == "evm"}
+    assert pinned == {(31337, c) for c in contracts.values()}
+    bundle = load_bundle(out / "bundle.json")
+    assert bundle.anchors and {a.receipt["type"] for a in bundle.anchors} == {"evm"}
+    assert {a.receipt["contract"] for a in bundle.anchors} <= set(contracts.values())
+    assert all(a.receipt["confirmations"] == 3 for a in bundle.anchors)
+    report = verify_bundle(bundle, load_trust(out / "cloud-trust.json"))  # no node now
+    assert not report.verified
+    assert "anchor_unverifiable" in {f.code for f in report.failures}
+    assert processes_mentioning(out) == []
+    port = int(re.search(r"Anvil on http://127\.0\.0\.1:(\d+)", text)[1])
+    with pytest.raises(OSError):  # the EVM node was stopped too
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

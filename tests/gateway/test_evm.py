@@ -371,3 +371,104 @@ def test_key_file_readable_by_others_is_refused(chain: Chain) -> None:
     with pytest.raises(LedgerError, match="readable by others") as err:
         load_account(chain.cfg)
     assert chain.key[2:] not in str(err.value)
+
+
+# --- restarts -------------------------------------------------------------------------
+
+
+def test_a_restart_with_an_anchor_in_flight_follows_it_and_sends_nothing_twice(
+    chain: Chain, core: EvmCore
+) -> None:
+    dev = SimDevice("tl-evm-7")
+    core.register(dev)
+    cp = checkpoint(core, dev)
+    wait(lambda: (core.ledger.status()["in_flight"] or {}).get("block_number"), "mined")
+    core.reopen()  # the gateway stops (or is killed) before the anchor is final
+    assert core.ledger.status()["pending"] == 1
+    settle(chain.node, lambda: anchored(core, cp.size), "the anchor final after the restart")
+    assert txs(chain) == 1
+
+
+def test_a_final_receipt_the_store_missed_is_stored_at_the_next_start(
+    chain: Chain, core: EvmCore
+) -> None:
+    dev = SimDevice("tl-evm-8")
+    core.register(dev)
+    core.ledger.on_receipt = None  # as if the process died between the two commits
+    cp = checkpoint(core, dev)
+    settle(chain.node, lambda: core.ledger.receipts(), "final in the ledger")
+    assert anchored(core, cp.size) is None
+    receipt = core.ledger.receipts()[0]
+    core.reopen()
+    assert anchored(core, cp.size) == receipt
+    assert core.log.last_anchor.size == cp.size
+
+
+def test_above_the_fee_cap_nothing_is_sent_until_the_cap_allows(
+    chain: Chain, core: EvmCore
+) -> None:
+    base = int(chain.node.rpc("eth_getBlockByNumber", "latest", False)["baseFeePerGas"], 16)
+    core.ledger.cfg.max_fee_gwei = base / 1e9 / 4  # below the next base fee
+    core.ledger.cfg.priority_fee_gwei = 0
+    dev = SimDevice("tl-evm-9")
+    core.register(dev)
+    cp = checkpoint(core, dev)
+    wait(lambda: core.ledger.status()["status"] == "fee_cap", "the cap reported")
+    assert "above max_fee_gwei" in core.ledger.status()["last_error"]
+    assert txs(chain) == 0 and core.ledger.status()["queued"] == 1
+    core.ledger.cfg.max_fee_gwei = 100.0
+    settle(chain.node, lambda: anchored(core, cp.size), "anchored under the new cap")
+    tx = chain.node.rpc("eth_getTransactionByHash", anchored(core, cp.size)["tx_hash"])
+    assert int(tx["maxFeePerGas"], 16) <= 100 * 10**9
+
+
+def test_a_transaction_outgrown_by_the_base_fee_is_replaced_with_the_same_nonce(
+    chain: Chain, core: EvmCore
+) -> None:
+    node = chain.node
+    node.rpc("evm_setAutomine", False)  # blocks only when the test mines them
+    dev = SimDevice("tl-evm-10")
+    core.register(dev)
+    cp = checkpoint(core, dev)
+    wait(lambda: core.ledger.status()["pending"] == 1, "the anchor sent")
+    first = core.ledger.status()["in_flight"]["tx_hash"]
+    sent = node.rpc("eth_getTransactionByHash", first)
+    # The next block's base fee rises above the transaction's max fee: it cannot be mined.
+    node.rpc("anvil_setNextBlockBaseFeePerGas", hex(int(sent["maxFeePerGas"], 16) * 3))
+    wait(lambda: core.ledger.status()["in_flight"]["tx_hash"] != first, "the replacement")
+    second = node.rpc("eth_getTransactionByHash", core.ledger.status()["in_flight"]["tx_hash"])
+    assert second["nonce"] == sent["nonce"]
+    assert int(second["maxFeePerGas"], 16) > int(sent["maxFeePerGas"], 16) * 3
+    settle(node, lambda: anchored(core, cp.size), "the replacement final")
+    assert anchored(core, cp.size)["tx_hash"] == second["hash"]
+    assert txs(chain) == 1
+
+
+def test_the_key_from_the_environment_and_its_errors_name_the_variable_not_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "0x" + "ab" * 32
+    cfg = EvmLedgerConfig(rpc_url="http://127.0.0.1:1", chain_id=1, key_env="CT_ANCHOR_KEY")
+    monkeypatch.setenv("CT_ANCHOR_KEY", key)
+    assert load_account(cfg).key.hex().removeprefix("0x") == "ab" * 32
+    monkeypatch.setenv("CT_ANCHOR_KEY", "not-a-key-" + "cd" * 20)
+    with pytest.raises(LedgerError, match="CT_ANCHOR_KEY does not hold") as err:
+        load_account(cfg)
+    assert "cd" * 20 not in str(err.value)
+    monkeypatch.delenv("CT_ANCHOR_KEY")
+    with pytest.raises(LedgerError, match="CT_ANCHOR_KEY holds no account key"):
+        load_account(cfg)
+
+
+def test_a_reverted_anchor_is_reported_and_sent_again(chain: Chain, core: EvmCore) -> None:
+    core.ledger.cfg.gas_limit = 40_000  # above the intrinsic gas, below what anchor() uses
+    dev = SimDevice("tl-evm-11")
+    core.register(dev)
+    cp = checkpoint(core, dev)
+    wait(lambda: core.ledger.status()["status"] == "reverted", "the revert reported")
+    assert "was reverted on chain" in core.ledger.status()["last_error"]
+    core.ledger.cfg.gas_limit = 0
+    settle(chain.node, lambda: anchored(core, cp.size), "anchored on the second try")
+    receipt = anchored(core, cp.size)
+    assert chain.node.rpc("eth_getTransactionReceipt", receipt["tx_hash"])["status"] == "0x1"
+    assert txs(chain) >= 2  # the reverted one, then the one that counts

@@ -84,3 +84,22 @@ def test_anchor_event_view_and_no_backwards(anvil: Anvil) -> None:
     assert c.functions.latest(acct2.address, ORIGIN).call()[0] == 3
     with pytest.raises(ContractCustomError):
         c.functions.anchor(ORIGIN, 11, bytes(32), cph).call({"from": acct.address})
+
+
+def test_every_ledger_evm_key_is_documented() -> None:
+    """docs/evm.md §3 and docs/operations.md list every [ledger.evm] key (and no other)."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from gateway.config import EvmLedgerConfig
+
+    keys = {f.name for f in dataclasses.fields(EvmLedgerConfig)}
+    root = Path(__file__).resolve().parents[2]
+    for doc in ("docs/evm.md", "docs/operations.md"):
+        text = (root / doc).read_text(encoding="utf-8")
+        block = text[text.index("[ledger.evm]\n") :]
+        block = block[: block.index("```")]
+        found = set(re.findall(r"^#? ?([a-z_]+) = ", block, re.M))
+        found |= set(re.findall(r"(?:; or |; )([a-z_]+) = ", block))
+        assert found == keys, (doc, sorted(keys - found), sorted(found - keys))
