@@ -186,6 +186,10 @@ def register(subparsers: Any) -> None:
 
     register_registry_commands(sub, config_arg)
 
+    from gateway.calibrate import register_calibrate_command
+
+    register_calibrate_command(sub, config_arg)
+
     from gateway.backup import register_backup_commands
     from gateway.rotate import register_rotate_commands
 

@@ -84,8 +84,9 @@ def run():
 
 
 def logger(cfg, board, core):
-    lg = ct_app.Logger(cfg, board, core, lambda: ct_board.channels(cfg, board),
-                       load_settings())
+    settings = load_settings()
+    lg = ct_app.Logger(cfg, board, core, lambda: ct_board.channels(cfg, board, settings),
+                       settings)
     ms = lg.cycle()
     if lg.settings_dirty:
         save_settings(lg.settings)
