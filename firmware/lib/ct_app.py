@@ -365,9 +365,15 @@ class Logger:
             back = _MIN_BACKOFF << min(self.fails, 10)
             self.next_upload = now + min(back, max(self.upload_interval(), _MIN_BACKOFF))
             return False
-        self.fails = 0
+        # the link went (or acks stalled) before the queue drained: retry at
+        # a later wake, backing off as after a failed connect
+        left = self.core.queued()[0]
+        self.fails = min(self.fails + 1, 20) if left else 0
         self.last_upload = now
         self.next_upload = now + self.upload_interval()
+        if left:
+            back = _MIN_BACKOFF << min(self.fails, 10)
+            self.next_upload = now + min(back, max(self.upload_interval(), _MIN_BACKOFF))
         for item in got:
             if item[0] == "time":  # from a fresh ack only (ct_uplink)
                 self._sync(item[1], ct_clock.GATEWAY)
