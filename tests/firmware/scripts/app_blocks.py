@@ -34,7 +34,8 @@ CFG = {"id": DEV, "interval": 300, "upload": 3600, "heartbeat": 86400,
 class Rig:
     """One block-logging device: disk, RTC memory, broker, gateway."""
 
-    def __init__(self, temps, size=4, cfg=CFG, rh=False, synced=True, skew=0):
+    def __init__(self, temps, size=4, cfg=CFG, rh=False, synced=True, skew=0,
+                 queue=(8, 4096, 512, 2048)):
         self.disk = Disk()
         self.board = FakeBoard(t=1000)
         self.ticks = FakeTicks(100000)
@@ -53,6 +54,7 @@ class Rig:
         self.measured = []  # every value a probe returned, in order
         self.logs = []
         self.fs = None
+        self.queue = queue
 
     def probe(self):
         v = self.temps.pop(0)
@@ -64,7 +66,7 @@ class Rig:
     def core(self, fs):
         mem = ct_rtcmem.RTCMem(self.board.rtc)
         st = ct_state.State(fs, "ct/state", mem)
-        q = ct_queue.Queue(fs, "ct/q", 8, 4096, 512, 2048)
+        q = ct_queue.Queue(fs, "ct/q", *self.queue)
 
         def client():
             return MQTTClient(DEV, "broker-blk", 1883, keepalive=60)
@@ -310,6 +312,29 @@ def test_power_cut_with_a_block_half_full_signs_it_at_restart():
     assert boot[1][2] == 2 and blocks[0][3] + 1 == boot[1][3]
     assert blocks[0][5] == 3  # dated by the clock it was measured with
     assert [r[2] for r in readings(rig.gw)] == rig.measured
+
+
+def test_a_block_the_full_queue_refuses_is_counted_and_reported():
+    # two 1 KiB segments: a few records fill them while the gateway is away
+    rig = Rig([400 + i for i in range(50)], size=4, queue=(2, 1024, 384, 512))
+    rig.broker.down = True
+    rig.wake(40)
+    dropped = sum(lg.blocks.dropped for lg in rig.logs)
+    assert dropped and dropped % 4 == 0  # whole blocks, counted in readings
+    full = [e for lg in rig.logs for e in lg.events if e[0] == ct_app.EV_STORAGE_FULL]
+    assert full and full[0][1] == 4  # the status record reports the readings
+    rig.broker.down = False
+    rig.later(3600)
+    rig.wake(2)
+    rig.flush()
+    got = [r[2] for r in readings(rig.gw)]
+    assert len(got) + dropped == len(rig.measured)  # the kept ones, each once
+    assert len(set(got)) == len(got) and rig.gw.chain_errors == 0
+    k = 0
+    while got[k] == rig.measured[k]:
+        k += 1
+    # the oldest are kept (the full policy); the blocks made while full are gone
+    assert got[k:] == rig.measured[k + dropped :] and k >= 20
 
 
 def _cut_run(cut_at, torn):
