@@ -313,11 +313,15 @@ class Blocks:
 
 
 def from_config(cfg, fs=None):
-    """config.json's ``block`` (default 12, §2.8): its Blocks under the
-    device's directory, or None for 1 (every reading a kind-1 record)."""
+    """config.json's ``block`` (default 12, §2.8; above 64 means 64, not a
+    number means 12): its Blocks under the device's directory, or None for
+    1 (every reading a kind-1 record)."""
     n = cfg.get("block", 12)
+    if type(n) is not int:
+        n = 12  # a bad key must not stop the logger (it would boot-loop)
     if n <= 1:
         return None
+    n = min(n, _MAX)
     import ct_fs
     import ct_provision
 

@@ -192,6 +192,10 @@ def test_block_size_is_checked():
     raises(ct_block.BlockError, ct_block.Blocks, _fs(), "ct", 1)
     raises(ct_block.BlockError, ct_block.Blocks, _fs(), "ct", 65)
     assert ct_block.from_config({"block": 1}) is None
+    fs = _fs()
+    assert ct_block.from_config({"block": 200, "dir": "ct"}, fs).size == 64
+    assert ct_block.from_config({"block": "x", "dir": "ct"}, fs).size == 12
+    assert ct_block.from_config({"dir": "ct"}, fs).size == 12
 
 
 def test_firmware_refuses_what_the_spec_forbids_in_a_block():
