@@ -206,7 +206,12 @@ def table(rs: list[dict[str, Any]]) -> str:
         "uploads: one channel with temperature and humidity, a 9-byte device id, seqs "
         "above 2^20. Bytes are the signed records the firmware publishes (MQTT framing "
         "not counted); days are estimates from `power.json` (not a measured board). "
-        f"N = 1 is one kind-1 record per reading; **{DEFAULT}** is the default (D35).",
+        f"N = 1 is one kind-1 record per reading; **{DEFAULT}** is the default (D35). "
+        "Assumed: a pure-MicroPython signature costs `sign_python` (2.5 s at 50 mA, the "
+        "FIELD-NOTES estimate, not measured on an ESP32) once per block; every reading "
+        "still boots, measures and appends to the journal (one `flash_write`); the hourly "
+        "upload costs `wifi_upload` whatever it carries (association dominates); "
+        "heartbeats, retries and self-discharge are not counted.",
         "",
         "| block size N | record | bytes per reading | mAh/day | battery, MicroPython signing "
         "| battery, ATECC608B | queue holds | worst delay before signing |",
