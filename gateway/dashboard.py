@@ -16,7 +16,7 @@ gateway). It reads everything from the store, so both show the same:
   ``[dashboard] upload_interval`` and per device from
   ``[dashboard.upload_intervals]``; the MQTT presence (a device sleeps,
   disconnected, between uploads) is shown beside it but decides nothing.
-- **live readings** (kind 1), newest first;
+- **live readings** (kind 1, and each reading of a block, kind 7), newest first;
 - **alerts** (excursions, sensor faults, offline, the gateway's own
   alarms) as gateway/alerts.py kept them in the store, with **acknowledge**
   and a comment: the acknowledgement goes into the store's audit log;
