@@ -440,8 +440,8 @@ def pack_block(
     ``temps[i]`` is reading i's temperature (0.01 °C) or None when
     ``faults[i]`` holds its fault code; ``rhs[i]`` its humidity or None.
     Returns ``rhs`` None when no reading has a humidity (the field is then
-    omitted). Values are not range-checked here: :func:`encode_payload` does
-    that, as a decoder would.
+    omitted). Raises ``ValueError`` for a value outside its bounds (§2.2), which
+    no slot can hold; :func:`encode_payload` checks the rest (N, the end time).
     """
     n = len(temps)
     faults = faults if faults is not None else [None] * n
@@ -452,15 +452,21 @@ def pack_block(
         if (temp is None) == (fault is None):
             raise ValueError("each reading has exactly one of a temp and a fault")
         if fault is not None:
-            t += bytes((_SLOT_FAULT, fault & 0xFF))
+            if not 1 <= fault <= 255:
+                raise ValueError(f"fault code {fault} is outside 1..255")
+            t += bytes((_SLOT_FAULT, fault))
         else:
             assert temp is not None
-            t += (temp & 0xFFFF).to_bytes(2, "big")
+            if not -10000 <= temp <= 15000:
+                raise ValueError(f"temperature {temp} is outside -10000..15000 (0.01 °C)")
+            t += temp.to_bytes(2, "big", signed=True)
     if rhs is None or all(h is None for h in rhs):
         return bytes(t), None
     r = bytearray()
-    for h in rhs:
-        r += (_RH_NONE if h is None else h & 0xFFFF).to_bytes(2, "big")
+    for h, fault in zip(rhs, faults, strict=True):
+        if h is not None and (not 0 <= h <= 10000 or fault is not None):
+            raise ValueError(f"humidity {h} is outside 0..10000 or beside a fault")
+        r += (_RH_NONE if h is None else h).to_bytes(2, "big")
     return bytes(t), bytes(r)
 
 

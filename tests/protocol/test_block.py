@@ -172,6 +172,17 @@ def test_encoder_refuses_what_the_decoder_refuses() -> None:
         pack_block([1, None], faults=[None, None])
     with pytest.raises(ValueError, match="one entry"):
         pack_block([1, 2], rhs=[1])
+    # a value no slot can hold is refused, never wrapped into a valid one
+    for bad in ([15001], [-10001], [65536 + 400]):
+        with pytest.raises(ValueError, match="temperature"):
+            pack_block(bad)
+    for code in (0, 256):
+        with pytest.raises(ValueError, match="fault code"):
+            pack_block([None], faults=[code])
+    with pytest.raises(ValueError, match="humidity"):
+        pack_block([1], rhs=[10001])
+    with pytest.raises(ValueError, match="humidity"):
+        pack_block([None], faults=[3], rhs=[5000])
 
 
 def test_every_single_byte_flip_is_refused_or_a_valid_block() -> None:
