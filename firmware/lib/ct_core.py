@@ -144,27 +144,30 @@ def _read(fs, path):
         return f.read()
 
 
-def mqtt_factory(cfg, dev):
-    """A function making umqtt.simple clients from config.json's "mqtt"."""
-    from umqtt.simple import MQTTClient
+def mqtt_factory(cfg, dev, client=None):
+    """A function making umqtt.simple clients from config.json's "mqtt"
+    (``client``: the MQTTClient class, umqtt.simple's by default). With
+    "tls", ct_tls.Context: the broker CA, the client certificate, the
+    server name; it is built at the first connect, so a bad file is a
+    failed upload (ct_uplink ``error``), not a boot loop."""
+    if client is None:
+        from umqtt.simple import MQTTClient as client
 
     m = cfg.get("mqtt", {})
-    ssl = None
+    host = m.get("host", "192.168.4.1")
     tls = m.get("tls")
-    if tls:
-        import ssl as _ssl
-
-        ssl = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
-        if tls.get("ca"):
-            with open(tls["ca"], "rb") as f:
-                ssl.load_verify_locations(cadata=f.read())
-            ssl.verify_mode = _ssl.CERT_REQUIRED
-        else:
-            ssl.verify_mode = _ssl.CERT_NONE
+    ctx = []
 
     def new():
-        return MQTTClient(dev, m.get("host", "192.168.4.1"), m.get("port", 0),
-                          m.get("user"), m.get("password"), m.get("keepalive", 60), ssl)
+        ssl = None
+        if tls:
+            if not ctx:
+                import ct_tls
+
+                ctx.append(ct_tls.Context(tls, host))
+            ssl = ctx[0]
+        return client(dev, host, m.get("port", 0), m.get("user"), m.get("password"),
+                      m.get("keepalive", 60), ssl)
 
     return new
 
