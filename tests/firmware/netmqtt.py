@@ -106,7 +106,7 @@ class MQTTClient:
         self.sock.write(b"\x10" + _len(len(body)) + body)
         resp = self._read(4)
         if resp[0] != 0x20 or resp[1] != 2:
-            raise MQTTException("bad CONNACK %r" % resp)
+            raise MQTTException(f"bad CONNACK {resp!r}")
         if resp[3] != 0:
             raise MQTTException(resp[3])
         return bool(resp[2] & 1)
