@@ -129,4 +129,22 @@ def test_run_uses_the_configured_bus_and_address():
     assert out[-1] == "CT-PUBKEY " + pub.hex() and bus.config[87] == 0
 
 
+class Mem:
+    def __init__(self, words):
+        self.mem32 = words
+
+
+def test_flash_encryption_is_read_from_the_efuse_counter():
+    import ct_provision
+
+    # ESP32: FLASH_CRYPT_CNT bits 20-26 of 0x3FF5A000; odd bit count = on
+    assert ct_provision.flash_encrypted(Mem({0x3FF5A000: 1 << 20}), "ESP32") == "1"
+    assert ct_provision.flash_encrypted(Mem({0x3FF5A000: 3 << 20 | 0xFFFFF}), "ESP32") == "0"
+    assert ct_provision.flash_encrypted(Mem({0x3FF5A000: 0x7F << 20}), "ESP32") == "1"
+    # ESP32-S3: SPI_BOOT_CRYPT_CNT bits 18-20 of 0x60007034
+    assert ct_provision.flash_encrypted(Mem({0x60007034: 1 << 18}), "ESP32S3") == "1"
+    assert ct_provision.flash_encrypted(Mem({0x60007034: 0}), "ESP32S3") == "0"
+    assert ct_provision.flash_encrypted(Mem({}), "ESP32C3") == "?"  # not read at all
+
+
 main(globals())
