@@ -72,7 +72,7 @@ class BoardTransport:
         try:
             os.chdir(self.root)
             with contextlib.redirect_stdout(out):
-                exec(compile(code, "<board>", "exec"), {})  # noqa: S102 - the board's REPL
+                exec(compile(code, "<board>", "exec"), {})  # the board's REPL
         except Exception as e:
             raise prov.ProvisionError(f"board: {e!r}") from e
         finally:
