@@ -39,8 +39,9 @@ class BoardTransport:
     code in this process (cwd = the board's root) with a fake ``machine``
     whose I2C bus is ``bus``; an exception is a failed mpremote call."""
 
-    def __init__(self, root: Path, bus: FakeI2C, efuse: dict[int, int] | None = None,
-                 chip: str = "ESP32S3") -> None:
+    def __init__(
+        self, root: Path, bus: FakeI2C, efuse: dict[int, int] | None = None, chip: str = "ESP32S3"
+    ) -> None:
         self.root = root
         self.bus = bus
         self.machine = types.ModuleType("machine")
@@ -160,17 +161,27 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     other = make_cert(ca, d, name="tl-5e0002", kind="device")
     rogue = make_ca(d / "rogue")
     rogue_dev = make_cert(rogue, d / "rogue", name="tl-5e0001", kind="device")
-    yield {"ca": ca.cert, "ca_key": ca.key, "cert": dev.cert, "key": dev.key,
-           "other": other.cert, "other_key": other.key, "rogue_cert": rogue_dev.cert,
-           "rogue_key": rogue_dev.key}
+    yield {
+        "ca": ca.cert,
+        "ca_key": ca.key,
+        "cert": dev.cert,
+        "key": dev.key,
+        "other": other.cert,
+        "other_key": other.key,
+        "rogue_cert": rogue_dev.cert,
+        "rogue_key": rogue_dev.key,
+    }
 
 
 def test_tls_files_checks_the_certificate_against_the_ca_and_the_device(
     pki: dict[str, Path],
 ) -> None:
     f = device_tls.tls_files("tl-5e0001", pki["ca"], pki["cert"], pki["key"])
-    assert f == {"ct/ca.pem": pki["ca"].read_bytes(), "ct/tls.pem": pki["cert"].read_bytes(),
-                 "ct/tls.key": pki["key"].read_bytes()}
+    assert f == {
+        "ct/ca.pem": pki["ca"].read_bytes(),
+        "ct/tls.pem": pki["cert"].read_bytes(),
+        "ct/tls.key": pki["key"].read_bytes(),
+    }
     bad = [
         ((pki["ca"], pki["other"], pki["other_key"]), "not 'tl-5e0001'"),
         ((pki["ca"], pki["rogue_cert"], pki["rogue_key"]), "not issued by"),
@@ -201,12 +212,25 @@ def test_ca_key_issues_a_certificate_for_the_device(pki: dict[str, Path]) -> Non
 def test_mqtt_settings(tmp_path: Path) -> None:
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
-    m = device_tls.mqtt_settings({"host": "h", "port": 1883}, "tl-1", password_file=pw,
-                                 tls={"ct/ca.pem": b"x", "ct/tls.pem": b"y", "ct/tls.key": b"z"},
-                                 server_name="broker.example")
-    assert m == {"host": "h", "port": 8883, "user": "tl-1", "password": "s3cret",
-                 "tls": {"ca": "ct/ca.pem", "cert": "ct/tls.pem", "key": "ct/tls.key",
-                         "server_name": "broker.example"}}
+    m = device_tls.mqtt_settings(
+        {"host": "h", "port": 1883},
+        "tl-1",
+        password_file=pw,
+        tls={"ct/ca.pem": b"x", "ct/tls.pem": b"y", "ct/tls.key": b"z"},
+        server_name="broker.example",
+    )
+    assert m == {
+        "host": "h",
+        "port": 8883,
+        "user": "tl-1",
+        "password": "s3cret",
+        "tls": {
+            "ca": "ct/ca.pem",
+            "cert": "ct/tls.pem",
+            "key": "ct/tls.key",
+            "server_name": "broker.example",
+        },
+    }
     assert device_tls.mqtt_settings({}, "tl-1", user="u")["user"] == "u"
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(device_tls.DeviceTLSError, match="empty"):
@@ -229,18 +253,48 @@ def test_cli_writes_tls_files_and_account_to_the_board(
     state, mp = _fake_mpremote(tmp_path)
     pw = tmp_path / "pw"
     pw.write_text("hunter2\n")
-    rc = cli_main(["device", "provision", "--port", "/dev/ttyFAKE", "--id", "tl-5e0001",
-                   "--registry", str(tmp_path / "reg.json"), "--mqtt-host", "10.0.7.2",
-                   "--mqtt-password-file", str(pw), "--ca", str(pki["ca"]),
-                   "--client-cert", str(pki["cert"]), "--client-key", str(pki["key"]),
-                   "--server-name", "broker.wh7.example", "--mpremote", mp])
+    rc = cli_main(
+        [
+            "device",
+            "provision",
+            "--port",
+            "/dev/ttyFAKE",
+            "--id",
+            "tl-5e0001",
+            "--registry",
+            str(tmp_path / "reg.json"),
+            "--mqtt-host",
+            "10.0.7.2",
+            "--mqtt-password-file",
+            str(pw),
+            "--ca",
+            str(pki["ca"]),
+            "--client-cert",
+            str(pki["cert"]),
+            "--client-key",
+            str(pki["key"]),
+            "--server-name",
+            "broker.wh7.example",
+            "--mpremote",
+            mp,
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     files = json.loads(state.read_text())["files"]
     conf = json.loads(bytes.fromhex(files["config.json"]))
-    assert conf["mqtt"] == {"host": "10.0.7.2", "port": 8883, "tls": {
-        "ca": "ct/ca.pem", "cert": "ct/tls.pem", "key": "ct/tls.key",
-        "server_name": "broker.wh7.example"}, "user": "tl-5e0001", "password": "hunter2"}
+    assert conf["mqtt"] == {
+        "host": "10.0.7.2",
+        "port": 8883,
+        "tls": {
+            "ca": "ct/ca.pem",
+            "cert": "ct/tls.pem",
+            "key": "ct/tls.key",
+            "server_name": "broker.wh7.example",
+        },
+        "user": "tl-5e0001",
+        "password": "hunter2",
+    }
     assert bytes.fromhex(files["ct/tls.key"]) == pki["key"].read_bytes()
     assert bytes.fromhex(files["ct/ca.pem"]) == pki["ca"].read_bytes()
     # the fake board cannot say whether flash encryption is on: warned
@@ -251,10 +305,26 @@ def test_cli_refuses_a_certificate_for_another_device_before_touching_the_board(
     tmp_path: Path, pki: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, mp = _fake_mpremote(tmp_path)
-    rc = cli_main(["device", "provision", "--port", "/dev/ttyFAKE", "--id", "tl-5e0001",
-                   "--registry", str(tmp_path / "reg.json"), "--ca", str(pki["ca"]),
-                   "--client-cert", str(pki["other"]), "--client-key", str(pki["other_key"]),
-                   "--mpremote", mp])
+    rc = cli_main(
+        [
+            "device",
+            "provision",
+            "--port",
+            "/dev/ttyFAKE",
+            "--id",
+            "tl-5e0001",
+            "--registry",
+            str(tmp_path / "reg.json"),
+            "--ca",
+            str(pki["ca"]),
+            "--client-cert",
+            str(pki["other"]),
+            "--client-key",
+            str(pki["other_key"]),
+            "--mpremote",
+            mp,
+        ]
+    )
     assert rc == 1
     assert "is for 'tl-5e0002', not 'tl-5e0001'" in capsys.readouterr().err
     assert not state.exists() and not (tmp_path / "reg.json").exists()
@@ -263,6 +333,7 @@ def test_cli_refuses_a_certificate_for_another_device_before_touching_the_board(
 def test_cli_atecc_setup_is_a_device_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = cli_main(["device", "atecc-setup", "--port", "/dev/ttyX", "--mpremote",
-                   "/nonexistent/mpremote"])
+    rc = cli_main(
+        ["device", "atecc-setup", "--port", "/dev/ttyX", "--mpremote", "/nonexistent/mpremote"]
+    )
     assert rc == 1 and "pip install mpremote" in capsys.readouterr().err

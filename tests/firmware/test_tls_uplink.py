@@ -104,30 +104,45 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         pytest.fail("mosquitto is not installed: run `make system` (scripts/ensure-system.sh)")
     d = tmp_path_factory.mktemp("tls")
     ca = make_ca(d / "pki")
-    server = make_cert(ca, d / "pki", name="broker.test", kind="server",
-                       hosts=["broker.test", "localhost"], stem="server")
+    server = make_cert(
+        ca,
+        d / "pki",
+        name="broker.test",
+        kind="server",
+        hosts=["broker.test", "localhost"],
+        stem="server",
+    )
     dev = make_cert(ca, d / "pki", name=DEV, kind="device")
     rogue_ca = make_ca(d / "rogue", name="Someone else's CA")
     rogue_dev = make_cert(rogue_ca, d / "rogue", name=DEV, kind="device")
     pki = Pki(ca, server, dev, rogue_ca, rogue_dev)
     port, tls_port = free_port(), free_port()
-    tls = TLSListener(cafile=ca.cert, certfile=server.cert, keyfile=server.key, port=tls_port,
-                      bind="127.0.0.1")
-    conf = write_config(d / "broker", port=port, tls=tls, users=[BrokerUser(GW_USER, "gateway")],
-                        gateway_id="gw-test")
+    tls = TLSListener(
+        cafile=ca.cert, certfile=server.cert, keyfile=server.key, port=tls_port, bind="127.0.0.1"
+    )
+    conf = write_config(
+        d / "broker",
+        port=port,
+        tls=tls,
+        users=[BrokerUser(GW_USER, "gateway")],
+        gateway_id="gw-test",
+    )
     proc: BrokerProcess = start_broker(conf)
-    gw = create_gateway_dir(d / "gw", Broker(proc, port, d / "broker",
-                                             read_credentials(d / "broker")))
+    gw = create_gateway_dir(
+        d / "gw", Broker(proc, port, d / "broker", read_credentials(d / "broker"))
+    )
     # the device's key, made by the firmware's own provisioning
     devdir = d / DEV
     devdir.mkdir()
     with contextlib.redirect_stdout(io.StringIO()):
-        pub = bytes(ct_provision.keygen(False, ct_fs.Fs(), str(devdir), {"signer": "p256"},
-                                        os.urandom))
+        pub = bytes(
+            ct_provision.keygen(False, ct_fs.Fs(), str(devdir), {"signer": "p256"}, os.urandom)
+        )
     store = open_store(gw.cfg.db_path)
     try:
-        signer = RegistrySigner(store, gw.cfg.registry.id,
-                                load_p256_private_key(gw.cfg.registry.key_file))
+        signer = RegistrySigner(
+            store, gw.cfg.registry.id, load_p256_private_key(gw.cfg.registry.key_file)
+        )
         _, ack_key = signer.add(DEV, pub, role=1, org="acme")
     finally:
         store.close()
@@ -146,11 +161,25 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 def _device(env: Env, tmp: Path, **tls: Any) -> Any:
     """The core as ct_main builds it, with netmqtt as umqtt.simple."""
     devdir = env.gw.dir.parent / DEV
-    t = {"ca": str(env.pki.ca.cert), "cert": str(env.pki.dev.cert),
-         "key": str(env.pki.dev.key), "server_name": "broker.test", **tls}
-    cfg = {"id": DEV, "role": "logger", "dir": str(devdir), "signer": "p256",
-           "mqtt": {"host": "127.0.0.1", "port": env.tls_port, "timeout_ms": 3000,
-                    "tls": {k: v for k, v in t.items() if v is not None}}}
+    t = {
+        "ca": str(env.pki.ca.cert),
+        "cert": str(env.pki.dev.cert),
+        "key": str(env.pki.dev.key),
+        "server_name": "broker.test",
+        **tls,
+    }
+    cfg = {
+        "id": DEV,
+        "role": "logger",
+        "dir": str(devdir),
+        "signer": "p256",
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": env.tls_port,
+            "timeout_ms": 3000,
+            "tls": {k: v for k, v in t.items() if v is not None},
+        },
+    }
     new = ct_core.mqtt_factory(cfg, DEV, netmqtt.MQTTClient)
     core = ct_core.open_device(cfg, _Board(), fs=ct_fs.Fs(), new_client=new, rtc_mem=_RtcMem())
     core.uplink._backoff0 = 200  # several attempts within a short upload
@@ -174,8 +203,11 @@ def _reading(core: Any, temp: int) -> None:
 def test_refused_connection_has_a_clear_status_and_loses_nothing(
     env: Env, tmp_path: Path, tls: dict[str, Any], status: str
 ) -> None:
-    rogue = {"ca": str(env.pki.rogue_ca.cert), "cert": str(env.pki.rogue_dev.cert),
-             "key": str(env.pki.rogue_dev.key)}
+    rogue = {
+        "ca": str(env.pki.rogue_ca.cert),
+        "cert": str(env.pki.rogue_dev.cert),
+        "key": str(env.pki.rogue_dev.key),
+    }
     tls = {k: (rogue[k] if v == "rogue" else v) for k, v in tls.items()}
     core = _device(env, tmp_path, **tls)
     try:
@@ -234,5 +266,7 @@ def test_unusable_tls_configuration_is_a_failed_upload_not_a_crash(
 def test_server_name_is_checked_even_when_the_host_is_an_address(env: Env) -> None:
     ctx = ct_tls.Context({"ca": str(env.pki.ca.cert)}, "127.0.0.1")
     assert ctx.name == "127.0.0.1"
-    assert ct_tls.Context({"ca": str(env.pki.ca.cert), "server_name": "broker.test"},
-                          "127.0.0.1").name == "broker.test"
+    assert (
+        ct_tls.Context({"ca": str(env.pki.ca.cert), "server_name": "broker.test"}, "127.0.0.1").name
+        == "broker.test"
+    )
