@@ -166,8 +166,11 @@ def mqtt_factory(cfg, dev, client=None):
 
                 ctx.append(ct_tls.Context(tls, host))
             ssl = ctx[0]
-        return client(dev, host, m.get("port", 0), m.get("user"), m.get("password"),
-                      m.get("keepalive", 60), ssl)
+        c = client(dev, host, m.get("port", 0), m.get("user"), m.get("password"),
+                   m.get("keepalive", 60), ssl)
+        if ssl is not None:
+            c.connect = ssl.checked(c.connect)  # an old umqtt would ignore the context
+        return c
 
     return new
 

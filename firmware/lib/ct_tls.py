@@ -58,10 +58,10 @@ class Context:
         if ssl is None:
             import ssl
         if type(tls) is not dict or not tls.get("ca"):
-            raise TLSError("mqtt.tls needs \"ca\": the broker CA certificate file")
+            raise TLSError('mqtt.tls needs "ca": the broker CA certificate file')
         cert, key = tls.get("cert"), tls.get("key")
         if (cert is None) != (key is None):
-            raise TLSError("mqtt.tls needs both \"cert\" and \"key\" (or neither)")
+            raise TLSError('mqtt.tls needs both "cert" and "key" (or neither)')
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         what = "ca"
         try:
@@ -86,11 +86,30 @@ class Context:
         ctx.verify_mode = ssl.CERT_REQUIRED
         self.name = tls.get("server_name") or host
         self._ctx = ctx
+        self.wrapped = 0
 
-    def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True,
-                    server_hostname=None):
+    def wrap_socket(
+        self, sock, server_side=False, do_handshake_on_connect=True, server_hostname=None
+    ):
         # the configured name, whatever umqtt passes (it passes the host)
+        self.wrapped += 1
         return Sock(self._ctx.wrap_socket(sock, server_hostname=self.name), sock)
+
+    def checked(self, connect):
+        """``connect`` that fails loudly if the client did not wrap its
+        socket with this context: umqtt.simple before 1.4 takes ``ssl=True``
+        and ``ssl_params`` and would connect without checking anything."""
+
+        def run(*a, **kw):
+            n = self.wrapped
+            r = connect(*a, **kw)
+            if self.wrapped == n:
+                raise TLSError(
+                    "umqtt.simple did not use the TLS context (too old: mip install umqtt.simple)"
+                )
+            return r
+
+        return run
 
 
 class Sock:

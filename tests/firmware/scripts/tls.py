@@ -133,6 +133,22 @@ def test_missing_or_half_configuration_is_refused_with_the_key_named():
         assert "cannot read" in str(e)
 
 
+def test_a_client_that_ignores_the_context_is_refused():
+    _files()
+    c = ct_tls.Context({"ca": CA}, "h", FakeSsl())
+
+    def old_umqtt_connect(clean, timeout):  # ssl=True + ssl_params: never calls the context
+        return False
+
+    def new_umqtt_connect(clean, timeout):
+        c.wrap_socket(RawSock(), server_hostname="h")
+        return False
+
+    e = raises(ct_tls.TLSError, c.checked(old_umqtt_connect), False, 5)
+    assert "too old" in str(e)
+    assert c.checked(new_umqtt_connect)(False, 5) is False
+
+
 def test_reason_names_what_to_fix():
     assert ct_tls.reason(ct_tls.TLSError("mqtt.tls.ca: x")) == "tls config: mqtt.tls.ca: x"
     assert ct_tls.reason(OSError(-9984, "MBEDTLS_ERR_X509_CERT_VERIFY_FAILED")).startswith(
