@@ -738,7 +738,7 @@ def register_with_gateway(config: str | Path, entries: list[dict[str, Any]],
     from gateway.service import registry_signer
 
     cfg = load_config(config)
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         signer = registry_signer(cfg, store)
         if signer is None:

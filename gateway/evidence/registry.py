@@ -51,7 +51,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.evidence.store import DeviceRow, SQLiteStore, StatementRow
+from gateway.evidence.store import DeviceRow, SqlStore, StatementRow
 from protocol.assemble import ChainKey, chain_label, chain_of
 from protocol.cose import ID_PATTERN, parse_sign1
 from protocol.errors import VerificationError
@@ -474,7 +474,7 @@ class RegistrySigner:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: SqlStore,
         registry_id: str,
         private_key: ec.EllipticCurvePrivateKey,
         *,
@@ -861,7 +861,7 @@ class StatementEntry:
     payload: Statement
 
 
-def statement_history(store: SQLiteStore, kind: int | None = None) -> list[StatementEntry]:
+def statement_history(store: SqlStore, kind: int | None = None) -> list[StatementEntry]:
     """Every logged and pending statement (of ``kind``), by chain then cseq."""
     out: list[StatementEntry] = []
     for row in store.statements(kind=kind):
