@@ -40,9 +40,16 @@ def _len(n: int) -> bytes:
 
 
 class MQTTClient:
-    def __init__(self, client_id: bytes | str, server: str, port: int = 0,
-                 user: str | None = None, password: str | None = None, keepalive: int = 0,
-                 ssl: Any = None) -> None:
+    def __init__(
+        self,
+        client_id: bytes | str,
+        server: str,
+        port: int = 0,
+        user: str | None = None,
+        password: str | None = None,
+        keepalive: int = 0,
+        ssl: Any = None,
+    ) -> None:
         self.client_id = client_id
         self.server = server
         self.port = port or (8883 if ssl else 1883)
@@ -58,8 +65,9 @@ class MQTTClient:
     def set_callback(self, f: Callable[[bytes, bytes], None]) -> None:
         self.cb = f
 
-    def set_last_will(self, topic: bytes | str, msg: bytes, retain: bool = False,
-                      qos: int = 0) -> None:
+    def set_last_will(
+        self, topic: bytes | str, msg: bytes, retain: bool = False, qos: int = 0
+    ) -> None:
         self.lw = (topic, msg, retain, qos)
 
     def _read(self, n: int) -> bytes:
