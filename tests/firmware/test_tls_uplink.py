@@ -17,7 +17,10 @@ import contextlib
 import io
 import os
 import shutil
+import socket
+import ssl
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -158,7 +161,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         proc.stop()
 
 
-def _device(env: Env, tmp: Path, **tls: Any) -> Any:
+def _device(env: Env, tmp: Path, port: int | None = None, **tls: Any) -> Any:
     """The core as ct_main builds it, with netmqtt as umqtt.simple."""
     devdir = env.gw.dir.parent / DEV
     t = {
@@ -175,7 +178,7 @@ def _device(env: Env, tmp: Path, **tls: Any) -> Any:
         "signer": "p256",
         "mqtt": {
             "host": "127.0.0.1",
-            "port": env.tls_port,
+            "port": port or env.tls_port,
             "timeout_ms": 3000,
             "tls": {k: v for k, v in t.items() if v is not None},
         },
@@ -270,3 +273,63 @@ def test_server_name_is_checked_even_when_the_host_is_an_address(env: Env) -> No
         ct_tls.Context({"ca": str(env.pki.ca.cert), "server_name": "broker.test"}, "127.0.0.1").name
         == "broker.test"
     )
+
+
+@contextlib.contextmanager
+def _dead_server(env: Env, handshake: bool) -> Iterator[int]:
+    """A server that accepts and then says nothing: before the TLS handshake
+    (a black hole), or after it (no CONNACK ever)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(0.2)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(env.pki.server.cert), str(env.pki.server.key))
+    ctx.load_verify_locations(cafile=str(env.pki.ca.cert))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            if handshake:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    conn = ctx.wrap_socket(conn, server_side=True)
+            held.append(conn)  # never read, never answered
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        stop.set()
+        th.join(5)
+        for c in held:
+            c.close()
+        srv.close()
+
+
+@pytest.mark.parametrize("handshake", [False, True], ids=["no-handshake", "no-connack"])
+def test_a_dead_link_ends_at_the_deadline_with_the_queue_intact(
+    env: Env, tmp_path: Path, handshake: bool
+) -> None:
+    with _dead_server(env, handshake) as port:
+        core = _device(env, tmp_path, port=port)
+        try:
+            before = core.queued()[0]
+            _reading(core, 470)
+            t0 = time.monotonic()
+            with pytest.raises(OSError):
+                core.upload(4000)
+            took = time.monotonic() - t0
+            # mqtt.timeout_ms (3 s) per attempt, the upload's 4 s overall: never a hang
+            assert took < 12, took
+            assert core.uplink.error == "timeout"
+            assert core.queued()[0] == before + 1
+        finally:
+            core.close()
