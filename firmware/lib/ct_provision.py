@@ -177,10 +177,12 @@ _CRYPT_CNT = (("ESP32S3", 0x60007034, 18, 7), ("ESP32", 0x3FF5A000, 20, 0x7F))
 def flash_encrypted(machine=None, chip=None):
     """Prints ``CT-FLASHENC 1`` (flash encryption on), ``0`` (off: anything
     in flash, key.p256 too, can be read over USB) or ``?`` (unknown chip)."""
-    if chip is None:
+    if chip is None:  # "Generic ESP32S3 module with ESP32S3"
+        import os
         import sys
 
-        chip = getattr(sys.implementation, "_machine", "").split(" with ")[-1]
+        m = getattr(sys.implementation, "_machine", None) or os.uname().machine
+        chip = m.split(" with ")[-1]
     r = "?"
     for name, addr, shift, mask in _CRYPT_CNT:
         if chip == name:
