@@ -108,9 +108,12 @@ class Core:
             return None
         return rec
 
-    def upload(self, timeout_ms, ntp=False, now=None):
+    def upload(self, timeout_ms, ntp=False, now=None, on_time=None):
         """Deliver the queue (ct_uplink events, plus ("ntp", unix) first when
-        asked); ``now()`` -> (time, tq) stamps declarations of lost records."""
+        asked); ``now()`` -> (time, tq) stamps declarations of lost records.
+        ``on_time(unix)`` takes the NTP time instead of the event, before
+        the broker connection: TLS checks certificate dates, so the clock
+        must be set before the handshake."""
         if self.uplink is None:
             raise OSError(19)  # ENODEV: no uplink configured
         if self._wifi is not None:
@@ -121,7 +124,9 @@ class Core:
             ev = []
             if ntp and self._ntp is not None:
                 t = self._ntp()
-                if t:
+                if t and on_time is not None:
+                    on_time(t + self._offset)
+                elif t:
                     ev.append(("ntp", t + self._offset))
             ev.extend(self.uplink.upload(timeout_ms))
             self.uplink.close()

@@ -96,7 +96,7 @@ def _cfg(**kw: Any) -> dict[str, Any]:
 
 
 def test_atecc_setup_then_provision_registers_the_key_the_chip_made(tmp_path: Path) -> None:
-    bus = FakeI2C(blank=True)
+    bus = FakeI2C(blank=True, busy_polls=1)  # real time here: keep the polling short
     t = BoardTransport(tmp_path / "board", bus)
     t.mkdir("")
     dry = host_atecc.atecc_setup(t, {"board": "esp32s3", "role": "logger"}, slot=0)
@@ -120,7 +120,7 @@ def test_atecc_setup_then_provision_registers_the_key_the_chip_made(tmp_path: Pa
 
 
 def test_atecc_setup_reports_a_refusal_from_the_board(tmp_path: Path) -> None:
-    bus = FakeI2C(blank=True)
+    bus = FakeI2C(blank=True, busy_polls=1)  # real time here: keep the polling short
     bus.config[6] = 0x50  # an ATECC508A
     t = BoardTransport(tmp_path, bus)
     with pytest.raises(prov.ProvisionError, match="not an ATECC608"):

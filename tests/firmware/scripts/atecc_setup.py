@@ -124,7 +124,7 @@ def test_not_an_atecc608_is_refused_before_any_write():
 
 
 def test_run_uses_the_configured_bus_and_address():
-    bus = FakeI2C(blank=True)
+    bus = FakeI2C(blank=True, busy_polls=0)  # run() keeps real time: never make it wait
     pub = ct_atecc_setup.run(0, True, cfg={"atecc": {"addr": 0x60}}, i2c=bus, say=quiet)
     assert out[-1] == "CT-PUBKEY " + pub.hex() and bus.config[87] == 0
 
