@@ -159,3 +159,15 @@ def mqtt_settings(
     elif server_name:
         raise DeviceTLSError("--server-name needs --ca (it names the broker's certificate)")
     return out
+
+
+def clock_warning(cfg: dict[str, Any]) -> str | None:
+    """TLS checks certificate dates, and a board's RTC is unset after power
+    loss: without NTP the first handshake fails, and the gateway's time,
+    which arrives over that connection, never comes."""
+    if cfg.get("mqtt", {}).get("tls") and not cfg.get("ntp"):
+        return (
+            'WARNING: TLS without "ntp" in config.json: a board whose clock is unset '
+            "(after power loss) fails the certificate date check and cannot connect"
+        )
+    return None

@@ -322,7 +322,7 @@ def _cmd_provision(args: argparse.Namespace) -> int:
     if args.atecc_slot is not None:
         over["atecc"] = {**base.get("atecc", {}), "slot": args.atecc_slot}
     from gateway.atecc import flash_warning
-    from gateway.device_tls import DeviceTLSError, mqtt_settings, tls_files
+    from gateway.device_tls import DeviceTLSError, clock_warning, mqtt_settings, tls_files
 
     tls: dict[str, bytes] = {}
     try:
@@ -339,6 +339,8 @@ def _cmd_provision(args: argparse.Namespace) -> int:
             cfg["mqtt"]["port"] = args.mqtt_port
         if args.broker_dir:
             cfg["mqtt"] = broker_login(cfg, Path(args.broker_dir))
+        if clock_warning(cfg):
+            print(clock_warning(cfg), file=sys.stderr)
         t = MpremoteTransport(args.port, shlex.split(args.mpremote))
         entry = provision(
             t,

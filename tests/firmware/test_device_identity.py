@@ -239,6 +239,14 @@ def test_mqtt_settings(tmp_path: Path) -> None:
         device_tls.mqtt_settings({}, "tl-1", server_name="b")
 
 
+def test_tls_without_ntp_is_warned() -> None:
+    tls = {"mqtt": {"tls": {"ca": "ct/ca.pem"}}}
+    w = device_tls.clock_warning({**tls, "ntp": ""})
+    assert w is not None and "ntp" in w
+    assert device_tls.clock_warning({**tls, "ntp": "pool.ntp.org"}) is None
+    assert device_tls.clock_warning({"mqtt": {"tls": False}}) is None
+
+
 def _fake_mpremote(tmp_path: Path) -> tuple[Path, str]:
     (tmp_path / "fake_board_impl.py").write_text(BOARD)
     state = tmp_path / "board.json"
