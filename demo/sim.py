@@ -10,6 +10,13 @@ tap (AES-128 / CMAC, NXP AN12196), so the cloud can check them. The network
 is real: devices talk MQTT to a broker through :class:`PahoClient`, a
 ``umqtt.simple``-compatible adapter over paho-mqtt.
 
+``coldtrace sim --place P`` puts the loggers and the readers in one place, and
+``--gateway-config`` registers the devices and binds the loggers to it
+(binding statements), so the trace of a tag scanned there holds the loggers'
+readings; ``--journey`` sets the scans each tag goes through. As boards with
+``ntp`` in their config.json do, the devices' clocks are set at power-on
+(``--no-ntp``: unset until the gateway's first ack).
+
 The devices' clocks follow ``clock`` (default: the wall clock). The cold
 room's curve runs ``--scale`` times faster than it, so a day of temperature
 history passes in minutes. ``demo/world.py`` instead gives the devices
@@ -418,18 +425,27 @@ class SimLogger:
         ct_rtcmem.RTCMem(self.board.rtc).put(ct_app._K_CLOCK, clock.pack())
 
     def _channels(self) -> list[tuple[int, int | None, Callable[[], tuple[int, int | None]]]]:
+        # a calibration the gateway sent (settings["cal"], as ct_board.channels)
+        import ct_cal
+
+        c0, t0, _ = ct_cal.from_config(ct_cal.pick(None, self.settings, 0))
+        c1, t1, rh1 = ct_cal.from_config(ct_cal.pick(None, self.settings, 1))
+
         def ds() -> tuple[int, int | None]:
             self.probe.temp = self.room.temp(self.curve_t())
-            return self.ds.measure(), None
+            raw = self.ds.measure()
+            return (t0.apply(raw) if t0 else raw), None
 
         def sht() -> tuple[int, int | None]:
             t = self.curve_t()
             self.sht_bus.temp = self.room.temp(t) + 30  # the box air, a little warmer
             self.sht_bus.rh = self.room.rh(t)
-            out: tuple[int, int | None] = self.sht.measure()
-            return out
+            temp, rh = self.sht.measure()
+            if rh1 is not None and rh is not None:
+                rh = rh1.apply(rh)
+            return (t1.apply(temp) if t1 else temp), rh
 
-        return [(0, None, ds), (1, None, sht)]
+        return [(0, c0, ds), (1, c1, sht)]
 
     def wake(self) -> float:
         """One wake: returns the seconds until the next."""
@@ -640,6 +656,8 @@ class Sim:
                  ntp: bool = False) -> None:
         self.root = root
         self.interval = interval
+        if world is None:  # the excursion lasts two readings, so every run records it
+            world = {"exc_len": max(2700, 2 * interval * scale)}
         self.devices: list[SimLogger | SimReader] = []
         self.entries: list[dict[str, Any]] = []
         pw = passwords or {}
@@ -685,7 +703,7 @@ class Sim:
 
     def run(self, duration: float, stop: Callable[[], bool] = lambda: False) -> None:
         end = time.time() + duration if duration else float("inf")
-        first_tap = time.time() + self.interval + 1.0  # after the loggers' first readings
+        first_tap = time.time() + self.interval + 3.0  # after the loggers' first readings
         for d in self.devices:
             if isinstance(d, SimReader):
                 d.next_tap = max(d.next_tap, first_tap)

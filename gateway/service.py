@@ -500,6 +500,7 @@ class Gateway:
         if now >= self._next_outbox:
             self._next_outbox = now + 1.0
             self._drain_outbox()
+            self._drain_commands()
         if now >= self._next_status:
             self._next_status = now + 2.0
             self._write_status()
@@ -522,6 +523,23 @@ class Gateway:
         if done:
             log.info("restated %d statement chain(s) older than %d s", len(done), interval)
             self._next_outbox = 0.0  # log them now
+
+    def _drain_commands(self) -> None:
+        """Publish the device commands (§5.3) the command line queued
+        (gateway/commands.py: ``coldtrace gateway calibrate``)."""
+        if not self.mqtt.connected.is_set():
+            return
+        from gateway.commands import CommandSpool
+
+        try:
+            n = CommandSpool(self.cfg.data_dir).drain(
+                lambda topic, raw: self.mqtt.publish(topic, raw, retain=False)
+            )
+        except OSError as exc:
+            log.error("publishing device commands failed: %s", exc)
+            return
+        if n:
+            log.info("published %d device command(s)", n)
 
     def _drain_outbox(self) -> None:
         pending = self.store.outbox_pending()

@@ -31,6 +31,8 @@ def load_config():
     for k in ("id", "role"):
         if k not in cfg:
             raise MainError("config.json: missing " + k)
+    if cfg.get("uplink", "wifi") not in ("wifi", "lte"):
+        raise MainError("config.json: uplink must be wifi or lte")
     return cfg
 
 
@@ -59,11 +61,14 @@ def button_held(board):
 
 
 def open_core(cfg, board):
-    """The signing/queue/uplink core, with Wi-Fi for its uploads."""
+    """The signing/queue/uplink core, with Wi-Fi (or, with "uplink": "lte",
+    the SIM7080G over PPP) for its uploads."""
     import network
 
     import ct_core
 
+    if cfg.get("uplink", "wifi") == "lte":
+        return ct_core.open_device(cfg, board, open_lte(cfg, board, network))
     w = cfg.get("wifi", {})
     wifi = ct_net.WiFi(network, w.get("ssid"), w.get("key"), w.get("timeout_ms", 15000),
                        board.feed)
@@ -81,6 +86,22 @@ def _ntp_sync(clock):
     return sync
 
 
+def open_lte(cfg, board, network):
+    """ct_lte.Lte on the board's modem pins (hardware/pins.json)."""
+    import ct_lte
+
+    c = cfg.get("lte", {})
+    p = board.pins
+    for k in ("modem_tx", "modem_rx", "modem_pwrkey"):
+        if k not in p:
+            raise MainError("uplink lte: the pin map has no " + k)
+    uart = machine.UART(c.get("uart", 1), baudrate=c.get("baud", 115200), tx=p["modem_tx"],
+                        rx=p["modem_rx"], timeout=0, rxbuf=2048)
+    key = machine.Pin(p["modem_pwrkey"], machine.Pin.OUT,
+                      value=0 if c.get("pwrkey_active", 1) else 1)  # PWRKEY released
+    return ct_lte.Lte(uart, key, network.PPP, c, feed=board.feed)
+
+
 def run():
     cfg = load_config()
     board = ct_board.Board(cfg)
@@ -95,8 +116,9 @@ def run():
 
 
 def logger(cfg, board, core):
-    lg = ct_app.Logger(cfg, board, core, lambda: ct_board.channels(cfg, board),
-                       load_settings())
+    settings = load_settings()
+    lg = ct_app.Logger(cfg, board, core, lambda: ct_board.channels(cfg, board, settings),
+                       settings)
     ms = lg.cycle()
     if lg.settings_dirty:
         save_settings(lg.settings)

@@ -1,5 +1,6 @@
-"""Every config.json key the firmware reads is in firmware/README.md's
-configuration table, and every key in that table is read somewhere.
+"""Every config.json key the firmware reads, and every key of the template
+(firmware/config.json), is in firmware/README.md's configuration table, and
+every key in that table is read somewhere.
 
 The keys are collected from the source (Python's ``ast``): reads of
 ``cfg``/``self.cfg`` (``.get("k")`` and ``["k"]``), followed through local
@@ -13,18 +14,21 @@ dots in the table's first column: ``mqtt.tls.ca``.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "firmware" / "lib"
 README = ROOT / "firmware" / "README.md"
+TEMPLATE = ROOT / "firmware" / "config.json"
 
 # (module, function, parameter) -> the configuration path the parameter holds
 PARAMS = {
     ("ct_alarm", "from_config", "c"): "",
     ("ct_cal", "from_config", "d"): "sensors.cal",
     ("ct_tls", "__init__", "tls"): "mqtt.tls",
+    ("ct_lte", "__init__", "cfg"): "lte",
 }
 # ct_app.Logger.get(name, default): a setting, else the configuration
 SELF_GET = {"ct_app"}
@@ -48,9 +52,11 @@ class _Scan:
     def resolve(self, node: ast.AST, env: dict[str, str]) -> str | None:
         """The configuration path ``node`` evaluates to, or None."""
         if isinstance(node, ast.Name):
-            if node.id == "cfg":
-                return ""
-            return env.get(node.id)
+            if node.id in env:
+                return env[node.id]
+            return "" if node.id == "cfg" else None
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+            return self.resolve(node.values[0], env)  # c = cfg or {}
         if isinstance(node, ast.Attribute) and node.attr == "cfg":
             return ""
         if isinstance(node, ast.Call):
@@ -107,7 +113,12 @@ class _Scan:
 
 def firmware_keys() -> dict[str, str]:
     keys: dict[str, str] = {}
-    for path in sorted(LIB.glob("*.py")):
+    paths = [
+        *sorted(LIB.glob("*.py")),
+        ROOT / "firmware" / "main.py",
+        ROOT / "firmware" / "boot.py",
+    ]
+    for path in (p for p in paths if p.exists()):
         s = _Scan(path.stem)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -129,9 +140,45 @@ def documented_keys() -> set[str]:
     return out
 
 
+def template_keys() -> set[str]:
+    """firmware/config.json's keys, dotted; a list of objects gives its items' keys."""
+    out: set[str] = set()
+
+    def walk(prefix: str, v: object) -> None:
+        if isinstance(v, dict) and v:
+            for k, x in v.items():
+                walk(_join(prefix, k), x)
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            for x in v:
+                walk(prefix, x)
+        else:
+            out.add(prefix)
+
+    walk("", json.loads(TEMPLATE.read_text(encoding="utf-8")))
+    return out
+
+
+def _covered(key: str, doc: set[str]) -> bool:
+    return key in doc or any(d.startswith(key + ".") for d in doc)
+
+
+def test_every_template_key_is_documented() -> None:
+    doc = documented_keys()
+    missing = sorted(k for k in template_keys() if not _covered(k, doc))
+    assert not missing, f"firmware/config.json keys missing from firmware/README.md: {missing}"
+
+
 def test_every_key_the_firmware_reads_is_documented() -> None:
     keys = firmware_keys()
-    assert {"mqtt.user", "mqtt.password", "mqtt.tls.ca", "mqtt.tls.cert", "wifi.ssid"} <= set(keys)
+    assert {
+        "mqtt.user",
+        "mqtt.password",
+        "mqtt.tls.ca",
+        "mqtt.tls.cert",
+        "wifi.ssid",
+        "uplink",
+        "lte.apn",
+    } <= set(keys)
     missing = {k: w for k, w in keys.items() if k not in documented_keys()}
     assert not missing, (
         "config.json keys read by the firmware but not in firmware/README.md's "
