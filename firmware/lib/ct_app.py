@@ -359,7 +359,7 @@ class Logger:
     def _upload(self, now):
         try:
             got = self.core.upload(self.cfg.get("upload_ms", _UPLOAD_MS), self._want_time(now),
-                                   self.clock.now)
+                                   self.clock.now, self._ntp_now)
         except OSError:
             self.fails = min(self.fails + 1, 20)
             back = _MIN_BACKOFF << min(self.fails, 10)
@@ -391,6 +391,10 @@ class Logger:
                 self.dropped = 0
                 self.storage &= ~2
         return True
+
+    def _ntp_now(self, t):
+        # before the connection: TLS checks certificate dates (ct_core.upload)
+        self._sync(t, ct_clock.NTP)
 
     def _want_time(self, now):
         """Ask the uplink for NTP time when the clock is unset or 12 h old."""

@@ -75,6 +75,17 @@ def open_core(cfg, board):
     return ct_core.open_device(cfg, board, wifi)
 
 
+def _ntp_sync(clock):
+    # NTP time sets the clock before the connection (TLS checks dates)
+    def sync(t):
+        try:
+            clock.sync(t, ct_clock.NTP)
+        except ct_clock.ClockError:
+            pass
+
+    return sync
+
+
 def open_lte(cfg, board, network):
     """ct_lte.Lte on the board's modem pins (hardware/pins.json)."""
     import ct_lte
@@ -139,7 +150,7 @@ def reader(cfg, board, core):
         if due:
             try:
                 for item in core.upload(cfg.get("upload_ms", 20000), clock.src == 0,
-                                        clock.now):
+                                        clock.now, _ntp_sync(clock)):
                     if item[0] == "time":  # a fresh ack's time, never the retained one
                         clock.sync(item[1], ct_clock.GATEWAY)
                     elif item[0] == "ntp":
