@@ -33,6 +33,11 @@ the retained ack a session starts with can be hours old.
 Persistent state: RTC memory (ct_rtcmem) for what must survive deep sleep
 (alarm, clock sync, upload schedule, boot failures); ``settings`` (applied
 gateway commands) is saved on flash by the caller via ``save_settings``.
+
+``ota``   optional ct_ota.Updater (firmware updates, docs/protocol.md §5.4):
+          status records carry its running version (32 label, 39 number);
+          a command with key 20 is an update offer; a boot on trial
+          uploads at once, and its first fresh ack is the health check.
 """
 
 try:
@@ -109,7 +114,8 @@ def boot_failures(rtc):
 
 
 class Logger:
-    def __init__(self, cfg, hw, core, channels, settings=None):
+    def __init__(self, cfg, hw, core, channels, settings=None, ota=None):
+        self.ota = ota
         self.cfg = cfg
         self.hw = hw
         self.core = core
@@ -213,10 +219,18 @@ class Logger:
         now = self.clock.now()[0]
         if getattr(hw, "button_wake", None) and hw.button_wake():
             self.alarm.clear_latch()  # the operator acknowledged the alarm LED
+        fw = {32: FW}
+        if self.ota is not None:
+            lab, ver = self.ota.running()
+            fw = {32: lab, 39: ver}
         if self.fresh or hw.reset_cause() != hw.DEEPSLEEP:
-            self.status(EV_BOOT, None, {31: hw.uptime(), 32: FW, 36: hw.reset_cause()})
+            fw.update({31: hw.uptime(), 36: hw.reset_cause()})
+            self.status(EV_BOOT, None, fw)
             self.fresh = False
         urgent = False
+        if self.ota is not None:
+            self._ota_events(self.ota.notes())
+            urgent = self.ota.in_trial()  # the health check needs an ack now
         safe = self.safe_mode()
         if safe:
             if not self.safe_since:
@@ -228,16 +242,23 @@ class Logger:
             urgent = True
         else:
             self.safe_since = 0
-            urgent = self._measure(now)
+            urgent = self._measure(now) or urgent
         hw.feed()
         self._storage()
         if now >= self.next_heartbeat:
             n, free = self.core.queued()
-            self.status(EV_HEARTBEAT, None,
-                        {31: hw.uptime(), 33: n, 34: free, 15: hw.batt_mv()})
+            hb = {31: hw.uptime(), 33: n, 34: free, 15: hw.batt_mv()}
+            if 39 in fw:
+                hb[39] = fw[39]
+            self.status(EV_HEARTBEAT, None, hb)
             self.next_heartbeat = now + self.cfg.get("heartbeat", 21600)
         if urgent or now >= self.next_upload:
             self._upload(now)
+        if self.ota is not None and self.ota.pending():
+            try:
+                self._ota_events(self.ota.work(self.cfg.get("ota_ms", 60000)))
+            except OSError:
+                pass  # the link failed: what was fetched stays, next wake resumes
         self._save()
         self._clean_exit()
         return self._sleep_ms()
@@ -309,12 +330,16 @@ class Logger:
         self.last_upload = now
         self.next_upload = now + self.upload_interval()
         for item in got:
+            if item[0] == "ack" and item[2] is not None and self.ota is not None:
+                self._ota_events(self.ota.healthy())  # a fresh ack: signed and stored
             if item[0] == "time":  # from a fresh ack only (ct_uplink)
                 self._sync(item[1], ct_clock.GATEWAY)
             elif item[0] == "ntp":
                 self._sync(item[1], ct_clock.NTP)
             elif item[0] == "cmd":
                 self._command(item[1])
+                if item[1] is not None and 20 in item[1] and self.ota is not None:
+                    self._ota_events(self.ota.offer(item[1]))
             elif item[0] == "lost":  # the core signed the declaration (§5.2)
                 self.events.append((EV_DROPPED, item[2]))
         if self.dropped and self.storage & 2:
@@ -325,6 +350,10 @@ class Logger:
                 self.dropped = 0
                 self.storage &= ~2
         return True
+
+    def _ota_events(self, evs):
+        for ev, detail in evs:
+            self.status(ev, detail)
 
     def _want_time(self, now):
         """Ask the uplink for NTP time when the clock is unset or 12 h old."""

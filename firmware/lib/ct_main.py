@@ -84,8 +84,10 @@ def run():
 
 
 def logger(cfg, board, core):
+    import ct_ota
+
     lg = ct_app.Logger(cfg, board, core, lambda: ct_board.channels(cfg, board),
-                       load_settings())
+                       load_settings(), ct_ota.from_config(cfg, core, board.feed))
     ms = lg.cycle()
     if lg.settings_dirty:
         save_settings(lg.settings)

@@ -254,7 +254,7 @@ def verify_slot(fs, d, pub):
 class Updater:
     def __init__(self, fs, base, dev_id, key, release_pub, new_client=None, k=3,
                  chunk=1024, factory=(1, "factory"), ticks=None, feed=None,
-                 timeout_ms=5000):
+                 timeout_ms=5000, wifi=None):
         if len(release_pub) != 65 or len(key) != 32:
             raise OtaError(R_FORMAT, "release key (65-byte SEC1) and ack key (32 bytes)")
         if ticks is None:
@@ -270,6 +270,7 @@ class Updater:
         self._t = ticks
         self._feed = feed or (lambda: None)
         self.timeout_ms = timeout_ms
+        self.wifi = wifi  # up()/down() around a download (ct_net.WiFi), or None
         dev = dev_id.encode() if type(dev_id) is str else dev_id
         self.t_req = b"ct/v1/" + dev + b"/fwreq"
         self.t_fw = b"ct/v1/" + dev + b"/fw"
@@ -388,6 +389,8 @@ class Updater:
         t = self._t
         t0 = t.ticks_ms()
         c = None
+        if self.wifi is not None:
+            self.wifi.up()
         try:
             mp = d + "/" + _MAN
             c = self._connect()
@@ -410,6 +413,8 @@ class Updater:
                     c.disconnect()
                 except Exception:
                     pass
+            if self.wifi is not None:
+                self.wifi.down()
 
     def _connect(self):
         c = self.new_client()
@@ -471,3 +476,35 @@ class Updater:
                 f.flush()
             have += len(data)
         return True
+
+
+def from_config(cfg, core, feed=None, fs=None):
+    """The updater config.json asks for ("ota": {"key": SEC1 hex of the
+    release key, "k": boots on trial, "version": the factory firmware's
+    number}), on the core's uplink; None without a pinned key or uplink."""
+    o = cfg.get("ota") or {}
+    up = core.uplink
+    if not o.get("key") or up is None:
+        return None
+    import binascii
+
+    import ct_app
+    import ct_fs
+
+    return Updater(fs or ct_fs.Fs(), o.get("base", ""), cfg["id"], up._key,
+                   binascii.unhexlify(o["key"]), up._new, o.get("k", 3), o.get("chunk", 1024),
+                   (o.get("version", 1), ct_app.FW), feed=feed, wifi=core._wifi)
+
+
+def boot(cfg_path="config.json"):
+    """boot.py: the slot to run, with K from config.json (never raises)."""
+    import ct_fs
+
+    k, base = 3, ""
+    try:
+        with open(cfg_path) as f:
+            o = json.loads(f.read()).get("ota") or {}
+        k, base = o.get("k", 3), o.get("base", "")
+    except (OSError, ValueError):
+        pass
+    return select(ct_fs.Fs(), base, k)

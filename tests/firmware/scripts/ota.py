@@ -58,7 +58,7 @@ def wake(fs, server, rel, log):
     u.notes()
     if u.in_trial():
         u.healthy()  # the trial's first record was acked
-    lab, ver = u.running()
+    ver = u.running()[1]
     if ver < rel.ver:
         u.offer(rel.offer())  # the gateway offers until the device runs it
     u.work(600000)
