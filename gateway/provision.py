@@ -311,6 +311,13 @@ def _cmd_provision(args: argparse.Namespace) -> int:
             mq["port"] = args.mqtt_port
         over["mqtt"] = mq
     try:
+        if args.release_key:
+            from gateway.ota import OtaError, release_pin
+
+            try:
+                over["ota"] = release_pin(Path(args.release_key), base.get("ota"))
+            except OtaError as e:
+                raise ProvisionError(str(e)) from e
         cfg = device_config(base, **over)
         if args.broker_dir:
             cfg["mqtt"] = broker_login(cfg, Path(args.broker_dir))
@@ -369,6 +376,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "account there and write its password into the board's config.json; reload the "
         "broker afterwards",
     )
+    pr.add_argument(
+        "--release-key",
+        help="PEM key whose signed firmware releases the board accepts (public half pinned "
+        "in config.json, docs/protocol.md §5.4)",
+    )
     pr.add_argument("--mpremote", default="mpremote", help="mpremote command")
     pr.add_argument(
         "--config-only",
@@ -390,3 +402,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p.set_defaults(func=_help)
     pr.set_defaults(func=_cmd_provision)
+
+    from gateway.ota import register_release_command
+
+    register_release_command(sub)

@@ -1,0 +1,519 @@
+"""Signed firmware releases and the gateway's side of an update (docs/protocol.md §5.4).
+
+    coldtrace device release --key release.pem --version 2 --files firmware/lib --out rel/
+    coldtrace gateway ota offer --release rel/ --device tl-7f3a21   (or --all)
+    coldtrace gateway ota serve                                     (answers chunk requests)
+
+A release directory holds ``manifest.cose`` (a COSE_Sign1, ES256, over the
+deterministic CBOR map ``{1: version, 2: label, 3: [[name, size, sha256],
+...]}``), the files under ``files/`` and ``release.json`` (a summary for
+people). The device pins the release key's public half (``coldtrace device
+provision --release-key``) and checks everything again.
+
+``offer`` sends each device a §5.3 command (COSE_Mac0 under its ack key, a
+counter above any it sent before) with 20 = version, 21 = SHA-256 of
+``manifest.cose``, 22 = its size, and records which release each device was
+offered in ``<data_dir>/ota/offers.json``; ``serve`` answers the devices'
+chunk requests on ``ct/v1/{dev}/fwreq`` from that release only, each chunk a
+COSE_Mac0 under the device's ack key on ``ct/v1/{dev}/fw``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from protocol import cbor, cose, rfc6979
+from protocol.keys import load_p256_private_key, p256_public_to_sec1
+
+__all__ = [
+    "MAX_CHUNK",
+    "OtaError",
+    "OtaServer",
+    "Release",
+    "answer",
+    "load_release",
+    "make_release",
+    "manifest_payload",
+    "offer_command",
+    "register_ota_commands",
+]
+
+MAX_CHUNK = 1024  # bytes of file data per chunk (§5.4)
+MAX_FILES = 64
+MAX_FILE = 262144
+MAX_MANIFEST = 8192
+_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.]{0,29}\.(py|mpy)$")
+
+
+class OtaError(Exception):
+    """A release, an offer or a chunk request is not acceptable; the message says why."""
+
+
+@dataclass(frozen=True)
+class Release:
+    version: int
+    label: str
+    manifest: bytes  # manifest.cose, exactly as signed
+    files: tuple[tuple[str, bytes], ...]
+
+    @property
+    def manifest_hash(self) -> bytes:
+        return hashlib.sha256(self.manifest).digest()
+
+    def blob(self, index: int) -> bytes:
+        """File ``index`` of a chunk request: 0 is the manifest, 1.. the files."""
+        if index == 0:
+            return self.manifest
+        if not 1 <= index <= len(self.files):
+            raise OtaError(f"file index {index}: the release has {len(self.files)} files")
+        return self.files[index - 1][1]
+
+
+def manifest_payload(version: int, label: str, files: Iterable[tuple[str, bytes]]) -> bytes:
+    """The signed payload: deterministic CBOR {1: version, 2: label, 3: [[name, size, sha256]]}."""
+    items = list(files)
+    if not 1 <= version <= 0xFFFFFFFF:
+        raise OtaError(f"version {version}: an integer 1 .. 2^32-1")
+    if not 1 <= len(label.encode()) <= 32:
+        raise OtaError(f"label {label!r}: 1 .. 32 bytes")
+    if not 1 <= len(items) <= MAX_FILES:
+        raise OtaError(f"{len(items)} files: a release has 1 .. {MAX_FILES}")
+    names = [n for n, _ in items]
+    if len(set(names)) != len(names):
+        raise OtaError("two files with the same name")
+    for name, data in items:
+        if not _NAME.match(name):
+            raise OtaError(f"file name {name!r}: [a-z0-9_.], ending .py or .mpy, at most 32")
+        if len(data) > MAX_FILE:
+            raise OtaError(f"{name}: {len(data)} bytes, at most {MAX_FILE}")
+    return cbor.encode(
+        {1: version, 2: label, 3: [[n, len(d), hashlib.sha256(d).digest()] for n, d in items]}
+    )
+
+
+# COSE envelopes as in §3/§5.2, built here because the record profile's
+# 1024-byte limit (protocol/cose.py) does not fit manifests and chunks.
+
+
+def _envelope(tag: int, protected: bytes, payload: bytes, last: bytes) -> bytes:
+    return b"".join((cbor.head(6, tag), b"\x84", cbor.head(2, len(protected)), protected,
+                     b"\xa0", cbor.head(2, len(payload)), payload, cbor.head(2, len(last)), last))
+
+
+def sign_manifest(payload: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """COSE_Sign1 (ES256, kid "release", low-S r||s) over a manifest payload."""
+    prot = cbor.encode({1: -7, 4: b"release"})
+    r, s = decode_dss_signature(key.sign(cose.sig_structure(prot, payload),
+                                         ec.ECDSA(hashes.SHA256())))
+    sig = r.to_bytes(32, "big") + rfc6979.low_s(s).to_bytes(32, "big")
+    return _envelope(18, prot, payload, sig)
+
+
+def open_manifest(data: bytes, public_key: ec.EllipticCurvePublicKey | None) -> object:
+    """The decoded payload of a manifest COSE_Sign1, its signature checked when a key
+    is given. Raises OtaError."""
+    try:
+        item = cbor.decode(data, max_size=MAX_MANIFEST, max_depth=6,
+                           allowed_tags=frozenset({18}))
+        tagged = getattr(item, "value", None)
+        prot, unprot, payload, sig = tagged if isinstance(tagged, list) else item  # type: ignore[misc]
+        if cbor.decode(prot, max_size=64) != {1: -7, 4: b"release"} or unprot != {}:
+            raise OtaError("protected header must be {1: -7, 4: 'release'}")
+        if public_key is not None:
+            if len(sig) != 64:
+                raise OtaError("signature must be 64 bytes")
+            der = encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                       int.from_bytes(sig[32:], "big"))
+            public_key.verify(der, cose.sig_structure(prot, payload), ec.ECDSA(hashes.SHA256()))
+        return cbor.decode(payload, max_size=MAX_MANIFEST, max_depth=3)
+    except InvalidSignature:
+        raise OtaError("manifest signature does not verify under the release key") from None
+    except OtaError:
+        raise
+    except Exception as e:
+        raise OtaError(f"not a manifest COSE_Sign1: {e}") from e
+
+
+def _mac0(payload: bytes, gateway_id: str, key: bytes) -> bytes:
+    import hmac
+
+    prot = cbor.encode({1: 5, 4: gateway_id.encode()})
+    return _envelope(17, prot, payload,
+                     hmac.digest(key, cose.mac_structure(prot, payload), hashlib.sha256))
+
+
+def _collect(paths: Iterable[Path]) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix in (".py", ".mpy") and f.is_file())
+            out += [(f.name, f.read_bytes()) for f in found]
+        elif p.is_file():
+            out.append((p.name, p.read_bytes()))
+        else:
+            raise OtaError(f"{p}: no such file or directory")
+    return out
+
+
+def make_release(
+    key: ec.EllipticCurvePrivateKey, version: int, label: str, paths: Iterable[Path], out: Path
+) -> Release:
+    """Sign a release of the given files (directories: their .py/.mpy) into ``out``."""
+    files = _collect(paths)
+    payload = manifest_payload(version, label, files)
+    manifest = sign_manifest(payload, key)
+    if len(manifest) > MAX_MANIFEST:
+        raise OtaError(f"manifest is {len(manifest)} bytes, at most {MAX_MANIFEST}")
+    (out / "files").mkdir(parents=True, exist_ok=True)
+    for name, data in files:
+        (out / "files" / name).write_bytes(data)
+    (out / "manifest.cose").write_bytes(manifest)
+    rel = Release(version, label, manifest, tuple(files))
+    summary = {
+        "version": version,
+        "label": label,
+        "manifest_sha256": rel.manifest_hash.hex(),
+        "release_key": p256_public_to_sec1(key.public_key()).hex(),
+        "files": [{"name": n, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+                  for n, d in files],
+    }
+    (out / "release.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return rel
+
+
+def load_release(path: Path, public_key: ec.EllipticCurvePublicKey | None = None) -> Release:
+    """Read a release directory and check it: every file against the manifest, and
+    the signature when ``public_key`` is given. Raises OtaError."""
+    try:
+        manifest = (path / "manifest.cose").read_bytes()
+    except OSError as e:
+        raise OtaError(f"{path}: no manifest.cose ({e.strerror})") from e
+    try:
+        m = open_manifest(manifest, public_key)
+    except OtaError as e:
+        raise OtaError(f"{path / 'manifest.cose'}: {e}") from e
+    if not (isinstance(m, dict) and set(m) == {1, 2, 3} and isinstance(m[3], list)):
+        raise OtaError(f"{path / 'manifest.cose'}: not a firmware manifest")
+    files = []
+    for entry in m[3]:
+        name, size, digest = entry
+        if not (isinstance(name, str) and _NAME.match(name)):
+            raise OtaError(f"{path}: file name {name!r} in the manifest")
+        try:
+            data = (path / "files" / name).read_bytes()
+        except OSError as e:
+            raise OtaError(f"{path}: file {name} is missing ({e.strerror})") from e
+        if len(data) != size or hashlib.sha256(data).digest() != digest:
+            raise OtaError(f"{path}: file {name} does not match the manifest")
+        files.append((name, data))
+    return Release(m[1], m[2], manifest, tuple(files))
+
+
+def offer_command(rel: Release, counter: int, gateway_id: str, key: bytes,
+                  now: int | None = None) -> bytes:
+    """The §5.3 command announcing ``rel``: {1: counter, 2: time, 20, 21, 22}."""
+    t = int(time.time()) if now is None else now
+    payload = cbor.encode({1: counter, 2: t, 20: rel.version, 21: rel.manifest_hash,
+                           22: len(rel.manifest)})
+    return _mac0(payload, gateway_id, key)
+
+
+def answer(rel: Release, request: bytes, gateway_id: str, key: bytes) -> bytes:
+    """The chunk message for one request {1: version, 2: index, 3: offset, 4: length}."""
+    if len(request) > 64:
+        raise OtaError(f"chunk request of {len(request)} bytes")
+    try:
+        req = cbor.decode(request, max_size=64, max_depth=1)
+    except Exception as e:
+        raise OtaError(f"chunk request: {e}") from e
+    if not (isinstance(req, dict) and set(req) == {1, 2, 3, 4}
+            and all(type(v) is int for v in req.values())):
+        raise OtaError("chunk request is {1: version, 2: index, 3: offset, 4: length}")
+    if req[1] != rel.version:
+        raise OtaError(f"version {req[1]} asked, {rel.version} offered")
+    blob = rel.blob(req[2])
+    off, n = req[3], req[4]
+    if not (0 <= off < len(blob) and 1 <= n <= MAX_CHUNK):
+        raise OtaError(f"offset {off} / length {n} outside {len(blob)} bytes")
+    payload = cbor.encode({1: rel.version, 2: req[2], 3: off, 4: blob[off : off + n]})
+    return _mac0(payload, gateway_id, key)
+
+
+# --- the gateway side: offers and the chunk server --------------------------------
+
+
+class Offers:
+    """``<data_dir>/ota/offers.json``: {"counter": n, "devices": {dev: release dir}}."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self) -> dict[str, Any]:
+        try:
+            d = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"counter": 0, "devices": {}}
+        except (OSError, ValueError) as e:
+            raise OtaError(f"{self.path}: {e}") from e
+        return d if isinstance(d, dict) else {"counter": 0, "devices": {}}
+
+    def write(self, d: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".offers.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(d, f, indent=1)
+        os.replace(tmp, self.path)
+
+    def next_counter(self, d: dict[str, Any]) -> int:
+        # above any counter sent before, and above the gateway's clock, so a
+        # lost offers.json never makes a counter a device already accepted
+        n = max(int(d.get("counter", 0)) + 1, int(time.time()))
+        d["counter"] = n
+        return n
+
+
+def _client(cfg: Any, suffix: str) -> Any:
+    import paho.mqtt.client as mqtt
+
+    m = cfg.mqtt
+    cid = (m.client_id or m.username or cfg.id) + suffix
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311)
+    if m.username:
+        c.username_pw_set(m.username, m.secret())
+    if m.tls_ca:
+        c.tls_set(ca_certs=str(m.tls_ca), certfile=str(m.tls_cert) if m.tls_cert else None,
+                  keyfile=str(m.tls_key) if m.tls_key else None)
+    return c
+
+
+def offer(cfg: Any, keys: dict[str, bytes], release_dir: Path, devices: list[str],
+          publish: Callable[[str, bytes], None]) -> list[str]:
+    """Record and send the offer of ``release_dir`` to ``devices``; returns them."""
+    rel = load_release(release_dir)
+    unknown = [d for d in devices if d not in keys]
+    if unknown:
+        raise OtaError(f"no ack key for {', '.join(unknown)} (not registered with this gateway)")
+    offers = Offers(cfg.data_dir / "ota" / "offers.json")
+    d = offers.read()
+    msgs = []
+    for dev in devices:
+        d.setdefault("devices", {})[dev] = str(release_dir.resolve())
+        msgs.append((dev, offer_command(rel, offers.next_counter(d), cfg.id, keys[dev])))
+    offers.write(d)  # before sending: a device that asks finds its release
+    for dev, msg in msgs:
+        publish(dev, msg)
+    return devices
+
+
+class OtaServer:
+    """Answers ``ct/v1/+/fwreq`` from the release each device was offered."""
+
+    def __init__(self, cfg: Any, keys: Callable[[], dict[str, bytes]]):
+        self.cfg = cfg
+        self.keys = keys
+        self.offers = Offers(cfg.data_dir / "ota" / "offers.json")
+        self._cache: dict[str, Release] = {}
+        self.served = 0
+        self.refused = 0
+        self._c: Any = None
+        self._ready = threading.Event()
+
+    def release_for(self, dev: str) -> Release | None:
+        path = self.offers.read().get("devices", {}).get(dev)
+        if path is None:
+            return None
+        if path not in self._cache:
+            self._cache[path] = load_release(Path(path))
+        return self._cache[path]
+
+    def handle(self, topic: str, payload: bytes) -> tuple[str, bytes] | None:
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[:2] != ["ct", "v1"] or parts[3] != "fwreq":
+            return None
+        dev = parts[2]
+        key = self.keys().get(dev)
+        try:
+            rel = self.release_for(dev)
+            if key is None or rel is None:
+                raise OtaError(f"{dev}: no ack key or no release offered")
+            msg = answer(rel, payload, self.cfg.id, key)
+        except OtaError as e:
+            self.refused += 1
+            print(f"ota: {dev}: {e}", file=sys.stderr, flush=True)
+            return None
+        self.served += 1
+        return f"ct/v1/{dev}/fw", msg
+
+    def start(self) -> None:
+        c = _client(self.cfg, "-ota")
+
+        def on_connect(cl: Any, u: Any, flags: Any, rc: Any, props: Any = None) -> None:
+            cl.subscribe("ct/v1/+/fwreq", 1)
+            self._ready.set()
+
+        def on_message(cl: Any, u: Any, msg: Any) -> None:
+            out = self.handle(msg.topic, msg.payload)
+            if out is not None:
+                cl.publish(out[0], out[1], qos=1)
+
+        c.on_connect = on_connect
+        c.on_message = on_message
+        c.connect(self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive)
+        c.loop_start()
+        self._c = c
+        if not self._ready.wait(10):
+            self.stop()
+            raise OtaError(f"no connection to {self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
+
+    def stop(self) -> None:
+        if self._c is not None:
+            self._c.disconnect()
+            self._c.loop_stop()
+            self._c = None
+
+
+def _keys(cfg: Any) -> dict[str, bytes]:
+    from gateway.evidence.store import open_store
+
+    if not cfg.db_path.exists():
+        raise OtaError(f"{cfg.db_path}: no gateway store (run the gateway once)")
+    store = open_store(cfg.db_path, readonly=True)
+    try:
+        return store.ack_keys()
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+
+
+def _cmd_offer(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+
+    try:
+        cfg = load_config(args.config)
+        keys = _keys(cfg)
+        devices = sorted(keys) if args.all else list(args.device or [])
+        if not devices:
+            raise OtaError("name devices with --device, or --all")
+        c = _client(cfg, "-offer")
+        c.connect(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.keepalive)
+        c.loop_start()
+        infos = []
+        sent = offer(cfg, keys, args.release, devices,
+                     lambda dev, msg: infos.append(c.publish(f"ct/v1/{dev}/cmd", msg, qos=1)))
+        for info in infos:
+            info.wait_for_publish(10)
+        c.disconnect()
+        c.loop_stop()
+    except (OtaError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"offered {args.release} to {len(sent)} device(s)")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+
+    try:
+        cfg = load_config(args.config)
+        srv = OtaServer(cfg, lambda: _keys(cfg))
+        srv.start()
+    except (OtaError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("ota: serving firmware chunks", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+    return 0
+
+
+def register_ota_commands(sub: Any) -> None:
+    """Add ``ota offer`` and ``ota serve`` to the ``coldtrace gateway`` subcommands."""
+    p = sub.add_parser("ota", help="offer signed firmware releases to devices and serve them")
+    osub = p.add_subparsers(dest="ota_command", required=True)
+    for name, helptext, func in (
+        ("offer", "send devices an update offer (a §5.3 command)", _cmd_offer),
+        ("serve", "answer the devices' firmware chunk requests", _cmd_serve),
+    ):
+        q = osub.add_parser(name, help=helptext, description=helptext)
+        q.add_argument("--config", "-c", type=Path, default=Path("gateway.toml"))
+        q.set_defaults(func=func)
+        if name == "offer":
+            q.add_argument("--release", type=Path, required=True, help="release directory")
+            q.add_argument("--device", action="append", help="device id (repeatable)")
+            q.add_argument("--all", action="store_true", help="every device with an ack key")
+
+
+def release_pin(path: Path, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json's "ota" for a board that trusts the release key at ``path`` (a PEM
+    public key, or the private key, whose public half is taken)."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise OtaError(f"release key {path}: {e.strerror}") from e
+    try:
+        if b"PRIVATE KEY" in data:
+            pub = serialization.load_pem_private_key(data, None).public_key()
+        else:
+            pub = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as e:
+        raise OtaError(f"release key {path}: not a PEM P-256 key") from e
+    if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.name != "secp256r1":
+        raise OtaError(f"release key {path}: not a P-256 key")
+    out = dict(base or {})
+    out["key"] = p256_public_to_sec1(pub).hex()
+    return out
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    try:
+        key = load_p256_private_key(args.key)
+        rel = make_release(key, args.version, args.label or f"coldtrace-{args.version}",
+                           args.files, args.out)
+    except (OtaError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"release {rel.version} ({rel.label}): {len(rel.files)} files, "
+          f"manifest {rel.manifest_hash.hex()} in {args.out}")
+    return 0
+
+
+def register_release_command(sub: Any) -> None:
+    """Add ``release`` to the ``coldtrace device`` subcommands."""
+    p = sub.add_parser("release", help="sign a firmware release (docs/protocol.md §5.4)")
+    p.add_argument("--key", type=Path, required=True, help="release key (P-256 PEM)")
+    p.add_argument("--version", type=int, required=True, help="release number, 1 .. 2^32-1, "
+                   "above every earlier release")
+    p.add_argument("--label", help="version text for status records (default coldtrace-N)")
+    p.add_argument("--files", type=Path, nargs="+", required=True,
+                   help="files, or directories whose .py/.mpy files are taken")
+    p.add_argument("--out", type=Path, required=True, help="release directory to write")
+    p.set_defaults(func=_cmd_release)
