@@ -440,8 +440,11 @@ class SimLogger:
 
         core = ct_core.open_device(self.cfg, self.board, self.wifi, _device_fs(self.root),
                                    self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
+        import ct_ota
+
         try:
-            lg = ct_app.Logger(self.cfg, self.board, core, self._channels, self.settings)
+            ota = ct_ota.from_config(self.cfg, core, fs=_device_fs(self.root))  # "ota" in cfg
+            lg = ct_app.Logger(self.cfg, self.board, core, self._channels, self.settings, ota)
             ms = lg.cycle()
             if lg.settings_dirty:
                 self.settings = dict(lg.settings)

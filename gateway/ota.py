@@ -2,7 +2,6 @@
 
     coldtrace device release --key release.pem --version 2 --files firmware/lib --out rel/
     coldtrace gateway ota offer --release rel/ --device tl-7f3a21   (or --all)
-    coldtrace gateway ota serve                                     (answers chunk requests)
 
 A release directory holds ``manifest.cose`` (a COSE_Sign1, ES256, over the
 deterministic CBOR map ``{1: version, 2: label, 3: [[name, size, sha256],
@@ -10,11 +9,12 @@ deterministic CBOR map ``{1: version, 2: label, 3: [[name, size, sha256],
 people). The device pins the release key's public half (``coldtrace device
 provision --release-key``) and checks everything again.
 
-``offer`` sends each device a §5.3 command (COSE_Mac0 under its ack key, a
-counter above any it sent before) with 20 = version, 21 = SHA-256 of
-``manifest.cose``, 22 = its size, and records which release each device was
-offered in ``<data_dir>/ota/offers.json``; ``serve`` answers the devices'
-chunk requests on ``ct/v1/{dev}/fwreq`` from that release only, each chunk a
+``offer`` records which release each device is offered in
+``<data_dir>/ota/offers.json``. The running gateway (:class:`GatewayOta`, over
+its MQTT connection) sends each device a §5.3 command (COSE_Mac0 under
+its ack key, a counter above any it sent before) with 20 = version, 21 =
+SHA-256 of ``manifest.cose``, 22 = its size, and answers the device's chunk
+requests on ``ct/v1/{dev}/fwreq`` from that release only, each chunk a
 COSE_Mac0 under the device's ack key on ``ct/v1/{dev}/fw``.
 """
 
@@ -47,14 +47,15 @@ from protocol.keys import load_p256_private_key, p256_public_to_sec1
 
 __all__ = [
     "MAX_CHUNK",
+    "GatewayOta",
     "OtaError",
-    "OtaServer",
     "Release",
     "answer",
     "load_release",
     "make_release",
     "manifest_payload",
     "offer_command",
+    "record_offer",
     "register_ota_commands",
 ]
 
@@ -262,148 +263,150 @@ def answer(rel: Release, request: bytes, gateway_id: str, key: bytes) -> bytes:
 # --- the gateway side: offers and the chunk server --------------------------------
 
 
-class Offers:
-    """``<data_dir>/ota/offers.json``: {"counter": n, "devices": {dev: release dir}}."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def read(self) -> dict[str, Any]:
-        try:
-            d = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"counter": 0, "devices": {}}
-        except (OSError, ValueError) as e:
-            raise OtaError(f"{self.path}: {e}") from e
-        return d if isinstance(d, dict) else {"counter": 0, "devices": {}}
-
-    def write(self, d: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".offers.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(d, f, indent=1)
-        os.replace(tmp, self.path)
-
-    def next_counter(self, d: dict[str, Any]) -> int:
-        # above any counter sent before, and above the gateway's clock, so a
-        # lost offers.json never makes a counter a device already accepted
-        n = max(int(d.get("counter", 0)) + 1, int(time.time()))
-        d["counter"] = n
-        return n
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise OtaError(f"{path}: {e}") from e
+    if not isinstance(d, dict):
+        raise OtaError(f"{path}: not a JSON object")
+    return d
 
 
-def _client(cfg: Any, suffix: str) -> Any:
-    import paho.mqtt.client as mqtt
-
-    m = cfg.mqtt
-    cid = (m.client_id or m.username or cfg.id) + suffix
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311)
-    if m.username:
-        c.username_pw_set(m.username, m.secret())
-    if m.tls_ca:
-        c.tls_set(ca_certs=str(m.tls_ca), certfile=str(m.tls_cert) if m.tls_cert else None,
-                  keyfile=str(m.tls_key) if m.tls_key else None)
-    return c
+def _write_json(path: Path, d: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(d, f, indent=1)
+    os.replace(tmp, path)
 
 
-def offer(cfg: Any, keys: dict[str, bytes], release_dir: Path, devices: list[str],
-          publish: Callable[[str, bytes], None]) -> list[str]:
-    """Record and send the offer of ``release_dir`` to ``devices``; returns them."""
+def record_offer(data_dir: Path, release_dir: Path, devices: Iterable[str]) -> Release:
+    """``coldtrace gateway ota offer``: note in ``<data_dir>/ota/offers.json`` that
+    ``devices`` are offered the (checked) release; the running gateway sends it."""
     rel = load_release(release_dir)
-    unknown = [d for d in devices if d not in keys]
-    if unknown:
-        raise OtaError(f"no ack key for {', '.join(unknown)} (not registered with this gateway)")
-    offers = Offers(cfg.data_dir / "ota" / "offers.json")
-    d = offers.read()
-    msgs = []
+    path = data_dir / "ota" / "offers.json"
+    d = _read_json(path)
     for dev in devices:
-        d.setdefault("devices", {})[dev] = str(release_dir.resolve())
-        msgs.append((dev, offer_command(rel, offers.next_counter(d), cfg.id, keys[dev])))
-    offers.write(d)  # before sending: a device that asks finds its release
-    for dev, msg in msgs:
-        publish(dev, msg)
-    return devices
+        n = int(d.get(dev, {}).get("n", 0)) + 1
+        d[dev] = {"release": str(release_dir.resolve()), "n": n}
+    _write_json(path, d)
+    return rel
 
 
-class OtaServer:
-    """Answers ``ct/v1/+/fwreq`` from the release each device was offered."""
+class GatewayOta:
+    """The gateway's part (gateway/service.py): sends the offers that
+    ``offers.json`` holds and it has not sent (``sent.json``: per device the
+    offer number sent, and the command counter), and answers ``fwreq``
+    chunk requests from the release each device was offered."""
 
-    def __init__(self, cfg: Any, keys: Callable[[], dict[str, bytes]]):
-        self.cfg = cfg
-        self.keys = keys
-        self.offers = Offers(cfg.data_dir / "ota" / "offers.json")
-        self._cache: dict[str, Release] = {}
+    KEYS_TTL = 5.0
+
+    def __init__(self, data_dir: Path, gateway_id: str, keys: Callable[[], dict[str, bytes]],
+                 publish: Callable[[str, bytes], None]):
+        self.dir = data_dir / "ota"
+        self.gateway_id = gateway_id
+        self._keys_fn = keys
+        self._keys: dict[str, bytes] = {}
+        self._keys_at = 0.0
+        self.publish = publish
+        self._offers: dict[str, Any] = {}
+        self._mtime: float | None = None
+        self._releases: dict[str, Release] = {}
+        self._lock = threading.Lock()
         self.served = 0
         self.refused = 0
-        self._c: Any = None
-        self._ready = threading.Event()
+        self.offered = 0
 
-    def release_for(self, dev: str) -> Release | None:
-        path = self.offers.read().get("devices", {}).get(dev)
-        if path is None:
-            return None
-        if path not in self._cache:
-            self._cache[path] = load_release(Path(path))
-        return self._cache[path]
+    def _key(self, dev: str) -> bytes | None:
+        now = time.monotonic()
+        if dev not in self._keys or now - self._keys_at > self.KEYS_TTL:
+            self._keys = self._keys_fn()
+            self._keys_at = now
+        return self._keys.get(dev)
 
-    def handle(self, topic: str, payload: bytes) -> tuple[str, bytes] | None:
+    def _load_offers(self) -> dict[str, Any]:
+        path = self.dir / "offers.json"
+        try:
+            m = path.stat().st_mtime
+        except FileNotFoundError:
+            return {}
+        if m != self._mtime:
+            self._offers = _read_json(path)
+            self._mtime = m
+        return self._offers
+
+    def _release(self, dev: str) -> Release:
+        o = self._load_offers().get(dev)
+        if not isinstance(o, dict) or "release" not in o:
+            raise OtaError("no release offered to this device")
+        path = str(o["release"])
+        if path not in self._releases:
+            self._releases[path] = load_release(Path(path))
+        return self._releases[path]
+
+    def poll(self) -> int:
+        """Send the offers not sent yet; returns how many were sent."""
+        with self._lock:
+            offers = self._load_offers()
+            sent_path = self.dir / "sent.json"
+            sent = _read_json(sent_path)
+            todo = [d for d, o in offers.items()
+                    if isinstance(o, dict) and int(o.get("n", 0)) > int(sent.get(d, 0))]
+            done = 0
+            for dev in todo:
+                key = self._key(dev)
+                if key is None:
+                    continue  # not registered (yet): offered once it is
+                try:
+                    rel = self._release(dev)
+                except OtaError as e:
+                    print(f"ota: offer to {dev}: {e}", file=sys.stderr, flush=True)
+                    sent[dev] = offers[dev]["n"]
+                    continue
+                # above every counter sent before, and above the clock, so a
+                # lost sent.json never repeats a counter a device accepted
+                counter = max(int(sent.get("counter", 0)) + 1, int(time.time()))
+                sent["counter"] = counter
+                sent[dev] = offers[dev]["n"]
+                _write_json(sent_path, sent)  # before it leaves: never a counter twice
+                self.publish(f"ct/v1/{dev}/cmd", offer_command(rel, counter, self.gateway_id, key))
+                done += 1
+            self.offered += done
+            return done
+
+    def handle(self, topic: str, payload: bytes) -> bool:
+        """A message on ``ct/v1/{dev}/fwreq``: answer it (True), or refuse it, logged."""
         parts = topic.split("/")
         if len(parts) != 4 or parts[:2] != ["ct", "v1"] or parts[3] != "fwreq":
-            return None
+            return False
         dev = parts[2]
-        key = self.keys().get(dev)
         try:
-            rel = self.release_for(dev)
-            if key is None or rel is None:
-                raise OtaError(f"{dev}: no ack key or no release offered")
-            msg = answer(rel, payload, self.cfg.id, key)
+            key = self._key(dev)
+            if key is None:
+                raise OtaError("no ack key")
+            msg = answer(self._release(dev), payload, self.gateway_id, key)
         except OtaError as e:
             self.refused += 1
             print(f"ota: {dev}: {e}", file=sys.stderr, flush=True)
-            return None
+            return True
         self.served += 1
-        return f"ct/v1/{dev}/fw", msg
-
-    def start(self) -> None:
-        c = _client(self.cfg, "-ota")
-
-        def on_connect(cl: Any, u: Any, flags: Any, rc: Any, props: Any = None) -> None:
-            cl.subscribe("ct/v1/+/fwreq", 1)
-            self._ready.set()
-
-        def on_message(cl: Any, u: Any, msg: Any) -> None:
-            out = self.handle(msg.topic, msg.payload)
-            if out is not None:
-                cl.publish(out[0], out[1], qos=1)
-
-        c.on_connect = on_connect
-        c.on_message = on_message
-        c.connect(self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive)
-        c.loop_start()
-        self._c = c
-        if not self._ready.wait(10):
-            self.stop()
-            raise OtaError(f"no connection to {self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
-
-    def stop(self) -> None:
-        if self._c is not None:
-            self._c.disconnect()
-            self._c.loop_stop()
-            self._c = None
+        self.publish(f"ct/v1/{dev}/fw", msg)
+        return True
 
 
-def _keys(cfg: Any) -> dict[str, bytes]:
+def _device_ids(cfg: Any) -> list[str]:
     from gateway.evidence.store import open_store
 
     if not cfg.db_path.exists():
         raise OtaError(f"{cfg.db_path}: no gateway store (run the gateway once)")
     store = open_store(cfg.db_path, readonly=True)
     try:
-        return store.ack_keys()
+        return sorted(store.ack_keys())
     finally:
-        close = getattr(store, "close", None)
-        if close is not None:
-            close()
+        store.close()
 
 
 def _cmd_offer(args: argparse.Namespace) -> int:
@@ -411,63 +414,29 @@ def _cmd_offer(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config)
-        keys = _keys(cfg)
-        devices = sorted(keys) if args.all else list(args.device or [])
+        devices = _device_ids(cfg) if args.all else list(args.device or [])
         if not devices:
             raise OtaError("name devices with --device, or --all")
-        c = _client(cfg, "-offer")
-        c.connect(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.keepalive)
-        c.loop_start()
-        infos = []
-        sent = offer(cfg, keys, args.release, devices,
-                     lambda dev, msg: infos.append(c.publish(f"ct/v1/{dev}/cmd", msg, qos=1)))
-        for info in infos:
-            info.wait_for_publish(10)
-        c.disconnect()
-        c.loop_stop()
+        rel = record_offer(cfg.data_dir, args.release, devices)
     except (OtaError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"offered {args.release} to {len(sent)} device(s)")
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.config import load_config
-
-    try:
-        cfg = load_config(args.config)
-        srv = OtaServer(cfg, lambda: _keys(cfg))
-        srv.start()
-    except (OtaError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print("ota: serving firmware chunks", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.stop()
+    print(f"release {rel.version} offered to {len(devices)} device(s); the running gateway "
+          "sends the offer and serves the files")
     return 0
 
 
 def register_ota_commands(sub: Any) -> None:
-    """Add ``ota offer`` and ``ota serve`` to the ``coldtrace gateway`` subcommands."""
-    p = sub.add_parser("ota", help="offer signed firmware releases to devices and serve them")
+    """Add ``ota offer`` to the ``coldtrace gateway`` subcommands."""
+    p = sub.add_parser("ota", help="offer signed firmware releases to devices")
     osub = p.add_subparsers(dest="ota_command", required=True)
-    for name, helptext, func in (
-        ("offer", "send devices an update offer (a §5.3 command)", _cmd_offer),
-        ("serve", "answer the devices' firmware chunk requests", _cmd_serve),
-    ):
-        q = osub.add_parser(name, help=helptext, description=helptext)
-        q.add_argument("--config", "-c", type=Path, default=Path("gateway.toml"))
-        q.set_defaults(func=func)
-        if name == "offer":
-            q.add_argument("--release", type=Path, required=True, help="release directory")
-            q.add_argument("--device", action="append", help="device id (repeatable)")
-            q.add_argument("--all", action="store_true", help="every device with an ack key")
+    q = osub.add_parser("offer", help="offer a release to devices (the gateway sends a §5.3 "
+                        "command and serves the files)")
+    q.add_argument("--config", "-c", type=Path, default=Path("gateway.toml"))
+    q.add_argument("--release", type=Path, required=True, help="release directory")
+    q.add_argument("--device", action="append", help="device id (repeatable)")
+    q.add_argument("--all", action="store_true", help="every device with an ack key")
+    q.set_defaults(func=_cmd_offer)
 
 
 def release_pin(path: Path, base: dict[str, Any] | None = None) -> dict[str, Any]:
