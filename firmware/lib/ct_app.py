@@ -255,10 +255,7 @@ class Logger:
         if urgent or now >= self.next_upload:
             self._upload(now)
         if self.ota is not None and self.ota.pending():
-            try:
-                self._ota_events(self.ota.work(self.cfg.get("ota_ms", 60000)))
-            except OSError:
-                pass  # the link failed: what was fetched stays, next wake resumes
+            self._ota_work()
         self._save()
         self._clean_exit()
         return self._sleep_ms()
@@ -337,9 +334,7 @@ class Logger:
             elif item[0] == "ntp":
                 self._sync(item[1], ct_clock.NTP)
             elif item[0] == "cmd":
-                self._command(item[1])
-                if item[1] is not None and 20 in item[1] and self.ota is not None:
-                    self._ota_events(self.ota.offer(item[1]))
+                self._on_cmd(item[1])
             elif item[0] == "lost":  # the core signed the declaration (§5.2)
                 self.events.append((EV_DROPPED, item[2]))
         if self.dropped and self.storage & 2:
@@ -350,6 +345,22 @@ class Logger:
                 self.dropped = 0
                 self.storage &= ~2
         return True
+
+    def _on_cmd(self, p):
+        self._command(p)
+        if p is not None and 20 in p and self.ota is not None:
+            self._ota_events(self.ota.offer(p))
+
+    def _ota_work(self):
+        try:
+            self._ota_events(self.ota.work(self.cfg.get("ota_ms", 60000)))
+        except OSError:
+            pass  # the link failed: what was fetched stays, next wake resumes
+        up = getattr(self.core, "uplink", None)
+        for topic, msg in self.ota.take_stash():
+            if up is not None and topic == up.t_cmd:
+                for item in up.command(msg):
+                    self._on_cmd(item[1])
 
     def _ota_events(self, evs):
         for ev, detail in evs:

@@ -277,6 +277,7 @@ class Updater:
         self._dir = base + "/ota"
         fs.mkdir(self._dir)
         self._got = None
+        self.stash = []
         self.requests = 0
 
     # --- state ------------------------------------------------------------
@@ -426,6 +427,15 @@ class Updater:
     def _on_msg(self, topic, msg):
         if bytes(topic) == self.t_fw:
             self._got = bytes(msg)
+        elif len(self.stash) < 8:
+            # the download resumes the device's MQTT session: a command
+            # queued for it arrives here; the app hands it to the uplink
+            self.stash.append((bytes(topic), bytes(msg)))
+
+    def take_stash(self):
+        """Messages for other topics that arrived during the download."""
+        s, self.stash = self.stash, []
+        return s
 
     def _fetch(self, c, ver, idx, path, size, t0, timeout_ms):
         """Append chunks to ``path`` until it holds ``size`` bytes. False
