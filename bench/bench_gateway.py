@@ -200,7 +200,7 @@ def run(rec: Any) -> None:
             batch=int(os.environ.get("COLDTRACE_BENCH_BATCH", "1000")),
         )
         cfg = load_config(gwdir / "gateway.toml")
-        store = open_store(cfg.db_path)
+        store = open_store(cfg)
         signer = RegistrySigner(
             store, cfg.registry.id, load_p256_private_key(cfg.registry.key_file)
         )

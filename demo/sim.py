@@ -418,18 +418,27 @@ class SimLogger:
         ct_rtcmem.RTCMem(self.board.rtc).put(ct_app._K_CLOCK, clock.pack())
 
     def _channels(self) -> list[tuple[int, int | None, Callable[[], tuple[int, int | None]]]]:
+        # a calibration the gateway sent (settings["cal"], as ct_board.channels)
+        import ct_cal
+
+        c0, t0, _ = ct_cal.from_config(ct_cal.pick(None, self.settings, 0))
+        c1, t1, rh1 = ct_cal.from_config(ct_cal.pick(None, self.settings, 1))
+
         def ds() -> tuple[int, int | None]:
             self.probe.temp = self.room.temp(self.curve_t())
-            return self.ds.measure(), None
+            raw = self.ds.measure()
+            return (t0.apply(raw) if t0 else raw), None
 
         def sht() -> tuple[int, int | None]:
             t = self.curve_t()
             self.sht_bus.temp = self.room.temp(t) + 30  # the box air, a little warmer
             self.sht_bus.rh = self.room.rh(t)
-            out: tuple[int, int | None] = self.sht.measure()
-            return out
+            temp, rh = self.sht.measure()
+            if rh1 is not None and rh is not None:
+                rh = rh1.apply(rh)
+            return (t1.apply(temp) if t1 else temp), rh
 
-        return [(0, None, ds), (1, None, sht)]
+        return [(0, c0, ds), (1, c1, sht)]
 
     def wake(self) -> float:
         """One wake: returns the seconds until the next."""
@@ -741,7 +750,7 @@ def register_with_gateway(config: str | Path, entries: list[dict[str, Any]],
     from gateway.service import registry_signer
 
     cfg = load_config(config)
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         signer = registry_signer(cfg, store)
         if signer is None:

@@ -174,17 +174,19 @@ class Site:
 
     def figures(self) -> dict[str, Any]:
         """What the gateway's store says now (read-only, as ``gateway status`` does)."""
-        from gateway.evidence.store import open_store
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from gateway.evidence.store import StoreError, open_store
 
         if not self.db.exists():
             return {}
         try:
             store = open_store(self.db, readonly=True)
-        except sqlite3.Error:  # still being created
+        except (sqlite3.Error, SQLAlchemyError, StoreError):  # still being created
             return {}
         try:
             return self._figures(store)
-        except sqlite3.Error:  # tables still being created
+        except (sqlite3.Error, SQLAlchemyError):  # tables still being created
             return {}
         finally:
             store.close()

@@ -244,7 +244,7 @@ def check(cfg: GatewayConfig) -> dict[str, Any]:
     from gateway.evidence.store import open_store
     from gateway.service import load_log_signer, open_ledger
 
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         ledger = open_ledger(cfg)
         try:

@@ -179,6 +179,10 @@ def register(subparsers: Any) -> None:
 
     register_registry_commands(sub, config_arg)
 
+    from gateway.calibrate import register_calibrate_command
+
+    register_calibrate_command(sub, config_arg)
+
     from gateway.backup import register_backup_commands
 
     register_backup_commands(sub, config_arg)
@@ -213,15 +217,24 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _store(cfg: Any) -> Any:
-    from gateway.evidence.store import open_store
-
-    if not cfg.db_path.exists():
+    if cfg.store.url is None and not cfg.db_path.exists():
         print(
             f"coldtrace gateway: no database at {cfg.db_path} (has the gateway run?)",
             file=sys.stderr,
         )
         raise SystemExit(2)
-    return open_store(cfg.db_path)
+    return _open_or_exit(cfg)
+
+
+def _open_or_exit(cfg: Any) -> Any:
+    """The store, or exit 2 with the reason in a sentence (e.g. PostgreSQL unreachable)."""
+    from gateway.evidence.store import StoreError, open_store
+
+    try:
+        return open_store(cfg)
+    except StoreError as exc:
+        print(f"coldtrace gateway: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _ago(t: int | None) -> str:
@@ -317,12 +330,13 @@ def _run(args: argparse.Namespace) -> int:
     )
     from gateway.config import ConfigError
     from gateway.evidence.diskfull import EXIT_DISK_FULL, DiskFull
+    from gateway.evidence.store import StoreError
 
     cfg = _load(args)
     try:
         gateway = Gateway(cfg)
         return gateway.run()  # alerts (gateway/alerts.py), metrics, dashboard are wired inside
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return 2
     except DiskFull as exc:  # at start: opening the store, recovering the log
@@ -816,9 +830,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def open_store_rw(cfg: Any) -> Any:
     """The store, made if absent (a witness-only gateway may never have run)."""
-    from gateway.evidence.store import open_store
-
-    return open_store(cfg.db_path)
+    return _open_or_exit(cfg)
 
 
 # --- the temperature profile of a new gateway ------------------------------------------------

@@ -144,6 +144,22 @@ class QuarantineConfig:
 
 
 @dataclass
+class StoreConfig:
+    url: str | None = None  # None: SQLite <data_dir>/gateway.db; or postgresql://user@host/db
+    schema: str | None = None  # PostgreSQL: this gateway's schema (one per gateway)
+    password_file: Path | None = None  # PostgreSQL password (first line), kept out of the url
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.url is None else "postgresql"
+
+
+@dataclass
+class FleetConfig:
+    shared_schema: str | None = None  # PostgreSQL schema the fleet's instances share (D28)
+
+
+@dataclass
 class LogConfig:
     origin: str = "coldtrace.local/gateway"
     key_file: Path = Path("keys/log.skey")
@@ -306,6 +322,8 @@ class GatewayConfig:
     data_dir: Path = Path("var/gateway")
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     log: LogConfig = field(default_factory=LogConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
@@ -387,6 +405,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     sections = {
         "mqtt": MqttConfig,
         "ingest": IngestConfig,
+        "store": StoreConfig,
+        "fleet": FleetConfig,
         "log": LogConfig,
         "ledger": LedgerConfig,
         "registry": RegistryConfig,
@@ -437,6 +457,7 @@ def _check(cfg: GatewayConfig) -> None:
     from protocol.cose import ID_PATTERN
     from protocol.errors import VerificationError
 
+    _check_store(cfg)
     if not ID_PATTERN.fullmatch(cfg.id):
         raise ConfigError(f"[gateway] id {cfg.id!r} is not a protocol id (1-32 of [a-z0-9._-])")
     if not ID_PATTERN.fullmatch(cfg.registry.id):
@@ -481,6 +502,46 @@ def _check(cfg: GatewayConfig) -> None:
     if cfg.dashboard is not None:
         _check_dashboard(cfg.dashboard)
     _check_alert_channels(cfg)
+
+
+def _check_store(cfg: GatewayConfig) -> None:
+    """``[store]`` and ``[fleet]`` (docs/operations.md "The gateway database")."""
+    import re
+
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    name = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+    s = cfg.store
+    if s.url is not None:
+        try:
+            url = make_url(s.url) if isinstance(s.url, str) else None
+        except ArgumentError:
+            url = None
+        if url is None or url.get_backend_name() != "postgresql":
+            raise ConfigError("[store] url must be a postgresql:// URL (leave it out for SQLite)")
+        if url.password is not None:
+            raise ConfigError("[store] url must not hold the password: use [store] password_file")
+    elif s.schema is not None or s.password_file is not None:
+        raise ConfigError("[store] schema and password_file need a PostgreSQL [store] url")
+    for where, value in (
+        ("[store] schema", s.schema),
+        ("[fleet] shared_schema", cfg.fleet.shared_schema),
+    ):
+        if value is not None and not (isinstance(value, str) and name.fullmatch(value)):
+            raise ConfigError(f"{where} {value!r} must be a lower-case SQL name ([a-z0-9_])")
+    shared = cfg.fleet.shared_schema
+    if shared is not None:
+        if s.url is None:
+            raise ConfigError(
+                "[fleet] needs the store on PostgreSQL: set [store] url (SQLite cannot be shared)"
+            )
+        if s.schema is None or s.schema == shared:
+            raise ConfigError(
+                "[fleet] needs each instance's own [store] schema, other than the shared one"
+            )
+        if not cfg.mqtt.share_group:
+            raise ConfigError("[fleet] needs [mqtt] share_group (the instances share the stream)")
 
 
 def _check_limits(cfg: GatewayConfig) -> None:

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError, GatewayConfig
-from gateway.evidence.store import SQLiteStore, StoredRecord, open_store
+from gateway.evidence.store import SqlStore, StoredRecord, open_store
 
 __all__ = ["DashboardData", "DashboardServer", "create_app", "run_dashboard", "serve_dashboard"]
 
@@ -81,7 +81,7 @@ def strings() -> dict[str, str]:
 class DashboardData:
     """The dashboard's views of a gateway store (read-mostly; acknowledgements write)."""
 
-    def __init__(self, cfg: GatewayConfig, store: SQLiteStore) -> None:
+    def __init__(self, cfg: GatewayConfig, store: SqlStore) -> None:
         self.cfg = cfg
         self.store = store
         self.settings = cfg.dashboard if cfg.dashboard is not None else _default_settings()
@@ -408,7 +408,7 @@ CSP = (
 
 
 def create_app(
-    cfg: GatewayConfig, store: SQLiteStore | None = None, *, closing: threading.Event | None = None
+    cfg: GatewayConfig, store: SqlStore | None = None, *, closing: threading.Event | None = None
 ) -> Any:
     """The ASGI app (FastAPI). ``store``: the gateway store (opened here if None)."""
     try:
@@ -425,9 +425,9 @@ def create_app(
         raise ConfigError(f"[dashboard] needs fastapi and uvicorn: {exc}") from None
 
     if store is None:
-        if not cfg.db_path.exists():
+        if cfg.store.url is None and not cfg.db_path.exists():
             raise ConfigError(f"no gateway database at {cfg.db_path} (has the gateway run?)")
-        store = open_store(cfg.db_path)
+        store = open_store(cfg)
     data = DashboardData(cfg, store)
     settings = data.settings
     token = settings.secret()
@@ -630,7 +630,7 @@ def _same_origin(request: Any) -> bool:
 class DashboardServer:
     """uvicorn serving the app from a daemon thread; ``port``, ``url``, ``close()``."""
 
-    def __init__(self, cfg: GatewayConfig, *, store: SQLiteStore | None = None) -> None:
+    def __init__(self, cfg: GatewayConfig, *, store: SqlStore | None = None) -> None:
         try:
             import uvicorn
         except ImportError as exc:  # the gateway extra without the web parts
@@ -639,7 +639,7 @@ class DashboardServer:
         settings = cfg.dashboard if cfg.dashboard is not None else _default_settings()
         self.closing = threading.Event()
         self._own_store = store is None
-        self.store = store if store is not None else open_store(cfg.db_path)
+        self.store = store if store is not None else open_store(cfg)
         self.app = create_app(cfg, self.store, closing=self.closing)
         family = socket.AF_INET6 if _is_v6(settings.host) else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -700,7 +700,7 @@ def run_dashboard(cfg: GatewayConfig) -> int:
     """``coldtrace gateway dashboard``: serve until SIGINT/SIGTERM."""
     import signal
 
-    if not cfg.db_path.exists():
+    if cfg.store.url is None and not cfg.db_path.exists():
         raise ConfigError(f"no gateway database at {cfg.db_path} (has the gateway run?)")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -47,7 +47,7 @@ import httpx
 
 from gateway.config import GatewayConfig
 from gateway.evidence.proofs import TreeReader
-from gateway.evidence.store import CheckpointRow, SQLiteStore
+from gateway.evidence.store import CheckpointRow, SqlStore
 from protocol.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from protocol.errors import VerificationError
 from protocol.note import NoteSigner, WitnessVerifier, parse_note
@@ -105,7 +105,7 @@ class PushStats:
 
 
 def merge_cosigned(
-    store: SQLiteStore,
+    store: SqlStore,
     signer: NoteSigner,
     size: int,
     note: str,
@@ -187,7 +187,7 @@ class Pusher(CloudLoop):
     def __init__(
         self,
         cfg: GatewayConfig,
-        store: SQLiteStore,
+        store: SqlStore,
         signer: NoteSigner,
         *,
         alert: Callable[[str, str], None] | None = None,

@@ -168,7 +168,7 @@ def _with_signer(args: argparse.Namespace, action: Callable[[Any], Any]) -> tupl
     from gateway.service import registry_signer
 
     cfg = _load(args)
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         signer = registry_signer(cfg, store)
         if signer is None:
@@ -549,7 +549,7 @@ def _import_statement(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     keys = authority_keys(cfg)
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     failed = 0
     try:
         for path in args.files:

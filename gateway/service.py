@@ -51,7 +51,7 @@ from gateway.evidence.log import GatewayLog
 from gateway.evidence.quarantine import Quarantine, QuarantineLimits
 from gateway.evidence.ratelimit import DeviceRateLimiter
 from gateway.evidence.registry import Registry, RegistryError, RegistrySigner, Scopes
-from gateway.evidence.store import SQLiteStore, open_store
+from gateway.evidence.store import SqlStore, open_store
 from gateway.evidence.verifiers import make_verifier
 from gateway.transport.mqtt import Inbound, MqttAdapter, MqttSettings
 from protocol.keys import (
@@ -110,7 +110,7 @@ def authority_keys(cfg: GatewayConfig) -> dict[str, ec.EllipticCurvePublicKey]:
     return {a.id: p256_public_from_sec1(b64d(a.key)) for a in cfg.registry.authorities}
 
 
-def registry_signer(cfg: GatewayConfig, store: SQLiteStore) -> RegistrySigner | None:
+def registry_signer(cfg: GatewayConfig, store: SqlStore) -> RegistrySigner | None:
     """A signer with the registry's private key, or None when ``key_file`` is absent."""
     key_file = cfg.registry.key_file
     if key_file is None or not key_file.exists():
@@ -224,7 +224,7 @@ class Gateway:
     ) -> None:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store: SQLiteStore = open_store(cfg.db_path)
+        self.store: SqlStore = open_store(cfg)
         self.ledger = open_ledger(cfg)
         self.log = GatewayLog(
             self.store,
@@ -531,6 +531,7 @@ class Gateway:
         if now >= self._next_outbox:
             self._next_outbox = now + 1.0
             self._drain_outbox()
+            self._drain_commands()
         if now >= self._next_status:
             self._next_status = now + 2.0
             self._write_status()
@@ -553,6 +554,23 @@ class Gateway:
         if done:
             log.info("restated %d statement chain(s) older than %d s", len(done), interval)
             self._next_outbox = 0.0  # log them now
+
+    def _drain_commands(self) -> None:
+        """Publish the device commands (§5.3) the command line queued
+        (gateway/commands.py: ``coldtrace gateway calibrate``)."""
+        if not self.mqtt.connected.is_set():
+            return
+        from gateway.commands import CommandSpool
+
+        try:
+            n = CommandSpool(self.cfg.data_dir).drain(
+                lambda topic, raw: self.mqtt.publish(topic, raw, retain=False)
+            )
+        except OSError as exc:
+            log.error("publishing device commands failed: %s", exc)
+            return
+        if n:
+            log.info("published %d device command(s)", n)
 
     def _drain_outbox(self) -> None:
         pending = self.store.outbox_pending()

@@ -35,7 +35,7 @@ from typing import Any
 
 from gateway.evidence.proofs import ProofUnavailable, TreeReader, covering_checkpoint, prove
 from gateway.evidence.registry import RegistryError, Scopes
-from gateway.evidence.store import SQLiteStore
+from gateway.evidence.store import SqlStore
 from gateway.trace_source import StoreSource, gateway_authorities
 from gateway.units import format_time
 from protocol import assemble
@@ -58,7 +58,7 @@ __all__ = [
 
 
 def plan(
-    store: SQLiteStore,
+    store: SqlStore,
     uid: bytes,
     *,
     registry: str,
@@ -73,13 +73,13 @@ def plan(
     return assemble.plan(source, uid, gateway_authorities(registry, scopes))
 
 
-def find_uid(store: SQLiteStore, what: str, *, upto: int | None = None) -> tuple[bytes, str | None]:
+def find_uid(store: SqlStore, what: str, *, upto: int | None = None) -> tuple[bytes, str | None]:
     """The tag UID for ``what`` (:func:`protocol.assemble.find_uid`), from the log's
     first ``upto`` leaves (None: all of them)."""
     return assemble.find_uid(StoreSource(store, "", upto), what)
 
 
-def build(store: SQLiteStore, tree_dir: Path, origin: str, p: Plan, upto: int) -> Bundle:
+def build(store: SqlStore, tree_dir: Path, origin: str, p: Plan, upto: int) -> Bundle:
     """The bundle of plan ``p`` (made from this log's first ``upto`` leaves), proven in
     the anchored checkpoint of ``upto`` leaves."""
     cp = store.checkpoint_at(upto)
@@ -96,7 +96,7 @@ def build(store: SQLiteStore, tree_dir: Path, origin: str, p: Plan, upto: int) -
 # --- the command ------------------------------------------------------------------------------
 
 
-def _anchored(store: SQLiteStore) -> int:
+def _anchored(store: SqlStore) -> int:
     """The size of the latest anchored checkpoint (0: none)."""
     try:
         cp, _ = covering_checkpoint(store, 0)
@@ -105,7 +105,7 @@ def _anchored(store: SQLiteStore) -> int:
     return cp.size
 
 
-def gateway_running(store: SQLiteStore) -> bool:
+def gateway_running(store: SqlStore) -> bool:
     live = json.loads(store.get_meta("status") or "{}")
     return bool(live) and not live.get("stopped") and time.time() - float(live.get("time", 0)) < 10
 
@@ -164,7 +164,7 @@ def run_trace(
     from gateway.evidence.store import open_store
     from gateway.service import registry_scopes, registry_signer
 
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         upto = _caught_up(store, wait, say)
         if upto == 0:
@@ -193,7 +193,7 @@ def run_trace(
     return bundle, p
 
 
-def _caught_up(store: SQLiteStore, wait: float, say: Callable[[str], None]) -> int:
+def _caught_up(store: SqlStore, wait: float, say: Callable[[str], None]) -> int:
     """The latest anchored checkpoint's size, after waiting (up to ``wait`` s, while
     the gateway runs) for one that covers every record logged now, and the
     records waiting in the outbox (e.g. a brand's imported profile) first."""
@@ -248,7 +248,7 @@ def _ask_them(run: Run) -> str:
 
 
 def _close(
-    store: SQLiteStore,
+    store: SqlStore,
     cfg: Any,
     p: Plan,
     at: int,

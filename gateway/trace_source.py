@@ -13,7 +13,7 @@ a GTIN as the gateway always has: its own registry for the places of
 from __future__ import annotations
 
 from gateway.evidence.registry import Scopes
-from gateway.evidence.store import SQLiteStore, StoredRecord
+from gateway.evidence.store import SqlStore, StoredRecord
 from protocol.assemble import Authorities, Entry, Loss
 
 __all__ = ["StoreSource", "gateway_authorities"]
@@ -24,7 +24,7 @@ class StoreSource:
 
     name = "this gateway's log"
 
-    def __init__(self, store: SQLiteStore, origin: str, upto: int | None = None) -> None:
+    def __init__(self, store: SqlStore, origin: str, upto: int | None = None) -> None:
         self.store, self.origin, self.upto = store, origin, upto
 
     def _entry(self, r: StoredRecord) -> Entry:

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 from gateway.config import GatewayConfig, Peer
-from gateway.evidence.store import SQLiteStore
+from gateway.evidence.store import SqlStore
 from gateway.push import CloudLoop
 from protocol.checkpoint import cosign_checkpoint, open_checkpoint
 from protocol.errors import VerificationError
@@ -92,7 +92,7 @@ class Witness(CloudLoop):
     def __init__(
         self,
         cfg: GatewayConfig,
-        store: SQLiteStore,
+        store: SqlStore,
         *,
         alert: Callable[[str, str], None] | None = None,
         client: httpx.Client | None = None,

@@ -1,4 +1,4 @@
-"""Power budget of the temperature logger, computed from hardware/power.json.
+"""Power budget of the temperature logger (and the reader), from hardware/power.json.
 
     python hardware/power_budget.py          # print the tables (markdown)
     python hardware/power_budget.py --write  # refresh them in hardware/power.md
@@ -19,6 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BEGIN = "<!-- power_budget.py: begin -->"
 END = "<!-- power_budget.py: end -->"
+READER_BEGIN = "<!-- power_budget.py: reader begin -->"
+READER_END = "<!-- power_budget.py: reader end -->"
 
 
 def mas(phase: dict) -> float:
@@ -86,16 +88,74 @@ def tables(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reader_day_mah(d: dict, scans_per_hour: float) -> dict:
+    """The reader's charge per day at the 3.3 V rail: always awake (idle),
+    a tag poll every ``every_ms``, and per scan the read, signature, flash
+    write and feedback, with one upload per scan (the worst case: the
+    firmware uploads after 1 s without scans, so a burst shares one)."""
+    r = d["reader"]
+    poll = r["poll"]
+    polls_h = 3600_000 / poll["every_ms"]
+    per_scan = sum(mas(p) for p in r["per_scan"].values()) + mas(r["upload"])
+    parts = {
+        "idle": r["idle"]["ma"] * 24,
+        "poll": poll["ms"] / 1000 * poll["extra_ma"] * polls_h * 24 / 3600,
+        "scans": per_scan * scans_per_hour * 24 / 3600,
+    }
+    total = sum(parts.values())
+    usable = d["battery"]["mah"] * d["battery"]["usable"]
+    avg_ma = total / 24
+    usb_w = avg_ma / 1000 * 3.3 / r["efficiency"]
+    return {
+        "parts": parts,
+        "total": total,
+        "hours": usable / avg_ma,
+        "avg_ma": avg_ma,
+        "usb_w": usb_w,
+    }
+
+
+def reader_tables(d: dict) -> str:
+    r = d["reader"]
+    lines = ["| state | duration | current | counted |", "|---|---:|---:|---|"]
+    lines.append(f"| idle (awake, polling loop) | — | {r['idle']['ma']} mA | always |")
+    p = r["poll"]
+    lines.append(
+        f"| poll (RF field on) | {p['ms']} ms | +{p['extra_ma']} mA | every {p['every_ms']} ms |"
+    )
+    for name, ph in r["per_scan"].items():
+        lines.append(f"| {name} | {ph['ms']} ms | {ph['ma']} mA | per scan |")
+    u = r["upload"]
+    lines.append(f"| wifi_upload | {u['ms']} ms | {u['ma']} mA | per scan (worst case) |")
+    lines.append("")
+    lines.append("| scans per hour | mAh/day | average | from USB | on the cell alone |")
+    lines.append("|---:|---:|---:|---:|---:|")
+    for n in r["scans_per_hour"]:
+        x = reader_day_mah(d, n)
+        lines.append(
+            f"| {n} | {x['total']:.0f} | {x['avg_ma']:.1f} mA | {x['usb_w']:.2f} W | "
+            f"{x['hours']:.0f} h |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def life(days: float) -> str:
     if days >= 60:
         return f"{days / 30.44:.1f} months"
     return f"{days:.0f} days"
 
 
-def splice(md: str, body: str) -> str:
-    a = md.index(BEGIN) + len(BEGIN)
-    b = md.index(END)
+def splice(md: str, body: str, begin: str = BEGIN, end: str = END) -> str:
+    a = md.index(begin) + len(begin)
+    b = md.index(end)
     return md[:a] + "\n" + body + md[b:]
+
+
+def splice_all(md: str, d: dict) -> str:
+    md = splice(md, tables(d))
+    if "reader" in d and READER_BEGIN in md:
+        md = splice(md, reader_tables(d), READER_BEGIN, READER_END)
+    return md
 
 
 def main(argv: list[str]) -> int:
@@ -103,15 +163,17 @@ def main(argv: list[str]) -> int:
     body = tables(d)
     md_path = HERE / "power.md"
     if "--write" in argv:
-        md_path.write_text(splice(md_path.read_text(), body))
+        md_path.write_text(splice_all(md_path.read_text(), d))
         return 0
     if "--check" in argv:
         md = md_path.read_text()
-        if splice(md, body) != md:
+        if splice_all(md, d) != md:
             print("hardware/power.md is stale: run python hardware/power_budget.py --write")
             return 1
         return 0
     sys.stdout.write(body)
+    if "reader" in d:
+        sys.stdout.write("\n" + reader_tables(d))
     return 0
 
 

@@ -50,6 +50,7 @@ except ImportError:  # CPython
 import struct
 
 import ct_alarm
+import ct_cal
 import ct_clock
 import ct_record
 import ct_rtcmem
@@ -81,7 +82,8 @@ _RH_MAX = const(10000)
 FAULT_RANGE = const(5)  # value out of the sensor's range
 FAULT_BUS = const(6)  # the driver failed without a code
 
-# command payload keys (docs/protocol.md §5.3) -> settings names
+# command payload keys (docs/protocol.md §5.3) -> settings names; keys 16-19
+# (a calibration) are read by ct_cal.from_command into settings["cal"]
 CMD_KEYS = {10: "interval", 11: "upload", 12: "high", 13: "low", 14: "delay"}
 _LIMITS = {
     "interval": (10, 86400),
@@ -401,9 +403,18 @@ class Logger:
         if low >= high:
             self.status(EV_CONFIG, -1)
             return
+        try:
+            cal = ct_cal.from_command(p)  # keys 16-19; applied from the next reading
+        except ct_cal.CalError:
+            self.status(EV_CONFIG, -1)
+            return
         if 15 in p and not self._sync(p[15], ct_clock.GATEWAY):
             self.status(EV_CONFIG, -1)
             return
+        if cal is not None:
+            cals = dict(self.settings.get("cal") or {})
+            cals[str(cal[0])] = cal[1]
+            changed["cal"] = cals
         if changed:
             self.settings.update(changed)
             self.alarm.configure(high, low, changed.get("delay", self.alarm.delay),

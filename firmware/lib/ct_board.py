@@ -104,8 +104,9 @@ class Board:
         machine.deepsleep(ms)
 
 
-def channels(cfg, board):
-    """[(ch, cal id or None, measure)] for ct_app.Logger, from cfg["sensors"]."""
+def channels(cfg, board, settings=None):
+    """[(ch, cal id or None, measure)] for ct_app.Logger, from cfg["sensors"];
+    a calibration the gateway sent (settings["cal"]) replaces the configured one."""
     pins = board.pins
     out = []
     i2c = None
@@ -115,7 +116,7 @@ def channels(cfg, board):
         pwr = machine.Pin(pins["sensor_pwr"], machine.Pin.OUT, value=0)
     for s in cfg.get("sensors", []):
         ch = s.get("ch", 0)
-        cid, tcal, rhcal = ct_cal.from_config(s.get("cal"))
+        cid, tcal, rhcal = ct_cal.from_config(ct_cal.pick(s.get("cal"), settings, ch))
         kind = s.get("type")
         if kind == "ds18b20":
             import onewire

@@ -10,6 +10,8 @@ away from zero. One point is a plain offset. The id goes into the record
 registry; the procedure that produces the points is hardware/calibration.md.
 """
 
+import struct
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -78,3 +80,47 @@ def from_config(d):
     t = Cal(cid, d["t"]) if d.get("t") else None
     rh = Cal(cid, d["rh"]) if d.get("rh") else None
     return cid, t, rh
+
+
+# docs/protocol.md §5.3: a calibration sent by the gateway (flat command keys)
+CMD_CH = const(16)
+CMD_ID = const(17)
+CMD_T = const(18)
+CMD_RH = const(19)
+
+
+def _points(b):
+    """8 or 16 bytes: (raw, ref) pairs of big-endian int32 -> [[raw, ref], ...]."""
+    if type(b) is not bytes or len(b) not in (8, 16):
+        raise CalError("points are 8 or 16 bytes")
+    v = struct.unpack(">%di" % (len(b) // 4), b)
+    return [[v[i], v[i + 1]] for i in range(0, len(v), 2)]
+
+
+def from_command(p):
+    """(channel, config dict) of the calibration in a verified command
+    payload p, or None when it carries none; raises CalError when it is
+    malformed or fails the checks of Cal (offset, slope)."""
+    if CMD_ID not in p:
+        if CMD_CH in p or CMD_T in p or CMD_RH in p:
+            raise CalError("calibration without an id")
+        return None
+    ch = p.get(CMD_CH)
+    if type(ch) is not int or ch < 0 or ch > 15:
+        raise CalError("channel")
+    d = {"id": p[CMD_ID]}
+    if CMD_T in p:
+        d["t"] = _points(p[CMD_T])
+    if CMD_RH in p:
+        d["rh"] = _points(p[CMD_RH])
+    if len(d) == 1:
+        raise CalError("no points")
+    from_config(d)  # the same checks as a configured calibration
+    return ch, d
+
+
+def pick(configured, settings, ch):
+    """The calibration in force on channel ch: the one the gateway sent
+    (settings["cal"], saved by ct_app) over the one in config.json."""
+    sent = (settings or {}).get("cal") or {}
+    return sent.get(str(ch)) or configured

@@ -86,8 +86,9 @@ def run():
 def logger(cfg, board, core):
     import ct_ota
 
-    lg = ct_app.Logger(cfg, board, core, lambda: ct_board.channels(cfg, board),
-                       load_settings(), ct_ota.from_config(cfg, core, board.feed))
+    settings = load_settings()
+    lg = ct_app.Logger(cfg, board, core, lambda: ct_board.channels(cfg, board, settings),
+                       settings, ct_ota.from_config(cfg, core, board.feed))
     ms = lg.cycle()
     if lg.settings_dirty:
         save_settings(lg.settings)

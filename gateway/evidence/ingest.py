@@ -105,6 +105,7 @@ from typing import Any, Protocol
 from gateway.evidence.checks import (
     EV_DROPPED,
     ZERO_PREV,
+    Accepted,
     Handle,
     IngestSettings,
     Presence,
@@ -142,6 +143,7 @@ from protocol.record import (
 __all__ = ["BatchOutcome", "Ingestor", "Pipeline", "Verifier"]
 
 log = logging.getLogger("coldtrace.gateway.ingest")
+_REGISTRY_PAYLOADS = (Registration, Binding, ProductProfile)  # not claimed fleet-wide (D28)
 
 # --- stateful checks and the commit ------------------------------------------------------
 
@@ -242,7 +244,27 @@ class Ingestor:
         return None
 
     def process(self, results: Sequence[Result]) -> BatchOutcome:
-        """Apply the stateful checks to checked messages, commit, append to the log."""
+        """Apply the stateful checks to checked messages, commit, append to the log.
+
+        In a gateway fleet (gateway/evidence/fleet.py, D28) the store first locks
+        the batch's devices fleet-wide and hands back their current states, which
+        replace this instance's before any check; the commit releases them."""
+        begin = getattr(self.store, "begin_batch", None)
+        if begin is None:
+            return self._process(results)
+        devices = {
+            r.signer
+            for r in results
+            if type(r) is Accepted and type(r.payload) not in _REGISTRY_PAYLOADS
+        }
+        self.states.update(begin(devices))
+        try:
+            return self._process(results)
+        except BaseException:
+            self.store.abort_batch()  # type: ignore[attr-defined]
+            raise
+
+    def _process(self, results: Sequence[Result]) -> BatchOutcome:
         now = int(self.clock())
         out = BatchOutcome()
         batch = WriteBatch()

@@ -51,7 +51,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.evidence.store import DeviceRow, SQLiteStore, StatementRow
+from gateway.evidence.store import DeviceRow, SqlStore, StatementRow
 from protocol.assemble import ChainKey, chain_label, chain_of
 from protocol.cose import ID_PATTERN, parse_sign1
 from protocol.errors import VerificationError
@@ -474,7 +474,7 @@ class RegistrySigner:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: SqlStore,
         registry_id: str,
         private_key: ec.EllipticCurvePrivateKey,
         *,
@@ -606,10 +606,12 @@ class RegistrySigner:
         cal: int | None = None,
         place: str | None = None,
         at: int | None = None,
+        extensions: Mapping[int, int | bytes | str] | None = None,
     ) -> list[bytes]:
         """A new calibration (a registration) and/or a new place: unbind the
         device from the targets it monitors, bind it to ``place``. Returns the
-        records signed."""
+        records signed. ``extensions`` (keys >= 1000) go into the registration,
+        e.g. the calibration document's hash (gateway/calibrate.py)."""
         out: list[bytes] = []
         if cal is None and place is None:
             raise RegistryError("update needs --cal or --place")
@@ -617,7 +619,7 @@ class RegistrySigner:
             self._in_scope("places", place)
         known = self._known(self.view().devices, device)
         if cal is not None:
-            out.append(self._registration(known.id, STATE_ACTIVE, cal=cal))
+            out.append(self._registration(known.id, STATE_ACTIVE, cal=cal, extensions=extensions))
         if place is not None:
             for target in self._targets_of(device):
                 if target != place:
@@ -634,7 +636,14 @@ class RegistrySigner:
         out.append(self._registration(device, STATE_REVOKED))
         return out
 
-    def _registration(self, device: str, state: int, *, cal: int | None = None) -> bytes:
+    def _registration(
+        self,
+        device: str,
+        state: int,
+        *,
+        cal: int | None = None,
+        extensions: Mapping[int, int | bytes | str] | None = None,
+    ) -> bytes:
         def build(view: Registry, seq: int, prev: bytes) -> Registration:
             row = self._known(view.devices, device)
             return Registration(
@@ -649,6 +658,7 @@ class RegistrySigner:
                 org=row.org,
                 state=state,
                 cal=cal if cal is not None else row.cal,
+                **({"extensions": dict(extensions)} if extensions else {}),
             )
 
         return self._sign(build)
@@ -861,7 +871,7 @@ class StatementEntry:
     payload: Statement
 
 
-def statement_history(store: SQLiteStore, kind: int | None = None) -> list[StatementEntry]:
+def statement_history(store: SqlStore, kind: int | None = None) -> list[StatementEntry]:
     """Every logged and pending statement (of ``kind``), by chain then cseq."""
     out: list[StatementEntry] = []
     for row in store.statements(kind=kind):

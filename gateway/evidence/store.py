@@ -1,4 +1,4 @@
-"""Durable storage of the gateway: the ``Store`` interface and its SQLite backend.
+"""Durable storage of the gateway: the ``Store`` interface on SQLite or PostgreSQL.
 
 What is kept:
 
@@ -36,28 +36,36 @@ What is kept:
   what comment, when it was escalated) and the operator's actions on them
   (acknowledge, escalate), append-only, for the dashboard (gateway/dashboard.py).
 
-**Schema versions.** ``meta.schema`` holds the version a database was made
-or last migrated to. Opening a database applies ``_SCHEMA`` (tables that do
-not exist yet) and then every step of ``_MIGRATIONS`` above the stored
-version, in order, in one transaction, and records the new version.
+**One store, two engines** (docs/decisions.md D27). The tables are
+described once (gateway/evidence/schema.py) and created and upgraded by
+Alembic (gateway/evidence/migrations; gateway/evidence/migrate.py also brings
+databases made before Alembic, ``meta.schema`` 1-4, to revision 0001).
+:class:`SqlStore` runs the same SQLAlchemy statements on a SQLite file (WAL,
+``synchronous=FULL``) and on a PostgreSQL schema (``[store] url``, ``schema``;
+several gateways can share one database, each in its own schema).
 
-Ingest writes through :meth:`Store.commit`, one transaction per batch
-(SQLite: WAL, ``synchronous=FULL``, so a returned commit survives power
-loss). Nothing in ``gateway.evidence.ingest`` knows SQL: a PostgreSQL backend
-implements the same methods. Records and checkpoints are append-only; the
-SQLite backend enforces it with triggers.
+Ingest writes through :meth:`Store.commit`, one transaction per batch, so a
+returned commit survives a crash. Nothing in ``gateway.evidence.ingest``
+knows SQL. Records, checkpoints and the audit log are append-only: triggers
+refuse UPDATE and DELETE on both engines.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from sqlalchemy import URL, Connection, TextClause, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from gateway.evidence.diskfull import limit_growth
 
@@ -69,13 +77,16 @@ __all__ = [
     "DeviceRow",
     "DroppedRow",
     "RejectRow",
-    "SQLiteStore",
     "SignerState",
+    "SqlStore",
     "StatementRow",
     "Store",
+    "StoreError",
     "StoredRecord",
     "WriteBatch",
     "open_store",
+    "postgres_url",
+    "sqlite_url",
 ]
 
 
@@ -355,329 +366,234 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    leaf INTEGER PRIMARY KEY,
-    signer TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    boot INTEGER NOT NULL,
-    kind INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    tq INTEGER NOT NULL,
-    received INTEGER NOT NULL,
-    raw BLOB NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS records_by_seq ON records (signer, seq);
-CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
-    BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
-    BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
-CREATE TABLE IF NOT EXISTS quarantine (
-    id INTEGER PRIMARY KEY,
-    received INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL,
-    count INTEGER NOT NULL DEFAULT 1,
-    topic TEXT NOT NULL,
-    signer TEXT,
-    seq INTEGER,
-    reason TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    digest BLOB NOT NULL,
-    raw BLOB NOT NULL,
-    size INTEGER,
-    UNIQUE (digest, reason)
-);
-CREATE INDEX IF NOT EXISTS quarantine_by_reason ON quarantine (reason);
-CREATE TABLE IF NOT EXISTS signer_state (
-    signer TEXT PRIMARY KEY,
-    contig INTEGER NOT NULL,
-    contig_hash BLOB NOT NULL,
-    max_seq INTEGER NOT NULL,
-    max_hash BLOB NOT NULL,
-    max_boot INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chain_events (
-    id INTEGER PRIMARY KEY,
-    signer TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    seq_from INTEGER NOT NULL,
-    seq_to INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chain_events_by_signer ON chain_events (signer);
-CREATE TABLE IF NOT EXISTS declared_lost (
-    signer TEXT NOT NULL,
-    seq_from INTEGER NOT NULL,
-    seq_to INTEGER NOT NULL,
-    status_seq INTEGER NOT NULL,
-    status_leaf INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    PRIMARY KEY (signer, status_seq)
-);
-CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY,
-    role INTEGER NOT NULL,
-    key BLOB NOT NULL,
-    org TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    registry TEXT NOT NULL,
-    registered_leaf INTEGER NOT NULL,
-    place TEXT,
-    cal INTEGER,
-    revoked_leaf INTEGER,
-    updated INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS placements (
-    device TEXT NOT NULL,
-    leaf INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    place TEXT,
-    cal INTEGER,
-    PRIMARY KEY (device, leaf)
-);
-CREATE TABLE IF NOT EXISTS statements (
-    leaf INTEGER PRIMARY KEY,
-    signer TEXT NOT NULL,
-    kind INTEGER NOT NULL,
-    chain TEXT NOT NULL,
-    cseq INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    chash BLOB NOT NULL,
-    devices TEXT,
-    UNIQUE (signer, kind, chain, cseq)
-);
-CREATE TABLE IF NOT EXISTS scans (
-    leaf INTEGER PRIMARY KEY,
-    uid BLOB NOT NULL,
-    action INTEGER NOT NULL,
-    item TEXT
-);
-CREATE INDEX IF NOT EXISTS scans_by_uid ON scans (uid);
-CREATE INDEX IF NOT EXISTS scans_by_item ON scans (item) WHERE item IS NOT NULL;
-CREATE TABLE IF NOT EXISTS ack_keys (device TEXT PRIMARY KEY, key BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    signer TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    raw BLOB NOT NULL,
-    created INTEGER NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (signer, seq)
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    size INTEGER PRIMARY KEY,
-    root BLOB NOT NULL,
-    note TEXT NOT NULL,
-    time INTEGER NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
-    WHEN NEW.size IS NOT OLD.size OR NEW.root IS NOT OLD.root OR NEW.time IS NOT OLD.time
-        OR substr(NEW.note, 1, instr(NEW.note, char(10) || char(10)))
-        IS NOT substr(OLD.note, 1, instr(OLD.note, char(10) || char(10)))
-    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only (notes may gain cosignatures)'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
-    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TABLE IF NOT EXISTS anchors (
-    id INTEGER PRIMARY KEY,
-    size INTEGER NOT NULL,
-    backend TEXT NOT NULL,
-    receipt TEXT NOT NULL,
-    time INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS presence (
-    device TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    since INTEGER NOT NULL
-);
-"""
-
-# Version 4: alerts as the gateway raised them, and the operator's audit log.
-_SCHEMA_ALERTS = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    device TEXT NOT NULL,
-    place TEXT,
-    start INTEGER NOT NULL,
-    ended INTEGER,
-    raised INTEGER NOT NULL,
-    updated INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    acked INTEGER,
-    acked_by TEXT,
-    comment TEXT,
-    escalated INTEGER
-);
-CREATE INDEX IF NOT EXISTS alerts_by_raised ON alerts (raised);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY,
-    time INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    comment TEXT NOT NULL DEFAULT '',
-    detail TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
-_SCHEMA += _SCHEMA_ALERTS
-
-# Version 5: the quarantine's caps (docs/decisions.md D29). ``quarantine.size`` is
-# the full length of a message whose ``raw`` was cut to ``keep_bytes`` (NULL:
-# raw is whole; ``digest`` is always the SHA-256 of the full message);
-# ``quarantine_dropped`` counts what was not stored (DroppedRow); ``released``
-# holds quarantined messages an operator sent back to ingest (``rejects --release``).
-_SCHEMA_QUARANTINE = """
-CREATE TABLE IF NOT EXISTS quarantine_dropped (
-    cause TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    device TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    first_seen INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL,
-    digest BLOB NOT NULL,
-    PRIMARY KEY (cause, reason, device)
-);
-CREATE TABLE IF NOT EXISTS released (
-    id INTEGER PRIMARY KEY,
-    topic TEXT NOT NULL,
-    raw BLOB NOT NULL,
-    reason TEXT NOT NULL,
-    created INTEGER NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0
-);
-"""
-_SCHEMA += _SCHEMA_QUARANTINE
-
-SCHEMA_VERSION = "5"
+log = logging.getLogger("coldtrace.gateway.store")
+SCHEMA_VERSION = "5"  # ``meta.schema`` at the head revision (0002; pre-Alembic: 1 to 5)
+_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def _index_scans(db: sqlite3.Connection) -> None:
-    """Version 2: the tables ``statements`` and ``scans`` (made by _SCHEMA) and the
-    scans of the records already stored. Version-1 registrations carried a
-    place (field 44), which version 2 refuses; the column is emptied (where a
-    device watches is a binding now). Nothing was deployed with version 1."""
-    from protocol.cose import parse_sign1
-    from protocol.errors import VerificationError
-    from protocol.record import Scan, decode_payload
+class StoreError(RuntimeError):
+    """The gateway database cannot be opened or used; the message says why, in a sentence."""
 
-    db.execute("UPDATE devices SET place = NULL")
-    for leaf, raw in db.execute("SELECT leaf, raw FROM records WHERE kind = 2").fetchall():
+
+def sqlite_url(path: str | Path, *, readonly: bool = False) -> URL:
+    """The SQLAlchemy URL of the SQLite file ``path``."""
+    p = Path(path).resolve()
+    if readonly:
+        return make_url(f"sqlite+pysqlite:///file:{p}?mode=ro&uri=true")
+    return make_url(f"sqlite+pysqlite:///{p}")
+
+
+def postgres_url(url: str, password_file: Path | None = None) -> URL:
+    """``url`` (``postgresql://...``) for psycopg 3, with the password from ``password_file``."""
+    u = make_url(url)
+    if u.get_backend_name() != "postgresql":
+        raise StoreError(f"[store] url must be a postgresql:// URL, not {u.drivername}://")
+    u = u.set(drivername="postgresql+psycopg")
+    if password_file is not None:
         try:
-            p = decode_payload(parse_sign1(bytes(raw)).payload)
-        except VerificationError:
-            continue
-        if isinstance(p, Scan):
-            db.execute(
-                "INSERT OR IGNORE INTO scans VALUES (?,?,?,?)", (leaf, p.uid, p.action, p.item)
-            )
+            lines = password_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise StoreError(f"[store] password_file {password_file}: {exc.strerror}") from None
+        if not lines or not lines[0].strip():
+            raise StoreError(f"[store] password_file {password_file} is empty")
+        u = u.set(password=lines[0].strip())
+    return u
 
 
-def _cosignable_checkpoints(db: sqlite3.Connection) -> None:
-    """Version 3: a stored checkpoint note may gain witness cosignature lines (the cloud's,
-    peers', gateway/push.py) - same size, root, time and note body; nothing else changes."""
-    db.execute("DROP TRIGGER IF EXISTS checkpoints_no_update")
-    start = _SCHEMA.index("CREATE TRIGGER IF NOT EXISTS checkpoints_no_update")
-    end = _SCHEMA.index("CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete")
-    db.execute(_SCHEMA[start:end])
+def _sqlite_pragmas(path: Path) -> Callable[[Any, Any], None]:
+    """WAL and synchronous=FULL: a returned commit survives power loss (as before D27)."""
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA busy_timeout = 30000")
+        _wal(dbapi_conn)
+        dbapi_conn.execute("PRAGMA synchronous = FULL")
+        dbapi_conn.execute("PRAGMA cache_size = -65536")
+        limit_growth(dbapi_conn, path)  # a test hook (gateway/evidence/diskfull.py)
+
+    return on_connect
 
 
-def _alerts_and_audit(db: sqlite3.Connection) -> None:
-    """Version 4: the tables ``alerts`` and ``audit`` (the dashboard's acknowledgements
-    and escalations). _SCHEMA makes them on open; the step makes sure, in the
-    migration's transaction. Nothing older changes."""
-    for statement in _SCHEMA_ALERTS.split(";\n"):
-        if statement.strip():
-            db.execute(statement)  # a trigger's "...; END" keeps its inner semicolon
+def _wal(dbapi_conn: Any, wait: float = 30.0) -> None:
+    """Switch a new file to WAL. The switch needs the file to itself and SQLite
+    does not wait for it (no busy handler): retry while another process opens it."""
+    import sqlite3
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
-def _quarantine_caps(db: sqlite3.Connection) -> None:
-    """Version 5: ``quarantine.size`` and the tables ``quarantine_dropped`` and
-    ``released`` (the quarantine's caps, purge and release). Stored rows keep
-    their bytes (size NULL: whole)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(quarantine)")}
-    if "size" not in columns:
-        db.execute("ALTER TABLE quarantine ADD COLUMN size INTEGER")
-    for statement in _SCHEMA_QUARANTINE.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
+def _sqlite_readonly(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    dbapi_conn.execute("PRAGMA busy_timeout = 10000")
 
 
-# Steps from one schema version to the next: (version reached, step).
-_MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
-    ("2", _index_scans),
-    ("3", _cosignable_checkpoints),
-    ("4", _alerts_and_audit),
-    ("5", _quarantine_caps),
-]
-
-
-class SQLiteStore:
-    """The embedded backend: one SQLite file in WAL mode.
+class SqlStore:
+    """The gateway's store on SQLite (one file, WAL) or PostgreSQL (one schema).
 
     One connection, guarded by a lock, serves the gateway's threads; other
-    processes (the CLI, ``status``) open their own. ``synchronous=FULL``
-    makes every committed batch durable before ``commit`` returns.
+    processes (the CLI, ``status``) open their own. Reads run in autocommit;
+    every write batch is one explicit transaction: ``BEGIN IMMEDIATE`` on
+    SQLite (one writer at a time, as before), ``BEGIN`` on PostgreSQL. On
+    SQLite, ``synchronous=FULL`` makes a committed batch durable before
+    ``commit`` returns; on PostgreSQL the server's ``synchronous_commit`` does.
+    Statements are SQLAlchemy ``text()`` shared by both engines; the hot
+    inserts of a batch go to the driver as multi-row ``VALUES`` (D27).
     """
 
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(
+        self,
+        url: URL | str | Path,
+        *,
+        readonly: bool = False,
+        schema: str | None = None,
+        migrate: bool = True,
+    ) -> None:
+        """``url``: a SQLAlchemy URL (SQLite or PostgreSQL), or a SQLite file's path."""
+        if isinstance(url, Path):
+            url = sqlite_url(url, readonly=readonly)
+        url = make_url(url) if isinstance(url, str) else url
+        self.url = url
+        self.display = url.render_as_string(hide_password=True)
+        self.path = Path(url.database or "") if url.get_backend_name() == "sqlite" else None
+        self.schema = schema
         self._lock = threading.RLock()
-        if readonly:
-            uri = f"file:{self.path}?mode=ro"
-            self._db = sqlite3.connect(
-                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10
-            )
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-        db = self._db
-        self._max_vars = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._sql_cache: dict[tuple[str, int], str] = {}
-        db.execute("PRAGMA busy_timeout = 30000")
-        if not readonly:
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
-            db.execute("PRAGMA cache_size = -65536")
-            limit_growth(db, self.path)  # a test hook (gateway/evidence/diskfull.py)
-            db.executescript(_SCHEMA)
-            self._migrate(db)
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        """Bring the schema to ``SCHEMA_VERSION`` (see the module docstring)."""
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is None:  # a new database: made at the current version
-            db.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            return
-        have = int(row[0])
-        if have > int(SCHEMA_VERSION):
-            raise RuntimeError(
-                f"{self.path}: schema version {have} is newer than this gateway's "
-                f"({SCHEMA_VERSION}); upgrade the gateway"
-            )
-        steps = [(v, sql) for v, sql in _MIGRATIONS if int(v) > have]
-        if not steps:
-            return
-        db.execute("BEGIN IMMEDIATE")
+        self._text: dict[str, TextClause] = {}
+        self._driver_sql: dict[tuple[str, int], str] = {}
+        self.dialect = url.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise StoreError(f"the gateway store runs on SQLite or PostgreSQL, not {self.dialect}")
+        if schema is not None and not _NAME_RE.fullmatch(schema):
+            raise StoreError(f"[store] schema {schema!r} is not a plain lower-case SQL name")
         try:
-            for version, step in steps:
-                step(db)
-                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (version,))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            if self.dialect == "sqlite":
+                if not readonly:
+                    assert self.path is not None
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    if migrate:
+                        self._migrate(url)
+                self.engine = create_engine(
+                    url,
+                    connect_args={"check_same_thread": False, "timeout": 30},
+                    poolclass=NullPool,
+                )
+                event.listen(
+                    self.engine,
+                    "connect",
+                    _sqlite_readonly if readonly else _sqlite_pragmas(self.path),
+                )
+                self._begin_sql = "BEGIN IMMEDIATE"
+                self._max_vars = 32766
+            else:
+                args = {"options": f"-c search_path={schema}"} if schema else {}
+                if readonly:
+                    args["options"] = (
+                        args.get("options", "") + " -c default_transaction_read_only=on"
+                    ).strip()
+                if migrate and not readonly:
+                    self._migrate(url, connect_args=args)
+                self.engine = create_engine(url, connect_args=args, poolclass=NullPool)
+                self._begin_sql = "BEGIN"
+                self._max_vars = 65535
+            self._connection = self._connect()
+        except OperationalError as exc:
+            raise StoreError(
+                f"cannot open the gateway database {self.display}: {_why(exc)}"
+            ) from None
+
+    def _connect(self) -> Connection:
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    @property
+    def _conn(self) -> Connection:
+        """The store's connection; a new one after the old was lost (PostgreSQL
+        restarted, a network cut). The statement that met the loss failed and
+        its transaction with it, so nothing is half-written; the next starts
+        afresh. The gateway itself stops on the failed batch (its messages are
+        not acknowledged) and is started again by its supervisor."""
+        c = self._connection
+        if c.invalidated or c.closed:
+            log.warning("reconnecting to the gateway database %s", self.display)
+            c = self._connection = self._connect()
+        return c
+
+    def _migrate(self, url: URL, connect_args: dict[str, Any] | None = None) -> None:
+        from gateway.evidence.migrate import SchemaError, _sqlite_immediate, upgrade
+
+        if self.dialect == "sqlite":
+            engine = create_engine(url, connect_args={"timeout": 30}, poolclass=NullPool)
+            assert self.path is not None
+            event.listen(engine, "connect", _sqlite_pragmas(self.path))
+            _sqlite_immediate(engine)
+        else:
+            engine = create_engine(url, connect_args=connect_args or {}, poolclass=NullPool)
+        try:
+            upgrade(engine, schema=self.schema)
+        except SchemaError as exc:
+            raise StoreError(f"{self.display}: {exc}") from None
+        finally:
+            engine.dispose()
+
+    # --- statements -----------------------------------------------------------
+
+    def _sql(self, sql: str) -> TextClause:
+        """``sql`` with ``?`` placeholders as a cached ``text()`` with named binds."""
+        t = self._text.get(sql)
+        if t is None:
+            parts = sql.split("?")
+            named = parts[0] + "".join(f":p{i}{part}" for i, part in enumerate(parts[1:]))
+            t = self._text[sql] = text(named)
+        return t
+
+    def _exec(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        with self._lock:
+            return self._conn.execute(self._sql(sql), {f"p{i}": v for i, v in enumerate(args)})
+
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        return self._exec(sql, args).fetchone()
+
+    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        return self._exec(sql, args).fetchall()
+
+    def _driver(self, sql: str, params: Any) -> Any:
+        """Run ``sql`` (``?`` placeholders) on the driver directly: one tuple of
+        parameters, or a list of tuples (executemany). For the batch's hot inserts."""
+        key = (sql, 0)
+        native = self._driver_sql.get(key)
+        if native is None:
+            native = sql if self.dialect == "sqlite" else sql.replace("?", "%s")
+            self._driver_sql[key] = native
+        return self._conn.exec_driver_sql(native, params)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """One write transaction on the store's connection (holding the lock)."""
+        with self._lock:
+            c = self._conn
+            c.exec_driver_sql(self._begin_sql)
+            try:
+                yield c
+            except BaseException:
+                with suppress(DBAPIError):
+                    c.exec_driver_sql("ROLLBACK")
+                raise
+            c.exec_driver_sql("COMMIT")
+
+    @staticmethod
+    def _upsert(table: str, cols: tuple[str, ...], keys: tuple[str, ...]) -> str:
+        """An INSERT that replaces the row of the same ``keys`` (both engines' ON CONFLICT)."""
+        sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
+        return (
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+            f" ON CONFLICT ({', '.join(keys)}) DO " + (f"UPDATE SET {sets}" if sets else "NOTHING")
+        )
 
     # --- batches ------------------------------------------------------------
 
@@ -685,41 +601,58 @@ class SQLiteStore:
         """Write ``batch`` in one durable transaction (all or nothing)."""
         if not batch:
             return
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                self._write(db, batch)
-            except BaseException:
-                if db.in_transaction:  # SQLITE_FULL may have rolled it back already
-                    db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self._tx():
+            self._write(batch)
 
-    def _insert(self, db: sqlite3.Connection, head: str, ncols: int, rows: list[Any]) -> None:
+    def _insert(self, head: str, ncols: int, rows: list[Any], tail: str = "") -> None:
         """Insert ``rows`` with multi-row ``VALUES`` statements, a few hundred rows each.
 
         ``executemany`` runs one ``sqlite3_step`` per row and CPython's sqlite3
         releases and re-takes the GIL around each step; with the signature
         threads busy that costs a GIL hand-over per row (measured: 2.5-3x the
-        wall time of the insert). One statement per chunk hands it over once.
+        wall time of the insert). One statement per chunk hands it over once;
+        on PostgreSQL it is one round trip per chunk.
         """
+        if self.dialect == "postgresql":
+            # psycopg parses a long statement anew each time (it caches short ones):
+            # one row's statement, sent for all rows at once (executemany, pipelined).
+            self._driver(head + " VALUES (" + ",".join("?" * ncols) + ")" + tail, rows)
+            return
         per = max(1, min(500, self._max_vars // ncols))
-        one = "(" + ",".join("?" * ncols) + ")"
+        mark = "?"
+        one = "(" + ",".join([mark] * ncols) + ")"
         for i in range(0, len(rows), per):
             part = rows[i : i + per]
-            sql = self._sql_cache.get((head, len(part)))
+            key = (head + tail, len(part))
+            sql = self._driver_sql.get(key)
             if sql is None:
-                sql = head + " VALUES " + ",".join([one] * len(part))
-                self._sql_cache[(head, len(part))] = sql
-            db.execute(sql, [v for row in part for v in row])
+                sql = head + " VALUES " + ",".join([one] * len(part)) + tail
+                self._driver_sql[key] = sql
+            self._conn.exec_driver_sql(sql, tuple(v for row in part for v in row))
 
-    def _write(self, db: sqlite3.Connection, b: WriteBatch) -> None:
+    def _append(self, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Insert many rows: PostgreSQL's COPY (psycopg writes the rows in C, about a
+        tenth of the CPU of executemany), multi-row VALUES on SQLite (:meth:`_insert`).
+        A refused row (a key taken) fails the batch with SQLAlchemy's IntegrityError."""
+        if self.dialect != "postgresql":
+            self._insert(f"INSERT INTO {table} ({', '.join(cols)})", len(cols), rows)
+            return
+        import psycopg
+
+        sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN"
+        try:
+            pg = self._conn.connection.driver_connection  # the psycopg connection
+            with pg.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+
+    def _write(self, b: WriteBatch) -> None:
         if b.records:
-            self._insert(
-                db,
-                "INSERT INTO records",
-                9,
+            self._append(
+                "records",
+                _RECORD_COLUMNS,
                 [
                     (r.leaf, r.signer, r.seq, r.boot, r.kind, r.time, r.tq, r.received, r.raw)
                     for r in b.records
@@ -728,10 +661,10 @@ class SQLiteStore:
         if b.rejects:
             from hashlib import sha256
 
-            db.executemany(
+            self._driver(
                 "INSERT INTO quarantine (received, last_seen, topic, signer, seq, reason, detail,"
                 " digest, raw, size) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (digest, reason)"
-                " DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
+                " DO UPDATE SET count = quarantine.count + 1, last_seen = excluded.last_seen",
                 [
                     (
                         r.received,
@@ -749,15 +682,16 @@ class SQLiteStore:
                 ],
             )
         if b.dropped:
-            self._write_dropped(db, b.dropped)
+            self._write_dropped(b.dropped)
         if b.release_done:
-            db.executemany(
+            self._driver(
                 "UPDATE released SET done = 1 WHERE id = ?", [(i,) for i in b.release_done]
             )
         if b.states:
+            latest = {s.signer: s for s in b.states}  # one row per signer per statement
             self._insert(
-                db,
-                "INSERT OR REPLACE INTO signer_state",
+                "INSERT INTO signer_state (signer, contig, contig_hash, max_seq, max_hash,"
+                " max_boot, count, last_seen)",
                 8,
                 [
                     (
@@ -770,17 +704,21 @@ class SQLiteStore:
                         s.count,
                         s.last_seen,
                     )
-                    for s in b.states
+                    for s in latest.values()
                 ],
+                " ON CONFLICT (signer) DO UPDATE SET contig = excluded.contig,"
+                " contig_hash = excluded.contig_hash, max_seq = excluded.max_seq,"
+                " max_hash = excluded.max_hash, max_boot = excluded.max_boot,"
+                " count = excluded.count, last_seen = excluded.last_seen",
             )
         if b.events:
-            db.executemany(
+            self._driver(
                 "INSERT INTO chain_events (signer, kind, seq_from, seq_to, time, detail)"
                 " VALUES (?,?,?,?,?,?)",
                 [(e.signer, e.kind, e.seq_from, e.seq_to, e.time, e.detail) for e in b.events],
             )
         if b.losses:
-            db.executemany(
+            self._driver(
                 "INSERT INTO declared_lost (signer, seq_from, seq_to, status_seq, status_leaf,"
                 " time) VALUES (?,?,?,?,?,?)",
                 [
@@ -789,8 +727,8 @@ class SQLiteStore:
                 ],
             )
         if b.devices:
-            db.executemany(
-                "INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            self._driver(
+                self._upsert("devices", _DEVICE_COLUMNS, ("id",)),
                 [
                     (
                         d.id,
@@ -809,39 +747,41 @@ class SQLiteStore:
                 ],
             )
         if b.placements:
-            db.executemany("INSERT OR IGNORE INTO placements VALUES (?,?,?,?,?)", b.placements)
+            self._driver(
+                "INSERT INTO placements (device, leaf, time, place, cal) VALUES (?,?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
+                list(b.placements),
+            )
         if b.statements:
-            db.executemany(
-                "INSERT INTO statements VALUES (?,?,?,?,?,?,?,?)",
+            self._driver(
+                "INSERT INTO statements (leaf, signer, kind, chain, cseq, time, chash, devices)"
+                " VALUES (?,?,?,?,?,?,?,?)",
                 [
                     (x.leaf, x.signer, x.kind, x.chain, x.cseq, x.time, x.chash, x.devices)
                     for x in b.statements
                 ],
             )
         if b.scans:
-            db.executemany("INSERT INTO scans VALUES (?,?,?,?)", b.scans)
+            self._driver(
+                "INSERT INTO scans (leaf, uid, action, item) VALUES (?,?,?,?)", list(b.scans)
+            )
         if b.outbox_done:
-            db.executemany("UPDATE outbox SET done = 1 WHERE id = ?", [(i,) for i in b.outbox_done])
+            self._driver("UPDATE outbox SET done = 1 WHERE id = ?", [(i,) for i in b.outbox_done])
         if b.presence:
-            db.executemany("INSERT OR REPLACE INTO presence VALUES (?,?,?)", b.presence)
+            self._driver(
+                self._upsert("presence", ("device", "state", "since"), ("device",)),
+                list(b.presence),
+            )
         if b.counters:
-            db.executemany(
-                "INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
-                " SET value = value + excluded.value",
+            self._driver(
+                "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+                " SET value = counters.value + excluded.value",
                 list(b.counters.items()),
             )
         if b.meta:
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(b.meta.items()))
+            self._driver(self._upsert("meta", ("key", "value"), ("key",)), list(b.meta.items()))
 
     # --- records --------------------------------------------------------------
-
-    def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchone()
-
-    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
-        with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchall()
 
     def leaf_count(self) -> int:
         row = self._one("SELECT max(leaf) FROM records")
@@ -1021,15 +961,15 @@ class SQLiteStore:
 
     def set_ack_key(self, device: str, key: bytes) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO ack_keys VALUES (?, ?)", (device, key))
+            self._exec(self._upsert("ack_keys", ("device", "key"), ("device",)), (device, key))
 
     def outbox_add(self, signer: str, seq: int, raw: bytes) -> int:
         with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO outbox (signer, seq, raw, created) VALUES (?,?,?,?)",
+            row = self._one(
+                "INSERT INTO outbox (signer, seq, raw, created) VALUES (?,?,?,?) RETURNING id",
                 (signer, seq, raw, int(time.time())),
             )
-            return int(cur.lastrowid or 0)
+            return int(row[0])
 
     def outbox_pending(self) -> list[tuple[int, bytes]]:
         return [
@@ -1045,9 +985,7 @@ class SQLiteStore:
     def outbox_requeue(self, signer: str, seq: int) -> None:
         """Offer a handled (refused) outbox record to ingest again."""
         with self._lock:
-            self._db.execute(
-                "UPDATE outbox SET done = 0 WHERE signer = ? AND seq = ?", (signer, seq)
-            )
+            self._exec("UPDATE outbox SET done = 0 WHERE signer = ? AND seq = ?", (signer, seq))
 
     def last_signed(self, signer: str) -> tuple[int, bytes] | None:
         """Highest seq ``signer`` has used, in the log or waiting in the outbox."""
@@ -1061,13 +999,22 @@ class SQLiteStore:
         return None if best is None else (int(best[0]), bytes(best[1]))
 
     def begin_exclusive(self) -> None:
-        """Serialise writers from other processes (the registry CLI) until ``end``."""
+        """Serialise writers from other processes (the registry CLI) until ``end``:
+        SQLite's write lock; on PostgreSQL a transaction-scoped advisory lock."""
         self._lock.acquire()
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.exec_driver_sql(self._begin_sql)
+            if self.dialect == "postgresql":
+                self._exec("SELECT pg_advisory_xact_lock(?)", (_REGISTRY_LOCK,))
+        except BaseException:
+            with suppress(DBAPIError):
+                self._conn.exec_driver_sql("ROLLBACK")
+            self._lock.release()
+            raise
 
     def end(self, ok: bool = True) -> None:
         try:
-            self._db.execute("COMMIT" if ok else "ROLLBACK")
+            self._conn.exec_driver_sql("COMMIT" if ok else "ROLLBACK")
         finally:
             self._lock.release()
 
@@ -1075,7 +1022,7 @@ class SQLiteStore:
 
     def add_checkpoint(self, cp: CheckpointRow) -> None:
         with self._lock:
-            self._db.execute(
+            self._exec(
                 "INSERT INTO checkpoints VALUES (?,?,?,?)", (cp.size, cp.root, cp.note, cp.time)
             )
 
@@ -1108,48 +1055,20 @@ class SQLiteStore:
         this checks the body is identical. False if there is no such checkpoint or
         the note is already stored; ValueError if the body differs."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT note FROM checkpoints WHERE size = ?", (size,)
-            ).fetchone()
+            row = self._one("SELECT note FROM checkpoints WHERE size = ?", (size,))
             if row is None or row[0] == note:
                 return False
             if _note_body(row[0]) != _note_body(note):
                 raise ValueError(f"checkpoint {size}: the new note's body differs from the stored")
-            self._db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (note, size))
+            self._exec("UPDATE checkpoints SET note = ? WHERE size = ?", (note, size))
             return True
 
     def add_anchor(self, anchor: Anchor) -> None:
         with self._lock:
-            self._db.execute(
+            self._exec(
                 "INSERT INTO anchors (size, backend, receipt, time) VALUES (?,?,?,?)",
                 (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
             )
-
-    def replace_anchor(self, anchor: Anchor) -> None:
-        """Replace the receipt(s) of checkpoint ``anchor.size`` on ``anchor.backend`` by
-        ``anchor.receipt``: a chain reorganisation moved or re-made the EVM anchor
-        (gateway/evidence/evm.py). The cloud gets the new receipt on the next push."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "DELETE FROM anchors WHERE size = ? AND backend = ?",
-                    (anchor.size, anchor.backend),
-                )
-                self._db.execute(
-                    "INSERT INTO anchors (size, backend, receipt, time) VALUES (?,?,?,?)",
-                    (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
-                )
-                self._db.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'cloud.receipt' AND CAST(value AS"
-                    " INTEGER) >= ?",
-                    (str(anchor.size - 1), anchor.size),
-                )
-            except BaseException:
-                if self._db.in_transaction:  # SQLITE_FULL may have rolled it back already
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     def latest_anchor(self) -> Anchor | None:
         row = self._one("SELECT size, backend, receipt, time FROM anchors ORDER BY id DESC LIMIT 1")
@@ -1226,7 +1145,7 @@ class SQLiteStore:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            self._exec(self._upsert("meta", ("key", "value"), ("key",)), (key, value))
 
     # --- alerts and the audit log (version 4) -------------------------------------
 
@@ -1238,7 +1157,7 @@ class SQLiteStore:
         if ended is None and event.get("phase") == "end":
             ended = event.get("end") if event.get("end") is not None else event.get("time")
         with self._lock:
-            self._db.execute(
+            self._exec(
                 "INSERT INTO alerts (id, kind, device, place, start, ended, raised, updated,"
                 " event) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
                 " event = excluded.event, updated = excluded.updated,"
@@ -1299,27 +1218,19 @@ class SQLiteStore:
         now = int(time.time()) if now is None else int(now)
         kinds = list(kinds)
         marks = ",".join("?" * len(kinds))
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = db.execute(
-                    f"SELECT id, event FROM alerts WHERE ended IS NULL AND kind IN ({marks})",
-                    kinds,
-                ).fetchall()
-                for alert_id, raw in rows:
-                    event = json.loads(raw)
-                    event["cause"] = cause
-                    db.execute(
-                        "UPDATE alerts SET ended = ?, updated = ?, event = ? WHERE id = ?",
-                        (now, now, json.dumps(event, sort_keys=True), alert_id),
-                    )
-                    self._audit(db, now, "gateway", "close", alert_id, cause, {})
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return len(rows)
+        with self._tx():
+            rows = self._all(
+                f"SELECT id, event FROM alerts WHERE ended IS NULL AND kind IN ({marks})", kinds
+            )
+            for alert_id, raw in rows:
+                event = json.loads(raw)
+                event["cause"] = cause
+                self._exec(
+                    "UPDATE alerts SET ended = ?, updated = ?, event = ? WHERE id = ?",
+                    (now, now, json.dumps(event, sort_keys=True), alert_id),
+                )
+                self._audit(now, "gateway", "close", alert_id, cause, {})
+        return len(rows)
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         rows = self._alert_rows("WHERE id = ?", (alert_id,), 1)
@@ -1332,25 +1243,17 @@ class SQLiteStore:
         False when there is no such alert. Acknowledging again adds an audit line
         and keeps the first acknowledgement's time."""
         now = int(time.time()) if now is None else int(now)
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute("SELECT acked FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-                if row is None:
-                    db.execute("ROLLBACK")
-                    return False
-                if row[0] is None:
-                    db.execute(
-                        "UPDATE alerts SET acked = ?, acked_by = ?, comment = ? WHERE id = ?",
-                        (now, actor, comment, alert_id),
-                    )
-                self._audit(db, now, actor, "acknowledge", alert_id, comment, {})
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return True
+        with self._tx():
+            row = self._one("SELECT acked FROM alerts WHERE id = ?", (alert_id,))
+            if row is None:
+                return False
+            if row[0] is None:
+                self._exec(
+                    "UPDATE alerts SET acked = ?, acked_by = ?, comment = ? WHERE id = ?",
+                    (now, actor, comment, alert_id),
+                )
+            self._audit(now, actor, "acknowledge", alert_id, comment, {})
+        return True
 
     def alerts_to_escalate(self, raised_before: int) -> list[dict[str, Any]]:
         """Unacknowledged, never escalated alerts raised at or before ``raised_before``."""
@@ -1361,21 +1264,14 @@ class SQLiteStore:
     def mark_escalated(self, alert_id: str, targets: list[str], *, now: int | None = None) -> bool:
         """Record that ``alert_id`` was escalated (once): False if it already was."""
         now = int(time.time()) if now is None else int(now)
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = db.execute(
-                    "UPDATE alerts SET escalated = ? WHERE id = ? AND escalated IS NULL",
-                    (now, alert_id),
-                )
-                if cur.rowcount:
-                    self._audit(db, now, "gateway", "escalate", alert_id, "", {"to": list(targets)})
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return bool(cur.rowcount)
+        with self._tx():
+            cur = self._exec(
+                "UPDATE alerts SET escalated = ? WHERE id = ? AND escalated IS NULL",
+                (now, alert_id),
+            )
+            if cur.rowcount:
+                self._audit(now, "gateway", "escalate", alert_id, "", {"to": list(targets)})
+        return bool(cur.rowcount)
 
     def add_audit(
         self,
@@ -1386,11 +1282,10 @@ class SQLiteStore:
         detail: dict[str, Any] | None = None,
     ) -> None:
         with self._lock:
-            self._audit(self._db, int(time.time()), actor, action, target, comment, detail or {})
+            self._audit(int(time.time()), actor, action, target, comment, detail or {})
 
-    @staticmethod
     def _audit(
-        db: sqlite3.Connection,
+        self,
         now: int,
         actor: str,
         action: str,
@@ -1398,7 +1293,7 @@ class SQLiteStore:
         comment: str,
         detail: dict[str, Any],
     ) -> None:
-        db.execute(
+        self._exec(
             "INSERT INTO audit (time, actor, action, target, comment, detail) VALUES (?,?,?,?,?,?)",
             (now, actor[:100], action, target, comment[:2000], json.dumps(detail, sort_keys=True)),
         )
@@ -1479,44 +1374,54 @@ class SQLiteStore:
 
     def changes(self) -> tuple[Any, ...]:
         """A cheap fingerprint that changes when anything the dashboard shows changes."""
+        concat = (
+            "group_concat(device || state)"
+            if self.dialect == "sqlite"
+            else "string_agg(device || state, ',' ORDER BY device)"
+        )
         return tuple(
             self._one(
                 "SELECT (SELECT max(leaf) FROM records), (SELECT max(updated) FROM alerts),"
                 " (SELECT count(*) FROM alerts WHERE acked IS NOT NULL),"
                 " (SELECT max(id) FROM audit), (SELECT max(size) FROM checkpoints),"
                 " (SELECT max(id) FROM anchors), (SELECT sum(count) FROM quarantine),"
-                " (SELECT group_concat(device || state) FROM presence),"
+                f" (SELECT {concat} FROM presence),"
                 " (SELECT length(note) FROM checkpoints ORDER BY size DESC LIMIT 1)"
             )
         )
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            with suppress(DBAPIError):
+                self._connection.close()
+            self.engine.dispose()
 
-    # --- the quarantine's caps, purge and release (version 5, docs/decisions.md D29) ----
+    # --- the quarantine's caps, purge and release (revision 0002, docs/decisions.md D29) --
 
-    @staticmethod
-    def _write_dropped(db: sqlite3.Connection, rows: list[DroppedRow]) -> None:
+    def _write_dropped(self, rows: list[DroppedRow]) -> None:
         """Add counted-not-stored refusals to their (cause, reason, device) summary,
         folding each message's SHA-256 into the summary's running digest."""
         from hashlib import sha256
 
+        low, high = ("min", "max") if self.dialect == "sqlite" else ("least", "greatest")
         for d in rows:
-            got = db.execute(
+            got = self._one(
                 "SELECT digest FROM quarantine_dropped WHERE cause = ? AND reason = ?"
                 " AND device = ?",
                 (d.cause, d.reason, d.device),
-            ).fetchone()
+            )
             chain = bytes(got[0]) if got is not None else bytes(32)
             for h in d.digests:
                 chain = sha256(chain + h).digest()
-            db.execute(
-                "INSERT INTO quarantine_dropped VALUES (?,?,?,?,?,?,?,?)"
+            self._exec(
+                "INSERT INTO quarantine_dropped (cause, reason, device, count, bytes, first_seen,"
+                " last_seen, digest) VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (cause, reason, device) DO UPDATE SET"
-                " count = count + excluded.count, bytes = bytes + excluded.bytes,"
-                " first_seen = min(first_seen, excluded.first_seen),"
-                " last_seen = max(last_seen, excluded.last_seen), digest = excluded.digest",
+                " count = quarantine_dropped.count + excluded.count,"
+                " bytes = quarantine_dropped.bytes + excluded.bytes,"
+                f" first_seen = {low}(quarantine_dropped.first_seen, excluded.first_seen),"
+                f" last_seen = {high}(quarantine_dropped.last_seen, excluded.last_seen),"
+                " digest = excluded.digest",
                 (d.cause, d.reason, d.device, d.count, d.bytes, d.first_seen, d.last_seen, chain),
             )
 
@@ -1570,49 +1475,40 @@ class SQLiteStore:
 
         where, args = self._reject_filter(reason, device, before)
         now = int(time.time())
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = db.execute(
-                    "SELECT id, topic, reason, digest, count, coalesce(size, length(raw)),"
-                    f" received, last_seen FROM quarantine{where} ORDER BY id",
-                    args,
-                ).fetchall()
-                groups: dict[tuple[str, str], DroppedRow] = {}
-                for _id, topic, why, digest, count, size, first, last in rows:
-                    dev = _topic_device(topic)
-                    g = groups.get((why, dev))
-                    if g is None:
-                        g = groups[(why, dev)] = DroppedRow("purged", why, dev, 0, 0, first, last)
-                    g.count += int(count)
-                    g.bytes += int(size) * int(count)
-                    g.first_seen = min(g.first_seen, int(first))
-                    g.last_seen = max(g.last_seen, int(last))
-                    g.digests.append(bytes(digest))
-                self._write_dropped(db, list(groups.values()))
-                db.execute(f"DELETE FROM quarantine{where}", args)
-                total = {
-                    "rows": len(rows),
-                    "messages": sum(g.count for g in groups.values()),
-                    "bytes": sum(g.bytes for g in groups.values()),
-                }
-                filters = {"reason": reason, "device": device, "before": before}
-                self._audit(
-                    db,
-                    now,
-                    actor,
-                    "purge",
-                    "quarantine",
-                    "",
-                    {**total, "filters": {k: v for k, v in filters.items() if v is not None}},
-                )
-                digest = sha256(b"".join(bytes(r[3]) for r in rows)).hexdigest()
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self._tx():
+            rows = self._all(
+                "SELECT id, topic, reason, digest, count, coalesce(size, length(raw)),"
+                f" received, last_seen FROM quarantine{where} ORDER BY id",
+                args,
+            )
+            groups: dict[tuple[str, str], DroppedRow] = {}
+            for _id, topic, why, digest, count, size, first, last in rows:
+                dev = _topic_device(topic)
+                g = groups.get((why, dev))
+                if g is None:
+                    g = groups[(why, dev)] = DroppedRow("purged", why, dev, 0, 0, first, last)
+                g.count += int(count)
+                g.bytes += int(size) * int(count)
+                g.first_seen = min(g.first_seen, int(first))
+                g.last_seen = max(g.last_seen, int(last))
+                g.digests.append(bytes(digest))
+            self._write_dropped(list(groups.values()))
+            self._exec(f"DELETE FROM quarantine{where}", args)
+            total = {
+                "rows": len(rows),
+                "messages": sum(g.count for g in groups.values()),
+                "bytes": sum(g.bytes for g in groups.values()),
+            }
+            filters = {"reason": reason, "device": device, "before": before}
+            self._audit(
+                now,
+                actor,
+                "purge",
+                "quarantine",
+                "",
+                {**total, "filters": {k: v for k, v in filters.items() if v is not None}},
+            )
+            digest = sha256(b"".join(bytes(r[3]) for r in rows)).hexdigest()
         return {**total, "digest": digest}  # type: ignore[dict-item]
 
     def release_rejects(
@@ -1624,39 +1520,30 @@ class SQLiteStore:
         left because cut)."""
         where, args = self._reject_filter(reason, device, None)
         now = int(time.time())
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = db.execute(
-                    f"SELECT id, topic, raw, reason, size FROM quarantine{where} ORDER BY id",
-                    args,
-                ).fetchall()
-                whole = [r for r in rows if r[4] is None]
-                db.executemany(
+        with self._tx():
+            rows = self._all(
+                f"SELECT id, topic, raw, reason, size FROM quarantine{where} ORDER BY id", args
+            )
+            whole = [r for r in rows if r[4] is None]
+            if whole:
+                self._driver(
                     "INSERT INTO released (topic, raw, reason, created) VALUES (?,?,?,?)",
-                    [(t, raw, why, now) for _i, t, raw, why, _s in whole],
+                    [(t, bytes(raw), why, now) for _i, t, raw, why, _s in whole],
                 )
-                db.executemany("DELETE FROM quarantine WHERE id = ?", [(r[0],) for r in whole])
-                filters = {"reason": reason, "device": device}
-                self._audit(
-                    db,
-                    now,
-                    actor,
-                    "release",
-                    "quarantine",
-                    "",
-                    {
-                        "released": len(whole),
-                        "cut": len(rows) - len(whole),
-                        "filters": {k: v for k, v in filters.items() if v is not None},
-                    },
-                )
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                self._driver("DELETE FROM quarantine WHERE id = ?", [(r[0],) for r in whole])
+            filters = {"reason": reason, "device": device}
+            self._audit(
+                now,
+                actor,
+                "release",
+                "quarantine",
+                "",
+                {
+                    "released": len(whole),
+                    "cut": len(rows) - len(whole),
+                    "filters": {k: v for k, v in filters.items() if v is not None},
+                },
+            )
         return len(whole), len(rows) - len(whole)
 
     def released_pending(self, limit: int = 500) -> list[tuple[int, str, bytes]]:
@@ -1667,6 +1554,25 @@ class SQLiteStore:
                 "SELECT id, topic, raw FROM released WHERE done = 0 ORDER BY id LIMIT ?", (limit,)
             )
         ]
+
+    def replace_anchor(self, anchor: Anchor) -> None:
+        """Replace the receipt(s) of checkpoint ``anchor.size`` on ``anchor.backend`` by
+        ``anchor.receipt``: a chain reorganisation moved or re-made the EVM anchor
+        (gateway/evidence/evm.py). The cloud gets the new receipt on the next push."""
+        with self._tx():
+            self._exec(
+                "DELETE FROM anchors WHERE size = ? AND backend = ?",
+                (anchor.size, anchor.backend),
+            )
+            self._exec(
+                "INSERT INTO anchors (size, backend, receipt, time) VALUES (?,?,?,?)",
+                (anchor.size, anchor.backend, json.dumps(anchor.receipt), anchor.time),
+            )
+            self._exec(
+                "UPDATE meta SET value = ? WHERE key = 'cloud.receipt' AND CAST(value AS"
+                " INTEGER) >= ?",
+                (str(anchor.size - 1), anchor.size),
+            )
 
 
 def _topic_device(topic: str) -> str:
@@ -1687,6 +1593,47 @@ def _upto(upto: int | None) -> int:
     return 1 << 62 if upto is None else upto
 
 
-def open_store(path: str | Path, *, readonly: bool = False) -> SQLiteStore:
-    """Open the gateway database (the only backend today is SQLite)."""
-    return SQLiteStore(path, readonly=readonly)
+def open_store(target: Any, *, readonly: bool = False) -> SqlStore:
+    """Open the gateway database: ``target`` is the gateway's configuration (its
+    ``[store]``: PostgreSQL when ``url`` is set, else SQLite ``<data_dir>/gateway.db``)
+    or the path of a SQLite file."""
+    if isinstance(target, (str, Path)):
+        return SqlStore(sqlite_url(target, readonly=readonly), readonly=readonly)
+    sc = target.store
+    if sc.url is None:
+        return SqlStore(sqlite_url(target.db_path, readonly=readonly), readonly=readonly)
+    url = postgres_url(sc.url, sc.password_file)
+    if target.fleet.shared_schema:  # an instance of a gateway fleet (D28)
+        from gateway.evidence.fleet import FleetStore
+
+        return FleetStore(
+            url,
+            schema=sc.schema,
+            shared_schema=target.fleet.shared_schema,
+            origin=target.log.origin,
+            readonly=readonly,
+        )
+    return SqlStore(url, readonly=readonly, schema=sc.schema)
+
+
+def _why(exc: DBAPIError) -> str:
+    """The first line of the driver's message (no SQL, no parameters)."""
+    msg = str(exc.orig) if exc.orig is not None else str(exc)
+    return (msg.strip().splitlines() or ["unknown error"])[0]
+
+
+_RECORD_COLUMNS = ("leaf", "signer", "seq", "boot", "kind", "time", "tq", "received", "raw")
+_DEVICE_COLUMNS = (
+    "id",
+    "role",
+    "key",
+    "org",
+    "state",
+    "registry",
+    "registered_leaf",
+    "place",
+    "cal",
+    "revoked_leaf",
+    "updated",
+)
+_REGISTRY_LOCK = 0x436F6C6452  # pg_advisory_xact_lock key of registry signing: "ColdR"

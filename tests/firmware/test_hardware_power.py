@@ -86,3 +86,23 @@ def test_atecc_pins_come_from_the_pin_map_of_every_board() -> None:
         for role, sig in b["roles"].items():
             got = ct_provision.atecc_i2c_pins(dict(cfg, board=board, role=role))
             assert got == (sig["i2c_sda"]["gpio"], sig["i2c_scl"]["gpio"]), (board, role)
+
+
+def test_reader_budget_is_usb_powered_and_idle_dominated() -> None:
+    sys.path.insert(0, str(HW))
+    try:
+        import power_budget
+    finally:
+        sys.path.remove(str(HW))
+    d = json.loads((HW / "power.json").read_text())
+    assert d["reader"]["power"] == "usb"
+    few, many = (power_budget.reader_day_mah(d, n) for n in (10, 300))
+    assert many["total"] > few["total"] > 0
+    # always awake: idle is most of the charge at ordinary scan rates
+    assert few["parts"]["idle"] > 0.7 * few["total"]
+    # the cell alone cannot carry it for more than about two days: hence USB
+    assert few["hours"] < 48
+    assert many["usb_w"] < 1.0  # any USB port or 5 V adapter feeds it
+    # the reader's 3.3 V rail peak stays within the regulator (hardware/checks.json)
+    checks = json.loads((HW / "checks.json").read_text())
+    assert "pn532_rf_on" not in checks["loads_ma"]["reader"]  # the PN532 is on 5 V

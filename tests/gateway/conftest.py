@@ -33,10 +33,14 @@ def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     started: list[BrokerProcess] = []
 
     def make(
-        devices: list[str], *, queue: QueueLimits | None = None, port: int | None = None
+        devices: list[str],
+        *,
+        queue: QueueLimits | None = None,
+        port: int | None = None,
+        **options: Any,
     ) -> Broker:
         broker = start_test_broker(
-            tmp_path / f"broker{len(started)}", devices, queue=queue, port=port
+            tmp_path / f"broker{len(started)}", devices, queue=queue, port=port, **options
         )
         started.append(broker.process)
         return broker
@@ -51,8 +55,8 @@ def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
 def make_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayDir]]:
     made: list[GatewayDir] = []
 
-    def make(broker: Broker, **ingest: Any) -> GatewayDir:
-        gw = create_gateway_dir(tmp_path / f"gw{len(made)}", broker, **ingest)
+    def make(broker: Broker, **options: Any) -> GatewayDir:
+        gw = create_gateway_dir(tmp_path / f"gw{len(made)}", broker, **options)
         made.append(gw)
         return gw
 

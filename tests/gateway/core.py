@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 
 from gateway.evidence.checks import IngestSettings
+from gateway.evidence.fleet import FleetStore
 from gateway.evidence.ingest import BatchOutcome, Ingestor, Pipeline
 from gateway.evidence.ledger import LocalLedger
 from gateway.evidence.log import GatewayLog
 from gateway.evidence.registry import Registry, statement_history
-from gateway.evidence.store import SQLiteStore
+from gateway.evidence.store import SqlStore
 from gateway.transport.mqtt import Inbound
 from protocol.keys import generate_ed25519, generate_p256
 from protocol.note import NoteSigner
@@ -34,9 +35,23 @@ class Core:
     """store + log + ledger + registry + ingestor + pipeline in one directory."""
 
     def __init__(
-        self, d: Path, *, signer: NoteSigner | None = None, ledger_key=None, registry_key=None
+        self,
+        d: Path,
+        *,
+        signer: NoteSigner | None = None,
+        ledger_key=None,
+        registry_key=None,
+        store_url: str | None = None,
+        schema: str = "gw_core",
+        fleet: str | None = None,
     ) -> None:
+        """``store_url``: a PostgreSQL database for the store (``schema``); None:
+        SQLite ``d/gateway.db``. ``fleet``: the shared schema of a gateway fleet
+        (gateway/evidence/fleet.py) this core is an instance of."""
         self.dir = d
+        self.store_url = store_url
+        self.schema = schema
+        self.fleet = fleet
         self.signer = signer or NoteSigner.generate(ORIGIN)
         self.ledger_key = ledger_key or generate_ed25519()
         self.registry_key = registry_key or generate_p256()
@@ -44,7 +59,14 @@ class Core:
 
     def open(self) -> None:
         d = self.dir
-        self.store = SQLiteStore(d / "gateway.db")
+        if self.store_url is None:
+            self.store = SqlStore(d / "gateway.db")
+        elif self.fleet is None:
+            self.store = SqlStore(self.store_url, schema=self.schema)
+        else:
+            self.store = FleetStore(
+                self.store_url, schema=self.schema, shared_schema=self.fleet, origin=self.schema
+            )
         self.ledger = LocalLedger(d / "ledger.db", f"{ORIGIN}/ledger", self.ledger_key)
         self.log = GatewayLog(
             self.store,
@@ -148,8 +170,9 @@ class Core:
         if cprev is None:
             before = [e for e in mine if e.cseq == cseq - 1]
             cprev = bytes(16) if not before else chain_hash(self._raw_of(before[0]))
-        common = dict(boot=0, seq=seq, time=time_ or int(time.time()), tq=2, prev=prev,
-                      cseq=cseq, cprev=cprev)
+        common = dict(
+            boot=0, seq=seq, time=time_ or int(time.time()), tq=2, prev=prev, cseq=cseq, cprev=cprev
+        )
         if gtin is None:
             p: Binding | ProductProfile = Binding(**common, target=target, devices=devices)
         else:

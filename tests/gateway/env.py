@@ -64,7 +64,7 @@ class GatewayDir:
     def register(self, *devices: SimDevice, place: str | None = None) -> None:
         """Sign registrations (queued in the outbox) and give each device its ack key;
         with ``place``, bind the devices to it (a binding statement each)."""
-        store = open_store(self.cfg.db_path)
+        store = open_store(self.cfg)
         try:
             signer = RegistrySigner(
                 store, self.cfg.registry.id, load_p256_private_key(self.cfg.registry.key_file)
@@ -113,10 +113,17 @@ def mosquitto_missing() -> bool:
 
 
 def start_test_broker(
-    d: Path, devices: list[str], *, queue: QueueLimits | None = None, port: int | None = None
+    d: Path,
+    devices: list[str],
+    *,
+    queue: QueueLimits | None = None,
+    port: int | None = None,
+    gateways: tuple[str, ...] = (GW_USER,),
 ) -> Broker:
+    """``gateways``: the gateway accounts (a fleet's instances need one each)."""
     port = port or free_port()
-    users = [BrokerUser(GW_USER, "gateway")] + [BrokerUser(dev, "device") for dev in devices]
+    users = [BrokerUser(g, "gateway") for g in gateways]
+    users += [BrokerUser(dev, "device") for dev in devices]
     conf = write_config(
         d,
         port=port,
@@ -128,37 +135,47 @@ def start_test_broker(
     return Broker(proc, port, d, read_credentials(d))
 
 
-def create_gateway_dir(d: Path, broker: Broker, **ingest: Any) -> GatewayDir:
+def create_gateway_dir(
+    d: Path,
+    broker: Broker,
+    *,
+    sections: dict[str, dict[str, Any]] | None = None,
+    log_key: NoteSigner | None = None,
+    gw_user: str = GW_USER,
+    origin: str = ORIGIN,
+    **ingest: Any,
+) -> GatewayDir:
+    """A gateway directory; ``sections`` adds or extends configuration sections
+    (e.g. ``{"store": {"url": pg_url, "schema": "gw"}}`` for PostgreSQL)."""
     (d / "keys").mkdir(parents=True)
-    (d / "keys" / "log.skey").write_text(NoteSigner.generate(ORIGIN).skey + "\n")
+    (d / "keys" / "log.skey").write_text((log_key or NoteSigner.generate(origin)).skey + "\n")
     (d / "keys" / "log.skey").chmod(0o600)
     save_private_key(generate_ed25519(), d / "keys" / "ledger.pem")
     save_private_key(generate_p256(), d / "keys" / "registry.pem")
-    (d / "mqtt.pw").write_text(broker.password(GW_USER) + "\n")
+    (d / "mqtt.pw").write_text(broker.password(gw_user) + "\n")
     settings = {"batch_size": 200, "batch_wait": 0.01, "ack_interval": 0.05, **ingest}
-    (d / "gateway.toml").write_text(
-        render_config(
-            {
-                "gateway": {"id": GW_ID, "data_dir": "var"},
-                "mqtt": {
-                    "host": "127.0.0.1",
-                    "port": broker.port,
-                    "username": GW_USER,
-                    "password_file": "mqtt.pw",
-                    "keepalive": 5,
-                },
-                "ingest": settings,
-                "log": {
-                    "origin": ORIGIN,
-                    "key_file": "keys/log.skey",
-                    "checkpoint_interval": 0.5,
-                    "checkpoint_leaves": 100000,
-                },
-                "ledger": {"id": f"{ORIGIN}/ledger", "key_file": "keys/ledger.pem"},
-                "registry": {"id": "acme-registry", "key_file": "keys/registry.pem"},
-            }
-        )
-    )
+    config: dict[str, dict[str, Any]] = {
+        "gateway": {"id": GW_ID, "data_dir": "var"},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "username": gw_user,
+            "password_file": "mqtt.pw",
+            "keepalive": 5,
+        },
+        "ingest": settings,
+        "log": {
+            "origin": origin,
+            "key_file": "keys/log.skey",
+            "checkpoint_interval": 0.5,
+            "checkpoint_leaves": 100000,
+        },
+        "ledger": {"id": f"{origin}/ledger", "key_file": "keys/ledger.pem"},
+        "registry": {"id": "acme-registry", "key_file": "keys/registry.pem"},
+    }
+    for name, values in (sections or {}).items():
+        config[name] = {**config.get(name, {}), **values}
+    (d / "gateway.toml").write_text(render_config(config))
     return GatewayDir(d, broker, load_config(d / "gateway.toml"))
 
 

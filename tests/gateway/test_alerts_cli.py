@@ -119,7 +119,7 @@ def gwdir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     capsys.readouterr()
     cfg = load_config(tmp_path / "gateway.toml")
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     open_exc = AlertEvent(
         kind="excursion",
         phase="start",

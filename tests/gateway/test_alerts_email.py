@@ -221,7 +221,7 @@ def test_an_unacknowledged_alert_is_escalated_once_and_recorded(
         assert all(
             s.startswith("[ColdTrace] excursion start (high, peak 9.50 °C)") for s in subjects
         )
-        store = open_store(env.cfg.db_path)
+        store = open_store(env.cfg)
         try:
             [quick_alert] = [a for a in store.alerts() if a["device"] == "tl-quick"]
             [late_alert] = [a for a in store.alerts() if a["device"] == "tl-late"]

@@ -117,7 +117,7 @@ def test_an_alarm_open_at_kill_9_ends_after_the_restart(tmp_path: Path, make_gat
         assert (phase, alarm_id) == ("start", f"excursion/{dev.id}/0/high/{t0}")
 
         def saved() -> bool:
-            store = open_store(gw.cfg.db_path)
+            store = open_store(gw.cfg)
             try:
                 state = json.loads(store.get_meta(STATE_META) or "{}")
             finally:
@@ -143,7 +143,7 @@ def test_an_alarm_open_at_kill_9_ends_after_the_restart(tmp_path: Path, make_gat
         assert [(r["id"], r["ended"], r["event"]["phase"]) for r in rows] == [
             (alarm_id, t0 + 300, "end")
         ]
-        store = open_store(gw.cfg.db_path)
+        store = open_store(gw.cfg)
         try:
             assert not [a for a in store.audit_log() if a["action"] == "close"]
         finally:

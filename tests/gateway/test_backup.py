@@ -88,7 +88,7 @@ def test_online_backup_restores_to_a_gateway_that_starts_with_nothing_lost(
     assert len(aside) == 1 and (aside[0] / "gateway.db").exists()  # nothing deleted
 
     cfg = load_config(gw.config_path)
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         n = store.leaf_count()
         assert n == manifest["leaves"]
@@ -116,7 +116,7 @@ def test_online_backup_restores_to_a_gateway_that_starts_with_nothing_lost(
     finally:
         gateway.stop()
         two.disconnect()
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         cps = _checkpoints(cfg, store)
         after = cps[-1]

@@ -261,7 +261,7 @@ def test_a_trace_with_the_brands_profile_passes_once_the_brand_restates(
     with_authority(env, brand.pubkey(capsys))
     env.register(*devs)
     t0 = int(time.time()) - 3 * 3600
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:
         signer = RegistrySigner(
             store, env.cfg.registry.id, load_p256_private_key(env.cfg.registry.key_file)

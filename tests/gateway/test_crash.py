@@ -61,7 +61,7 @@ def resend_until_acked(devs: list[SimDevice], timeout: float = 60.0) -> None:
 def check_exactly_once(
     cfg: GatewayConfig, sent: dict[str, list[bytes]], devs: list[SimDevice]
 ) -> None:
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         for dev_id, raws in sent.items():
             stored = store.records_of(dev_id, 0, 2**32)
@@ -122,7 +122,7 @@ def children(pid: int) -> list[int]:
 
 
 def _logged(cfg: GatewayConfig) -> int:
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         return store.leaf_count()
     finally:
@@ -156,7 +156,7 @@ def test_kill_9_mid_stream_repeatedly_loses_nothing(make_broker, make_gateway) -
         proc.wait(10)
         # The verification processes notice and leave (nothing lingers after a kill -9).
         wait_for(lambda w=workers: not any(Path(f"/proc/{p}").exists() for p in w), 15, "workers")
-        store = open_store(env.cfg.db_path)
+        store = open_store(env.cfg)
         cp = store.latest_checkpoint()
         store.close()
         checkpoints_before.append(0 if cp is None else cp.size)

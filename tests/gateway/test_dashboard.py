@@ -238,7 +238,7 @@ def test_an_alert_is_acknowledged_with_a_comment_and_the_audit_log_keeps_it(
         ("Dana", "acknowledge", alert["id"], comment)
     ]
     # the store's own audit table, as another process sees it
-    store = open_store(s.env.cfg.db_path)
+    store = open_store(s.env.cfg)
     try:
         rows = store.audit_log()
         assert rows[0]["comment"] == comment and rows[0]["target"] == alert["id"]
@@ -283,7 +283,7 @@ def test_devices_go_offline_after_their_own_interval_and_lots_in_transit(scene: 
     from protocol.note import WitnessSigner
 
     witness = WitnessSigner.generate("witness.test/w1")
-    store = open_store(s.env.cfg.db_path)
+    store = open_store(s.env.cfg)
     try:
         cp = store.latest_checkpoint()
         store.replace_checkpoint_note(cp.size, cosign_checkpoint(cp.note, witness, 1790000123))

@@ -46,7 +46,7 @@ def log_of(env: GatewayDir) -> str:
 
 
 def stored_seqs(env: GatewayDir, dev: SimDevice) -> list[int]:
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:
         return [r.seq for r in store.records_of(dev.id, 0, 2**32)]
     finally:
@@ -118,7 +118,7 @@ def test_a_full_ledger_is_reported_at_run_and_at_recovery(make_broker, make_gate
         stop.set()
         publisher.join(60)
     assert log_of(env).count(SENTENCE) == 1 and "Traceback" not in log_of(env)
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:  # the checkpoint was signed and stored; its anchor is what could not be written
         assert store.latest_checkpoint().size > store.latest_anchor().size
     finally:
@@ -216,7 +216,7 @@ def test_a_full_ledger_at_shutdown_is_one_sentence_and_files_close(
     assert all(r.exc_info is None for r in caplog.records)
     assert not cfg.ledger_path.with_name("ledger.db-wal").exists()
     assert not cfg.db_path.with_name("gateway.db-wal").exists()
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:  # the final checkpoint is stored, its anchor is what is missing
         assert store.latest_checkpoint().size == store.leaf_count()
         assert store.latest_anchor().size < store.leaf_count()

@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.evidence.ledger import LocalLedger
 from gateway.evidence.proofs import TreeReader, multiproof
 from gateway.evidence.store import open_store
@@ -26,12 +28,16 @@ def test_devices_use_the_firmware_record_code() -> None:
     assert CT_RECORD is not None, "firmware/lib/ct_record.py should be importable"
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
-    make_broker, make_gateway, tmp_path: Path, capsys
+    make_broker, make_gateway, tmp_path: Path, capsys, engine: str, request
 ) -> None:
     devs = [SimDevice(f"tl-e2e{i}") for i in range(4)]
     broker = make_broker([d.id for d in devs])
-    env = make_gateway(broker)
+    sections = {}
+    if engine == "postgresql":
+        sections["store"] = {"url": request.getfixturevalue("pg_url"), "schema": "gw_e2e"}
+    env = make_gateway(broker, sections=sections)
     env.register(*devs)
     gw = env.start_gateway()
     try:
@@ -49,11 +55,12 @@ def test_records_flow_to_anchored_checkpoints_and_every_proof_verifies(
         gw.stop()
 
     cfg = env.cfg
+    assert cfg.db_path.exists() == (engine == "sqlite")  # PostgreSQL: no SQLite file at all
     trust = trust_document(cfg)
     assert_trust(trust)  # the gateway's trust file follows the published schema
     (tmp_path / "trust.json").write_text(json.dumps(trust))
     verifier = NoteVerifier.from_vkey(trust["logs"][0]["vkey"])
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     cps = store.checkpoints()
     last = open_checkpoint(cps[-1].note, [verifier])
     assert last.size == total and store.reject_counts() == {}

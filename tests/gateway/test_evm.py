@@ -28,7 +28,7 @@ from gateway.evidence.ledger import LedgerError
 from gateway.evidence.log import GatewayLog
 from gateway.evidence.proofs import TreeReader, prove
 from gateway.evidence.registry import Registry
-from gateway.evidence.store import SQLiteStore
+from gateway.evidence.store import SqlStore
 from protocol.anchor import EvmReceipt, verify_evm_receipt
 from protocol.bundle import Subject
 from protocol.checkpoint import open_checkpoint
@@ -79,7 +79,7 @@ class EvmCore(Core):
 
     def open(self) -> None:
         d = self.dir
-        self.store = SQLiteStore(d / "gateway.db")
+        self.store = SqlStore(d / "gateway.db")
         self.ledger = EvmLedger(
             self.cfg, d / "evm-ledger.db", alert=lambda k, m: self.alerts.append((k, m))
         )

@@ -111,7 +111,7 @@ def test_a_gateway_on_the_evm_ledger_anchors_and_its_bundles_verify(
     finally:
         gw.stop()
 
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     anchors = store.anchors()
     assert all(a.backend == "evm" and a.receipt["confirmations"] == 2 for a in anchors)
     # Fewer transactions than checkpoints: at most one per interval.
@@ -368,7 +368,7 @@ def test_kill_9_with_an_anchor_in_flight_loses_nothing_and_sends_nothing_twice(
         wait_for(lambda: dev.acked == 14 and not dev.unacked, 30, "acks after the restart")
 
         def done() -> bool:
-            store = open_store(env.cfg.db_path, readonly=True)
+            store = open_store(env.cfg, readonly=True)
             try:
                 a, cp = store.latest_anchor(), store.latest_checkpoint()
                 return a is not None and cp is not None and a.size == cp.size == 16
@@ -383,7 +383,7 @@ def test_kill_9_with_an_anchor_in_flight_loses_nothing_and_sends_nothing_twice(
     per_size = rows("SELECT size, count(*) FROM evm_txs GROUP BY size")
     assert all(n == 1 for _, n in per_size), per_size
     assert int(node.rpc("eth_getTransactionCount", address, "latest"), 16) == len(per_size) + 1
-    store = open_store(env.cfg.db_path, readonly=True)
+    store = open_store(env.cfg, readonly=True)
     verifier = NoteSigner.from_skey(env.cfg.log.key_file.read_text().strip()).verifier()
     try:
         for a in store.anchors():

@@ -54,7 +54,7 @@ def with_quarantine(env: GatewayDir, **caps: int) -> None:
 
 
 def check_stored_and_acked(env: GatewayDir, sent: dict[str, list[bytes]], devs) -> None:
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:
         for dev in devs:
             stored = store.records_of(dev.id, 0, 2**32)

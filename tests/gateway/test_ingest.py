@@ -20,9 +20,11 @@ from tests.gateway.core import Core, rec
 from tests.gateway.devices import SimDevice, open_ack
 
 
-@pytest.fixture
-def core(tmp_path: Path):
-    c = Core(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def core(tmp_path: Path, request: pytest.FixtureRequest):
+    """The parts on SQLite, or on a real PostgreSQL (same behaviour expected)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    c = Core(tmp_path, store_url=url)
     yield c
     c.close()
 

@@ -176,7 +176,7 @@ def test_declaration_survives_kill_9(make_broker, make_gateway) -> None:
             dev.publish(raw)
 
         def declared() -> bool:
-            store = open_store(env.cfg.db_path, readonly=True)
+            store = open_store(env.cfg, readonly=True)
             try:
                 return bool(store.declared_losses(dev.id))
             finally:
@@ -198,7 +198,7 @@ def test_declaration_survives_kill_9(make_broker, make_gateway) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:
         (loss,) = store.declared_losses(dev.id)
         assert (loss.seq_from, loss.seq_to, loss.status_seq) == (3, 3, 6)

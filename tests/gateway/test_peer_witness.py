@@ -37,7 +37,7 @@ def readings(dev: SimDevice, k0: int, n: int) -> None:
 
 
 def meta(env: GatewayDir, key: str) -> str | None:
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:
         return store.get_meta(key)
     finally:
@@ -45,7 +45,7 @@ def meta(env: GatewayDir, key: str) -> str | None:
 
 
 def stored_note(env: GatewayDir) -> str:
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:
         cp = store.latest_checkpoint()
         return "" if cp is None else cp.note
@@ -132,7 +132,7 @@ def test_b_witnesses_a_through_the_cloud_and_refuses_a_fork(
         forged = json.dumps(
             {"size": cp.size, "root": base64.b64encode(bytes(32)).decode(), "time": 0}
         )
-        store = open_store(b.cfg.db_path)
+        store = open_store(b.cfg)
         store.set_meta(META_PREFIX + ORIGIN, forged)
         store.close()
         readings(dev, 20, 5)
@@ -148,7 +148,7 @@ def test_b_witnesses_a_through_the_cloud_and_refuses_a_fork(
         # The same, in the loop `gateway run` starts: an alert and a counter; and the
         # same size with another root is a fork as well.
         alerts: list[tuple[str, str]] = []
-        store = open_store(b.cfg.db_path)
+        store = open_store(b.cfg)
         try:
             w = Witness(b.cfg, store, alert=lambda kind, msg: alerts.append((kind, msg)))
             assert w.round()[ORIGIN].startswith("inconsistent")
@@ -172,7 +172,7 @@ def test_b_witnesses_a_through_the_cloud_and_refuses_a_fork(
         real = json.dumps(
             {"size": cp3.size, "root": base64.b64encode(cp3.root_hash).decode(), "time": 0}
         )
-        store = open_store(b.cfg.db_path)
+        store = open_store(b.cfg)
         store.set_meta(META_PREFIX + ORIGIN, real)
         store.close()
 

@@ -44,7 +44,7 @@ def with_cloud(env: GatewayDir, url: str, **extra: str) -> None:
 
 def gateway_state(env: GatewayDir) -> tuple[int, int, str, int]:
     """(leaves, latest checkpoint size, its note, the cloud size the gateway recorded)."""
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:
         cp = store.latest_checkpoint()
         return (
@@ -118,7 +118,7 @@ def test_everything_reaches_the_cloud_through_outages_restarts_and_a_kill(
         # Every record once, in order, under the cloud's own mirror of the tree.
         leaves = gateway_state(env)[0]
         assert cloud.count(db.records, ORIGIN) == leaves == cloud.size(ORIGIN)
-        store = open_store(env.cfg.db_path)
+        store = open_store(env.cfg)
         try:
             with cloud.engine.connect() as conn:
                 rows = conn.execute(
@@ -224,7 +224,7 @@ def test_push_command_waits_for_the_cloud_and_stops_on_a_frozen_log(
                 .where(db.logs.c.origin == ORIGIN)
                 .values(frozen=True, frozen_reason="test")
             )
-        store = open_store(env.cfg.db_path)
+        store = open_store(env.cfg)
         alarms: list[tuple[str, str]] = []
         try:
             pusher = Pusher(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.config import load_config
-from gateway.evidence.store import CheckpointRow, SQLiteStore, StoredRecord, WriteBatch
+from gateway.evidence.store import CheckpointRow, SqlStore, StoredRecord, WriteBatch
 from gateway.push import SLOW_RETRY, Pusher, PushStopped, _Retry
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.merkle import MerkleTree
@@ -23,13 +23,13 @@ from protocol.note import NoteSigner
 ORIGIN = "coldtrace.test/rules"
 
 
-def setup(tmp_path: Path, answer: Any) -> tuple[Pusher, SQLiteStore, list[dict[str, Any]]]:
+def setup(tmp_path: Path, answer: Any) -> tuple[Pusher, SqlStore, list[dict[str, Any]]]:
     (tmp_path / "gateway.toml").write_text(
         f'[log]\norigin = "{ORIGIN}"\n[cloud]\nurl = "http://cloud.test"\n'
     )
     cfg = load_config(tmp_path / "gateway.toml")
     signer = NoteSigner.generate(ORIGIN)
-    store = SQLiteStore(tmp_path / "g.db")
+    store = SqlStore(tmp_path / "g.db")
     raws = [bytes([i]) * 40 for i in range(5)]
     store.commit(
         WriteBatch(records=[StoredRecord(i, "d", i, 1, 1, 0, 2, 0, r) for i, r in enumerate(raws)])

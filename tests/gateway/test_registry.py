@@ -19,8 +19,9 @@ from tests.gateway.devices import SimDevice
 from tests.schemas import assert_trust
 
 
-@pytest.fixture
-def gwdir(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gwdir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A fresh ``gateway init`` directory; its store on SQLite or on a real PostgreSQL."""
     assert (
         coldtrace(
             [
@@ -38,6 +39,10 @@ def gwdir(tmp_path: Path) -> Path:
         )
         == 0
     )
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        with (tmp_path / "gateway.toml").open("a") as f:
+            f.write(f'\n[store]\nurl = "{url}"\nschema = "gw_reg"\n')
     return tmp_path
 
 
@@ -110,7 +115,7 @@ def test_add_update_revoke_through_the_cli(gwdir: Path, capsys: pytest.CaptureFi
         )
         == 1
     )
-    store = open_store(load_config(conf).db_path)
+    store = open_store(load_config(conf))
     kinds = [open_record(raw).payload.kind for _, raw in store.outbox_pending()]
     store.close()
     # registration, bind room-1, unbind room-1, bind truck-2, unbind truck-2, revocation
@@ -142,7 +147,7 @@ def test_import_provisioning_json(gwdir: Path, tmp_path: Path) -> None:
         == 0
     )
     cfg = load_config(gwdir / "gateway.toml")
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         assert store.ack_keys()[devs[2].id] == bytes([3]) * 32
         signer = RegistrySigner(
@@ -164,7 +169,7 @@ GTIN = "09506000134352"
 @pytest.fixture
 def signer(gwdir: Path):
     cfg = load_config(gwdir / "gateway.toml")
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     s = RegistrySigner(store, cfg.registry.id, load_p256_private_key(cfg.registry.key_file))
     for name in ("tl-a", "tl-b", "tl-c"):
         s.add(name, SimDevice(name).public_sec1, role=1, org="acme")
@@ -218,7 +223,7 @@ def test_binding_refusals(signer: RegistrySigner) -> None:
 
 def test_scopes_are_enforced_when_signing(gwdir: Path) -> None:
     cfg = load_config(gwdir / "gateway.toml")
-    store = open_store(cfg.db_path)
+    store = open_store(cfg)
     try:
         s = RegistrySigner(
             store,

@@ -274,7 +274,7 @@ def test_revoked_device_keeps_earlier_records(env: Env) -> None:
     before = env.rev.reading()
     env.rev.publish(before)
     wait_for(lambda: store.record_by_seq(env.rev.id, 0) is not None, 15, "record before revocation")
-    signer_store = open_store(env.gw.cfg.db_path)
+    signer_store = open_store(env.gw.cfg)
     try:
         RegistrySigner(
             signer_store,
@@ -294,7 +294,7 @@ def test_revoked_device_keeps_earlier_records(env: Env) -> None:
 
 def test_registration_with_another_key_is_refused(env: Env) -> None:
     cfg = env.gw.cfg
-    s = open_store(cfg.db_path)
+    s = open_store(cfg)
     try:
         key = load_p256_private_key(cfg.registry.key_file)
         seq, last = s.last_signed(cfg.registry.id)

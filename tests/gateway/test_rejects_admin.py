@@ -101,7 +101,7 @@ def test_purge_by_reason_and_device_keeps_a_count_a_digest_and_an_audit_line(
     done = coldtrace(env, "--purge", "--reason", "unknown_device", "--device", a.id)
     assert done.returncode == 0, done.stderr
     assert "purged 3 quarantined message(s)" in done.stdout
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:
         left = store.rejects()
         assert len(left) == 2 and {r.id for r in left} < start

@@ -34,7 +34,7 @@ def test_sim_registers_its_devices_and_binds_the_loggers(
     capsys.readouterr()
     assert coldtrace(args) == 0
     assert "registered 3 devices with gateway gateway; loggers bound to" in capsys.readouterr().out
-    store = open_store(load_config(conf).db_path)
+    store = open_store(load_config(conf))
     try:
         payloads = [open_record(raw).payload for _, raw in store.outbox_pending()]
     finally:

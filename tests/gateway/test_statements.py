@@ -17,9 +17,11 @@ GTIN = "09506000134352"
 CHILLED = dict(low=0, high=400, delay=1800, gap=1800, cumul=7200, name="chilled 0-4 °C")
 
 
-@pytest.fixture
-def core(tmp_path: Path):
-    c = Core(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def core(tmp_path: Path, request: pytest.FixtureRequest):
+    """The parts on SQLite, or on a real PostgreSQL (same behaviour expected)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    c = Core(tmp_path, store_url=url)
     yield c
     c.close()
 

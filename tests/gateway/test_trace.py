@@ -46,7 +46,7 @@ class Scenario:
         self.env.register(*devs)
         self.t0 = int(time.time()) - 3 * 3600
         self.hot = hot
-        store = open_store(self.env.cfg.db_path)
+        store = open_store(self.env.cfg)
         try:
             signer = RegistrySigner(
                 store,
@@ -267,7 +267,7 @@ def test_the_gateway_restates_chains_older_than_the_interval(make_broker, make_g
     env.config_path.write_text(text)
     env.cfg = load_config(env.config_path)
     env.register(dev)
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:
         signer = RegistrySigner(
             store, env.cfg.registry.id, load_p256_private_key(env.cfg.registry.key_file)

@@ -139,7 +139,7 @@ def test_the_gateway_keeps_ingesting_when_workers_are_killed(make_broker, make_g
         assert gw.status()["verify_restarts"] == 2
     finally:
         gw.stop()
-    store = open_store(env.cfg.db_path)
+    store = open_store(env.cfg)
     try:  # the refusal was checked above; the exactly-once check wants an empty quarantine
         assert store.purge_rejects(reason="bad_signature", actor="test")["rows"] == 1
     finally:

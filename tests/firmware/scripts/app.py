@@ -188,6 +188,28 @@ def test_commands_applied_persisted_and_refused():
     assert logs[0].interval() == 600 and logs[0].alarm.high == 1000
 
 
+def test_calibration_command_is_saved_for_the_next_wake():
+    import struct
+
+    b, c = FakeBoard(t=0), FakeCore()
+    pts = struct.pack(">4i", -1987, -2000, 2511, 2500)
+    c.commands = [
+        {1: 8, 16: 0, 17: 1041, 18: struct.pack(">2i", 0, 900)},  # offset 9.00: refused
+        {1: 9, 16: 0, 17: 1042, 18: pts},
+    ]
+    logs = run(b, c, Probe([500, 500]), 1)
+    lg = logs[0]
+    assert lg.settings == {"cal": {"0": {"id": 1042, "t": [[-1987, -2000], [2511, 2500]]}}}
+    assert lg.settings_dirty
+    ev = events(c.records)
+    assert (ct_app.EV_CONFIG, -1) in ev and (ct_app.EV_CONFIG, 9) in ev
+    # a second channel's calibration is added, the first kept
+    c.commands = [{1: 10, 16: 1, 17: 1043, 19: struct.pack(">2i", 7500, 7530)}]
+    b.t += 4000
+    logs = run(b, c, Probe([500]), 1, CFG, lg.settings)
+    assert sorted(logs[0].settings["cal"]) == ["0", "1"]
+
+
 def test_time_sync_command():
     b, c = FakeBoard(t=50), FakeCore()
     c.commands = [{1: 1, 15: T0}]

@@ -57,6 +57,18 @@ def test_channels_measure_through_drivers_with_calibration_and_power_switch():
     assert abs(t - 2000) <= 1 and abs(rh - 5000) <= 1
 
 
+def test_a_calibration_the_gateway_sent_replaces_the_configured_one():
+    FakeOneWireModule.bus = FakeOneWire([FakeDS18B20(ROM, temp=-1850)])
+    fake_machine.I2C.bus = FakeSHT4xBus(temp=2000, rh=5000)
+    b = ct_board.Board(CFG)
+    settings = {"cal": {"0": {"id": 1042, "t": [[-1850, -1800]]},
+                        "1": {"id": 1043, "rh": [[5000, 5100]]}}}
+    chans = ct_board.channels(CFG, b, settings)
+    assert [(c[0], c[1]) for c in chans] == [(0, 1042), (1, 1043)]
+    assert chans[0][2]() == (-1800, None)  # +0.50 from the sent points, not +0.10
+    assert abs(chans[1][2]()[1] - 5100) <= 1
+
+
 def test_unknown_sensor_refused():
     b = ct_board.Board(CFG)
     raises(ct_board.BoardError, ct_board.channels, {"sensors": [{"type": "dht22"}]}, b)

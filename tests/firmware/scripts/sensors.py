@@ -2,6 +2,7 @@
 temperatures."""
 
 import binascii
+import struct
 
 import ct_cal
 import ct_ds18b20 as ds
@@ -267,6 +268,43 @@ def test_calibration_from_config():
     cid, t, rh = ct_cal.from_config({"id": 9, "t": [[0, 10]], "rh": [[5000, 5100]]})
     assert cid == 9 and t.apply(100) == 110 and rh.apply(5000) == 5100
     assert ct_cal.from_config(None) == (None, None, None)
+
+
+def _pts(*v):
+    return struct.pack(">" + "i" * len(v), *v)
+
+
+def test_calibration_from_a_command_payload():
+    p = {1: 9, 16: 1, 17: 1042, 18: _pts(-1987, -2000, 2511, 2500), 19: _pts(7500, 7530)}
+    ch, d = ct_cal.from_command(p)
+    assert ch == 1
+    assert d == {"id": 1042, "t": [[-1987, -2000], [2511, 2500]], "rh": [[7500, 7530]]}
+    assert ct_cal.from_command({1: 9, 10: 600}) is None  # no calibration in it
+
+
+def test_malformed_or_wild_calibration_commands_refused():
+    good = _pts(0, 10)
+    for p in (
+        {16: 0, 18: good},  # no id
+        {17: 5, 18: good},  # no channel
+        {16: 16, 17: 5, 18: good},  # channel out of range
+        {16: 0, 17: 5},  # no points
+        {16: 0, 17: 5, 18: good[:6]},  # not whole int32 pairs
+        {16: 0, 17: 5, 18: "0,10"},  # not bytes
+        {16: 0, 17: -1, 18: good},  # id out of range
+        {16: 0, 17: 5, 18: _pts(0, 900)},  # offset over 5.00
+        {16: 0, 17: 5, 18: _pts(0, 0, 1000, 1500)},  # slope 1.5
+    ):
+        raises(ct_cal.CalError, ct_cal.from_command, p)
+
+
+def test_the_sent_calibration_wins_over_the_configured_one():
+    conf = {"id": 12, "t": [[0, 10]]}
+    sent = {"cal": {"0": {"id": 13, "t": [[0, 20]]}}}
+    assert ct_cal.pick(conf, sent, 0) == {"id": 13, "t": [[0, 20]]}
+    assert ct_cal.pick(conf, sent, 1) == conf
+    assert ct_cal.pick(conf, None, 0) == conf
+    assert ct_cal.pick(None, {}, 0) is None
 
 
 main(globals())
