@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -63,6 +64,7 @@ MAX_CHUNK = 1024  # bytes of file data per chunk (§5.4)
 MAX_FILES = 64
 MAX_FILE = 262144
 MAX_MANIFEST = 8192
+log = logging.getLogger("coldtrace.gateway.ota")
 _NAME = re.compile(r"^[a-z0-9_][a-z0-9_.]{0,29}\.(py|mpy)$")
 
 
@@ -217,6 +219,8 @@ def load_release(path: Path, public_key: ec.EllipticCurvePublicKey | None = None
         raise OtaError(f"{path / 'manifest.cose'}: not a firmware manifest")
     files = []
     for entry in m[3]:
+        if not (isinstance(entry, list) and len(entry) == 3):
+            raise OtaError(f"{path}: a file entry is not [name, size, sha256]")
         name, size, digest = entry
         if not (isinstance(name, str) and _NAME.match(name)):
             raise OtaError(f"{path}: file name {name!r} in the manifest")
@@ -363,7 +367,7 @@ class GatewayOta:
                 try:
                     rel = self._release(dev)
                 except OtaError as e:
-                    print(f"ota: offer to {dev}: {e}", file=sys.stderr, flush=True)
+                    log.error("firmware offer to %s not sent: %s", dev, e)
                     sent[dev] = offers[dev]["n"]
                     continue
                 # above every counter sent before, and above the clock, so a
@@ -390,7 +394,7 @@ class GatewayOta:
             msg = answer(self._release(dev), payload, self.gateway_id, key)
         except OtaError as e:
             self.refused += 1
-            print(f"ota: {dev}: {e}", file=sys.stderr, flush=True)
+            log.warning("firmware chunk request from %s refused: %s", dev, e)
             return True
         self.served += 1
         self.publish(f"ct/v1/{dev}/fw", msg)

@@ -117,6 +117,47 @@ def test_device_release_and_provision_pin_from_the_command_line(tmp_path: Path) 
                       "4", "--files", str(LIB), "--out", str(tmp_path / "r2")]) == 1
 
 
+def test_provision_pins_the_release_key(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.firmware.test_provision import BOARD, FAKE_MPREMOTE
+
+    (tmp_path / "fake_board_impl.py").write_text(BOARD)
+    state = tmp_path / "board.json"
+    exe = tmp_path / "mpremote.py"
+    exe.write_text(FAKE_MPREMOTE.format(here=str(tmp_path), state=str(state)))
+    key = generate_p256()
+    save_private_key(key, tmp_path / "release.pem")
+    args = ["device", "provision", "--port", "/dev/ttyFAKE", "--id", "tl-rel1", "--role",
+            "logger", "--registry", str(tmp_path / "reg.json"), "--mpremote",
+            f"{sys.executable} {exe}", "--release-key"]
+    assert coldtrace([*args, str(tmp_path / "release.pem")]) == 0, capsys.readouterr().err
+    conf = json.loads(bytes.fromhex(json.loads(state.read_text())["files"]["config.json"]))
+    assert conf["ota"]["key"] == p256_public_to_sec1(key.public_key()).hex()
+    (tmp_path / "junk.pem").write_text("junk")
+    assert coldtrace([*args, str(tmp_path / "junk.pem")]) == 1
+    assert "not a PEM P-256 key" in capsys.readouterr().err
+
+
+def test_boot_selects_the_slot_from_config(tmp_path: Path, monkeypatch: Any) -> None:
+    import json
+
+    ct_ota = _fw()[0]
+    base = str(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"ota": {"k": 1, "base": base}}))
+    monkeypatch.chdir(tmp_path)
+    assert ct_ota.boot() == base + "/lib"
+    (tmp_path / "ota").mkdir()
+    ptr = {"cur": "", "ver": 0, "try": "a", "tver": 2, "tlab": "x", "n": 0, "hi": 0}
+    (tmp_path / "ota" / "ptr").write_text(json.dumps(ptr))
+    assert ct_ota.boot() == base + "/slot_a"  # K = 1 boot on trial
+    assert ct_ota.boot() == base + "/lib"  # then rolled back
+    assert json.loads((tmp_path / "ota" / "ptr").read_text())["rb"] == 2
+    (tmp_path / "config.json").write_text("{broken")
+    assert ct_ota.boot() == "/lib"  # unreadable config: defaults, base "" (the board's root)
+
+
 # --- end to end: real Mosquitto, real gateway, the firmware under CPython -------------
 
 
