@@ -138,8 +138,13 @@ def open_manifest(data: bytes, public_key: ec.EllipticCurvePublicKey | None) -> 
     try:
         item = cbor.decode(data, max_size=MAX_MANIFEST, max_depth=6,
                            allowed_tags=frozenset({18}))
-        tagged = getattr(item, "value", None)
-        prot, unprot, payload, sig = tagged if isinstance(tagged, list) else item  # type: ignore[misc]
+        if not (isinstance(item, cbor.Tag) and item.tag == 18 and isinstance(item.value, list)
+                and len(item.value) == 4):
+            raise OtaError("not a COSE_Sign1 (tag 18, an array of 4)")
+        prot, unprot, payload, sig = item.value
+        if not (isinstance(prot, bytes) and isinstance(payload, bytes)
+                and isinstance(sig, bytes)):
+            raise OtaError("protected header, payload and signature are byte strings")
         if cbor.decode(prot, max_size=64) != {1: -7, 4: b"release"} or unprot != {}:
             raise OtaError("protected header must be {1: -7, 4: 'release'}")
         if public_key is not None:

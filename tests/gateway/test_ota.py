@@ -77,6 +77,11 @@ def test_release_refuses_bad_input(tmp_path: Path) -> None:
     f.write_bytes(f.read_bytes() + b"#")
     with pytest.raises(ota.OtaError, match="does not match the manifest"):
         ota.load_release(tmp_path / "rel")
+    for junk, why in ((b"\xff", "not a manifest COSE_Sign1"), (b"\x80", "tag 18"),
+                      (bytes.fromhex("d284404040a0"), "byte strings")):
+        (tmp_path / "rel" / "manifest.cose").write_bytes(junk)
+        with pytest.raises(ota.OtaError, match=why):
+            ota.load_release(tmp_path / "rel")
 
 
 def test_chunk_answers_and_refusals(tmp_path: Path) -> None:
