@@ -407,11 +407,15 @@ class GatewayOta:
 
 
 def _device_ids(cfg: Any) -> list[str]:
-    from gateway.evidence.store import open_store
+    """Every device this gateway holds an ack key for (its store, SQLite or PostgreSQL)."""
+    from gateway.evidence.store import StoreError, open_store
 
-    if not cfg.db_path.exists():
+    if cfg.store.url is None and not cfg.db_path.exists():
         raise OtaError(f"{cfg.db_path}: no gateway store (run the gateway once)")
-    store = open_store(cfg.db_path, readonly=True)
+    try:
+        store = open_store(cfg, readonly=True)
+    except StoreError as e:
+        raise OtaError(str(e)) from e
     try:
         return sorted(store.ack_keys())
     finally:

@@ -168,6 +168,8 @@ def test_boot_selects_the_slot_from_config(tmp_path: Path, monkeypatch: Any) -> 
 
 def test_gateway_serves_a_release_to_a_simulated_device(make_broker, make_gateway,
                                                         tmp_path: Path) -> None:
+    import json
+
     from demo import sim
 
     dev = "tl-ota1"
@@ -241,5 +243,12 @@ def test_gateway_serves_a_release_to_a_simulated_device(make_broker, make_gatewa
         assert boots[-1].fwv == 1
         view = DashboardData(g.cfg, gw.store).devices(int(time.time()), {})
         assert [d["firmware"] for d in view if d["id"] == dev] == ["coldtrace-0.2.0 (2)"]
+        # --all: every device the gateway holds an ack key for; nothing named: an error
+        assert coldtrace(["gateway", "ota", "offer", "-c", str(g.config_path), "--release",
+                          str(tmp_path / "rel"), "--all"]) == 0
+        offers = json.loads((g.cfg.data_dir / "ota" / "offers.json").read_text())
+        assert offers[dev] == {"release": str((tmp_path / "rel").resolve()), "n": 3}
+        assert coldtrace(["gateway", "ota", "offer", "-c", str(g.config_path), "--release",
+                          str(tmp_path / "rel")]) == 1
     finally:
         gw.stop()
