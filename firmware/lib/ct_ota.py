@@ -20,12 +20,15 @@ app-partition update would go through ``esp32.Partition``; out of scope).
 
 Persistent state under ``base + "/ota"``, each file written to ``.tmp``
 then renamed (atomic on LittleFS):
-  ``ptr``    JSON {cur, ver, lab, try, tver, tlab, n, hi, rb}: the slot that
-             runs ("" = /lib) and its version, the slot on trial and how
-             many boots it had, the highest version ever confirmed
-             (anti-rollback: an offer at or below it is refused), and a
-             rollback not yet reported.
-  ``offer``  JSON {ver, h, size, slot, clean}: the update being fetched.
+  ``ptr``    JSON {cur, ver, lab, try, tver, tlab, n, hi, rb, last}: the
+             slot that runs ("" = /lib) and its version, the slot on trial
+             and how many boots it had, the highest version ever confirmed
+             (anti-rollback: an offer at or below it is refused), a rollback
+             not yet reported, and the manifest hash of the last switch
+             (so a cut between the switch and the offer's removal never
+             installs the same offer twice).
+  ``offer``  JSON {ver, h, size, slot, clean}: the update being fetched;
+             its slot is chosen when the download starts.
 
 A download never writes into a slot that ``cur`` or ``try`` names, so a
 power cut at any step leaves the device booting a slot that was verified
@@ -92,7 +95,7 @@ def _write_json(fs, path, v):
 def _ptr(fs, base):
     p = _read_json(fs, base + "/ota/ptr") or {}
     d = {"cur": "", "ver": 0, "lab": "", "try": "", "tver": 0, "tlab": "", "n": 0,
-         "hi": 0, "rb": 0}
+         "hi": 0, "rb": 0, "last": ""}
     for k in d:
         if k in p and type(p[k]) is type(d[k]):
             d[k] = p[k]
@@ -339,9 +342,11 @@ class Updater:
         o = _read_json(self.fs, self._dir + "/offer")
         if o and o.get("h") == h.hex():
             return []  # the same update again: keep what was fetched
-        slot = "b" if p["cur"] != "b" and p["try"] != "b" else "a"
+        if p["last"] == h.hex():
+            p["last"] = ""  # offered anew (after a rollback): it may be installed again
+            self._save(p)
         _write_json(self.fs, self._dir + "/offer",
-                    {"ver": ver, "h": h.hex(), "size": size, "slot": slot, "clean": 0})
+                    {"ver": ver, "h": h.hex(), "size": size, "slot": "", "clean": 0})
         return []
 
     def pending(self):
@@ -362,10 +367,14 @@ class Updater:
         p = self.ptr()
         if p["try"]:
             return []  # one trial at a time
-        if o["ver"] <= self._floor(p) or o["slot"] in (p["cur"], p["try"]):
-            self._drop_offer()  # installed already (a cut before the offer went)
+        if (type(o.get("ver")) is not int or type(o.get("size")) is not int
+                or o.get("slot") not in ("", "a", "b") or o.get("h") == p["last"]
+                or o["ver"] <= self._floor(p) or (o.get("clean") and o["slot"] == p["cur"])):
+            self._drop_offer()  # installed already (a cut before it was removed), or junk
             return []
         fs = self.fs
+        if not o["clean"]:
+            o["slot"] = "b" if p["cur"] != "b" else "a"
         d = slot_dir(self.base, o["slot"])
         if not o["clean"]:
             fs.mkdir(d)
@@ -382,6 +391,7 @@ class Updater:
             self._drop_offer()
             return [(EV_REFUSED, e.args[0])]
         p["try"], p["tver"], p["tlab"], p["n"] = o["slot"], m[0], m[1], 0
+        p["last"] = o["h"]
         self._save(p)  # the switch: the next boot runs the trial
         self._drop_offer()
         return []

@@ -218,6 +218,50 @@ def test_rollback_after_k_unhealthy_boots():
     assert u.work(600000) == [] and u.in_trial()
 
 
+def test_cut_between_switch_and_offer_removal_never_reinstalls():
+    rel = Release(2, "coldtrace-0.2.0", V2)
+    server = FwServer(rel)
+    fs = FakeFs(fresh_disk())
+    u = updater(fs, server)
+    u.offer(rel.offer())
+    u.work(600000)
+    step = next(n for n, kind, path in fs.trace if kind == "remove" and path == "/ota/offer")
+    disk = fresh_disk()
+    fs = FakeFs(disk, cut_at=step)
+    u = updater(fs, server)
+    u.offer(rel.offer())
+    try:
+        u.work(600000)
+        raise AssertionError("no cut")
+    except PowerCut:
+        pass
+    u = updater(FakeFs(disk), server)
+    assert u.pending() and u.in_trial()
+    for _ in range(K + 1):
+        ct_ota.select(FakeFs(disk), "", K)  # the trial never gets healthy
+    u = updater(FakeFs(disk), server)
+    assert not u.in_trial() and u.notes() == [(ct_ota.EV_ROLLBACK, 2)]
+    assert u.work(600000) == [] and not u.in_trial() and not u.pending()
+
+
+def test_offer_during_a_trial_waits_and_goes_to_the_free_slot():
+    disk = fresh_disk()
+    r2, r3, r4 = (Release(v, "v" + str(v), V2) for v in (2, 3, 4))
+    u = updater(FakeFs(disk), FwServer(r2))
+    u.offer(r2.offer())
+    u.work(600000)
+    u.healthy()  # 2 runs in slot b
+    u = updater(FakeFs(disk), FwServer(r3))
+    u.offer(r3.offer())
+    u.work(600000)
+    assert u.ptr()["try"] == "a"
+    u = updater(FakeFs(disk), FwServer(r4))
+    assert u.offer(r4.offer()) == [] and u.work(600000) == [] and u.pending()
+    assert u.healthy() == [(ct_ota.EV_UPDATED, 3)]  # 3 runs in slot a
+    assert u.work(600000) == [] and u.ptr()["try"] == "b" and u.ptr()["tver"] == 4
+    assert check_boot(disk, ct_ota.select(FakeFs(disk), "", K), r4) == 4
+
+
 def test_forged_chunk_is_ignored_and_link_loss_resumes():
     rel = Release(2, "coldtrace-0.2.0", V2)
     server = FwServer(rel)
