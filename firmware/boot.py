@@ -5,18 +5,12 @@
 # main.py finishes a cycle (ct_app.boot_failures); after "safe_after" failed
 # starts in a row the app runs in safe mode (no sensors or NFC, only status
 # records and uploads).
-import sys
-
 import machine
 
 try:
     import ct_ota
 
-    _d = ct_ota.boot()
-    if _d != "/lib":
-        sys.path.insert(0, _d)
-    for _m in [m for m in sys.modules if m.startswith("ct_")]:
-        del sys.modules[_m]  # import the slot's modules, not /lib's
+    ct_ota.activate(ct_ota.boot())
 except Exception as e:  # never stop the board from reaching the REPL
     print("boot: ota:", e)
 

@@ -516,6 +516,19 @@ def from_config(cfg, core, feed=None, fs=None):
                    (o.get("version", 1), ct_app.FW), feed=feed, wifi=core._wifi)
 
 
+def activate(d):
+    """boot.py: run the firmware in slot directory ``d``. Puts it first on
+    sys.path and forgets the ct_ modules imported so far (this one too), so
+    main.py imports the slot's own. /lib (the factory) needs nothing."""
+    import sys
+
+    if not d.endswith("/lib"):
+        sys.path.insert(0, d)
+        for m in [m for m in sys.modules if m.startswith("ct_")]:
+            del sys.modules[m]
+    return d
+
+
 def boot(cfg_path="config.json"):
     """boot.py: the slot to run, with K from config.json (never raises)."""
     import ct_fs
