@@ -10,6 +10,13 @@ tap (AES-128 / CMAC, NXP AN12196), so the cloud can check them. The network
 is real: devices talk MQTT to a broker through :class:`PahoClient`, a
 ``umqtt.simple``-compatible adapter over paho-mqtt.
 
+``coldtrace sim --place P`` puts the loggers and the readers in one place, and
+``--gateway-config`` registers the devices and binds the loggers to it
+(binding statements), so the trace of a tag scanned there holds the loggers'
+readings; ``--journey`` sets the scans each tag goes through. As boards with
+``ntp`` in their config.json do, the devices' clocks are set at power-on
+(``--no-ntp``: unset until the gateway's first ack).
+
 The devices' clocks follow ``clock`` (default: the wall clock). The cold
 room's curve runs ``--scale`` times faster than it, so a day of temperature
 history passes in minutes. ``demo/world.py`` instead gives the devices
@@ -652,6 +659,8 @@ class Sim:
                  ntp: bool = False) -> None:
         self.root = root
         self.interval = interval
+        if world is None:  # the excursion lasts two readings, so every run records it
+            world = {"exc_len": max(2700, 2 * interval * scale)}
         self.devices: list[SimLogger | SimReader] = []
         self.entries: list[dict[str, Any]] = []
         pw = passwords or {}
@@ -697,7 +706,7 @@ class Sim:
 
     def run(self, duration: float, stop: Callable[[], bool] = lambda: False) -> None:
         end = time.time() + duration if duration else float("inf")
-        first_tap = time.time() + self.interval + 1.0  # after the loggers' first readings
+        first_tap = time.time() + self.interval + 3.0  # after the loggers' first readings
         for d in self.devices:
             if isinstance(d, SimReader):
                 d.next_tap = max(d.next_tap, first_tap)

@@ -75,21 +75,31 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _store_backend(cfg: GatewayConfig) -> str:
-    store = getattr(cfg, "store", None)  # [store] (PostgreSQL), where configured
-    return str(getattr(store, "backend", "sqlite") or "sqlite")
+def _postgres(cfg: GatewayConfig) -> bool:
+    """Whether ``[store] url`` puts the store on PostgreSQL."""
+    return bool(getattr(getattr(cfg, "store", None), "url", None))
+
+
+def _ledger_file(cfg: GatewayConfig) -> tuple[str, Path]:
+    """The ledger's SQLite file: the local ledger, or the EVM backend's anchoring state."""
+    if cfg.ledger.backend == "local":
+        return "ledger.db", cfg.ledger_path
+    path = cfg.ledger.path if cfg.ledger.path is not None else cfg.data_dir / "evm-ledger.db"
+    return "evm-ledger.db", path
 
 
 def _key_files(cfg: GatewayConfig) -> list[Path]:
     files = [cfg.log.key_file, cfg.ledger.key_file, cfg.registry.key_file, cfg.witness.key_file]
     files.append(cfg.mqtt.password_file)
+    files.append(getattr(getattr(cfg.ledger, "evm", None), "key_file", None))  # anchoring account
+    files.append(getattr(getattr(cfg, "store", None), "password_file", None))  # PostgreSQL
     return [p for p in files if p is not None and p.exists()]
 
 
 def backup(cfg: GatewayConfig, dest: Path, *, keys: bool = True) -> dict[str, Any]:
     """Copy the store, the local ledger, gateway.toml and (``keys``) the key files the
     configuration names into the new directory ``dest``; return the manifest."""
-    if _store_backend(cfg) != "sqlite":
+    if _postgres(cfg):
         raise BackupError(
             "the store is PostgreSQL: back it up with pg_dump (docs/operations.md, Backups)"
         )
@@ -99,8 +109,11 @@ def backup(cfg: GatewayConfig, dest: Path, *, keys: bool = True) -> dict[str, An
     files: dict[str, str] = {}
     local = cfg.ledger.backend == "local"
     ledger_hashes: set[str] | None = None
+    ledger_name, ledger_path = _ledger_file(cfg)
+    if not local and ledger_path.exists():  # the EVM backend's queue and transactions
+        _sqlite_copy(ledger_path, dest / ledger_name)
     if local:  # the ledger first: every entry it holds names a checkpoint the store copy has
-        _sqlite_copy(cfg.ledger_path, dest / "ledger.db")
+        _sqlite_copy(ledger_path, dest / "ledger.db")
         db = sqlite3.connect(dest / "ledger.db")
         try:
             ledger_hashes = {
@@ -116,7 +129,11 @@ def backup(cfg: GatewayConfig, dest: Path, *, keys: bool = True) -> dict[str, An
             for row_id, receipt in db.execute(
                 "SELECT id, receipt FROM anchors WHERE backend = 'local'"
             ).fetchall():
-                if json.loads(receipt).get("checkpoint_hash") not in ledger_hashes:
+                r = json.loads(receipt)  # receipts of a ledger rotated out stay (D31)
+                if (
+                    r.get("ledger") == cfg.ledger.id
+                    and r.get("checkpoint_hash") not in ledger_hashes
+                ):
                     db.execute("DELETE FROM anchors WHERE id = ?", (row_id,))
                     dropped += 1
             db.commit()
@@ -124,7 +141,7 @@ def backup(cfg: GatewayConfig, dest: Path, *, keys: bool = True) -> dict[str, An
         cp = db.execute("SELECT max(size) FROM checkpoints").fetchone()[0] or 0
     finally:
         db.close()
-    for name in ("ledger.db", "gateway.db"):
+    for name in ("ledger.db", "evm-ledger.db", "gateway.db"):
         if (dest / name).exists():
             files[name] = _sha256(dest / name)
     if cfg.path is not None:
@@ -170,7 +187,7 @@ def _read_manifest(src: Path) -> dict[str, Any]:
             raise BackupError(f"the backup lacks {name}")
         if _sha256(path) != digest:
             raise BackupError(f"{path} changed since the backup was made (SHA-256 differs)")
-    for name in ("gateway.db", "ledger.db"):
+    for name in ("gateway.db", "ledger.db", "evm-ledger.db"):
         if name in manifest["files"]:
             db = sqlite3.connect(f"file:{src / name}?mode=ro", uri=True)
             try:
@@ -209,9 +226,12 @@ def restore(cfg: GatewayConfig, src: Path) -> dict[str, Any]:
         )
     if _running(cfg):
         raise BackupError("the gateway is running: stop it before restoring")
+    if _postgres(cfg):
+        raise BackupError("the store is PostgreSQL: restore it with pg_restore or psql")
+    ledger_name, ledger_path = _ledger_file(cfg)
     targets = [cfg.db_path, cfg.tree_dir]
-    if "ledger.db" in manifest["files"]:
-        targets.append(cfg.ledger_path)
+    if ledger_name in manifest["files"]:
+        targets.append(ledger_path)
     aside = cfg.data_dir / time.strftime("replaced-%Y%m%dT%H%M%SZ", time.gmtime())
     moved = []
     for target in targets:
@@ -222,9 +242,9 @@ def restore(cfg: GatewayConfig, src: Path) -> dict[str, Any]:
                 moved.append(path.name)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src / "gateway.db", cfg.db_path)
-    if "ledger.db" in manifest["files"]:
-        cfg.ledger_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / "ledger.db", cfg.ledger_path)
+    if ledger_name in manifest["files"]:
+        ledger_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / ledger_name, ledger_path)
     report = {
         "leaves": manifest["leaves"],
         "checkpoint": manifest["checkpoint"],
@@ -279,7 +299,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
         f"checkpoint {m['checkpoint']}{redo}; files: {', '.join(m['files'])}"
     )
     if not args.no_keys:
-        print(f"{args.dest}/keys holds private keys: keep the backup where the keys may be")
+        print(f"{args.dest}/keys holds private keys: store the backup as safely as the keys")
     return 0
 
 

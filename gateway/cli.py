@@ -21,6 +21,7 @@
     coldtrace gateway witness-key --config FILE    the witness vkey to register with the cloud
     coldtrace gateway backup    --config FILE DEST  online copy of store, ledger, config, keys
     coldtrace gateway restore   --config FILE SRC   put a backup in place (gateway/backup.py)
+    coldtrace gateway rotate    --config FILE {log,ledger} NEW_NAME   a new key (gateway/rotate.py)
     coldtrace gateway dashboard --config FILE [--listen HOST:PORT]
                                                    the operator's web page alone, against the
                                                    store (`run` serves it with [dashboard])
@@ -148,6 +149,12 @@ def register(subparsers: Any) -> None:
     p = cmd("trust", "print the trust file that pins this gateway's keys", _trust)
     config_arg(p)
     p.add_argument("-o", "--output", type=Path, default=None)
+    p.add_argument(
+        "--keep",
+        action="append",
+        metavar="OLD_TRUST",
+        help="also pin the keys of an earlier trust file (after a key rotation)",
+    )
 
     p = cmd(
         "push",
@@ -184,8 +191,10 @@ def register(subparsers: Any) -> None:
     register_calibrate_command(sub, config_arg)
 
     from gateway.backup import register_backup_commands
+    from gateway.rotate import register_rotate_commands
 
     register_backup_commands(sub, config_arg)
+    register_rotate_commands(sub, config_arg)
 
     # Commands owned by the other gateway modules, through their documented hooks.
     for module, hook in (
@@ -330,6 +339,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     from gateway.config import ConfigError
     from gateway.evidence.diskfull import EXIT_DISK_FULL, DiskFull
+    from gateway.evidence.ledger import LedgerError
+    from gateway.evidence.log import LogError
     from gateway.evidence.store import StoreError
 
     cfg = _load(args)
@@ -342,6 +353,9 @@ def _run(args: argparse.Namespace) -> int:
     except DiskFull as exc:  # at start: opening the store, recovering the log
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return EXIT_DISK_FULL
+    except (LogError, LedgerError) as exc:  # at start: the store, tree and ledger disagree
+        print(f"coldtrace gateway: {exc} (see docs/operations.md, Backups)", file=sys.stderr)
+        return 2
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -705,6 +719,11 @@ def _proof(args: argparse.Namespace) -> int:
 def _trust(args: argparse.Namespace) -> int:
     from gateway.config import ConfigError
     from gateway.service import trust_document
+
+    if args.keep:
+        from gateway.rotate import _cmd_trust_merge
+
+        return _cmd_trust_merge(args)
 
     try:
         text = json.dumps(trust_document(_load(args)), indent=1) + "\n"

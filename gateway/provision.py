@@ -203,8 +203,10 @@ def provision(
     fw: Path = FIRMWARE,
     say: Callable[[str], None] = lambda s: None,
     rand: Callable[[int], bytes] = secrets.token_bytes,
+    extra_files: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
-    """Provision one board; returns its registration entry (also saved)."""
+    """Provision one board; returns its registration entry (also saved).
+    ``extra_files``: {board path: data} written with config.json (TLS, device_tls)."""
     dev = cfg["id"]
     doc = _load_registry(registry)
     known = [e for e in doc["devices"] if e.get("device", e.get("id")) == dev]
@@ -229,6 +231,11 @@ def provision(
                     t.put(f.read_bytes(), f.name)
     say("writing config.json")
     t.put((json.dumps(cfg, indent=1, sort_keys=True) + "\n").encode(), "config.json")
+    for remote, data in sorted((extra_files or {}).items()):
+        say(f"writing {remote}")
+        if "/" in remote:
+            t.mkdir(remote.rpartition("/")[0])
+        t.put(data, remote)
     if config_only:
         entry = known[0]
         entry["place"] = cfg.get("place", entry.get("place"))
@@ -310,6 +317,14 @@ def _cmd_provision(args: argparse.Namespace) -> int:
         if args.mqtt_port:
             mq["port"] = args.mqtt_port
         over["mqtt"] = mq
+    if args.signer:
+        over["signer"] = args.signer
+    if args.atecc_slot is not None:
+        over["atecc"] = {**base.get("atecc", {}), "slot": args.atecc_slot}
+    from gateway.atecc import flash_warning
+    from gateway.device_tls import DeviceTLSError, clock_warning, mqtt_settings, tls_files
+
+    tls: dict[str, bytes] = {}
     try:
         if args.release_key:
             from gateway.ota import OtaError, release_pin
@@ -319,8 +334,20 @@ def _cmd_provision(args: argparse.Namespace) -> int:
             except OtaError as e:
                 raise ProvisionError(str(e)) from e
         cfg = device_config(base, **over)
+        if args.ca:
+            tls = tls_files(cfg["id"], Path(args.ca), _opt_path(args.client_cert),
+                            _opt_path(args.client_key), _opt_path(args.ca_key))
+        elif args.client_cert or args.client_key or args.ca_key:
+            raise ProvisionError("--client-cert/--client-key/--ca-key need --ca")
+        cfg["mqtt"] = mqtt_settings(cfg.get("mqtt", {}), cfg["id"], user=args.mqtt_user,
+                                    password_file=_opt_path(args.mqtt_password_file),
+                                    tls=tls, server_name=args.server_name)
+        if args.mqtt_port:
+            cfg["mqtt"]["port"] = args.mqtt_port
         if args.broker_dir:
             cfg["mqtt"] = broker_login(cfg, Path(args.broker_dir))
+        if clock_warning(cfg):
+            print(clock_warning(cfg), file=sys.stderr)
         t = MpremoteTransport(args.port, shlex.split(args.mpremote))
         entry = provision(
             t,
@@ -331,10 +358,14 @@ def _cmd_provision(args: argparse.Namespace) -> int:
             config_only=args.config_only,
             force_key=args.force_key,
             say=lambda s: print(f"  {s}", flush=True),
+            extra_files=tls,
         )
+        warn = None if args.config_only else flash_warning(t, cfg, args.flash_encrypted)
+        if warn:
+            print(warn, file=sys.stderr)
         if not args.no_reset:
             t.reset()
-    except ProvisionError as e:
+    except (ProvisionError, DeviceTLSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.broker_dir:
@@ -344,6 +375,10 @@ def _cmd_provision(args: argparse.Namespace) -> int:
         )
     print(json.dumps({k: v for k, v in entry.items() if k != "ack_key"}, indent=1))
     return 0
+
+
+def _opt_path(p: str | None) -> Path | None:
+    return Path(p) if p else None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -381,6 +416,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="PEM key whose signed firmware releases the board accepts (public half pinned "
         "in config.json, docs/protocol.md §5.4)",
     )
+    pr.add_argument("--mqtt-user", help="broker user name (default: the device id)")
+    pr.add_argument("--mqtt-password-file", help="file whose first line is the broker password")
+    pr.add_argument("--ca", help="broker CA certificate (PEM): turns on TLS (mqtt.tls)")
+    pr.add_argument("--client-cert", help="the device's TLS certificate (PEM, CN = device id)")
+    pr.add_argument("--client-key", help="its private key (PEM, unencrypted)")
+    pr.add_argument(
+        "--ca-key",
+        help="the broker CA's key: issue the device's TLS certificate here instead of "
+        "--client-cert/--client-key (the key goes to the board only)",
+    )
+    pr.add_argument("--server-name", help="the name in the broker's certificate, if --mqtt-host "
+                    "is an IP address")
+    pr.add_argument("--signer", choices=("p256", "atecc"), help="where the device key lives")
+    pr.add_argument("--atecc-slot", type=int, help="ATECC608 key slot (coldtrace device "
+                    "atecc-setup)")
+    pr.add_argument("--flash-encrypted", action="store_true",
+                    help="flash encryption is on (no warning about a key in flash)")
     pr.add_argument("--mpremote", default="mpremote", help="mpremote command")
     pr.add_argument(
         "--config-only",
@@ -406,3 +458,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     from gateway.ota import register_release_command
 
     register_release_command(sub)
+    from gateway.atecc import register_commands
+
+    register_commands(sub)

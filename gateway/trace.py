@@ -363,7 +363,6 @@ def register_trace_command(sub: Any, config_arg: Callable[[Any], None]) -> None:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from gateway.cli import _load
-    from gateway.service import trust_document
     from protocol.trust import parse_trust
     from protocol.verify import verify_bundle
     from protocol.verify_cli import exit_status, render
@@ -379,6 +378,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     except (TraceError, ProofUnavailable) as exc:
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return 1
-    report = verify_bundle(bundle, parse_trust(trust_document(cfg)))
+    from gateway.rotate import own_trust
+
+    report = verify_bundle(bundle, parse_trust(own_trust(cfg)))
     sys.stdout.write(render(report))
     return exit_status(report)

@@ -4,6 +4,15 @@
     dev.missing(x, y) -> [(from, to)]     # parts of [x, y) no joined run spans: records_missing
     dev.losses_in(x, y) -> [Loss]         # declared losses whose time meets [x, y): lost
     dev.readings(gap) -> [Held]           # what each dated reading stands for (step 3)
+    dev.overlaps() -> [Overlap]           # blocks that overlap readings signed around them
+
+A reading block (kind 7) is one record of a run, and N readings: reading i
+at the block's date + i * ivl. It reaches its *end date* (its last reading's)
+in spans, and its readings are taken in signing order (seq, then index), so
+each stands until the next reading of its channel. Where a block is
+involved (a reading of a block, or a reading followed by a block of its
+channel), a reading also stands no later than any dated reading of its
+channel signed after it: the later-signed reading stands (§12.6 step 3).
 
 A device's records form *runs* of consecutive seqs. Runs joined across gaps
 that one status record declared lost (§5.2) *span* [lowest date, highest
@@ -23,9 +32,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from protocol.record import Reading, Record, Status
+from protocol.record import Reading, ReadingBlock, Record, Status
 
-__all__ = ["DeviceRecords", "Held", "Interval", "Loss", "subtract", "union"]
+__all__ = ["DeviceRecords", "Held", "Interval", "Loss", "Overlap", "last_date", "subtract", "union"]
 
 Interval = tuple[int, int]
 
@@ -82,6 +91,35 @@ class Held:
     temp: int
     tq: int
     seq: int
+    index: int = 0  # the reading's index in its block; 0 for a kind-1 reading
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """A dated block that overlaps readings of its channel signed before or after it."""
+
+    seq: int
+    start: int  # the block's date
+    end: int  # its end date
+
+
+def last_date(r: Record, date: int | None) -> int | None:
+    """A record's last date (§12.2): its date, or a block's end date."""
+    p = r.payload
+    if date is None or not isinstance(p, ReadingBlock):
+        return date
+    return date + (len(p.temps) // 2 - 1) * p.ivl
+
+
+def _temps(p: Reading | ReadingBlock) -> list[int | None]:
+    """The temperature of each reading of a kind-1 record or a block; None when faulted."""
+    if isinstance(p, Reading):
+        return [p.temp]
+    t = p.temps
+    return [
+        None if t[k] == 0x80 else int.from_bytes(t[k : k + 2], "big", signed=True)
+        for k in range(0, len(t), 2)
+    ]
 
 
 class DeviceRecords:
@@ -133,9 +171,17 @@ class DeviceRecords:
         ds = [self.dates.get(r.raw) for r in joined]
         known = [d for d in ds if d is not None]
         if known:
-            spans.append((min(known), max(known)))
+            ends = [last_date(r, d) or 0 for r, d in zip(joined, ds, strict=True) if d is not None]
+            spans.append((min(known), max(ends)))
         for g in gaps:
-            before = next((d for d in reversed(ds[: g + 1]) if d is not None), None)
+            before = next(
+                (
+                    last_date(r, d)
+                    for r, d in zip(reversed(joined[: g + 1]), reversed(ds[: g + 1]), strict=True)
+                    if d is not None
+                ),
+                None,
+            )
             after = next((d for d in ds[g + 1 :] if d is not None), None)
             if before is not None and after is not None:
                 first, last = joined[g].payload.seq + 1, joined[g + 1].payload.seq - 1
@@ -163,20 +209,74 @@ class DeviceRecords:
         for run in self.runs:
             ds = [self.dates.get(r.raw) for r in run]
             last_dated = max((i for i, d in enumerate(ds) if d is not None), default=-1)
-            run_end = ds[last_dated]  # the date of the run's last dated record
-            following: dict[int, int | None] = {}  # channel -> date of its next reading
+            # the last date of the run's last dated record
+            run_end = last_date(run[last_dated], ds[last_dated]) if last_dated >= 0 else None
+            # channel -> date of its next reading in signing order (None: undated)
+            following: dict[int, int | None] = {}
+            # channel -> the earliest date of its dated readings in later records, and
+            # whether a block of the channel comes later (the later-signed reading stands)
+            earliest: dict[int, int] = {}
+            block_later: set[int] = set()
             for i in range(len(run) - 1, -1, -1):
                 p = run[i].payload
-                if not isinstance(p, Reading):
+                if not isinstance(p, (Reading, ReadingBlock)):
                     continue
                 ch = p.ch or 0
-                t = ds[i]
-                if t is not None and p.temp is not None:
-                    # the next reading's date (None if undated: this one stands for nothing),
-                    # else the run's last dated record after it, else t
-                    nxt = following.get(ch, run_end if last_dated > i else t)
-                    e = min(t if nxt is None else nxt, t + gap)
-                    if e > t:
-                        out.append(Held(t, e, ch, p.temp, p.tq, p.seq))
-                following[ch] = t
+                d = ds[i]
+                is_block = isinstance(p, ReadingBlock)
+                step = p.ivl if isinstance(p, ReadingBlock) else 0
+                temps = _temps(p)
+                cap = earliest.get(ch) if is_block or ch in block_later else None
+                has_next = ch in following
+                nxt = following.get(ch)
+                for j in range(len(temps) - 1, -1, -1):
+                    t = None if d is None else d + j * step
+                    temp = temps[j]
+                    if t is not None and temp is not None:
+                        if has_next:  # the next reading's date (undated: stands for nothing)
+                            e = t if nxt is None else nxt
+                        else:  # no next reading: the run's last dated record after it, else t
+                            e = run_end if last_dated > i and run_end is not None else t
+                        if cap is not None:
+                            e = min(e, cap)
+                        e = min(e, t + gap)
+                        if e > t:
+                            out.append(Held(t, e, ch, temp, p.tq, p.seq, j))
+                    nxt, has_next = t, True
+                following[ch] = d
+                if d is not None:
+                    earliest[ch] = min(d, earliest.get(ch, d))
+                if is_block:
+                    block_later.add(ch)
         return out
+
+    def overlaps(self) -> list[Overlap]:
+        """§12.6 step 3: the dated blocks that a dated reading of their channel in an earlier
+        record of the run is dated at or after the block's date, or one in a later record at
+        or before its end date (``block_overlap``), in seq order."""
+        found: dict[int, Overlap] = {}
+        for run in self.runs:
+            # (channel, first date, last date, index in run, is a block) of dated readings
+            spans = []
+            for i, r in enumerate(run):
+                p = r.payload
+                d = self.dates.get(r.raw)
+                if d is not None and isinstance(p, (Reading, ReadingBlock)):
+                    spans.append((p.ch or 0, d, last_date(r, d) or d, i))
+            by_ch: dict[int, list[tuple[int, int, int]]] = {}
+            for ch, first, last, i in spans:
+                by_ch.setdefault(ch, []).append((first, last, i))
+            for items in by_ch.values():
+                latest = None  # the highest date among earlier records' readings
+                for first, last, i in items:
+                    p = run[i].payload
+                    if isinstance(p, ReadingBlock) and latest is not None and latest >= first:
+                        found[p.seq] = Overlap(p.seq, first, last)
+                    latest = last if latest is None else max(latest, last)
+                earliest = None  # the lowest date among later records' readings
+                for first, last, i in reversed(items):
+                    p = run[i].payload
+                    if isinstance(p, ReadingBlock) and earliest is not None and earliest <= last:
+                        found[p.seq] = Overlap(p.seq, first, last)
+                    earliest = first if earliest is None else min(earliest, first)
+        return [found[k] for k in sorted(found)]

@@ -35,6 +35,7 @@ from protocol.record import (
     ACTION_SHIP,
     ACTION_UNLOAD,
     EVENT_CLOCK_SET,
+    ReadingBlock,
     Record,
     Scan,
     Status,
@@ -143,7 +144,11 @@ def _dates_of(recs: Sequence[Record], dates: dict[bytes, int | None]) -> None:
             clock_set = isinstance(p, Status) and p.event == EVENT_CLOCK_SET
             below = r if clock_set and getattr(p, "detail", None) is not None else None
         else:
-            dates[r.raw] = _clock_date(p.boot, p.time, c)
+            # a block is dated only if its last reading was taken before the clock set (§12.2)
+            end = p.end_time if isinstance(p, ReadingBlock) else p.time
+            date = _clock_date(p.boot, end, c)
+            first = None if date is None else date - (end - p.time)
+            dates[r.raw] = first if first is None or first >= 0 else None
             below = c
         above_seq = p.seq
 

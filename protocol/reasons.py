@@ -52,6 +52,7 @@ STAGES = {
     "no_readings": 5,
     "clock_dated": 6,
     "undated": 6,
+    "block_overlap": 6,
     "excursion": 7,
     "cumulative": 8,
     "mkt": 8,
@@ -274,6 +275,14 @@ def clock_dated(device: str, count: int) -> Reason:
 def undated(device: str, count: int) -> Reason:
     text = f"{device}: {count} readings cannot be dated (clock never set) and are not used"
     return Reason("undated", SEV_NOTE, text, device=device, value=count)
+
+
+def block_overlap(device: str, seq: int, start: int, end: int) -> Reason:
+    text = (
+        f"{device}: reading block #{seq} ({fmt_time(start)} to {fmt_time(end)}) overlaps "
+        "readings signed before or after it: the later-signed readings stand"
+    )
+    return Reason("block_overlap", SEV_NOTE, text, device=device, start=start, end=end, value=seq)
 
 
 def excursion(side: str, start: int, end: int, peak: int, delay: int) -> Reason:

@@ -8,10 +8,13 @@ payload round-trips bit for bit). Keys ≥ 1000 are vendor extensions, kept in
 ``extensions``.
 
 Kinds (protocol version 2): 1 :class:`Reading`, 2 :class:`Scan`, 3
-:class:`Status`, 4 :class:`Registration`, 5 :class:`Binding` and 6
-:class:`ProductProfile`. Kinds 4-6 are signed by a registry key; kinds 5 and
-6 are *statements*: they also carry ``cseq``/``cprev`` (keys 7, 8), their
-position in a statement chain (:func:`statement_chain_key`).
+:class:`Status`, 4 :class:`Registration`, 5 :class:`Binding`, 6
+:class:`ProductProfile` and 7 :class:`ReadingBlock` (N readings at a fixed
+interval under one signature; :meth:`ReadingBlock.readings` expands it into
+kind-1 :class:`Reading` values, :func:`pack_block` builds its slots).
+Kinds 4-6 are signed by a registry key; kinds 5 and 6 are *statements*:
+they also carry ``cseq``/``cprev`` (keys 7, 8), their position in a
+statement chain (:func:`statement_chain_key`).
 
 :func:`decode_payload` enforces every rule of §2 on the exact bytes and raises
 a :class:`~protocol.errors.CBORError` (encoding) or
@@ -24,8 +27,8 @@ a :class:`~protocol.errors.CBORError` (encoding) or
 - value, length or syntax outside its bounds, a control character in a text
   string: ``FieldRangeError``
 - fields that exclude each other (temp and fault, rh with fault, link on a
-  commission scan, lost on another event than 11, lots with lot):
-  ``FieldConflictError``
+  commission scan, lost on another event than 11, lots with lot, rh with a
+  faulted block slot): ``FieldConflictError``
 
 :func:`encode_payload` refuses exactly what :func:`decode_payload` refuses:
 it encodes, then decodes its own output.
@@ -39,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -69,6 +72,9 @@ __all__ = [
     "ALARM_HIGH",
     "ALARM_LATCHED",
     "ALARM_LOW",
+    "BLOCK_DEFAULT",
+    "BLOCK_MAX",
+    "BLOCK_MAX_INTERVAL",
     "CHAIN_HASH_LEN",
     "EVENT_ALARM_END",
     "EVENT_ALARM_START",
@@ -93,6 +99,7 @@ __all__ = [
     "FAULT_TIMEOUT",
     "FAULT_ZERO_SCRATCHPAD",
     "KIND_BINDING",
+    "KIND_BLOCK",
     "KIND_PROFILE",
     "KIND_READING",
     "KIND_REGISTRATION",
@@ -115,6 +122,7 @@ __all__ = [
     "Payload",
     "ProductProfile",
     "Reading",
+    "ReadingBlock",
     "Record",
     "Registration",
     "Scan",
@@ -127,6 +135,7 @@ __all__ = [
     "gtin_check_digit",
     "make_record",
     "open_record",
+    "pack_block",
     "statement_chain_key",
     "verify_record",
 ]
@@ -139,6 +148,16 @@ KIND_STATUS = 3
 KIND_REGISTRATION = 4
 KIND_BINDING = 5  # a monitoring statement: which devices monitor a place from `time` on
 KIND_PROFILE = 6  # a product temperature profile
+KIND_BLOCK = 7  # a reading block: N readings at a fixed interval, one signature
+
+#: Readings per block: at most 64 (a slot array is a bstr of at most 128 bytes, §2.8).
+BLOCK_MAX = 64
+#: The block size a device fills before it signs (an hour at a 5-minute interval).
+BLOCK_DEFAULT = 12
+BLOCK_MAX_INTERVAL = 86400
+#: First byte of a faulted temperature slot (0x80 c: fault code c); an rh slot without rh.
+_SLOT_FAULT = 0x80
+_RH_NONE = 0xFFFF
 
 TQ_UNSET = 0  # clock never set: time counts from boot
 TQ_HOLDOVER = 1  # set once, no sync for > 24 h
@@ -349,7 +368,116 @@ class ProductProfile(_Common):
     extensions: Mapping[int, int | bytes | str] = _extensions_field()
 
 
-Payload = Reading | Scan | Status | Registration | Binding | ProductProfile
+@dataclass(frozen=True, kw_only=True)
+class ReadingBlock(_Common):
+    """Kind 7: N readings of one channel at a fixed interval, one signature (§2.8).
+
+    ``temps`` holds N big-endian int16 slots (a temperature in 0.01 °C, or
+    ``0x80 c``: fault code c), ``rhs`` N big-endian uint16 slots (0.01 %RH, or
+    0xFFFF: none). Reading i is taken at ``time + i * ivl``. Build the slots
+    with :func:`pack_block`; read them with :meth:`readings`.
+    """
+
+    kind: ClassVar[int] = KIND_BLOCK
+    ivl: int
+    temps: bytes
+    rhs: bytes | None = None
+    ch: int | None = None
+    cal: int | None = None
+    batt: int | None = None
+    alarm: int | None = None
+    extensions: Mapping[int, int | bytes | str] = _extensions_field()
+
+    @property
+    def n(self) -> int:
+        """The number of readings (1 ... 64)."""
+        return len(self.temps) // 2
+
+    @property
+    def end_time(self) -> int:
+        """The last reading's time: ``time + (n - 1) * ivl``."""
+        return self.time + (len(self.temps) // 2 - 1) * self.ivl
+
+    def readings(self) -> tuple[Reading, ...]:
+        """The block's readings as kind-1 payloads, in order (§2.8).
+
+        Each has the block's boot, seq, tq, prev, ch and cal, the time
+        ``time + i * ivl``, and the temp or fault and rh of its slots; no batt,
+        alarm or extensions (they belong to the block).
+        """
+        out = []
+        temps, rhs = self.temps, self.rhs
+        for i in range(len(temps) // 2):
+            hi, lo = temps[2 * i], temps[2 * i + 1]
+            temp: int | None = None
+            fault: int | None = None
+            if hi == _SLOT_FAULT:
+                fault = lo
+            else:
+                temp = int.from_bytes(temps[2 * i : 2 * i + 2], "big", signed=True)
+            rh: int | None = None
+            if rhs is not None:
+                h = (rhs[2 * i] << 8) | rhs[2 * i + 1]
+                rh = None if h == _RH_NONE else h
+            r = object.__new__(Reading)
+            r.__dict__.update(_DEFAULTS[KIND_READING])
+            r.__dict__.update(
+                boot=self.boot,
+                seq=self.seq,
+                time=self.time + i * self.ivl,
+                tq=self.tq,
+                prev=self.prev,
+                temp=temp,
+                rh=rh,
+                fault=fault,
+                ch=self.ch,
+                cal=self.cal,
+            )
+            out.append(r)
+        return tuple(out)
+
+
+def pack_block(
+    temps: Sequence[int | None],
+    faults: Sequence[int | None] | None = None,
+    rhs: Sequence[int | None] | None = None,
+) -> tuple[bytes, bytes | None]:
+    """The ``temps`` and ``rhs`` fields of a block for N readings (§2.8).
+
+    ``temps[i]`` is reading i's temperature (0.01 °C) or None when
+    ``faults[i]`` holds its fault code; ``rhs[i]`` its humidity or None.
+    Returns ``rhs`` None when no reading has a humidity (the field is then
+    omitted). Raises ``ValueError`` for a value outside its bounds (§2.2), which
+    no slot can hold; :func:`encode_payload` checks the rest (N, the end time).
+    """
+    n = len(temps)
+    faults = faults if faults is not None else [None] * n
+    if len(faults) != n or (rhs is not None and len(rhs) != n):
+        raise ValueError("temps, faults and rhs must have one entry per reading")
+    t = bytearray()
+    for temp, fault in zip(temps, faults, strict=True):
+        if (temp is None) == (fault is None):
+            raise ValueError("each reading has exactly one of a temp and a fault")
+        if fault is not None:
+            if not 1 <= fault <= 255:
+                raise ValueError(f"fault code {fault} is outside 1..255")
+            t += bytes((_SLOT_FAULT, fault))
+        else:
+            assert temp is not None
+            if not -10000 <= temp <= 15000:
+                raise ValueError(f"temperature {temp} is outside -10000..15000 (0.01 °C)")
+            t += temp.to_bytes(2, "big", signed=True)
+    if rhs is None or all(h is None for h in rhs):
+        return bytes(t), None
+    r = bytearray()
+    for h, fault in zip(rhs, faults, strict=True):
+        if h is not None and (not 0 <= h <= 10000 or fault is not None):
+            raise ValueError(f"humidity {h} is outside 0..10000 or beside a fault")
+        r += (_RH_NONE if h is None else h).to_bytes(2, "big")
+    return bytes(t), bytes(r)
+
+
+Payload = Reading | Scan | Status | Registration | Binding | ProductProfile | ReadingBlock
 #: The statement kinds (5 and 6).
 Statement = Binding | ProductProfile
 #: ("binding", signer, target) or ("profile", signer, gtin, lot or None).
@@ -438,6 +566,15 @@ _KIND_FIELDS: dict[int, dict[int, _Field]] = {
         69: ("links", _UINT, 1, 1),
         70: ("name", _TSTR, 1, 32),
     },
+    KIND_BLOCK: {
+        13: ("ch", _UINT, 0, 15),
+        14: ("cal", _UINT, 0, _U32),
+        15: _BATT,
+        16: ("alarm", _UINT, 0, 7),
+        17: ("ivl", _UINT, 1, BLOCK_MAX_INTERVAL),
+        18: ("temps", _BSTR, 2, 2 * BLOCK_MAX),
+        19: ("rhs", _BSTR, 2, 2 * BLOCK_MAX),
+    },
 }
 _SPECS: dict[int, dict[int, _Field]] = {
     kind: {**_COMMON_FIELDS, **table} for kind, table in _KIND_FIELDS.items()
@@ -446,7 +583,7 @@ _SPECS: dict[int, dict[int, _Field]] = {
 # dict.get); used by the fast path. Index 0 (no such kind) is empty.
 _SPEC_LISTS: list[list[_Field | None]] = [[]] + [
     [_SPECS[kind].get(key) for key in range(max(_SPECS[kind]) + 1)]
-    for kind in range(KIND_READING, KIND_PROFILE + 1)
+    for kind in range(KIND_READING, KIND_BLOCK + 1)
 ]
 _CLASSES: dict[int, type[Payload]] = {
     KIND_READING: Reading,
@@ -455,6 +592,7 @@ _CLASSES: dict[int, type[Payload]] = {
     KIND_REGISTRATION: Registration,
     KIND_BINDING: Binding,
     KIND_PROFILE: ProductProfile,
+    KIND_BLOCK: ReadingBlock,
 }
 _KIND_NAMES = {
     KIND_READING: "reading",
@@ -463,6 +601,7 @@ _KIND_NAMES = {
     KIND_REGISTRATION: "registration",
     KIND_BINDING: "binding",
     KIND_PROFILE: "profile",
+    KIND_BLOCK: "reading block",
 }
 _REQUIRED = {
     KIND_READING: (),
@@ -471,6 +610,7 @@ _REQUIRED = {
     KIND_REGISTRATION: ("device", "key", "role", "org", "state"),
     KIND_BINDING: ("cseq", "cprev", "target"),
     KIND_PROFILE: ("cseq", "cprev", "gtin", "delay", "gap"),
+    KIND_BLOCK: ("ivl", "temps"),
 }
 _COMMON_REQUIRED = ("boot", "seq", "time", "tq", "prev")
 # Every key name in any kind, to say "key 10 (temp) is not a field of a scan".
@@ -520,7 +660,7 @@ def _decode_payload_strict(data: bytes) -> Payload:
         if type(kind) is not int or kind < 0:
             raise FieldTypeError("kind must be a uint", expected="uint", found=_type_name(kind))
         raise FieldRangeError(
-            "unknown record kind", expected=f"{KIND_READING}..{KIND_PROFILE}", found=kind
+            "unknown record kind", expected=f"{KIND_READING}..{KIND_BLOCK}", found=kind
         )
     values: dict[str, Any] = {}
     extensions: dict[int, int | bytes | str] | None = None
@@ -624,7 +764,7 @@ def _decode_payload_fast(data: bytes) -> Payload | None:
         if n > MAX_PAYLOAD_SIZE or not 0xA6 <= ib <= 0xB7 or data[1] != 1:
             return None
         kind = data[2]
-        if not KIND_READING <= kind <= KIND_PROFILE:
+        if not KIND_READING <= kind <= KIND_BLOCK:
             return None
         spec = _SPEC_LISTS[kind]
         # Fill the instance's attribute dict directly (see _finish() on why
@@ -1024,6 +1164,75 @@ def _profile_rules(v: dict[str, Any]) -> None:
         )
 
 
+def _block_rules(v: dict[str, Any]) -> None:
+    temps = v["temps"]
+    size = len(temps)
+    if size % 2:
+        raise FieldRangeError(
+            "temps (key 18) holds 2-byte slots: its length must be even",
+            expected="an even length, 2..128 bytes",
+            found=f"{size} bytes",
+        )
+    n = size // 2
+    end = v["time"] + (n - 1) * v["ivl"]
+    if end > _U32:
+        raise FieldRangeError(
+            "a block's last reading time (time + (N - 1) * ivl) must be below 2^32",
+            expected=f"<= {_U32}",
+            found=end,
+        )
+    for i in range(n):
+        hi, lo = temps[2 * i], temps[2 * i + 1]
+        if hi == _SLOT_FAULT:
+            if lo == 0:
+                raise FieldRangeError(
+                    f"temps (key 18) slot {i} is 0x8000: neither a temperature nor a fault",
+                    expected="-10000..15000 or 0x80 followed by a fault code 1..255",
+                    found="0x8000",
+                )
+            continue
+        t = int.from_bytes(temps[2 * i : 2 * i + 2], "big", signed=True)
+        if not -10000 <= t <= 15000:
+            raise FieldRangeError(
+                f"temps (key 18) slot {i} is out of range",
+                expected="-10000..15000 or 0x80 followed by a fault code 1..255",
+                found=t,
+            )
+    rhs = v.get("rhs")
+    if rhs is None:
+        return
+    if len(rhs) != size:
+        raise FieldRangeError(
+            "rhs (key 19) must have one slot per reading: the length of temps (key 18)",
+            expected=f"{size} bytes",
+            found=f"{len(rhs)} bytes",
+        )
+    some = False
+    for i in range(n):
+        h = (rhs[2 * i] << 8) | rhs[2 * i + 1]
+        if h == _RH_NONE:
+            continue
+        if h > 10000:
+            raise FieldRangeError(
+                f"rhs (key 19) slot {i} is out of range",
+                expected="0..10000 or 0xFFFF (no rh)",
+                found=h,
+            )
+        if temps[2 * i] == _SLOT_FAULT:
+            raise FieldConflictError(
+                f"rhs (key 19) slot {i} has a humidity for a faulted reading",
+                expected="0xFFFF (rh never accompanies a fault)",
+                found=h,
+            )
+        some = True
+    if not some:
+        raise FieldRangeError(
+            "rhs (key 19) has no humidity in any slot: omit it (one encoding per block)",
+            expected="at least one slot 0..10000",
+            found="every slot 0xFFFF",
+        )
+
+
 def _on_p256(sec1: bytes) -> bool:
     """Whether 04 ‖ X ‖ Y is a point of P-256: x, y < p and y² = x³ − 3x + b."""
     x = int.from_bytes(sec1[1:33], "big")
@@ -1047,6 +1256,7 @@ _KIND_RULES = {
     KIND_REGISTRATION: _registration_rules,
     KIND_BINDING: _binding_rules,
     KIND_PROFILE: _profile_rules,
+    KIND_BLOCK: _block_rules,
 }
 
 
@@ -1055,10 +1265,10 @@ _KIND_RULES = {
 
 def encode_payload(p: Payload) -> bytes:
     """The deterministic CBOR bytes of ``p`` (§2); refuses what decode_payload refuses."""
-    if not isinstance(p, (Reading, Scan, Status, Registration, Binding, ProductProfile)):
-        raise TypeError(
-            f"want a record payload (Reading ... ProductProfile), got {type(p).__name__}"
-        )
+    if not isinstance(
+        p, (Reading, Scan, Status, Registration, Binding, ProductProfile, ReadingBlock)
+    ):
+        raise TypeError(f"want a record payload (Reading ... ReadingBlock), got {type(p).__name__}")
     keys = _KEYS_BY_NAME[p.kind]
     m: dict[int, object] = {1: p.kind}
     for f in fields(p):

@@ -57,7 +57,7 @@ from protocol.custody import (
     parse_item,
 )
 from protocol.reasons import FAIL, INCOMPLETE, PASS, Reason, verdict_of
-from protocol.record import Binding, ProductProfile, Record, Scan
+from protocol.record import Binding, ProductProfile, Reading, ReadingBlock, Record, Scan
 
 __all__ = [
     "DEFAULT_GAP",
@@ -286,9 +286,10 @@ def judge(
 
 # --- §12.4-§12.7 ---------------------------------------------------------------------------------
 
-# A segment (§12.6 step 3): (from, device, channel, to, temp, leg, reading seq, tq). Tuples sort
-# in §12.8's order (from, device, channel, to); (device, seq) names the reading.
-_Segment = tuple[int, str, int, int, int, int, int, int]
+# A segment (§12.6 step 3): (from, device, channel, to, temp, leg, reading seq, tq, reading
+# index). Tuples sort in §12.8's order (from, device, channel, to); (device, seq, index) names
+# the reading (index: its place in a reading block, 0 for a kind-1 reading).
+_Segment = tuple[int, str, int, int, int, int, int, int, int]
 _ChainKey = tuple[str, str, str, str]
 
 
@@ -447,8 +448,11 @@ class _Judge:
                     s, e = max(x, held.start), min(y, held.end)
                     if s < e:
                         segments.append(
-                            (s, device, held.channel, e, held.temp, k, held.seq, held.tq)
-                        )
+                            (
+                                s, device, held.channel, e, held.temp, k, held.seq, held.tq,
+                                held.index,
+                            )
+                        )  # fmt: skip
                     i += 1
             self.clock_notes(device, dev)
         segments.sort()
@@ -466,15 +470,19 @@ class _Judge:
         """§12.2: how many of the device's readings were dated from a clock set, or not at all."""
         clock = undated = 0
         for r in dev.records:
-            if r.payload.kind == 1 and r.payload.tq == 0:
+            p = r.payload
+            if p.tq == 0 and isinstance(p, (Reading, ReadingBlock)):
+                n = len(p.temps) // 2 if isinstance(p, ReadingBlock) else 1  # a block: N readings
                 if self.dates.get(r.raw) is None:
-                    undated += 1
+                    undated += n
                 else:
-                    clock += 1
+                    clock += n
         if clock:
             self.reasons.append(why.clock_dated(device, clock))
         if undated:
             self.reasons.append(why.undated(device, undated))
+        for o in dev.overlaps():
+            self.reasons.append(why.block_overlap(device, o.seq, o.start, o.end))
 
     # §12.7 ----------------------------------------------------------------------------------------
     def temperature(
@@ -599,7 +607,7 @@ def _figures(segments: Sequence[_Segment], covered: int) -> Figures:
     samples = [(s[4], s[3] - s[0]) for s in segments]
     temps = [s[4] for s in segments]
     return Figures(
-        readings=len({(s[1], s[6]) for s in segments}),
+        readings=len({(s[1], s[6], s[8]) for s in segments}),
         covered=covered,
         min=min(temps),
         max=max(temps),

@@ -70,6 +70,7 @@ from protocol.record import (
     ZERO_PREV,
     Binding,
     Reading,
+    ReadingBlock,
     Record,
     Registration,
     Scan,
@@ -750,9 +751,19 @@ class _Verifier:
             self.report.passed("subject", uid.hex())
 
     def summarise(self, entries: Sequence[_Entry], good: list[Record]) -> None:
-        readings = [r.payload for r in good if isinstance(r.payload, Reading)]
+        readings: list[Reading] = []
+        times = []
+        for r in good:
+            p = r.payload
+            if isinstance(p, ReadingBlock):  # N readings; its end time is among the times
+                readings.extend(p.readings())
+                if p.tq > 0:
+                    times.append(p.end_time)
+            elif isinstance(p, Reading):
+                readings.append(p)
+            if p.tq > 0:
+                times.append(p.time)
         temps = [p.temp for p in readings if p.temp is not None]
-        times = [r.payload.time for r in good if r.payload.tq > 0]
         self.report.summary = {
             "records": len(self.bundle.records),
             "records_verified": len(good),

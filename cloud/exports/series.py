@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from cloud.exports.evidence import Evidence
 from protocol.completeness import DeviceRecords
 from protocol.custody import by_signer, dates_of_signers
-from protocol.record import Reading
+from protocol.record import Reading, ReadingBlock
 from protocol.verdict import DEFAULT_GAP
 
 __all__ = ["LegSeries", "leg_series", "seq_ranges"]
@@ -28,14 +28,17 @@ __all__ = ["LegSeries", "leg_series", "seq_ranges"]
 
 @dataclass
 class LegSeries:
-    """One leg's readings: seqs per device, and the humidity samples (rh, seconds)."""
+    """One leg's readings: seqs per device (the records: a reading block is one seq, many
+    readings), the readings themselves as (seq, index in its block), and the humidity
+    samples (rh, seconds)."""
 
     seqs: dict[str, set[int]] = field(default_factory=dict)
     rh: list[tuple[int, int]] = field(default_factory=list)
+    named: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
 
     @property
     def readings(self) -> int:
-        return sum(len(s) for s in self.seqs.values())
+        return sum(len(s) for s in self.named.values())
 
 
 def seq_ranges(seqs: set[int]) -> str:
@@ -77,7 +80,10 @@ def leg_series(ev: Evidence) -> dict[int, LegSeries]:
                 if s < e:
                     series = out.setdefault(k, LegSeries())
                     series.seqs.setdefault(device, set()).add(held.seq)
+                    series.named.setdefault(device, set()).add((held.seq, held.index))
                     p = by_seq.get(held.seq)
+                    if isinstance(p, ReadingBlock):  # reading held.index of a block (§2.8)
+                        p = p.readings()[held.index]
                     if isinstance(p, Reading) and p.rh is not None:
                         series.rh.append((p.rh, e - s))
                 i += 1

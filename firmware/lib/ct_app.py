@@ -319,15 +319,21 @@ class Logger:
     def _upload(self, now):
         try:
             got = self.core.upload(self.cfg.get("upload_ms", _UPLOAD_MS), self._want_time(now),
-                                   self.clock.now)
+                                   self.clock.now, self._ntp_now)
         except OSError:
             self.fails = min(self.fails + 1, 20)
             back = _MIN_BACKOFF << min(self.fails, 10)
             self.next_upload = now + min(back, max(self.upload_interval(), _MIN_BACKOFF))
             return False
-        self.fails = 0
+        # the link went (or acks stalled) before the queue drained: retry at
+        # a later wake, backing off as after a failed connect
+        left = self.core.queued()[0]
+        self.fails = min(self.fails + 1, 20) if left else 0
         self.last_upload = now
         self.next_upload = now + self.upload_interval()
+        if left:
+            back = _MIN_BACKOFF << min(self.fails, 10)
+            self.next_upload = now + min(back, max(self.upload_interval(), _MIN_BACKOFF))
         for item in got:
             if item[0] == "ack" and item[2] is not None and self.ota is not None:
                 self._ota_events(self.ota.healthy())  # a fresh ack: signed and stored
@@ -367,6 +373,9 @@ class Logger:
     def _ota_events(self, evs):
         for ev, detail in evs:
             self.status(ev, detail)
+    def _ntp_now(self, t):
+        # before the connection: TLS checks certificate dates (ct_core.upload)
+        self._sync(t, ct_clock.NTP)
 
     def _want_time(self, now):
         """Ask the uplink for NTP time when the clock is unset or 12 h old."""

@@ -21,8 +21,11 @@ no final xor; ``04 11`` -> ``33 43`` checks it. Word address 0x01 puts the
 chip to sleep (its watchdog would after ~1.3 s anyway; TempKey is lost).
 
 The slot must be an ECC private-key slot whose configuration allows GenKey
-and external-message signatures (ESP32-WROOM-32SE ships pre-provisioned:
-see firmware/README.md for which slots). The chip picks its own nonce (a
+and external-message signatures: SlotConfig 0x2083, KeyConfig 0x0033, both
+zones locked. A blank chip is set up that way by ct_atecc_setup
+(``coldtrace device atecc-setup``); an ESP32-WROOM-32SE ships
+pre-provisioned and locked. firmware/README.md, section "Secure element
+(ATECC608B)", has the procedure and which slot to use. The chip picks its own nonce (a
 true RNG inside), so signatures are not RFC 6979 and not reproducible; they
 are normalised to low S like every ColdTrace signature.
 """

@@ -108,9 +108,12 @@ class Core:
             return None
         return rec
 
-    def upload(self, timeout_ms, ntp=False, now=None):
+    def upload(self, timeout_ms, ntp=False, now=None, on_time=None):
         """Deliver the queue (ct_uplink events, plus ("ntp", unix) first when
-        asked); ``now()`` -> (time, tq) stamps declarations of lost records."""
+        asked); ``now()`` -> (time, tq) stamps declarations of lost records.
+        ``on_time(unix)`` takes the NTP time instead of the event, before
+        the broker connection: TLS checks certificate dates, so the clock
+        must be set before the handshake."""
         if self.uplink is None:
             raise OSError(19)  # ENODEV: no uplink configured
         if self._wifi is not None:
@@ -121,7 +124,9 @@ class Core:
             ev = []
             if ntp and self._ntp is not None:
                 t = self._ntp()
-                if t:
+                if t and on_time is not None:
+                    on_time(t + self._offset)
+                elif t:
                     ev.append(("ntp", t + self._offset))
             ev.extend(self.uplink.upload(timeout_ms))
             self.uplink.close()
@@ -144,27 +149,33 @@ def _read(fs, path):
         return f.read()
 
 
-def mqtt_factory(cfg, dev):
-    """A function making umqtt.simple clients from config.json's "mqtt"."""
-    from umqtt.simple import MQTTClient
+def mqtt_factory(cfg, dev, client=None):
+    """A function making umqtt.simple clients from config.json's "mqtt"
+    (``client``: the MQTTClient class, umqtt.simple's by default). With
+    "tls", ct_tls.Context: the broker CA, the client certificate, the
+    server name; it is built at the first connect, so a bad file is a
+    failed upload (ct_uplink ``error``), not a boot loop."""
+    if client is None:
+        from umqtt.simple import MQTTClient as client
 
     m = cfg.get("mqtt", {})
-    ssl = None
+    host = m.get("host", "192.168.4.1")
     tls = m.get("tls")
-    if tls:
-        import ssl as _ssl
-
-        ssl = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
-        if tls.get("ca"):
-            with open(tls["ca"], "rb") as f:
-                ssl.load_verify_locations(cadata=f.read())
-            ssl.verify_mode = _ssl.CERT_REQUIRED
-        else:
-            ssl.verify_mode = _ssl.CERT_NONE
+    ctx = []
 
     def new():
-        return MQTTClient(dev, m.get("host", "192.168.4.1"), m.get("port", 0),
-                          m.get("user"), m.get("password"), m.get("keepalive", 60), ssl)
+        ssl = None
+        if tls:
+            if not ctx:
+                import ct_tls
+
+                ctx.append(ct_tls.Context(tls, host))
+            ssl = ctx[0]
+        c = client(dev, host, m.get("port", 0), m.get("user"), m.get("password"),
+                   m.get("keepalive", 60), ssl)
+        if ssl is not None:
+            c.connect = ssl.checked(c.connect)  # an old umqtt would ignore the context
+        return c
 
     return new
 

@@ -31,6 +31,8 @@ def load_config():
     for k in ("id", "role"):
         if k not in cfg:
             raise MainError("config.json: missing " + k)
+    if cfg.get("uplink", "wifi") not in ("wifi", "lte"):
+        raise MainError("config.json: uplink must be wifi or lte")
     return cfg
 
 
@@ -59,15 +61,45 @@ def button_held(board):
 
 
 def open_core(cfg, board):
-    """The signing/queue/uplink core, with Wi-Fi for its uploads."""
+    """The signing/queue/uplink core, with Wi-Fi (or, with "uplink": "lte",
+    the SIM7080G over PPP) for its uploads."""
     import network
 
     import ct_core
 
+    if cfg.get("uplink", "wifi") == "lte":
+        return ct_core.open_device(cfg, board, open_lte(cfg, board, network))
     w = cfg.get("wifi", {})
     wifi = ct_net.WiFi(network, w.get("ssid"), w.get("key"), w.get("timeout_ms", 15000),
                        board.feed)
     return ct_core.open_device(cfg, board, wifi)
+
+
+def _ntp_sync(clock):
+    # NTP time sets the clock before the connection (TLS checks dates)
+    def sync(t):
+        try:
+            clock.sync(t, ct_clock.NTP)
+        except ct_clock.ClockError:
+            pass
+
+    return sync
+
+
+def open_lte(cfg, board, network):
+    """ct_lte.Lte on the board's modem pins (hardware/pins.json)."""
+    import ct_lte
+
+    c = cfg.get("lte", {})
+    p = board.pins
+    for k in ("modem_tx", "modem_rx", "modem_pwrkey"):
+        if k not in p:
+            raise MainError("uplink lte: the pin map has no " + k)
+    uart = machine.UART(c.get("uart", 1), baudrate=c.get("baud", 115200), tx=p["modem_tx"],
+                        rx=p["modem_rx"], timeout=0, rxbuf=2048)
+    key = machine.Pin(p["modem_pwrkey"], machine.Pin.OUT,
+                      value=0 if c.get("pwrkey_active", 1) else 1)  # PWRKEY released
+    return ct_lte.Lte(uart, key, network.PPP, c, feed=board.feed)
 
 
 def run():
@@ -118,7 +150,7 @@ def reader(cfg, board, core):
         if due:
             try:
                 for item in core.upload(cfg.get("upload_ms", 20000), clock.src == 0,
-                                        clock.now):
+                                        clock.now, _ntp_sync(clock)):
                     if item[0] == "time":  # a fresh ack's time, never the retained one
                         clock.sync(item[1], ct_clock.GATEWAY)
                     elif item[0] == "ntp":

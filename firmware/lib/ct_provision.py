@@ -165,3 +165,35 @@ def selftest(challenge_hex, fs=None, root=ROOT, cfg=None, i2c=None):
     ct_p256.verify(s.public_key(), msg, sig)
     print("CT-SIG " + sig.hex())
     return sig
+
+
+# eFuse words holding the flash encryption counter (ESP-IDF efuse tables:
+# ESP32 FLASH_CRYPT_CNT = EFUSE_BLK0 bits 20-26, read register 0x3FF5A000;
+# ESP32-S3 SPI_BOOT_CRYPT_CNT = EFUSE_BLK0 bits 82-84, EFUSE_RD_REPEAT_DATA1
+# 0x60007034 bits 18-20). Encryption is on when an odd number of bits is set.
+_CRYPT_CNT = (("ESP32S3", 0x60007034, 18, 7), ("ESP32", 0x3FF5A000, 20, 0x7F))
+
+
+def flash_encrypted(machine=None, chip=None):
+    """Prints ``CT-FLASHENC 1`` (flash encryption on), ``0`` (off: anything
+    in flash, key.p256 too, can be read over USB) or ``?`` (unknown chip)."""
+    if chip is None:  # "Generic ESP32S3 module with ESP32S3"
+        import os
+        import sys
+
+        m = getattr(sys.implementation, "_machine", None) or os.uname().machine
+        chip = m.split(" with ")[-1]
+    r = "?"
+    for name, addr, shift, mask in _CRYPT_CNT:
+        if chip == name:
+            if machine is None:
+                import machine
+            cnt = (machine.mem32[addr] >> shift) & mask
+            n = 0
+            while cnt:
+                n += cnt & 1
+                cnt >>= 1
+            r = "1" if n & 1 else "0"
+            break
+    print("CT-FLASHENC " + r)
+    return r

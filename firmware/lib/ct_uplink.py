@@ -101,6 +101,14 @@ class UplinkError(OSError):
     pass
 
 
+def _reason(e):
+    try:
+        import ct_tls
+    except ImportError:
+        return repr(e)
+    return ct_tls.reason(e)
+
+
 class _Guard:
     """A socket whose blocking mode always keeps a timeout."""
 
@@ -171,6 +179,7 @@ class Uplink:
         self.reconnects = 0
         self.corrupt = 0  # damaged queue frames passed over
         self.declared = 0  # seqs declared lost
+        self.error = None  # why the last connection failed (ct_tls.reason), or None
 
     # --- connection ------------------------------------------------------------
 
@@ -366,10 +375,12 @@ class Uplink:
                 if self._c is None:
                     self._connect()
                     ever = True
+                    self.error = None
                 if self._session(t0, timeout_ms):
                     break
             except Exception as e:  # noqa: BLE001 - any failure is a dropped link
                 err = e
+                self.error = _reason(e)
                 self._drop()
                 self.reconnects += 1
                 if self.acked != acked:

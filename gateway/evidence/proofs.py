@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from gateway.evidence.store import CheckpointRow, Store, StoredRecord
 from protocol.bundle import AnchorRef, Bundle, BundleRecord, MultiProof, Subject
+from protocol.checkpoint import parse_checkpoint
 from protocol.merkle import (
     MerkleTree,
     hash_leaf,
@@ -41,6 +42,7 @@ from protocol.merkle import (
     verify_multiproof,
 )
 from protocol.merkle.hasher import EMPTY_ROOT, HASH_SIZE
+from protocol.note import parse_note
 
 __all__ = [
     "LiveTree",
@@ -238,6 +240,9 @@ def prove(
     if not records:
         raise ProofUnavailable("no records to prove")
     cp, receipt = covering_checkpoint(store, records[-1].leaf)
+    # The checkpoint's own origin: after a log key rotation (gateway/rotate.py) the
+    # latest checkpoint may still be one of the old origin.
+    origin = parse_checkpoint(parse_note(cp.note).body).origin
     bundle = Bundle(subject=subject, created=int(time.time()) if now is None else now)
     bundle.records = [BundleRecord(origin, r.leaf, r.raw) for r in records]
     bundle.checkpoints.append(cp.note)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -173,3 +175,104 @@ def test_restore_refuses_a_damaged_backup_and_changes_nothing(
     assert not [p for p in gw.cfg.data_dir.iterdir() if p.name.startswith("replaced-")]
     assert coldtrace(["gateway", "restore", "-c", conf, str(tmp_path / "nothing")]) == 2
     assert "is not a gateway backup" in capsys.readouterr().err
+
+
+def test_a_store_older_than_the_ledger_stops_the_start_with_a_sentence(
+    make_broker, make_gateway, tmp_path: Path
+) -> None:
+    """A database copied back by hand from an old copy, beside a newer ledger."""
+    broker = make_broker(["tl-1"])
+    gw = make_gateway(broker)
+    dev = SimDevice("tl-1")
+    gw.register(dev)
+    gateway = gw.start_gateway()
+    try:
+        gw.connect(dev)
+        dev.publish(dev.reading())
+        wait_for(lambda: gateway.log.last_anchor is not None, 30, "an anchored checkpoint")
+        assert coldtrace(["gateway", "backup", "-c", str(gw.config_path), str(tmp_path / "b")]) == 0
+        for k in range(3):
+            dev.publish(dev.reading(temp=500 + k))
+        wait_for(lambda: dev.acked == 3, 30, "records acked")
+        size = gateway.store.leaf_count()
+        wait_for(
+            lambda: gateway.log.last_anchor is not None and gateway.log.last_anchor.size == size,
+            30,
+            "the newer checkpoint anchored",
+        )
+    finally:
+        gateway.stop()
+        dev.disconnect()
+    (tmp_path / "b" / "gateway.db").replace(gw.cfg.db_path)  # by hand: the store only
+    proc = gw.start_process()
+    assert proc.wait(60) == 2
+    log = (gw.dir / "gateway.log").read_text()
+    assert "the database lost committed records (restored from an old copy?)" in log
+    shutil.rmtree(gw.cfg.tree_dir)  # without the tree's record, the ledger tells
+    proc = gw.start_process()
+    assert proc.wait(60) == 2
+    log = (gw.dir / "gateway.log").read_text()
+    assert "the database is older than the ledger" in log and "Traceback" not in log
+
+
+def test_an_anchor_the_ledger_copy_lacks_is_redone_at_restore(
+    make_broker, make_gateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The race the copy order is for: an anchor recorded in the store after the ledger
+    was copied. Made deterministic by putting an older ledger under the backup."""
+    broker = make_broker(["tl-1"])
+    gw = make_gateway(broker)
+    dev = SimDevice("tl-1")
+    gw.register(dev)
+    gateway = gw.start_gateway()
+    older = tmp_path / "older-ledger.db"
+    try:
+        gw.connect(dev)
+        dev.publish(dev.reading())
+        wait_for(lambda: dev.acked == 0, 30, "the record acked")
+        wait_for(
+            lambda: (
+                gateway.log.last_anchor is not None
+                and gateway.log.last_anchor.size == gateway.store.leaf_count()
+            ),
+            30,
+            "every record in an anchored checkpoint",
+        )
+        source = sqlite3.connect(gw.cfg.ledger_path)
+        target = sqlite3.connect(older)
+        source.backup(target)
+        target.close()
+        source.close()
+        dev.publish(dev.reading(temp=520))
+        size = gateway.store.leaf_count() + 1
+        wait_for(
+            lambda: gateway.log.last_anchor is not None and gateway.log.last_anchor.size >= size,
+            30,
+            "the next checkpoint anchored",
+        )
+    finally:
+        gateway.stop()
+        dev.disconnect()
+    newest = gw.cfg.ledger_path.with_name("newest-ledger.db")
+    gw.cfg.ledger_path.replace(newest)
+    older.replace(gw.cfg.ledger_path)  # as if the ledger had been copied before that anchor
+    dest = tmp_path / "b"
+    assert coldtrace(["gateway", "backup", "-c", str(gw.config_path), str(dest)]) == 0
+    assert "1 anchor(s) redone at restore" in capsys.readouterr().out
+    manifest = json.loads((dest / "backup.json").read_text())
+    assert manifest["anchors_to_redo"] == 1
+    assert coldtrace(["gateway", "restore", "-c", str(gw.config_path), str(dest)]) == 0
+    out = capsys.readouterr().out
+    assert f"last anchored checkpoint {manifest['checkpoint']}" in out
+    cfg = load_config(gw.config_path)
+    store = open_store(cfg.db_path)
+    ledger = LocalLedger(
+        cfg.ledger_path, cfg.ledger.id, load_ed25519_private_key(cfg.ledger.key_file)
+    )
+    try:
+        entries = ledger.verify()  # the lost entry anchored again, the chain intact
+        assert store.latest_anchor().size == manifest["checkpoint"]  # type: ignore[union-attr]
+        assert [a.receipt["index"] for a in store.anchors()] == list(range(entries))
+    finally:
+        ledger.close()
+        store.close()

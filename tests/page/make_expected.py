@@ -636,6 +636,68 @@ def _envelope(kid: str, payload: bytes, signature: bytes) -> bytes:
     )
 
 
+#: Values for a reading block's fields (§2.8): slot arrays at and past each rule's edge.
+_BLOCK_VALUES: dict[int, list[Any]] = {
+    4: [2**32 - 1 - 5 * 600, 2**32 - 5 * 600],  # the last reading at 2^32 - 1, then past it
+    17: [0, 1, 86400, 86401, -1, "x"],
+    18: [
+        b"",
+        bytes(1),
+        bytes(3),
+        bytes(128),
+        bytes(130),
+        b"\x80\x00" * 6,
+        b"\x80\x01" * 6,
+        b"\x80\xff" + bytes(10),
+        b"\x3a\x98" * 6,
+        b"\x3a\x99" + bytes(10),
+        b"\xd8\xf0" * 6,
+        bytes(10) + b"\xd8\xef",
+        bytes(10) + b"\x81\x00",
+        "temps",
+    ],
+    19: [
+        bytes(12),
+        bytes(10),
+        bytes(14),
+        b"\xff\xff" * 6,
+        b"\x27\x10" * 6,
+        bytes(10) + b"\x27\x11",
+        b"\xff\xff" * 5 + b"\x00\x01",
+    ],
+}
+
+
+def _block_raws() -> list[bytes]:
+    """Blocks of the pass_blocks vector with one field set to each of _BLOCK_VALUES, removed,
+    or with a faulted first slot (with and without a humidity beside it)."""
+    from protocol.record import ReadingBlock, open_record
+
+    doc = json.loads((VECTORS / "pass_blocks" / "bundle.json").read_text())
+    blocks = [
+        r.raw
+        for r in loads_bundle(json.dumps(doc)).records
+        if isinstance(open_record(r.raw).payload, ReadingBlock)
+    ][:3]
+    out: list[bytes] = []
+    for raw in blocks:
+        rec = open_record(raw)
+        p = rec.payload
+        assert isinstance(p, ReadingBlock) and p.n == 6
+        m: dict[int, Any] = {1: 7, 2: p.boot, 3: p.seq, 4: p.time, 5: p.tq, 6: p.prev}
+        m |= {17: p.ivl, 18: p.temps, 15: 3600, 13: 1}
+        variants: list[dict[int, Any]] = [m]
+        variants += [m | {key: v} for key, values in _BLOCK_VALUES.items() for v in values]
+        variants += [{k: v for k, v in m.items() if k != key} for key in (17, 18)]
+        faulted = b"\x80\x03" + p.temps[2:]
+        variants += [m | {18: faulted}, m | {18: faulted, 19: b"\x17\x70" * 6}]
+        variants += [m | {18: faulted, 19: b"\xff\xff" + b"\x17\x70" * 5}]
+        for v in variants:
+            body = cbor.encode(dict(sorted(v.items())))
+            out.append(_envelope(rec.signer, body, raw[-64:]))
+    return out
+
+
 def record_cases() -> list[dict[str, Any]]:
     """open_record (§2, §3) on records of the pass vector, mutated: payload fields set to
     edge values, removed or added (re-encoded, the envelope rebuilt), and bytes flipped,
@@ -684,6 +746,7 @@ def record_cases() -> list[dict[str, Any]]:
             else:
                 b.insert(k, rng.randrange(256))
             raws.append(bytes(b))
+    raws += _block_raws()
     out = []
     for raw in raws:
         case: dict[str, Any] = {"record": raw.hex()}

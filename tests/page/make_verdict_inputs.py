@@ -149,6 +149,8 @@ def arithmetic() -> dict[str, Any]:
 # --- random traces: Python's judge against the JavaScript's, beyond the vectors -------------------
 
 FUZZ = "_fuzz.json.gz"  # gzip (mtime 0): 3 MB of JSON, 0.x MB in the tree
+FUZZ_BLOCKS = "_fuzz_blocks.json.gz"  # the same with reading blocks (kind 7)
+BLOCKS_FUZZ_N = 80
 _GTIN = "09506000134352"
 _UID = bytes.fromhex("04a23c5a1b6f80")
 _OTHER_UID = bytes.fromhex("04a23c5a1b6f81")
@@ -187,16 +189,21 @@ def _fuzz_trust(rnd: random.Random) -> Trust:
     return Trust(scopes=scopes)
 
 
-def fuzz_case(rnd: random.Random) -> dict[str, Any]:
-    """A random trace and Python's verdict document over it."""
+def fuzz_case(rnd: random.Random, blocks: random.Random | None = None) -> dict[str, Any]:
+    """A random trace and Python's verdict document over it. With ``blocks`` (a second
+    generator, so that the traces without it stay the same), loggers also sign reading
+    blocks (§2.8): of 1-8 readings, faulted slots, the next record sometimes inside a block's
+    span (an overlap) or a kind-1 reading signed after a block but dated inside it."""
     from protocol.record import (
         Binding,
         ProductProfile,
         Reading,
+        ReadingBlock,
         Registration,
         Scan,
         Status,
         chain_hash,
+        pack_block,
     )
 
     tr = _Trace(rnd)
@@ -441,6 +448,60 @@ def fuzz_case(rnd: random.Random) -> dict[str, Any]:
                 seq += rnd.randint(1, 3)  # records left out, not declared
             elif roll < 0.11:
                 boot += 1
+            if blocks is not None and blocks.random() < 0.6:
+                n = blocks.randint(1, 8)
+                ivl = blocks.choice([60, 300, 600, 900])
+                temps = [
+                    None
+                    if blocks.random() < 0.05
+                    else blocks.choice([-250, 650, 900])
+                    if blocks.random() < 0.05
+                    else base + blocks.randint(-60, 60)
+                    for _ in range(n)
+                ]
+                packed, rhs = pack_block(
+                    temps,
+                    [1 if v is None else None for v in temps],
+                    [None if v is None else 5000 for v in temps] if blocks.random() < 0.3 else None,
+                )
+                ch = blocks.choice([None, None, None, 1])
+                tr.add(
+                    dev,
+                    ReadingBlock(
+                        boot=boot,
+                        seq=seq,
+                        time=local if unset else tt,
+                        tq=0 if unset else 2,
+                        prev=zero,
+                        ivl=ivl,
+                        temps=packed,
+                        rhs=rhs,
+                        ch=ch,
+                    ),
+                )
+                seq += 1
+                span = n * ivl
+                if blocks.random() < 0.15:  # a kind-1 reading signed next, dated inside the
+                    inside = blocks.randint(-span, span - 1)  # block or before it
+                    tr.add(
+                        dev,
+                        Reading(
+                            boot=boot,
+                            seq=seq,
+                            time=max(0, (local if unset else tt) + inside),
+                            tq=0 if unset else 2,
+                            prev=zero,
+                            temp=blocks.choice([base, 900]),
+                            ch=ch,
+                        ),
+                    )
+                    seq += 1
+                step = blocks.choice([span, span, span, span - ivl, span // 2, span + 600, -ivl])
+                if local + step < 0:  # an unset clock's time stays a uint
+                    step = 1
+                tt += step
+                local += step
+                continue
             temp = base + rnd.randint(-60, 60)
             if rnd.random() < 0.06:
                 temp = rnd.choice([-250, 650, 900, 1200])
@@ -473,15 +534,23 @@ def fuzz_case(rnd: random.Random) -> dict[str, Any]:
     }
 
 
-def render_fuzz(n: int = 150) -> str:
+def render_fuzz(n: int = 150, blocks: bool = False) -> str:
+    """The random traces (``_fuzz.json.gz``); with ``blocks``, traces with reading blocks
+    (``_fuzz_blocks.json.gz``)."""
     rnd = random.Random(12)
-    cases = [fuzz_case(rnd) for _ in range(n)]
+    more = random.Random(7) if blocks else None
+    cases = [fuzz_case(rnd, more) for _ in range(n)]
     return "[\n" + ",\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n]\n"
 
 
+def _judged(vector: Path) -> bool:
+    return bool(json.loads((vector / "expected.json").read_text(encoding="utf-8"))["verified"])
+
+
 def names() -> list[str]:
-    """The input names: the verdict vectors', then the provenance vectors' (prefixed)."""
-    out = sorted(p.name for p in VECTORS.iterdir() if p.is_dir())
+    """The input names: the verdict vectors', then the provenance vectors' (prefixed). A
+    vector whose bundle is refused (``unverified_*``: no verdict) has no judge() inputs."""
+    out = sorted(p.name for p in VECTORS.iterdir() if p.is_dir() and _judged(p))
     if PROVENANCE.exists():
         out += sorted(PROVENANCE_PREFIX + p.name for p in PROVENANCE.iterdir() if p.is_dir())
     return out
@@ -525,6 +594,8 @@ def main() -> int:
         (OUT / f"{name}.json").write_text(render(name), encoding="utf-8")
     (OUT / ARITHMETIC).write_text(render_arithmetic(), encoding="utf-8")
     (OUT / FUZZ).write_bytes(gzip.compress(render_fuzz().encode("utf-8"), 9, mtime=0))
+    blocks = render_fuzz(BLOCKS_FUZZ_N, blocks=True).encode("utf-8")
+    (OUT / FUZZ_BLOCKS).write_bytes(gzip.compress(blocks, 9, mtime=0))
     print(f"wrote {len(names())} files to {OUT}")
     return 0
 

@@ -39,6 +39,14 @@ def test_committed_random_traces_are_a_fresh_run() -> None:
     assert committed == inputs.render_fuzz(), "run: python -m tests.page.make_verdict_inputs"
 
 
+def test_committed_random_block_traces_are_a_fresh_run() -> None:
+    committed = gzip.decompress((inputs.OUT / inputs.FUZZ_BLOCKS).read_bytes()).decode("utf-8")
+    fresh = inputs.render_fuzz(inputs.BLOCKS_FUZZ_N, blocks=True)
+    assert committed == fresh, "run: python -m tests.page.make_verdict_inputs"
+    # the traces do hold blocks, overlapping ones among them
+    assert '"kind": 7' in fresh and "block_overlap" in fresh
+
+
 def test_no_stale_inputs() -> None:
     names = {p.stem for p in inputs.OUT.glob("*.json") if not p.name.startswith("_")}
     assert names == set(inputs.names())

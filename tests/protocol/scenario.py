@@ -30,7 +30,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from protocol import anchor
+from protocol import anchor, cbor, cose
 from protocol.bundle import AnchorRef, Bundle, BundleRecord, ConsistencyProof, MultiProof, Subject
 from protocol.checkpoint import Checkpoint, checkpoint_hash, cosign_checkpoint, sign_checkpoint
 from protocol.keys import p256_private_from_scalar, p256_public_to_sec1
@@ -43,11 +43,13 @@ from protocol.record import (
     Payload,
     ProductProfile,
     Reading,
+    ReadingBlock,
     Registration,
     Scan,
     Status,
     chain_hash,
     make_record,
+    pack_block,
     statement_chain_key,
 )
 from protocol.rfc6979 import N as _N
@@ -252,6 +254,29 @@ class Scenario:
     ) -> list[bytes]:
         """Readings at start, start + every, … up to and including end."""
         return [self.reading(dev, t, temp(t), **kw) for t in range(start, end + 1, every)]
+
+    def block(
+        self,
+        dev: Signer,
+        t: int,
+        ivl: int,
+        temps: Sequence[int | None],
+        rhs: Sequence[int | None] | None = None,
+        **kw: Any,
+    ) -> bytes:
+        """A reading block (kind 7) of readings at t, t + ivl, ...; a None temp is fault 1."""
+        faults = [1 if v is None else None for v in temps]
+        packed, packed_rh = pack_block(temps, faults, rhs)
+        return self.add(dev.sign(ReadingBlock, t, ivl=ivl, temps=packed, rhs=packed_rh, **kw))
+
+    def raw_record(self, dev: Signer, fields: dict[int, Any]) -> bytes:
+        """A record whose payload is ``fields`` (keys 2-6 from the chain) encoded as is,
+        unchecked: for records a verifier must refuse."""
+        m = {1: fields.pop(1), 2: dev.boot, 3: dev.seq, 5: dev.tq, 6: dev.prev, **fields}
+        raw = cose.sign1_deterministic(cbor.encode(dict(sorted(m.items()))), dev.id, dev.key)
+        dev.seq += 1
+        dev.prev = chain_hash(raw)
+        return self.add(raw)
 
     def status(self, dev: Signer, t: int, event: int, **kw: Any) -> bytes:
         return self.add(dev.sign(Status, t, event=event, **kw))

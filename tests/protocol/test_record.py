@@ -433,7 +433,7 @@ def test_decode_rejects_wrong_cbor_type(kind: int, field: str, value: Any) -> No
         (1, "k3", 2**32),
         (1, "k2", 2**32),
         (1, "k4", 2**32),
-        (1, "k1", 7),
+        (1, "k1", 8),
         (1, "k1", 0),
         (1, "k6", bytes(15)),
         (1, "k6", bytes(17)),

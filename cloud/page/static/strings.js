@@ -89,6 +89,7 @@ export const STRINGS = /*BEGIN*/{
   "reason.lost": "Step {leg}: the logger {device} lost {value} records between {from} and {to}, as it declared.",
   "reason.clock_dated": "{device}: {value} readings taken before its clock was set were dated from when it was set.",
   "reason.undated": "{device}: {value} readings cannot be dated and are not used.",
+  "reason.block_overlap": "{device}: a block of readings from {from} to {to} overlaps readings it signed before or after it; the later ones are used.",
   "reason.tag_replayed": "The tag sent a code that was already used: it is a copy of the tag.",
   "reason.tag_unauthenticated": "The tag did not prove itself: it is not a tag the brand owner commissioned.",
   "reason.tag_not_checked": "No tap of the tag was checked, so the records cannot say this item is the genuine one.",

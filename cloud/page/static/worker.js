@@ -160,13 +160,19 @@ async function readBundle(bytes) {
       continue;
     }
     const p = rec.p;
-    if (p.get(1) !== 1) continue; // readings only
+    const kind = p.get(1);
+    if (kind !== 1 && !(kind === 7 && p.get(18) instanceof Uint8Array)) continue; // readings and reading blocks only
     const key = `${rec.kid}#${p.get(3)}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    if (!(p.get(5) >= 1)) { undated++; continue; } // not dated by its own clock
-    const temp = p.has(10) ? p.get(10) : null;
-    (readings[rec.kid] ||= []).push([p.get(4), temp, p.get(13) ?? 0]);
+    const t = p.get(18); // a block's temperature slots (docs/protocol.md §2.8)
+    if (!(p.get(5) >= 1)) { undated += kind === 7 ? t.length / 2 : 1; continue; } // not dated by its own clock
+    const list = (readings[rec.kid] ||= []);
+    if (kind === 1) list.push([p.get(4), p.has(10) ? p.get(10) : null, p.get(13) ?? 0]);
+    // reading i of a block at time + i × ivl; a slot 0x80 c is a fault (no temperature)
+    else for (let k = 0; k < t.length; k += 2) {
+      list.push([p.get(4) + (k / 2) * p.get(17), t[k] === 0x80 ? null : (((t[k] << 8) | t[k + 1]) << 16) >> 16, p.get(13) ?? 0]);
+    }
   }
   for (const list of Object.values(readings)) list.sort((a, b) => a[0] - b[0]);
   let cosignatures = 0;

@@ -41,6 +41,8 @@ class Rig:
         self.cfg = cfg
         self.settings = {}
         self.logs = []
+        self.ntp = None  # Core's NTP function, if any
+        self.order = []  # ("connect", board time) per broker connection
 
     def probe(self):
         v = self.temps.pop(0)
@@ -55,10 +57,11 @@ class Rig:
         q = ct_queue.Queue(fs, "ct/q", 8, 4096, 512, 2048)
 
         def client():
+            self.order.append(("connect", self.board.t))
             return MQTTClient(DEV, "broker-app", 1883, keepalive=60)
 
         up = ct_uplink.Uplink(client, DEV, KEY, q, st, None, 1, 16, 2000, 3000, ticks=self.ticks)
-        c = ct_core.Core(DEV, self.signer, st, q, up)
+        c = ct_core.Core(DEV, self.signer, st, q, up, None, self.ntp)
         c.start(self.board.reset_cause() == self.board.DEEPSLEEP)
         return c
 
@@ -225,5 +228,21 @@ def test_offline_for_a_while_then_everything_is_delivered_in_order():
     seqs = sorted(rig.gw.records)
     assert seqs == list(range(len(seqs))) and len(seqs) >= 20 and rig.gw.chain_errors == 0
 
+
+
+def test_ntp_time_sets_the_clock_before_the_broker_connection():
+    # TLS checks certificate dates: the clock must be right before the handshake
+    r = Rig([450] * 4, dict(CFG, ntp="pool.ntp.org"))
+    unix = 1790000000
+
+    def ntp():
+        r.order.append(("ntp", r.board.t))
+        return unix
+
+    r.ntp = ntp
+    r.wake()
+    assert [o[0] for o in r.order[:2]] == ["ntp", "connect"], r.order
+    assert r.order[0][1] < unix <= r.order[1][1]  # set between NTP and the connection
+    assert r.logs[-1].clock.src != ct_clock.UNSET
 
 main(globals())

@@ -37,9 +37,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from protocol.bundle import loads_bundle
-from protocol.record import Reading, Scan, open_record
+from protocol.record import KIND_BLOCK, Reading, ReadingBlock, Scan, open_record
 from protocol.trust import parse_trust
 from protocol.verify import verify_bundle
 from tests.protocol.scenario import (
@@ -349,6 +350,173 @@ def v_pass_lot_profile_checkpoints():
     return build_day(lot_profile=lot, temps=temps), None
 
 
+# --- reading blocks (kind 7, §2.8) ------------------------------------------------------------
+
+BLOCK = 6  # readings per block: an hour at EVERY
+T_LAST = T_END + EVERY  # the day's last reading (seconds after T0)
+_OnReading = Callable[
+    [Day, str, int, int | None, Callable[[], None], list[tuple[int, int | None]]], bool
+]
+
+
+def _blocks(
+    places: tuple[str, ...] = (PACK, TRUCK, DOCK, COLD),
+    curves: dict[str, Callable[[int], int]] | None = None,
+    on: _OnReading | None = None,
+) -> Callable[[Day, str, int], bool]:
+    """A hook: the loggers at ``places`` sign their readings in blocks of BLOCK, each block
+    when it is full, when the next reading does not follow it at EVERY, or at the day's last
+    reading. ``on(day, place, t, temp, flush, open)`` runs first and may change what happens
+    (True: it handled the reading; ``flush()`` signs the open block, cut short)."""
+    held: dict[str, list[tuple[int, int | None]]] = {p: [] for p in places}
+
+    def hook(day: Day, place: str, t: int) -> bool:
+        if place not in places:
+            return False
+        items = held[place]
+
+        def flush() -> None:
+            if items:
+                day.s.block(day.loggers[place], items[0][0], EVERY, [v for _, v in items])
+                items.clear()
+
+        if items and items[-1][0] + EVERY != t:
+            flush()
+        temp = (curves or {}).get(place, steady)(t - T0)
+        if on is not None and on(day, place, t, temp, flush, items):
+            return True
+        items.append((t, temp))
+        if len(items) == BLOCK or t == T0 + T_LAST:
+            flush()
+        return True
+
+    return hook
+
+
+def is_block_of(dev: str, pred: Callable[[ReadingBlock], bool]) -> Callable[[bytes], bool]:
+    def test(raw: bytes) -> bool:
+        rec = open_record(raw)
+        return rec.signer == dev and isinstance(rec.payload, ReadingBlock) and pred(rec.payload)
+
+    return test
+
+
+def v_pass_blocks():
+    # every logger signs an hour of readings (6 at 10 minutes) under one signature; the
+    # verdict document is pass's, exactly
+    return build_day(hook=_blocks()), None
+
+
+def v_fail_excursion_in_block():
+    # fail_excursion's 9 °C for 50 minutes on the truck, inside the logger's own alarm band
+    # (say 0-10 °C), so the readings wait in blocks; the product's profile (0-4 °C) fails
+    # them. The verdict document is fail_excursion's, exactly.
+    t = T_LOAD + 2 * 3600
+    return build_day(hook=_blocks(curves=excursion(TRUCK, t, t + 3000, 900))), None
+
+
+def v_fail_alarm_closes_block():
+    # 9 °C on the truck, outside the logger's band: it signs its open block, cut short, and
+    # each out-of-band reading at once as a kind-1 record (§2.8); blocks resume after. The
+    # verdict document is fail_excursion's, exactly.
+    t = T_LOAD + 2 * 3600  # mid-block
+
+    def on(day: Day, place: str, at: int, temp: int | None, flush: Any, items: Any) -> bool:
+        if place == TRUCK and temp is not None and temp > 800:
+            flush()
+            day.s.reading(day.loggers[TRUCK], at, temp, alarm=1)
+            return True
+        return False
+
+    return build_day(hook=_blocks(curves=excursion(TRUCK, t, t + 3000, 900), on=on)), None
+
+
+def v_incomplete_gap_between_blocks():
+    # the truck's logger takes no readings for 40 minutes (a sensor asleep): no seq is
+    # missing, but the last reading before stands for 30 minutes at most (the profile's gap)
+    lo = T0 + T_LOAD + 3600
+
+    def on(day: Day, place: str, at: int, temp: int | None, flush: Any, items: Any) -> bool:
+        return place == TRUCK and lo <= at < lo + 4 * EVERY
+
+    return build_day(hook=_blocks(on=on)), None
+
+
+def v_incomplete_block_cut():
+    # the bundle holder leaves out one of the truck's blocks: its seq is missing
+    cut = T0 + T_LOAD + 3600
+    day = build_day(hook=_blocks())
+    drop = is_block_of("tl-truck-1", lambda p: p.time <= cut <= p.end_time)
+    return day, lambda raw: not drop(raw)
+
+
+def _alarm_inside_block(block_temp: int) -> _OnReading:
+    """The truck's logger signs a 6 °C reading at once as kind 1 but, against §2.8, keeps
+    its open block and puts the same instant in it too, with ``block_temp``."""
+    at_t = T0 + T_LOAD + 2 * 3600 + 2 * EVERY
+
+    def on(day: Day, place: str, at: int, temp: int | None, flush: Any, items: Any) -> bool:
+        if place == TRUCK and at == at_t:
+            day.s.reading(day.loggers[TRUCK], at, 600, alarm=1)
+            items.append((at, block_temp))
+            return True
+        return False
+
+    return on
+
+
+def v_pass_block_alarm_overlap():
+    # the block repeats the alarm reading's 6 °C: the instant counts once (a 10-minute
+    # excursion, a note), and block_overlap says the device signed out of time order
+    return build_day(hook=_blocks(on=_alarm_inside_block(600))), None
+
+
+def v_pass_block_contradicts_alarm():
+    # the block, signed later, says 2.8 °C for the alarm reading's instant: the later-signed
+    # reading stands (no excursion), and block_overlap says so
+    return build_day(hook=_blocks(on=_alarm_inside_block(280))), None
+
+
+def v_pass_block_overruns_reading():
+    # a block whose derived times run past the next record's time: the truck's logger signs
+    # a full block, then a kind-1 reading dated inside that block's span (25 minutes before
+    # its last reading). The later-signed reading stands: the block's readings end at it.
+    # The blocks start at T0 - EVERY; the third one (seq 2) is signed at its last reading,
+    # so the reading before the fourth block's first is signed right after it.
+    fourth = T0 - EVERY + 3 * BLOCK * EVERY
+
+    def on(day: Day, place: str, at: int, temp: int | None, flush: Any, items: Any) -> bool:
+        if place == TRUCK and at == fourth:
+            assert not items  # the third block is signed
+            day.s.reading(day.loggers[TRUCK], at - 3 * EVERY + 300, 300)
+        return False
+
+    return build_day(hook=_blocks(on=on)), None
+
+
+def _bad_block(fields: dict[int, Any]) -> _OnReading:
+    """The truck's logger signs one malformed block (a verifier refuses it) in its chain."""
+    at_t = T0 + T_LOAD + 3600
+
+    def on(day: Day, place: str, at: int, temp: int | None, flush: Any, items: Any) -> bool:
+        if place == TRUCK and at == at_t:
+            flush()
+            day.s.raw_record(day.loggers[TRUCK], {1: KIND_BLOCK, 4: at, **fields})
+            return True
+        return False
+
+    return on
+
+
+def v_unverified_block_zero_interval():
+    return build_day(hook=_blocks(on=_bad_block({17: 0, 18: bytes.fromhex("00fa00fa")}))), None
+
+
+def v_unverified_block_unequal_arrays():
+    bad = {17: EVERY, 18: bytes.fromhex("00fa00fa"), 19: bytes.fromhex("1770")}
+    return build_day(hook=_blocks(on=_bad_block(bad))), None
+
+
 WANT: dict[
     str, tuple[Callable[[], tuple[Day, Callable[[bytes], bool] | None]], str | None, set[str]]
 ] = {
@@ -388,6 +556,28 @@ WANT: dict[
     "fail_low_excursion": (v_fail_low_excursion, "FAIL", {"excursion"}),
     "incomplete_custody_branch": (v_incomplete_custody_branch, "INCOMPLETE", {"custody_branch"}),
     "pass_lot_profile_checkpoints": (v_pass_lot_profile_checkpoints, "PASS", set()),
+    "pass_blocks": (v_pass_blocks, "PASS", set()),
+    "fail_excursion_in_block": (v_fail_excursion_in_block, "FAIL", {"excursion"}),
+    "fail_alarm_closes_block": (v_fail_alarm_closes_block, "FAIL", {"excursion"}),
+    "incomplete_gap_between_blocks": (
+        v_incomplete_gap_between_blocks,
+        "INCOMPLETE",
+        {"no_readings"},
+    ),
+    "incomplete_block_cut": (
+        v_incomplete_block_cut,
+        "INCOMPLETE",
+        {"records_missing", "no_readings"},
+    ),
+    "pass_block_alarm_overlap": (
+        v_pass_block_alarm_overlap,
+        "PASS",
+        {"excursion", "block_overlap"},
+    ),
+    "pass_block_contradicts_alarm": (v_pass_block_contradicts_alarm, "PASS", {"block_overlap"}),
+    "pass_block_overruns_reading": (v_pass_block_overruns_reading, "PASS", {"block_overlap"}),
+    "unverified_block_zero_interval": (v_unverified_block_zero_interval, None, set()),
+    "unverified_block_unequal_arrays": (v_unverified_block_unequal_arrays, None, set()),
 }
 
 # Vectors whose log is checkpointed more than once (thirds of the log).
@@ -407,6 +597,9 @@ def make(name: str, root: Path = HERE) -> dict[str, object]:
     report = verify_bundle(loads_bundle(text), parse_trust(trust_doc))
     doc = report.verdict_document()
     got = {r["code"] for r in doc["reasons"]}
+    if verdict is None:  # built to be refused: a malformed record (its proof fails with it)
+        got = {f.code or "" for f in report.failures}
+        codes = {"malformed_record"}
     if (
         doc["verdict"] != verdict
         or not codes <= got
@@ -581,6 +774,9 @@ def make_provenance(name: str, root: Path = PROVENANCE_HERE) -> dict[str, object
     report = verify_bundle(loads_bundle(text), parse_trust(trust_doc), tag=tag)
     doc = report.verdict_document()
     got = {r["code"] for r in doc["reasons"]}
+    if verdict is None:  # built to be refused: a malformed record (its proof fails with it)
+        got = {f.code or "" for f in report.failures}
+        codes = {"malformed_record"}
     if (
         doc["verdict"] != verdict
         or "provenance" not in doc
@@ -604,7 +800,7 @@ def main(argv: list[str]) -> int:
     names = argv[1:] or sorted(WANT) + sorted(PWANT)
     for name in names:
         doc = make_provenance(name) if name in PWANT else make(name)
-        print(f"{name:<32} {doc['verdict']:<11} {sorted({r['code'] for r in doc['reasons']})}")
+        print(f"{name:<32} {doc['verdict']!s:<11} {sorted({r['code'] for r in doc['reasons']})}")
     return 0
 
 

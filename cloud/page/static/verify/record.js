@@ -18,6 +18,8 @@
 //   5 Binding:       cseq cprev (Uint8Array) target (string) devices (string|null)
 //   6 ProductProfile: cseq cprev gtin (string) delay gap lot (string|null) low high
 //                    cumul mkt lots links (Numbers|null) name (string|null)
+//   7 ReadingBlock:  ivl (Number) temps (Uint8Array) rhs (Uint8Array|null) ch cal batt alarm;
+//                    blockReadings(p) expands it into kind-1 readings (§2.8)
 //
 // Absent optional fields are null (so `ch` absent and `ch = 0` stay distinct).
 // Every refusal is VError('malformed_record') naming the rule.
@@ -28,7 +30,7 @@ import { sha256 } from './sha256.js';
 import { VError, bytesEqual, codePoints, toHex, utf8 } from './util.js';
 
 export const KIND_READING = 1, KIND_SCAN = 2, KIND_STATUS = 3;
-export const KIND_REGISTRATION = 4, KIND_BINDING = 5, KIND_PROFILE = 6;
+export const KIND_REGISTRATION = 4, KIND_BINDING = 5, KIND_PROFILE = 6, KIND_BLOCK = 7;
 export const REGISTRY_KINDS = new Set([4, 5, 6]);
 export const STATEMENT_KINDS = new Set([5, 6]);
 export const ACTION_COMMISSION = 1;
@@ -51,11 +53,12 @@ const KIND_FIELDS = {
   3: { 15: BATT, 30: ['event', UINT, 1, 255], 31: ['uptime', UINT, 0, U32], 32: ['fw', TSTR, 1, 32], 33: ['queued', UINT, 0, U32], 34: ['free', UINT, 0, U32], 35: ['rssi', INT, -128, 0], 36: ['reset', UINT, 0, 255], 37: ['detail', INT, -(2 ** 31), U32], 38: ['lost', UINT, 0, U32], 39: ['fwv', UINT, 0, U32] },
   4: { 14: ['cal', UINT, 0, U32], 40: ['device', TSTR, 1, 32], 41: ['key', BSTR, 65, 65], 42: ['role', UINT, 1, 2], 43: ['org', TSTR, 1, 64], 45: ['state', UINT, 1, 2] },
   5: { ...STATEMENT, 50: ['target', TSTR, 1, 64], 51: ['devices', TSTR, 1, 128] },
+  7: { 13: ['ch', UINT, 0, 15], 14: ['cal', UINT, 0, U32], 15: BATT, 16: ['alarm', UINT, 0, 7], 17: ['ivl', UINT, 1, 86400], 18: ['temps', BSTR, 2, 128], 19: ['rhs', BSTR, 2, 128] },
   6: { ...STATEMENT, 60: ['gtin', TSTR, 14, 14], 61: ['lot', TSTR, 1, 20], 62: ['low', INT, -10000, 15000], 63: ['high', INT, -10000, 15000], 64: ['delay', UINT, 0, U32], 65: ['cumul', UINT, 1, U32], 66: ['mkt', INT, -10000, 15000], 67: ['gap', UINT, 60, 86400], 68: ['lots', UINT, 1, 1], 69: ['links', UINT, 1, 1], 70: ['name', TSTR, 1, 32] },
 };
 const SPECS = {};
-for (const k of [1, 2, 3, 4, 5, 6]) SPECS[k] = { ...COMMON, ...KIND_FIELDS[k] };
-const KIND_NAMES = { 1: 'reading', 2: 'scan', 3: 'status', 4: 'registration', 5: 'binding', 6: 'profile' };
+for (const k of [1, 2, 3, 4, 5, 6, 7]) SPECS[k] = { ...COMMON, ...KIND_FIELDS[k] };
+const KIND_NAMES = { 1: 'reading', 2: 'scan', 3: 'status', 4: 'registration', 5: 'binding', 6: 'profile', 7: 'reading block' };
 // the fields of each kind, in the dataclass order (all null when absent)
 const FIELD_NAMES = {
   1: ['temp', 'rh', 'fault', 'ch', 'cal', 'batt', 'alarm'],
@@ -64,6 +67,7 @@ const FIELD_NAMES = {
   4: ['device', 'key', 'role', 'org', 'state', 'cal'],
   5: ['cseq', 'cprev', 'target', 'devices'],
   6: ['cseq', 'cprev', 'gtin', 'delay', 'gap', 'lot', 'low', 'high', 'cumul', 'mkt', 'lots', 'links', 'name'],
+  7: ['ivl', 'temps', 'rhs', 'ch', 'cal', 'batt', 'alarm'],
 };
 const REQUIRED = {
   1: [],
@@ -72,6 +76,7 @@ const REQUIRED = {
   4: ['device', 'key', 'role', 'org', 'state'],
   5: ['cseq', 'cprev', 'target'],
   6: ['cseq', 'cprev', 'gtin', 'delay', 'gap'],
+  7: ['ivl', 'temps'],
 };
 const COMMON_REQUIRED = ['boot', 'seq', 'time', 'tq', 'prev'];
 const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
@@ -102,7 +107,7 @@ function typeName(v) {
 const TYPE_NAMES = ['uint', 'int', 'bstr', 'bstr', 'tstr'];
 // key -> name over every kind, to say "key 10 (temp) is not a field of a scan"
 const ALL_NAMES = {};
-for (const k of [1, 2, 3, 4, 5, 6]) for (const [key, f] of Object.entries(KIND_FIELDS[k])) ALL_NAMES[key] = f[0];
+for (const k of [1, 2, 3, 4, 5, 6, 7]) for (const [key, f] of Object.entries(KIND_FIELDS[k])) ALL_NAMES[key] = f[0];
 const keyOf = (kind, name) => (name === 'kind' ? 1 : Number(Object.keys(SPECS[kind]).find((k) => SPECS[kind][k][0] === name)));
 const pyRepr = (text) => (text.includes("'") && !text.includes('"') ? `"${text}"` : `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`);
 
@@ -126,7 +131,7 @@ export function decodePayload(data) {
   const spec = typeof kind === 'number' ? SPECS[kind] : undefined;
   if (spec === undefined) {
     if (!isIntVal(kind) || kind < 0) throw bad('kind must be a uint', { expected: 'uint', found: typeName(kind) });
-    throw bad('unknown record kind', { expected: '1..6', found: kind });
+    throw bad('unknown record kind', { expected: '1..7', found: kind });
   }
   const values = {};
   const extensions = new Map();
@@ -254,6 +259,64 @@ const RULES = {
     if ('lot' in v && 'lots' in v) throw bad('lots (key 68) belongs to a profile without lot (key 61)', { expected: 'lots or lot, not both', found: 'lot and lots' });
   },
 };
+
+// §2.8: a temperature slot 0x80 c is fault code c; an rh slot 0xFFFF is no rh.
+const SLOT_FAULT = 0x80, RH_NONE = 0xffff;
+const TEMP_SLOT = '-10000..15000 or 0x80 followed by a fault code 1..255';
+const int16 = (b, k) => ((b[k] << 8) | b[k + 1]) << 16 >> 16;
+
+RULES[7] = function blockRules(v) {
+  const temps = v.temps, size = temps.length;
+  if (size % 2) throw bad('temps (key 18) holds 2-byte slots: its length must be even', { expected: 'an even length, 2..128 bytes', found: `${size} bytes` });
+  const n = size / 2;
+  const end = v.time + (n - 1) * v.ivl;
+  if (end > U32) throw bad("a block's last reading time (time + (N - 1) * ivl) must be below 2^32", { expected: `<= ${U32}`, found: end });
+  for (let i = 0; i < n; i++) {
+    if (temps[2 * i] === SLOT_FAULT) {
+      if (temps[2 * i + 1] === 0) throw bad(`temps (key 18) slot ${i} is 0x8000: neither a temperature nor a fault`, { expected: TEMP_SLOT, found: '0x8000' });
+      continue;
+    }
+    const t = int16(temps, 2 * i);
+    if (t < -10000 || t > 15000) throw bad(`temps (key 18) slot ${i} is out of range`, { expected: TEMP_SLOT, found: t });
+  }
+  if (!('rhs' in v)) return;
+  const rhs = v.rhs;
+  if (rhs.length !== size) throw bad('rhs (key 19) must have one slot per reading: the length of temps (key 18)', { expected: `${size} bytes`, found: `${rhs.length} bytes` });
+  let some = false;
+  for (let i = 0; i < n; i++) {
+    const h = (rhs[2 * i] << 8) | rhs[2 * i + 1];
+    if (h === RH_NONE) continue;
+    if (h > 10000) throw bad(`rhs (key 19) slot ${i} is out of range`, { expected: '0..10000 or 0xFFFF (no rh)', found: h });
+    if (temps[2 * i] === SLOT_FAULT) throw bad(`rhs (key 19) slot ${i} has a humidity for a faulted reading`, { expected: '0xFFFF (rh never accompanies a fault)', found: h });
+    some = true;
+  }
+  if (!some) throw bad('rhs (key 19) has no humidity in any slot: omit it (one encoding per block)', { expected: 'at least one slot 0..10000', found: 'every slot 0xFFFF' });
+};
+
+/** The temperature of each reading of a block (§2.8), in order; null for a faulted slot. */
+export function blockTemps(p) {
+  const out = [];
+  for (let k = 0; k < p.temps.length; k += 2) out.push(p.temps[k] === SLOT_FAULT ? null : int16(p.temps, k));
+  return out;
+}
+
+/**
+ * A block's readings as kind-1 payloads (§2.8): reading i at time + i × ivl, with the block's
+ * boot, seq, tq, prev, ch and cal, and the temp or fault and rh of its slots.
+ */
+export function blockReadings(p) {
+  const out = [];
+  for (let i = 0; i < p.temps.length / 2; i++) {
+    const fault = p.temps[2 * i] === SLOT_FAULT ? p.temps[2 * i + 1] : null;
+    const h = p.rhs === null ? RH_NONE : (p.rhs[2 * i] << 8) | p.rhs[2 * i + 1];
+    out.push({
+      kind: KIND_READING, boot: p.boot, seq: p.seq, time: p.time + i * p.ivl, tq: p.tq, prev: p.prev,
+      temp: fault === null ? int16(p.temps, 2 * i) : null, rh: h === RH_NONE ? null : h, fault,
+      ch: p.ch, cal: p.cal, batt: null, alarm: null, extensions: new Map(),
+    });
+  }
+  return out;
+}
 
 const P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
 const B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn;

@@ -48,6 +48,7 @@ const KIND_SCAN = 2;
 const KIND_STATUS = 3;
 const KIND_BINDING = 5;
 const KIND_PROFILE = 6;
+const KIND_BLOCK = 7;
 const ACTION_COMMISSION = 1;
 const ACTION_LOAD = 2;
 const ACTION_UNLOAD = 3;
@@ -243,7 +244,11 @@ function datesOf(recs, dates) {
       const clockSet = p.kind === KIND_STATUS && p.event === EVENT_CLOCK_SET;
       below = clockSet && !nil(p.detail) ? r : null;
     } else {
-      dates.set(r.hex, clockDate(p.boot, p.time, c));
+      // a block is dated only if its last reading was taken before the clock set (§12.2)
+      const end = p.kind === KIND_BLOCK ? endTime(p) : p.time;
+      const date = clockDate(p.boot, end, c);
+      const first = date === null ? null : date - (end - p.time);
+      dates.set(r.hex, first !== null && first >= 0 ? first : null);
       below = c;
     }
     aboveSeq = p.seq;
@@ -260,6 +265,30 @@ function dateOf(dates, r) {
   const d = dates.get(r.hex);
   return d === undefined ? null : d;
 }
+
+// --- reading blocks (§2.8) -----------------------------------------------------------------------
+
+/** A block's last reading time, time + (N − 1) × ivl. */
+function endTime(p) {
+  return p.time + (p.temps.length / 2 - 1) * p.ivl;
+}
+
+/** A record's last date (§12.2): its date, or a block's end date. */
+function lastDate(r, d) {
+  return d === null || r.p.kind !== KIND_BLOCK ? d : d + (r.p.temps.length / 2 - 1) * r.p.ivl;
+}
+
+/** The temperature of each reading of a kind-1 record or a block; null when faulted. */
+function readingTemps(p) {
+  if (p.kind === KIND_READING) return [nil(p.temp) ? null : p.temp];
+  const out = [];
+  for (let k = 0; k < p.temps.length; k += 2) {
+    out.push(p.temps[k] === 0x80 ? null : (((p.temps[k] << 8) | p.temps[k + 1]) << 16) >> 16);
+  }
+  return out;
+}
+
+const isReading = (p) => p.kind === KIND_READING || p.kind === KIND_BLOCK;
 
 // --- §1 the item ------------------------------------------------------------------------------------
 
@@ -519,17 +548,18 @@ class DeviceRecords {
     const ds = joined.map((r) => dateOf(this.dates, r));
     let lo = null;
     let hi = null;
-    for (const d of ds) {
-      if (d === null) continue;
+    ds.forEach((d, i) => {
+      if (d === null) return;
+      const last = lastDate(joined[i], d); // a block reaches its end date
       if (lo === null || d < lo) lo = d;
-      if (hi === null || d > hi) hi = d;
-    }
+      if (hi === null || last > hi) hi = last;
+    });
     if (lo !== null) spans.push([lo, hi]);
     for (const g of gaps) {
       let before = null;
       for (let i = g; i >= 0; i--) {
         if (ds[i] !== null) {
-          before = ds[i];
+          before = lastDate(joined[i], ds[i]);
           break;
         }
       }
@@ -574,22 +604,81 @@ class DeviceRecords {
       ds.forEach((d, i) => {
         if (d !== null) lastDated = i;
       });
-      const runEnd = lastDated >= 0 ? ds[lastDated] : null;
-      const following = new Map(); // channel -> date of its next reading (null if undated)
+      // the last date of the run's last dated record
+      const runEnd = lastDated >= 0 ? lastDate(run[lastDated], ds[lastDated]) : null;
+      // channel -> date of its next reading in signing order (null if undated)
+      const following = new Map();
+      // channel -> the earliest date of its dated readings in later records, and whether a
+      // block of the channel comes later (the later-signed reading stands)
+      const earliest = new Map();
+      const blockLater = new Set();
       for (let i = run.length - 1; i >= 0; i--) {
         const p = run[i].p;
-        if (p.kind !== KIND_READING) continue;
+        if (!isReading(p)) continue;
         const ch = p.ch || 0;
-        const t = ds[i];
-        if (t !== null && !nil(p.temp)) {
-          const nxt = following.has(ch) ? following.get(ch) : lastDated > i ? runEnd : t;
-          const e = Math.min(nxt === null ? t : nxt, t + gap);
-          if (e > t) out.push({ start: t, end: e, channel: ch, temp: p.temp, tq: p.tq, seq: p.seq });
+        const d = ds[i];
+        const isBlock = p.kind === KIND_BLOCK;
+        const step = isBlock ? p.ivl : 0;
+        const temps = readingTemps(p);
+        const cap = (isBlock || blockLater.has(ch)) && earliest.has(ch) ? earliest.get(ch) : null;
+        let hasNext = following.has(ch);
+        let nxt = hasNext ? following.get(ch) : null;
+        for (let j = temps.length - 1; j >= 0; j--) {
+          const t = d === null ? null : d + j * step;
+          const temp = temps[j];
+          if (t !== null && temp !== null) {
+            // the next reading's date (null if undated: this one stands for nothing), else
+            // the run's last dated record after it, else t
+            let e = hasNext ? (nxt === null ? t : nxt) : lastDated > i && runEnd !== null ? runEnd : t;
+            if (cap !== null) e = Math.min(e, cap);
+            e = Math.min(e, t + gap);
+            if (e > t) out.push({ start: t, end: e, channel: ch, temp, tq: p.tq, seq: p.seq, index: j });
+          }
+          nxt = t;
+          hasNext = true;
         }
-        following.set(ch, t);
+        following.set(ch, d);
+        if (d !== null) earliest.set(ch, earliest.has(ch) ? Math.min(d, earliest.get(ch)) : d);
+        if (isBlock) blockLater.add(ch);
       }
     }
     return out;
+  }
+
+  /** §12.6 step 3: the dated blocks that overlap readings of their channel signed before or
+   * after them (block_overlap), in seq order: [{seq, start, end}]. */
+  overlaps() {
+    const found = new Map();
+    for (const run of this.runs) {
+      const byCh = new Map();
+      run.forEach((r, i) => {
+        const d = dateOf(this.dates, r);
+        if (d === null || !isReading(r.p)) return;
+        const ch = r.p.ch || 0;
+        if (!byCh.has(ch)) byCh.set(ch, []);
+        byCh.get(ch).push([d, lastDate(r, d), i]);
+      });
+      for (const items of byCh.values()) {
+        let latest = null; // the highest date among earlier records' readings
+        for (const [first, last, i] of items) {
+          const p = run[i].p;
+          if (p.kind === KIND_BLOCK && latest !== null && latest >= first) {
+            found.set(p.seq, { seq: p.seq, start: first, end: last });
+          }
+          latest = latest === null ? last : Math.max(latest, last);
+        }
+        let earliest = null; // the lowest date among later records' readings
+        for (let k = items.length - 1; k >= 0; k--) {
+          const [first, last, i] = items[k];
+          const p = run[i].p;
+          if (p.kind === KIND_BLOCK && earliest !== null && earliest <= last) {
+            found.set(p.seq, { seq: p.seq, start: first, end: last });
+          }
+          earliest = earliest === null ? first : Math.min(earliest, first);
+        }
+      }
+    }
+    return [...found.keys()].sort(cmpNum).map((k) => found.get(k));
   }
 }
 
@@ -622,11 +711,13 @@ class Excursion {
   }
 }
 
-// A segment: [from, device, channel, to, temp, leg, reading seq, tq], sorted as Python's tuples.
+// A segment: [from, device, channel, to, temp, leg, reading seq, tq, reading index], sorted as
+// Python's tuples (the index: the reading's place in a block, 0 for a kind-1 reading).
 function cmpSegment(a, b) {
   return (
     cmpNum(a[0], b[0]) || cmpStr(a[1], b[1]) || cmpNum(a[2], b[2]) || cmpNum(a[3], b[3]) ||
-    cmpNum(a[4], b[4]) || cmpNum(a[5], b[5]) || cmpNum(a[6], b[6]) || cmpNum(a[7], b[7])
+    cmpNum(a[4], b[4]) || cmpNum(a[5], b[5]) || cmpNum(a[6], b[6]) || cmpNum(a[7], b[7]) ||
+    cmpNum(a[8], b[8])
   );
 }
 
@@ -695,7 +786,8 @@ function figures(segments, covered) {
     };
   }
   const samples = segments.map((s) => [s[4], s[3] - s[0]]);
-  const named = new Set(segments.map((s) => `${s[6]} ${s[1]}`)); // (reading seq, device)
+  // (reading seq, index in its block, device) names a reading
+  const named = new Set(segments.map((s) => `${s[6]} ${s[8]} ${s[1]}`));
   let min = Infinity, max = -Infinity, tqMin = Infinity;
   for (const s of segments) {
     min = Math.min(min, s[4]);
@@ -957,7 +1049,9 @@ class Judge {
           const [x, y, k] = intervals[i];
           const s = Math.max(x, held.start);
           const e = Math.min(y, held.end);
-          if (s < e) segments.push([s, device, held.channel, e, held.temp, k, held.seq, held.tq]);
+          if (s < e) {
+            segments.push([s, device, held.channel, e, held.temp, k, held.seq, held.tq, held.index]);
+          }
           i++;
         }
       }
@@ -985,13 +1079,15 @@ class Judge {
     let clock = 0;
     let undated = 0;
     for (const r of dev.records) {
-      if (r.p.kind === KIND_READING && r.p.tq === 0) {
-        if (dateOf(this.dates, r) === null) undated++;
-        else clock++;
+      if (isReading(r.p) && r.p.tq === 0) {
+        const n = r.p.kind === KIND_BLOCK ? r.p.temps.length / 2 : 1; // a block: N readings
+        if (dateOf(this.dates, r) === null) undated += n;
+        else clock += n;
       }
     }
     if (clock) this.reasons.push(why.clockDated(device, clock));
     if (undated) this.reasons.push(why.undated(device, undated));
+    for (const o of dev.overlaps()) this.reasons.push(why.blockOverlap(device, o.seq, o.start, o.end));
   }
 
   // §12.7

@@ -34,6 +34,7 @@ export const STAGES = {
   no_readings: 5,
   clock_dated: 6,
   undated: 6,
+  block_overlap: 6,
   excursion: 7,
   cumulative: 8,
   mkt: 8,
@@ -255,6 +256,13 @@ export function undated(device, count) {
   return reason("undated", SEV_NOTE,
     `${device}: ${count} readings cannot be dated (clock never set) and are not used`,
     { device, value: count });
+}
+
+export function blockOverlap(device, seq, from, to) {
+  return reason("block_overlap", SEV_NOTE,
+    `${device}: reading block #${seq} (${fmtTime(from)} to ${fmtTime(to)}) overlaps ` +
+    "readings signed before or after it: the later-signed readings stand",
+    { device, from, to, value: seq });
 }
 
 export function excursion(side, from, to, peak, delay) {

@@ -15,8 +15,8 @@ import { verifyLocalChain, verifyLocalReceipt } from './anchor.js';
 import { hashLeaf, verifyConsistency, verifyMultiproof } from './merkle.js';
 import { importP256, verifySign1 } from './cose.js';
 import {
-  ACTION_COMMISSION, KIND_BINDING, KIND_READING, KIND_REGISTRATION, KIND_SCAN, REGISTRY_KINDS,
-  STATE_REVOKED, STATEMENT_KINDS, ZERO_PREV, chainHash, openRecord, statementChainKey,
+  ACTION_COMMISSION, KIND_BINDING, KIND_BLOCK, KIND_READING, KIND_REGISTRATION, KIND_SCAN, REGISTRY_KINDS,
+  STATE_REVOKED, STATEMENT_KINDS, ZERO_PREV, blockReadings, chainHash, openRecord, statementChainKey,
 } from './record.js';
 import { VError, bkey, bytesEqual, compareBytes, toHex, utf8 } from './util.js';
 import { judge } from './verdict.js';
@@ -501,9 +501,18 @@ class Verifier {
   }
 
   summarise(good) {
-    const readings = good.filter((r) => r.payload.kind === KIND_READING).map((r) => r.payload);
+    // a reading block counts as its N readings, and its end time is among the times (§11 step 14)
+    const readings = [];
+    const times = [];
+    for (const r of good) {
+      const p = r.payload;
+      if (p.kind === KIND_BLOCK) {
+        readings.push(...blockReadings(p));
+        if (p.tq > 0) times.push(p.time + (p.temps.length / 2 - 1) * p.ivl);
+      } else if (p.kind === KIND_READING) readings.push(p);
+      if (p.tq > 0) times.push(p.time);
+    }
     const temps = readings.filter((p) => p.temp !== null).map((p) => p.temp);
-    const times = good.filter((r) => r.payload.tq > 0).map((r) => r.payload.time);
     const min = (xs) => (xs.length ? xs.reduce((a, b) => (b < a ? b : a)) : null);
     const max = (xs) => (xs.length ? xs.reduce((a, b) => (b > a ? b : a)) : null);
     let anchoredCount = 0;
