@@ -105,6 +105,44 @@ def test_chunk_answers_and_refusals(tmp_path: Path) -> None:
         ota.answer(rel, b"\xff", "gw-1", k)
 
 
+def test_gateway_ota_sends_each_offer_once_with_rising_counters(tmp_path: Path) -> None:
+    import json
+
+    _fw()
+    import ct_record
+
+    rel = ota.make_release(generate_p256(), 3, "l", [LIB / "ct_ota.py"], tmp_path / "rel")
+    keys = {"tl-a": bytes(32), "tl-b": bytes(range(32))}
+    sent: list[tuple[str, bytes]] = []
+    g = ota.GatewayOta(tmp_path / "gw", "gw-1", lambda: dict(keys),
+                       lambda t, m: sent.append((t, m)))
+    assert g.poll() == 0
+    ota.record_offer(tmp_path / "gw", tmp_path / "rel", ["tl-a", "tl-c"])
+    assert g.poll() == 1 and g.poll() == 0  # tl-c has no ack key (not registered): waits
+    ((topic, msg),) = sent
+    assert topic == "ct/v1/tl-a/cmd"
+    _, f = ct_record.verify_mac0(msg, keys["tl-a"])
+    assert (f[20], f[21], f[22]) == (3, rel.manifest_hash, len(rel.manifest))
+    keys["tl-c"] = bytes([7]) * 32
+    g.KEYS_TTL = 0.0
+    ota.record_offer(tmp_path / "gw", tmp_path / "rel", ["tl-a"])  # offered again
+    assert g.poll() == 2
+    counters = [ct_record.verify_mac0(m, keys[t.split("/")[2]])[1][1] for t, m in sent]
+    assert counters == sorted(set(counters)) and counters[0] >= int(time.time()) - 5
+    st = json.loads((tmp_path / "gw" / "ota" / "sent.json").read_text())
+    assert st["counter"] == counters[-1] and st["tl-a"] == 2 and st["tl-c"] == 1
+    # a fresh instance (a restart) sends nothing twice and continues the counter
+    g2 = ota.GatewayOta(tmp_path / "gw", "gw-1", lambda: dict(keys),
+                        lambda t, m: sent.append((t, m)))
+    assert g2.poll() == 0
+    # chunk requests: answered for an offered device, refused (logged) otherwise
+    assert g.handle("ct/v1/tl-a/fwreq", cbor2.dumps({1: 3, 2: 1, 3: 0, 4: 16}))
+    assert sent[-1][0] == "ct/v1/tl-a/fw" and g.served == 1
+    assert g.handle("ct/v1/tl-b/fwreq", cbor2.dumps({1: 3, 2: 1, 3: 0, 4: 16}))
+    assert g.refused == 1 and sent[-1][0] == "ct/v1/tl-a/fw"
+    assert not g.handle("ct/v1/tl-a/rec", b"")
+
+
 def test_device_release_and_provision_pin_from_the_command_line(tmp_path: Path) -> None:
     key = generate_p256()
     save_private_key(key, tmp_path / "release.pem")
