@@ -139,7 +139,7 @@ def run_firmware(n: int, wakes: int | None = None) -> list[bytes]:
             core.close()
             break
         blocks = ct_block.Blocks(fs, "ct", n) if n > 1 else None
-        lg = ct_app.Logger(cfg, board, core, [(0, None, probe)], {}, blocks)
+        lg = ct_app.Logger(cfg, board, core, [(0, None, probe)], {}, blocks=blocks)
         ms = lg.cycle()
         core.close()
         board.deep_sleep(ms)
@@ -279,7 +279,7 @@ def run(n, wakes):
         core = ct_core.Core("tl-7f3a21", signer, st, q, None)
         core.start(board.reset_cause() == board.DEEPSLEEP)
         b = ct_block.Blocks(fs, "ct", n) if n > 1 else None
-        lg = ct_app.Logger(cfg, board, core, [(0, None, probe)], {}, b)
+        lg = ct_app.Logger(cfg, board, core, [(0, None, probe)], {}, blocks=b)
         ms = lg.cycle()
         dt = time.ticks_diff(time.ticks_us(), t0)
         if i >= 2:  # after the first wake's boot and heartbeat records

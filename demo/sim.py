@@ -457,9 +457,12 @@ class SimLogger:
         fs = _device_fs(self.root)
         core = ct_core.open_device(self.cfg, self.board, self.wifi, fs,
                                    self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
+        import ct_ota
+
         try:
-            lg = ct_app.Logger(self.cfg, self.board, core, self._channels, self.settings,
-                               self._blocks(fs))
+            ota = ct_ota.from_config(self.cfg, core, fs=fs)  # "ota" in cfg
+            lg = ct_app.Logger(self.cfg, self.board, core, self._channels, self.settings, ota,
+                               blocks=self._blocks(fs))
             ms = lg.cycle()
             if lg.settings_dirty:
                 self.settings = dict(lg.settings)
@@ -498,7 +501,7 @@ class SimLogger:
             blocks = self._blocks(fs)
             if blocks is not None:
                 ct_app.Logger(self.cfg, self.board, core, [], self.settings,
-                              blocks).close_blocks()
+                              blocks=blocks).close_blocks()
             with contextlib.suppress(OSError):
                 core.upload(self.cfg.get("upload_ms", 8000))
             self.queued = core.queued()[0]

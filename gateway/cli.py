@@ -202,6 +202,7 @@ def register(subparsers: Any) -> None:
         ("gateway.alerts", "register_alert_commands"),
         ("gateway.metrics", "register_metrics_commands"),
         ("gateway.ledger_cli", "register_ledger_commands"),
+        ("gateway.ota", "register_ota_commands"),
     ):
         try:
             fn = getattr(importlib.import_module(module), hook, None)

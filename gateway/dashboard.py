@@ -195,8 +195,12 @@ class DashboardData:
             else:
                 state = "offline"
             temp, batt, queued, queued_time = None, None, None, None
+            fw: str | None = None  # the firmware its newest status record names (§2.4)
             for rec in self.store.newest_of(dev.id, (1, 2, 3, 7)):  # + reading blocks
                 p = self.payload(rec)
+                if fw is None and getattr(p, "fw", None) is not None:
+                    fwv = getattr(p, "fwv", None)
+                    fw = p.fw if fwv is None else f"{p.fw} ({fwv})"
                 if rec.kind == 7 and temp is None and p is not None:
                     last = p.readings()[-1]  # type: ignore[union-attr]
                     temp = -1 if last.temp is None else last.temp
@@ -228,6 +232,7 @@ class DashboardData:
                     "gaps": gaps,
                     "records": 0 if ss is None else ss.count,
                     "connected": None if conn is None else conn[0] == "online",
+                    "firmware": fw,
                 }
             )
         return out

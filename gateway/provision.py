@@ -326,6 +326,13 @@ def _cmd_provision(args: argparse.Namespace) -> int:
 
     tls: dict[str, bytes] = {}
     try:
+        if args.release_key:
+            from gateway.ota import OtaError, release_pin
+
+            try:
+                over["ota"] = release_pin(Path(args.release_key), base.get("ota"))
+            except OtaError as e:
+                raise ProvisionError(str(e)) from e
         cfg = device_config(base, **over)
         if args.ca:
             tls = tls_files(cfg["id"], Path(args.ca), _opt_path(args.client_cert),
@@ -404,6 +411,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "account there and write its password into the board's config.json; reload the "
         "broker afterwards",
     )
+    pr.add_argument(
+        "--release-key",
+        help="PEM key whose signed firmware releases the board accepts (public half pinned "
+        "in config.json, docs/protocol.md §5.4)",
+    )
     pr.add_argument("--mqtt-user", help="broker user name (default: the device id)")
     pr.add_argument("--mqtt-password-file", help="file whose first line is the broker password")
     pr.add_argument("--ca", help="broker CA certificate (PEM): turns on TLS (mqtt.tls)")
@@ -442,6 +454,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p.set_defaults(func=_help)
     pr.set_defaults(func=_cmd_provision)
+
+    from gateway.ota import register_release_command
+
+    register_release_command(sub)
     from gateway.atecc import register_commands
 
     register_commands(sub)

@@ -272,9 +272,16 @@ class Gateway:
             idle=self._periodic,
             limiter=DeviceRateLimiter(ing.device_rate, ing.device_burst),
         )
+        from gateway.ota import GatewayOta
+
+        # signed firmware updates (docs/protocol.md §5.4): offers and chunk requests
+        self.ota = GatewayOta(cfg.data_dir, cfg.id, self.store.ack_keys,
+                              lambda topic, msg: self.mqtt.publish(topic, msg, retain=False))
+        settings = mqtt_settings(cfg)
+        settings.extra_topics = (*settings.extra_topics, "+/fwreq")
         self.mqtt = MqttAdapter(
-            mqtt_settings(cfg),
-            self.pipeline.feed,
+            settings,
+            self._feed,
             backlog=self.pipeline.backlog,
             max_backlog=ing.max_backlog,
         )
@@ -287,6 +294,7 @@ class Gateway:
         self.last_status: dict[str, Any] = {}
         self.started = time.time()
         self._next_outbox = 0.0
+        self._next_ota = 0.0
         self._next_restate = 0.0
         self._next_status = 0.0
         self._rate_mark = (time.time(), 0)
@@ -486,9 +494,32 @@ class Gateway:
                 log.exception("record listener failed")
         self._periodic()
 
+    def _feed(self, msgs: list[Any]) -> None:
+        """The MQTT sink: firmware chunk requests to gateway/ota.py (PUBACKed at once,
+        nothing to store), everything else to the pipeline."""
+        rest = []
+        for m in msgs:
+            if m.topic.endswith("/fwreq"):
+                try:
+                    self.ota.handle(m.topic, m.payload)
+                except Exception:
+                    log.exception("firmware chunk request on %s", m.topic)
+                if m.mid:
+                    self.mqtt.ack(m.gen, [m.mid])
+            else:
+                rest.append(m)
+        if rest:
+            self.pipeline.feed(rest)
+
     def _periodic(self) -> None:
         now = time.time()
         self.acks.flush(now)
+        if now >= self._next_ota:
+            self._next_ota = now + 1.0
+            try:
+                self.ota.poll()
+            except Exception:
+                log.exception("sending firmware offers failed")
         if self.log.due(now):
             cp = self.log.checkpoint()
             if cp is not None:

@@ -87,6 +87,9 @@ __all__ = [
     "EVENT_SENSOR_FAULT",
     "EVENT_STORAGE_FULL",
     "EVENT_STORAGE_LOW",
+    "EVENT_UPDATE_CONFIRMED",
+    "EVENT_UPDATE_REFUSED",
+    "EVENT_UPDATE_ROLLED_BACK",
     "EXTENSION_MIN_KEY",
     "FAULT_BUS",
     "FAULT_CRC",
@@ -192,6 +195,9 @@ EVENT_ALARM_END = 8
 EVENT_SENSOR_FAULT = 9
 EVENT_CONFIG_CHANGED = 10
 EVENT_RECORDS_DROPPED = 11
+EVENT_UPDATE_CONFIRMED = 12
+EVENT_UPDATE_REFUSED = 13
+EVENT_UPDATE_ROLLED_BACK = 14
 
 ROLE_LOGGER = 1
 ROLE_READER = 2
@@ -294,6 +300,7 @@ class Status(_Common):
     reset: int | None = None
     detail: int | None = None
     lost: int | None = None
+    fwv: int | None = None
     batt: int | None = None
     extensions: Mapping[int, int | bytes | str] = _extensions_field()
 
@@ -530,6 +537,7 @@ _KIND_FIELDS: dict[int, dict[int, _Field]] = {
         36: ("reset", _UINT, 0, 255),
         37: ("detail", _INT, -(1 << 31), _U32),
         38: ("lost", _UINT, 0, _U32),
+        39: ("fwv", _UINT, 0, _U32),
     },
     KIND_REGISTRATION: {
         14: ("cal", _UINT, 0, _U32),

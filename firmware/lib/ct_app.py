@@ -34,6 +34,11 @@ Persistent state: RTC memory (ct_rtcmem) for what must survive deep sleep
 (alarm, clock sync, upload schedule, boot failures); ``settings`` (applied
 gateway commands) is saved on flash by the caller via ``save_settings``.
 
+``ota``   optional ct_ota.Updater (firmware updates, docs/protocol.md §5.4):
+          status records carry its running version (32 label, 39 number);
+          a command with key 20 is an update offer; a boot on trial
+          uploads at once, and its first fresh ack is the health check.
+
 ``blocks`` (a ct_block.Blocks, config key ``block``) puts the readings of
 each channel into its open reading block (docs/protocol.md §2.8, kind 7),
 signed when it is full. A reading outside the alarm band, or one that
@@ -122,7 +127,8 @@ def boot_failures(rtc):
 
 
 class Logger:
-    def __init__(self, cfg, hw, core, channels, settings=None, blocks=None):
+    def __init__(self, cfg, hw, core, channels, settings=None, ota=None, blocks=None):
+        self.ota = ota
         self.cfg = cfg
         self.blocks = blocks
         self.hw = hw
@@ -231,10 +237,18 @@ class Logger:
         if self.blocks is not None:  # first: a sealed block owns the next seq
             self.dropped += self.blocks.resume(self.core, restart, hw.batt_mv(),
                                                self.alarm.bits)[1]
+        fw = {32: FW}
+        if self.ota is not None:
+            lab, ver = self.ota.running()
+            fw = {32: lab, 39: ver}
         if restart:
-            self.status(EV_BOOT, None, {31: hw.uptime(), 32: FW, 36: hw.reset_cause()})
+            fw.update({31: hw.uptime(), 36: hw.reset_cause()})
+            self.status(EV_BOOT, None, fw)
             self.fresh = False
         urgent = False
+        if self.ota is not None:
+            self._ota_events(self.ota.notes())
+            urgent = self.ota.in_trial()  # the health check needs an ack now
         safe = self.safe_mode()
         if safe:
             if not self.safe_since:
@@ -246,16 +260,20 @@ class Logger:
             urgent = True
         else:
             self.safe_since = 0
-            urgent = self._measure(now)
+            urgent = self._measure(now) or urgent
         hw.feed()
         self._storage()
         if now >= self.next_heartbeat:
             n, free = self.core.queued()
-            self.status(EV_HEARTBEAT, None,
-                        {31: hw.uptime(), 33: n, 34: free, 15: hw.batt_mv()})
+            hb = {31: hw.uptime(), 33: n, 34: free, 15: hw.batt_mv()}
+            if 39 in fw:
+                hb[39] = fw[39]
+            self.status(EV_HEARTBEAT, None, hb)
             self.next_heartbeat = now + self.cfg.get("heartbeat", 21600)
         if urgent or now >= self.next_upload:
             self._upload(now)
+        if self.ota is not None and self.ota.pending():
+            self._ota_work()
         self._save()
         self._clean_exit()
         return self._sleep_ms()
@@ -375,12 +393,14 @@ class Logger:
             back = _MIN_BACKOFF << min(self.fails, 10)
             self.next_upload = now + min(back, max(self.upload_interval(), _MIN_BACKOFF))
         for item in got:
+            if item[0] == "ack" and item[2] is not None and self.ota is not None:
+                self._ota_events(self.ota.healthy())  # a fresh ack: signed and stored
             if item[0] == "time":  # from a fresh ack only (ct_uplink)
                 self._sync(item[1], ct_clock.GATEWAY)
             elif item[0] == "ntp":
                 self._sync(item[1], ct_clock.NTP)
             elif item[0] == "cmd":
-                self._command(item[1])
+                self._on_cmd(item[1])
             elif item[0] == "lost":  # the core signed the declaration (§5.2)
                 self.events.append((EV_DROPPED, item[2]))
         if self.dropped and self.storage & 2:
@@ -392,6 +412,25 @@ class Logger:
                 self.storage &= ~2
         return True
 
+    def _on_cmd(self, p):
+        self._command(p)
+        if p is not None and 20 in p and self.ota is not None:
+            self._ota_events(self.ota.offer(p))
+
+    def _ota_work(self):
+        try:
+            self._ota_events(self.ota.work(self.cfg.get("ota_ms", 60000)))
+        except OSError:
+            pass  # the link failed: what was fetched stays, next wake resumes
+        up = getattr(self.core, "uplink", None)
+        for topic, msg in self.ota.take_stash():
+            if up is not None and topic == up.t_cmd:
+                for item in up.command(msg):
+                    self._on_cmd(item[1])
+
+    def _ota_events(self, evs):
+        for ev, detail in evs:
+            self.status(ev, detail)
     def _ntp_now(self, t):
         # before the connection: TLS checks certificate dates (ct_core.upload)
         self._sync(t, ct_clock.NTP)

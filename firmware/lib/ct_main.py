@@ -117,10 +117,12 @@ def run():
 
 def logger(cfg, board, core):
     import ct_block
+    import ct_ota
 
     settings = load_settings()
     lg = ct_app.Logger(cfg, board, core, lambda: ct_board.channels(cfg, board, settings),
-                       settings, ct_block.from_config(cfg))
+                       settings, ct_ota.from_config(cfg, core, board.feed),
+                       blocks=ct_block.from_config(cfg))
     ms = lg.cycle()
     if lg.settings_dirty:
         save_settings(lg.settings)

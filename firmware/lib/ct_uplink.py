@@ -312,6 +312,18 @@ class Uplink:
             return
         self._events.append(("cmd", f))
 
+    def command(self, msg):
+        """A message from the cmd topic that arrived outside ``upload`` (on
+        the firmware download's connection, ct_ota): its events, as upload
+        would report them."""
+        self._events = []
+        self._refused = False
+        try:
+            self._cmd(msg)
+            return self._events
+        finally:
+            self._events = None
+
     # --- declared losses -------------------------------------------------------------
 
     def _rewind(self):

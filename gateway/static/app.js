@@ -120,7 +120,7 @@ function renderDevices(devices) {
     const queue = (d.queued === null ? "–" : String(d.queued)) + " · " + d.gaps + " " + S.gaps;
     const conn = d.connected === null ? "–" : (d.connected ? S.connected : S.asleep);
     return el("tr", { "data-device": d.id },
-      el("th", { scope: "row" }, el("span", {}, d.id, el("br"), el("small", {}, d.role + " · " + d.org))),
+      el("th", { scope: "row" }, el("span", {}, d.id, el("br"), el("small", {}, d.role + " · " + d.org + (d.firmware ? " · " + d.firmware : "")))),
       td(el("span", {}, state, el("br"), info)), td(d.place), td(temp(d.temp)),
       td(volts(d.battery_mv)), timeCell(d.last_seen), td(queue), td(conn));
   }));

@@ -243,6 +243,8 @@ def _acl_users(users: Sequence[BrokerUser], gateway_id: str) -> str:
                 "topic write ct/v1/+/cmd",
                 f"topic write ct/v1/gw/{gateway_id}/alerts",
                 "topic read $SYS/broker/#",
+                "topic read ct/v1/+/fwreq",
+                "topic write ct/v1/+/fw",
                 "",
             ]
         elif user.role == "monitor":

@@ -91,6 +91,7 @@ class MqttSettings:
     tls_key: str | None = None
     share_group: str | None = None
     subscribe_state: bool = True
+    extra_topics: tuple[str, ...] = ()  # more device topics, e.g. "+/fwreq" (gateway/ota.py)
     reconnect_min: float = 0.2
     reconnect_max: float = 10.0
 
@@ -354,6 +355,7 @@ class MqttAdapter:
         topics = [(f"{prefix}{TOPIC_PREFIX}+/rec", 1)]
         if s.subscribe_state:
             topics.append((f"{prefix}{TOPIC_PREFIX}+/state", 1))
+        topics += [(f"{prefix}{TOPIC_PREFIX}{t}", 1) for t in s.extra_topics]
         return topics
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:

@@ -88,7 +88,8 @@ class Rig:
             try:
                 core = self.core(self.fs)
                 blocks = ct_block.Blocks(self.fs, "ct", self.size)
-                lg = ct_app.Logger(self.cfg, self.board, core, [(0, 5, self.probe)], {}, blocks)
+                lg = ct_app.Logger(self.cfg, self.board, core, [(0, 5, self.probe)], {},
+                                   blocks=blocks)
                 ms = lg.cycle()
                 core.close()
             except PowerCut:
@@ -104,7 +105,8 @@ class Rig:
         """Sign open blocks and upload (as the simulator does before it stops)."""
         fs = FakeFs(self.disk)
         core = self.core(fs)
-        lg = ct_app.Logger(self.cfg, self.board, core, [], {}, ct_block.Blocks(fs, "ct", self.size))
+        lg = ct_app.Logger(self.cfg, self.board, core, [], {},
+                           blocks=ct_block.Blocks(fs, "ct", self.size))
         lg.close_blocks()
         core.upload(2000)
         core.close()

@@ -50,7 +50,7 @@ const STATEMENT = { 7: ['cseq', UINT, 0, U32], 8: ['cprev', BSTR, 16, 16] };
 const KIND_FIELDS = {
   1: { 10: ['temp', INT, -10000, 15000], 11: ['rh', UINT, 0, 10000], 12: ['fault', UINT, 1, 255], 13: ['ch', UINT, 0, 15], 14: ['cal', UINT, 0, U32], 15: BATT, 16: ['alarm', UINT, 0, 7] },
   2: { 15: BATT, 20: ['uid', BSTR_SET, UID_LENGTHS, 0], 21: ["action", UINT, 1, 7], 22: ['place', TSTR, 1, 64], 23: ['sun', BSTR, 24, 24], 24: ['item', TSTR, 1, 128], 25: ['parent', BSTR_SET, UID_LENGTHS, 0], 26: ['ref', TSTR, 1, 64], 27: ['link', BSTR, 16, 16] },
-  3: { 15: BATT, 30: ['event', UINT, 1, 255], 31: ['uptime', UINT, 0, U32], 32: ['fw', TSTR, 1, 32], 33: ['queued', UINT, 0, U32], 34: ['free', UINT, 0, U32], 35: ['rssi', INT, -128, 0], 36: ['reset', UINT, 0, 255], 37: ['detail', INT, -(2 ** 31), U32], 38: ['lost', UINT, 0, U32] },
+  3: { 15: BATT, 30: ['event', UINT, 1, 255], 31: ['uptime', UINT, 0, U32], 32: ['fw', TSTR, 1, 32], 33: ['queued', UINT, 0, U32], 34: ['free', UINT, 0, U32], 35: ['rssi', INT, -128, 0], 36: ['reset', UINT, 0, 255], 37: ['detail', INT, -(2 ** 31), U32], 38: ['lost', UINT, 0, U32], 39: ['fwv', UINT, 0, U32] },
   4: { 14: ['cal', UINT, 0, U32], 40: ['device', TSTR, 1, 32], 41: ['key', BSTR, 65, 65], 42: ['role', UINT, 1, 2], 43: ['org', TSTR, 1, 64], 45: ['state', UINT, 1, 2] },
   5: { ...STATEMENT, 50: ['target', TSTR, 1, 64], 51: ['devices', TSTR, 1, 128] },
   7: { 13: ['ch', UINT, 0, 15], 14: ['cal', UINT, 0, U32], 15: BATT, 16: ['alarm', UINT, 0, 7], 17: ['ivl', UINT, 1, 86400], 18: ['temps', BSTR, 2, 128], 19: ['rhs', BSTR, 2, 128] },
@@ -63,7 +63,7 @@ const KIND_NAMES = { 1: 'reading', 2: 'scan', 3: 'status', 4: 'registration', 5:
 const FIELD_NAMES = {
   1: ['temp', 'rh', 'fault', 'ch', 'cal', 'batt', 'alarm'],
   2: ['uid', 'action', 'place', 'sun', 'item', 'parent', 'ref', 'link', 'batt'],
-  3: ['event', 'uptime', 'fw', 'queued', 'free', 'rssi', 'reset', 'detail', 'lost', 'batt'],
+  3: ['event', 'uptime', 'fw', 'queued', 'free', 'rssi', 'reset', 'detail', 'lost', 'fwv', 'batt'],
   4: ['device', 'key', 'role', 'org', 'state', 'cal'],
   5: ['cseq', 'cprev', 'target', 'devices'],
   6: ['cseq', 'cprev', 'gtin', 'delay', 'gap', 'lot', 'low', 'high', 'cumul', 'mkt', 'lots', 'links', 'name'],
