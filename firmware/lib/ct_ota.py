@@ -503,8 +503,10 @@ def from_config(cfg, core, feed=None, fs=None):
     release key, "k": boots on trial, "version": the factory firmware's
     number}), on the core's uplink; None without a pinned key or uplink."""
     o = cfg.get("ota") or {}
+    if not o.get("key"):
+        return None
     up = core.uplink
-    if not o.get("key") or up is None:
+    if up is None:
         return None
     import binascii
 
