@@ -10,7 +10,6 @@ crashes), every checkpoint anchored on a ledger that verifies.
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
 import signal
@@ -19,16 +18,10 @@ import time
 from pathlib import Path
 
 from gateway.config import GatewayConfig
-from gateway.evidence.ledger import LocalLedger
-from gateway.evidence.proofs import TreeReader
 from gateway.evidence.store import open_store
-from gateway.service import trust_document
-from protocol.checkpoint import open_checkpoint
-from protocol.keys import load_ed25519_private_key
-from protocol.merkle import hash_leaf, verify_consistency, verify_inclusion
-from protocol.note import NoteVerifier
 from tests.gateway.devices import SimDevice, wait_for
 from tests.gateway.env import GatewayDir
+from tests.gateway.logcheck import check_log_and_ledger
 
 
 def publish_stream(
@@ -70,41 +63,7 @@ def check_exactly_once(
         assert store.reject_counts() == {}
         for d in devs:
             assert d.acked == len(sent[d.id]) - 1 and d.bad_acks == 0, d.id
-        trust = trust_document(cfg)
-        verifier = NoteVerifier.from_vkey(trust["logs"][0]["vkey"])
-        cps = [open_checkpoint(c.note, [verifier]) for c in store.checkpoints()]
-        assert cps and cps[-1].size == store.leaf_count()
-        reader = TreeReader(cfg.tree_dir, cps[-1].size)
-        try:
-            for old, new in itertools.pairwise(cps):
-                verify_consistency(
-                    old.size,
-                    new.size,
-                    reader.consistency_proof(old.size, new.size),
-                    old.root_hash,
-                    new.root_hash,
-                )
-            last = cps[-1]
-            for leaf in range(0, last.size, max(1, last.size // 200)):
-                rec = store.record(leaf)
-                assert rec is not None
-                verify_inclusion(
-                    leaf,
-                    last.size,
-                    hash_leaf(rec.raw),
-                    reader.inclusion_proof(leaf, last.size),
-                    last.root_hash,
-                )
-        finally:
-            reader.close()
-        ledger = LocalLedger(
-            cfg.ledger_path, cfg.ledger.id, load_ed25519_private_key(cfg.ledger.key_file)
-        )
-        try:
-            assert ledger.verify() == len(cps)
-        finally:
-            ledger.close()
-        assert [a.size for a in store.anchors()] == [c.size for c in cps]
+        check_log_and_ledger(cfg, store, 200)
     finally:
         store.close()
 

@@ -11,7 +11,6 @@ its records, and both logs' checkpoints verify and are consistent.
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import signal
@@ -22,16 +21,10 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config
-from gateway.evidence.ledger import LocalLedger
-from gateway.evidence.proofs import TreeReader
 from gateway.evidence.store import StoreError, open_store
-from gateway.service import trust_document
-from protocol.checkpoint import open_checkpoint
-from protocol.keys import load_ed25519_private_key
-from protocol.merkle import hash_leaf, verify_consistency, verify_inclusion
-from protocol.note import NoteVerifier
 from tests.gateway.devices import SimDevice, wait_for
 from tests.gateway.env import GatewayDir
+from tests.gateway.logcheck import check_log_and_ledger
 from tests.gateway.test_crash import children, publish_stream, resend_until_acked
 
 USERS = ("gw-a@test", "gw-b@test")
@@ -94,41 +87,8 @@ def check_log(env: GatewayDir) -> int:
     cfg = env.cfg
     store = open_store(cfg)
     try:
-        verifier = NoteVerifier.from_vkey(trust_document(cfg)["logs"][0]["vkey"])
-        cps = [open_checkpoint(c.note, [verifier]) for c in store.checkpoints()]
-        assert cps and cps[-1].size == store.leaf_count()
+        cps = check_log_and_ledger(cfg, store, 100)
         assert all(c.origin == cfg.log.origin for c in cps)
-        reader = TreeReader(cfg.tree_dir, cps[-1].size)
-        try:
-            for old, new in itertools.pairwise(cps):
-                verify_consistency(
-                    old.size,
-                    new.size,
-                    reader.consistency_proof(old.size, new.size),
-                    old.root_hash,
-                    new.root_hash,
-                )
-            last = cps[-1]
-            for leaf in range(0, last.size, max(1, last.size // 100)):
-                rec = store.record(leaf)
-                assert rec is not None
-                verify_inclusion(
-                    leaf,
-                    last.size,
-                    hash_leaf(rec.raw),
-                    reader.inclusion_proof(leaf, last.size),
-                    last.root_hash,
-                )
-        finally:
-            reader.close()
-        ledger = LocalLedger(
-            cfg.ledger_path, cfg.ledger.id, load_ed25519_private_key(cfg.ledger.key_file)
-        )
-        try:
-            assert ledger.verify() == len(cps)
-        finally:
-            ledger.close()
-        assert [a.size for a in store.anchors()] == [c.size for c in cps]
         return len(cps)
     finally:
         store.close()
