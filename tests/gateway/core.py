@@ -8,7 +8,7 @@ from pathlib import Path
 from gateway.evidence.checks import IngestSettings
 from gateway.evidence.fleet import FleetStore
 from gateway.evidence.ingest import BatchOutcome, Ingestor, Pipeline
-from gateway.evidence.ledger import LocalLedger
+from gateway.evidence.ledger import Ledger, LocalLedger
 from gateway.evidence.log import GatewayLog
 from gateway.evidence.registry import Registry, statement_history
 from gateway.evidence.store import SqlStore
@@ -67,7 +67,7 @@ class Core:
             self.store = FleetStore(
                 self.store_url, schema=self.schema, shared_schema=self.fleet, origin=self.schema
             )
-        self.ledger = LocalLedger(d / "ledger.db", f"{ORIGIN}/ledger", self.ledger_key)
+        self.ledger = self.open_ledger()
         self.log = GatewayLog(
             self.store,
             d / "tree",
@@ -91,6 +91,10 @@ class Core:
         self.pipeline = Pipeline(self.ingestor, threads=2, batch_size=100)
         self.mid = 0
         self._outbox: dict[bytes, int] = {}
+
+    def open_ledger(self) -> Ledger:
+        """The ledger the log anchors on (a subclass may give another backend)."""
+        return LocalLedger(self.dir / "ledger.db", f"{ORIGIN}/ledger", self.ledger_key)
 
     def close(self) -> None:
         self.pipeline.stop()

@@ -21,14 +21,9 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, EvmLedgerConfig
-from gateway.evidence.checks import IngestSettings
 from gateway.evidence.evm import EvmLedger, deploy_contract, load_account
-from gateway.evidence.ingest import Ingestor, Pipeline
 from gateway.evidence.ledger import LedgerError
-from gateway.evidence.log import GatewayLog
 from gateway.evidence.proofs import TreeReader, prove
-from gateway.evidence.registry import Registry
-from gateway.evidence.store import SqlStore
 from protocol.anchor import EvmReceipt, verify_evm_receipt
 from protocol.bundle import Subject
 from protocol.checkpoint import open_checkpoint
@@ -77,35 +72,10 @@ class EvmCore(Core):
         self.alerts: list[tuple[str, str]] = []
         super().__init__(d, **kw)
 
-    def open(self) -> None:
-        d = self.dir
-        self.store = SqlStore(d / "gateway.db")
-        self.ledger = EvmLedger(
-            self.cfg, d / "evm-ledger.db", alert=lambda k, m: self.alerts.append((k, m))
+    def open_ledger(self) -> EvmLedger:
+        return EvmLedger(
+            self.cfg, self.dir / "evm-ledger.db", alert=lambda k, m: self.alerts.append((k, m))
         )
-        self.log = GatewayLog(
-            self.store,
-            d / "tree",
-            self.signer,
-            ledger=self.ledger,
-            checkpoint_interval=3600,
-            checkpoint_leaves=10**9,
-        )
-        self.registry = Registry(
-            {REGISTRY: self.registry_key.public_key()},
-            self.store.devices(),
-            self.store.statement_heads(),
-        )
-        self.ingestor = Ingestor(
-            self.store,
-            self.registry,
-            gateway_id="gw-core",
-            settings=IngestSettings(),
-            append_to_log=self.log.append,
-        )
-        self.pipeline = Pipeline(self.ingestor, threads=2, batch_size=100)
-        self.mid = 0
-        self._outbox = {}
 
 
 @pytest.fixture
