@@ -181,8 +181,8 @@ def _fleet_run(
 
 
 def run(rec: Any) -> None:
+    from bench.bench_gateway import signed_streams
     from protocol.keys import generate_p256
-    from protocol.record import Reading, chain_hash, make_record
     from tests.pgserver import PgServer, PgServerError
 
     if shutil.which("mosquitto") is None:
@@ -193,27 +193,7 @@ def run(rec: Any) -> None:
     total = per_device * DEVICES
     keys = {f"tl-{i:04d}": generate_p256() for i in range(DEVICES)}
     now = int(time.time())
-    records: dict[str, list[bytes]] = {}
-    for dev, key in keys.items():
-        prev, out = bytes(16), []
-        for seq in range(per_device):
-            raw = make_record(
-                Reading(
-                    boot=1,
-                    seq=seq,
-                    time=now - per_device + seq,
-                    tq=2,
-                    prev=prev,
-                    temp=450 + seq % 50,
-                    rh=5000,
-                    batt=3300,
-                ),
-                dev,
-                key,
-            )
-            prev = chain_hash(raw)
-            out.append(raw)
-        records[dev] = out
+    records = signed_streams(keys, per_device, now)
     print(f"   signed {total:,} records from {DEVICES} devices", flush=True)
     pg = PgServer()
     try:

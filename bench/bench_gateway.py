@@ -114,6 +114,32 @@ def _baseline(items: list[tuple[Any, bytes, bytes]], threads: int) -> float:
     return len(items) / (time.perf_counter() - t0)
 
 
+def signed_streams(keys: dict[str, Any], per_device: int, now: int) -> dict[str, list[bytes]]:
+    """Per device, ``per_device`` chained readings (seq 0.., one a second up to ``now``)
+    signed with its key: the stream a bench publishes."""
+    from protocol.record import Reading, chain_hash, make_record
+
+    records: dict[str, list[bytes]] = {}
+    for dev, key in keys.items():
+        prev, out = bytes(16), []
+        for seq in range(per_device):
+            reading = Reading(
+                boot=1,
+                seq=seq,
+                time=now - per_device + seq,
+                tq=2,
+                prev=prev,
+                temp=450 + seq % 50,
+                rh=5000,
+                batt=3300,
+            )
+            raw = make_record(reading, dev, key)
+            prev = chain_hash(raw)
+            out.append(raw)
+        records[dev] = out
+    return records
+
+
 def run(rec: Any) -> None:
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
@@ -131,7 +157,6 @@ def run(rec: Any) -> None:
     )
     from protocol.cose import parse_sign1, sig_structure
     from protocol.keys import generate_p256, load_p256_private_key, p256_public_to_sec1
-    from protocol.record import Reading, chain_hash, make_record
 
     total = int(os.environ.get("COLDTRACE_BENCH_RECORDS", "60000"))
     per_device = max(1, total // DEVICES)
@@ -147,28 +172,7 @@ def run(rec: Any) -> None:
         t0 = time.perf_counter()
         keys = {f"tl-{i:04d}": generate_p256() for i in range(DEVICES)}
         now = int(time.time())
-        records: dict[str, list[bytes]] = {}
-        for dev, key in keys.items():
-            prev = bytes(16)
-            out = []
-            for seq in range(per_device):
-                raw = make_record(
-                    Reading(
-                        boot=1,
-                        seq=seq,
-                        time=now - per_device + seq,
-                        tq=2,
-                        prev=prev,
-                        temp=450 + seq % 50,
-                        rh=5000,
-                        batt=3300,
-                    ),
-                    dev,
-                    key,
-                )
-                prev = chain_hash(raw)
-                out.append(raw)
-            records[dev] = out
+        records = signed_streams(keys, per_device, now)
         print(
             f"   signed {total:,} records from {DEVICES} devices "
             f"({time.perf_counter() - t0:.1f} s setup)",
