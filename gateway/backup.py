@@ -201,7 +201,9 @@ def _read_manifest(src: Path) -> dict[str, Any]:
     return manifest
 
 
-def _running(cfg: GatewayConfig) -> bool:
+def gateway_running(cfg: GatewayConfig) -> bool:
+    """A gateway runs on ``cfg``'s store: its live status is fresh and not stopped
+    (read-only, without opening or migrating the store)."""
     if not cfg.db_path.exists():
         return False
     db = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True, timeout=30)
@@ -224,7 +226,7 @@ def restore(cfg: GatewayConfig, src: Path) -> dict[str, Any]:
             f"the backup is of log {manifest.get('origin')!r}, this gateway's [log] origin is "
             f"{cfg.log.origin!r}"
         )
-    if _running(cfg):
+    if gateway_running(cfg):
         raise BackupError("the gateway is running: stop it before restoring")
     if _postgres(cfg):
         raise BackupError("the store is PostgreSQL: restore it with pg_restore or psql")

@@ -25,12 +25,12 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from gateway.backup import gateway_running
 from gateway.config import ConfigError, GatewayConfig, _toml_value, load_config
 
 __all__ = [
@@ -141,20 +141,6 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _running(cfg: GatewayConfig) -> bool:
-    if not cfg.db_path.exists():
-        return False
-    db = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True, timeout=30)
-    try:
-        row = db.execute("SELECT value FROM meta WHERE key = 'status'").fetchone()
-    except sqlite3.Error:
-        return False
-    finally:
-        db.close()
-    live = json.loads(row[0]) if row else {}
-    return bool(live) and not live.get("stopped") and time.time() - live.get("time", 0) < 10
-
-
 def rotate(cfg: GatewayConfig, what: str, new_name: str) -> dict[str, Any]:
     """Rotate the log key (``what`` = "log", ``new_name`` the new origin) or the local
     ledger key ("ledger", the new ledger id); return what was written."""
@@ -170,7 +156,7 @@ def rotate(cfg: GatewayConfig, what: str, new_name: str) -> dict[str, Any]:
         check_origin(new_name)
     except VerificationError as exc:
         raise RotateError(f"{new_name!r} is not a name of the origin syntax: {exc}") from None
-    if _running(cfg):
+    if gateway_running(cfg):
         raise RotateError("the gateway is running: stop it first (rotation takes effect at start)")
     base = cfg.path.resolve().parent
     old_trust = [trust_document(cfg)]
