@@ -530,7 +530,7 @@ class System:
 
         from eth_account import Account
 
-        from gateway.ledger_cli import set_toml_keys
+        from gateway.config import set_toml_keys
 
         key = "0x" + secrets.token_hex(32)
         key_file = site.gw_dir / "keys" / "anchor.hex"

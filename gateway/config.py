@@ -65,6 +65,7 @@ Unknown keys are refused, so a typo is an error rather than a silent default.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -726,6 +727,44 @@ def _toml_value(value: Any) -> str:
         value = str(value)
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+_HEADER = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
+
+
+def set_toml_keys(text: str, section: str, values: dict[str, Any]) -> str:
+    """``text`` (TOML) with ``key = value`` set in table ``[section]``: existing lines
+    replaced, missing ones added at the table's end, the table added if absent. Other
+    lines, comments included, are kept as they are."""
+    lines = text.splitlines()
+    start = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if (m := _HEADER.match(line)) and m[1].strip() == section
+        ),
+        None,
+    )
+    if start is None:
+        return (
+            text.rstrip("\n")
+            + f"\n\n[{section}]\n"
+            + "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items())
+        )
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+        len(lines),
+    )
+    todo = dict(values)
+    for i in range(start + 1, end):
+        m = re.match(r"^\s*([A-Za-z0-9_-]+)\s*=", lines[i])
+        if m and m[1] in todo:
+            lines[i] = f"{m[1]} = {_toml_value(todo.pop(m[1]))}"
+    last = end
+    while last > start + 1 and not lines[last - 1].strip():
+        last -= 1
+    lines[last:last] = [f"{k} = {_toml_value(v)}" for k, v in todo.items()]
+    return "\n".join(lines) + "\n"
 
 
 def render_config(sections: dict[str, dict[str, Any]]) -> str:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register_ledger_commands", "set_toml_keys"]
+__all__ = ["register_ledger_commands"]
 
 
 def register_ledger_commands(gateway_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -84,7 +83,7 @@ def _raw_config(path: Path) -> dict[str, Any]:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError, EvmLedgerConfig, load_config
+    from gateway.config import ConfigError, EvmLedgerConfig, load_config, set_toml_keys
     from gateway.evidence.evm import deploy_contract, load_account
     from gateway.evidence.ledger import LedgerError
 
@@ -149,49 +148,6 @@ def _deploy(args: argparse.Namespace) -> int:
         trust.write_text(json.dumps(trust_document(cfg), indent=1) + "\n", encoding="utf-8")
         print(f"{trust} now pins chain {actual}, contract {address.lower()}")
     return 0
-
-
-_HEADER = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value))  # a TOML basic string is a JSON string here
-
-
-def set_toml_keys(text: str, section: str, keys: dict[str, Any]) -> str:
-    """Set ``keys`` in ``[section]`` of TOML ``text``, keeping every other line: an
-    existing ``key = …`` line is replaced, a missing key is added after the header,
-    a missing section is appended. Only for the flat, one-line values written here."""
-    lines = text.splitlines()
-    start = next(
-        (
-            i
-            for i, line in enumerate(lines)
-            if (m := _HEADER.match(line)) and m[1].strip() == section
-        ),
-        None,
-    )
-    if start is None:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in keys.items()]
-        return "\n".join(lines) + "\n"
-    end = next(
-        (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
-        len(lines),
-    )
-    missing = dict(keys)
-    for i in range(start + 1, end):
-        m = re.match(r"^\s*([A-Za-z0-9_-]+)\s*=", lines[i])
-        if m and m[1] in missing:
-            lines[i] = f"{m[1]} = {_toml_value(missing.pop(m[1]))}"
-    lines[start + 1 : start + 1] = [f"{k} = {_toml_value(v)}" for k, v in missing.items()]
-    return "\n".join(lines) + "\n"
 
 
 def _status(args: argparse.Namespace) -> int:

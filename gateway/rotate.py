@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.backup import gateway_running
-from gateway.config import ConfigError, GatewayConfig, _toml_value, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config, set_toml_keys
 
 __all__ = [
     "RotateError",
@@ -39,7 +39,6 @@ __all__ = [
     "own_trust",
     "register_rotate_commands",
     "rotate",
-    "set_keys",
 ]
 
 
@@ -87,44 +86,6 @@ def own_trust(cfg: GatewayConfig) -> dict[str, Any]:
     except (OSError, ValueError, AttributeError, TypeError, VerificationError):
         return doc
     return merged
-
-
-_HEADER = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
-
-
-def set_keys(text: str, section: str, values: dict[str, Any]) -> str:
-    """``text`` (TOML) with ``key = value`` set in table ``[section]``: existing lines
-    replaced, missing ones added at the table's end, the table added if absent. Other
-    lines, comments included, are kept as they are."""
-    lines = text.splitlines()
-    start = next(
-        (
-            i
-            for i, line in enumerate(lines)
-            if (m := _HEADER.match(line)) and m[1].strip() == section
-        ),
-        None,
-    )
-    if start is None:
-        return (
-            text.rstrip("\n")
-            + f"\n\n[{section}]\n"
-            + "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items())
-        )
-    end = next(
-        (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
-        len(lines),
-    )
-    todo = dict(values)
-    for i in range(start + 1, end):
-        m = re.match(r"^\s*([A-Za-z0-9_-]+)\s*=", lines[i])
-        if m and m[1] in todo:
-            lines[i] = f"{m[1]} = {_toml_value(todo.pop(m[1]))}"
-    last = end
-    while last > start + 1 and not lines[last - 1].strip():
-        last -= 1
-    lines[last:last] = [f"{k} = {_toml_value(v)}" for k, v in todo.items()]
-    return "\n".join(lines) + "\n"
 
 
 def _free(path: Path, stem: str, suffix: str) -> Path:
@@ -177,11 +138,13 @@ def rotate(cfg: GatewayConfig, what: str, new_name: str) -> dict[str, Any]:
         if new_name == cfg.log.origin:
             raise RotateError(f"{new_name!r} is the current origin: a new key needs a new origin")
         key = _free(cfg.log.key_file, "log", ".skey")
-        new_text = set_keys(text, "log", {"origin": new_name, "key_file": _relative(key, base)})
+        new_text = set_toml_keys(
+            text, "log", {"origin": new_name, "key_file": _relative(key, base)}
+        )
         if re.search(r"(?m)^\s*\[witness\]", text) is None or cfg.witness.name == (
             f"{cfg.log.origin}/witness"
         ):
-            new_text = set_keys(new_text, "witness", {"name": cfg.witness.name})
+            new_text = set_toml_keys(new_text, "witness", {"name": cfg.witness.name})
         secret = NoteSigner.generate(new_name).skey + "\n"
     elif what == "ledger":
         if cfg.ledger.backend != "local":
@@ -193,7 +156,7 @@ def rotate(cfg: GatewayConfig, what: str, new_name: str) -> dict[str, Any]:
             raise RotateError(f"{new_name!r} is the current ledger id: a new key needs a new id")
         key = _free(cfg.ledger.key_file, "ledger", ".pem")
         db = _free(cfg.ledger_path, "ledger", ".db")
-        new_text = set_keys(
+        new_text = set_toml_keys(
             text,
             "ledger",
             {"id": new_name, "key_file": _relative(key, base), "path": _relative(db, base)},

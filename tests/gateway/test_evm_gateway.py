@@ -18,10 +18,9 @@ import httpx
 import pytest
 
 from cloud.config import load_config as load_cloud_config
-from gateway.config import load_config
+from gateway.config import load_config, set_toml_keys
 from gateway.evidence.proofs import TreeReader, prove
 from gateway.evidence.store import open_store
-from gateway.ledger_cli import set_toml_keys
 from gateway.metrics import render as render_metrics
 from protocol.bundle import Subject
 from protocol.cli import main as coldtrace

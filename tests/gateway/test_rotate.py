@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config import load_config, set_toml_keys
 from gateway.evidence.proofs import TreeReader
 from gateway.evidence.store import open_store
-from gateway.rotate import own_trust, set_keys
+from gateway.rotate import own_trust
 from protocol.anchor import LocalReceipt, verify_local_receipt
 from protocol.checkpoint import checkpoint_hash, open_checkpoint
 from protocol.cli import main as coldtrace
@@ -146,10 +146,10 @@ def test_rotation_refuses_bad_names_and_changes_nothing(
 
 def test_set_keys_edits_one_table_and_keeps_the_rest() -> None:
     text = '# site\n[log]\norigin = "a/b"  # old\nkey_file = "k"\n\n[ledger]\nid = "x"\n'
-    out = set_keys(text, "log", {"origin": "a/c", "retired": 1})
+    out = set_toml_keys(text, "log", {"origin": "a/c", "retired": 1})
     assert out == (
         '# site\n[log]\norigin = "a/c"\nkey_file = "k"\nretired = 1\n\n[ledger]\nid = "x"\n'
     )
-    assert set_keys(out, "witness", {"name": "a/b/witness"}).endswith(
+    assert set_toml_keys(out, "witness", {"name": "a/b/witness"}).endswith(
         '[ledger]\nid = "x"\n\n[witness]\nname = "a/b/witness"\n'
     )
