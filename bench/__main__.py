@@ -2,6 +2,9 @@
 
     python -m bench            # all benchmarks
     python -m bench merkle     # only modules whose name contains "merkle"
+    python -m bench --report   # only rewrite bench/results.md and bench/charts/*.svg
+
+After the benches run, the report is rewritten from the whole results.json.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sys
 import time
 
 import bench
+from bench import report
 from bench.results import Recorder
 
 # A bench that compares with another's figure measured in the same run runs after it
@@ -33,7 +37,10 @@ def ordered(names: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv[1:]
+    wanted = [a for a in argv[1:] if a != "--report"]
+    if "--report" in argv[1:]:
+        print(f"report written to {report.write(report.load())}")
+        return 0
     names = sorted(
         m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
     )
@@ -50,6 +57,7 @@ def main(argv: list[str]) -> int:
         rec.save()
         print(f"   ({time.perf_counter() - t0:.1f} s)")
     print(f"\nfigures written to {rec.path}")
+    print(f"report written to {report.write(report.load(rec.path))}")
     return 0
 
 
