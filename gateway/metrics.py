@@ -248,7 +248,7 @@ def _families(stats: Mapping[str, Any], now: float) -> Iterable[_Family]:
         )
     mqtt = stats.get("mqtt")
     if isinstance(mqtt, Mapping):
-        events = [({"event": str(k)}, v) for k, v in sorted(mqtt.items()) if _is_number(v)]
+        events = _by(mqtt, "event")
         if events:
             yield _Family(
                 "coldtrace_mqtt_events_total",
@@ -343,7 +343,7 @@ def _cloud_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
                 "counter",
                 "Push attempts that failed, by reason (network, timeout, http_5xx, conflict, "
                 "the cloud's refusal code; log_forked/log_frozen stop pushing).",
-                [({"reason": str(k)}, v) for k, v in sorted(failures.items()) if _is_number(v)],
+                _by(failures, "reason"),
             )
     witness = stats.get("witness")
     if isinstance(witness, Mapping):
@@ -361,8 +361,13 @@ def _cloud_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
                 "coldtrace_witness_failures_total",
                 "counter",
                 "Witness rounds of a peer that failed (network, the cloud's answers).",
-                [({"reason": str(k)}, v) for k, v in sorted(failures.items()) if _is_number(v)],
+                _by(failures, "reason"),
             )
+
+
+def _by(counts: Mapping[str, Any], label: str) -> list[tuple[dict[str, str], Any]]:
+    """One sample per numeric entry of ``counts``, labelled ``{label: key}``, in key order."""
+    return [({label: str(k)}, v) for k, v in sorted(counts.items()) if _is_number(v)]
 
 
 def _quarantine_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
@@ -390,7 +395,7 @@ def _quarantine_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
                 "counter",
                 "Refused messages counted with a digest, not stored: cause rate (over the "
                 "device's rate limit) or full (the quarantine was at its cap).",
-                [({"cause": str(k)}, v) for k, v in sorted(dropped.items()) if _is_number(v)],
+                _by(dropped, "cause"),
             )
     restarts = stats.get("verify_restarts")
     if _is_number(restarts):
