@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint setup system clean contract
+.PHONY: demo test bench soak lint setup system clean contract
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: setup
 
 bench: setup
 	$(PY) -m bench
+
+## soak: the fault, attack and fuzzing suites at full size (hours, not minutes)
+soak: setup
+	COLDTRACE_SOAK=1 $(PY) -m pytest -q tests/reliability tests/attacks tests/fuzz $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -60,3 +60,15 @@ def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
         yield node
     finally:
         node.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Full-size variants (``@pytest.mark.soak``) run only under ``make soak``."""
+    from tests.soak import SOAK
+
+    if SOAK:
+        return
+    skip = pytest.mark.skip(reason="full-size variant: run by make soak (COLDTRACE_SOAK=1)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
