@@ -1,0 +1,136 @@
+"""Running gateway processes for the fault suite: start, wait until subscribed, kill -9, stop.
+
+:class:`GatewayProcess` runs ``coldtrace gateway run`` on a gateway directory
+(tests/gateway/env.py) as a separate process, as a supervisor would: started
+again after each ``kill -9``, every process appending to the directory's
+``gateway.log``. :func:`stream_with_faults` publishes a workload while a
+fault is injected at fixed points of the stream.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gateway.evidence.store import open_store
+from tests.gateway.devices import wait_for
+from tests.gateway.env import GatewayDir
+from tests.gateway.test_crash import children
+from tests.reliability.workload import ColdChain
+
+#: Generous guards for a heavily loaded machine (never a speed requirement).
+START_GUARD = 90.0
+DRAIN_GUARD = 240.0
+
+
+class GatewayProcess:
+    """``coldtrace gateway run`` on ``env``, restartable; ``starts`` counts the starts."""
+
+    def __init__(self, env: GatewayDir) -> None:
+        self.env = env
+        self.log = env.dir / "gateway.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.kills = 0
+
+    def start(self) -> None:
+        self.proc = self.env.start_process()
+        self.starts += 1
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_subscribed(self, timeout: float = START_GUARD) -> None:
+        """Until this start (and every one before) subscribed to the broker."""
+        wait_for(
+            lambda: self.log_text().count("subscribed to") >= self.starts,
+            timeout,
+            f"gateway start {self.starts} subscribed",
+        )
+
+    def kill9(self) -> None:
+        """``kill -9`` the process; wait until its verification workers are gone too."""
+        assert self.proc is not None and self.proc.poll() is None, self.log_text()[-2000:]
+        workers = children(self.proc.pid)
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        self.kills += 1
+        wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), 30, "workers gone")
+
+    def stop(self) -> int:
+        """SIGTERM; the exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+
+def logged_leaves(env: GatewayDir) -> int:
+    store = open_store(env.cfg)
+    try:
+        return store.leaf_count()
+    finally:
+        store.close()
+
+
+def wait_registry_logged(env: GatewayDir, work: ColdChain) -> None:
+    """Until the gateway logged the registry's records (before any device publishes)."""
+    n = len(work.registry_records)
+    wait_for(lambda: logged_leaves(env) >= n, START_GUARD, "registry records logged")
+
+
+def stream_with_faults(
+    work: ColdChain,
+    pause: float,
+    faults: Sequence[Callable[[], None]],
+    *,
+    ready: Callable[[], None] = lambda: None,
+    seed: int = 12,
+) -> None:
+    """Publish ``work`` (``pause`` s between rounds) and run ``faults[i]`` at the
+    stream's point (i+1)/(len+1), each 0.1-0.5 s after the stream resumed there.
+
+    At each point the stream waits for ``ready()`` (e.g. the gateway subscribed
+    again after the last fault), so every fault lands while the gateway is up
+    and the stream is flowing; the publishing itself never waits for acks."""
+    rng = random.Random(seed)
+    n = len(faults)
+    points = {(i + 1) * work.readings // (n + 1): i for i in range(n)}
+    reached = [threading.Event() for _ in faults]
+    go = [threading.Event() for _ in faults]
+
+    def on_round(k: int) -> None:
+        i = points.get(k)
+        if i is not None:
+            reached[i].set()
+            go[i].wait(START_GUARD + 30)
+
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            work.publish(pause, on_round=on_round)
+        except BaseException as exc:  # surfaced on the test's thread
+            errors.append(exc)
+
+    t = threading.Thread(target=publish, name="workload", daemon=True)
+    t.start()
+    try:
+        for i, fault in enumerate(faults):
+            assert reached[i].wait(START_GUARD), "the stream did not reach its fault point"
+            ready()
+            go[i].set()
+            time.sleep(rng.uniform(0.1, 0.5))
+            fault()
+    finally:
+        for e in go:
+            e.set()
+        t.join(DRAIN_GUARD)
+    assert not t.is_alive(), "the stream did not finish"
+    if errors:
+        raise errors[0]
