@@ -331,7 +331,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.service import Gateway
+    from gateway.service import run as run_gateway
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -345,8 +345,9 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     try:
-        gateway = Gateway(cfg)
-        return gateway.run()  # alerts (gateway/alerts.py), metrics, dashboard are wired inside
+        # alerts (gateway/alerts.py), metrics, dashboard are wired inside; a lost
+        # database connection is waited out (docs/decisions.md D38)
+        return run_gateway(cfg)
     except (ConfigError, StoreError) as exc:
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return 2

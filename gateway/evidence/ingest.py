@@ -127,6 +127,7 @@ from gateway.evidence.store import (
     Store,
     StoredRecord,
     WriteBatch,
+    connection_lost,
 )
 from gateway.evidence.verifiers import ThreadVerifier
 from gateway.transport.mqtt import Inbound
@@ -693,5 +694,7 @@ class Pipeline:
             self.error = exc
             if is_disk_full(exc):  # the gateway says so in one sentence (no traceback)
                 log.debug("ingest stopped: the disk is full", exc_info=True)
+            elif connection_lost(exc):  # so does it for the database (D38)
+                log.debug("ingest stopped: the store's database is unreachable", exc_info=True)
             else:
                 log.exception("ingest stopped")

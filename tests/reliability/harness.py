@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from gateway.evidence.store import open_store
 from tests.gateway.devices import wait_for
-from tests.gateway.env import GatewayDir
+from tests.gateway.env import Broker, GatewayDir
 from tests.gateway.test_crash import children
 from tests.reliability.workload import ColdChain
 
@@ -68,6 +69,54 @@ class GatewayProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(60)
+
+
+# --- a gateway fleet (docs/decisions.md D28) -------------------------------------------
+
+FLEET_USERS = ("gw-a@test", "gw-b@test")
+
+
+def fleet_sections(pg_url: str, name: str) -> dict[str, dict[str, object]]:
+    """Instance ``name`` of a fleet on ``pg_url``: its own schema, the shared one, the
+    shared subscription."""
+    return {
+        "store": {"url": pg_url, "schema": f"gw_{name}"},
+        "fleet": {"shared_schema": "fleet"},
+        "mqtt": {"share_group": "coldtrace"},
+    }
+
+
+def make_fleet(
+    make_broker: Callable[..., Broker],
+    make_gateway: Callable[..., GatewayDir],
+    pg_url: str,
+    device_ids: Sequence[str],
+) -> tuple[GatewayDir, GatewayDir]:
+    """Two instances (own broker account, log origin and key) of one fleet, with one
+    registry key: both trust (and log) the registry's records."""
+    broker = make_broker(list(device_ids), gateways=FLEET_USERS)
+    a, b = (
+        make_gateway(
+            broker,
+            sections=fleet_sections(pg_url, name),
+            gw_user=user,
+            origin=f"coldtrace.test/gw-{name}",
+        )
+        for name, user in zip("ab", FLEET_USERS, strict=True)
+    )
+    shutil.copy(a.dir / "keys" / "registry.pem", b.dir / "keys" / "registry.pem")
+    return a, b
+
+
+def logged_device_records(
+    env: GatewayDir, device_ids: Sequence[str]
+) -> dict[tuple[str, int], bytes]:
+    """(signer, seq) -> bytes of the devices' records in ``env``'s log."""
+    store = open_store(env.cfg)
+    try:
+        return {(r.signer, r.seq): r.raw for d in device_ids for r in store.records_of(d, 0, 2**62)}
+    finally:
+        store.close()
 
 
 def logged_leaves(env: GatewayDir) -> int:
