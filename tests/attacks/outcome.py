@@ -35,6 +35,7 @@ class Outcome:
     reasons: frozenset[str]
     document: dict[str, Any]
     messages: dict[str, list[str]]  # failure code -> the failures' messages
+    checks: dict[str, set[str]]  # failure code -> the checks that failed with it
 
     @property
     def verified(self) -> bool:
@@ -46,8 +47,10 @@ class Outcome:
     @classmethod
     def of(cls, report: dict[str, Any]) -> Outcome:
         messages: dict[str, list[str]] = {}
+        checks: dict[str, set[str]] = {}
         for f in report["failures"]:
             messages.setdefault(f["code"], []).append(str(f["message"]))
+            checks.setdefault(f["code"], set()).add(f["check"])
         doc = {
             k: report[k]
             for k in (
@@ -61,6 +64,7 @@ class Outcome:
             frozenset(r["code"] for r in report["reasons"]),
             doc,
             messages,
+            checks,
         )
 
 

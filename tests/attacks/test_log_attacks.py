@@ -124,6 +124,7 @@ def test_a_checkpoint_under_another_key_is_unknown_log_key():
     # without the checkpoint its anchor and the records' proofs have nothing to stand on
     assert "unknown_log_key" in out.failures and out.verdict is None
     assert out.failures == {"unknown_log_key", "bad_anchor", "missing_proof"}
+    assert out.checks["unknown_log_key"] == {"checkpoint.signature"}
 
 
 @attack(
@@ -159,6 +160,7 @@ def test_an_altered_checkpoint_is_bad_checkpoint(edit):
     out = outcome(b, d.s.trust_doc())
     assert "bad_checkpoint" in out.failures and out.verdict is None
     assert out.failures == {"bad_checkpoint", "bad_anchor", "missing_proof"}
+    assert out.checks["bad_checkpoint"] == {"checkpoint.signature"}
 
 
 @attack(
@@ -185,6 +187,7 @@ def test_a_cosignature_from_an_unknown_witness_does_not_count():
     assert "insufficient_cosignatures" in out_unknown.failures
     assert out_unknown.failures <= {"insufficient_cosignatures", "missing_proof", "bad_anchor"}
     assert any("0 cosignature(s)" in m for m in out_unknown.messages["insufficient_cosignatures"])
+    assert out_unknown.checks["insufficient_cosignatures"] == {"checkpoint.cosignatures"}
     assert "bad_checkpoint" in out_forged.failures and out_forged.verdict is None
 
 
@@ -224,6 +227,7 @@ def test_a_rewritten_log_is_inconsistent_with_a_checkpoint_held_before():
         assert "inconsistent_checkpoints" in out.failures and out.verdict is None
         # the held checkpoint is then covered by no anchor either
         assert out.failures <= {"inconsistent_checkpoints", "unanchored_checkpoint"}
+        assert out.checks["inconsistent_checkpoints"] == {"checkpoint.consistency"}
 
 
 @attack(
@@ -231,11 +235,11 @@ def test_a_rewritten_log_is_inconsistent_with_a_checkpoint_held_before():
     group=GROUP,
     attacker="gateway operator",
     tries="rewrites its log (same size, two records reordered) after the checkpoint was "
-    "anchored: shows the new checkpoint with the ledger's receipt, re-signs its local "
-    "ledger entry, or claims the EVM event for the new root",
-    refused_by="`bad_anchor` (the anchored checkpoint hash or root differs; two ledger "
-    "entries of one index disagree)",
-    recorded="the report's failures (check `anchor` / `anchor.chain`)",
+    "anchored: shows the new checkpoint with the ledger's receipt, or re-signs its local "
+    "ledger's entry for it",
+    refused_by="`bad_anchor`: the ledger's receipt holds the first checkpoint's hash; a "
+    "re-signed local ledger entry does not unmake the first receipt whoever kept it shows",
+    recorded="the report's failures (check `anchor`)",
 )
 def test_a_rewritten_log_does_not_match_its_anchor():
     d = day()
@@ -249,9 +253,12 @@ def test_a_rewritten_log_does_not_match_its_anchor():
     # 2. the gateway re-signs entry 0 of its local ledger for the new checkpoint; whoever
     # kept the first receipt of that entry shows both
     with_ledgers.anchors = [*with_ledgers.anchors, *honest_b.anchors]
-    for out in outcomes([(shown, d.s.trust_doc()), (with_ledgers, d.s.trust_doc())]):
+    first, both = outcomes([(shown, d.s.trust_doc()), (with_ledgers, d.s.trust_doc())])
+    for out in (first, both):
         assert "bad_anchor" in out.failures and out.verdict is None
         assert out.failures <= {"bad_anchor", "unanchored_checkpoint", "missing_proof"}
+    assert first.checks["bad_anchor"] == {"anchor"}
+    assert both.checks["bad_anchor"] == {"anchor"}  # the first receipt, against the new root
 
 
 @attack(

@@ -61,7 +61,7 @@ def honest(d: Day) -> dict[str, object]:
     attacker="bundle holder",
     tries="lists a genuine record twice at one (log, index), e.g. a cold reading",
     refused_by="`duplicate_entry`: not verified",
-    recorded="the report's failures (check `record`)",
+    recorded="the report's failures (check `record.entry`)",
 )
 def test_a_record_listed_twice_is_duplicate_entry():
     d = day()
@@ -69,6 +69,7 @@ def test_a_record_listed_twice_is_duplicate_entry():
     b.records.append(b.records[len(b.records) // 2])
     out = outcome(b, d.s.trust_doc(), version=2)
     assert out.failures == {"duplicate_entry"} and out.verdict is None
+    assert out.checks["duplicate_entry"] == {"record.entry"}
 
 
 @attack(
@@ -78,7 +79,7 @@ def test_a_record_listed_twice_is_duplicate_entry():
     tries="replays a genuine record at another index of the log, or swaps two records' "
     "places (reorders the log)",
     refused_by="`proof_mismatch`: not verified",
-    recorded="the report's failures (check `inclusion`)",
+    recorded="the report's failures (check `record.inclusion`)",
 )
 def test_a_record_replayed_or_reordered_in_the_log_is_proof_mismatch():
     d = day()
@@ -92,6 +93,7 @@ def test_a_record_replayed_or_reordered_in_the_log_is_proof_mismatch():
     swapped.records[at[j]] = BundleRecord(swapped.records[at[j]].log, j, d.s.records[i])
     for out in outcomes([(moved, d.s.trust_doc()), (swapped, d.s.trust_doc())]):
         assert out.failures == {"proof_mismatch"} and out.verdict is None
+        assert out.checks["proof_mismatch"] == {"record.inclusion"}
 
 
 @attack(
@@ -123,7 +125,7 @@ def test_reordered_and_logged_twice_records_do_not_change_the_verdict():
     tries="signs a second, colder record under a seq it already used (replay with new "
     "content), both logged",
     refused_by="`broken_chain` (a fork): not verified",
-    recorded="the report's failures (check `chain`)",
+    recorded="the report's failures (check `chain.link`)",
 )
 def test_two_records_under_one_seq_are_broken_chain():
     d = day()
@@ -136,6 +138,7 @@ def test_two_records_under_one_seq_are_broken_chain():
     d.s.add(make_record(colder, dev.id, dev.key))
     out = outcome(d.s.bundle(item=ITEM), d.s.trust_doc())
     assert out.failures == {"broken_chain"} and out.verdict is None
+    assert out.checks["broken_chain"] == {"chain.link"}
 
 
 # --- algorithm confusion -----------------------------------------------------------------------
@@ -221,8 +224,9 @@ CONFUSIONS = {
     tries="a colder reading under the device's kid, in a COSE envelope of another "
     "algorithm: ES384 (-35), EdDSA (-8), an HMAC (5) under the ack key the gateway holds "
     "(COSE_Mac0, or a Sign1 with a MAC), alg in the unprotected header; and logs it",
-    refused_by='`malformed_record` ("wrong algorithm" / header rules of §3): not verified',
-    recorded="the report's failures (check `record`)",
+    refused_by='`malformed_record` ("wrong algorithm", the header rules of §3), and so '
+    "`proof_mismatch` for the proof that lists it: not verified",
+    recorded="the report's failures (checks `record.format`, `record.inclusion`)",
 )
 @pytest.mark.parametrize("how", sorted(CONFUSIONS))
 def test_a_record_under_another_algorithm_is_malformed_record(how):
@@ -236,6 +240,7 @@ def test_a_record_under_another_algorithm_is_malformed_record(how):
     assert "malformed_record" in out.failures and out.verdict is None
     assert out.failures <= {"malformed_record", "proof_mismatch"}
     assert [m for m in out.messages["malformed_record"] if CONFUSIONS[how] in m]
+    assert out.checks["malformed_record"] == {"record.format"}
 
 
 # --- kid confusion -------------------------------------------------------------------------------
@@ -254,7 +259,7 @@ def _in_the_name_of(who: Signer, key: ec.EllipticCurvePrivateKey) -> Signer:
     "reader's key",
     refused_by="`bad_signature`: the key is the kid's registered key, never one that "
     "happens to verify",
-    recorded="the report's failures (check `signature`)",
+    recorded="the report's failures (check `record.signature`)",
 )
 def test_a_record_under_another_devices_kid_is_bad_signature():
     d = day()
@@ -262,6 +267,7 @@ def test_a_record_under_another_devices_kid_is_bad_signature():
     d.s.add(forger.sign(Reading, T0 + T_END + 900, temp=250))
     out = outcome(d.s.bundle(item=ITEM), d.s.trust_doc())
     assert out.failures == {"bad_signature"} and out.verdict is None
+    assert out.checks["bad_signature"] == {"record.signature"}
 
 
 @attack(
@@ -271,7 +277,7 @@ def test_a_record_under_another_devices_kid_is_bad_signature():
     tries="signs a device record (a reading) with the registry key under the registry's "
     "kid, or a binding with a device's key under the device's kid",
     refused_by="`unknown_key`: a registry key signs only kinds 4-6, a device key never",
-    recorded="the report's failures (check `key` / `registry`)",
+    recorded="the report's failures (checks `record.key`, `registry.key`)",
 )
 def test_registry_and_device_keys_do_not_stand_in_for_each_other():
     d = day()
@@ -284,8 +290,11 @@ def test_registry_and_device_keys_do_not_stand_in_for_each_other():
         (d.s.bundle(item=ITEM, records=[*d.s.records, reading]), d.s.trust_doc()),
         (d.s.bundle(item=ITEM, records=[*d.s.records, binding]), d.s.trust_doc()),
     ]
-    for out in outcomes(cases):
+    as_device, as_registry = outcomes(cases)
+    for out in (as_device, as_registry):
         assert out.failures == {"unknown_key"} and out.verdict is None
+    assert as_device.checks["unknown_key"] == {"record.key"}
+    assert as_registry.checks["unknown_key"] == {"registry.key"}
 
 
 @attack(
