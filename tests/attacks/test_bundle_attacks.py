@@ -145,10 +145,10 @@ def test_a_binding_cut_out_is_binding_unproven():
     "cut-scan",
     group=GROUP,
     attacker="bundle holder",
-    tries="cuts out a custody scan (the unload at the DC, where the warm truck handed the "
-    "pallet over), or the commission",
-    refused_by="custody links: `custody_gap` (and `custody_conflict`); the commission: "
-    "`no_commission`: INCOMPLETE",
+    tries="cuts out a custody scan (the unload at the DC, where the truck handed the pallet "
+    "over), or the commission",
+    refused_by="custody links: `custody_gap` (and `custody_conflict` `place_while_loaded`); "
+    "the commission: `no_commission`: INCOMPLETE",
     recorded="the verdict's reasons (reader, scan)",
 )
 def test_a_custody_scan_cut_out_is_a_custody_gap():
@@ -161,6 +161,8 @@ def test_a_custody_scan_cut_out_is_a_custody_gap():
     assert unload_cut.verdict == "INCOMPLETE"
     (gap,) = unload_cut.reason("custody_gap")
     assert gap["device"] == d.readers[COLD].id  # the receive that follows the cut scan
+    # and, without the unload, the receive finds the pallet still on the truck
+    assert [r["detail"] for r in unload_cut.reason("custody_conflict")] == ["place_while_loaded"]
     assert commission_cut.verdict == "INCOMPLETE"
     assert commission_cut.reasons == {"no_commission"}
 
