@@ -428,6 +428,8 @@ def _status(args: argparse.Namespace) -> int:
                 "dropped": q_dropped,
             },
             "verify_restarts": live.get("verify_restarts", 0),
+            "store_outages": live.get("store_outages", 0),  # D38: waited out, not exits
+            "store_outage_seconds": live.get("store_outage_seconds", 0),
         }
         if cfg.cloud is not None:
             frozen = store.get_meta("cloud.frozen") or ""
@@ -462,6 +464,11 @@ def _status(args: argparse.Namespace) -> int:
     )
     if report["verify_restarts"]:
         print(f"  workers       {report['verify_restarts']} verification process restart(s)")
+    if report["store_outages"]:
+        print(
+            f"  database      {report['store_outages']} outage(s) waited out, "
+            f"{report['store_outage_seconds']:.0f} s in all"
+        )
     dv = report["devices"]
     print(
         f"  devices       {dv['registered']} registered, {dv['revoked']} revoked, "

@@ -24,10 +24,11 @@ from tests.gateway.devices import wait_for
 from tests.gateway.env import Broker, GatewayDir
 from tests.gateway.test_crash import children
 from tests.reliability.workload import ColdChain
+from tests.soak import scale
 
 #: Generous guards for a heavily loaded machine (never a speed requirement).
 START_GUARD = 90.0
-DRAIN_GUARD = 240.0
+DRAIN_GUARD = scale(240.0, 1200.0)  # the stream's end, every record acked
 
 
 class GatewayProcess:

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from gateway.evidence.store import open_store
+from protocol.cli import main as coldtrace
 from tests.gateway.devices import wait_for
 from tests.gateway.test_crash import resend_until_acked
 from tests.pgserver import PgServer
@@ -157,7 +160,9 @@ def test_broker_restart_mid_stream(make_broker, make_gateway) -> None:
     assert gw.starts == 1  # the same process throughout
 
 
-def test_postgresql_restarts_mid_stream_are_ridden_out(make_broker, make_gateway) -> None:
+def test_postgresql_restarts_mid_stream_are_ridden_out(
+    make_broker, make_gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The store's PostgreSQL server restarts twice under a running gateway (a fast
     shutdown, then an immediate one, as in a crash). The gateway process waits for it
     and resumes by itself (docs/decisions.md D38): no supervisor restarts it."""
@@ -214,6 +219,10 @@ def test_postgresql_restarts_mid_stream_are_ridden_out(make_broker, make_gateway
         text = gw.log_text()
         assert gw.starts == 1 and text.count("started: log") == 3  # one process throughout
         assert "Traceback" not in text, text[-3000:]
+        capsys.readouterr()
+        assert coldtrace(["gateway", "status", "-c", str(env.config_path), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["store_outages"] == 2 and report["store_outage_seconds"] > 0
         check_invariants(
             "postgresql_restart",
             [env.cfg],
