@@ -437,7 +437,7 @@ class Gateway:
             self.dashboard.close()
         self.mqtt.stop()
         self.pipeline.stop()
-        if self.pipeline.error is None:
+        if self.pipeline.error is None and self.store_lost is None:
             self._guard("the final checkpoint", self._final_checkpoint)
         elif is_disk_full(self.pipeline.error):
             self._disk_full()
@@ -472,6 +472,8 @@ class Gateway:
         try:
             self.start()
         except Exception as exc:
+            if self._lost_store(exc):  # the database went away while starting
+                return 1
             if not is_disk_full(exc):
                 raise
             self._disk_full()
@@ -479,9 +481,7 @@ class Gateway:
             return EXIT_DISK_FULL
         while not done.wait(0.5):
             if self.pipeline.error is not None:
-                if self.store.dialect == "postgresql" and connection_lost(self.pipeline.error):
-                    self.store_lost = self.pipeline.error
-                    self.stop()
+                if self._lost_store(self.pipeline.error):
                     return 1
                 if not is_disk_full(self.pipeline.error):
                     log.error("ingest failed: %s", self.pipeline.error)
@@ -489,6 +489,15 @@ class Gateway:
                 return EXIT_DISK_FULL if is_disk_full(self.pipeline.error) else 1
         self.stop()
         return self.exit_code
+
+    def _lost_store(self, exc: BaseException) -> bool:
+        """If ``exc`` is the PostgreSQL connection lost: stop (acking nothing more) with
+        :attr:`store_lost` set, for :func:`run` to wait for the server (D38)."""
+        if self.store.dialect != "postgresql" or not connection_lost(exc):
+            return False
+        self.store_lost = exc
+        self.stop()
+        return True
 
     # --- on the ingest thread -----------------------------------------------------------
 
@@ -777,9 +786,10 @@ def run(
         code = gw.run(done)
         if gw.store_lost is None or done.is_set():
             return code
-        gw = _reconnect(cfg, gw.store.display, gw.store_lost, outages, done, first, longest)
-        if gw is None:
+        again = _reconnect(cfg, gw.store.display, gw.store_lost, outages, done, first, longest)
+        if again is None:
             return 0  # stopped while waiting: nothing taken was left unacknowledged
+        gw = again
 
 
 def _reconnect(

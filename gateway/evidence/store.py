@@ -398,7 +398,7 @@ def connection_lost(exc: BaseException) -> bool:
             return True
         if _is_psycopg_operational(e):
             return True
-        e = e.__cause__ or e.__context__
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     return False
 
 
