@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gateway.evidence.store import open_store
-from tests.gateway.devices import wait_for
+from tests.gateway.devices import SimDevice, wait_for
 from tests.gateway.env import Broker, GatewayDir
 from tests.gateway.test_crash import children
 from tests.reliability.workload import ColdChain
@@ -118,6 +118,30 @@ def logged_device_records(
         return {(r.signer, r.seq): r.raw for d in device_ids for r in store.records_of(d, 0, 2**62)}
     finally:
         store.close()
+
+
+def drain(devices: Sequence[SimDevice], *, window: int = 16, wait: float = 4.0) -> None:
+    """Until every record is acked, resend as the firmware does (firmware/lib/ct_uplink.py):
+    a device whose ack has not moved for ``wait`` s sends its oldest ``window`` unacked
+    records again. (Resending everything each second, as tests/gateway/test_crash.py's
+    small scenarios do, floods the broker at full size.)"""
+    deadline = time.monotonic() + DRAIN_GUARD
+    seen: dict[str, tuple[int, float]] = {d.id: (d.acked, -wait) for d in devices}
+    while any(d.unacked for d in devices):
+        now = time.monotonic()
+        if now > deadline:
+            left = {d.id: list(d.unacked)[:5] for d in devices if d.unacked}
+            raise AssertionError(f"records never acked: {left}")
+        for d in devices:
+            acked, since = seen[d.id]
+            if d.acked != acked:
+                seen[d.id] = (d.acked, now)
+            elif d.unacked and now - since >= wait:
+                d.resend_unacked(window)
+                seen[d.id] = (acked, now)
+        time.sleep(0.25)
+    for d in devices:
+        assert d.bad_acks == 0, d.id
 
 
 def logged_leaves(env: GatewayDir) -> int:

@@ -19,12 +19,11 @@ import pytest
 from gateway.evidence.store import open_store
 from protocol.cli import main as coldtrace
 from tests.gateway.devices import wait_for
-from tests.gateway.test_crash import resend_until_acked
 from tests.pgserver import PgServer
 from tests.reliability.harness import (
-    DRAIN_GUARD,
     START_GUARD,
     GatewayProcess,
+    drain,
     logged_device_records,
     make_fleet,
     stream_with_faults,
@@ -41,9 +40,7 @@ PAUSE = scale(0.25, 0.05)  # s between rounds (one reading of every device)
 
 def settle(work: ColdChain) -> None:
     """The devices resend what is not acked until everything is (as the firmware does)."""
-    resend_until_acked(work.devices, timeout=DRAIN_GUARD)
-    for d in work.devices:
-        assert d.bad_acks == 0, d.id
+    drain(work.devices)
 
 
 def test_kill_9_five_times_during_a_stream_from_200_devices(make_broker, make_gateway) -> None:
