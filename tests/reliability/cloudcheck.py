@@ -35,7 +35,9 @@ from gateway.evidence.store import open_store
 from gateway.service import load_log_signer
 from protocol.bundle import loads_bundle
 from protocol.checkpoint import open_checkpoint
+from protocol.cli import main as coldtrace
 from protocol.merkle import MerkleTree, verify_consistency
+from protocol.rpc import json_rpc
 from protocol.trust import loads_trust
 from protocol.verify import verify_bundle
 from tests.gateway.cloudenv import CloudServer
@@ -164,9 +166,13 @@ def _epoch(text: str) -> int:
     return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
 
 
-def cloud_verdict(cloud: CloudServer, uid: bytes = UID) -> dict[str, Any]:
+def cloud_verdict(
+    cloud: CloudServer, uid: bytes = UID, *, evm_rpc: str | None = None, out: Path | None = None
+) -> dict[str, Any]:
     """The item's bundle as the cloud assembles it, verified against the cloud's trust
-    file: the verdict document (§13.1)."""
+    file: the verdict document (§13.1). ``evm_rpc``: the node EVM receipts are checked
+    on, by :func:`verify_bundle` and by ``coldtrace verify --evm-rpc`` (the bundle and
+    trust file written to ``out``)."""
     with cloud.engine.begin() as conn:
         _, token = orgs.new_token(conn, None, "acme", ["read"])
     r = httpx.get(
@@ -175,18 +181,28 @@ def cloud_verdict(cloud: CloudServer, uid: bytes = UID) -> dict[str, Any]:
         timeout=30,
     )
     assert r.status_code == 200, r.text
-    trust = loads_trust(httpx.get(f"{cloud.url}/v1/trust", timeout=30).content)
-    report = verify_bundle(loads_bundle(r.content), trust)
+    trust_text = httpx.get(f"{cloud.url}/v1/trust", timeout=30).content
+    rpc = None if evm_rpc is None else json_rpc(evm_rpc)
+    report = verify_bundle(loads_bundle(r.content), loads_trust(trust_text), rpc=rpc)
     assert report.verified, [(f.code, f.message) for f in report.failures]
+    if evm_rpc is not None:
+        assert out is not None
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "cloud-bundle.json").write_bytes(r.content)
+        (out / "cloud-trust.json").write_bytes(trust_text)
+        args = ["verify", str(out / "cloud-bundle.json"), "--trust", str(out / "cloud-trust.json")]
+        assert coldtrace([*args, "--evm-rpc", evm_rpc]) == 0
     return report.verdict_document()
 
 
-def finish_trace(s: Scenario, cloud: CloudServer, tmp: Path) -> dict[str, Any]:
+def finish_trace(
+    s: Scenario, cloud: CloudServer, tmp: Path, *, evm_rpc: str | None = None
+) -> dict[str, Any]:
     """Restate the open chains (``coldtrace gateway trace``, §4.2), wait until the cloud
     holds them, return the cloud's verdict."""
     assert s.trace(tmp / "gateway-bundle.json", UID.hex()) == 0
     wait_for(lambda: caught_up(s.env, cloud), 60, "the restatements pushed")
-    return cloud_verdict(cloud)
+    return cloud_verdict(cloud, evm_rpc=evm_rpc, out=tmp)
 
 
 _reference: dict[str, Any] = {}
