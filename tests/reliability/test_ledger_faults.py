@@ -16,7 +16,8 @@ Then a reorganisation deeper than the confirmation depth: the chain reverted
 anchor, five or more blocks deep. The gateway notices, sends the anchor again,
 replaces its receipt and pushes the new one; the cloud, checking it on its node,
 replaces the one it held. A push recorded before the reorg, replayed, cannot
-bring the dead receipt back.
+bring the dead receipt back: ``422 unverified_records`` (``bad_anchor``: the
+transaction is in another block).
 
 At the end every checkpoint is anchored - itself or by a later checkpoint
 consistent with it (one transaction per interval covers the checkpoints made
@@ -241,10 +242,12 @@ def test_evm_node_down_ten_simulated_minutes_then_a_deep_reorg(
                 cloud.url + path, content=body, headers={"Authorization": auth}, timeout=30
             )
             doc = r.json()
-            key = (
-                f"{r.status_code} {doc.get('error') or ('duplicate' if doc['duplicate'] else 'ok')}"
-            )
+            what = doc.get("error") or ("duplicate" if doc["duplicate"] else "stored")
+            codes = sorted({f["code"] for f in doc.get("failures", [])})
+            key = " ".join([str(r.status_code), what, *codes])
             replays[key] = replays.get(key, 0) + 1
+        # Refused whole, with the reason: the receipt's transaction is in another block.
+        assert replays == {"422 unverified_records bad_anchor": len(stale_pushes)}
         assert cloud_receipts(cloud)[size] == new
 
         # 3. The restated chains, anchored and pushed; the cloud's bundle verifies.
