@@ -577,12 +577,14 @@ def _report(
             # p95 against a same-run baseline: PostgreSQL against SQLite, the same case;
             # SQLite's cold path against its warm one; warm paths against a file read
             if label != "sqlite" and sqlite is not None:
-                b_name, b_val = "SQLite, same case, this run", _pct(
-                    sqlite["cases"][case].server_ms, 0.95
+                b_name, b_val = (
+                    "SQLite, same case, this run",
+                    _pct(sqlite["cases"][case].server_ms, 0.95),
                 )
             elif case == "cold":
-                b_name, b_val = "warm (from the cache), same store", _pct(
-                    cases["warm"].server_ms, 0.95
+                b_name, b_val = (
+                    "warm (from the cache), same store",
+                    _pct(cases["warm"].server_ms, 0.95),
                 )
             else:
                 b_name, b_val = "reading the bundle's bytes from a file (p95)", file_p95
