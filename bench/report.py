@@ -513,6 +513,8 @@ def anchor_latency_chart(figures: list[dict[str, Any]]) -> str:
     by = _by_name(figures)
     goal = (by.get("evm.reading_to_anchored.max_s") or {}).get("baseline_value") or 0
     left, plot_w, top, plot_h = 60, 600, 50, 220
+    marks_h = 14 * 4  # a row above the plot for each mark's label (p50, p95, max, goal)
+    top += marks_h
     width, height = left + plot_w + 40, top + plot_h + 60
     bin_w = 5.0
     xmax = max(xs[-1], goal) * 1.05
@@ -537,10 +539,13 @@ def anchor_latency_chart(figures: list[dict[str, Any]]) -> str:
         return left + v / top_x * plot_w
 
     ystep = max(1, math.ceil(cmax / 5))
-    for c in range(0, cmax + ystep, ystep):
-        yy = bottom - c / (math.ceil(cmax / ystep) * ystep) * plot_h
+    ytop = math.ceil((cmax + 1) / ystep) * ystep  # headroom above the tallest bar
+    for c in range(0, ytop + 1, ystep):
+        yy = bottom - c / ytop * plot_h
+        body.append(
+            f'<line x1="{left}" y1="{yy:.1f}" x2="{left + plot_w}" y2="{yy:.1f}" stroke="#eee"/>'
+        )
         body.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">{c}</text>')
-    ytop = math.ceil(cmax / ystep) * ystep
     for i, c in enumerate(counts):
         if c:
             h = c / ytop * plot_h
@@ -562,11 +567,11 @@ def anchor_latency_chart(figures: list[dict[str, Any]]) -> str:
         marks.append(("goal", goal, "#b5524a"))
     for k, (label, v, colour) in enumerate(marks):
         body.append(
-            f'<line x1="{x(v):.1f}" y1="{top - 4}" x2="{x(v):.1f}" y2="{bottom}" '
+            f'<line x1="{x(v):.1f}" y1="{top - marks_h + 14 * k}" x2="{x(v):.1f}" y2="{bottom}" '
             f'stroke="{colour}" stroke-dasharray="4 3"/>'
         )
         body.append(
-            f'<text x="{x(v) + 3:.1f}" y="{top + 10 + 12 * k}" fill="{colour}">'
+            f'<text x="{x(v) + 3:.1f}" y="{top - marks_h + 12 + 14 * k}" fill="{colour}">'
             f"{label} {v:.0f} s</text>"
         )
     return _svg(width, height, f"Reading to anchored on Anvil: {len(xs)} readings", body)
@@ -597,9 +602,14 @@ def _trace_series(figures: list[dict[str, Any]]) -> list[tuple[str, list[float]]
 def trace_latency_chart(figures: list[dict[str, Any]]) -> str:
     """Cumulative distribution of the bundle requests' server time, per store and case,
     on a log scale (cold requests take hundreds of ms, warm ones a few)."""
-    series = _trace_series(figures)
+    # SQLite first, then PostgreSQL; within each: cold, warm, warm_gzip, warm_304
+    order = {"sqlite": 0, "cold": 0, "warm": 1, "warm_gzip": 2, "warm_304": 3}
+    series = sorted(
+        _trace_series(figures),
+        key=lambda s: tuple(order.get(w, 9) for w in s[0].split()),
+    )
     left, plot_w, top, plot_h = 60, 560, 40, 260
-    legend_w = 190
+    legend_w = 240
     width, height = left + plot_w + legend_w, top + plot_h + 60
     allv = [v for _, xs in series for v in xs if v > 0]
     lo = math.floor(math.log10(min(allv)))
@@ -632,7 +642,9 @@ def trace_latency_chart(figures: list[dict[str, Any]]) -> str:
         f'<line x1="{x(100):.1f}" y1="{top}" x2="{x(100):.1f}" y2="{bottom}" '
         'stroke="#b5524a" stroke-dasharray="4 3"/>'
     )
-    body.append(f'<text x="{x(100) + 3:.1f}" y="{top + 12}" fill="#b5524a">goal p95 100 ms</text>')
+    body.append(
+        f'<text x="{x(100) + 3:.1f}" y="{bottom - 6}" fill="#b5524a">goal: p95 under 100 ms</text>'
+    )
     for i, (label, xs) in enumerate(series):
         s = sorted(xs)
         colour = PALETTE[0] if label.startswith("sqlite") else PALETTE[1]
