@@ -75,7 +75,8 @@ def write_counts(scenario: str, **counts: Any) -> dict[str, Any]:
 
 def check_devices(env: GatewayDir, devs: Iterable[SimDevice]) -> dict[str, int]:
     """Every record each device published stored once (exact bytes, seq order) and
-    acked; the gateway refused nothing. Counts: published, stored, leaves."""
+    acked; the gateway refused nothing. Counts: published and stored (device
+    records), leaves (the log's size: device records and the registry's)."""
     devs = list(devs)
     store = open_store(env.cfg)
     try:

@@ -124,6 +124,7 @@ def test_cloud_restarts_mid_push_and_replayed_pushes_store_each_record_once(
 
         verdict = finish_trace(s, cloud, tmp_path)
         pusher_failures = dict(pusher.failures)
+        pusher_duplicates = pusher.duplicates  # answers "duplicate" to the gateway itself
     finally:
         gw.stop()
         cloud.stop()
@@ -148,5 +149,6 @@ def test_cloud_restarts_mid_push_and_replayed_pushes_store_each_record_once(
         replay_answers=answers,
         late_replay=f"{late.value.status} {late.value.code}",
         pusher_failures=pusher_failures,
+        pusher_duplicate_answers=pusher_duplicates,
         verdict=verdict["verdict"],
     )
