@@ -154,12 +154,10 @@ class CloudServer:
 
         return recv
 
-    def stop(self, *, force: bool = False) -> None:
-        """Stop serving; ``force``: without waiting for requests in flight (their
-        answers are lost, as when the process dies)."""
+    def stop(self) -> None:
+        """Stop serving (requests in flight are answered first)."""
         if self.server is not None and self.thread is not None:
             self.server.should_exit = True
-            self.server.force_exit = force
             self.thread.join(10)
             self.server = self.thread = None
 

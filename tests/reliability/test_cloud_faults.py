@@ -2,9 +2,10 @@
 
 Devices -> Mosquitto -> a gateway -> a real cloud served by uvicorn on loopback
 (tests/gateway/cloudenv.py). The cloud is stopped and started again on the same
-port while the gateway pushes - once letting the request in flight finish, once
-dropping it (its answer lost, as when the process dies) - with records still
-arriving. Then pushes the cloud received are sent again byte for byte: the same
+port while the gateway pushes - once with a request in flight (answered before
+the cloud goes, as uvicorn does on SIGTERM), once after a push whose answer was
+lost (the cloud stored it; its answer came after the gateway stopped waiting) -
+with records still arriving. Then pushes the cloud received are sent again byte for byte: the same
 signed request again, and older ones after newer ones. The cloud answers each
 ``200`` with ``duplicate: true, stored: 0`` (idempotent: nothing stored twice);
 a captured request replayed after its signature's time window (``MAX_SKEW``,
@@ -45,7 +46,7 @@ from tests.reliability.cloudcheck import (
 )
 from tests.soak import scale
 
-RESTARTS = scale(2, 10)  # each: one graceful and one forced restart
+RESTARTS = scale(2, 10)  # each: a restart mid-push, and one after an answer was lost
 
 
 def test_cloud_restarts_mid_push_and_replayed_pushes_store_each_record_once(
@@ -58,10 +59,9 @@ def test_cloud_restarts_mid_push_and_replayed_pushes_store_each_record_once(
     env = s.env
     cloud = CloudServer(tmp_path / "cloud")
     cloud.join("acme", env.cfg)
-    with_cloud(env, cloud.url)
+    with_cloud(env, cloud.url, timeout="2")
     cloud.recorded = []
-    # A push stays in flight long enough to be cut before the cloud stores it, or
-    # after it stored it and before the answer leaves.
+    # A push stays in flight long enough for the cloud to stop under it.
     cloud.push_delay = 0.2
     cloud.answer_delay = 0.3
     cloud.start()
@@ -70,23 +70,43 @@ def test_cloud_restarts_mid_push_and_replayed_pushes_store_each_record_once(
     try:
         env.connect(*scenario_devices(s))
         s.run_day()
-        k = cut = 0
+        k = cut = lost = 0
         for _ in range(RESTARTS):
-            for force in (False, True):
-                more_readings(s, k, 10)  # a new checkpoint to push
-                k += 10
-                wait_for(lambda: cloud.in_flight > 0, 30, "a push under way")
-                time.sleep(rng.uniform(0.0, 0.4))
-                cut += cloud.in_flight > 0  # a request was in flight when it stopped
-                cloud.stop(force=force)
-                more_readings(s, k, 5)  # records keep arriving while the cloud is away
-                k += 5
-                cloud.start()  # the same port, the same database
+            # (1) Stopped while a push is in flight (answered first, as uvicorn does on
+            # SIGTERM); records keep arriving while the cloud is away.
+            more_readings(s, k, 10)  # a new checkpoint to push
+            k += 10
+            wait_for(lambda: cloud.in_flight > 0, 30, "a push under way")
+            time.sleep(rng.uniform(0.0, 0.4))
+            cut += cloud.in_flight > 0
+            cloud.stop()
+            more_readings(s, k, 5)
+            k += 5
+            cloud.start()  # the same port, the same database
+            # (2) The answer lost: the cloud stores the push, its answer comes after the
+            # gateway gave up waiting (timeout 2 s), and the cloud restarts.
+            timeouts = gw.pusher.stats.failures.get("timeout", 0)
+            size = cloud.size(ORIGIN)
+            cloud.answer_delay = 3.0
+            more_readings(s, k, 10)
+            k += 10
+            wait_for(lambda n=size: cloud.size(ORIGIN) > n, 30, "the push stored")
+            wait_for(
+                lambda n=timeouts: gw.pusher.stats.failures.get("timeout", 0) > n,
+                30,
+                "the gateway's wait for the answer timed out",
+            )
+            lost += 1
+            cloud.stop()
+            cloud.answer_delay = 0.3
+            more_readings(s, k, 5)
+            k += 5
+            cloud.start()
         wait_for(lambda: caught_up(env, cloud), 60, "the gateway caught up with the cloud")
         pusher = gw.pusher.stats
         # The gateway resumes where the cloud is: its recorded size is the cloud's.
         assert gateway_state(env)[3] == cloud.size(ORIGIN) == gateway_state(env)[0]
-        assert cut >= 1, "no restart cut a push in flight"
+        assert cut >= 1, "no restart came while a push was in flight"
         held = cloud.count(db.records, ORIGIN)
         received = len(cloud.recorded)
 
@@ -125,6 +145,8 @@ def test_cloud_restarts_mid_push_and_replayed_pushes_store_each_record_once(
         verdict = finish_trace(s, cloud, tmp_path)
         pusher_failures = dict(pusher.failures)
         pusher_duplicates = pusher.duplicates  # answers "duplicate" to the gateway itself
+        # Each lost answer: the gateway pushed the same batch again, told "duplicate".
+        assert pusher_duplicates >= lost
     finally:
         gw.stop()
         cloud.stop()
@@ -145,6 +167,7 @@ def test_cloud_restarts_mid_push_and_replayed_pushes_store_each_record_once(
         duplicates=in_cloud["cloud_duplicates"],
         restarts=2 * RESTARTS,
         restarts_mid_push=cut,
+        answers_lost=lost,
         pushes_received=received,
         replay_answers=answers,
         late_replay=f"{late.value.status} {late.value.code}",
