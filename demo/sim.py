@@ -502,12 +502,17 @@ class SimLogger:
         core = ct_core.open_device(self.cfg, self.board, self.wifi, fs,
                                    self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
         try:
-            blocks = self._blocks(fs)
-            if blocks is not None:
-                ct_app.Logger(self.cfg, self.board, core, [], self.settings,
-                              blocks=blocks).close_blocks()
-            with contextlib.suppress(OSError):
-                core.upload(self.cfg.get("upload_ms", 8000))
+            lg = ct_app.Logger(self.cfg, self.board, core, [], self.settings,
+                               blocks=self._blocks(fs))
+            lg.close_blocks()
+            # the upload a wake makes (ct_app's own): a fresh ack's time sets an
+            # unset or drifted clock (the clock-set record goes with the next
+            # upload), commands apply; a failed link backs off as in a wake
+            lg._upload(lg.clock.now()[0])
+            lg._save()
+            if lg.settings_dirty:
+                self.settings = dict(lg.settings)
+            self.events.extend(lg.events)
             self.queued = core.queued()[0]
         finally:
             core.close()
