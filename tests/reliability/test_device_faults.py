@@ -253,7 +253,10 @@ def _norm(reasons: list[dict[str, Any]], dev: str) -> list[tuple[Any, ...]]:
 
 
 def test_offline_72h_with_resets_and_flat_battery_delivers_everything_once(
-    make_broker: Any, make_gateway: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_broker: Any,  # noqa: F811  (the fixtures of tests/gateway/conftest.py)
+    make_gateway: Any,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     hours = 72
     interval = scale(1800, 300)  # bounded: a reading every 30 min; soak: the default 5 min
