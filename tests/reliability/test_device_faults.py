@@ -487,3 +487,51 @@ def test_offline_72h_with_resets_and_flat_battery_delivers_everything_once(
     }
     write_counts("device_offline_72h", counts)
     assert dut.max_queue_bytes < capacity // 2
+
+
+# --- c. an update cut at every step -------------------------------------------------------
+
+
+def _scripts(name: str) -> dict[str, Any]:
+    """Run firmware script ``name`` under both interpreters at once; its results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.firmware import harness
+
+    path = harness.SCRIPTS / name
+    with ThreadPoolExecutor(2) as ex:
+        runs = list(ex.map(lambda i: harness.run(path, i, 600), harness.INTERPRETERS))
+    for r in runs:
+        assert r.ok, r.report()
+    assert len({r.counts for r in runs}) == 1, [r.counts for r in runs]
+    return {r.interpreter: r for r in runs}
+
+
+def _lines(out: str, tag: str) -> dict[str, Any]:
+    found = {}
+    for line in out.splitlines():
+        if line.startswith(tag + " "):
+            d = json.loads(line[len(tag) + 1 :])
+            found[d.pop("test")] = d
+    return found
+
+
+def test_ota_cut_at_every_step_boots_a_whole_release_and_loses_no_record() -> None:
+    """tests/firmware/scripts/rel_ota.py: ota.py's sweep (a cut at each step of
+    an update, ct_ota alone) counted, and the logger with the real core and
+    queue cut at each step of an update that completes (event 12) and of a
+    trial that rolls back (event 14): every boot runs the factory firmware or
+    the whole release, and no record is lost or doubled."""
+    wall = time.monotonic()
+    runs = _scripts("rel_ota.py")
+    counts: dict[str, Any] = {}
+    for interp, r in runs.items():
+        got = _lines(r.stdout, "REL-OTA")
+        assert set(got) == {"ota_py", "ota_py_torn", "update", "rollback"}, r.stdout
+        assert got["ota_py"]["finals"] == [[2, got["ota_py"]["steps"]]]
+        assert got["update"]["finals"] == {"2": got["update"]["cuts"]}
+        assert got["rollback"]["finals"] == {"1": got["rollback"]["cuts"]}
+        got["seconds"] = round(r.seconds, 1)
+        counts[interp] = got
+    counts["wall_s"] = round(time.monotonic() - wall, 1)
+    write_counts("ota", counts)

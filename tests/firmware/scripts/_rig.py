@@ -109,6 +109,8 @@ class Rig:
                 )
                 ms = lg.cycle()
                 core.close()
+                if self.fs.dead:  # the uplink took the cut for a network error:
+                    raise PowerCut("caught on the way")  # the power is gone all the same
             except PowerCut:
                 self.board.power_cycle()
                 self.board.t = 5000 + len(self.logs) * 300  # a fresh RTC, another scale
