@@ -49,6 +49,9 @@ class Rig:
         queue=(8, 4096, 512, 2048),
         disk=None,
         signer=None,
+        dev=DEV,
+        secret=SECRET,
+        ntp=None,
     ):
         self.disk = disk if disk is not None else Disk()
         self.board = FakeBoard(t=1000)
@@ -59,8 +62,10 @@ class Rig:
             clock.sync(1790000100 - skew, ct_clock.GATEWAY)
             ct_rtcmem.RTCMem(self.board.rtc).put(ct_app._K_CLOCK, clock.pack())
         self.broker = FakeBroker("broker-blk", self.ticks)
-        self.gw = FakeGateway(self.broker, DEV, KEY, self.ticks)
-        self.signer = signer or ct_p256.Signer(SECRET)
+        self.dev = dev
+        self.ntp = ntp  # the core's NTP query (-> Unix seconds), or None
+        self.gw = FakeGateway(self.broker, dev, KEY, self.ticks)
+        self.signer = signer or ct_p256.Signer(secret)
         self.ota = None  # fs -> a ct_ota.Updater (after boot.py's selection) or None
         self.temps = list(temps)
         self.size = size
@@ -84,10 +89,12 @@ class Rig:
         q = ct_queue.Queue(fs, "ct/q", *self.queue)
 
         def client():
-            return MQTTClient(DEV, "broker-blk", 1883, keepalive=60)
+            return MQTTClient(self.dev, "broker-blk", 1883, keepalive=60)
 
-        up = ct_uplink.Uplink(client, DEV, KEY, q, st, None, 1, 16, 2000, 3000, ticks=self.ticks)
-        c = ct_core.Core(DEV, self.signer, st, q, up)
+        up = ct_uplink.Uplink(
+            client, self.dev, KEY, q, st, None, 1, 16, 2000, 3000, ticks=self.ticks
+        )
+        c = ct_core.Core(self.dev, self.signer, st, q, up, None, self.ntp)
         c.start(self.board.reset_cause() == self.board.DEEPSLEEP)
         return c
 
