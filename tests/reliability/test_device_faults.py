@@ -535,3 +535,142 @@ def test_ota_cut_at_every_step_boots_a_whole_release_and_loses_no_record() -> No
         counts[interp] = got
     counts["wall_s"] = round(time.monotonic() - wall, 1)
     write_counts("ota", counts)
+
+
+# --- b. clocks: fast, slow, set by NTP, never set --------------------------------------------
+
+
+def test_clock_faults_are_accepted_and_named_in_the_verdict(
+    make_broker: Any,  # noqa: F811
+    make_gateway: Any,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """tests/firmware/scripts/rel_clock.py runs the logger with a fast, a slow,
+    an NTP-set and an unset clock under both interpreters (the same bytes:
+    RFC 6979); the very records then go to a real gateway, which stores them
+    all, and each item's verdict says what the clock did (§12.2)."""
+    import base64
+
+    wall = time.monotonic()
+    runs = _scripts("rel_clock.py")
+    out = {i: _lines(r.stdout, "REL-CLOCK") for i, r in runs.items()}
+    assert out["cpython"] == out["micropython"]  # byte for byte, both interpreters
+    devs = out["cpython"]
+    assert set(devs) == {"fast", "slow", "ntp", "unset"}
+    t_gw = 1790000000  # the scripted gateway's time at the start (rel_clock.T_GW)
+
+    rd = SimDevice("rd-clk-1")
+    broker = make_broker([d["dev"] for d in devs.values()] + [rd.id])
+    env = make_gateway(broker)
+    rooms = {n: f"acme:room-{n}" for n in devs}
+    store, signer = _registry(env)
+    try:
+        signer.import_entries(
+            [
+                {
+                    "device": d["dev"],
+                    "role": "logger",
+                    "org": "acme",
+                    "key": base64.b64encode(bytes.fromhex(d["pub"])).decode(),
+                    "ack_key": base64.b64encode(bytes.fromhex(d["ack_key"])).decode(),
+                }
+                for d in devs.values()
+            ],
+            at=t_gw - 3600,
+        )
+        for n, d in devs.items():
+            signer.bind(rooms[n], [d["dev"]], at=t_gw - 600)
+        signer.set_profile(
+            GTIN, low=200, high=800, delay=H, gap=900, name="chilled 2-8 °C", at=t_gw - 600
+        )
+    finally:
+        store.close()
+    env.register(rd)
+    gw = env.start_gateway()
+    try:
+        senders = []
+        for d in devs.values():
+            s = SimDevice(d["dev"])
+            s.ack_key = bytes.fromhex(d["ack_key"])
+            for i, h in enumerate(d["records"]):
+                s.unacked[i] = bytes.fromhex(h)
+            s.connect(broker.port, broker.password(d["dev"]))
+            s.resend_unacked()
+            senders.append(s)
+        for s in senders:
+            wait_for(lambda s=s: not s.unacked, 60, f"{s.id}'s records acked")
+        env.connect(rd)
+        uids = {n: bytes((0x04, 0xC1, 0x0C, 0x00, 0x00, 0x00, i + 1)) for i, n in enumerate(devs)}
+        start = {}
+        for n, d in devs.items():
+            # commissioned once its logger runs: at its first reading's date
+            ps = [open_record(bytes.fromhex(h)).payload for h in d["records"]]
+            start[n] = min(r[0] for r in _readings(ps))
+            item = f"/01/{GTIN}/10/CLK{n.upper()}/21/0001"
+            rd.publish(rd.scan(uids[n], 1, rooms[n], time_=start[n], item=item))
+            rd.publish(rd.scan(uids[n], 6, rooms[n], time_=t_gw + 5 * H))
+        wait_for(lambda: not rd.unacked, 30, "the reader's scans acked")
+        totals = dict(gw.ingestor.totals)
+        docs = {n: _trace(env, uids[n], tmp_path / f"{n}.json", capsys) for n in devs}
+        for s in senders:
+            s.disconnect()
+    finally:
+        gw.stop()
+
+    counts: dict[str, Any] = {"gateway_totals": totals}
+    for n, d in devs.items():
+        recs = _stored(env, d["dev"])
+        # all stored, nothing refused, nothing reordered: the device's own bytes, by seq
+        assert [bytes(r.raw).hex() for r in recs] == d["records"], n
+        payloads = [open_record(bytes(r.raw)).payload for r in recs]
+        rs = _readings(payloads)
+        unset = [r for r in rs if r[2] == 0]
+        doc = docs[n]
+        leg = doc["legs"][0]
+        codes = sorted(r["code"] for r in doc["reasons"])
+        dated = [r for r in doc["reasons"] if r["code"] == "clock_dated"]
+        counts[n] = {
+            "records": len(recs),
+            "readings": len(rs),
+            "readings_tq0": len(unset),
+            "clock_sets": d["clock_sets"],
+            "verdict": doc["verdict"],
+            "reasons": codes,
+            "leg_readings": leg["readings"],
+            "tq_min": leg["tq_min"],
+        }
+        times = [r[0] for r in rs]
+        back = [a - b for a, b in zip(times, times[1:], strict=False) if b < a]
+        counts[n]["date_steps_back"] = back
+        if n == "ntp":
+            # dated from the NTP clock-set record, the first readings carry NTP's
+            # 90 s error until the gateway's ack corrects it: a date may step back
+            assert back and max(back) <= 90, back
+        else:
+            assert not back, (n, back)  # in order, once set or dated
+        assert not [r for r in doc["reasons"] if r["code"] in ("undated", "records_missing")]
+        # the notes name what the clock did: readings dated from a clock-set
+        # record (clock_dated), and where a clock set back made a block's readings
+        # share their times with later ones, the later-signed reading stands
+        # (block_overlap, §12.6 step 3); nothing else but the reader's unlinked scan
+        assert (
+            set(codes)
+            == {
+                "fast": {"custody_unlinked", "block_overlap"},
+                "slow": {"custody_unlinked"},
+                "ntp": {"custody_unlinked", "clock_dated", "block_overlap"},
+                "unset": {"custody_unlinked", "clock_dated"},
+            }[n]
+        ), (n, codes)
+        if n in ("ntp", "unset"):
+            # readings taken before the clock was set, dated from the clock-set
+            # record (§12.2): counted in a note, tq_min 0
+            (note,) = dated
+            assert note["value"] == len(unset) and leg["tq_min"] == 0, (n, note)
+        else:
+            assert not dated and leg["tq_min"] == 3, n
+        assert doc["verdict"] == "PASS", (n, doc["reasons"])
+        assert leg["covered"] == leg["to"] - leg["from"], n
+    counts["wall_s"] = round(time.monotonic() - wall, 1)
+    write_counts("device_clock", counts)

@@ -10,8 +10,9 @@ runs for hours against the scripted gateway with
   upload: NTP first answers an impossible time (the ESP32's 2000 epoch,
   refused), then a time 90 s ahead of the gateway's (tq 2), which the
   gateway's ack then corrects (tq 3);
-* ``unset``: its clock never set and no NTP: tq 0 readings (kind 1, dated
-  by the count from power-on) until the first fresh ack sets it.
+* ``unset``: its clock never set, no NTP, no broker for an hour: tq 0
+  readings (kind 1, timed by the count from power-on) until the first
+  fresh ack sets the clock.
 
 Each run checks what the device must do (docs/protocol.md §2.1, §2.4 event
 6, §2.8): every reading reaches the gateway once, in the order measured,
@@ -35,9 +36,9 @@ HOURS = 6
 T_GW = 1790000000  # FakeGateway.time() at ticks 0
 
 
-def run(name, hours=HOURS, rate=0, down_first=False, **kw):
+def run(name, hours=HOURS, rate=0, down_wakes=0, **kw):
     """``rate``: how much faster the RTC runs than real time, in parts per
-    thousand; ``down_first``: the first upload finds no broker."""
+    thousand; ``down_wakes``: the uploads of the first wakes find no broker."""
     cfg = dict(CFG)
     cfg["id"] = "tl-clk-" + name
     if kw.get("ntp") is not None:
@@ -51,10 +52,9 @@ def run(name, hours=HOURS, rate=0, down_first=False, **kw):
         secret=hashlib.sha256(cfg["id"].encode()).digest(),
         **kw,
     )
-    rig.broker.down = down_first
-    for _ in range(hours * 12):
+    for i in range(hours * 12):
+        rig.broker.down = i < down_wakes
         rig.wake(1)
-        rig.broker.down = False
         # the RTC times the sleep: real (the gateway's) time runs apart from it
         rig.ticks.advance(-rig.board.slept[-1] * rate // 1000)
     rig.flush()
@@ -129,7 +129,7 @@ class Ntp:
 
 def test_ntp_sets_the_clock_then_the_gateway_corrects_it():
     ntp = Ntp()
-    cfg_rig = {"synced": False, "ntp": ntp, "down_first": True}
+    cfg_rig = {"synced": False, "ntp": ntp, "down_wakes": 1}
     # the rig is made inside run(); the NTP answer needs its gateway's clock
     orig = Rig.__init__
 
@@ -152,7 +152,7 @@ def test_ntp_sets_the_clock_then_the_gateway_corrects_it():
 
 
 def test_unset_clock_readings_are_kind_1_until_the_first_fresh_ack():
-    rig, ps = run("unset", synced=False)
+    rig, ps = run("unset", synced=False, down_wakes=12)  # no broker for the first hour
     first_set = next(i for i, p in enumerate(ps) if p[1] == 3 and p[30] == 6)
     assert all(p[5] == 0 for p in ps[:first_set])
     assert all(p[1] != 7 for p in ps[:first_set])
