@@ -24,6 +24,7 @@ counts to ``test-artifacts/reliability/<scenario>.json``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -641,7 +642,7 @@ def test_clock_faults_are_accepted_and_named_in_the_verdict(
             "tq_min": leg["tq_min"],
         }
         times = [r[0] for r in rs]
-        back = [a - b for a, b in zip(times, times[1:], strict=False) if b < a]
+        back = [a - b for a, b in itertools.pairwise(times) if b < a]
         counts[n]["date_steps_back"] = back
         if n == "ntp":
             # dated from the NTP clock-set record, the first readings carry NTP's
