@@ -419,7 +419,7 @@ ROWS_CAP = 40
 def test_a_quarantine_flood_is_capped_and_counted(make_broker, make_gateway) -> None:  # noqa: F811
     honest = SimDevice("tl-h")
     broker = make_broker([honest.id, "tl-flood"])
-    env = make_gateway(broker, device_rate=100.0, device_burst=100)
+    env = make_gateway(broker, device_rate=20.0, device_burst=50)  # small: rate refusals certain
     env.register(honest)
     with_quarantine(env, max_rows=ROWS_CAP, keep_bytes=1024)
     gw = env.start_gateway()
