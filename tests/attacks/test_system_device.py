@@ -12,6 +12,7 @@ the details; this module restates each attack end to end.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pytest
 
 from gateway.evidence.store import RejectRow
 from gateway.service import Gateway
+from gateway.transport.broker import BrokerProcess
 from protocol.cose import sign1
 from tests.attacks.registry import attack
 from tests.gateway.conftest import make_broker, make_gateway  # noqa: F401 (fixtures)
@@ -33,6 +35,7 @@ from tests.gateway.env import (
     start_test_broker,
 )
 from tests.gateway.rawmqtt import MQTTError, RawClient
+from tests.gateway.test_broker_tls import Pki, broker, pki, tls_client  # noqa: F401 (fixtures)
 from tests.gateway.test_flood import accounted, check_stored_and_acked, with_quarantine
 
 # honest devices, each attack's victim its own; "tl-m" is Mallory's registered logger
@@ -88,19 +91,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     if mosquitto_missing():
         pytest.fail("mosquitto is not installed: run `make system` (scripts/ensure-system.sh)")
     d = tmp_path_factory.mktemp("attack-site")
-    broker = start_test_broker(d / "broker", [*HONEST, MALLORY, STRANGER])
-    env = create_gateway_dir(d / "gw", broker)
+    mq = start_test_broker(d / "mq", [*HONEST, MALLORY, STRANGER])
+    env = create_gateway_dir(d / "gw", mq)
     devs = {n: SimDevice(n) for n in (*HONEST, MALLORY)}
     env.register(*devs.values())
     gw = env.start_gateway()
     try:
         wait_for(lambda: gw.log.size == len(devs), 20, "registrations logged")
         env.connect(*(d for d in devs.values() if d.id not in (QUIET, MALLORY)))
-        yield Site(broker, env, gw, devs)
+        yield Site(mq, env, gw, devs)
     finally:
         gw.stop()
         cleanup_gateway(env)
-        broker.process.stop()
+        mq.process.stop()
 
 
 def leaves_of(site: Site, dev: str) -> list[bytes]:
@@ -418,8 +421,8 @@ ROWS_CAP = 40
 )
 def test_a_quarantine_flood_is_capped_and_counted(make_broker, make_gateway) -> None:  # noqa: F811
     honest = SimDevice("tl-h")
-    broker = make_broker([honest.id, "tl-flood"])
-    env = make_gateway(broker, device_rate=20.0, device_burst=50)  # small: rate refusals certain
+    mq = make_broker([honest.id, "tl-flood"])
+    env = make_gateway(mq, device_rate=20.0, device_burst=50)  # small: rate refusals certain
     env.register(honest)
     with_quarantine(env, max_rows=ROWS_CAP, keep_bytes=1024)
     gw = env.start_gateway()
@@ -427,7 +430,7 @@ def test_a_quarantine_flood_is_capped_and_counted(make_broker, make_gateway) -> 
         wait_for(lambda: gw.log.size == 1, 20, "registration logged")
         env.connect(honest)
         flooder = RawClient(
-            broker.port, "tl-flood", username="tl-flood", password=broker.password("tl-flood")
+            mq.port, "tl-flood", username="tl-flood", password=mq.password("tl-flood")
         )
         assert flooder.connect() == 0
         payloads = [i.to_bytes(4, "big") + bytes([i % 256]) * 3996 for i in range(FLOOD)]
@@ -453,3 +456,42 @@ def test_a_quarantine_flood_is_capped_and_counted(make_broker, make_gateway) -> 
     finally:
         gw.stop()
     check_stored_and_acked(env, {honest.id: sent}, [honest])
+
+
+# --- TLS client certificates ---------------------------------------------------------------------
+
+
+@attack(
+    "tls-certificate-impersonation",
+    group="device and transport",
+    attacker="a device with its own client certificate, or someone with a certificate of "
+    "another CA",
+    tries="connects with device A's certificate claiming user name B and publishes as B; "
+    "connects with a certificate for B issued by a foreign CA, or with none",
+    refused_by="the certificate's CN is the user name (`use_identity_as_username`): A's "
+    "publishes under B are dropped by the ACL; a foreign or missing certificate fails the TLS "
+    "handshake",
+    recorded="broker log line `OpenSSL Error … certificate verify failed` (or `… peer did not "
+    "return a certificate`) for the handshake; ACL drops not per message (D48)",
+)
+def test_a_certificate_speaks_only_for_its_own_device(
+    broker: BrokerProcess,  # noqa: F811 (test_broker_tls.py's TLS-only broker)
+    pki: Pki,  # noqa: F811
+) -> None:
+    gw = tls_client(broker, pki, pki.certs["gw@local"])
+    a_claims_b = tls_client(broker, pki, pki.certs["tl-a"], username="tl-b", password="x")
+    with gw, a_claims_b:
+        assert gw.connect() == 0 and gw.subscribe("ct/v1/+/rec") == [1]
+        assert a_claims_b.connect() == 0
+        assert a_claims_b.publish("ct/v1/tl-b/rec", b"forged-as-b") == 1
+        assert a_claims_b.publish("ct/v1/tl-a/rec", b"marker") == 1
+        got = gw.receive(limit=1, idle=3.0)
+    assert [(m.topic, m.payload) for m in got] == [("ct/v1/tl-a/rec", b"marker")]
+    before = broker.log_text().count("OpenSSL Error")
+    for cert in (pki.rogue_b, None):
+        c = tls_client(broker, pki, cert)
+        with pytest.raises((ssl.SSLError, OSError, MQTTError)):
+            c.connect()
+        c.close()
+    wait_for(lambda: broker.log_text().count("OpenSSL Error") >= before + 2, 5, "logged")
+    assert "certificate verify failed" in broker.log_text()
