@@ -79,7 +79,6 @@ class Site:
 
     def serves(self, dev: SimDevice, n: int = 1) -> None:
         """``dev`` still gets records stored and acked (the gateway kept running)."""
-        dev.acked_event.clear()
         for _ in range(n):
             dev.publish(dev.reading())
         wait_for(lambda: not dev.unacked, 20, f"{dev.id} acked")
