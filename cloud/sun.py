@@ -79,7 +79,7 @@ ENC_NAMES = ("enc",)
 UID_LENGTH = 7  # NTAG 424 DNA
 _SV1 = bytes.fromhex("c33c00010080")
 _SV2 = bytes.fromhex("3cc300010080")
-_HEX = re.compile(r"^[0-9A-Fa-f]*$")
+_HEX = re.compile(r"[0-9A-Fa-f]*")  # fullmatch: "$" would let a final newline through
 MAX_ENC_BYTES = 128  # SDMENCLength is at most the file; more is not a tag's message
 
 
@@ -322,7 +322,7 @@ def _first(params: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str]
 
 
 def _unhex(text: str, what: str, sizes: tuple[int, ...] | None = None) -> bytes:
-    if not _HEX.match(text) or len(text) % 2:
+    if not _HEX.fullmatch(text) or len(text) % 2:
         raise SunError("malformed", f"{what} is not hex")
     if sizes is not None and len(text) // 2 not in sizes:
         raise SunError("malformed", f"{what} has the wrong length")

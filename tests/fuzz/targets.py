@@ -34,6 +34,7 @@ from protocol.merkle.multiproof import verify_multiproof
 from protocol.merkle.verify import verify_consistency, verify_inclusion
 from protocol.note import NoteSigner, WitnessSigner, parse_note, verify_cosignatures
 from tests.fuzz.harness import Target
+from tests.protocol.scenario import COMMISSION, ITEM, LOAD, T0, Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 for _p in (ROOT / "firmware" / "lib", ROOT / "tests" / "firmware" / "fakes"):
@@ -56,7 +57,6 @@ OTHER_WITNESS = WitnessSigner(
 SUN_KEYS = sun.TagKeys(app_master=bytes(16), meta_read=bytes([1]) * 16, file_read=bytes([2]) * 16)
 SUN_UID = bytes.fromhex("04a23c5a1b6f80")
 
-T0 = 1_790_000_000
 
 # --- genuine inputs ---------------------------------------------------------------------------
 
@@ -142,6 +142,38 @@ def _checkpoint_notes() -> list[str]:
 
 
 NOTES = _checkpoint_notes()
+
+
+def small_world() -> Scenario:
+    """A small genuine trace (a logger on a truck, a dock reader, profile and bindings)
+    whose bundle verifies, so mutations of it start from a pass."""
+    s = Scenario()
+    s.profile("09506000134352", T0 - 600, low=0, high=400, delay=1800, gap=1800)
+    tl = s.logger("tl-truck")
+    s.bind("fleet:truck-1", ["tl-truck"], T0 - 600)
+    rd = s.reader("rd-dock", "pack:dock-1")
+    s.bind("pack:dock-1", ["tl-truck"], T0 - 600)
+    s.scan(rd, COMMISSION, T0, item=ITEM)
+    s.readings(tl, T0 - 300, T0 + 1800, 300, lambda t: 250)
+    s.scan(rd, LOAD, T0 + 600, ref="fleet:truck-1")
+    s.bind("fleet:truck-1", ["tl-truck"], T0 + 2000)
+    s.bind("pack:dock-1", ["tl-truck"], T0 + 2000)
+    return s
+
+
+_WORLD: Scenario | None = None
+
+
+def world() -> Scenario:
+    global _WORLD
+    if _WORLD is None:
+        _WORLD = small_world()
+    return _WORLD
+
+
+def bundle_text() -> str:
+    """The small world's bundle, version 3 (the compact encoding, §9.1)."""
+    return world().bundle().dumps()
 
 
 def _sun_queries() -> list[str]:

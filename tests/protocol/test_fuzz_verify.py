@@ -30,27 +30,12 @@ from protocol.errors import VerificationError
 from protocol.trust import parse_trust
 from protocol.verify import verify_bundle
 from protocol.verify_cli import render
-from tests.protocol.scenario import COMMISSION, ITEM, LOAD, T0, Scenario
+from tests.fuzz.targets import small_world
 
 CASE_SECONDS = 2.0  # no single input may take longer than this to refuse or judge
 
 
-def _small_world() -> Scenario:
-    s = Scenario()
-    s.profile("09506000134352", T0 - 600, low=0, high=400, delay=1800, gap=1800)
-    tl = s.logger("tl-truck")
-    s.bind("fleet:truck-1", ["tl-truck"], T0 - 600)
-    rd = s.reader("rd-dock", "pack:dock-1")
-    s.bind("pack:dock-1", ["tl-truck"], T0 - 600)
-    s.scan(rd, COMMISSION, T0, item=ITEM)
-    s.readings(tl, T0 - 300, T0 + 1800, 300, lambda t: 250)
-    s.scan(rd, LOAD, T0 + 600, ref="fleet:truck-1")
-    s.bind("fleet:truck-1", ["tl-truck"], T0 + 2000)
-    s.bind("pack:dock-1", ["tl-truck"], T0 + 2000)
-    return s
-
-
-_WORLD = _small_world()
+_WORLD = small_world()
 GOOD = json.loads(_WORLD.bundle().dumps())
 TRUST = _WORLD.trust()
 TRUST_DOC = _WORLD.trust_doc()
