@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -189,6 +190,29 @@ def mutations(draw: st.DrawFn, seeds: Sequence[bytes], max_ops: int = 4) -> byte
             k = draw(st.integers(1, 32))
             data[at:at] = data[at : at + k]
     return bytes(data)
+
+
+def mutate(rng: random.Random, data: bytes, max_ops: int = 4) -> bytes:
+    """The edits of :func:`mutations` drawn from ``rng``: for fixed corpora (the
+    MicroPython run, the atheris seeds) that must not depend on hypothesis."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, max_ops)):
+        op, n = rng.randint(0, 5), len(out)
+        at = rng.randint(0, n)
+        if op == 0 and n:
+            out[min(at, n - 1)] ^= 1 << rng.randint(0, 7)
+        elif op == 1 and n:
+            out[at : at + 4] = rng.randbytes(rng.randint(1, 4))
+        elif op == 2:
+            out[at:at] = rng.randbytes(rng.randint(1, 8))
+        elif op == 3 and n:
+            del out[at : at + rng.randint(1, 16)]
+        elif op == 4:
+            del out[at:]
+        else:
+            k = rng.randint(1, 32)
+            out[at:at] = out[at : at + k]
+    return bytes(out)
 
 
 def text_mutations(seeds: Sequence[str], max_ops: int = 4) -> st.SearchStrategy[str]:
