@@ -343,8 +343,10 @@ def parse_sun(params: Mapping[str, str]) -> SunMessage | None:
     mac_b = _unhex(mac[1], "the CMAC", (8,))
     enc_b = None
     if enc is not None:
+        if len(enc[1]) > 2 * MAX_ENC_BYTES:  # refuse before scanning or decoding it
+            raise SunError("malformed", "the encrypted file data is 16, 32, .. bytes")
         enc_b = _unhex(enc[1], "the encrypted file data")
-        if not enc_b or len(enc_b) % 16 or len(enc_b) > MAX_ENC_BYTES:
+        if not enc_b or len(enc_b) % 16:
             raise SunError("malformed", "the encrypted file data is 16, 32, .. bytes")
     return SunMessage(picc_b, mac_b, enc_b, None if enc is None else enc[1], mac_name=mac[0])
 
