@@ -18,7 +18,7 @@ with atheris.instrument_imports(include=["protocol", "cloud", "ct_record", "ct_c
 
 from tests.fuzz.harness import attempt
 
-ENTRY = targets.TARGETS[sys.argv[1]]
+ENTRY = {**targets.TARGETS, **targets.ATHERIS_ONLY}[sys.argv[1]]
 
 
 def one(data: bytes) -> None:

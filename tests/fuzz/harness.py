@@ -292,4 +292,5 @@ def run_atheris(parser: str, corpus: Iterable[bytes], tmp: Path, runs: int = ATH
     assert done, tail
     tried = int(done[-1])
     TRIED[(parser, "atheris")] += tried
+    write_counts([(k, n) for k, n in TRIED.items() if k[0] == parser])  # run from any folder
     return tried

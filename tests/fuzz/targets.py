@@ -340,6 +340,15 @@ def fw_cbor_map(data: bytes) -> None:
     ct_cbor.decode_map(data)
 
 
+def bundle(data: bytes) -> None:
+    """A trace bundle (§9, either version) read and verified against the small world's
+    trust file; only the reader may refuse (the verifier reports, it does not raise)."""
+    from protocol.bundle import loads_bundle
+    from protocol.verify import verify_bundle
+
+    verify_bundle(loads_bundle(data), world().trust())
+
+
 @dataclass(frozen=True)
 class Entry:
     target: Target
@@ -370,4 +379,10 @@ TARGETS: dict[str, Entry] = {
     "fw_cbor_map": Entry(
         Target("fw_cbor_map", (ct_cbor.CBORError,), frozenset()), fw_cbor_map, _ACK_PAYLOADS
     ),
+}
+
+#: Parsers fuzzed only by atheris here: the bundle reader and verifier have their
+#: own hypothesis tests (tests/protocol/test_fuzz_verify.py).
+ATHERIS_ONLY: dict[str, Entry] = {
+    "bundle": Entry(Target("bundle", _V), bundle, []),
 }

@@ -13,6 +13,7 @@ import base64
 import copy
 import json
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ from protocol.errors import VerificationError
 from protocol.merkle.multiproof import verify_multiproof
 from protocol.merkle.verify import verify_consistency, verify_inclusion
 from tests.fuzz import targets as t
-from tests.fuzz.harness import peak_bytes
+from tests.fuzz.harness import Target, attempt, peak_bytes
 
 SMALL_PEAK = 64 << 10
 _H = bytes(32)
@@ -109,6 +110,16 @@ def test_compact_bundle_claims_are_not_allocated(entry):
     assert peak_bytes(lambda: loads_bundle(text), (VerificationError,)) < 16 * len(text) + (1 << 20)
     with pytest.raises(VerificationError):
         loads_bundle(text)
+
+
+OPEN = Path(__file__).with_name("data") / "open"
+
+
+@pytest.mark.xfail(strict=True, reason="open: compact count amplification, docs/decisions.md D44")
+def test_compact_bundle_of_tiny_records_stays_within_the_input_rule():
+    case = json.loads((OPEN / "compact-tiny-records.json").read_text(encoding="utf-8"))
+    text = _compact(**case["logs_entry"])
+    attempt(Target("bundle_compact", (VerificationError,)), loads_bundle, text)
 
 
 def test_sun_refuses_oversized_file_data_before_decoding_it():
