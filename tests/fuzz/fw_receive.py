@@ -8,7 +8,8 @@ fixed corpus of mutated messages, one chunk per batch).
 A message arrives on the ack or the cmd topic; ``Device.receive`` does what
 the uplink does with it (``Uplink._process``: ``ct_record.verify_mac0``, the
 ack's queue walk, the command counter) and then what the logger does with a
-command that passed (``Logger._on_cmd``: limits, calibration, time). None of
+command that passed (``Logger._on_cmd``: limits, calibration, time, the update
+offer of ``ct_ota.Updater.offer``). None of
 it may raise: an exception there would end the wake cycle of a device that
 then sleeps with the message still retained on the broker. ``check_mac0``
 holds the documented contract of the parser itself: only ``MacError``.
@@ -17,6 +18,7 @@ holds the documented contract of the parser itself: only ``MacError``.
 import hashlib
 
 import ct_app
+import ct_ota
 import ct_record
 from ct_core import Core
 from ct_queue import Queue
@@ -73,7 +75,10 @@ class Device:
         self.core = Core(DEV, FastSigner(), self.state, self.queue, self.up)
         for i in range(4):
             self.core.enqueue(self.core.record({1: 1, 4: 1790000000 + i, 5: 3, 10: 450}))
-        self.app = ct_app.Logger(CFG, FakeBoard(t=1790000000), FakeCore(), [(0, 7, _probe)])
+        ota = ct_ota.Updater(FakeFs(), "", DEV, KEY, b"\x04" + bytes(64), ticks=FakeTicks())
+        self.app = ct_app.Logger(
+            CFG, FakeBoard(t=1790000000), FakeCore(), [(0, 7, _probe)], None, ota
+        )
 
     def receive(self, on_cmd, msg):
         """One message from the broker: the uplink's handling, then the logger's."""

@@ -89,12 +89,48 @@ def test_valid_mac_over_generated_maps(on_cmd, m, counter):
     attempt(_RECEIVE, _receive, on_cmd, _remac(_cbor(m)))
 
 
+_edge_ints = st.one_of(
+    st.integers(-(2**64), 2**64 - 1),
+    st.integers(-20000, 700000),
+    st.sampled_from([0, -1, 1, 10, 86400, 7 * 86400, 15000, -10000, 2**31 - 1, 2**32 - 1]),
+)
+_points = st.sampled_from([8, 16, 0, 4, 12, 24]).flatmap(
+    lambda n: st.lists(st.integers(-(2**31), 2**31 - 1), min_size=n // 4, max_size=n // 4).map(
+        lambda v: b"".join(x.to_bytes(4, "big", signed=True) for x in v)
+    )
+)
+command_maps = st.dictionaries(
+    st.integers(10, 22) | st.integers(0, 40),
+    _edge_ints | _points | st.binary(max_size=40) | st.text(max_size=8),
+    max_size=10,
+)
+
+
+@FUZZ
+@given(command_maps, st.integers(1, 2**32 - 1))
+def test_valid_mac_over_generated_commands(m, counter):
+    """Settings (10-14), time (15), calibration (16-19) and update offers (20-22)."""
+    m[1] = counter
+    attempt(_RECEIVE, _receive, True, _remac(_cbor(m)))
+
+
+#: Messages claiming 2^32 .. 2^64 - 1 bytes or entries (test_limits.py checks them
+#: under CPython); they open the MicroPython corpus.
+CLAIMS = [
+    (False, b"\xd1\x84\x5a\xff\xff\xff\xff"),
+    (False, b"\xd1\x84\x5b" + b"\xff" * 8),
+    (True, _remac(b"\xbb" + b"\xff" * 8)),
+    (True, _remac(b"\xa2\x01\x05\x12\x5b" + b"\xff" * 8)),
+    (True, _remac(b"\xa2\x01\x05\x12\x7a\xff\xff\xff\xff")),
+]
+
+
 def corpus(n: int, seed: int = 12) -> list[str]:
-    """``n`` lines "A hex" / "C hex": mutations of the genuine messages, half of
-    them with the mutation applied to the payload and the MAC made anew."""
+    """``n`` lines "A hex" / "C hex": the claims above, then mutations of the genuine
+    messages, half of them with the mutation applied to the payload and the MAC made anew."""
     rng = random.Random(seed)
-    out = []
-    for i in range(n):
+    out = [("C " if c else "A ") + m.hex() for c, m in CLAIMS]
+    for i in range(n - len(out)):
         on_cmd, msg = GENUINE[i % len(GENUINE)]
         if i % 2:
             payload = cose.parse_mac0(msg).payload
@@ -103,6 +139,12 @@ def corpus(n: int, seed: int = 12) -> list[str]:
             msg = mutate(rng, msg)
         out.append(("C " if on_cmd else "A ") + msg.hex())
     return out
+
+
+def test_claimed_lengths_are_refused_by_the_device():
+    for on_cmd, msg in CLAIMS:
+        assert fw_receive.check_mac0(msg) is None
+        attempt(_RECEIVE, _receive, on_cmd, msg)
 
 
 _TRIED = re.compile(r"FUZZ-TRIED (\d+) FAILED (\d+)")
