@@ -241,7 +241,11 @@ def record_payload(data: bytes) -> None:
 
 
 def cose_sign1(data: bytes) -> None:
-    """verify_record: envelope (§3), payload (§2), ES256 signature; open_record agrees."""
+    """verify_record: envelope (§3), payload (§2), ES256 signature; open_record agrees,
+    and so do the envelope's fast and strict parsers."""
+    fast = cose._parse_sign1_fast(data)
+    if fast is not None and fast != cose._parse_sign1_strict(data):
+        raise AssertionError("the fast COSE_Sign1 parser disagrees with the strict one")
     try:
         opened = rec.open_record(data)
     except VerificationError:

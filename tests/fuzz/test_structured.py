@@ -325,6 +325,52 @@ def test_compact_logs_with_arbitrary_runs_and_blobs(doc):
     attempt(_BUNDLE, _read_compact, doc)
 
 
+_b64_hashes = st.one_of(
+    st.integers(0, 70).flatmap(lambda n: st.binary(min_size=32 * n, max_size=32 * n)),
+    st.binary(max_size=100),
+).map(lambda raw: base64.b64encode(raw).decode())
+_runs = st.lists(
+    st.tuples(st.integers(0, 20) | st.integers(0, 2**64), st.integers(0, 20)).map(list), max_size=5
+)
+
+
+@st.composite
+def compact_proofs(draw: st.DrawFn) -> dict:
+    doc = copy.deepcopy(GOOD)
+    log = doc["proofs"][0]["log"]
+    proofs = []
+    for _ in range(draw(st.integers(0, 3))):
+        proofs.append(
+            {
+                "log": log,
+                "tree_size": draw(st.integers(1, 40) | st.just(17) | st.just(2**64 - 1)),
+                "leaves": draw(_runs | st.just([[0, 17]])),
+                "nodes": draw(_b64_hashes | st.just("")),
+            }
+        )
+    doc["proofs"] = proofs or doc["proofs"]
+    doc["consistency"] = [
+        {
+            "log": log,
+            "old_size": draw(st.integers(0, 40) | st.just(2**64 - 1)),
+            "new_size": draw(st.integers(0, 40)),
+            "path": draw(_b64_hashes),
+        }
+        for _ in range(draw(st.integers(0, 2)))
+    ]
+    return doc
+
+
+_VERIFY = Target("bundle", (VerificationError,))
+
+
+@FUZZ
+@given(compact_proofs())
+def test_compact_proofs_with_arbitrary_runs_and_hash_strings(doc):
+    """The compact multiproof and consistency readers, then the verifier on what they read."""
+    attempt(_VERIFY, t.bundle, json.dumps(doc).encode())
+
+
 def test_compact_logs_refuse_a_decompression_bomb_without_inflating_it():
     doc = copy.deepcopy(GOOD)
     doc["logs"][0]["records"] = base64.b64encode(_deflate(bytes(64 << 20))).decode()
