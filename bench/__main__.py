@@ -49,14 +49,21 @@ def main(argv: list[str]) -> int:
     names = ordered(names)
     rec = Recorder()
     print(f"machine: {rec.machine}")
+    start = time.perf_counter()
     for name in names:
         mod = importlib.import_module(f"bench.{name}")
         print(f"\n== {name}: {(mod.__doc__ or '').strip().splitlines()[0]}", flush=True)
-        t0 = time.perf_counter()
+        rec.start_group(name.removeprefix("bench_"))
         mod.run(rec)
+        g = rec.end_group()
         rec.save()
-        print(f"   ({time.perf_counter() - t0:.1f} s)")
-    print(f"\nfigures written to {rec.path}")
+        print(
+            f"   ({g['seconds']:.1f} s; load average {g['load_before'][0]:.2f} before, "
+            f"{g['load_after'][0]:.2f} after; other work {g['other_cpu_share'] or 0:.0%} "
+            "of the CPU)"
+        )
+    print(f"\n{len(names)} bench modules in {time.perf_counter() - start:.0f} s")
+    print(f"figures written to {rec.path}")
     print(f"report written to {report.write(report.load(rec.path))}")
     return 0
 

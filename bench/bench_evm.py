@@ -24,8 +24,11 @@ Latency: Anvil mining a block every 2 s, confirmations 12, interval 60 s,
 checkpoints every 10 s (the gateway's defaults): one reading a second for
 ``COLDTRACE_BENCH_EVM_S`` (default 90) seconds; for each reading, the time from
 its commit to the store holding a final receipt of a checkpoint that covers it.
-Figures: p50 and max. Goal (issue 10): max <= 2 min. Expected max is about
-interval + checkpoint interval + 12 x 2 s.
+Figures: p50, p95 and max (every reading's latency is kept as the p50's
+samples, for the report's histogram). Goal (issue 10): max <= 2 min. Expected
+max is about interval + checkpoint interval + 12 x 2 s (94 s): the p50 and p95
+are given against it (a model, not a measurement: there is no same-run
+measurement to compare a latency with), the max against the goal.
 
     COLDTRACE_BENCH_EVM_S=90 python -m bench evm
 """
@@ -177,8 +180,31 @@ def latency(rec: Recorder) -> None:
         f"{confirmations} confirmations, interval {INTERVAL:.0f} s, checkpoints every "
         f"{cp_every:.0f} s; goal max <= 120 s"
     )
-    rec.add("evm.reading_to_anchored.p50_s", statistics.median(lat), "s", note=note)
-    rec.add("evm.reading_to_anchored.max_s", lat[-1], "s")
+    expected = INTERVAL + cp_every + confirmations * block
+    rec.add(
+        "evm.reading_to_anchored.p50_s",
+        statistics.median(lat),
+        "s",
+        baseline="expected max: interval + checkpoint period + confirmations x block time",
+        baseline_value=expected,
+        note=note + "; samples: every reading's latency",
+        samples=lat,
+    )
+    p95 = lat[max(0, -(-len(lat) * 95 // 100) - 1)]
+    rec.add(
+        "evm.reading_to_anchored.p95_s",
+        p95,
+        "s",
+        baseline="expected max: interval + checkpoint period + confirmations x block time",
+        baseline_value=expected,
+    )
+    rec.add(
+        "evm.reading_to_anchored.max_s",
+        lat[-1],
+        "s",
+        baseline="goal (issue 10)",
+        baseline_value=120.0,
+    )
 
 
 def run(rec: Recorder) -> None:

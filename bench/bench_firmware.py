@@ -1,4 +1,4 @@
-"""Firmware core: ES256 sign time/heap under MicroPython, bytes per reading, queue capacity.
+"""Firmware core: ES256 sign and verify time/heap under MicroPython, bytes per reading, queue.
 
 Sign time is measured inside the real MicroPython interpreter (wasm build,
 npm @micropython/micropython-webassembly-pyscript, under Node) with
@@ -6,8 +6,10 @@ time.ticks_us (best of 5 batches: the wasm build's clock has millisecond
 steps; this 2-core machine is noisy, so the minimum is the figure), and
 compared with the same module (firmware/lib/ct_p256.py) under CPython,
 with python-ecdsa, and with the signer without its fixed-base table
-(teeth=1: plain double-and-add). An ESP32 at 240 MHz is slower than wasm
-on x86 by a factor that was not measured here (no board).
+(teeth=1: plain double-and-add). Verify time (ct_p256.verify, which the
+device runs on OTA manifests) likewise, against the same code under CPython.
+An ESP32 at 240 MHz is slower than wasm on x86 by a factor that was not
+measured here (no board).
 
 Heap: the wasm build's gc.collect() frees nothing inside one runPython call,
 so resident bytes (the comb table and key) are read across calls, and
@@ -57,6 +59,18 @@ for b in range(5):
         S.sign(b"reading %%d %%d" %% (b, i))
     times.append(time.ticks_diff(time.ticks_us(), t0) / %(reps)d)
 R["sign_us"] = min(times)
+PUB = S.public_key()
+SIGS = [S.sign(b"verify %%d" %% i) for i in range(4)]
+a0 = gc.mem_alloc()
+ct_p256.verify(PUB, b"verify 0", SIGS[0])
+R["alloc_per_verify"] = gc.mem_alloc() - a0
+times = []
+for b in range(3):
+    t0 = time.ticks_us()
+    for i in range(%(reps)d):
+        ct_p256.verify(PUB, b"verify %%d" %% (i %% 4), SIGS[i %% 4])
+    times.append(time.ticks_diff(time.ticks_us(), t0) / %(reps)d)
+R["verify_us"] = min(times)
 R["teeth"] = TEETH[0]
 print("RESULT " + json.dumps(R))
 TEETH.pop(0)
@@ -127,6 +141,22 @@ def cpython_sign_us(reps: int) -> float:
     return min(statistics.mean(times[i : i + 12]) for i in range(0, len(times), 12))
 
 
+def cpython_verify_us(reps: int) -> float:
+    """ct_p256.verify under CPython, best mean of batches of 12 (the MicroPython baseline)."""
+    sys.path.insert(0, str(LIB))
+    import ct_p256
+
+    s = ct_p256.Signer(bytes(range(1, 33)))
+    pub = s.public_key()
+    sigs = [s.sign(b"verify %d" % i) for i in range(4)]
+    times = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        ct_p256.verify(pub, b"verify %d" % (i % 4), sigs[i % 4])
+        times.append((time.perf_counter() - t0) * 1e6)
+    return min(statistics.mean(times[i : i + 12]) for i in range(0, len(times), 12))
+
+
 def ecdsa_sign_us(reps: int) -> float:
     import ecdsa
 
@@ -173,6 +203,15 @@ def run(rec) -> None:
             note=f"ct_p256 ES256+RFC 6979, comb 5 teeth, best of 5 batches of {reps}")
     rec.add("firmware.sign_ms.micropython_wasm_vs_ecdsa", d["sign_us"] / 1000, "ms",
             baseline="python-ecdsa sign_deterministic (CPython)", baseline_value=ref / 1000)
+    cpy_v = cpython_verify_us(3 * reps)
+    rec.add("firmware.verify_ms.micropython_wasm", d["verify_us"] / 1000, "ms",
+            baseline="same code under CPython", baseline_value=cpy_v / 1000,
+            note=f"ct_p256.verify (ES256: SHA-256 + two scalar multiplications, u1 G by the "
+                 f"comb table), best of 3 batches of {reps}; "
+                 f"{d['verify_us'] / d['sign_us']:.2f} x a sign in the same interpreter")
+    rec.add("firmware.heap.allocated_per_verify", d["alloc_per_verify"], "B",
+            baseline="allocated per sign", baseline_value=d["alloc_per_sign"],
+            note="bytes the GC reclaims per verification (upper bound of extra peak)")
     rec.add("firmware.sign_ms.micropython_wasm_no_table", by[1]["sign_us"] / 1000, "ms",
             baseline="comb 5 teeth (default)", baseline_value=d["sign_us"] / 1000,
             note="teeth=1: plain double-and-add, no precomputed table")

@@ -10,15 +10,39 @@ bundle in <= 15 s and <= 300 MB, growing linearly from 10^4.
 
 The baseline, measured in the same run, is the raw cost of the dominant work:
 checking the bundle's ECDSA signatures one by one with pyca/cryptography.
+
+The same bundles are then verified in a browser, as the consumer page does:
+the page's JavaScript verifier (cloud/page/static/verify/) in a module Web
+Worker of headless Chromium (/usr/bin/chromium, driven by Playwright), with
+WebCrypto, loaded from tests/page/browser/ over a local HTTP server. The
+figure is the worker's own time from the bundle bytes to the report (the
+fetch is not counted, as the CLI's figure counts reading the file); the
+baseline is the CLI's time for the same bundle: the mean of its run above
+and a second run right after the browser's (a shared machine's speed
+drifts). Memory:
+the peak resident set (VmHWM) of Chromium's renderer process, which runs
+the worker, against the CLI's peak; and, in a second run on the page's main
+thread, the JS heap (``performance.memory.usedJSHeapSize`` with
+``--enable-precise-memory-info``) sampled at every progress step and every
+10 ms the event loop is free: a lower bound of the peak (parsing runs
+without a pause). Without Chromium or Playwright the browser figures are
+skipped and the run says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 from bench.results import Recorder
 
@@ -120,10 +144,167 @@ def _raw_verify_rate(bundle: Path, trust: Path) -> float:
     return len(sample) / (time.perf_counter() - t0)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--enable-precise-memory-info",
+]
+PAGE = "/tests/page/browser/verify.html"  # its worker runs the page's verifier
+DATA = "/bench-data/"  # the bundles, served from the bench's temporary folder
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """The repository root, plus DATA mapped to ``data`` (set by functools.partial)."""
+
+    extensions_map: ClassVar[dict[str, str]] = {
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".mjs": "text/javascript",
+        ".js": "text/javascript",
+    }
+
+    def __init__(self, *args: Any, data: str, **kw: Any) -> None:
+        self.data = data
+        super().__init__(*args, **kw)
+
+    def translate_path(self, path: str) -> str:
+        if path.startswith(DATA):
+            return os.path.join(self.data, os.path.basename(path.split("?", 1)[0]))
+        return super().translate_path(path)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serve(data: Path) -> Iterator[str]:
+    handler = functools.partial(_Handler, directory=str(ROOT), data=str(data))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _descendants(pid: int) -> list[int]:
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def _renderer_hwm_mib() -> float:
+    """Peak resident MiB (VmHWM) of the largest Chromium renderer this process started."""
+    best = 0.0
+    for pid in _descendants(os.getpid()):
+        try:
+            if b"--type=renderer" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                best = max(best, int(line.split()[1]) / 1024)
+    return best
+
+
+_MAIN_THREAD = """([b, t]) => {
+  window.done = null;
+  window.heapPeak = 0;
+  const sample = () => {
+    window.heapPeak = Math.max(window.heapPeak, performance.memory.usedJSHeapSize);
+  };
+  const timer = setInterval(sample, 10);
+  window.job = (async () => {
+    const m = await import('/cloud/page/static/verify/index.js');
+    const [bb, tt] = await Promise.all([b, t].map(
+      async (u) => new Uint8Array(await (await fetch(u)).arrayBuffer())));
+    sample();
+    const t0 = performance.now();
+    const rep = await m.verifyBundle(bb, tt, { tag: 'unknown', onProgress: sample });
+    sample();
+    window.done = { ms: performance.now() - t0, verified: rep.verified, peak: window.heapPeak };
+  })().catch((e) => { window.done = { error: String(e && e.stack ? e.stack : e) }; })
+    .finally(() => clearInterval(timer));
+}"""
+
+
+def _verify_in_browser(bundles: list[tuple[Path, Path]]) -> list[dict[str, Any]] | str:
+    """Each bundle verified by the page's verifier in Chromium: a Web Worker run (time,
+    renderer peak RSS) then a main-thread run (sampled JS heap peak). A reason string
+    when the browser cannot run."""
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM}"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return "Python playwright not installed"
+    out = []
+    with _serve(bundles[0][0].parent) as base, sync_playwright() as p:
+        for bundle, trust in bundles:
+            b, t = DATA + bundle.name, DATA + trust.name
+            # a fresh browser per bundle: the renderer's VmHWM is this bundle's peak
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                page.goto(base + PAGE)
+                page.wait_for_function("window.ready === true", timeout=30_000)
+                idle = _renderer_hwm_mib()
+                t0 = time.perf_counter()
+                w = page.evaluate(
+                    "([b, t]) => verifyInWorker(b, t, 'unknown')"
+                    ".then(r => ({ ms: r.ms, verified: r.report.verified }))",
+                    [b, t],
+                )
+                wall = time.perf_counter() - t0
+                hwm = _renderer_hwm_mib()
+                page.evaluate(_MAIN_THREAD, [b, t])
+                page.wait_for_function("window.done !== null", timeout=600_000, polling=200)
+                m = page.evaluate("window.done")
+                if "error" in m or errors:
+                    raise RuntimeError(f"browser verify failed: {m.get('error')} {errors}")
+                out.append(
+                    {
+                        "seconds": w["ms"] / 1000,
+                        "wall_s": wall,
+                        "verified": w["verified"],
+                        "renderer_hwm_mib": hwm,
+                        "renderer_idle_mib": idle,
+                        "main_seconds": m["ms"] / 1000,
+                        "main_verified": m["verified"],
+                        "heap_peak_mib": m["peak"] / 2**20,
+                    }
+                )
+            finally:
+                browser.close()
+    return out
+
+
 def run(rec: Recorder) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         figures = {}
+        made: dict[int, tuple[Path, Path, int, float, float]] = {}
         for n in (10_000, 100_000):
             t0 = time.perf_counter()
             bundle, trust, count = build(n, out)
@@ -134,6 +315,7 @@ def run(rec: Recorder) -> None:
             )
             seconds, mib, rc = _verify_in_child(bundle, trust)
             figures[n] = (count, seconds, mib)
+            made[n] = (bundle, trust, count, seconds, mib)
             rate = _raw_verify_rate(bundle, trust)
             rec.add(
                 f"verify.bundle_{n}.seconds",
@@ -157,4 +339,52 @@ def run(rec: Recorder) -> None:
             (s5 / c5) / (s4 / c4),
             "x",
             note="per-record time at 10^5 over per-record time at 10^4 (1.0 = linear)",
+        )
+        _browser(rec, made)
+
+
+def _browser(rec: Recorder, made: dict[int, tuple[Path, Path, int, float, float]]) -> None:
+    for n, (bundle, trust, count, cli_s, cli_mib) in made.items():
+        t0 = time.perf_counter()
+        got = _verify_in_browser([(bundle, trust)])
+        if isinstance(got, str):
+            print(f"   browser verification skipped: {got}")
+            return
+        r = got[0]
+        # the CLI again, right after the browser: the machine's speed drifts (shared), so
+        # the baseline is the mean of the CLI just before and just after
+        cli_after, _, _ = _verify_in_child(bundle, trust)
+        cli = (cli_s + cli_after) / 2
+        print(
+            f"   browser runs of {count} records took {time.perf_counter() - t0:.1f} s", flush=True
+        )
+        mib = bundle.stat().st_size / 2**20
+        rec.add(
+            f"verify.bundle_{n}.browser_seconds",
+            r["seconds"],
+            "s",
+            baseline="coldtrace verify (CLI) of the same bundle, this run",
+            baseline_value=cli,
+            note=f"{count} records ({mib:.1f} MiB), page verifier in a Chromium Web Worker "
+            f"(WebCrypto), verified {r['verified']}; with the fetch {r['wall_s']:.2f} s; "
+            f"on the main thread {r['main_seconds']:.2f} s; baseline = mean of the CLI's "
+            f"{cli_s:.2f} s before and {cli_after:.2f} s after",
+        )
+        rec.add(
+            f"verify.bundle_{n}.browser_peak_rss_mib",
+            r["renderer_hwm_mib"],
+            "MiB",
+            baseline="the CLI's peak resident memory, same bundle",
+            baseline_value=cli_mib,
+            note=f"VmHWM of Chromium's renderer process (page + worker); "
+            f"{r['renderer_idle_mib']:.0f} MiB with the page loaded, before verifying",
+        )
+        rec.add(
+            f"verify.bundle_{n}.browser_js_heap_peak_mib",
+            r["heap_peak_mib"],
+            "MiB",
+            baseline="bundle file size",
+            baseline_value=mib,
+            note="performance.memory.usedJSHeapSize, main-thread run, sampled at each "
+            "progress step and every 10 ms the loop is free (a lower bound of the peak)",
         )

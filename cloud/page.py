@@ -317,14 +317,27 @@ def _verdict_html(summary: dict[str, Any]) -> tuple[str, str]:
     return (word or "none"), body
 
 
-def _tag_html(tap: Tap, item: str | None) -> str:
+def names_another(tag_item: str | None, link: str | None) -> bool:
+    """Whether ``link`` (a Digital Link, perhaps without lot or serial) names another item
+    than ``tag_item``: a GTIN, lot or serial the link gives differs from the tag's."""
+    a, b = _item_parts(tag_item), _item_parts(link)
+    if a["gtin"] is None or b["gtin"] is None:
+        return False
+    return any(b[k] is not None and a[k] != b[k] for k in ("gtin", "lot", "serial"))
+
+
+def _tag_html(tap: Tap, item: str | None, link: str | None = None) -> str:
     status = tap.status
     parts = [
         f'<h2 id="tag-h" class="tag-word">{_e(t("tag." + status))}</h2>',
         f'<p class="tag-text">{_e(t("tag." + status + ".text"))}</p>',
     ]
-    if tap.item and item and tap.item != item:
-        parts.append(f'<p class="tag-text">{_e(t("tag.mismatch", item=tap.item))}</p>')
+    # the tag's item against the trace's, and against the link that was opened: a tag's
+    # SUN parameters pasted onto another product's link (the path is not under the MAC)
+    if tap.item and (
+        (item and tap.item != item) or (link and names_another(tap.item, link.split("?")[0]))
+    ):
+        parts.append(f'<p class="tag-text mismatch">{_e(t("tag.mismatch", item=tap.item))}</p>')
     if tap.message:
         parts.append(
             f'<details class="tag-detail"><summary>{_e(t("reason.technical"))}</summary>'
@@ -395,7 +408,7 @@ def render_page(summary: dict[str, Any], trust: dict[str, Any], tap: Tap, dl: st
         h_product=_e(t("product")),
         product=product,
         tag_status=_e(tap.status),
-        tag=_tag_html(tap, item),
+        tag=_tag_html(tap, item, dl),
         h_verdict=_e(t("verdict")),
         verdict_class=_e(word),
         verdict=verdict,

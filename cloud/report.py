@@ -1207,12 +1207,7 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
             raise HTTPException(
                 422, {"error": "bad_uid", "message": "a tag UID is 8, 14 or 20 hex digits"}
             )
-        t = app.state.traces.trace(bytes.fromhex(uid))
-        if not who.operator and who.org_id not in t.orgs:
-            raise HTTPException(
-                404, {"error": "unknown_item", "message": "no item of yours with that tag"}
-            )
-        return t
+        return app.state.visible_trace(who, bytes.fromhex(uid))
 
     @app.get(
         "/v1/traces/{uid}/report.pdf",

@@ -35,6 +35,8 @@ the UID as associated data.
 """
 
 import contextlib
+import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -62,6 +64,8 @@ __all__ = [
     "keyring",
     "sdm_settings",
 ]
+
+log = logging.getLogger("coldtrace.cloud")
 
 KEY_FILE = "tags.key"
 SYSTEM_ID = b"ColdTrace/NTAG424"
@@ -339,7 +343,19 @@ def _tag_row(conn: Connection, uid: bytes) -> Any:
 def check_tap(cloud: Any, query_params: Mapping[str, str]) -> TapResult:
     """The status of one tap, from the query parameters of the URL the tag mirrored
     (``picc``/``picc_data``/``e``, ``cmac``/``c``, optionally ``enc``). A genuine tap
-    moves the tag's read counter up; nothing else changes the database."""
+    moves the tag's read counter up; nothing else changes the database. Every tap with
+    SUN data is logged as one JSON line (logger ``coldtrace.cloud``, event ``tap``: status,
+    UID, counter), so replayed and invalid taps - copied or cloned URLs - are on record
+    (docs/decisions.md D49)."""
+    r = _check_tap(cloud, query_params)
+    if r.status != "unauthenticated":
+        log.info(
+            json.dumps({"event": "tap", "status": r.status, "uid": r.uid, "counter": r.counter})
+        )
+    return r
+
+
+def _check_tap(cloud: Any, query_params: Mapping[str, str]) -> TapResult:
     try:
         msg = sun.parse_sun(query_params)
     except sun.SunError as e:

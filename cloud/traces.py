@@ -572,6 +572,16 @@ def _bundle_response(request: Request, t: Trace) -> Response:
 
 
 UidPath = Annotated[str, Path(min_length=8, max_length=20, pattern=r"^[0-9a-fA-F]+$")]
+#: a lot (AI 10) or serial (AI 21): 1 to 20 characters of GS1's character set 82, which has
+#: no space and no control character (a search term outside it can name no item: 422)
+GS1_VALUE = r"^[A-Za-z0-9!\"%&'()*+,\-./:;<=>?_]{1,20}$"
+
+
+def not_yours() -> HTTPException:
+    """The one answer to an organisation for an item it may not see or that does not exist."""
+    return HTTPException(
+        404, {"error": "unknown_item", "message": "no item of yours with that tag"}
+    )
 
 
 def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
@@ -591,23 +601,39 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
 
     def visible(who: Any, t: Trace) -> None:
         if not who.operator and who.org_id not in t.orgs:
-            raise HTTPException(
-                404, {"error": "unknown_item", "message": "no item of yours with that tag"}
-            )
+            raise not_yours()
+
+    def visible_trace(who: Any, uid: bytes) -> Trace:
+        """The trace for ``who``; an organisation gets the same 404 for an item that is not
+        its own and for one that does not exist (no existence oracle across organisations)."""
+        try:
+            t = svc.trace(uid)
+        except HTTPException as e:
+            if e.status_code != 404 or who.operator:
+                raise
+            raise not_yours() from None
+        visible(who, t)
+        return t
+
+    app.state.visible_trace = visible_trace
 
     @app.get("/v1/traces", tags=["traces"])
     def find(
         who: Any = reader,
         dl: Annotated[str | None, Query(max_length=300)] = None,
-        lot: Annotated[str | None, Query(min_length=1, max_length=20)] = None,
-        serial: Annotated[str | None, Query(min_length=1, max_length=20)] = None,
+        lot: Annotated[str | None, Query(pattern=GS1_VALUE)] = None,
+        serial: Annotated[str | None, Query(pattern=GS1_VALUE)] = None,
         gtin: Annotated[str | None, Query(pattern=r"^[0-9]{14}$")] = None,
     ) -> Any:
         """Find items: by Digital Link (``dl``), or by ``lot`` / ``serial`` (and ``gtin``)."""
         if dl is not None:
-            uid = svc.resolve(dl)
-            t = svc.trace(uid)
-            visible(who, t)
+            try:
+                uid = svc.resolve(dl)
+            except HTTPException as e:
+                if e.status_code != 404 or who.operator:
+                    raise
+                raise not_yours() from None
+            t = visible_trace(who, uid)
             return [{"uid": uid.hex(), "item": t.item, "trace": f"/v1/traces/{uid.hex()}"}]
         if lot is None and serial is None:
             raise HTTPException(
@@ -623,15 +649,13 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
     @app.get("/v1/traces/{uid}", tags=["traces"])
     def trace(uid: UidPath, who: Any = reader) -> Any:
         """The item's custody across organisations, the monitoring per leg, the verdict."""
-        t = svc.trace(uid_of(uid))
-        visible(who, t)
+        t = visible_trace(who, uid_of(uid))
         return {**t.summary, "bundle_url": f"/v1/traces/{uid.lower()}/bundle"}
 
     @app.get("/v1/traces/{uid}/bundle", tags=["traces"])
     def bundle(request: Request, uid: UidPath, who: Any = reader) -> Response:
         """The trace bundle (docs/protocol.md §9, version 3), ETag and gzip."""
-        t = svc.trace(uid_of(uid))
-        visible(who, t)
+        t = visible_trace(who, uid_of(uid))
         return _bundle_response(request, t)
 
     @app.get("/v1/traces/{uid}/export/{kind}", tags=["exports"])
@@ -640,7 +664,7 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
         kind: Annotated[str, Path(pattern=r"^(epcis|fsma)$")],
         who: Any = reader,
         format: Annotated[str | None, Query(pattern=r"^(jsonld|csv|xlsx)$")] = None,
-        lot: Annotated[str | None, Query(min_length=1, max_length=20)] = None,
+        lot: Annotated[str | None, Query(pattern=GS1_VALUE)] = None,
         date_from: Annotated[str | None, Query(alias="from", max_length=40)] = None,
         date_to: Annotated[str | None, Query(alias="to", max_length=40)] = None,
     ) -> Response:
@@ -648,8 +672,7 @@ def install(app: Any, cloud: Any, needs: Any, public: Any) -> None:
         from cloud.exports import ExportError, render
         from protocol.trust import parse_trust
 
-        t = svc.trace(uid_of(uid))
-        visible(who, t)
+        t = visible_trace(who, uid_of(uid))
         options: dict[str, Any] = {}
         if format is not None:
             options["format"] = format
