@@ -61,7 +61,7 @@ def _value_for(field: tuple | None) -> st.SearchStrategy[object]:
         return st.one_of(st.text(min_size=lo, max_size=hi + 2), any_value)
     sizes = sorted(lo) if check == rec._BSTR_SET else [lo, hi]
     return st.one_of(
-        st.binary(min_size=min(sizes), max_size=max(sizes) + 2).filter(lambda b: True),
+        st.binary(min_size=min(sizes), max_size=max(sizes) + 2),
         st.sampled_from(sizes).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
         any_value,
     )
