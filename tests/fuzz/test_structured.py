@@ -361,7 +361,7 @@ def compact_proofs(draw: st.DrawFn) -> dict:
     return doc
 
 
-_VERIFY = Target("bundle", (VerificationError,))
+_VERIFY = Target("bundle_compact", (VerificationError,))
 
 
 @FUZZ
