@@ -175,12 +175,25 @@ class CloudSource:
         ).one()
         if lo_any is None:
             return None
+        # protocol.assemble.seq_bounds, in SQL: around the records dated inside
+        in_lo, in_hi = self.conn.execute(
+            select(func.min(r.seq), func.max(r.seq)).where(
+                and_(mine, r.tq >= 1, r.time > t0, r.time < t1)
+            )
+        ).one()
+        below = int(hi_any) + 1 if in_lo is None else int(in_lo)
+        above = int(lo_any) - 1 if in_hi is None else int(in_hi)
+        before = and_(mine, r.tq >= 1, r.time <= t0, r.seq < below)
         lo = self.conn.execute(
-            select(func.max(r.seq)).where(and_(mine, r.tq >= 1, r.time <= t0))
+            select(func.max(r.seq)).where(and_(before, r.kind.in_((1, 7))))
         ).scalar_one()
+        if lo is None:
+            lo = self.conn.execute(select(func.max(r.seq)).where(before)).scalar_one()
         lo = int(lo_any if lo is None else lo)
         hi = self.conn.execute(
-            select(func.min(r.seq)).where(and_(mine, r.seq >= lo, r.tq >= 1, r.time >= t1))
+            select(func.min(r.seq)).where(
+                and_(mine, r.seq >= lo, r.seq > above, r.tq >= 1, r.time >= t1)
+            )
         ).scalar_one()
         return lo, int(hi_any if hi is None else hi)
 

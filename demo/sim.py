@@ -379,7 +379,8 @@ class SimLogger:
 
     def __init__(self, cfg: dict[str, Any], root: Path, new_client: Callable[[], Any],
                  seed: int = 1, scale: int = 600, world: dict[str, int] | None = None,
-                 clock: Callable[[], float] = time.time, wifi: SimWifi | None = None) -> None:
+                 clock: Callable[[], float] = time.time, wifi: SimWifi | None = None,
+                 fs: Callable[[], Any] | None = None) -> None:
         firmware_on_path()
         import ct_ds18b20
         import ct_sht4x
@@ -391,6 +392,9 @@ class SimLogger:
         self.new_client = new_client
         self.clock = clock
         self.wifi = wifi
+        # the device's flash, remounted at each wake: its directory on the host's
+        # disk, or (``fs``) another ct_fs-like filesystem, e.g. one that loses power
+        self.mount = fs or (lambda: _device_fs(root))
         self.board = WallBoard(clock=clock)
         self.room = ColdRoom(seed=seed, **(world or {}))
         self.scale = scale
@@ -454,7 +458,7 @@ class SimLogger:
         import ct_core
         import ct_rtcmem
 
-        fs = _device_fs(self.root)
+        fs = self.mount()
         core = ct_core.open_device(self.cfg, self.board, self.wifi, fs,
                                    self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
         import ct_ota
@@ -494,16 +498,21 @@ class SimLogger:
         import ct_core
         import ct_rtcmem
 
-        fs = _device_fs(self.root)
+        fs = self.mount()
         core = ct_core.open_device(self.cfg, self.board, self.wifi, fs,
                                    self.new_client, ct_rtcmem.RTCMem(self.board.rtc))
         try:
-            blocks = self._blocks(fs)
-            if blocks is not None:
-                ct_app.Logger(self.cfg, self.board, core, [], self.settings,
-                              blocks=blocks).close_blocks()
-            with contextlib.suppress(OSError):
-                core.upload(self.cfg.get("upload_ms", 8000))
+            lg = ct_app.Logger(self.cfg, self.board, core, [], self.settings,
+                               blocks=self._blocks(fs))
+            lg.close_blocks()
+            # the upload a wake makes (ct_app's own): a fresh ack's time sets an
+            # unset or drifted clock (the clock-set record goes with the next
+            # upload), commands apply; a failed link backs off as in a wake
+            lg._upload(lg.clock.now()[0])
+            lg._save()
+            if lg.settings_dirty:
+                self.settings = dict(lg.settings)
+            self.events.extend(lg.events)
             self.queued = core.queued()[0]
         finally:
             core.close()

@@ -21,9 +21,12 @@ From the source, :func:`plan` chooses:
 3. **the profile**: the run of the lot's profile chain (or, without one, the
    GTIN's) that spans [c, c + 1) for the commission date c, signed by the
    GTIN's authority (§10, §12.4);
-4. **for each monitoring device**: its records from the last one dated at or
-   before its monitoring start to the first dated at or after its end, every
-   seq in between, and each status record that declares a loss there; a
+4. **for each monitoring device**: its records from the last reading dated at
+   or before its monitoring start to the first record dated at or after its
+   end, every seq in between, and each status record that declares a loss
+   there (:func:`seq_bounds`: a clock set back or forward makes dates go
+   back within a device's seqs, so "last" and "first" are taken around the
+   records dated inside the interval, never past one of them); a
    record whose clock was not set pulls in the records up to the next set
    clock, so the verifier can date it as the planner did (§12.2);
 5. **the registrations** of every device in the bundle, all of them.
@@ -191,10 +194,9 @@ class Source(Protocol):
         ...
 
     def seq_window(self, device: str, t0: int, t1: int) -> tuple[int, int] | None:
-        """Seqs (lo, hi) of ``device`` around the time [t0, t1], from set clocks only:
-        lo is the highest seq with tq >= 1 and time <= t0 (else the lowest seq), hi the
-        lowest seq >= lo with tq >= 1 and time >= t1 (else the highest seq). None when
-        the device has no records."""
+        """Seqs (lo, hi) of ``device`` around the time [t0, t1], from set clocks
+        only (tq >= 1): :func:`seq_bounds` over those records. None when the device
+        has no records."""
         ...
 
     def declared_losses(self, device: str) -> list[Loss]:
@@ -394,6 +396,35 @@ def _monitors(run: Run, a: int, b: int) -> list[tuple[str, int, int]]:
     return [(dev, x, y) for dev, ivs in sorted(spans.items()) for x, y in ivs]
 
 
+READING_KINDS = (1, 7)  # what stands for time (§12.6 step 3): readings and blocks
+
+
+def seq_bounds(
+    dated: Iterable[tuple[int, int, int]], t0: int, t1: int, first: int, last: int
+) -> tuple[int, int]:
+    """The seqs (lo, hi) of one device's records that show [t0, t1], from its dated
+    records ``(seq, kind, date)``; ``first``/``last`` are its lowest/highest seq.
+
+    Let *inside* be the records dated strictly between t0 and t1. lo is the highest
+    seq below every inside record whose reading is dated at or before t0 (it stands
+    at t0), else the highest such record of any kind, else ``first``; hi the lowest
+    seq at or above lo, above every inside record, dated at or after t1, else
+    ``last``. With dates that grow with seq this is the last record at or before t0
+    that is a reading and the first at or after t1; after a clock set back (or
+    forward) a record dated inside the interval may come before one dated before it
+    (after it), and is kept all the same.
+    """
+    rows = sorted(dated)
+    inside = [q for q, _, d in rows if t0 < d < t1]
+    below = min(inside) if inside else last + 1
+    above = max(inside) if inside else first - 1
+    lo = max((q for q, k, d in rows if d <= t0 and q < below and k in READING_KINDS), default=None)
+    if lo is None:
+        lo = max((q for q, _, d in rows if d <= t0 and q < below), default=first)
+    hi = min((q for q, _, d in rows if q >= lo and q > above and d >= t1), default=last)
+    return lo, hi
+
+
 def _dating_tail(source: Source, recs: list[Entry]) -> list[Entry]:
     """``recs`` (one signer, ascending seq) with the records after the last one up to
     and including the first with a set clock, when the last has none (§12.2)."""
@@ -415,11 +446,12 @@ def _device_records(source: Source, device: str, spans: list[tuple[int, int]]) -
             continue  # no records at all: the verdict says records_missing
         recs = _dating_tail(source, source.records_of(device, *window))
         dates = date_records(_opened(r.raw) for r in recs)
-        dated = [(r, dates.get(r.raw)) for r in recs]
-        lo = max((r.seq for r, d in dated if d is not None and d <= x), default=window[0])
-        hi = min(
-            (r.seq for r, d in dated if r.seq >= lo and d is not None and d >= y),
-            default=window[1],
+        lo, hi = seq_bounds(
+            ((r.seq, r.kind, d) for r in recs if (d := dates.get(r.raw)) is not None),
+            x,
+            y,
+            window[0],
+            window[1],
         )
         keep = [r for r in recs if lo <= r.seq <= hi]
         for r in _dating_tail(source, keep):
@@ -577,12 +609,8 @@ class MemorySource:
         recs = self._by_signer.get(device, [])
         if not recs:
             return None
-        lo = max((e.seq for e in recs if e.tq >= 1 and e.time <= t0), default=recs[0].seq)
-        hi = min(
-            (e.seq for e in recs if e.seq >= lo and e.tq >= 1 and e.time >= t1),
-            default=recs[-1].seq,
-        )
-        return lo, hi
+        set_clocks = ((e.seq, e.kind, e.time) for e in recs if e.tq >= 1)
+        return seq_bounds(set_clocks, t0, t1, recs[0].seq, recs[-1].seq)
 
     def declared_losses(self, device: str) -> list[Loss]:
         return list(self._losses.get(device, []))

@@ -824,25 +824,36 @@ class SqlStore:
     def seq_window(
         self, signer: str, start: int, end: int, *, upto: int | None = None
     ) -> tuple[int, int] | None:
-        """Seqs (lo, hi) of ``signer`` around the time [start, end], from set clocks only:
-        lo is the highest seq with tq >= 1 and time <= start (else the lowest seq),
-        hi the lowest seq >= lo with tq >= 1 and time >= end (else the highest seq).
-        None when the signer has no records."""
+        """Seqs (lo, hi) of ``signer`` around the time [start, end], from set clocks
+        only (tq >= 1), as :func:`protocol.assemble.seq_bounds` chooses them: lo the
+        highest seq dated at or before ``start`` (a reading if one is) below every
+        record dated inside, hi the lowest seq dated at or after ``end`` above every
+        record dated inside. None when the signer has no records."""
         top = _upto(upto)
         first, last = self._one(
             "SELECT min(seq), max(seq) FROM records WHERE signer = ? AND leaf < ?", (signer, top)
         )
         if first is None:
             return None
+        mine = "FROM records WHERE signer = ? AND tq >= 1 AND leaf < ?"
+        in_lo, in_hi = self._one(
+            f"SELECT min(seq), max(seq) {mine} AND time > ? AND time < ?",
+            (signer, top, start, end),
+        )
+        below = int(last) + 1 if in_lo is None else int(in_lo)
+        above = int(first) - 1 if in_hi is None else int(in_hi)
         lo = self._one(
-            "SELECT max(seq) FROM records WHERE signer = ? AND tq >= 1 AND time <= ? AND leaf < ?",
-            (signer, start, top),
+            f"SELECT max(seq) {mine} AND time <= ? AND seq < ? AND kind IN (1, 7)",
+            (signer, top, start, below),
         )[0]
-        lo = first if lo is None else int(lo)
+        if lo is None:
+            lo = self._one(
+                f"SELECT max(seq) {mine} AND time <= ? AND seq < ?", (signer, top, start, below)
+            )[0]
+        lo = int(first) if lo is None else int(lo)
         hi = self._one(
-            "SELECT min(seq) FROM records WHERE signer = ? AND seq >= ? AND tq >= 1"
-            " AND time >= ? AND leaf < ?",
-            (signer, lo, end, top),
+            f"SELECT min(seq) {mine} AND seq >= ? AND seq > ? AND time >= ?",
+            (signer, top, lo, above, end),
         )[0]
         return lo, int(last) if hi is None else int(hi)
 

@@ -25,6 +25,7 @@ from protocol.assemble import (
     TraceError,
     find_uid,
     plan,
+    seq_bounds,
 )
 from protocol.bundle import AnchorRef, Bundle, BundleRecord, MultiProof, Subject
 from protocol.checkpoint import Checkpoint, checkpoint_hash, sign_checkpoint
@@ -315,3 +316,30 @@ def test_find_uid_by_tag_or_digital_link(trace: Trace) -> None:
         find_uid(source, "not-a-tag")
     with pytest.raises(TraceError, match="no scans of tag 04000000000009 in the logs"):
         plan(source, bytes.fromhex("04000000000009"), Authorities.of_trust(trace.trust()))
+
+
+# --- which seqs show an interval (seq_bounds): dates that go back ------------------------
+
+
+def test_seq_bounds_start_at_the_last_reading_not_a_later_status() -> None:
+    # a reading at 100, then (same wake) a heartbeat at 100, the next reading at 400:
+    # the reading at 100 stands over a leg starting at 200, the heartbeat does not
+    dated = [(0, 1, 100), (1, 3, 100), (2, 1, 400), (3, 1, 700)]
+    assert seq_bounds(dated, 200, 650, 0, 3) == (0, 3)
+    # without a reading at or before the start: the last record of any kind
+    assert seq_bounds([(0, 3, 100), (1, 1, 400)], 200, 650, 0, 1) == (0, 1)
+
+
+def test_seq_bounds_keep_a_record_dated_inside_before_a_clock_set_back() -> None:
+    # a clock 240 s fast: a reading at 340 (really 100), the gateway's ack sets the
+    # clock back (a clock-set record at 100), the next reading at 400. A leg from 340
+    # must hold the reading at 340 although a later seq is dated before it
+    dated = [(0, 3, 340), (1, 1, 340), (2, 3, 100), (3, 7, 400), (4, 7, 4000)]
+    lo, hi = seq_bounds(dated, 340, 3900, 0, 4)
+    assert lo <= 1 and hi == 4
+    # and at the end: a reading dated inside after a record dated past the end
+    dated = [(0, 1, 100), (1, 1, 1000), (2, 3, 900), (3, 1, 950), (4, 1, 1300)]
+    assert seq_bounds(dated, 200, 960, 0, 4) == (0, 4)
+    # with dates that only grow, the window is the classic one
+    dated = [(s, 1, 100 * s) for s in range(10)]
+    assert seq_bounds(dated, 250, 650, 0, 9) == (2, 7)

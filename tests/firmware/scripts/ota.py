@@ -79,7 +79,9 @@ def test_update_without_cuts():
     assert check_boot(disk, "/slot_b", rel) == 2
 
 
-def power_cut_at_every_step(torn):
+def power_cut_at_every_step(torn, stats=None):
+    """Cut the power at each filesystem step of an update, in turn; ``stats``
+    (a dict) gets the counts: steps cut, boots, boots by slot, final versions."""
     rel = Release(2, "coldtrace-0.2.0", V2)
     server = FwServer(rel)
     # steps of an uncut update, from the offer to the confirmed trial
@@ -108,12 +110,20 @@ def power_cut_at_every_step(torn):
                 break
         for d in booted:  # every boot ran the factory firmware or the whole release
             check_boot(disk, d, rel)
+        if stats is not None:
+            stats["boots"] = stats.get("boots", 0) + len(booted)
+            for d in booted:
+                stats[d] = stats.get(d, 0) + 1
         u = updater(FakeFs(disk), server)
         finals[u.running()[1]] = finals.get(u.running()[1], 0) + 1
         if not torn:  # LittleFS: every cut update completes on the next wakes
             assert u.running() == ("coldtrace-0.2.0", 2), (cut, u.ptr())
             assert u.ptr()["hi"] == 2
     assert "rename" in kinds and "write" in kinds and "flush" in kinds, kinds
+    if stats is not None:
+        stats["steps"] = total
+        stats["cut_kinds"] = sorted(kinds)
+        stats["finals"] = finals
     return finals
 
 
