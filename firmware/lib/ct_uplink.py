@@ -43,11 +43,11 @@ ahead"): the retained and queued acks reach the device before its first
 record (the broker sends them on connect and subscribe). Only fresh acks
 give the gateway's time.
 
-Records dated ahead (§5.2). A fresh ack that stops right below the queue
-head while the head is dated (a block: its last reading) more than
-``max_ahead`` s (``hold_ahead`` s for tq 1) past the ack's gateway time
-means the gateway refused it as ``bad_time`` and will refuse it again:
-the clock ran fast. ``sync(unix)`` (ct_core, from the app) sets the clock
+Records dated ahead (§5.2). After each fresh ack the queue head (what the
+ack did not cover) is checked: dated (a block: its last reading) more than
+``max_ahead`` s (``hold_ahead`` s for tq 1) past the ack's gateway time,
+the gateway refuses it as ``bad_time`` and will refuse it again: the clock
+ran fast. ``sync(unix)`` (ct_core, from the app) sets the clock
 at once (the app closes its open blocks, then signs the clock-set record);
 then the contiguous run of queued records from the head that are dated
 ahead is declared lost with ``declare(first, n)``, unless a queued
@@ -184,13 +184,14 @@ class Uplink:
         self.max_ahead = 300  # s a record (tq 2, 3) may be dated past the gateway's time
         self.hold_ahead = 86400  # the same for tq 1 (holdover)
         self._skip = None  # (first, last, end qid): queued records declared lost
-        self._stuck = None  # (gateway time, ticks) of a fresh ack stuck below the head
+        self._stuck = None  # (gateway time, ticks) of the last fresh ack, not checked yet
         self._before = -1  # newest gateway time of the acks that came before any record
         self._c = None
         self._inbox = []
         self._events = None
         self._refused = False
         self._sent_min = None  # lowest seq published in this upload
+        self._sent_max = None  # highest
         self._fresh = None  # (gateway time, ticks at arrival) of the last fresh ack
         self._lost = ct_lost.Losses()
         # figures for status records and tests
@@ -256,6 +257,8 @@ class Uplink:
         self.sent += 1
         if self._sent_min is None or seq < self._sent_min:
             self._sent_min = seq
+        if self._sent_max is None or seq > self._sent_max:
+            self._sent_max = seq
 
     # --- incoming ----------------------------------------------------------------
 
@@ -264,7 +267,8 @@ class Uplink:
         # published before it arrived decides whether an ack is fresh.
         if len(self._inbox) >= _INBOX:
             self._inbox.pop(0)  # the retained ack comes again; commands retry
-        self._inbox.append((bytes(topic), bytes(msg), self._sent_min, self._t.ticks_ms()))
+        self._inbox.append((bytes(topic), bytes(msg), self._sent_min, self._t.ticks_ms(),
+                            self._sent_max))
 
     def _poll(self):
         for _ in range(_INBOX):
@@ -274,14 +278,14 @@ class Uplink:
     def _process(self):
         moved = False
         while self._inbox:
-            topic, msg, sent_min, rx = self._inbox.pop(0)
+            topic, msg, sent_min, rx, sent_max = self._inbox.pop(0)
             if topic == self.t_ack:
-                moved = self._ack(msg, sent_min, rx) or moved
+                moved = self._ack(msg, sent_min, rx, sent_max) or moved
             elif topic == self.t_cmd:
                 self._cmd(msg)
         return moved
 
-    def _ack(self, msg, sent_min, rx):
+    def _ack(self, msg, sent_min, rx, sent_max=None):
         try:
             _, f = ct_record.verify_mac0(msg, self._key)
         except ct_record.MacError:
@@ -300,6 +304,7 @@ class Uplink:
                 fresh = seq >= sent_min or gwt > self._before
         if fresh:
             self._fresh = (gwt, rx)
+            self._stuck = (gwt, rx, sent_max)  # is our head dated ahead of it? (_ahead)
         self._events.append(("ack", seq, gwt if fresh else None))
         q = self._q
         c = q.head()
@@ -313,8 +318,6 @@ class Uplink:
                 break  # beyond our newest queued record
             s = ct_record.record_seq(rec)
             if s > seq:
-                if fresh and c == q.head():
-                    self._stuck = (gwt, rx)  # the gateway waits on our head
                 break  # stale or duplicate, or it names a record we lost (it has it)
             if s == seq:
                 if ct_record.chain_link(rec) != link:
@@ -383,18 +386,19 @@ class Uplink:
     # --- records dated ahead (§5.2) ------------------------------------------------
 
     def _ahead(self):
-        """The gateway's fresh ack stopped below the head: if the head is
-        dated ahead of its time, set the clock and declare the run."""
-        gwt, rx = self._stuck
+        """After a fresh ack: if the queue head is dated ahead of the
+        gateway's time, set the clock and declare the run. True if the
+        queue changed."""
+        gwt, rx, sent = self._stuck
         self._stuck = None
         if self.sync is None or self.declare is None:
             return False
         now = gwt + (self._t.ticks_diff(self._t.ticks_ms(), rx) + 500) // 1000
-        if self._run(now) is None:
-            return False  # the head is not dated ahead: not ours to fix
+        if self._run(now, sent) is None:
+            return False  # the head is not dated ahead, or the gateway has not seen it
         if not self.sync(now):
             return False
-        run = self._run(now)  # again: the app may have closed a block
+        run = self._run(now, sent)  # again: the app may have closed a block
         if run is None:
             return False
         first, n, end, done = run
@@ -410,9 +414,11 @@ class Uplink:
         self._events.append(("lost", first, n))
         return True
 
-    def _run(self, now):
+    def _run(self, now, sent):
         """(first seq, count, qid after it, already declared) of the run of
-        queued records from the head dated ahead of ``now``, or None."""
+        queued records from the head dated ahead of ``now``, or None. The
+        head must have been sent before the ack came (seq <= ``sent``): the
+        gateway refused it, and keeps it in its quarantine."""
         q = self._q
         c = q.head()
         first = None
@@ -433,6 +439,8 @@ class Uplink:
                 lim = self.hold_ahead if f[5] == 1 else self.max_ahead
                 if f[5] and t > now + lim and (first is None or f[3] == first + n):
                     if first is None:
+                        if sent is None or f[3] > sent:
+                            return None  # the gateway has not seen it yet
                         first = f[3]
                     n += 1
                     c = nxt
@@ -462,6 +470,7 @@ class Uplink:
         self._events = []
         self._refused = False
         self._sent_min = None
+        self._sent_max = None
         self._fresh = None
         self._stuck = None
         self._skip = None
