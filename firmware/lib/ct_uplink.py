@@ -40,8 +40,10 @@ An ack that covers none of them is fresh too when it arrived after this
 upload's first record and is newer than every ack that came before it
 (the gateway's reply to a record it refused, §5.2 "Records dated
 ahead"): the retained and queued acks reach the device before its first
-record (the broker sends them on connect and subscribe). Only fresh acks
-give the gateway's time.
+record (the broker sends queued messages after CONNACK and the retained
+ack after the ack topic's SUBACK, which _connect reads before the cmd
+topic's SUBACK), and the retained ack is the newest of them. Only fresh
+acks give the gateway's time.
 
 Records dated ahead (§5.2). After each fresh ack the queue head (what the
 ack did not cover) is checked: dated (a block: its last reading) more than
@@ -184,7 +186,7 @@ class Uplink:
         self.max_ahead = 300  # s a record (tq 2, 3) may be dated past the gateway's time
         self.hold_ahead = 86400  # the same for tq 1 (holdover)
         self._skip = None  # (first, last, end qid): queued records declared lost
-        self._stuck = None  # (gateway time, ticks) of the last fresh ack, not checked yet
+        self._stuck = None  # (gateway time, ticks, highest seq sent) of a fresh ack to check
         self._before = -1  # newest gateway time of the acks that came before any record
         self._c = None
         self._inbox = []
@@ -394,13 +396,15 @@ class Uplink:
         if self.sync is None or self.declare is None:
             return False
         now = gwt + (self._t.ticks_diff(self._t.ticks_ms(), rx) + 500) // 1000
-        if self._run(now, sent) is None:
-            return False  # the head is not dated ahead, or the gateway has not seen it
-        if not self.sync(now):
-            return False
-        run = self._run(now, sent)  # again: the app may have closed a block
+        run = self._run(now, sent)
         if run is None:
-            return False
+            return False  # the head is not dated ahead, or the gateway has not seen it
+        if not run[3]:  # not declared yet: the clock first, so the declaration is dated right
+            if not self.sync(now):
+                return False
+            run = self._run(now, sent)  # again: the app may have closed a block
+            if run is None:
+                return False
         first, n, end, done = run
         skip = (first, first + n - 1, end)
         if done:
