@@ -15,7 +15,9 @@ Who may call what:
   a verifier needs), and - rate-limited - a product's public trace.
 
 Every refusal is a 4xx with ``{"error": code, "message": …}``; every request
-is logged as one JSON line (logger ``coldtrace.cloud``).
+is logged as one JSON line (logger ``coldtrace.cloud``). A full disk under the
+database is ``507 disk_full`` with :data:`DISK_FULL`: nothing of the request was
+stored, the sender retries (a gateway's pusher does, with backoff).
 """
 
 import functools
@@ -48,12 +50,18 @@ from cloud.logs import (
 )
 from cloud.push import PushRefused, ingest
 from cloud.witness import CosignatureRefused, accept_cosignatures, load_or_create_witness
+from gateway.evidence.diskfull import is_disk_full
 from protocol.keys import b64e
 from protocol.note import WitnessSigner
 
 __all__ = ["Cloud", "create_app"]
 
 log = logging.getLogger("coldtrace.cloud")
+
+DISK_FULL = (
+    "the cloud's storage is full: nothing of this request was stored; "
+    "retry when the operator has freed space"
+)
 
 ORIGIN_PATH = Path(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
 
@@ -163,11 +171,19 @@ def create_app(config: CloudConfig, engine: Engine | None = None) -> FastAPI:
         start = time.perf_counter()
         try:
             response = await call_next(request)
-        except Exception:
-            log.exception(json.dumps({"event": "error", "path": request.url.path}))
-            response = JSONResponse(
-                {"error": "internal", "message": "internal error (logged)"}, status_code=500
-            )
+        except Exception as exc:
+            if is_disk_full(exc):
+                # One sentence, no traceback: the transaction rolled back whole (a push
+                # is stored entirely or not at all) and the sender retries (D40).
+                log.error(json.dumps({"event": "disk_full", "path": request.url.path}))
+                response = JSONResponse(
+                    {"error": "disk_full", "message": DISK_FULL}, status_code=507
+                )
+            else:
+                log.exception(json.dumps({"event": "error", "path": request.url.path}))
+                response = JSONResponse(
+                    {"error": "internal", "message": "internal error (logged)"}, status_code=500
+                )
         log.info(
             json.dumps(
                 {

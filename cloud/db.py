@@ -248,6 +248,35 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+_growth_base: dict[str, int] = {}  # the test hook: each file's page count when first seen
+
+
+def _test_growth(path: Path) -> Any:
+    """Test hook (gateway/evidence/diskfull.py ``COLDTRACE_TEST_SQLITE_GROWTH``, here
+    ``cloud.db=N``): at every checkout of a connection, the database may have grown by
+    at most N pages past its size when the hook first named it, so a push meets a
+    genuine SQLITE_FULL; with the variable gone, the limit is lifted on the next
+    checkout (space came back) without a restart. Operators never set it."""
+    from gateway.evidence.diskfull import growth_pages
+
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        pages = growth_pages(path.name)
+        if pages is None and not _growth_base:
+            return
+        cur = dbapi_conn.cursor()
+        try:
+            if pages is None:
+                cur.execute("PRAGMA max_page_count = 4294967294")  # SQLite's maximum
+            else:
+                have = int(cur.execute("PRAGMA page_count").fetchone()[0])
+                base = _growth_base.setdefault(str(path), have)
+                cur.execute(f"PRAGMA max_page_count = {base + pages}")
+        finally:
+            cur.close()
+
+    return checkout
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the database to Alembic's head revision (idempotent)."""
     from alembic import command
@@ -266,6 +295,7 @@ def connect(url_or_path: str | Path, *, migrate: bool = True) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkout", _test_growth(Path(url.partition(":///")[2])))
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
     if migrate:

@@ -227,6 +227,10 @@ def _reason_text(r: dict[str, Any], profile: dict[str, Any] | None) -> str:
         return t("reason.cumulative", duration=fmt_duration(int(r.get("value") or 0)))
     if code == "mkt":
         return t("reason.mkt", value=fmt_temp(r.get("value")))
+    if code == "wrong_role":  # a scan by a logger, or readings by a reader (§12.1)
+        return t(
+            f"reason.wrong_role.{'reading' if r.get('detail') == 'reading' else 'scan'}", **values
+        )
     key = f"reason.{code}"
     if key in strings():
         return t(key, **values)

@@ -26,7 +26,10 @@ witness, or refuses all of it with a code and a reason, kept in the
    failure);
 7. stored in one transaction; the cloud cosigns the checkpoint.
 
-A batch sent twice is stored once: the second answer is ``duplicate``.
+A batch sent twice is stored once: the second answer is ``duplicate`` (also
+when it carries receipts, if the cloud holds the same ones already), however
+late it comes after newer batches, as long as its signature's time is within
+``MAX_SKEW`` of the cloud's clock (``bad_signature`` 401 after that).
 """
 
 from __future__ import annotations
@@ -512,8 +515,8 @@ def _check(
             },
         )
     new = [(i, rec) for i, rec in records if i >= size]
-    if not new and held is not None and not batch.anchors:
-        return batch, cp, [], True
+    if not new and held is not None and _receipts_held(conn, log, batch.anchors):
+        return batch, cp, [], True  # a replay: nothing to store, nothing to check again
     tree.extend(rec.raw for _, rec in new)
     try:
         if tree.root(cp.size) != cp.root_hash:
@@ -551,6 +554,22 @@ def _check(
     # leave the tree extended: the transaction below stores these leaves, or, if it
     # fails, the next catch_up rolls the tree back to the stored size
     return batch, cp, new, False
+
+
+def _receipts_held(
+    conn: Connection, log: LogRow, anchors: Sequence[tuple[int, dict[str, Any]]]
+) -> bool:
+    """Whether the cloud holds every receipt of ``anchors`` already, byte for byte as
+    it stores them (a push sent again carries the receipts it carried the first time)."""
+    for tree_size, receipt in anchors:
+        have = conn.execute(
+            select(db.anchors.c.receipt).where(
+                and_(db.anchors.c.log_id == log.id, db.anchors.c.size == tree_size)
+            )
+        ).first()
+        if have is None or have.receipt != json.dumps(receipt, sort_keys=True):
+            return False
+    return True
 
 
 def _rebuilt(tree: MerkleTree, first: int, raws: Sequence[bytes]) -> MerkleTree:

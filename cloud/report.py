@@ -74,7 +74,7 @@ from cloud.exports.evidence import Evidence, NotVerifiedError, evidence_from_byt
 from protocol.anchor import EvmReceipt, LocalReceipt
 from protocol.checkpoint import checkpoint_hash, parse_checkpoint
 from protocol.completeness import DeviceRecords
-from protocol.custody import by_signer, dates_of_signers, parse_item
+from protocol.custody import by_signer, dates_of_signers, parse_item, wrong_role
 from protocol.errors import VerificationError
 from protocol.note import parse_note
 from protocol.reasons import fmt_centi, fmt_duration
@@ -274,13 +274,14 @@ def _leg_series(ev: Evidence) -> dict[int, dict[str, list[tuple[int, int, int]]]
     gap = profile.get("gap") or DEFAULT_GAP
     signers = by_signer(ev.records)
     dates = dates_of_signers(signers)
+    refused = wrong_role(ev.records, dates)  # readings of a device not registered as a logger
     out: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
     readings: dict[str, list[Any]] = {}  # device -> its dated readings, made once
     for leg in verdict.legs:
         for m in leg.monitors:
             if m.device not in readings:
                 recs = signers.get(m.device, [])
-                readings[m.device] = DeviceRecords(recs, dates).readings(gap)
+                readings[m.device] = DeviceRecords(recs, dates, refused).readings(gap)
             held = readings[m.device]
             channels = {h.channel for h in held}
             for h in held:

@@ -79,7 +79,7 @@ ENC_NAMES = ("enc",)
 UID_LENGTH = 7  # NTAG 424 DNA
 _SV1 = bytes.fromhex("c33c00010080")
 _SV2 = bytes.fromhex("3cc300010080")
-_HEX = re.compile(r"^[0-9A-Fa-f]*$")
+_HEX = re.compile(r"[0-9A-Fa-f]*")  # fullmatch: "$" would let a final newline through
 MAX_ENC_BYTES = 128  # SDMENCLength is at most the file; more is not a tag's message
 
 
@@ -322,7 +322,7 @@ def _first(params: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str]
 
 
 def _unhex(text: str, what: str, sizes: tuple[int, ...] | None = None) -> bytes:
-    if not _HEX.match(text) or len(text) % 2:
+    if not _HEX.fullmatch(text) or len(text) % 2:
         raise SunError("malformed", f"{what} is not hex")
     if sizes is not None and len(text) // 2 not in sizes:
         raise SunError("malformed", f"{what} has the wrong length")
@@ -343,8 +343,10 @@ def parse_sun(params: Mapping[str, str]) -> SunMessage | None:
     mac_b = _unhex(mac[1], "the CMAC", (8,))
     enc_b = None
     if enc is not None:
+        if len(enc[1]) > 2 * MAX_ENC_BYTES:  # refuse before scanning or decoding it
+            raise SunError("malformed", "the encrypted file data is 16, 32, .. bytes")
         enc_b = _unhex(enc[1], "the encrypted file data")
-        if not enc_b or len(enc_b) % 16 or len(enc_b) > MAX_ENC_BYTES:
+        if not enc_b or len(enc_b) % 16:
             raise SunError("malformed", "the encrypted file data is 16, 32, .. bytes")
     return SunMessage(picc_b, mac_b, enc_b, None if enc is None else enc[1], mac_name=mac[0])
 

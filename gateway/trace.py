@@ -380,6 +380,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
         return 1
     from gateway.rotate import own_trust
 
-    report = verify_bundle(bundle, parse_trust(own_trust(cfg)))
+    rpc = None  # an EVM receipt is checked on the gateway's own node (docs/evm.md)
+    if cfg.ledger.backend == "evm" and cfg.ledger.evm is not None:
+        from protocol.rpc import json_rpc
+
+        rpc = json_rpc(cfg.ledger.evm.rpc_url, timeout=cfg.ledger.evm.timeout)
+    report = verify_bundle(bundle, parse_trust(own_trust(cfg)), rpc=rpc)
     sys.stdout.write(render(report))
     return exit_status(report)

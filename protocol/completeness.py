@@ -28,7 +28,7 @@ intervals.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -125,9 +125,16 @@ def _temps(p: Reading | ReadingBlock) -> list[int | None]:
 class DeviceRecords:
     """A device's records in ``V`` (one per seq, in seq order) and their dates."""
 
-    def __init__(self, records: Sequence[Record], dates: Mapping[bytes, int | None]) -> None:
+    def __init__(
+        self,
+        records: Sequence[Record],
+        dates: Mapping[bytes, int | None],
+        refused: Collection[bytes] = frozenset(),
+    ) -> None:
         self.records = records
         self.dates = dates
+        #: readings of the wrong role (§12.1): records for runs and spans, never readings
+        self.refused = refused
         runs: list[list[Record]] = []
         for r in records:
             if runs and runs[-1][-1].payload.seq + 1 == r.payload.seq:
@@ -219,7 +226,7 @@ class DeviceRecords:
             block_later: set[int] = set()
             for i in range(len(run) - 1, -1, -1):
                 p = run[i].payload
-                if not isinstance(p, (Reading, ReadingBlock)):
+                if not isinstance(p, (Reading, ReadingBlock)) or run[i].raw in self.refused:
                     continue
                 ch = p.ch or 0
                 d = ds[i]
@@ -261,7 +268,11 @@ class DeviceRecords:
             for i, r in enumerate(run):
                 p = r.payload
                 d = self.dates.get(r.raw)
-                if d is not None and isinstance(p, (Reading, ReadingBlock)):
+                if (
+                    d is not None
+                    and isinstance(p, (Reading, ReadingBlock))
+                    and r.raw not in self.refused
+                ):
                     spans.append((p.ch or 0, d, last_date(r, d) or d, i))
             by_ch: dict[int, list[tuple[int, int, int]]] = {}
             for ch, first, last, i in spans:

@@ -5,6 +5,7 @@ Pure functions over records that passed §11 (the verdict's ``V``):
     date_records(records) -> {record bytes: date | None}     # §12.2
     parse_item(item) -> Item(gtin, lot, serial) | None         # §1 "Item"
     custody(records, dates, uid) -> Custody                    # §12.3 steps 1-7
+    wrong_role(records, dates) -> {record bytes}               # §12.1 "Roles"
 
 A record's *date* is its ``time`` when its clock was set, or is derived from
 the device's next clock-set record, or it is undated. The custody of a tag
@@ -35,8 +36,12 @@ from protocol.record import (
     ACTION_SHIP,
     ACTION_UNLOAD,
     EVENT_CLOCK_SET,
+    ROLE_LOGGER,
+    ROLE_READER,
+    Reading,
     ReadingBlock,
     Record,
+    Registration,
     Scan,
     Status,
     chain_hash,
@@ -53,6 +58,7 @@ __all__ = [
     "date_records",
     "dates_of_signers",
     "parse_item",
+    "wrong_role",
 ]
 
 ACTION_NAMES = {
@@ -185,6 +191,48 @@ def dates_of_signers(groups: Mapping[str, Sequence[Record]]) -> dict[bytes, int 
     return dates
 
 
+# --- roles (§12.1) -------------------------------------------------------------------------
+
+
+def wrong_role(records: Iterable[Record], dates: Mapping[bytes, int | None]) -> set[bytes]:
+    """The bytes of the scans whose role is not reader and of the readings and reading
+    blocks whose role is not logger (§12.1 "Roles"): evidence the verdict does not use.
+
+    A record's role is its signer's registration in force at its date: among the
+    registrations in ``records`` of that device, the highest ``seq`` with ``time`` at or
+    before the date, else (undated, or dated before them all) the lowest ``seq``. A device
+    with no registration among ``records`` (pinned directly) is refused nothing."""
+    unique = {r.raw: r for r in records}
+    regs: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # device -> (seq, time, role)
+    for r in unique.values():
+        p = r.payload
+        if isinstance(p, Registration):
+            regs[p.device].append((p.seq, p.time, p.role))
+    for history in regs.values():
+        history.sort()
+    refused: set[bytes] = set()
+    for raw, r in unique.items():
+        p = r.payload
+        if isinstance(p, Scan):
+            want = ROLE_READER
+        elif isinstance(p, (Reading, ReadingBlock)):
+            want = ROLE_LOGGER
+        else:
+            continue
+        held = regs.get(r.signer)
+        if not held:
+            continue
+        date = dates.get(raw)
+        role = held[0][2]
+        if date is not None:
+            for _, time, in_force in held:
+                if time <= date:
+                    role = in_force
+        if role != want:
+            refused.add(raw)
+    return refused
+
+
 # --- custody (§12.3) ---------------------------------------------------------------------------
 
 
@@ -232,6 +280,8 @@ class Custody:
     legs: list[Leg]
     reasons: list[Reason]
     unlinked: list[Leg] = field(default_factory=list)
+    #: the bytes of every record of the wrong role (§12.1), scans and readings of any tag
+    refused: set[bytes] = field(default_factory=set)
 
     def unlinked_reasons(self, links: bool) -> list[Reason]:
         """``custody_unlinked``: incomplete for each such scan when the profile sets
@@ -247,14 +297,19 @@ class Custody:
 
 def custody(records: Sequence[Record], dates: Mapping[bytes, int | None], uid: bytes) -> Custody:
     """§12.3 steps 1-7 for the tag ``uid``: the scans of it among ``records``, dated by
-    ``dates`` (:func:`date_records`); records of other kinds or tags are ignored."""
+    ``dates`` (:func:`date_records`); the registrations among ``records`` give the
+    scans' roles (§12.1), and a scan not signed as a reader is dropped (``wrong_role``);
+    records of other kinds or tags are ignored."""
     reasons: list[Reason] = []
     dated: list[tuple[int, bytes, int, Record]] = []
+    refused = wrong_role(records, dates)
     mine = {r.raw: r for r in records if isinstance(r.payload, Scan) and r.payload.uid == uid}
     for raw in sorted(mine):
         r = mine[raw]
         date = dates.get(raw)
-        if date is None:
+        if raw in refused:
+            reasons.append(why.wrong_role_scan(r.signer, r.payload.seq, date))
+        elif date is None:
             reasons.append(why.undated_scan(r.signer, r.payload.seq))
         else:
             dated.append((date, r.signer.encode(), r.payload.seq, r))
@@ -262,7 +317,8 @@ def custody(records: Sequence[Record], dates: Mapping[bytes, int | None], uid: b
     first = next((i for i, e in enumerate(dated) if _action(e[3]) == ACTION_COMMISSION), None)
     if first is None:
         reasons.append(why.no_commission(uid))
-        return Custody(None, [], [], reasons)
+        reasons.sort(key=Reason.sort_key)
+        return Custody(None, [], [], reasons, refused=refused)
     for date, _, seq, r in dated[:first]:
         reasons.append(why.custody_conflict(r.signer, seq, date, "before_commission"))
     kept = dated[first:]
@@ -273,7 +329,7 @@ def custody(records: Sequence[Record], dates: Mapping[bytes, int | None], uid: b
         assert isinstance(p, Scan)
         end = kept[k + 1][0] if k + 1 < len(kept) else date
         legs.append(Leg(k, r, date, end, p.ref if load else p.place, load))
-    result = Custody(kept[0][3], [e[3] for e in kept], legs, reasons)
+    result = Custody(kept[0][3], [e[3] for e in kept], legs, reasons, refused=refused)
     _links(result)
     _contradictions(result)
     if not any(g.end > g.start for g in legs):

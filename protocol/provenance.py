@@ -57,6 +57,7 @@ _CONFLICT_SEVERITY = {
 }
 _CUSTODY_SEVERITY = {
     "undated_scan": SEV_UNCONFIRMED,
+    "wrong_role": SEV_UNCONFIRMED,
     "custody_gap": SEV_UNCONFIRMED,
     "custody_branch": SEV_UNCONFIRMED,
 }
@@ -169,6 +170,8 @@ def judge_provenance(
         for rec in records:
             p = rec.payload
             if not isinstance(p, Scan) or p.action != ACTION_COMMISSION or p.uid == uid:
+                continue
+            if rec.raw in cust.refused:  # not signed as a reader (§12.1)
                 continue
             other = parse_item(p.item) if p.item is not None else None
             date = dates.get(rec.raw)

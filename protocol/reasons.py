@@ -39,6 +39,7 @@ SEV_SUSPECT, SEV_UNCONFIRMED = "suspect", "unconfirmed"
 STAGES = {
     "no_commission": 1,
     "undated_scan": 1,
+    "wrong_role": 1,
     "custody_conflict": 1,
     "custody_gap": 1,
     "custody_branch": 1,
@@ -183,6 +184,26 @@ def undated_scan(device: str, seq: int) -> Reason:
         f"scan #{seq} by {device} cannot be dated (clock never set) and is left out of the custody"
     )
     return Reason("undated_scan", SEV_INCOMPLETE, text, device=device, value=seq)
+
+
+def wrong_role_scan(device: str, seq: int, date: int | None) -> Reason:
+    """A scan whose signer is not registered as a reader (§12.1 "Roles", §12.3 step 1)."""
+    text = (
+        f"scan #{seq} by {device} is left out of the custody: {device} is registered as "
+        "a temperature logger, not a handover reader"
+    )
+    return Reason(
+        "wrong_role", SEV_INCOMPLETE, text, device=device, start=date, value=seq, detail="scan"
+    )
+
+
+def wrong_role_readings(device: str, count: int) -> Reason:
+    """The readings of a bound device not registered as a logger (§12.1, §12.6 step 3)."""
+    text = (
+        f"{device}: {count} readings are not used: {device} is registered as "
+        "a handover reader, not a temperature logger"
+    )
+    return Reason("wrong_role", SEV_INCOMPLETE, text, device=device, value=count, detail="reading")
 
 
 def custody_conflict(device: str, seq: int, date: int, detail: str) -> Reason:

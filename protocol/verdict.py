@@ -313,6 +313,7 @@ class _Judge:
                 self.statements[("profile", r.signer, p.gtin, p.lot or "")].append(r)
         self.indexed: dict[_ChainKey, StatementChain] = {}
         self.profile: ProductProfile | None = None
+        self.refused: set[bytes] = set()  # records of the wrong role (§12.1)
 
     def chain(self, key: _ChainKey) -> StatementChain:
         """The statement chain (kind, signer, target or gtin, lot or ""), indexed once."""
@@ -322,6 +323,7 @@ class _Judge:
 
     def run(self) -> Verdict:
         cust = custody(self.records, self.dates, self.uid)
+        self.refused = cust.refused
         self.reasons.extend(cust.reasons)
         verdict = Verdict(INCOMPLETE, [], self.uid)
         if cust.commission is not None:
@@ -428,7 +430,7 @@ class _Judge:
         gap = self.profile.gap if self.profile is not None else DEFAULT_GAP
         segments: list[_Segment] = []
         for device in sorted(bound, key=str.encode):
-            dev = DeviceRecords(self.signers.get(device, []), self.dates)
+            dev = DeviceRecords(self.signers.get(device, []), self.dates, self.refused)
             intervals = sorted(bound[device])  # disjoint: legs do not overlap
             noted: set[tuple[int, int]] = set()
             for x, y, k in intervals:
@@ -467,12 +469,17 @@ class _Judge:
         return segments
 
     def clock_notes(self, device: str, dev: DeviceRecords) -> None:
-        """§12.2: how many of the device's readings were dated from a clock set, or not at all."""
-        clock = undated = 0
+        """§12.2: how many of the device's readings were dated from a clock set, or not at all;
+        §12.1: how many are not a logger's."""
+        clock = undated = wrong = 0
         for r in dev.records:
             p = r.payload
-            if p.tq == 0 and isinstance(p, (Reading, ReadingBlock)):
-                n = len(p.temps) // 2 if isinstance(p, ReadingBlock) else 1  # a block: N readings
+            if not isinstance(p, (Reading, ReadingBlock)):
+                continue
+            n = len(p.temps) // 2 if isinstance(p, ReadingBlock) else 1  # a block: N readings
+            if r.raw in self.refused:
+                wrong += n
+            elif p.tq == 0:
                 if self.dates.get(r.raw) is None:
                     undated += n
                 else:
@@ -481,6 +488,8 @@ class _Judge:
             self.reasons.append(why.clock_dated(device, clock))
         if undated:
             self.reasons.append(why.undated(device, undated))
+        if wrong:
+            self.reasons.append(why.wrong_role_readings(device, wrong))
         for o in dev.overlaps():
             self.reasons.append(why.block_overlap(device, o.seq, o.start, o.end))
 

@@ -733,7 +733,10 @@ class _Verifier:
         if not scans:
             return
         dates = verdict_mod.date_records(r for r in good if r.signer in {s.signer for s in scans})
-        commission = verdict_mod.custody(scans, dates, uid).commission
+        # the registrations give the scans' roles: a scan not signed as a reader is no
+        # commission (§12.1)
+        regs = [r for r in good if isinstance(r.payload, Registration)]
+        commission = verdict_mod.custody(scans + regs, dates, uid).commission
         if commission is None:
             return
         item = commission.payload.item  # type: ignore[union-attr]

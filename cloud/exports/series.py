@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from cloud.exports.evidence import Evidence
 from protocol.completeness import DeviceRecords
-from protocol.custody import by_signer, dates_of_signers
+from protocol.custody import by_signer, dates_of_signers, wrong_role
 from protocol.record import Reading, ReadingBlock
 from protocol.verdict import DEFAULT_GAP
 
@@ -62,6 +62,7 @@ def leg_series(ev: Evidence) -> dict[int, LegSeries]:
     gap = profile.get("gap") or DEFAULT_GAP
     signers = by_signer(ev.records)
     dates = dates_of_signers(signers)
+    refused = wrong_role(ev.records, dates)  # readings of a device not registered as a logger
     bound: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     for leg in verdict.legs:
         for m in leg.monitors:
@@ -72,7 +73,7 @@ def leg_series(ev: Evidence) -> dict[int, LegSeries]:
         by_seq = {r.payload.seq: r.payload for r in recs}
         intervals = sorted(spans)
         ends = [y for _, y, _ in intervals]
-        for held in DeviceRecords(recs, dates).readings(gap):
+        for held in DeviceRecords(recs, dates, refused).readings(gap):
             i = bisect_right(ends, held.start)
             while i < len(intervals) and intervals[i][0] < held.end:
                 x, y, k = intervals[i]

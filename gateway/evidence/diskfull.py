@@ -21,9 +21,10 @@ import os
 import sqlite3
 from pathlib import Path
 
-__all__ = ["EXIT_DISK_FULL", "DiskFull", "is_disk_full", "limit_growth"]
+__all__ = ["EXIT_DISK_FULL", "HOOK", "DiskFull", "growth_pages", "is_disk_full", "limit_growth"]
 
 EXIT_DISK_FULL = 75  # sysexits EX_TEMPFAIL: free space, then start again
+HOOK = "COLDTRACE_TEST_SQLITE_GROWTH"  # the test hook's variable (limit_growth)
 
 _SQLITE_FULL = 13
 _PG_DISK_FULL = "53100"
@@ -63,16 +64,26 @@ def is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
+def growth_pages(name: str) -> int | None:
+    """Test hook: the pages the SQLite file ``name`` may grow by under
+    ``COLDTRACE_TEST_SQLITE_GROWTH="gateway.db=40,ledger.db=0"``; None when the
+    variable does not name it (always, for operators)."""
+    spec = os.environ.get(HOOK)
+    if not spec:
+        return None
+    for part in spec.split(","):
+        key, _, pages = part.partition("=")
+        if key.strip() == name and pages.strip().isdigit():
+            return int(pages)
+    return None
+
+
 def limit_growth(db: sqlite3.Connection, path: Path) -> None:
     """Test hook: with ``COLDTRACE_TEST_SQLITE_GROWTH="gateway.db=40,ledger.db=0"`` in
     the environment, the named SQLite file may grow by at most that many pages
     past its size when opened (``PRAGMA max_page_count``): a genuine SQLITE_FULL
     without filling a disk. Operators never set it."""
-    spec = os.environ.get("COLDTRACE_TEST_SQLITE_GROWTH")
-    if not spec:
-        return
-    for part in spec.split(","):
-        name, _, pages = part.partition("=")
-        if name.strip() == path.name and pages.strip().isdigit():
-            have = int(db.execute("PRAGMA page_count").fetchone()[0])
-            db.execute(f"PRAGMA max_page_count = {have + int(pages)}")
+    pages = growth_pages(path.name)
+    if pages is not None:
+        have = int(db.execute("PRAGMA page_count").fetchone()[0])
+        db.execute(f"PRAGMA max_page_count = {have + pages}")

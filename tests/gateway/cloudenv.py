@@ -38,6 +38,11 @@ class CloudServer:
         self.thread: threading.Thread | None = None
         self._orgs: set[str] = set()
         self.push_delay = 0.0  # s each push request waits before the app sees it
+        self.answer_delay = 0.0  # s each push's answer waits after the cloud handled it
+        self.in_flight = 0  # push requests received and not yet answered
+        self.app: Any = None
+        # push requests as received, (path, body, Authorization), when a list
+        self.recorded: list[tuple[str, bytes, str]] | None = None
 
     @property
     def url(self) -> str:
@@ -99,12 +104,21 @@ class CloudServer:
         )
 
     def start(self) -> None:
-        app = create_app(self.cfg, self.engine)
+        app = self.app = create_app(self.cfg, self.engine)
 
         async def slow(scope: Any, receive: Any, send: Any) -> None:
-            if self.push_delay and scope["type"] == "http" and scope["path"].endswith("/push"):
-                await asyncio.sleep(self.push_delay)
-            await app(scope, receive, send)
+            if scope["type"] != "http" or not scope["path"].endswith("/push"):
+                await app(scope, receive, send)
+                return
+            self.in_flight += 1
+            try:
+                if self.push_delay:
+                    await asyncio.sleep(self.push_delay)
+                if self.recorded is not None:
+                    receive = self._recorder(scope, receive)
+                await app(scope, receive, self._delayed(send) if self.answer_delay else send)
+            finally:
+                self.in_flight -= 1
 
         config = uvicorn.Config(
             slow, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
@@ -117,7 +131,31 @@ class CloudServer:
             assert time.monotonic() < deadline, "the cloud did not start"
             time.sleep(0.02)
 
+    def _delayed(self, send: Any) -> Any:
+        async def delayed(msg: Any) -> None:
+            if msg["type"] == "http.response.start":
+                await asyncio.sleep(self.answer_delay)
+            await send(msg)
+
+        return delayed
+
+    def _recorder(self, scope: Any, receive: Any) -> Any:
+        """``receive`` that keeps a copy of the request (a push to replay later)."""
+        chunks: list[bytes] = []
+        auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+
+        async def recv() -> Any:
+            msg = await receive()
+            if msg["type"] == "http.request":
+                chunks.append(msg.get("body", b""))
+                if not msg.get("more_body") and self.recorded is not None:
+                    self.recorded.append((scope["path"], b"".join(chunks), auth))
+            return msg
+
+        return recv
+
     def stop(self) -> None:
+        """Stop serving (requests in flight are answered first)."""
         if self.server is not None and self.thread is not None:
             self.server.should_exit = True
             self.thread.join(10)

@@ -137,7 +137,7 @@ class Core:
             prev=prev,
             device=dev.id,
             key=key or dev.public_sec1,
-            role=1,
+            role=dev.role,
             org="acme",
             state=state,
             cal=cal,

@@ -150,10 +150,15 @@ def open_ack(msg: bytes, key: bytes) -> tuple[int, int, bytes]:
 
 
 class SimDevice:
-    """One temperature logger: its key, chain, flash queue and MQTT client."""
+    """One temperature logger or handover reader: its key, chain, flash queue and MQTT client.
 
-    def __init__(self, dev_id: str, *, boot: int = 1, tq: int = 2) -> None:
+    ``role`` is what its registration says (docs/protocol.md §2.5, §12.1: only a reader's
+    scans are custody, only a logger's readings are temperatures); by default a device
+    whose id starts with ``rd-`` is a reader (2), any other a logger (1)."""
+
+    def __init__(self, dev_id: str, *, boot: int = 1, tq: int = 2, role: int | None = None) -> None:
         self.id = dev_id
+        self.role = role if role is not None else (2 if dev_id.startswith("rd-") else 1)
         self.key = generate_p256()
         self.public_sec1 = p256_public_to_sec1(self.key.public_key())
         self.ack_key: bytes | None = None

@@ -71,7 +71,7 @@ class GatewayDir:
             )
             for dev in devices:
                 _, dev.ack_key = signer.add(
-                    dev.id, dev.public_sec1, role=1, org="acme", place=place
+                    dev.id, dev.public_sec1, role=dev.role, org="acme", place=place
                 )
                 self.devices[dev.id] = dev
         finally:

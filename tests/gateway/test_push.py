@@ -35,8 +35,10 @@ from tests.gateway.test_trace import MIN, TRUCK, UID, Scenario
 
 
 def with_cloud(env: GatewayDir, url: str, **extra: str) -> None:
-    lines = [f'url = "{url}"', "interval = 0.2", "timeout = 5", "retry_max = 1"]
-    lines += [f"{k} = {v}" for k, v in extra.items()]
+    """A ``[cloud]`` section pushing to ``url``; ``extra`` adds or overrides keys
+    (values as TOML text)."""
+    settings = {"url": f'"{url}"', "interval": "0.2", "timeout": "5", "retry_max": "1", **extra}
+    lines = [f"{k} = {v}" for k, v in settings.items()]
     with open(env.config_path, "a", encoding="utf-8") as f:
         f.write("\n[cloud]\n" + "\n".join(lines) + "\n")
     env.cfg = load_config(env.config_path)

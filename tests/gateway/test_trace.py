@@ -34,7 +34,7 @@ class Scenario:
     the room, all bound from t0; the item: commission t0+10m at the dock, load onto
     the truck t0+20m, unload into the room t0+100m, sold there t0+150m."""
 
-    def __init__(self, make_broker, make_gateway, *, hot: bool = False) -> None:
+    def __init__(self, make_broker, make_gateway, *, hot: bool = False, **ingest) -> None:
         self.rd_a, self.rd_b = SimDevice("rd-a"), SimDevice("rd-b")
         self.loggers = {
             DOCK: SimDevice("tl-dock"),
@@ -42,7 +42,7 @@ class Scenario:
             ROOM: SimDevice("tl-room"),
         }
         devs = [self.rd_a, self.rd_b, *self.loggers.values()]
-        self.env = make_gateway(make_broker([d.id for d in devs]))
+        self.env = make_gateway(make_broker([d.id for d in devs]), **ingest)
         self.env.register(*devs)
         self.t0 = int(time.time()) - 3 * 3600
         self.hot = hot
@@ -69,6 +69,12 @@ class Scenario:
             store.close()
 
     def run_day(self) -> None:
+        self.publish_day()
+        devs = [self.rd_a, self.rd_b, *self.loggers.values()]
+        wait_for(lambda: all(not d.unacked for d in devs), 30, "every record acked")
+
+    def publish_day(self) -> None:
+        """Publish the day's records (the devices keep each until it is acked)."""
         t0 = self.t0
         for place, dev in self.loggers.items():
             for k in range(33):
@@ -80,8 +86,6 @@ class Scenario:
         a.publish(a.scan(UID, 2, DOCK, time_=t0 + 20 * MIN, ref=TRUCK))
         b.publish(b.scan(UID, 3, ROOM, time_=t0 + 100 * MIN))
         b.publish(b.scan(UID, 6, ROOM, time_=t0 + 150 * MIN))
-        devs = [a, b, *self.loggers.values()]
-        wait_for(lambda: all(not d.unacked for d in devs), 30, "every record acked")
 
     def trace(self, out: Path, *extra: str) -> int:
         args = ["gateway", "trace", "-c", str(self.env.config_path), *extra, "-o", str(out)]

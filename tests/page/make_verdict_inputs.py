@@ -193,7 +193,8 @@ def fuzz_case(rnd: random.Random, blocks: random.Random | None = None) -> dict[s
     """A random trace and Python's verdict document over it. With ``blocks`` (a second
     generator, so that the traces without it stay the same), loggers also sign reading
     blocks (§2.8): of 1-8 readings, faulted slots, the next record sometimes inside a block's
-    span (an overlap) or a kind-1 reading signed after a block but dated inside it."""
+    span (an overlap) or a kind-1 reading signed after a block but dated inside it; and
+    devices are registered in random roles, some changing during the trace (§12.1)."""
     from protocol.record import (
         Binding,
         ProductProfile,
@@ -523,6 +524,28 @@ def fuzz_case(rnd: random.Random, blocks: random.Random | None = None) -> dict[s
             step = rnd.choice([300, 600, 600, 900, 2400])
             tt += step
             local += step
+    if blocks is not None:  # roles (§12.1): a device registered in a role it does not play,
+        # or whose role changes during the trace (its records before stay in the old role)
+        for dev in [*sorted(loggers), "rd-1", "rd-2", "rd-\u00e9"]:
+            if blocks.random() < 0.6:
+                continue
+            for _ in range(blocks.randint(1, 2)):
+                reg = blocks.choice(["reg-a", "reg-b"])
+                tr.add(
+                    reg,
+                    Registration(
+                        boot=0,
+                        seq=tr.seq(reg),
+                        time=t0 + blocks.choice([-86400, 0, 3600, 7200, 14400]),
+                        tq=2,
+                        prev=zero,
+                        device=dev,
+                        key=b"\x04" * 65,
+                        role=blocks.choice([1, 2]),
+                        org="Acme",
+                        state=1,
+                    ),
+                )
     rnd.shuffle(tr.records)
     verdict = verdict_mod.judge(tr.records, trust, _UID, tag)
     return {

@@ -110,6 +110,7 @@ class Scenario:
     origin: str = ORIGIN
     records: list[bytes] = field(default_factory=list)
     devices: dict[str, Signer] = field(default_factory=dict)
+    roles: dict[str, int] = field(default_factory=dict)  # device id -> its registered role
     tags: dict[bytes, bytes] = field(default_factory=dict)  # uid -> custody link on the tag
     deterministic: bool = True
     org: str = "Acme"  # the registry's organisation, in its registrations
@@ -169,6 +170,7 @@ class Scenario:
             deterministic=self.deterministic,
         )
         self.devices[device_id] = dev
+        self.roles[device_id] = role
         self.add(
             registry.sign(
                 Registration,
@@ -191,7 +193,13 @@ class Scenario:
     def revoke(self, dev: Signer, t: int) -> bytes:
         return self.add(
             self.registry.sign(
-                Registration, t, device=dev.id, key=dev.sec1, role=1, org="Acme", state=2
+                Registration,
+                t,
+                device=dev.id,
+                key=dev.sec1,
+                role=self.roles.get(dev.id, 1),
+                org="Acme",
+                state=2,
             )
         )
 

@@ -14,9 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,27 +27,14 @@ from protocol.errors import VerificationError
 from protocol.trust import parse_trust
 from protocol.verify import verify_bundle
 from protocol.verify_cli import render
-from tests.protocol.scenario import COMMISSION, ITEM, LOAD, T0, Scenario
+from tests.fuzz.harness import run_atheris
+from tests.fuzz.targets import small_world
+from tests.soak import scale
 
 CASE_SECONDS = 2.0  # no single input may take longer than this to refuse or judge
 
 
-def _small_world() -> Scenario:
-    s = Scenario()
-    s.profile("09506000134352", T0 - 600, low=0, high=400, delay=1800, gap=1800)
-    tl = s.logger("tl-truck")
-    s.bind("fleet:truck-1", ["tl-truck"], T0 - 600)
-    rd = s.reader("rd-dock", "pack:dock-1")
-    s.bind("pack:dock-1", ["tl-truck"], T0 - 600)
-    s.scan(rd, COMMISSION, T0, item=ITEM)
-    s.readings(tl, T0 - 300, T0 + 1800, 300, lambda t: 250)
-    s.scan(rd, LOAD, T0 + 600, ref="fleet:truck-1")
-    s.bind("fleet:truck-1", ["tl-truck"], T0 + 2000)
-    s.bind("pack:dock-1", ["tl-truck"], T0 + 2000)
-    return s
-
-
-_WORLD = _small_world()
+_WORLD = small_world()
 GOOD = json.loads(_WORLD.bundle().dumps())
 TRUST = _WORLD.trust()
 TRUST_DOC = _WORLD.trust_doc()
@@ -252,46 +236,10 @@ def test_cli_json_output_of_hostile_input_is_one_json_object(tmp_path, capsys):
 
 # --- atheris (coverage-guided), bounded ----------------------------------------------------
 
-_ATHERIS_HARNESS = r"""
-import sys, json, atheris
-with atheris.instrument_imports():
-    from protocol.bundle import loads_bundle
-    from protocol.errors import VerificationError
-    from protocol.trust import parse_trust
-    from protocol.verify import verify_bundle
-trust = parse_trust(json.loads(open(sys.argv[1]).read()))
-
-def one(data):
-    try:
-        bundle = loads_bundle(data)
-    except VerificationError:
-        return
-    verify_bundle(bundle, trust)
-
-atheris.Setup([sys.argv[0], sys.argv[2], "-runs=%d" % int(sys.argv[3]), "-max_total_time=60",
-               "-rss_limit_mb=1024", "-timeout=5"], one)
-atheris.Fuzz()
-"""
-
 
 def test_atheris_bundle_reader_and_verifier(tmp_path):
+    """Coverage-guided, bounded (tests/fuzz/harness.py run_atheris; counts in
+    test-artifacts/fuzz/bundle.json)."""
     pytest.importorskip("atheris", reason="atheris does not install on this platform")
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "good.json").write_text(json.dumps(GOOD))
-    (corpus / "hostile.json").write_bytes(HOSTILE["duplicate names"])
-    trust = tmp_path / "trust.json"
-    trust.write_text(json.dumps(TRUST_DOC))
-    harness = tmp_path / "harness.py"
-    harness.write_text(_ATHERIS_HARNESS)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run(
-        [sys.executable, str(harness), str(trust), str(corpus), "3000"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Done 3000 runs" in proc.stderr or "DONE" in proc.stderr, proc.stderr[-1000:]
+    seeds = [json.dumps(GOOD).encode(), HOSTILE["duplicate names"]]
+    assert run_atheris("bundle", seeds, tmp_path, runs=scale(3000, 200_000)) >= 3000

@@ -56,6 +56,9 @@ function reasonText(r, profile) {
   }
   if (r.code === "cumulative") return t("reason.cumulative", { duration: fmtDuration(r.value || 0) });
   if (r.code === "mkt") return t("reason.mkt", { value: fmtTemp(r.value) });
+  if (r.code === "wrong_role") { // a scan by a logger, or readings by a reader (§12.1)
+    return t(`reason.wrong_role.${r.detail === "reading" ? "reading" : "scan"}`, vals);
+  }
   const key = `reason.${r.code}`;
   const text = t(key, vals);
   return text === key ? t("reason.other", vals) : text;
@@ -230,7 +233,11 @@ function renderCharts(doc, readings) {
     box.replaceChildren();
     if (!leg || !leg.monitors || !leg.monitors.length || leg.to <= leg.from) return;
     const series = [];
+    // a device whose readings the verdict refused (not registered as a logger, wrong_role)
+    const refused = new Set((doc.reasons || [])
+      .filter((r) => r.code === "wrong_role" && r.detail === "reading").map((r) => r.device));
     for (const m of leg.monitors) {
+      if (refused.has(m.device)) continue;
       const byCh = {};
       for (const [ts, temp, ch] of readings[m.device] || []) {
         if (temp === null || ts < m.from - 1800 || ts > m.to) continue;

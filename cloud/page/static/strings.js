@@ -86,6 +86,8 @@ export const STRINGS = /*BEGIN*/{
   "reason.custody_branch": "A handover at {from} does not follow the one before it.",
   "reason.custody_unlinked": "A handover at {from} carries no link to the one before it.",
   "reason.undated_scan": "A handover by {device} cannot be dated.",
+  "reason.wrong_role.scan": "A handover signed by {device} is not used: {device} is registered as a temperature logger, not a handover reader.",
+  "reason.wrong_role.reading": "{device}: {value} readings are not used: {device} is registered as a handover reader, not a temperature logger.",
   "reason.lost": "Step {leg}: the logger {device} lost {value} records between {from} and {to}, as it declared.",
   "reason.clock_dated": "{device}: {value} readings taken before its clock was set were dated from when it was set.",
   "reason.undated": "{device}: {value} readings cannot be dated and are not used.",

@@ -99,6 +99,8 @@ def build_day(
     scans: dict[int, dict[str, object]] | None = None,
     extra: dict[str, Callable[[int], int | None]] | None = None,
     lot_profile: dict[str, object] | None = None,
+    scanned_by_logger: tuple[int, ...] = (),
+    read_by_reader: tuple[str, ...] = (),
 ) -> Day:
     """The day, with per-place temperature curves and optional changes.
 
@@ -107,7 +109,10 @@ def build_day(
     changes the keyword arguments of the n-th custody scan (0 = commission);
     ``extra`` adds a second logger to a place, with its own curve;
     ``lot_profile`` adds a profile for the item's lot (the GTIN's then says
-    ``lots``)."""
+    ``lots``); ``scanned_by_logger`` lists the custody scans (by n) that the
+    logger of the scan's reader's place signs instead of the reader (a stolen
+    logger key); ``read_by_reader`` the places whose reader is bound in place
+    of the logger and signs the readings (§12.1 "Roles")."""
     s = Scenario(deterministic=deterministic)
     profile = profile or PROFILE
     gtin_profile = dict(profile, lots=1) if lot_profile else profile
@@ -126,6 +131,8 @@ def build_day(
     def watching(p: str) -> list[str]:
         if p in unbound:
             return []
+        if p in read_by_reader:
+            return [readers[p].id]
         return [loggers[p].id] + ([seconds[p].id] if p in seconds else [])
 
     for p in places:
@@ -141,7 +148,11 @@ def build_day(
     ]
     # Records in time order, as the gateway would log them.
     timeline: list[tuple[int, int, Callable[[], None]]] = []
+    by_reader = {r.id: p for p, r in readers.items()}
     for n, (t, reader, action, kw) in enumerate(events):
+        if n in scanned_by_logger:  # at the reader's place, signed by that place's logger
+            kw = {**kw, "place": reader.place}
+            reader = loggers[by_reader[reader.id]]
         kw = {**kw, **(scans or {}).get(n, {})}
         kw = {k: v for k, v in kw.items() if v is not None}
         timeline.append(
@@ -154,7 +165,8 @@ def build_day(
             def read(p: str = p, t: int = t, curve: Callable[[int], int | None] = curve) -> None:
                 if hook is not None and hook(day, p, t):
                     return
-                s.reading(loggers[p], t, curve(t - T0))
+                signer = readers[p] if p in read_by_reader else loggers[p]
+                s.reading(signer, t, curve(t - T0))
 
             timeline.append((t, 1, read))
     for p, curve2 in (extra or {}).items():
@@ -258,6 +270,18 @@ def v_incomplete_binding_unproven():
 def v_incomplete_custody_gap():
     prof = dict(PROFILE, links=1)
     return build_day(profile=prof), lambda raw: not is_scan(UNLOAD)(raw)
+
+
+def v_incomplete_logger_signs_scan():
+    # the unload at the dock is signed by the dock's logger (a logger key taken from it):
+    # no custody; the receive that follows links to it, a scan not in the custody
+    prof = dict(PROFILE, links=1)
+    return build_day(profile=prof, scanned_by_logger=(2,)), None
+
+
+def v_incomplete_reader_reads():
+    # the cold room is bound to its handover reader, which signs the readings there
+    return build_day(read_by_reader=(COLD,)), None
 
 
 def v_incomplete_no_commission():
@@ -539,6 +563,16 @@ WANT: dict[
     ),
     "incomplete_custody_gap": (v_incomplete_custody_gap, "INCOMPLETE", {"custody_gap"}),
     "incomplete_no_commission": (v_incomplete_no_commission, "INCOMPLETE", {"no_commission"}),
+    "incomplete_logger_signs_scan": (
+        v_incomplete_logger_signs_scan,
+        "INCOMPLETE",
+        {"wrong_role", "custody_gap", "custody_conflict"},
+    ),
+    "incomplete_reader_reads": (
+        v_incomplete_reader_reads,
+        "INCOMPLETE",
+        {"wrong_role", "no_readings"},
+    ),
     "pass_clock_unset_dated": (v_pass_clock_unset_dated, "PASS", {"clock_dated"}),
     "incomplete_clock_never_set": (
         v_incomplete_clock_never_set,

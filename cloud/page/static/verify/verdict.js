@@ -46,6 +46,7 @@ export const DEFAULT_GAP = 3600;
 const KIND_READING = 1;
 const KIND_SCAN = 2;
 const KIND_STATUS = 3;
+const KIND_REGISTRATION = 4;
 const KIND_BINDING = 5;
 const KIND_PROFILE = 6;
 const KIND_BLOCK = 7;
@@ -57,6 +58,8 @@ const ACTION_SHIP = 5;
 const ACTION_SELL = 6;
 const ACTION_INSTALL = 7;
 const EVENT_CLOCK_SET = 6;
+const ROLE_LOGGER = 1;
+const ROLE_READER = 2;
 export const ACTION_NAMES = {
   1: "commission", 2: "load", 3: "unload", 4: "receive", 5: "ship", 6: "sell", 7: "install",
 };
@@ -290,6 +293,51 @@ function readingTemps(p) {
 
 const isReading = (p) => p.kind === KIND_READING || p.kind === KIND_BLOCK;
 
+// --- §12.1 roles ---------------------------------------------------------------------------------
+
+/**
+ * The keys of the scans whose role is not reader and of the readings and blocks whose role is not
+ * logger (§12.1 "Roles"): evidence the verdict does not use. `items` are {key, signer, p, date}
+ * (p the payload, date the record's §12.2 date or null), every record once; the registrations
+ * among them give the roles. A record's role is its signer's registration in force at its date:
+ * the highest seq with time ≤ date, else (undated, or dated before them all) the lowest seq. A
+ * device with no registration among them (pinned directly) is refused nothing.
+ */
+export function wrongRole(items) {
+  const regs = new Map(); // device -> [[seq, time, role]]
+  for (const r of items) {
+    if (r.p.kind !== KIND_REGISTRATION) continue;
+    if (!regs.has(r.p.device)) regs.set(r.p.device, []);
+    regs.get(r.p.device).push([r.p.seq, r.p.time, r.p.role]);
+  }
+  for (const held of regs.values()) {
+    held.sort((a, b) => cmpNum(a[0], b[0]) || cmpNum(a[1], b[1]) || cmpNum(a[2], b[2]));
+  }
+  const refused = new Set();
+  for (const r of items) {
+    let want;
+    if (r.p.kind === KIND_SCAN) want = ROLE_READER;
+    else if (isReading(r.p)) want = ROLE_LOGGER;
+    else continue;
+    const held = regs.get(r.signer);
+    if (!held || !held.length) continue;
+    let role = held[0][2];
+    if (r.date !== null) {
+      for (const [, time, inForce] of held) if (time <= r.date) role = inForce;
+    }
+    if (role !== want) refused.add(r.key);
+  }
+  return refused;
+}
+
+/** wrongRole over wrapped records dated by `dates`: a Set of record hex strings. */
+function refusedOf(records, dates) {
+  const unique = new Map();
+  for (const r of records) unique.set(r.hex, r);
+  return wrongRole([...unique.values()].map((r) =>
+    ({ key: r.hex, signer: r.signer, p: r.p, date: dateOf(dates, r) })));
+}
+
 // --- §1 the item ------------------------------------------------------------------------------------
 
 const PCHAR = "(?:[A-Za-z0-9\\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})+";
@@ -343,6 +391,7 @@ function custody(records, dates, uid) {
   const uidHex = toHex(uid);
   const reasons = [];
   const dated = [];
+  const refused = refusedOf(records, dates);
   const mine = new Map();
   for (const r of records) {
     if (r.p.kind === KIND_SCAN && r.p.uid && toHex(r.p.uid) === uidHex) mine.set(r.hex, r);
@@ -350,14 +399,16 @@ function custody(records, dates, uid) {
   for (const raw of [...mine.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
     const r = mine.get(raw);
     const date = dateOf(dates, r);
-    if (date === null) reasons.push(why.undatedScan(r.signer, r.p.seq));
+    if (refused.has(raw)) reasons.push(why.wrongRoleScan(r.signer, r.p.seq, date));
+    else if (date === null) reasons.push(why.undatedScan(r.signer, r.p.seq));
     else dated.push([date, r.signer, r.p.seq, r]);
   }
   dated.sort((a, b) => cmpNum(a[0], b[0]) || cmpStr(a[1], b[1]) || cmpNum(a[2], b[2]));
   const first = dated.findIndex((e) => action(e[3]) === ACTION_COMMISSION);
   if (first < 0) {
     reasons.push(why.noCommission(uidHex));
-    return { commission: null, legs: [], reasons, unlinked: [] };
+    reasons.sort(reasonCompare);
+    return { commission: null, legs: [], reasons, unlinked: [], refused };
   }
   for (const [date, , seq, r] of dated.slice(0, first)) {
     reasons.push(why.custodyConflict(r.signer, seq, date, "before_commission"));
@@ -371,7 +422,7 @@ function custody(records, dates, uid) {
       location: load ? opt(r.p.ref) : r.p.place, vehicle: load,
     };
   });
-  const result = { commission: kept[0][3], legs, reasons, unlinked: [] };
+  const result = { commission: kept[0][3], legs, reasons, unlinked: [], refused };
   links(result);
   contradictions(result);
   if (!legs.some((g) => g.end > g.start)) reasons.push(why.noCustody());
@@ -486,9 +537,12 @@ class StatementChain {
 // --- §12.6 one device's records ------------------------------------------------------------------
 
 class DeviceRecords {
-  constructor(records, dates) {
+  // refused: the hex of the readings of the wrong role (§12.1): records for runs and spans,
+  // never readings
+  constructor(records, dates, refused = new Set()) {
     this.records = records;
     this.dates = dates;
+    this.refused = refused;
     const runs = [];
     for (const r of records) {
       const last = runs[runs.length - 1];
@@ -614,7 +668,7 @@ class DeviceRecords {
       const blockLater = new Set();
       for (let i = run.length - 1; i >= 0; i--) {
         const p = run[i].p;
-        if (!isReading(p)) continue;
+        if (!isReading(p) || this.refused.has(run[i].hex)) continue;
         const ch = p.ch || 0;
         const d = ds[i];
         const isBlock = p.kind === KIND_BLOCK;
@@ -653,7 +707,7 @@ class DeviceRecords {
       const byCh = new Map();
       run.forEach((r, i) => {
         const d = dateOf(this.dates, r);
-        if (d === null || !isReading(r.p)) return;
+        if (d === null || !isReading(r.p) || this.refused.has(r.hex)) return;
         const ch = r.p.ch || 0;
         if (!byCh.has(ch)) byCh.set(ch, []);
         byCh.get(ch).push([d, lastDate(r, d), i]);
@@ -854,6 +908,7 @@ class Judge {
     }
     this.indexed = new Map();
     this.profile = null;
+    this.refused = new Set(); // records of the wrong role (§12.1), by hex
   }
 
   chain(key) {
@@ -865,6 +920,7 @@ class Judge {
 
   run() {
     const cust = custody(this.records, this.dates, this.uid);
+    this.refused = cust.refused;
     this.reasons.push(...cust.reasons);
     const doc = {
       commission: null, item: null, profile: null, legs: [], excursions: [], totals: null,
@@ -1026,7 +1082,7 @@ class Judge {
     const gap = this.profile !== null ? this.profile.gap : DEFAULT_GAP;
     const segments = [];
     for (const device of [...bound.keys()].sort(cmpStr)) {
-      const dev = new DeviceRecords(this.signers.get(device) || [], this.dates);
+      const dev = new DeviceRecords(this.signers.get(device) || [], this.dates, this.refused);
       const intervals = bound.get(device).sort((x, y) =>
         cmpNum(x[0], y[0]) || cmpNum(x[1], y[1]) || cmpNum(x[2], y[2]));
       const noted = new Set();
@@ -1074,19 +1130,23 @@ class Judge {
     return segments;
   }
 
-  // §12.2's notes
+  // §12.2's notes, and §12.1's count of readings that are not a logger's
   clockNotes(device, dev) {
     let clock = 0;
     let undated = 0;
+    let wrong = 0;
     for (const r of dev.records) {
-      if (isReading(r.p) && r.p.tq === 0) {
-        const n = r.p.kind === KIND_BLOCK ? r.p.temps.length / 2 : 1; // a block: N readings
+      if (!isReading(r.p)) continue;
+      const n = r.p.kind === KIND_BLOCK ? r.p.temps.length / 2 : 1; // a block: N readings
+      if (this.refused.has(r.hex)) wrong += n;
+      else if (r.p.tq === 0) {
         if (dateOf(this.dates, r) === null) undated += n;
         else clock += n;
       }
     }
     if (clock) this.reasons.push(why.clockDated(device, clock));
     if (undated) this.reasons.push(why.undated(device, undated));
+    if (wrong) this.reasons.push(why.wrongRoleReadings(device, wrong));
     for (const o of dev.overlaps()) this.reasons.push(why.blockOverlap(device, o.seq, o.start, o.end));
   }
 

@@ -32,6 +32,7 @@ const CONFLICT_SEVERITY = {
 };
 const CUSTODY_SEVERITY = {
   undated_scan: "unconfirmed",
+  wrong_role: "unconfirmed",
   custody_gap: "unconfirmed",
   custody_branch: "unconfirmed",
 };
@@ -98,6 +99,7 @@ export function judgeProvenance(records, dates, cust, item, brand, uid, tag, h) 
       if (p.kind !== KIND_SCAN || p.action !== ACTION_COMMISSION || h.toHex(p.uid) === uidHex) {
         continue;
       }
+      if (cust.refused.has(rec.hex)) continue; // not signed as a reader (§12.1)
       const other = p.item === null || p.item === undefined ? null : h.parseItem(p.item);
       const date = h.dateOf(dates, rec);
       if (other === null || date === null) continue;

@@ -21,6 +21,7 @@ const SEV_NOTE = "note";
 export const STAGES = {
   no_commission: 1,
   undated_scan: 1,
+  wrong_role: 1,
   custody_conflict: 1,
   custody_gap: 1,
   custody_branch: 1,
@@ -178,6 +179,22 @@ export function undatedScan(device, seq) {
   return reason("undated_scan", SEV_INCOMPLETE,
     `scan #${seq} by ${device} cannot be dated (clock never set) and is left out of the custody`,
     { device, value: seq });
+}
+
+/** A scan whose signer is not registered as a reader (§12.1 "Roles", §12.3 step 1). */
+export function wrongRoleScan(device, seq, date) {
+  return reason("wrong_role", SEV_INCOMPLETE,
+    `scan #${seq} by ${device} is left out of the custody: ${device} is registered as ` +
+    "a temperature logger, not a handover reader",
+    { device, from: date, value: seq, detail: "scan" });
+}
+
+/** The readings of a bound device not registered as a logger (§12.1, §12.6 step 3). */
+export function wrongRoleReadings(device, count) {
+  return reason("wrong_role", SEV_INCOMPLETE,
+    `${device}: ${count} readings are not used: ${device} is registered as ` +
+    "a handover reader, not a temperature logger",
+    { device, value: count, detail: "reading" });
 }
 
 export function custodyConflict(device, seq, date, detail) {

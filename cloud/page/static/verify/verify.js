@@ -19,7 +19,7 @@ import {
   STATE_REVOKED, STATEMENT_KINDS, ZERO_PREV, blockReadings, chainHash, openRecord, statementChainKey,
 } from './record.js';
 import { VError, bkey, bytesEqual, compareBytes, toHex, utf8 } from './util.js';
-import { judge } from './verdict.js';
+import { judge, wrongRole } from './verdict.js';
 
 const EVENT_CLOCK_SET = 6;
 const cmpBig = (a, b) => {
@@ -490,7 +490,14 @@ class Verifier {
     if (!scans.length) return;
     const signers = new Set(scans.map((s) => s.signer));
     const dates = dateRecords(good.filter((r) => signers.has(r.signer)));
-    const commission = firstCommission(scans, dates);
+    // the registrations give the scans' roles: a scan not signed as a reader is no commission
+    // (§12.1)
+    const regs = good.filter((r) => r.payload.kind === KIND_REGISTRATION);
+    const refused = wrongRole([...scans, ...regs].map((r) => {
+      const d = dates.get(bkey(r.raw));
+      return { key: bkey(r.raw), signer: r.signer, p: r.payload, date: d === undefined ? null : d };
+    }));
+    const commission = firstCommission(scans.filter((r) => !refused.has(bkey(r.raw))), dates);
     if (!commission) return;
     const item = commission.payload.item;
     if (item !== claimed) {
