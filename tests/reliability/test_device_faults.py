@@ -718,9 +718,7 @@ def test_clock_ahead_of_the_gateway_is_declared_and_the_ack_moves_on(
     try:
         signer.import_entries([dut.entry], at=t0 - 60)
         signer.bind(room, [dev_id], at=t0)
-        signer.set_profile(
-            GTIN, low=200, high=800, delay=H, gap=900, name="chilled 2-8 °C", at=t0
-        )
+        signer.set_profile(GTIN, low=200, high=800, delay=H, gap=900, name="chilled 2-8 °C", at=t0)
     finally:
         store.close()
     env.register(rd)
@@ -762,9 +760,7 @@ def test_clock_ahead_of_the_gateway_is_declared_and_the_ack_moves_on(
     assert set(refused) <= set(lost) and not set(lost) & set(seqs)
     assert sorted(seqs + lost) == list(range(max(seqs) + 1))  # settled, no silent hole
     assert ack_seq == max(seqs) > max(lost)  # the ack moved past the refused seqs
-    assert [(x.seq_from, x.seq_to, x.status_seq) for x in losses] == [
-        (lost[0], lost[-1], decl.seq)
-    ]
+    assert [(x.seq_from, x.seq_to, x.status_seq) for x in losses] == [(lost[0], lost[-1], decl.seq)]
     # the clock-set record before the declaration: set back by about `ahead`
     (cs,) = [p for p in payloads if isinstance(p, Status) and p.event == 6 and p.seq < decl.seq]
     assert cs.tq == 3 and -ahead - 60 <= cs.time - cs.detail <= -ahead + 60
