@@ -131,8 +131,11 @@ def test_clock_leap_into_holdover_is_declared_and_corrected():
     assert len(rig.gw.declarations) == 1
     ps = payloads(rig.gw)
     first, n, seq = rig.gw.declarations[0]
-    q = [ct_cbor.decode_map(ct_record.parse_sign1(rig.gw.quarantine[s])[1])
-         for s in range(first, first + n) if s in rig.gw.quarantine]
+    q = [
+        ct_cbor.decode_map(ct_record.parse_sign1(rig.gw.quarantine[s])[1])
+        for s in range(first, first + n)
+        if s in rig.gw.quarantine
+    ]
     assert q and all(p[5] == 1 for p in q)  # refused in holdover
     sets = [p for p in ps if p[1] == 3 and p[30] == ct_app.EV_CLOCK_SET]
     st = [p[4] - p[37] for p in sets]
