@@ -691,7 +691,7 @@ def test_clock_ahead_of_the_gateway_is_declared_and_the_ack_moves_on(
     block, signs the clock-set record and declares the refused run lost
     (event 11). The ack moves past it, the device's queue drains, the
     quarantine keeps the refused records with their reason, and the verdict
-    shows the gap (``sequence_gap``) with the declaration, not a silent hole.
+    shows the loss (the ``lost`` note) with the declaration, not a silent hole.
     Before the fix the ack stayed below the first refused seq for good."""
     hours, interval, ahead = 3, 300, 1800
     wall = time.monotonic()
