@@ -28,7 +28,10 @@ code runs on the board (main.py wires machine/network), in the simulator
 
 Clock: the gateway's time (tq 3) comes only from a fresh ack, one that
 answers a record sent in this upload (ct_uplink's ("time", unix) event);
-the retained ack a session starts with can be hours old.
+the retained ack a session starts with can be hours old. When the gateway
+refuses queued records as dated ahead of its time (a fast clock, config
+``clock.max_ahead``/``clock.hold_ahead``), the uplink sets the clock during
+the upload and declares those records lost (docs/protocol.md §5.2).
 
 Persistent state: RTC memory (ct_rtcmem) for what must survive deep sleep
 (alarm, clock sync, upload schedule, boot failures); ``settings`` (applied
@@ -166,6 +169,7 @@ class Logger:
         self.events = []  # (event, detail) made this cycle, for tests/sim
         self._pending_fault = None
         self.settings_dirty = False
+        self._shift = 0  # s the clock stepped during this upload (a set clock)
 
     # -- settings ---------------------------------------------------------
 
@@ -375,9 +379,12 @@ class Logger:
             self._pending_fault = (ch, code)
 
     def _upload(self, now):
+        self._shift = 0
         try:
+            c = self.cfg.get("clock", {})
             got = self.core.upload(self.cfg.get("upload_ms", _UPLOAD_MS), self._want_time(now),
-                                   self.clock.now, self._ntp_now)
+                                   self.clock.now, self._ntp_now, self._gw_now,
+                                   (c.get("max_ahead", 300), c.get("hold_ahead", 86400)))
         except OSError:
             self.fails = min(self.fails + 1, 20)
             back = _MIN_BACKOFF << min(self.fails, 10)
@@ -403,6 +410,13 @@ class Logger:
                 self._on_cmd(item[1])
             elif item[0] == "lost":  # the core signed the declaration (§5.2)
                 self.events.append((EV_DROPPED, item[2]))
+        if self._shift:
+            # the clock stepped during this upload: the schedule made on the
+            # old clock keeps its distance on the new one (a fast clock set
+            # back a day must not wait a day for its next upload)
+            self.last_upload += self._shift
+            self.next_upload += self._shift
+            self.next_heartbeat += self._shift
         if self.dropped and self.storage & 2:
             # the queue drained: report how much was lost, then start over
             n, free = self.core.queued()
@@ -435,6 +449,11 @@ class Logger:
         # before the connection: TLS checks certificate dates (ct_core.upload)
         self._sync(t, ct_clock.NTP)
 
+    def _gw_now(self, t):
+        # during the upload: the gateway refuses records dated ahead of its
+        # time (ct_uplink); set the clock before the declaration is signed
+        return self._sync(t, ct_clock.GATEWAY)
+
     def _want_time(self, now):
         """Ask the uplink for NTP time when the clock is unset or 12 h old."""
         c = self.clock
@@ -442,10 +461,13 @@ class Logger:
             c.src == ct_clock.UNSET or now - c.last > 43200)
 
     def _sync(self, t, src):
+        was = self.clock.src
         try:
             old = self.clock.sync(t, src)
         except ct_clock.ClockError:
             return False
+        if old is not None and was != ct_clock.UNSET:
+            self._shift += t - old
         if old is not None:
             self.close_blocks()  # §2.8: blocks before the clock-set record
             self.status(EV_CLOCK_SET, old)

@@ -108,18 +108,24 @@ class Core:
             return None
         return rec
 
-    def upload(self, timeout_ms, ntp=False, now=None, on_time=None):
+    def upload(self, timeout_ms, ntp=False, now=None, on_time=None, sync=None, ahead=None):
         """Deliver the queue (ct_uplink events, plus ("ntp", unix) first when
         asked); ``now()`` -> (time, tq) stamps declarations of lost records.
         ``on_time(unix)`` takes the NTP time instead of the event, before
         the broker connection: TLS checks certificate dates, so the clock
-        must be set before the handshake."""
+        must be set before the handshake. ``sync(unix)`` -> bool sets the
+        clock from the gateway during the upload, when the gateway refuses
+        records dated ``ahead`` = (max_ahead, hold_ahead) s past its time
+        (ct_uplink, docs/protocol.md §5.2 "Records dated ahead")."""
         if self.uplink is None:
             raise OSError(19)  # ENODEV: no uplink configured
         if self._wifi is not None:
             self._wifi.up()
         if now is not None:
             self.uplink.declare = lambda first, n: self.declare_lost(first, n, *now())
+            self.uplink.sync = sync
+        if ahead is not None:
+            self.uplink.max_ahead, self.uplink.hold_ahead = ahead
         try:
             ev = []
             if ntp and self._ntp is not None:
@@ -132,6 +138,7 @@ class Core:
             self.uplink.close()
         finally:
             self.uplink.declare = None
+            self.uplink.sync = None
             if self._wifi is not None:
                 self._wifi.down()
         return ev

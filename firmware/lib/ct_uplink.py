@@ -36,7 +36,25 @@ Fresh acks. The retained ack a session starts with, and acks a persistent
 session kept while the device slept, may be hours old. An ack is fresh
 when it arrived after this upload published a record it covers (its seq
 >= that record's seq): the gateway made it after receiving that record.
-Only fresh acks give the gateway's time.
+An ack that covers none of them is fresh too when it arrived after this
+upload's first record and is newer than every ack that came before it
+(the gateway's reply to a record it refused, §5.2 "Records dated
+ahead"): the retained and queued acks reach the device before its first
+record (the broker sends queued messages after CONNACK and the retained
+ack after the ack topic's SUBACK, which _connect reads before the cmd
+topic's SUBACK), and the retained ack is the newest of them. Only fresh
+acks give the gateway's time.
+
+Records dated ahead (§5.2). After each fresh ack the queue head (what the
+ack did not cover) is checked: dated (a block: its last reading) more than
+``max_ahead`` s (``hold_ahead`` s for tq 1) past the ack's gateway time,
+the gateway refuses it as ``bad_time`` and will refuse it again: the clock
+ran fast. ``sync(unix)`` (ct_core, from the app) sets the clock
+at once (the app closes its open blocks, then signs the clock-set record);
+then the contiguous run of queued records from the head that are dated
+ahead is declared lost with ``declare(first, n)``, unless a queued
+declaration already covers it, and those records are not sent again.
+They leave the queue with the ack that covers the declaration.
 
 Declared losses (§5.2). While sending, the walk from the head counts seqs
 (ct_lost): a seq missing between queued records, before the first one, or
@@ -164,11 +182,18 @@ class Uplink:
         self.t_cmd = base + b"/cmd"
         self.t_state = base + b"/state"
         self.declare = None  # (first, n) -> record bytes or None (ct_core)
+        self.sync = None  # (unix) -> True if the clock was set (ct_core, records dated ahead)
+        self.max_ahead = 300  # s a record (tq 2, 3) may be dated past the gateway's time
+        self.hold_ahead = 86400  # the same for tq 1 (holdover)
+        self._skip = None  # (first, last, end qid): queued records declared lost
+        self._stuck = None  # (gateway time, ticks, highest seq sent) of a fresh ack to check
+        self._before = -1  # newest gateway time of the acks that came before any record
         self._c = None
         self._inbox = []
         self._events = None
         self._refused = False
         self._sent_min = None  # lowest seq published in this upload
+        self._sent_max = None  # highest
         self._fresh = None  # (gateway time, ticks at arrival) of the last fresh ack
         self._lost = ct_lost.Losses()
         # figures for status records and tests
@@ -234,6 +259,8 @@ class Uplink:
         self.sent += 1
         if self._sent_min is None or seq < self._sent_min:
             self._sent_min = seq
+        if self._sent_max is None or seq > self._sent_max:
+            self._sent_max = seq
 
     # --- incoming ----------------------------------------------------------------
 
@@ -242,7 +269,8 @@ class Uplink:
         # published before it arrived decides whether an ack is fresh.
         if len(self._inbox) >= _INBOX:
             self._inbox.pop(0)  # the retained ack comes again; commands retry
-        self._inbox.append((bytes(topic), bytes(msg), self._sent_min, self._t.ticks_ms()))
+        self._inbox.append((bytes(topic), bytes(msg), self._sent_min, self._t.ticks_ms(),
+                            self._sent_max))
 
     def _poll(self):
         for _ in range(_INBOX):
@@ -252,14 +280,14 @@ class Uplink:
     def _process(self):
         moved = False
         while self._inbox:
-            topic, msg, sent_min, rx = self._inbox.pop(0)
+            topic, msg, sent_min, rx, sent_max = self._inbox.pop(0)
             if topic == self.t_ack:
-                moved = self._ack(msg, sent_min, rx) or moved
+                moved = self._ack(msg, sent_min, rx, sent_max) or moved
             elif topic == self.t_cmd:
                 self._cmd(msg)
         return moved
 
-    def _ack(self, msg, sent_min, rx):
+    def _ack(self, msg, sent_min, rx, sent_max=None):
         try:
             _, f = ct_record.verify_mac0(msg, self._key)
         except ct_record.MacError:
@@ -270,9 +298,15 @@ class Uplink:
             self.forged += 1
             return False
         ours = 0 <= seq < self._st.seq  # a seq we signed
-        fresh = ours and sent_min is not None and seq >= sent_min and type(gwt) is int
+        fresh = False
+        if ours and type(gwt) is int:
+            if sent_min is None:
+                self._before = max(self._before, gwt)
+            else:  # a reply to this upload's records (see the module docstring)
+                fresh = seq >= sent_min or gwt > self._before
         if fresh:
             self._fresh = (gwt, rx)
+            self._stuck = (gwt, rx, sent_max)  # is our head dated ahead of it? (_ahead)
         self._events.append(("ack", seq, gwt if fresh else None))
         q = self._q
         c = q.head()
@@ -351,6 +385,84 @@ class Uplink:
                 self._publish(rec, ct_record.record_seq(rec))
         return made
 
+    # --- records dated ahead (§5.2) ------------------------------------------------
+
+    def _ahead(self):
+        """After a fresh ack: if the queue head is dated ahead of the
+        gateway's time, set the clock and declare the run. True if the
+        queue changed."""
+        gwt, rx, sent = self._stuck
+        self._stuck = None
+        if self.sync is None or self.declare is None:
+            return False
+        now = gwt + (self._t.ticks_diff(self._t.ticks_ms(), rx) + 500) // 1000
+        run = self._run(now, sent)
+        if run is None:
+            return False  # the head is not dated ahead, or the gateway has not seen it
+        if not run[3]:  # not declared yet: the clock first, so the declaration is dated right
+            if not self.sync(now):
+                return False
+            run = self._run(now, sent)  # again: the app may have closed a block
+            if run is None:
+                return False
+        first, n, end, done = run
+        skip = (first, first + n - 1, end)
+        if done:
+            moved = skip != self._skip
+            self._skip = skip
+            return moved
+        if self.declare(first, n) is None:
+            return False  # the queue refused even a status record: next upload
+        self._skip = skip
+        self.declared += n
+        self._events.append(("lost", first, n))
+        return True
+
+    def _run(self, now, sent):
+        """(first seq, count, qid after it, already declared) of the run of
+        queued records from the head dated ahead of ``now``, or None. The
+        head must have been sent before the ack came (seq <= ``sent``): the
+        gateway refused it, and keeps it in its quarantine."""
+        q = self._q
+        c = q.head()
+        first = None
+        n = 0
+        end = None
+        while c is not None:
+            try:
+                rec, nxt = q.read(c)
+            except CorruptRecord:
+                break  # a damaged frame ends the run (and the search)
+            if rec is None:
+                break
+            f = ct_record.record_fields(rec)
+            if end is None:
+                t = f[4]
+                if f[1] == 7:  # a block: its last reading (§2.8)
+                    t += (len(f[18]) // 2 - 1) * f[17]
+                lim = self.hold_ahead if f[5] == 1 else self.max_ahead
+                if f[5] and t > now + lim and (first is None or f[3] == first + n):
+                    if first is None:
+                        if sent is None or f[3] > sent:
+                            return None  # the gateway has not seen it yet
+                        first = f[3]
+                    n += 1
+                    c = nxt
+                    continue
+                if first is None:
+                    return None
+                end = c[0]
+            if f[1] == 3 and f.get(30) == _EV_DROPPED and f.get(38) == first and f.get(37) == n:
+                return first, n, end, True  # an earlier upload declared it
+            c = nxt
+        if first is None:
+            return None
+        return first, n, c[0] if end is None and c is not None else end, False
+
+    def _skipped(self, seq):
+        k = self._skip
+        return k is not None and k[0] <= seq <= k[1]
+
     # --- the upload ----------------------------------------------------------------
 
     def upload(self, timeout_ms):
@@ -362,7 +474,11 @@ class Uplink:
         self._events = []
         self._refused = False
         self._sent_min = None
+        self._sent_max = None
         self._fresh = None
+        self._stuck = None
+        self._skip = None
+        self._before = -1
         m = self._q.mark
         self._lost = ct_lost.Losses(-1 if m == MARK_UNKNOWN else m - 1)
         ever = False
@@ -424,6 +540,10 @@ class Uplink:
             self._poll()
             if self._process():
                 last = t.ticks_ms()
+            if self._stuck is not None and self._ahead():
+                cur = self._rewind()  # on, past the declared run
+                last = t.ticks_ms()
+                continue
             head = q.head()
             if head is None:
                 # drained: were seqs signed after the last acked one lost?
@@ -442,6 +562,10 @@ class Uplink:
             if cur is None or ((cur[0] - head[0]) & _U32) > q.count():
                 cur = self._rewind()  # the ack moved past our cursor
             inflight = (cur[0] - head[0]) & _U32
+            if self._skip is not None:  # the declared run at the head is not in flight
+                k = (self._skip[2] - head[0]) & _U32 if self._skip[2] is not None else 0
+                if k <= q.count():
+                    inflight = max(0, inflight - k)
             if inflight < self._window:
                 try:
                     rec, nxt = q.read(cur)
@@ -455,7 +579,8 @@ class Uplink:
                     lost.record(f[3])
                     if f[1] == 3 and f.get(30) == _EV_DROPPED and 38 in f:
                         lost.declared(f[38], f[37])  # queued by an earlier wake
-                    self._publish(rec, f[3])
+                    if not self._skipped(f[3]):
+                        self._publish(rec, f[3])
                     cur = nxt
                     continue
                 lost.end(self._st.seq)  # the walk reached the tail

@@ -118,7 +118,7 @@ class FakeCore:
     def close(self):
         self.closed = True
 
-    def upload(self, timeout_ms, want_time=False, now=None, on_time=None):
+    def upload(self, timeout_ms, want_time=False, now=None, on_time=None, sync=None, ahead=None):
         self.uploads += 1
         if not self.online:
             raise OSError(113)

@@ -65,6 +65,11 @@ Logged statements move the registry's chain heads and current bindings
 (:class:`gateway.evidence.registry.Registry`): which target each device monitors, for
 alerts and status.
 
+A record refused as ``bad_time`` (a signature that verifies, a time ahead
+of the skew) makes its device's ack due again, like a duplicate: the
+device's clock ran fast, and the ack's gateway time lets it set its clock
+and declare the refused records lost (§5.2 "Records dated ahead").
+
 Accepted records that leave a hole are stored: the hole is recorded as a
 ``gap`` chain event (and ``gap_filled`` when the missing seq arrives); a
 ``prev`` that does not match the stored predecessor is a ``break`` event.
@@ -304,6 +309,11 @@ class Ingestor:
                 batch.release_done.append(msg.release_id)
             if isinstance(r, Refused):
                 refuse(r)
+                if r.reason == "bad_time" and r.signer:
+                    # its device resends it until its ack moves: the ack again,
+                    # with this gateway's time, lets it set its clock and declare
+                    # the record lost (§5.2 "Records dated ahead")
+                    out.ack_due.add(r.signer)
                 continue
             if isinstance(r, Presence):
                 if r.device in registry.keys and r.state in ("online", "offline"):

@@ -140,6 +140,27 @@ def test_a_registration_with_another_key_is_refused(core: Core) -> None:
     assert [r.reason for r in core.store.rejects()] == ["bad_registration"]
 
 
+def test_a_record_dated_ahead_is_acked_again_and_its_declaration_settles(core: Core) -> None:
+    """§5.2 "Records dated ahead": a record refused as bad_time makes its
+    device's ack due again (its time lets the device set its clock); the
+    device's declaration of it settles the ack, which then moves past it."""
+    dev = SimDevice("tl-ahead")
+    core.register(dev)
+    core.send(*(rec(dev, dev.reading(temp=k)) for k in range(2)))
+    now = int(time.time())
+    out = core.send(rec(dev, dev.reading(time_=now + 3600)))  # seq 2, a fast clock
+    assert out.rejected == 1 and out.ack_due == {dev.id}
+    assert [r.reason for r in core.store.rejects()] == ["bad_time"]
+    seq, t, _ = open_ack(core.ingestor.ack_for(dev.id, now), dev.ack_key)
+    assert seq == 1 and t == now  # the same ack, the gateway's time now
+    dev.status(6, detail=now + 3600)  # seq 3: the clock set back
+    out = core.send(rec(dev, dev.unacked[3]), rec(dev, dev.declare_lost(2)))
+    assert out.rejected == 0
+    seq, _, head = open_ack(core.ingestor.ack_for(dev.id, now), dev.ack_key)
+    assert seq == 4 and head == chain_hash(dev.unacked[4])[:16]
+    assert [r.reason for r in core.store.rejects()] == ["bad_time"]  # kept, with its reason
+
+
 def test_ack_payload_is_the_protocol_ack() -> None:
     key = bytes(range(32))
     msg = make_ack("gw-1", key, 41, bytes(16), 1790000000)

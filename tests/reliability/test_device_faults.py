@@ -675,3 +675,114 @@ def test_clock_faults_are_accepted_and_named_in_the_verdict(
         assert leg["covered"] == leg["to"] - leg["from"], n
     counts["wall_s"] = round(time.monotonic() - wall, 1)
     write_counts("device_clock", counts)
+
+
+def test_clock_ahead_of_the_gateway_is_declared_and_the_ack_moves_on(
+    make_broker: Any,  # noqa: F811
+    make_gateway: Any,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """D42, docs/protocol.md §5.2 "Records dated ahead": a logger synced (tq 3)
+    whose RTC ran 30 minutes ahead, offline for 3 hours, comes back to the
+    real gateway (Mosquitto, the gateway's own clock). Its records dated more
+    than ``future_skew`` (300 s) ahead are refused as ``bad_time``; the
+    gateway acks again, the device sets its clock from that ack, closes its
+    block, signs the clock-set record and declares the refused run lost
+    (event 11). The ack moves past it, the device's queue drains, the
+    quarantine keeps the refused records with their reason, and the verdict
+    shows the loss (the ``lost`` note) with the declaration, not a silent hole.
+    Before the fix the ack stayed below the first refused seq for good."""
+    hours, interval, ahead = 3, 300, 1800
+    wall = time.monotonic()
+    dev_id = "tl-fast-1"
+    rd = SimDevice("rd-fast-1")
+    broker = make_broker([dev_id, rd.id])
+    env = make_gateway(broker)
+    t0 = (int(time.time()) - hours * H - 600) // interval * interval
+    end = t0 + hours * H
+    clock = ReplayClock(t0)
+    wifi = sim.SimWifi(in_range=False)
+    dut = Logger(
+        dev_id,
+        tmp_path / dev_id,
+        broker.port,
+        broker.password(dev_id),
+        interval,
+        clock,
+        wifi,
+        lambda t: 450 + (t // interval) % 7,
+    )
+    room, uid = "acme:room-fast", bytes.fromhex("04f00000000001")
+    store, signer = _registry(env)
+    try:
+        signer.import_entries([dut.entry], at=t0 - 60)
+        signer.bind(room, [dev_id], at=t0)
+        signer.set_profile(GTIN, low=200, high=800, delay=H, gap=900, name="chilled 2-8 °C", at=t0)
+    finally:
+        store.close()
+    env.register(rd)
+    dut.lg.set_clock(t0 + ahead, 3)  # synced (tq 3), and its RTC ran ahead since
+    t = float(t0)
+    while t < end:
+        clock.t = t
+        t += dut.wake()
+    clock.go_live()
+    wifi.in_range = True
+    gw = env.start_gateway()
+    try:
+        dut.deliver()
+        env.connect(rd)
+        item = f"/01/{GTIN}/10/LFAST/21/0001"
+        rd.publish(rd.scan(uid, 1, room, time_=t0 + ahead + 600, item=item))  # by its dates
+        rd.publish(rd.scan(uid, 6, room, time_=end))
+        wait_for(lambda: not rd.unacked, 30, "the reader's scans acked")
+        totals = dict(gw.ingestor.totals)
+        ack_seq = gw.ingestor.states[dev_id].ack_seq
+        doc = _trace(env, uid, tmp_path / "fast.json", capsys)
+    finally:
+        gw.stop()
+
+    assert dut.lg.queued == 0  # the device deleted it all: the ack covered it
+    recs = _stored(env, dev_id)
+    payloads = [open_record(bytes(r.raw)).payload for r in recs]
+    seqs = [p.seq for p in payloads]
+    store = open_store(env.cfg.db_path)
+    try:
+        rejects = [r for r in store.rejects(limit=1000) if r.signer == dev_id]
+        losses = store.declared_losses(dev_id)
+    finally:
+        store.close()
+    refused = sorted({r.seq for r in rejects})
+    assert rejects and {r.reason for r in rejects} == {"bad_time"}, rejects
+    (decl,) = [p for p in payloads if isinstance(p, Status) and p.event == 11]
+    lost = list(range(decl.lost, decl.lost + decl.detail))
+    assert set(refused) <= set(lost) and not set(lost) & set(seqs)
+    assert sorted(seqs + lost) == list(range(max(seqs) + 1))  # settled, no silent hole
+    assert ack_seq == max(seqs) > max(lost)  # the ack moved past the refused seqs
+    assert [(x.seq_from, x.seq_to, x.status_seq) for x in losses] == [(lost[0], lost[-1], decl.seq)]
+    # the clock-set record before the declaration: set back by about `ahead`
+    (cs,) = [p for p in payloads if isinstance(p, Status) and p.event == 6 and p.seq < decl.seq]
+    assert cs.tq == 3 and -ahead - 60 <= cs.time - cs.detail <= -ahead + 60
+    assert decl.seq == cs.seq + 1 and max(lost) < cs.seq
+    # the verdict names the loss with the device's declaration (a `lost` note,
+    # §12.9): the readings it held leave a hole that is shown, never covered
+    (note,) = [r for r in doc["reasons"] if r["code"] == "lost"]
+    assert note["detail"] == f"{lost[0]}..{lost[-1]}" and note["value"] == len(lost)
+    assert doc["verdict"] == "INCOMPLETE"
+    assert {r["code"] for r in doc["reasons"]} <= {"lost", "no_readings", "custody_unlinked"}
+    write_counts(
+        "device_clock_ahead",
+        {
+            "refused_seqs": refused,
+            "declared_lost": [lost[0], lost[-1]],
+            "declaration_seq": decl.seq,
+            "clock_step_s": cs.time - cs.detail,
+            "records_stored": len(seqs),
+            "ack_seq": ack_seq,
+            "gateway_totals": totals,
+            "verdict": doc["verdict"],
+            "reasons": sorted(r["code"] for r in doc["reasons"]),
+            "wall_s": round(time.monotonic() - wall, 1),
+        },
+    )

@@ -20,6 +20,9 @@ must never send one.
     gw.duplicate = True    # publish every ack twice
     gw.silent = True       # store, never ack
     gw.command({10: 60})   # a command with the next counter
+    gw.future_skew = 300   # refuse records dated further ahead of time() (tq 2, 3;
+                           # ``holdover_skew`` for tq 1) as the real gateway's
+                           # bad_time, and publish the ack again (``refused``)
 """
 
 import ct_record
@@ -46,6 +49,10 @@ class FakeGateway:
         self.chain_errors = 0
         self.declared = set()  # seqs settled as declared lost
         self.declarations = []  # (first, n, seq of the status record)
+        self.future_skew = None  # None: no time check
+        self.holdover_skew = 86400
+        self.refused = []  # seq of every record refused as dated ahead
+        self.quarantine = {}  # seq -> the record refused last under it
         broker.on_publish = self.on_publish
 
     def topic(self, leaf):
@@ -61,6 +68,12 @@ class FakeGateway:
         self.arrivals.append(seq)
         if seq in self.lose:
             self.lose.discard(seq)
+            return
+        if self.future_skew is not None and self._ahead(_fields(msg)):
+            self.refused.append(seq)  # bad_time: quarantined, the ack again
+            self.quarantine[seq] = msg
+            if not self.silent and self.next > 0:
+                self.ack()
             return
         if seq in self.records and self.records[seq] != msg:
             raise AssertionError(f"two different records with seq {seq}")
@@ -84,6 +97,13 @@ class FakeGateway:
             return
         if seq < before or self.next - 1 - self.last_acked >= self.ack_every:
             self.ack()
+
+    def _ahead(self, f):
+        t = f[4]
+        if f[1] == 7:  # a reading block: its last reading (§2.8)
+            t += (len(f[18]) // 2 - 1) * f[17]
+        skew = self.holdover_skew if f[5] == 1 else self.future_skew
+        return f[5] != 0 and t > self.time() + skew
 
     def ack(self, seq=None, link=None, key=None):
         settled = None

@@ -179,6 +179,25 @@ def test_only_a_fresh_ack_gives_the_gateway_time():
     assert [e[1] for e in ev if e[0] == "time"] == [r.gw.time()]
 
 
+def test_an_ack_that_answers_without_moving_gives_the_time():
+    # §5.2 "Records dated ahead": the gateway refuses a record dated an hour
+    # ahead (bad_time) and publishes its ack again; that ack covers nothing
+    # new, but it came after the record and is newer than the retained one
+    r = Rig(3)
+    r.upload()
+    r.up.close()
+    r.clock.advance(3 * 3600 * 1000)
+    r.gw.future_skew = 300
+    assert r.core.enqueue(r.core.record({1: 1, 4: r.gw.time() + 3600, 5: 3, 10: 450}))
+    ev = r.upload(5000)
+    assert r.gw.refused and r.queue.count() == 1  # no hooks (ct_core): nothing declared
+    acks = [e for e in ev if e[0] == "ack"]
+    assert acks[0] == ("ack", 2, None)  # the retained one, hours old
+    assert [e[1] for e in acks[1:]] == [2] * (len(acks) - 1) and acks[-1][2] is not None
+    (t,) = [e[1] for e in ev if e[0] == "time"]
+    assert abs(t - r.gw.time()) <= 1
+
+
 def test_ack_kept_by_the_persistent_session_is_not_fresh():
     r = Rig(2)
     r.gw.silent = True
