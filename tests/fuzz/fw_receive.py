@@ -84,7 +84,7 @@ class Device:
         """One message from the broker: the uplink's handling, then the logger's."""
         up = self.up
         up._events = []
-        up._inbox.append((up.t_cmd if on_cmd else up.t_ack, msg, 0, 0))
+        up._inbox.append((up.t_cmd if on_cmd else up.t_ack, msg, 0, 0, 3))
         up._process()
         events, up._events = up._events, None
         for ev in events:
