@@ -284,6 +284,12 @@ def test_a_realistic_bundle_is_at_most_1_5_times_its_records() -> None:
     assert len(b.records) > 500 and len(b.proofs[0].nodes) > 100
     assert ratio["v3"] <= 1.5, ratio
     assert ratio["v2"] > 2, ratio
+    # §9.1's floor (32 compressed bytes a record) is far below a genuine bundle (89.5 here)
+    for entry in json.loads(v3)["logs"]:
+        n = sum(count for _, count in entry["runs"])
+        per = len(base64.b64decode(entry["records"])) / n
+        assert per > 2 * MIN_PACKED_BYTES_PER_RECORD, per
+    assert min(len(r.raw) for r in b.records) > MIN_RECORD_BYTES
     trust = s.trust()
     one, two = verify_bundle(loads_bundle(v3), trust), verify_bundle(loads_bundle(v2), trust)
     assert one.verified and one.to_json() == two.to_json()
