@@ -1301,8 +1301,10 @@ class AlertListener:
             self.store.set_meta(STATE_META, json.dumps(state, separators=(",", ":")))
         except Exception as exc:
             from gateway.evidence.diskfull import is_disk_full
+            from gateway.evidence.store import connection_lost
 
-            if not is_disk_full(exc):  # a full disk: the gateway says so, once
+            # a full disk, a database gone away (D38): the gateway says so, once
+            if not (is_disk_full(exc) or connection_lost(exc)):
                 log.exception("saving the alert state failed")
 
     def _emit(self, events: list[AlertEvent]) -> None:

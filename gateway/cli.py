@@ -331,7 +331,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.service import Gateway
+    from gateway.service import run as run_gateway
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -345,8 +345,9 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     try:
-        gateway = Gateway(cfg)
-        return gateway.run()  # alerts (gateway/alerts.py), metrics, dashboard are wired inside
+        # alerts (gateway/alerts.py), metrics, dashboard are wired inside; a lost
+        # database connection is waited out (docs/decisions.md D38)
+        return run_gateway(cfg)
     except (ConfigError, StoreError) as exc:
         print(f"coldtrace gateway: {exc}", file=sys.stderr)
         return 2
@@ -427,6 +428,8 @@ def _status(args: argparse.Namespace) -> int:
                 "dropped": q_dropped,
             },
             "verify_restarts": live.get("verify_restarts", 0),
+            "store_outages": live.get("store_outages", 0),  # D38: waited out, not exits
+            "store_outage_seconds": live.get("store_outage_seconds", 0),
         }
         if cfg.cloud is not None:
             frozen = store.get_meta("cloud.frozen") or ""
@@ -461,6 +464,11 @@ def _status(args: argparse.Namespace) -> int:
     )
     if report["verify_restarts"]:
         print(f"  workers       {report['verify_restarts']} verification process restart(s)")
+    if report["store_outages"]:
+        print(
+            f"  database      {report['store_outages']} outage(s) waited out, "
+            f"{report['store_outage_seconds']:.0f} s in all"
+        )
     dv = report["devices"]
     print(
         f"  devices       {dv['registered']} registered, {dv['revoked']} revoked, "

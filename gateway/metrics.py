@@ -54,6 +54,9 @@ out (never a made-up zero). The keys are those of the core's
                              coldtrace_quarantine_limit_bytes, coldtrace_quarantine_full,
                              coldtrace_quarantine_dropped_total{cause=...}
     verify_restarts int   -> coldtrace_verify_worker_restarts_total
+    store_outages  int    -> coldtrace_store_outages_total (lost connections to the
+                             store's PostgreSQL server the process waited out, D38)
+    store_outage_seconds s -> coldtrace_store_outage_seconds_total
     broker_dropped int    -> coldtrace_broker_dropped_messages_total (the broker's
                              $SYS/broker/publish/messages/dropped, readable by the
                              gateway user)
@@ -405,6 +408,21 @@ def _quarantine_families(stats: Mapping[str, Any]) -> Iterable[_Family]:
             "Verification worker processes that died and were restarted.",
             [({}, restarts)],
         )
+    for key, name, help in (
+        (
+            "store_outages",
+            "coldtrace_store_outages_total",
+            "Connections to the store's PostgreSQL server lost and waited out.",
+        ),
+        (
+            "store_outage_seconds",
+            "coldtrace_store_outage_seconds_total",
+            "Seconds spent waiting for the store's PostgreSQL server to answer again.",
+        ),
+    ):
+        value = stats.get(key)
+        if _is_number(value):
+            yield _Family(name, "counter", help, [({}, value)])
 
 
 def _evm_families(stats: Mapping[str, Any]) -> Iterable[_Family]:

@@ -51,7 +51,7 @@ from gateway.evidence.log import GatewayLog
 from gateway.evidence.quarantine import Quarantine, QuarantineLimits
 from gateway.evidence.ratelimit import DeviceRateLimiter
 from gateway.evidence.registry import Registry, RegistryError, RegistrySigner, Scopes
-from gateway.evidence.store import SqlStore, open_store
+from gateway.evidence.store import SqlStore, connection_lost, open_store
 from gateway.evidence.verifiers import make_verifier
 from gateway.transport.mqtt import Inbound, MqttAdapter, MqttSettings
 from protocol.keys import (
@@ -301,6 +301,8 @@ class Gateway:
         self.rate = 0.0
         self._stopped = threading.Event()
         self.exit_code = 0  # what run() returns once stopped (EXIT_DISK_FULL: the disk filled)
+        self.store_lost: BaseException | None = None  # why run() stopped: the database went away
+        self.outages = StoreOutages()  # the database outages this process rode out (D38)
         self.pusher: Any = None  # gateway/push.py, with [cloud]
         self.witness: Any = None  # gateway/witness.py, with [cloud] and [[witness.peers]]
         if cfg.cloud is not None:
@@ -435,11 +437,15 @@ class Gateway:
             self.dashboard.close()
         self.mqtt.stop()
         self.pipeline.stop()
-        if self.pipeline.error is None:
+        if self.pipeline.error is None and self.store_lost is None:
             self._guard("the final checkpoint", self._final_checkpoint)
         elif is_disk_full(self.pipeline.error):
             self._disk_full()
-        if not (self.exit_code == EXIT_DISK_FULL or is_disk_full(self.pipeline.error)):
+        if not (
+            self.exit_code == EXIT_DISK_FULL
+            or is_disk_full(self.pipeline.error)
+            or self.store_lost is not None
+        ):
             try:
                 self._write_status(stopped=True)
             except Exception:  # the store may be what failed
@@ -454,18 +460,20 @@ class Gateway:
         for part in (self.log, self.ledger, self.store):
             self._guard(f"closing {type(part).__name__}", part.close)
 
-    def run(self) -> int:
-        """Run until SIGINT/SIGTERM; return the exit status."""
-        done = threading.Event()
+    def run(self, done: threading.Event | None = None) -> int:
+        """Run until SIGINT/SIGTERM (or until ``done`` is set); return the exit status.
 
-        def _signal(signum: int, frame: Any) -> None:
-            done.set()
-
-        signal.signal(signal.SIGTERM, _signal)
-        signal.signal(signal.SIGINT, _signal)
+        When the connection to the store's PostgreSQL server is lost, the gateway
+        stops (nothing uncommitted is acknowledged) with :attr:`store_lost` set:
+        :func:`run` waits for the server and starts a new one (D38)."""
+        if done is None:
+            done = threading.Event()
+            _on_signals(done.set)
         try:
             self.start()
         except Exception as exc:
+            if self._lost_store(exc):  # the database went away while starting
+                return 1
             if not is_disk_full(exc):
                 raise
             self._disk_full()
@@ -473,12 +481,23 @@ class Gateway:
             return EXIT_DISK_FULL
         while not done.wait(0.5):
             if self.pipeline.error is not None:
+                if self._lost_store(self.pipeline.error):
+                    return 1
                 if not is_disk_full(self.pipeline.error):
                     log.error("ingest failed: %s", self.pipeline.error)
                 self.stop()
                 return EXIT_DISK_FULL if is_disk_full(self.pipeline.error) else 1
         self.stop()
         return self.exit_code
+
+    def _lost_store(self, exc: BaseException) -> bool:
+        """If ``exc`` is the PostgreSQL connection lost: stop (acking nothing more) with
+        :attr:`store_lost` set, for :func:`run` to wait for the server (D38)."""
+        if self.store.dialect != "postgresql" or not connection_lost(exc):
+            return False
+        self.store_lost = exc
+        self.stop()
+        return True
 
     # --- on the ingest thread -----------------------------------------------------------
 
@@ -621,6 +640,8 @@ class Gateway:
             "alarms": list(self.ingestor.alarms)[-10:],
             "quarantine": self._quarantine_stats(),
             "verify_restarts": getattr(self.pipeline.verifier, "restarts", 0),
+            "store_outages": self.outages.count,
+            "store_outage_seconds": round(self.outages.seconds, 1),
         }
 
     def _write_status(self, *, stopped: bool = False) -> None:
@@ -717,8 +738,102 @@ def quarantine_limits(cfg: GatewayConfig) -> QuarantineLimits:
     return QuarantineLimits(max_bytes=q.max_bytes, max_rows=q.max_rows, keep_bytes=q.keep_bytes)
 
 
-def run(cfg: GatewayConfig) -> int:
-    return Gateway(cfg).run()
+def _on_signals(handler: Callable[[], None]) -> None:
+    def _signal(signum: int, frame: Any) -> None:
+        handler()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+
+
+class StoreOutages:
+    """The store's database outages a gateway process rode out: how many, how long."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+
+
+#: Waits between two attempts to reach the store's database again, s (doubling).
+RECONNECT_FIRST, RECONNECT_MAX = 0.5, 15.0
+
+
+def run(
+    cfg: GatewayConfig,
+    *,
+    first: float = RECONNECT_FIRST,
+    longest: float = RECONNECT_MAX,
+) -> int:
+    """``coldtrace gateway run``: the gateway until SIGINT/SIGTERM; return the exit status.
+
+    It rides out a lost connection to the store's PostgreSQL server (a server
+    restart, a network cut; docs/decisions.md D38): the gateway that met it
+    stops without acknowledging anything it did not commit (the broker keeps
+    those messages for the gateway's session, the devices keep their records),
+    one line says so, and a new gateway is started as soon as the server
+    answers, trying after ``first`` s, then twice as long each time up to
+    ``longest`` s. The new one recovers the log from the store as after a crash
+    (gateway/evidence/log.py) and the broker hands it what was not acknowledged.
+    ``coldtrace gateway status`` and the metrics count the outages
+    (``store_outages``, ``store_outage_seconds``). Problems at the first start
+    still end the command (the configuration may be wrong)."""
+    done = threading.Event()
+    _on_signals(done.set)
+    outages = StoreOutages()
+    gw = Gateway(cfg)
+    while True:
+        gw.outages = outages
+        code = gw.run(done)
+        if gw.store_lost is None or done.is_set():
+            return code
+        again = _reconnect(cfg, gw.store.display, gw.store_lost, outages, done, first, longest)
+        if again is None:
+            return 0  # stopped while waiting: nothing taken was left unacknowledged
+        gw = again
+
+
+def _reconnect(
+    cfg: GatewayConfig,
+    display: str,
+    why: BaseException,
+    outages: StoreOutages,
+    done: threading.Event,
+    first: float,
+    longest: float,
+) -> Gateway | None:
+    """A new gateway once the store's database answers again; None if ``done`` first."""
+    log.error(
+        "lost the connection to %s (%s): nothing uncommitted was acknowledged; "
+        "reconnecting with backoff (docs/decisions.md D38)",
+        display,
+        _first_line(why),
+    )
+    outages.count += 1
+    began = time.monotonic()
+    delay, attempts = first, 0
+    while not done.wait(delay):
+        attempts += 1
+        try:
+            gw = Gateway(cfg)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            log.debug("the database is still unreachable: %s", _first_line(exc))
+            delay = min(2 * delay, longest)
+            continue
+        took = time.monotonic() - began
+        outages.seconds += took
+        log.warning(
+            "the database is reachable again after %.1f s (%d attempt(s)): resuming", took, attempts
+        )
+        return gw
+    outages.seconds += time.monotonic() - began
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
 
 
 # --- the EVM ledger backend (gateway/evidence/evm.py, docs/evm.md) -----------------

@@ -17,6 +17,7 @@ Debian package), which owns the temporary directory; root still removes it.
     with PgServer() as pg:
         engine = sqlalchemy.create_engine(pg.url)             # the default database
         other = sqlalchemy.create_engine(pg.new_database("t1"))  # a fresh empty one
+        pg.halt(); pg.resume()      # an operator's restart, same port and data
 """
 
 from __future__ import annotations
@@ -104,7 +105,11 @@ class PgServer:
         user: str = "coldtrace",
         dbname: str = "coldtrace",
         start_timeout: float = 30.0,
+        durable: bool = False,
     ) -> None:
+        """``durable``: keep ``fsync`` and ``synchronous_commit`` on, as in production
+        (docs/operations.md §10), for tests that crash the server and count on every
+        committed transaction; off by default, which is faster."""
         for n in (user, dbname):
             if not _NAME_RE.match(n):
                 raise ValueError(f"not a plain PostgreSQL name: {n!r}")
@@ -112,6 +117,7 @@ class PgServer:
         self.user = user
         self.dbname = dbname
         self.start_timeout = start_timeout
+        self.durable = durable
         self.host = HOST
         self.port: int | None = None
         self.base: Path | None = None
@@ -202,6 +208,50 @@ class PgServer:
             self.base = None
             self.port = None
             shutil.rmtree(base, ignore_errors=True)
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data and port, as an operator's restart does
+        (``mode``: ``fast``, or ``immediate``: as if it crashed). :meth:`resume`
+        starts it again."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"pg_ctl stop mode {mode!r}")
+        if not self._started:
+            raise PgServerError("PgServer is not started")
+        r = self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "stop",
+                "--pgdata",
+                str(self.datadir),
+                f"--mode={mode}",
+                "--wait",
+                "--timeout=60",
+                "--silent",
+            ],
+            timeout=70,
+        )
+        if r.returncode != 0:
+            raise PgServerError(f"pg_ctl stop failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+
+    def resume(self) -> None:
+        """Start the server :meth:`halt` stopped, on the same port with the same data."""
+        r = self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "start",
+                "--pgdata",
+                str(self.datadir),
+                "--log",
+                str(self.logfile),
+                "--wait",
+                "--timeout",
+                str(int(self.start_timeout)),
+                "--silent",
+            ],
+            timeout=self.start_timeout + 10,
+        )
+        if r.returncode != 0:
+            raise PgServerError(f"pg_ctl start failed ({r.returncode}):\n{r.stdout}{r.stderr}")
 
     def __enter__(self) -> PgServer:
         return self.start()
@@ -303,9 +353,9 @@ class PgServer:
             "listen_addresses": _conf_str(HOST),
             "port": str(port),
             "unix_socket_directories": _conf_str(str(self._base())),
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
+            "fsync": "on" if self.durable else "off",
+            "synchronous_commit": "on" if self.durable else "off",
+            "full_page_writes": "on" if self.durable else "off",
             "shared_buffers": "'32MB'",
             "max_connections": "100",
             "timezone": "'UTC'",

@@ -132,6 +132,7 @@ from gateway.evidence.store import (
     Store,
     StoredRecord,
     WriteBatch,
+    connection_lost,
 )
 from gateway.evidence.verifiers import ThreadVerifier
 from gateway.transport.mqtt import Inbound
@@ -703,5 +704,7 @@ class Pipeline:
             self.error = exc
             if is_disk_full(exc):  # the gateway says so in one sentence (no traceback)
                 log.debug("ingest stopped: the disk is full", exc_info=True)
+            elif connection_lost(exc):  # so does it for the database (D38)
+                log.debug("ingest stopped: the store's database is unreachable", exc_info=True)
             else:
                 log.exception("ingest stopped")

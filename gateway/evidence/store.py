@@ -82,8 +82,10 @@ __all__ = [
     "StatementRow",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "StoredRecord",
     "WriteBatch",
+    "connection_lost",
     "open_store",
     "postgres_url",
     "sqlite_url",
@@ -375,6 +377,40 @@ class StoreError(RuntimeError):
     """The gateway database cannot be opened or used; the message says why, in a sentence."""
 
 
+class StoreUnavailable(StoreError):
+    """The PostgreSQL server of the store cannot be reached now (it is restarting, the
+    network is cut): worth trying again later (docs/decisions.md D38)."""
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the connection to the
+    store's PostgreSQL server is lost or refused: a server restart or shutdown, a
+    network cut. SQLite errors never are (a file does not go away and come back)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, StoreUnavailable):
+            return True
+        if isinstance(e, DBAPIError) and (
+            e.connection_invalidated or _is_psycopg_operational(e.orig)
+        ):
+            return True
+        if _is_psycopg_operational(e):
+            return True
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    return False
+
+
+def _is_psycopg_operational(e: BaseException | None) -> bool:
+    """A psycopg ``OperationalError`` (the server went away, refused or is shutting down)."""
+    if e is None or not type(e).__module__.startswith("psycopg"):
+        return False
+    import psycopg
+
+    return isinstance(e, psycopg.OperationalError)
+
+
 def sqlite_url(path: str | Path, *, readonly: bool = False) -> URL:
     """The SQLAlchemy URL of the SQLite file ``path``."""
     p = Path(path).resolve()
@@ -504,9 +540,8 @@ class SqlStore:
                 self._max_vars = 65535
             self._connection = self._connect()
         except OperationalError as exc:
-            raise StoreError(
-                f"cannot open the gateway database {self.display}: {_why(exc)}"
-            ) from None
+            error = StoreError if self.dialect == "sqlite" else StoreUnavailable
+            raise error(f"cannot open the gateway database {self.display}: {_why(exc)}") from None
 
     def _connect(self) -> Connection:
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -516,8 +551,9 @@ class SqlStore:
         """The store's connection; a new one after the old was lost (PostgreSQL
         restarted, a network cut). The statement that met the loss failed and
         its transaction with it, so nothing is half-written; the next starts
-        afresh. The gateway itself stops on the failed batch (its messages are
-        not acknowledged) and is started again by its supervisor."""
+        afresh. The gateway itself drops the failed batch (its messages are not
+        acknowledged), waits for the server and starts again (docs/decisions.md
+        D38, :func:`gateway.service.run`)."""
         c = self._connection
         if c.invalidated or c.closed:
             log.warning("reconnecting to the gateway database %s", self.display)

@@ -305,9 +305,10 @@ class SimDevice:
         assert self.client is not None
         self.client.publish(topic or f"ct/v1/{self.id}/rec", raw, qos=1)
 
-    def resend_unacked(self) -> int:
+    def resend_unacked(self, limit: int | None = None) -> int:
+        """Publish the unacked records again, oldest first (the first ``limit`` of them)."""
         with self._lock:
-            pending = list(self.unacked.values())
+            pending = list(self.unacked.values())[:limit]
         for raw in pending:
             self.publish(raw)
         return len(pending)

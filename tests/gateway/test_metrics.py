@@ -113,6 +113,8 @@ FULL: dict[str, Any] = {
     "mqtt": {"received": 1_234_020, "acked": 1_234_017, "connects": 1},
     "alerts_active": 2,
     "broker_dropped": 0,
+    "store_outages": 2,
+    "store_outage_seconds": 12.5,
     "alarms": ["conflict tl-1 seq 4"],  # not a metric: ignored
 }
 
@@ -149,6 +151,8 @@ EXPECTED: dict[Key, float] = {
     ("coldtrace_mqtt_events_total", L(event="connects")): 1,
     ("coldtrace_alerts_active", L()): 2,
     ("coldtrace_broker_dropped_messages_total", L()): 0,
+    ("coldtrace_store_outages_total", L()): 2,
+    ("coldtrace_store_outage_seconds_total", L()): 12.5,
 }
 
 
