@@ -34,8 +34,11 @@ every member of every object is checked:
   overlapping nor adjacent; a log appears once in ``logs``; a blob is
   decompressed with a bound fixed beforehand (1026 bytes per record its runs
   count, 64 MiB for the bundle) and must hold exactly the records its runs
-  count, each 1-1024 bytes after its 2-byte length, and end its DEFLATE
-  stream with no byte after it; hash strings are whole 32-byte hashes.
+  count, each 78-1024 bytes after its 2-byte length, and end its DEFLATE
+  stream with no byte after it; a blob of n records is at least 32 × n
+  compressed bytes (checked before decompressing); a proof's leaves are at
+  most as many as the records of its log in ``logs`` (checked before they are
+  expanded); hash strings are whole 32-byte hashes.
 
 Every refusal is a :class:`~protocol.errors.BundleError` (``malformed_bundle``)
 naming the member (``records[12].index``). The JSON Schema
@@ -78,6 +81,8 @@ __all__ = [
     "MAX_RECORDS",
     "MAX_RECORD_BYTES",
     "MAX_TREE_SIZE",
+    "MIN_PACKED_BYTES_PER_RECORD",
+    "MIN_RECORD_BYTES",
     "VERSION",
     "VERSIONS",
     "AnchorRef",
@@ -113,6 +118,13 @@ MAX_TREE_SIZE = 2**64 - 1
 MAX_PROOF_LEAVES = 1_000_000
 #: Version 3: the record blobs of one bundle decompress to at most this many bytes in all.
 MAX_INFLATED_BYTES = 64 * 1024 * 1024
+#: Version 3: a blob of n records is at least this many × n compressed bytes. A genuine
+#: record carries a 64-byte ES256 signature, which does not compress (§9.1).
+MIN_PACKED_BYTES_PER_RECORD = 32
+#: Version 3: the shortest record a blob may hold, the shortest envelope §3 allows: tag and
+#: array (2), the protected header with a 1-byte kid (7), the empty unprotected map (1), a
+#: payload of at least one byte with its head (2) and the signature with its head (66).
+MIN_RECORD_BYTES = 78
 _LENGTH_BYTES = 2  # version 3: each record in a blob is preceded by its length, big-endian
 _HASH = 32
 
@@ -526,11 +538,12 @@ def parse_bundle(doc: object) -> Bundle:
         created = _integer(top["created"], "created", 0, MAX_TIME)
     subject = _parse_subject(top["subject"])
     origin = _Origins()
+    records = _parse_logs(top["logs"], origin) if v3 else _parse_records(top["records"], origin)
     return Bundle(
         subject=subject,
-        records=_parse_logs(top["logs"], origin) if v3 else _parse_records(top["records"], origin),
+        records=records,
         checkpoints=_parse_checkpoints(top["checkpoints"]),
-        proofs=_parse_proofs(top["proofs"], origin, v3),
+        proofs=_parse_proofs(top["proofs"], origin, v3, records),
         consistency=_parse_consistency(top["consistency"], origin, v3),
         anchors=_parse_anchors(top["anchors"], origin),
         created=created,
@@ -583,10 +596,16 @@ def _parse_checkpoints(value: object) -> list[str]:
     return list(items)
 
 
-def _parse_proofs(value: object, origin: _Origins, v3: bool) -> list[MultiProof]:
+def _parse_proofs(
+    value: object, origin: _Origins, v3: bool, records: list[BundleRecord]
+) -> list[MultiProof]:
     items = _list(value, "proofs", MAX_PROOFS)
     out: list[MultiProof] = []
     budget = MAX_PROOF_LEAVES
+    held: dict[str, int] = {}  # version 3: records of each log in ``logs``
+    if v3:
+        for r in records:
+            held[r.log] = held.get(r.log, 0) + 1
     for i, o in enumerate(items):
         where = f"proofs[{i}]"
         _members(o, where, _PROOF_MEMBERS)
@@ -594,6 +613,13 @@ def _parse_proofs(value: object, origin: _Origins, v3: bool) -> list[MultiProof]
         size = _integer(o["tree_size"], f"{where}.tree_size", 1, MAX_TREE_SIZE)
         if v3:
             runs = _runs(o["leaves"], f"{where}.leaves", size, budget, "leaves", MAX_PROOF_LEAVES)
+            named = sum(n for _, n in runs)
+            if named > held.get(log, 0):
+                raise _fail(
+                    f"{where}.leaves",
+                    f"names more leaves than logs holds records of its log ({held.get(log, 0)})",
+                    named,
+                )
             leaves: tuple[int, ...] = tuple(
                 chain.from_iterable(range(first, first + n) for first, n in runs)
             )
@@ -703,6 +729,13 @@ def _parse_logs(value: object, origin: _Origins) -> list[BundleRecord]:
         count = sum(n for _, n in runs)
         budget -= count
         packed = _b64(o["records"], f"{where}.records", 1, MAX_BUNDLE_BYTES)
+        if len(packed) < MIN_PACKED_BYTES_PER_RECORD * count:
+            raise _fail(
+                f"{where}.records",
+                f"fewer than {MIN_PACKED_BYTES_PER_RECORD} compressed bytes per record "
+                f"(want at least {MIN_PACKED_BYTES_PER_RECORD * count} for {count} records)",
+                f"{len(packed)} bytes",
+            )
         cap = min(inflated, count * (_LENGTH_BYTES + MAX_RECORD_BYTES))
         blob = _inflate(packed, f"{where}.records", cap)
         inflated -= len(blob)
@@ -732,7 +765,7 @@ def _inflate(packed: bytes, where: str, cap: int) -> bytes:
 
 
 def _split_records(blob: bytes, count: int, where: str) -> list[bytes]:
-    """``count`` records of 1..1024 bytes, each after its 2-byte big-endian length, filling
+    """``count`` records of 78..1024 bytes, each after its 2-byte big-endian length, filling
     ``blob`` exactly."""
     out: list[bytes] = []
     append = out.append
@@ -742,8 +775,12 @@ def _split_records(blob: bytes, count: int, where: str) -> list[bytes]:
             raise _fail(where, f"holds {k} records, fewer than its runs count", count)
         n = (blob[pos] << 8) | blob[pos + 1]
         pos += _LENGTH_BYTES
-        if not 1 <= n <= MAX_RECORD_BYTES:
-            raise _fail(f"{where} (record {k})", f"want 1..{MAX_RECORD_BYTES} bytes", f"{n} bytes")
+        if not MIN_RECORD_BYTES <= n <= MAX_RECORD_BYTES:
+            raise _fail(
+                f"{where} (record {k})",
+                f"want {MIN_RECORD_BYTES}..{MAX_RECORD_BYTES} bytes",
+                f"{n} bytes",
+            )
         if pos + n > end:
             raise _fail(f"{where} (record {k})", "cut short: the data ends inside it", f"{n} bytes")
         append(blob[pos : pos + n])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import time
 import zlib
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from cloud import sun
 from protocol.bundle import loads_bundle
-from protocol.errors import VerificationError
+from protocol.errors import BundleError, VerificationError
 from protocol.merkle.multiproof import verify_multiproof
 from protocol.merkle.verify import verify_consistency, verify_inclusion
 from tests.fuzz import targets as t
@@ -112,14 +113,47 @@ def test_compact_bundle_claims_are_not_allocated(entry):
         loads_bundle(text)
 
 
-OPEN = Path(__file__).with_name("data") / "open"
+FIXED = Path(__file__).with_name("data") / "fixed"
 
 
-@pytest.mark.xfail(strict=True, reason="open: compact count amplification, docs/decisions.md D44")
 def test_compact_bundle_of_tiny_records_stays_within_the_input_rule():
-    case = json.loads((OPEN / "compact-tiny-records.json").read_text(encoding="utf-8"))
+    """D44, fixed: 50,000 one-byte records in a few hundred bytes of DEFLATE are refused
+    before inflating (under 32 compressed bytes a record), fast and small."""
+    case = json.loads((FIXED / "compact-tiny-records.json").read_text(encoding="utf-8"))
     text = _compact(**case["logs_entry"])
-    attempt(Target("bundle_compact", (VerificationError,)), loads_bundle, text)
+    err = attempt(Target("bundle_compact", (VerificationError,)), loads_bundle, text)
+    assert err is not None and type(err).__name__ == case["want"]["error"], err
+    assert err.code == case["want"]["code"] and case["want"]["message"] in str(err)
+    assert peak_bytes(lambda: loads_bundle(text), (VerificationError,)) < 16 * len(text) + (1 << 20)
+
+
+def test_a_million_tiny_records_and_a_million_leaves_are_refused_before_they_are_built():
+    """The D44 bundle at full size (a million 1-byte records, 4.9 KB) and its variants: each
+    refused with malformed_bundle in well under a second and a peak far below a million of
+    anything (before: 4.7 s and 216 MB to build the records)."""
+    million = [[0, 1_000_000]]
+    cases = {
+        "a million 1-byte records": {"runs": million, "records": _deflate(b"\x00\x01x" * 10**6)},
+        # a million records of the shortest size, repeated: still far under 32 bytes a record
+        "a million 78-byte records": {
+            "runs": million,
+            "records": _deflate((b"\x00\x4e" + bytes(78)) * 10**6),
+        },
+    }
+    texts = {name: _compact(**entry) for name, entry in cases.items()}
+    doc = copy.deepcopy(GOOD)
+    doc["proofs"] = [{**doc["proofs"][0], "tree_size": 2**40, "leaves": million, "nodes": ""}]
+    texts["a proof of a million leaves"] = json.dumps(doc)
+    for name, text in texts.items():
+        start = time.perf_counter()
+        peak = peak_bytes(lambda text=text: loads_bundle(text), (VerificationError,))
+        assert time.perf_counter() - start < 1, name
+        assert peak < 16 * len(text) + (1 << 20), (name, peak)
+        with pytest.raises(BundleError) as err:
+            loads_bundle(text)
+        assert err.value.code == "malformed_bundle", name
+        want = "names more leaves" if "proof" in name else "fewer than 32 compressed bytes"
+        assert want in str(err.value), (name, err.value)
 
 
 def test_sun_refuses_oversized_file_data_before_decoding_it():

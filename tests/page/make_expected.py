@@ -18,7 +18,9 @@ the Python Report keeps), to ``report.json``. An input the command line calls un
   in versions 2 and 3, an edited reading (bad signature), a record left out that its proof
   lists and a record cut short (proof mismatch), a checkpoint without the witness
   cosignature the quorum requires and one with it, an unpinned ledger, a duplicate member,
-  a deflate bomb and a DEFLATE stream with bytes after its end.
+  a deflate bomb, a DEFLATE stream with bytes after its end, and §9.1's floors (under 32
+  compressed bytes a record, a record under 78 bytes, a proof naming more leaves than the
+  records of its log: ``floor_*``).
 
 tests/page/verify.test.mjs compares the JavaScript reports with these files;
 tests/page/test_js_verifier.py checks the files equal a fresh run and runs the Node tests.
@@ -165,6 +167,45 @@ def extras() -> dict[str, tuple[bytes, bytes]]:
     raw = base64.b64decode(doc["logs"][0]["records"]) + b"\x00"
     doc["logs"][0]["records"] = base64.b64encode(raw).decode()
     out["deflate_trailing"] = ((json.dumps(doc) + "\n").encode(), trust)
+
+    # §9.1's floors (docs/decisions.md D44): a million 1-byte records in 3 KB of DEFLATE, the
+    # bundle's own records repeated (under 32 compressed bytes a record), a record of 77
+    # incompressible bytes (under the 78 of the shortest envelope) and proofs naming more
+    # leaves than the bundle holds records of their log
+    def v3_edit(change: Callable[[dict[str, Any]], None]) -> bytes:
+        doc = json.loads(text(b, 3))
+        change(doc)
+        return (json.dumps(doc) + "\n").encode()
+
+    def packed(blob: bytes) -> str:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return base64.b64encode(c.compress(blob) + c.flush()).decode()
+
+    def logs0(runs: list[list[int]], blob: bytes) -> Callable[[dict[str, Any]], None]:
+        return lambda d: d["logs"][0].update(runs=runs, records=packed(blob))
+
+    first = b.records[0].raw
+    tail = bytes(range(77))
+    out["floor_million_tiny_records"] = (
+        v3_edit(logs0([[0, 1_000_000]], b"\x00\x01x" * 1_000_000)),
+        trust,
+    )
+    out["floor_repeated_records"] = (
+        v3_edit(logs0([[0, 2000]], (len(first).to_bytes(2, "big") + first) * 2000)),
+        trust,
+    )
+    out["floor_record_77_bytes"] = (
+        v3_edit(logs0([[0, 1]], b"\x00\x4d" + bytes((k * 151 + 7) % 256 for k in tail))),
+        trust,
+    )
+    out["floor_proof_million_leaves"] = (
+        v3_edit(lambda d: d["proofs"][0].update(tree_size=2**40, leaves=[[0, 1_000_000]])),
+        trust,
+    )
+    out["floor_proof_other_log"] = (
+        v3_edit(lambda d: d["proofs"][0].update(log="elsewhere.example/log", leaves=[[0, 1]])),
+        trust,
+    )
     return out
 
 

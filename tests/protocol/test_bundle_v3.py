@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import gzip
+import hashlib
 import json
 import random
 import time
@@ -28,6 +29,8 @@ from hypothesis import strategies as st
 from protocol.bundle import (
     MAX_INFLATED_BYTES,
     MAX_PROOF_LEAVES,
+    MIN_PACKED_BYTES_PER_RECORD,
+    MIN_RECORD_BYTES,
     VERSION,
     AnchorRef,
     Bundle,
@@ -72,6 +75,23 @@ def unfinished(data: bytes) -> bytes:
 
 def framed(*records: bytes) -> bytes:
     return b"".join(len(r).to_bytes(2, "big") + r for r in records)
+
+
+def noise(n: int, seed: object = 0) -> bytes:
+    """``n`` bytes that do not compress (as a record's signature does not), from ``seed``."""
+    out = b""
+    k = 0
+    while len(out) < n:
+        out += hashlib.sha512(f"{seed}/{k}".encode()).digest()
+        k += 1
+    return out[:n]
+
+
+def record_like(head: bytes, seed: object) -> bytes:
+    """A record-sized byte string: ``head`` then 64 incompressible bytes in place of the
+    signature (distinct for each ``seed``), at least MIN_RECORD_BYTES in all."""
+    head = head + bytes(max(0, MIN_RECORD_BYTES - 64 - len(head)))
+    return head + noise(64, seed)
 
 
 def with_log(doc: dict[str, Any], **entry: Any) -> dict[str, Any]:
@@ -264,6 +284,12 @@ def test_a_realistic_bundle_is_at_most_1_5_times_its_records() -> None:
     assert len(b.records) > 500 and len(b.proofs[0].nodes) > 100
     assert ratio["v3"] <= 1.5, ratio
     assert ratio["v2"] > 2, ratio
+    # §9.1's floor (32 compressed bytes a record) is far below a genuine bundle (89.5 here)
+    for entry in json.loads(v3)["logs"]:
+        n = sum(count for _, count in entry["runs"])
+        per = len(base64.b64decode(entry["records"])) / n
+        assert per > 2 * MIN_PACKED_BYTES_PER_RECORD, per
+    assert min(len(r.raw) for r in b.records) > MIN_RECORD_BYTES
     trust = s.trust()
     one, two = verify_bundle(loads_bundle(v3), trust), verify_bundle(loads_bundle(v2), trust)
     assert one.verified and one.to_json() == two.to_json()
@@ -353,18 +379,33 @@ def code_refuses() -> list[tuple[str, dict[str, Any], str]]:
         ),
         (
             "record of 0 bytes",
-            with_log(DOC, runs=[[0, 1]], records=b64(deflate(b"\x00\x00"))),
-            r"want 1\.\.1024 bytes",
+            with_log(DOC, runs=[[0, 2]], records=b64(deflate(b"\x00\x00" + noise(100)))),
+            r"\(record 0\): want 78\.\.1024 bytes",
+        ),
+        (
+            "record of 77 bytes",
+            with_log(DOC, runs=[[0, 1]], records=b64(deflate(framed(noise(77))))),
+            r"\(record 0\): want 78\.\.1024 bytes",
         ),
         (
             "record of 1025 bytes",
-            with_log(DOC, runs=[[0, 2]], records=b64(deflate(b"\x04\x01" + bytes(1025)))),
-            r"want 1\.\.1024 bytes",
+            with_log(DOC, runs=[[0, 2]], records=b64(deflate(b"\x04\x01" + noise(1025)))),
+            r"want 78\.\.1024 bytes",
         ),
         (
             "blob larger than its records can be",
-            with_log(DOC, runs=[[0, 1]], records=b64(deflate(b"\x04\x00" + bytes(1024) + b"x"))),
+            with_log(DOC, runs=[[0, 1]], records=b64(deflate(b"\x04\x00" + noise(1025)))),
             "decompresses to more than 1026 bytes",
+        ),
+        (
+            "under 32 compressed bytes a record",
+            with_log(DOC, runs=[[0, 1000]], records=b64(deflate(framed(*[RAW] * 1000)))),
+            "fewer than 32 compressed bytes per record",
+        ),
+        (
+            "one compressed byte short of 32 a record",
+            with_log(DOC, runs=[[0, 1]], records=b64(b"\x01" + b"\x00" * 30)),
+            r"want at least 32 for 1 records\) \(got \"'31 bytes'\"\)",
         ),
         (
             "truncated stream",
@@ -382,7 +423,7 @@ def code_refuses() -> list[tuple[str, dict[str, Any], str]]:
             "after the end",
         ),
         ("zlib header", with_log(DOC, records=b64(zlib.compress(framed(*ALL)))), "DEFLATE"),
-        ("not DEFLATE", with_log(DOC, records=b64(b"\xff" * 40)), "not a valid raw DEFLATE"),
+        ("not DEFLATE", with_log(DOC, records=b64(b"\xff" * 32 * N)), "not a valid raw DEFLATE"),
         (
             "logs of 2 but one blob holds both",
             changed(DOC, "logs", [two_logs[0], {**two_logs[1], "runs": [[0, 1]]}]),
@@ -405,6 +446,16 @@ def code_refuses() -> list[tuple[str, dict[str, Any], str]]:
             "want an integer in 0..4",
         ),
         (
+            "leaves more than the log's records",
+            changed(DOC, "proofs", [{**p, "tree_size": 2**40, "leaves": [[0, N + 1]]}]),
+            f"names more leaves than logs holds records of its log \\({N}\\)",
+        ),
+        (
+            "leaves of a log without records",
+            changed(DOC, "proofs", [{**p, "log": "other.example/log", "leaves": [[0, 1]]}]),
+            r"records of its log \(0\)",
+        ),
+        (
             "65 nodes for one leaf",
             changed(DOC, "proofs", [{**p, "leaves": [[0, 1]], "nodes": b64(bytes(32 * 65))}]),
             r"want 0\.\.2048 bytes",
@@ -425,23 +476,30 @@ def test_the_schema_accepts_what_only_the_reader_refuses_when_it_is_well_formed(
 
 
 def test_a_deflate_bomb_is_refused_at_the_limit_without_inflating_it() -> None:
-    """A blob of 80 KB that inflates to 80 MiB: refused after MAX_INFLATED_BYTES + 1 bytes."""
+    """A blob of 80 KB that inflates to 80 MiB. Claiming a million records, it is refused
+    before inflating anything (under 32 compressed bytes a record); claiming as many records
+    as its size allows, after the limit for them (1026 bytes a record) plus one byte."""
     bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
     chunk = bytes(1 << 20)
     packed = b"".join(bomb.compress(chunk) for _ in range(80)) + bomb.flush()
     assert len(packed) < 100_000
-    doc = with_log(DOC, runs=[[0, 1_000_000]], records=b64(packed))
     start = time.perf_counter()
-    err = refused(doc, "decompresses to more than")
-    assert f"{MAX_INFLATED_BYTES} bytes" in str(err)
+    doc = with_log(DOC, runs=[[0, 1_000_000]], records=b64(packed))
+    refused(doc, "fewer than 32 compressed bytes per record")
+    n = len(packed) // MIN_PACKED_BYTES_PER_RECORD
+    err = refused(with_log(doc, runs=[[0, n]]), "decompresses to more than")
+    assert f"{n * 1026} bytes" in str(err)
     assert time.perf_counter() - start < 5
 
 
 def test_the_inflate_limit_is_for_all_logs_together() -> None:
-    """Two logs each under 64 MiB but over it together (records of 1024 bytes)."""
+    """Two logs each under 64 MiB but over it together (records of 1024 bytes, each with
+    40 incompressible bytes so that the blob is above 32 compressed bytes a record)."""
     per = MAX_INFLATED_BYTES // 1026 // 2 + 1  # records per log: just over half the limit
-    blob = framed(*[b"\x01" * 1024] * per)
+    rng = random.Random(3)
+    blob = framed(*[rng.randbytes(40) + bytes(984) for _ in range(per)])
     packed = b64(deflate(blob, level=1))
+    assert len(base64.b64decode(packed)) >= MIN_PACKED_BYTES_PER_RECORD * per
     doc = changed(
         DOC,
         "logs",
@@ -451,15 +509,20 @@ def test_the_inflate_limit_is_for_all_logs_together() -> None:
         ],
     )
     refused(doc, "logs\\[1\\].records: decompresses to more than")
-    half = changed(DOC, "logs", doc["logs"][:1])
+    half = changed(changed(DOC, "logs", doc["logs"][:1]), "proofs", [])
     assert len(parse_bundle(half).records) == per
 
 
 def test_proof_leaves_are_limited_in_all_in_both_versions() -> None:
+    # version 3: a proof names at most the records of its log, so the bundle holds 1000
+    many = 1000
+    raws = [record_like(b"", k) for k in range(many)]
+    big = with_log(DOC, runs=[[0, many]], records=b64(deflate(framed(*raws))))
+    p = {"log": ORIGIN, "tree_size": 2**40, "leaves": [[0, many]], "nodes": ""}
+    proofs = [p] * (MAX_PROOF_LEAVES // many)
+    assert len(parse_bundle(changed(big, "proofs", proofs)).proofs) == len(proofs)
+    refused(changed(big, "proofs", [*proofs, p]), f"more than {MAX_PROOF_LEAVES} leaves in all")
     half = MAX_PROOF_LEAVES // 2 + 1
-    p = {"log": ORIGIN, "tree_size": 2**40, "leaves": [[0, half]], "nodes": ""}
-    refused(changed(DOC, "proofs", [p, p]), f"more than {MAX_PROOF_LEAVES} leaves in all")
-    assert len(parse_bundle(changed(DOC, "proofs", [p])).proofs[0].leaves) == half
     v2 = GOOD.to_json(version=2)
     q = {"log": ORIGIN, "tree_size": 2**40, "leaves": list(range(half)), "nodes": []}
     with pytest.raises(BundleError, match=f"more than {MAX_PROOF_LEAVES} leaves in all"):
@@ -493,16 +556,31 @@ def bundles(draw: st.DrawFn) -> Bundle:
             max_size=30,
         )
     )
-    raw = st.binary(min_size=1, max_size=64) | st.sampled_from([RAW, bytes(1024), b"\x00"])
-    records = [BundleRecord(log, index, draw(raw)) for log, index in where]
+    # records as genuine ones are: 78 to 1024 bytes, ending in 64 bytes that do not compress
+    # (the signature), so that every blob is above 32 compressed bytes a record
+    head = st.binary(min_size=0, max_size=64) | st.sampled_from([RAW[:-64], bytes(960)])
+    records = [
+        BundleRecord(log, index, record_like(draw(head), (log, index))) for log, index in where
+    ]
+    held: dict[str, int] = {}
+    for log, _ in where:
+        held[log] = held.get(log, 0) + 1
     proofs = []
-    for _ in range(draw(st.integers(0, 3))):
+    for _ in range(draw(st.integers(0, 3)) if held else 0):
+        log = draw(st.sampled_from(sorted(held)))  # a proof names at most its log's records
         size = draw(st.integers(1, 100) | st.just(2**64 - 1))
-        leaves = draw(st.lists(st.integers(0, min(size, 100) - 1), min_size=1, unique=True))
+        leaves = draw(
+            st.lists(
+                st.integers(0, min(size, 100) - 1),
+                min_size=1,
+                max_size=held[log],
+                unique=True,
+            )
+        )
         n = draw(st.integers(0, min(3, 64 * len(leaves))))
         proofs.append(
             MultiProof(
-                draw(st.sampled_from(ORIGINS)),
+                log,
                 size,
                 tuple(sorted(leaves)),
                 tuple(draw(st.binary(min_size=32, max_size=32)) for _ in range(n)),
@@ -582,7 +660,10 @@ def test_a_100k_record_bundle_parses_in_linear_time() -> None:
     n = 100_000
     b = Bundle(
         subject=Subject(UID),
-        records=[BundleRecord(ORIGIN, 2 * i, rng.choice(raws)) for i in range(n)],
+        records=[
+            BundleRecord(ORIGIN, 2 * i, rng.choice(raws)[:-64] + rng.randbytes(64))
+            for i in range(n)
+        ],
         proofs=[MultiProof(ORIGIN, 2 * n, tuple(range(0, 2 * n, 2)), (bytes(32),) * n)],
     )
     text = b.dumps(check=False)

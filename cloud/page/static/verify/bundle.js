@@ -37,6 +37,11 @@ const MAX_TREE_SIZE = (1n << 64n) - 1n;
 const MAX_PROOF_LEAVES = 1_000_000;
 const MAX_INFLATED_BYTES = 64 * 1024 * 1024;
 const MAX_TIME = 2 ** 32 - 1;
+// Version 3 (§9.1): a blob of n records is at least 32 × n compressed bytes (a genuine record
+// carries a 64-byte signature, which does not compress), and a record in a blob is at least
+// the shortest envelope §3 allows (78 bytes).
+const MIN_PACKED_BYTES_PER_RECORD = 32;
+const MIN_RECORD_BYTES = 78;
 const ORIGIN_RE = /^[\x21-\x2a\x2c-\x7e]{1,128}$/;
 const UID_RE = /^([0-9a-f]{8}|[0-9a-f]{14}|[0-9a-f]{20})$/;
 const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
@@ -124,13 +129,14 @@ export function parseBundle(doc) {
   let created = null;
   if ('created' in top) created = integer(top.created, 'created', 0, MAX_TIME);
   const subject = parseSubject(top.subject);
+  const records = v3 ? parseLogs(top.logs) : parseRecords(top.records);
   return {
     version,
     created,
     subject,
-    records: v3 ? parseLogs(top.logs) : parseRecords(top.records),
+    records,
     checkpoints: parseCheckpoints(top.checkpoints),
-    proofs: parseProofs(top.proofs, v3),
+    proofs: parseProofs(top.proofs, v3, records),
     consistency: parseConsistency(top.consistency, v3),
     anchors: parseAnchors(top.anchors),
   };
@@ -197,9 +203,11 @@ function expand(rs) {
   return out;
 }
 
-function parseProofs(value, v3) {
+function parseProofs(value, v3, records) {
   const items = list(value, 'proofs', MAX_PROOFS);
   let budget = MAX_PROOF_LEAVES;
+  const held = new Map(); // version 3: records of each log in `logs`
+  if (v3) for (const r of records) held.set(r.log, (held.get(r.log) || 0) + 1);
   return items.map((o, i) => {
     const where = `proofs[${i}]`;
     members(o, where, ['log', 'tree_size', 'leaves', 'nodes']);
@@ -207,7 +215,11 @@ function parseProofs(value, v3) {
     const size = integer(o.tree_size, `${where}.tree_size`, 1n, MAX_TREE_SIZE);
     let leaves;
     if (v3) {
-      leaves = expand(runs(o.leaves, `${where}.leaves`, BigInt(size), budget, 'leaves', MAX_PROOF_LEAVES));
+      const rs = runs(o.leaves, `${where}.leaves`, BigInt(size), budget, 'leaves', MAX_PROOF_LEAVES);
+      const named = rs.reduce((a, [, n]) => a + n, 0);
+      const have = held.get(log) || 0;
+      if (named > have) throw fail(`${where}.leaves`, `names more leaves than logs holds records of its log (${have})`);
+      leaves = expand(rs);
     } else {
       const ls = list(o.leaves, `${where}.leaves`, MAX_RECORDS);
       if (!ls.length) throw fail(`${where}.leaves`, 'a proof proves at least one leaf');
@@ -258,6 +270,12 @@ function parseLogs(value) {
     const count = rs.reduce((a, [, n]) => a + n, 0);
     budget -= count;
     const packed = b64(o.records, `${where}.records`, 1, MAX_BUNDLE_BYTES);
+    if (packed.length < MIN_PACKED_BYTES_PER_RECORD * count) {
+      throw fail(
+        `${where}.records`,
+        `fewer than ${MIN_PACKED_BYTES_PER_RECORD} compressed bytes per record (want at least ${MIN_PACKED_BYTES_PER_RECORD * count} for ${count} records)`,
+      );
+    }
     const cap = Math.min(inflated, count * 1026);
     let r;
     try {
@@ -285,7 +303,9 @@ function splitRecords(blob, count, where) {
     if (pos + 2 > end) throw fail(where, `holds ${k} records, fewer than its runs count`);
     const n = (blob[pos] << 8) | blob[pos + 1];
     pos += 2;
-    if (n < 1 || n > MAX_RECORD_BYTES) throw fail(`${where} (record ${k})`, `want 1..${MAX_RECORD_BYTES} bytes`);
+    if (n < MIN_RECORD_BYTES || n > MAX_RECORD_BYTES) {
+      throw fail(`${where} (record ${k})`, `want ${MIN_RECORD_BYTES}..${MAX_RECORD_BYTES} bytes`);
+    }
     if (pos + n > end) throw fail(`${where} (record ${k})`, 'cut short: the data ends inside it');
     out.push(blob.slice(pos, pos + n));
     pos += n;
