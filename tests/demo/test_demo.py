@@ -88,7 +88,10 @@ def test_demo_runs_three_organisations_and_the_cloud_and_its_bundle_verifies(
     took = time.monotonic() - t0
     text = capsys.readouterr().out
     assert status == 0, text[-4000:]
-    assert took < 90, f"the demo took {took:.0f} s"
+    # a guard against a hang, not a speed test: the demo's time is measured at
+    # HEAD for the README (about 34 s idle); under a shared machine's load it
+    # has taken 90-100 s
+    assert took < 300, f"the demo took {took:.0f} s"
 
     # Three organisations, each with its own broker and gateway, each device on its own
     # organisation's broker; every device uploaded what it recorded, all of it acked.
