@@ -233,11 +233,11 @@ class PgServer:
         if r.returncode != 0:
             raise PgServerError(f"pg_ctl stop failed ({r.returncode}):\n{r.stdout}{r.stderr}")
 
-    def resume(self) -> None:
-        """Start the server :meth:`halt` stopped, on the same port with the same data."""
-        r = self._run(
+    def _pg_ctl_start(self, bindir: Path) -> subprocess.CompletedProcess[str]:
+        """``pg_ctl start`` on this server's data directory, waiting for it."""
+        return self._run(
             [
-                str(self.bindir / "pg_ctl"),
+                str(bindir / "pg_ctl"),
                 "start",
                 "--pgdata",
                 str(self.datadir),
@@ -250,6 +250,10 @@ class PgServer:
             ],
             timeout=self.start_timeout + 10,
         )
+
+    def resume(self) -> None:
+        """Start the server :meth:`halt` stopped, on the same port with the same data."""
+        r = self._pg_ctl_start(self.bindir)
         if r.returncode != 0:
             raise PgServerError(f"pg_ctl start failed ({r.returncode}):\n{r.stdout}{r.stderr}")
 
@@ -371,21 +375,7 @@ class PgServer:
         for _ in range(5):  # another process may take the port between probe and bind
             port = _free_port()
             self._write_conf(port)
-            r = self._run(
-                [
-                    str(bindir / "pg_ctl"),
-                    "start",
-                    "--pgdata",
-                    str(self.datadir),
-                    "--log",
-                    str(self.logfile),
-                    "--wait",
-                    "--timeout",
-                    str(int(self.start_timeout)),
-                    "--silent",
-                ],
-                timeout=self.start_timeout + 10,
-            )
+            r = self._pg_ctl_start(bindir)
             if r.returncode == 0:
                 self.port = port
                 self._started = True
