@@ -43,6 +43,19 @@ def settle(work: ColdChain) -> None:
     drain(work.devices)
 
 
+def check_workload(name: str, work: ColdChain, cfgs: list, logs: list) -> dict:
+    """The fault suite's invariants (tests/reliability/invariants.py) over ``work``."""
+    return check_invariants(
+        name,
+        cfgs,
+        work.published(),
+        acked(work.devices),
+        registry_records=work.registry_records,
+        traces=work.uids,
+        gateway_logs=logs,
+    )
+
+
 def test_kill_9_five_times_during_a_stream_from_200_devices(make_broker, make_gateway) -> None:
     work = ColdChain(DEVICES, READINGS, prefix="tl-k")
     env = make_gateway(make_broker(work.device_ids))
@@ -60,15 +73,7 @@ def test_kill_9_five_times_during_a_stream_from_200_devices(make_broker, make_ga
     gw.wait_subscribed()
     settle(work)
     assert gw.stop() == 0
-    counts = check_invariants(
-        "kill9_x5",
-        [env.cfg],
-        work.published(),
-        acked(work.devices),
-        registry_records=work.registry_records,
-        traces=work.uids,
-        gateway_logs=[[gw.log]],
-    )
+    counts = check_workload("kill9_x5", work, [env.cfg], [[gw.log]])
     assert gw.kills == 5 and gw.log_text().count("started: log") == 6
     assert counts["verdicts"] == {work.uids[0].hex(): "PASS", work.uids[1].hex(): "FAIL"}
 
@@ -109,14 +114,8 @@ def test_fleet_instance_killed_and_restarted_on_postgresql(
     )
     assert in_a and in_b and not set(in_a) & set(in_b)  # shared, each record in one log
     assert len(in_a) > at_kill[0]  # the restarted instance took its share again
-    counts = check_invariants(
-        "fleet_instance_killed",
-        [a.cfg, b.cfg],
-        work.published(),
-        acked(work.devices),
-        registry_records=work.registry_records,
-        traces=work.uids,
-        gateway_logs=[[gws["a"].log], [gws["b"].log]],
+    counts = check_workload(
+        "fleet_instance_killed", work, [a.cfg, b.cfg], [[gws["a"].log], [gws["b"].log]]
     )
     for env in (a, b):
         store = open_store(env.cfg)
@@ -145,15 +144,7 @@ def test_broker_restart_mid_stream(make_broker, make_gateway) -> None:
     wait_for(lambda: gw.log_text().count("subscribed to") >= 2, START_GUARD, "resubscribed")
     settle(work)
     assert gw.stop() == 0
-    check_invariants(
-        "broker_restart",
-        [env.cfg],
-        work.published(),
-        acked(work.devices),
-        registry_records=work.registry_records,
-        traces=work.uids,
-        gateway_logs=[[gw.log]],
-    )
+    check_workload("broker_restart", work, [env.cfg], [[gw.log]])
     assert gw.starts == 1  # the same process throughout
 
 
@@ -224,12 +215,4 @@ def test_postgresql_restarts_mid_stream_are_ridden_out(
         assert coldtrace(["gateway", "status", "-c", str(env.config_path), "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["store_outages"] == 2 and report["store_outage_seconds"] > 0
-        check_invariants(
-            "postgresql_restart",
-            [env.cfg],
-            work.published(),
-            acked(work.devices),
-            registry_records=work.registry_records,
-            traces=work.uids,
-            gateway_logs=[[gw.log]],
-        )
+        check_workload("postgresql_restart", work, [env.cfg], [[gw.log]])
